@@ -1,0 +1,60 @@
+/*
+ * cli.h - the rdx command's verb registry and shared helpers.
+ *
+ * Each engine registers its verbs in its own cli/cmd_<group>.c by defining one
+ * struct rdx_cli_group. A group with no verbs is not listed: a verb appears in
+ * `rdx --help` only once it really works.
+ *
+ * Exit codes (the contract in docs/ARCHITECTURE.md): 0 success, 1 bad input or
+ * a failure while running (with a message naming the file and the problem on
+ * stderr), 2 usage error.
+ */
+#ifndef RDX_CLI_H
+#define RDX_CLI_H
+
+#include "rdx/common.h"
+
+#include <stddef.h>
+
+enum { RDX_EXIT_OK = 0, RDX_EXIT_FAIL = 1, RDX_EXIT_USAGE = 2 };
+
+/* A verb's entry point. argv[0] is the verb's own name ("detect"). */
+typedef int (*rdx_cli_fn)(int argc, char **argv);
+
+struct rdx_cli_verb {
+    const char *name;
+    const char *summary; /* one line for `rdx GROUP --help` */
+    rdx_cli_fn run;
+};
+
+struct rdx_cli_group {
+    const char *name;    /* "ecg" */
+    const char *summary; /* one line for `rdx --help` */
+    const struct rdx_cli_verb *verbs;
+    size_t nverbs;
+};
+
+extern const struct rdx_cli_group rdx_cli_group_ecg;
+extern const struct rdx_cli_group rdx_cli_group_img;
+extern const struct rdx_cli_group rdx_cli_group_lab;
+extern const struct rdx_cli_group rdx_cli_group_pki;
+extern const struct rdx_cli_group rdx_cli_group_node;
+extern const struct rdx_cli_group rdx_cli_group_case;
+extern const struct rdx_cli_group rdx_cli_group_network;
+
+/*
+ * Print "rdx GROUP VERB: message" to stderr, then a hint to use --help, and
+ * return RDX_EXIT_USAGE. cmd is "ecg detect".
+ */
+int rdx_cli_usage(const char *cmd, const char *fmt, ...) RDX_PRINTF(2, 3);
+
+/* Print "rdx GROUP VERB: message" to stderr and return RDX_EXIT_FAIL. */
+int rdx_cli_fail(const char *cmd, const char *fmt, ...) RDX_PRINTF(2, 3);
+
+/* Print err's message (or its status name) as rdx_cli_fail does. */
+int rdx_cli_fail_err(const char *cmd, const rdx_error *err);
+
+/* Nonzero when s is "--help" or "-h". */
+int rdx_cli_is_help(const char *s);
+
+#endif /* RDX_CLI_H */

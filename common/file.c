@@ -1,0 +1,114 @@
+/* Whole-file reads with a cap, and atomic (crash-safe) whole-file writes. */
+#define _POSIX_C_SOURCE 200809L
+#include "rdx/common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+rdx_status rdx_file_read(const char *path, rdx_buf *out, rdx_error *err)
+{
+    rdx_status st = RDX_OK;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return rdx_error_set(err, errno == ENOENT ? RDX_ENOENT : RDX_EIO, "%s: %s", path,
+                             strerror(errno));
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        st = rdx_error_set(err, RDX_EIO, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        st = rdx_error_set(err, RDX_EINVAL, "%s: is a directory", path);
+        goto out;
+    }
+    if (sb.st_size > 0 && (uint64_t)sb.st_size > out->max - out->len) {
+        st = rdx_error_set(err, RDX_ELIMIT, "%s: file is %lld bytes, more than the %zu allowed",
+                           path, (long long)sb.st_size, out->max - out->len);
+        goto out;
+    }
+    for (;;) {
+        uint8_t chunk[65536];
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            st = rdx_error_set(err, RDX_EIO, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0) {
+            break;
+        }
+        st = rdx_buf_append(out, chunk, (size_t)n);
+        if (st != RDX_OK) {
+            rdx_error_set(err, st, "%s: %s", path,
+                          st == RDX_ELIMIT ? "file larger than allowed" : rdx_strerror(st));
+            goto out;
+        }
+    }
+out:
+    close(fd);
+    return st;
+}
+
+static rdx_status write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return RDX_EIO;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return RDX_OK;
+}
+
+rdx_status rdx_file_write_atomic(const char *path, const void *data, size_t len, rdx_error *err)
+{
+    char tmp[4096];
+    char dir[4096];
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+        return rdx_error_set(err, RDX_EINVAL, "%s: path too long", path);
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return rdx_error_set(err, RDX_EIO, "%s: %s", tmp, strerror(errno));
+    }
+    if (write_all(fd, data, len) != RDX_OK || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return rdx_error_set(err, RDX_EIO, "%s: %s", tmp, strerror(e));
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return rdx_error_set(err, RDX_EIO, "%s: %s", path, strerror(e));
+    }
+    /* The rename is durable only once the directory entry is on disk. */
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        snprintf(dir, sizeof dir, ".");
+    } else if (slash == path) {
+        snprintf(dir, sizeof dir, "/");
+    } else {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return RDX_OK;
+}

@@ -1,0 +1,202 @@
+/* Test support implementation. Test-only state lives here, never in rdx. */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t s);
+void *__real_realloc(void *p, size_t n);
+
+static _Thread_local unsigned long oom_fail_at; /* 0 = disarmed */
+static _Thread_local unsigned long oom_calls;
+
+static int oom_should_fail(void)
+{
+    if (oom_fail_at == 0) {
+        return 0;
+    }
+    oom_calls++;
+    return oom_calls >= oom_fail_at;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return oom_should_fail() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t s)
+{
+    return oom_should_fail() ? NULL : __real_calloc(n, s);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    return oom_should_fail() ? NULL : __real_realloc(p, n);
+}
+
+void rdx_oom_arm(unsigned long n)
+{
+    oom_fail_at = n;
+    oom_calls = 0;
+}
+
+unsigned long rdx_oom_calls(void)
+{
+    return oom_calls;
+}
+
+unsigned long rdx_oom_sweep(int (*fn)(void *ctx), void *ctx)
+{
+    for (unsigned long k = 1; k < 100000; k++) {
+        rdx_oom_arm(k);
+        int rc = fn(ctx);
+        unsigned long calls = rdx_oom_calls();
+        rdx_oom_arm(0);
+        if (calls < k) {
+            /* Allocation k was never reached: this run had no failure. */
+            assert_int_equal(rc, 0);
+            return k - 1;
+        }
+        if (rc == 0) {
+            fail_msg("allocation %lu failed but the operation reported success", k);
+        }
+    }
+    fail_msg("out-of-memory sweep did not terminate");
+    return 0;
+}
+
+const char *rdx_test_data_dir(void)
+{
+    const char *d = getenv("RDX_DATA");
+    struct stat sb;
+    if (d == NULL || d[0] == '\0') {
+        d = "../shared/data";
+    }
+    if (stat(d, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        return NULL;
+    }
+    return d;
+}
+
+const char *rdx_test_fixture(char *out, size_t outsz, const char *rel)
+{
+    snprintf(out, outsz, "tests/fixtures/%s", rel);
+    return out;
+}
+
+static char *slurp_fd(int fd)
+{
+    size_t cap = 4096, len = 0;
+    char *s = __real_malloc(cap);
+    if (s == NULL) {
+        return NULL;
+    }
+    lseek(fd, 0, SEEK_SET);
+    for (;;) {
+        if (len + 1 >= cap) {
+            cap *= 2;
+            char *t = __real_realloc(s, cap);
+            if (t == NULL) {
+                break;
+            }
+            s = t;
+        }
+        ssize_t n = read(fd, s + len, cap - len - 1);
+        if (n <= 0) {
+            break;
+        }
+        len += (size_t)n;
+    }
+    s[len] = '\0';
+    return s;
+}
+
+int rdx_run_rdx(struct rdx_run *r, const char *const *argv)
+{
+    const char *bin = getenv("RDX_BIN");
+    char outp[] = "/tmp/rdx-test-out-XXXXXX";
+    char errp[] = "/tmp/rdx-test-err-XXXXXX";
+    const char *args[64];
+    size_t n = 0;
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    int status = 0;
+
+    if (bin == NULL || bin[0] == '\0') {
+        bin = "build/rdx";
+    }
+    args[n++] = bin;
+    while (argv[n - 1] != NULL && n < 63) {
+        args[n] = argv[n - 1];
+        n++;
+    }
+    args[n] = NULL;
+
+    int ofd = mkstemp(outp);
+    int efd = mkstemp(errp);
+    if (ofd < 0 || efd < 0) {
+        return -1;
+    }
+    unlink(outp);
+    unlink(errp);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, ofd, 1);
+    posix_spawn_file_actions_adddup2(&fa, efd, 2);
+    int rc = posix_spawn(&pid, bin, &fa, NULL, (char *const *)args, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+        close(ofd);
+        close(efd);
+        return -1;
+    }
+    waitpid(pid, &status, 0);
+    r->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r->out = slurp_fd(ofd);
+    r->err = slurp_fd(efd);
+    close(ofd);
+    close(efd);
+    return 0;
+}
+
+void rdx_run_free(struct rdx_run *r)
+{
+    free(r->out);
+    free(r->err);
+    r->out = NULL;
+    r->err = NULL;
+}
+
+char *rdx_test_tmpdir(void)
+{
+    char tmpl[] = "/tmp/rdx-test-XXXXXX";
+    if (mkdtemp(tmpl) == NULL) {
+        return NULL;
+    }
+    return strdup(tmpl);
+}
+
+void rdx_test_rmrf(const char *path)
+{
+    const char *args[] = {"rm", "-rf", path, NULL};
+    pid_t pid;
+    int status;
+    if (posix_spawnp(&pid, "rm", NULL, NULL, (char *const *)args, environ) == 0) {
+        waitpid(pid, &status, 0);
+    }
+}
