@@ -164,7 +164,7 @@ lint: | $(DEPS_OK)
 	@sh scripts/lint.sh
 
 format:
-	@clang-format -i $$(git ls-files '*.c' '*.h' '*.cpp')
+	@clang-format -i $$(git ls-files -co --exclude-standard '*.c' '*.h' '*.cpp')
 
 eval: $(RDX)
 	@sh scripts/ecg-eval.sh $(RDX)

@@ -78,7 +78,6 @@ int main(int argc, char **argv)
             return g->verbs[j].run(argc - 2, argv + 2);
         }
     }
-    fprintf(stderr, "rdx %s: unknown verb '%s'\nTry 'rdx %s --help'.\n", g->name, argv[2],
-            g->name);
+    fprintf(stderr, "rdx %s: unknown verb '%s'\nTry 'rdx %s --help'.\n", g->name, argv[2], g->name);
     return RDX_EXIT_USAGE;
 }

@@ -71,8 +71,7 @@ rdx_status rdx_parse_double(const char *s, size_t n, double *out)
      * "inf" and "nan"; reject all of those for input data. */
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if (!((c >= '0' && c <= '9') || c == '.' || c == '-' || c == '+' || c == 'e' ||
-              c == 'E')) {
+        if (!((c >= '0' && c <= '9') || c == '.' || c == '-' || c == '+' || c == 'e' || c == 'E')) {
             return RDX_EPARSE;
         }
     }

@@ -3,7 +3,7 @@
 # house style bans on external data (docs/ARCHITECTURE.md, "Untrusted input").
 set -u
 status=0
-files=$(git ls-files '*.c' '*.h' '*.cpp' 2>/dev/null)
+files=$(git ls-files -co --exclude-standard '*.c' '*.h' '*.cpp' 2>/dev/null)
 [ -n "$files" ] || files=$(find include common ecg imaging lab transport cli tests bench \
     -name '*.c' -o -name '*.h' -o -name '*.cpp' 2>/dev/null)
 

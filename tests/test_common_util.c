@@ -17,11 +17,11 @@
 static void test_status_names_are_distinct(void **state)
 {
     (void)state;
-    const rdx_status all[] = {RDX_OK,     RDX_EINVAL,    RDX_EPARSE,    RDX_EFORMAT,  RDX_ECHECKSUM,
-                              RDX_ESHORT, RDX_ERANGE,    RDX_ELIMIT,    RDX_ENOMEM,   RDX_EBUSY,
-                              RDX_ETIMEOUT, RDX_ECAPACITY, RDX_EIO,     RDX_ENOENT,   RDX_EEXIST,
-                              RDX_EDB,    RDX_ENETWORK,  RDX_EAUTH,     RDX_EDENIED,  RDX_ESTATE,
-                              RDX_EDUPLICATE, RDX_ENOTFOUND, RDX_EPROTO, RDX_EINTERNAL};
+    const rdx_status all[] = {
+        RDX_OK,      RDX_EINVAL, RDX_EPARSE,     RDX_EFORMAT,   RDX_ECHECKSUM, RDX_ESHORT,
+        RDX_ERANGE,  RDX_ELIMIT, RDX_ENOMEM,     RDX_EBUSY,     RDX_ETIMEOUT,  RDX_ECAPACITY,
+        RDX_EIO,     RDX_ENOENT, RDX_EEXIST,     RDX_EDB,       RDX_ENETWORK,  RDX_EAUTH,
+        RDX_EDENIED, RDX_ESTATE, RDX_EDUPLICATE, RDX_ENOTFOUND, RDX_EPROTO,    RDX_EINTERNAL};
     size_t n = sizeof all / sizeof all[0];
     for (size_t i = 0; i < n; i++) {
         assert_string_not_equal(rdx_strerror(all[i]), "unknown error");
@@ -42,8 +42,7 @@ static void test_error_set_prefix_truncate(void **state)
     rdx_error e;
     rdx_error_clear(&e);
     assert_int_equal(e.code, RDX_OK);
-    assert_int_equal(rdx_error_set(&e, RDX_EPARSE, "line %d: bad field '%s'", 3, "fs"),
-                     RDX_EPARSE);
+    assert_int_equal(rdx_error_set(&e, RDX_EPARSE, "line %d: bad field '%s'", 3, "fs"), RDX_EPARSE);
     assert_string_equal(e.msg, "line 3: bad field 'fs'");
     rdx_error_prefix(&e, "%s:", "x/100.hea");
     assert_string_equal(e.msg, "x/100.hea:line 3: bad field 'fs'");

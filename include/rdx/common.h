@@ -21,7 +21,7 @@ extern "C" {
 
 #if defined(__GNUC__)
 #define RDX_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
-#define RDX_NODISCARD __attribute__((warn_unused_result))
+#define RDX_NODISCARD         __attribute__((warn_unused_result))
 #else
 #define RDX_PRINTF(fmt, args)
 #define RDX_NODISCARD
@@ -55,11 +55,11 @@ typedef enum rdx_status {
     RDX_ECAPACITY = -43, /* no capacity left (queue full, lab full) */
 
     /* -60 .. -79: input/output and storage. */
-    RDX_EIO = -60,       /* read, write or sync failed */
-    RDX_ENOENT = -61,    /* file or object does not exist */
-    RDX_EEXIST = -62,    /* already exists and must not be replaced */
-    RDX_EDB = -63,       /* database error */
-    RDX_ENETWORK = -64,  /* connection refused, reset or closed */
+    RDX_EIO = -60,      /* read, write or sync failed */
+    RDX_ENOENT = -61,   /* file or object does not exist */
+    RDX_EEXIST = -62,   /* already exists and must not be replaced */
+    RDX_EDB = -63,      /* database error */
+    RDX_ENETWORK = -64, /* connection refused, reset or closed */
 
     /* -80 .. -99: authentication and authorization. */
     RDX_EAUTH = -80,   /* peer identity could not be established */
