@@ -1,9 +1,16 @@
 /* rdx ecg: verbs are registered here as they become real. */
 #include "cli.h"
+#include "ecg_verbs.h"
+
+static const struct rdx_cli_verb verbs[] = {
+    /* record and scoring verbs (cli/ecg_io.c) */
+    /* detection, filter and plot verbs (cli/ecg_detect.c) */
+    {NULL, NULL, NULL},
+};
 
 const struct rdx_cli_group rdx_cli_group_ecg = {
     .name = "ecg",
     .summary = "ECG traces: QRS detection, filtering, scoring, strip plots",
-    .verbs = NULL,
-    .nverbs = 0,
+    .verbs = verbs,
+    .nverbs = sizeof verbs / sizeof verbs[0] - 1,
 };
