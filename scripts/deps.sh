@@ -30,6 +30,14 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq >&2
+log=$(mktemp /tmp/rdx-deps.XXXXXX)
+# apt's progress goes to a log; it is shown only when something fails.
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >&2
+if $SUDO apt-get update -q >"$log" 2>&1 &&
+    $SUDO apt-get install -y -q --no-install-recommends $missing >>"$log" 2>&1; then
+    echo "rdx: installed; apt's log is $log" >&2
+else
+    tail -n 40 "$log" >&2
+    echo "rdx: package installation failed; apt's full log is $log" >&2
+    exit 1
+fi
