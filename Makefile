@@ -29,7 +29,8 @@ ifeq ($(SAN),1)
   OPTFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
   LDSAN := -fsanitize=address,undefined
 else ifeq ($(FUZZ),1)
-  OPTFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined
+  OPTFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+    -fno-sanitize-recover=all
   LDSAN := -fsanitize=address,undefined
 else
   OPTFLAGS := -O2 -D_FORTIFY_SOURCE=2
