@@ -434,6 +434,9 @@ rdx_status rdx_ecg_record_read(rdx_ecg_record *rec, int32_t *frames, size_t max_
     if (rec == NULL || got == NULL || (frames == NULL && max_frames > 0)) {
         return rdx_error_set(err, RDX_EINVAL, "rdx_ecg_record_read: NULL argument");
     }
+    if (rec->opts.header_only) {
+        return rdx_error_set(err, RDX_ESTATE, "%s: opened for its header only", rec->hea_path);
+    }
     if (rec->csv) {
         rdx_status st = ecg_csv_read(rec->csv, frames, max_frames, got, err);
         rec->pos += *got;
@@ -540,6 +543,9 @@ rdx_status rdx_ecg_record_seek(rdx_ecg_record *rec, uint64_t frame, rdx_error *e
 {
     if (rec == NULL) {
         return rdx_error_set(err, RDX_EINVAL, "rdx_ecg_record_seek: NULL record");
+    }
+    if (rec->opts.header_only) {
+        return rdx_error_set(err, RDX_ESTATE, "%s: opened for its header only", rec->hea_path);
     }
     if (rec->csv) {
         RDX_TRY(ecg_csv_rewind(rec->csv, err));
@@ -717,6 +723,9 @@ static rdx_status open_wfdb(rdx_ecg_record *rec, const char *path, rdx_error *er
     if (strlen(rec->h.info.name) != bl || memcmp(rec->h.info.name, base, bl) != 0) {
         rdx_log(rec->opts.log, RDX_LOG_WARN, "%s: header names record '%s'", rec->hea_path,
                 rec->h.info.name);
+    }
+    if (rec->opts.header_only) {
+        return RDX_OK;
     }
     RDX_TRY(open_groups(rec, path, dirlen, err));
 
