@@ -603,6 +603,10 @@ static void test_wfdb_bad_headers_are_named(void **state)
         {"r 1 360 99999999999999999\nr.dat 16\n", RDX_ELIMIT, "more than the"},
         {"r 1 360 10 25:00:00\nr.dat 16\n", RDX_EPARSE, "bad base time '25:00:00'"},
         {"r 1 360 10 10:00:00 32/01/2020\nr.dat 16\n", RDX_EPARSE, "bad base date"},
+        /* Found by fuzz_wfdb_header: an exponent in the fraction overflowed. */
+        {"r 1 360 10 1:2:3.5e28\nr.dat 16\n", RDX_EPARSE, "bad base time '1:2:3.5e28'"},
+        {"r 1 360 10 1:2:3.\nr.dat 16\n", RDX_EPARSE, "bad base time"},
+        {"r 1 360 10 1:2:3:4\nr.dat 16\n", RDX_EPARSE, "bad base time"},
         {"r/3 1 360 10\n", RDX_EFORMAT, "multi-segment record"},
         {"r 1 360 10\n# comment\n\nr.dat 999 200\n", RDX_EFORMAT,
          "r.hea:4: signal 0: unknown or unsupported format 999"},
