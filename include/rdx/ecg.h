@@ -116,8 +116,8 @@ rdx_status rdx_ecg_record_open(const char *path, const rdx_ecg_record_opts *opts
 const rdx_ecg_record_info *rdx_ecg_record_info_get(const rdx_ecg_record *rec);
 
 /*
- * Read up to max_frames frames from the current position into frames, which
- * has room for max_frames * info.nsig values: frame-interleaved, signal 0
+ * Read up to max_frames (>= 1) frames from the current position into frames,
+ * which has room for max_frames * info.nsig values: frame-interleaved, signal 0
  * first (frames[i * nsig + s]), in ADC units, skew corrected. Signals with
  * several samples per frame give their frame average (as WFDB's getvec). Any
  * block size works; memory stays bounded whatever the record's length.
@@ -127,7 +127,8 @@ const rdx_ecg_record_info *rdx_ecg_record_info_get(const rdx_ecg_record *rec);
  * RDX_ECHECKSUM naming the signal; checksums are verified only when the
  * record was read from frame 0 to the end without seeking. Errors name the
  * file and sample offset: RDX_ESHORT (file truncated while reading), RDX_EIO,
- * RDX_EPARSE (CSV row). After an error other than RDX_ECHECKSUM the position
+ * RDX_EPARSE (CSV row), RDX_EINVAL (NULL pointer, max_frames 0), RDX_ESTATE
+ * (opened header_only). After an error other than RDX_ECHECKSUM the position
  * is unspecified; seek or free.
  */
 rdx_status rdx_ecg_record_read(rdx_ecg_record *rec, int32_t *frames, size_t max_frames, size_t *got,
