@@ -85,9 +85,10 @@ static void test_csv_time_column_crlf_quotes_and_gaps(void **state)
 {
     (void)state;
     char *dir = rdx_test_tmpdir();
-    char *p = write_csv(dir, "t.csv",
-                        "\"time\", \"lead I\" ,\"aVR\"\r\n0.000,1.5, 2\r\n0.002, ,NaN\r\n"
-                        "0.004,\"-1\",0.001\r\n");
+    char *p =
+        write_csv(dir, "t.csv",
+                  "\xef\xbb\xbf\"time\", \"lead I\" ,\"aVR\"\r\n0.000,1.5, 2\r\n0.002, ,NaN\r\n"
+                  "0.004,\"-1\",0.001\r\n");
     rdx_ecg_record_opts o = csv_opts(500);
     o.csv_gain = 200;
     o.csv_units = "uV";

@@ -273,8 +273,9 @@ static void test_eval_cli_scores_the_fixture(void **state)
                           NULL};
     assert_int_equal(rdx_run_rdx(&r, json), 0);
     assert_int_equal(r.exit_code, 0);
-    assert_non_null(strstr(r.out, "\"record\":\"tests/fixtures/ecg/100s\",\"nref\":74,\"tp\":73,"
-                                  "\"fn\":1,\"fp\":1,\"se\":98.6486,\"ppv\":98.6486"));
+    assert_non_null(strstr(
+        r.out, "\"record\":\"100s\",\"path\":\"tests/fixtures/ecg/100s\",\"nref\":74,\"tp\":73,"
+               "\"fn\":1,\"fp\":1,\"se\":98.6486,\"ppv\":98.6486"));
     assert_non_null(strstr(r.out, "\"mean_offset_ms\":13.8889"));
     assert_non_null(strstr(r.out, "\"failed\":false"));
     rdx_run_free(&r);
