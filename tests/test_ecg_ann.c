@@ -70,6 +70,8 @@ static void test_ann_100s_contents(void **state)
     assert_int_equal(a.code, RDX_ECG_ANN_NORMAL);
     assert_null(a.aux);
     assert_int_equal(rdx_ecg_annset_get(set, 75, &a), RDX_ERANGE);
+    assert_int_equal(rdx_ecg_annset_get(NULL, 0, &a), RDX_EINVAL);
+    assert_int_equal(rdx_ecg_annset_count(NULL), 0);
     assert_true(rdx_ecg_annset_time_resolution(set) == 0.0);
     rdx_ecg_annset_free(set);
 }

@@ -118,8 +118,10 @@ const rdx_ecg_record_info *rdx_ecg_record_info_get(const rdx_ecg_record *rec);
 /*
  * Read up to max_frames (>= 1) frames from the current position into frames,
  * which has room for max_frames * info.nsig values: frame-interleaved, signal 0
- * first (frames[i * nsig + s]), in ADC units, skew corrected. Signals with
- * several samples per frame give their frame average (as WFDB's getvec). Any
+ * first (frames[i * nsig + s]), in ADC units, skew corrected (a skewed
+ * signal reads RDX_ECG_SAMPLE_INVALID for the frames its skew moves past the
+ * end). Signals with several samples per frame give their frame average, or
+ * invalid when one of them is (as WFDB's getvec in low-resolution mode). Any
  * block size works; memory stays bounded whatever the record's length.
  * *got receives the frames delivered; 0 with RDX_OK means the end of the
  * record. When the read that reaches the end finds a header checksum that
@@ -269,6 +271,13 @@ typedef struct rdx_ecg_ann {
 } rdx_ecg_ann;
 
 typedef struct rdx_ecg_annset rdx_ecg_annset;
+
+/*
+ * Annotation sets hold annotations in the order they were added (the order
+ * of the file). A set is not safe for concurrent writers; concurrent readers
+ * of a set nobody modifies are fine. Functions taking a NULL set return
+ * RDX_EINVAL (or 0 / do nothing, for count and free).
+ */
 
 /* Make an empty annotation set; free with rdx_ecg_annset_free(). */
 rdx_status rdx_ecg_annset_new(rdx_ecg_annset **out, rdx_error *err);
