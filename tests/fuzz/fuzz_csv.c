@@ -7,10 +7,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rdx/ecg.h"
 
 static char dir[64];
+
+/* Remove the scratch directory when the fuzzer exits. */
+static void cleanup(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/u.csv", dir);
+    unlink(path);
+    rmdir(dir);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -22,6 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (mkdtemp(dir) == NULL) {
             abort();
         }
+        atexit(cleanup);
     }
     char path[128];
     snprintf(path, sizeof path, "%s/u.csv", dir);

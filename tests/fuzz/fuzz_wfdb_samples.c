@@ -16,6 +16,17 @@ static const int formats[] = {8, 16, 24, 32, 61, 80, 160, 212, 310, 311};
 
 static char dir[64];
 
+/* Remove the scratch directory when the fuzzer exits. */
+static void cleanup(void)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/f.hea", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/f.dat", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void write_file(const char *name, const void *p, size_t n)
 {
     char path[128];
@@ -59,6 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (mkdtemp(dir) == NULL) {
             abort();
         }
+        atexit(cleanup);
     }
     unsigned nsig = 1 + data[1] % 4;
     unsigned spf = 1 + (data[2] & 3);
