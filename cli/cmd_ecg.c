@@ -4,6 +4,8 @@
 
 static const struct rdx_cli_verb verbs[] = {
     /* record and scoring verbs (cli/ecg_io.c) */
+    {"eval", "score QRS annotations beat by beat against a reference (EC57, bxb)",
+     rdx_cli_ecg_eval},
     /* detection, filter and plot verbs (cli/ecg_detect.c) */
     {NULL, NULL, NULL},
 };

@@ -3,6 +3,8 @@
 #define RDX_CLI_ECG_VERBS_H
 
 /* cli/ecg_io.c */
+/* rdx ecg eval: beat-by-beat scoring of QRS annotations (EC57, bxb rules). */
+int rdx_cli_ecg_eval(int argc, char **argv);
 
 /* cli/ecg_detect.c */
 
