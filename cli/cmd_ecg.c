@@ -7,6 +7,8 @@ static const struct rdx_cli_verb verbs[] = {
     {"eval", "score QRS annotations beat by beat against a reference (EC57, bxb)",
      rdx_cli_ecg_eval},
     /* detection, filter and plot verbs (cli/ecg_detect.c) */
+    {"detect", "find the QRS complexes of records and write MIT annotation files",
+     rdx_cli_ecg_detect},
     {NULL, NULL, NULL},
 };
 

@@ -7,5 +7,7 @@
 int rdx_cli_ecg_eval(int argc, char **argv);
 
 /* cli/ecg_detect.c */
+/* rdx ecg detect: streaming QRS detection, MIT annotations, rhythm summary. */
+int rdx_cli_ecg_detect(int argc, char **argv);
 
 #endif

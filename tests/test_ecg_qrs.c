@@ -495,6 +495,142 @@ static void test_qrs_bad_arguments(void **state)
     rdx_ecg_detector_config_init(NULL);
 }
 
+/* ---- Real records: regression against thresholds kept in the repo ------ */
+
+static double threshold(const char *key)
+{
+    char path[512];
+    rdx_buf b;
+    rdx_error err;
+    rdx_buf_init(&b, 1 << 16);
+    assert_int_equal(rdx_file_read(rdx_test_fixture(path, sizeof path, "ecg/thresholds"), &b, &err),
+                     RDX_OK);
+    size_t kl = strlen(key);
+    double v = NAN;
+    const char *p = (const char *)b.data;
+    while (p != NULL && *p) {
+        const char *nl = strchr(p, '\n');
+        size_t ll = nl ? (size_t)(nl - p) : strlen(p);
+        if (ll > kl + 1 && strncmp(p, key, kl) == 0 && p[kl] == ' ') {
+            assert_int_equal(rdx_parse_double(p + kl + 1, ll - kl - 1, &v), RDX_OK);
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    rdx_buf_free(&b);
+    assert_true(isfinite(v));
+    return v;
+}
+
+static void on_beat_ann(void *user, const rdx_ecg_beat *b)
+{
+    rdx_ecg_ann a;
+    memset(&a, 0, sizeof a);
+    a.sample = b->sample;
+    a.code = RDX_ECG_ANN_NORMAL;
+    assert_int_equal(rdx_ecg_annset_add(user, &a, NULL), RDX_OK);
+}
+
+/* Detect the beats of the record at path (without extension) and score them
+ * against its .atr, as `rdx ecg detect` and `rdx ecg eval` do. */
+static void score_record(const char *path, rdx_ecg_eval_counts *c)
+{
+    rdx_ecg_record *rec = NULL;
+    rdx_error err;
+    assert_int_equal(rdx_ecg_record_open(path, NULL, &rec, &err), RDX_OK);
+    const rdx_ecg_record_info *info = rdx_ecg_record_info_get(rec);
+    rdx_ecg_annset *test = NULL, *ref = NULL;
+    assert_int_equal(rdx_ecg_annset_new(&test, &err), RDX_OK);
+    rdx_ecg_detector_config cfg;
+    rdx_ecg_detector_config_init(&cfg);
+    cfg.fs_hz = info->fs_hz;
+    cfg.nleads = info->nsig;
+    cfg.beat_fn = on_beat_ann;
+    cfg.user = test;
+    rdx_ecg_detector *d = NULL;
+    assert_int_equal(rdx_ecg_detector_new(&cfg, &d, &err), RDX_OK);
+    float *buf = malloc(4096 * info->nsig * sizeof *buf);
+    assert_non_null(buf);
+    for (;;) {
+        size_t got = 0;
+        assert_int_equal(rdx_ecg_record_read_phys(rec, buf, 4096, &got, &err), RDX_OK);
+        if (got == 0) {
+            break;
+        }
+        assert_int_equal(rdx_ecg_detector_push(d, buf, got, &err), RDX_OK);
+    }
+    assert_int_equal(rdx_ecg_detector_flush(d, &err), RDX_OK);
+    char atr[1024];
+    snprintf(atr, sizeof atr, "%s.atr", path);
+    assert_int_equal(rdx_ecg_ann_read(atr, &ref, &err), RDX_OK);
+    rdx_ecg_eval_opts eo;
+    memset(&eo, 0, sizeof eo);
+    eo.fs_hz = info->fs_hz;
+    eo.end_sample = (int64_t)info->nsamp;
+    assert_int_equal(rdx_ecg_eval_compare(ref, test, &eo, c, &err), RDX_OK);
+    free(buf);
+    rdx_ecg_detector_free(d);
+    rdx_ecg_annset_free(test);
+    rdx_ecg_annset_free(ref);
+    rdx_ecg_record_free(rec);
+}
+
+static void test_qrs_fixture_record_scores_above_threshold(void **state)
+{
+    (void)state;
+    char path[512];
+    rdx_ecg_eval_counts c;
+    score_record(rdx_test_fixture(path, sizeof path, "ecg/100s"), &c);
+    double se = rdx_ecg_eval_se(&c), ppv = rdx_ecg_eval_ppv(&c);
+    print_message("100s: TP %llu FN %llu FP %llu Se %.2f +P %.2f\n", (unsigned long long)c.tp,
+                  (unsigned long long)c.fn, (unsigned long long)c.fp, se, ppv);
+    assert_int_equal(c.tp + c.fn, 74);
+    assert_true(se >= threshold("fixture_se"));
+    assert_true(ppv >= threshold("fixture_ppv"));
+}
+
+static void test_qrs_mitdb_scores_above_threshold(void **state)
+{
+    (void)state;
+    const char *data = rdx_test_data_dir();
+    if (data == NULL) {
+        skip();
+    }
+    static const char *const recs[] = {"100", "101", "102", "103", "105", "106", "109", "111",
+                                       "113", "115", "118", "119", "121", "123", "200", "202",
+                                       "203", "208", "212", "214", "217", "219", "221", "228"};
+    rdx_ecg_eval_counts total;
+    memset(&total, 0, sizeof total);
+    double worst = 100.0;
+    size_t nrec = 0;
+    for (size_t i = 0; i < sizeof recs / sizeof recs[0]; i++) {
+        char path[1024], hea[1100];
+        snprintf(path, sizeof path, "%s/ecg/mitdb/%s", data, recs[i]);
+        snprintf(hea, sizeof hea, "%s.hea", path);
+        FILE *f = fopen(hea, "r");
+        if (f == NULL) {
+            continue;
+        }
+        fclose(f);
+        rdx_ecg_eval_counts c;
+        score_record(path, &c);
+        rdx_ecg_eval_add(&total, &c);
+        double se = rdx_ecg_eval_se(&c), ppv = rdx_ecg_eval_ppv(&c);
+        worst = se < worst ? se : worst;
+        worst = ppv < worst ? ppv : worst;
+        nrec++;
+    }
+    if (nrec == 0) {
+        skip();
+    }
+    double se = rdx_ecg_eval_se(&total), ppv = rdx_ecg_eval_ppv(&total);
+    print_message("mitdb (%zu records): TP %llu FN %llu FP %llu Se %.3f +P %.3f worst %.2f\n", nrec,
+                  (unsigned long long)total.tp, (unsigned long long)total.fn,
+                  (unsigned long long)total.fp, se, ppv, worst);
+    assert_true(se >= threshold("mitdb_gross_se"));
+    assert_true(ppv >= threshold("mitdb_gross_ppv"));
+    assert_true(worst >= threshold("mitdb_record_min"));
+}
+
 static int make_detector(void *ctx)
 {
     (void)ctx;
@@ -537,6 +673,8 @@ int main(void)
         cmocka_unit_test(test_qrs_no_qrs_gives_no_beats),
         cmocka_unit_test(test_qrs_one_lead_lost_other_carries),
         cmocka_unit_test(test_qrs_bad_arguments),
+        cmocka_unit_test(test_qrs_fixture_record_scores_above_threshold),
+        cmocka_unit_test(test_qrs_mitdb_scores_above_threshold),
         cmocka_unit_test(test_qrs_out_of_memory_sweep),
     };
     return cmocka_run_group_tests_name("ecg_qrs", tests, NULL, NULL);

@@ -395,6 +395,53 @@ int64_t rdx_ecg_detector_samples(const rdx_ecg_detector *d);
 /* Free the detector; NULL is a no-op. */
 void rdx_ecg_detector_free(rdx_ecg_detector *d);
 
+/* ---- Rhythm summary (ecg/summary.c) ---- */
+
+/* A span of samples [start, end). */
+typedef struct rdx_ecg_span {
+    int64_t start;
+    int64_t end;
+} rdx_ecg_span;
+
+/*
+ * Rhythm figures of one record from its beats. RR intervals that span a
+ * signal-loss interval are left out of every figure (the beats between are
+ * unknown). No beat classification is made, so SDNN and RMSSD are over all
+ * RR intervals, ectopic beats included.
+ */
+typedef struct rdx_ecg_summary {
+    size_t nbeats;
+    size_t nrr;           /* RR intervals used */
+    double duration_s;    /* record length */
+    double hr_mean_bpm;   /* 60 / mean RR; NAN with no RR */
+    double hr_min_bpm;    /* lowest and highest heart rate averaged over */
+    double hr_max_bpm;    /* RDX_ECG_HR_AVG_BEATS consecutive RRs (Holter style) */
+    double rr_mean_ms;    /* NAN with no RR */
+    double sdnn_ms;       /* standard deviation of RR; NAN with fewer than 2 */
+    double rmssd_ms;      /* root mean square of successive RR differences */
+    size_t npauses;       /* RR intervals longer than RDX_ECG_PAUSE_S */
+    rdx_ecg_span *pauses; /* [beat, next beat), npauses entries */
+    size_t nloss;
+    rdx_ecg_span *loss; /* copy of the loss spans given */
+} rdx_ecg_summary;
+
+#define RDX_ECG_PAUSE_S      2.0
+#define RDX_ECG_HR_AVG_BEATS 8
+
+/*
+ * Compute the summary of beats (R-peak samples, ascending) and loss spans
+ * (ascending, not overlapping) of a record of nsamp samples at fs_hz. *out is
+ * overwritten; free its arrays with rdx_ecg_summary_free(). beats and loss
+ * may be NULL when their count is 0. Errors: RDX_EINVAL (fs_hz <= 0, beats
+ * out of order), RDX_ENOMEM. Thread-safe.
+ */
+rdx_status rdx_ecg_summary_compute(const int64_t *beats, size_t nbeats, const rdx_ecg_span *loss,
+                                   size_t nloss, double fs_hz, int64_t nsamp, rdx_ecg_summary *out,
+                                   rdx_error *err);
+
+/* Free the arrays of a summary and zero it. NULL is a no-op. */
+void rdx_ecg_summary_free(rdx_ecg_summary *s);
+
 /* ==== Scoring and summaries (ecg/eval*.c, ecg/summary*.c) ================ */
 
 /*
