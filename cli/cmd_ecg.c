@@ -9,6 +9,9 @@ static const struct rdx_cli_verb verbs[] = {
     /* detection, filter and plot verbs (cli/ecg_detect.c) */
     {"detect", "find the QRS complexes of records and write MIT annotation files",
      rdx_cli_ecg_detect},
+    {"filter", "condition a record (baseline, mains, low-pass) into a WFDB format-16 copy",
+     rdx_cli_ecg_filter},
+    {"plot", "draw an ECG strip (SVG: paper grid, every lead, QRS marks and RR)", rdx_cli_ecg_plot},
     {NULL, NULL, NULL},
 };
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <unistd.h>
 
 /* Frames read and pushed per call: 16 leads x 4096 x 4 bytes = 256 KiB. */
@@ -369,7 +370,7 @@ int rdx_cli_ecg_detect(int argc, char **argv)
 {
     struct detect_opts o = {.dir = ".", .ann = "qrs", .json = 0, .csv_fs = 0.0};
     long njobs = 1;
-    int i;
+    int i, np = 0;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (rdx_cli_is_help(a)) {
@@ -377,11 +378,14 @@ int rdx_cli_ecg_detect(int argc, char **argv)
             return RDX_EXIT_OK;
         }
         if (strcmp(a, "--") == 0) {
-            i++;
+            for (i++; i < argc; i++) {
+                argv[1 + np++] = argv[i];
+            }
             break;
         }
         if (a[0] != '-' || a[1] == '\0') {
-            break;
+            argv[1 + np++] = argv[i]; /* operands may come before options */
+            continue;
         }
         int takes = strcmp(a, "-o") == 0 || strcmp(a, "-a") == 0 || strcmp(a, "-j") == 0 ||
                     strcmp(a, "--fs") == 0;
@@ -418,21 +422,21 @@ int rdx_cli_ecg_detect(int argc, char **argv)
             return rdx_cli_usage(DETECT, "unknown option '%s'", a);
         }
     }
-    if (i >= argc) {
+    if (np == 0) {
         return rdx_cli_usage(DETECT, "no RECORD given");
     }
-    size_t n = (size_t)(argc - i);
+    size_t n = (size_t)np;
     struct detect_job *jobs = rdx_callocarray(n, sizeof *jobs);
     if (jobs == NULL) {
         return rdx_cli_fail(DETECT, "out of memory");
     }
     for (size_t k = 0; k < n; k++) {
         char dir[4096];
-        jobs[k].path = argv[i + (int)k];
+        jobs[k].path = argv[1 + (int)k];
         if (rdx_ecg_record_split_path(jobs[k].path, dir, sizeof dir, jobs[k].name,
                                       sizeof jobs[k].name) != RDX_OK) {
             free(jobs);
-            return rdx_cli_usage(DETECT, "'%s' is not a record path", argv[i + (int)k]);
+            return rdx_cli_usage(DETECT, "'%s' is not a record path", argv[1 + (int)k]);
         }
         for (size_t m = 0; m < k; m++) {
             if (strcmp(jobs[m].name, jobs[k].name) == 0) {
@@ -478,4 +482,706 @@ int rdx_cli_ecg_detect(int argc, char **argv)
     }
     free(jobs);
     return failed ? RDX_EXIT_FAIL : RDX_EXIT_OK;
+}
+
+/* ---- rdx ecg filter ----------------------------------------------------- */
+
+static const char filter_usage[] =
+    "Usage: rdx ecg filter [--highpass HZ] [--mains 50|60|0] [--lowpass HZ] [--fs HZ]\n"
+    "                      -o DIR RECORD\n"
+    "\n"
+    "Condition RECORD with one linear-phase FIR filter (FFT overlap-save):\n"
+    "baseline-wander high-pass, mains notch and low-pass, its delay compensated\n"
+    "so that every filtered sample lines up with the raw one. Writes\n"
+    "DIR/<record>.hea and DIR/<record>.dat, a WFDB record in format 16 with the\n"
+    "input's gains, units and lead names, which PhysioNet's tools read.\n"
+    "\n"
+    "  -o DIR          output directory (must exist; not the record's own)\n"
+    "  --highpass HZ   baseline-wander cut-off (default 0.5; 0: none)\n"
+    "  --mains HZ      notch at 50 (default, China) or 60 Hz; 0: none\n"
+    "  --lowpass HZ    40 (default, monitoring) or 150 (diagnosis); 0: none\n"
+    "  --fs HZ         sampling frequency of a CSV record\n"
+    "  -h, --help      this help\n"
+    "\n"
+    "Exit status: 0 written, 1 bad input or write failure, 2 usage.\n";
+
+static const char *const FILTER = "ecg filter";
+
+struct fwrite_ctx {
+    rdx_ecg_writer *w;
+    const rdx_ecg_record_info *info;
+    int32_t *adu;
+    rdx_status st;
+    rdx_error err;
+};
+
+static void on_filtered(void *user, const float *frames, size_t n, int64_t first)
+{
+    struct fwrite_ctx *c = user;
+    (void)first;
+    if (c->st != RDX_OK) {
+        return;
+    }
+    size_t nsig = c->info->nsig;
+    while (n > 0) {
+        size_t m = n < BLOCK_FRAMES ? n : BLOCK_FRAMES;
+        for (size_t k = 0; k < m * nsig; k++) {
+            float v = frames[k];
+            double g = c->info->sig[k % nsig].gain_adu_per_unit;
+            c->adu[k] = isnan(v) ? RDX_ECG_SAMPLE_INVALID : (int32_t)lrint((double)v * g);
+        }
+        c->st = rdx_ecg_writer_write(c->w, c->adu, m, &c->err);
+        if (c->st != RDX_OK) {
+            return;
+        }
+        frames += m * nsig;
+        n -= m;
+    }
+}
+
+static int parse_hz(const char *s, double max, double *out)
+{
+    return rdx_parse_double(s, strlen(s), out) == RDX_OK && *out >= 0.0 && *out <= max ? 0 : -1;
+}
+
+int rdx_cli_ecg_filter(int argc, char **argv)
+{
+    const char *dir = NULL;
+    rdx_ecg_filter_config fc;
+    rdx_ecg_filter_config_init(&fc);
+    double csv_fs = 0.0;
+    int i, np = 0;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (rdx_cli_is_help(a)) {
+            fputs(filter_usage, stdout);
+            return RDX_EXIT_OK;
+        }
+        if (strcmp(a, "--") == 0) {
+            for (i++; i < argc; i++) {
+                argv[1 + np++] = argv[i];
+            }
+            break;
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            argv[1 + np++] = argv[i]; /* operands may come before options */
+            continue;
+        }
+        if (i + 1 >= argc) {
+            return rdx_cli_usage(FILTER, "%s needs a value", a);
+        }
+        const char *v = argv[++i];
+        if (strcmp(a, "-o") == 0) {
+            dir = v;
+        } else if (strcmp(a, "--highpass") == 0) {
+            if (parse_hz(v, 20.0, &fc.highpass_hz) != 0) {
+                return rdx_cli_usage(FILTER, "bad --highpass '%s' (0-20 Hz)", v);
+            }
+        } else if (strcmp(a, "--lowpass") == 0) {
+            if (parse_hz(v, 1000.0, &fc.lowpass_hz) != 0) {
+                return rdx_cli_usage(FILTER, "bad --lowpass '%s' (Hz)", v);
+            }
+        } else if (strcmp(a, "--mains") == 0) {
+            if (parse_hz(v, 60.0, &fc.mains_hz) != 0 ||
+                (fc.mains_hz != 0.0 && fc.mains_hz != 50.0 && fc.mains_hz != 60.0)) {
+                return rdx_cli_usage(FILTER, "bad --mains '%s' (50, 60 or 0)", v);
+            }
+        } else if (strcmp(a, "--fs") == 0) {
+            if (parse_hz(v, 1e6, &csv_fs) != 0 || !(csv_fs > 0.0)) {
+                return rdx_cli_usage(FILTER, "bad --fs '%s'", v);
+            }
+        } else {
+            return rdx_cli_usage(FILTER, "unknown option '%s'", a);
+        }
+    }
+    if (dir == NULL) {
+        return rdx_cli_usage(FILTER, "-o DIR is required");
+    }
+    if (np != 1) {
+        return rdx_cli_usage(FILTER, np == 0 ? "no RECORD given" : "one RECORD at a time");
+    }
+    const char *path = argv[1];
+    char indir[4096], name[256];
+    if (rdx_ecg_record_split_path(path, indir, sizeof indir, name, sizeof name) != RDX_OK) {
+        return rdx_cli_usage(FILTER, "'%s' is not a record path", path);
+    }
+    /* Writing beside the input would replace the raw record by its filtered
+     * copy; refuse, comparing the directories as the system resolves them. */
+    char *ra = realpath(indir, NULL), *rb = realpath(dir, NULL);
+    int same = ra != NULL && rb != NULL && strcmp(ra, rb) == 0;
+    free(ra);
+    free(rb);
+    if (same) {
+        return rdx_cli_fail(FILTER, "%s: -o %s is the record's own directory; choose another", path,
+                            dir);
+    }
+
+    rdx_error err;
+    rdx_ecg_record *rec = NULL;
+    rdx_ecg_filter *flt = NULL;
+    float *buf = NULL;
+    struct fwrite_ctx c;
+    memset(&c, 0, sizeof c);
+    int rc = RDX_EXIT_FAIL;
+    rdx_ecg_record_opts ro;
+    memset(&ro, 0, sizeof ro);
+    ro.csv_fs_hz = csv_fs;
+    if (rdx_ecg_record_open(path, &ro, &rec, &err) != RDX_OK) {
+        rdx_cli_fail_err(FILTER, &err);
+        goto out;
+    }
+    const rdx_ecg_record_info *info = rdx_ecg_record_info_get(rec);
+    c.info = info;
+    fc.fs_hz = info->fs_hz;
+    fc.nleads = info->nsig;
+    fc.out_fn = on_filtered;
+    fc.user = &c;
+    if (rdx_ecg_filter_new(&fc, &flt, &err) != RDX_OK) {
+        rdx_cli_fail(FILTER, "%s: %s", path, err.msg);
+        goto out;
+    }
+    rdx_ecg_signal_info *sig = rdx_callocarray(info->nsig, sizeof *sig);
+    buf = rdx_mallocarray((size_t)BLOCK_FRAMES * info->nsig, sizeof *buf);
+    c.adu = rdx_mallocarray((size_t)BLOCK_FRAMES * info->nsig, sizeof *c.adu);
+    if (sig == NULL || buf == NULL || c.adu == NULL) {
+        free(sig);
+        rdx_cli_fail(FILTER, "%s: out of memory", path);
+        goto out;
+    }
+    for (size_t s = 0; s < info->nsig; s++) {
+        sig[s] = info->sig[s];
+        sig[s].baseline_adu = 0; /* the filtered signal has no offset */
+        sig[s].adc_zero = 0;
+        sig[s].adc_resolution = 16;
+    }
+    char note[256];
+    snprintf(note, sizeof note,
+             "filtered by rdx %s: high-pass %g Hz, notch %g Hz, low-pass %g Hz; linear-phase "
+             "FIR, %zu taps, delay compensated",
+             rdx_version(), fc.highpass_hz, fc.mains_hz, fc.lowpass_hz, rdx_ecg_filter_taps(flt));
+    const char *comments[1] = {note};
+    rdx_ecg_writer_cfg wc;
+    memset(&wc, 0, sizeof wc);
+    wc.dir = dir;
+    wc.name = name;
+    wc.fs_hz = info->fs_hz;
+    wc.nsig = info->nsig;
+    wc.sig = sig;
+    wc.ncomments = 1;
+    wc.comments = comments;
+    wc.clip = 1;
+    rdx_status st = rdx_ecg_writer_new(&wc, &c.w, &err);
+    free(sig);
+    if (st != RDX_OK) {
+        rdx_cli_fail_err(FILTER, &err);
+        goto out;
+    }
+    for (;;) {
+        size_t got = 0;
+        if (rdx_ecg_record_read_phys(rec, buf, BLOCK_FRAMES, &got, &err) != RDX_OK) {
+            rdx_cli_fail_err(FILTER, &err);
+            goto out;
+        }
+        if (got == 0) {
+            break;
+        }
+        if (rdx_ecg_filter_push(flt, buf, got, &err) != RDX_OK) {
+            rdx_cli_fail(FILTER, "%s: %s", path, err.msg);
+            goto out;
+        }
+        if (c.st != RDX_OK) {
+            rdx_cli_fail_err(FILTER, &c.err);
+            goto out;
+        }
+    }
+    if (rdx_ecg_filter_flush(flt, &err) != RDX_OK) {
+        rdx_cli_fail(FILTER, "%s: %s", path, err.msg);
+        goto out;
+    }
+    if (c.st != RDX_OK) {
+        rdx_cli_fail_err(FILTER, &c.err);
+        goto out;
+    }
+    if (rdx_ecg_writer_finish(c.w, &err) != RDX_OK) {
+        rdx_cli_fail_err(FILTER, &err);
+        goto out;
+    }
+    printf("%s: %llu frames x %zu leads filtered -> %s/%s.hea\n", name,
+           (unsigned long long)info->nsamp, info->nsig, dir, name);
+    rc = RDX_EXIT_OK;
+out:
+    rdx_ecg_writer_free(c.w);
+    rdx_ecg_filter_free(flt);
+    rdx_ecg_record_free(rec);
+    free(buf);
+    free(c.adu);
+    return rc;
+}
+
+/* ---- rdx ecg plot ------------------------------------------------------- */
+
+static const char plot_usage[] =
+    "Usage: rdx ecg plot [--from SEC] [--to SEC] [-a ANN] [--fs HZ] -o FILE.svg RECORD\n"
+    "\n"
+    "Draw RECORD from --from to --to (default the first 10 s, at most 60 s) as an\n"
+    "ECG strip in SVG: standard paper (1 mm and 5 mm squares at 25 mm/s and\n"
+    "10 mm/mV, a 1 mV calibration pulse), every lead conditioned with the\n"
+    "diagnostic filter (0.5-150 Hz, 50 Hz notch), and the QRS marks with each RR\n"
+    "interval labelled in milliseconds. The marks come from rdx's detector, or\n"
+    "from the annotation file RECORD.ANN with -a.\n"
+    "\n"
+    "  -o FILE.svg   output file (written atomically)\n"
+    "  --from SEC    start of the strip (default 0)\n"
+    "  --to SEC      end of the strip (default from + 10)\n"
+    "  -a ANN        take the QRS marks from RECORD.ANN (e.g. atr, qrs)\n"
+    "  --fs HZ       sampling frequency of a CSV record\n"
+    "  -h, --help    this help\n"
+    "\n"
+    "Exit status: 0 written, 1 bad input or write failure, 2 usage.\n";
+
+static const char *const PLOT = "ecg plot";
+
+#define PLOT_MAX_S     60.0
+#define PLOT_MARGIN_S  3.0  /* filter run-in on each side of the strip */
+#define PLOT_LEARN_S   10.0 /* detector run-in before the strip */
+#define MM_PER_S       25.0
+#define MM_PER_MV      10.0
+#define STRIP_MM       30.0 /* height of one lead's strip */
+#define LEFT_MM        12.0 /* room for the calibration pulse and lead names */
+#define TOP_MM         14.0 /* title and RR labels */
+#define PLOT_MAX_BYTES (64u << 20)
+
+struct plot_beats {
+    int64_t *b;
+    size_t n, cap;
+    int failed;
+};
+
+static void plot_on_beat(void *user, const rdx_ecg_beat *b)
+{
+    struct plot_beats *p = user;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 256;
+        int64_t *nb = rdx_reallocarray(p->b, cap, sizeof *nb);
+        if (nb == NULL) {
+            p->failed = 1;
+            return;
+        }
+        p->b = nb;
+        p->cap = cap;
+    }
+    p->b[p->n++] = b->sample;
+}
+
+struct plot_sig {
+    float *y; /* filtered samples of [seg0, seg0 + nseg), interleaved */
+    int64_t seg0;
+    size_t nseg, nsig;
+};
+
+static void plot_on_filtered(void *user, const float *frames, size_t n, int64_t first)
+{
+    struct plot_sig *s = user;
+    for (size_t k = 0; k < n; k++) {
+        if ((size_t)first + k < s->nseg) {
+            memcpy(s->y + ((size_t)first + k) * s->nsig, frames + k * s->nsig,
+                   s->nsig * sizeof(float));
+        }
+    }
+}
+
+/* Read frames [a, b) of rec in physical units and push them to a detector
+ * (det) and/or a filter (flt). */
+static rdx_status feed_range(rdx_ecg_record *rec, size_t nsig, int64_t a, int64_t b,
+                             rdx_ecg_detector *det, rdx_ecg_filter *flt, float *buf, rdx_error *err)
+{
+    RDX_TRY(rdx_ecg_record_seek(rec, (uint64_t)a, err));
+    int64_t at = a;
+    while (at < b) {
+        size_t want = (size_t)(b - at) < BLOCK_FRAMES ? (size_t)(b - at) : BLOCK_FRAMES;
+        size_t got = 0;
+        RDX_TRY(rdx_ecg_record_read_phys(rec, buf, want, &got, err));
+        if (got == 0) {
+            break;
+        }
+        if (det != NULL) {
+            /* The detector takes at most RDX_ECG_QRS_MAX_LEADS leads. */
+            size_t nl = nsig < RDX_ECG_QRS_MAX_LEADS ? nsig : RDX_ECG_QRS_MAX_LEADS;
+            if (nl == nsig) {
+                RDX_TRY(rdx_ecg_detector_push(det, buf, got, err));
+            } else {
+                for (size_t f = 0; f < got; f++) {
+                    RDX_TRY(rdx_ecg_detector_push(det, buf + f * nsig, 1, err));
+                }
+            }
+        }
+        if (flt != NULL) {
+            RDX_TRY(rdx_ecg_filter_push(flt, buf, got, err));
+        }
+        at += (int64_t)got;
+    }
+    return RDX_OK;
+}
+
+static rdx_status svg_header(rdx_buf *o, double wmm, double hmm)
+{
+    RDX_TRY(rdx_buf_printf(o,
+                           "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                           "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.1fmm\" "
+                           "height=\"%.1fmm\" viewBox=\"0 0 %.1f %.1f\">\n"
+                           "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n",
+                           wmm, hmm, wmm, hmm));
+    return RDX_OK;
+}
+
+/* ECG paper over [x0, x1] x [y0, y1] (mm): 1 mm and 5 mm squares. */
+static rdx_status svg_grid(rdx_buf *o, double x0, double y0, double x1, double y1)
+{
+    RDX_TRY(rdx_buf_printf(o,
+                           "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                           "fill=\"#fff4f4\"/>\n<g stroke=\"#f5b7b7\" stroke-width=\"0.08\">\n",
+                           x0, y0, x1 - x0, y1 - y0));
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            RDX_TRY(rdx_buf_append_str(o, "</g>\n<g stroke=\"#e06c6c\" stroke-width=\"0.2\">\n"));
+        }
+        int step = pass == 0 ? 1 : 5;
+        int nx = (int)((x1 - x0) + 0.5), ny = (int)((y1 - y0) + 0.5);
+        for (int k = 0; k <= nx; k++) {
+            if (pass == 0 && k % 5 == 0) {
+                continue;
+            }
+            if (k % step == 0) {
+                RDX_TRY(rdx_buf_printf(o,
+                                       "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n",
+                                       x0 + k, y0, x0 + k, y1));
+            }
+        }
+        for (int k = 0; k <= ny; k++) {
+            if (pass == 0 && k % 5 == 0) {
+                continue;
+            }
+            if (k % step == 0) {
+                RDX_TRY(rdx_buf_printf(o,
+                                       "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n",
+                                       x0, y0 + k, x1, y0 + k));
+            }
+        }
+    }
+    RDX_TRY(rdx_buf_append_str(o, "</g>\n"));
+    return RDX_OK;
+}
+
+/* XML-escape s (lead names and record names come from the upload). */
+static rdx_status svg_text(rdx_buf *o, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<':
+            RDX_TRY(rdx_buf_append_str(o, "&lt;"));
+            break;
+        case '>':
+            RDX_TRY(rdx_buf_append_str(o, "&gt;"));
+            break;
+        case '&':
+            RDX_TRY(rdx_buf_append_str(o, "&amp;"));
+            break;
+        case '"':
+            RDX_TRY(rdx_buf_append_str(o, "&quot;"));
+            break;
+        default:
+            if ((unsigned char)*s >= 0x20) {
+                RDX_TRY(rdx_buf_append_u8(o, (uint8_t)*s));
+            }
+            break;
+        }
+    }
+    return RDX_OK;
+}
+
+static rdx_status render_svg(rdx_buf *o, const char *name, const rdx_ecg_record_info *info,
+                             const struct plot_sig *sig, int64_t from, int64_t to,
+                             const int64_t *beats, size_t nbeats, const char *source)
+{
+    double fs = info->fs_hz;
+    double span_s = (double)(to - from) / fs;
+    double gw = ceil(span_s * MM_PER_S / 5.0) * 5.0; /* whole big squares */
+    double gh = STRIP_MM * (double)info->nsig;
+    double W = LEFT_MM + gw + 4.0, H = TOP_MM + gh + 8.0;
+    double gx0 = LEFT_MM, gy0 = TOP_MM;
+    RDX_TRY(svg_header(o, W, H));
+    RDX_TRY(rdx_buf_append_str(
+        o, "<g font-family=\"Helvetica,Arial,sans-serif\" font-size=\"3\" fill=\"#222\">\n"));
+    RDX_TRY(rdx_buf_append_str(o, "<text x=\"2\" y=\"4.5\" font-size=\"3.6\">"));
+    RDX_TRY(svg_text(o, name));
+    RDX_TRY(rdx_buf_printf(o,
+                           "  %.2f-%.2f s  |  25 mm/s, 10 mm/mV  |  filter 0.5-150 Hz, "
+                           "notch 50 Hz  |  QRS marks: ",
+                           (double)from / fs, (double)to / fs));
+    RDX_TRY(svg_text(o, source));
+    RDX_TRY(rdx_buf_append_str(o, "</text>\n</g>\n"));
+    RDX_TRY(svg_grid(o, gx0, gy0, gx0 + gw, gy0 + gh));
+
+    /* Leads: each centred in its strip, with a 1 mV calibration pulse. */
+    for (size_t s = 0; s < info->nsig; s++) {
+        double mid = gy0 + STRIP_MM * ((double)s + 0.6);
+        RDX_TRY(rdx_buf_printf(o,
+                               "<path d=\"M%.2f %.2f h1.5 v%.2f h5 v%.2f h1.5\" fill=\"none\" "
+                               "stroke=\"#000\" stroke-width=\"0.25\"/>\n",
+                               1.5, mid, -MM_PER_MV, MM_PER_MV));
+        RDX_TRY(rdx_buf_printf(o,
+                               "<text x=\"%.1f\" y=\"%.1f\" font-family=\"Helvetica,Arial\" "
+                               "font-size=\"3\" fill=\"#000\">",
+                               gx0 + 1.0, gy0 + STRIP_MM * (double)s + 4.0));
+        RDX_TRY(svg_text(o, info->sig[s].description[0] ? info->sig[s].description : "lead"));
+        RDX_TRY(rdx_buf_append_str(o, "</text>\n<polyline fill=\"none\" stroke=\"#000\" "
+                                      "stroke-width=\"0.22\" stroke-linejoin=\"round\" "
+                                      "points=\""));
+        for (int64_t k = from; k < to; k++) {
+            size_t idx = (size_t)(k - sig->seg0);
+            float v = idx < sig->nseg ? sig->y[idx * sig->nsig + s] : NAN;
+            if (isnan(v)) {
+                continue; /* a gap in the trace */
+            }
+            double x = gx0 + (double)(k - from) / fs * MM_PER_S;
+            double y = mid - (double)v * MM_PER_MV;
+            /* Keep runaway values on the paper. */
+            y = y < gy0 ? gy0 : (y > gy0 + gh ? gy0 + gh : y);
+            RDX_TRY(rdx_buf_printf(o, "%.2f,%.2f ", x, y));
+        }
+        RDX_TRY(rdx_buf_append_str(o, "\"/>\n"));
+    }
+
+    /* QRS marks across every strip, and the RR interval between marks. */
+    RDX_TRY(rdx_buf_append_str(o, "<g font-family=\"Helvetica,Arial,sans-serif\" "
+                                  "font-size=\"2.6\" fill=\"#0645ad\" text-anchor=\"middle\">\n"));
+    int64_t prev = -1;
+    for (size_t i = 0; i < nbeats; i++) {
+        int64_t b = beats[i];
+        if (b >= from && b < to) {
+            double x = gx0 + (double)(b - from) / fs * MM_PER_S;
+            RDX_TRY(rdx_buf_printf(o,
+                                   "<path d=\"M%.2f %.2f l-1 -1.6 h2 z\"/>\n"
+                                   "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" "
+                                   "stroke=\"#0645ad\" stroke-width=\"0.12\" "
+                                   "stroke-dasharray=\"0.6 0.6\"/>\n",
+                                   x, gy0 - 0.3, x, gy0, x, gy0 + gh));
+            if (prev >= 0) {
+                double px = gx0 + (double)(prev - from) / fs * MM_PER_S;
+                double rr_ms = (double)(b - prev) * 1000.0 / fs;
+                RDX_TRY(rdx_buf_printf(o, "<text x=\"%.2f\" y=\"%.2f\">%.0f</text>\n",
+                                       (px + x) / 2.0, gy0 - 2.6, rr_ms));
+            }
+            prev = b;
+        } else if (b < from) {
+            prev = -1;
+        }
+    }
+    RDX_TRY(rdx_buf_printf(o,
+                           "<text x=\"%.1f\" y=\"%.1f\" fill=\"#444\" text-anchor=\"start\">"
+                           "RR in ms</text>\n</g>\n</svg>\n",
+                           gx0, gy0 + gh + 5.0));
+    return RDX_OK;
+}
+
+int rdx_cli_ecg_plot(int argc, char **argv)
+{
+    const char *out = NULL, *ann = NULL;
+    double from_s = 0.0, to_s = -1.0, csv_fs = 0.0;
+    int i, np = 0;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (rdx_cli_is_help(a)) {
+            fputs(plot_usage, stdout);
+            return RDX_EXIT_OK;
+        }
+        if (strcmp(a, "--") == 0) {
+            for (i++; i < argc; i++) {
+                argv[1 + np++] = argv[i];
+            }
+            break;
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            argv[1 + np++] = argv[i]; /* operands may come before options */
+            continue;
+        }
+        if (i + 1 >= argc) {
+            return rdx_cli_usage(PLOT, "%s needs a value", a);
+        }
+        const char *v = argv[++i];
+        if (strcmp(a, "-o") == 0) {
+            out = v;
+        } else if (strcmp(a, "-a") == 0) {
+            ann = v;
+            if (ann[0] == '\0' || strchr(ann, '/') || strlen(ann) > 64) {
+                return rdx_cli_usage(PLOT, "bad annotator name '%s'", ann);
+            }
+        } else if (strcmp(a, "--from") == 0) {
+            if (parse_hz(v, 1e9, &from_s) != 0) {
+                return rdx_cli_usage(PLOT, "bad --from '%s' (seconds)", v);
+            }
+        } else if (strcmp(a, "--to") == 0) {
+            if (parse_hz(v, 1e9, &to_s) != 0) {
+                return rdx_cli_usage(PLOT, "bad --to '%s' (seconds)", v);
+            }
+        } else if (strcmp(a, "--fs") == 0) {
+            if (parse_hz(v, 1e6, &csv_fs) != 0 || !(csv_fs > 0.0)) {
+                return rdx_cli_usage(PLOT, "bad --fs '%s'", v);
+            }
+        } else {
+            return rdx_cli_usage(PLOT, "unknown option '%s'", a);
+        }
+    }
+    if (out == NULL) {
+        return rdx_cli_usage(PLOT, "-o FILE.svg is required");
+    }
+    if (np != 1) {
+        return rdx_cli_usage(PLOT, np == 0 ? "no RECORD given" : "one RECORD at a time");
+    }
+    if (to_s < 0.0) {
+        to_s = from_s + 10.0;
+    }
+    if (!(to_s > from_s) || to_s - from_s > PLOT_MAX_S) {
+        return rdx_cli_usage(PLOT, "the strip must be longer than 0 and at most %.0f s",
+                             PLOT_MAX_S);
+    }
+    const char *path = argv[1];
+    char dir[4096], name[256];
+    if (rdx_ecg_record_split_path(path, dir, sizeof dir, name, sizeof name) != RDX_OK) {
+        return rdx_cli_usage(PLOT, "'%s' is not a record path", path);
+    }
+
+    rdx_error err;
+    rdx_ecg_record *rec = NULL;
+    rdx_ecg_detector *det = NULL;
+    rdx_ecg_filter *flt = NULL;
+    rdx_ecg_annset *set = NULL;
+    float *buf = NULL;
+    struct plot_beats pb = {0};
+    struct plot_sig ps = {0};
+    rdx_buf svg;
+    rdx_buf_init(&svg, PLOT_MAX_BYTES);
+    int rc = RDX_EXIT_FAIL;
+    char source[400];
+    rdx_ecg_record_opts ro;
+    memset(&ro, 0, sizeof ro);
+    ro.csv_fs_hz = csv_fs;
+    if (rdx_ecg_record_open(path, &ro, &rec, &err) != RDX_OK) {
+        rdx_cli_fail_err(PLOT, &err);
+        goto out;
+    }
+    const rdx_ecg_record_info *info = rdx_ecg_record_info_get(rec);
+    double fs = info->fs_hz;
+    int64_t nsamp = (int64_t)info->nsamp;
+    int64_t from = (int64_t)llround(from_s * fs);
+    int64_t to = (int64_t)llround(to_s * fs);
+    if (from >= nsamp) {
+        rdx_cli_fail(PLOT, "%s: --from %.3f s is past the end of the record (%.3f s)", path, from_s,
+                     (double)nsamp / fs);
+        goto out;
+    }
+    to = to < nsamp ? to : nsamp;
+    buf = rdx_mallocarray((size_t)BLOCK_FRAMES * info->nsig, sizeof *buf);
+    if (buf == NULL) {
+        rdx_cli_fail(PLOT, "out of memory");
+        goto out;
+    }
+
+    /* QRS marks. */
+    if (ann != NULL) {
+        char apath[4400];
+        snprintf(apath, sizeof apath, "%s/%s.%s", dir, name, ann);
+        if (rdx_ecg_ann_read(apath, &set, &err) != RDX_OK) {
+            rdx_cli_fail_err(PLOT, &err);
+            goto out;
+        }
+        for (size_t k = 0; k < rdx_ecg_annset_count(set); k++) {
+            rdx_ecg_ann a;
+            if (rdx_ecg_annset_get(set, k, &a) == RDX_OK && rdx_ecg_ann_isqrs(a.code)) {
+                rdx_ecg_beat b = {.sample = a.sample};
+                plot_on_beat(&pb, &b);
+            }
+        }
+        snprintf(source, sizeof source, "%s.%s", name, ann);
+    } else {
+        rdx_ecg_detector_config dc;
+        rdx_ecg_detector_config_init(&dc);
+        dc.fs_hz = fs;
+        dc.nleads = info->nsig < RDX_ECG_QRS_MAX_LEADS ? info->nsig : RDX_ECG_QRS_MAX_LEADS;
+        dc.beat_fn = plot_on_beat;
+        dc.user = &pb;
+        if (rdx_ecg_detector_new(&dc, &det, &err) != RDX_OK) {
+            rdx_cli_fail(PLOT, "%s: %s", path, err.msg);
+            goto out;
+        }
+        int64_t d0 = from - (int64_t)(PLOT_LEARN_S * fs);
+        d0 = d0 > 0 ? d0 : 0;
+        int64_t d1 = to + (int64_t)(0.5 * fs);
+        d1 = d1 < nsamp ? d1 : nsamp;
+        if (feed_range(rec, info->nsig, d0, d1, det, NULL, buf, &err) != RDX_OK ||
+            rdx_ecg_detector_flush(det, &err) != RDX_OK) {
+            rdx_cli_fail_err(PLOT, &err);
+            goto out;
+        }
+        snprintf(source, sizeof source, "rdx detector");
+    }
+    if (pb.failed) {
+        rdx_cli_fail(PLOT, "out of memory");
+        goto out;
+    }
+
+    /* The conditioned signal over the strip, with a run-in on each side. */
+    int64_t f0 = from - (int64_t)(PLOT_MARGIN_S * fs);
+    f0 = f0 > 0 ? f0 : 0;
+    int64_t f1 = to + (int64_t)(PLOT_MARGIN_S * fs);
+    f1 = f1 < nsamp ? f1 : nsamp;
+    ps.seg0 = f0;
+    ps.nseg = (size_t)(f1 - f0);
+    ps.nsig = info->nsig;
+    ps.y = rdx_mallocarray(ps.nseg * ps.nsig, sizeof *ps.y);
+    if (ps.y == NULL) {
+        rdx_cli_fail(PLOT, "out of memory");
+        goto out;
+    }
+    rdx_ecg_filter_config fc;
+    rdx_ecg_filter_config_init(&fc);
+    fc.fs_hz = fs;
+    fc.nleads = info->nsig;
+    fc.lowpass_hz = 150.0;
+    fc.out_fn = plot_on_filtered;
+    fc.user = &ps;
+    if (rdx_ecg_filter_new(&fc, &flt, &err) != RDX_OK) {
+        rdx_cli_fail(PLOT, "%s: %s", path, err.msg);
+        goto out;
+    }
+    if (feed_range(rec, info->nsig, f0, f1, NULL, flt, buf, &err) != RDX_OK ||
+        rdx_ecg_filter_flush(flt, &err) != RDX_OK) {
+        rdx_cli_fail_err(PLOT, &err);
+        goto out;
+    }
+    if (render_svg(&svg, name, info, &ps, from, to, pb.b, pb.n, source) != RDX_OK) {
+        rdx_cli_fail(PLOT, "%s: the drawing is too large", out);
+        goto out;
+    }
+    if (rdx_file_write_atomic(out, svg.data, svg.len, &err) != RDX_OK) {
+        rdx_cli_fail_err(PLOT, &err);
+        goto out;
+    }
+    size_t shown = 0;
+    for (size_t k = 0; k < pb.n; k++) {
+        shown += pb.b[k] >= from && pb.b[k] < to;
+    }
+    printf("%s: %.2f-%.2f s, %zu leads, %zu QRS marks -> %s\n", name, (double)from / fs,
+           (double)to / fs, info->nsig, shown, out);
+    rc = RDX_EXIT_OK;
+out:
+    rdx_buf_free(&svg);
+    rdx_ecg_filter_free(flt);
+    rdx_ecg_detector_free(det);
+    rdx_ecg_annset_free(set);
+    rdx_ecg_record_free(rec);
+    free(buf);
+    free(pb.b);
+    free(ps.y);
+    return rc;
 }

@@ -177,6 +177,144 @@ static void test_detect_bad_input(void **state)
     free(dir);
 }
 
+static void test_filter_verb_writes_a_readable_record(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char rec[512], out[1024];
+    rdx_test_fixture(rec, sizeof rec, "ecg/100s");
+    struct rdx_run r;
+    const char *argv[] = {"ecg", "filter", rec, "-o", dir, "--mains", "60", NULL};
+    run(&r, argv);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "21600 frames x 2 leads"));
+    rdx_run_free(&r);
+    /* The copy is a format-16 record of the same shape, without an offset. */
+    snprintf(out, sizeof out, "%s/100s", dir);
+    rdx_ecg_record *fr = NULL;
+    rdx_error err;
+    assert_int_equal(rdx_ecg_record_open(out, NULL, &fr, &err), RDX_OK);
+    const rdx_ecg_record_info *info = rdx_ecg_record_info_get(fr);
+    assert_int_equal(info->nsig, 2);
+    assert_int_equal(info->nsamp, 21600);
+    assert_int_equal(info->sig[0].format, 16);
+    assert_true(info->sig[0].gain_adu_per_unit == 200.0);
+    assert_string_equal(info->sig[0].description, "MLII");
+    assert_int_equal(info->ncomments, 1);
+    assert_non_null(strstr(info->comments[0], "notch 60 Hz"));
+    static float x[21600 * 2];
+    size_t got = 0;
+    assert_int_equal(rdx_ecg_record_read_phys(fr, x, 21600, &got, &err), RDX_OK);
+    assert_int_equal(got, 21600);
+    double mean = 0.0;
+    for (size_t i = 0; i < got; i++) {
+        mean += x[2 * i] / (double)got;
+    }
+    assert_true(fabs(mean) < 0.02); /* the raw lead sits near -0.2 mV */
+    rdx_ecg_record_free(fr);
+    /* Its beats are where the raw record's are. */
+    const char *det[] = {"ecg", "detect", "-o", dir, out, NULL};
+    run(&r, det);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "100s: 74 beats"));
+    rdx_run_free(&r);
+
+    /* Refused: the record's own directory, a bad option value, no -o. */
+    char own[512];
+    rdx_test_fixture(own, sizeof own, "ecg");
+    const char *same[] = {"ecg", "filter", "-o", own, rec, NULL};
+    run(&r, same);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "own directory"));
+    rdx_run_free(&r);
+    const char *badm[] = {"ecg", "filter", "-o", dir, "--mains", "55", rec, NULL};
+    run(&r, badm);
+    assert_int_equal(r.exit_code, 2);
+    rdx_run_free(&r);
+    const char *noo[] = {"ecg", "filter", rec, NULL};
+    run(&r, noo);
+    assert_int_equal(r.exit_code, 2);
+    rdx_run_free(&r);
+    const char *help[] = {"ecg", "filter", "--help", NULL};
+    run(&r, help);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "Usage: rdx ecg filter"));
+    rdx_run_free(&r);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle)) {
+        n++;
+    }
+    return n;
+}
+
+static void test_plot_draws_grid_leads_and_marks(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char rec[512], out[1024];
+    rdx_test_fixture(rec, sizeof rec, "ecg/100s");
+    snprintf(out, sizeof out, "%s/strip.svg", dir);
+    struct rdx_run r;
+    const char *argv[] = {"ecg", "plot", rec, "--from", "2", "--to", "10", "-o", out, NULL};
+    run(&r, argv);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "2 leads"));
+    rdx_run_free(&r);
+    rdx_buf b;
+    read_all(out, &b);
+    const char *svg = (const char *)b.data;
+    assert_non_null(strstr(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"216.0mm\""));
+    /* 8 s at 25 mm/s is 200 mm: 201 vertical lines (40 of them 5 mm ones)
+     * and, over two 30 mm strips, 61 horizontal ones. */
+    assert_int_equal(count(svg, "<line x1="), 201 + 61 + count(svg, "stroke-dasharray"));
+    assert_int_equal(count(svg, "<polyline"), 2);
+    assert_non_null(strstr(svg, ">MLII<"));
+    assert_non_null(strstr(svg, ">V5<"));
+    /* The reference has 10 beats between 2 s and 10 s; one RR label fewer. */
+    size_t marks = count(svg, "l-1 -1.6 h2 z");
+    assert_int_equal(marks, 10);
+    assert_int_equal(count(svg, "</text>") - 4, marks - 1);
+    rdx_buf_free(&b);
+
+    /* Marks from the reference annotations instead of the detector. */
+    const char *atr[] = {"ecg", "plot", rec, "-a", "atr", "-o", out, NULL};
+    run(&r, atr);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "0.00-10.00 s"));
+    rdx_run_free(&r);
+    read_all(out, &b);
+    assert_non_null(strstr((const char *)b.data, "QRS marks: 100s.atr"));
+    rdx_buf_free(&b);
+
+    /* Bad ranges. */
+    const char *past[] = {"ecg", "plot", rec, "--from", "100", "-o", out, NULL};
+    run(&r, past);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "past the end"));
+    rdx_run_free(&r);
+    const char *longs[] = {"ecg", "plot", rec, "--to", "61", "-o", out, NULL};
+    run(&r, longs);
+    assert_int_equal(r.exit_code, 2);
+    rdx_run_free(&r);
+    const char *noann[] = {"ecg", "plot", rec, "-a", "nope", "-o", out, NULL};
+    run(&r, noann);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "100s.nope"));
+    rdx_run_free(&r);
+    const char *help[] = {"ecg", "plot", "--help", NULL};
+    run(&r, help);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
 static void test_summary_figures(void **state)
 {
     (void)state;
@@ -270,6 +408,8 @@ int main(void)
         cmocka_unit_test(test_detect_writes_golden_annotations),
         cmocka_unit_test(test_detect_json_and_threads),
         cmocka_unit_test(test_detect_bad_input),
+        cmocka_unit_test(test_filter_verb_writes_a_readable_record),
+        cmocka_unit_test(test_plot_draws_grid_leads_and_marks),
         cmocka_unit_test(test_summary_figures),
         cmocka_unit_test(test_summary_min_max_over_eight_beats),
         cmocka_unit_test(test_summary_out_of_memory_sweep),

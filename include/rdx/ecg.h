@@ -323,6 +323,71 @@ int rdx_ecg_ann_isqrs(int code);
 /* ==== Conditioning and detection (ecg/filter*.c, ecg/qrs*.c) ============= */
 
 /*
+ * Conditioning filter (ecg/filter.c): one linear-phase FIR kernel that
+ * removes baseline wander (high-pass), mains interference (a notch at 50 or
+ * 60 Hz) and out-of-band noise (low-pass: 40 Hz for monitoring, 150 Hz for
+ * diagnosis), applied by overlap-save FFT convolution (FFTW). The kernel is
+ * symmetric, so every frequency is delayed by the same (L - 1) / 2 samples;
+ * the filter compensates that delay, so output frame k lines up with input
+ * frame k. Before the first and after the last sample the signal is taken
+ * to continue as its odd reflection about that sample (as filtfilt pads). Output values do not
+ * depend on how the input is split into pushes (blocks are cut at fixed positions).
+ */
+#define RDX_ECG_FILTER_KERNEL_S 6.0 /* kernel length: 0.55 Hz transition bands */
+
+typedef struct rdx_ecg_filter rdx_ecg_filter;
+
+/* Called with nframes filtered frames (interleaved), the first being frame
+ * first_frame of the stream; the data is valid during the call only. */
+typedef void (*rdx_ecg_filter_out_fn)(void *user, const float *frames, size_t nframes,
+                                      int64_t first_frame);
+
+typedef struct rdx_ecg_filter_config {
+    double fs_hz;       /* RDX_ECG_QRS_MIN_FS..RDX_ECG_QRS_MAX_FS */
+    size_t nleads;      /* 1..RDX_ECG_MAX_FILTER_LEADS */
+    double highpass_hz; /* baseline-wander cut-off (-6 dB); 0.5; 0 = none */
+    double mains_hz;    /* notch centre: 50 (default), 60, or 0 = none */
+    double lowpass_hz;  /* 40 (default) or 150; 0, or at or above fs/2: none */
+    rdx_ecg_filter_out_fn out_fn;
+    void *user;
+} rdx_ecg_filter_config;
+
+#define RDX_ECG_MAX_FILTER_LEADS 64
+
+/* Defaults: 360 Hz, one lead, 0.5 Hz high-pass, 50 Hz notch, 40 Hz low-pass. */
+void rdx_ecg_filter_config_init(rdx_ecg_filter_config *cfg);
+
+/*
+ * Design the kernel and make the FFTW plans and buffers; push and flush
+ * allocate nothing. Errors: RDX_EINVAL (NULL, frequency or lead count out of
+ * range, a notch that does not fit below fs/2, high-pass above low-pass),
+ * RDX_ENOMEM. Thread safety: FFTW's planner is not thread-safe, so calls of
+ * rdx_ecg_filter_new() and rdx_ecg_filter_free() must not run on two threads
+ * at once (serialise them); push and flush on distinct filters may.
+ */
+rdx_status rdx_ecg_filter_new(const rdx_ecg_filter_config *cfg, rdx_ecg_filter **out,
+                              rdx_error *err);
+
+/* Push nframes frames (interleaved floats, NaN = missing: it stays NaN in
+ * the output and is bridged by the last valid value inside the filter).
+ * Filtered frames come out through out_fn, delayed by at most one FFT block.
+ * RDX_ESTATE after flush. */
+rdx_status rdx_ecg_filter_push(rdx_ecg_filter *f, const float *frames, size_t nframes,
+                               rdx_error *err);
+
+/* Deliver the remaining frames (every pushed frame comes out exactly once). */
+rdx_status rdx_ecg_filter_flush(rdx_ecg_filter *f, rdx_error *err);
+
+/* Kernel length in taps (odd), and the compensated delay (taps - 1) / 2. */
+size_t rdx_ecg_filter_taps(const rdx_ecg_filter *f);
+
+/* Gain of the designed kernel at freq_hz (for checks and documentation). */
+double rdx_ecg_filter_gain(const rdx_ecg_filter *f, double freq_hz);
+
+/* Free the filter (see the thread-safety note at _new). NULL is a no-op. */
+void rdx_ecg_filter_free(rdx_ecg_filter *f);
+
+/*
  * Streaming multi-lead QRS detector (ecg/qrs.c).
  *
  * The caller pushes frames (one float per lead, interleaved, in millivolts;
