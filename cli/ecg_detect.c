@@ -120,7 +120,8 @@ static int detect_one(const struct detect_opts *o, struct detect_job *j)
 {
     rdx_ecg_record *rec = NULL;
     rdx_ecg_detector *det = NULL;
-    float *buf = NULL, *sel = NULL;
+    float *buf = NULL;
+    int32_t *adu = NULL;
     struct collect c;
     memset(&c, 0, sizeof c);
     rdx_error *err = &j->err;
@@ -168,28 +169,37 @@ static int detect_one(const struct detect_opts *o, struct detect_job *j)
         rdx_error_prefix(err, "%s: ", j->path);
         goto fail;
     }
-    buf = rdx_mallocarray((size_t)BLOCK_FRAMES * info->nsig, sizeof *buf);
-    sel = j->nleads < info->nsig ? rdx_mallocarray((size_t)BLOCK_FRAMES * j->nleads, sizeof *sel)
-                                 : buf;
-    if (buf == NULL || sel == NULL) {
+    /* Raw ADC units are read and scaled here with one multiply per sample
+     * (the reader's physical-unit path divides), keeping the first nleads. */
+    adu = rdx_mallocarray((size_t)BLOCK_FRAMES * info->nsig, sizeof *adu);
+    buf = rdx_mallocarray((size_t)BLOCK_FRAMES * j->nleads, sizeof *buf);
+    if (adu == NULL || buf == NULL) {
         rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", j->path);
         goto fail;
     }
+    float scale[RDX_ECG_QRS_MAX_LEADS];
+    float base[RDX_ECG_QRS_MAX_LEADS];
+    for (size_t s = 0; s < j->nleads; s++) {
+        scale[s] = (float)(1.0 / info->sig[s].gain_adu_per_unit);
+        base[s] = (float)info->sig[s].baseline_adu;
+    }
     for (;;) {
         size_t got = 0;
-        st = rdx_ecg_record_read_phys(rec, buf, BLOCK_FRAMES, &got, err);
+        st = rdx_ecg_record_read(rec, adu, BLOCK_FRAMES, &got, err);
         if (st != RDX_OK) {
             goto fail;
         }
         if (got == 0) {
             break;
         }
-        if (sel != buf) {
-            for (size_t f = 0; f < got; f++) {
-                memcpy(sel + f * j->nleads, buf + f * info->nsig, j->nleads * sizeof *sel);
+        for (size_t f = 0; f < got; f++) {
+            const int32_t *a = adu + f * info->nsig;
+            float *o = buf + f * j->nleads;
+            for (size_t s = 0; s < j->nleads; s++) {
+                o[s] = a[s] == RDX_ECG_SAMPLE_INVALID ? NAN : ((float)a[s] - base[s]) * scale[s];
             }
         }
-        if (rdx_ecg_detector_push(det, sel, got, err) != RDX_OK || c.st != RDX_OK) {
+        if (rdx_ecg_detector_push(det, buf, got, err) != RDX_OK || c.st != RDX_OK) {
             goto cbfail;
         }
         j->nsamp += (int64_t)got;
@@ -208,9 +218,7 @@ static int detect_one(const struct detect_opts *o, struct detect_job *j)
     rdx_ecg_detector_free(det);
     rdx_ecg_record_free(rec);
     rdx_ecg_annset_free(c.set);
-    if (sel != buf) {
-        free(sel);
-    }
+    free(adu);
     free(buf);
     free(c.beats);
     return 0;
@@ -224,9 +232,7 @@ fail:
     rdx_ecg_detector_free(det);
     rdx_ecg_record_free(rec);
     rdx_ecg_annset_free(c.set);
-    if (sel != buf) {
-        free(sel);
-    }
+    free(adu);
     free(buf);
     free(c.beats);
     return -1;

@@ -69,6 +69,7 @@
 #include "rdx/ecg.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,13 +118,16 @@
 #define FIRST_MIN      0.6f
 #define FIRST_SHARP    0.25f
 #define FIRST_HALVINGS 2
-/* Localisation signal: baseline (0.5 Hz) removed, 40 Hz low-pass. */
+/* Localisation signal: the raw lead with its baseline removed by a one-pole
+ * 0.5 Hz high-pass (no delay at QRS frequencies to compensate). */
 #define LOC_HP_HZ 0.5
-#define LOC_LP_HZ 40.0
 /* Longest inter-beat span kept for the lead-quality estimate (s). */
 #define QWIN_S 2.0
 /* RR assumed before two beats are seen (75 bpm). */
 #define RR_DEFAULT_S 0.8
+/* Frames per lead pass in push(): the rings keep CHUNK frames of headroom
+ * beyond what the decisions look back at, so chunking changes nothing. */
+#define CHUNK 256
 /* History length of the QRS, noise, RR and quality medians (Hamilton: 8). */
 #define NHIST 8
 
@@ -134,10 +138,6 @@ struct biquad {
     double b0, b1, b2, a1, a2;
 };
 
-struct bqstate {
-    double s1, s2;
-};
-
 struct hist {
     float v[NHIST];
     int n;
@@ -145,16 +145,19 @@ struct hist {
 };
 
 struct lead {
-    struct bqstate hp, lp, lhp, llp;
-    float *bp;     /* band-passed signal (ring) */
-    float *ad;     /* |derivative| (ring) */
-    float *f;      /* integrated feature of this lead (ring) */
-    float *loc;    /* localisation signal (ring) */
-    float *nf;     /* normalised feature, as fused (ring) */
-    struct hist q; /* lead quality: beat peak over inter-beat maximum */
-    float w;       /* fusion weight */
-    double mwi;    /* running sum of ad over MWI window */
-    double level;
+    double x1, x2, u1, u2, y1, y2; /* band-pass (direct form I) state */
+    double lhp_x, lhp_y;           /* localisation high-pass: last input and output */
+    float *bp;                     /* band-passed signal (ring) */
+    float *ad;                     /* |derivative| (ring) */
+    float *f;                      /* integrated feature of this lead (ring) */
+    float *loc;                    /* localisation signal (ring) */
+    float *nf;                     /* normalised feature, as fused (ring) */
+    float *sn;                     /* normalised |derivative| (ring) */
+    struct hist q;                 /* lead quality: beat peak over inter-beat maximum */
+    float w;                       /* fusion weight */
+    double mwi;                    /* running sum of ad over MWI window */
+    double inv_level;              /* 1 / peak level (tracked as the inverse: no division
+                                    * except on the samples that raise the level) */
     float last_valid;
     float anchor;
     int64_t run_start;
@@ -177,13 +180,17 @@ struct rdx_ecg_detector {
     int64_t refractory;
     int64_t twave;
     int64_t loss_min;
-    int64_t loc_delay;
-    double level_decay;
-    struct biquad hp, lp, lhp, llp;
+    double level_growth; /* 1 / per-sample level decay */
+    float inv_wsum;      /* 1 / sum of the weights of the leads not lost */
+    int wdirty;          /* weights or lost flags changed: recompute it */
+    struct biquad hp, lp;
+    double loc_a; /* one-pole high-pass coefficient of the localisation signal */
     struct lead *leads;
-    float *fsum; /* fused feature (ring) */
-    float *ssum; /* fused slope (ring) */
-    int64_t n;   /* frames pushed */
+    float *ssum;        /* fused slope (ring) */
+    uint32_t *lmask;    /* per frame: bit i set when lead i is lost (ring) */
+    uint32_t lost_mask; /* the leads lost at the frame being decided */
+    uint32_t all_mask;  /* every lead's bit */
+    int64_t n;          /* frames pushed */
     int flushed;
 
     /* Candidate tracking. */
@@ -228,35 +235,6 @@ static struct biquad bq_design(double fc, double fs, int high)
     q.a1 = -2.0 * c / a0;
     q.a2 = (1.0 - alpha) / a0;
     return q;
-}
-
-static inline double bq_run(const struct biquad *q, struct bqstate *s, double x)
-{
-    double y = q->b0 * x + s->s1;
-    s->s1 = q->b1 * x - q->a1 * y + s->s2;
-    s->s2 = q->b2 * x - q->a2 * y;
-    return y;
-}
-
-/* State of a filter that has seen the constant x forever (no start-up
- * transient). dc is the filter's gain at 0 Hz. */
-static void bq_settle(const struct biquad *q, struct bqstate *s, double x, double dc)
-{
-    double y = dc * x;
-    s->s2 = q->b2 * x - q->a2 * y;
-    s->s1 = q->b1 * x - q->a1 * y + s->s2;
-}
-
-static void lead_restart(rdx_ecg_detector *d, struct lead *l, float x)
-{
-    /* The high-pass settles at 0, so the low-pass after it sees 0. */
-    bq_settle(&d->hp, &l->hp, x, 0.0);
-    bq_settle(&d->lp, &l->lp, 0.0, 1.0);
-    bq_settle(&d->lhp, &l->lhp, x, 0.0);
-    bq_settle(&d->llp, &l->llp, 0.0, 1.0);
-    memset(l->bp, 0, d->ring * sizeof *l->bp);
-    memset(l->ad, 0, d->ring * sizeof *l->ad);
-    l->mwi = 0.0;
 }
 
 /* ---- Small medians ------------------------------------------------------ */
@@ -316,11 +294,12 @@ void rdx_ecg_detector_free(rdx_ecg_detector *d)
             free(d->leads[i].f);
             free(d->leads[i].loc);
             free(d->leads[i].nf);
+            free(d->leads[i].sn);
         }
     }
     free(d->leads);
-    free(d->fsum);
     free(d->ssum);
+    free(d->lmask);
     free(d);
 }
 
@@ -375,9 +354,9 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
         d->loss_min = 1;
     }
     /* Group delay of the 2nd-order Butterworth low-pass: sqrt(2) / wc. */
-    d->loc_delay = secs(1.41421356 / (2.0 * 3.14159265358979323846 * LOC_LP_HZ), fs);
-    d->level_decay = exp(-1.0 / (LEVEL_TAU_S * fs));
-    size_t need = (size_t)secs(QWIN_S + 0.5, fs);
+    d->level_growth = exp(1.0 / (LEVEL_TAU_S * fs));
+    d->wdirty = 1;
+    size_t need = (size_t)secs(QWIN_S + 0.5, fs) + CHUNK;
     d->ring = 16;
     while (d->ring < need) {
         d->ring <<= 1;
@@ -385,13 +364,13 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
     d->mask = d->ring - 1;
     d->hp = bq_design(BP_LO_HZ, fs, 1);
     d->lp = bq_design(BP_HI_HZ, fs, 0);
-    d->lhp = bq_design(LOC_HP_HZ, fs, 1);
-    d->llp = bq_design(LOC_LP_HZ, fs, 0);
+    d->loc_a = 1.0 / (1.0 + 2.0 * 3.14159265358979323846 * LOC_HP_HZ / fs);
 
     d->leads = rdx_callocarray(d->nl, sizeof *d->leads);
-    d->fsum = rdx_callocarray(d->ring, sizeof *d->fsum);
     d->ssum = rdx_callocarray(d->ring, sizeof *d->ssum);
-    if (d->leads == NULL || d->fsum == NULL || d->ssum == NULL) {
+    d->lmask = rdx_callocarray(d->ring, sizeof *d->lmask);
+    d->all_mask = (uint32_t)((1ull << d->nl) - 1u);
+    if (d->leads == NULL || d->ssum == NULL || d->lmask == NULL) {
         goto oom;
     }
     for (size_t i = 0; i < d->nl; i++) {
@@ -401,8 +380,11 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
         l->f = rdx_callocarray(d->ring, sizeof *l->f);
         l->loc = rdx_callocarray(d->ring, sizeof *l->loc);
         l->nf = rdx_callocarray(d->ring, sizeof *l->nf);
+        l->sn = rdx_callocarray(d->ring, sizeof *l->sn);
         l->w = 1.0f;
-        if (l->bp == NULL || l->ad == NULL || l->f == NULL || l->loc == NULL || l->nf == NULL) {
+        l->inv_level = 1.0 / LEVEL_FLOOR;
+        if (l->bp == NULL || l->ad == NULL || l->f == NULL || l->loc == NULL || l->nf == NULL ||
+            l->sn == NULL) {
             goto oom;
         }
     }
@@ -423,7 +405,7 @@ int64_t rdx_ecg_detector_samples(const rdx_ecg_detector *d)
 /* Place the R peak of the candidate whose feature peaks at t. */
 static int64_t clamp_past(const rdx_ecg_detector *d, int64_t k)
 {
-    int64_t oldest = d->n - (int64_t)d->ring + 1;
+    int64_t oldest = d->n + CHUNK - (int64_t)d->ring;
     if (k < oldest) {
         k = oldest;
     }
@@ -442,7 +424,7 @@ static int64_t locate(const rdx_ecg_detector *d, int64_t t, int *lead_out, float
     float best_f = -1.0f;
     for (size_t i = 0; i < d->nl; i++) {
         const struct lead *l = &d->leads[i];
-        if (l->lost) {
+        if (d->lost_mask & (1u << i)) {
             continue;
         }
         float f = l->nf[(size_t)t & d->mask];
@@ -467,7 +449,6 @@ static int64_t locate(const rdx_ecg_detector *d, int64_t t, int *lead_out, float
             amp = v;
         }
     }
-    at -= d->loc_delay;
     if (at < 0) {
         at = 0;
     }
@@ -512,7 +493,7 @@ static void update_quality(rdx_ecg_detector *d, int64_t t, int64_t r)
 {
     int64_t lo = d->last_r + d->refractory;
     int64_t hi = r - secs(0.1, d->fs);
-    int64_t oldest = d->n - (int64_t)d->ring + 1;
+    int64_t oldest = d->n + CHUNK - (int64_t)d->ring;
     lo = lo > oldest ? lo : oldest;
     if (hi - lo < secs(0.1, d->fs)) {
         return;
@@ -521,7 +502,7 @@ static void update_quality(rdx_ecg_detector *d, int64_t t, int64_t r)
     float amax = 0.0f;
     for (size_t i = 0; i < d->nl; i++) {
         struct lead *l = &d->leads[i];
-        if (l->lost) {
+        if (d->lost_mask & (1u << i)) {
             continue;
         }
         float pk = ring_max(l->nf, d->mask, t - half, t + half);
@@ -539,6 +520,7 @@ static void update_quality(rdx_ecg_detector *d, int64_t t, int64_t r)
         struct lead *l = &d->leads[i];
         l->w = amax > 0.0f ? (l->w / amax) * (l->w / amax) : 1.0f;
     }
+    d->wdirty = 1;
 }
 
 /*
@@ -619,6 +601,12 @@ static void decide(rdx_ecg_detector *d, int64_t t, float v)
 }
 
 /* Feed the fused feature at sample n (already stored) to the peak finder. */
+/* The fused feature from the value the candidates are found on. */
+static float fused_value(const rdx_ecg_detector *d, float g)
+{
+    return d->nl > 1 ? exp2f(g) : g;
+}
+
 static void candidates(rdx_ecg_detector *d, int64_t n, float f)
 {
     /* A local maximum at n - 1 (a plateau counts once, at its start). */
@@ -643,51 +631,74 @@ static void candidates(rdx_ecg_detector *d, int64_t n, float f)
         d->has_decl = 1;
         d->decl_t = d->pend_t;
         d->decl_v = d->pend_v;
-        decide(d, d->pend_t, d->pend_v);
+        decide(d, d->pend_t, fused_value(d, d->pend_v));
     }
+}
+
+/*
+ * Base-2 logarithm for finite x > 0, to within 0.005: the exponent from the
+ * bits plus a quadratic through the mantissa's end points. It is continuous
+ * and strictly increasing, which is what the candidate search needs (the
+ * fused feature is taken as 2^mean of these, so it is within 0.4 % of the
+ * true geometric mean), has no division, and gives the same bits everywhere.
+ */
+static inline float fast_log2(float x)
+{
+    uint32_t i;
+    memcpy(&i, &x, sizeof i);
+    float e = (float)((int)((i >> 23) & 0xffu) - 127);
+    i = (i & 0x7fffffu) | 0x3f800000u;
+    float u;
+    memcpy(&u, &i, sizeof u);
+    u -= 1.0f;
+    return e + u * (1.3465736f - 0.3465736f * u);
 }
 
 /*
  * Fuse the leads at sample t (AGC_S in the past): each lead's feature is
  * divided by its peak level as of now, which includes what follows t, so a
- * rising edge is never clipped and the fused peak keeps its place.
+ * rising edge is never clipped and the fused peak keeps its place. The
+ * candidates are found on the logarithm of the weighted geometric mean (the
+ * same maxima); the mean itself is taken only at a candidate.
  */
 static void feed(rdx_ecg_detector *d, int64_t t)
 {
     size_t at = (size_t)t & d->mask;
-    float fsum = 0.0f;
+    float gsum = 0.0f;
     float ssum = 0.0f;
-    float wsum = 0.0f;
-    for (size_t i = 0; i < d->nl; i++) {
-        struct lead *l = &d->leads[i];
-        float g = (float)(1.0 / l->level);
-        float nf = l->f[at] * g;
-        l->nf[at] = nf;
-        if (l->lost) {
-            continue;
+    if (d->wdirty) {
+        float wsum = 0.0f;
+        for (size_t i = 0; i < d->nl; i++) {
+            wsum += (d->lost_mask & (1u << i)) ? 0.0f : d->leads[i].w;
         }
-        fsum += l->w * logf(nf > GEO_FLOOR ? nf : GEO_FLOOR);
-        ssum += l->w * l->ad[at] * g;
-        wsum += l->w;
+        d->inv_wsum = wsum > 0.0f ? 1.0f / wsum : 0.0f;
+        d->wdirty = 0;
     }
-    if (wsum > 0.0f) {
-        fsum /= wsum;
-        ssum /= wsum;
+    if (d->nl == 1) {
+        gsum = d->leads[0].nf[at];
+        ssum = d->leads[0].sn[at];
+    } else {
+        for (size_t i = 0; i < d->nl; i++) {
+            const struct lead *l = &d->leads[i];
+            if (d->lost_mask & (1u << i)) {
+                continue;
+            }
+            float nf = l->nf[at];
+            gsum += l->w * fast_log2(nf > GEO_FLOOR ? nf : GEO_FLOOR);
+            ssum += l->w * l->sn[at];
+        }
+        gsum *= d->inv_wsum;
+        ssum *= d->inv_wsum;
     }
-    fsum = wsum > 0.0f ? expf(fsum) : 0.0f;
-    d->fsum[at] = fsum;
     d->ssum[at] = ssum;
-    candidates(d, t, fsum);
+    candidates(d, t, gsum);
 }
 
-static void loss_begin(rdx_ecg_detector *d)
+/* Every lead is lost from frame n: the last of them has been flat (or
+ * missing) for exactly loss_min frames, and the others for longer. */
+static void loss_begin(rdx_ecg_detector *d, int64_t n)
 {
-    int64_t start = 0;
-    for (size_t i = 0; i < d->nl; i++) {
-        if (d->leads[i].run_start > start) {
-            start = d->leads[i].run_start;
-        }
-    }
+    int64_t start = n - d->loss_min + 1;
     d->all_lost = 1;
     d->loss_start = start;
     d->has_pend = 0;
@@ -705,6 +716,184 @@ static void loss_end(rdx_ecg_detector *d, int64_t end)
     }
 }
 
+/*
+ * One lead through frames n0 .. n0 + m - 1 (of the interleaved block x): the
+ * flat/missing check, the feature filters and rings, and the normalised
+ * feature of frame n - AGC_S by the level as of frame n. The state lives in
+ * locals for the whole pass, which is what makes the loop fast; nothing here
+ * depends on another lead, so the result is the same for any chunking.
+ */
+static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, int64_t n0)
+{
+    struct lead *l = &d->leads[li];
+    const size_t nl = d->nl, mask = d->mask;
+    float xs[CHUNK];      /* the input, missing samples bridged */
+    uint8_t lostk[CHUNK]; /* the lead is lost at this frame */
+    uint8_t rst[CHUNK];   /* the filters restart at this frame */
+
+    if (!l->seen) {
+        /* The first sample: as if the signal had been constant forever, so
+         * the filters start without a transient. */
+        float v = isfinite(x[li]) ? x[li] : 0.0f;
+        l->seen = 1;
+        l->last_valid = l->anchor = v;
+        l->run_start = n0;
+        l->x1 = l->x2 = l->lhp_x = (double)v;
+    }
+
+    /* 1. Flat line and missing samples. Written without branches on the
+     * data (a branch would be mispredicted on every small wiggle); only the
+     * rare changes of state branch. */
+    {
+        const float flat = (float)d->cfg.flat_mv;
+        const int64_t loss_min = d->loss_min;
+        float anchor = l->anchor, last = l->last_valid;
+        int64_t run_start = l->run_start;
+        int lost = l->lost;
+        for (size_t k = 0; k < m; k++) {
+            const int64_t n = n0 + (int64_t)k;
+            float v = x[k * nl + li];
+            int valid = isfinite(v);
+            v = valid ? v : last;
+            last = v;
+            int moved = valid & (fabsf(v - anchor) > flat);
+            anchor = moved ? v : anchor;
+            run_start = moved ? n : run_start;
+            int restart = lost & moved;
+            if (restart) {
+                lost = 0; /* back from a flat or missing span */
+            } else if (!lost && n - run_start + 1 >= loss_min) {
+                lost = 1;
+            }
+            xs[k] = v;
+            lostk[k] = (uint8_t)lost;
+            rst[k] = (uint8_t)restart;
+        }
+        l->anchor = anchor;
+        l->last_valid = last;
+        l->run_start = run_start;
+        l->lost = lost;
+    }
+
+    /* 2. Feature: Butterworth high-pass then low-pass (direct form I, using
+     * b1 = -2 b0 for the high-pass, b1 = 2 b0 for the low-pass, b2 = b0),
+     * |derivative| over DERIV_S, moving-window integration. */
+    {
+        const int64_t dk = (int64_t)d->dk, w = (int64_t)d->w;
+        const float inv_w = d->inv_w;
+        const double hc = d->hp.b0, ha1 = d->hp.a1, ha2 = d->hp.a2;
+        const double lc = d->lp.b0, la1 = d->lp.a1, la2 = d->lp.a2;
+        double x1 = l->x1, x2 = l->x2, u1 = l->u1, u2 = l->u2, y1 = l->y1, y2 = l->y2;
+        double mwi = l->mwi;
+        float *bp = l->bp, *adr = l->ad, *fr = l->f;
+        for (size_t k = 0; k < m; k++) {
+            const int64_t n = n0 + (int64_t)k;
+            const size_t at = (size_t)n & mask;
+            double xv = (double)xs[k];
+            if (rst[k]) {
+                /* Restart at the new level so the step does not ring. */
+                x1 = x2 = xv;
+                u1 = u2 = y1 = y2 = 0.0;
+            }
+            double u = hc * (xv - 2.0 * x1 + x2) - ha1 * u1 - ha2 * u2;
+            double y = lc * (u + 2.0 * u1 + u2) - la1 * y1 - la2 * y2;
+            x2 = x1;
+            x1 = xv;
+            u2 = u1;
+            u1 = u;
+            y2 = y1;
+            y1 = y;
+            float yb = (float)y;
+            float ad = fabsf(yb - bp[(size_t)(n - dk) & mask]);
+            bp[at] = yb;
+            mwi += (double)ad - (double)adr[(size_t)(n - w) & mask];
+            adr[at] = ad;
+            float f = (float)mwi * inv_w;
+            fr[at] = f > 0.0f ? f : 0.0f;
+        }
+        l->x1 = x1;
+        l->x2 = x2;
+        l->u1 = u1;
+        l->u2 = u2;
+        l->y1 = y1;
+        l->y2 = y2;
+        l->mwi = mwi;
+    }
+
+    /* 3. Localisation signal: a one-pole high-pass takes the baseline out
+     * and leaves the QRS untouched. */
+    {
+        const double a = d->loc_a;
+        double px = l->lhp_x, py = l->lhp_y;
+        float *loc = l->loc;
+        for (size_t k = 0; k < m; k++) {
+            double xv = (double)xs[k];
+            if (rst[k]) {
+                px = xv;
+                py = 0.0;
+            }
+            py = a * (py + xv - px);
+            px = xv;
+            loc[(size_t)(n0 + (int64_t)k) & mask] = (float)py;
+        }
+        l->lhp_x = px;
+        l->lhp_y = py;
+    }
+
+    /* 4. Gain control: level = max(f, max(level * decay, LEVEL_FLOOR)), kept
+     * as 1/level; the frame AGC_S back is normalised by the level as of
+     * now. Before AGC_S frames this writes ring slots the stream has not
+     * reached yet (feed() never reads them), which saves a branch. */
+    {
+        const int64_t agc = d->agc;
+        const double growth = d->level_growth;
+        const float *fr = l->f, *adr = l->ad;
+        float *nfr = l->nf, *sn = l->sn;
+        uint32_t *lm = d->lmask;
+        double inv = l->inv_level;
+        for (size_t k = 0; k < m; k++) {
+            const int64_t n = n0 + (int64_t)k;
+            const size_t at = (size_t)n & mask;
+            double f = (double)fr[at];
+            inv *= growth;
+            inv = inv < 1.0 / LEVEL_FLOOR ? inv : 1.0 / LEVEL_FLOOR;
+            if (f * inv > 1.0) {
+                inv = 1.0 / f;
+            }
+            size_t ta = (size_t)(n - agc) & mask;
+            nfr[ta] = fr[ta] * (float)inv;
+            sn[ta] = adr[ta] * (float)inv;
+            uint32_t bit = (uint32_t)lostk[k] << li;
+            lm[at] = li == 0 ? bit : (lm[at] | bit);
+        }
+        l->inv_level = inv;
+    }
+}
+
+/* Everything after the leads for frame n: signal loss, fusion, candidates
+ * and decisions. */
+static void frame_step(rdx_ecg_detector *d, int64_t n)
+{
+    d->n = n + 1;
+    uint32_t lm = d->lmask[(size_t)n & d->mask];
+    if (lm != d->lost_mask) {
+        d->lost_mask = lm;
+        d->wdirty = 1;
+    }
+    if (lm == d->all_mask) {
+        if (!d->all_lost) {
+            loss_begin(d, n);
+        }
+        return;
+    }
+    if (d->all_lost) {
+        loss_end(d, n);
+    }
+    if (n >= d->agc) {
+        feed(d, n - d->agc);
+    }
+}
+
 rdx_status rdx_ecg_detector_push(rdx_ecg_detector *d, const float *frames, size_t nframes,
                                  rdx_error *err)
 {
@@ -714,73 +903,18 @@ rdx_status rdx_ecg_detector_push(rdx_ecg_detector *d, const float *frames, size_
     if (d->flushed) {
         return rdx_error_set(err, RDX_ESTATE, "detector: push after flush");
     }
-    const size_t nl = d->nl;
-    const size_t mask = d->mask;
-    const float flat = (float)d->cfg.flat_mv;
-    for (size_t fr = 0; fr < nframes; fr++) {
-        const int64_t n = d->n;
-        const size_t at = (size_t)n & mask;
-        const float *x = frames + fr * nl;
-        int nlost = 0;
-        for (size_t i = 0; i < nl; i++) {
-            struct lead *l = &d->leads[i];
-            float v = x[i];
-            int valid = !isnan(v);
-            if (!l->seen) {
-                if (!valid) {
-                    v = 0.0f;
-                }
-                l->seen = 1;
-                l->last_valid = v;
-                l->anchor = v;
-                l->run_start = n;
-                lead_restart(d, l, v);
-            }
-            if (!valid) {
-                v = l->last_valid;
-            } else {
-                l->last_valid = v;
-            }
-            if (valid && fabsf(v - l->anchor) > flat) {
-                l->anchor = v;
-                l->run_start = n;
-                if (l->lost) {
-                    l->lost = 0;
-                    lead_restart(d, l, v);
-                }
-            } else if (!l->lost && n - l->run_start + 1 >= d->loss_min) {
-                l->lost = 1;
-            }
-            double y = bq_run(&d->lp, &l->lp, bq_run(&d->hp, &l->hp, v));
-            float yb = (float)y;
-            float ad = fabsf(yb - l->bp[(size_t)(n - (int64_t)d->dk) & mask]);
-            l->bp[at] = yb;
-            l->mwi += (double)ad - (double)l->ad[(size_t)(n - (int64_t)d->w) & mask];
-            l->ad[at] = ad;
-            float f = (float)l->mwi * d->inv_w;
-            if (f < 0.0f) {
-                f = 0.0f;
-            }
-            l->f[at] = f;
-            l->loc[at] = (float)bq_run(&d->llp, &l->llp, bq_run(&d->lhp, &l->lhp, v));
-            double lv = l->level * d->level_decay;
-            lv = lv > LEVEL_FLOOR ? lv : LEVEL_FLOOR;
-            l->level = (double)f > lv ? (double)f : lv;
-            nlost += l->lost;
+    size_t done = 0;
+    while (done < nframes) {
+        size_t m = nframes - done < CHUNK ? nframes - done : CHUNK;
+        const float *x = frames + done * d->nl;
+        int64_t n0 = d->n;
+        for (size_t i = 0; i < d->nl; i++) {
+            lead_pass(d, i, x, m, n0);
         }
-        d->n = n + 1;
-        if ((size_t)nlost == nl) {
-            if (!d->all_lost) {
-                loss_begin(d);
-            }
-            continue;
+        for (size_t k = 0; k < m; k++) {
+            frame_step(d, n0 + (int64_t)k);
         }
-        if (d->all_lost) {
-            loss_end(d, n);
-        }
-        if (n >= d->agc) {
-            feed(d, n - d->agc);
-        }
+        done += m;
     }
     return RDX_OK;
 }
@@ -798,14 +932,22 @@ rdx_status rdx_ecg_detector_flush(rdx_ecg_detector *d, rdx_error *err)
         loss_end(d, d->n);
         return RDX_OK;
     }
+    /* The last AGC_S of features, normalised by the final levels. */
     for (int64_t t = d->n - d->agc; t < d->n; t++) {
-        if (t >= 0) {
-            feed(d, t);
+        if (t < 0) {
+            continue;
         }
+        size_t ta = (size_t)t & d->mask;
+        for (size_t i = 0; i < d->nl; i++) {
+            struct lead *l = &d->leads[i];
+            l->nf[ta] = l->f[ta] * (float)l->inv_level;
+            l->sn[ta] = l->ad[ta] * (float)l->inv_level;
+        }
+        feed(d, t);
     }
     if (d->has_pend) {
         d->has_pend = 0;
-        decide(d, d->pend_t, d->pend_v);
+        decide(d, d->pend_t, fused_value(d, d->pend_v));
     }
     return RDX_OK;
 }
