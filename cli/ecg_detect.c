@@ -2,6 +2,7 @@
  * ecg_detect.c - detection verbs of `rdx ecg`:
  *   rdx ecg detect   find the QRS complexes of records, write MIT annotations
  */
+#define _XOPEN_SOURCE 700 /* realpath() */
 #include "cli.h"
 #include "ecg_verbs.h"
 #include "rdx/ecg.h"
@@ -446,9 +447,10 @@ int rdx_cli_ecg_detect(int argc, char **argv)
         }
         for (size_t m = 0; m < k; m++) {
             if (strcmp(jobs[m].name, jobs[k].name) == 0) {
+                int rc = rdx_cli_usage(DETECT, "two records named '%s': both would write %s/%s.%s",
+                                       jobs[k].name, o.dir, jobs[k].name, o.ann);
                 free(jobs);
-                return rdx_cli_usage(DETECT, "two records named '%s': both would write %s/%s.%s",
-                                     jobs[k].name, o.dir, jobs[k].name, o.ann);
+                return rc;
             }
         }
     }

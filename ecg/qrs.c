@@ -81,15 +81,19 @@
  * at 200 Hz spans +-10 ms). */
 #define DERIV_S 0.010
 /* Moving-window integration (OSEA uses 80 ms, Pan-Tompkins 150 ms). */
-#define MWI_S 0.100
+#define MWI_MS 100
+#define MWI_S  (MWI_MS / 1000.0)
 /* Decision delay after a feature peak: a larger peak within it wins. */
-#define LOOKAHEAD_S 0.120
+#define LOOKAHEAD_MS 120
+#define LOOKAHEAD_S  (LOOKAHEAD_MS / 1000.0)
 /* Where the R peak is searched, before the feature peak. */
-#define RSEARCH_S (MWI_S + 0.030)
+#define RSEARCH_MS (MWI_MS + 30)
+#define RSEARCH_S  (RSEARCH_MS / 1000.0)
 /* Look-ahead of the gain control: a feature sample is divided by the lead's
  * peak level including the AGC_S after it, so a rising edge is not clipped
  * and the peak keeps its place. */
-#define AGC_S 0.050
+#define AGC_MS 50
+#define AGC_S  (AGC_MS / 1000.0)
 /* Time constant of each lead's peak-level (gain control) decay. */
 #define LEVEL_TAU_S 8.0
 /* Lowest peak level (mV per DERIV_S of band-passed signal, integrated): the
@@ -131,7 +135,7 @@
 /* History length of the QRS, noise, RR and quality medians (Hamilton: 8). */
 #define NHIST 8
 
-_Static_assert(AGC_S + LOOKAHEAD_S + RSEARCH_S <= RDX_ECG_QRS_MAX_LATENCY_S,
+_Static_assert(AGC_MS + LOOKAHEAD_MS + RSEARCH_MS <= 300 /* RDX_ECG_QRS_MAX_LATENCY_S */,
                "the detector's look-ahead exceeds the promised latency");
 
 struct biquad {
