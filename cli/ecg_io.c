@@ -99,7 +99,8 @@ static void print_pct(FILE *f, double v, int width, int prec)
 }
 
 typedef struct eval_row {
-    const char *record;
+    const char *record; /* the argument as given */
+    char name[512];     /* the record name */
     rdx_ecg_eval_counts c;
     double fs;
 } eval_row;
@@ -171,6 +172,7 @@ static int eval_one(const char *arg, const char *ref_ann, const char *test_ann,
         goto out;
     }
     row->record = arg;
+    snprintf(row->name, sizeof row->name, "%s", name);
     row->fs = info->fs_hz;
     rc = 0;
 out:
@@ -278,6 +280,8 @@ int rdx_cli_ecg_eval(int argc, char **argv)
         for (size_t k = 0; k < nok; k++) {
             const eval_row *r = &rows[k];
             printf("%s{\"record\":", k ? "," : "");
+            json_str(stdout, r->name);
+            printf(",\"path\":");
             json_str(stdout, r->record);
             printf(",\"nref\":%llu,\"tp\":%llu,\"fn\":%llu,\"fp\":%llu,\"se\":",
                    (unsigned long long)(r->c.tp + r->c.fn), (unsigned long long)r->c.tp,
@@ -301,13 +305,7 @@ int rdx_cli_ecg_eval(int argc, char **argv)
                "+P%", "dt_ms");
         for (size_t k = 0; k < nok; k++) {
             const eval_row *r = &rows[k];
-            const char *slash = strrchr(r->record, '/');
-            const char *shown = slash ? slash + 1 : r->record;
-            size_t sl = strlen(shown);
-            if (sl > 4 && strcmp(shown + sl - 4, ".hea") == 0) {
-                sl -= 4;
-            }
-            printf("%-12.*s %7llu %7llu %6llu %6llu", (int)sl, shown,
+            printf("%-12s %7llu %7llu %6llu %6llu", r->name,
                    (unsigned long long)(r->c.tp + r->c.fn), (unsigned long long)r->c.tp,
                    (unsigned long long)r->c.fn, (unsigned long long)r->c.fp);
             print_pct(stdout, rdx_ecg_eval_se(&r->c), 8, 2);

@@ -75,7 +75,10 @@ double rdx_ecg_annset_time_resolution(const rdx_ecg_annset *set)
 
 rdx_status rdx_ecg_annset_get(const rdx_ecg_annset *set, size_t i, rdx_ecg_ann *out)
 {
-    if (set == NULL || out == NULL || i >= set->n) {
+    if (set == NULL || out == NULL) {
+        return RDX_EINVAL;
+    }
+    if (i >= set->n) {
         return RDX_ERANGE;
     }
     const ann_rec *r = &set->a[i];

@@ -6,6 +6,7 @@
  * otherwise), separated by commas; LF or CRLF line ends. A first column named
  * "time", "t", "sample" or "index" is a time stamp and is skipped (the caller
  * gives the frequency). An empty field or "NaN" is an invalid sample. Values
+ * A UTF-8 byte order mark before the header row is skipped. Values
  * are turned into integer ADC units with the caller's gain (1000 adu/mV by
  * default, i.e. microvolt resolution), so the detector sees the same int32
  * frames whichever the upload's format.
@@ -216,6 +217,11 @@ rdx_status ecg_csv_open(const char *path, const rdx_ecg_record_opts *opts, ecg_h
         goto out;
     }
     c->data_start_line = c->lineno;
+    /* Spreadsheet exports often begin with a UTF-8 byte order mark. */
+    if (n >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0) {
+        p += 3;
+        n -= 3;
+    }
     /* Count and copy the lead names. */
     size_t ncols = 1;
     for (size_t i = 0; i < n; i++) {

@@ -1,6 +1,7 @@
 /*
- * eval.c - beat-by-beat comparison of QRS annotations, ANSI/AAMI EC57:1998
- * section 4 ("beat-by-beat comparison"), with the rules of bxb from the
+ * eval.c - beat-by-beat comparison of QRS annotations as ANSI/AAMI EC57:1998
+ * ("Testing and reporting performance results of cardiac rhythm and ST
+ * segment measurement algorithms") prescribes it, with the rules of bxb from the
  * PhysioNet WFDB Software Package (G. B. Moody), including its 2002
  * refinement of the match criterion. The counts equal bxb's on the same
  * annotation files; that is checked against an independent scorer while
@@ -17,7 +18,7 @@
  * Beats are the isqrs() codes mapped to AAMI classes (N, S, V, F, Q); the
  * flutter wave '!' maps to the non-beat class O, as in bxb. Reference VF
  * episodes ('[' .. ']') are read over: test beats inside them are not counted
- * (EC57 4.2.1: VF is scored by episode, not by beat). Shutdown (a NOISE
+ * (EC57 scores ventricular flutter by episode, not by beat). Shutdown (a NOISE
  * annotation with subtype bits 4 and 5 set, up to the next NOISE without
  * them) turns unmatched beats of the other stream into the pseudo-beat X,
  * counted in the totals as bxb does.

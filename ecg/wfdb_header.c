@@ -120,16 +120,20 @@ static rdx_status parse_time(const char *p, size_t n, uint32_t *ms_out)
         RDX_TRY(tok_i64(p + i, j - i, 0, 99, &part[nparts]));
         nparts++;
         if (j < n && p[j] == '.') {
-            /* Fractional seconds end the field. */
-            double f;
-            char buf[16] = "0";
-            size_t fl = n - j;
-            if (fl < 2 || fl >= sizeof buf - 1) {
+            /* Fractional seconds end the field: 1 to 9 digits, nothing else
+             * (no exponent that could push the value out of range). */
+            size_t fl = n - j - 1;
+            if (fl < 1 || fl > 9) {
                 return RDX_EPARSE;
             }
-            memcpy(buf + 1, p + j, fl);
-            RDX_TRY(rdx_parse_double(buf, fl + 1, &f));
-            frac_ms = f * 1000.0;
+            double scale = 100.0; /* the first digit is tenths: 100 ms */
+            for (size_t k = j + 1; k < n; k++) {
+                if (p[k] < '0' || p[k] > '9') {
+                    return RDX_EPARSE;
+                }
+                frac_ms += (p[k] - '0') * scale;
+                scale /= 10.0;
+            }
             break;
         }
         if (j >= n) {

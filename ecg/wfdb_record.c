@@ -431,8 +431,9 @@ rdx_status rdx_ecg_record_read(rdx_ecg_record *rec, int32_t *frames, size_t max_
     if (got) {
         *got = 0;
     }
-    if (rec == NULL || got == NULL || (frames == NULL && max_frames > 0)) {
-        return rdx_error_set(err, RDX_EINVAL, "rdx_ecg_record_read: NULL argument");
+    if (rec == NULL || got == NULL || frames == NULL || max_frames == 0) {
+        return rdx_error_set(err, RDX_EINVAL,
+                             "rdx_ecg_record_read: NULL argument or no room for a frame");
     }
     if (rec->opts.header_only) {
         return rdx_error_set(err, RDX_ESTATE, "%s: opened for its header only", rec->hea_path);
@@ -472,8 +473,9 @@ rdx_status rdx_ecg_record_read_phys(rdx_ecg_record *rec, float *frames, size_t m
     if (got) {
         *got = 0;
     }
-    if (rec == NULL || got == NULL || (frames == NULL && max_frames > 0)) {
-        return rdx_error_set(err, RDX_EINVAL, "rdx_ecg_record_read_phys: NULL argument");
+    if (rec == NULL || got == NULL || frames == NULL || max_frames == 0) {
+        return rdx_error_set(err, RDX_EINVAL,
+                             "rdx_ecg_record_read_phys: NULL argument or no room for a frame");
     }
     const size_t nsig = rec->h.info.nsig;
     size_t done = 0;

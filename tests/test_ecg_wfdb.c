@@ -214,6 +214,29 @@ static void test_wfdb_read_phys_and_seek(void **state)
     assert_int_equal(got, 0);
     assert_int_equal(rdx_ecg_record_seek(rec, 21601, &err), RDX_ERANGE);
     assert_non_null(strstr(err.msg, "past the end"));
+    assert_int_equal(rdx_ecg_record_read(rec, a, 0, &got, &err), RDX_EINVAL);
+    assert_int_equal(rdx_ecg_record_read(rec, NULL, 4, &got, &err), RDX_EINVAL);
+    assert_int_equal(rdx_ecg_record_read_phys(rec, f, 0, &got, &err), RDX_EINVAL);
+    assert_int_equal(rdx_ecg_record_read(NULL, a, 4, &got, &err), RDX_EINVAL);
+    assert_null(rdx_ecg_record_info_get(NULL));
+
+    /* Opened for the header only: no signal file needed, no reads. */
+    rdx_ecg_record_free(rec);
+    rdx_ecg_record_opts ho = {0};
+    ho.header_only = 1;
+    char *dir = rdx_test_tmpdir();
+    char hp[512];
+    snprintf(hp, sizeof hp, "%s/h.hea", dir);
+    FILE *hf = fopen(hp, "w");
+    assert_non_null(hf);
+    fputs("h 1 500 5000\nh.dat 16\n", hf);
+    fclose(hf);
+    assert_int_equal(rdx_ecg_record_open(hp, &ho, &rec, &err), RDX_OK);
+    assert_int_equal(rdx_ecg_record_info_get(rec)->nsamp, 5000);
+    assert_int_equal(rdx_ecg_record_read(rec, a, 4, &got, &err), RDX_ESTATE);
+    assert_int_equal(rdx_ecg_record_seek(rec, 0, &err), RDX_ESTATE);
+    rdx_test_rmrf(dir);
+    free(dir);
     free(ref);
     free(raw);
     rdx_ecg_record_free(rec);
@@ -603,6 +626,10 @@ static void test_wfdb_bad_headers_are_named(void **state)
         {"r 1 360 99999999999999999\nr.dat 16\n", RDX_ELIMIT, "more than the"},
         {"r 1 360 10 25:00:00\nr.dat 16\n", RDX_EPARSE, "bad base time '25:00:00'"},
         {"r 1 360 10 10:00:00 32/01/2020\nr.dat 16\n", RDX_EPARSE, "bad base date"},
+        /* Found by fuzz_wfdb_header: an exponent in the fraction overflowed. */
+        {"r 1 360 10 1:2:3.5e28\nr.dat 16\n", RDX_EPARSE, "bad base time '1:2:3.5e28'"},
+        {"r 1 360 10 1:2:3.\nr.dat 16\n", RDX_EPARSE, "bad base time"},
+        {"r 1 360 10 1:2:3:4\nr.dat 16\n", RDX_EPARSE, "bad base time"},
         {"r/3 1 360 10\n", RDX_EFORMAT, "multi-segment record"},
         {"r 1 360 10\n# comment\n\nr.dat 999 200\n", RDX_EFORMAT,
          "r.hea:4: signal 0: unknown or unsupported format 999"},
@@ -771,6 +798,62 @@ static void test_wfdb_split_path(void **state)
     assert_int_equal(rdx_ecg_record_split_path("abcdef", d, sizeof d, n, 3), RDX_EINVAL);
 }
 
+/* Every record of the development set decodes with all its header checksums
+ * verified: 212 (mitdb, nstdb) and 16 (118e00). */
+static void test_wfdb_real_records_verify_their_checksums(void **state)
+{
+    (void)state;
+    const char *data = rdx_test_data_dir();
+    if (data == NULL) {
+        skip();
+    }
+    static const char *const recs[] = {
+        "mitdb/100",          "mitdb/101",         "mitdb/102", "mitdb/103", "mitdb/105",
+        "mitdb/106",          "mitdb/109",         "mitdb/111", "mitdb/113", "mitdb/115",
+        "mitdb/118",          "mitdb/119",         "mitdb/121", "mitdb/123", "mitdb/200",
+        "mitdb/202",          "mitdb/203",         "mitdb/208", "mitdb/212", "mitdb/214",
+        "mitdb/217",          "mitdb/219",         "mitdb/221", "mitdb/228", "other/nstdb/118e00",
+        "other/nstdb/118e12", "other/nstdb/118e24"};
+    int32_t *buf = malloc(8192 * 2 * sizeof *buf);
+    assert_non_null(buf);
+    int seen = 0;
+    for (size_t i = 0; i < sizeof recs / sizeof recs[0]; i++) {
+        char p[512];
+        rdx_ecg_record *rec = NULL;
+        rdx_error err;
+        snprintf(p, sizeof p, "%s/ecg/%s", data, recs[i]);
+        rdx_status st = rdx_ecg_record_open(p, NULL, &rec, &err);
+        if (st == RDX_ENOENT) {
+            continue;
+        }
+        if (st != RDX_OK) {
+            fail_msg("%s", err.msg);
+        }
+        const rdx_ecg_record_info *in = rdx_ecg_record_info_get(rec);
+        assert_int_equal(in->nsamp, 650000);
+        uint64_t n = 0;
+        size_t got;
+        do {
+            st = rdx_ecg_record_read(rec, buf, 8192, &got, &err);
+            if (st != RDX_OK) {
+                fail_msg("%s", err.msg);
+            }
+            if (n == 0) {
+                assert_int_equal(buf[0], in->sig[0].initial_value);
+                assert_int_equal(buf[1], in->sig[1].initial_value);
+            }
+            n += got;
+        } while (got > 0);
+        assert_int_equal(n, 650000);
+        rdx_ecg_record_free(rec);
+        seen++;
+    }
+    free(buf);
+    if (seen == 0) {
+        skip();
+    }
+}
+
 /* ---- out of memory ---- */
 
 static int open_and_read_100s(void *ctx)
@@ -840,6 +923,7 @@ int main(void)
         cmocka_unit_test(test_wfdb_missing_and_short_signal_files),
         cmocka_unit_test(test_wfdb_header_fields_and_crlf),
         cmocka_unit_test(test_wfdb_split_path),
+        cmocka_unit_test(test_wfdb_real_records_verify_their_checksums),
         cmocka_unit_test(test_wfdb_out_of_memory_sweep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

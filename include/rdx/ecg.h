@@ -116,10 +116,12 @@ rdx_status rdx_ecg_record_open(const char *path, const rdx_ecg_record_opts *opts
 const rdx_ecg_record_info *rdx_ecg_record_info_get(const rdx_ecg_record *rec);
 
 /*
- * Read up to max_frames frames from the current position into frames, which
- * has room for max_frames * info.nsig values: frame-interleaved, signal 0
- * first (frames[i * nsig + s]), in ADC units, skew corrected. Signals with
- * several samples per frame give their frame average (as WFDB's getvec). Any
+ * Read up to max_frames (>= 1) frames from the current position into frames,
+ * which has room for max_frames * info.nsig values: frame-interleaved, signal 0
+ * first (frames[i * nsig + s]), in ADC units, skew corrected (a skewed
+ * signal reads RDX_ECG_SAMPLE_INVALID for the frames its skew moves past the
+ * end). Signals with several samples per frame give their frame average, or
+ * invalid when one of them is (as WFDB's getvec in low-resolution mode). Any
  * block size works; memory stays bounded whatever the record's length.
  * *got receives the frames delivered; 0 with RDX_OK means the end of the
  * record. When the read that reaches the end finds a header checksum that
@@ -127,7 +129,8 @@ const rdx_ecg_record_info *rdx_ecg_record_info_get(const rdx_ecg_record *rec);
  * RDX_ECHECKSUM naming the signal; checksums are verified only when the
  * record was read from frame 0 to the end without seeking. Errors name the
  * file and sample offset: RDX_ESHORT (file truncated while reading), RDX_EIO,
- * RDX_EPARSE (CSV row). After an error other than RDX_ECHECKSUM the position
+ * RDX_EPARSE (CSV row), RDX_EINVAL (NULL pointer, max_frames 0), RDX_ESTATE
+ * (opened header_only). After an error other than RDX_ECHECKSUM the position
  * is unspecified; seek or free.
  */
 rdx_status rdx_ecg_record_read(rdx_ecg_record *rec, int32_t *frames, size_t max_frames, size_t *got,
@@ -268,6 +271,13 @@ typedef struct rdx_ecg_ann {
 } rdx_ecg_ann;
 
 typedef struct rdx_ecg_annset rdx_ecg_annset;
+
+/*
+ * Annotation sets hold annotations in the order they were added (the order
+ * of the file). A set is not safe for concurrent writers; concurrent readers
+ * of a set nobody modifies are fine. Functions taking a NULL set return
+ * RDX_EINVAL (or 0 / do nothing, for count and free).
+ */
 
 /* Make an empty annotation set; free with rdx_ecg_annset_free(). */
 rdx_status rdx_ecg_annset_new(rdx_ecg_annset **out, rdx_error *err);
