@@ -84,10 +84,11 @@
 #define MWI_MS 100
 #define MWI_S  (MWI_MS / 1000.0)
 /* Decision delay after a feature peak: a larger peak within it wins. */
-#define LOOKAHEAD_MS 120
+#define LOOKAHEAD_MS 110
 #define LOOKAHEAD_S  (LOOKAHEAD_MS / 1000.0)
-/* Where the R peak is searched, before the feature peak. */
-#define RSEARCH_MS (MWI_MS + 30)
+/* Where the R peak is searched, before the feature peak (the integration
+ * window plus the widest ventricular complexes). */
+#define RSEARCH_MS (MWI_MS + 40)
 #define RSEARCH_S  (RSEARCH_MS / 1000.0)
 /* Look-ahead of the gain control: a feature sample is divided by the lead's
  * peak level including the AGC_S after it, so a rising edge is not clipped
