@@ -1,6 +1,9 @@
 /*
- * ecg_detect.c - detection verbs of `rdx ecg`:
- *   rdx ecg detect   find the QRS complexes of records, write MIT annotations
+ * ecg_detect.c - detection, conditioning and drawing verbs of `rdx ecg`:
+ *   rdx ecg detect   find the QRS complexes of records, write MIT annotations,
+ *                    print the rhythm summary (--json), N records at once (-j)
+ *   rdx ecg filter   condition a record into a WFDB format-16 copy
+ *   rdx ecg plot     draw a strip on ECG paper as SVG, with QRS marks and RR
  */
 #define _XOPEN_SOURCE 700 /* realpath() */
 #include "cli.h"

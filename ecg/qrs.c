@@ -950,6 +950,11 @@ rdx_status rdx_ecg_detector_flush(rdx_ecg_detector *d, rdx_error *err)
         }
         feed(d, t);
     }
+    /* The end of the stream closes a rising edge: a QRS whose R peak falls
+     * in the last few samples still counts. */
+    if (d->n >= 2) {
+        candidates(d, d->n, -INFINITY);
+    }
     if (d->has_pend) {
         d->has_pend = 0;
         decide(d, d->pend_t, fused_value(d, d->pend_v));
