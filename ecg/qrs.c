@@ -56,8 +56,10 @@
  * AGC_S + LOOKAHEAD_S + RSEARCH_S <= 0.3 s after its R peak (checked at
  * compile time below).
  *
- * Cost: per lead and sample, four biquads, a few ring-buffer reads and
- * writes and one logf; per candidate, a few short scans. No allocation after
+ * Cost: per lead and sample, a two-biquad band-pass and a one-pole
+ * high-pass (direct form I, the state in registers for a chunk of frames),
+ * a few ring-buffer reads and writes, and a division-free log2 for the
+ * fusion; per candidate, a few short scans. No allocation after
  * rdx_ecg_detector_new().
  *
  * The constants below are physiological or come from the papers above.
@@ -746,12 +748,16 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         l->x1 = l->x2 = l->lhp_x = (double)v;
     }
 
-    /* 1. Flat line and missing samples. Written without branches on the
-     * data (a branch would be mispredicted on every small wiggle); only the
-     * rare changes of state branch. */
+    /* 1. Flat line and missing samples, written without branches on the
+     * data (a branch would be mispredicted on every small wiggle; only the
+     * rare changes of state branch), and the localisation signal: a one-pole
+     * high-pass takes the baseline out and leaves the QRS untouched. */
     {
         const float flat = (float)d->cfg.flat_mv;
         const int64_t loss_min = d->loss_min;
+        const double a = d->loc_a;
+        double px = l->lhp_x, py = l->lhp_y;
+        float *loc = l->loc;
         float anchor = l->anchor, last = l->last_valid;
         int64_t run_start = l->run_start;
         int lost = l->lost;
@@ -767,9 +773,14 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
             int restart = lost & moved;
             if (restart) {
                 lost = 0; /* back from a flat or missing span */
+                px = (double)v;
+                py = 0.0;
             } else if (!lost && n - run_start + 1 >= loss_min) {
                 lost = 1;
             }
+            py = a * (py + (double)v - px);
+            px = (double)v;
+            loc[(size_t)n & mask] = (float)py;
             xs[k] = v;
             lostk[k] = (uint8_t)lost;
             rst[k] = (uint8_t)restart;
@@ -778,6 +789,8 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         l->last_valid = last;
         l->run_start = run_start;
         l->lost = lost;
+        l->lhp_x = px;
+        l->lhp_y = py;
     }
 
     /* 2. Feature: Butterworth high-pass then low-pass (direct form I, using
@@ -825,27 +838,7 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         l->mwi = mwi;
     }
 
-    /* 3. Localisation signal: a one-pole high-pass takes the baseline out
-     * and leaves the QRS untouched. */
-    {
-        const double a = d->loc_a;
-        double px = l->lhp_x, py = l->lhp_y;
-        float *loc = l->loc;
-        for (size_t k = 0; k < m; k++) {
-            double xv = (double)xs[k];
-            if (rst[k]) {
-                px = xv;
-                py = 0.0;
-            }
-            py = a * (py + xv - px);
-            px = xv;
-            loc[(size_t)(n0 + (int64_t)k) & mask] = (float)py;
-        }
-        l->lhp_x = px;
-        l->lhp_y = py;
-    }
-
-    /* 4. Gain control: level = max(f, max(level * decay, LEVEL_FLOOR)), kept
+    /* 3. Gain control: level = max(f, max(level * decay, LEVEL_FLOOR)), kept
      * as 1/level; the frame AGC_S back is normalised by the level as of
      * now. Before AGC_S frames this writes ring slots the stream has not
      * reached yet (feed() never reads them), which saves a branch. */
