@@ -401,13 +401,18 @@ void rdx_ecg_filter_free(rdx_ecg_filter *f);
  * Streaming multi-lead QRS detector (ecg/qrs.c).
  *
  * The caller pushes frames (one float per lead, interleaved, in millivolts;
- * NaN marks a missing sample) in blocks of any size, and gets each beat back
+ * NaN or an infinite value marks a missing sample) in blocks of any size, and
+ * gets each beat back
  * through beat_fn at most RDX_ECG_QRS_MAX_LATENCY_S seconds of signal after
  * its R peak. The same samples give the same beats whatever the block sizes:
  * batch processing and live monitoring run this one code path. Every time
  * constant is in seconds, so any frequency from RDX_ECG_QRS_MIN_FS to
  * RDX_ECG_QRS_MAX_FS works. Spans where every lead is flat or missing for at
  * least loss_min_s are reported through loss_fn and yield no beats.
+ *
+ * Callbacks run on the caller's thread inside push() or flush() and must not
+ * call back into the same detector. A detector is used by one thread at a
+ * time; distinct detectors are independent (no shared state).
  */
 #define RDX_ECG_QRS_MIN_FS        100.0
 #define RDX_ECG_QRS_MAX_FS        2000.0
@@ -464,7 +469,8 @@ rdx_status rdx_ecg_detector_push(rdx_ecg_detector *d, const float *frames, size_
  */
 rdx_status rdx_ecg_detector_flush(rdx_ecg_detector *d, rdx_error *err);
 
-/* Frames pushed so far. */
+/* Frames taken in so far (inside a callback: up to the frame being decided,
+ * so at a beat this minus the beat's sample is its latency). 0 for NULL. */
 int64_t rdx_ecg_detector_samples(const rdx_ecg_detector *d);
 
 /* Free the detector; NULL is a no-op. */
