@@ -58,13 +58,13 @@
  *
  * Cost: per lead and sample, a two-biquad band-pass and a one-pole
  * high-pass (direct form I, the state in registers for a chunk of frames),
- * a few ring-buffer reads and writes, and a division-free log2 for the
- * fusion; per candidate, a few short scans. No allocation after
+ * a few ring-buffer reads and writes; per fusion grid point (FUSE_HZ), a
+ * division-free log2 per lead; per candidate, a few short scans. No allocation after
  * rdx_ecg_detector_new().
  *
  * The constants below are physiological or come from the papers above.
  * Where a choice between values was measured (LEVEL_TAU_S, LEVEL_FLOOR,
- * GEO_FLOOR, PREM_MIN, FIRST_SHARP), it was judged on the gross figures over
+ * GEO_FLOOR, PREM_MIN, FIRST_SHARP, FUSE_HZ), it was judged on the gross figures over
  * all the MIT-BIH records at hand and on the noise-stress and resampled
  * copies, never on one record.
  */
@@ -132,6 +132,12 @@
 #define QWIN_S 2.0
 /* RR assumed before two beats are seen (75 bpm). */
 #define RR_DEFAULT_S 0.8
+/* The fused feature is smooth (integrated over MWI_S, band-limited to
+ * BP_HI_HZ), so the fusion and the candidate search run at about FUSE_HZ:
+ * on every dec-th frame, dec = floor(fs / FUSE_HZ), at fixed positions from
+ * the start of the stream. The R peak is still placed on the full-rate
+ * signal. */
+#define FUSE_HZ 180.0
 /* Frames per lead pass in push(): the rings keep CHUNK frames of headroom
  * beyond what the decisions look back at, so chunking changes nothing. */
 #define CHUNK 256
@@ -183,6 +189,7 @@ struct rdx_ecg_detector {
     float inv_w;
     int64_t look; /* look-ahead, samples */
     int64_t agc;
+    int64_t dec; /* the fusion and candidate search run on every dec-th frame */
     int64_t rsearch;
     int64_t refractory;
     int64_t twave;
@@ -202,6 +209,8 @@ struct rdx_ecg_detector {
 
     /* Candidate tracking. */
     float fm1, fm2;
+    int64_t t1;   /* grid point of fm1 */
+    int64_t nfed; /* grid points fed since the start or the last loss */
     int has_pend;
     int64_t pend_t;
     float pend_v;
@@ -354,6 +363,8 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
     d->look = secs(LOOKAHEAD_S, fs);
     d->rsearch = secs(RSEARCH_S, fs);
     d->agc = secs(AGC_S, fs);
+    d->dec = (int64_t)(fs / FUSE_HZ);
+    d->dec = d->dec < 1 ? 1 : d->dec;
     d->refractory = secs(REFRACTORY_S, fs);
     d->twave = secs(TWAVE_S, fs);
     d->loss_min = secs(cfg->loss_min_s, fs);
@@ -471,7 +482,7 @@ static float slope_at(const rdx_ecg_detector *d, int64_t t)
         lo = 0;
     }
     float m = 0.0f;
-    for (int64_t k = lo; k <= t; k++) {
+    for (int64_t k = t; k >= lo; k -= d->dec) {
         float v = d->ssum[(size_t)k & d->mask];
         if (v > m) {
             m = v;
@@ -616,9 +627,10 @@ static float fused_value(const rdx_ecg_detector *d, float g)
 
 static void candidates(rdx_ecg_detector *d, int64_t n, float f)
 {
-    /* A local maximum at n - 1 (a plateau counts once, at its start). */
-    if (n >= 2 && d->fm1 > d->fm2 && d->fm1 >= f) {
-        int64_t t = n - 1;
+    /* A local maximum at the previous grid point (a plateau counts once, at
+     * its start). */
+    if (d->nfed >= 2 && d->fm1 > d->fm2 && d->fm1 >= f) {
+        int64_t t = d->t1;
         float v = d->fm1;
         if (d->has_pend) {
             if (v >= d->pend_v) {
@@ -633,6 +645,8 @@ static void candidates(rdx_ecg_detector *d, int64_t n, float f)
     }
     d->fm2 = d->fm1;
     d->fm1 = f;
+    d->t1 = n;
+    d->nfed++;
     if (d->has_pend && n - d->pend_t >= d->look) {
         d->has_pend = 0;
         d->has_decl = 1;
@@ -712,6 +726,7 @@ static void loss_begin(rdx_ecg_detector *d, int64_t n)
     d->has_decl = 0;
     d->have_last = 0;
     d->fm1 = d->fm2 = 0.0f;
+    d->nfed = 0;
 }
 
 static void loss_end(rdx_ecg_detector *d, int64_t end)
@@ -887,8 +902,9 @@ static void frame_step(rdx_ecg_detector *d, int64_t n)
     if (d->all_lost) {
         loss_end(d, n);
     }
-    if (n >= d->agc) {
-        feed(d, n - d->agc);
+    int64_t t = n - d->agc;
+    if (t >= 0 && t % d->dec == 0) {
+        feed(d, t);
     }
 }
 
@@ -932,7 +948,7 @@ rdx_status rdx_ecg_detector_flush(rdx_ecg_detector *d, rdx_error *err)
     }
     /* The last AGC_S of features, normalised by the final levels. */
     for (int64_t t = d->n - d->agc; t < d->n; t++) {
-        if (t < 0) {
+        if (t < 0 || t % d->dec != 0) {
             continue;
         }
         size_t ta = (size_t)t & d->mask;
@@ -945,8 +961,8 @@ rdx_status rdx_ecg_detector_flush(rdx_ecg_detector *d, rdx_error *err)
     }
     /* The end of the stream closes a rising edge: a QRS whose R peak falls
      * in the last few samples still counts. */
-    if (d->n >= 2) {
-        candidates(d, d->n, -INFINITY);
+    if (d->nfed >= 1) {
+        candidates(d, d->t1 + d->dec, -INFINITY);
     }
     if (d->has_pend) {
         d->has_pend = 0;
