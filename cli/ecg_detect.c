@@ -196,11 +196,15 @@ static int detect_one(const struct detect_opts *o, struct detect_job *j)
         if (got == 0) {
             break;
         }
-        for (size_t f = 0; f < got; f++) {
-            const int32_t *a = adu + f * info->nsig;
-            float *o = buf + f * j->nleads;
-            for (size_t s = 0; s < j->nleads; s++) {
-                o[s] = a[s] == RDX_ECG_SAMPLE_INVALID ? NAN : ((float)a[s] - base[s]) * scale[s];
+        /* Lead by lead: the scale stays in a register and the loop is tight. */
+        for (size_t s = 0; s < j->nleads; s++) {
+            const int32_t *a = adu + s;
+            float *o = buf + s;
+            const float bs = base[s], sc = scale[s];
+            const size_t as = info->nsig, os = j->nleads;
+            for (size_t f = 0; f < got; f++) {
+                int32_t v = a[f * as];
+                o[f * os] = v == RDX_ECG_SAMPLE_INVALID ? NAN : ((float)v - bs) * sc;
             }
         }
         if (rdx_ecg_detector_push(det, buf, got, err) != RDX_OK || c.st != RDX_OK) {
