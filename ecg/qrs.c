@@ -523,7 +523,7 @@ static void update_quality(rdx_ecg_detector *d, int64_t t, int64_t r)
         if (d->lost_mask & (1u << i)) {
             continue;
         }
-        float pk = ring_max(l->nf, d->mask, t - half, t + half);
+        float pk = ring_max(l->nf, d->mask, t - half, t + half < d->n ? t + half : d->n - 1);
         float between = ring_max(l->nf, d->mask, lo, hi);
         float q = pk / (between > 0.02f ? between : 0.02f);
         hist_push(&l->q, q < 20.0f ? q : 20.0f);
@@ -946,18 +946,21 @@ rdx_status rdx_ecg_detector_flush(rdx_ecg_detector *d, rdx_error *err)
         loss_end(d, d->n);
         return RDX_OK;
     }
-    /* The last AGC_S of features, normalised by the final levels. */
-    for (int64_t t = d->n - d->agc; t < d->n; t++) {
-        if (t < 0 || t % d->dec != 0) {
-            continue;
-        }
+    /* The last AGC_S of features, normalised by the final levels (all of
+     * them first: a decision may look a little past its candidate). */
+    int64_t t0 = d->n - d->agc > 0 ? d->n - d->agc : 0;
+    for (int64_t t = t0; t < d->n; t++) {
         size_t ta = (size_t)t & d->mask;
         for (size_t i = 0; i < d->nl; i++) {
             struct lead *l = &d->leads[i];
             l->nf[ta] = l->f[ta] * (float)l->inv_level;
             l->sn[ta] = l->ad[ta] * (float)l->inv_level;
         }
-        feed(d, t);
+    }
+    for (int64_t t = t0; t < d->n; t++) {
+        if (t % d->dec == 0) {
+            feed(d, t);
+        }
     }
     /* The end of the stream closes a rising edge: a QRS whose R peak falls
      * in the last few samples still counts. */
