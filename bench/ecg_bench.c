@@ -147,7 +147,7 @@ static long long run_stage(const char *path, enum stage st)
 
 /* Fork, run fn in the child, and collect its CPU time and peak RSS. The
  * child reports its sample count through a pipe. */
-static struct result in_child(const char *path, enum stage st, char *const *exec_argv)
+static struct result in_child_once(const char *path, enum stage st, char *const *exec_argv)
 {
     struct result r = {0};
     int fd[2];
@@ -192,6 +192,24 @@ static struct result in_child(const char *path, enum stage st, char *const *exec
     r.samples = n;
     r.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     return r;
+}
+
+/* Best of RUNS: the least CPU time (the machine is shared, so the other runs
+ * measure the neighbours too) and the largest peak RSS. */
+#define RUNS 3
+static struct result in_child(const char *path, enum stage st, char *const *exec_argv)
+{
+    struct result best = in_child_once(path, st, exec_argv);
+    for (int k = 1; k < RUNS; k++) {
+        struct result r = in_child_once(path, st, exec_argv);
+        best.ok = best.ok && r.ok;
+        best.rss_kb = r.rss_kb > best.rss_kb ? r.rss_kb : best.rss_kb;
+        if (r.cpu_s < best.cpu_s) {
+            best.cpu_s = r.cpu_s;
+            best.wall_s = r.wall_s;
+        }
+    }
+    return best;
 }
 
 static int write_file(const char *path, const void *p, size_t n, int append)

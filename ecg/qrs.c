@@ -501,6 +501,20 @@ static float ring_max(const float *ring, size_t mask, int64_t lo, int64_t hi)
     return m;
 }
 
+/* Largest of ring[lo..hi] over the fusion grid (multiples of dec). */
+static float ring_max_grid(const rdx_ecg_detector *d, const float *ring, int64_t lo, int64_t hi)
+{
+    lo = lo < 0 ? 0 : lo;
+    int64_t r = lo % d->dec;
+    lo += r == 0 ? 0 : d->dec - r;
+    float m = 0.0f;
+    for (int64_t k = lo; k <= hi; k += d->dec) {
+        float v = ring[(size_t)k & d->mask];
+        m = v > m ? v : m;
+    }
+    return m;
+}
+
 /*
  * After a beat: each lead's quality is its feature at this beat over its
  * largest feature between the last beat and this one (T waves, noise,
@@ -523,8 +537,8 @@ static void update_quality(rdx_ecg_detector *d, int64_t t, int64_t r)
         if (d->lost_mask & (1u << i)) {
             continue;
         }
-        float pk = ring_max(l->nf, d->mask, t - half, t + half < d->n ? t + half : d->n - 1);
-        float between = ring_max(l->nf, d->mask, lo, hi);
+        float pk = ring_max_grid(d, l->nf, t - half, t + half < d->n ? t + half : d->n - 1);
+        float between = ring_max_grid(d, l->nf, lo, hi);
         float q = pk / (between > 0.02f ? between : 0.02f);
         hist_push(&l->q, q < 20.0f ? q : 20.0f);
     }
@@ -864,6 +878,11 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         float *nfr = l->nf, *sn = l->sn;
         uint32_t *lm = d->lmask;
         double inv = l->inv_level;
+        const int64_t dec = d->dec;
+        /* Only the fusion grid's frames are normalised: the rest is never
+         * read. ph counts down to the next grid frame without a division. */
+        int64_t ph = (n0 - agc) % dec;
+        ph = ph < 0 ? -ph : (ph == 0 ? 0 : dec - ph);
         for (size_t k = 0; k < m; k++) {
             const int64_t n = n0 + (int64_t)k;
             const size_t at = (size_t)n & mask;
@@ -873,9 +892,13 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
             if (f * inv > 1.0) {
                 inv = 1.0 / f;
             }
-            size_t ta = (size_t)(n - agc) & mask;
-            nfr[ta] = fr[ta] * (float)inv;
-            sn[ta] = adr[ta] * (float)inv;
+            if (ph == 0) {
+                size_t ta = (size_t)(n - agc) & mask;
+                nfr[ta] = fr[ta] * (float)inv;
+                sn[ta] = adr[ta] * (float)inv;
+                ph = dec;
+            }
+            ph--;
             uint32_t bit = (uint32_t)lostk[k] << li;
             lm[at] = li == 0 ? bit : (lm[at] | bit);
         }
