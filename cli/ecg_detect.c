@@ -923,6 +923,7 @@ static rdx_status render_svg(rdx_buf *o, const char *name, const rdx_ecg_record_
     double gw = ceil(span_s * MM_PER_S / 5.0) * 5.0; /* whole big squares */
     double gh = STRIP_MM * (double)info->nsig;
     double W = LEFT_MM + gw + 4.0, H = TOP_MM + gh + 8.0;
+    W = W < 190.0 ? 190.0 : W; /* room for the title over a short strip */
     double gx0 = LEFT_MM, gy0 = TOP_MM;
     RDX_TRY(svg_header(o, W, H));
     RDX_TRY(rdx_buf_append_str(
