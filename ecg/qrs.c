@@ -789,6 +789,7 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         float *loc = l->loc;
         float anchor = l->anchor, last = l->last_valid;
         int64_t run_start = l->run_start;
+        int64_t lost_at = run_start + loss_min - 1; /* flat since run_start */
         int lost = l->lost;
         for (size_t k = 0; k < m; k++) {
             const int64_t n = n0 + (int64_t)k;
@@ -799,12 +800,13 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
             int moved = valid & (fabsf(v - anchor) > flat);
             anchor = moved ? v : anchor;
             run_start = moved ? n : run_start;
+            lost_at = moved ? n + loss_min - 1 : lost_at;
             int restart = lost & moved;
             if (restart) {
                 lost = 0; /* back from a flat or missing span */
                 px = (double)v;
                 py = 0.0;
-            } else if (!lost && n - run_start + 1 >= loss_min) {
+            } else if (!lost && n >= lost_at) {
                 lost = 1;
             }
             py = a * (py + (double)v - px);
@@ -877,6 +879,7 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         const float *fr = l->f, *adr = l->ad;
         float *nfr = l->nf, *sn = l->sn;
         uint32_t *lm = d->lmask;
+        const uint32_t keep = li == 0 ? 0u : ~0u; /* lead 0 starts each frame's mask */
         double inv = l->inv_level;
         const int64_t dec = d->dec;
         /* Only the fusion grid's frames are normalised: the rest is never
@@ -899,8 +902,7 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
                 ph = dec;
             }
             ph--;
-            uint32_t bit = (uint32_t)lostk[k] << li;
-            lm[at] = li == 0 ? bit : (lm[at] | bit);
+            lm[at] = (lm[at] & keep) | ((uint32_t)lostk[k] << li);
         }
         l->inv_level = inv;
     }
