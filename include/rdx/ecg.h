@@ -332,6 +332,197 @@ int rdx_ecg_ann_isqrs(int code);
 
 /* ==== Conditioning and detection (ecg/filter*.c, ecg/qrs*.c) ============= */
 
+/*
+ * Conditioning filter (ecg/filter.c): one linear-phase FIR kernel that
+ * removes baseline wander (high-pass), mains interference (a notch at 50 or
+ * 60 Hz) and out-of-band noise (low-pass: 40 Hz for monitoring, 150 Hz for
+ * diagnosis), applied by overlap-save FFT convolution (FFTW). The kernel is
+ * symmetric, so every frequency is delayed by the same (L - 1) / 2 samples;
+ * the filter compensates that delay, so output frame k lines up with input
+ * frame k. Before the first and after the last sample the signal is taken
+ * to continue as its odd reflection about that sample (as filtfilt pads). Output values do not
+ * depend on how the input is split into pushes (blocks are cut at fixed positions).
+ */
+#define RDX_ECG_FILTER_KERNEL_S 6.0 /* kernel length: 0.55 Hz transition bands */
+
+typedef struct rdx_ecg_filter rdx_ecg_filter;
+
+/* Called with nframes filtered frames (interleaved), the first being frame
+ * first_frame of the stream; the data is valid during the call only. */
+typedef void (*rdx_ecg_filter_out_fn)(void *user, const float *frames, size_t nframes,
+                                      int64_t first_frame);
+
+typedef struct rdx_ecg_filter_config {
+    double fs_hz;       /* RDX_ECG_QRS_MIN_FS..RDX_ECG_QRS_MAX_FS */
+    size_t nleads;      /* 1..RDX_ECG_MAX_FILTER_LEADS */
+    double highpass_hz; /* baseline-wander cut-off (-6 dB); 0.5; 0 = none */
+    double mains_hz;    /* notch centre: 50 (default), 60, or 0 = none */
+    double lowpass_hz;  /* 40 (default) or 150; 0, or at or above fs/2: none */
+    rdx_ecg_filter_out_fn out_fn;
+    void *user;
+} rdx_ecg_filter_config;
+
+#define RDX_ECG_MAX_FILTER_LEADS 64
+
+/* Defaults: 360 Hz, one lead, 0.5 Hz high-pass, 50 Hz notch, 40 Hz low-pass. */
+void rdx_ecg_filter_config_init(rdx_ecg_filter_config *cfg);
+
+/*
+ * Design the kernel and make the FFTW plans and buffers; push and flush
+ * allocate nothing. Errors: RDX_EINVAL (NULL, frequency or lead count out of
+ * range, a notch that does not fit below fs/2, high-pass above low-pass),
+ * RDX_ENOMEM. Thread safety: FFTW's planner is not thread-safe, so calls of
+ * rdx_ecg_filter_new() and rdx_ecg_filter_free() must not run on two threads
+ * at once (serialise them); push and flush on distinct filters may.
+ */
+rdx_status rdx_ecg_filter_new(const rdx_ecg_filter_config *cfg, rdx_ecg_filter **out,
+                              rdx_error *err);
+
+/* Push nframes frames (interleaved floats, NaN = missing: it stays NaN in
+ * the output and is bridged by the last valid value inside the filter).
+ * Filtered frames come out through out_fn, delayed by at most one FFT block.
+ * RDX_ESTATE after flush. */
+rdx_status rdx_ecg_filter_push(rdx_ecg_filter *f, const float *frames, size_t nframes,
+                               rdx_error *err);
+
+/* Deliver the remaining frames (every pushed frame comes out exactly once). */
+rdx_status rdx_ecg_filter_flush(rdx_ecg_filter *f, rdx_error *err);
+
+/* Kernel length in taps (odd), and the compensated delay (taps - 1) / 2. */
+size_t rdx_ecg_filter_taps(const rdx_ecg_filter *f);
+
+/* Gain of the designed kernel at freq_hz (for checks and documentation). */
+double rdx_ecg_filter_gain(const rdx_ecg_filter *f, double freq_hz);
+
+/* Free the filter (see the thread-safety note at _new). NULL is a no-op. */
+void rdx_ecg_filter_free(rdx_ecg_filter *f);
+
+/*
+ * Streaming multi-lead QRS detector (ecg/qrs.c).
+ *
+ * The caller pushes frames (one float per lead, interleaved, in millivolts;
+ * NaN or an infinite value marks a missing sample) in blocks of any size, and
+ * gets each beat back
+ * through beat_fn at most RDX_ECG_QRS_MAX_LATENCY_S seconds of signal after
+ * its R peak. The same samples give the same beats whatever the block sizes:
+ * batch processing and live monitoring run this one code path. Every time
+ * constant is in seconds, so any frequency from RDX_ECG_QRS_MIN_FS to
+ * RDX_ECG_QRS_MAX_FS works. Spans where every lead is flat or missing for at
+ * least loss_min_s are reported through loss_fn and yield no beats.
+ *
+ * Callbacks run on the caller's thread inside push() or flush() and must not
+ * call back into the same detector. A detector is used by one thread at a
+ * time; distinct detectors are independent (no shared state).
+ */
+#define RDX_ECG_QRS_MIN_FS        100.0
+#define RDX_ECG_QRS_MAX_FS        2000.0
+#define RDX_ECG_QRS_MAX_LATENCY_S 0.3
+#define RDX_ECG_QRS_MAX_LEADS     16
+
+typedef struct rdx_ecg_detector rdx_ecg_detector;
+
+/* One detected beat. */
+typedef struct rdx_ecg_beat {
+    int64_t sample; /* R peak, 0-based sample number since the stream start */
+    int lead;       /* the lead the R peak was placed on */
+    float amp_mv;   /* signed R amplitude on that lead, baseline removed */
+} rdx_ecg_beat;
+
+/* Called once per beat, in time order, from inside push() or flush(). */
+typedef void (*rdx_ecg_beat_fn)(void *user, const rdx_ecg_beat *beat);
+/* Called once per signal-loss span [start, end) (samples), in time order. */
+typedef void (*rdx_ecg_loss_fn)(void *user, int64_t start, int64_t end);
+
+typedef struct rdx_ecg_detector_config {
+    double fs_hz;            /* sampling frequency, RDX_ECG_QRS_MIN_FS..MAX_FS */
+    size_t nleads;           /* leads per frame, 1..RDX_ECG_QRS_MAX_LEADS */
+    double loss_min_s;       /* shortest flat/missing span reported as loss (1 s) */
+    double flat_mv;          /* a lead moving less than this is flat (0.01 mV) */
+    rdx_ecg_beat_fn beat_fn; /* may be NULL */
+    rdx_ecg_loss_fn loss_fn; /* may be NULL */
+    void *user;              /* passed to both callbacks */
+} rdx_ecg_detector_config;
+
+/* Fill cfg with the defaults above (fs_hz 360, one lead, no callbacks). */
+void rdx_ecg_detector_config_init(rdx_ecg_detector_config *cfg);
+
+/*
+ * Make a detector. All memory is allocated here; push and flush allocate
+ * nothing. *out gets the handle (free it with rdx_ecg_detector_free).
+ * Errors: RDX_EINVAL for a NULL argument or a frequency or lead count out of
+ * range, RDX_ENOMEM. The configuration is copied.
+ */
+rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_detector **out,
+                                rdx_error *err);
+
+/*
+ * Push nframes frames (nframes * nleads floats, interleaved). Beats and loss
+ * spans that become certain are delivered through the callbacks before it
+ * returns. frames may be NULL only when nframes is 0. RDX_ESTATE after flush.
+ */
+rdx_status rdx_ecg_detector_push(rdx_ecg_detector *d, const float *frames, size_t nframes,
+                                 rdx_error *err);
+
+/*
+ * End of the stream: deliver the beats and the loss span still pending. No
+ * push is allowed afterwards (RDX_ESTATE).
+ */
+rdx_status rdx_ecg_detector_flush(rdx_ecg_detector *d, rdx_error *err);
+
+/* Frames taken in so far (inside a callback: up to the frame being decided,
+ * so at a beat this minus the beat's sample is its latency). 0 for NULL. */
+int64_t rdx_ecg_detector_samples(const rdx_ecg_detector *d);
+
+/* Free the detector; NULL is a no-op. */
+void rdx_ecg_detector_free(rdx_ecg_detector *d);
+
+/* ---- Rhythm summary (ecg/summary.c) ---- */
+
+/* A span of samples [start, end). */
+typedef struct rdx_ecg_span {
+    int64_t start;
+    int64_t end;
+} rdx_ecg_span;
+
+/*
+ * Rhythm figures of one record from its beats. RR intervals that span a
+ * signal-loss interval are left out of every figure (the beats between are
+ * unknown). No beat classification is made, so SDNN and RMSSD are over all
+ * RR intervals, ectopic beats included.
+ */
+typedef struct rdx_ecg_summary {
+    size_t nbeats;
+    size_t nrr;           /* RR intervals used */
+    double duration_s;    /* record length */
+    double hr_mean_bpm;   /* 60 / mean RR; NAN with no RR */
+    double hr_min_bpm;    /* lowest and highest heart rate averaged over */
+    double hr_max_bpm;    /* RDX_ECG_HR_AVG_BEATS consecutive RRs (Holter style) */
+    double rr_mean_ms;    /* NAN with no RR */
+    double sdnn_ms;       /* standard deviation of RR; NAN with fewer than 2 */
+    double rmssd_ms;      /* root mean square of successive RR differences */
+    size_t npauses;       /* RR intervals longer than RDX_ECG_PAUSE_S */
+    rdx_ecg_span *pauses; /* [beat, next beat), npauses entries */
+    size_t nloss;
+    rdx_ecg_span *loss; /* copy of the loss spans given */
+} rdx_ecg_summary;
+
+#define RDX_ECG_PAUSE_S      2.0
+#define RDX_ECG_HR_AVG_BEATS 8
+
+/*
+ * Compute the summary of beats (R-peak samples, ascending) and loss spans
+ * (ascending, not overlapping) of a record of nsamp samples at fs_hz. *out is
+ * overwritten; free its arrays with rdx_ecg_summary_free(). beats and loss
+ * may be NULL when their count is 0. Errors: RDX_EINVAL (fs_hz <= 0, beats
+ * out of order), RDX_ENOMEM. Thread-safe.
+ */
+rdx_status rdx_ecg_summary_compute(const int64_t *beats, size_t nbeats, const rdx_ecg_span *loss,
+                                   size_t nloss, double fs_hz, int64_t nsamp, rdx_ecg_summary *out,
+                                   rdx_error *err);
+
+/* Free the arrays of a summary and zero it. NULL is a no-op. */
+void rdx_ecg_summary_free(rdx_ecg_summary *s);
+
 /* ==== Scoring and summaries (ecg/eval*.c, ecg/summary*.c) ================ */
 
 /*
