@@ -1,0 +1,571 @@
+/*
+ * The index: walking folders, idempotent re-indexing, changed and duplicate
+ * files, reports linked to studies, the query filters on real values, and
+ * the rdx img verbs as a user runs them.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "rdx/common.h"
+#include "rdx/imaging.h"
+#include "support/testutil.h"
+
+#define FIXTURES "tests/fixtures/imaging"
+
+struct problem_log {
+    char text[65536];
+    size_t len;
+};
+
+static void on_problem(void *user, const char *path, int failed, rdx_status st, const char *reason)
+{
+    struct problem_log *log = user;
+    (void)st;
+    int n = snprintf(log->text + log->len, sizeof log->text - log->len, "%s|%d|%s\n", path, failed,
+                     reason);
+    if (n > 0 && (size_t)n < sizeof log->text - log->len) {
+        log->len += (size_t)n;
+    }
+}
+
+struct fixture {
+    char *dir;
+    char uri[1024];
+    rdx_img_index *ix;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = rdx_test_tmpdir();
+    assert_non_null(f->dir);
+    snprintf(f->uri, sizeof f->uri, "sqlite:%s/index.db", f->dir);
+    rdx_error err;
+    if (rdx_img_index_open(f->uri, &f->ix, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    rdx_img_index_close(f->ix);
+    rdx_test_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static void add(struct fixture *f, const char *path, rdx_img_index_stats *stats,
+                struct problem_log *log)
+{
+    rdx_img_index_opts opts = {.report = on_problem, .user = log};
+    rdx_error err;
+    memset(stats, 0, sizeof *stats);
+    if (rdx_img_index_add_path(f->ix, path, &opts, stats, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+}
+
+/* Collect query answers as "field1|field2" lines chosen by the caller. */
+struct answers {
+    char text[16384];
+    size_t len;
+    size_t n;
+    int level;
+};
+
+static int on_row(void *user, const rdx_img_row *r)
+{
+    struct answers *a = user;
+    int n;
+    switch (r->level) {
+    case RDX_IMG_LEVEL_PATIENT:
+        n = snprintf(a->text + a->len, sizeof a->text - a->len, "%s|%s|%lld|%lld|%lld\n",
+                     r->patient_id, r->patient_name, (long long)r->n_studies,
+                     (long long)r->n_series, (long long)r->n_instances);
+        break;
+    case RDX_IMG_LEVEL_STUDY:
+        n = snprintf(a->text + a->len, sizeof a->text - a->len, "%s|%s|%s|%s|%lld|%d\n",
+                     r->patient_id, r->study_date, r->modalities, r->study_uid,
+                     (long long)r->n_instances, r->has_report);
+        break;
+    case RDX_IMG_LEVEL_SERIES:
+        n = snprintf(a->text + a->len, sizeof a->text - a->len, "%s|%s|%lld|%lld\n", r->patient_id,
+                     r->modality, (long long)r->series_number, (long long)r->n_instances);
+        break;
+    default:
+        n = snprintf(a->text + a->len, sizeof a->text - a->len, "%s|%lldx%lld|%s\n", r->modality,
+                     (long long)r->rows, (long long)r->columns, r->path);
+        break;
+    }
+    if (n > 0 && (size_t)n < sizeof a->text - a->len) {
+        a->len += (size_t)n;
+    }
+    a->n++;
+    return 0;
+}
+
+static size_t query(struct fixture *f, const rdx_img_query *q, struct answers *a)
+{
+    memset(a, 0, sizeof *a);
+    rdx_error err;
+    size_t count = 0;
+    if (rdx_img_index_query(f->ix, q, on_row, a, &count, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    assert_int_equal(count, a->n);
+    return a->n;
+}
+
+static void test_index_fixture_tree(void **state)
+{
+    struct fixture *f = *state;
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, FIXTURES, &s, &log);
+    /* 24 files: 16 instances (3 of them SR), 6 skipped, 2 malformed. */
+    assert_int_equal(s.files_seen, 24);
+    assert_int_equal(s.indexed, 16);
+    assert_int_equal(s.reports, 3);
+    assert_int_equal(s.skipped, 6);
+    assert_int_equal(s.failed, 2);
+    assert_non_null(strstr(log.text, "MR_truncated.dcm|1|"));
+    assert_non_null(strstr(log.text, "Pixel Data (7FE0,0010)"));
+    assert_non_null(strstr(log.text, "meta_missing_tsyntax.dcm|1|"));
+    assert_non_null(strstr(log.text, "not_dicom.txt|0|"));
+    assert_non_null(strstr(log.text, "chrFrenMulti.dcm|0|"));
+    assert_non_null(strstr(log.text, "duplicate SOP Instance UID"));
+    assert_non_null(strstr(log.text, "no Study Instance UID (0020,000D)"));
+
+    /* Re-indexing reads nothing again and changes nothing. */
+    struct answers before, after;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_INSTANCE};
+    assert_int_equal(query(f, &q, &before), 16);
+    struct problem_log log2 = {0};
+    add(f, FIXTURES, &s, &log2);
+    assert_int_equal(s.unchanged, 16);
+    assert_int_equal(s.indexed, 0);
+    assert_int_equal(query(f, &q, &after), 16);
+    assert_string_equal(before.text, after.text);
+}
+
+static void test_index_query_names_in_every_group(void **state)
+{
+    struct fixture *f = *state;
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, FIXTURES, &s, &log);
+    struct answers a;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_STUDY};
+
+    /* Pinyin, any case; the two Chinese files (UTF-8 and GB18030). */
+    q.patient_name = "wang*";
+    assert_int_equal(query(f, &q, &a), 2);
+    assert_non_null(strstr(a.text, "X1EXAMPLE|"));
+    assert_non_null(strstr(a.text, "X2EXAMPLE|"));
+    q.patient_name = "WANG^XIAODONG";
+    assert_int_equal(query(f, &q, &a), 2);
+    /* Ideographic group: traditional 東 in X1, simplified 东 in X2. */
+    q.patient_name = "王*";
+    assert_int_equal(query(f, &q, &a), 2);
+    q.patient_name = "王^小东";
+    assert_int_equal(query(f, &q, &a), 1);
+    assert_non_null(strstr(a.text, "X2EXAMPLE|"));
+    q.patient_name = "*小東";
+    assert_int_equal(query(f, &q, &a), 1);
+    assert_non_null(strstr(a.text, "X1EXAMPLE|"));
+    /* Phonetic group (hangul, hiragana). */
+    q.patient_name = "홍^길동";
+    assert_int_equal(query(f, &q, &a), 1);
+    assert_non_null(strstr(a.text, "I2EXAMPLE|"));
+    q.patient_name = "やまだ*";
+    assert_int_equal(query(f, &q, &a), 2);
+    /* '?' is one character, not one byte. */
+    q.patient_name = "?^??";
+    assert_int_equal(query(f, &q, &a), 3);
+    assert_non_null(strstr(a.text, "X1EXAMPLE|"));
+    assert_non_null(strstr(a.text, "X2EXAMPLE|"));
+    assert_non_null(strstr(a.text, "I2EXAMPLE|"));
+    q.patient_name = "Buc^J?r?me";
+    assert_int_equal(query(f, &q, &a), 1);
+    /* GLOB metacharacters in a name are literal. */
+    q.patient_name = "[A-Z]*";
+    assert_int_equal(query(f, &q, &a), 0);
+    q.patient_name = "nobody";
+    assert_int_equal(query(f, &q, &a), 0);
+}
+
+static void test_index_query_filters(void **state)
+{
+    struct fixture *f = *state;
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, FIXTURES, &s, &log);
+    struct answers a;
+
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_PATIENT, .patient_name = "Doe*"};
+    assert_int_equal(query(f, &q, &a), 2);
+    assert_string_equal(a.text, "77654033|Doe^Archibald|2|4|4\n98890234|Doe^Peter|1|1|1\n");
+
+    rdx_img_query q2 = {.level = RDX_IMG_LEVEL_STUDY, .patient_id = "77654033"};
+    assert_int_equal(query(f, &q2, &a), 2);
+    /* The CR study holds the report; the CT study is the request it answers. */
+    assert_string_equal(a.text, "77654033|19950903|CT|1.3.6.1.4.1.5962.1.1.0.0.0.1196530851.28319."
+                                "0.1|1|1\n77654033|20010101|CR\\SR|1.3.6.1.4.1.5962.1.1.0.0.0."
+                                "1196527414.5534.0.1|3|1\n");
+    q2.patient_id = "7765*";
+    assert_int_equal(query(f, &q2, &a), 2);
+    q2.patient_id = "7765";
+    assert_int_equal(query(f, &q2, &a), 0);
+
+    rdx_img_query q3 = {.level = RDX_IMG_LEVEL_STUDY, .study_date = "20010101-20010101"};
+    assert_int_equal(query(f, &q3, &a), 1);
+    assert_non_null(strstr(a.text, "|CR\\SR|"));
+    q3.study_date = "-19960101";
+    assert_int_equal(query(f, &q3, &a), 1);
+    assert_non_null(strstr(a.text, "|19950903|CT|"));
+    q3.study_date = "20030101-";
+    assert_int_equal(query(f, &q3, &a), 2); /* the MR (20030505) and the Japanese CR (20080504) */
+    q3.study_date = "20010101";
+    assert_int_equal(query(f, &q3, &a), 1);
+
+    rdx_img_query q4 = {.level = RDX_IMG_LEVEL_STUDY, .modality = "CR"};
+    assert_int_equal(query(f, &q4, &a), 2);
+    rdx_img_query q5 = {
+        .level = RDX_IMG_LEVEL_INSTANCE, .modality = "CR", .patient_id = "77654033"};
+    assert_int_equal(query(f, &q5, &a), 2);
+    assert_non_null(strstr(a.text, "CR|16x16|/"));
+    assert_non_null(strstr(a.text, "/tests/fixtures/imaging/study/77654033_CR1_6154\n"));
+    rdx_img_query q6 = {.level = RDX_IMG_LEVEL_SERIES, .patient_id = "77654033"};
+    assert_int_equal(query(f, &q6, &a), 4);
+    rdx_img_query q7 = {.level = RDX_IMG_LEVEL_STUDY,
+                        .study_uid = "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.1"};
+    assert_int_equal(query(f, &q7, &a), 1);
+    rdx_img_query q8 = {.level = RDX_IMG_LEVEL_STUDY, .accession = "2", .modality = "CT"};
+    assert_int_equal(query(f, &q8, &a), 1);
+    assert_non_null(strstr(a.text, "77654033|19950903|CT|"));
+    rdx_img_query q9 = {.level = RDX_IMG_LEVEL_STUDY, .limit = 3};
+    assert_int_equal(query(f, &q9, &a), 3);
+
+    /* Bad requests are refused, not guessed at. */
+    rdx_error err;
+    rdx_img_query bad = {.level = RDX_IMG_LEVEL_STUDY, .study_date = "2001"};
+    assert_int_equal(rdx_img_index_query(f->ix, &bad, on_row, &a, NULL, &err), RDX_EINVAL);
+    assert_non_null(strstr(err.msg, "'2001'"));
+    bad.study_date = "20010101-2002";
+    assert_int_equal(rdx_img_index_query(f->ix, &bad, on_row, &a, NULL, &err), RDX_EINVAL);
+    bad.study_date = "-";
+    assert_int_equal(rdx_img_index_query(f->ix, &bad, on_row, &a, NULL, &err), RDX_EINVAL);
+    rdx_img_query badlv = {.level = (rdx_img_level)7};
+    assert_int_equal(rdx_img_index_query(f->ix, &badlv, on_row, &a, NULL, &err), RDX_EINVAL);
+}
+
+static void test_index_reports_linked_to_study(void **state)
+{
+    struct fixture *f = *state;
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, FIXTURES, &s, &log);
+    static const char sr_study[] = "1.2.276.0.7230010.3.1.4.2139363186.7819.982086466.2";
+    struct answers a;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_STUDY, .study_uid = sr_study};
+    assert_int_equal(query(f, &q, &a), 1);
+    assert_non_null(strstr(a.text, "|SR|"));
+    assert_non_null(strstr(a.text, "|1\n")); /* has_report */
+
+    rdx_buf text;
+    rdx_buf_init(&text, 1 << 20);
+    rdx_error err;
+    assert_int_equal(rdx_img_index_report_text(f->ix, sr_study, &text, &err), RDX_OK);
+    rdx_buf golden;
+    rdx_buf_init(&golden, 1 << 20);
+    assert_int_equal(rdx_file_read(FIXTURES "/test-SR.report.txt", &golden, &err), RDX_OK);
+    assert_int_equal(text.len, golden.len);
+    assert_memory_equal(text.data, golden.data, golden.len);
+    assert_non_null(strstr((const char *)text.data, "Diameter: 3 cm"));
+    rdx_buf_free(&golden);
+
+    rdx_buf_reset(&text);
+    assert_int_equal(rdx_img_index_report_text(f->ix, "1.2.3.4", &text, &err), RDX_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "1.2.3.4"));
+
+    /* A report made for Doe^Archibald's CR study, answering the request of his CT study. */
+    rdx_buf_reset(&text);
+    assert_int_equal(rdx_img_index_report_text(
+                         f->ix, "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.1", &text, &err),
+                     RDX_OK);
+    assert_non_null(strstr((const char *)text.data, "Diameter: 3 cm"));
+    rdx_buf_reset(&text);
+    assert_int_equal(rdx_img_index_report_text(
+                         f->ix, "1.3.6.1.4.1.5962.1.1.0.0.0.1196530851.28319.0.1", &text, &err),
+                     RDX_OK);
+    rdx_buf_free(&text);
+    rdx_img_query q2 = {.level = RDX_IMG_LEVEL_STUDY, .modality = "CT"};
+    assert_int_equal(query(f, &q2, &a), 1);
+    assert_non_null(strstr(a.text, "|1\n"));
+    /* Doe^Peter's MR study has none. */
+    rdx_img_query q3 = {.level = RDX_IMG_LEVEL_STUDY, .patient_id = "98890234"};
+    assert_int_equal(query(f, &q3, &a), 1);
+    assert_non_null(strstr(a.text, "|0\n"));
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 24);
+    rdx_error err;
+    assert_int_equal(rdx_file_read(from, &b, &err), RDX_OK);
+    assert_int_equal(rdx_file_write_atomic(to, b.data, b.len, &err), RDX_OK);
+    rdx_buf_free(&b);
+}
+
+static void test_index_changed_and_duplicate_files(void **state)
+{
+    struct fixture *f = *state;
+    char work[1024], a[1100], b[1100];
+    snprintf(work, sizeof work, "%s/files", f->dir);
+    assert_int_equal(mkdir(work, 0700), 0);
+    snprintf(a, sizeof a, "%s/a.dcm", work);
+    snprintf(b, sizeof b, "%s/b.dcm", work);
+    copy_file(FIXTURES "/charset/chrX1.dcm", a);
+    copy_file(FIXTURES "/charset/chrX1.dcm", b);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, work, &s, &log);
+    /* The policy: the first file keeps the UID while it exists. */
+    assert_int_equal(s.indexed, 1);
+    assert_int_equal(s.skipped, 1);
+    assert_non_null(strstr(log.text, "b.dcm|0|"));
+    assert_non_null(strstr(log.text, "b.dcm: duplicate SOP Instance UID"));
+    assert_non_null(strstr(log.text, "already indexed from"));
+
+    /* The first file changes: it is re-read and its rows replaced, not doubled. */
+    copy_file(FIXTURES "/charset/chrX2.dcm", a);
+    add(f, work, &s, &log);
+    struct answers ans;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_INSTANCE};
+    assert_int_equal(query(f, &q, &ans), 2);
+    assert_non_null(strstr(ans.text, "/a.dcm\n"));
+    assert_non_null(strstr(ans.text, "/b.dcm\n"));
+
+    /* Both X1 and X2 are indexed now; removing nothing leaves all unchanged. */
+    add(f, work, &s, &log);
+    assert_int_equal(s.unchanged, 2);
+    assert_int_equal(s.indexed, 0);
+
+    /* A missing path is an error of the call, not a skipped file. */
+    rdx_error err;
+    rdx_img_index_stats s2 = {0};
+    assert_int_equal(rdx_img_index_add_path(f->ix, "/nonexistent/rdx", NULL, &s2, &err),
+                     RDX_ENOENT);
+    assert_non_null(strstr(err.msg, "/nonexistent/rdx"));
+}
+
+static void test_index_open_refuses_bad_uris(void **state)
+{
+    (void)state;
+    rdx_img_index *ix = (rdx_img_index *)1;
+    rdx_error err;
+    assert_int_equal(rdx_img_index_open("", &ix, &err), RDX_EINVAL);
+    assert_null(ix);
+    assert_int_equal(rdx_img_index_open("mysql://host/db", &ix, &err), RDX_EINVAL);
+    assert_int_equal(rdx_img_index_open("postgresql:///rdx", &ix, &err), RDX_EFORMAT);
+    assert_non_null(strstr(err.msg, "PostgreSQL"));
+    assert_int_equal(rdx_img_index_open("sqlite:/nonexistent/dir/x.db", &ix, &err), RDX_EDB);
+    assert_non_null(strstr(err.msg, "/nonexistent/dir/x.db"));
+    rdx_img_index_close(NULL);
+    assert_int_equal(rdx_img_level_parse("series"), RDX_IMG_LEVEL_SERIES);
+    assert_int_equal(rdx_img_level_parse("SERIES"), -1);
+    assert_string_equal(rdx_img_level_name(RDX_IMG_LEVEL_INSTANCE), "instance");
+}
+
+/* The whole shared DICOM set: every readable file indexed, the malformed ones refused. */
+static void test_index_shared_data(void **state)
+{
+    struct fixture *f = *state;
+    const char *data = rdx_test_data_dir();
+    if (data == NULL) {
+        print_message("RDX_DATA (../shared/data) is absent: skipped\n");
+        skip();
+    }
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/dicom", data);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, dir, &s, &log);
+    assert_int_equal(s.files_seen, 94);
+    assert_int_equal(s.failed, 2);
+    assert_int_equal(s.failed + s.skipped + s.indexed, 94);
+    assert_int_equal(s.indexed, 56);
+    assert_int_equal(s.reports, 2);
+    assert_non_null(strstr(log.text, "malformed/MR_truncated.dcm|1|"));
+    assert_non_null(strstr(log.text, "malformed/meta_missing_tsyntax.dcm|1|"));
+    assert_non_null(strstr(log.text, "dicomdir/DICOMDIR: DICOMDIR media directory (52 records)"));
+    assert_non_null(strstr(log.text, "no_meta/no_meta.dcm|0|"));
+
+    struct answers a;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_STUDY, .modality = "MR"};
+    assert_int_equal(query(f, &q, &a), 6);
+    /* Old ACR-NEMA dates (1993.04.30) are normalised and range-matched. */
+    rdx_img_query q2 = {.level = RDX_IMG_LEVEL_STUDY, .study_date = "19930101-19931231"};
+    assert_int_equal(query(f, &q2, &a), 1);
+    assert_non_null(strstr(a.text, "|19930430|CT|"));
+    rdx_img_query q3 = {.level = RDX_IMG_LEVEL_STUDY, .accession = "FUJI95706"};
+    assert_int_equal(query(f, &q3, &a), 1);
+    assert_non_null(strstr(a.text, "11RG3|20040826|CR|"));
+    /* One study holds the NM samples in three transfer syntaxes (different SOP UIDs). */
+    rdx_img_query q4 = {.level = RDX_IMG_LEVEL_SERIES, .patient_id = "8NM1"};
+    assert_int_equal(query(f, &q4, &a), 1);
+    assert_non_null(strstr(a.text, "8NM1|NM|"));
+    rdx_img_query q5 = {.level = RDX_IMG_LEVEL_STUDY, .patient_name = "*XiaoDong*"};
+    assert_int_equal(query(f, &q5, &a), 2);
+    /* Multi-frame instances keep their frame count. */
+    rdx_img_query q6 = {.level = RDX_IMG_LEVEL_INSTANCE, .modality = "XA"};
+    assert_int_equal(query(f, &q6, &a), 1);
+
+    /* Idempotent on the real set too. */
+    add(f, dir, &s, &log);
+    assert_int_equal(s.unchanged, 56);
+    assert_int_equal(s.indexed, 0);
+}
+
+/* ---- The command line ----------------------------------------------------------- */
+
+static void test_index_cli(void **state)
+{
+    struct fixture *f = *state;
+    struct rdx_run r;
+    const char *help[] = {"img", "index", "--help", NULL};
+    assert_int_equal(rdx_run_rdx(&r, help), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "Usage: rdx img index"));
+    rdx_run_free(&r);
+
+    const char *idx[] = {"img", "index", "--db", f->uri, "--json", FIXTURES, NULL};
+    assert_int_equal(rdx_run_rdx(&r, idx), 0);
+    /* Two malformed files: the run completes, and says so with exit 1. */
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.out, "\"files_seen\":24,\"indexed\":16,\"reports\":3,"
+                                  "\"unchanged\":0,\"skipped\":6,\"failed\":2"));
+    assert_non_null(
+        strstr(r.out, "MR_truncated.dcm\",\"status\":\"failed\",\"reason\":\"truncated"));
+    rdx_run_free(&r);
+
+    const char *idx2[] = {"img", "index", "--db", f->uri, FIXTURES "/study", NULL};
+    assert_int_equal(rdx_run_rdx(&r, idx2), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "files seen 7, indexed 0 (reports 0), unchanged 7, skipped 0, "
+                                  "failed 0"));
+    rdx_run_free(&r);
+
+    const char *bad[] = {"img", "index", "--db", f->uri, FIXTURES "/malformed", NULL};
+    assert_int_equal(rdx_run_rdx(&r, bad), 0);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "rdx img index: "));
+    assert_non_null(strstr(r.err, "meta_missing_tsyntax.dcm: File Meta Information has no "
+                                  "Transfer Syntax UID (0002,0010)"));
+    rdx_run_free(&r);
+
+    const char *q[] = {"img", "query", "--db", f->uri, "--patient-name", "王^小东", "--json", NULL};
+    assert_int_equal(rdx_run_rdx(&r, q), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "\"patient_name\":\"Wang^XiaoDong=王^小东=\""));
+    assert_non_null(strstr(r.out, "\"has_report\":false"));
+    rdx_run_free(&r);
+
+    const char *qp[] = {"img",     "query",        "--db",     f->uri, "--level",
+                        "patient", "--patient-id", "77654033", NULL};
+    assert_int_equal(rdx_run_rdx(&r, qp), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "Doe^Archibald"));
+    rdx_run_free(&r);
+
+    const char *rep[] = {"img",  "report", "show",
+                         "--db", f->uri,   "1.2.276.0.7230010.3.1.4.2139363186.7819.982086466.2",
+                         NULL};
+    assert_int_equal(rdx_run_rdx(&r, rep), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "Diagnosis\n"));
+    rdx_run_free(&r);
+
+    const char *norep[] = {"img", "report", "show", "--db", f->uri, "1.2.3", NULL};
+    assert_int_equal(rdx_run_rdx(&r, norep), 0);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "rdx img report: study 1.2.3 has no report"));
+    rdx_run_free(&r);
+
+    /* Usage errors exit 2. */
+    const char *u1[] = {"img", "query", "--db", f->uri, "--level", "galaxy", NULL};
+    const char *u2[] = {"img", "query", "--db", f->uri, "--study-date", "yesterday", NULL};
+    const char *u3[] = {"img", "index", NULL};
+    const char *u4[] = {"img", "query", "--frobnicate", NULL};
+    const char *const *usage[] = {u1, u2, u3, u4};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(rdx_run_rdx(&r, usage[i]), 0);
+        assert_int_equal(r.exit_code, 2);
+        assert_non_null(strstr(r.err, "rdx img "));
+        rdx_run_free(&r);
+    }
+    const char *h2[] = {"img", "query", "--help", NULL};
+    const char *h3[] = {"img", "report", "--help", NULL};
+    assert_int_equal(rdx_run_rdx(&r, h2), 0);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    assert_int_equal(rdx_run_rdx(&r, h3), 0);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+}
+
+/* ---- Out of memory -------------------------------------------------------------- */
+
+static int oom_index(void *ctx)
+{
+    (void)ctx;
+    rdx_img_index *ix = NULL;
+    if (rdx_img_index_open("sqlite::memory:", &ix, NULL) != RDX_OK) {
+        return 1;
+    }
+    rdx_img_index_stats s = {0};
+    rdx_status st = rdx_img_index_add_path(ix, FIXTURES "/study", NULL, &s, NULL);
+    rdx_img_index_close(ix);
+    if (st != RDX_OK) {
+        return 1;
+    }
+    /* A failed allocation while reading one file may skip that file, never crash. */
+    return s.indexed == 7 ? 0 : 1;
+}
+
+static void test_index_oom_sweep(void **state)
+{
+    (void)state;
+    assert_true(rdx_oom_sweep(oom_index, NULL) > 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_index_fixture_tree, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_query_names_in_every_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_query_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_reports_linked_to_study, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_changed_and_duplicate_files, setup, teardown),
+        cmocka_unit_test(test_index_open_refuses_bad_uris),
+        cmocka_unit_test_setup_teardown(test_index_shared_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_cli, setup, teardown),
+        cmocka_unit_test(test_index_oom_sweep),
+    };
+    return cmocka_run_group_tests_name("imaging_index", tests, NULL, NULL);
+}
