@@ -497,36 +497,68 @@ rdx_status finish_open(rdx_img_dataset *ds, rdx_error *err)
     return RDX_OK;
 }
 
-rdx_status read_stream(rdx_img_dataset *ds, DcmInputStream &in, rdx_error *err)
+/*
+ * Read the File Meta Information, then the data set up to Pixel Data, from
+ * one stream. Done in two steps, not through DcmFileFormat::read, so that a
+ * deflated data set is never handed to DCMTK's own inflater, which loads
+ * values of any declared length: *deflated is set, *ds_start gives where the
+ * deflated bytes begin, and the caller inflates them under a cap.
+ */
+rdx_status read_stream(rdx_img_dataset *ds, DcmInputStream &in, bool *deflated, uint64_t *ds_start,
+                       rdx_error *err)
 {
-    ds->ff.transferInit();
-    OFCondition c =
-        ds->ff.readUntilTag(in, EXS_Unknown, EGL_noChange, RDX_IMG_MAX_READ_LENGTH, DCM_PixelData);
-    ds->ff.transferEnd();
+    *deflated = false;
+    DcmMetaInfo *meta = ds->ff.getMetaInfo();
+    meta->transferInit();
+    OFCondition c = meta->read(in, EXS_Unknown, EGL_noChange, RDX_IMG_MAX_READ_LENGTH);
+    meta->transferEnd();
+    if (c.bad()) {
+        return rdx_error_set(err, status_of(c), "%s: File Meta Information: %s", ds->name.c_str(),
+                             c.text());
+    }
+    E_TransferSyntax xfer = EXS_Unknown;
+    OFString ts;
+    if (meta->card() > 0 && meta->findAndGetOFString(DCM_TransferSyntaxUID, ts).good()) {
+        DcmXfer xf(ts.c_str());
+        xfer = xf.getXfer();
+        if (xf.getStreamCompression() != ESC_none) {
+            *deflated = true;
+            *ds_start = static_cast<uint64_t>(in.tell());
+            return RDX_OK;
+        }
+    }
+    DcmDataset *dset = ds->ff.getDataset();
+    dset->transferInit();
+    c = dset->readUntilTag(in, xfer, EGL_noChange, RDX_IMG_MAX_READ_LENGTH, DCM_PixelData);
+    dset->transferEnd();
     if (c.bad()) {
         return rdx_error_set(err, status_of(c), "%s: %s", ds->name.c_str(), c.text());
     }
     return RDX_OK;
 }
 
-bool scan_meta(const uint8_t *p, size_t n, size_t *end, std::string *ts);
 rdx_status open_mem(const void *data, size_t len, const char *name, rdx_img_dataset **out,
                     rdx_error *err);
 
-/* Does the file's meta information announce the deflated transfer syntax? */
-bool is_deflated_file(const char *path, off_t size)
+rdx_status open_deflated_file(const char *path, uint64_t size, rdx_img_dataset **out,
+                              rdx_error *err)
 {
-    std::vector<uint8_t> head(static_cast<size_t>(size < 65536 ? size : 65536));
+    if (size > RDX_IMG_MAX_DEFLATED_FILE) {
+        return rdx_error_set(err, RDX_ELIMIT, "%s: deflated file larger than %u bytes", path,
+                             RDX_IMG_MAX_DEFLATED_FILE);
+    }
+    std::vector<uint8_t> all(static_cast<size_t>(size));
     FILE *f = std::fopen(path, "rb");
     if (f == nullptr) {
-        return false;
+        int e = errno;
+        return rdx_error_set(err, RDX_EIO, "%s: %s", path, std::strerror(e));
     }
-    size_t n = std::fread(head.data(), 1, head.size(), f);
+    size_t n = std::fread(all.data(), 1, all.size(), f);
     std::fclose(f);
-    size_t end = 0;
-    std::string ts;
-    return scan_meta(head.data(), n, &end, &ts) &&
-           ts == UID_DeflatedExplicitVRLittleEndianTransferSyntax;
+    if (n != all.size()) {
+        return rdx_error_set(err, RDX_EIO, "%s: short read", path);
+    }
+    return open_mem(all.data(), all.size(), path, out, err);
 }
 
 rdx_status open_file(const char *path, rdx_img_dataset **out, rdx_error *err)
@@ -555,25 +587,6 @@ rdx_status open_file(const char *path, rdx_img_dataset **out, rdx_error *err)
         return rdx_error_set(err, RDX_EFORMAT, "%s: not a DICOM file (no DICM prefix, no data set)",
                              path);
     }
-    if (is_deflated_file(path, sb.st_size)) {
-        /* DCMTK would inflate it with no cap on what a length may ask for; go through memory. */
-        if (static_cast<uint64_t>(sb.st_size) > RDX_IMG_MAX_DEFLATED_FILE) {
-            return rdx_error_set(err, RDX_ELIMIT, "%s: deflated file larger than %u bytes", path,
-                                 RDX_IMG_MAX_DEFLATED_FILE);
-        }
-        std::vector<uint8_t> all(static_cast<size_t>(sb.st_size));
-        FILE *f = std::fopen(path, "rb");
-        if (f == nullptr) {
-            int e = errno;
-            return rdx_error_set(err, RDX_EIO, "%s: %s", path, std::strerror(e));
-        }
-        size_t n = std::fread(all.data(), 1, all.size(), f);
-        std::fclose(f);
-        if (n != all.size()) {
-            return rdx_error_set(err, RDX_EIO, "%s: short read", path);
-        }
-        return open_mem(all.data(), all.size(), path, out, err);
-    }
     std::unique_ptr<rdx_img_dataset> ds(new rdx_img_dataset());
     ds->name = path;
     uint64_t stop_off = 0;
@@ -582,7 +595,13 @@ rdx_status open_file(const char *path, rdx_img_dataset **out, rdx_error *err)
         if (in.status().bad()) {
             return rdx_error_set(err, RDX_EIO, "%s: %s", path, in.status().text());
         }
-        RDX_TRY(read_stream(ds.get(), in, err));
+        bool deflated = false;
+        uint64_t ds_start = 0;
+        RDX_TRY(read_stream(ds.get(), in, &deflated, &ds_start, err));
+        if (deflated) {
+            /* Read the whole (small) file and inflate it in memory under a cap. */
+            return open_deflated_file(path, static_cast<uint64_t>(sb.st_size), out, err);
+        }
         stop_off = static_cast<uint64_t>(in.tell());
     }
     RDX_TRY(finish_open(ds.get(), err));
@@ -604,61 +623,6 @@ rdx_status open_file(const char *path, rdx_img_dataset **out, rdx_error *err)
     }
     *out = ds.release();
     return RDX_OK;
-}
-
-/*
- * Scan the File Meta Information group (PS3.10 7.1: always Explicit VR
- * Little Endian, group 0002) of a Part 10 stream: where it ends and its
- * Transfer Syntax UID. False when the stream has no DICM prefix or the group
- * runs past the end.
- */
-bool scan_meta(const uint8_t *p, size_t n, size_t *end, std::string *ts)
-{
-    if (!has_dicm(p, n)) {
-        return false;
-    }
-    rdx_rd r;
-    rdx_rd_init(&r, p, n);
-    if (rdx_rd_skip(&r, 132) != RDX_OK) {
-        return false;
-    }
-    for (;;) {
-        size_t at = r.off;
-        uint16_t g = 0, e = 0;
-        uint8_t vr[2];
-        if (rdx_rd_u16le(&r, &g) != RDX_OK || g != 0x0002 || rdx_rd_u16le(&r, &e) != RDX_OK ||
-            rdx_rd_bytes(&r, vr, 2) != RDX_OK) {
-            r.off = at;
-            break;
-        }
-        uint32_t len = 0;
-        bool long_form = vr[0] == 'O' || vr[0] == 'U' || (vr[0] == 'S' && vr[1] == 'Q');
-        if (long_form) {
-            uint16_t reserved;
-            if (rdx_rd_u16le(&r, &reserved) != RDX_OK || rdx_rd_u32le(&r, &len) != RDX_OK) {
-                return false;
-            }
-        } else {
-            uint16_t l16 = 0;
-            if (rdx_rd_u16le(&r, &l16) != RDX_OK) {
-                return false;
-            }
-            len = l16;
-        }
-        const uint8_t *v = nullptr;
-        if (rdx_rd_view(&r, &v, len) != RDX_OK) {
-            return false;
-        }
-        if (e == 0x0010) {
-            size_t l = len;
-            while (l > 0 && (v[l - 1] == '\0' || v[l - 1] == ' ')) {
-                l--;
-            }
-            ts->assign(reinterpret_cast<const char *>(v), l);
-        }
-    }
-    *end = r.off;
-    return true;
 }
 
 /*
@@ -720,23 +684,27 @@ rdx_status open_mem(const void *data, size_t len, const char *name, rdx_img_data
     }
     std::unique_ptr<rdx_img_dataset> ds(new rdx_img_dataset());
     ds->name = label;
-    size_t meta_end = 0;
-    std::string ts;
-    if (scan_meta(p, len, &meta_end, &ts) &&
-        ts == UID_DeflatedExplicitVRLittleEndianTransferSyntax) {
-        /* Meta from the stream as it is, the data set from its inflated bytes. */
-        auto meta = std::make_shared<const std::vector<uint8_t>>(p, p + meta_end);
-        auto infl = std::make_shared<std::vector<uint8_t>>();
-        RDX_TRY(inflate_dataset(p + meta_end, len - meta_end, *infl, ds->name, err));
-        ds->mem.push_back(meta);
-        ds->mem.push_back(infl);
-        {
-            MemStream in(meta, 0);
-            RDX_TRY(read_stream(ds.get(), in, err));
+    auto bytes = std::make_shared<const std::vector<uint8_t>>(p, p + len);
+    ds->mem.push_back(bytes);
+    uint64_t stop_off = 0;
+    bool deflated = false;
+    uint64_t ds_start = 0;
+    {
+        MemStream in(bytes, 0);
+        RDX_TRY(read_stream(ds.get(), in, &deflated, &ds_start, err));
+        stop_off = static_cast<uint64_t>(in.tell());
+    }
+    if (deflated) {
+        /* PS3.5 A.5: the data set after the meta information is deflated. */
+        if (ds_start > len) {
+            return rdx_error_set(err, RDX_EPARSE, "%s: meta information runs past the end", label);
         }
+        auto infl = std::make_shared<std::vector<uint8_t>>();
+        RDX_TRY(inflate_dataset(p + ds_start, len - static_cast<size_t>(ds_start), *infl, ds->name,
+                                err));
+        ds->mem.push_back(infl);
         MemStream in(infl, 0);
         DcmDataset *dset = ds->ff.getDataset();
-        dset->clear();
         dset->transferInit();
         OFCondition c = dset->readUntilTag(in, EXS_LittleEndianExplicit, EGL_noChange,
                                            RDX_IMG_MAX_READ_LENGTH, DCM_PixelData);
@@ -747,14 +715,6 @@ rdx_status open_mem(const void *data, size_t len, const char *name, rdx_img_data
         RDX_TRY(finish_open(ds.get(), err));
         *out = ds.release();
         return RDX_OK;
-    }
-    auto bytes = std::make_shared<const std::vector<uint8_t>>(p, p + len);
-    ds->mem.push_back(bytes);
-    uint64_t stop_off = 0;
-    {
-        MemStream in(bytes, 0);
-        RDX_TRY(read_stream(ds.get(), in, err));
-        stop_off = static_cast<uint64_t>(in.tell());
     }
     RDX_TRY(finish_open(ds.get(), err));
     if (stop_off >= 8 && stop_off <= len) {

@@ -63,8 +63,9 @@ struct img_record {
 };
 
 /*
- * The store (index_sqlite.c). Writes happen inside img_store_begin/commit;
- * the indexer commits every RDX_IMG_BATCH instances.
+ * The store (index_store.c) over a backend (index_sqlite.c, index_pg.c).
+ * Writes happen inside img_store_begin/commit; the indexer commits every
+ * RDX_IMG_BATCH instances.
  */
 rdx_status img_store_begin(rdx_img_index *ix, rdx_error *err);
 rdx_status img_store_commit(rdx_img_index *ix, rdx_error *err);
@@ -82,8 +83,56 @@ rdx_status img_store_unchanged(rdx_img_index *ix, const char *path, int64_t size
  * Policy for a duplicate SOP Instance UID: the first file indexed keeps the
  * UID while that file still exists; a second file with the same UID is
  * refused with RDX_EDUPLICATE (err names the first file). When the first
- * file has gone, the row moves to the new file.
+ * file has gone, the row moves to the new file. Study, series and patient
+ * attributes are updated by each instance, except that an empty value never
+ * overwrites a known one (an SR without a Study Date keeps the study's date).
  */
 rdx_status img_store_put(rdx_img_index *ix, const struct img_record *rec, rdx_error *err);
+
+/* ---- Backends ---------------------------------------------------------------- */
+
+/* The statements every backend prepares, written with ?N placeholders. */
+enum img_stmt {
+    S_UNCHANGED,
+    S_BY_SOP,
+    S_DEL_PATH_OTHER,
+    S_DEL_SOP,
+    S_PATIENT,
+    S_STUDY,
+    S_SERIES,
+    S_INSTANCE,
+    S_REPORT,
+    S_LINK,
+    S_NSTMT
+};
+extern const char *const img_stmt_sql[S_NSTMT];
+
+/* Called per result row with ncol text values (NULL for SQL NULL); nonzero stops. */
+typedef int (*img_row_cb)(void *user, int ncol, const char *const *vals);
+
+struct img_backend {
+    const char *name;
+    void (*close)(void *be);
+    rdx_status (*begin)(void *be, rdx_error *err);
+    rdx_status (*commit)(void *be, rdx_error *err);
+    void (*rollback)(void *be);
+    /*
+     * Run prepared statement id with nparams text parameters (NULL: SQL NULL).
+     * When out is not NULL and a row comes back, its first column is copied
+     * into out (outsz bytes, truncated) and *got_row set to 1.
+     */
+    rdx_status (*run)(void *be, enum img_stmt id, const char *const *params, int nparams, char *out,
+                      size_t outsz, int *got_row, rdx_error *err);
+    /* Run an ad hoc SELECT (?N placeholders) and deliver its rows. */
+    rdx_status (*select)(void *be, const char *sql, const char *const *params, int nparams,
+                         img_row_cb cb, void *user, rdx_error *err);
+};
+
+/* Open the SQLite backend on path (":memory:" allowed). */
+rdx_status img_sqlite_open(const char *path, const struct img_backend **be, void **impl,
+                           rdx_error *err);
+
+/* Open the PostgreSQL backend on a libpq connection URI ("postgresql://..."). */
+rdx_status img_pg_open(const char *uri, const struct img_backend **be, void **impl, rdx_error *err);
 
 #endif /* RDX_IMAGING_INT_H */

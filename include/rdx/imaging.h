@@ -156,8 +156,10 @@ rdx_status rdx_img_item_elem(const rdx_img_dataset *ds, const rdx_img_item *item
 /* ==== Index (imaging/index*.c) ============================================ */
 
 /*
- * An open index. URIs: "sqlite:PATH" (or a bare PATH) for SQLite in WAL mode;
- * "postgresql://..." is recognised but not built yet (RDX_EFORMAT).
+ * An open index. URIs: "sqlite:PATH" (or a bare PATH) for SQLite in WAL mode
+ * (":memory:" for a private in-memory index); "postgresql://..." or
+ * "postgres://..." (any libpq connection URI) for PostgreSQL, where several
+ * rdx nodes may share one index. Both backends give the same answers.
  */
 typedef struct rdx_img_index rdx_img_index;
 
@@ -167,8 +169,10 @@ typedef struct rdx_img_index rdx_img_index;
 /*
  * Open (creating it and its schema if needed) the index at uri.
  * out: receives the handle (close with rdx_img_index_close); NULL on failure.
- * Errors: RDX_EINVAL (bad URI), RDX_EFORMAT (backend not available),
- * RDX_EDB (the database refused; err has its message), RDX_ENOMEM.
+ * Errors: RDX_EINVAL (bad URI), RDX_EDB (cannot connect or the database
+ * refused; err has its message, with any password in the URI left out),
+ * RDX_ENOMEM. The schema is created if missing (on PostgreSQL under an
+ * advisory lock, so nodes starting together do not race).
  */
 rdx_status rdx_img_index_open(const char *uri, rdx_img_index **out, rdx_error *err);
 
