@@ -34,7 +34,10 @@
 #include <dcmtk/dcmdata/dcspchrs.h>
 #include <dcmtk/dcmdata/dcuid.h>
 #include <dcmtk/dcmdata/dcvr.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
 #include <dcmtk/oflog/oflog.h>
 
 #include <zlib.h>
@@ -713,6 +716,12 @@ rdx_status open_mem(const void *data, size_t len, const char *name, rdx_img_data
             return rdx_error_set(err, status_of(c), "%s: %s", ds->name.c_str(), c.text());
         }
         RDX_TRY(finish_open(ds.get(), err));
+        uint64_t stop = static_cast<uint64_t>(in.tell());
+        if (stop >= 8 && stop <= infl->size()) {
+            size_t wn = stop < 12 ? static_cast<size_t>(stop) : 12;
+            RDX_TRY(check_pixel_extent(ds.get(), infl->data() + stop - wn, wn, stop, infl->size(),
+                                       err));
+        }
         *out = ds.release();
         return RDX_OK;
     }
@@ -966,6 +975,21 @@ const char *rdx_img_dataset_transfer_syntax(const rdx_img_dataset *ds)
     return ds == nullptr ? "" : ds->xfer_uid.c_str();
 }
 
+const char *rdx_img_transfer_syntax_name(const char *uid)
+{
+    try {
+        if (uid != nullptr && uid[0] != '\0') {
+            /* DcmXfer's names are static strings of DCMTK's transfer syntax table. */
+            DcmXfer xf(uid);
+            if (xf.getXfer() != EXS_Unknown) {
+                return xf.getXferName();
+            }
+        }
+    } catch (...) {
+    }
+    return "unknown transfer syntax";
+}
+
 const char *rdx_img_dataset_sop_class(const rdx_img_dataset *ds)
 {
     return ds == nullptr ? "" : ds->sop_class.c_str();
@@ -1095,3 +1119,163 @@ rdx_status rdx_img_item_elem(const rdx_img_dataset *ds, const rdx_img_item *item
 }
 
 } /* extern "C" */
+
+/* ---- Pixel decoding with DCMTK's codecs (RLE, JPEG) ------------------------------ */
+
+namespace
+{
+
+std::once_flag codecs_once;
+
+/*
+ * Register DCMTK's decoders once per process. Colour JPEG is turned into RGB
+ * and written colour-by-pixel, the layout img_pixels promises. DCMTK's
+ * JPEG-LS decoder is left out on purpose: its bundled CharLS exports the
+ * same symbols (JpegLsDecode ...) as the newer CharLS GDCM is linked with,
+ * and one of the two would silently call the other's ABI.
+ */
+void register_codecs()
+{
+    std::call_once(codecs_once, [] {
+        DcmRLEDecoderRegistration::registerCodecs();
+        DJDecoderRegistration::registerCodecs(EDC_photometricInterpretation, EUC_never,
+                                              EPC_colorByPixel);
+    });
+}
+
+uint8_t clamp8(double v)
+{
+    return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v + 0.5);
+}
+
+rdx_status dcmtk_decode(const char *path, struct img_pixels *out, rdx_error *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        int e = errno;
+        return rdx_error_set(err, e == ENOENT ? RDX_ENOENT : RDX_EIO, "%s: %s", path,
+                             std::strerror(e));
+    }
+    if (static_cast<uint64_t>(sb.st_size) > RDX_IMG_MAX_PIXEL_BYTES) {
+        return rdx_error_set(err, RDX_ELIMIT, "%s: file larger than %u bytes", path,
+                             RDX_IMG_MAX_PIXEL_BYTES);
+    }
+    register_codecs();
+    DcmFileFormat ff;
+    OFCondition c = ff.loadFile(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_autoDetect);
+    if (c.bad()) {
+        return rdx_error_set(err, status_of(c), "%s: %s", path, c.text());
+    }
+    DcmDataset *d = ff.getDataset();
+    c = d->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
+    if (c.bad() || !d->canWriteXfer(EXS_LittleEndianExplicit)) {
+        return rdx_error_set(err, RDX_EFORMAT, "%s: DCMTK cannot decode the pixel data: %s", path,
+                             c.bad() ? c.text() : "no decoder for this transfer syntax");
+    }
+    Uint16 rows = 0, cols = 0, spp = 1, ba = 0, bs = 0, pr = 0, planar = 0;
+    Sint32 frames = 1;
+    OFString pi;
+    d->findAndGetUint16(DCM_Rows, rows);
+    d->findAndGetUint16(DCM_Columns, cols);
+    d->findAndGetUint16(DCM_SamplesPerPixel, spp);
+    d->findAndGetUint16(DCM_BitsAllocated, ba);
+    d->findAndGetUint16(DCM_BitsStored, bs);
+    d->findAndGetUint16(DCM_PixelRepresentation, pr);
+    d->findAndGetUint16(DCM_PlanarConfiguration, planar);
+    if (d->findAndGetSint32(DCM_NumberOfFrames, frames).bad() || frames < 1) {
+        frames = 1;
+    }
+    d->findAndGetOFString(DCM_PhotometricInterpretation, pi);
+    if (rows == 0 || cols == 0 || (spp != 1 && spp != 3) || (ba != 8 && ba != 16 && ba != 32)) {
+        return rdx_error_set(err, RDX_EFORMAT,
+                             "%s: unsupported pixel layout (%u samples, %u bits allocated)", path,
+                             spp, ba);
+    }
+    unsigned long long want = static_cast<unsigned long long>(rows) * cols * spp *
+                              static_cast<unsigned long long>(frames) * (ba / 8);
+    if (want > RDX_IMG_MAX_PIXEL_BYTES) {
+        return rdx_error_set(err, RDX_ELIMIT, "%s: %llu bytes of pixels, over the %u-byte cap",
+                             path, want, RDX_IMG_MAX_PIXEL_BYTES);
+    }
+    DcmElement *e = nullptr;
+    if (d->findAndGetElement(DCM_PixelData, e).bad() || e == nullptr) {
+        return rdx_error_set(err, RDX_ENOTFOUND, "%s: no Pixel Data (7FE0,0010) to decode", path);
+    }
+    Uint8 *bytes = nullptr;
+    if (ba == 8) {
+        c = e->getUint8Array(bytes);
+    } else {
+        Uint16 *words = nullptr;
+        c = e->getUint16Array(words);
+        bytes = reinterpret_cast<Uint8 *>(words);
+    }
+    if (c.bad() || bytes == nullptr || e->getLength() < want) {
+        return rdx_error_set(err, RDX_ESHORT, "%s: decoded %lu bytes, the header asks %llu", path,
+                             static_cast<unsigned long>(e->getLength()), want);
+    }
+    uint8_t *buf = static_cast<uint8_t *>(std::malloc(static_cast<size_t>(want)));
+    if (buf == nullptr) {
+        return rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", path);
+    }
+    size_t bps = ba / 8, per_frame = static_cast<size_t>(rows) * cols;
+    if (spp == 3 && planar == 1) {
+        /* Colour by plane to colour by pixel, frame by frame (PS3.3 C.7.6.3.1.3). */
+        for (Sint32 f = 0; f < frames; f++) {
+            const uint8_t *src = bytes + f * per_frame * 3 * bps;
+            uint8_t *dst = buf + f * per_frame * 3 * bps;
+            for (size_t i = 0; i < per_frame; i++) {
+                for (size_t k = 0; k < 3; k++) {
+                    std::memcpy(dst + (i * 3 + k) * bps, src + (k * per_frame + i) * bps, bps);
+                }
+            }
+        }
+    } else {
+        std::memcpy(buf, bytes, static_cast<size_t>(want));
+    }
+    bool ybr = spp == 3 && (pi == "YBR_FULL" || pi == "YBR_FULL_422");
+    if (ybr) {
+        if (ba != 8) {
+            std::free(buf);
+            return rdx_error_set(err, RDX_EFORMAT, "%s: YBR with %u bits per sample", path, ba);
+        }
+        /* PS3.3 C.7.6.3.1.2. */
+        for (size_t i = 0; i < static_cast<size_t>(want); i += 3) {
+            double y = buf[i], cb = buf[i + 1] - 128.0, cr = buf[i + 2] - 128.0;
+            buf[i] = clamp8(y + 1.402 * cr);
+            buf[i + 1] = clamp8(y - 0.344136 * cb - 0.714136 * cr);
+            buf[i + 2] = clamp8(y + 1.772 * cb);
+        }
+    }
+    out->data = buf;
+    out->len = static_cast<size_t>(want);
+    out->rows = rows;
+    out->columns = cols;
+    out->frames = static_cast<uint32_t>(frames);
+    out->samples = spp;
+    out->bits_allocated = ba;
+    out->bits_stored = bs != 0 ? bs : ba;
+    out->is_signed = pr != 0;
+    std::snprintf(out->photometric, sizeof out->photometric, "%s",
+                  ybr || pi == "YBR_RCT" || pi == "YBR_ICT" ? "RGB" : pi.c_str());
+    return RDX_OK;
+}
+
+} // namespace
+
+extern "C" rdx_status img_dcmtk_decode(const char *path, struct img_pixels *out, rdx_error *err)
+{
+    if (path == nullptr || out == nullptr) {
+        return rdx_error_set(err, RDX_EINVAL, "img_dcmtk_decode: NULL argument");
+    }
+    std::memset(out, 0, sizeof *out);
+    try {
+        quiet_dcmtk();
+        return dcmtk_decode(path, out, err);
+    } catch (const std::bad_alloc &) {
+        return rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", path);
+    } catch (const std::exception &ex) {
+        return rdx_error_set(err, RDX_EPARSE, "%s: DCMTK: %s", path, ex.what());
+    } catch (...) {
+        return rdx_error_set(err, RDX_EPARSE, "%s: DCMTK raised an exception", path);
+    }
+}

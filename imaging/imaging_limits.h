@@ -48,6 +48,15 @@
 /* A deflated file is read whole; larger ones are refused (real ones are KiB to a few MiB). */
 #define RDX_IMG_MAX_DEFLATED_FILE (256u * 1024u * 1024u)
 
+/*
+ * Decoded pixels of one file held in memory at once. A 2000-frame 512x512
+ * 16-bit cine is 1 GiB; anything larger is refused rather than swapped.
+ */
+#define RDX_IMG_MAX_PIXEL_BYTES (1024u * 1024u * 1024u)
+
+/* The largest preview side, in pixels: enough for a full-size 4k mammogram row. */
+#define RDX_IMG_MAX_PREVIEW_SIDE 8192u
+
 /* Folder nesting followed by the indexer; PACS archives nest 4-8 deep. */
 #define RDX_IMG_MAX_WALK_DEPTH 64
 

@@ -279,11 +279,11 @@ static void test_index_fixture_tree(void **state)
     rdx_img_index_stats s;
     struct problem_log log = {0};
     add(f, FIXTURES, &s, &log);
-    /* 24 files: 16 instances (3 of them SR), 6 skipped, 2 malformed. */
-    assert_int_equal(s.files_seen, 24);
+    /* 27 files: 16 instances (3 of them SR), 9 skipped (text and PNG goldens), 2 malformed. */
+    assert_int_equal(s.files_seen, 27);
     assert_int_equal(s.indexed, 16);
     assert_int_equal(s.reports, 3);
-    assert_int_equal(s.skipped, 6);
+    assert_int_equal(s.skipped, 9);
     assert_int_equal(s.failed, 2);
     assert_non_null(strstr(log.text, "MR_truncated.dcm|1|"));
     assert_non_null(strstr(log.text, "Pixel Data (7FE0,0010)"));
@@ -612,8 +612,8 @@ static void test_index_cli(void **state)
     assert_int_equal(rdx_run_rdx(&r, idx), 0);
     /* Two malformed files: the run completes, and says so with exit 1. */
     assert_int_equal(r.exit_code, 1);
-    assert_non_null(strstr(r.out, "\"files_seen\":24,\"indexed\":16,\"reports\":3,"
-                                  "\"unchanged\":0,\"skipped\":6,\"failed\":2"));
+    assert_non_null(strstr(r.out, "\"files_seen\":27,\"indexed\":16,\"reports\":3,"
+                                  "\"unchanged\":0,\"skipped\":9,\"failed\":2"));
     assert_non_null(
         strstr(r.out, "MR_truncated.dcm\",\"status\":\"failed\",\"reason\":\"truncated"));
     rdx_run_free(&r);

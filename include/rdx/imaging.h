@@ -86,6 +86,13 @@ const rdx_img_item *rdx_img_dataset_meta(const rdx_img_dataset *ds);
  */
 const char *rdx_img_dataset_transfer_syntax(const rdx_img_dataset *ds);
 
+/*
+ * Name of a transfer syntax UID ("JPEG-LS Lossless", "Little Endian
+ * Explicit") from DCMTK's dictionary, or "unknown transfer syntax". Static
+ * storage; uid may be NULL. Thread-safe.
+ */
+const char *rdx_img_transfer_syntax_name(const char *uid);
+
 /* SOP Class UID: (0008,0016), else (0002,0002); "" when neither is present. */
 const char *rdx_img_dataset_sop_class(const rdx_img_dataset *ds);
 
@@ -152,6 +159,64 @@ size_t rdx_img_item_elem_count(const rdx_img_dataset *ds, const rdx_img_item *it
 /* Describe element number index of item; RDX_ENOTFOUND past the end. */
 rdx_status rdx_img_item_elem(const rdx_img_dataset *ds, const rdx_img_item *item, size_t index,
                              rdx_img_elem *out);
+
+/* ==== Pixels and previews (imaging/gdcm_shim.cpp, imaging/preview.c) ==== */
+
+/* One decoded frame: stored values, before any rescale or window. */
+typedef struct rdx_img_frame {
+    uint32_t rows, columns;
+    uint32_t samples;     /* 1 (grey) or 3 (RGB, interleaved) */
+    uint32_t frames;      /* frames in the file */
+    uint32_t bits_stored; /* significant bits of each value */
+    int is_signed;
+    char photometric[32]; /* MONOCHROME1, MONOCHROME2 or RGB (palette and YBR are converted) */
+    int32_t *values;      /* rows * columns * samples values, row by row */
+} rdx_img_frame;
+
+/*
+ * Decode frame number frame (0-based) of the DICOM file at path with GDCM:
+ * native, deflated, RLE, JPEG baseline/extended/lossless, JPEG-LS and JPEG
+ * 2000. Values are masked to Bits Stored and sign-extended when Pixel
+ * Representation is 1. out is filled on success; release it with
+ * rdx_img_frame_free (out->values is malloc'd).
+ * Errors: RDX_ERANGE (no such frame), RDX_EPARSE (undecodable), RDX_EFORMAT
+ * (an unsupported layout), RDX_ELIMIT (over RDX_IMG_MAX_PIXEL_BYTES),
+ * RDX_ENOMEM; err names the file. Thread safety: distinct calls are
+ * independent (the first call silences GDCM's logging, once per process).
+ */
+rdx_status rdx_img_frame_decode(const char *path, uint32_t frame, rdx_img_frame *out,
+                                rdx_error *err);
+
+/* Free what rdx_img_frame_decode allocated; f may be NULL or already freed. */
+void rdx_img_frame_free(rdx_img_frame *f);
+
+typedef struct rdx_img_preview_opts {
+    uint32_t frame;    /* 0-based frame to show */
+    uint32_t max_side; /* longest side of the thumbnail in pixels; 0 keeps full size */
+    int use_window;    /* nonzero: use center/width below instead of the stored window */
+    double center, width;
+} rdx_img_preview_opts;
+
+/*
+ * Write a windowed 8-bit PNG of one frame of the file at path to out_png
+ * (atomically: readers see the old file or the whole new one). Grey images
+ * go through Rescale Slope/Intercept and the linear VOI window (PS3.3
+ * C.11.2.1.2): opts' window, else the stored Window Center/Width, else the
+ * frame's range; MONOCHROME1 is inverted. Colour is written as RGB. opts
+ * may be NULL (frame 0, full size, stored window).
+ * Errors: those of rdx_img_frame_decode, RDX_EINVAL (bad window or size),
+ * RDX_EIO (cannot write out_png).
+ */
+rdx_status rdx_img_preview_png(const char *path, const rdx_img_preview_opts *opts,
+                               const char *out_png, rdx_error *err);
+
+/*
+ * Append a PNG (8-bit greyscale when channels is 1, RGB when 3) of
+ * width x height pixels, row by row, to out. RDX_EINVAL, RDX_ELIMIT (out's
+ * cap) or RDX_ENOMEM on failure.
+ */
+rdx_status rdx_img_png_encode(const uint8_t *pix, uint32_t width, uint32_t height,
+                              uint32_t channels, rdx_buf *out, rdx_error *err);
 
 /* ==== Index (imaging/index*.c) ============================================ */
 
