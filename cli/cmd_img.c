@@ -1,4 +1,5 @@
 /* rdx img: index DICOM files and folders, query the index, show reports. */
+#define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "rdx/imaging.h"
 
@@ -6,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- Small helpers ----------------------------------------------------------- */
 
@@ -84,16 +86,30 @@ struct bad_file {
 
 struct index_run {
     int json;
+    int tty; /* stderr is a terminal: show progress */
     struct bad_file *bad;
     size_t nbad, cap;
     int oom;
 };
+
+static void on_progress(void *user, const rdx_img_index_stats *s)
+{
+    struct index_run *run = user;
+    if (run->tty) {
+        fprintf(stderr, "\r%" PRIu64 " files, %" PRIu64 " indexed, %" PRIu64 " unchanged...",
+                s->files_seen, s->indexed, s->unchanged);
+        fflush(stderr);
+    }
+}
 
 static void on_bad(void *user, const char *path, int failed, rdx_status st, const char *reason)
 {
     struct index_run *run = user;
     (void)st;
     const char *why = strip_path(path, reason);
+    if (run->tty) {
+        fputs("\r\033[K", stderr); /* clear the progress line first */
+    }
     if (!run->json) {
         fprintf(stderr, "rdx img index: %s: %s%s\n", path, failed ? "" : "skipped: ", why);
         return;
@@ -142,7 +158,7 @@ static int cmd_index(int argc, char **argv)
     const char *cmd = "img index";
     const char *db = RDX_IMG_INDEX_DEFAULT_URI;
     struct index_run run = {0};
-    int first = 0, npaths = 0;
+    int first = 0, npaths = 0, prune = 0;
     for (int i = 1; i < argc; i++) {
         int missing = 0;
         const char *v;
@@ -155,6 +171,8 @@ static int cmd_index(int argc, char **argv)
             return rdx_cli_usage(cmd, "%s needs a value", argv[i]);
         } else if (strcmp(argv[i], "--json") == 0) {
             run.json = 1;
+        } else if (strcmp(argv[i], "--prune") == 0) {
+            prune = 1;
         } else if (strcmp(argv[i], "--") == 0) {
             first = first ? first : i + 1;
             npaths += argc - i - 1;
@@ -176,7 +194,8 @@ static int cmd_index(int argc, char **argv)
         return rdx_cli_fail_err(cmd, &err);
     }
     rdx_img_index_stats stats = {0};
-    rdx_img_index_opts opts = {.report = on_bad, .user = &run};
+    run.tty = isatty(STDERR_FILENO);
+    rdx_img_index_opts opts = {.report = on_bad, .progress = on_progress, .user = &run};
     int rc = RDX_EXIT_OK;
     int after_dashdash = 0;
     for (int i = 1; i < argc && rc == RDX_EXIT_OK; i++) {
@@ -194,17 +213,21 @@ static int cmd_index(int argc, char **argv)
             }
         }
         rdx_error_clear(&err);
-        if (rdx_img_index_add_path(ix, argv[i], &opts, &stats, &err) != RDX_OK) {
+        if (rdx_img_index_add_path(ix, argv[i], &opts, &stats, &err) != RDX_OK ||
+            (prune && rdx_img_index_prune(ix, argv[i], &stats, &err) != RDX_OK)) {
             rc = rdx_cli_fail_err(cmd, &err);
         }
+    }
+    if (run.tty) {
+        fputs("\r\033[K", stderr);
     }
     rdx_img_index_close(ix);
     if (run.json) {
         printf("{\"files_seen\":%" PRIu64 ",\"indexed\":%" PRIu64 ",\"reports\":%" PRIu64
                ",\"unchanged\":%" PRIu64 ",\"skipped\":%" PRIu64 ",\"failed\":%" PRIu64
-               ",\"problems\":[",
+               ",\"pruned\":%" PRIu64 ",\"problems\":[",
                stats.files_seen, stats.indexed, stats.reports, stats.unchanged, stats.skipped,
-               stats.failed);
+               stats.failed, stats.pruned);
         for (size_t i = 0; i < run.nbad; i++) {
             printf("%s{\"path\":", i ? "," : "");
             json_str(stdout, run.bad[i].path);
@@ -215,9 +238,12 @@ static int cmd_index(int argc, char **argv)
         printf("]}\n");
     } else {
         printf("files seen %" PRIu64 ", indexed %" PRIu64 " (reports %" PRIu64
-               "), unchanged %" PRIu64 ", skipped %" PRIu64 ", failed %" PRIu64 "\n",
+               "), unchanged %" PRIu64 ", skipped %" PRIu64 ", failed %" PRIu64 "%s",
                stats.files_seen, stats.indexed, stats.reports, stats.unchanged, stats.skipped,
-               stats.failed);
+               stats.failed, prune ? "" : "\n");
+        if (prune) {
+            printf(", pruned %" PRIu64 "\n", stats.pruned);
+        }
     }
     for (size_t i = 0; i < run.nbad; i++) {
         free(run.bad[i].path);
@@ -450,10 +476,13 @@ static int cmd_query(int argc, char **argv)
 static void report_usage(FILE *f)
 {
     fprintf(f,
-            "Usage: rdx img report show [--db URI] STUDY_UID\n\n"
-            "Print the readable text of the reports linked to a study (SR documents:\n"
-            "headings, findings, measurements with units).\n\n"
-            "  --db URI   index to read (default %s)\n",
+            "Usage: rdx img report show [--db URI] STUDY_UID\n"
+            "       rdx img report add [--db URI] --study STUDY_UID FILE\n\n"
+            "show: print the readable text of the reports linked to a study (SR documents:\n"
+            "headings, findings, measurements with units; added text and HTML reports).\n"
+            "add: link a plain-text or HTML report file to a study (HTML becomes text;\n"
+            "text that is not UTF-8 is read as GB18030). Adding a file again replaces it.\n\n"
+            "  --db URI   index to use (default %s)\n",
             RDX_IMG_INDEX_DEFAULT_URI);
 }
 
@@ -461,16 +490,16 @@ static int cmd_report(int argc, char **argv)
 {
     const char *cmd = "img report";
     const char *db = RDX_IMG_INDEX_DEFAULT_URI;
-    const char *uid = NULL;
-    int i = 1;
+    const char *uid = NULL, *study = NULL;
     if (argc > 1 && rdx_cli_is_help(argv[1])) {
         report_usage(stdout);
         return RDX_EXIT_OK;
     }
-    if (argc < 2 || strcmp(argv[1], "show") != 0) {
-        return rdx_cli_usage(cmd, "expected 'show'");
+    int add = argc >= 2 && strcmp(argv[1], "add") == 0;
+    if (argc < 2 || (!add && strcmp(argv[1], "show") != 0)) {
+        return rdx_cli_usage(cmd, "expected 'show' or 'add'");
     }
-    for (i = 2; i < argc; i++) {
+    for (int i = 2; i < argc; i++) {
         int missing = 0;
         const char *v;
         if (rdx_cli_is_help(argv[i])) {
@@ -479,6 +508,9 @@ static int cmd_report(int argc, char **argv)
         }
         if ((v = opt_value(argc, argv, &i, "--db", &missing)) != NULL) {
             db = v;
+        } else if (add && !missing &&
+                   (v = opt_value(argc, argv, &i, "--study", &missing)) != NULL) {
+            study = v;
         } else if (missing) {
             return rdx_cli_usage(cmd, "%s needs a value", argv[i]);
         } else if (argv[i][0] == '-') {
@@ -486,17 +518,28 @@ static int cmd_report(int argc, char **argv)
         } else if (uid == NULL) {
             uid = argv[i];
         } else {
-            return rdx_cli_usage(cmd, "more than one STUDY_UID");
+            return rdx_cli_usage(cmd, "more than one %s", add ? "FILE" : "STUDY_UID");
         }
     }
     if (uid == NULL) {
-        return rdx_cli_usage(cmd, "no STUDY_UID given");
+        return rdx_cli_usage(cmd, "no %s given", add ? "FILE" : "STUDY_UID");
+    }
+    if (add && study == NULL) {
+        return rdx_cli_usage(cmd, "no --study STUDY_UID given");
     }
     rdx_img_index *ix = NULL;
     rdx_error err;
     rdx_error_clear(&err);
     if (rdx_img_index_open(db, &ix, &err) != RDX_OK) {
         return rdx_cli_fail_err(cmd, &err);
+    }
+    if (add) {
+        rdx_status st = rdx_img_index_report_add(ix, study, uid, &err);
+        rdx_img_index_close(ix);
+        if (st == RDX_EINVAL) {
+            return rdx_cli_usage(cmd, "%s", err.msg);
+        }
+        return st == RDX_OK ? RDX_EXIT_OK : rdx_cli_fail_err(cmd, &err);
     }
     rdx_buf text;
     rdx_buf_init(&text, 64u * 1024u * 1024u);
@@ -589,7 +632,7 @@ static int cmd_preview(int argc, char **argv)
 static const struct rdx_cli_verb verbs[] = {
     {"index", "index DICOM files and folders (SQLite)", cmd_index},
     {"query", "find patients, studies, series or instances in the index", cmd_query},
-    {"report", "show the report linked to a study ('report show STUDY_UID')", cmd_report},
+    {"report", "show a study's reports, or add a text/HTML report ('report show|add')", cmd_report},
     {"preview", "write a windowed PNG thumbnail of one frame of an image", cmd_preview},
 };
 

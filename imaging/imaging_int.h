@@ -103,6 +103,12 @@ enum img_stmt {
     S_INSTANCE,
     S_REPORT,
     S_LINK,
+    S_DEL_PATH,
+    S_GC_SERIES,
+    S_GC_STUDIES,
+    S_GC_PATIENTS,
+    S_DEL_ADDED,
+    S_ADD_REPORT,
     S_NSTMT
 };
 extern const char *const img_stmt_sql[S_NSTMT];

@@ -65,8 +65,14 @@ static const uint32_t field_tags[F_NFIELDS] = {
 #define TAG_INSTANCE_NUM  T(0020, 0013)
 #define TAG_DIR_RECORDS   T(0004, 1220)
 #define TAG_REF_CONTENT   T(0040, DB73)
+#define TAG_REF_FILE_ID   T(0004, 1500)
+#define TAG_DOC_TITLE     T(0042, 0010)
+#define TAG_DOC           T(0042, 0011)
+#define TAG_MIME          T(0042, 0012)
 
 #define SOP_DICOMDIR "1.2.840.10008.1.3.10"
+/* Encapsulated PDF Storage (PS3.4 B.5, PS3.3 A.45.1). */
+#define SOP_PDF "1.2.840.10008.5.1.4.1.1.104.1"
 /* Every SR Storage SOP Class is under this root (PS3.4 B.5). */
 #define SOP_SR_PREFIX "1.2.840.10008.5.1.4.1.1.88."
 
@@ -354,10 +360,37 @@ static rdx_status build_record(struct walker *w, const rdx_img_dataset *ds, cons
     offs[F_XFER] = arena_add(w, xfer, strlen(xfer));
     offs[F_PATH] = arena_add(w, path, strlen(path));
 
-    rec->is_report = strncmp(sop_class, SOP_SR_PREFIX, strlen(SOP_SR_PREFIX)) == 0;
+    int is_sr = strncmp(sop_class, SOP_SR_PREFIX, strlen(SOP_SR_PREFIX)) == 0;
+    int is_pdf = strcmp(sop_class, SOP_PDF) == 0;
+    rec->is_report = is_sr || is_pdf;
     const char *hows[IMG_MAX_LINKS];
     size_t nlinks = 0;
-    if (rec->is_report) {
+    if (is_pdf) {
+        /* The PDF stays in the file; the index keeps its title and where it is. */
+        rdx_status st = fetch(w, ds, NULL, TAG_DOC_TITLE);
+        if (st == RDX_OK) {
+            offs[F_REPORT_TITLE] =
+                arena_add(w, w->val.data ? (const char *)w->val.data : "", w->val.len);
+            uint32_t bytes = 0;
+            size_t ne = rdx_img_item_elem_count(ds, NULL);
+            for (size_t i = 0; i < ne; i++) {
+                rdx_img_elem e;
+                if (rdx_img_item_elem(ds, NULL, i, &e) == RDX_OK && e.tag == TAG_DOC) {
+                    bytes = e.length;
+                }
+            }
+            st = rdx_buf_printf(&w->report, "Encapsulated PDF document: %s (%lu bytes) in %s\n",
+                                w->val.len ? (const char *)w->val.data : "untitled",
+                                (unsigned long)bytes, path);
+        }
+        if (st == RDX_OK) {
+            st = sr_links(w, ds, TAG_REF_REQUEST, "request", link_offs, hows, &nlinks);
+        }
+        if (st != RDX_OK) {
+            return rdx_error_set(err, st, "%s: %s", path, rdx_strerror(st));
+        }
+    }
+    if (is_sr) {
         w->sr_items = 0;
         rdx_status st = code_meaning(w, ds, NULL, TAG_CONCEPT_NAME);
         if (st == RDX_OK) {
@@ -449,10 +482,82 @@ static rdx_status batch_step(struct walker *w, rdx_error *err)
 }
 
 /* Index one regular file; only store failures are returned (bad files are reported). */
-static rdx_status index_file(struct walker *w, const char *path, const struct stat *sb,
+static rdx_status index_file(struct walker *w, const char *path, const struct stat *sb, int depth,
+                             rdx_error *err);
+
+/*
+ * Index the files a DICOMDIR lists (PS3.10 8.6, PS3.3 F.3): each directory
+ * record's Referenced File ID (0004,1500) is a path relative to the
+ * DICOMDIR's folder, its components separated by '\'. Components are
+ * checked so that a hostile DICOMDIR cannot point outside its folder.
+ */
+static rdx_status index_dicomdir(struct walker *w, const rdx_img_dataset *ds, const char *path,
+                                 rdx_error *err)
+{
+    size_t nrec = 0, listed = 0, missing = 0;
+    (void)rdx_img_item_seq_count(ds, NULL, TAG_DIR_RECORDS, &nrec, NULL);
+    const char *slash = strrchr(path, '/');
+    size_t dirlen = slash != NULL ? (size_t)(slash - path) : 0;
+    rdx_buf ref, file;
+    rdx_buf_init(&ref, RDX_IMG_MAX_PATH);
+    rdx_buf_init(&file, RDX_IMG_MAX_PATH);
+    rdx_status st = RDX_OK;
+    for (size_t i = 0; i < nrec && st == RDX_OK; i++) {
+        const rdx_img_item *rec = NULL;
+        if (rdx_img_item_seq_item(ds, NULL, TAG_DIR_RECORDS, i, &rec, NULL) != RDX_OK ||
+            rdx_img_item_get_text(ds, rec, TAG_REF_FILE_ID, &ref, NULL) != RDX_OK || ref.len == 0) {
+            continue;
+        }
+        listed++;
+        rdx_buf_reset(&file);
+        int bad = rdx_buf_append(&file, path, dirlen) != RDX_OK;
+        const char *p = (const char *)ref.data;
+        while (!bad && *p != '\0') {
+            const char *bs = strchr(p, '\\');
+            size_t l = bs != NULL ? (size_t)(bs - p) : strlen(p);
+            /* PS3.10 8.5: components are 1-8 of A-Z, 0-9 and '_'; refuse anything else. */
+            bad = l == 0 || l > 8;
+            for (size_t k = 0; k < l && !bad; k++) {
+                char c = p[k];
+                bad = !((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_');
+            }
+            bad = bad || rdx_buf_append_u8(&file, '/') != RDX_OK ||
+                  rdx_buf_append(&file, p, l) != RDX_OK;
+            p = bs != NULL ? bs + 1 : p + l;
+        }
+        struct stat sb;
+        if (bad) {
+            char msg[RDX_ERROR_MSG_MAX];
+            snprintf(msg, sizeof msg,
+                     "%s: record %zu: Referenced File ID '%s' is not a valid file ID", path, i,
+                     (const char *)ref.data);
+            report_file(w, path, 1, RDX_EPARSE, msg);
+            continue;
+        }
+        if (stat((const char *)file.data, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            missing++;
+            continue;
+        }
+        st = index_file(w, (const char *)file.data, &sb, 1, err);
+    }
+    if (st == RDX_OK && missing > 0) {
+        char msg[RDX_ERROR_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s: DICOMDIR lists %zu files, %zu of them are missing", path,
+                 listed, missing);
+        report_file(w, path, 0, RDX_ENOENT, msg);
+    }
+    rdx_buf_free(&ref);
+    rdx_buf_free(&file);
+    return st;
+}
+
+static rdx_status index_file(struct walker *w, const char *path, const struct stat *sb, int depth,
                              rdx_error *err)
 {
     w->stats->files_seen++;
+    if (w->opts != NULL && w->opts->progress != NULL && w->stats->files_seen % 256 == 0) {
+        w->opts->progress(w->opts->user, w->stats);
+    }
     int64_t mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
     int same = 0;
     RDX_TRY(img_store_unchanged(w->ix, path, (int64_t)sb->st_size, mtime_ns, &same, err));
@@ -476,16 +581,23 @@ static rdx_status index_file(struct walker *w, const char *path, const struct st
         return RDX_OK;
     }
     if (strcmp(rdx_img_dataset_sop_class(ds), SOP_DICOMDIR) == 0) {
+        /*
+         * Given by itself, a DICOMDIR is read for the files it lists; met in
+         * a folder walk it is skipped, since the walk reaches those files.
+         */
+        rdx_status st = depth == 0 ? index_dicomdir(w, ds, path, err) : RDX_OK;
         size_t nrec = 0;
         (void)rdx_img_item_seq_count(ds, NULL, TAG_DIR_RECORDS, &nrec, NULL);
-        char msg[RDX_ERROR_MSG_MAX];
-        snprintf(msg, sizeof msg,
-                 "%s: DICOMDIR media directory (%zu records): not an instance; the files it "
-                 "lists are indexed when the walk reaches them",
-                 path, nrec);
         rdx_img_dataset_free(ds);
-        report_file(w, path, 0, RDX_EFORMAT, msg);
-        return RDX_OK;
+        if (depth != 0) {
+            char msg[RDX_ERROR_MSG_MAX];
+            snprintf(msg, sizeof msg,
+                     "%s: DICOMDIR media directory (%zu records): not an instance; the files it "
+                     "lists are indexed when the walk reaches them",
+                     path, nrec);
+            report_file(w, path, 0, RDX_EFORMAT, msg);
+        }
+        return st;
     }
     struct img_record rec;
     st = build_record(w, ds, path, sb, &rec, &fe);
@@ -630,7 +742,7 @@ static rdx_status walk(struct walker *w, int depth, rdx_error *err)
     if (!S_ISREG(sb.st_mode)) {
         return RDX_OK;
     }
-    return index_file(w, path, &sb, err);
+    return index_file(w, path, &sb, depth, err);
 }
 
 rdx_status rdx_img_index_add_path(rdx_img_index *ix, const char *path,

@@ -58,7 +58,8 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS instances_series ON instances(series_ref);"
     "CREATE TABLE IF NOT EXISTS reports("
     " id BIGSERIAL PRIMARY KEY,"
-    " instance_ref BIGINT NOT NULL UNIQUE REFERENCES instances(id) ON DELETE CASCADE,"
+    " instance_ref BIGINT UNIQUE REFERENCES instances(id) ON DELETE CASCADE,"
+    " source TEXT COLLATE \"C\" NOT NULL DEFAULT '',"
     " study_uid TEXT COLLATE \"C\" NOT NULL, title TEXT NOT NULL, completion TEXT NOT NULL,"
     " verification TEXT NOT NULL, content_date TEXT COLLATE \"C\" NOT NULL,"
     " content_time TEXT COLLATE \"C\" NOT NULL, text TEXT NOT NULL);"
@@ -67,6 +68,7 @@ static const char schema[] =
     " study_uid TEXT COLLATE \"C\" NOT NULL, how TEXT NOT NULL,"
     " PRIMARY KEY(report_ref, study_uid));"
     "CREATE INDEX IF NOT EXISTS report_links_study ON report_links(study_uid);"
+    "CREATE INDEX IF NOT EXISTS reports_source ON reports(source);"
     "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "')"
     " ON CONFLICT DO NOTHING;";
 
@@ -161,8 +163,10 @@ static rdx_status pg_commit(void *impl, rdx_error *err)
 }
 
 static const char *const stmt_names[S_NSTMT] = {
-    "rdx_unchanged", "rdx_by_sop", "rdx_del_path", "rdx_del_sop", "rdx_patient",
-    "rdx_study",     "rdx_series", "rdx_instance", "rdx_report",  "rdx_link",
+    "rdx_unchanged",  "rdx_by_sop",      "rdx_del_path",  "rdx_del_sop",
+    "rdx_patient",    "rdx_study",       "rdx_series",    "rdx_instance",
+    "rdx_report",     "rdx_link",        "rdx_del_path2", "rdx_gc_series",
+    "rdx_gc_studies", "rdx_gc_patients", "rdx_del_added", "rdx_add_report",
 };
 
 static rdx_status pg_run(void *impl, enum img_stmt id, const char *const *params, int n, char *out,

@@ -55,7 +55,8 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS instances_series ON instances(series_ref);"
     "CREATE TABLE IF NOT EXISTS reports("
     " id INTEGER PRIMARY KEY,"
-    " instance_ref INTEGER NOT NULL UNIQUE REFERENCES instances(id) ON DELETE CASCADE,"
+    " instance_ref INTEGER UNIQUE REFERENCES instances(id) ON DELETE CASCADE,"
+    " source TEXT NOT NULL DEFAULT '',"
     " study_uid TEXT NOT NULL, title TEXT NOT NULL, completion TEXT NOT NULL,"
     " verification TEXT NOT NULL, content_date TEXT NOT NULL, content_time TEXT NOT NULL,"
     " text TEXT NOT NULL);"
@@ -63,6 +64,7 @@ static const char schema[] =
     " report_ref INTEGER NOT NULL REFERENCES reports(id) ON DELETE CASCADE,"
     " study_uid TEXT NOT NULL, how TEXT NOT NULL, PRIMARY KEY(report_ref, study_uid));"
     "CREATE INDEX IF NOT EXISTS report_links_study ON report_links(study_uid);"
+    "CREATE INDEX IF NOT EXISTS reports_source ON reports(source);"
     "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "')"
     " ON CONFLICT DO NOTHING;";
 

@@ -13,10 +13,12 @@
 #define _XOPEN_SOURCE 700
 #include "rdx/imaging.h"
 
+#include "dicom.h"
 #include "imaging_int.h"
 #include "imaging_limits.h"
 
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -74,6 +76,17 @@ const char *const img_stmt_sql[S_NSTMT] = {
          " content_date, content_time, text) VALUES(?1,?2,?3,?4,?5,?6,?7,?8) RETURNING id"),
     [S_LINK] = ("INSERT INTO report_links(report_ref, study_uid, how) VALUES(?1,?2,?3)"
                 " ON CONFLICT DO NOTHING"),
+    [S_DEL_PATH] = "DELETE FROM instances WHERE path = ?1",
+    [S_GC_SERIES] = ("DELETE FROM series WHERE NOT EXISTS"
+                     " (SELECT 1 FROM instances i WHERE i.series_ref = series.id)"),
+    [S_GC_STUDIES] = ("DELETE FROM studies WHERE NOT EXISTS"
+                      " (SELECT 1 FROM series s WHERE s.study_ref = studies.id)"),
+    [S_GC_PATIENTS] = ("DELETE FROM patients WHERE NOT EXISTS"
+                       " (SELECT 1 FROM studies s WHERE s.patient_ref = patients.id)"),
+    [S_DEL_ADDED] = "DELETE FROM reports WHERE instance_ref IS NULL AND source = ?1",
+    [S_ADD_REPORT] = ("INSERT INTO reports(instance_ref, source, study_uid, title, completion,"
+                      " verification, content_date, content_time, text)"
+                      " VALUES(NULL,?1,?2,?3,'','',?4,?5,?6) RETURNING id"),
 };
 
 rdx_status rdx_img_index_open(const char *uri, rdx_img_index **out, rdx_error *err)
@@ -662,8 +675,8 @@ rdx_status rdx_img_index_report_text(rdx_img_index *ix, const char *study_uid, r
     RDX_TRY(
         ix->be->select(ix->impl,
                        "SELECT r.text FROM report_links rl JOIN reports r ON rl.report_ref = r.id"
-                       " JOIN instances i ON r.instance_ref = i.id WHERE rl.study_uid = ?1"
-                       " ORDER BY r.content_date, r.content_time, i.sop_uid",
+                       " LEFT JOIN instances i ON r.instance_ref = i.id WHERE rl.study_uid = ?1"
+                       " ORDER BY r.content_date, r.content_time, coalesce(i.sop_uid, r.source)",
                        params, 1, on_report, &rr, err));
     if (rr.st != RDX_OK) {
         return rdx_error_set(err, rr.st, "report for study %s: %s", study_uid, rdx_strerror(rr.st));
@@ -672,4 +685,330 @@ rdx_status rdx_img_index_report_text(rdx_img_index *ix, const char *study_uid, r
         return rdx_error_set(err, RDX_ENOTFOUND, "study %s has no report in the index", study_uid);
     }
     return RDX_OK;
+}
+
+/* ---- Prune --------------------------------------------------------------------- */
+
+struct prune_list {
+    char **paths;
+    size_t n, cap;
+    int oom;
+};
+
+static int on_prune_row(void *user, int ncol, const char *const *v)
+{
+    struct prune_list *l = user;
+    struct stat sb;
+    if (ncol < 1 || v[0] == NULL || stat(v[0], &sb) == 0) {
+        return 0;
+    }
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 64;
+        char **np = rdx_reallocarray(l->paths, nc, sizeof *np);
+        if (np == NULL) {
+            l->oom = 1;
+            return 1;
+        }
+        l->paths = np;
+        l->cap = nc;
+    }
+    l->paths[l->n] = rdx_strndup(v[0], strlen(v[0]));
+    if (l->paths[l->n] == NULL) {
+        l->oom = 1;
+        return 1;
+    }
+    l->n++;
+    return 0;
+}
+
+rdx_status rdx_img_index_prune(rdx_img_index *ix, const char *path, rdx_img_index_stats *stats,
+                               rdx_error *err)
+{
+    if (ix == NULL || path == NULL || stats == NULL) {
+        return rdx_error_set(err, RDX_EINVAL, "rdx_img_index_prune: NULL argument");
+    }
+    char *abs = realpath(path, NULL);
+    if (abs == NULL) {
+        return rdx_error_set(err, RDX_ENOENT, "%s: cannot prune: no such file or folder", path);
+    }
+    /* The file itself and everything below it: [abs, abs] and [abs/, abs0) in byte order. */
+    size_t n = strlen(abs);
+    char *lo = malloc(n + 2), *hi = malloc(n + 2);
+    struct prune_list l = {0};
+    rdx_status st = RDX_OK;
+    if (lo == NULL || hi == NULL) {
+        st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(lo, abs, n);
+    memcpy(hi, abs, n);
+    lo[n] = '/';
+    hi[n] = '0'; /* the byte after '/' */
+    lo[n + 1] = hi[n + 1] = '\0';
+    const char *params[3] = {abs, lo, hi};
+    st = ix->be->select(ix->impl,
+                        "SELECT path FROM instances WHERE path = ?1 OR (path >= ?2 AND path < ?3)",
+                        params, 3, on_prune_row, &l, err);
+    if (st == RDX_OK && l.oom) {
+        st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    if (st != RDX_OK) {
+        goto out;
+    }
+    if ((st = ix->be->begin(ix->impl, err)) != RDX_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < l.n && st == RDX_OK; i++) {
+        const char *p1[1] = {l.paths[i]};
+        st = ix->be->run(ix->impl, S_DEL_PATH, p1, 1, NULL, 0, NULL, err);
+    }
+    if (st == RDX_OK) {
+        st = ix->be->run(ix->impl, S_GC_SERIES, NULL, 0, NULL, 0, NULL, err);
+    }
+    if (st == RDX_OK) {
+        st = ix->be->run(ix->impl, S_GC_STUDIES, NULL, 0, NULL, 0, NULL, err);
+    }
+    if (st == RDX_OK) {
+        st = ix->be->run(ix->impl, S_GC_PATIENTS, NULL, 0, NULL, 0, NULL, err);
+    }
+    if (st == RDX_OK) {
+        st = ix->be->commit(ix->impl, err);
+    } else {
+        ix->be->rollback(ix->impl);
+    }
+    if (st == RDX_OK) {
+        stats->pruned += l.n;
+    }
+out:
+    for (size_t i = 0; i < l.n; i++) {
+        free(l.paths[i]);
+    }
+    free(l.paths);
+    free(lo);
+    free(hi);
+    free(abs);
+    return st;
+}
+
+/* ---- Reports from files ------------------------------------------------------- */
+
+/* Decode the HTML character references a report is likely to hold (&amp; &#NN; ...). */
+static rdx_status html_entity(const char *p, size_t n, size_t *used, rdx_buf *out)
+{
+    static const struct {
+        const char *name;
+        const char *text;
+    } named[] = {{"amp;", "&"},   {"lt;", "<"},   {"gt;", ">"},
+                 {"quot;", "\""}, {"apos;", "'"}, {"nbsp;", " "}};
+    for (size_t k = 0; k < sizeof named / sizeof named[0]; k++) {
+        size_t l = strlen(named[k].name);
+        if (n >= l && memcmp(p, named[k].name, l) == 0) {
+            *used = l;
+            return rdx_buf_append_str(out, named[k].text);
+        }
+    }
+    if (n >= 3 && p[0] == '#') {
+        size_t i = 1;
+        uint32_t cp = 0;
+        int hex = p[1] == 'x' || p[1] == 'X';
+        i += (size_t)hex;
+        size_t start = i;
+        while (i < n && i < start + 7) {
+            char c = p[i];
+            int d = c >= '0' && c <= '9'          ? c - '0'
+                    : hex && c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : hex && c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                  : -1;
+            if (d < 0) {
+                break;
+            }
+            cp = cp * (hex ? 16u : 10u) + (uint32_t)d;
+            i++;
+        }
+        if (i > start && i < n && p[i] == ';' && cp > 0 && cp <= 0x10FFFF &&
+            !(cp >= 0xD800 && cp <= 0xDFFF)) {
+            uint8_t b[4];
+            size_t bl;
+            if (cp < 0x80) {
+                b[0] = (uint8_t)cp;
+                bl = 1;
+            } else if (cp < 0x800) {
+                b[0] = (uint8_t)(0xC0 | (cp >> 6));
+                b[1] = (uint8_t)(0x80 | (cp & 0x3F));
+                bl = 2;
+            } else if (cp < 0x10000) {
+                b[0] = (uint8_t)(0xE0 | (cp >> 12));
+                b[1] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+                b[2] = (uint8_t)(0x80 | (cp & 0x3F));
+                bl = 3;
+            } else {
+                b[0] = (uint8_t)(0xF0 | (cp >> 18));
+                b[1] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
+                b[2] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
+                b[3] = (uint8_t)(0x80 | (cp & 0x3F));
+                bl = 4;
+            }
+            *used = i + 1;
+            return rdx_buf_append(out, b, bl);
+        }
+    }
+    *used = 0;
+    return rdx_buf_append_u8(out, '&');
+}
+
+/*
+ * Readable text of an HTML report: tags dropped (block tags become line
+ * breaks), script and style bodies dropped, character references decoded,
+ * runs of blank lines squeezed.
+ */
+static rdx_status html_to_text(const char *p, size_t n, rdx_buf *out)
+{
+    size_t i = 0;
+    while (i < n) {
+        char c = p[i];
+        if (c == '<') {
+            const char *end = memchr(p + i, '>', n - i);
+            size_t tl = end != NULL ? (size_t)(end - (p + i)) + 1 : n - i;
+            int closing = tl > 1 && p[i + 1] == '/';
+            const char *name = p + i + 1 + closing;
+            static const char *const blocks[] = {"p",  "br", "div", "tr",    "li",   "h1",
+                                                 "h2", "h3", "h4",  "table", "title"};
+            for (size_t k = 0; k < sizeof blocks / sizeof blocks[0]; k++) {
+                size_t bl = strlen(blocks[k]);
+                if ((size_t)(p + n - name) > bl && strncasecmp(name, blocks[k], bl) == 0 &&
+                    (name[bl] == '>' || name[bl] == ' ' || name[bl] == '/')) {
+                    if (out->len > 0 && out->data[out->len - 1] != '\n') {
+                        RDX_TRY(rdx_buf_append_u8(out, '\n'));
+                    }
+                    break;
+                }
+            }
+            if (!closing && ((size_t)(p + n - name) > 6 && (strncasecmp(name, "script", 6) == 0 ||
+                                                            strncasecmp(name, "style", 5) == 0))) {
+                const char *tag = strncasecmp(name, "script", 6) == 0 ? "</script" : "</style";
+                const char *q = p + i + tl;
+                while (q < p + n && strncasecmp(q, tag, strlen(tag)) != 0) {
+                    q++;
+                }
+                tl = (size_t)(q - (p + i));
+            }
+            i += tl;
+            continue;
+        }
+        if (c == '&') {
+            size_t used = 0;
+            RDX_TRY(html_entity(p + i + 1, n - i - 1, &used, out));
+            i += 1 + used;
+            continue;
+        }
+        if (c == '\r') {
+            i++;
+            continue;
+        }
+        if (c == '\n' && out->len >= 2 && out->data[out->len - 1] == '\n' &&
+            out->data[out->len - 2] == '\n') {
+            i++;
+            continue;
+        }
+        RDX_TRY(rdx_buf_append_u8(out, (uint8_t)c));
+        i++;
+    }
+    return RDX_OK;
+}
+
+/*
+ * A report file's bytes as UTF-8: kept as they are when they are UTF-8,
+ * else read as GB18030 (which includes GBK and GB2312), the encoding the
+ * network's hospital systems write when they do not write UTF-8.
+ */
+static rdx_status img_text_utf8(const uint8_t *p, size_t n, rdx_buf *out)
+{
+    if (rdx_img_utf8_valid(p, n)) {
+        return rdx_buf_append(out, p, n);
+    }
+    return rdx_img_charset_decode("GB18030", p, n, "", out);
+}
+
+rdx_status rdx_img_index_report_add(rdx_img_index *ix, const char *study_uid, const char *path,
+                                    rdx_error *err)
+{
+    if (ix == NULL || study_uid == NULL || path == NULL) {
+        return rdx_error_set(err, RDX_EINVAL, "rdx_img_index_report_add: NULL argument");
+    }
+    if (study_uid[0] == '\0' || strlen(study_uid) > 64 ||
+        strspn(study_uid, "0123456789.") != strlen(study_uid)) {
+        /* PS3.5 9.1: a UID is at most 64 characters of digits and dots. */
+        return rdx_error_set(err, RDX_EINVAL, "study UID '%s' is not a DICOM UID", study_uid);
+    }
+    char *abs = realpath(path, NULL);
+    if (abs == NULL) {
+        return rdx_error_set(err, RDX_ENOENT, "%s: no such file", path);
+    }
+    rdx_buf raw, text;
+    rdx_buf_init(&raw, RDX_IMG_MAX_REPORT_BYTES);
+    rdx_buf_init(&text, RDX_IMG_MAX_REPORT_BYTES);
+    rdx_status st = rdx_file_read(abs, &raw, err);
+    if (st != RDX_OK) {
+        goto out;
+    }
+    const char *data = raw.data != NULL ? (const char *)raw.data : "";
+    if (memchr(data, '\0', raw.len) != NULL) {
+        st = rdx_error_set(err, RDX_EFORMAT, "%s: not a text or HTML report (binary data)", path);
+        goto out;
+    }
+    size_t skip = raw.len >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0; /* UTF-8 BOM */
+    size_t lead = skip;
+    while (lead < raw.len && (data[lead] == ' ' || data[lead] == '\n' || data[lead] == '\r')) {
+        lead++;
+    }
+    const char *dot = strrchr(abs, '.');
+    int html = (dot != NULL && (strcasecmp(dot, ".html") == 0 || strcasecmp(dot, ".htm") == 0)) ||
+               (lead < raw.len && data[lead] == '<');
+    rdx_buf clean;
+    rdx_buf_init(&clean, RDX_IMG_MAX_REPORT_BYTES);
+    st = img_text_utf8((const uint8_t *)data + skip, raw.len - skip, &clean);
+    if (st == RDX_OK) {
+        st = html ? html_to_text(clean.data != NULL ? (const char *)clean.data : "", clean.len,
+                                 &text)
+                  : rdx_buf_append(&text, clean.data != NULL ? clean.data : (const uint8_t *)"",
+                                   clean.len);
+    }
+    rdx_buf_free(&clean);
+    if (st != RDX_OK) {
+        st = rdx_error_set(err, st, "%s: %s", path, rdx_strerror(st));
+        goto out;
+    }
+    if (text.len == 0 || text.data[text.len - 1] != '\n') {
+        if ((st = rdx_buf_append_u8(&text, '\n')) != RDX_OK) {
+            st = rdx_error_set(err, st, "%s: %s", path, rdx_strerror(st));
+            goto out;
+        }
+    }
+    const char *title = strrchr(abs, '/') != NULL ? strrchr(abs, '/') + 1 : abs;
+    if ((st = ix->be->begin(ix->impl, err)) != RDX_OK) {
+        goto out;
+    }
+    /* Adding the same file again replaces its text: idempotent like indexing. */
+    const char *p1[1] = {abs};
+    char id[32];
+    int got = 0;
+    const char *rp[6] = {abs, study_uid, title, "", "", (const char *)text.data};
+    st = ix->be->run(ix->impl, S_DEL_ADDED, p1, 1, NULL, 0, NULL, err);
+    if (st == RDX_OK) {
+        st = ix->be->run(ix->impl, S_ADD_REPORT, rp, 6, id, sizeof id, &got, err);
+    }
+    if (st == RDX_OK) {
+        const char *lp[3] = {id, study_uid, "added"};
+        st = ix->be->run(ix->impl, S_LINK, lp, 3, NULL, 0, NULL, err);
+    }
+    if (st == RDX_OK) {
+        st = ix->be->commit(ix->impl, err);
+    } else {
+        ix->be->rollback(ix->impl);
+    }
+out:
+    rdx_buf_free(&raw);
+    rdx_buf_free(&text);
+    free(abs);
+    return st;
 }

@@ -279,10 +279,10 @@ static void test_index_fixture_tree(void **state)
     rdx_img_index_stats s;
     struct problem_log log = {0};
     add(f, FIXTURES, &s, &log);
-    /* 27 files: 16 instances (3 of them SR), 9 skipped (text and PNG goldens), 2 malformed. */
-    assert_int_equal(s.files_seen, 27);
-    assert_int_equal(s.indexed, 16);
-    assert_int_equal(s.reports, 3);
+    /* 28 files: 17 instances (3 SR, 1 PDF), 9 skipped (text and PNG goldens), 2 malformed. */
+    assert_int_equal(s.files_seen, 28);
+    assert_int_equal(s.indexed, 17);
+    assert_int_equal(s.reports, 4);
     assert_int_equal(s.skipped, 9);
     assert_int_equal(s.failed, 2);
     assert_non_null(strstr(log.text, "MR_truncated.dcm|1|"));
@@ -296,12 +296,12 @@ static void test_index_fixture_tree(void **state)
     /* Re-indexing reads nothing again and changes nothing. */
     struct answers before, after;
     rdx_img_query q = {.level = RDX_IMG_LEVEL_INSTANCE};
-    assert_int_equal(query(f, &q, &before), 16);
+    assert_int_equal(query(f, &q, &before), 17);
     struct problem_log log2 = {0};
     add(f, FIXTURES, &s, &log2);
-    assert_int_equal(s.unchanged, 16);
+    assert_int_equal(s.unchanged, 17);
     assert_int_equal(s.indexed, 0);
-    assert_int_equal(query(f, &q, &after), 16);
+    assert_int_equal(query(f, &q, &after), 17);
     assert_string_equal(before.text, after.text);
 }
 
@@ -363,7 +363,7 @@ static void test_index_query_filters(void **state)
 
     rdx_img_query q = {.level = RDX_IMG_LEVEL_PATIENT, .patient_name = "Doe*"};
     assert_int_equal(query(f, &q, &a), 2);
-    assert_string_equal(a.text, "77654033|Doe^Archibald|2|4|4\n98890234|Doe^Peter|1|1|1\n");
+    assert_string_equal(a.text, "77654033|Doe^Archibald|2|4|4\n98890234|Doe^Peter|1|2|2\n");
 
     rdx_img_query q2 = {.level = RDX_IMG_LEVEL_STUDY, .patient_id = "77654033"};
     assert_int_equal(query(f, &q2, &a), 2);
@@ -462,9 +462,20 @@ static void test_index_reports_linked_to_study(void **state)
     rdx_img_query q2 = {.level = RDX_IMG_LEVEL_STUDY, .modality = "CT"};
     assert_int_equal(query(f, &q2, &a), 1);
     assert_non_null(strstr(a.text, "|1\n"));
-    /* Doe^Peter's MR study has none. */
+    /* Doe^Peter's MR study has an Encapsulated PDF report; the Chinese test image none. */
     rdx_img_query q3 = {.level = RDX_IMG_LEVEL_STUDY, .patient_id = "98890234"};
     assert_int_equal(query(f, &q3, &a), 1);
+    assert_non_null(strstr(a.text, "|DOC\\MR|"));
+    assert_non_null(strstr(a.text, "|1\n"));
+    rdx_buf_init(&text, 1 << 20);
+    assert_int_equal(rdx_img_index_report_text(
+                         f->ix, "1.3.6.1.4.1.5962.1.1.0.0.0.1196533885.18148.0.133", &text, &err),
+                     RDX_OK);
+    assert_non_null(strstr((const char *)text.data,
+                           "Encapsulated PDF document: MR report, Doe^Peter (194 bytes) in /"));
+    rdx_buf_free(&text);
+    rdx_img_query q4 = {.level = RDX_IMG_LEVEL_STUDY, .patient_id = "X1EXAMPLE"};
+    assert_int_equal(query(f, &q4, &a), 1);
     assert_non_null(strstr(a.text, "|0\n"));
 }
 
@@ -519,6 +530,173 @@ static void test_index_changed_and_duplicate_files(void **state)
     assert_int_equal(rdx_img_index_add_path(f->ix, "/nonexistent/rdx", NULL, &s2, &err),
                      RDX_ENOENT);
     assert_non_null(strstr(err.msg, "/nonexistent/rdx"));
+}
+
+static void test_index_prune_removes_deleted_files(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    char work[1024], a[1100], b[1100];
+    snprintf(work, sizeof work, "%s/media", f->dir);
+    assert_int_equal(mkdir(work, 0700), 0);
+    snprintf(a, sizeof a, "%s/x1.dcm", work);
+    snprintf(b, sizeof b, "%s/x2.dcm", work);
+    copy_file(FIXTURES "/charset/chrX1.dcm", a);
+    copy_file(FIXTURES "/charset/chrX2.dcm", b);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, work, &s, &log);
+    assert_int_equal(s.indexed, 2);
+    assert_int_equal(unlink(a), 0);
+    rdx_error err;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(rdx_img_index_prune(f->ix, work, &s, &err), RDX_OK);
+    assert_int_equal(s.pruned, 1);
+    /* The instance, its series, study and patient are gone; the other file stays. */
+    struct answers ans;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_PATIENT};
+    assert_int_equal(query(f, &q, &ans), 1);
+    assert_non_null(strstr(ans.text, "X2EXAMPLE|"));
+    rdx_img_query q2 = {.level = RDX_IMG_LEVEL_STUDY, .patient_id = "X1EXAMPLE"};
+    assert_int_equal(query(f, &q2, &ans), 0);
+    /* Pruning again finds nothing; pruning a missing path is an error. */
+    memset(&s, 0, sizeof s);
+    assert_int_equal(rdx_img_index_prune(f->ix, work, &s, &err), RDX_OK);
+    assert_int_equal(s.pruned, 0);
+    assert_int_equal(rdx_img_index_prune(f->ix, a, &s, &err), RDX_ENOENT);
+    assert_non_null(strstr(err.msg, "x1.dcm"));
+
+    /* The CLI flag. */
+    copy_file(FIXTURES "/charset/chrX1.dcm", a);
+    add(f, work, &s, &log);
+    assert_int_equal(unlink(b), 0);
+    struct rdx_run r;
+    const char *argv[] = {"img", "index", "--db", f->uri, "--prune", work, NULL};
+    assert_int_equal(rdx_run_rdx(&r, argv), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "unchanged 1, skipped 0, failed 0, pruned 1"));
+    rdx_run_free(&r);
+}
+
+/* A DICOMDIR given by itself is read for the files it lists (PS3.10 8.6). */
+static void test_index_dicomdir(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    const char *data = rdx_test_data_dir();
+    if (data == NULL) {
+        print_message("RDX_DATA (../shared/data) is absent: skipped\n");
+        skip();
+    }
+    /* Rebuild part of the media the DICOMDIR describes from the copies in the data set. */
+    static const char *const files[][2] = {
+        {"ct/77654033_CT2_17106", "77654033/CT2/17106"},
+        {"cr_dx/77654033_CR1_6154", "77654033/CR1/6154"},
+        {"cr_dx/77654033_CR2_6247", "77654033/CR2/6247"},
+        {"ct/98892001_CT2N_6293", "98892001/CT2N/6293"},
+        {"mr/98892003_MR1_4919", "98892003/MR1/4919"},
+        {"mr/98892003_MR700_4467", "98892003/MR700/4467"},
+    };
+    char media[1024], from[1200], to[1200];
+    snprintf(media, sizeof media, "%s/cd", f->dir);
+    assert_int_equal(mkdir(media, 0700), 0);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char dir[1200];
+        snprintf(dir, sizeof dir, "%s/%s", media, files[i][1]);
+        for (char *p = dir + strlen(media) + 1; *p != '\0'; p++) {
+            if (*p == '/') {
+                *p = '\0';
+                (void)mkdir(dir, 0700);
+                *p = '/';
+            }
+        }
+        snprintf(from, sizeof from, "%s/dicom/%s", data, files[i][0]);
+        copy_file(from, dir);
+    }
+    snprintf(from, sizeof from, "%s/dicom/dicomdir/DICOMDIR", data);
+    snprintf(to, sizeof to, "%s/DICOMDIR", media);
+    copy_file(from, to);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, to, &s, &log);
+    assert_int_equal(s.indexed, 6);
+    assert_int_equal(s.files_seen, 7);
+    assert_non_null(strstr(log.text, "DICOMDIR lists 31 files, 25 of them are missing"));
+    struct answers ans;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_PATIENT};
+    assert_int_equal(query(f, &q, &ans), 2);
+    assert_non_null(strstr(ans.text, "77654033|Doe^Archibald|2|3|3\n"));
+}
+
+static void write_file(const char *path, const char *data, size_t n)
+{
+    rdx_error err;
+    assert_int_equal(rdx_file_write_atomic(path, data, n, &err), RDX_OK);
+}
+
+static void test_index_report_add(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, FIXTURES "/charset", &s, &log);
+    static const char x2[] = "1.3.6.1.4.1.5962.1.2.0.1175775771.5714.0";
+    char html[1024], gb[1024], bin[1024];
+    snprintf(html, sizeof html, "%s/report.html", f->dir);
+    snprintf(gb, sizeof gb, "%s/report-gb.txt", f->dir);
+    snprintf(bin, sizeof bin, "%s/report.bin", f->dir);
+    static const char page[] =
+        "<html><head><title>CT report</title><style>p{color:red}</style></head><body>"
+        "<h1>Findings</h1><p>No mass &amp; no effusion &#x2014; 结论：正常</p></body></html>";
+    write_file(html, page, sizeof page - 1);
+    /* "印象：正常" (Impression: normal) in GB18030. */
+    static const char gbtext[] = "\xd3\xa1\xcf\xf3\xa3\xba\xd5\xfd\xb3\xa3\n";
+    write_file(gb, gbtext, sizeof gbtext - 1);
+    write_file(bin, "\x00\x01\x02", 3);
+
+    rdx_error err;
+    assert_int_equal(rdx_img_index_report_add(f->ix, x2, html, &err), RDX_OK);
+    assert_int_equal(rdx_img_index_report_add(f->ix, x2, gb, &err), RDX_OK);
+    /* Adding the same file again replaces it rather than doubling it. */
+    assert_int_equal(rdx_img_index_report_add(f->ix, x2, html, &err), RDX_OK);
+    rdx_buf text;
+    rdx_buf_init(&text, 1 << 20);
+    assert_int_equal(rdx_img_index_report_text(f->ix, x2, &text, &err), RDX_OK);
+    const char *t = (const char *)text.data;
+    assert_non_null(
+        strstr(t, "CT report\nFindings\nNo mass & no effusion \xe2\x80\x94 结论：正常\n"));
+    assert_non_null(strstr(t, "印象：正常\n"));
+    assert_null(strstr(t, "color:red"));
+    const char *first = strstr(t, "Findings"),
+               *second = first ? strstr(first + 1, "Findings") : NULL;
+    assert_null(second);
+    rdx_buf_free(&text);
+
+    struct answers a;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_STUDY, .study_uid = x2};
+    assert_int_equal(query(f, &q, &a), 1);
+    assert_non_null(strstr(a.text, "|1\n"));
+
+    assert_int_equal(rdx_img_index_report_add(f->ix, "not-a-uid", html, &err), RDX_EINVAL);
+    assert_int_equal(rdx_img_index_report_add(f->ix, x2, bin, &err), RDX_EFORMAT);
+    assert_non_null(strstr(err.msg, "report.bin"));
+    assert_int_equal(rdx_img_index_report_add(f->ix, x2, "/nonexistent/r.txt", &err), RDX_ENOENT);
+
+    struct rdx_run r;
+    const char *ok[] = {"img", "report", "add", "--db", f->uri, "--study", x2, gb, NULL};
+    assert_int_equal(rdx_run_rdx(&r, ok), 0);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    const char *nostudy[] = {"img", "report", "add", "--db", f->uri, gb, NULL};
+    assert_int_equal(rdx_run_rdx(&r, nostudy), 0);
+    assert_int_equal(r.exit_code, 2);
+    rdx_run_free(&r);
+    const char *badbin[] = {"img", "report", "add", "--db", f->uri, "--study", x2, bin, NULL};
+    assert_int_equal(rdx_run_rdx(&r, badbin), 0);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "report.bin: not a text or HTML report"));
+    rdx_run_free(&r);
 }
 
 static void test_index_open_refuses_bad_uris(void **state)
@@ -612,7 +790,7 @@ static void test_index_cli(void **state)
     assert_int_equal(rdx_run_rdx(&r, idx), 0);
     /* Two malformed files: the run completes, and says so with exit 1. */
     assert_int_equal(r.exit_code, 1);
-    assert_non_null(strstr(r.out, "\"files_seen\":27,\"indexed\":16,\"reports\":3,"
+    assert_non_null(strstr(r.out, "\"files_seen\":28,\"indexed\":17,\"reports\":4,"
                                   "\"unchanged\":0,\"skipped\":9,\"failed\":2"));
     assert_non_null(
         strstr(r.out, "MR_truncated.dcm\",\"status\":\"failed\",\"reason\":\"truncated"));
@@ -724,6 +902,9 @@ int main(void)
         BOTH(test_index_query_filters),
         BOTH(test_index_reports_linked_to_study),
         BOTH(test_index_changed_and_duplicate_files),
+        BOTH(test_index_prune_removes_deleted_files),
+        BOTH(test_index_dicomdir),
+        BOTH(test_index_report_add),
         cmocka_unit_test(test_index_open_refuses_bad_uris),
         BOTH(test_index_shared_data),
         BOTH(test_index_cli),

@@ -252,6 +252,7 @@ typedef struct rdx_img_index_stats {
     uint64_t reports;    /* of the indexed instances, structured reports */
     uint64_t skipped;    /* not DICOM, or DICOM with nothing to index (DICOMDIR) */
     uint64_t failed;     /* DICOM files refused as malformed */
+    uint64_t pruned;     /* rows of files that no longer exist, removed (rdx_img_index_prune) */
 } rdx_img_index_stats;
 
 /*
@@ -262,9 +263,13 @@ typedef struct rdx_img_index_stats {
 typedef void (*rdx_img_index_report_fn)(void *user, const char *path, int failed, rdx_status st,
                                         const char *reason);
 
+/* Called every few hundred files with the counters so far (progress on a terminal). */
+typedef void (*rdx_img_index_progress_fn)(void *user, const rdx_img_index_stats *stats);
+
 typedef struct rdx_img_index_opts {
-    rdx_img_index_report_fn report; /* may be NULL */
-    void *user;
+    rdx_img_index_report_fn report;     /* may be NULL */
+    rdx_img_index_progress_fn progress; /* may be NULL */
+    void *user;                         /* handed to both */
 } rdx_img_index_opts;
 
 /*
@@ -282,6 +287,16 @@ typedef struct rdx_img_index_opts {
 rdx_status rdx_img_index_add_path(rdx_img_index *ix, const char *path,
                                   const rdx_img_index_opts *opts, rdx_img_index_stats *stats,
                                   rdx_error *err);
+
+/*
+ * Remove the rows of indexed files under path (the file itself, or anything
+ * below the folder) that no longer exist, then the series, studies and
+ * patients left without instances, and the reports of removed instances.
+ * stats->pruned counts the instances removed. path must exist.
+ * Errors: RDX_ENOENT (path absent), RDX_EDB, RDX_ENOMEM.
+ */
+rdx_status rdx_img_index_prune(rdx_img_index *ix, const char *path, rdx_img_index_stats *stats,
+                               rdx_error *err);
 
 /* Query levels (PS3.4 C.6.1.1: the patient-root and study-root levels). */
 typedef enum rdx_img_level {
@@ -362,6 +377,17 @@ rdx_status rdx_img_index_query(rdx_img_index *ix, const rdx_img_query *q, rdx_im
  */
 rdx_status rdx_img_index_report_text(rdx_img_index *ix, const char *study_uid, rdx_buf *out,
                                      rdx_error *err);
+
+/*
+ * Link the plain-text or HTML report in the file at path to study_uid
+ * (the study need not be indexed yet). HTML is turned into text (tags
+ * dropped, character references decoded); text that is not UTF-8 is read as
+ * GB18030. Adding the same file again replaces its text.
+ * Errors: RDX_EINVAL (not a UID), RDX_ENOENT, RDX_EFORMAT (binary data),
+ * RDX_ELIMIT (over RDX_IMG_MAX_REPORT_BYTES), RDX_EDB, RDX_ENOMEM.
+ */
+rdx_status rdx_img_index_report_add(rdx_img_index *ix, const char *study_uid, const char *path,
+                                    rdx_error *err);
 
 /* Parse "patient", "study", "series" or "instance"; -1 when unknown. */
 int rdx_img_level_parse(const char *s);
