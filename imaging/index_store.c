@@ -561,9 +561,12 @@ rdx_status rdx_img_index_query(rdx_img_index *ix, const rdx_img_query *q, rdx_im
         qb_sql(&b, " OR p.name_phon");
         qb_sql(&b, op);
         qb_ref(&b, k);
-        qb_sql(&b, " OR p.name");
-        qb_sql(&b, op);
-        qb_ref(&b, k);
+        if (strchr(q->patient_name, '=') != NULL) {
+            /* A pattern spanning groups ("Wang^*=王*") matches the whole name (no index). */
+            qb_sql(&b, " OR p.name");
+            qb_sql(&b, op);
+            qb_ref(&b, k);
+        }
         qb_sql(&b, ")");
     }
     if (st != RDX_OK) {

@@ -345,6 +345,12 @@ static void test_index_query_names_in_every_group(void **state)
     assert_non_null(strstr(a.text, "I2EXAMPLE|"));
     q.patient_name = "Buc^J?r?me";
     assert_int_equal(query(f, &q, &a), 1);
+    /* A pattern with '=' matches across the groups of the whole name. */
+    q.patient_name = "Wang^XiaoDong=王^小东=";
+    assert_int_equal(query(f, &q, &a), 1);
+    assert_non_null(strstr(a.text, "X2EXAMPLE|"));
+    q.patient_name = "*=王^小*";
+    assert_int_equal(query(f, &q, &a), 2);
     /* GLOB metacharacters in a name are literal. */
     q.patient_name = "[A-Z]*";
     assert_int_equal(query(f, &q, &a), 0);
