@@ -12,7 +12,7 @@
  *    query latency again.
  * Prints the figures and writes docs/imaging-bench.md.
  *
- *   imaging_bench [--instances N] [--studies N] [--grow N] [--dir DIR]
+ *   imaging_bench [--instances N] [--studies N] [--grow N] [--dir DIR] [--keep]
  */
 #define _GNU_SOURCE
 #include "rdx/common.h"
@@ -320,6 +320,11 @@ static int grow(const char *dbpath, unsigned long target)
              " SELECT printf('1.2.826.0.1.3680043.97.%%d', x),"
              " (SELECT max(id) FROM series) - (x %% %lu), '1.2.840.10008.5.1.4.1.1.2', x,"
              " '1.2.840.10008.1.2.1', 512, 512, 1, printf('/synthetic/%%d', x), 0, 0 FROM c;"
+             /* What img_store_put keeps for every study: its modalities in answer order. */
+             "INSERT INTO study_modalities(modality, study_ref, study_date, study_time, study_uid)"
+             " SELECT DISTINCT se.modality, st.id, st.study_date, st.study_time, st.study_uid"
+             " FROM series se JOIN studies st ON se.study_ref = st.id"
+             " WHERE st.study_uid LIKE '1.2.826.0.1.3680043.99.%%' ON CONFLICT DO NOTHING;"
              "COMMIT;",
              target / 100, target / 20, target / 100, target / 4, target / 20, target, target / 4);
     char *msg = NULL;
@@ -454,7 +459,11 @@ int main(int argc, char **argv)
         printf("  report: docs/imaging-bench.md\n");
     }
     /* Leave nothing behind unless asked to keep the corpus. */
-    if (strstr(argv[0], "keep") == NULL) {
+    int keep = 0;
+    for (int i = 1; i < argc; i++) {
+        keep |= strcmp(argv[i], "--keep") == 0;
+    }
+    if (!keep) {
         char cmd[700];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
         if (system(cmd) != 0) {

@@ -107,6 +107,9 @@ enum img_stmt {
     S_GC_SERIES,
     S_GC_STUDIES,
     S_GC_PATIENTS,
+    S_SM_ADD,
+    S_SM_SYNC,
+    S_GC_SM,
     S_DEL_ADDED,
     S_ADD_REPORT,
     S_NSTMT

@@ -42,7 +42,7 @@ static const char schema[] =
     " accession TEXT COLLATE \"C\" NOT NULL, description TEXT NOT NULL, referring TEXT NOT NULL,"
     " institution TEXT NOT NULL, study_id TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS studies_patient ON studies(patient_ref);"
-    "CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date, study_time);"
+    "CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date, study_time, study_uid);"
     "CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession);"
     "CREATE TABLE IF NOT EXISTS series("
     " id BIGSERIAL PRIMARY KEY, series_uid TEXT COLLATE \"C\" NOT NULL UNIQUE,"
@@ -50,6 +50,15 @@ static const char schema[] =
     " number BIGINT, description TEXT NOT NULL, body_part TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS series_study ON series(study_ref);"
     "CREATE INDEX IF NOT EXISTS series_modality ON series(modality, study_ref);"
+    "CREATE TABLE IF NOT EXISTS study_modalities("
+    " modality TEXT COLLATE \"C\" NOT NULL, study_ref BIGINT NOT NULL REFERENCES studies(id) ON "
+    "DELETE CASCADE,"
+    " study_date TEXT COLLATE \"C\" NOT NULL, study_time TEXT COLLATE \"C\" NOT NULL, study_uid "
+    "TEXT COLLATE \"C\" NOT NULL,"
+    " PRIMARY KEY(modality, study_ref));"
+    "CREATE INDEX IF NOT EXISTS study_modalities_order"
+    " ON study_modalities(modality, study_date, study_time, study_uid);"
+    "CREATE INDEX IF NOT EXISTS study_modalities_study ON study_modalities(study_ref);"
     "CREATE TABLE IF NOT EXISTS instances("
     " id BIGSERIAL PRIMARY KEY, sop_uid TEXT COLLATE \"C\" NOT NULL UNIQUE,"
     " series_ref BIGINT NOT NULL REFERENCES series(id), sop_class TEXT NOT NULL, number BIGINT,"
@@ -163,10 +172,10 @@ static rdx_status pg_commit(void *impl, rdx_error *err)
 }
 
 static const char *const stmt_names[S_NSTMT] = {
-    "rdx_unchanged",  "rdx_by_sop",      "rdx_del_path",  "rdx_del_sop",
-    "rdx_patient",    "rdx_study",       "rdx_series",    "rdx_instance",
-    "rdx_report",     "rdx_link",        "rdx_del_path2", "rdx_gc_series",
-    "rdx_gc_studies", "rdx_gc_patients", "rdx_del_added", "rdx_add_report",
+    "rdx_unchanged", "rdx_by_sop",    "rdx_del_path",   "rdx_del_sop",     "rdx_patient",
+    "rdx_study",     "rdx_series",    "rdx_instance",   "rdx_report",      "rdx_link",
+    "rdx_del_path2", "rdx_gc_series", "rdx_gc_studies", "rdx_gc_patients", "rdx_sm_add",
+    "rdx_sm_sync",   "rdx_gc_sm",     "rdx_del_added",  "rdx_add_report",
 };
 
 static rdx_status pg_run(void *impl, enum img_stmt id, const char *const *params, int n, char *out,

@@ -26,7 +26,8 @@
 struct rdx_img_index {
     const struct img_backend *be;
     void *impl;
-    int pg; /* dialect: PostgreSQL LIKE instead of SQLite GLOB */
+    int64_t last_series; /* series of the last instance written: its modality is recorded */
+    int pg;              /* dialect: PostgreSQL LIKE instead of SQLite GLOB */
 };
 
 /*
@@ -83,6 +84,18 @@ const char *const img_stmt_sql[S_NSTMT] = {
                       " (SELECT 1 FROM series s WHERE s.study_ref = studies.id)"),
     [S_GC_PATIENTS] = ("DELETE FROM patients WHERE NOT EXISTS"
                        " (SELECT 1 FROM studies s WHERE s.patient_ref = patients.id)"),
+    [S_SM_ADD] = ("INSERT INTO study_modalities(modality, study_ref, study_date, study_time,"
+                  " study_uid) SELECT ?1, id, study_date, study_time, study_uid FROM studies"
+                  " WHERE id = ?2 AND ?1 <> '' ON CONFLICT DO NOTHING"),
+    [S_SM_SYNC] =
+        ("UPDATE study_modalities SET"
+         " study_date = (SELECT study_date FROM studies WHERE id = ?1),"
+         " study_time = (SELECT study_time FROM studies WHERE id = ?1)"
+         " WHERE study_ref = ?1 AND (study_date <> (SELECT study_date FROM studies"
+         " WHERE id = ?1) OR study_time <> (SELECT study_time FROM studies WHERE id = ?1))"),
+    [S_GC_SM] = ("DELETE FROM study_modalities WHERE NOT EXISTS (SELECT 1 FROM series s"
+                 " WHERE s.study_ref = study_modalities.study_ref"
+                 " AND s.modality = study_modalities.modality)"),
     [S_DEL_ADDED] = "DELETE FROM reports WHERE instance_ref IS NULL AND source = ?1",
     [S_ADD_REPORT] = ("INSERT INTO reports(instance_ref, source, study_uid, title, completion,"
                       " verification, content_date, content_time, text)"
@@ -258,6 +271,16 @@ rdx_status img_store_put(rdx_img_index *ix, const struct img_record *r, rdx_erro
     const char *ep[6] = {f[F_SERIES_UID],           num(n1, stid),    f[F_MODALITY],
                          num(n2, r->series_number), f[F_SERIES_DESC], f[F_BODY_PART]};
     RDX_TRY(run_id(ix, S_SERIES, ep, 6, &seid, err));
+    /* Keep the study's modality list (and its answer-order copy of the date) current. */
+    if (seid != ix->last_series) {
+        const char *mp[2] = {f[F_MODALITY], num(n1, stid)};
+        RDX_TRY(be->run(ix->impl, S_SM_ADD, mp, 2, NULL, 0, NULL, err));
+        ix->last_series = seid;
+    }
+    if (f[F_STUDY_DATE][0] != '\0' || f[F_STUDY_TIME][0] != '\0') {
+        const char *dp[1] = {num(n1, stid)};
+        RDX_TRY(be->run(ix->impl, S_SM_SYNC, dp, 1, NULL, 0, NULL, err));
+    }
 
     char n7[24];
     const char *ip[11] = {
@@ -486,11 +509,11 @@ rdx_status rdx_img_index_query(rdx_img_index *ix, const rdx_img_query *q, rdx_im
     qb_sql(&b, "SELECT p.patient_id, p.issuer, p.name, p.birth_date, p.sex,");
     if (lv >= RDX_IMG_LEVEL_STUDY) {
         qb_sql(&b, " st.study_uid, st.study_date, st.study_time, st.accession, st.description,");
-        qb_sql(&b, like ? " (SELECT string_agg(m, '\\' ORDER BY m) FROM (SELECT DISTINCT"
-                          " modality AS m FROM series WHERE study_ref = st.id AND modality <> '')"
-                          " AS ms),"
-                        : " (SELECT group_concat(m, '\\') FROM (SELECT DISTINCT modality AS m"
-                          " FROM series WHERE study_ref = st.id AND modality <> '' ORDER BY m)),");
+        /* Modalities in Study from study_modalities (one indexed probe per answer). */
+        qb_sql(&b, like ? " (SELECT string_agg(modality, '\\' ORDER BY modality) FROM"
+                          " study_modalities WHERE study_ref = st.id),"
+                        : " (SELECT group_concat(modality, '\\') FROM (SELECT modality FROM"
+                          " study_modalities WHERE study_ref = st.id ORDER BY modality)),");
     } else {
         qb_sql(&b, " '', '', '', '', '', '',");
     }
@@ -517,7 +540,13 @@ rdx_status rdx_img_index_query(rdx_img_index *ix, const rdx_img_query *q, rdx_im
                    " (SELECT count(*) FROM instances i2 JOIN series e2 ON i2.series_ref = e2.id"
                    "   WHERE e2.study_ref = st.id),");
         qb_sql(&b, has_report);
-        qb_sql(&b, " FROM studies st JOIN patients p ON st.patient_ref = p.id");
+        /*
+         * With a modality, drive from study_modalities: its (modality, date, time,
+         * UID) index gives the studies in answer order, so LIMIT stops early.
+         */
+        qb_sql(&b, set(q->modality) ? " FROM study_modalities sm JOIN studies st ON st.id ="
+                                      " sm.study_ref JOIN patients p ON st.patient_ref = p.id"
+                                    : " FROM studies st JOIN patients p ON st.patient_ref = p.id");
         break;
     case RDX_IMG_LEVEL_SERIES:
         qb_sql(&b, " 1, 1, (SELECT count(*) FROM instances i2 WHERE i2.series_ref = se.id),");
@@ -535,14 +564,21 @@ rdx_status rdx_img_index_query(rdx_img_index *ix, const rdx_img_query *q, rdx_im
     }
     qb_sql(&b, " WHERE 1=1");
     rdx_status st = RDX_OK;
+    /*
+     * Patient filters select patients first (through their own indexes) and
+     * the studies by patient_ref, whatever the planner thinks of ORDER BY.
+     */
+    if (set(q->patient_id) || set(q->patient_name)) {
+        qb_sql(&b, " AND p.id IN (SELECT id FROM patients WHERE 1=1");
+    }
     if (set(q->patient_id)) {
         if (has_wild(q->patient_id)) {
             st = pattern_of(q->patient_id, like, 0, &pid);
-            qb_sql(&b, " AND p.patient_id");
+            qb_sql(&b, " AND patient_id");
             qb_sql(&b, op);
             qb_param(&b, (const char *)pid.data);
         } else {
-            qb_sql(&b, " AND p.patient_id = ");
+            qb_sql(&b, " AND patient_id = ");
             qb_param(&b, q->patient_id);
         }
     }
@@ -552,21 +588,24 @@ rdx_status rdx_img_index_query(rdx_img_index *ix, const rdx_img_query *q, rdx_im
             st = pattern_of(q->patient_name, like, 0, &pr);
         }
         /* Any component group may match; the alphabetic one ignores ASCII case. */
-        qb_sql(&b, " AND (p.name_alpha_uc");
+        qb_sql(&b, " AND (name_alpha_uc");
         qb_sql(&b, op);
         qb_param(&b, (const char *)pu.data);
-        qb_sql(&b, " OR p.name_ideo");
+        qb_sql(&b, " OR name_ideo");
         qb_sql(&b, op);
         int k = qb_param(&b, (const char *)pr.data);
-        qb_sql(&b, " OR p.name_phon");
+        qb_sql(&b, " OR name_phon");
         qb_sql(&b, op);
         qb_ref(&b, k);
         if (strchr(q->patient_name, '=') != NULL) {
             /* A pattern spanning groups ("Wang^*=王*") matches the whole name (no index). */
-            qb_sql(&b, " OR p.name");
+            qb_sql(&b, " OR name");
             qb_sql(&b, op);
             qb_ref(&b, k);
         }
+        qb_sql(&b, ")");
+    }
+    if (set(q->patient_id) || set(q->patient_name)) {
         qb_sql(&b, ")");
     }
     if (st != RDX_OK) {
@@ -589,11 +628,12 @@ rdx_status rdx_img_index_query(rdx_img_index *ix, const rdx_img_query *q, rdx_im
     }
     if (set(q->modality)) {
         /* Modalities in Study: any series of the study (dcmqrscp ignores this key). */
-        qb_sql(&b, lv >= RDX_IMG_LEVEL_SERIES ? " AND se.modality = "
-                                              : " AND EXISTS(SELECT 1 FROM series e3 WHERE"
-                                                " e3.study_ref = st.id AND e3.modality = ");
+        qb_sql(&b, lv >= RDX_IMG_LEVEL_SERIES  ? " AND se.modality = "
+                   : lv == RDX_IMG_LEVEL_STUDY ? " AND sm.modality = "
+                                               : " AND EXISTS(SELECT 1 FROM study_modalities sm"
+                                                 " WHERE sm.study_ref = st.id AND sm.modality = ");
         qb_param(&b, q->modality);
-        qb_sql(&b, lv >= RDX_IMG_LEVEL_SERIES ? "" : ")");
+        qb_sql(&b, lv == RDX_IMG_LEVEL_PATIENT ? ")" : "");
     }
     if (set(q->accession)) {
         qb_sql(&b, " AND st.accession = ");
@@ -618,7 +658,8 @@ rdx_status rdx_img_index_query(rdx_img_index *ix, const rdx_img_query *q, rdx_im
         qb_sql(&b, " ORDER BY p.patient_id, p.name, p.id");
         break;
     case RDX_IMG_LEVEL_STUDY:
-        qb_sql(&b, " ORDER BY st.study_date, st.study_time, st.study_uid");
+        qb_sql(&b, set(q->modality) ? " ORDER BY sm.study_date, sm.study_time, sm.study_uid"
+                                    : " ORDER BY st.study_date, st.study_time, st.study_uid");
         break;
     case RDX_IMG_LEVEL_SERIES:
         qb_sql(&b, " ORDER BY st.study_date, st.study_uid, se.number NULLS FIRST, se.series_uid");
@@ -767,6 +808,9 @@ rdx_status rdx_img_index_prune(rdx_img_index *ix, const char *path, rdx_img_inde
     }
     if (st == RDX_OK) {
         st = ix->be->run(ix->impl, S_GC_SERIES, NULL, 0, NULL, 0, NULL, err);
+    }
+    if (st == RDX_OK) {
+        st = ix->be->run(ix->impl, S_GC_SM, NULL, 0, NULL, 0, NULL, err);
     }
     if (st == RDX_OK) {
         st = ix->be->run(ix->impl, S_GC_STUDIES, NULL, 0, NULL, 0, NULL, err);
