@@ -415,6 +415,27 @@ int main(int argc, char **argv)
     double rescan = (double)st2.unchanged / (now_s() - t0);
     printf("  re-index, nothing changed: %.0f files/s\n", rescan);
 
+    /* PostgreSQL too when a server is given (RDX_BENCH_PG_URI, an empty database). */
+    double pg_rate = -1;
+    const char *pg_uri = getenv("RDX_BENCH_PG_URI");
+    if (pg_uri != NULL && pg_uri[0] != '\0') {
+        rdx_img_index *pix = NULL;
+        if (rdx_img_index_open(pg_uri, &pix, &err) != RDX_OK) {
+            fprintf(stderr, "imaging_bench: %s\n", err.msg);
+        } else {
+            rdx_img_index_stats ps = {0};
+            t0 = now_s();
+            if (rdx_img_index_add_path(pix, corpus, NULL, &ps, &err) == RDX_OK) {
+                pg_rate = (double)ps.indexed / (now_s() - t0);
+                printf("  rdx img index into PostgreSQL: %llu instances, %.0f instances/s\n",
+                       (unsigned long long)ps.indexed, pg_rate);
+            } else {
+                fprintf(stderr, "imaging_bench: %s\n", err.msg);
+            }
+            rdx_img_index_close(pix);
+        }
+    }
+
     struct lat small[6], big[6];
     for (int k = 0; k < 6; k++) {
         measure(ix, k, studies, tm, &small[k]);
@@ -447,14 +468,30 @@ int main(int argc, char **argv)
                 "| measure | value |\n| --- | --- |\n"
                 "| header parse through the shim alone | %.0f files/s |\n"
                 "| `rdx img index` into SQLite | %.0f instances/s |\n"
-                "| re-index, nothing changed | %.0f files/s |\n\n"
-                "Study-level query latency (ms, p50 / p99, %d queries each):\n\n"
+                "| re-index, nothing changed | %.0f files/s |\n",
+                n, studies, parse, rate, rescan);
+        if (pg_rate >= 0) {
+            fprintf(f, "| `rdx img index` into PostgreSQL 15 (local socket) | %.0f instances/s |\n",
+                    pg_rate);
+        }
+        fprintf(f,
+                "\nStudy-level query latency (ms, p50 / p99, %d queries each):\n\n"
                 "| filter | at %lu instances | at %lu instances |\n| --- | --- | --- |\n",
-                n, studies, parse, rate, rescan, NQ, n, n + target);
+                NQ, n, n + target);
         for (int k = 0; k < 6; k++) {
             fprintf(f, "| %s | %.3f / %.3f | %.3f / %.3f |\n", small[k].name, small[k].p50_ms,
                     small[k].p99_ms, big[k].p50_ms, big[k].p99_ms);
         }
+        fprintf(f, "\n"
+                   "Notes: measured on the shared 2-core build machine while other jobs ran, so\n"
+                   "the p99 column carries their scheduling noise (the ~4 ms steps) and rates\n"
+                   "vary by a third between runs. The 1M rows beyond the corpus are synthetic\n"
+                   "(`grow`). Modality queries are driven by `study_modalities` (modality, date,\n"
+                   "time, UID), so a LIMIT stops early; date ranges return every match (no\n"
+                   "LIMIT), so their p99 follows the size of the answer. PostgreSQL pays one\n"
+                   "socket round trip per statement (about ten per instance). Targets of the\n"
+                   "issue: index >= 2,000 instances/s per core into SQLite, study query p50\n"
+                   "<= 2 ms at 1M instances.\n");
         fclose(f);
         printf("  report: docs/imaging-bench.md\n");
     }
