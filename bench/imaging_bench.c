@@ -415,6 +415,22 @@ int main(int argc, char **argv)
     double rescan = (double)st2.unchanged / (now_s() - t0);
     printf("  re-index, nothing changed: %.0f files/s\n", rescan);
 
+    /* The same corpus with two parser threads (-j 2), into a fresh database. */
+    char uri2[700];
+    snprintf(uri2, sizeof uri2, "sqlite:%s/bench-j2.db", dir);
+    double rate_j2 = -1;
+    rdx_img_index *ix2 = NULL;
+    if (rdx_img_index_open(uri2, &ix2, &err) == RDX_OK) {
+        rdx_img_index_stats s2 = {0};
+        rdx_img_index_opts o2 = {.jobs = 2};
+        t0 = now_s();
+        if (rdx_img_index_add_path(ix2, corpus, &o2, &s2, &err) == RDX_OK) {
+            rate_j2 = (double)s2.indexed / (now_s() - t0);
+            printf("  rdx img index -j 2 into SQLite: %.0f instances/s\n", rate_j2);
+        }
+        rdx_img_index_close(ix2);
+    }
+
     /* PostgreSQL too when a server is given (RDX_BENCH_PG_URI, an empty database). */
     double pg_rate = -1;
     const char *pg_uri = getenv("RDX_BENCH_PG_URI");
@@ -470,6 +486,10 @@ int main(int argc, char **argv)
                 "| `rdx img index` into SQLite | %.0f instances/s |\n"
                 "| re-index, nothing changed | %.0f files/s |\n",
                 n, studies, parse, rate, rescan);
+        if (rate_j2 >= 0) {
+            fprintf(f, "| `rdx img index -j 2` into SQLite (two cores) | %.0f instances/s |\n",
+                    rate_j2);
+        }
         if (pg_rate >= 0) {
             fprintf(f, "| `rdx img index` into PostgreSQL 15 (local socket) | %.0f instances/s |\n",
                     pg_rate);

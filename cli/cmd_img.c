@@ -159,6 +159,7 @@ static int cmd_index(int argc, char **argv)
     const char *db = RDX_IMG_INDEX_DEFAULT_URI;
     struct index_run run = {0};
     int first = 0, npaths = 0, prune = 0;
+    unsigned jobs = 1;
     for (int i = 1; i < argc; i++) {
         int missing = 0;
         const char *v;
@@ -173,6 +174,14 @@ static int cmd_index(int argc, char **argv)
             run.json = 1;
         } else if (strcmp(argv[i], "--prune") == 0) {
             prune = 1;
+        } else if ((v = opt_value(argc, argv, &i, "-j", &missing)) != NULL) {
+            int64_t n;
+            if (rdx_parse_i64(v, strlen(v), 1, 64, &n) != RDX_OK) {
+                return rdx_cli_usage(cmd, "-j '%s': expected 1 to 64 threads", v);
+            }
+            jobs = (unsigned)n;
+        } else if (missing) {
+            return rdx_cli_usage(cmd, "%s needs a value", argv[i]);
         } else if (strcmp(argv[i], "--") == 0) {
             first = first ? first : i + 1;
             npaths += argc - i - 1;
@@ -195,12 +204,13 @@ static int cmd_index(int argc, char **argv)
     }
     rdx_img_index_stats stats = {0};
     run.tty = isatty(STDERR_FILENO);
-    rdx_img_index_opts opts = {.report = on_bad, .progress = on_progress, .user = &run};
+    rdx_img_index_opts opts = {
+        .report = on_bad, .progress = on_progress, .user = &run, .jobs = jobs};
     int rc = RDX_EXIT_OK;
     int after_dashdash = 0;
     for (int i = 1; i < argc && rc == RDX_EXIT_OK; i++) {
         if (!after_dashdash) {
-            if (strcmp(argv[i], "--db") == 0) {
+            if (strcmp(argv[i], "--db") == 0 || strcmp(argv[i], "-j") == 0) {
                 i++;
                 continue;
             }

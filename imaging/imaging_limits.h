@@ -63,6 +63,9 @@
 /* The longest path the indexer records; PATH_MAX on Linux. */
 #define RDX_IMG_MAX_PATH 4096
 
+/* Parser threads of rdx img index -j: more than the cores only adds contention. */
+#define RDX_IMG_MAX_JOBS 64
+
 /* Instances written per transaction: large enough to amortise the commit. */
 #define RDX_IMG_BATCH 500
 

@@ -17,6 +17,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,17 @@ static const uint32_t field_tags[F_NFIELDS] = {
 #define SOP_SR_PREFIX "1.2.840.10008.5.1.4.1.1.88."
 
 /* Per-run working storage, allocated once and reused for every file. */
+/* A file waiting for a parallel parse (-j N), and what the parse made of it. */
+struct pending {
+    char *path;
+    struct stat sb;
+    rdx_status st; /* RDX_OK: rec is ready to write */
+    int failed;    /* for st != RDX_OK: refused (1) or skipped (0) */
+    char msg[RDX_ERROR_MSG_MAX];
+    struct img_record rec;
+    rdx_buf arena, report; /* own rec's strings */
+};
+
 struct walker {
     rdx_img_index *ix;
     const rdx_img_index_opts *opts;
@@ -88,6 +100,9 @@ struct walker {
     size_t in_batch;
     int in_txn;
     size_t sr_items;
+    unsigned jobs; /* > 1: files found in folders are parsed by this many threads */
+    struct pending *pend;
+    size_t npend;
 };
 
 static void report_file(struct walker *w, const char *path, int failed, rdx_status st,
@@ -629,6 +644,181 @@ static rdx_status index_file(struct walker *w, const char *path, const struct st
     return RDX_OK;
 }
 
+/* ---- Parallel parsing (-j N) ------------------------------------------------ */
+
+#define PEND_CHUNK 256
+
+struct par_ctx {
+    struct pending *pend;
+    size_t n;
+    size_t next;
+    pthread_mutex_t lock;
+};
+
+static void walker_bufs_init(struct walker *w)
+{
+    rdx_buf_init(&w->val, RDX_IMG_MAX_TEXT_BYTES);
+    rdx_buf_init(&w->arena, 4 * RDX_IMG_MAX_TEXT_BYTES + RDX_IMG_MAX_REPORT_BYTES);
+    rdx_buf_init(&w->report, RDX_IMG_MAX_REPORT_BYTES);
+}
+
+static void walker_bufs_free(struct walker *w)
+{
+    rdx_buf_free(&w->val);
+    rdx_buf_free(&w->arena);
+    rdx_buf_free(&w->report);
+}
+
+/* Parse one pending file into its own record; nothing touches the store. */
+static void parse_pending(struct walker *w, struct pending *pd)
+{
+    rdx_img_dataset *ds = NULL;
+    rdx_error fe;
+    rdx_error_clear(&fe);
+    pd->st = rdx_img_dataset_open_file(pd->path, &ds, &fe);
+    if (pd->st == RDX_OK && strcmp(rdx_img_dataset_sop_class(ds), SOP_DICOMDIR) == 0) {
+        size_t nrec = 0;
+        (void)rdx_img_item_seq_count(ds, NULL, TAG_DIR_RECORDS, &nrec, NULL);
+        pd->st = rdx_error_set(&fe, RDX_EFORMAT,
+                               "%s: DICOMDIR media directory (%zu records): not an instance; the "
+                               "files it lists are indexed when the walk reaches them",
+                               pd->path, nrec);
+    } else if (pd->st == RDX_OK) {
+        pd->st = build_record(w, ds, pd->path, &pd->sb, &pd->rec, &fe);
+        if (pd->st == RDX_OK) {
+            /* Hand the buffers the record points into over to the pending entry. */
+            pd->arena = w->arena;
+            pd->report = w->report;
+            rdx_buf_init(&w->arena, w->arena.max);
+            rdx_buf_init(&w->report, w->report.max);
+        }
+    }
+    rdx_img_dataset_free(ds);
+    pd->failed = pd->st != RDX_OK && pd->st != RDX_EFORMAT && pd->st != RDX_EDUPLICATE;
+    snprintf(pd->msg, sizeof pd->msg, "%s", fe.msg);
+}
+
+static void *par_worker(void *arg)
+{
+    struct par_ctx *c = arg;
+    struct walker w;
+    memset(&w, 0, sizeof w);
+    walker_bufs_init(&w);
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        size_t i = c->next++;
+        pthread_mutex_unlock(&c->lock);
+        if (i >= c->n) {
+            break;
+        }
+        parse_pending(&w, &c->pend[i]);
+    }
+    walker_bufs_free(&w);
+    return NULL;
+}
+
+/* Write one parsed file through the store (main thread, in walk order). */
+static rdx_status commit_pending(struct walker *w, struct pending *pd, rdx_error *err)
+{
+    rdx_error fe;
+    rdx_error_clear(&fe);
+    rdx_status st = pd->st;
+    if (st == RDX_ENOMEM) {
+        return rdx_error_set(err, st, "%s", pd->msg);
+    }
+    if (st == RDX_OK) {
+        RDX_TRY(batch_step(w, err));
+        st = img_store_put(w->ix, &pd->rec, &fe);
+        if (st == RDX_EDB || st == RDX_ENOMEM) {
+            return rdx_error_set(err, st, "%s", fe.msg);
+        }
+        if (st != RDX_OK) {
+            report_file(w, pd->path, st != RDX_EFORMAT && st != RDX_EDUPLICATE, st, fe.msg);
+            return RDX_OK;
+        }
+        w->stats->indexed++;
+        if (pd->rec.is_report) {
+            w->stats->reports++;
+        }
+        return RDX_OK;
+    }
+    report_file(w, pd->path, pd->failed, st, pd->msg);
+    return RDX_OK;
+}
+
+/* Parse the queued files with w->jobs threads, then write them in order. */
+static rdx_status flush_pending(struct walker *w, rdx_error *err)
+{
+    rdx_status st = RDX_OK;
+    size_t n = 0, i;
+    /* The unchanged check reads the store: main thread, before the parse. */
+    for (i = 0; i < w->npend && st == RDX_OK; i++) {
+        struct pending *pd = &w->pend[i];
+        w->stats->files_seen++;
+        if (w->opts != NULL && w->opts->progress != NULL && w->stats->files_seen % 256 == 0) {
+            w->opts->progress(w->opts->user, w->stats);
+        }
+        int same = 0;
+        int64_t mt = (int64_t)pd->sb.st_mtim.tv_sec * 1000000000 + pd->sb.st_mtim.tv_nsec;
+        st = img_store_unchanged(w->ix, pd->path, (int64_t)pd->sb.st_size, mt, &same, err);
+        if (same) {
+            w->stats->unchanged++;
+            free(pd->path);
+            pd->path = NULL;
+            continue;
+        }
+        w->pend[n++] = *pd;
+    }
+    for (; i < w->npend; i++) {
+        free(w->pend[i].path); /* not reached after a store error */
+    }
+    if (st == RDX_OK && n > 0) {
+        struct par_ctx c = {.pend = w->pend, .n = n, .next = 0};
+        pthread_mutex_init(&c.lock, NULL);
+        pthread_t th[RDX_IMG_MAX_JOBS];
+        unsigned nt = w->jobs < n ? w->jobs : (unsigned)n, started = 0;
+        for (unsigned t = 0; t < nt; t++) {
+            if (pthread_create(&th[t], NULL, par_worker, &c) == 0) {
+                started++;
+            }
+        }
+        if (started == 0) {
+            par_worker(&c); /* no threads to be had: parse here */
+        }
+        for (unsigned t = 0; t < started; t++) {
+            pthread_join(th[t], NULL);
+        }
+        pthread_mutex_destroy(&c.lock);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct pending *pd = &w->pend[i];
+        if (st == RDX_OK) {
+            st = commit_pending(w, pd, err);
+        }
+        rdx_buf_free(&pd->arena);
+        rdx_buf_free(&pd->report);
+        free(pd->path);
+    }
+    w->npend = 0;
+    return st;
+}
+
+static rdx_status queue_file(struct walker *w, const char *path, const struct stat *sb,
+                             rdx_error *err)
+{
+    struct pending *pd = &w->pend[w->npend];
+    memset(pd, 0, sizeof *pd);
+    pd->path = rdx_strndup(path, strlen(path));
+    if (pd->path == NULL) {
+        return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    pd->sb = *sb;
+    if (++w->npend == PEND_CHUNK) {
+        return flush_pending(w, err);
+    }
+    return RDX_OK;
+}
+
 static int name_cmp(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -742,6 +932,9 @@ static rdx_status walk(struct walker *w, int depth, rdx_error *err)
     if (!S_ISREG(sb.st_mode)) {
         return RDX_OK;
     }
+    if (w->jobs > 1 && depth > 0) {
+        return queue_file(w, path, &sb, err);
+    }
     return index_file(w, path, &sb, depth, err);
 }
 
@@ -761,6 +954,17 @@ rdx_status rdx_img_index_add_path(rdx_img_index *ix, const char *path,
     rdx_buf_init(&w.arena, 4 * RDX_IMG_MAX_TEXT_BYTES + RDX_IMG_MAX_REPORT_BYTES);
     rdx_buf_init(&w.report, RDX_IMG_MAX_REPORT_BYTES);
     rdx_buf_init(&w.path, RDX_IMG_MAX_PATH);
+    w.jobs = opts != NULL && opts->jobs > 1 ? opts->jobs : 1;
+    if (w.jobs > RDX_IMG_MAX_JOBS) {
+        w.jobs = RDX_IMG_MAX_JOBS;
+    }
+    if (w.jobs > 1) {
+        w.pend = rdx_callocarray(PEND_CHUNK, sizeof *w.pend);
+        if (w.pend == NULL) {
+            rdx_buf_free(&w.path);
+            return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+        }
+    }
     /* Paths are recorded absolute, so one index serves any working directory. */
     char *abs = realpath(path, NULL);
     rdx_status st;
@@ -778,8 +982,15 @@ rdx_status rdx_img_index_add_path(rdx_img_index *ix, const char *path,
             st = rdx_error_set(err, st == RDX_ELIMIT ? RDX_EINVAL : st, "%s: path too long", path);
         } else {
             st = walk(&w, 0, err);
+            if (st == RDX_OK && w.npend > 0) {
+                st = flush_pending(&w, err);
+            }
         }
     }
+    for (size_t i = 0; i < w.npend; i++) {
+        free(w.pend[i].path);
+    }
+    free(w.pend);
     if (w.in_txn) {
         if (st == RDX_OK) {
             st = img_store_commit(ix, err);

@@ -705,6 +705,44 @@ static void test_index_report_add(void **state)
     rdx_run_free(&r);
 }
 
+/* -j N: the same rows, counts and reports in the same order as one thread. */
+static void test_index_parallel_same_answers(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    const char *data = rdx_test_data_dir();
+    if (data == NULL) {
+        print_message("RDX_DATA (../shared/data) is absent: skipped\n");
+        skip();
+    }
+    char dir[1024], uri[1200];
+    snprintf(dir, sizeof dir, "%s/dicom", data);
+    snprintf(uri, sizeof uri, "sqlite:%s/serial.db", f->dir);
+    rdx_img_index *serial = NULL;
+    rdx_error err;
+    assert_int_equal(rdx_img_index_open(uri, &serial, &err), RDX_OK);
+    struct problem_log log1 = {0}, log4 = {0};
+    rdx_img_index_stats s1 = {0}, s4 = {0};
+    rdx_img_index_opts o1 = {.report = on_problem, .user = &log1};
+    rdx_img_index_opts o4 = {.report = on_problem, .user = &log4, .jobs = 4};
+    assert_int_equal(rdx_img_index_add_path(serial, dir, &o1, &s1, &err), RDX_OK);
+    assert_int_equal(rdx_img_index_add_path(f->ix, dir, &o4, &s4, &err), RDX_OK);
+    assert_memory_equal(&s1, &s4, sizeof s1);
+    assert_string_equal(log1.text, log4.text);
+    struct answers a1, a4;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_INSTANCE};
+    memset(&a1, 0, sizeof a1);
+    assert_int_equal(rdx_img_index_query(serial, &q, on_row, &a1, NULL, &err), RDX_OK);
+    assert_int_equal(query(f, &q, &a4), 56);
+    assert_string_equal(a1.text, a4.text);
+    rdx_img_index_close(serial);
+    /* Re-indexing in parallel finds everything unchanged. */
+    memset(&s4, 0, sizeof s4);
+    assert_int_equal(rdx_img_index_add_path(f->ix, dir, &o4, &s4, &err), RDX_OK);
+    assert_int_equal(s4.unchanged, 56);
+    assert_int_equal(s4.indexed, 0);
+}
+
 static void test_index_open_refuses_bad_uris(void **state)
 {
     (void)state;
@@ -911,6 +949,7 @@ int main(void)
         BOTH(test_index_prune_removes_deleted_files),
         BOTH(test_index_dicomdir),
         BOTH(test_index_report_add),
+        BOTH(test_index_parallel_same_answers),
         cmocka_unit_test(test_index_open_refuses_bad_uris),
         BOTH(test_index_shared_data),
         BOTH(test_index_cli),

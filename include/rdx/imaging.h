@@ -270,6 +270,13 @@ typedef struct rdx_img_index_opts {
     rdx_img_index_report_fn report;     /* may be NULL */
     rdx_img_index_progress_fn progress; /* may be NULL */
     void *user;                         /* handed to both */
+    /*
+     * Parser threads for the files found in folders (0 or 1: parse in the
+     * calling thread). Writes stay in the calling thread and in walk order,
+     * so results and reports are the same for any value; callbacks are made
+     * from the calling thread only.
+     */
+    unsigned jobs;
 } rdx_img_index_opts;
 
 /*
