@@ -89,6 +89,13 @@ rdx_status img_store_unchanged(rdx_img_index *ix, const char *path, int64_t size
  */
 rdx_status img_store_put(rdx_img_index *ix, const struct img_record *rec, rdx_error *err);
 
+/*
+ * The readable text of an HTML report (index_store.c): tags dropped, block
+ * tags as line breaks, script and style bodies dropped, character references
+ * decoded, runs of blank lines squeezed; appended to out (RDX_ELIMIT at its cap).
+ */
+rdx_status img_html_to_text(const char *p, size_t n, rdx_buf *out);
+
 /* ---- Backends ---------------------------------------------------------------- */
 
 /* The statements every backend prepares, written with ?N placeholders. */

@@ -908,7 +908,7 @@ static rdx_status html_entity(const char *p, size_t n, size_t *used, rdx_buf *ou
  * breaks), script and style bodies dropped, character references decoded,
  * runs of blank lines squeezed.
  */
-static rdx_status html_to_text(const char *p, size_t n, rdx_buf *out)
+rdx_status img_html_to_text(const char *p, size_t n, rdx_buf *out)
 {
     size_t i = 0;
     while (i < n) {
@@ -933,9 +933,13 @@ static rdx_status html_to_text(const char *p, size_t n, rdx_buf *out)
             if (!closing && ((size_t)(p + n - name) > 6 && (strncasecmp(name, "script", 6) == 0 ||
                                                             strncasecmp(name, "style", 5) == 0))) {
                 const char *tag = strncasecmp(name, "script", 6) == 0 ? "</script" : "</style";
+                size_t tagl = strlen(tag);
                 const char *q = p + i + tl;
-                while (q < p + n && strncasecmp(q, tag, strlen(tag)) != 0) {
+                while (q + tagl <= p + n && strncasecmp(q, tag, tagl) != 0) {
                     q++;
+                }
+                if (q + tagl > p + n) {
+                    q = p + n; /* unterminated: drop the rest */
                 }
                 tl = (size_t)(q - (p + i));
             }
@@ -1015,8 +1019,8 @@ rdx_status rdx_img_index_report_add(rdx_img_index *ix, const char *study_uid, co
     rdx_buf_init(&clean, RDX_IMG_MAX_REPORT_BYTES);
     st = img_text_utf8((const uint8_t *)data + skip, raw.len - skip, &clean);
     if (st == RDX_OK) {
-        st = html ? html_to_text(clean.data != NULL ? (const char *)clean.data : "", clean.len,
-                                 &text)
+        st = html ? img_html_to_text(clean.data != NULL ? (const char *)clean.data : "", clean.len,
+                                     &text)
                   : rdx_buf_append(&text, clean.data != NULL ? clean.data : (const uint8_t *)"",
                                    clean.len);
     }
