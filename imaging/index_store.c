@@ -154,6 +154,8 @@ rdx_status img_store_commit(rdx_img_index *ix, rdx_error *err)
 void img_store_rollback(rdx_img_index *ix)
 {
     ix->be->rollback(ix->impl);
+    /* The rolled-back series may come back under another id: record its modality again. */
+    ix->last_series = 0;
 }
 
 /* Decimal text of v into buf, or NULL (SQL NULL) for INT64_MIN. */
