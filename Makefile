@@ -46,7 +46,8 @@ ALL_CXXFLAGS = $(CXXFLAGS_STD) $(OPTFLAGS) $(CXXFLAGS)
 # runs at link time, after the dependency check below has installed them.
 LIBS_common :=
 LIBS_ecg = $(shell pkg-config --libs fftw3) -lm
-LIBS_imaging = $(shell pkg-config --libs sqlite3 libpq)
+LIBS_imaging = $(shell pkg-config --libs sqlite3 libpq) -ldcmjpeg -ldcmdata -loflog \
+	-lofstd -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lz
 LIBS_lab = $(shell pkg-config --libs inih sqlite3)
 LIBS_transport = $(shell pkg-config --libs libevent_openssl libevent openssl sqlite3)
 SYSLIBS = $(LIBS_transport) $(LIBS_imaging) $(LIBS_lab) $(LIBS_ecg) -lpthread -lm

@@ -8,7 +8,7 @@ set -eu
 
 PKGS="build-essential pkg-config g++ clang clang-format libclang-rt-14-dev \
 libfftw3-dev libdcmtk-dev dcmtk libgdcm-dev libssl-dev openssl libcmocka-dev \
-libsqlite3-dev sqlite3 libpq-dev postgresql libinih-dev libevent-dev"
+libsqlite3-dev sqlite3 libpq-dev postgresql libinih-dev libevent-dev zlib1g-dev"
 
 missing=""
 for p in $PKGS; do

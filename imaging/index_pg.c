@@ -1,0 +1,315 @@
+/*
+ * index_pg.c - the PostgreSQL backend of the index ("postgresql://...",
+ * through libpq): what a hub uses when several rdx nodes share one index.
+ *
+ * The same statements as SQLite (index_store.c), prepared once per
+ * connection with $N placeholders; the schema differs only in types
+ * (BIGSERIAL keys, BIGINT sizes) and in declaring text keys COLLATE "C", so
+ * that ordering and LIKE prefix matching behave as on SQLite whatever the
+ * cluster's locale, and LIKE can use the btree indexes. The schema is
+ * created under an advisory lock, so two nodes starting at once do not race.
+ */
+#include "rdx/imaging.h"
+
+#include "imaging_int.h"
+#include "imaging_limits.h"
+
+/* Debian puts libpq in /usr/include/postgresql; its own includes are relative. */
+#include <postgresql/libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCHEMA_VERSION "1"
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS patients("
+    " id BIGSERIAL PRIMARY KEY, pkey TEXT COLLATE \"C\" NOT NULL UNIQUE,"
+    " patient_id TEXT COLLATE \"C\" NOT NULL, issuer TEXT COLLATE \"C\" NOT NULL,"
+    " name TEXT COLLATE \"C\" NOT NULL, name_alpha TEXT COLLATE \"C\" NOT NULL,"
+    " name_alpha_uc TEXT COLLATE \"C\" NOT NULL, name_ideo TEXT COLLATE \"C\" NOT NULL,"
+    " name_phon TEXT COLLATE \"C\" NOT NULL, birth_date TEXT COLLATE \"C\" NOT NULL,"
+    " sex TEXT COLLATE \"C\" NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS patients_id ON patients(patient_id);"
+    "CREATE INDEX IF NOT EXISTS patients_alpha ON patients(name_alpha_uc);"
+    "CREATE INDEX IF NOT EXISTS patients_ideo ON patients(name_ideo);"
+    "CREATE INDEX IF NOT EXISTS patients_phon ON patients(name_phon);"
+    "CREATE TABLE IF NOT EXISTS studies("
+    " id BIGSERIAL PRIMARY KEY, study_uid TEXT COLLATE \"C\" NOT NULL UNIQUE,"
+    " patient_ref BIGINT NOT NULL REFERENCES patients(id),"
+    " study_date TEXT COLLATE \"C\" NOT NULL, study_time TEXT COLLATE \"C\" NOT NULL,"
+    " accession TEXT COLLATE \"C\" NOT NULL, description TEXT NOT NULL, referring TEXT NOT NULL,"
+    " institution TEXT NOT NULL, study_id TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS studies_patient ON studies(patient_ref);"
+    "CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date, study_time, study_uid);"
+    "CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession);"
+    "CREATE TABLE IF NOT EXISTS series("
+    " id BIGSERIAL PRIMARY KEY, series_uid TEXT COLLATE \"C\" NOT NULL UNIQUE,"
+    " study_ref BIGINT NOT NULL REFERENCES studies(id), modality TEXT COLLATE \"C\" NOT NULL,"
+    " number BIGINT, description TEXT NOT NULL, body_part TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS series_study ON series(study_ref);"
+    "CREATE INDEX IF NOT EXISTS series_modality ON series(modality, study_ref);"
+    "CREATE TABLE IF NOT EXISTS study_modalities("
+    " modality TEXT COLLATE \"C\" NOT NULL, study_ref BIGINT NOT NULL REFERENCES studies(id) ON "
+    "DELETE CASCADE,"
+    " study_date TEXT COLLATE \"C\" NOT NULL, study_time TEXT COLLATE \"C\" NOT NULL, study_uid "
+    "TEXT COLLATE \"C\" NOT NULL,"
+    " PRIMARY KEY(modality, study_ref));"
+    "CREATE INDEX IF NOT EXISTS study_modalities_order"
+    " ON study_modalities(modality, study_date, study_time, study_uid);"
+    "CREATE INDEX IF NOT EXISTS study_modalities_study ON study_modalities(study_ref);"
+    "CREATE TABLE IF NOT EXISTS instances("
+    " id BIGSERIAL PRIMARY KEY, sop_uid TEXT COLLATE \"C\" NOT NULL UNIQUE,"
+    " series_ref BIGINT NOT NULL REFERENCES series(id), sop_class TEXT NOT NULL, number BIGINT,"
+    " transfer_syntax TEXT NOT NULL, rows BIGINT, columns BIGINT, frames BIGINT,"
+    " path TEXT COLLATE \"C\" NOT NULL UNIQUE, size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS instances_series ON instances(series_ref);"
+    "CREATE TABLE IF NOT EXISTS reports("
+    " id BIGSERIAL PRIMARY KEY,"
+    " instance_ref BIGINT UNIQUE REFERENCES instances(id) ON DELETE CASCADE,"
+    " source TEXT COLLATE \"C\" NOT NULL DEFAULT '',"
+    " study_uid TEXT COLLATE \"C\" NOT NULL, title TEXT NOT NULL, completion TEXT NOT NULL,"
+    " verification TEXT NOT NULL, content_date TEXT COLLATE \"C\" NOT NULL,"
+    " content_time TEXT COLLATE \"C\" NOT NULL, text TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS report_links("
+    " report_ref BIGINT NOT NULL REFERENCES reports(id) ON DELETE CASCADE,"
+    " study_uid TEXT COLLATE \"C\" NOT NULL, how TEXT NOT NULL,"
+    " PRIMARY KEY(report_ref, study_uid));"
+    "CREATE INDEX IF NOT EXISTS report_links_study ON report_links(study_uid);"
+    "CREATE INDEX IF NOT EXISTS reports_source ON reports(source);"
+    "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "')"
+    " ON CONFLICT DO NOTHING;";
+
+struct pg {
+    PGconn *c;
+    char label[256]; /* the URI without credentials, for messages */
+};
+
+/* "postgresql://user:secret@host/db" -> "postgresql://host/db": never print a password. */
+static void redact(const char *uri, char *out, size_t n)
+{
+    const char *scheme = strstr(uri, "://");
+    const char *at = scheme != NULL ? strchr(scheme + 3, '@') : NULL;
+    const char *slash = scheme != NULL ? strchr(scheme + 3, '/') : NULL;
+    if (at != NULL && (slash == NULL || at < slash)) {
+        snprintf(out, n, "%.*s%s", (int)(scheme + 3 - uri), uri, at + 1);
+    } else {
+        snprintf(out, n, "%s", uri);
+    }
+    char *q = strchr(out, '?');
+    if (q != NULL && strstr(q, "password") != NULL) {
+        *q = '\0';
+    }
+}
+
+static rdx_status db_fail(struct pg *p, rdx_error *err, const char *what)
+{
+    char msg[RDX_ERROR_MSG_MAX];
+    snprintf(msg, sizeof msg, "%s", p->c != NULL ? PQerrorMessage(p->c) : "no connection");
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
+        msg[--n] = '\0';
+    }
+    return rdx_error_set(err, RDX_EDB, "%s: %s: %s", p->label, what, msg);
+}
+
+/* Run sql (no parameters, no rows wanted). */
+static rdx_status exec(struct pg *p, const char *sql, rdx_error *err, const char *what)
+{
+    PGresult *r = PQexec(p->c, sql);
+    ExecStatusType s = PQresultStatus(r);
+    PQclear(r);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+        return db_fail(p, err, what);
+    }
+    return RDX_OK;
+}
+
+/* Rewrite ?N placeholders as $N (our SQL has no '?' inside literals). */
+static rdx_status dollars(const char *sql, rdx_buf *out)
+{
+    rdx_buf_reset(out);
+    for (const char *s = sql; *s != '\0'; s++) {
+        char c = (*s == '?' && s[1] >= '0' && s[1] <= '9') ? '$' : *s;
+        RDX_TRY(rdx_buf_append_u8(out, (uint8_t)c));
+    }
+    return RDX_OK;
+}
+
+static void pg_close(void *impl)
+{
+    struct pg *p = impl;
+    if (p == NULL) {
+        return;
+    }
+    PQfinish(p->c);
+    free(p);
+}
+
+static rdx_status pg_begin(void *impl, rdx_error *err)
+{
+    return exec(impl, "BEGIN", err, "BEGIN");
+}
+
+static void pg_rollback(void *impl)
+{
+    struct pg *p = impl;
+    if (PQtransactionStatus(p->c) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(p->c, "ROLLBACK");
+        PQclear(r);
+    }
+}
+
+static rdx_status pg_commit(void *impl, rdx_error *err)
+{
+    struct pg *p = impl;
+    rdx_status st = exec(p, "COMMIT", err, "COMMIT");
+    if (st != RDX_OK) {
+        pg_rollback(p);
+    }
+    return st;
+}
+
+static const char *const stmt_names[S_NSTMT] = {
+    "rdx_unchanged", "rdx_by_sop",    "rdx_del_path",   "rdx_del_sop",     "rdx_patient",
+    "rdx_study",     "rdx_series",    "rdx_instance",   "rdx_report",      "rdx_link",
+    "rdx_del_path2", "rdx_gc_series", "rdx_gc_studies", "rdx_gc_patients", "rdx_sm_add",
+    "rdx_sm_sync",   "rdx_gc_sm",     "rdx_del_added",  "rdx_add_report",
+};
+
+static rdx_status pg_run(void *impl, enum img_stmt id, const char *const *params, int n, char *out,
+                         size_t outsz, int *got_row, rdx_error *err)
+{
+    struct pg *p = impl;
+    if (got_row != NULL) {
+        *got_row = 0;
+    }
+    PGresult *r = PQexecPrepared(p->c, stmt_names[id], n, params, NULL, NULL, 0);
+    ExecStatusType s = PQresultStatus(r);
+    rdx_status st = RDX_OK;
+    if (s == PGRES_TUPLES_OK) {
+        if (out != NULL && outsz > 0 && PQntuples(r) > 0 && PQnfields(r) > 0) {
+            snprintf(out, outsz, "%s", PQgetvalue(r, 0, 0));
+            if (got_row != NULL) {
+                *got_row = 1;
+            }
+        }
+    } else if (s != PGRES_COMMAND_OK) {
+        st = db_fail(p, err, "write");
+    }
+    PQclear(r);
+    return st;
+}
+
+#define MAX_COLS 32
+
+static rdx_status pg_select(void *impl, const char *sql, const char *const *params, int n,
+                            img_row_cb cb, void *user, rdx_error *err)
+{
+    struct pg *p = impl;
+    PGresult *r = NULL;
+    int cached = -1;
+    for (int i = 0; i < S_NSTMT; i++) {
+        if (img_stmt_sql[i] == sql) {
+            cached = i;
+        }
+    }
+    if (cached >= 0) {
+        r = PQexecPrepared(p->c, stmt_names[cached], n, params, NULL, NULL, 0);
+    } else {
+        rdx_buf q;
+        rdx_buf_init(&q, 1u << 20);
+        if (dollars(sql, &q) != RDX_OK) {
+            rdx_buf_free(&q);
+            return rdx_error_set(err, RDX_ENOMEM, "query too long");
+        }
+        r = PQexecParams(p->c, (const char *)q.data, n, NULL, params, NULL, NULL, 0);
+        rdx_buf_free(&q);
+    }
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        return db_fail(p, err, "query");
+    }
+    int rows = PQntuples(r), ncol = PQnfields(r);
+    if (ncol > MAX_COLS) {
+        ncol = MAX_COLS;
+    }
+    const char *vals[MAX_COLS];
+    for (int i = 0; i < rows; i++) {
+        for (int c = 0; c < ncol; c++) {
+            vals[c] = PQgetisnull(r, i, c) ? NULL : PQgetvalue(r, i, c);
+        }
+        if (cb(user, ncol, vals) != 0) {
+            break;
+        }
+    }
+    PQclear(r);
+    return RDX_OK;
+}
+
+static const struct img_backend pg_backend = {
+    .name = "postgresql",
+    .close = pg_close,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .run = pg_run,
+    .select = pg_select,
+};
+
+rdx_status img_pg_open(const char *uri, const struct img_backend **be, void **impl, rdx_error *err)
+{
+    struct pg *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    redact(uri, p->label, sizeof p->label);
+    rdx_status st = RDX_OK;
+    rdx_buf q;
+    rdx_buf_init(&q, 1u << 16);
+    p->c = PQconnectdb(uri);
+    if (p->c == NULL) {
+        st = rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", p->label);
+        goto fail;
+    }
+    if (PQstatus(p->c) != CONNECTION_OK) {
+        st = db_fail(p, err, "cannot connect");
+        goto fail;
+    }
+    /* Every value the engine hands over is UTF-8. */
+    if (PQsetClientEncoding(p->c, "UTF8") != 0) {
+        st = db_fail(p, err, "cannot set client encoding UTF8");
+        goto fail;
+    }
+    PGresult *r = PQexec(p->c, "SET client_min_messages = warning");
+    PQclear(r);
+    if ((st = exec(p, "BEGIN", err, "BEGIN")) != RDX_OK ||
+        /* 7496824 is 0x726478, "rdx": the key of the lock held while the schema is made. */
+        (st = exec(p, "SELECT pg_advisory_xact_lock(7496824)", err, "schema lock")) != RDX_OK ||
+        (st = exec(p, schema, err, "cannot create the schema")) != RDX_OK ||
+        (st = exec(p, "COMMIT", err, "COMMIT")) != RDX_OK) {
+        goto fail;
+    }
+    for (int i = 0; i < S_NSTMT; i++) {
+        if (dollars(img_stmt_sql[i], &q) != RDX_OK) {
+            st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
+            goto fail;
+        }
+        PGresult *pr = PQprepare(p->c, stmt_names[i], (const char *)q.data, 0, NULL);
+        ExecStatusType s = PQresultStatus(pr);
+        PQclear(pr);
+        if (s != PGRES_COMMAND_OK) {
+            st = db_fail(p, err, "cannot prepare a statement");
+            goto fail;
+        }
+    }
+    rdx_buf_free(&q);
+    *be = &pg_backend;
+    *impl = p;
+    return RDX_OK;
+fail:
+    rdx_buf_free(&q);
+    pg_close(p);
+    return st;
+}

@@ -1,0 +1,959 @@
+/*
+ * The index: walking folders, idempotent re-indexing, changed and duplicate
+ * files, reports linked to studies, the query filters on real values, and
+ * the rdx img verbs as a user runs them.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pwd.h>
+#include <sys/wait.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+/* Debian puts libpq in /usr/include/postgresql; its own includes are relative. */
+#include <postgresql/libpq-fe.h>
+
+#include "rdx/common.h"
+#include "rdx/imaging.h"
+#include "support/testutil.h"
+
+#define FIXTURES "tests/fixtures/imaging"
+
+struct problem_log {
+    char text[65536];
+    size_t len;
+};
+
+static void on_problem(void *user, const char *path, int failed, rdx_status st, const char *reason)
+{
+    struct problem_log *log = user;
+    (void)st;
+    int n = snprintf(log->text + log->len, sizeof log->text - log->len, "%s|%d|%s\n", path, failed,
+                     reason);
+    if (n > 0 && (size_t)n < sizeof log->text - log->len) {
+        log->len += (size_t)n;
+    }
+}
+
+struct fixture {
+    char *dir;
+    char uri[1024];
+    rdx_img_index *ix;
+    int unavailable; /* the backend cannot run here (no PostgreSQL server binaries) */
+};
+
+/* ---- A throwaway PostgreSQL cluster for the whole suite --------------------------- */
+
+#define PG_BIN "/usr/lib/postgresql/15/bin"
+
+struct pg_cluster {
+    char *dir; /* data in dir/data, socket in dir */
+    int up;
+    int ndb;
+    char why[256];
+};
+
+static struct pg_cluster pg; /* test-suite state: one cluster per test binary */
+
+static int sh(const char *cmd)
+{
+    int rc = system(cmd);
+    return rc == -1 ? -1 : WEXITSTATUS(rc);
+}
+
+/*
+ * initdb and pg_ctl into a temporary directory, socket only, nothing on the
+ * network. The server refuses to run as root, so as root it runs as the
+ * postgres user (../shared/DESIGN.md, "Real services and tools in tests").
+ */
+static void pg_start(void)
+{
+    if (access(PG_BIN "/initdb", X_OK) != 0 || access(PG_BIN "/pg_ctl", X_OK) != 0) {
+        snprintf(pg.why, sizeof pg.why, "no PostgreSQL server binaries in %s", PG_BIN);
+        return;
+    }
+    pg.dir = rdx_test_tmpdir();
+    if (pg.dir == NULL) {
+        snprintf(pg.why, sizeof pg.why, "cannot make a temporary directory");
+        return;
+    }
+    const char *as = "";
+    if (geteuid() == 0) {
+        struct passwd *pw = getpwnam("postgres");
+        if (pw == NULL || chown(pg.dir, pw->pw_uid, pw->pw_gid) != 0) {
+            snprintf(pg.why, sizeof pg.why, "running as root and there is no postgres user");
+            return;
+        }
+        as = "runuser -u postgres -- ";
+    }
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "%s" PG_BIN "/initdb -D %s/data -E UTF8 --locale=C -A trust -U postgres"
+             " >%s/initdb.log 2>&1",
+             as, pg.dir, pg.dir);
+    if (sh(cmd) != 0) {
+        snprintf(pg.why, sizeof pg.why, "initdb failed (see %s/initdb.log)", pg.dir);
+        return;
+    }
+    snprintf(cmd, sizeof cmd,
+             "%s" PG_BIN "/pg_ctl -D %s/data -o \"-k %s -c listen_addresses=''\" -l %s/server.log"
+             " -w -t 60 start >/dev/null 2>&1",
+             as, pg.dir, pg.dir, pg.dir);
+    if (sh(cmd) != 0) {
+        snprintf(pg.why, sizeof pg.why, "pg_ctl start failed (see %s/server.log)", pg.dir);
+        return;
+    }
+    pg.up = 1;
+}
+
+static int pg_group_setup(void **state)
+{
+    (void)state;
+    pg_start();
+    if (!pg.up) {
+        print_message("PostgreSQL tests will be skipped: %s\n", pg.why);
+    }
+    return 0;
+}
+
+static int pg_group_teardown(void **state)
+{
+    (void)state;
+    if (pg.dir != NULL) {
+        if (pg.up) {
+            char cmd[2048];
+            snprintf(cmd, sizeof cmd,
+                     "%s" PG_BIN "/pg_ctl -D %s/data -m fast -w stop >/dev/null 2>&1",
+                     geteuid() == 0 ? "runuser -u postgres -- " : "", pg.dir);
+            (void)sh(cmd);
+        }
+        rdx_test_rmrf(pg.dir);
+        free(pg.dir);
+    }
+    return 0;
+}
+
+static struct fixture *fixture_new(void)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    f->dir = rdx_test_tmpdir();
+    assert_non_null(f->dir);
+    return f;
+}
+
+static void fixture_open(struct fixture *f)
+{
+    rdx_error err;
+    if (rdx_img_index_open(f->uri, &f->ix, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = fixture_new();
+    snprintf(f->uri, sizeof f->uri, "sqlite:%s/index.db", f->dir);
+    fixture_open(f);
+    *state = f;
+    return 0;
+}
+
+/* A fresh database in the suite's cluster for each test. */
+static int setup_pg(void **state)
+{
+    struct fixture *f = fixture_new();
+    *state = f;
+    if (!pg.up) {
+        f->unavailable = 1;
+        return 0;
+    }
+    char conn[1200];
+    snprintf(conn, sizeof conn, "postgresql:///postgres?host=%s&user=postgres", pg.dir);
+    PGconn *c = PQconnectdb(conn);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    char sql[64];
+    snprintf(sql, sizeof sql, "CREATE DATABASE t%d", ++pg.ndb);
+    PGresult *r = PQexec(c, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+    snprintf(f->uri, sizeof f->uri, "postgresql:///t%d?host=%s&user=postgres", pg.ndb, pg.dir);
+    fixture_open(f);
+    return 0;
+}
+
+/* Skip a test whose backend cannot run here, saying why. */
+#define NEED_BACKEND(f)                                                                            \
+    do {                                                                                           \
+        if ((f)->unavailable) {                                                                    \
+            print_message("skipped: %s\n", pg.why);                                                \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    rdx_img_index_close(f->ix);
+    rdx_test_rmrf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static void add(struct fixture *f, const char *path, rdx_img_index_stats *stats,
+                struct problem_log *log)
+{
+    rdx_img_index_opts opts = {.report = on_problem, .user = log};
+    rdx_error err;
+    memset(stats, 0, sizeof *stats);
+    if (rdx_img_index_add_path(f->ix, path, &opts, stats, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+}
+
+/* Collect query answers as "field1|field2" lines chosen by the caller. */
+struct answers {
+    char text[16384];
+    size_t len;
+    size_t n;
+    int level;
+};
+
+static int on_row(void *user, const rdx_img_row *r)
+{
+    struct answers *a = user;
+    int n;
+    switch (r->level) {
+    case RDX_IMG_LEVEL_PATIENT:
+        n = snprintf(a->text + a->len, sizeof a->text - a->len, "%s|%s|%lld|%lld|%lld\n",
+                     r->patient_id, r->patient_name, (long long)r->n_studies,
+                     (long long)r->n_series, (long long)r->n_instances);
+        break;
+    case RDX_IMG_LEVEL_STUDY:
+        n = snprintf(a->text + a->len, sizeof a->text - a->len, "%s|%s|%s|%s|%lld|%d\n",
+                     r->patient_id, r->study_date, r->modalities, r->study_uid,
+                     (long long)r->n_instances, r->has_report);
+        break;
+    case RDX_IMG_LEVEL_SERIES:
+        n = snprintf(a->text + a->len, sizeof a->text - a->len, "%s|%s|%lld|%lld\n", r->patient_id,
+                     r->modality, (long long)r->series_number, (long long)r->n_instances);
+        break;
+    default:
+        n = snprintf(a->text + a->len, sizeof a->text - a->len, "%s|%lldx%lld|%s\n", r->modality,
+                     (long long)r->rows, (long long)r->columns, r->path);
+        break;
+    }
+    if (n > 0 && (size_t)n < sizeof a->text - a->len) {
+        a->len += (size_t)n;
+    }
+    a->n++;
+    return 0;
+}
+
+static size_t query(struct fixture *f, const rdx_img_query *q, struct answers *a)
+{
+    memset(a, 0, sizeof *a);
+    rdx_error err;
+    size_t count = 0;
+    if (rdx_img_index_query(f->ix, q, on_row, a, &count, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    assert_int_equal(count, a->n);
+    return a->n;
+}
+
+static void test_index_fixture_tree(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, FIXTURES, &s, &log);
+    /* 28 files: 17 instances (3 SR, 1 PDF), 9 skipped (text and PNG goldens), 2 malformed. */
+    assert_int_equal(s.files_seen, 28);
+    assert_int_equal(s.indexed, 17);
+    assert_int_equal(s.reports, 4);
+    assert_int_equal(s.skipped, 9);
+    assert_int_equal(s.failed, 2);
+    assert_non_null(strstr(log.text, "MR_truncated.dcm|1|"));
+    assert_non_null(strstr(log.text, "Pixel Data (7FE0,0010)"));
+    assert_non_null(strstr(log.text, "meta_missing_tsyntax.dcm|1|"));
+    assert_non_null(strstr(log.text, "not_dicom.txt|0|"));
+    assert_non_null(strstr(log.text, "chrFrenMulti.dcm|0|"));
+    assert_non_null(strstr(log.text, "duplicate SOP Instance UID"));
+    assert_non_null(strstr(log.text, "no Study Instance UID (0020,000D)"));
+
+    /* Re-indexing reads nothing again and changes nothing. */
+    struct answers before, after;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_INSTANCE};
+    assert_int_equal(query(f, &q, &before), 17);
+    struct problem_log log2 = {0};
+    add(f, FIXTURES, &s, &log2);
+    assert_int_equal(s.unchanged, 17);
+    assert_int_equal(s.indexed, 0);
+    assert_int_equal(query(f, &q, &after), 17);
+    assert_string_equal(before.text, after.text);
+}
+
+static void test_index_query_names_in_every_group(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, FIXTURES, &s, &log);
+    struct answers a;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_STUDY};
+
+    /* Pinyin, any case; the two Chinese files (UTF-8 and GB18030). */
+    q.patient_name = "wang*";
+    assert_int_equal(query(f, &q, &a), 2);
+    assert_non_null(strstr(a.text, "X1EXAMPLE|"));
+    assert_non_null(strstr(a.text, "X2EXAMPLE|"));
+    q.patient_name = "WANG^XIAODONG";
+    assert_int_equal(query(f, &q, &a), 2);
+    /* Ideographic group: traditional 東 in X1, simplified 东 in X2. */
+    q.patient_name = "王*";
+    assert_int_equal(query(f, &q, &a), 2);
+    q.patient_name = "王^小东";
+    assert_int_equal(query(f, &q, &a), 1);
+    assert_non_null(strstr(a.text, "X2EXAMPLE|"));
+    q.patient_name = "*小東";
+    assert_int_equal(query(f, &q, &a), 1);
+    assert_non_null(strstr(a.text, "X1EXAMPLE|"));
+    /* Phonetic group (hangul, hiragana). */
+    q.patient_name = "홍^길동";
+    assert_int_equal(query(f, &q, &a), 1);
+    assert_non_null(strstr(a.text, "I2EXAMPLE|"));
+    q.patient_name = "やまだ*";
+    assert_int_equal(query(f, &q, &a), 2);
+    /* '?' is one character, not one byte. */
+    q.patient_name = "?^??";
+    assert_int_equal(query(f, &q, &a), 3);
+    assert_non_null(strstr(a.text, "X1EXAMPLE|"));
+    assert_non_null(strstr(a.text, "X2EXAMPLE|"));
+    assert_non_null(strstr(a.text, "I2EXAMPLE|"));
+    q.patient_name = "Buc^J?r?me";
+    assert_int_equal(query(f, &q, &a), 1);
+    /* A pattern with '=' matches across the groups of the whole name. */
+    q.patient_name = "Wang^XiaoDong=王^小东=";
+    assert_int_equal(query(f, &q, &a), 1);
+    assert_non_null(strstr(a.text, "X2EXAMPLE|"));
+    q.patient_name = "*=王^小*";
+    assert_int_equal(query(f, &q, &a), 2);
+    /* GLOB metacharacters in a name are literal. */
+    q.patient_name = "[A-Z]*";
+    assert_int_equal(query(f, &q, &a), 0);
+    q.patient_name = "nobody";
+    assert_int_equal(query(f, &q, &a), 0);
+}
+
+static void test_index_query_filters(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, FIXTURES, &s, &log);
+    struct answers a;
+
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_PATIENT, .patient_name = "Doe*"};
+    assert_int_equal(query(f, &q, &a), 2);
+    assert_string_equal(a.text, "77654033|Doe^Archibald|2|4|4\n98890234|Doe^Peter|1|2|2\n");
+
+    rdx_img_query q2 = {.level = RDX_IMG_LEVEL_STUDY, .patient_id = "77654033"};
+    assert_int_equal(query(f, &q2, &a), 2);
+    /* The CR study holds the report; the CT study is the request it answers. */
+    assert_string_equal(a.text, "77654033|19950903|CT|1.3.6.1.4.1.5962.1.1.0.0.0.1196530851.28319."
+                                "0.1|1|1\n77654033|20010101|CR\\SR|1.3.6.1.4.1.5962.1.1.0.0.0."
+                                "1196527414.5534.0.1|3|1\n");
+    q2.patient_id = "7765*";
+    assert_int_equal(query(f, &q2, &a), 2);
+    q2.patient_id = "7765";
+    assert_int_equal(query(f, &q2, &a), 0);
+
+    rdx_img_query q3 = {.level = RDX_IMG_LEVEL_STUDY, .study_date = "20010101-20010101"};
+    assert_int_equal(query(f, &q3, &a), 1);
+    assert_non_null(strstr(a.text, "|CR\\SR|"));
+    q3.study_date = "-19960101";
+    assert_int_equal(query(f, &q3, &a), 1);
+    assert_non_null(strstr(a.text, "|19950903|CT|"));
+    q3.study_date = "20030101-";
+    assert_int_equal(query(f, &q3, &a), 2); /* the MR (20030505) and the Japanese CR (20080504) */
+    q3.study_date = "20010101";
+    assert_int_equal(query(f, &q3, &a), 1);
+
+    rdx_img_query q4 = {.level = RDX_IMG_LEVEL_STUDY, .modality = "CR"};
+    assert_int_equal(query(f, &q4, &a), 2);
+    rdx_img_query q5 = {
+        .level = RDX_IMG_LEVEL_INSTANCE, .modality = "CR", .patient_id = "77654033"};
+    assert_int_equal(query(f, &q5, &a), 2);
+    assert_non_null(strstr(a.text, "CR|16x16|/"));
+    assert_non_null(strstr(a.text, "/tests/fixtures/imaging/study/77654033_CR1_6154\n"));
+    rdx_img_query q6 = {.level = RDX_IMG_LEVEL_SERIES, .patient_id = "77654033"};
+    assert_int_equal(query(f, &q6, &a), 4);
+    rdx_img_query q7 = {.level = RDX_IMG_LEVEL_STUDY,
+                        .study_uid = "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.1"};
+    assert_int_equal(query(f, &q7, &a), 1);
+    rdx_img_query q8 = {.level = RDX_IMG_LEVEL_STUDY, .accession = "2", .modality = "CT"};
+    assert_int_equal(query(f, &q8, &a), 1);
+    assert_non_null(strstr(a.text, "77654033|19950903|CT|"));
+    rdx_img_query q9 = {.level = RDX_IMG_LEVEL_STUDY, .limit = 3};
+    assert_int_equal(query(f, &q9, &a), 3);
+
+    /* Bad requests are refused, not guessed at. */
+    rdx_error err;
+    rdx_img_query bad = {.level = RDX_IMG_LEVEL_STUDY, .study_date = "2001"};
+    assert_int_equal(rdx_img_index_query(f->ix, &bad, on_row, &a, NULL, &err), RDX_EINVAL);
+    assert_non_null(strstr(err.msg, "'2001'"));
+    bad.study_date = "20010101-2002";
+    assert_int_equal(rdx_img_index_query(f->ix, &bad, on_row, &a, NULL, &err), RDX_EINVAL);
+    bad.study_date = "-";
+    assert_int_equal(rdx_img_index_query(f->ix, &bad, on_row, &a, NULL, &err), RDX_EINVAL);
+    rdx_img_query badlv = {.level = (rdx_img_level)7};
+    assert_int_equal(rdx_img_index_query(f->ix, &badlv, on_row, &a, NULL, &err), RDX_EINVAL);
+}
+
+static void test_index_reports_linked_to_study(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, FIXTURES, &s, &log);
+    static const char sr_study[] = "1.2.276.0.7230010.3.1.4.2139363186.7819.982086466.2";
+    struct answers a;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_STUDY, .study_uid = sr_study};
+    assert_int_equal(query(f, &q, &a), 1);
+    assert_non_null(strstr(a.text, "|SR|"));
+    assert_non_null(strstr(a.text, "|1\n")); /* has_report */
+
+    rdx_buf text;
+    rdx_buf_init(&text, 1 << 20);
+    rdx_error err;
+    assert_int_equal(rdx_img_index_report_text(f->ix, sr_study, &text, &err), RDX_OK);
+    rdx_buf golden;
+    rdx_buf_init(&golden, 1 << 20);
+    assert_int_equal(rdx_file_read(FIXTURES "/test-SR.report.txt", &golden, &err), RDX_OK);
+    assert_int_equal(text.len, golden.len);
+    assert_memory_equal(text.data, golden.data, golden.len);
+    assert_non_null(strstr((const char *)text.data, "Diameter: 3 cm"));
+    rdx_buf_free(&golden);
+
+    rdx_buf_reset(&text);
+    assert_int_equal(rdx_img_index_report_text(f->ix, "1.2.3.4", &text, &err), RDX_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "1.2.3.4"));
+
+    /* A report made for Doe^Archibald's CR study, answering the request of his CT study. */
+    rdx_buf_reset(&text);
+    assert_int_equal(rdx_img_index_report_text(
+                         f->ix, "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.1", &text, &err),
+                     RDX_OK);
+    assert_non_null(strstr((const char *)text.data, "Diameter: 3 cm"));
+    rdx_buf_reset(&text);
+    assert_int_equal(rdx_img_index_report_text(
+                         f->ix, "1.3.6.1.4.1.5962.1.1.0.0.0.1196530851.28319.0.1", &text, &err),
+                     RDX_OK);
+    rdx_buf_free(&text);
+    rdx_img_query q2 = {.level = RDX_IMG_LEVEL_STUDY, .modality = "CT"};
+    assert_int_equal(query(f, &q2, &a), 1);
+    assert_non_null(strstr(a.text, "|1\n"));
+    /* Doe^Peter's MR study has an Encapsulated PDF report; the Chinese test image none. */
+    rdx_img_query q3 = {.level = RDX_IMG_LEVEL_STUDY, .patient_id = "98890234"};
+    assert_int_equal(query(f, &q3, &a), 1);
+    assert_non_null(strstr(a.text, "|DOC\\MR|"));
+    assert_non_null(strstr(a.text, "|1\n"));
+    rdx_buf_init(&text, 1 << 20);
+    assert_int_equal(rdx_img_index_report_text(
+                         f->ix, "1.3.6.1.4.1.5962.1.1.0.0.0.1196533885.18148.0.133", &text, &err),
+                     RDX_OK);
+    assert_non_null(strstr((const char *)text.data,
+                           "Encapsulated PDF document: MR report, Doe^Peter (194 bytes) in /"));
+    rdx_buf_free(&text);
+    rdx_img_query q4 = {.level = RDX_IMG_LEVEL_STUDY, .patient_id = "X1EXAMPLE"};
+    assert_int_equal(query(f, &q4, &a), 1);
+    assert_non_null(strstr(a.text, "|0\n"));
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 24);
+    rdx_error err;
+    assert_int_equal(rdx_file_read(from, &b, &err), RDX_OK);
+    assert_int_equal(rdx_file_write_atomic(to, b.data, b.len, &err), RDX_OK);
+    rdx_buf_free(&b);
+}
+
+static void test_index_changed_and_duplicate_files(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    char work[1024], a[1100], b[1100];
+    snprintf(work, sizeof work, "%s/files", f->dir);
+    assert_int_equal(mkdir(work, 0700), 0);
+    snprintf(a, sizeof a, "%s/a.dcm", work);
+    snprintf(b, sizeof b, "%s/b.dcm", work);
+    copy_file(FIXTURES "/charset/chrX1.dcm", a);
+    copy_file(FIXTURES "/charset/chrX1.dcm", b);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, work, &s, &log);
+    /* The policy: the first file keeps the UID while it exists. */
+    assert_int_equal(s.indexed, 1);
+    assert_int_equal(s.skipped, 1);
+    assert_non_null(strstr(log.text, "b.dcm|0|"));
+    assert_non_null(strstr(log.text, "b.dcm: duplicate SOP Instance UID"));
+    assert_non_null(strstr(log.text, "already indexed from"));
+
+    /* The first file changes: it is re-read and its rows replaced, not doubled. */
+    copy_file(FIXTURES "/charset/chrX2.dcm", a);
+    add(f, work, &s, &log);
+    struct answers ans;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_INSTANCE};
+    assert_int_equal(query(f, &q, &ans), 2);
+    assert_non_null(strstr(ans.text, "/a.dcm\n"));
+    assert_non_null(strstr(ans.text, "/b.dcm\n"));
+
+    /* Both X1 and X2 are indexed now; removing nothing leaves all unchanged. */
+    add(f, work, &s, &log);
+    assert_int_equal(s.unchanged, 2);
+    assert_int_equal(s.indexed, 0);
+
+    /* A missing path is an error of the call, not a skipped file. */
+    rdx_error err;
+    rdx_img_index_stats s2 = {0};
+    assert_int_equal(rdx_img_index_add_path(f->ix, "/nonexistent/rdx", NULL, &s2, &err),
+                     RDX_ENOENT);
+    assert_non_null(strstr(err.msg, "/nonexistent/rdx"));
+}
+
+static void test_index_prune_removes_deleted_files(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    char work[1024], a[1100], b[1100];
+    snprintf(work, sizeof work, "%s/media", f->dir);
+    assert_int_equal(mkdir(work, 0700), 0);
+    snprintf(a, sizeof a, "%s/x1.dcm", work);
+    snprintf(b, sizeof b, "%s/x2.dcm", work);
+    copy_file(FIXTURES "/charset/chrX1.dcm", a);
+    copy_file(FIXTURES "/charset/chrX2.dcm", b);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, work, &s, &log);
+    assert_int_equal(s.indexed, 2);
+    assert_int_equal(unlink(a), 0);
+    rdx_error err;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(rdx_img_index_prune(f->ix, work, &s, &err), RDX_OK);
+    assert_int_equal(s.pruned, 1);
+    /* The instance, its series, study and patient are gone; the other file stays. */
+    struct answers ans;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_PATIENT};
+    assert_int_equal(query(f, &q, &ans), 1);
+    assert_non_null(strstr(ans.text, "X2EXAMPLE|"));
+    rdx_img_query q2 = {.level = RDX_IMG_LEVEL_STUDY, .patient_id = "X1EXAMPLE"};
+    assert_int_equal(query(f, &q2, &ans), 0);
+    /* Pruning again finds nothing; pruning a missing path is an error. */
+    memset(&s, 0, sizeof s);
+    assert_int_equal(rdx_img_index_prune(f->ix, work, &s, &err), RDX_OK);
+    assert_int_equal(s.pruned, 0);
+    assert_int_equal(rdx_img_index_prune(f->ix, a, &s, &err), RDX_ENOENT);
+    assert_non_null(strstr(err.msg, "x1.dcm"));
+
+    /* The CLI flag. */
+    copy_file(FIXTURES "/charset/chrX1.dcm", a);
+    add(f, work, &s, &log);
+    assert_int_equal(unlink(b), 0);
+    struct rdx_run r;
+    const char *argv[] = {"img", "index", "--db", f->uri, "--prune", work, NULL};
+    assert_int_equal(rdx_run_rdx(&r, argv), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "unchanged 1, skipped 0, failed 0, pruned 1"));
+    rdx_run_free(&r);
+}
+
+/* A DICOMDIR given by itself is read for the files it lists (PS3.10 8.6). */
+static void test_index_dicomdir(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    const char *data = rdx_test_data_dir();
+    if (data == NULL) {
+        print_message("RDX_DATA (../shared/data) is absent: skipped\n");
+        skip();
+    }
+    /* Rebuild part of the media the DICOMDIR describes from the copies in the data set. */
+    static const char *const files[][2] = {
+        {"ct/77654033_CT2_17106", "77654033/CT2/17106"},
+        {"cr_dx/77654033_CR1_6154", "77654033/CR1/6154"},
+        {"cr_dx/77654033_CR2_6247", "77654033/CR2/6247"},
+        {"ct/98892001_CT2N_6293", "98892001/CT2N/6293"},
+        {"mr/98892003_MR1_4919", "98892003/MR1/4919"},
+        {"mr/98892003_MR700_4467", "98892003/MR700/4467"},
+    };
+    char media[1024], from[1200], to[1200];
+    snprintf(media, sizeof media, "%s/cd", f->dir);
+    assert_int_equal(mkdir(media, 0700), 0);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char dir[1200];
+        snprintf(dir, sizeof dir, "%s/%s", media, files[i][1]);
+        for (char *p = dir + strlen(media) + 1; *p != '\0'; p++) {
+            if (*p == '/') {
+                *p = '\0';
+                (void)mkdir(dir, 0700);
+                *p = '/';
+            }
+        }
+        snprintf(from, sizeof from, "%s/dicom/%s", data, files[i][0]);
+        copy_file(from, dir);
+    }
+    snprintf(from, sizeof from, "%s/dicom/dicomdir/DICOMDIR", data);
+    snprintf(to, sizeof to, "%s/DICOMDIR", media);
+    copy_file(from, to);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, to, &s, &log);
+    assert_int_equal(s.indexed, 6);
+    assert_int_equal(s.files_seen, 7);
+    assert_non_null(strstr(log.text, "DICOMDIR lists 31 files, 25 of them are missing"));
+    struct answers ans;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_PATIENT};
+    assert_int_equal(query(f, &q, &ans), 2);
+    assert_non_null(strstr(ans.text, "77654033|Doe^Archibald|2|3|3\n"));
+}
+
+static void write_file(const char *path, const char *data, size_t n)
+{
+    rdx_error err;
+    assert_int_equal(rdx_file_write_atomic(path, data, n, &err), RDX_OK);
+}
+
+static void test_index_report_add(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, FIXTURES "/charset", &s, &log);
+    static const char x2[] = "1.3.6.1.4.1.5962.1.2.0.1175775771.5714.0";
+    char html[1024], gb[1024], bin[1024];
+    snprintf(html, sizeof html, "%s/report.html", f->dir);
+    snprintf(gb, sizeof gb, "%s/report-gb.txt", f->dir);
+    snprintf(bin, sizeof bin, "%s/report.bin", f->dir);
+    static const char page[] =
+        "<html><head><title>CT report</title><style>p{color:red}</style></head><body>"
+        "<h1>Findings</h1><p>No mass &amp; no effusion &#x2014; 结论：正常</p></body></html>";
+    write_file(html, page, sizeof page - 1);
+    /* "印象：正常" (Impression: normal) in GB18030. */
+    static const char gbtext[] = "\xd3\xa1\xcf\xf3\xa3\xba\xd5\xfd\xb3\xa3\n";
+    write_file(gb, gbtext, sizeof gbtext - 1);
+    write_file(bin, "\x00\x01\x02", 3);
+
+    rdx_error err;
+    assert_int_equal(rdx_img_index_report_add(f->ix, x2, html, &err), RDX_OK);
+    assert_int_equal(rdx_img_index_report_add(f->ix, x2, gb, &err), RDX_OK);
+    /* Adding the same file again replaces it rather than doubling it. */
+    assert_int_equal(rdx_img_index_report_add(f->ix, x2, html, &err), RDX_OK);
+    rdx_buf text;
+    rdx_buf_init(&text, 1 << 20);
+    assert_int_equal(rdx_img_index_report_text(f->ix, x2, &text, &err), RDX_OK);
+    const char *t = (const char *)text.data;
+    assert_non_null(
+        strstr(t, "CT report\nFindings\nNo mass & no effusion \xe2\x80\x94 结论：正常\n"));
+    assert_non_null(strstr(t, "印象：正常\n"));
+    assert_null(strstr(t, "color:red"));
+    const char *first = strstr(t, "Findings"),
+               *second = first ? strstr(first + 1, "Findings") : NULL;
+    assert_null(second);
+    rdx_buf_free(&text);
+
+    struct answers a;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_STUDY, .study_uid = x2};
+    assert_int_equal(query(f, &q, &a), 1);
+    assert_non_null(strstr(a.text, "|1\n"));
+
+    assert_int_equal(rdx_img_index_report_add(f->ix, "not-a-uid", html, &err), RDX_EINVAL);
+    assert_int_equal(rdx_img_index_report_add(f->ix, x2, bin, &err), RDX_EFORMAT);
+    assert_non_null(strstr(err.msg, "report.bin"));
+    assert_int_equal(rdx_img_index_report_add(f->ix, x2, "/nonexistent/r.txt", &err), RDX_ENOENT);
+
+    struct rdx_run r;
+    const char *ok[] = {"img", "report", "add", "--db", f->uri, "--study", x2, gb, NULL};
+    assert_int_equal(rdx_run_rdx(&r, ok), 0);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    const char *nostudy[] = {"img", "report", "add", "--db", f->uri, gb, NULL};
+    assert_int_equal(rdx_run_rdx(&r, nostudy), 0);
+    assert_int_equal(r.exit_code, 2);
+    rdx_run_free(&r);
+    const char *badbin[] = {"img", "report", "add", "--db", f->uri, "--study", x2, bin, NULL};
+    assert_int_equal(rdx_run_rdx(&r, badbin), 0);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "report.bin: not a text or HTML report"));
+    rdx_run_free(&r);
+}
+
+/* -j N: the same rows, counts and reports in the same order as one thread. */
+static void test_index_parallel_same_answers(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    const char *data = rdx_test_data_dir();
+    if (data == NULL) {
+        print_message("RDX_DATA (../shared/data) is absent: skipped\n");
+        skip();
+    }
+    char dir[1024], uri[1200];
+    snprintf(dir, sizeof dir, "%s/dicom", data);
+    snprintf(uri, sizeof uri, "sqlite:%s/serial.db", f->dir);
+    rdx_img_index *serial = NULL;
+    rdx_error err;
+    assert_int_equal(rdx_img_index_open(uri, &serial, &err), RDX_OK);
+    struct problem_log log1 = {0}, log4 = {0};
+    rdx_img_index_stats s1 = {0}, s4 = {0};
+    rdx_img_index_opts o1 = {.report = on_problem, .user = &log1};
+    rdx_img_index_opts o4 = {.report = on_problem, .user = &log4, .jobs = 4};
+    assert_int_equal(rdx_img_index_add_path(serial, dir, &o1, &s1, &err), RDX_OK);
+    assert_int_equal(rdx_img_index_add_path(f->ix, dir, &o4, &s4, &err), RDX_OK);
+    assert_memory_equal(&s1, &s4, sizeof s1);
+    assert_string_equal(log1.text, log4.text);
+    struct answers a1, a4;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_INSTANCE};
+    memset(&a1, 0, sizeof a1);
+    assert_int_equal(rdx_img_index_query(serial, &q, on_row, &a1, NULL, &err), RDX_OK);
+    assert_int_equal(query(f, &q, &a4), 56);
+    assert_string_equal(a1.text, a4.text);
+    rdx_img_index_close(serial);
+    /* Re-indexing in parallel finds everything unchanged. */
+    memset(&s4, 0, sizeof s4);
+    assert_int_equal(rdx_img_index_add_path(f->ix, dir, &o4, &s4, &err), RDX_OK);
+    assert_int_equal(s4.unchanged, 56);
+    assert_int_equal(s4.indexed, 0);
+}
+
+static void test_index_open_refuses_bad_uris(void **state)
+{
+    (void)state;
+    rdx_img_index *ix = (rdx_img_index *)1;
+    rdx_error err;
+    assert_int_equal(rdx_img_index_open("", &ix, &err), RDX_EINVAL);
+    assert_null(ix);
+    assert_int_equal(rdx_img_index_open("mysql://host/db", &ix, &err), RDX_EINVAL);
+    /* No server there: refused with the URI, never with the password. */
+    assert_int_equal(
+        rdx_img_index_open("postgresql://rdx:s3cret@/rdx?host=/nonexistent/sock", &ix, &err),
+        RDX_EDB);
+    assert_null(ix);
+    assert_non_null(strstr(err.msg, "cannot connect"));
+    assert_null(strstr(err.msg, "s3cret"));
+    assert_int_equal(rdx_img_index_open("sqlite:/nonexistent/dir/x.db", &ix, &err), RDX_EDB);
+    assert_non_null(strstr(err.msg, "/nonexistent/dir/x.db"));
+    rdx_img_index_close(NULL);
+    assert_int_equal(rdx_img_level_parse("series"), RDX_IMG_LEVEL_SERIES);
+    assert_int_equal(rdx_img_level_parse("SERIES"), -1);
+    assert_string_equal(rdx_img_level_name(RDX_IMG_LEVEL_INSTANCE), "instance");
+}
+
+/* The whole shared DICOM set: every readable file indexed, the malformed ones refused. */
+static void test_index_shared_data(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    const char *data = rdx_test_data_dir();
+    if (data == NULL) {
+        print_message("RDX_DATA (../shared/data) is absent: skipped\n");
+        skip();
+    }
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/dicom", data);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, dir, &s, &log);
+    assert_int_equal(s.files_seen, 94);
+    assert_int_equal(s.failed, 2);
+    assert_int_equal(s.failed + s.skipped + s.indexed, 94);
+    assert_int_equal(s.indexed, 56);
+    assert_int_equal(s.reports, 2);
+    assert_non_null(strstr(log.text, "malformed/MR_truncated.dcm|1|"));
+    assert_non_null(strstr(log.text, "malformed/meta_missing_tsyntax.dcm|1|"));
+    assert_non_null(strstr(log.text, "dicomdir/DICOMDIR: DICOMDIR media directory (52 records)"));
+    assert_non_null(strstr(log.text, "no_meta/no_meta.dcm|0|"));
+
+    struct answers a;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_STUDY, .modality = "MR"};
+    assert_int_equal(query(f, &q, &a), 6);
+    /* Old ACR-NEMA dates (1993.04.30) are normalised and range-matched. */
+    rdx_img_query q2 = {.level = RDX_IMG_LEVEL_STUDY, .study_date = "19930101-19931231"};
+    assert_int_equal(query(f, &q2, &a), 1);
+    assert_non_null(strstr(a.text, "|19930430|CT|"));
+    rdx_img_query q3 = {.level = RDX_IMG_LEVEL_STUDY, .accession = "FUJI95706"};
+    assert_int_equal(query(f, &q3, &a), 1);
+    assert_non_null(strstr(a.text, "11RG3|20040826|CR|"));
+    /* One study holds the NM samples in three transfer syntaxes (different SOP UIDs). */
+    rdx_img_query q4 = {.level = RDX_IMG_LEVEL_SERIES, .patient_id = "8NM1"};
+    assert_int_equal(query(f, &q4, &a), 1);
+    assert_non_null(strstr(a.text, "8NM1|NM|"));
+    rdx_img_query q5 = {.level = RDX_IMG_LEVEL_STUDY, .patient_name = "*XiaoDong*"};
+    assert_int_equal(query(f, &q5, &a), 2);
+    /* Multi-frame instances keep their frame count. */
+    rdx_img_query q6 = {.level = RDX_IMG_LEVEL_INSTANCE, .modality = "XA"};
+    assert_int_equal(query(f, &q6, &a), 1);
+
+    /* Idempotent on the real set too. */
+    add(f, dir, &s, &log);
+    assert_int_equal(s.unchanged, 56);
+    assert_int_equal(s.indexed, 0);
+}
+
+/* ---- The command line ----------------------------------------------------------- */
+
+static void test_index_cli(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    struct rdx_run r;
+    const char *help[] = {"img", "index", "--help", NULL};
+    assert_int_equal(rdx_run_rdx(&r, help), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "Usage: rdx img index"));
+    rdx_run_free(&r);
+
+    const char *idx[] = {"img", "index", "--db", f->uri, "--json", FIXTURES, NULL};
+    assert_int_equal(rdx_run_rdx(&r, idx), 0);
+    /* Two malformed files: the run completes, and says so with exit 1. */
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.out, "\"files_seen\":28,\"indexed\":17,\"reports\":4,"
+                                  "\"unchanged\":0,\"skipped\":9,\"failed\":2"));
+    assert_non_null(
+        strstr(r.out, "MR_truncated.dcm\",\"status\":\"failed\",\"reason\":\"truncated"));
+    rdx_run_free(&r);
+
+    const char *idx2[] = {"img", "index", "--db", f->uri, FIXTURES "/study", NULL};
+    assert_int_equal(rdx_run_rdx(&r, idx2), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "files seen 7, indexed 0 (reports 0), unchanged 7, skipped 0, "
+                                  "failed 0"));
+    rdx_run_free(&r);
+
+    const char *bad[] = {"img", "index", "--db", f->uri, FIXTURES "/malformed", NULL};
+    assert_int_equal(rdx_run_rdx(&r, bad), 0);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "rdx img index: "));
+    assert_non_null(strstr(r.err, "meta_missing_tsyntax.dcm: File Meta Information has no "
+                                  "Transfer Syntax UID (0002,0010)"));
+    rdx_run_free(&r);
+
+    const char *q[] = {"img", "query", "--db", f->uri, "--patient-name", "王^小东", "--json", NULL};
+    assert_int_equal(rdx_run_rdx(&r, q), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "\"patient_name\":\"Wang^XiaoDong=王^小东=\""));
+    assert_non_null(strstr(r.out, "\"has_report\":false"));
+    rdx_run_free(&r);
+
+    const char *qp[] = {"img",     "query",        "--db",     f->uri, "--level",
+                        "patient", "--patient-id", "77654033", NULL};
+    assert_int_equal(rdx_run_rdx(&r, qp), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "Doe^Archibald"));
+    rdx_run_free(&r);
+
+    const char *rep[] = {"img",  "report", "show",
+                         "--db", f->uri,   "1.2.276.0.7230010.3.1.4.2139363186.7819.982086466.2",
+                         NULL};
+    assert_int_equal(rdx_run_rdx(&r, rep), 0);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "Diagnosis\n"));
+    rdx_run_free(&r);
+
+    const char *norep[] = {"img", "report", "show", "--db", f->uri, "1.2.3", NULL};
+    assert_int_equal(rdx_run_rdx(&r, norep), 0);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "rdx img report: study 1.2.3 has no report"));
+    rdx_run_free(&r);
+
+    /* Usage errors exit 2. */
+    const char *u1[] = {"img", "query", "--db", f->uri, "--level", "galaxy", NULL};
+    const char *u2[] = {"img", "query", "--db", f->uri, "--study-date", "yesterday", NULL};
+    const char *u3[] = {"img", "index", NULL};
+    const char *u4[] = {"img", "query", "--frobnicate", NULL};
+    const char *const *usage[] = {u1, u2, u3, u4};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(rdx_run_rdx(&r, usage[i]), 0);
+        assert_int_equal(r.exit_code, 2);
+        assert_non_null(strstr(r.err, "rdx img "));
+        rdx_run_free(&r);
+    }
+    const char *h2[] = {"img", "query", "--help", NULL};
+    const char *h3[] = {"img", "report", "--help", NULL};
+    assert_int_equal(rdx_run_rdx(&r, h2), 0);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    assert_int_equal(rdx_run_rdx(&r, h3), 0);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+}
+
+/* ---- Out of memory -------------------------------------------------------------- */
+
+static int oom_index(void *ctx)
+{
+    (void)ctx;
+    rdx_img_index *ix = NULL;
+    if (rdx_img_index_open("sqlite::memory:", &ix, NULL) != RDX_OK) {
+        return 1;
+    }
+    rdx_img_index_stats s = {0};
+    rdx_status st = rdx_img_index_add_path(ix, FIXTURES "/study", NULL, &s, NULL);
+    rdx_img_index_close(ix);
+    if (st != RDX_OK) {
+        return 1;
+    }
+    /* A failed allocation while reading one file may skip that file, never crash. */
+    return s.indexed == 7 ? 0 : 1;
+}
+
+static void test_index_oom_sweep(void **state)
+{
+    (void)state;
+    assert_true(rdx_oom_sweep(oom_index, NULL) > 0);
+}
+
+/* Each case twice: on SQLite, then on PostgreSQL ("_pg"). */
+#define BOTH(t)                                                                                    \
+    {#t, t, setup, teardown, NULL},                                                                \
+    {                                                                                              \
+#t "_pg", t, setup_pg, teardown, NULL                                                      \
+    }
+
+int main(void)
+{
+    /* The same suite runs against SQLite and PostgreSQL. */
+    const struct CMUnitTest tests[] = {
+        BOTH(test_index_fixture_tree),
+        BOTH(test_index_query_names_in_every_group),
+        BOTH(test_index_query_filters),
+        BOTH(test_index_reports_linked_to_study),
+        BOTH(test_index_changed_and_duplicate_files),
+        BOTH(test_index_prune_removes_deleted_files),
+        BOTH(test_index_dicomdir),
+        BOTH(test_index_report_add),
+        BOTH(test_index_parallel_same_answers),
+        cmocka_unit_test(test_index_open_refuses_bad_uris),
+        BOTH(test_index_shared_data),
+        BOTH(test_index_cli),
+        cmocka_unit_test(test_index_oom_sweep),
+    };
+    return cmocka_run_group_tests_name("imaging_index", tests, pg_group_setup, pg_group_teardown);
+}
