@@ -1,0 +1,332 @@
+/*
+ * rdx/lab.h - the lab engine: HL7 v2 (ER7) messages and MLLP framing, the
+ * network catalogue of labs, clinics and courier runs, and the router that
+ * picks the performing lab for each ordered test.
+ *
+ * All handles are opaque; each _new/_parse/_load has a matching _free, and
+ * _free(NULL) is a no-op. Functions return rdx_status and fill a caller's
+ * rdx_error (which may be NULL) with a message naming the segment, field,
+ * byte offset, or file:line that is wrong. Nothing here prints or keeps global
+ * state. A handle must not be used by two threads at once unless its comment
+ * says it is read-only after construction; distinct handles are independent.
+ *
+ * Text handed out by accessors is UTF-8, whatever MSH-18 declared; the
+ * original bytes are kept so that writing a parsed message reproduces it.
+ */
+#ifndef RDX_LAB_H
+#define RDX_LAB_H
+
+#include "rdx/common.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== HL7 v2 messages (lab/hl7*.c) ===================================== */
+
+/* One parsed HL7 v2 message (MSH up to, not including, the next MSH). */
+typedef struct rdx_lab_hl7_msg rdx_lab_hl7_msg;
+
+/* The delimiters a message declared in MSH-1 and MSH-2 (HL7 v2.5.1 2.5.4). */
+typedef struct rdx_lab_hl7_delims {
+    char field;        /* MSH-1, usually '|' */
+    char component;    /* usually '^' */
+    char repetition;   /* usually '~' */
+    char escape;       /* usually '\\' */
+    char subcomponent; /* usually '&' */
+    char truncation;   /* '#' when MSH-2 has five characters (v2.7), else 0 */
+} rdx_lab_hl7_delims;
+
+/*
+ * Parse one ER7 message from data[0..len). Segments may be separated by CR,
+ * LF or CRLF; empty lines are skipped. The first segment must be MSH. The
+ * delimiters come from MSH-1 and MSH-2. MSH-18 selects the character set:
+ * empty or "ASCII", "UNICODE UTF-8", "GB 18030-2000", "8859/1" .. "8859/9",
+ * "8859/15"; GB 18030 text is scanned so that delimiter bytes inside a
+ * multi-byte character are not taken for delimiters. Bytes above 0x7F in a
+ * message that declares no character set are read as UTF-8 when they are
+ * valid UTF-8 and as ISO 8859-1 otherwise (what senders mean in practice).
+ *
+ * The input is copied; the caller may free it on return. *out receives a new
+ * handle to free with rdx_lab_hl7_free(). Errors: RDX_EPARSE (no MSH, bad
+ * delimiters, bad segment id; err names the segment number and byte offset),
+ * RDX_EFORMAT (unsupported MSH-18), RDX_ELIMIT (a cap of lab/lab_limits.h),
+ * RDX_ENOMEM. On failure *out is NULL.
+ */
+rdx_status rdx_lab_hl7_parse(const void *data, size_t len, rdx_lab_hl7_msg **out, rdx_error *err);
+
+/* Free a message; NULL is a no-op. */
+void rdx_lab_hl7_free(rdx_lab_hl7_msg *m);
+
+/* The delimiters of m (never NULL for a parsed message). */
+const rdx_lab_hl7_delims *rdx_lab_hl7_delimiters(const rdx_lab_hl7_msg *m);
+
+/* The MSH-18 value as written ("" when absent); owned by m. */
+const char *rdx_lab_hl7_charset(const rdx_lab_hl7_msg *m);
+
+/* Number of segments in m. */
+size_t rdx_lab_hl7_segment_count(const rdx_lab_hl7_msg *m);
+
+/* The three-character id of segment i (0-based) into id[4]; "" when out of range. */
+void rdx_lab_hl7_segment_id(const rdx_lab_hl7_msg *m, size_t i, char id[4]);
+
+/* How many segments with this id m has ("OBX"). */
+size_t rdx_lab_hl7_segment_occurrences(const rdx_lab_hl7_msg *m, const char *seg_id);
+
+/*
+ * Paths name a place in a message: "SEG[occ]-field[rep].component.subcomponent",
+ * every number 1-based and every bracket or dotted part optional: "PID-5.1",
+ * "OBX[3]-5", "PID-3[2].4.1", "MSH-9.2". occ and rep default to 1. For MSH,
+ * FHS and BHS, field 1 is the field separator and field 2 the encoding
+ * characters, as in the standard.
+ */
+
+/*
+ * Append the decoded text at path to out: escape sequences resolved
+ * (\F\ \S\ \T\ \R\ \E\ \P\ \Xhh..\, \.br\ as a line feed, \H\ \N\ dropped)
+ * and converted to UTF-8. A path without a component gives component 1
+ * (subcomponent 1), as HAPI's Terser does. A place that is absent or empty
+ * appends nothing and returns RDX_OK. Errors: RDX_EINVAL (bad path),
+ * RDX_ENOTFOUND (the segment occurrence does not exist), RDX_EPARSE (an
+ * unterminated or malformed escape sequence, or bytes invalid in the declared
+ * character set; err names the path), RDX_ELIMIT/RDX_ENOMEM from out. On
+ * failure out is left as it was.
+ */
+rdx_status rdx_lab_hl7_get(const rdx_lab_hl7_msg *m, const char *path, rdx_buf *out,
+                           rdx_error *err);
+
+/*
+ * Point *p and *n at the raw, still-encoded bytes at path inside m (valid while m
+ * lives). A path without a repetition, component or subcomponent gives the
+ * whole field, repetition or component. Absent places give *n == 0.
+ * Errors as rdx_lab_hl7_get, without the decoding ones.
+ */
+rdx_status rdx_lab_hl7_get_raw(const rdx_lab_hl7_msg *m, const char *path, const uint8_t **p,
+                               size_t *n, rdx_error *err);
+
+/* Number of repetitions of the field at path ("PID-3"): 0 when it is empty. */
+rdx_status rdx_lab_hl7_repetitions(const rdx_lab_hl7_msg *m, const char *path, size_t *count,
+                                   rdx_error *err);
+
+/*
+ * Append m to out in ER7, each segment followed by CR (HL7 v2.5.1 2.5.3).
+ * The bytes of every segment are the ones parsed, so writing a parsed message
+ * reproduces its input up to the segment separators.
+ */
+rdx_status rdx_lab_hl7_write(const rdx_lab_hl7_msg *m, rdx_buf *out);
+
+/*
+ * Escape UTF-8 text s[0..n) for a field of a message with delimiters d and
+ * character set charset (an MSH-18 value, "" for ASCII/UTF-8 passthrough) and
+ * append it to out: delimiter characters become \F\ \S\ \T\ \R\ \E\ \P\ and
+ * control characters \Xhh\. Errors: RDX_EFORMAT (charset unsupported),
+ * RDX_EPARSE (text not representable), RDX_ELIMIT/RDX_ENOMEM.
+ */
+rdx_status rdx_lab_hl7_escape(const rdx_lab_hl7_delims *d, const char *charset, const char *s,
+                              size_t n, rdx_buf *out, rdx_error *err);
+
+/* ---- Batches (FHS/BHS ... BTS/FTS) --------------------------------------- */
+
+typedef struct rdx_lab_hl7_batch rdx_lab_hl7_batch;
+
+/*
+ * Parse a file of messages: an HL7 batch (FHS, BHS, messages, BTS, FTS; the
+ * headers optional, as HL7 v2.5.1 2.10.3 allows) or messages one after the
+ * other. BTS-1 and FTS-1, when present, must match the counts. Errors are
+ * those of rdx_lab_hl7_parse, with the message number in err. The input is
+ * copied.
+ */
+rdx_status rdx_lab_hl7_batch_parse(const void *data, size_t len, rdx_lab_hl7_batch **out,
+                                   rdx_error *err);
+void rdx_lab_hl7_batch_free(rdx_lab_hl7_batch *b);
+/* Number of messages in the batch. */
+size_t rdx_lab_hl7_batch_count(const rdx_lab_hl7_batch *b);
+/* Message i (0-based), owned by b; NULL when out of range. */
+const rdx_lab_hl7_msg *rdx_lab_hl7_batch_msg(const rdx_lab_hl7_batch *b, size_t i);
+/*
+ * The envelope segments (FHS, BHS, BTS, FTS) as a message-like handle owned
+ * by b, for rdx_lab_hl7_get ("FHS-9", "BTS-1"); NULL when there were none.
+ */
+const rdx_lab_hl7_msg *rdx_lab_hl7_batch_envelope(const rdx_lab_hl7_batch *b);
+/* Append the whole batch in ER7 (input order, CR after every segment). */
+rdx_status rdx_lab_hl7_batch_write(const rdx_lab_hl7_batch *b, rdx_buf *out);
+
+/* ---- Acknowledgements --------------------------------------------------- */
+
+typedef enum rdx_lab_ack_code {
+    RDX_LAB_ACK_AA = 0, /* application accept */
+    RDX_LAB_ACK_AE = 1, /* application error: the message was bad */
+    RDX_LAB_ACK_AR = 2  /* application reject: not processed (type, version, state) */
+} rdx_lab_ack_code;
+
+/* What an ACK says. Strings are UTF-8, escaped by the builder; NULL means empty. */
+typedef struct rdx_lab_ack_spec {
+    rdx_lab_ack_code code;
+    const char *control_id; /* MSH-10 of the ACK itself (required) */
+    const char *timestamp;  /* MSH-7, HL7 DTM (required, e.g. "20261201083000+0800") */
+    const char *text;       /* MSA-3 and ERR-8: a message for people */
+    /* ERR segment, written when hl7_error != 0 (HL7 table 0357, e.g. 101). */
+    unsigned hl7_error;
+    const char *err_segment; /* ERR-2.1 segment id, e.g. "PID" */
+    unsigned err_sequence;   /* ERR-2.2 occurrence (1-based, 0 = omit) */
+    unsigned err_field;      /* ERR-2.3 field position (0 = omit) */
+    unsigned err_component;  /* ERR-2.5 (0 = omit) */
+    /* Used only when orig is NULL (the message could not be parsed). */
+    const char *orig_control_id;
+} rdx_lab_ack_spec;
+
+/*
+ * Build the ACK to orig (which may be NULL when it could not be parsed) and
+ * append it to out in ER7: MSH with sender and receiver swapped, the same
+ * delimiters, processing id, version and MSH-18; MSH-9 "ACK^<trigger>^ACK";
+ * MSA-1 the code, MSA-2 echoing orig's MSH-10 (HL7 v2.5.1 2.9.2); an ERR
+ * segment with ERR-2 location, ERR-3 code from table 0357 and ERR-4 severity
+ * "E" when spec->hl7_error is set. Errors: RDX_EINVAL (missing control id or
+ * timestamp), RDX_ELIMIT/RDX_ENOMEM from out (then out is unchanged).
+ */
+rdx_status rdx_lab_hl7_ack(const rdx_lab_hl7_msg *orig, const rdx_lab_ack_spec *spec, rdx_buf *out,
+                           rdx_error *err);
+
+/* The text of an HL7 table 0357 code ("Required field missing"); "" when unknown. */
+const char *rdx_lab_hl7_error_text(unsigned hl7_error);
+
+/* ---- MLLP framing (lab/mllp.c) ------------------------------------------ */
+
+/* MLLP block characters (HL7 v2.5.1 Appendix C, MLLP release 2). */
+#define RDX_LAB_MLLP_SB 0x0B
+#define RDX_LAB_MLLP_EB 0x1C
+#define RDX_LAB_MLLP_CR 0x0D
+
+typedef struct rdx_lab_mllp_reader rdx_lab_mllp_reader;
+
+/* Counters of what a reader has seen. */
+typedef struct rdx_lab_mllp_stats {
+    uint64_t frames;          /* complete frames delivered */
+    uint64_t bytes_skipped;   /* bytes outside any frame (garbage, resync) */
+    uint64_t frames_dropped;  /* frames abandoned: too large, bad trailer, restarted */
+    uint64_t bytes_delivered; /* payload bytes in delivered frames */
+} rdx_lab_mllp_stats;
+
+/*
+ * A new streaming reader that delivers frames of at most max_frame payload
+ * bytes (0 = RDX_LAB_MLLP_MAX_FRAME). Memory stays below max_frame whatever
+ * the stream holds. Errors: RDX_EINVAL, RDX_ENOMEM.
+ */
+rdx_status rdx_lab_mllp_reader_new(size_t max_frame, rdx_lab_mllp_reader **out, rdx_error *err);
+void rdx_lab_mllp_reader_free(rdx_lab_mllp_reader *r);
+
+/*
+ * Called once per complete frame with its payload (without SB, EB, CR),
+ * valid only during the call. A non-OK return stops the feed and is returned.
+ */
+typedef rdx_status (*rdx_lab_mllp_frame_fn)(void *user, const uint8_t *payload, size_t len);
+
+/*
+ * Feed n bytes of the stream (any split). Garbage before a start block is
+ * skipped; a start block inside a frame restarts the frame; a frame longer
+ * than max_frame, or an end block not followed by CR, is dropped and the
+ * reader resynchronises on the next start block. These are counted in the
+ * stats, not errors. Errors: what fn returns, RDX_ENOMEM.
+ */
+rdx_status rdx_lab_mllp_reader_feed(rdx_lab_mllp_reader *r, const void *data, size_t n,
+                                    rdx_lab_mllp_frame_fn fn, void *user, rdx_error *err);
+
+/* End of stream: RDX_ESHORT when a frame was left open (it is dropped). */
+rdx_status rdx_lab_mllp_reader_finish(rdx_lab_mllp_reader *r, rdx_error *err);
+
+/* Copy the counters. */
+void rdx_lab_mllp_reader_stats(const rdx_lab_mllp_reader *r, rdx_lab_mllp_stats *out);
+
+/*
+ * Append payload framed as SB payload EB CR to out. RDX_EINVAL when the
+ * payload contains SB or EB bytes (they would break the framing).
+ */
+rdx_status rdx_lab_mllp_wrap(const void *payload, size_t n, rdx_buf *out, rdx_error *err);
+
+/* ==== Orders and results read from HL7 (lab/order*.c) =================== */
+
+/* One ordered test (one OBR of an OML^O21 or ORM^O01). Strings owned by the order. */
+typedef struct rdx_lab_order_test {
+    const char *code;   /* OBR-4.1, e.g. LOINC "2823-3" */
+    const char *system; /* OBR-4.3, e.g. "LN" or a local system */
+    const char *text;   /* OBR-4.2 */
+    const char *placer; /* OBR-2.1 (or ORC-2.1) placer order number */
+    size_t specimen;    /* index into the order's specimens */
+    unsigned obr_seq;   /* which OBR (1-based) */
+} rdx_lab_order_test;
+
+/* One specimen (SPM, or OBR-15/OBR-7 in orders without SPM). */
+typedef struct rdx_lab_order_specimen {
+    const char *id;        /* SPM-2.1.1 (placer assigned id), the tube's barcode */
+    const char *authority; /* SPM-2.1.2, the barcode's assigning authority */
+    const char *parent_id; /* SPM-3.1.1, "" when not an aliquot */
+    const char *type;      /* SPM-4.1 (e.g. SNOMED "119297000") or OBR-15.1 */
+    int64_t collected_ms;  /* SPM-17.1 or OBR-7, Unix ms UTC; INT64_MIN when absent */
+    unsigned spm_seq;      /* which SPM (1-based), 0 when from OBR */
+} rdx_lab_order_specimen;
+
+typedef struct rdx_lab_order rdx_lab_order;
+
+/*
+ * Read the order in an OML^O21 or ORM^O01 message: the sender (MSH-4.1),
+ * MSH-10, the patient (PID-3 first repetition: id and authority; PID-5), the
+ * tests (OBR) and the specimens (SPM after the OBR it belongs to, HL7 v2.5.1
+ * OML_O21 structure). Times with a UTC offset are converted; times without
+ * one are taken in local_offset_min (minutes east of UTC). Errors: RDX_EFORMAT
+ * (not an order message), RDX_EPARSE (a required field is missing or a
+ * timestamp is malformed; err names the field, e.g. "OBR[2]-4"), RDX_ENOMEM.
+ */
+rdx_status rdx_lab_order_from_hl7(const rdx_lab_hl7_msg *m, int local_offset_min,
+                                  rdx_lab_order **out, rdx_error *err);
+void rdx_lab_order_free(rdx_lab_order *o);
+const char *rdx_lab_order_sender(const rdx_lab_order *o);            /* MSH-4.1 */
+const char *rdx_lab_order_control_id(const rdx_lab_order *o);        /* MSH-10 */
+const char *rdx_lab_order_patient_id(const rdx_lab_order *o);        /* PID-3.1 */
+const char *rdx_lab_order_patient_authority(const rdx_lab_order *o); /* PID-3.4.1 */
+size_t rdx_lab_order_test_count(const rdx_lab_order *o);
+const rdx_lab_order_test *rdx_lab_order_test_at(const rdx_lab_order *o, size_t i);
+size_t rdx_lab_order_specimen_count(const rdx_lab_order *o);
+const rdx_lab_order_specimen *rdx_lab_order_specimen_at(const rdx_lab_order *o, size_t i);
+
+/*
+ * Parse an HL7 DTM ("YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]") into Unix ms
+ * UTC. Without an offset, local_offset_min applies. RDX_EPARSE when malformed.
+ */
+rdx_status rdx_lab_hl7_dtm_parse(const char *s, size_t n, int local_offset_min, int64_t *ms_out);
+
+/* One observation of an ORU^R01 (OBX). Strings owned by the result handle. */
+typedef struct rdx_lab_result_obs {
+    unsigned obr_seq;   /* the OBR it belongs to (1-based) */
+    unsigned obx_seq;   /* which OBX (1-based, in the message) */
+    const char *code;   /* OBX-3.1 */
+    const char *text;   /* OBX-3.2 */
+    const char *value;  /* OBX-5 (first repetition, components joined by '^') */
+    const char *units;  /* OBX-6.1 */
+    const char *status; /* OBX-11: F final, C corrected, P preliminary, X cannot, D deleted */
+} rdx_lab_result_obs;
+
+typedef struct rdx_lab_result rdx_lab_result;
+
+/*
+ * Read the observations of an ORU^R01: MSH-4, MSH-10, the placer and filler
+ * order numbers of each OBR, and each OBX with its OBX-11 status. OBX-11 is
+ * required (HL7 v2.5.1 7.4.2.11); a missing or unknown status is RDX_EPARSE
+ * naming the OBX. Errors otherwise as rdx_lab_order_from_hl7.
+ */
+rdx_status rdx_lab_result_from_hl7(const rdx_lab_hl7_msg *m, rdx_lab_result **out, rdx_error *err);
+void rdx_lab_result_free(rdx_lab_result *r);
+size_t rdx_lab_result_obs_count(const rdx_lab_result *r);
+const rdx_lab_result_obs *rdx_lab_result_obs_at(const rdx_lab_result *r, size_t i);
+/* Number of OBX with OBX-11 = "C" (corrected results). */
+size_t rdx_lab_result_corrections(const rdx_lab_result *r);
+/* Placer order number (OBR-2.1) of OBR obr_seq (1-based); "" when absent. */
+const char *rdx_lab_result_placer(const rdx_lab_result *r, unsigned obr_seq);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RDX_LAB_H */
