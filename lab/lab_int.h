@@ -104,4 +104,85 @@ int lab_utf8_valid(const uint8_t *s, size_t n);
 /* Map an MSH-18 value to a character set; -1 when unsupported. */
 int lab_cs_from_name(const char *name, lab_cs *cs, char *iconv_name, size_t iconv_cap);
 
+/* ---- Catalogue (lab/catalogue.c), shared with the router --------------- */
+
+typedef struct cat_tat {
+    char *test;
+    unsigned minutes;
+} cat_tat;
+
+typedef struct cat_lab {
+    char *id, *name, *city, *district, *facility;
+    char **tests;
+    size_t ntests;
+    char **types;
+    size_t ntypes;
+    cat_tat *tats;
+    size_t ntats;
+    unsigned capacity, open_min, close_min, tat_min;
+    unsigned line;
+    unsigned have; /* bit set of keys given */
+} cat_lab;
+
+typedef struct cat_clinic {
+    char *id, *name, *city, *district, *facility;
+    unsigned line;
+    unsigned have;
+} cat_clinic;
+
+typedef struct cat_run {
+    char *clinic_id, *lab_id;
+    size_t clinic, lab; /* resolved indices */
+    unsigned *pickups;  /* minutes after midnight, ascending */
+    size_t npickups;
+    unsigned transit_min;
+    int refrigerated;
+    unsigned line;
+    unsigned have;
+} cat_run;
+
+/* Stability of one test on one specimen type; -1 = not given. */
+typedef struct cat_stab {
+    char *test, *type;
+    int room_min, fridge_min;
+} cat_stab;
+
+typedef struct cat_named {
+    char *code, *name;
+} cat_named;
+
+struct rdx_lab_catalogue {
+    char *network_name;
+    int utc_offset_min;
+    cat_lab *labs;
+    size_t nlabs;
+    cat_clinic *clinics;
+    size_t nclinics;
+    cat_run *runs;
+    size_t nruns;
+    cat_stab *stabs;
+    size_t nstabs;
+    cat_named *tests; /* display names from [stability CODE] name = */
+    size_t ntests;
+    cat_named *types; /* [specimen-type CODE] name = */
+    size_t ntypes;
+};
+
+/* Lookups (linear: a network has tens of labs and tests). */
+size_t lab_cat_find_lab(const rdx_lab_catalogue *c, const char *id);
+size_t lab_cat_find_clinic_by_facility(const rdx_lab_catalogue *c, const char *facility);
+const cat_run *lab_cat_find_run(const rdx_lab_catalogue *c, size_t clinic, size_t lab);
+const cat_stab *lab_cat_find_stab(const rdx_lab_catalogue *c, const char *test, const char *type);
+int lab_cat_lab_performs(const cat_lab *l, const char *test);
+int lab_cat_lab_accepts(const cat_lab *l, const char *type);
+unsigned lab_cat_lab_tat(const cat_lab *l, const char *test);
+const char *lab_cat_type_name(const rdx_lab_catalogue *c, const char *type);
+const char *lab_cat_test_name(const rdx_lab_catalogue *c, const char *test);
+
+/* ---- Routings built outside the router (the store) ---------------------- */
+
+/* An empty routing, and appending a copy of d (all strings copied). */
+rdx_status lab_routing_new(rdx_lab_routing **out);
+rdx_status lab_routing_push(rdx_lab_routing *rt, const rdx_lab_decision *d);
+
 #endif /* RDX_LAB_INT_H */

@@ -110,6 +110,7 @@ rdx_status rdx_lab_hl7_dtm_parse(const char *s, size_t n, int local_offset_min, 
 
 struct rdx_lab_order {
     char *sender, *control_id, *patient_id, *patient_authority;
+    int64_t sent_ms;
     rdx_lab_order_test *tests;
     size_t ntests;
     rdx_lab_order_specimen *specs;
@@ -265,6 +266,9 @@ rdx_status rdx_lab_order_from_hl7(const rdx_lab_hl7_msg *m, int off, rdx_lab_ord
         goto out;
     }
     o->control_id = (char *)tmp;
+    if ((st = take_time(m, 0, 7, 1, 1, off, &o->sent_ms, err)) != RDX_OK) {
+        goto out;
+    }
     if (o->control_id[0] == '\0') {
         st = rdx_error_set(err, RDX_EPARSE, "MSH-10: message control id is required");
         goto out;
@@ -401,6 +405,10 @@ const char *rdx_lab_order_sender(const rdx_lab_order *o)
 const char *rdx_lab_order_control_id(const rdx_lab_order *o)
 {
     return o->control_id;
+}
+int64_t rdx_lab_order_sent_ms(const rdx_lab_order *o)
+{
+    return o->sent_ms;
 }
 const char *rdx_lab_order_patient_id(const rdx_lab_order *o)
 {

@@ -687,17 +687,22 @@ static void test_order_missing_fields_are_named(void **state)
     struct {
         const char *msg, *needle;
     } cases[] = {
-        {"MSH|^~\\&|A|CLINIC|C|D|E||OML^O21|1|P|2.5.1\rORC|NW|1\rOBR|1|1||2823-3\r", "PID"},
-        {"MSH|^~\\&|A|CLINIC|C|D|E||OML^O21|1|P|2.5.1\rPID|1||\rOBR|1|1||2823-3\r", "PID-3"},
-        {"MSH|^~\\&|A|CLINIC|C|D|E||OML^O21||P|2.5.1\rPID|1||9\rOBR|1|1||2823-3\r", "MSH-10"},
-        {"MSH|^~\\&|A|CLINIC|C|D|E||OML^O21|1|P|2.5.1\rPID|1||9\r", "no test"},
-        {"MSH|^~\\&|A|CLINIC|C|D|E||OML^O21|1|P|2.5.1\rPID|1||9\rOBR|1|1||\r", "OBR[1]-4"},
-        {"MSH|^~\\&|A|CLINIC|C|D|E||OML^O21|1|P|2.5.1\rPID|1||9\rOBR|1|1||2823-3\r", "OBR-15"},
-        {"MSH|^~\\&|A|CLINIC|C|D|E||OML^O21|1|P|2.5.1\rPID|1||9\rOBR|1|1||2823-3\rSPM|1|X||\r",
+        {"MSH|^~\\&|A|CLINIC|C|D|20261201||OML^O21|1|P|2.5.1\rORC|NW|1\rOBR|1|1||2823-3\r", "PID"},
+        {"MSH|^~\\&|A|CLINIC|C|D|20261201||OML^O21|1|P|2.5.1\rPID|1||\rOBR|1|1||2823-3\r", "PID-3"},
+        {"MSH|^~\\&|A|CLINIC|C|D|20261201||OML^O21||P|2.5.1\rPID|1||9\rOBR|1|1||2823-3\r",
+         "MSH-10"},
+        {"MSH|^~\\&|A|CLINIC|C|D|20261201||OML^O21|1|P|2.5.1\rPID|1||9\r", "no test"},
+        {"MSH|^~\\&|A|CLINIC|C|D|20261201||OML^O21|1|P|2.5.1\rPID|1||9\rOBR|1|1||\r", "OBR[1]-4"},
+        {"MSH|^~\\&|A|CLINIC|C|D|20261201||OML^O21|1|P|2.5.1\rPID|1||9\rOBR|1|1||2823-3\r",
+         "OBR-15"},
+        {"MSH|^~\\&|A|CLINIC|C|D|20261201||OML^O21|1|P|2.5.1\rPID|1||9\rOBR|1|1||2823-3\rSPM|1|X||"
+         "\r",
          "SPM[1]-4"},
-        {"MSH|^~\\&|A|CLINIC|C|D|E||OML^O21|1|P|2.5.1\rPID|1||9\rOBR|1|1||2823-3\rSPM|1|X||S|||"
+        {"MSH|^~\\&|A|CLINIC|C|D|20261201||OML^O21|1|P|2.5.1\rPID|1||9\rOBR|1|1||2823-3\rSPM|1|X||"
+         "S|||"
          "||||||||||2026-12-01\r",
          "SPM-17"},
+        {"MSH|^~\\&|A|CLINIC|C|D|yesterday||OML^O21|1|P|2.5.1\rPID|1||9\rOBR|1|1||K\r", "MSH-7"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rdx_lab_hl7_msg *m = parse_str(cases[i].msg);

@@ -282,9 +282,11 @@ typedef struct rdx_lab_order rdx_lab_order;
 rdx_status rdx_lab_order_from_hl7(const rdx_lab_hl7_msg *m, int local_offset_min,
                                   rdx_lab_order **out, rdx_error *err);
 void rdx_lab_order_free(rdx_lab_order *o);
-const char *rdx_lab_order_sender(const rdx_lab_order *o);            /* MSH-4.1 */
-const char *rdx_lab_order_control_id(const rdx_lab_order *o);        /* MSH-10 */
-const char *rdx_lab_order_patient_id(const rdx_lab_order *o);        /* PID-3.1 */
+const char *rdx_lab_order_sender(const rdx_lab_order *o);     /* MSH-4.1 */
+const char *rdx_lab_order_control_id(const rdx_lab_order *o); /* MSH-10 */
+const char *rdx_lab_order_patient_id(const rdx_lab_order *o); /* PID-3.1 */
+/* MSH-7 as Unix ms UTC; INT64_MIN when absent. */
+int64_t rdx_lab_order_sent_ms(const rdx_lab_order *o);
 const char *rdx_lab_order_patient_authority(const rdx_lab_order *o); /* PID-3.4.1 */
 size_t rdx_lab_order_test_count(const rdx_lab_order *o);
 const rdx_lab_order_test *rdx_lab_order_test_at(const rdx_lab_order *o, size_t i);
@@ -324,6 +326,171 @@ const rdx_lab_result_obs *rdx_lab_result_obs_at(const rdx_lab_result *r, size_t 
 size_t rdx_lab_result_corrections(const rdx_lab_result *r);
 /* Placer order number (OBR-2.1) of OBR obr_seq (1-based); "" when absent. */
 const char *rdx_lab_result_placer(const rdx_lab_result *r, unsigned obr_seq);
+
+/* ==== Network catalogue (lab/catalogue*.c; format in docs/lab-catalogue.md) === */
+
+typedef struct rdx_lab_catalogue rdx_lab_catalogue;
+
+/* A member lab as the catalogue describes it. Strings owned by the catalogue. */
+typedef struct rdx_lab_lab_info {
+    const char *id; /* section id: [lab ID] */
+    const char *name;
+    const char *city;
+    const char *facility; /* HL7 facility (MSH-4/MSH-6), defaults to id */
+    unsigned capacity;    /* tests per day */
+    unsigned open_min;    /* opening time, minutes after local midnight */
+    unsigned close_min;   /* closing time (1440 = midnight, for 24-hour labs) */
+    unsigned tat_min;     /* default turnaround, minutes from the start of testing */
+    size_t ntests;        /* tests performed */
+    size_t ntypes;        /* specimen types accepted */
+} rdx_lab_lab_info;
+
+/* A clinic that sends specimens. */
+typedef struct rdx_lab_clinic_info {
+    const char *id;
+    const char *name;
+    const char *city;
+    const char *district; /* "" when not given */
+    const char *facility; /* MSH-4.1 its orders carry, defaults to id */
+} rdx_lab_clinic_info;
+
+/*
+ * Load the catalogue at path (INI, parsed with libinih). Errors name
+ * "path:line" and the section and key: RDX_ENOENT, RDX_EIO, RDX_ELIMIT (file
+ * or entries above lab_limits.h), RDX_EPARSE (syntax, unknown section or
+ * key, bad value, duplicate, a reference to an undefined lab or clinic, a
+ * required key missing), RDX_ENOMEM. The catalogue is read-only after
+ * loading and may be shared between threads.
+ */
+rdx_status rdx_lab_catalogue_load(const char *path, rdx_lab_catalogue **out, rdx_error *err);
+
+/* The same from text in memory; name is used in error messages. */
+rdx_status rdx_lab_catalogue_parse(const char *text, size_t len, const char *name,
+                                   rdx_lab_catalogue **out, rdx_error *err);
+void rdx_lab_catalogue_free(rdx_lab_catalogue *c);
+
+/* The network's local time, minutes east of UTC ([network] utc_offset, default +08:00). */
+int rdx_lab_catalogue_utc_offset_min(const rdx_lab_catalogue *c);
+size_t rdx_lab_catalogue_lab_count(const rdx_lab_catalogue *c);
+size_t rdx_lab_catalogue_clinic_count(const rdx_lab_catalogue *c);
+size_t rdx_lab_catalogue_courier_count(const rdx_lab_catalogue *c);
+/* Entry i (0-based) filled into *out; RDX_ENOTFOUND when out of range. */
+rdx_status rdx_lab_catalogue_lab_at(const rdx_lab_catalogue *c, size_t i, rdx_lab_lab_info *out);
+rdx_status rdx_lab_catalogue_clinic_at(const rdx_lab_catalogue *c, size_t i,
+                                       rdx_lab_clinic_info *out);
+
+/* ==== Routing (lab/route*.c) ============================================= */
+
+/* What became of one ordered test. */
+typedef enum rdx_lab_route_code {
+    RDX_LAB_ROUTED = 0,      /* sent to a lab that can take it today */
+    RDX_LAB_FULL_QUEUED = 1, /* every capable lab is full today: queued for a later day, flagged */
+    RDX_LAB_NO_LAB = 2,      /* no lab of the network performs the test */
+    RDX_LAB_WRONG_SPECIMEN = 3, /* labs perform it, none on this specimen type */
+    RDX_LAB_NO_COURIER = 4,     /* capable labs exist but no courier run reaches them */
+    RDX_LAB_STABILITY = 5,      /* the specimen would exceed its stability before testing */
+    RDX_LAB_UNKNOWN_CLINIC = 6  /* the ordering clinic (MSH-4.1) is not in the catalogue */
+} rdx_lab_route_code;
+
+/* Static name of a code ("STABILITY"); "?" for an unknown value. */
+const char *rdx_lab_route_code_name(rdx_lab_route_code code);
+
+/* One decision: for one test of one order. Strings owned by the result. */
+typedef struct rdx_lab_decision {
+    const char *test_code;     /* OBR-4.1 */
+    const char *test_text;     /* OBR-4.2 */
+    const char *specimen_id;   /* the tube sent: the order's SPM-2, or a child's id when split */
+    const char *parent_id;     /* SPM-3 of a child specimen; "" when not split */
+    const char *specimen_type; /* SPM-4.1 */
+    const char *lab;           /* lab id; "" when refused */
+    const char *lab_city;      /* "" when refused */
+    rdx_lab_route_code code;
+    const char *reason;   /* one sentence that says why */
+    int64_t collected_ms; /* Unix ms UTC */
+    int64_t pickup_ms;    /* courier pickup; INT64_MIN when refused */
+    int64_t arrival_ms;   /* arrival at the lab; INT64_MIN when refused */
+    int64_t result_ms;    /* expected result; INT64_MIN when refused */
+    int64_t day;          /* local day (days since 1970-01-01) testing starts; -1 when refused */
+} rdx_lab_decision;
+
+typedef struct rdx_lab_router rdx_lab_router;
+typedef struct rdx_lab_routing rdx_lab_routing;
+
+/*
+ * A router over catalogue c (which must outlive it). It keeps each lab's
+ * load per day, so successive orders see the capacity earlier ones used.
+ * Errors: RDX_EINVAL, RDX_ENOMEM.
+ */
+rdx_status rdx_lab_router_new(const rdx_lab_catalogue *c, rdx_lab_router **out, rdx_error *err);
+void rdx_lab_router_free(rdx_lab_router *r);
+
+/* Add n tests to lab_id's load on local day `day` (from a store). RDX_ENOTFOUND for an unknown lab.
+ */
+rdx_status rdx_lab_router_add_load(rdx_lab_router *r, const char *lab_id, int64_t day, unsigned n,
+                                   rdx_error *err);
+/* Tests counted against lab_id on `day`; 0 for an unknown lab. */
+unsigned rdx_lab_router_load(const rdx_lab_router *r, const char *lab_id, int64_t day);
+
+/*
+ * Route every test of order o:
+ *  - a lab qualifies for a test when it performs the test, accepts the
+ *    specimen type and the catalogue gives a stability for that test and
+ *    type, a courier run goes from the ordering clinic to it, the specimen
+ *    arrives within its stability at the run's temperature (collection,
+ *    plus the wait for the next pickup, plus transit), and it has capacity
+ *    left on the day testing would start;
+ *  - tests on one specimen go to one lab when one lab qualifies for all of
+ *    them; among those, the earliest expected result wins, ties go to the
+ *    lab in the clinic's city, then to the lower load, then to the lower id;
+ *  - otherwise the specimen is split: the lab that takes most of the
+ *    remaining tests (ties broken the same way) gets them, on a child
+ *    specimen "<id>.<n>" whose parent (SPM-3) is the original, and so on;
+ *  - a test no lab qualifies for is refused with the most specific code: a
+ *    full lab is queued for its next open day (RDX_LAB_FULL_QUEUED) when the
+ *    specimen stays stable until then, else RDX_LAB_STABILITY, else
+ *    RDX_LAB_NO_COURIER, RDX_LAB_WRONG_SPECIMEN, RDX_LAB_NO_LAB.
+ * Times missing from the specimen fall back to MSH-7 (said in the reason).
+ * Loads are updated. *out gets a result to free with rdx_lab_routing_free.
+ * Errors: RDX_EPARSE (no collection time at all), RDX_ENOMEM.
+ */
+rdx_status rdx_lab_route(rdx_lab_router *r, const rdx_lab_order *o, rdx_lab_routing **out,
+                         rdx_error *err);
+void rdx_lab_routing_free(rdx_lab_routing *rt);
+size_t rdx_lab_routing_count(const rdx_lab_routing *rt);
+const rdx_lab_decision *rdx_lab_routing_at(const rdx_lab_routing *rt, size_t i);
+/* Number of labs the order was split across (0 when nothing was routed). */
+size_t rdx_lab_routing_labs(const rdx_lab_routing *rt);
+
+/* ==== Decision store (lab/store.c, SQLite) =============================== */
+
+typedef struct rdx_lab_store rdx_lab_store;
+
+/*
+ * Open (creating when needed) the store at uri: "sqlite:PATH", or
+ * "sqlite::memory:" for a store that lives only as long as the handle.
+ * Errors: RDX_EINVAL (another scheme), RDX_EDB (SQLite could not open or
+ * create the tables; err has SQLite's message and the path), RDX_ENOMEM.
+ */
+rdx_status rdx_lab_store_open(const char *uri, rdx_lab_store **out, rdx_error *err);
+void rdx_lab_store_free(rdx_lab_store *s);
+
+/* Add every stored decision's test to its lab's load for its day (labs unknown to r are skipped).
+ */
+rdx_status rdx_lab_store_load(rdx_lab_store *s, rdx_lab_router *r, rdx_error *err);
+
+/*
+ * The decisions stored for the order sender/control_id (MSH-4.1, MSH-10), in
+ * test order, as a new routing; RDX_ENOTFOUND when it was never routed.
+ */
+rdx_status rdx_lab_store_lookup(rdx_lab_store *s, const char *sender, const char *control_id,
+                                rdx_lab_routing **out, rdx_error *err);
+
+/*
+ * Store rt as the decisions for sender/control_id, in one transaction.
+ * RDX_EDUPLICATE when that order is already stored (nothing is changed).
+ */
+rdx_status rdx_lab_store_save(rdx_lab_store *s, const char *sender, const char *control_id,
+                              const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,164 @@
+/* rdx lab route as a user runs it: golden output, JSON, the store, exit codes, errors. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rdx/common.h"
+#include "support/testutil.h"
+
+#define CAT   "docs/examples/network.ini"
+#define GULOU "tests/fixtures/lab/nj_gulou_oml.hl7"
+#define SPLIT "tests/fixtures/lab/mas_split_oml.hl7"
+#define REFUS "tests/fixtures/lab/yz_refusals_oml.hl7"
+
+static void run(struct rdx_run *r, const char *const *argv)
+{
+    assert_int_equal(rdx_run_rdx(r, argv), 0);
+}
+
+static char *slurp(const char *path)
+{
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    assert_int_equal(rdx_file_read(path, &b, NULL), RDX_OK);
+    char *s = rdx_strndup((const char *)b.data, b.len);
+    rdx_buf_free(&b);
+    return s;
+}
+
+static void test_cli_route_golden_text_and_json(void **state)
+{
+    (void)state;
+    struct rdx_run r;
+    const char *argv[] = {
+        "lab", "route", "--catalogue", CAT, "--db", "sqlite::memory:", GULOU, SPLIT, REFUS, NULL};
+    run(&r, argv);
+    assert_int_equal(r.exit_code, 0);
+    char *want = slurp("tests/fixtures/lab/route_expected.txt");
+    assert_string_equal(r.out, want);
+    free(want);
+    rdx_run_free(&r);
+
+    const char *jargv[] = {"lab", "route", "--json", "--catalogue", CAT, "--db", "sqlite::memory:",
+                           GULOU, SPLIT,   REFUS,    NULL};
+    run(&r, jargv);
+    assert_int_equal(r.exit_code, 0);
+    want = slurp("tests/fixtures/lab/route_expected.json");
+    assert_string_equal(r.out, want);
+    free(want);
+    rdx_run_free(&r);
+}
+
+static void test_cli_route_store_is_idempotent_and_keeps_load(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char uri[512];
+    snprintf(uri, sizeof uri, "sqlite:%s/lab.db", dir);
+    struct rdx_run r;
+    const char *argv[] = {"lab", "route", "--catalogue", CAT, "--db", uri, GULOU, NULL};
+    run(&r, argv);
+    assert_int_equal(r.exit_code, 0);
+    assert_null(strstr(r.out, "already routed"));
+    char *first = rdx_strndup(r.out, strlen(r.out));
+    rdx_run_free(&r);
+    /* The same order again: the stored decisions, flagged, nothing counted twice. */
+    run(&r, argv);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "[already routed]"));
+    assert_int_equal(strlen(r.out), strlen(first) + 5 * strlen(" [already routed]"));
+    rdx_run_free(&r);
+    free(first);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
+static void test_cli_route_errors_and_usage(void **state)
+{
+    (void)state;
+    struct rdx_run r;
+    const char *help[] = {"lab", "route", "--help", NULL};
+    run(&r, help);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "Usage: rdx lab route --catalogue FILE"));
+    rdx_run_free(&r);
+
+    const char *nocat[] = {"lab", "route", GULOU, NULL};
+    run(&r, nocat);
+    assert_int_equal(r.exit_code, 2);
+    assert_non_null(strstr(r.err, "--catalogue FILE is required"));
+    rdx_run_free(&r);
+
+    const char *nofile[] = {"lab", "route", "--catalogue", CAT, NULL};
+    run(&r, nofile);
+    assert_int_equal(r.exit_code, 2);
+    rdx_run_free(&r);
+
+    const char *badopt[] = {"lab", "route", "--frobnicate", NULL};
+    run(&r, badopt);
+    assert_int_equal(r.exit_code, 2);
+    assert_non_null(strstr(r.err, "unknown option '--frobnicate'"));
+    rdx_run_free(&r);
+
+    /* A bad catalogue names file:line and the key. */
+    char *dir = rdx_test_tmpdir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/bad.ini", dir);
+    const char bad[] = "[lab A]\nname = a\ncapacity = many\n";
+    assert_int_equal(rdx_file_write_atomic(path, bad, sizeof bad - 1, NULL), RDX_OK);
+    const char *badcat[] = {"lab",  "route",           "--catalogue", path,
+                            "--db", "sqlite::memory:", GULOU,         NULL};
+    run(&r, badcat);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "rdx lab route: "));
+    assert_non_null(strstr(r.err, "bad.ini:3: [lab A] capacity: 'many'"));
+    rdx_run_free(&r);
+
+    /* A missing order file and a non-order: named, exit 1, the good file still routed. */
+    snprintf(path, sizeof path, "%s/oru.hl7", dir);
+    const char oru[] = "MSH|^~\\&|A|B|C|D|20261201||ORU^R01|1|P|2.5.1\r";
+    assert_int_equal(rdx_file_write_atomic(path, oru, sizeof oru - 1, NULL), RDX_OK);
+    const char *mixed[] = {
+        "lab", "route", "--catalogue", CAT, "--db", "sqlite::memory:", "/nonexistent/o.hl7",
+        path,  GULOU,   NULL};
+    run(&r, mixed);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "/nonexistent/o.hl7"));
+    assert_non_null(strstr(r.err, "oru.hl7: message 1: MSH-9: ORU^R01 is not an order"));
+    assert_non_null(strstr(r.out, "GULOU-20261201-0001 2823-3"));
+    rdx_run_free(&r);
+
+    /* Garbage instead of HL7. */
+    snprintf(path, sizeof path, "%s/junk.hl7", dir);
+    assert_int_equal(rdx_file_write_atomic(path, "hello\n", 6, NULL), RDX_OK);
+    const char *junk[] = {"lab",  "route",           "--catalogue", CAT,
+                          "--db", "sqlite::memory:", path,          NULL};
+    run(&r, junk);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "junk.hl7: byte 0: segment 'hel' outside any message"));
+    assert_string_equal(r.out, "");
+    rdx_run_free(&r);
+
+    const char *baddb[] = {"lab", "route", "--catalogue", CAT, "--db", "postgres://x", GULOU, NULL};
+    run(&r, baddb);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "unsupported database URI"));
+    rdx_run_free(&r);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cli_route_golden_text_and_json),
+        cmocka_unit_test(test_cli_route_store_is_idempotent_and_keeps_load),
+        cmocka_unit_test(test_cli_route_errors_and_usage),
+    };
+    return cmocka_run_group_tests_name("lab_cli", tests, NULL, NULL);
+}
