@@ -531,6 +531,34 @@ static void test_catalogue_continuation_lines_extend_lists(void **state)
     rdx_lab_catalogue_free(c);
 }
 
+static void test_catalogue_documented_example_loads(void **state)
+{
+    (void)state;
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    assert_int_equal(rdx_file_read("docs/lab-catalogue.md", &b, NULL), RDX_OK);
+    /* The last ```ini block of the format document is a complete catalogue. */
+    const char *start = NULL, *p = (const char *)b.data;
+    while ((p = strstr(p, "```ini\n")) != NULL) {
+        start = p + 7;
+        p = start;
+    }
+    assert_non_null(start);
+    const char *end = strstr(start, "```");
+    assert_non_null(end);
+    rdx_lab_catalogue *c = NULL;
+    rdx_error err;
+    rdx_error_clear(&err);
+    if (rdx_lab_catalogue_parse(start, (size_t)(end - start), "lab-catalogue.md", &c, &err) !=
+        RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    assert_int_equal(rdx_lab_catalogue_lab_count(c), 1);
+    assert_int_equal(rdx_lab_catalogue_courier_count(c), 1);
+    rdx_lab_catalogue_free(c);
+    rdx_buf_free(&b);
+}
+
 static int oom_catalogue_route(void *ctx)
 {
     (void)ctx;
@@ -584,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_catalogue_sample_network_loads),
         cmocka_unit_test(test_catalogue_errors_name_file_line_and_key),
         cmocka_unit_test(test_catalogue_continuation_lines_extend_lists),
+        cmocka_unit_test(test_catalogue_documented_example_loads),
         cmocka_unit_test(test_route_oom_sweep),
     };
     return cmocka_run_group_tests_name("lab_route", tests, NULL, NULL);
