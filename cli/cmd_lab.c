@@ -150,6 +150,60 @@ static void print_routing(route_run *x, const char *file, const rdx_lab_order *o
     x->orders++;
 }
 
+/*
+ * Open the chain of custody of every tube the routing sends somewhere: one
+ * specimen per distinct barcode, with the tests it carries.
+ */
+static rdx_status register_specimens(route_run *x, const rdx_lab_order *o,
+                                     const rdx_lab_routing *rt, rdx_error *err)
+{
+    size_t n = rdx_lab_routing_count(rt);
+    for (size_t i = 0; i < n; i++) {
+        const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
+        int first = d->lab[0] != '\0';
+        for (size_t j = 0; j < i && first; j++) {
+            const rdx_lab_decision *e = rdx_lab_routing_at(rt, j);
+            first = !(e->lab[0] != '\0' && strcmp(e->specimen_id, d->specimen_id) == 0);
+        }
+        if (!first) {
+            continue;
+        }
+        rdx_buf tests;
+        rdx_buf_init(&tests, 4096);
+        rdx_status st = RDX_OK;
+        int64_t stable_until = d->stable_until_ms;
+        for (size_t j = i; j < n && st == RDX_OK; j++) {
+            const rdx_lab_decision *e = rdx_lab_routing_at(rt, j);
+            if (strcmp(e->specimen_id, d->specimen_id) == 0 && e->lab[0] != '\0') {
+                st = rdx_buf_printf(&tests, "%s%s", tests.len ? "," : "", e->test_code);
+                /* The tube is usable as long as its least stable test allows. */
+                if (e->stable_until_ms < stable_until) {
+                    stable_until = e->stable_until_ms;
+                }
+            }
+        }
+        rdx_lab_specimen_reg r = {.authority = d->specimen_authority,
+                                  .barcode = d->specimen_id,
+                                  .patient_id = rdx_lab_order_patient_id(o),
+                                  .patient_authority = rdx_lab_order_patient_authority(o),
+                                  .order_sender = rdx_lab_order_sender(o),
+                                  .order_control = rdx_lab_order_control_id(o),
+                                  .parent_barcode = d->parent_id,
+                                  .lab = d->lab,
+                                  .tests = tests.data ? (const char *)tests.data : "",
+                                  .stable_until_ms = stable_until,
+                                  .arrival_due_ms = d->arrival_ms};
+        if (st == RDX_OK) {
+            st = rdx_lab_custody_register(x->store, &r, rdx_clock_wall_ms(), NULL, err);
+        }
+        rdx_buf_free(&tests);
+        if (st != RDX_OK) {
+            return st;
+        }
+    }
+    return RDX_OK;
+}
+
 static void route_message(route_run *x, const char *file, const rdx_lab_hl7_msg *m, size_t idx)
 {
     rdx_error err;
@@ -174,6 +228,11 @@ static void route_message(route_run *x, const char *file, const rdx_lab_hl7_msg 
     }
     rdx_error_clear(&err);
     if (rdx_lab_route(x->router, o, &rt, &err) != RDX_OK) {
+        rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, err.msg);
+        x->failed = 1;
+        goto out;
+    }
+    if (register_specimens(x, o, rt, &err) != RDX_OK) {
         rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, err.msg);
         x->failed = 1;
         goto out;
@@ -277,8 +336,299 @@ out:
     return rc;
 }
 
+/* ---- rdx lab event / rdx lab status ----------------------------------- */
+
+#define EVENT_CMD  "lab event"
+#define STATUS_CMD "lab status"
+
+static void event_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab event [--db URI] [--authority A] --actor INSTITUTION [--at DTM]\n"
+               "                     [--condition C] [--reason CODE] [--new-barcode B] [--json]\n"
+               "                     BARCODE EVENT\n"
+               "\n"
+               "Record one chain-of-custody event for the specimen BARCODE (registered when its\n"
+               "order was routed). EVENT is one of: collect, dispatch, receive, start, result,\n"
+               "deliver, reject, cancel, lose. Illegal transitions are refused. A re-scan of an\n"
+               "event already recorded (same barcode, event, time and actor) changes nothing.\n"
+               "\n"
+               "  --db URI          decision and custody store (default sqlite:rdx-lab.db)\n"
+               "  --authority A     the barcode's assigning authority (needed only when the\n"
+               "                    barcode is used by several)\n"
+               "  --actor INST      the institution reporting the event (required)\n"
+               "  --at DTM          when it happened, HL7 DTM (YYYYMMDDHHMM[SS][+ZZZZ], local\n"
+               "                    +08:00 when no offset); default now\n"
+               "  --condition C     receive: ok, hemolysed, leaking, insufficient,\n"
+               "                    wrong-container (default ok)\n"
+               "  --reason CODE     reject or cancel: a coded reason (e.g. HEMOLYSED)\n"
+               "  --new-barcode B   reject: the recollection's barcode (default BARCODE-R1)\n"
+               "  --json            machine-readable output\n");
+}
+
+static void status_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab status [--db URI] [--authority A] [--json] BARCODE\n"
+               "\n"
+               "Show where the specimen BARCODE is and its whole chain of custody: each event\n"
+               "with the time the institution reported and the time rdx received it.\n");
+}
+
+static void iso_time(char *out, size_t cap, int64_t ms)
+{
+    /* Network local time, +08:00. */
+    int64_t lm = ms / 60000 - (ms % 60000 < 0) + 480;
+    int64_t z = lm / 1440 - (lm % 1440 < 0);
+    unsigned mod = (unsigned)(lm - z * 1440);
+    z += 719468;
+    const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const unsigned doe = (unsigned)(z - era * 146097);
+    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const unsigned mp = (5 * doy + 2) / 153;
+    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+    const int64_t y = (int64_t)yoe + era * 400 + (m <= 2);
+    unsigned sec = (unsigned)((ms % 60000 + 60000) % 60000 / 1000);
+    snprintf(out, cap, "%04lld-%02u-%02uT%02u:%02u:%02u+08:00", (long long)y, m % 13, d % 32,
+             (mod / 60) % 24, mod % 60, sec % 60);
+}
+
+typedef struct common_opts {
+    const char *db, *authority;
+    int json;
+} common_opts;
+
+static int cmd_event(int argc, char **argv)
+{
+    common_opts c = {"sqlite:rdx-lab.db", NULL, 0};
+    const char *actor = NULL, *at = NULL, *cond = NULL, *reason = NULL, *newbc = NULL;
+    const char *pos[2] = {NULL, NULL};
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            event_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        if (strcmp(a, "--db") == 0) {
+            dst = &c.db;
+        } else if (strcmp(a, "--authority") == 0) {
+            dst = &c.authority;
+        } else if (strcmp(a, "--actor") == 0) {
+            dst = &actor;
+        } else if (strcmp(a, "--at") == 0) {
+            dst = &at;
+        } else if (strcmp(a, "--condition") == 0) {
+            dst = &cond;
+        } else if (strcmp(a, "--reason") == 0) {
+            dst = &reason;
+        } else if (strcmp(a, "--new-barcode") == 0) {
+            dst = &newbc;
+        } else if (strcmp(a, "--json") == 0) {
+            c.json = 1;
+            continue;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return rdx_cli_usage(EVENT_CMD, "unknown option '%s'", a);
+        } else {
+            if (npos == 2) {
+                return rdx_cli_usage(EVENT_CMD, "too many arguments ('%s')", a);
+            }
+            pos[npos++] = a;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            return rdx_cli_usage(EVENT_CMD, "%s needs a value", a);
+        }
+        *dst = argv[++i];
+    }
+    if (npos != 2) {
+        return rdx_cli_usage(EVENT_CMD, "want BARCODE EVENT");
+    }
+    if (actor == NULL) {
+        return rdx_cli_usage(EVENT_CMD, "--actor INSTITUTION is required");
+    }
+    rdx_lab_event_in in = {.authority = c.authority,
+                           .barcode = pos[0],
+                           .actor = actor,
+                           .reason = reason,
+                           .new_barcode = newbc};
+    if (rdx_lab_event_parse(pos[1], &in.kind) != RDX_OK) {
+        return rdx_cli_usage(EVENT_CMD,
+                             "unknown event '%s' (collect, dispatch, receive, start, result, "
+                             "deliver, reject, cancel, lose)",
+                             pos[1]);
+    }
+    if (cond != NULL && rdx_lab_condition_parse(cond, &in.condition) != RDX_OK) {
+        return rdx_cli_usage(EVENT_CMD,
+                             "unknown condition '%s' (ok, hemolysed, leaking, insufficient, "
+                             "wrong-container)",
+                             cond);
+    }
+    int64_t now = rdx_clock_wall_ms();
+    in.reported_ms = now;
+    if (at != NULL && rdx_lab_hl7_dtm_parse(at, strlen(at), 480, &in.reported_ms) != RDX_OK) {
+        return rdx_cli_usage(EVENT_CMD, "--at '%s' is not an HL7 date/time", at);
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    rdx_lab_event_out o;
+    int rc = RDX_EXIT_OK;
+    if (rdx_lab_store_open(c.db, &s, &err) != RDX_OK ||
+        rdx_lab_custody_event(s, &in, now, &o, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(EVENT_CMD, &err);
+        goto out;
+    }
+    if (c.json) {
+        printf("{\"barcode\": ");
+        json_str(stdout, pos[0]);
+        printf(", \"authority\": ");
+        json_str(stdout, o.authority);
+        printf(", \"event\": \"%s\", \"from\": \"%s\", \"to\": \"%s\", \"condition\": "
+               "\"%s\", \"duplicate\": %s, \"recollection\": ",
+               rdx_lab_event_name(in.kind), rdx_lab_state_name(o.from), rdx_lab_state_name(o.to),
+               rdx_lab_condition_name(o.condition), o.duplicate ? "true" : "false");
+        json_str(stdout, o.recollect);
+        printf("}\n");
+    } else {
+        printf("%s (%s): %s: %s -> %s%s%s%s%s\n", pos[0], o.authority, rdx_lab_event_name(in.kind),
+               rdx_lab_state_name(o.from), rdx_lab_state_name(o.to),
+               o.condition != RDX_LAB_COND_OK ? ", condition " : "",
+               o.condition != RDX_LAB_COND_OK ? rdx_lab_condition_name(o.condition) : "",
+               o.duplicate ? " (re-scan: already recorded, nothing changed)" : "",
+               o.recollect[0] && !o.duplicate ? "; recollection requested" : "");
+        if (o.recollect[0] != '\0' && !o.duplicate) {
+            printf("%s (%s): new barcode for the recollection\n", o.recollect, o.authority);
+        }
+    }
+out:
+    rdx_lab_store_free(s);
+    return rc;
+}
+
+typedef struct status_ctx {
+    int json;
+    size_t n;
+} status_ctx;
+
+static void on_history(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab_event_rec *e)
+{
+    status_ctx *x = user;
+    char rep[40], rec[40];
+    iso_time(rep, sizeof rep, e->reported_ms);
+    iso_time(rec, sizeof rec, e->received_ms);
+    if (x->n == 0) {
+        if (x->json) {
+            printf("{\"barcode\": ");
+            json_str(stdout, sp->barcode);
+            printf(", \"authority\": ");
+            json_str(stdout, sp->authority);
+            printf(", \"state\": \"%s\", \"condition\": \"%s\", \"patient\": ",
+                   rdx_lab_state_name(sp->state), rdx_lab_condition_name(sp->condition));
+            json_str(stdout, sp->patient_id);
+            printf(", \"order\": ");
+            json_str(stdout, sp->order_control);
+            printf(", \"sender\": ");
+            json_str(stdout, sp->order_sender);
+            printf(", \"lab\": ");
+            json_str(stdout, sp->lab);
+            printf(", \"tests\": ");
+            json_str(stdout, sp->tests);
+            printf(", \"parent\": ");
+            json_str(stdout, sp->parent_barcode);
+            printf(", \"recollect_of\": ");
+            json_str(stdout, sp->recollect_of);
+            printf(", \"recollected_as\": ");
+            json_str(stdout, sp->recollected_as);
+            printf(", \"events\": [");
+        } else {
+            printf("%s (%s): %s%s%s; patient %s, order %s from %s, lab %s, tests %s\n", sp->barcode,
+                   sp->authority, rdx_lab_state_name(sp->state),
+                   sp->condition != RDX_LAB_COND_OK ? ", condition " : "",
+                   sp->condition != RDX_LAB_COND_OK ? rdx_lab_condition_name(sp->condition) : "",
+                   sp->patient_id, sp->order_control, sp->order_sender, sp->lab[0] ? sp->lab : "-",
+                   sp->tests[0] ? sp->tests : "-");
+            if (sp->parent_barcode[0]) {
+                printf("  child of %s\n", sp->parent_barcode);
+            }
+            if (sp->recollect_of[0]) {
+                printf("  recollection of %s\n", sp->recollect_of);
+            }
+            if (sp->recollected_as[0]) {
+                printf("  recollected as %s\n", sp->recollected_as);
+            }
+        }
+    }
+    if (x->json) {
+        printf("%s\n  {\"event\": \"%s\", \"from\": \"%s\", \"to\": \"%s\", \"condition\": "
+               "\"%s\", \"reason\": ",
+               x->n ? "," : "", rdx_lab_event_name(e->kind), rdx_lab_state_name(e->from),
+               rdx_lab_state_name(e->to), rdx_lab_condition_name(e->condition));
+        json_str(stdout, e->reason);
+        printf(", \"actor\": ");
+        json_str(stdout, e->actor);
+        printf(", \"reported\": \"%s\", \"received\": \"%s\"}", rep, rec);
+    } else {
+        printf("  %s  %-8s %s -> %s%s%s%s%s by %s (received %s)\n", rep,
+               rdx_lab_event_name(e->kind), rdx_lab_state_name(e->from), rdx_lab_state_name(e->to),
+               e->condition ? ", " : "", e->condition ? rdx_lab_condition_name(e->condition) : "",
+               e->reason[0] ? ", " : "", e->reason, e->actor, rec);
+    }
+    x->n++;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    common_opts c = {"sqlite:rdx-lab.db", NULL, 0};
+    const char *barcode = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            status_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--db") == 0 || strcmp(a, "--authority") == 0) {
+            if (i + 1 >= argc) {
+                return rdx_cli_usage(STATUS_CMD, "%s needs a value", a);
+            }
+            *(a[2] == 'd' ? &c.db : &c.authority) = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            c.json = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return rdx_cli_usage(STATUS_CMD, "unknown option '%s'", a);
+        } else if (barcode != NULL) {
+            return rdx_cli_usage(STATUS_CMD, "one BARCODE at a time");
+        } else {
+            barcode = a;
+        }
+    }
+    if (barcode == NULL) {
+        return rdx_cli_usage(STATUS_CMD, "want BARCODE");
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    status_ctx x = {c.json, 0};
+    int rc = RDX_EXIT_OK;
+    if (rdx_lab_store_open(c.db, &s, &err) != RDX_OK ||
+        rdx_lab_custody_history(s, c.authority, barcode, on_history, &x, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(STATUS_CMD, &err);
+    } else if (c.json) {
+        printf("\n]}\n");
+    }
+    rdx_lab_store_free(s);
+    return rc;
+}
+
 static const struct rdx_cli_verb verbs[] = {
     {"route", "route each ordered test to a member lab and say why", cmd_route},
+    {"event", "record a chain-of-custody event for a specimen", cmd_event},
+    {"status", "show a specimen's state and chain of custody", cmd_status},
     {NULL, NULL, NULL},
 };
 

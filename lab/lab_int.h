@@ -179,6 +179,14 @@ unsigned lab_cat_lab_tat(const cat_lab *l, const char *test);
 const char *lab_cat_type_name(const rdx_lab_catalogue *c, const char *type);
 const char *lab_cat_test_name(const rdx_lab_catalogue *c, const char *test);
 
+/* ---- The SQLite store (lab/store.c), shared with lab/custody.c ---------- */
+
+struct sqlite3;
+struct rdx_lab_store {
+    struct sqlite3 *db;
+    char *path;
+};
+
 /* ---- Routings built outside the router (the store) ---------------------- */
 
 /* An empty routing, and appending a copy of d (all strings copied). */

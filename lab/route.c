@@ -423,6 +423,9 @@ static rdx_status base_decision(route_ctx *x, size_t ti, rdx_lab_decision *d)
     RDX_TRY(keep(x->rt, rdx_strndup(t->text, strlen(t->text)), &d->test_text));
     RDX_TRY(keep(x->rt, rdx_strndup(s->id, strlen(s->id)), &d->specimen_id));
     RDX_TRY(keep(x->rt, rdx_strndup(s->type, strlen(s->type)), &d->specimen_type));
+    const char *auth = s->authority[0] ? s->authority : rdx_lab_order_sender(x->o);
+    RDX_TRY(keep(x->rt, rdx_strndup(auth, strlen(auth)), &d->specimen_authority));
+    d->stable_until_ms = NO_TIME;
     d->parent_id = "";
     d->lab = "";
     d->lab_city = "";
@@ -447,6 +450,7 @@ static rdx_status routed(route_ctx *x, size_t ti, size_t li, const eval *e, int6
     d.arrival_ms = utc_ms(e->arrival, x->off);
     d.result_ms = utc_ms(e->result, x->off);
     d.day = e->day;
+    d.stable_until_ms = utc_ms(collected + e->stab_min, x->off);
     fmt_local(collected, col);
     fmt_hhmm(e->pickup, pick);
     fmt_hhmm(e->arrival, arr);
@@ -865,8 +869,9 @@ rdx_status lab_routing_new(rdx_lab_routing **out)
 rdx_status lab_routing_push(rdx_lab_routing *rt, const rdx_lab_decision *src)
 {
     rdx_lab_decision d = *src;
-    const char **fields[] = {&d.test_code,     &d.test_text, &d.specimen_id, &d.parent_id,
-                             &d.specimen_type, &d.lab,       &d.lab_city,    &d.reason};
+    const char **fields[] = {&d.test_code, &d.test_text,     &d.specimen_id,
+                             &d.parent_id, &d.specimen_type, &d.lab,
+                             &d.lab_city,  &d.reason,        &d.specimen_authority};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         const char *v = *fields[i] != NULL ? *fields[i] : "";
         RDX_TRY(keep(rt, rdx_strndup(v, strlen(v)), fields[i]));

@@ -11,11 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct rdx_lab_store {
-    sqlite3 *db;
-    char *path;
-};
-
 static const char schema[] =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA busy_timeout=5000;"
@@ -27,7 +22,22 @@ static const char schema[] =
     " collected_ms INTEGER, pickup_ms INTEGER, arrival_ms INTEGER, result_ms INTEGER,"
     " day INTEGER NOT NULL, routed_at_ms INTEGER NOT NULL,"
     " PRIMARY KEY (sender, control_id, seq));"
-    "CREATE INDEX IF NOT EXISTS lab_route_load ON lab_route (lab, day);";
+    "CREATE INDEX IF NOT EXISTS lab_route_load ON lab_route (lab, day);"
+    /* Chain of custody (lab/custody.c). */
+    "CREATE TABLE IF NOT EXISTS lab_specimen ("
+    " authority TEXT NOT NULL, barcode TEXT NOT NULL, patient_id TEXT NOT NULL,"
+    " patient_authority TEXT NOT NULL, order_sender TEXT NOT NULL, order_control TEXT NOT NULL,"
+    " parent_barcode TEXT NOT NULL, lab TEXT NOT NULL, tests TEXT NOT NULL,"
+    " state INTEGER NOT NULL, condition INTEGER NOT NULL, stable_until_ms INTEGER,"
+    " arrival_due_ms INTEGER, recollect_of TEXT NOT NULL, recollected_as TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL, PRIMARY KEY (authority, barcode));"
+    "CREATE INDEX IF NOT EXISTS lab_specimen_barcode ON lab_specimen (barcode);"
+    "CREATE TABLE IF NOT EXISTS lab_event ("
+    " id INTEGER PRIMARY KEY, authority TEXT NOT NULL, barcode TEXT NOT NULL,"
+    " event INTEGER NOT NULL, from_state INTEGER NOT NULL, to_state INTEGER NOT NULL,"
+    " condition INTEGER NOT NULL, reason TEXT NOT NULL, actor TEXT NOT NULL,"
+    " reported_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL,"
+    " UNIQUE (authority, barcode, event, reported_ms, actor));";
 
 static rdx_status db_error(rdx_lab_store *s, rdx_error *err, const char *what)
 {
@@ -160,6 +170,8 @@ rdx_status rdx_lab_store_lookup(rdx_lab_store *s, const char *sender, const char
             .arrival_ms = col_time(q, 11),
             .result_ms = col_time(q, 12),
             .day = sqlite3_column_int64(q, 13),
+            .specimen_authority = "",
+            .stable_until_ms = INT64_MIN,
         };
         if ((st = lab_routing_push(rt, &d)) != RDX_OK) {
             st = rdx_error_set(err, st, "out of memory");

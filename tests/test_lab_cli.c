@@ -153,12 +153,94 @@ static void test_cli_route_errors_and_usage(void **state)
     free(dir);
 }
 
+static void test_cli_event_and_status_follow_a_tube(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char uri[512];
+    snprintf(uri, sizeof uri, "sqlite:%s/lab.db", dir);
+    struct rdx_run r;
+    const char *route[] = {"lab", "route", "--catalogue", CAT, "--db", uri, SPLIT, NULL};
+    run(&r, route);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    struct {
+        const char *event, *at, *extra1, *extra2, *want;
+        int exit_code;
+    } steps[] = {
+        {"collect", "202612010705", NULL, NULL, "ordered -> collected", 0},
+        {"collect", "202612010705", NULL, NULL, "re-scan: already recorded", 0},
+        {"receive", "202612010925", NULL, NULL, "cannot 'receive' a specimen that is 'collected'",
+         1},
+        {"dispatch", "202612010900", NULL, NULL, "collected -> dispatched", 0},
+        {"receive", "202612010925", "--condition", "hemolysed", "condition hemolysed", 0},
+        {"reject", "202612010930", "--reason", "HEMOLYSED", "MAE0042.1-R1", 0},
+        {"start", "202612010931", NULL, NULL, "the state is final", 1},
+        {"fly", "202612010931", NULL, NULL, "unknown event 'fly'", 2},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        const char *argv[16] = {"lab",     "event",   "--db", uri,
+                                "--actor", "MAS-CCL", "--at", steps[i].at};
+        size_t n = 8;
+        if (steps[i].extra1 != NULL) {
+            argv[n++] = steps[i].extra1;
+            argv[n++] = steps[i].extra2;
+        }
+        argv[n++] = "MAE0042.1";
+        argv[n++] = steps[i].event;
+        argv[n] = NULL;
+        run(&r, argv);
+        if (r.exit_code != steps[i].exit_code ||
+            (strstr(r.out, steps[i].want) == NULL && strstr(r.err, steps[i].want) == NULL)) {
+            fail_msg("step %zu (%s): exit %d, out '%s', err '%s'", i, steps[i].event, r.exit_code,
+                     r.out, r.err);
+        }
+        rdx_run_free(&r);
+    }
+    const char *status[] = {"lab", "status", "--db", uri, "MAE0042.1", NULL};
+    run(&r, status);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "MAE0042.1 (MAS-EAST-CHC): rejected, condition hemolysed"));
+    assert_non_null(strstr(r.out, "child of MAE0042"));
+    assert_non_null(strstr(r.out, "recollected as MAE0042.1-R1"));
+    assert_non_null(strstr(r.out, "2026-12-01T09:00:00+08:00  dispatch collected -> dispatched"));
+    rdx_run_free(&r);
+    const char *jstatus[] = {"lab", "status", "--db", uri, "--json", "MAE0042.1-R1", NULL};
+    run(&r, jstatus);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "\"state\": \"ordered\""));
+    assert_non_null(strstr(r.out, "\"recollect_of\": \"MAE0042.1\""));
+    rdx_run_free(&r);
+    const char *missing[] = {"lab", "status", "--db", uri, "NOPE", NULL};
+    run(&r, missing);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "rdx lab status: barcode NOPE: no such specimen"));
+    rdx_run_free(&r);
+    const char *noactor[] = {"lab", "event", "--db", uri, "MAE0042.1", "collect", NULL};
+    run(&r, noactor);
+    assert_int_equal(r.exit_code, 2);
+    assert_non_null(strstr(r.err, "--actor"));
+    rdx_run_free(&r);
+    const char *help[] = {"lab", "event", "--help", NULL};
+    run(&r, help);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "Usage: rdx lab event"));
+    rdx_run_free(&r);
+    const char *shelp[] = {"lab", "status", "-h", NULL};
+    run(&r, shelp);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cli_route_golden_text_and_json),
         cmocka_unit_test(test_cli_route_store_is_idempotent_and_keeps_load),
         cmocka_unit_test(test_cli_route_errors_and_usage),
+        cmocka_unit_test(test_cli_event_and_status_follow_a_tube),
     };
     return cmocka_run_group_tests_name("lab_cli", tests, NULL, NULL);
 }

@@ -411,6 +411,8 @@ typedef struct rdx_lab_decision {
     int64_t arrival_ms;   /* arrival at the lab; INT64_MIN when refused */
     int64_t result_ms;    /* expected result; INT64_MIN when refused */
     int64_t day;          /* local day (days since 1970-01-01) testing starts; -1 when refused */
+    const char *specimen_authority; /* the barcode's assigning authority (SPM-2.1.2 or MSH-4.1) */
+    int64_t stable_until_ms;        /* collection + stability on the way; INT64_MIN when refused */
 } rdx_lab_decision;
 
 typedef struct rdx_lab_router rdx_lab_router;
@@ -491,6 +493,154 @@ rdx_status rdx_lab_store_lookup(rdx_lab_store *s, const char *sender, const char
  */
 rdx_status rdx_lab_store_save(rdx_lab_store *s, const char *sender, const char *control_id,
                               const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err);
+
+/* ==== Chain of custody (lab/custody.c, in the same SQLite store) ========= */
+
+/* Where a specimen is. The last three are final. */
+typedef enum rdx_lab_spec_state {
+    RDX_LAB_ST_ORDERED = 0,
+    RDX_LAB_ST_COLLECTED = 1,
+    RDX_LAB_ST_DISPATCHED = 2, /* on a courier run */
+    RDX_LAB_ST_RECEIVED = 3,
+    RDX_LAB_ST_IN_TESTING = 4,
+    RDX_LAB_ST_RESULTED = 5,
+    RDX_LAB_ST_DELIVERED = 6, /* the result reached the ordering clinic */
+    RDX_LAB_ST_REJECTED = 7,  /* a recollection request (new barcode) was opened */
+    RDX_LAB_ST_CANCELLED = 8,
+    RDX_LAB_ST_LOST = 9
+} rdx_lab_spec_state;
+
+/* What happened to it. */
+typedef enum rdx_lab_event_kind {
+    RDX_LAB_EV_ORDER = 0, /* registration (rdx_lab_custody_register) */
+    RDX_LAB_EV_COLLECT = 1,
+    RDX_LAB_EV_DISPATCH = 2,
+    RDX_LAB_EV_RECEIVE = 3, /* with a condition */
+    RDX_LAB_EV_START = 4,
+    RDX_LAB_EV_RESULT = 5, /* again after RESULTED or DELIVERED: a correction */
+    RDX_LAB_EV_DELIVER = 6,
+    RDX_LAB_EV_REJECT = 7, /* with a coded reason */
+    RDX_LAB_EV_CANCEL = 8,
+    RDX_LAB_EV_LOSE = 9
+} rdx_lab_event_kind;
+
+/* The condition recorded at receipt. */
+typedef enum rdx_lab_condition {
+    RDX_LAB_COND_OK = 0,
+    RDX_LAB_COND_HEMOLYSED = 1,
+    RDX_LAB_COND_LEAKING = 2,
+    RDX_LAB_COND_INSUFFICIENT = 3,
+    RDX_LAB_COND_WRONG_CONTAINER = 4,
+    RDX_LAB_COND_EXPIRED = 5 /* received after its stability ran out (set by rdx) */
+} rdx_lab_condition;
+
+/* Static lower-case names ("in-testing", "dispatch", "hemolysed"), and parsing them back. */
+const char *rdx_lab_state_name(rdx_lab_spec_state s);
+const char *rdx_lab_event_name(rdx_lab_event_kind k);
+const char *rdx_lab_condition_name(rdx_lab_condition c);
+/* RDX_EINVAL for a name that is not one of the above. */
+rdx_status rdx_lab_event_parse(const char *name, rdx_lab_event_kind *out);
+rdx_status rdx_lab_condition_parse(const char *name, rdx_lab_condition *out);
+
+/* A specimen to register. Strings are copied; NULL counts as "". */
+typedef struct rdx_lab_specimen_reg {
+    const char *authority; /* the barcode's assigning authority (SPM-2 namespace) */
+    const char *barcode;
+    const char *patient_id;
+    const char *patient_authority;
+    const char *order_sender;   /* MSH-4.1 of the order */
+    const char *order_control;  /* MSH-10 of the order */
+    const char *parent_barcode; /* SPM-3 of a child specimen */
+    const char *lab;            /* performing lab, "" when not routed */
+    const char *tests;          /* the tests on it, comma-separated */
+    int64_t stable_until_ms;    /* INT64_MIN when unknown */
+    int64_t arrival_due_ms;     /* expected arrival at the lab; INT64_MIN when unknown */
+} rdx_lab_specimen_reg;
+
+/*
+ * Register a specimen in state ORDERED (the event log gets its ORDER event).
+ * Registering the same barcode again for the same patient and order is a
+ * no-op (*created = 0). Errors: RDX_EINVAL (empty authority or barcode),
+ * RDX_EDENIED (the barcode belongs to another patient), RDX_EDUPLICATE (the
+ * barcode is already used by another order of the same patient), RDX_EDB.
+ */
+rdx_status rdx_lab_custody_register(rdx_lab_store *s, const rdx_lab_specimen_reg *reg,
+                                    int64_t now_ms, int *created, rdx_error *err);
+
+/* One scan or event reported by an institution. */
+typedef struct rdx_lab_event_in {
+    const char *authority; /* NULL: the barcode must be unique across authorities */
+    const char *barcode;
+    rdx_lab_event_kind kind;
+    rdx_lab_condition condition; /* RECEIVE */
+    const char *reason;          /* REJECT (a code, e.g. "HEMOLYSED"), CANCEL; may be NULL */
+    const char *actor;           /* the reporting institution (required) */
+    int64_t reported_ms;         /* the time the actor says it happened */
+    const char *new_barcode;     /* REJECT: the recollection's barcode; NULL = "<barcode>-R<n>" */
+} rdx_lab_event_in;
+
+/* What an event did. */
+typedef struct rdx_lab_event_out {
+    rdx_lab_spec_state from, to;
+    int duplicate;       /* 1: the same event was already recorded (a re-scan); nothing changed */
+    char authority[64];  /* the specimen's authority (resolved when ev->authority was NULL) */
+    char recollect[128]; /* REJECT (or an expired receipt): the new barcode, else "" */
+    rdx_lab_condition condition;
+} rdx_lab_event_out;
+
+/*
+ * Apply one event, enforcing the state machine (docs/lab-custody.md):
+ * ordered -> collected -> dispatched -> received -> in-testing -> resulted ->
+ * delivered, with reject (from ordered .. in-testing; opens a recollection
+ * with a new barcode linked to the old), cancel (before dispatch only; a
+ * result cannot be cancelled, only corrected), lose (dispatched or received),
+ * and result again after resulted/delivered as a correction. A receipt later
+ * than the specimen's stability is recorded with condition EXPIRED and the
+ * specimen rejected. The event is appended to the log with both the reported
+ * time and received_ms, the time rdx received it. Errors: RDX_ENOTFOUND
+ * (unknown barcode), RDX_EINVAL (ambiguous barcode without authority,
+ * missing actor), RDX_ESTATE (illegal transition; err says what is allowed),
+ * RDX_EDB.
+ */
+rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, int64_t received_ms,
+                                 rdx_lab_event_out *out, rdx_error *err);
+
+/* One logged event, for rdx_lab_custody_history. Strings valid during the callback. */
+typedef struct rdx_lab_event_rec {
+    rdx_lab_event_kind kind;
+    rdx_lab_spec_state from, to;
+    rdx_lab_condition condition;
+    const char *reason, *actor;
+    int64_t reported_ms, received_ms;
+} rdx_lab_event_rec;
+
+/* The specimen itself, for rdx_lab_custody_history. */
+typedef struct rdx_lab_specimen_rec {
+    const char *authority, *barcode, *patient_id, *order_sender, *order_control;
+    const char *parent_barcode, *lab, *tests, *recollect_of, *recollected_as;
+    rdx_lab_spec_state state;
+    rdx_lab_condition condition;
+} rdx_lab_specimen_rec;
+
+typedef void (*rdx_lab_history_fn)(void *user, const rdx_lab_specimen_rec *spec,
+                                   const rdx_lab_event_rec *ev);
+
+/*
+ * Call fn once per logged event of the specimen, oldest first (ev never
+ * NULL: every specimen has its ORDER event). Errors: RDX_ENOTFOUND,
+ * RDX_EINVAL (ambiguous without authority), RDX_EDB.
+ */
+rdx_status rdx_lab_custody_history(rdx_lab_store *s, const char *authority, const char *barcode,
+                                   rdx_lab_history_fn fn, void *user, rdx_error *err);
+
+/*
+ * Specimens dispatched whose expected arrival plus grace_min has passed at
+ * now_ms with no receipt scan: fn is called for each (lost in transit?).
+ * Returns the count in *count.
+ */
+rdx_status rdx_lab_custody_overdue(rdx_lab_store *s, int64_t now_ms, unsigned grace_min,
+                                   rdx_lab_history_fn fn, void *user, size_t *count,
+                                   rdx_error *err);
 
 #ifdef __cplusplus
 }
