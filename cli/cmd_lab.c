@@ -172,6 +172,14 @@ static rdx_status register_specimens(route_run *x, const rdx_lab_order *o,
         rdx_buf_init(&tests, 4096);
         rdx_status st = RDX_OK;
         int64_t stable_until = d->stable_until_ms;
+        const char *placer = "";
+        for (size_t t = 0; t < rdx_lab_order_test_count(o); t++) {
+            const rdx_lab_order_test *ot = rdx_lab_order_test_at(o, t);
+            if (strcmp(ot->code, d->test_code) == 0) {
+                placer = ot->placer;
+                break;
+            }
+        }
         for (size_t j = i; j < n && st == RDX_OK; j++) {
             const rdx_lab_decision *e = rdx_lab_routing_at(rt, j);
             if (strcmp(e->specimen_id, d->specimen_id) == 0 && e->lab[0] != '\0') {
@@ -191,6 +199,7 @@ static rdx_status register_specimens(route_run *x, const rdx_lab_order *o,
                                   .parent_barcode = d->parent_id,
                                   .lab = d->lab,
                                   .tests = tests.data ? (const char *)tests.data : "",
+                                  .placer = placer,
                                   .stable_until_ms = stable_until,
                                   .arrival_due_ms = d->arrival_ms};
         if (st == RDX_OK) {
@@ -625,10 +634,215 @@ static int cmd_status(int argc, char **argv)
     return rc;
 }
 
+/* ---- rdx lab result ---------------------------------------------------- */
+
+#define RESULT_CMD "lab result"
+
+static void result_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab result [--db URI] [--out DIR] [--hub ID] [--json] ORU.hl7...\n"
+               "\n"
+               "Match each ORU^R01 from a lab to its order and specimens and apply it: the\n"
+               "specimens move to resulted, the observations are stored (OBX-11 = C corrects\n"
+               "an earlier value and keeps it), and two files are written in DIR:\n"
+               "  CONTROL.ack.hl7  the ACK for the lab: AA, or AE/AR with an ERR segment for\n"
+               "                   an unknown, cancelled or already-final order\n"
+               "  CONTROL.oru.hl7  the ORU readdressed to the ordering clinic (AA only)\n"
+               "CONTROL is the message's MSH-10. The same message again (same sender and\n"
+               "MSH-10) is acknowledged but applied once.\n"
+               "\n"
+               "  --db URI   decision and custody store (default sqlite:rdx-lab.db)\n"
+               "  --out DIR  where the ACK and ORU files go (default .)\n"
+               "  --hub ID   the hub's HL7 facility, MSH-4 of what it sends (default NJ-HUB)\n"
+               "  --json     machine-readable output\n"
+               "Exit status: 0 every message was accepted (AA), 1 a file could not be read or\n"
+               "a message was refused (AE/AR; its ACK is still written), 2 usage error.\n");
+}
+
+/* MSH-10 as a file name: anything but [A-Za-z0-9._-] becomes '_'. */
+static void safe_name(const char *in, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; in[n] != '\0' && n + 1 < cap; n++) {
+        char c = in[n];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        out[n] = ok && !(n == 0 && c == '.') ? c : '_';
+    }
+    if (n == 0) {
+        out[n++] = '_';
+    }
+    out[n] = '\0';
+}
+
+static void dtm_now(char *out, size_t cap)
+{
+    char iso[40];
+    iso_time(iso, sizeof iso, rdx_clock_wall_ms());
+    /* 2026-12-01T09:35:07+08:00 -> 20261201093507+0800 */
+    snprintf(out, cap, "%.4s%.2s%.2s%.2s%.2s%.2s+0800", iso, iso + 5, iso + 8, iso + 11, iso + 14,
+             iso + 17);
+}
+
+static int cmd_result(int argc, char **argv)
+{
+    const char *db = "sqlite:rdx-lab.db", *dir = ".", *hub = "NJ-HUB";
+    int json = 0, nfiles = 0, failed = 0, dashdash = 0;
+    size_t shown = 0;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            result_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (dashdash || a[0] != '-' || a[1] == '\0') {
+            argv[1 + nfiles++] = argv[i];
+        } else if (strcmp(a, "--db") == 0 || strcmp(a, "--out") == 0 || strcmp(a, "--hub") == 0) {
+            if (i + 1 >= argc) {
+                return rdx_cli_usage(RESULT_CMD, "%s needs a value", a);
+            }
+            *(a[2] == 'd' ? &db : a[2] == 'o' ? &dir : &hub) = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (strcmp(a, "--") == 0) {
+            dashdash = 1;
+        } else {
+            return rdx_cli_usage(RESULT_CMD, "unknown option '%s'", a);
+        }
+    }
+    if (nfiles == 0) {
+        return rdx_cli_usage(RESULT_CMD, "no ORU files given");
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    if (rdx_lab_store_open(db, &s, &err) != RDX_OK) {
+        return rdx_cli_fail_err(RESULT_CMD, &err);
+    }
+    if (json) {
+        printf("{\"messages\": [");
+    }
+    for (int i = 1; i <= nfiles; i++) {
+        const char *file = argv[i];
+        rdx_buf b;
+        rdx_lab_hl7_batch *batch = NULL;
+        rdx_buf_init(&b, 256u << 20);
+        rdx_error_clear(&err);
+        if (rdx_file_read(file, &b, &err) != RDX_OK) {
+            rdx_cli_fail_err(RESULT_CMD, &err);
+            failed = 1;
+            rdx_buf_free(&b);
+            continue;
+        }
+        if (rdx_lab_hl7_batch_parse(b.data, b.len, &batch, &err) != RDX_OK) {
+            /* Not even an MSH to answer: an AR cannot be addressed; report it. */
+            rdx_cli_fail(RESULT_CMD, "%s: %s", file, err.msg);
+            failed = 1;
+            rdx_buf_free(&b);
+            continue;
+        }
+        for (size_t k = 0; k < rdx_lab_hl7_batch_count(batch); k++) {
+            const rdx_lab_hl7_msg *m = rdx_lab_hl7_batch_msg(batch, k);
+            rdx_lab_result_outcome o;
+            rdx_error_clear(&err);
+            if (rdx_lab_result_apply(s, m, rdx_clock_wall_ms(), &o, &err) != RDX_OK) {
+                rdx_cli_fail(RESULT_CMD, "%s: message %zu: %s", file, k + 1, err.msg);
+                failed = 1;
+                continue;
+            }
+            rdx_buf ctlb, ack, fwd;
+            rdx_buf_init(&ctlb, 1024);
+            rdx_buf_init(&ack, 1 << 20);
+            rdx_buf_init(&fwd, 64u << 20);
+            (void)rdx_lab_hl7_get(m, "MSH-10", &ctlb, NULL);
+            const char *ctl = ctlb.data ? (const char *)ctlb.data : "";
+            char name[128], ts[32], ackid[160], path[1024], fpath[1024] = "";
+            safe_name(ctl, name, sizeof name);
+            dtm_now(ts, sizeof ts);
+            snprintf(ackid, sizeof ackid, "ACK-%s", ctl);
+            rdx_lab_ack_spec sp = {.code = o.code,
+                                   .control_id = ackid,
+                                   .timestamp = ts,
+                                   .text = o.code == RDX_LAB_ACK_AA ? NULL : o.text,
+                                   .hl7_error = o.hl7_error,
+                                   .err_segment = o.err_segment,
+                                   .err_sequence = o.err_sequence,
+                                   .err_field = o.err_field};
+            snprintf(path, sizeof path, "%s/%s.ack.hl7", dir, name);
+            rdx_status st = rdx_lab_hl7_ack(m, &sp, &ack, &err);
+            if (st == RDX_OK) {
+                st = rdx_file_write_atomic(path, ack.data, ack.len, &err);
+            }
+            if (st == RDX_OK && o.code == RDX_LAB_ACK_AA && !o.duplicate) {
+                char fid[160];
+                snprintf(fid, sizeof fid, "RDX-%s", ctl);
+                rdx_lab_hl7_address a = {.sending_app = "RDX",
+                                         .sending_facility = hub,
+                                         .receiving_app = "",
+                                         .receiving_facility = o.clinic,
+                                         .timestamp = ts,
+                                         .control_id = fid};
+                snprintf(fpath, sizeof fpath, "%s/%s.oru.hl7", dir, name);
+                st = rdx_lab_hl7_readdress(m, &a, &fwd, &err);
+                if (st == RDX_OK) {
+                    st = rdx_file_write_atomic(fpath, fwd.data, fwd.len, &err);
+                }
+            }
+            if (st != RDX_OK) {
+                rdx_cli_fail_err(RESULT_CMD, &err);
+                failed = 1;
+            } else if (json) {
+                static const char *const codes[] = {"AA", "AE", "AR"};
+                printf("%s\n  {\"file\": ", shown++ ? "," : "");
+                json_str(stdout, file);
+                printf(", \"control_id\": ");
+                json_str(stdout, ctl);
+                printf(", \"ack\": \"%s\", \"hl7_error\": %u, \"duplicate\": %s, "
+                       "\"specimens\": %zu, \"observations\": %zu, \"corrections\": %zu, "
+                       "\"clinic\": ",
+                       codes[o.code], o.hl7_error, o.duplicate ? "true" : "false", o.specimens,
+                       o.applied, o.corrections);
+                json_str(stdout, o.clinic);
+                printf(", \"text\": ");
+                json_str(stdout, o.text);
+                printf(", \"ack_file\": ");
+                json_str(stdout, path);
+                printf(", \"oru_file\": ");
+                json_str(stdout, fpath);
+                printf("}");
+            } else {
+                static const char *const codes[] = {"AA", "AE", "AR"};
+                printf("%s %s: %s%s: %s; ACK in %s", file, ctl, codes[o.code],
+                       o.duplicate ? " (duplicate, not applied again)" : "", o.text, path);
+                if (fpath[0] != '\0') {
+                    printf("; ORU for %s in %s", o.clinic, fpath);
+                }
+                printf("\n");
+            }
+            if (o.code != RDX_LAB_ACK_AA) {
+                failed = 1;
+            }
+            rdx_buf_free(&ctlb);
+            rdx_buf_free(&ack);
+            rdx_buf_free(&fwd);
+        }
+        rdx_lab_hl7_batch_free(batch);
+        rdx_buf_free(&b);
+    }
+    if (json) {
+        printf("\n]}\n");
+    }
+    rdx_lab_store_free(s);
+    return failed ? RDX_EXIT_FAIL : RDX_EXIT_OK;
+}
+
 static const struct rdx_cli_verb verbs[] = {
     {"route", "route each ordered test to a member lab and say why", cmd_route},
     {"event", "record a chain-of-custody event for a specimen", cmd_event},
     {"status", "show a specimen's state and chain of custody", cmd_status},
+    {"result", "apply a lab's ORU to its order, write the ACK and the clinic's ORU", cmd_result},
     {NULL, NULL, NULL},
 };
 

@@ -179,7 +179,7 @@ static rdx_status insert_specimen(rdx_lab_store *s, const rdx_lab_specimen_reg *
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO lab_specimen VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                           "0, 0, ?10, ?11, ?12, '', ?13)",
+                           "0, 0, ?10, ?11, ?12, '', ?13, ?14)",
                            -1, &q, NULL) != SQLITE_OK) {
         return RDX_EDB;
     }
@@ -196,14 +196,19 @@ static rdx_status insert_specimen(rdx_lab_store *s, const rdx_lab_specimen_reg *
     bind_opt(q, 11, r->arrival_due_ms);
     sqlite3_bind_text(q, 12, nz(recollect_of), -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 13, now);
+    sqlite3_bind_text(q, 14, nz(r->placer), -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
     return rc == SQLITE_DONE ? RDX_OK : RDX_EDB;
 }
 
+/*
+ * Savepoints rather than BEGIN: they nest, so lab/result.c can apply several
+ * events and its own rows in one outer transaction.
+ */
 static rdx_status begin(rdx_lab_store *s, rdx_error *err)
 {
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    if (sqlite3_exec(s->db, "SAVEPOINT custody", NULL, NULL, NULL) != SQLITE_OK) {
         return db_fail(s, err, "cannot start a transaction");
     }
     return RDX_OK;
@@ -212,12 +217,13 @@ static rdx_status begin(rdx_lab_store *s, rdx_error *err)
 static rdx_status finish(rdx_lab_store *s, rdx_status st, rdx_error *err)
 {
     if (st == RDX_OK) {
-        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
+        if (sqlite3_exec(s->db, "RELEASE custody", NULL, NULL, NULL) == SQLITE_OK) {
             return RDX_OK;
         }
         st = db_fail(s, err, "cannot commit");
     }
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_exec(s->db, "ROLLBACK TO custody", NULL, NULL, NULL);
+    sqlite3_exec(s->db, "RELEASE custody", NULL, NULL, NULL);
     return st;
 }
 
@@ -344,7 +350,7 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
     if (sqlite3_prepare_v2(s->db,
                            "SELECT state, stable_until_ms, patient_id, patient_authority, "
                            "order_sender, order_control, parent_barcode, lab, tests, "
-                           "recollected_as FROM lab_specimen WHERE authority = ?1 AND "
+                           "recollected_as, placer FROM lab_specimen WHERE authority = ?1 AND "
                            "barcode = ?2",
                            -1, &q, NULL) != SQLITE_OK ||
         sqlite3_bind_text(q, 1, o.authority, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -442,6 +448,7 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
             .parent_barcode = (const char *)sqlite3_column_text(q, 6),
             .lab = (const char *)sqlite3_column_text(q, 7),
             .tests = (const char *)sqlite3_column_text(q, 8),
+            .placer = (const char *)sqlite3_column_text(q, 10),
             .stable_until_ms = INT64_MIN,
             .arrival_due_ms = INT64_MIN,
         };

@@ -368,7 +368,7 @@ rdx_status lab_hl7_parse_mode(const void *data, size_t len, int mode, rdx_lab_hl
 
     /* Delimiters: from MSH (or, for an envelope, its first FHS/BHS header). */
     if (mode == LAB_PARSE_MESSAGE) {
-        if (memcmp(m->raw + m->segs[0].off, "MSH", 3) != 0 || m->segs[0].len < 3) {
+        if (m->segs[0].len < 3 || memcmp(m->raw + m->segs[0].off, "MSH", 3) != 0) {
             st = rdx_error_set(err, RDX_EPARSE,
                                "segment 1 at byte %u: message does not start with MSH",
                                m->segs[0].off);

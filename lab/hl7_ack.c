@@ -176,3 +176,59 @@ rdx_status rdx_lab_hl7_ack(const rdx_lab_hl7_msg *orig, const rdx_lab_ack_spec *
     rdx_buf_free(&b);
     return st;
 }
+
+static rdx_status readdress(const rdx_lab_hl7_msg *m, const rdx_lab_hl7_address *a, rdx_buf *b,
+                            rdx_error *err)
+{
+    const lab_seg *msh = &m->segs[0];
+    const char *repl[11] = {NULL};
+    repl[3] = a->sending_app;
+    repl[4] = a->sending_facility;
+    repl[5] = a->receiving_app;
+    repl[6] = a->receiving_facility;
+    repl[7] = a->timestamp;
+    repl[10] = a->control_id;
+    /* "MSH" + MSH-1 + MSH-2, as parsed. */
+    lab_span enc = lab_hl7_field(m, 0, 2);
+    RDX_TRY(rdx_buf_append(b, m->raw + msh->off, 4));
+    RDX_TRY(rdx_buf_append(b, enc.p, enc.n));
+    /* MSH has nelem elements: the id, then MSH-2 .. MSH-(nelem). */
+    unsigned last = msh->nelem;
+    if (last < 10) {
+        last = 10;
+    }
+    for (unsigned f = 3; f <= last; f++) {
+        RDX_TRY(rdx_buf_append_u8(b, (uint8_t)m->d.field));
+        if (f <= 10 && repl[f] != NULL) {
+            RDX_TRY(rdx_lab_hl7_escape(&m->d, m->charset, repl[f], strlen(repl[f]), b, err));
+        } else {
+            lab_span s = lab_hl7_field(m, 0, f);
+            RDX_TRY(rdx_buf_append(b, s.p, s.n));
+        }
+    }
+    RDX_TRY(rdx_buf_append_u8(b, '\r'));
+    for (size_t i = 1; i < m->nsegs; i++) {
+        RDX_TRY(rdx_buf_append(b, m->raw + m->segs[i].off, m->segs[i].len));
+        RDX_TRY(rdx_buf_append_u8(b, '\r'));
+    }
+    return RDX_OK;
+}
+
+rdx_status rdx_lab_hl7_readdress(const rdx_lab_hl7_msg *m, const rdx_lab_hl7_address *a,
+                                 rdx_buf *out, rdx_error *err)
+{
+    if (m == NULL || a == NULL || out == NULL || m->envelope) {
+        return rdx_error_set(err, RDX_EINVAL, "readdress: bad arguments");
+    }
+    rdx_buf b;
+    rdx_buf_init(&b, out->max > out->len ? out->max - out->len : 0);
+    rdx_status st = readdress(m, a, &b, err);
+    if (st == RDX_OK) {
+        st = rdx_buf_append(out, b.data, b.len);
+    }
+    if (st != RDX_OK && err != NULL && err->msg[0] == '\0') {
+        rdx_error_set(err, st, "readdress: %s", rdx_strerror(st));
+    }
+    rdx_buf_free(&b);
+    return st;
+}

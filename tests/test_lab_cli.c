@@ -234,6 +234,106 @@ static void test_cli_event_and_status_follow_a_tube(void **state)
     free(dir);
 }
 
+static void test_cli_result_acks_forwards_and_corrects(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char uri[512], path[600];
+    snprintf(uri, sizeof uri, "sqlite:%s/lab.db", dir);
+    struct rdx_run r;
+    const char *route[] = {"lab", "route", "--catalogue", CAT, "--db", uri, GULOU, NULL};
+    run(&r, route);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    /* A result before the tube reached the lab is refused (AR). */
+    const char *early[] = {
+        "lab", "result", "--db", uri, "--out", dir, "tests/fixtures/lab/jsph_oru.hl7", NULL};
+    run(&r, early);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.out, "JSPH-R-0001: AR: specimen NJGL26120101 is ordered"));
+    rdx_run_free(&r);
+    snprintf(path, sizeof path, "%s/JSPH-R-0001.ack.hl7", dir);
+    char *ack = slurp(path);
+    assert_non_null(strstr(ack, "MSA|AR|JSPH-R-0001|"));
+    assert_non_null(strstr(ack, "ERR||OBR^1|206^Application record locked^HL70357|E"));
+    free(ack);
+    const char *scans[][2] = {
+        {"collect", "202612010806"}, {"dispatch", "202612010900"}, {"receive", "202612010915"}};
+    for (size_t i = 0; i < 3; i++) {
+        const char *argv[] = {"lab",          "event",     "--db", uri,
+                              "--actor",      "NJ-JSPH",   "--at", scans[i][1],
+                              "NJGL26120101", scans[i][0], NULL};
+        run(&r, argv);
+        assert_int_equal(r.exit_code, 0);
+        rdx_run_free(&r);
+    }
+    /* Now it is accepted (AA) and forwarded to the ordering clinic. */
+    const char *ok[] = {"lab",   "result", "--db",   uri,
+                        "--out", dir,      "--json", "tests/fixtures/lab/jsph_oru.hl7",
+                        NULL};
+    run(&r, ok);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "\"ack\": \"AA\""));
+    assert_non_null(strstr(r.out, "\"observations\": 2"));
+    assert_non_null(strstr(r.out, "\"clinic\": \"NJ-GULOU-CHC\""));
+    rdx_run_free(&r);
+    ack = slurp(path);
+    assert_non_null(strstr(ack, "MSH|^~\\&|RDX|NJ-HUB|LIS^JSPH|NJ-JSPH|"));
+    assert_non_null(strstr(ack, "\rMSA|AA|JSPH-R-0001\r"));
+    assert_null(strstr(ack, "ERR|"));
+    free(ack);
+    snprintf(path, sizeof path, "%s/JSPH-R-0001.oru.hl7", dir);
+    char *fwd = slurp(path);
+    assert_non_null(strstr(fwd, "MSH|^~\\&|RDX|NJ-HUB||NJ-GULOU-CHC|"));
+    assert_non_null(strstr(fwd, "|ORU^R01^ORU_R01|RDX-JSPH-R-0001|P|2.5.1|||NE|NE|CHN|UNICODE"));
+    /* Everything after MSH is the lab's bytes. */
+    char *orig = slurp("tests/fixtures/lab/jsph_oru.hl7");
+    assert_string_equal(strchr(fwd, '\r'), strchr(orig, '\r'));
+    free(orig);
+    free(fwd);
+    /* The same message again: acknowledged, applied once. */
+    run(&r, ok);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "\"duplicate\": true"));
+    assert_non_null(strstr(r.out, "\"oru_file\": \"\""));
+    rdx_run_free(&r);
+    /* A new final result for a final specimen: refused; a correction: accepted. */
+    const char *again[] = {"lab",
+                           "result",
+                           "--db",
+                           uri,
+                           "--out",
+                           dir,
+                           "tests/fixtures/lab/jsph_oru_final_again.hl7",
+                           "tests/fixtures/lab/jsph_oru_corrected.hl7",
+                           "tests/fixtures/lab/jsph_oru_unknown.hl7",
+                           NULL};
+    run(&r, again);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.out, "JSPH-R-0004: AR: specimen NJGL26120101 already has a final "
+                                  "result; send a correction"));
+    assert_non_null(strstr(r.out, "JSPH-R-0002: AA: 1 observation(s) on 1 specimen(s), with "
+                                  "corrections"));
+    assert_non_null(strstr(r.out, "JSPH-R-0003: AE: OBR[1]: no specimen or order known"));
+    rdx_run_free(&r);
+    snprintf(path, sizeof path, "%s/JSPH-R-0003.ack.hl7", dir);
+    ack = slurp(path);
+    assert_non_null(strstr(ack, "ERR||OBR^1^2|204^Unknown key identifier^HL70357|E"));
+    free(ack);
+    const char *status[] = {"lab", "status", "--db", uri, "NJGL26120101", NULL};
+    run(&r, status);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "result   resulted -> resulted, correction by NJ-JSPH"));
+    assert_non_null(strstr(r.out, "start    received -> in-testing, implied by the result"));
+    rdx_run_free(&r);
+    const char *help[] = {"lab", "result", "--help", NULL};
+    run(&r, help);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +341,7 @@ int main(void)
         cmocka_unit_test(test_cli_route_store_is_idempotent_and_keeps_load),
         cmocka_unit_test(test_cli_route_errors_and_usage),
         cmocka_unit_test(test_cli_event_and_status_follow_a_tube),
+        cmocka_unit_test(test_cli_result_acks_forwards_and_corrects),
     };
     return cmocka_run_group_tests_name("lab_cli", tests, NULL, NULL);
 }

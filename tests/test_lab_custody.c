@@ -312,6 +312,66 @@ static void test_custody_lost_in_transit_is_overdue(void **state)
     rdx_lab_store_free(s);
 }
 
+static rdx_lab_hl7_msg *oru(const char *ctl, const char *placer, const char *status)
+{
+    char text[1024];
+    int n = snprintf(text, sizeof text,
+                     "MSH|^~\\&|LIS|NJ-JSPH|RDX|NJ-HUB|202612011300+0800||ORU^R01|%s|P|2.5.1\r"
+                     "PID|1||P1\rOBR|1|%s||2823-3^K^LN\rOBX|1|NM|2823-3^K^LN||4.1|mmol/L|||||%s\r",
+                     ctl, placer, status);
+    rdx_lab_hl7_msg *m = NULL;
+    assert_int_equal(rdx_lab_hl7_parse(text, (size_t)n, &m, NULL), RDX_OK);
+    return m;
+}
+
+static void test_result_apply_outcomes(void **state)
+{
+    (void)state;
+    rdx_lab_store *s = store();
+    rdx_lab_specimen_reg r = {.authority = "NJ-GULOU-CHC",
+                              .barcode = "X1",
+                              .patient_id = "P1",
+                              .order_sender = "NJ-GULOU-CHC",
+                              .order_control = "CTL-1",
+                              .tests = "2823-3",
+                              .placer = "PL-1",
+                              .stable_until_ms = INT64_MIN,
+                              .arrival_due_ms = INT64_MIN};
+    assert_int_equal(rdx_lab_custody_register(s, &r, T0, NULL, NULL), RDX_OK);
+    step(s, "X1", RDX_LAB_EV_CANCEL, T0 + MIN, RDX_LAB_ST_CANCELLED);
+    rdx_lab_result_outcome o;
+    /* A result for a cancelled order: AR. */
+    rdx_lab_hl7_msg *m = oru("R1", "PL-1", "F");
+    assert_int_equal(rdx_lab_result_apply(s, m, T0, &o, NULL), RDX_OK);
+    assert_int_equal(o.code, RDX_LAB_ACK_AR);
+    assert_int_equal(o.hl7_error, 206);
+    assert_non_null(strstr(o.text, "cancelled"));
+    rdx_lab_hl7_free(m);
+    /* Unknown placer: AE 204 at OBR-2. */
+    m = oru("R2", "PL-404", "F");
+    assert_int_equal(rdx_lab_result_apply(s, m, T0, &o, NULL), RDX_OK);
+    assert_int_equal(o.code, RDX_LAB_ACK_AE);
+    assert_int_equal(o.hl7_error, 204);
+    assert_string_equal(o.err_segment, "OBR");
+    assert_int_equal(o.err_field, 2);
+    rdx_lab_hl7_free(m);
+    /* OBX-11 missing: AE 101 at OBX-11. */
+    m = oru("R3", "PL-1", "");
+    assert_int_equal(rdx_lab_result_apply(s, m, T0, &o, NULL), RDX_OK);
+    assert_int_equal(o.code, RDX_LAB_ACK_AE);
+    assert_int_equal(o.hl7_error, 101);
+    assert_int_equal(o.err_field, 11);
+    rdx_lab_hl7_free(m);
+    /* Not a result at all: AR 200. */
+    const char adt[] = "MSH|^~\\&|A|B|C|D|20261201||ADT^A01|9|P|2.5.1\r";
+    assert_int_equal(rdx_lab_hl7_parse(adt, sizeof adt - 1, &m, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_result_apply(s, m, T0, &o, NULL), RDX_OK);
+    assert_int_equal(o.code, RDX_LAB_ACK_AR);
+    assert_int_equal(o.hl7_error, 200);
+    rdx_lab_hl7_free(m);
+    rdx_lab_store_free(s);
+}
+
 static void test_custody_names_parse(void **state)
 {
     (void)state;
@@ -339,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_custody_cancel_rules),
         cmocka_unit_test(test_custody_stability_expired_at_receipt),
         cmocka_unit_test(test_custody_lost_in_transit_is_overdue),
+        cmocka_unit_test(test_result_apply_outcomes),
         cmocka_unit_test(test_custody_names_parse),
     };
     return cmocka_run_group_tests_name("lab_custody", tests, NULL, NULL);

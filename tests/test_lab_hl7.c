@@ -416,6 +416,9 @@ static void test_hl7_adversarial_inputs_are_refused(void **state)
     parse_fails("", 0, "no MSH");
     parse_fails("\r\n\r\n", 4, "no MSH");
     parse_fails("PID|1||42\r", 10, "does not start with MSH");
+    /* Found by fuzz_hl7 (tests/fuzz/crashes/hl7/): a one-byte segment was compared as three. */
+    parse_fails("M", 1, "does not start with MSH");
+    parse_fails("MS\rMSH|^~\\&|A\r", 13, "does not start with MSH");
     parse_fails("MSH|^~\\", 7, "too short");
     parse_fails("MSH|^^\\&|A\r", 11, "used twice");
     parse_fails("MSH|^~\\A|A\r", 11, "not a printable punctuation");

@@ -553,6 +553,7 @@ typedef struct rdx_lab_specimen_reg {
     const char *parent_barcode; /* SPM-3 of a child specimen */
     const char *lab;            /* performing lab, "" when not routed */
     const char *tests;          /* the tests on it, comma-separated */
+    const char *placer;         /* placer order number (OBR-2.1 / ORC-2.1), for results */
     int64_t stable_until_ms;    /* INT64_MIN when unknown */
     int64_t arrival_due_ms;     /* expected arrival at the lab; INT64_MIN when unknown */
 } rdx_lab_specimen_reg;
@@ -641,6 +642,60 @@ rdx_status rdx_lab_custody_history(rdx_lab_store *s, const char *authority, cons
 rdx_status rdx_lab_custody_overdue(rdx_lab_store *s, int64_t now_ms, unsigned grace_min,
                                    rdx_lab_history_fn fn, void *user, size_t *count,
                                    rdx_error *err);
+
+/* ==== Results (lab/result.c) ============================================== */
+
+/* New addressing for a message being forwarded; NULL keeps the field as it was. */
+typedef struct rdx_lab_hl7_address {
+    const char *sending_app;        /* MSH-3 */
+    const char *sending_facility;   /* MSH-4 */
+    const char *receiving_app;      /* MSH-5 */
+    const char *receiving_facility; /* MSH-6 */
+    const char *timestamp;          /* MSH-7 */
+    const char *control_id;         /* MSH-10 */
+} rdx_lab_hl7_address;
+
+/*
+ * Append m to out with MSH-3..7 and MSH-10 replaced (values UTF-8, escaped
+ * for m's delimiters and MSH-18) and every other byte as parsed: how the hub
+ * forwards a lab's ORU to the ordering clinic. Errors as rdx_lab_hl7_escape;
+ * out is unchanged on failure.
+ */
+rdx_status rdx_lab_hl7_readdress(const rdx_lab_hl7_msg *m, const rdx_lab_hl7_address *a,
+                                 rdx_buf *out, rdx_error *err);
+
+/* What became of one ORU^R01. */
+typedef struct rdx_lab_result_outcome {
+    rdx_lab_ack_code code;
+    unsigned hl7_error;  /* HL7 table 0357 for the ERR segment; 0 when accepted */
+    char err_segment[4]; /* ERR-2 location */
+    unsigned err_sequence, err_field;
+    char text[256];     /* why, for MSA-3 / ERR-8 and for people */
+    int duplicate;      /* this sender's MSH-10 was already applied: nothing done again */
+    size_t specimens;   /* specimens resulted */
+    size_t applied;     /* observations stored */
+    size_t corrections; /* of which corrections (OBX-11 = C), superseding earlier values */
+    char clinic[64];    /* MSH-4.1 of the order: where the result goes */
+} rdx_lab_result_outcome;
+
+/*
+ * Match a lab's ORU^R01 to its specimens and apply it. Each OBR is matched
+ * by the barcode of the SPM after it (SPM-2), else by its placer order
+ * number (OBR-2.1) and test. Outcomes (in *out; the function returns RDX_OK):
+ *  - AA: every OBR matched a specimen in testing (a received one is taken as
+ *    started), or one already resulted whose OBX carry corrections (OBX-11 C,
+ *    which supersede the earlier values, history kept); the specimens move to
+ *    RESULTED and the observations are stored;
+ *  - AE: the message is bad (not ORU^R01, OBX-11 missing: ERR 101) or names
+ *    an unknown specimen or order (ERR 204, location OBR-2);
+ *  - AR: the specimen is cancelled, rejected, lost or not yet at the lab, or
+ *    already final and the result is not a correction (ERR 206).
+ * A message whose sender and MSH-10 were already applied is not applied
+ * again (duplicate = 1, AA). Nothing is stored unless the outcome is AA.
+ * Errors: RDX_EDB, RDX_ENOMEM.
+ */
+rdx_status rdx_lab_result_apply(rdx_lab_store *s, const rdx_lab_hl7_msg *oru, int64_t now_ms,
+                                rdx_lab_result_outcome *out, rdx_error *err);
 
 #ifdef __cplusplus
 }

@@ -59,6 +59,16 @@ static void poke(const rdx_lab_hl7_msg *m)
         }
         rdx_lab_hl7_free(a);
     }
+    rdx_buf_reset(&b);
+    rdx_lab_hl7_address ad = {
+        .sending_app = "RDX", .receiving_facility = "K|^~", .control_id = "F"};
+    if (rdx_lab_hl7_readdress(m, &ad, &b, NULL) == RDX_OK) {
+        rdx_lab_hl7_msg *f = NULL;
+        if (rdx_lab_hl7_parse(b.data, b.len, &f, NULL) != RDX_OK) {
+            abort();
+        }
+        rdx_lab_hl7_free(f);
+    }
     rdx_lab_order *o = NULL;
     if (rdx_lab_order_from_hl7(m, 480, &o, NULL) == RDX_OK) {
         rdx_lab_order_free(o);
