@@ -838,11 +838,107 @@ static int cmd_result(int argc, char **argv)
     return failed ? RDX_EXIT_FAIL : RDX_EXIT_OK;
 }
 
+/* ---- rdx lab overdue ---------------------------------------------------- */
+
+#define OVERDUE_CMD "lab overdue"
+
+static void overdue_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab overdue [--db URI] [--grace MIN] [--at DTM] [--json]\n"
+               "\n"
+               "List the specimens on a courier run that should have been scanned at the lab\n"
+               "by now (their expected arrival plus MIN minutes, default 60, has passed with\n"
+               "no receipt scan): the ones that may be lost in transit. Exit status 0 when\n"
+               "there are none, 1 when some are overdue (or on an error), 2 usage error.\n");
+}
+
+typedef struct overdue_ctx {
+    int json;
+    size_t n;
+} overdue_ctx;
+
+static void on_overdue(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab_event_rec *e)
+{
+    overdue_ctx *x = user;
+    char when[40];
+    iso_time(when, sizeof when, e->reported_ms);
+    if (x->json) {
+        printf("%s\n  {\"barcode\": ", x->n ? "," : "");
+        json_str(stdout, sp->barcode);
+        printf(", \"authority\": ");
+        json_str(stdout, sp->authority);
+        printf(", \"lab\": ");
+        json_str(stdout, sp->lab);
+        printf(", \"dispatched\": \"%s\", \"by\": ", when);
+        json_str(stdout, e->actor);
+        printf("}");
+    } else {
+        printf("%s (%s): dispatched %s by %s to %s, no receipt scan: lost in transit?\n",
+               sp->barcode, sp->authority, when, e->actor, sp->lab[0] ? sp->lab : "-");
+    }
+    x->n++;
+}
+
+static int cmd_overdue(int argc, char **argv)
+{
+    const char *db = "sqlite:rdx-lab.db", *at = NULL, *grace_s = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            overdue_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--db") == 0 || strcmp(a, "--at") == 0 || strcmp(a, "--grace") == 0) {
+            if (i + 1 >= argc) {
+                return rdx_cli_usage(OVERDUE_CMD, "%s needs a value", a);
+            }
+            *(a[2] == 'd' ? &db : a[2] == 'a' ? &at : &grace_s) = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else {
+            return rdx_cli_usage(OVERDUE_CMD, "unknown argument '%s'", a);
+        }
+    }
+    int64_t now = rdx_clock_wall_ms(), grace = 60;
+    if (at != NULL && rdx_lab_hl7_dtm_parse(at, strlen(at), 480, &now) != RDX_OK) {
+        return rdx_cli_usage(OVERDUE_CMD, "--at '%s' is not an HL7 date/time", at);
+    }
+    if (grace_s != NULL && rdx_parse_i64(grace_s, strlen(grace_s), 0, 100000, &grace) != RDX_OK) {
+        return rdx_cli_usage(OVERDUE_CMD, "--grace '%s' is not a number of minutes", grace_s);
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    overdue_ctx x = {json, 0};
+    size_t n = 0;
+    int rc = RDX_EXIT_OK;
+    if (json) {
+        printf("{\"overdue\": [");
+    }
+    if (rdx_lab_store_open(db, &s, &err) != RDX_OK ||
+        rdx_lab_custody_overdue(s, now, (unsigned)grace, on_overdue, &x, &n, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(OVERDUE_CMD, &err);
+    } else if (n > 0) {
+        rc = RDX_EXIT_FAIL;
+    }
+    if (json) {
+        printf("\n]}\n");
+    } else if (rc == RDX_EXIT_OK) {
+        printf("no specimen overdue\n");
+    }
+    rdx_lab_store_free(s);
+    return rc;
+}
+
 static const struct rdx_cli_verb verbs[] = {
     {"route", "route each ordered test to a member lab and say why", cmd_route},
     {"event", "record a chain-of-custody event for a specimen", cmd_event},
     {"status", "show a specimen's state and chain of custody", cmd_status},
     {"result", "apply a lab's ORU to its order, write the ACK and the clinic's ORU", cmd_result},
+    {"overdue", "list dispatched specimens with no receipt scan in time (lost?)", cmd_overdue},
     {NULL, NULL, NULL},
 };
 

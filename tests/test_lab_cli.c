@@ -197,6 +197,28 @@ static void test_cli_event_and_status_follow_a_tube(void **state)
         }
         rdx_run_free(&r);
     }
+    /* MAE0042.2 went on the 10:00 run to Nanjing (due 11:40) and was never scanned there. */
+    const char *c2[] = {"lab",  "event",        "--db",      uri,       "--actor", "MAS-EAST-CHC",
+                        "--at", "202612010700", "MAE0042.2", "collect", NULL};
+    run(&r, c2);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    const char *d2[] = {"lab",  "event",        "--db",      uri,        "--actor", "MAS-EAST-CHC",
+                        "--at", "202612011000", "MAE0042.2", "dispatch", NULL};
+    run(&r, d2);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    const char *early[] = {"lab", "overdue", "--db", uri, "--at", "202612011200", NULL};
+    run(&r, early);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "no specimen overdue"));
+    rdx_run_free(&r);
+    const char *late[] = {"lab", "overdue", "--db", uri, "--at", "202612011300", NULL};
+    run(&r, late);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.out, "MAE0042.2 (MAS-EAST-CHC): dispatched 2026-12-01T10:00:00+08:00"
+                                  " by MAS-EAST-CHC to NJ-JSPH, no receipt scan"));
+    rdx_run_free(&r);
     const char *status[] = {"lab", "status", "--db", uri, "MAE0042.1", NULL};
     run(&r, status);
     assert_int_equal(r.exit_code, 0);

@@ -15,3 +15,9 @@ echo "catalogue: docs/examples/network.ini ($(grep -c '^\[lab ' docs/examples/ne
 echo "routing the Gulou order again gives the stored decisions, counted once:"
 "$RDX_BIN" lab route --catalogue docs/examples/network.ini --db "sqlite:$db/lab.db" --json \
     tests/fixtures/lab/nj_gulou_oml.hl7 | grep -o '"already_routed": [a-z]*' | sed 's/^/  /'
+echo "the Ma'anshan tube for MAS-CCL is collected, then scanned at the lab too early:"
+"$RDX_BIN" lab event --db "sqlite:$db/lab.db" --actor MAS-EAST-CHC --at 202612010705 \
+    MAE0042.1 collect
+"$RDX_BIN" lab event --db "sqlite:$db/lab.db" --actor MAS-CCL --at 202612010925 \
+    MAE0042.1 receive || true
+"$RDX_BIN" lab status --db "sqlite:$db/lab.db" MAE0042.1
