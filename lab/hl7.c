@@ -426,10 +426,38 @@ rdx_status lab_hl7_parse_mode(const void *data, size_t len, int mode, rdx_lab_hl
         }
     }
 
-    /* MSH first, read as ASCII, to learn MSH-18; then every segment. */
+    /*
+     * MSH first, to learn MSH-18; then every segment. MSH-3..MSH-17 may hold
+     * GB 18030 text whose trail bytes look like delimiters, so when MSH has
+     * bytes above 0x80 it is first read as GB 18030: if that reading finds
+     * MSH-18 "GB 18030-2000", it is the right one. Otherwise MSH is read
+     * bytewise (ASCII, UTF-8 and ISO 8859 never hide delimiters).
+     */
     if (mode == LAB_PARSE_MESSAGE) {
-        if ((st = index_segment(m, &m->segs[0], 1, &fcap, err)) != RDX_OK) {
-            goto out;
+        int high = 0;
+        for (size_t i = 0; i < m->segs[0].len && !high; i++) {
+            high = m->raw[m->segs[0].off + i] >= 0x81;
+        }
+        int gb = 0;
+        if (high) {
+            m->cs = LAB_CS_GB18030;
+            if ((st = index_segment(m, &m->segs[0], 1, &fcap, err)) != RDX_OK) {
+                goto out;
+            }
+            lab_span f = lab_hl7_narrow(m, lab_hl7_field(m, 0, 18), 1, 0, 0);
+            gb = f.n == 13 && memcmp(f.p, "GB 18030-2000", 13) == 0;
+            m->nfstart = 0;
+            m->cs = LAB_CS_DEFAULT;
+        }
+        if (!gb) {
+            if ((st = index_segment(m, &m->segs[0], 1, &fcap, err)) != RDX_OK) {
+                goto out;
+            }
+        } else {
+            m->cs = LAB_CS_GB18030;
+            if ((st = index_segment(m, &m->segs[0], 1, &fcap, err)) != RDX_OK) {
+                goto out;
+            }
         }
         if ((st = read_charset(m, err)) != RDX_OK) {
             goto out;

@@ -361,6 +361,15 @@ static void test_hl7_gb18030_converted_and_written_exactly(void **state)
     assert_int_equal(rdx_lab_hl7_write(m, &out), RDX_OK);
     assert_int_equal(out.len, in.len);
     assert_memory_equal(out.data, in.data, in.len);
+    /* Chinese in MSH itself, with 東's '|' trail byte before MSH-18. */
+    rdx_buf in2 = fixture("gb18030_msh.hl7");
+    rdx_lab_hl7_msg *m2 = parse_ok(in2.data, in2.len);
+    assert_string_equal(rdx_lab_hl7_charset(m2), "GB 18030-2000");
+    assert_get(m2, "MSH-4", "鼓楼東社区");
+    assert_get(m2, "MSH-10", "GB0002");
+    assert_get(m2, "PID-5.2", "小東");
+    rdx_lab_hl7_free(m2);
+    rdx_buf_free(&in2);
     /* Escaping for GB 18030 leaves the trail bytes alone and round-trips. */
     rdx_buf enc;
     rdx_buf_init(&enc, 4096);
