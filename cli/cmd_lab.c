@@ -353,7 +353,8 @@ out:
 static void event_usage(FILE *f)
 {
     fprintf(f, "Usage: rdx lab event [--db URI] [--authority A] --actor INSTITUTION [--at DTM]\n"
-               "                     [--condition C] [--reason CODE] [--new-barcode B] [--json]\n"
+               "                     [--condition C] [--reason CODE] [--new-barcode B]\n"
+               "                     [--tests LIST] [--json]\n"
                "                     BARCODE EVENT\n"
                "\n"
                "Record one chain-of-custody event for the specimen BARCODE (registered when its\n"
@@ -371,15 +372,21 @@ static void event_usage(FILE *f)
                "                    wrong-container (default ok)\n"
                "  --reason CODE     reject or cancel: a coded reason (e.g. HEMOLYSED)\n"
                "  --new-barcode B   reject: the recollection's barcode (default BARCODE-R1)\n"
+               "  --tests LIST      reject: only these tests (comma-separated); the tube goes\n"
+               "                    on for the others and the recollection carries these\n"
                "  --json            machine-readable output\n");
 }
 
 static void status_usage(FILE *f)
 {
     fprintf(f, "Usage: rdx lab status [--db URI] [--authority A] [--json] BARCODE\n"
+               "       rdx lab status [--db URI] [--json] --order SENDER CONTROL\n"
                "\n"
                "Show where the specimen BARCODE is and its whole chain of custody: each event\n"
-               "with the time the institution reported and the time rdx received it.\n");
+               "with the time the institution reported and the time rdx received it.\n"
+               "With --order, show every tube of the order SENDER (MSH-4.1) CONTROL (MSH-10),\n"
+               "children of a split and recollections included, and the order's state over\n"
+               "them.\n");
 }
 
 static void iso_time(char *out, size_t cap, int64_t ms)
@@ -411,6 +418,7 @@ static int cmd_event(int argc, char **argv)
 {
     common_opts c = {"sqlite:rdx-lab.db", NULL, 0};
     const char *actor = NULL, *at = NULL, *cond = NULL, *reason = NULL, *newbc = NULL;
+    const char *tests = NULL;
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
     for (int i = 1; i < argc; i++) {
@@ -436,6 +444,8 @@ static int cmd_event(int argc, char **argv)
             dst = &reason;
         } else if (strcmp(a, "--new-barcode") == 0) {
             dst = &newbc;
+        } else if (strcmp(a, "--tests") == 0) {
+            dst = &tests;
         } else if (strcmp(a, "--json") == 0) {
             c.json = 1;
             continue;
@@ -463,7 +473,8 @@ static int cmd_event(int argc, char **argv)
                            .barcode = pos[0],
                            .actor = actor,
                            .reason = reason,
-                           .new_barcode = newbc};
+                           .new_barcode = newbc,
+                           .tests = tests};
     if (rdx_lab_event_parse(pos[1], &in.kind) != RDX_OK) {
         return rdx_cli_usage(EVENT_CMD,
                              "unknown event '%s' (collect, dispatch, receive, start, result, "
@@ -548,6 +559,8 @@ static void on_history(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab
             json_str(stdout, sp->tests);
             printf(", \"parent\": ");
             json_str(stdout, sp->parent_barcode);
+            printf(", \"void_tests\": ");
+            json_str(stdout, sp->void_tests);
             printf(", \"recollect_of\": ");
             json_str(stdout, sp->recollect_of);
             printf(", \"recollected_as\": ");
@@ -562,6 +575,9 @@ static void on_history(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab
                    sp->tests[0] ? sp->tests : "-");
             if (sp->parent_barcode[0]) {
                 printf("  child of %s\n", sp->parent_barcode);
+            }
+            if (sp->void_tests[0]) {
+                printf("  void on this tube: %s\n", sp->void_tests);
             }
             if (sp->recollect_of[0]) {
                 printf("  recollection of %s\n", sp->recollect_of);
@@ -589,10 +605,71 @@ static void on_history(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab
     x->n++;
 }
 
+static void on_tube(void *user, const rdx_lab_specimen_rec *sp)
+{
+    status_ctx *x = user;
+    if (x->json) {
+        printf("%s\n  {\"barcode\": ", x->n ? "," : "");
+        json_str(stdout, sp->barcode);
+        printf(", \"authority\": ");
+        json_str(stdout, sp->authority);
+        printf(", \"state\": \"%s\", \"lab\": ", rdx_lab_state_name(sp->state));
+        json_str(stdout, sp->lab);
+        printf(", \"tests\": ");
+        json_str(stdout, sp->tests);
+        printf(", \"parent\": ");
+        json_str(stdout, sp->parent_barcode);
+        printf(", \"recollect_of\": ");
+        json_str(stdout, sp->recollect_of);
+        printf("}");
+    } else {
+        printf("  %s (%s): %s at %s, tests %s%s%s%s%s\n", sp->barcode, sp->authority,
+               rdx_lab_state_name(sp->state), sp->lab[0] ? sp->lab : "-",
+               sp->tests[0] ? sp->tests : "-", sp->parent_barcode[0] ? ", child of " : "",
+               sp->parent_barcode, sp->recollect_of[0] ? ", recollection of " : "",
+               sp->recollect_of);
+    }
+    x->n++;
+}
+
+static int order_status(const common_opts *c, const char *sender, const char *control)
+{
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    status_ctx x = {c->json, 0};
+    rdx_lab_order_state os;
+    int rc = RDX_EXIT_OK;
+    if (c->json) {
+        printf("{\"sender\": ");
+        json_str(stdout, sender);
+        printf(", \"control_id\": ");
+        json_str(stdout, control);
+        printf(", \"tubes\": [");
+    } else {
+        printf("order %s from %s:\n", control, sender);
+    }
+    if (rdx_lab_store_open(c->db, &s, &err) != RDX_OK ||
+        rdx_lab_custody_order(s, sender, control, on_tube, &x, &os, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(STATUS_CMD, &err);
+        if (c->json) {
+            printf("]}\n");
+        }
+    } else if (c->json) {
+        printf("\n], \"state\": ");
+        json_str(stdout, os.summary);
+        printf("}\n");
+    } else {
+        printf("state: %s\n", os.summary);
+    }
+    rdx_lab_store_free(s);
+    return rc;
+}
+
 static int cmd_status(int argc, char **argv)
 {
     common_opts c = {"sqlite:rdx-lab.db", NULL, 0};
-    const char *barcode = NULL;
+    const char *barcode = NULL, *order_sender = NULL, *order_control = NULL;
     for (int i = 1; i < argc; i++) {
         if (rdx_cli_is_help(argv[i])) {
             status_usage(stdout);
@@ -608,6 +685,12 @@ static int cmd_status(int argc, char **argv)
             *(a[2] == 'd' ? &c.db : &c.authority) = argv[++i];
         } else if (strcmp(a, "--json") == 0) {
             c.json = 1;
+        } else if (strcmp(a, "--order") == 0) {
+            if (i + 2 >= argc) {
+                return rdx_cli_usage(STATUS_CMD, "--order needs SENDER CONTROL");
+            }
+            order_sender = argv[++i];
+            order_control = argv[++i];
         } else if (a[0] == '-' && a[1] != '\0') {
             return rdx_cli_usage(STATUS_CMD, "unknown option '%s'", a);
         } else if (barcode != NULL) {
@@ -615,6 +698,12 @@ static int cmd_status(int argc, char **argv)
         } else {
             barcode = a;
         }
+    }
+    if (order_sender != NULL) {
+        if (barcode != NULL) {
+            return rdx_cli_usage(STATUS_CMD, "give a BARCODE or --order, not both");
+        }
+        return order_status(&c, order_sender, order_control);
     }
     if (barcode == NULL) {
         return rdx_cli_usage(STATUS_CMD, "want BARCODE");

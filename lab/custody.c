@@ -179,7 +179,7 @@ static rdx_status insert_specimen(rdx_lab_store *s, const rdx_lab_specimen_reg *
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO lab_specimen VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                           "0, 0, ?10, ?11, ?12, '', ?13, ?14)",
+                           "0, 0, ?10, ?11, ?12, '', ?13, ?14, '')",
                            -1, &q, NULL) != SQLITE_OK) {
         return RDX_EDB;
     }
@@ -331,6 +331,56 @@ static rdx_status resolve(rdx_lab_store *s, const char *authority, const char *b
     return st;
 }
 
+/* Does the comma-separated list hold item[0..n)? */
+static int list_has(const char *list, const char *item, size_t n)
+{
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && memcmp(p, item, n) == 0) {
+            return 1;
+        }
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
+/*
+ * Split the tube's active tests by the ones rejected: keep gets the others,
+ * voided the rejected ones (each must be on the tube). keep is "" when every
+ * active test is rejected (then the whole tube is).
+ */
+static rdx_status split_tests(const char *active, const char *rejected, char *keep, size_t kcap,
+                              char *voided, size_t vcap, const char *barcode, rdx_error *err)
+{
+    size_t kn = 0, vn = 0;
+    keep[0] = voided[0] = '\0';
+    for (const char *p = rejected; *p != '\0';) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len > 0 && !list_has(active, p, len)) {
+            return rdx_error_set(err, RDX_EINVAL, "barcode %s: test '%.*s' is not on this tube",
+                                 barcode, (int)len, p);
+        }
+        p = e ? e + 1 : p + len;
+    }
+    for (const char *p = active; p != NULL && *p != '\0';) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        int rej = list_has(rejected, p, len);
+        char *dst = rej ? voided : keep;
+        size_t *dn = rej ? &vn : &kn;
+        size_t cap = rej ? vcap : kcap;
+        int w = snprintf(dst + *dn, cap - *dn, "%s%.*s", *dn ? "," : "", (int)len, p);
+        if (w < 0 || (size_t)w >= cap - *dn) {
+            return rdx_error_set(err, RDX_ELIMIT, "barcode %s: test list too long", barcode);
+        }
+        *dn += (size_t)w;
+        p = e ? e + 1 : NULL;
+    }
+    return RDX_OK;
+}
+
 rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, int64_t received_ms,
                                  rdx_lab_event_out *out, rdx_error *err)
 {
@@ -407,6 +457,21 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
     rdx_lab_condition cond = ev->condition;
     const char *reason = ev->reason;
     int reject = to == RDX_LAB_ST_REJECTED;
+    char keep[512] = "", voided[512] = "", why[256];
+    if (reject && ev->tests != NULL && ev->tests[0] != '\0') {
+        /* Some tests only: split the tube's active tests into kept and void. */
+        const char *active = (const char *)sqlite3_column_text(q, 8);
+        if ((st = split_tests(active, ev->tests, keep, sizeof keep, voided, sizeof voided,
+                              ev->barcode, err)) != RDX_OK) {
+            goto out;
+        }
+        if (keep[0] != '\0') {
+            to = (int)from;
+            snprintf(why, sizeof why, "%s (tests %s)", reason ? reason : "rejected", voided);
+            reason = why;
+        }
+    }
+    int partial = keep[0] != '\0';
     if (ev->kind == RDX_LAB_EV_RECEIVE && stable_until != INT64_MIN &&
         ev->reported_ms > stable_until) {
         /* Stability ran out in transit: found at the receipt scan. */
@@ -441,13 +506,13 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
         rdx_lab_specimen_reg r = {
             .authority = o.authority,
             .barcode = nb,
+            .tests = partial ? voided : (const char *)sqlite3_column_text(q, 8),
             .patient_id = (const char *)sqlite3_column_text(q, 2),
             .patient_authority = (const char *)sqlite3_column_text(q, 3),
             .order_sender = (const char *)sqlite3_column_text(q, 4),
             .order_control = (const char *)sqlite3_column_text(q, 5),
             .parent_barcode = (const char *)sqlite3_column_text(q, 6),
             .lab = (const char *)sqlite3_column_text(q, 7),
-            .tests = (const char *)sqlite3_column_text(q, 8),
             .placer = (const char *)sqlite3_column_text(q, 10),
             .stable_until_ms = INT64_MIN,
             .arrival_due_ms = INT64_MIN,
@@ -468,11 +533,15 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
         snprintf(o.recollect, sizeof o.recollect, "%s", nb);
     }
     sqlite3_stmt *u = NULL;
-    if (sqlite3_prepare_v2(s->db,
-                           "UPDATE lab_specimen SET state = ?1, condition = CASE WHEN ?2 >= 0 "
-                           "THEN ?2 ELSE condition END, recollected_as = ?3 WHERE authority = "
-                           "?4 AND barcode = ?5",
-                           -1, &u, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            s->db,
+            "UPDATE lab_specimen SET state = ?1, condition = CASE WHEN ?2 >= 0 "
+            "THEN ?2 ELSE condition END, recollected_as = CASE WHEN ?3 = '' "
+            "THEN recollected_as ELSE ?3 END, tests = CASE WHEN ?6 THEN ?7 ELSE tests "
+            "END, void_tests = CASE WHEN ?6 THEN (CASE WHEN void_tests = '' THEN "
+            "?8 ELSE void_tests || ',' || ?8 END) ELSE void_tests END WHERE "
+            "authority = ?4 AND barcode = ?5",
+            -1, &u, NULL) != SQLITE_OK) {
         st = db_fail(s, err, "cannot update a specimen");
         goto out;
     }
@@ -481,6 +550,9 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
     sqlite3_bind_text(u, 3, o.recollect, -1, SQLITE_STATIC);
     sqlite3_bind_text(u, 4, o.authority, -1, SQLITE_STATIC);
     sqlite3_bind_text(u, 5, ev->barcode, -1, SQLITE_STATIC);
+    sqlite3_bind_int(u, 6, partial);
+    sqlite3_bind_text(u, 7, keep, -1, SQLITE_STATIC);
+    sqlite3_bind_text(u, 8, voided, -1, SQLITE_STATIC);
     int rc = sqlite3_step(u);
     sqlite3_finalize(u);
     if (rc != SQLITE_DONE) {
@@ -509,6 +581,7 @@ static void fill_spec(sqlite3_stmt *q, rdx_lab_specimen_rec *sp)
     sp->recollected_as = (const char *)sqlite3_column_text(q, 9);
     sp->state = (rdx_lab_spec_state)sqlite3_column_int(q, 10);
     sp->condition = (rdx_lab_condition)sqlite3_column_int(q, 11);
+    sp->void_tests = (const char *)sqlite3_column_text(q, 12);
 }
 
 static void fill_event(sqlite3_stmt *q, int base, rdx_lab_event_rec *e)
@@ -525,7 +598,7 @@ static void fill_event(sqlite3_stmt *q, int base, rdx_lab_event_rec *e)
 
 #define SPEC_COLS                                                                                  \
     "s.authority, s.barcode, s.patient_id, s.order_sender, s.order_control, s.parent_barcode, "    \
-    "s.lab, s.tests, s.recollect_of, s.recollected_as, s.state, s.condition"
+    "s.lab, s.tests, s.recollect_of, s.recollected_as, s.state, s.condition, s.void_tests"
 #define EVENT_COLS                                                                                 \
     "e.event, e.from_state, e.to_state, e.condition, e.reason, e.actor, e.reported_ms, "           \
     "e.received_ms"
@@ -550,7 +623,7 @@ rdx_status rdx_lab_custody_history(rdx_lab_store *s, const char *authority, cons
         rdx_lab_specimen_rec sp;
         rdx_lab_event_rec e;
         fill_spec(q, &sp);
-        fill_event(q, 12, &e);
+        fill_event(q, 13, &e);
         fn(user, &sp, &e);
     }
     sqlite3_finalize(q);
@@ -577,7 +650,7 @@ rdx_status rdx_lab_custody_overdue(rdx_lab_store *s, int64_t now_ms, unsigned gr
         rdx_lab_specimen_rec sp;
         rdx_lab_event_rec e;
         fill_spec(q, &sp);
-        fill_event(q, 12, &e);
+        fill_event(q, 13, &e);
         if (fn != NULL) {
             fn(user, &sp, &e);
         }
@@ -588,4 +661,72 @@ rdx_status rdx_lab_custody_overdue(rdx_lab_store *s, int64_t now_ms, unsigned gr
         *count = n;
     }
     return rc == SQLITE_DONE ? RDX_OK : db_fail(s, err, "cannot look for overdue specimens");
+}
+
+rdx_status rdx_lab_custody_order(rdx_lab_store *s, const char *sender, const char *control,
+                                 rdx_lab_tube_fn fn, void *user, rdx_lab_order_state *out,
+                                 rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    rdx_lab_order_state o;
+    memset(&o, 0, sizeof o);
+    o.least = RDX_LAB_ST_DELIVERED;
+    size_t all = 0, open = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT " SPEC_COLS " FROM lab_specimen s WHERE s.order_sender = ?1 "
+                           "AND s.order_control = ?2 ORDER BY s.created_ms, s.rowid",
+                           -1, &q, NULL) != SQLITE_OK) {
+        return db_fail(s, err, "cannot read an order's tubes");
+    }
+    sqlite3_bind_text(q, 1, nz(sender), -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, nz(control), -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        rdx_lab_specimen_rec sp;
+        fill_spec(q, &sp);
+        if (fn != NULL) {
+            fn(user, &sp);
+        }
+        all++;
+        /* A tube rejected whole and recollected is replaced by its recollection. */
+        if (sp.state == RDX_LAB_ST_REJECTED && sp.recollected_as[0] != '\0') {
+            continue;
+        }
+        o.tubes++;
+        if (sp.state == RDX_LAB_ST_RESULTED || sp.state == RDX_LAB_ST_DELIVERED) {
+            o.resulted++;
+            o.delivered += sp.state == RDX_LAB_ST_DELIVERED;
+        } else if (sp.state >= RDX_LAB_ST_REJECTED) {
+            o.failed++;
+        } else {
+            open++;
+            if (sp.state < o.least) {
+                o.least = sp.state;
+            }
+        }
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) {
+        return db_fail(s, err, "cannot read an order's tubes");
+    }
+    if (all == 0) {
+        return rdx_error_set(err, RDX_ENOTFOUND, "order %s from %s: no tube registered",
+                             nz(control), nz(sender));
+    }
+    if (open > 0) {
+        snprintf(o.summary, sizeof o.summary,
+                 "in progress: %zu of %zu tube(s) resulted; least advanced %s", o.resulted, o.tubes,
+                 state_names[o.least]);
+    } else if (o.resulted == 0) {
+        snprintf(o.summary, sizeof o.summary, "failed: no tube can be resulted");
+        o.least = RDX_LAB_ST_CANCELLED;
+    } else {
+        o.least = o.delivered == o.resulted ? RDX_LAB_ST_DELIVERED : RDX_LAB_ST_RESULTED;
+        snprintf(o.summary, sizeof o.summary, "%s%s", state_names[o.least],
+                 o.failed ? " (some tubes cancelled, rejected or lost)" : "");
+    }
+    if (out != NULL) {
+        *out = o;
+    }
+    return RDX_OK;
 }

@@ -227,6 +227,16 @@ static void test_cli_event_and_status_follow_a_tube(void **state)
     assert_non_null(strstr(r.out, "recollected as MAE0042.1-R1"));
     assert_non_null(strstr(r.out, "2026-12-01T09:00:00+08:00  dispatch collected -> dispatched"));
     rdx_run_free(&r);
+    const char *ostatus[] = {"lab",     "status",       "--db",       uri,
+                             "--order", "MAS-EAST-CHC", "MAS-E-0042", NULL};
+    run(&r, ostatus);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "MAE0042.2 (MAS-EAST-CHC): dispatched at NJ-JSPH, tests 2857-1, "
+                                  "child of MAE0042"));
+    assert_non_null(strstr(r.out, "MAE0042.1-R1 (MAS-EAST-CHC): ordered at MAS-CCL"));
+    assert_non_null(strstr(r.out, "state: in progress: 0 of 2 tube(s) resulted; least advanced "
+                                  "ordered"));
+    rdx_run_free(&r);
     const char *jstatus[] = {"lab", "status", "--db", uri, "--json", "MAE0042.1-R1", NULL};
     run(&r, jstatus);
     assert_int_equal(r.exit_code, 0);

@@ -240,6 +240,45 @@ static void test_custody_reject_opens_recollection(void **state)
     rdx_lab_store_free(s);
 }
 
+static void test_custody_reject_some_tests_only(void **state)
+{
+    (void)state;
+    rdx_lab_store *s = store();
+    reg(s, "H1", "P1", INT64_MIN, INT64_MIN); /* tests 2823-3 (K) and 4548-4 (HbA1c) */
+    step(s, "H1", RDX_LAB_EV_COLLECT, T0, RDX_LAB_ST_COLLECTED);
+    step(s, "H1", RDX_LAB_EV_DISPATCH, T0 + 60 * MIN, RDX_LAB_ST_DISPATCHED);
+    step(s, "H1", RDX_LAB_EV_RECEIVE, T0 + 80 * MIN, RDX_LAB_ST_RECEIVED);
+    /* Hemolysed: potassium is void, HbA1c stands. */
+    rdx_lab_event_in in = {.barcode = "H1",
+                           .kind = RDX_LAB_EV_REJECT,
+                           .reason = "HEMOLYSED",
+                           .tests = "2823-3",
+                           .actor = "NJ-JSPH",
+                           .reported_ms = T0 + 81 * MIN};
+    rdx_lab_event_out o;
+    assert_int_equal(rdx_lab_custody_event(s, &in, T0 + 81 * MIN, &o, NULL), RDX_OK);
+    assert_int_equal(o.to, RDX_LAB_ST_RECEIVED);
+    assert_string_equal(o.recollect, "H1-R1");
+    hist h = {0};
+    assert_int_equal(rdx_lab_custody_history(s, NULL, "H1", on_event, &h, NULL), RDX_OK);
+    assert_int_equal(h.last_state, RDX_LAB_ST_RECEIVED);
+    /* The tube goes on for HbA1c. */
+    step(s, "H1", RDX_LAB_EV_START, T0 + 90 * MIN, RDX_LAB_ST_IN_TESTING);
+    /* A test that is not (or no longer) on the tube cannot be rejected. */
+    in.tests = "2823-3";
+    in.reported_ms = T0 + 95 * MIN;
+    rdx_error err;
+    rdx_error_clear(&err);
+    assert_int_equal(rdx_lab_custody_event(s, &in, T0 + 95 * MIN, &o, &err), RDX_EINVAL);
+    assert_non_null(strstr(err.msg, "'2823-3' is not on this tube"));
+    /* Rejecting the last active test rejects the tube. */
+    in.tests = "4548-4";
+    in.new_barcode = "H1-R2";
+    assert_int_equal(rdx_lab_custody_event(s, &in, T0 + 96 * MIN, &o, NULL), RDX_OK);
+    assert_int_equal(o.to, RDX_LAB_ST_REJECTED);
+    rdx_lab_store_free(s);
+}
+
 static void test_custody_cancel_rules(void **state)
 {
     (void)state;
@@ -372,6 +411,62 @@ static void test_result_apply_outcomes(void **state)
     rdx_lab_store_free(s);
 }
 
+static void on_tube(void *user, const rdx_lab_specimen_rec *sp)
+{
+    (void)sp;
+    (*(size_t *)user)++;
+}
+
+static void test_custody_split_order_aggregates_children(void **state)
+{
+    (void)state;
+    rdx_lab_store *s = store();
+    rdx_lab_specimen_reg r = {.authority = "MAS-EAST-CHC",
+                              .barcode = "M.1",
+                              .patient_id = "P1",
+                              .order_sender = "MAS-EAST-CHC",
+                              .order_control = "O-9",
+                              .parent_barcode = "M",
+                              .tests = "2823-3,3016-3",
+                              .stable_until_ms = INT64_MIN,
+                              .arrival_due_ms = INT64_MIN};
+    assert_int_equal(rdx_lab_custody_register(s, &r, T0, NULL, NULL), RDX_OK);
+    r.barcode = "M.2";
+    r.tests = "2857-1";
+    assert_int_equal(rdx_lab_custody_register(s, &r, T0, NULL, NULL), RDX_OK);
+    rdx_lab_order_state os;
+    size_t n = 0;
+    assert_int_equal(rdx_lab_custody_order(s, "MAS-EAST-CHC", "O-9", on_tube, &n, &os, NULL),
+                     RDX_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(os.tubes, 2);
+    assert_int_equal(os.least, RDX_LAB_ST_ORDERED);
+    const rdx_lab_spec_state path[] = {RDX_LAB_ST_COLLECTED, RDX_LAB_ST_DISPATCHED,
+                                       RDX_LAB_ST_RECEIVED, RDX_LAB_ST_IN_TESTING,
+                                       RDX_LAB_ST_RESULTED};
+    for (int k = 0; k < 5; k++) {
+        step(s, "M.1", (rdx_lab_event_kind)(k + 1), T0 + k * MIN, path[k]);
+    }
+    assert_int_equal(rdx_lab_custody_order(s, "MAS-EAST-CHC", "O-9", NULL, NULL, &os, NULL),
+                     RDX_OK);
+    assert_int_equal(os.resulted, 1);
+    assert_non_null(strstr(os.summary, "in progress: 1 of 2 tube(s) resulted"));
+    /* The second tube is rejected and recollected: the recollection takes its place. */
+    step(s, "M.2", RDX_LAB_EV_REJECT, T0, RDX_LAB_ST_REJECTED);
+    assert_int_equal(rdx_lab_custody_order(s, "MAS-EAST-CHC", "O-9", NULL, NULL, &os, NULL),
+                     RDX_OK);
+    assert_int_equal(os.tubes, 2);
+    assert_int_equal(os.least, RDX_LAB_ST_ORDERED);
+    for (int k = 0; k < 5; k++) {
+        step(s, "M.2-R1", (rdx_lab_event_kind)(k + 1), T0 + (10 + k) * MIN, path[k]);
+    }
+    assert_int_equal(rdx_lab_custody_order(s, "MAS-EAST-CHC", "O-9", NULL, NULL, &os, NULL),
+                     RDX_OK);
+    assert_string_equal(os.summary, "resulted");
+    assert_int_equal(rdx_lab_custody_order(s, "X", "Y", NULL, NULL, &os, NULL), RDX_ENOTFOUND);
+    rdx_lab_store_free(s);
+}
+
 static void test_custody_names_parse(void **state)
 {
     (void)state;
@@ -396,10 +491,12 @@ int main(void)
         cmocka_unit_test(test_custody_rescan_is_idempotent),
         cmocka_unit_test(test_custody_barcodes_duplicate_and_wrong_patient),
         cmocka_unit_test(test_custody_reject_opens_recollection),
+        cmocka_unit_test(test_custody_reject_some_tests_only),
         cmocka_unit_test(test_custody_cancel_rules),
         cmocka_unit_test(test_custody_stability_expired_at_receipt),
         cmocka_unit_test(test_custody_lost_in_transit_is_overdue),
         cmocka_unit_test(test_result_apply_outcomes),
+        cmocka_unit_test(test_custody_split_order_aggregates_children),
         cmocka_unit_test(test_custody_names_parse),
     };
     return cmocka_run_group_tests_name("lab_custody", tests, NULL, NULL);

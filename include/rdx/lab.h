@@ -578,6 +578,13 @@ typedef struct rdx_lab_event_in {
     const char *actor;           /* the reporting institution (required) */
     int64_t reported_ms;         /* the time the actor says it happened */
     const char *new_barcode;     /* REJECT: the recollection's barcode; NULL = "<barcode>-R<n>" */
+    /*
+     * REJECT: only these tests (comma-separated), e.g. potassium on a
+     * hemolysed tube whose HbA1c stands. They become void on this tube and
+     * the recollection carries just them; the tube keeps its state for the
+     * others. NULL, "" or every active test: the whole tube is rejected.
+     */
+    const char *tests;
 } rdx_lab_event_in;
 
 /* What an event did. */
@@ -619,6 +626,7 @@ typedef struct rdx_lab_event_rec {
 typedef struct rdx_lab_specimen_rec {
     const char *authority, *barcode, *patient_id, *order_sender, *order_control;
     const char *parent_barcode, *lab, *tests, *recollect_of, *recollected_as;
+    const char *void_tests; /* tests rejected on this tube while the others stand */
     rdx_lab_spec_state state;
     rdx_lab_condition condition;
 } rdx_lab_specimen_rec;
@@ -642,6 +650,29 @@ rdx_status rdx_lab_custody_history(rdx_lab_store *s, const char *authority, cons
 rdx_status rdx_lab_custody_overdue(rdx_lab_store *s, int64_t now_ms, unsigned grace_min,
                                    rdx_lab_history_fn fn, void *user, size_t *count,
                                    rdx_error *err);
+
+/* The state of a whole order over its tubes (a split order has several). */
+typedef struct rdx_lab_order_state {
+    size_t tubes;             /* tubes that count: not the ones replaced by a recollection */
+    size_t resulted;          /* of which resulted or delivered */
+    size_t delivered;         /* of which delivered */
+    size_t failed;            /* of which cancelled, lost, or rejected with no recollection */
+    rdx_lab_spec_state least; /* the least advanced state among the tubes still open */
+    char summary[160];        /* "resulted", "in progress: 1 of 2 tubes resulted; least advanced
+                                 dispatched" */
+} rdx_lab_order_state;
+
+typedef void (*rdx_lab_tube_fn)(void *user, const rdx_lab_specimen_rec *spec);
+
+/*
+ * Every tube of the order sender/control (MSH-4.1, MSH-10 of the order),
+ * children and recollections included, in registration order, and the
+ * order's state aggregated over them. fn may be NULL. RDX_ENOTFOUND when the
+ * order has no tube; RDX_EDB.
+ */
+rdx_status rdx_lab_custody_order(rdx_lab_store *s, const char *sender, const char *control,
+                                 rdx_lab_tube_fn fn, void *user, rdx_lab_order_state *out,
+                                 rdx_error *err);
 
 /* ==== Results (lab/result.c) ============================================== */
 
