@@ -200,6 +200,8 @@ static rdx_status register_specimens(route_run *x, const rdx_lab_order *o,
                                   .lab = d->lab,
                                   .tests = tests.data ? (const char *)tests.data : "",
                                   .placer = placer,
+                                  .specimen_type = d->specimen_type,
+                                  .collected_ms = d->collected_ms,
                                   .stable_until_ms = stable_until,
                                   .arrival_due_ms = d->arrival_ms};
         if (st == RDX_OK) {
@@ -1022,12 +1024,133 @@ static int cmd_overdue(int argc, char **argv)
     return rc;
 }
 
+/* ---- rdx lab reroute ---------------------------------------------------- */
+
+#define REROUTE_CMD "lab reroute"
+
+static void reroute_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab reroute --catalogue FILE [--db URI] [--at DTM] [--json] LAB\n"
+               "\n"
+               "LAB is down or full: route again the tests of every tube sent to it that is\n"
+               "still at the clinic (ordered or collected), as if LAB were not in the\n"
+               "network, with the next courier pickup after --at (default now) and the\n"
+               "stability counted from the original collection. Tubes already picked up are\n"
+               "left alone. A tube whose tests now need two labs is split into child tubes\n"
+               "BARCODE.1, BARCODE.2. Every move is logged in the tube's chain of custody.\n");
+}
+
+typedef struct reroute_ctx {
+    int json;
+    size_t n;
+} reroute_ctx;
+
+static void on_reroute(void *user, const rdx_lab_reroute_rec *rec)
+{
+    reroute_ctx *x = user;
+    for (size_t i = 0; i < rdx_lab_routing_count(rec->routing); i++) {
+        const rdx_lab_decision *d = rdx_lab_routing_at(rec->routing, i);
+        if (x->json) {
+            printf("%s\n  {\"barcode\": ", x->n ? "," : "");
+            json_str(stdout, rec->barcode);
+            printf(", \"authority\": ");
+            json_str(stdout, rec->authority);
+            printf(", \"old_lab\": ");
+            json_str(stdout, rec->old_lab);
+            printf(", \"test\": ");
+            json_str(stdout, d->test_code);
+            printf(", \"specimen\": ");
+            json_str(stdout, d->specimen_id);
+            printf(", \"code\": \"%s\", \"lab\": ", rdx_lab_route_code_name(d->code));
+            json_str(stdout, d->lab);
+            printf(", \"reason\": ");
+            json_str(stdout, d->reason);
+            printf("}");
+        } else {
+            printf("%s (%s) %s: %s -> %s %s on %s: %s\n", rec->barcode, rec->authority,
+                   d->test_code, rec->old_lab, d->lab[0] ? d->lab : "-",
+                   rdx_lab_route_code_name(d->code), d->specimen_id, d->reason);
+        }
+        x->n++;
+    }
+}
+
+static int cmd_reroute(int argc, char **argv)
+{
+    const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *at = NULL, *lab = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            reroute_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0 || strcmp(a, "--at") == 0) {
+            if (i + 1 >= argc) {
+                return rdx_cli_usage(REROUTE_CMD, "%s needs a value", a);
+            }
+            *(a[2] == 'c' ? &cat_path : a[2] == 'd' ? &db : &at) = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return rdx_cli_usage(REROUTE_CMD, "unknown option '%s'", a);
+        } else if (lab != NULL) {
+            return rdx_cli_usage(REROUTE_CMD, "one LAB at a time");
+        } else {
+            lab = a;
+        }
+    }
+    if (cat_path == NULL || lab == NULL) {
+        return rdx_cli_usage(REROUTE_CMD, "want --catalogue FILE and LAB");
+    }
+    int64_t now = rdx_clock_wall_ms();
+    if (at != NULL && rdx_lab_hl7_dtm_parse(at, strlen(at), 480, &now) != RDX_OK) {
+        return rdx_cli_usage(REROUTE_CMD, "--at '%s' is not an HL7 date/time", at);
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_catalogue *cat = NULL;
+    rdx_lab_router *r = NULL;
+    rdx_lab_store *s = NULL;
+    reroute_ctx x = {json, 0};
+    size_t n = 0;
+    int rc = RDX_EXIT_OK;
+    if (rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK ||
+        rdx_lab_router_new(cat, &r, &err) != RDX_OK ||
+        rdx_lab_router_set_down(r, lab, 1, &err) != RDX_OK ||
+        rdx_lab_store_open(db, &s, &err) != RDX_OK || rdx_lab_store_load(s, r, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(REROUTE_CMD, &err);
+        goto out;
+    }
+    if (json) {
+        printf("{\"lab\": ");
+        json_str(stdout, lab);
+        printf(", \"moves\": [");
+    }
+    if (rdx_lab_custody_reroute(s, r, lab, now, on_reroute, &x, &n, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(REROUTE_CMD, &err);
+    }
+    if (json) {
+        printf("\n], \"tubes\": %zu}\n", n);
+    } else if (rc == RDX_EXIT_OK) {
+        printf("%zu tube(s) not yet picked up were rerouted from %s\n", n, lab);
+    }
+out:
+    rdx_lab_store_free(s);
+    rdx_lab_router_free(r);
+    rdx_lab_catalogue_free(cat);
+    return rc;
+}
+
 static const struct rdx_cli_verb verbs[] = {
     {"route", "route each ordered test to a member lab and say why", cmd_route},
     {"event", "record a chain-of-custody event for a specimen", cmd_event},
     {"status", "show a specimen's state and chain of custody", cmd_status},
     {"result", "apply a lab's ORU to its order, write the ACK and the clinic's ORU", cmd_result},
     {"overdue", "list dispatched specimens with no receipt scan in time (lost?)", cmd_overdue},
+    {"reroute", "a lab is down or full: route again the tubes not yet picked up", cmd_reroute},
     {NULL, NULL, NULL},
 };
 

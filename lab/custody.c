@@ -26,14 +26,16 @@
 static const char *const state_names[] = {"ordered",    "collected", "dispatched", "received",
                                           "in-testing", "resulted",  "delivered",  "rejected",
                                           "cancelled",  "lost"};
-static const char *const event_names[] = {"order",  "collect", "dispatch", "receive", "start",
-                                          "result", "deliver", "reject",   "cancel",  "lose"};
+static const char *const event_names[] = {"order",  "collect", "dispatch", "receive",
+                                          "start",  "result",  "deliver",  "reject",
+                                          "cancel", "lose",    "reroute"};
 static const char *const cond_names[] = {"ok",           "hemolysed",       "leaking",
                                          "insufficient", "wrong-container", "expired"};
 
-#define NSTATES 10
-#define NEVENTS 10
-#define NCONDS  6
+#define NSTATES      10
+#define NEVENTS      11
+#define NUSER_EVENTS 10 /* reroute is rdx's own */
+#define NCONDS       6
 
 const char *rdx_lab_state_name(rdx_lab_spec_state s)
 {
@@ -52,7 +54,7 @@ const char *rdx_lab_condition_name(rdx_lab_condition c)
 
 rdx_status rdx_lab_event_parse(const char *name, rdx_lab_event_kind *out)
 {
-    for (unsigned i = 1; i < NEVENTS; i++) {
+    for (unsigned i = 1; i < NUSER_EVENTS; i++) {
         if (strcmp(name, event_names[i]) == 0) {
             *out = (rdx_lab_event_kind)i;
             return RDX_OK;
@@ -109,7 +111,7 @@ static void allowed(rdx_lab_spec_state from, char *out, size_t cap)
 {
     size_t n = 0;
     out[0] = '\0';
-    for (unsigned e = 1; e < NEVENTS; e++) {
+    for (unsigned e = 1; e < NUSER_EVENTS; e++) {
         if (next_state(from, (rdx_lab_event_kind)e) >= 0) {
             int w = snprintf(out + n, cap - n, "%s%s", n ? ", " : "", event_names[e]);
             if (w < 0 || (size_t)w >= cap - n) {
@@ -179,7 +181,7 @@ static rdx_status insert_specimen(rdx_lab_store *s, const rdx_lab_specimen_reg *
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO lab_specimen VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                           "0, 0, ?10, ?11, ?12, '', ?13, ?14, '')",
+                           "0, 0, ?10, ?11, ?12, '', ?13, ?14, '', ?15, ?16)",
                            -1, &q, NULL) != SQLITE_OK) {
         return RDX_EDB;
     }
@@ -197,6 +199,8 @@ static rdx_status insert_specimen(rdx_lab_store *s, const rdx_lab_specimen_reg *
     sqlite3_bind_text(q, 12, nz(recollect_of), -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 13, now);
     sqlite3_bind_text(q, 14, nz(r->placer), -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 15, nz(r->specimen_type), -1, SQLITE_STATIC);
+    bind_opt(q, 16, r->collected_ms);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
     return rc == SQLITE_DONE ? RDX_OK : RDX_EDB;
@@ -391,7 +395,7 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
     if (s == NULL || ev == NULL || ev->actor == NULL || ev->actor[0] == '\0') {
         return rdx_error_set(err, RDX_EINVAL, "event: the reporting institution is required");
     }
-    if ((unsigned)ev->kind >= NEVENTS || ev->kind == RDX_LAB_EV_ORDER ||
+    if ((unsigned)ev->kind >= NUSER_EVENTS || ev->kind == RDX_LAB_EV_ORDER ||
         (unsigned)ev->condition >= NCONDS) {
         return rdx_error_set(err, RDX_EINVAL, "event: bad event kind or condition");
     }
@@ -400,7 +404,8 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
     if (sqlite3_prepare_v2(s->db,
                            "SELECT state, stable_until_ms, patient_id, patient_authority, "
                            "order_sender, order_control, parent_barcode, lab, tests, "
-                           "recollected_as, placer FROM lab_specimen WHERE authority = ?1 AND "
+                           "recollected_as, placer, specimen_type FROM lab_specimen WHERE "
+                           "authority = ?1 AND "
                            "barcode = ?2",
                            -1, &q, NULL) != SQLITE_OK ||
         sqlite3_bind_text(q, 1, o.authority, -1, SQLITE_STATIC) != SQLITE_OK ||
@@ -457,7 +462,7 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
     rdx_lab_condition cond = ev->condition;
     const char *reason = ev->reason;
     int reject = to == RDX_LAB_ST_REJECTED;
-    char keep[512] = "", voided[512] = "", why[256];
+    char keep[512] = "", voided[512] = "", why[640];
     if (reject && ev->tests != NULL && ev->tests[0] != '\0') {
         /* Some tests only: split the tube's active tests into kept and void. */
         const char *active = (const char *)sqlite3_column_text(q, 8);
@@ -514,6 +519,8 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
             .parent_barcode = (const char *)sqlite3_column_text(q, 6),
             .lab = (const char *)sqlite3_column_text(q, 7),
             .placer = (const char *)sqlite3_column_text(q, 10),
+            .specimen_type = (const char *)sqlite3_column_text(q, 11),
+            .collected_ms = INT64_MIN,
             .stable_until_ms = INT64_MIN,
             .arrival_due_ms = INT64_MIN,
         };
@@ -688,8 +695,10 @@ rdx_status rdx_lab_custody_order(rdx_lab_store *s, const char *sender, const cha
             fn(user, &sp);
         }
         all++;
-        /* A tube rejected whole and recollected is replaced by its recollection. */
-        if (sp.state == RDX_LAB_ST_REJECTED && sp.recollected_as[0] != '\0') {
+        /* A tube rejected whole and recollected is replaced by its recollection; one
+         * split into aliquots when rerouted carries no tests of its own. */
+        if ((sp.state == RDX_LAB_ST_REJECTED && sp.recollected_as[0] != '\0') ||
+            sp.tests[0] == '\0') {
             continue;
         }
         o.tubes++;

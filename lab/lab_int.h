@@ -193,4 +193,17 @@ struct rdx_lab_store {
 rdx_status lab_routing_new(rdx_lab_routing **out);
 rdx_status lab_routing_push(rdx_lab_routing *rt, const rdx_lab_decision *d);
 
+/* ---- Synthetic orders (lab/order.c) ------------------------------------- */
+
+/*
+ * An order of one tube with the tests of tests_csv, as rerouting needs it:
+ * collected at collected_ms, but no courier pickup before not_before_ms.
+ */
+rdx_status lab_order_synthetic(const char *sender, const char *control, const char *patient,
+                               const char *barcode, const char *authority, const char *type,
+                               int64_t collected_ms, int64_t not_before_ms, const char *tests_csv,
+                               rdx_lab_order **out);
+/* The earliest pickup an order allows (INT64_MIN for orders read from HL7). */
+int64_t lab_order_not_before(const rdx_lab_order *o);
+
 #endif /* RDX_LAB_INT_H */

@@ -111,6 +111,7 @@ rdx_status rdx_lab_hl7_dtm_parse(const char *s, size_t n, int local_offset_min, 
 struct rdx_lab_order {
     char *sender, *control_id, *patient_id, *patient_authority;
     int64_t sent_ms;
+    int64_t not_before_ms; /* rerouting: no pickup before this (INT64_MIN: none) */
     rdx_lab_order_test *tests;
     size_t ntests;
     rdx_lab_order_specimen *specs;
@@ -257,6 +258,7 @@ rdx_status rdx_lab_order_from_hl7(const rdx_lab_hl7_msg *m, int off, rdx_lab_ord
     if (o == NULL) {
         return rdx_error_set(err, RDX_ENOMEM, "out of memory");
     }
+    o->not_before_ms = INT64_MIN;
     const char *tmp;
     if ((st = take(o, m, 0, 4, 1, 1, 1, &tmp, err)) != RDX_OK) {
         goto out;
@@ -578,4 +580,99 @@ size_t rdx_lab_result_corrections(const rdx_lab_result *r)
 const char *rdx_lab_result_placer(const rdx_lab_result *r, unsigned obr_seq)
 {
     return obr_seq >= 1 && obr_seq <= r->nobr ? r->placers[obr_seq - 1] : "";
+}
+
+/* ---- Synthetic orders (rerouting a tube) --------------------------------- */
+
+static rdx_status own_dup(rdx_lab_order *o, const char *s, size_t n, const char **out)
+{
+    char *d = rdx_strndup(s != NULL ? s : "", s != NULL ? n : 0);
+    if (d == NULL) {
+        return RDX_ENOMEM;
+    }
+    RDX_TRY(own(o, d));
+    *out = d;
+    return RDX_OK;
+}
+
+int64_t lab_order_not_before(const rdx_lab_order *o)
+{
+    return o->not_before_ms;
+}
+
+rdx_status lab_order_synthetic(const char *sender, const char *control, const char *patient,
+                               const char *barcode, const char *authority, const char *type,
+                               int64_t collected_ms, int64_t not_before_ms, const char *tests_csv,
+                               rdx_lab_order **out)
+{
+    rdx_status st = RDX_OK;
+    const char *tmp;
+    *out = NULL;
+    rdx_lab_order *o = calloc(1, sizeof *o);
+    if (o == NULL) {
+        return RDX_ENOMEM;
+    }
+    o->sent_ms = collected_ms;
+    o->not_before_ms = not_before_ms;
+    o->specs = calloc(1, sizeof *o->specs);
+    if (o->specs == NULL) {
+        st = RDX_ENOMEM;
+        goto out;
+    }
+    o->nspecs = 1;
+    rdx_lab_order_specimen *sp = &o->specs[0];
+    sp->collected_ms = collected_ms;
+    if ((st = own_dup(o, sender, strlen(sender), &tmp)) != RDX_OK) {
+        goto out;
+    }
+    o->sender = (char *)tmp;
+    if ((st = own_dup(o, control, strlen(control), &tmp)) != RDX_OK) {
+        goto out;
+    }
+    o->control_id = (char *)tmp;
+    if ((st = own_dup(o, patient, strlen(patient), &tmp)) != RDX_OK) {
+        goto out;
+    }
+    o->patient_id = (char *)tmp;
+    if ((st = own_dup(o, "", 0, &tmp)) != RDX_OK) {
+        goto out;
+    }
+    o->patient_authority = (char *)tmp;
+    sp->parent_id = tmp;
+    if ((st = own_dup(o, barcode, strlen(barcode), &sp->id)) != RDX_OK ||
+        (st = own_dup(o, authority, strlen(authority), &sp->authority)) != RDX_OK ||
+        (st = own_dup(o, type, strlen(type), &sp->type)) != RDX_OK) {
+        goto out;
+    }
+    for (const char *p = tests_csv; p != NULL && *p != '\0';) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len > 0) {
+            rdx_lab_order_test *t = rdx_reallocarray(o->tests, o->ntests + 1, sizeof *t);
+            if (t == NULL) {
+                st = RDX_ENOMEM;
+                goto out;
+            }
+            o->tests = t;
+            rdx_lab_order_test *nt = &o->tests[o->ntests];
+            memset(nt, 0, sizeof *nt);
+            nt->obr_seq = (unsigned)(o->ntests + 1);
+            nt->specimen = 0;
+            nt->system = "";
+            nt->text = "";
+            nt->placer = "";
+            o->ntests++;
+            if ((st = own_dup(o, p, len, &nt->code)) != RDX_OK) {
+                goto out;
+            }
+        }
+        p = e ? e + 1 : NULL;
+    }
+out:
+    if (st != RDX_OK) {
+        rdx_lab_order_free(o);
+        return st;
+    }
+    *out = o;
+    return RDX_OK;
 }

@@ -40,7 +40,8 @@ typedef struct lab_load {
 
 struct rdx_lab_router {
     const rdx_lab_catalogue *c;
-    lab_load *loads; /* one per lab */
+    lab_load *loads;     /* one per lab */
+    unsigned char *down; /* one per lab: marked down, qualifies for nothing */
 };
 
 struct rdx_lab_routing {
@@ -84,7 +85,10 @@ rdx_status rdx_lab_router_new(const rdx_lab_catalogue *c, rdx_lab_router **out, 
         return rdx_error_set(err, RDX_ENOMEM, "out of memory");
     }
     r->loads = rdx_callocarray(c->nlabs, sizeof *r->loads);
-    if (r->loads == NULL) {
+    r->down = rdx_callocarray(c->nlabs ? c->nlabs : 1, 1);
+    if (r->loads == NULL || r->down == NULL) {
+        free(r->loads);
+        free(r->down);
         free(r);
         return rdx_error_set(err, RDX_ENOMEM, "out of memory");
     }
@@ -102,7 +106,18 @@ void rdx_lab_router_free(rdx_lab_router *r)
         free(r->loads[i].counts);
     }
     free(r->loads);
+    free(r->down);
     free(r);
+}
+
+rdx_status rdx_lab_router_set_down(rdx_lab_router *r, const char *lab_id, int down, rdx_error *err)
+{
+    size_t li = lab_cat_find_lab(r->c, lab_id);
+    if (li == SIZE_MAX) {
+        return rdx_error_set(err, RDX_ENOTFOUND, "no lab '%s' in the catalogue", lab_id);
+    }
+    r->down[li] = down != 0;
+    return RDX_OK;
 }
 
 static unsigned load_get(const lab_load *l, int64_t day)
@@ -250,7 +265,7 @@ typedef struct eval {
 } eval;
 
 static void evaluate(const rdx_lab_catalogue *c, size_t clinic, size_t li, const char *test,
-                     const char *type, int64_t collected, eval *e)
+                     const char *type, int64_t collected, int64_t not_before, eval *e)
 {
     const cat_lab *l = &c->labs[li];
     memset(e, 0, sizeof *e);
@@ -275,11 +290,13 @@ static void evaluate(const rdx_lab_catalogue *c, size_t clinic, size_t li, const
     if (e->stab_min < 0) {
         e->stab_min = 0;
     }
-    int64_t day0 = floor_div(collected, 1440);
+    /* The next pickup after collection (or, when rerouting, after now). */
+    int64_t from = collected > not_before ? collected : not_before;
+    int64_t day0 = floor_div(from, 1440);
     for (int64_t d = 0; d <= QUEUE_DAYS && e->pickup == NO_TIME; d++) {
         for (size_t k = 0; k < run->npickups; k++) {
             int64_t t = (day0 + d) * 1440 + run->pickups[k];
-            if (t >= collected) {
+            if (t >= from) {
                 e->pickup = t;
                 break;
             }
@@ -364,7 +381,8 @@ typedef struct route_ctx {
     eval *ev;      /* [test][lab] for the current specimen */
     size_t *tests; /* order test indices on the current specimen */
     size_t ntests;
-    size_t *dec_of; /* decision index per order test */
+    size_t *dec_of;     /* decision index per order test */
+    int64_t not_before; /* local minutes: no pickup before (rerouting), else INT64_MIN */
     rdx_buf text;
 } route_ctx;
 
@@ -585,8 +603,23 @@ static rdx_status refuse(route_ctx *x, size_t k, int64_t collected)
         RDX_TRY(rdx_buf_printf(&x->text, ") but not on %s (%s)",
                                lab_cat_type_name(c, d.specimen_type), d.specimen_type));
     } else {
-        RDX_TRY(rdx_buf_printf(&x->text, "no lab of the network performs %s (%s)", t->code,
-                               t->system[0] ? t->system : "local code"));
+        int downs = 0;
+        for (size_t li = 0; li < c->nlabs; li++) {
+            if (x->r->down[li] && lab_cat_lab_performs(&c->labs[li], t->code)) {
+                RDX_TRY(rdx_buf_printf(&x->text, "%s%s",
+                                       downs ? ", "
+                                             : "the labs that perform "
+                                               "it (",
+                                       c->labs[li].id));
+                downs++;
+            }
+        }
+        if (downs > 0) {
+            RDX_TRY(rdx_buf_printf(&x->text, ") are down"));
+        } else {
+            RDX_TRY(rdx_buf_printf(&x->text, "no lab of the network performs %s (%s)", t->code,
+                                   t->system[0] ? t->system : "local code"));
+        }
     }
     d.code = best;
     RDX_TRY(keep_buf(x->rt, &x->text, &d.reason));
@@ -602,7 +635,11 @@ static rdx_status route_specimen(route_ctx *x, size_t si, int64_t collected, con
     for (size_t k = 0; k < nt; k++) {
         const rdx_lab_order_test *t = rdx_lab_order_test_at(x->o, x->tests[k]);
         for (size_t li = 0; li < nl; li++) {
-            evaluate(c, x->clinic, li, t->code, sp->type, collected, &EV(x, k, li));
+            evaluate(c, x->clinic, li, t->code, sp->type, collected, x->not_before, &EV(x, k, li));
+            if (x->r->down[li]) {
+                /* A lab that is down is as good as absent. */
+                EV(x, k, li).stage = RDX_LAB_NO_LAB;
+            }
         }
     }
     /* One lab for the whole tube? res[li] is its group result, or NO_TIME. */
@@ -776,6 +813,9 @@ rdx_status rdx_lab_route(rdx_lab_router *r, const rdx_lab_order *o, rdx_lab_rout
     x.c = r->c;
     x.o = o;
     x.off = r->c->utc_offset_min;
+    x.not_before = lab_order_not_before(o) == INT64_MIN
+                       ? INT64_MIN
+                       : local_min(lab_order_not_before(o), r->c->utc_offset_min);
     rdx_buf_init(&x.text, RDX_ERROR_MSG_MAX * 2);
     x.rt = calloc(1, sizeof *x.rt);
     size_t nt = rdx_lab_order_test_count(o);

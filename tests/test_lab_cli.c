@@ -366,6 +366,69 @@ static void test_cli_result_acks_forwards_and_corrects(void **state)
     free(dir);
 }
 
+static void test_cli_reroute_moves_only_tubes_not_picked_up(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char uri[512];
+    snprintf(uri, sizeof uri, "sqlite:%s/lab.db", dir);
+    struct rdx_run r;
+    const char *route[] = {"lab", "route", "--catalogue", CAT, "--db", uri, GULOU, NULL};
+    run(&r, route);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    /* The serum tube is still at the clinic; the EDTA tube is on the courier run. */
+    const char *scans[][3] = {{"NJGL26120101", "collect", "202612010806"},
+                              {"NJGL26120102", "collect", "202612010806"},
+                              {"NJGL26120102", "dispatch", "202612010900"}};
+    for (size_t i = 0; i < 3; i++) {
+        const char *argv[] = {"lab",       "event",        "--db", uri,
+                              "--actor",   "NJ-GULOU-CHC", "--at", scans[i][2],
+                              scans[i][0], scans[i][1],    NULL};
+        run(&r, argv);
+        assert_int_equal(r.exit_code, 0);
+        rdx_run_free(&r);
+    }
+    const char *reroute[] = {"lab", "reroute", "--catalogue",  CAT,       "--db",
+                             uri,   "--at",    "202612010830", "NJ-JSPH", NULL};
+    run(&r, reroute);
+    assert_int_equal(r.exit_code, 0);
+    /* Potassium and creatinine to Drum Tower, PSA to the Cancer Hospital: split. */
+    assert_non_null(strstr(r.out, "NJGL26120101 (NJ-GULOU-CHC) 2823-3: NJ-JSPH -> NJ-DRUM ROUTED "
+                                  "on NJGL26120101.1"));
+    assert_non_null(strstr(r.out, "2857-1: NJ-JSPH -> NJ-CANCER ROUTED on NJGL26120101.2"));
+    assert_null(strstr(r.out, "NJGL26120102"));
+    assert_non_null(strstr(r.out, "1 tube(s) not yet picked up were rerouted from NJ-JSPH"));
+    rdx_run_free(&r);
+    const char *order[] = {
+        "lab", "status", "--db", uri, "--order", "NJ-GULOU-CHC", "GULOU-20261201-0001", NULL};
+    run(&r, order);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "NJGL26120101.1 (NJ-GULOU-CHC): collected at NJ-DRUM, tests "
+                                  "2823-3,2160-0, child of NJGL26120101"));
+    assert_non_null(strstr(r.out, "NJGL26120102 (NJ-GULOU-CHC): dispatched at NJ-JSPH"));
+    assert_non_null(strstr(r.out, "0 of 3 tube(s) resulted"));
+    rdx_run_free(&r);
+    /* The stored decisions follow the tubes: routing the order again shows them. */
+    run(&r, route);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "2823-3 tube NJGL26120101.1 (from NJGL26120101) -> NJ-DRUM"));
+    assert_non_null(strstr(r.out, "4548-4 tube NJGL26120102 -> NJ-JSPH"));
+    rdx_run_free(&r);
+    /* Nothing left to move. */
+    run(&r, reroute);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "0 tube(s)"));
+    rdx_run_free(&r);
+    const char *bad[] = {"lab", "reroute", "--catalogue", CAT, "--db", uri, "NJ-NOPE", NULL};
+    run(&r, bad);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "no lab 'NJ-NOPE'"));
+    rdx_run_free(&r);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_cli_route_errors_and_usage),
         cmocka_unit_test(test_cli_event_and_status_follow_a_tube),
         cmocka_unit_test(test_cli_result_acks_forwards_and_corrects),
+        cmocka_unit_test(test_cli_reroute_moves_only_tubes_not_picked_up),
     };
     return cmocka_run_group_tests_name("lab_cli", tests, NULL, NULL);
 }

@@ -317,6 +317,29 @@ static void test_route_refusal_codes(void **state)
     rdx_lab_catalogue_free(c);
 }
 
+static void test_route_down_lab_is_skipped(void **state)
+{
+    (void)state;
+    rdx_lab_catalogue *c = catalogue("Zhenjiang", 100, "30m", "");
+    rdx_lab_router *r = NULL;
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_router_set_down(r, "B", 1, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_router_set_down(r, "ZZ", 1, NULL), RDX_ENOTFOUND);
+    rdx_lab_order *o = order("CLINIC-1", "K:S1:SER:202612010800+0800;TSH:S2:SER:202612010800+0800");
+    rdx_lab_routing *rt = route(r, o);
+    /* B would be faster for K, but it is down; TSH is done only at B. */
+    expect(rt, 0, RDX_LAB_ROUTED, "A", NULL);
+    expect(rt, 1, RDX_LAB_NO_LAB, "", "the labs that perform it (B) are down");
+    rdx_lab_routing_free(rt);
+    assert_int_equal(rdx_lab_router_set_down(r, "B", 0, NULL), RDX_OK);
+    rt = route(r, o);
+    expect(rt, 0, RDX_LAB_ROUTED, "B", NULL);
+    rdx_lab_routing_free(rt);
+    rdx_lab_order_free(o);
+    rdx_lab_router_free(r);
+    rdx_lab_catalogue_free(c);
+}
+
 static void test_route_unknown_clinic(void **state)
 {
     (void)state;
@@ -605,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_route_tests_on_one_tube_travel_together),
         cmocka_unit_test(test_route_split_makes_child_specimens),
         cmocka_unit_test(test_route_refusal_codes),
+        cmocka_unit_test(test_route_down_lab_is_skipped),
         cmocka_unit_test(test_route_unknown_clinic),
         cmocka_unit_test(test_route_capacity_then_full_queued),
         cmocka_unit_test(test_route_lab_closed_waits_for_opening),

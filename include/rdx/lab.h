@@ -430,6 +430,12 @@ void rdx_lab_router_free(rdx_lab_router *r);
  */
 rdx_status rdx_lab_router_add_load(rdx_lab_router *r, const char *lab_id, int64_t day, unsigned n,
                                    rdx_error *err);
+/*
+ * Mark a lab down (down != 0) or up again: a down lab qualifies for nothing.
+ * RDX_ENOTFOUND for an unknown lab.
+ */
+rdx_status rdx_lab_router_set_down(rdx_lab_router *r, const char *lab_id, int down, rdx_error *err);
+
 /* Tests counted against lab_id on `day`; 0 for an unknown lab. */
 unsigned rdx_lab_router_load(const rdx_lab_router *r, const char *lab_id, int64_t day);
 
@@ -521,7 +527,8 @@ typedef enum rdx_lab_event_kind {
     RDX_LAB_EV_DELIVER = 6,
     RDX_LAB_EV_REJECT = 7, /* with a coded reason */
     RDX_LAB_EV_CANCEL = 8,
-    RDX_LAB_EV_LOSE = 9
+    RDX_LAB_EV_LOSE = 9,
+    RDX_LAB_EV_REROUTE = 10 /* the destination changed before pickup (rdx_lab_custody_reroute) */
 } rdx_lab_event_kind;
 
 /* The condition recorded at receipt. */
@@ -554,6 +561,8 @@ typedef struct rdx_lab_specimen_reg {
     const char *lab;            /* performing lab, "" when not routed */
     const char *tests;          /* the tests on it, comma-separated */
     const char *placer;         /* placer order number (OBR-2.1 / ORC-2.1), for results */
+    const char *specimen_type;  /* SPM-4.1, for rerouting */
+    int64_t collected_ms;       /* collection time, for rerouting; INT64_MIN when unknown */
     int64_t stable_until_ms;    /* INT64_MIN when unknown */
     int64_t arrival_due_ms;     /* expected arrival at the lab; INT64_MIN when unknown */
 } rdx_lab_specimen_reg;
@@ -673,6 +682,30 @@ typedef void (*rdx_lab_tube_fn)(void *user, const rdx_lab_specimen_rec *spec);
 rdx_status rdx_lab_custody_order(rdx_lab_store *s, const char *sender, const char *control,
                                  rdx_lab_tube_fn fn, void *user, rdx_lab_order_state *out,
                                  rdx_error *err);
+
+/* One tube moved by rdx_lab_custody_reroute. Strings valid during the callback. */
+typedef struct rdx_lab_reroute_rec {
+    const char *authority, *barcode;
+    const char *old_lab;
+    const rdx_lab_routing *routing; /* the new decisions for the tube's tests */
+} rdx_lab_reroute_rec;
+
+typedef void (*rdx_lab_reroute_fn)(void *user, const rdx_lab_reroute_rec *rec);
+
+/*
+ * Lab lab_id is down or full: route again, with router r (on which the
+ * caller has marked the lab down), the tests of every tube sent to it that
+ * has not been picked up yet (ordered or collected); tubes already
+ * dispatched or further are left alone. A tube whose tests all go to one
+ * new lab keeps its barcode; one that must be split is aliquoted into child
+ * tubes "<barcode>.<n>" (SPM-3 = the tube). Each move is a REROUTE event in
+ * the tube's log and updates the stored decisions. Stability is judged from
+ * the original collection time. fn (may be NULL) is called per tube.
+ * Errors: RDX_EDB, RDX_ENOMEM.
+ */
+rdx_status rdx_lab_custody_reroute(rdx_lab_store *s, rdx_lab_router *r, const char *lab_id,
+                                   int64_t now_ms, rdx_lab_reroute_fn fn, void *user, size_t *count,
+                                   rdx_error *err);
 
 /* ==== Results (lab/result.c) ============================================== */
 
