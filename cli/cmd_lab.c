@@ -173,6 +173,13 @@ static rdx_status register_specimens(route_run *x, const rdx_lab_order *o,
         rdx_status st = RDX_OK;
         int64_t stable_until = d->stable_until_ms;
         const char *placer = "";
+        double volume = -1; /* known for a whole tube, not for an aliquot */
+        for (size_t k = 0; k < rdx_lab_order_specimen_count(o); k++) {
+            const rdx_lab_order_specimen *os = rdx_lab_order_specimen_at(o, k);
+            if (strcmp(os->id, d->specimen_id) == 0) {
+                volume = os->volume_ml;
+            }
+        }
         for (size_t t = 0; t < rdx_lab_order_test_count(o); t++) {
             const rdx_lab_order_test *ot = rdx_lab_order_test_at(o, t);
             if (strcmp(ot->code, d->test_code) == 0) {
@@ -202,6 +209,7 @@ static rdx_status register_specimens(route_run *x, const rdx_lab_order *o,
                                   .placer = placer,
                                   .specimen_type = d->specimen_type,
                                   .collected_ms = d->collected_ms,
+                                  .volume_ml = volume,
                                   .stable_until_ms = stable_until,
                                   .arrival_due_ms = d->arrival_ms};
         if (st == RDX_OK) {
@@ -1144,6 +1152,106 @@ out:
     return rc;
 }
 
+/* ---- rdx lab addon ------------------------------------------------------ */
+
+#define ADDON_CMD "lab addon"
+
+static void addon_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab addon --catalogue FILE [--db URI] [--authority A] --actor INST\n"
+               "                     [--at DTM] [--json] BARCODE TEST\n"
+               "\n"
+               "Add TEST to the tube BARCODE after collection. It is accepted only when the\n"
+               "tube is not yet resulted, its lab performs TEST on the tube's specimen type,\n"
+               "the specimen is still within TEST's stability at --at (default now), and the\n"
+               "tube has the volume left (when its SPM-12 volume is known). Otherwise a new\n"
+               "collection is opened as a new tube BARCODE-A1. Exit status 0 accepted, 1\n"
+               "refused (new collection) or error, 2 usage error.\n");
+}
+
+static int cmd_addon(int argc, char **argv)
+{
+    const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *auth = NULL, *actor = NULL;
+    const char *at = NULL, *pos[2] = {NULL, NULL};
+    int json = 0, npos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            addon_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        if (strcmp(a, "--catalogue") == 0) {
+            dst = &cat_path;
+        } else if (strcmp(a, "--db") == 0) {
+            dst = &db;
+        } else if (strcmp(a, "--authority") == 0) {
+            dst = &auth;
+        } else if (strcmp(a, "--actor") == 0) {
+            dst = &actor;
+        } else if (strcmp(a, "--at") == 0) {
+            dst = &at;
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+            continue;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return rdx_cli_usage(ADDON_CMD, "unknown option '%s'", a);
+        } else {
+            if (npos == 2) {
+                return rdx_cli_usage(ADDON_CMD, "too many arguments ('%s')", a);
+            }
+            pos[npos++] = a;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            return rdx_cli_usage(ADDON_CMD, "%s needs a value", a);
+        }
+        *dst = argv[++i];
+    }
+    if (cat_path == NULL || actor == NULL || npos != 2) {
+        return rdx_cli_usage(ADDON_CMD, "want --catalogue FILE, --actor INST, BARCODE and TEST");
+    }
+    int64_t now = rdx_clock_wall_ms();
+    if (at != NULL && rdx_lab_hl7_dtm_parse(at, strlen(at), 480, &now) != RDX_OK) {
+        return rdx_cli_usage(ADDON_CMD, "--at '%s' is not an HL7 date/time", at);
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_catalogue *cat = NULL;
+    rdx_lab_store *s = NULL;
+    rdx_lab_addon_outcome o;
+    int rc = RDX_EXIT_OK;
+    if (rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK ||
+        rdx_lab_store_open(db, &s, &err) != RDX_OK ||
+        rdx_lab_custody_addon(s, cat, auth, pos[0], pos[1], actor, now, &o, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(ADDON_CMD, &err);
+        goto out;
+    }
+    if (json) {
+        printf("{\"barcode\": ");
+        json_str(stdout, pos[0]);
+        printf(", \"test\": ");
+        json_str(stdout, pos[1]);
+        printf(", \"accepted\": %s, \"reason\": ", o.accepted ? "true" : "false");
+        json_str(stdout, o.reason);
+        printf(", \"new_collection\": ");
+        json_str(stdout, o.new_barcode);
+        printf("}\n");
+    } else if (o.accepted) {
+        printf("%s: add-on %s accepted: %s\n", pos[0], pos[1], o.reason);
+    } else {
+        printf("%s: add-on %s refused: %s; new collection %s\n", pos[0], pos[1], o.reason,
+               o.new_barcode);
+    }
+    rc = o.accepted ? RDX_EXIT_OK : RDX_EXIT_FAIL;
+out:
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(cat);
+    return rc;
+}
+
 static const struct rdx_cli_verb verbs[] = {
     {"route", "route each ordered test to a member lab and say why", cmd_route},
     {"event", "record a chain-of-custody event for a specimen", cmd_event},
@@ -1151,6 +1259,7 @@ static const struct rdx_cli_verb verbs[] = {
     {"result", "apply a lab's ORU to its order, write the ACK and the clinic's ORU", cmd_result},
     {"overdue", "list dispatched specimens with no receipt scan in time (lost?)", cmd_overdue},
     {"reroute", "a lab is down or full: route again the tubes not yet picked up", cmd_reroute},
+    {"addon", "add a test to a collected tube, or open a new collection", cmd_addon},
     {NULL, NULL, NULL},
 };
 

@@ -456,6 +456,25 @@ static int named(cat_parse *p, cat_named **arr, size_t *n, const char *code, con
     return slot->name != NULL;
 }
 
+static cat_stab *find_or_add_stab(cat_parse *p, const char *test, const char *type)
+{
+    rdx_lab_catalogue *c = p->c;
+    for (size_t i = 0; i < c->nstabs; i++) {
+        if (strcmp(c->stabs[i].test, test) == 0 && strcmp(c->stabs[i].type, type) == 0) {
+            return &c->stabs[i];
+        }
+    }
+    cat_stab *s = grow(p, (void **)&c->stabs, &c->nstabs, sizeof *s);
+    if (s == NULL) {
+        return NULL;
+    }
+    s->room_min = s->fridge_min = -1;
+    s->volume_ml = -1;
+    s->test = dupstr(p, test);
+    s->type = s->test ? dupstr(p, type) : NULL;
+    return s->type != NULL ? s : NULL;
+}
+
 static int stab_key(cat_parse *p, const char *test, const char *key, const char *value)
 {
     rdx_lab_catalogue *c = p->c;
@@ -464,6 +483,26 @@ static int stab_key(cat_parse *p, const char *test, const char *key, const char 
     }
     int fridge;
     const char *type;
+    if (strncmp(key, "volume ", 7) == 0) {
+        type = key + 7;
+        double v;
+        if (!code_ok(type, strlen(type))) {
+            return fail(p, RDX_EPARSE, "[%s] %s: bad specimen type code", p->sect_name, key);
+        }
+        if (rdx_parse_double(value, strlen(value), &v) != RDX_OK || v <= 0 || v > 1000) {
+            return fail(p, RDX_EPARSE, "[%s] %s: '%s' is not a volume in mL (0 .. 1000)",
+                        p->sect_name, key, value);
+        }
+        cat_stab *s = find_or_add_stab(p, test, type);
+        if (s == NULL) {
+            return 0;
+        }
+        if (s->volume_ml >= 0) {
+            return fail(p, RDX_EPARSE, "[%s] %s: given twice", p->sect_name, key);
+        }
+        s->volume_ml = v;
+        return 1;
+    }
     if (strncmp(key, "room ", 5) == 0) {
         fridge = 0;
         type = key + 5;
@@ -481,23 +520,9 @@ static int stab_key(cat_parse *p, const char *test, const char *key, const char 
         return fail(p, RDX_EPARSE, "[%s] %s: '%s' is not a duration (0 = not allowed)",
                     p->sect_name, key, value);
     }
-    cat_stab *s = NULL;
-    for (size_t i = 0; i < c->nstabs; i++) {
-        if (strcmp(c->stabs[i].test, test) == 0 && strcmp(c->stabs[i].type, type) == 0) {
-            s = &c->stabs[i];
-        }
-    }
+    cat_stab *s = find_or_add_stab(p, test, type);
     if (s == NULL) {
-        s = grow(p, (void **)&c->stabs, &c->nstabs, sizeof *s);
-        if (s == NULL) {
-            return 0;
-        }
-        s->room_min = s->fridge_min = -1;
-        s->test = dupstr(p, test);
-        s->type = s->test ? dupstr(p, type) : NULL;
-        if (s->type == NULL) {
-            return 0;
-        }
+        return 0;
     }
     int *dst = fridge ? &s->fridge_min : &s->room_min;
     if (*dst >= 0) {

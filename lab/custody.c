@@ -28,12 +28,12 @@ static const char *const state_names[] = {"ordered",    "collected", "dispatched
                                           "cancelled",  "lost"};
 static const char *const event_names[] = {"order",  "collect", "dispatch", "receive",
                                           "start",  "result",  "deliver",  "reject",
-                                          "cancel", "lose",    "reroute"};
+                                          "cancel", "lose",    "reroute",  "add-on"};
 static const char *const cond_names[] = {"ok",           "hemolysed",       "leaking",
                                          "insufficient", "wrong-container", "expired"};
 
 #define NSTATES      10
-#define NEVENTS      11
+#define NEVENTS      12
 #define NUSER_EVENTS 10 /* reroute is rdx's own */
 #define NCONDS       6
 
@@ -181,7 +181,7 @@ static rdx_status insert_specimen(rdx_lab_store *s, const rdx_lab_specimen_reg *
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO lab_specimen VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-                           "0, 0, ?10, ?11, ?12, '', ?13, ?14, '', ?15, ?16)",
+                           "0, 0, ?10, ?11, ?12, '', ?13, ?14, '', ?15, ?16, ?17)",
                            -1, &q, NULL) != SQLITE_OK) {
         return RDX_EDB;
     }
@@ -201,6 +201,11 @@ static rdx_status insert_specimen(rdx_lab_store *s, const rdx_lab_specimen_reg *
     sqlite3_bind_text(q, 14, nz(r->placer), -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 15, nz(r->specimen_type), -1, SQLITE_STATIC);
     bind_opt(q, 16, r->collected_ms);
+    if (r->volume_ml >= 0) {
+        sqlite3_bind_double(q, 17, r->volume_ml);
+    } else {
+        sqlite3_bind_null(q, 17);
+    }
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
     return rc == SQLITE_DONE ? RDX_OK : RDX_EDB;
@@ -521,6 +526,7 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
             .placer = (const char *)sqlite3_column_text(q, 10),
             .specimen_type = (const char *)sqlite3_column_text(q, 11),
             .collected_ms = INT64_MIN,
+            .volume_ml = -1,
             .stable_until_ms = INT64_MIN,
             .arrival_due_ms = INT64_MIN,
         };

@@ -145,6 +145,7 @@ typedef struct cat_run {
 typedef struct cat_stab {
     char *test, *type;
     int room_min, fridge_min;
+    double volume_ml; /* minimum volume for the test on this type; negative: not given */
 } cat_stab;
 
 typedef struct cat_named {

@@ -214,6 +214,21 @@ static rdx_status read_spm(rdx_lab_order *o, const rdx_lab_hl7_msg *m, size_t si
     RDX_TRY(take(o, m, si, 3, 1, 1, 1, &sp.parent_id, err));
     RDX_TRY(take(o, m, si, 4, 1, 1, 1, &sp.type, err));
     RDX_TRY(take_time(m, si, 17, 1, 1, off, &sp.collected_ms, err));
+    /* SPM-12 collection amount (CQ): quantity ^ units; mL, L and uL are understood. */
+    sp.volume_ml = -1;
+    lab_span qty = lab_hl7_narrow(m, lab_hl7_field(m, si, 12), 1, 1, 1);
+    lab_span unit = lab_hl7_narrow(m, lab_hl7_field(m, si, 12), 1, 2, 1);
+    double v;
+    if (qty.n > 0 && qty.n < 32 && rdx_parse_double((const char *)qty.p, qty.n, &v) == RDX_OK &&
+        v >= 0) {
+        if (unit.n == 2 && (memcmp(unit.p, "mL", 2) == 0 || memcmp(unit.p, "ml", 2) == 0)) {
+            sp.volume_ml = v;
+        } else if (unit.n == 1 && (unit.p[0] == 'L' || unit.p[0] == 'l')) {
+            sp.volume_ml = v * 1000;
+        } else if (unit.n == 2 && (memcmp(unit.p, "uL", 2) == 0 || memcmp(unit.p, "ul", 2) == 0)) {
+            sp.volume_ml = v / 1000;
+        }
+    }
     if (sp.type[0] == '\0') {
         return rdx_error_set(err, RDX_EPARSE, "SPM[%u]-4: specimen type is required", seq);
     }
@@ -371,6 +386,7 @@ rdx_status rdx_lab_order_from_hl7(const rdx_lab_hl7_msg *m, int off, rdx_lab_ord
             goto out;
         }
         sp.id = o->tests[k].placer;
+        sp.volume_ml = -1;
         sp.authority = o->sender;
         sp.parent_id = "";
         size_t found = SIZE_MAX;
@@ -622,6 +638,7 @@ rdx_status lab_order_synthetic(const char *sender, const char *control, const ch
     o->nspecs = 1;
     rdx_lab_order_specimen *sp = &o->specs[0];
     sp->collected_ms = collected_ms;
+    sp->volume_ml = -1;
     if ((st = own_dup(o, sender, strlen(sender), &tmp)) != RDX_OK) {
         goto out;
     }

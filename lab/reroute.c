@@ -208,6 +208,7 @@ static rdx_status reroute_tube(rdx_lab_store *s, rdx_lab_router *r, const tube *
                                         .placer = t->placer,
                                         .specimen_type = t->type,
                                         .collected_ms = t->collected_ms,
+                                        .volume_ml = -1,
                                         .stable_until_ms = d->stable_until_ms,
                                         .arrival_due_ms = d->arrival_ms};
             int created = 0;

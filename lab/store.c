@@ -31,7 +31,7 @@ static const char schema[] =
     " state INTEGER NOT NULL, condition INTEGER NOT NULL, stable_until_ms INTEGER,"
     " arrival_due_ms INTEGER, recollect_of TEXT NOT NULL, recollected_as TEXT NOT NULL,"
     " created_ms INTEGER NOT NULL, placer TEXT NOT NULL, void_tests TEXT NOT NULL,"
-    " specimen_type TEXT NOT NULL, collected_ms INTEGER,"
+    " specimen_type TEXT NOT NULL, collected_ms INTEGER, volume_ml REAL,"
     " PRIMARY KEY (authority, barcode));"
     "CREATE INDEX IF NOT EXISTS lab_specimen_barcode ON lab_specimen (barcode);"
     "CREATE INDEX IF NOT EXISTS lab_specimen_placer ON lab_specimen (order_sender, placer);"

@@ -429,6 +429,66 @@ static void test_cli_reroute_moves_only_tubes_not_picked_up(void **state)
     free(dir);
 }
 
+static void test_cli_addon_within_stability_and_volume(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char uri[512];
+    snprintf(uri, sizeof uri, "sqlite:%s/lab.db", dir);
+    struct rdx_run r;
+    const char *route[] = {"lab",  "route", "--catalogue", CAT,
+                           "--db", uri,     GULOU,         "tests/fixtures/lab/nj_xuanwu_oml.hl7",
+                           NULL};
+    run(&r, route);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    struct {
+        const char *barcode, *test, *at, *want;
+        int exit_code;
+    } cases[] = {
+        /* ALT on the Gulou serum tube 25 min after collection: it rides along. */
+        {"NJGL26120101", "1742-6", "202612010830", "add-on 1742-6 accepted", 0},
+        {"NJGL26120101", "1742-6", "202612010831", "already on this tube", 1},
+        /* Sodium keeps 2 d refrigerated: still fine at 13:00. */
+        {"NJGL26120101", "2951-2", "202612011300", "accepted", 0},
+        /* Glucose keeps 3 d refrigerated: four days later it cannot ride along. */
+        {"NJGL26120101", "2345-7", "202612050900", "keeps 4320 min refrigerated", 1},
+        /* The Xuanwu tube holds 1 mL and its two tests use it all. */
+        {"NJXW0101", "1742-6", "202612010830", "needs 0.50 mL; the tube holds 1.00 mL", 1},
+        /* The lab does not do newborn screening on EDTA blood. */
+        {"NJGL26120102", "54089-8", "202612010830", "does not perform Newborn screening", 1},
+        {"NOPE", "1742-6", "202612010830", "no such specimen", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *argv[] = {"lab",  "addon",     "--catalogue",    CAT,
+                              "--db", uri,         "--actor",        "NJ-GULOU-CHC",
+                              "--at", cases[i].at, cases[i].barcode, cases[i].test,
+                              NULL};
+        run(&r, argv);
+        if (r.exit_code != cases[i].exit_code ||
+            (strstr(r.out, cases[i].want) == NULL && strstr(r.err, cases[i].want) == NULL)) {
+            fail_msg("case %zu: exit %d, out '%s', err '%s'", i, r.exit_code, r.out, r.err);
+        }
+        if (cases[i].exit_code == 1 && r.out[0] != '\0') {
+            assert_non_null(strstr(r.out, "new collection"));
+        }
+        rdx_run_free(&r);
+    }
+    const char *status[] = {"lab", "status", "--db", uri, "NJXW0101-A1", NULL};
+    run(&r, status);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "NJXW0101-A1 (NJ-XUANWU-CHC): ordered"));
+    assert_non_null(strstr(r.out, "tests 1742-6"));
+    rdx_run_free(&r);
+    const char *gl[] = {"lab", "status", "--db", uri, "NJGL26120101", NULL};
+    run(&r, gl);
+    assert_non_null(strstr(r.out, "tests 2823-3,2160-0,2857-1,1742-6,2951-2"));
+    assert_non_null(strstr(r.out, "add-on   ordered -> ordered, add-on 1742-6 accepted"));
+    rdx_run_free(&r);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -438,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_cli_event_and_status_follow_a_tube),
         cmocka_unit_test(test_cli_result_acks_forwards_and_corrects),
         cmocka_unit_test(test_cli_reroute_moves_only_tubes_not_picked_up),
+        cmocka_unit_test(test_cli_addon_within_stability_and_volume),
     };
     return cmocka_run_group_tests_name("lab_cli", tests, NULL, NULL);
 }

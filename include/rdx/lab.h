@@ -266,6 +266,7 @@ typedef struct rdx_lab_order_specimen {
     const char *type;      /* SPM-4.1 (e.g. SNOMED "119297000") or OBR-15.1 */
     int64_t collected_ms;  /* SPM-17.1 or OBR-7, Unix ms UTC; INT64_MIN when absent */
     unsigned spm_seq;      /* which SPM (1-based), 0 when from OBR */
+    double volume_ml;      /* SPM-12 collection amount in mL; negative when not given */
 } rdx_lab_order_specimen;
 
 typedef struct rdx_lab_order rdx_lab_order;
@@ -528,7 +529,8 @@ typedef enum rdx_lab_event_kind {
     RDX_LAB_EV_REJECT = 7, /* with a coded reason */
     RDX_LAB_EV_CANCEL = 8,
     RDX_LAB_EV_LOSE = 9,
-    RDX_LAB_EV_REROUTE = 10 /* the destination changed before pickup (rdx_lab_custody_reroute) */
+    RDX_LAB_EV_REROUTE = 10, /* the destination changed before pickup (rdx_lab_custody_reroute) */
+    RDX_LAB_EV_ADDON = 11    /* a test added to a tube already collected (rdx_lab_custody_addon) */
 } rdx_lab_event_kind;
 
 /* The condition recorded at receipt. */
@@ -563,6 +565,7 @@ typedef struct rdx_lab_specimen_reg {
     const char *placer;         /* placer order number (OBR-2.1 / ORC-2.1), for results */
     const char *specimen_type;  /* SPM-4.1, for rerouting */
     int64_t collected_ms;       /* collection time, for rerouting; INT64_MIN when unknown */
+    double volume_ml;           /* the tube's volume (SPM-12), for add-ons; negative: unknown */
     int64_t stable_until_ms;    /* INT64_MIN when unknown */
     int64_t arrival_due_ms;     /* expected arrival at the lab; INT64_MIN when unknown */
 } rdx_lab_specimen_reg;
@@ -706,6 +709,30 @@ typedef void (*rdx_lab_reroute_fn)(void *user, const rdx_lab_reroute_rec *rec);
 rdx_status rdx_lab_custody_reroute(rdx_lab_store *s, rdx_lab_router *r, const char *lab_id,
                                    int64_t now_ms, rdx_lab_reroute_fn fn, void *user, size_t *count,
                                    rdx_error *err);
+
+/* What became of an add-on request. */
+typedef struct rdx_lab_addon_outcome {
+    int accepted;          /* 1: the test was added to the tube */
+    char reason[320];      /* why, for people */
+    char new_barcode[128]; /* refused: the new collection opened for the test */
+} rdx_lab_addon_outcome;
+
+/*
+ * A test ordered after the tube was collected (an add-on). It is added to the
+ * tube when the tube is not yet resulted, its lab performs the test on the
+ * tube's specimen type, the specimen is still within the test's stability
+ * (at the courier run's temperature, from collection to now_ms) and, when the
+ * tube's volume and the tests' volumes are known, there is volume left.
+ * Otherwise a new collection is opened (a new tube "<barcode>-A<n>" in state
+ * ordered, same patient and order) and out->new_barcode names it. Both are
+ * logged in the tube's chain of custody. The catalogue gives stability,
+ * volumes and courier runs. Errors: RDX_ENOTFOUND (unknown barcode),
+ * RDX_EINVAL (the test is already on the tube), RDX_EDB.
+ */
+rdx_status rdx_lab_custody_addon(rdx_lab_store *s, const rdx_lab_catalogue *c,
+                                 const char *authority, const char *barcode, const char *test,
+                                 const char *actor, int64_t now_ms, rdx_lab_addon_outcome *out,
+                                 rdx_error *err);
 
 /* ==== Results (lab/result.c) ============================================== */
 
