@@ -496,7 +496,7 @@ rdx_status rdx_lab_result_from_hl7(const rdx_lab_hl7_msg *m, rdx_lab_result **ou
     }
     unsigned obr_seq = 0, obx_seq = 0;
     rdx_buf val;
-    rdx_buf_init(&val, RDX_LAB_HL7_MAX_VALUE);
+    rdx_buf_init(&val, RDX_LAB_HL7_MAX_MESSAGE); /* OBX-5 may carry an embedded report */
     for (size_t si = 0; si < m->nsegs; si++) {
         const char *id = m->segs[si].id;
         if (strcmp(id, "OBR") == 0) {

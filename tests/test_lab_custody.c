@@ -483,6 +483,63 @@ static void test_custody_names_parse(void **state)
     assert_string_equal(rdx_lab_state_name((rdx_lab_spec_state)42), "?");
 }
 
+static int oom_store(void *ctx)
+{
+    (void)ctx;
+    rdx_lab_store *s = NULL;
+    rdx_lab_catalogue *c = NULL;
+    rdx_lab_router *r = NULL;
+    rdx_lab_hl7_msg *m = NULL;
+    rdx_lab_order *o = NULL;
+    rdx_lab_routing *rt = NULL, *back = NULL;
+    int rc = 1;
+    const char msg[] = "MSH|^~\\&|HIS|NJ-GULOU-CHC|RDX|HUB|202612010700+0800||OML^O21|C2|P|2.5.1\r"
+                       "PID|1||P1\rOBR|1|O2||2823-3\rSPM|1|T9||119364003|||||||||||||"
+                       "202612010800+0800\r";
+    rdx_lab_event_out eo;
+    rdx_lab_event_in ev = {
+        .barcode = "T9", .kind = RDX_LAB_EV_COLLECT, .actor = "X", .reported_ms = T0};
+    rdx_lab_specimen_reg reg = {.authority = "NJ-GULOU-CHC",
+                                .barcode = "T9",
+                                .patient_id = "P1",
+                                .order_sender = "NJ-GULOU-CHC",
+                                .order_control = "C2",
+                                .tests = "2823-3",
+                                .volume_ml = -1,
+                                .collected_ms = T0,
+                                .stable_until_ms = INT64_MIN,
+                                .arrival_due_ms = INT64_MIN};
+    if (rdx_lab_store_open("sqlite::memory:", &s, NULL) != RDX_OK ||
+        rdx_lab_catalogue_load("docs/examples/network.ini", &c, NULL) != RDX_OK ||
+        rdx_lab_router_new(c, &r, NULL) != RDX_OK ||
+        rdx_lab_hl7_parse(msg, sizeof msg - 1, &m, NULL) != RDX_OK ||
+        rdx_lab_order_from_hl7(m, 480, &o, NULL) != RDX_OK ||
+        rdx_lab_route(r, o, &rt, NULL) != RDX_OK ||
+        rdx_lab_store_save(s, "NJ-GULOU-CHC", "C2", rt, T0, NULL) != RDX_OK ||
+        rdx_lab_store_lookup(s, "NJ-GULOU-CHC", "C2", &back, NULL) != RDX_OK ||
+        rdx_lab_store_load(s, r, NULL) != RDX_OK ||
+        rdx_lab_custody_register(s, &reg, T0, NULL, NULL) != RDX_OK ||
+        rdx_lab_custody_event(s, &ev, T0, &eo, NULL) != RDX_OK) {
+        goto out;
+    }
+    rc = rdx_lab_routing_count(back) == 1 ? 0 : 1;
+out:
+    rdx_lab_routing_free(back);
+    rdx_lab_routing_free(rt);
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(m);
+    rdx_lab_router_free(r);
+    rdx_lab_catalogue_free(c);
+    rdx_lab_store_free(s);
+    return rc;
+}
+
+static void test_store_oom_sweep(void **state)
+{
+    (void)state;
+    assert_true(rdx_oom_sweep(oom_store, NULL) > 50);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -498,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_result_apply_outcomes),
         cmocka_unit_test(test_custody_split_order_aggregates_children),
         cmocka_unit_test(test_custody_names_parse),
+        cmocka_unit_test(test_store_oom_sweep),
     };
     return cmocka_run_group_tests_name("lab_custody", tests, NULL, NULL);
 }

@@ -764,6 +764,25 @@ static void test_result_statuses_and_corrections(void **state)
     rdx_lab_result_free(r);
     rdx_lab_hl7_free(m);
 
+    /* An embedded report (OBX-5 of type ED, base64) far larger than any plain value. */
+    rdx_buf big;
+    rdx_buf_init(&big, 4u << 20);
+    assert_int_equal(rdx_buf_append_str(&big, "MSH|^~\\&|LIS|LAB|RDX|HUB|20261201||ORU^R01|9|P|"
+                                              "2.5.1\rOBR|1|ORD1||11502-2\rOBX|1|ED|11502-2^Lab "
+                                              "report^LN||^application^pdf^Base64^"),
+                     RDX_OK);
+    for (int i = 0; i < 300000; i++) {
+        assert_int_equal(rdx_buf_append_u8(&big, (uint8_t) "QUJD"[i % 4]), RDX_OK);
+    }
+    assert_int_equal(rdx_buf_append_str(&big, "||||||F\r"), RDX_OK);
+    m = parse_ok(big.data, big.len);
+    assert_int_equal(rdx_lab_result_from_hl7(m, &r, NULL), RDX_OK);
+    assert_int_equal(strlen(rdx_lab_result_obs_at(r, 0)->value),
+                     300000 + strlen("^application^pdf^Base64^"));
+    rdx_lab_result_free(r);
+    rdx_lab_hl7_free(m);
+    rdx_buf_free(&big);
+
     m = parse_str("MSH|^~\\&|LIS|LAB|RDX|HUB|20261201||ORU^R01|9|P|2.5.1\rOBR|1|ORD1||2823-3\r"
                   "OBX|1|NM|2823-3^K^LN||4.1|mmol/L|||||\r");
     rdx_error_clear(&err);
