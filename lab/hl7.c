@@ -462,6 +462,14 @@ rdx_status lab_hl7_parse_mode(const void *data, size_t len, int mode, rdx_lab_hl
         if ((st = read_charset(m, err)) != RDX_OK) {
             goto out;
         }
+        if (!gb && high && m->cs == LAB_CS_GB18030) {
+            /* Bytewise MSH-18 says GB 18030, but read as GB 18030 a multi-byte
+             * character swallows a delimiter before it: the header contradicts itself. */
+            st = rdx_error_set(err, RDX_EPARSE,
+                               "MSH: read as GB 18030 (as MSH-18 declares) a multi-byte character "
+                               "before MSH-18 swallows a delimiter");
+            goto out;
+        }
         m->nfstart = 0;
     }
     for (size_t k = 0; k < m->nsegs; k++) {

@@ -428,6 +428,9 @@ static void test_hl7_adversarial_inputs_are_refused(void **state)
     /* Found by fuzz_hl7 (tests/fuzz/crashes/hl7/): a one-byte segment was compared as three. */
     parse_fails("M", 1, "does not start with MSH");
     parse_fails("MS\rMSH|^~\\&|A\r", 13, "does not start with MSH");
+    /* Found by fuzz_hl7: GB 18030 declared, but a lead byte in MSH-7 eats the '|' after it. */
+    const char gbbad[] = "MSH|^~\\&|A|B|C|D|2026\xf7||ORU^R01|1|P|2.5.1|||||CHN|GB 18030-2000\r";
+    parse_fails(gbbad, sizeof gbbad - 1, "swallows a delimiter");
     parse_fails("MSH|^~\\", 7, "too short");
     parse_fails("MSH|^^\\&|A\r", 11, "used twice");
     parse_fails("MSH|^~\\A|A\r", 11, "not a printable punctuation");

@@ -141,6 +141,7 @@ typedef struct rdx_lab_hl7_batch rdx_lab_hl7_batch;
  */
 rdx_status rdx_lab_hl7_batch_parse(const void *data, size_t len, rdx_lab_hl7_batch **out,
                                    rdx_error *err);
+/* Free a batch and every message in it; NULL is a no-op. */
 void rdx_lab_hl7_batch_free(rdx_lab_hl7_batch *b);
 /* Number of messages in the batch. */
 size_t rdx_lab_hl7_batch_count(const rdx_lab_hl7_batch *b);
@@ -216,6 +217,7 @@ typedef struct rdx_lab_mllp_stats {
  * the stream holds. Errors: RDX_EINVAL, RDX_ENOMEM.
  */
 rdx_status rdx_lab_mllp_reader_new(size_t max_frame, rdx_lab_mllp_reader **out, rdx_error *err);
+/* Free a reader (and a frame it was holding); NULL is a no-op. */
 void rdx_lab_mllp_reader_free(rdx_lab_mllp_reader *r);
 
 /*
@@ -282,7 +284,9 @@ typedef struct rdx_lab_order rdx_lab_order;
  */
 rdx_status rdx_lab_order_from_hl7(const rdx_lab_hl7_msg *m, int local_offset_min,
                                   rdx_lab_order **out, rdx_error *err);
+/* Free an order and the strings it owns; NULL is a no-op. */
 void rdx_lab_order_free(rdx_lab_order *o);
+/* Accessors: strings and structs owned by o, valid until rdx_lab_order_free(o). */
 const char *rdx_lab_order_sender(const rdx_lab_order *o);     /* MSH-4.1 */
 const char *rdx_lab_order_control_id(const rdx_lab_order *o); /* MSH-10 */
 const char *rdx_lab_order_patient_id(const rdx_lab_order *o); /* PID-3.1 */
@@ -320,7 +324,9 @@ typedef struct rdx_lab_result rdx_lab_result;
  * naming the OBX. Errors otherwise as rdx_lab_order_from_hl7.
  */
 rdx_status rdx_lab_result_from_hl7(const rdx_lab_hl7_msg *m, rdx_lab_result **out, rdx_error *err);
+/* Free a result and the strings it owns; NULL is a no-op. */
 void rdx_lab_result_free(rdx_lab_result *r);
+/* Accessors: owned by r, valid until rdx_lab_result_free(r); NULL when out of range. */
 size_t rdx_lab_result_obs_count(const rdx_lab_result *r);
 const rdx_lab_result_obs *rdx_lab_result_obs_at(const rdx_lab_result *r, size_t i);
 /* Number of OBX with OBX-11 = "C" (corrected results). */
@@ -368,10 +374,12 @@ rdx_status rdx_lab_catalogue_load(const char *path, rdx_lab_catalogue **out, rdx
 /* The same from text in memory; name is used in error messages. */
 rdx_status rdx_lab_catalogue_parse(const char *text, size_t len, const char *name,
                                    rdx_lab_catalogue **out, rdx_error *err);
+/* Free a catalogue; NULL is a no-op. Routers over it must be freed first. */
 void rdx_lab_catalogue_free(rdx_lab_catalogue *c);
 
 /* The network's local time, minutes east of UTC ([network] utc_offset, default +08:00). */
 int rdx_lab_catalogue_utc_offset_min(const rdx_lab_catalogue *c);
+/* Number of labs, clinics and courier runs. */
 size_t rdx_lab_catalogue_lab_count(const rdx_lab_catalogue *c);
 size_t rdx_lab_catalogue_clinic_count(const rdx_lab_catalogue *c);
 size_t rdx_lab_catalogue_courier_count(const rdx_lab_catalogue *c);
@@ -425,6 +433,7 @@ typedef struct rdx_lab_routing rdx_lab_routing;
  * Errors: RDX_EINVAL, RDX_ENOMEM.
  */
 rdx_status rdx_lab_router_new(const rdx_lab_catalogue *c, rdx_lab_router **out, rdx_error *err);
+/* Free a router (not its catalogue); NULL is a no-op. */
 void rdx_lab_router_free(rdx_lab_router *r);
 
 /* Add n tests to lab_id's load on local day `day` (from a store). RDX_ENOTFOUND for an unknown lab.
@@ -464,7 +473,9 @@ unsigned rdx_lab_router_load(const rdx_lab_router *r, const char *lab_id, int64_
  */
 rdx_status rdx_lab_route(rdx_lab_router *r, const rdx_lab_order *o, rdx_lab_routing **out,
                          rdx_error *err);
+/* Free a routing; NULL is a no-op. */
 void rdx_lab_routing_free(rdx_lab_routing *rt);
+/* The decisions, one per test in the order's test order; owned by rt; NULL out of range. */
 size_t rdx_lab_routing_count(const rdx_lab_routing *rt);
 const rdx_lab_decision *rdx_lab_routing_at(const rdx_lab_routing *rt, size_t i);
 /* Number of labs the order was split across (0 when nothing was routed). */
@@ -481,6 +492,7 @@ typedef struct rdx_lab_store rdx_lab_store;
  * create the tables; err has SQLite's message and the path), RDX_ENOMEM.
  */
 rdx_status rdx_lab_store_open(const char *uri, rdx_lab_store **out, rdx_error *err);
+/* Close the store; NULL is a no-op. */
 void rdx_lab_store_free(rdx_lab_store *s);
 
 /* Add every stored decision's test to its lab's load for its day (labs unknown to r are skipped).
