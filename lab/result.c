@@ -63,7 +63,7 @@ static rdx_status find_specimen(rdx_lab_store *s, const rdx_lab_hl7_msg *m, size
                                 const char *sender, match *mt, int *found, rdx_error *err)
 {
     sqlite3_stmt *q = NULL;
-    char *barcode = NULL, *auth = NULL, *placer = NULL, *code = NULL;
+    char *barcode = NULL, *auth = NULL, *placer = NULL, *placer_ns = NULL, *code = NULL;
     rdx_status st = RDX_OK;
     *found = 0;
     size_t spm = SIZE_MAX;
@@ -80,6 +80,7 @@ static rdx_status find_specimen(rdx_lab_store *s, const rdx_lab_hl7_msg *m, size
         }
     }
     if ((st = lab_hl7_dup(m, si, 2, 1, 1, 1, &placer, err)) != RDX_OK ||
+        (st = lab_hl7_dup(m, si, 2, 1, 2, 1, &placer_ns, err)) != RDX_OK ||
         (st = lab_hl7_dup(m, si, 4, 1, 1, 1, &code, err)) != RDX_OK) {
         goto out;
     }
@@ -99,16 +100,20 @@ static rdx_status find_specimen(rdx_lab_store *s, const rdx_lab_hl7_msg *m, size
             sqlite3_bind_text(q, 2, auth, -1, SQLITE_STATIC);
         }
     } else {
-        /* The placer order number is the ordering clinic's; the lab's ORU echoes it. */
+        /*
+         * The placer order number is the ordering clinic's and only unique there:
+         * OBR-2.2 (the placer's namespace, echoed by the lab) names the clinic.
+         */
         if (sqlite3_prepare_v2(s->db,
                                "SELECT authority, barcode, state, tests FROM lab_specimen WHERE "
-                               "placer = ?1 AND placer <> '' AND recollected_as = '' ORDER BY "
-                               "created_ms",
+                               "placer = ?1 AND placer <> '' AND tests <> '' AND (?2 = '' OR "
+                               "order_sender = ?2) ORDER BY state >= 7, created_ms",
                                -1, &q, NULL) != SQLITE_OK) {
             st = db_fail(s, err, "cannot look up a specimen");
             goto out;
         }
         sqlite3_bind_text(q, 1, placer, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, placer_ns, -1, SQLITE_STATIC);
     }
     (void)sender;
     int rc, by_barcode = barcode != NULL && barcode[0] != '\0';
@@ -137,6 +142,7 @@ out:
     free(barcode);
     free(auth);
     free(placer);
+    free(placer_ns);
     free(code);
     return st;
 }

@@ -467,6 +467,58 @@ static void test_custody_split_order_aggregates_children(void **state)
     rdx_lab_store_free(s);
 }
 
+static void test_result_matches_placer_within_its_clinic(void **state)
+{
+    (void)state;
+    rdx_lab_store *s = store();
+    /* Two clinics that both number their orders from 1. */
+    const char *clinics[] = {"NJ-GULOU-CHC", "NJ-XUANWU-CHC"};
+    for (int k = 0; k < 2; k++) {
+        rdx_lab_specimen_reg r = {.authority = clinics[k],
+                                  .barcode = k ? "XW1" : "GL1",
+                                  .patient_id = "P1",
+                                  .order_sender = clinics[k],
+                                  .order_control = "CTL-1",
+                                  .tests = "2823-3,4548-4",
+                                  .placer = "1",
+                                  .volume_ml = -1,
+                                  .stable_until_ms = INT64_MIN,
+                                  .arrival_due_ms = INT64_MIN};
+        assert_int_equal(rdx_lab_custody_register(s, &r, T0, NULL, NULL), RDX_OK);
+    }
+    rdx_lab_event_in in = {.authority = "NJ-XUANWU-CHC", .actor = "X", .reported_ms = T0};
+    in.barcode = "XW1";
+    rdx_lab_event_kind path[] = {RDX_LAB_EV_COLLECT, RDX_LAB_EV_DISPATCH, RDX_LAB_EV_RECEIVE};
+    for (int k = 0; k < 3; k++) {
+        in.kind = path[k];
+        in.reported_ms = T0 + k * MIN;
+        assert_int_equal(rdx_lab_custody_event(s, &in, T0, NULL, NULL), RDX_OK);
+    }
+    /* Potassium is void on the hemolysed tube; HbA1c stands. */
+    in.kind = RDX_LAB_EV_REJECT;
+    in.tests = "2823-3";
+    in.reason = "HEMOLYSED";
+    assert_int_equal(rdx_lab_custody_event(s, &in, T0, NULL, NULL), RDX_OK);
+    /* The HbA1c result names the Xuanwu placer in OBR-2.2: it finds XW1, not GL1. */
+    const char msg[] = "MSH|^~\\&|LIS|NJ-JSPH|RDX|NJ-HUB|202612011300+0800||ORU^R01|R9|P|2.5.1\r"
+                       "OBR|1|1^NJ-XUANWU-CHC||4548-4^HbA1c^LN\r"
+                       "OBX|1|NM|4548-4^HbA1c^LN||6.1|%|||||F\r";
+    rdx_lab_hl7_msg *m = NULL;
+    assert_int_equal(rdx_lab_hl7_parse(msg, sizeof msg - 1, &m, NULL), RDX_OK);
+    rdx_lab_result_outcome o;
+    assert_int_equal(rdx_lab_result_apply(s, m, T0, &o, NULL), RDX_OK);
+    assert_int_equal(o.code, RDX_LAB_ACK_AA);
+    assert_string_equal(o.clinic, "NJ-XUANWU-CHC");
+    hist h = {0};
+    assert_int_equal(rdx_lab_custody_history(s, NULL, "XW1", on_event, &h, NULL), RDX_OK);
+    assert_int_equal(h.last_state, RDX_LAB_ST_RESULTED);
+    hist g = {0};
+    assert_int_equal(rdx_lab_custody_history(s, NULL, "GL1", on_event, &g, NULL), RDX_OK);
+    assert_int_equal(g.last_state, RDX_LAB_ST_ORDERED);
+    rdx_lab_hl7_free(m);
+    rdx_lab_store_free(s);
+}
+
 static void test_custody_names_parse(void **state)
 {
     (void)state;
@@ -554,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_custody_lost_in_transit_is_overdue),
         cmocka_unit_test(test_result_apply_outcomes),
         cmocka_unit_test(test_custody_split_order_aggregates_children),
+        cmocka_unit_test(test_result_matches_placer_within_its_clinic),
         cmocka_unit_test(test_custody_names_parse),
         cmocka_unit_test(test_store_oom_sweep),
     };
