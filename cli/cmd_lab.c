@@ -518,9 +518,10 @@ static int cmd_event(int argc, char **argv)
         printf(", \"authority\": ");
         json_str(stdout, o.authority);
         printf(", \"event\": \"%s\", \"from\": \"%s\", \"to\": \"%s\", \"condition\": "
-               "\"%s\", \"duplicate\": %s, \"recollection\": ",
+               "\"%s\", \"duplicate\": %s, \"unable_to_cancel\": %s, \"recollection\": ",
                rdx_lab_event_name(in.kind), rdx_lab_state_name(o.from), rdx_lab_state_name(o.to),
-               rdx_lab_condition_name(o.condition), o.duplicate ? "true" : "false");
+               rdx_lab_condition_name(o.condition), o.duplicate ? "true" : "false",
+               o.unable_to_cancel ? "true" : "false");
         json_str(stdout, o.recollect);
         printf("}\n");
     } else {
@@ -532,6 +533,11 @@ static int cmd_event(int argc, char **argv)
                o.recollect[0] && !o.duplicate ? "; recollection requested" : "");
         if (o.recollect[0] != '\0' && !o.duplicate) {
             printf("%s (%s): new barcode for the recollection\n", o.recollect, o.authority);
+        }
+        if (o.unable_to_cancel && !o.duplicate) {
+            printf("%s (%s): too late to cancel: the lab answers UC (unable to cancel) and the "
+                   "test completes\n",
+                   pos[0], o.authority);
         }
     }
 out:

@@ -449,14 +449,20 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
     sqlite3_finalize(d);
 
     int to = next_state(from, ev->kind);
+    int uc = 0;
+    if (to < 0 && ev->kind == RDX_LAB_EV_CANCEL && from >= RDX_LAB_ST_DISPATCHED &&
+        from <= RDX_LAB_ST_IN_TESTING) {
+        /* Too late to stop the tube: the request is logged, the lab answers UC
+         * (unable to cancel, HL7 table 0038) and the test completes. */
+        to = (int)from;
+        uc = 1;
+    }
     if (to < 0) {
         char ok[160];
         allowed(from, ok, sizeof ok);
         const char *why = "";
-        if (ev->kind == RDX_LAB_EV_CANCEL && from == RDX_LAB_ST_DISPATCHED) {
-            why = " (in transit: the lab receives it and answers the cancel with UC)";
-        } else if (ev->kind == RDX_LAB_EV_CANCEL &&
-                   (from == RDX_LAB_ST_RESULTED || from == RDX_LAB_ST_DELIVERED)) {
+        if (ev->kind == RDX_LAB_EV_CANCEL &&
+            (from == RDX_LAB_ST_RESULTED || from == RDX_LAB_ST_DELIVERED)) {
             why = " (a result cannot be cancelled, only corrected)";
         }
         st = rdx_error_set(err, RDX_ESTATE,
@@ -467,6 +473,13 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
     rdx_lab_condition cond = ev->condition;
     const char *reason = ev->reason;
     int reject = to == RDX_LAB_ST_REJECTED;
+    char ucwhy[320];
+    o.unable_to_cancel = uc;
+    if (uc) {
+        snprintf(ucwhy, sizeof ucwhy, "UC: unable to cancel, the tube is %s%s%s", state_names[from],
+                 reason ? "; " : "", reason ? reason : "");
+        reason = ucwhy;
+    }
     char keep[512] = "", voided[512] = "", why[640];
     if (reject && ev->tests != NULL && ev->tests[0] != '\0') {
         /* Some tests only: split the tube's active tests into kept and void. */

@@ -208,6 +208,13 @@ static void test_cli_event_and_status_follow_a_tube(void **state)
     run(&r, d2);
     assert_int_equal(r.exit_code, 0);
     rdx_run_free(&r);
+    const char *cancel[] = {"lab",       "event",        "--db", uri,
+                            "--actor",   "MAS-EAST-CHC", "--at", "202612011010",
+                            "MAE0042.2", "cancel",       NULL};
+    run(&r, cancel);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "too late to cancel: the lab answers UC"));
+    rdx_run_free(&r);
     const char *early[] = {"lab", "overdue", "--db", uri, "--at", "202612011200", NULL};
     run(&r, early);
     assert_int_equal(r.exit_code, 0);

@@ -289,12 +289,17 @@ static void test_custody_cancel_rules(void **state)
     reg(s, "C1", "P1", INT64_MIN, INT64_MIN);
     step(s, "C1", RDX_LAB_EV_COLLECT, T0, RDX_LAB_ST_COLLECTED);
     step(s, "C1", RDX_LAB_EV_CANCEL, T0 + MIN, RDX_LAB_ST_CANCELLED);
-    /* After dispatch: refused, the lab answers UC. */
+    /* After dispatch: the request is logged, the lab answers UC and the test completes. */
     reg(s, "C2", "P1", INT64_MIN, INT64_MIN);
     step(s, "C2", RDX_LAB_EV_COLLECT, T0, RDX_LAB_ST_COLLECTED);
     step(s, "C2", RDX_LAB_EV_DISPATCH, T0 + MIN, RDX_LAB_ST_DISPATCHED);
-    assert_int_equal(ev(s, "C2", RDX_LAB_EV_CANCEL, T0 + 2 * MIN, "X", &o, &err), RDX_ESTATE);
-    assert_non_null(strstr(err.msg, "UC"));
+    assert_int_equal(ev(s, "C2", RDX_LAB_EV_CANCEL, T0 + 2 * MIN, "X", &o, &err), RDX_OK);
+    assert_int_equal(o.unable_to_cancel, 1);
+    assert_int_equal(o.to, RDX_LAB_ST_DISPATCHED);
+    hist hc = {0};
+    assert_int_equal(rdx_lab_custody_history(s, NULL, "C2", on_event, &hc, NULL), RDX_OK);
+    assert_int_equal(hc.kinds[hc.n - 1], RDX_LAB_EV_CANCEL);
+    assert_int_equal(hc.last_state, RDX_LAB_ST_DISPATCHED);
     /* After the result: refused, correction only. */
     step(s, "C2", RDX_LAB_EV_RECEIVE, T0 + 30 * MIN, RDX_LAB_ST_RECEIVED);
     step(s, "C2", RDX_LAB_EV_START, T0 + 31 * MIN, RDX_LAB_ST_IN_TESTING);

@@ -614,9 +614,10 @@ typedef struct rdx_lab_event_in {
 /* What an event did. */
 typedef struct rdx_lab_event_out {
     rdx_lab_spec_state from, to;
-    int duplicate;       /* 1: the same event was already recorded (a re-scan); nothing changed */
-    char authority[64];  /* the specimen's authority (resolved when ev->authority was NULL) */
-    char recollect[128]; /* REJECT (or an expired receipt): the new barcode, else "" */
+    int duplicate;        /* 1: the same event was already recorded (a re-scan); nothing changed */
+    int unable_to_cancel; /* CANCEL after pickup: logged, state unchanged, the lab answers UC */
+    char authority[64];   /* the specimen's authority (resolved when ev->authority was NULL) */
+    char recollect[128];  /* REJECT (or an expired receipt): the new barcode, else "" */
     rdx_lab_condition condition;
 } rdx_lab_event_out;
 
@@ -624,8 +625,11 @@ typedef struct rdx_lab_event_out {
  * Apply one event, enforcing the state machine (docs/lab-custody.md):
  * ordered -> collected -> dispatched -> received -> in-testing -> resulted ->
  * delivered, with reject (from ordered .. in-testing; opens a recollection
- * with a new barcode linked to the old), cancel (before dispatch only; a
- * result cannot be cancelled, only corrected), lose (dispatched or received),
+ * with a new barcode linked to the old), cancel (before pickup it cancels;
+ * once dispatched, received or in testing the request is logged but the
+ * state does not change, out->unable_to_cancel = 1: the lab answers UC and
+ * the test completes; a result cannot be cancelled, only corrected), lose
+ * (dispatched or received),
  * and result again after resulted/delivered as a correction. A receipt later
  * than the specimen's stability is recorded with condition EXPIRED and the
  * specimen rejected. The event is appended to the log with both the reported
