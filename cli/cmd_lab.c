@@ -11,7 +11,8 @@
 
 static void route_usage(FILE *f)
 {
-    fprintf(f, "Usage: rdx lab route --catalogue FILE [--db URI] [--json] ORDERS.hl7...\n"
+    fprintf(f, "Usage: rdx lab route --catalogue FILE [--db URI] [--out DIR] [--hub ID] [--json]\n"
+               "                     ORDERS.hl7...\n"
                "\n"
                "Route every test of each order (OML^O21, OML^O33 or ORM^O01; a file may hold\n"
                "several messages or an FHS/BHS batch) to the member lab that performs it, and\n"
@@ -21,6 +22,10 @@ static void route_usage(FILE *f)
                "  --db URI          decision store, sqlite:PATH (default sqlite:rdx-lab.db);\n"
                "                    loads carry over between runs and an order already routed\n"
                "                    gets the decisions it was given the first time\n"
+               "  --out DIR         also write the order each performing lab receives,\n"
+               "                    DIR/CONTROL.LAB.oml.hl7: only its tests, child tubes of a\n"
+               "                    split in SPM-2 with the parent in SPM-3\n"
+               "  --hub ID          the hub's HL7 facility in those files (default NJ-HUB)\n"
                "  --json            machine-readable output on stdout\n"
                "\n"
                "Codes: ROUTED, FULL_QUEUED (all capable labs full: queued for a later day),\n"
@@ -86,6 +91,9 @@ static void json_time(FILE *f, int64_t ms, int off_min)
 }
 
 typedef struct route_run {
+    const rdx_lab_catalogue *cat;
+    const char *out_dir; /* --out: one order file per performing lab */
+    const char *hub;
     rdx_lab_router *router;
     rdx_lab_store *store;
     int json;
@@ -223,6 +231,56 @@ static rdx_status register_specimens(route_run *x, const rdx_lab_order *o,
     return RDX_OK;
 }
 
+static void dtm_now(char *out, size_t cap);
+static void safe_name(const char *in, char *out, size_t cap);
+
+/* --out: the order each performing lab receives, DIR/CONTROL.LAB.oml.hl7. */
+static rdx_status write_lab_orders(route_run *x, const rdx_lab_hl7_msg *m, const rdx_lab_order *o,
+                                   const rdx_lab_routing *rt, rdx_error *err)
+{
+    size_t n = rdx_lab_routing_count(rt);
+    for (size_t i = 0; i < n; i++) {
+        const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
+        int first = d->lab[0] != '\0';
+        for (size_t j = 0; j < i && first; j++) {
+            first = strcmp(rdx_lab_routing_at(rt, j)->lab, d->lab) != 0;
+        }
+        if (!first) {
+            continue;
+        }
+        const char *facility = d->lab;
+        for (size_t k = 0; k < rdx_lab_catalogue_lab_count(x->cat); k++) {
+            rdx_lab_lab_info li;
+            if (rdx_lab_catalogue_lab_at(x->cat, k, &li) == RDX_OK && strcmp(li.id, d->lab) == 0) {
+                facility = li.facility;
+            }
+        }
+        char ts[32], ctl[200], name[128], lname[80], path[1400];
+        dtm_now(ts, sizeof ts);
+        snprintf(ctl, sizeof ctl, "%s-%s", rdx_lab_order_control_id(o), d->lab);
+        safe_name(rdx_lab_order_control_id(o), name, sizeof name);
+        safe_name(d->lab, lname, sizeof lname);
+        snprintf(path, sizeof path, "%s/%s.%s.oml.hl7", x->out_dir, name, lname);
+        rdx_lab_hl7_address a = {.sending_app = "RDX",
+                                 .sending_facility = x->hub,
+                                 .receiving_app = "",
+                                 .receiving_facility = facility,
+                                 .timestamp = ts,
+                                 .control_id = ctl};
+        rdx_buf b;
+        rdx_buf_init(&b, 64u << 20);
+        rdx_status st = rdx_lab_order_for_lab(m, rt, d->lab, &a, &b, err);
+        if (st == RDX_OK) {
+            st = rdx_file_write_atomic(path, b.data, b.len, err);
+        }
+        rdx_buf_free(&b);
+        if (st != RDX_OK) {
+            return st;
+        }
+    }
+    return RDX_OK;
+}
+
 static void route_message(route_run *x, const char *file, const rdx_lab_hl7_msg *m, size_t idx)
 {
     rdx_error err;
@@ -238,6 +296,10 @@ static void route_message(route_run *x, const char *file, const rdx_lab_hl7_msg 
                                          rdx_lab_order_control_id(o), &rt, &err);
     if (st == RDX_OK) {
         print_routing(x, file, o, rt, 1);
+        if (x->out_dir != NULL && write_lab_orders(x, m, o, rt, &err) != RDX_OK) {
+            rdx_cli_fail_err(ROUTE_CMD, &err);
+            x->failed = 1;
+        }
         goto out;
     }
     if (st != RDX_ENOTFOUND) {
@@ -263,6 +325,10 @@ static void route_message(route_run *x, const char *file, const rdx_lab_hl7_msg 
         goto out;
     }
     print_routing(x, file, o, rt, 0);
+    if (x->out_dir != NULL && write_lab_orders(x, m, o, rt, &err) != RDX_OK) {
+        rdx_cli_fail_err(ROUTE_CMD, &err);
+        x->failed = 1;
+    }
 out:
     rdx_lab_routing_free(rt);
     rdx_lab_order_free(o);
@@ -270,7 +336,7 @@ out:
 
 static int cmd_route(int argc, char **argv)
 {
-    const char *cat_path = NULL, *db = "sqlite:rdx-lab.db";
+    const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *out_dir = NULL, *hub = "NJ-HUB";
     int json = 0, nfiles = 0, rc = RDX_EXIT_OK, dashdash = 0;
     for (int i = 1; i < argc; i++) {
         if (rdx_cli_is_help(argv[i])) {
@@ -283,15 +349,15 @@ static int cmd_route(int argc, char **argv)
         const char *a = argv[i];
         if (dashdash || a[0] != '-' || a[1] == '\0') {
             argv[1 + nfiles++] = argv[i];
-        } else if (strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0) {
+        } else if (strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0 ||
+                   strcmp(a, "--out") == 0 || strcmp(a, "--hub") == 0) {
             if (i + 1 >= argc) {
                 return rdx_cli_usage(ROUTE_CMD, "%s needs a value", a);
             }
-            if (a[2] == 'c') {
-                cat_path = argv[++i];
-            } else {
-                db = argv[++i];
-            }
+            *(a[2] == 'c'   ? &cat_path
+              : a[2] == 'd' ? &db
+              : a[2] == 'o' ? &out_dir
+                            : &hub) = argv[++i];
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
         } else if (strcmp(a, "--") == 0) {
@@ -311,10 +377,13 @@ static int cmd_route(int argc, char **argv)
     rdx_lab_catalogue *cat = NULL;
     route_run x = {0};
     x.json = json;
+    x.out_dir = out_dir;
+    x.hub = hub;
     if (rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK) {
         return rdx_cli_fail_err(ROUTE_CMD, &err);
     }
     x.off = rdx_lab_catalogue_utc_offset_min(cat);
+    x.cat = cat;
     if (rdx_lab_router_new(cat, &x.router, &err) != RDX_OK ||
         rdx_lab_store_open(db, &x.store, &err) != RDX_OK ||
         rdx_lab_store_load(x.store, x.router, &err) != RDX_OK) {

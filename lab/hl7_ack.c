@@ -177,8 +177,8 @@ rdx_status rdx_lab_hl7_ack(const rdx_lab_hl7_msg *orig, const rdx_lab_ack_spec *
     return st;
 }
 
-static rdx_status readdress(const rdx_lab_hl7_msg *m, const rdx_lab_hl7_address *a, rdx_buf *b,
-                            rdx_error *err)
+rdx_status lab_hl7_write_msh(const rdx_lab_hl7_msg *m, const rdx_lab_hl7_address *a, rdx_buf *b,
+                             rdx_error *err)
 {
     const lab_seg *msh = &m->segs[0];
     const char *repl[11] = {NULL};
@@ -206,7 +206,13 @@ static rdx_status readdress(const rdx_lab_hl7_msg *m, const rdx_lab_hl7_address 
             RDX_TRY(rdx_buf_append(b, s.p, s.n));
         }
     }
-    RDX_TRY(rdx_buf_append_u8(b, '\r'));
+    return rdx_buf_append_u8(b, '\r');
+}
+
+static rdx_status readdress(const rdx_lab_hl7_msg *m, const rdx_lab_hl7_address *a, rdx_buf *b,
+                            rdx_error *err)
+{
+    RDX_TRY(lab_hl7_write_msh(m, a, b, err));
     for (size_t i = 1; i < m->nsegs; i++) {
         RDX_TRY(rdx_buf_append(b, m->raw + m->segs[i].off, m->segs[i].len));
         RDX_TRY(rdx_buf_append_u8(b, '\r'));

@@ -104,6 +104,10 @@ int lab_utf8_valid(const uint8_t *s, size_t n);
 /* Map an MSH-18 value to a character set; -1 when unsupported. */
 int lab_cs_from_name(const char *name, lab_cs *cs, char *iconv_name, size_t iconv_cap);
 
+/* Append m's MSH with the replacements of a (NULL fields kept), then CR. */
+rdx_status lab_hl7_write_msh(const rdx_lab_hl7_msg *m, const rdx_lab_hl7_address *a, rdx_buf *b,
+                             rdx_error *err);
+
 /* ---- Catalogue (lab/catalogue.c), shared with the router --------------- */
 
 typedef struct cat_tat {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "rdx/common.h"
+#include "rdx/lab.h"
 #include "support/testutil.h"
 
 #define CAT   "docs/examples/network.ini"
@@ -496,6 +497,51 @@ static void test_cli_addon_within_stability_and_volume(void **state)
     free(dir);
 }
 
+static void test_cli_route_out_writes_one_order_per_lab(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char path[600];
+    struct rdx_run r;
+    const char *argv[] = {
+        "lab", "route", "--catalogue", CAT, "--db", "sqlite::memory:", "--out", dir, SPLIT, NULL};
+    run(&r, argv);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    snprintf(path, sizeof path, "%s/MAS-E-0042.MAS-CCL.oml.hl7", dir);
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    assert_int_equal(rdx_file_read(path, &b, NULL), RDX_OK);
+    rdx_lab_hl7_msg *m = NULL;
+    rdx_lab_order *o = NULL;
+    assert_int_equal(rdx_lab_hl7_parse(b.data, b.len, &m, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_order_from_hl7(m, 480, &o, NULL), RDX_OK);
+    /* Potassium and TSH only, on the child tube whose parent is the clinic's tube. */
+    assert_int_equal(rdx_lab_order_test_count(o), 2);
+    assert_string_equal(rdx_lab_order_test_at(o, 0)->code, "2823-3");
+    assert_string_equal(rdx_lab_order_test_at(o, 1)->code, "3016-3");
+    assert_int_equal(rdx_lab_order_specimen_count(o), 1);
+    assert_string_equal(rdx_lab_order_specimen_at(o, 0)->id, "MAE0042.1");
+    assert_string_equal(rdx_lab_order_specimen_at(o, 0)->parent_id, "MAE0042");
+    assert_string_equal(rdx_lab_order_patient_id(o), "MA77001");
+    rdx_buf v;
+    rdx_buf_init(&v, 256);
+    assert_int_equal(rdx_lab_hl7_get(m, "MSH-6", &v, NULL), RDX_OK);
+    assert_string_equal((char *)v.data, "MAS-CCL");
+    rdx_buf_free(&v);
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(m);
+    rdx_buf_reset(&b);
+    snprintf(path, sizeof path, "%s/MAS-E-0042.NJ-JSPH.oml.hl7", dir);
+    assert_int_equal(rdx_file_read(path, &b, NULL), RDX_OK);
+    assert_non_null(strstr((char *)b.data, "OBR|3|ME-42||2857-1^PSA^LN"));
+    assert_non_null(strstr((char *)b.data, "SPM|3|MAE0042.2&MAS-EAST-CHC|MAE0042&MAS-EAST-CHC|"));
+    assert_null(strstr((char *)b.data, "2823-3"));
+    rdx_buf_free(&b);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -506,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_cli_result_acks_forwards_and_corrects),
         cmocka_unit_test(test_cli_reroute_moves_only_tubes_not_picked_up),
         cmocka_unit_test(test_cli_addon_within_stability_and_volume),
+        cmocka_unit_test(test_cli_route_out_writes_one_order_per_lab),
     };
     return cmocka_run_group_tests_name("lab_cli", tests, NULL, NULL);
 }

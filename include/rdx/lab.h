@@ -771,6 +771,20 @@ typedef struct rdx_lab_hl7_address {
 rdx_status rdx_lab_hl7_readdress(const rdx_lab_hl7_msg *m, const rdx_lab_hl7_address *a,
                                  rdx_buf *out, rdx_error *err);
 
+/*
+ * The order message for one performing lab: order m (the OML^O21 / ORM^O01
+ * the routing rt was made from), readdressed with a, keeping every segment
+ * before the first order group (PID, PV1, ...) and only the order groups
+ * (ORC, TQ1, OBR and what follows each OBR) of the tests rt sends to lab_id.
+ * In a split, each SPM of such a test carries the child tube in SPM-2 and
+ * the parent in SPM-3 (HL7 v2.5.1 7.4.3.3, Specimen Parent IDs); other bytes
+ * are as parsed. Appended to out. Errors: RDX_ENOTFOUND (no test goes to
+ * lab_id), RDX_EINVAL (rt does not match m), RDX_ELIMIT/RDX_ENOMEM.
+ */
+rdx_status rdx_lab_order_for_lab(const rdx_lab_hl7_msg *m, const rdx_lab_routing *rt,
+                                 const char *lab_id, const rdx_lab_hl7_address *a, rdx_buf *out,
+                                 rdx_error *err);
+
 /* What became of one ORU^R01. */
 typedef struct rdx_lab_result_outcome {
     rdx_lab_ack_code code;

@@ -28,6 +28,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (rdx_lab_routing_count(rt) != 2) {
             abort();
         }
+        /* Each performing lab's order parses again. */
+        for (size_t i = 0; i < rdx_lab_routing_count(rt); i++) {
+            const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
+            rdx_lab_hl7_address a = {.receiving_facility = d->lab, .control_id = "F1"};
+            rdx_buf b;
+            rdx_buf_init(&b, 1 << 20);
+            rdx_status st = rdx_lab_order_for_lab(m, rt, d->lab, &a, &b, NULL);
+            if (d->lab[0] != '\0' && st != RDX_OK) {
+                abort();
+            }
+            if (st == RDX_OK) {
+                rdx_lab_hl7_msg *f = NULL;
+                if (rdx_lab_hl7_parse(b.data, b.len, &f, NULL) != RDX_OK) {
+                    abort();
+                }
+                rdx_lab_hl7_free(f);
+            }
+            rdx_buf_free(&b);
+        }
     }
     rdx_lab_routing_free(rt);
     rdx_lab_router_free(r);
