@@ -542,6 +542,31 @@ static void test_cli_route_out_writes_one_order_per_lab(void **state)
     free(dir);
 }
 
+static void test_cli_every_lab_verb_has_help(void **state)
+{
+    (void)state;
+    const char *verbs[] = {"route", "event", "status", "result", "overdue", "reroute", "addon"};
+    for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+        struct rdx_run r;
+        char want[64];
+        const char *argv[] = {"lab", verbs[i], "--help", NULL};
+        run(&r, argv);
+        snprintf(want, sizeof want, "Usage: rdx lab %s", verbs[i]);
+        assert_int_equal(r.exit_code, 0);
+        assert_non_null(strstr(r.out, want));
+        rdx_run_free(&r);
+        /* And no arguments at all is a usage error (overdue needs none: it is not run here,
+         * as it would open the default store in the working directory). */
+        if (strcmp(verbs[i], "overdue") != 0) {
+            const char *bare[] = {"lab", verbs[i], NULL};
+            run(&r, bare);
+            assert_int_equal(r.exit_code, 2);
+            assert_non_null(strstr(r.err, "Try 'rdx lab"));
+            rdx_run_free(&r);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -553,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_cli_reroute_moves_only_tubes_not_picked_up),
         cmocka_unit_test(test_cli_addon_within_stability_and_volume),
         cmocka_unit_test(test_cli_route_out_writes_one_order_per_lab),
+        cmocka_unit_test(test_cli_every_lab_verb_has_help),
     };
     return cmocka_run_group_tests_name("lab_cli", tests, NULL, NULL);
 }
