@@ -507,11 +507,13 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
         st = db_fail(s, err, "cannot log the event");
         goto out;
     }
-    if (cond == RDX_LAB_COND_EXPIRED) {
-        /* The specimen cannot be tested: reject it at once and ask for a new one. */
+    if (ev->kind == RDX_LAB_EV_RECEIVE &&
+        (cond == RDX_LAB_COND_EXPIRED || cond == RDX_LAB_COND_WRONG_CONTAINER)) {
+        /* No test can be done on it (expired, or in the wrong tube, whose additive
+         * spoils every test ordered on it): reject it at once and ask for a new one. */
+        const char *code = cond == RDX_LAB_COND_EXPIRED ? "STABILITY_EXPIRED" : "WRONG_CONTAINER";
         if (log_event(s, o.authority, ev->barcode, RDX_LAB_EV_REJECT, to, RDX_LAB_ST_REJECTED,
-                      (int)cond, "STABILITY_EXPIRED", ev->actor, ev->reported_ms, received_ms,
-                      NULL) != RDX_OK) {
+                      (int)cond, code, ev->actor, ev->reported_ms, received_ms, NULL) != RDX_OK) {
             st = db_fail(s, err, "cannot log the event");
             goto out;
         }

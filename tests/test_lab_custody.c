@@ -329,6 +329,42 @@ static void test_custody_stability_expired_at_receipt(void **state)
     rdx_lab_store_free(s);
 }
 
+static void test_custody_wrong_container_and_insufficient(void **state)
+{
+    (void)state;
+    rdx_lab_store *s = store();
+    const char *bc[] = {"W1", "I1"};
+    for (int k = 0; k < 2; k++) {
+        reg(s, bc[k], "P1", INT64_MIN, INT64_MIN);
+        step(s, bc[k], RDX_LAB_EV_COLLECT, T0, RDX_LAB_ST_COLLECTED);
+        step(s, bc[k], RDX_LAB_EV_DISPATCH, T0 + MIN, RDX_LAB_ST_DISPATCHED);
+    }
+    rdx_lab_event_in in = {.barcode = "W1",
+                           .kind = RDX_LAB_EV_RECEIVE,
+                           .condition = RDX_LAB_COND_WRONG_CONTAINER,
+                           .actor = "NJ-JSPH",
+                           .reported_ms = T0 + 30 * MIN};
+    rdx_lab_event_out o;
+    /* A wrong container spoils every test: rejected on receipt, recollection opened. */
+    assert_int_equal(rdx_lab_custody_event(s, &in, T0, &o, NULL), RDX_OK);
+    assert_int_equal(o.to, RDX_LAB_ST_REJECTED);
+    assert_string_equal(o.recollect, "W1-R1");
+    /* Too little blood for all the tests: received; the lab voids what it cannot do. */
+    in.barcode = "I1";
+    in.condition = RDX_LAB_COND_INSUFFICIENT;
+    assert_int_equal(rdx_lab_custody_event(s, &in, T0, &o, NULL), RDX_OK);
+    assert_int_equal(o.to, RDX_LAB_ST_RECEIVED);
+    assert_string_equal(o.recollect, "");
+    in.kind = RDX_LAB_EV_REJECT;
+    in.condition = RDX_LAB_COND_OK;
+    in.reason = "INSUFFICIENT";
+    in.tests = "4548-4";
+    assert_int_equal(rdx_lab_custody_event(s, &in, T0, &o, NULL), RDX_OK);
+    assert_int_equal(o.to, RDX_LAB_ST_RECEIVED);
+    assert_string_equal(o.recollect, "I1-R1");
+    rdx_lab_store_free(s);
+}
+
 static void test_custody_lost_in_transit_is_overdue(void **state)
 {
     (void)state;
@@ -608,6 +644,7 @@ int main(void)
         cmocka_unit_test(test_custody_reject_some_tests_only),
         cmocka_unit_test(test_custody_cancel_rules),
         cmocka_unit_test(test_custody_stability_expired_at_receipt),
+        cmocka_unit_test(test_custody_wrong_container_and_insufficient),
         cmocka_unit_test(test_custody_lost_in_transit_is_overdue),
         cmocka_unit_test(test_result_apply_outcomes),
         cmocka_unit_test(test_custody_split_order_aggregates_children),

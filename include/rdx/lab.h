@@ -631,9 +631,11 @@ typedef struct rdx_lab_event_out {
  * the test completes; a result cannot be cancelled, only corrected), lose
  * (dispatched or received),
  * and result again after resulted/delivered as a correction. A receipt later
- * than the specimen's stability is recorded with condition EXPIRED and the
- * specimen rejected. The event is appended to the log with both the reported
- * time and received_ms, the time rdx received it. Errors: RDX_ENOTFOUND
+ * than the specimen's stability is recorded with condition EXPIRED, and one
+ * in the wrong container with WRONG_CONTAINER; both reject the specimen at
+ * once and open its recollection. HEMOLYSED, LEAKING and INSUFFICIENT are
+ * recorded; the lab rejects what it cannot do (REJECT with tests). The event is appended to the log
+ * with both the reported time and received_ms, the time rdx received it. Errors: RDX_ENOTFOUND
  * (unknown barcode), RDX_EINVAL (ambiguous barcode without authority,
  * missing actor), RDX_ESTATE (illegal transition; err says what is allowed),
  * RDX_EDB.
