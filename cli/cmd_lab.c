@@ -1,9 +1,1346 @@
 /* rdx lab: verbs are registered here as they become real. */
 #include "cli.h"
+#include "rdx/lab.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROUTE_CMD "lab route"
+
+static void route_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab route --catalogue FILE [--db URI] [--out DIR] [--hub ID] [--json]\n"
+               "                     ORDERS.hl7...\n"
+               "\n"
+               "Route every test of each order (OML^O21, OML^O33 or ORM^O01; a file may hold\n"
+               "several messages or an FHS/BHS batch) to the member lab that performs it, and\n"
+               "print one line per test: the order, the test, the tube, the lab and why.\n"
+               "\n"
+               "  --catalogue FILE  the network catalogue (docs/lab-catalogue.md)\n"
+               "  --db URI          decision store, sqlite:PATH (default sqlite:rdx-lab.db);\n"
+               "                    loads carry over between runs and an order already routed\n"
+               "                    gets the decisions it was given the first time\n"
+               "  --out DIR         also write the order each performing lab receives,\n"
+               "                    DIR/CONTROL.LAB.oml.hl7: only its tests, child tubes of a\n"
+               "                    split in SPM-2 with the parent in SPM-3\n"
+               "  --hub ID          the hub's HL7 facility in those files (default NJ-HUB)\n"
+               "  --json            machine-readable output on stdout\n"
+               "\n"
+               "Codes: ROUTED, FULL_QUEUED (all capable labs full: queued for a later day),\n"
+               "NO_LAB, WRONG_SPECIMEN, NO_COURIER, STABILITY, UNKNOWN_CLINIC.\n"
+               "Exit status: 0 every order was routed or refused with a reason, 1 a file or\n"
+               "order could not be read (the others are still routed), 2 usage error.\n");
+}
+
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        switch (*p) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (*p < 0x20) {
+                fprintf(f, "\\u%04x", *p);
+            } else {
+                fputc(*p, f);
+            }
+            break;
+        }
+    }
+    fputc('"', f);
+}
+
+/* ISO 8601 in network local time ("2026-12-01T09:35:00+08:00"), or null. */
+static void json_time(FILE *f, int64_t ms, int off_min)
+{
+    if (ms == INT64_MIN) {
+        fputs("null", f);
+        return;
+    }
+    int64_t lm = ms / 60000 - (ms % 60000 < 0) + off_min;
+    int64_t z = lm / 1440 - (lm % 1440 < 0);
+    unsigned mod = (unsigned)(lm - z * 1440);
+    z += 719468;
+    const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const unsigned doe = (unsigned)(z - era * 146097);
+    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const unsigned mp = (5 * doy + 2) / 153;
+    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+    const int64_t y = (int64_t)yoe + era * 400 + (m <= 2);
+    int a = off_min < 0 ? -off_min : off_min;
+    fprintf(f, "\"%04lld-%02u-%02uT%02u:%02u:00%c%02d:%02d\"", (long long)y, m, d, mod / 60,
+            mod % 60, off_min < 0 ? '-' : '+', a / 60, a % 60);
+}
+
+typedef struct route_run {
+    const rdx_lab_catalogue *cat;
+    const char *out_dir; /* --out: one order file per performing lab */
+    const char *hub;
+    rdx_lab_router *router;
+    rdx_lab_store *store;
+    int json;
+    int off;
+    int failed;
+    size_t orders; /* printed so far (for JSON commas) */
+} route_run;
+
+static void print_routing(route_run *x, const char *file, const rdx_lab_order *o,
+                          const rdx_lab_routing *rt, int again)
+{
+    const char *ctl = rdx_lab_order_control_id(o);
+    if (x->json) {
+        printf("%s\n  {\"file\": ", x->orders ? "," : "");
+        json_str(stdout, file);
+        printf(", \"sender\": ");
+        json_str(stdout, rdx_lab_order_sender(o));
+        printf(", \"control_id\": ");
+        json_str(stdout, ctl);
+        printf(", \"already_routed\": %s, \"labs\": %zu,\n   \"decisions\": [",
+               again ? "true" : "false", rdx_lab_routing_labs(rt));
+        for (size_t i = 0; i < rdx_lab_routing_count(rt); i++) {
+            const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
+            printf("%s\n    {\"test\": ", i ? "," : "");
+            json_str(stdout, d->test_code);
+            printf(", \"test_text\": ");
+            json_str(stdout, d->test_text);
+            printf(", \"specimen\": ");
+            json_str(stdout, d->specimen_id);
+            printf(", \"parent\": ");
+            json_str(stdout, d->parent_id);
+            printf(", \"specimen_type\": ");
+            json_str(stdout, d->specimen_type);
+            printf(", \"code\": ");
+            json_str(stdout, rdx_lab_route_code_name(d->code));
+            printf(", \"lab\": ");
+            json_str(stdout, d->lab);
+            printf(", \"lab_city\": ");
+            json_str(stdout, d->lab_city);
+            printf(", \"collected\": ");
+            json_time(stdout, d->collected_ms, x->off);
+            printf(", \"pickup\": ");
+            json_time(stdout, d->pickup_ms, x->off);
+            printf(", \"arrival\": ");
+            json_time(stdout, d->arrival_ms, x->off);
+            printf(", \"result\": ");
+            json_time(stdout, d->result_ms, x->off);
+            printf(", \"reason\": ");
+            json_str(stdout, d->reason);
+            printf("}");
+        }
+        printf("]}");
+    } else {
+        for (size_t i = 0; i < rdx_lab_routing_count(rt); i++) {
+            const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
+            printf("%s %s %s tube %s%s%s%s -> %s %s: %s%s\n", file, ctl, d->test_code,
+                   d->specimen_id, d->parent_id[0] ? " (from " : "", d->parent_id,
+                   d->parent_id[0] ? ")" : "", d->lab[0] ? d->lab : "-",
+                   rdx_lab_route_code_name(d->code), d->reason, again ? " [already routed]" : "");
+        }
+    }
+    x->orders++;
+}
+
+/*
+ * Open the chain of custody of every tube the routing sends somewhere: one
+ * specimen per distinct barcode, with the tests it carries.
+ */
+static rdx_status register_specimens(route_run *x, const rdx_lab_order *o,
+                                     const rdx_lab_routing *rt, rdx_error *err)
+{
+    size_t n = rdx_lab_routing_count(rt);
+    for (size_t i = 0; i < n; i++) {
+        const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
+        int first = d->lab[0] != '\0';
+        for (size_t j = 0; j < i && first; j++) {
+            const rdx_lab_decision *e = rdx_lab_routing_at(rt, j);
+            first = !(e->lab[0] != '\0' && strcmp(e->specimen_id, d->specimen_id) == 0);
+        }
+        if (!first) {
+            continue;
+        }
+        rdx_buf tests;
+        rdx_buf_init(&tests, 4096);
+        rdx_status st = RDX_OK;
+        int64_t stable_until = d->stable_until_ms;
+        const char *placer = "";
+        double volume = -1; /* known for a whole tube, not for an aliquot */
+        for (size_t k = 0; k < rdx_lab_order_specimen_count(o); k++) {
+            const rdx_lab_order_specimen *os = rdx_lab_order_specimen_at(o, k);
+            if (strcmp(os->id, d->specimen_id) == 0) {
+                volume = os->volume_ml;
+            }
+        }
+        for (size_t t = 0; t < rdx_lab_order_test_count(o); t++) {
+            const rdx_lab_order_test *ot = rdx_lab_order_test_at(o, t);
+            if (strcmp(ot->code, d->test_code) == 0) {
+                placer = ot->placer;
+                break;
+            }
+        }
+        for (size_t j = i; j < n && st == RDX_OK; j++) {
+            const rdx_lab_decision *e = rdx_lab_routing_at(rt, j);
+            if (strcmp(e->specimen_id, d->specimen_id) == 0 && e->lab[0] != '\0') {
+                st = rdx_buf_printf(&tests, "%s%s", tests.len ? "," : "", e->test_code);
+                /* The tube is usable as long as its least stable test allows. */
+                if (e->stable_until_ms < stable_until) {
+                    stable_until = e->stable_until_ms;
+                }
+            }
+        }
+        rdx_lab_specimen_reg r = {.authority = d->specimen_authority,
+                                  .barcode = d->specimen_id,
+                                  .patient_id = rdx_lab_order_patient_id(o),
+                                  .patient_authority = rdx_lab_order_patient_authority(o),
+                                  .order_sender = rdx_lab_order_sender(o),
+                                  .order_control = rdx_lab_order_control_id(o),
+                                  .parent_barcode = d->parent_id,
+                                  .lab = d->lab,
+                                  .tests = tests.data ? (const char *)tests.data : "",
+                                  .placer = placer,
+                                  .specimen_type = d->specimen_type,
+                                  .collected_ms = d->collected_ms,
+                                  .volume_ml = volume,
+                                  .stable_until_ms = stable_until,
+                                  .arrival_due_ms = d->arrival_ms};
+        if (st == RDX_OK) {
+            st = rdx_lab_custody_register(x->store, &r, rdx_clock_wall_ms(), NULL, err);
+        }
+        rdx_buf_free(&tests);
+        if (st != RDX_OK) {
+            return st;
+        }
+    }
+    return RDX_OK;
+}
+
+static void dtm_now(char *out, size_t cap);
+static void safe_name(const char *in, char *out, size_t cap);
+
+/* --out: the order each performing lab receives, DIR/CONTROL.LAB.oml.hl7. */
+static rdx_status write_lab_orders(route_run *x, const rdx_lab_hl7_msg *m, const rdx_lab_order *o,
+                                   const rdx_lab_routing *rt, rdx_error *err)
+{
+    size_t n = rdx_lab_routing_count(rt);
+    for (size_t i = 0; i < n; i++) {
+        const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
+        int first = d->lab[0] != '\0';
+        for (size_t j = 0; j < i && first; j++) {
+            first = strcmp(rdx_lab_routing_at(rt, j)->lab, d->lab) != 0;
+        }
+        if (!first) {
+            continue;
+        }
+        const char *facility = d->lab;
+        for (size_t k = 0; k < rdx_lab_catalogue_lab_count(x->cat); k++) {
+            rdx_lab_lab_info li;
+            if (rdx_lab_catalogue_lab_at(x->cat, k, &li) == RDX_OK && strcmp(li.id, d->lab) == 0) {
+                facility = li.facility;
+            }
+        }
+        char ts[32], ctl[200], name[128], lname[80], path[1400];
+        dtm_now(ts, sizeof ts);
+        snprintf(ctl, sizeof ctl, "%s-%s", rdx_lab_order_control_id(o), d->lab);
+        safe_name(rdx_lab_order_control_id(o), name, sizeof name);
+        safe_name(d->lab, lname, sizeof lname);
+        snprintf(path, sizeof path, "%s/%s.%s.oml.hl7", x->out_dir, name, lname);
+        rdx_lab_hl7_address a = {.sending_app = "RDX",
+                                 .sending_facility = x->hub,
+                                 .receiving_app = "",
+                                 .receiving_facility = facility,
+                                 .timestamp = ts,
+                                 .control_id = ctl};
+        rdx_buf b;
+        rdx_buf_init(&b, 64u << 20);
+        rdx_status st = rdx_lab_order_for_lab(m, rt, d->lab, &a, &b, err);
+        if (st == RDX_OK) {
+            st = rdx_file_write_atomic(path, b.data, b.len, err);
+        }
+        rdx_buf_free(&b);
+        if (st != RDX_OK) {
+            return st;
+        }
+    }
+    return RDX_OK;
+}
+
+static void route_message(route_run *x, const char *file, const rdx_lab_hl7_msg *m, size_t idx)
+{
+    rdx_error err;
+    rdx_lab_order *o = NULL;
+    rdx_lab_routing *rt = NULL;
+    rdx_error_clear(&err);
+    if (rdx_lab_order_from_hl7(m, x->off, &o, &err) != RDX_OK) {
+        rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, err.msg);
+        x->failed = 1;
+        return;
+    }
+    rdx_status st = rdx_lab_store_lookup(x->store, rdx_lab_order_sender(o),
+                                         rdx_lab_order_control_id(o), &rt, &err);
+    if (st == RDX_OK) {
+        print_routing(x, file, o, rt, 1);
+        if (x->out_dir != NULL && write_lab_orders(x, m, o, rt, &err) != RDX_OK) {
+            rdx_cli_fail_err(ROUTE_CMD, &err);
+            x->failed = 1;
+        }
+        goto out;
+    }
+    if (st != RDX_ENOTFOUND) {
+        rdx_cli_fail_err(ROUTE_CMD, &err);
+        x->failed = 1;
+        goto out;
+    }
+    rdx_error_clear(&err);
+    if (rdx_lab_route(x->router, o, &rt, &err) != RDX_OK) {
+        rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, err.msg);
+        x->failed = 1;
+        goto out;
+    }
+    if (register_specimens(x, o, rt, &err) != RDX_OK) {
+        rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, err.msg);
+        x->failed = 1;
+        goto out;
+    }
+    if (rdx_lab_store_save(x->store, rdx_lab_order_sender(o), rdx_lab_order_control_id(o), rt,
+                           rdx_clock_wall_ms(), &err) != RDX_OK) {
+        rdx_cli_fail_err(ROUTE_CMD, &err);
+        x->failed = 1;
+        goto out;
+    }
+    print_routing(x, file, o, rt, 0);
+    if (x->out_dir != NULL && write_lab_orders(x, m, o, rt, &err) != RDX_OK) {
+        rdx_cli_fail_err(ROUTE_CMD, &err);
+        x->failed = 1;
+    }
+out:
+    rdx_lab_routing_free(rt);
+    rdx_lab_order_free(o);
+}
+
+static int cmd_route(int argc, char **argv)
+{
+    const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *out_dir = NULL, *hub = "NJ-HUB";
+    int json = 0, nfiles = 0, rc = RDX_EXIT_OK, dashdash = 0;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            route_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    /* Files are collected in place at the front of argv (argv[1..nfiles]). */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (dashdash || a[0] != '-' || a[1] == '\0') {
+            argv[1 + nfiles++] = argv[i];
+        } else if (strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0 ||
+                   strcmp(a, "--out") == 0 || strcmp(a, "--hub") == 0) {
+            if (i + 1 >= argc) {
+                return rdx_cli_usage(ROUTE_CMD, "%s needs a value", a);
+            }
+            *(a[2] == 'c'   ? &cat_path
+              : a[2] == 'd' ? &db
+              : a[2] == 'o' ? &out_dir
+                            : &hub) = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (strcmp(a, "--") == 0) {
+            dashdash = 1;
+        } else {
+            return rdx_cli_usage(ROUTE_CMD, "unknown option '%s'", a);
+        }
+    }
+    if (cat_path == NULL) {
+        return rdx_cli_usage(ROUTE_CMD, "--catalogue FILE is required");
+    }
+    if (nfiles == 0) {
+        return rdx_cli_usage(ROUTE_CMD, "no order files given");
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_catalogue *cat = NULL;
+    route_run x = {0};
+    x.json = json;
+    x.out_dir = out_dir;
+    x.hub = hub;
+    if (rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK) {
+        return rdx_cli_fail_err(ROUTE_CMD, &err);
+    }
+    x.off = rdx_lab_catalogue_utc_offset_min(cat);
+    x.cat = cat;
+    if (rdx_lab_router_new(cat, &x.router, &err) != RDX_OK ||
+        rdx_lab_store_open(db, &x.store, &err) != RDX_OK ||
+        rdx_lab_store_load(x.store, x.router, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(ROUTE_CMD, &err);
+        goto out;
+    }
+    if (json) {
+        printf("{\"orders\": [");
+    }
+    for (int i = 1; i <= nfiles; i++) {
+        const char *file = argv[i];
+        rdx_buf b;
+        rdx_lab_hl7_batch *batch = NULL;
+        rdx_buf_init(&b, 256u << 20);
+        rdx_error_clear(&err);
+        if (rdx_file_read(file, &b, &err) != RDX_OK) {
+            rdx_cli_fail_err(ROUTE_CMD, &err);
+            x.failed = 1;
+        } else if (rdx_lab_hl7_batch_parse(b.data, b.len, &batch, &err) != RDX_OK) {
+            rdx_cli_fail(ROUTE_CMD, "%s: %s", file, err.msg);
+            x.failed = 1;
+        } else {
+            for (size_t k = 0; k < rdx_lab_hl7_batch_count(batch); k++) {
+                route_message(&x, file, rdx_lab_hl7_batch_msg(batch, k), k);
+            }
+        }
+        rdx_lab_hl7_batch_free(batch);
+        rdx_buf_free(&b);
+    }
+    if (json) {
+        printf("\n]}\n");
+    }
+    rc = x.failed ? RDX_EXIT_FAIL : RDX_EXIT_OK;
+out:
+    rdx_lab_store_free(x.store);
+    rdx_lab_router_free(x.router);
+    rdx_lab_catalogue_free(cat);
+    return rc;
+}
+
+/* ---- rdx lab event / rdx lab status ----------------------------------- */
+
+#define EVENT_CMD  "lab event"
+#define STATUS_CMD "lab status"
+
+static void event_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab event [--db URI] [--authority A] --actor INSTITUTION [--at DTM]\n"
+               "                     [--condition C] [--reason CODE] [--new-barcode B]\n"
+               "                     [--tests LIST] [--json]\n"
+               "                     BARCODE EVENT\n"
+               "\n"
+               "Record one chain-of-custody event for the specimen BARCODE (registered when its\n"
+               "order was routed). EVENT is one of: collect, dispatch, receive, start, result,\n"
+               "deliver, reject, cancel, lose. Illegal transitions are refused. A re-scan of an\n"
+               "event already recorded (same barcode, event, time and actor) changes nothing.\n"
+               "\n"
+               "  --db URI          decision and custody store (default sqlite:rdx-lab.db)\n"
+               "  --authority A     the barcode's assigning authority (needed only when the\n"
+               "                    barcode is used by several)\n"
+               "  --actor INST      the institution reporting the event (required)\n"
+               "  --at DTM          when it happened, HL7 DTM (YYYYMMDDHHMM[SS][+ZZZZ], local\n"
+               "                    +08:00 when no offset); default now\n"
+               "  --condition C     receive: ok, hemolysed, leaking, insufficient,\n"
+               "                    wrong-container (default ok)\n"
+               "  --reason CODE     reject or cancel: a coded reason (e.g. HEMOLYSED)\n"
+               "  --new-barcode B   reject: the recollection's barcode (default BARCODE-R1)\n"
+               "  --tests LIST      reject: only these tests (comma-separated); the tube goes\n"
+               "                    on for the others and the recollection carries these\n"
+               "  --json            machine-readable output\n");
+}
+
+static void status_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab status [--db URI] [--authority A] [--json] BARCODE\n"
+               "       rdx lab status [--db URI] [--json] --order SENDER CONTROL\n"
+               "\n"
+               "Show where the specimen BARCODE is and its whole chain of custody: each event\n"
+               "with the time the institution reported and the time rdx received it.\n"
+               "With --order, show every tube of the order SENDER (MSH-4.1) CONTROL (MSH-10),\n"
+               "children of a split and recollections included, and the order's state over\n"
+               "them.\n");
+}
+
+static void iso_time(char *out, size_t cap, int64_t ms)
+{
+    /* Network local time, +08:00. */
+    int64_t lm = ms / 60000 - (ms % 60000 < 0) + 480;
+    int64_t z = lm / 1440 - (lm % 1440 < 0);
+    unsigned mod = (unsigned)(lm - z * 1440);
+    z += 719468;
+    const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const unsigned doe = (unsigned)(z - era * 146097);
+    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const unsigned mp = (5 * doy + 2) / 153;
+    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
+    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
+    const int64_t y = (int64_t)yoe + era * 400 + (m <= 2);
+    unsigned sec = (unsigned)((ms % 60000 + 60000) % 60000 / 1000);
+    snprintf(out, cap, "%04lld-%02u-%02uT%02u:%02u:%02u+08:00", (long long)y, m % 13, d % 32,
+             (mod / 60) % 24, mod % 60, sec % 60);
+}
+
+typedef struct common_opts {
+    const char *db, *authority;
+    int json;
+} common_opts;
+
+static int cmd_event(int argc, char **argv)
+{
+    common_opts c = {"sqlite:rdx-lab.db", NULL, 0};
+    const char *actor = NULL, *at = NULL, *cond = NULL, *reason = NULL, *newbc = NULL;
+    const char *tests = NULL;
+    const char *pos[2] = {NULL, NULL};
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            event_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        if (strcmp(a, "--db") == 0) {
+            dst = &c.db;
+        } else if (strcmp(a, "--authority") == 0) {
+            dst = &c.authority;
+        } else if (strcmp(a, "--actor") == 0) {
+            dst = &actor;
+        } else if (strcmp(a, "--at") == 0) {
+            dst = &at;
+        } else if (strcmp(a, "--condition") == 0) {
+            dst = &cond;
+        } else if (strcmp(a, "--reason") == 0) {
+            dst = &reason;
+        } else if (strcmp(a, "--new-barcode") == 0) {
+            dst = &newbc;
+        } else if (strcmp(a, "--tests") == 0) {
+            dst = &tests;
+        } else if (strcmp(a, "--json") == 0) {
+            c.json = 1;
+            continue;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return rdx_cli_usage(EVENT_CMD, "unknown option '%s'", a);
+        } else {
+            if (npos == 2) {
+                return rdx_cli_usage(EVENT_CMD, "too many arguments ('%s')", a);
+            }
+            pos[npos++] = a;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            return rdx_cli_usage(EVENT_CMD, "%s needs a value", a);
+        }
+        *dst = argv[++i];
+    }
+    if (npos != 2) {
+        return rdx_cli_usage(EVENT_CMD, "want BARCODE EVENT");
+    }
+    if (actor == NULL) {
+        return rdx_cli_usage(EVENT_CMD, "--actor INSTITUTION is required");
+    }
+    rdx_lab_event_in in = {.authority = c.authority,
+                           .barcode = pos[0],
+                           .actor = actor,
+                           .reason = reason,
+                           .new_barcode = newbc,
+                           .tests = tests};
+    if (rdx_lab_event_parse(pos[1], &in.kind) != RDX_OK) {
+        return rdx_cli_usage(EVENT_CMD,
+                             "unknown event '%s' (collect, dispatch, receive, start, result, "
+                             "deliver, reject, cancel, lose)",
+                             pos[1]);
+    }
+    if (cond != NULL && rdx_lab_condition_parse(cond, &in.condition) != RDX_OK) {
+        return rdx_cli_usage(EVENT_CMD,
+                             "unknown condition '%s' (ok, hemolysed, leaking, insufficient, "
+                             "wrong-container)",
+                             cond);
+    }
+    int64_t now = rdx_clock_wall_ms();
+    in.reported_ms = now;
+    if (at != NULL && rdx_lab_hl7_dtm_parse(at, strlen(at), 480, &in.reported_ms) != RDX_OK) {
+        return rdx_cli_usage(EVENT_CMD, "--at '%s' is not an HL7 date/time", at);
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    rdx_lab_event_out o;
+    int rc = RDX_EXIT_OK;
+    if (rdx_lab_store_open(c.db, &s, &err) != RDX_OK ||
+        rdx_lab_custody_event(s, &in, now, &o, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(EVENT_CMD, &err);
+        goto out;
+    }
+    if (c.json) {
+        printf("{\"barcode\": ");
+        json_str(stdout, pos[0]);
+        printf(", \"authority\": ");
+        json_str(stdout, o.authority);
+        printf(", \"event\": \"%s\", \"from\": \"%s\", \"to\": \"%s\", \"condition\": "
+               "\"%s\", \"duplicate\": %s, \"unable_to_cancel\": %s, \"recollection\": ",
+               rdx_lab_event_name(in.kind), rdx_lab_state_name(o.from), rdx_lab_state_name(o.to),
+               rdx_lab_condition_name(o.condition), o.duplicate ? "true" : "false",
+               o.unable_to_cancel ? "true" : "false");
+        json_str(stdout, o.recollect);
+        printf("}\n");
+    } else {
+        printf("%s (%s): %s: %s -> %s%s%s%s%s\n", pos[0], o.authority, rdx_lab_event_name(in.kind),
+               rdx_lab_state_name(o.from), rdx_lab_state_name(o.to),
+               o.condition != RDX_LAB_COND_OK ? ", condition " : "",
+               o.condition != RDX_LAB_COND_OK ? rdx_lab_condition_name(o.condition) : "",
+               o.duplicate ? " (re-scan: already recorded, nothing changed)" : "",
+               o.recollect[0] && !o.duplicate ? "; recollection requested" : "");
+        if (o.recollect[0] != '\0' && !o.duplicate) {
+            printf("%s (%s): new barcode for the recollection\n", o.recollect, o.authority);
+        }
+        if (o.unable_to_cancel && !o.duplicate) {
+            printf("%s (%s): too late to cancel: the lab answers UC (unable to cancel) and the "
+                   "test completes\n",
+                   pos[0], o.authority);
+        }
+    }
+out:
+    rdx_lab_store_free(s);
+    return rc;
+}
+
+typedef struct status_ctx {
+    int json;
+    size_t n;
+} status_ctx;
+
+static void on_history(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab_event_rec *e)
+{
+    status_ctx *x = user;
+    char rep[40], rec[40];
+    iso_time(rep, sizeof rep, e->reported_ms);
+    iso_time(rec, sizeof rec, e->received_ms);
+    if (x->n == 0) {
+        if (x->json) {
+            printf("{\"barcode\": ");
+            json_str(stdout, sp->barcode);
+            printf(", \"authority\": ");
+            json_str(stdout, sp->authority);
+            printf(", \"state\": \"%s\", \"condition\": \"%s\", \"patient\": ",
+                   rdx_lab_state_name(sp->state), rdx_lab_condition_name(sp->condition));
+            json_str(stdout, sp->patient_id);
+            printf(", \"order\": ");
+            json_str(stdout, sp->order_control);
+            printf(", \"sender\": ");
+            json_str(stdout, sp->order_sender);
+            printf(", \"lab\": ");
+            json_str(stdout, sp->lab);
+            printf(", \"tests\": ");
+            json_str(stdout, sp->tests);
+            printf(", \"parent\": ");
+            json_str(stdout, sp->parent_barcode);
+            printf(", \"void_tests\": ");
+            json_str(stdout, sp->void_tests);
+            printf(", \"recollect_of\": ");
+            json_str(stdout, sp->recollect_of);
+            printf(", \"recollected_as\": ");
+            json_str(stdout, sp->recollected_as);
+            printf(", \"events\": [");
+        } else {
+            printf("%s (%s): %s%s%s; patient %s, order %s from %s, lab %s, tests %s\n", sp->barcode,
+                   sp->authority, rdx_lab_state_name(sp->state),
+                   sp->condition != RDX_LAB_COND_OK ? ", condition " : "",
+                   sp->condition != RDX_LAB_COND_OK ? rdx_lab_condition_name(sp->condition) : "",
+                   sp->patient_id, sp->order_control, sp->order_sender, sp->lab[0] ? sp->lab : "-",
+                   sp->tests[0] ? sp->tests : "-");
+            if (sp->parent_barcode[0]) {
+                printf("  child of %s\n", sp->parent_barcode);
+            }
+            if (sp->void_tests[0]) {
+                printf("  void on this tube: %s\n", sp->void_tests);
+            }
+            if (sp->recollect_of[0]) {
+                printf("  recollection of %s\n", sp->recollect_of);
+            }
+            if (sp->recollected_as[0]) {
+                printf("  recollected as %s\n", sp->recollected_as);
+            }
+        }
+    }
+    if (x->json) {
+        printf("%s\n  {\"event\": \"%s\", \"from\": \"%s\", \"to\": \"%s\", \"condition\": "
+               "\"%s\", \"reason\": ",
+               x->n ? "," : "", rdx_lab_event_name(e->kind), rdx_lab_state_name(e->from),
+               rdx_lab_state_name(e->to), rdx_lab_condition_name(e->condition));
+        json_str(stdout, e->reason);
+        printf(", \"actor\": ");
+        json_str(stdout, e->actor);
+        printf(", \"reported\": \"%s\", \"received\": \"%s\"}", rep, rec);
+    } else {
+        printf("  %s  %-8s %s -> %s%s%s%s%s by %s (received %s)\n", rep,
+               rdx_lab_event_name(e->kind), rdx_lab_state_name(e->from), rdx_lab_state_name(e->to),
+               e->condition ? ", " : "", e->condition ? rdx_lab_condition_name(e->condition) : "",
+               e->reason[0] ? ", " : "", e->reason, e->actor, rec);
+    }
+    x->n++;
+}
+
+static void on_tube(void *user, const rdx_lab_specimen_rec *sp)
+{
+    status_ctx *x = user;
+    if (x->json) {
+        printf("%s\n  {\"barcode\": ", x->n ? "," : "");
+        json_str(stdout, sp->barcode);
+        printf(", \"authority\": ");
+        json_str(stdout, sp->authority);
+        printf(", \"state\": \"%s\", \"lab\": ", rdx_lab_state_name(sp->state));
+        json_str(stdout, sp->lab);
+        printf(", \"tests\": ");
+        json_str(stdout, sp->tests);
+        printf(", \"parent\": ");
+        json_str(stdout, sp->parent_barcode);
+        printf(", \"recollect_of\": ");
+        json_str(stdout, sp->recollect_of);
+        printf("}");
+    } else {
+        printf("  %s (%s): %s at %s, tests %s%s%s%s%s\n", sp->barcode, sp->authority,
+               rdx_lab_state_name(sp->state), sp->lab[0] ? sp->lab : "-",
+               sp->tests[0] ? sp->tests : "-", sp->parent_barcode[0] ? ", child of " : "",
+               sp->parent_barcode, sp->recollect_of[0] ? ", recollection of " : "",
+               sp->recollect_of);
+    }
+    x->n++;
+}
+
+static int order_status(const common_opts *c, const char *sender, const char *control)
+{
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    status_ctx x = {c->json, 0};
+    rdx_lab_order_state os;
+    int rc = RDX_EXIT_OK;
+    if (c->json) {
+        printf("{\"sender\": ");
+        json_str(stdout, sender);
+        printf(", \"control_id\": ");
+        json_str(stdout, control);
+        printf(", \"tubes\": [");
+    } else {
+        printf("order %s from %s:\n", control, sender);
+    }
+    if (rdx_lab_store_open(c->db, &s, &err) != RDX_OK ||
+        rdx_lab_custody_order(s, sender, control, on_tube, &x, &os, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(STATUS_CMD, &err);
+        if (c->json) {
+            printf("]}\n");
+        }
+    } else if (c->json) {
+        printf("\n], \"state\": ");
+        json_str(stdout, os.summary);
+        printf("}\n");
+    } else {
+        printf("state: %s\n", os.summary);
+    }
+    rdx_lab_store_free(s);
+    return rc;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    common_opts c = {"sqlite:rdx-lab.db", NULL, 0};
+    const char *barcode = NULL, *order_sender = NULL, *order_control = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            status_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--db") == 0 || strcmp(a, "--authority") == 0) {
+            if (i + 1 >= argc) {
+                return rdx_cli_usage(STATUS_CMD, "%s needs a value", a);
+            }
+            *(a[2] == 'd' ? &c.db : &c.authority) = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            c.json = 1;
+        } else if (strcmp(a, "--order") == 0) {
+            if (i + 2 >= argc) {
+                return rdx_cli_usage(STATUS_CMD, "--order needs SENDER CONTROL");
+            }
+            order_sender = argv[++i];
+            order_control = argv[++i];
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return rdx_cli_usage(STATUS_CMD, "unknown option '%s'", a);
+        } else if (barcode != NULL) {
+            return rdx_cli_usage(STATUS_CMD, "one BARCODE at a time");
+        } else {
+            barcode = a;
+        }
+    }
+    if (order_sender != NULL) {
+        if (barcode != NULL) {
+            return rdx_cli_usage(STATUS_CMD, "give a BARCODE or --order, not both");
+        }
+        return order_status(&c, order_sender, order_control);
+    }
+    if (barcode == NULL) {
+        return rdx_cli_usage(STATUS_CMD, "want BARCODE");
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    status_ctx x = {c.json, 0};
+    int rc = RDX_EXIT_OK;
+    if (rdx_lab_store_open(c.db, &s, &err) != RDX_OK ||
+        rdx_lab_custody_history(s, c.authority, barcode, on_history, &x, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(STATUS_CMD, &err);
+    } else if (c.json) {
+        printf("\n]}\n");
+    }
+    rdx_lab_store_free(s);
+    return rc;
+}
+
+/* ---- rdx lab result ---------------------------------------------------- */
+
+#define RESULT_CMD "lab result"
+
+static void result_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab result [--db URI] [--out DIR] [--hub ID] [--json] ORU.hl7...\n"
+               "\n"
+               "Match each ORU^R01 from a lab to its order and specimens and apply it: the\n"
+               "specimens move to resulted, the observations are stored (OBX-11 = C corrects\n"
+               "an earlier value and keeps it), and two files are written in DIR:\n"
+               "  CONTROL.ack.hl7  the ACK for the lab: AA, or AE/AR with an ERR segment for\n"
+               "                   an unknown, cancelled or already-final order\n"
+               "  CONTROL.oru.hl7  the ORU readdressed to the ordering clinic (AA only)\n"
+               "CONTROL is the message's MSH-10. The same message again (same sender and\n"
+               "MSH-10) is acknowledged but applied once.\n"
+               "\n"
+               "  --db URI   decision and custody store (default sqlite:rdx-lab.db)\n"
+               "  --out DIR  where the ACK and ORU files go (default .)\n"
+               "  --hub ID   the hub's HL7 facility, MSH-4 of what it sends (default NJ-HUB)\n"
+               "  --json     machine-readable output\n"
+               "Exit status: 0 every message was accepted (AA), 1 a file could not be read or\n"
+               "a message was refused (AE/AR; its ACK is still written), 2 usage error.\n");
+}
+
+/* MSH-10 as a file name: anything but [A-Za-z0-9._-] becomes '_'. */
+static void safe_name(const char *in, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (; in[n] != '\0' && n + 1 < cap; n++) {
+        char c = in[n];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        out[n] = ok && !(n == 0 && c == '.') ? c : '_';
+    }
+    if (n == 0) {
+        out[n++] = '_';
+    }
+    out[n] = '\0';
+}
+
+static void dtm_now(char *out, size_t cap)
+{
+    char iso[40];
+    iso_time(iso, sizeof iso, rdx_clock_wall_ms());
+    /* 2026-12-01T09:35:07+08:00 -> 20261201093507+0800 */
+    snprintf(out, cap, "%.4s%.2s%.2s%.2s%.2s%.2s+0800", iso, iso + 5, iso + 8, iso + 11, iso + 14,
+             iso + 17);
+}
+
+static int cmd_result(int argc, char **argv)
+{
+    const char *db = "sqlite:rdx-lab.db", *dir = ".", *hub = "NJ-HUB";
+    int json = 0, nfiles = 0, failed = 0, dashdash = 0;
+    size_t shown = 0;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            result_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (dashdash || a[0] != '-' || a[1] == '\0') {
+            argv[1 + nfiles++] = argv[i];
+        } else if (strcmp(a, "--db") == 0 || strcmp(a, "--out") == 0 || strcmp(a, "--hub") == 0) {
+            if (i + 1 >= argc) {
+                return rdx_cli_usage(RESULT_CMD, "%s needs a value", a);
+            }
+            *(a[2] == 'd' ? &db : a[2] == 'o' ? &dir : &hub) = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (strcmp(a, "--") == 0) {
+            dashdash = 1;
+        } else {
+            return rdx_cli_usage(RESULT_CMD, "unknown option '%s'", a);
+        }
+    }
+    if (nfiles == 0) {
+        return rdx_cli_usage(RESULT_CMD, "no ORU files given");
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    if (rdx_lab_store_open(db, &s, &err) != RDX_OK) {
+        return rdx_cli_fail_err(RESULT_CMD, &err);
+    }
+    if (json) {
+        printf("{\"messages\": [");
+    }
+    for (int i = 1; i <= nfiles; i++) {
+        const char *file = argv[i];
+        rdx_buf b;
+        rdx_lab_hl7_batch *batch = NULL;
+        rdx_buf_init(&b, 256u << 20);
+        rdx_error_clear(&err);
+        if (rdx_file_read(file, &b, &err) != RDX_OK) {
+            rdx_cli_fail_err(RESULT_CMD, &err);
+            failed = 1;
+            rdx_buf_free(&b);
+            continue;
+        }
+        if (rdx_lab_hl7_batch_parse(b.data, b.len, &batch, &err) != RDX_OK) {
+            /* Not even an MSH to answer: an AR cannot be addressed; report it. */
+            rdx_cli_fail(RESULT_CMD, "%s: %s", file, err.msg);
+            failed = 1;
+            rdx_buf_free(&b);
+            continue;
+        }
+        for (size_t k = 0; k < rdx_lab_hl7_batch_count(batch); k++) {
+            const rdx_lab_hl7_msg *m = rdx_lab_hl7_batch_msg(batch, k);
+            rdx_lab_result_outcome o;
+            rdx_error_clear(&err);
+            if (rdx_lab_result_apply(s, m, rdx_clock_wall_ms(), &o, &err) != RDX_OK) {
+                rdx_cli_fail(RESULT_CMD, "%s: message %zu: %s", file, k + 1, err.msg);
+                failed = 1;
+                continue;
+            }
+            rdx_buf ctlb, ack, fwd;
+            rdx_buf_init(&ctlb, 1024);
+            rdx_buf_init(&ack, 1 << 20);
+            rdx_buf_init(&fwd, 64u << 20);
+            (void)rdx_lab_hl7_get(m, "MSH-10", &ctlb, NULL);
+            const char *ctl = ctlb.data ? (const char *)ctlb.data : "";
+            char name[128], ts[32], ackid[160], path[1024], fpath[1024] = "";
+            safe_name(ctl, name, sizeof name);
+            dtm_now(ts, sizeof ts);
+            snprintf(ackid, sizeof ackid, "ACK-%s", ctl);
+            rdx_lab_ack_spec sp = {.code = o.code,
+                                   .control_id = ackid,
+                                   .timestamp = ts,
+                                   .text = o.code == RDX_LAB_ACK_AA ? NULL : o.text,
+                                   .hl7_error = o.hl7_error,
+                                   .err_segment = o.err_segment,
+                                   .err_sequence = o.err_sequence,
+                                   .err_field = o.err_field};
+            snprintf(path, sizeof path, "%s/%s.ack.hl7", dir, name);
+            rdx_status st = rdx_lab_hl7_ack(m, &sp, &ack, &err);
+            if (st == RDX_OK) {
+                st = rdx_file_write_atomic(path, ack.data, ack.len, &err);
+            }
+            if (st == RDX_OK && o.code == RDX_LAB_ACK_AA && !o.duplicate) {
+                char fid[160];
+                snprintf(fid, sizeof fid, "RDX-%s", ctl);
+                rdx_lab_hl7_address a = {.sending_app = "RDX",
+                                         .sending_facility = hub,
+                                         .receiving_app = "",
+                                         .receiving_facility = o.clinic,
+                                         .timestamp = ts,
+                                         .control_id = fid};
+                snprintf(fpath, sizeof fpath, "%s/%s.oru.hl7", dir, name);
+                st = rdx_lab_hl7_readdress(m, &a, &fwd, &err);
+                if (st == RDX_OK) {
+                    st = rdx_file_write_atomic(fpath, fwd.data, fwd.len, &err);
+                }
+            }
+            if (st != RDX_OK) {
+                rdx_cli_fail_err(RESULT_CMD, &err);
+                failed = 1;
+            } else if (json) {
+                static const char *const codes[] = {"AA", "AE", "AR"};
+                printf("%s\n  {\"file\": ", shown++ ? "," : "");
+                json_str(stdout, file);
+                printf(", \"control_id\": ");
+                json_str(stdout, ctl);
+                printf(", \"ack\": \"%s\", \"hl7_error\": %u, \"duplicate\": %s, "
+                       "\"specimens\": %zu, \"observations\": %zu, \"corrections\": %zu, "
+                       "\"clinic\": ",
+                       codes[o.code], o.hl7_error, o.duplicate ? "true" : "false", o.specimens,
+                       o.applied, o.corrections);
+                json_str(stdout, o.clinic);
+                printf(", \"text\": ");
+                json_str(stdout, o.text);
+                printf(", \"ack_file\": ");
+                json_str(stdout, path);
+                printf(", \"oru_file\": ");
+                json_str(stdout, fpath);
+                printf("}");
+            } else {
+                static const char *const codes[] = {"AA", "AE", "AR"};
+                printf("%s %s: %s%s: %s; ACK in %s", file, ctl, codes[o.code],
+                       o.duplicate ? " (duplicate, not applied again)" : "", o.text, path);
+                if (fpath[0] != '\0') {
+                    printf("; ORU for %s in %s", o.clinic, fpath);
+                }
+                printf("\n");
+            }
+            if (o.code != RDX_LAB_ACK_AA) {
+                failed = 1;
+            }
+            rdx_buf_free(&ctlb);
+            rdx_buf_free(&ack);
+            rdx_buf_free(&fwd);
+        }
+        rdx_lab_hl7_batch_free(batch);
+        rdx_buf_free(&b);
+    }
+    if (json) {
+        printf("\n]}\n");
+    }
+    rdx_lab_store_free(s);
+    return failed ? RDX_EXIT_FAIL : RDX_EXIT_OK;
+}
+
+/* ---- rdx lab overdue ---------------------------------------------------- */
+
+#define OVERDUE_CMD "lab overdue"
+
+static void overdue_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab overdue [--db URI] [--grace MIN] [--at DTM] [--json]\n"
+               "\n"
+               "List the specimens on a courier run that should have been scanned at the lab\n"
+               "by now (their expected arrival plus MIN minutes, default 60, has passed with\n"
+               "no receipt scan): the ones that may be lost in transit. Exit status 0 when\n"
+               "there are none, 1 when some are overdue (or on an error), 2 usage error.\n");
+}
+
+typedef struct overdue_ctx {
+    int json;
+    size_t n;
+} overdue_ctx;
+
+static void on_overdue(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab_event_rec *e)
+{
+    overdue_ctx *x = user;
+    char when[40];
+    iso_time(when, sizeof when, e->reported_ms);
+    if (x->json) {
+        printf("%s\n  {\"barcode\": ", x->n ? "," : "");
+        json_str(stdout, sp->barcode);
+        printf(", \"authority\": ");
+        json_str(stdout, sp->authority);
+        printf(", \"lab\": ");
+        json_str(stdout, sp->lab);
+        printf(", \"dispatched\": \"%s\", \"by\": ", when);
+        json_str(stdout, e->actor);
+        printf("}");
+    } else {
+        printf("%s (%s): dispatched %s by %s to %s, no receipt scan: lost in transit?\n",
+               sp->barcode, sp->authority, when, e->actor, sp->lab[0] ? sp->lab : "-");
+    }
+    x->n++;
+}
+
+static int cmd_overdue(int argc, char **argv)
+{
+    const char *db = "sqlite:rdx-lab.db", *at = NULL, *grace_s = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            overdue_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--db") == 0 || strcmp(a, "--at") == 0 || strcmp(a, "--grace") == 0) {
+            if (i + 1 >= argc) {
+                return rdx_cli_usage(OVERDUE_CMD, "%s needs a value", a);
+            }
+            *(a[2] == 'd' ? &db : a[2] == 'a' ? &at : &grace_s) = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else {
+            return rdx_cli_usage(OVERDUE_CMD, "unknown argument '%s'", a);
+        }
+    }
+    int64_t now = rdx_clock_wall_ms(), grace = 60;
+    if (at != NULL && rdx_lab_hl7_dtm_parse(at, strlen(at), 480, &now) != RDX_OK) {
+        return rdx_cli_usage(OVERDUE_CMD, "--at '%s' is not an HL7 date/time", at);
+    }
+    if (grace_s != NULL && rdx_parse_i64(grace_s, strlen(grace_s), 0, 100000, &grace) != RDX_OK) {
+        return rdx_cli_usage(OVERDUE_CMD, "--grace '%s' is not a number of minutes", grace_s);
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    overdue_ctx x = {json, 0};
+    size_t n = 0;
+    int rc = RDX_EXIT_OK;
+    if (json) {
+        printf("{\"overdue\": [");
+    }
+    if (rdx_lab_store_open(db, &s, &err) != RDX_OK ||
+        rdx_lab_custody_overdue(s, now, (unsigned)grace, on_overdue, &x, &n, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(OVERDUE_CMD, &err);
+    } else if (n > 0) {
+        rc = RDX_EXIT_FAIL;
+    }
+    if (json) {
+        printf("\n]}\n");
+    } else if (rc == RDX_EXIT_OK) {
+        printf("no specimen overdue\n");
+    }
+    rdx_lab_store_free(s);
+    return rc;
+}
+
+/* ---- rdx lab reroute ---------------------------------------------------- */
+
+#define REROUTE_CMD "lab reroute"
+
+static void reroute_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab reroute --catalogue FILE [--db URI] [--at DTM] [--json] LAB\n"
+               "\n"
+               "LAB is down or full: route again the tests of every tube sent to it that is\n"
+               "still at the clinic (ordered or collected), as if LAB were not in the\n"
+               "network, with the next courier pickup after --at (default now) and the\n"
+               "stability counted from the original collection. Tubes already picked up are\n"
+               "left alone. A tube whose tests now need two labs is split into child tubes\n"
+               "BARCODE.1, BARCODE.2. Every move is logged in the tube's chain of custody.\n");
+}
+
+typedef struct reroute_ctx {
+    int json;
+    size_t n;
+} reroute_ctx;
+
+static void on_reroute(void *user, const rdx_lab_reroute_rec *rec)
+{
+    reroute_ctx *x = user;
+    for (size_t i = 0; i < rdx_lab_routing_count(rec->routing); i++) {
+        const rdx_lab_decision *d = rdx_lab_routing_at(rec->routing, i);
+        if (x->json) {
+            printf("%s\n  {\"barcode\": ", x->n ? "," : "");
+            json_str(stdout, rec->barcode);
+            printf(", \"authority\": ");
+            json_str(stdout, rec->authority);
+            printf(", \"old_lab\": ");
+            json_str(stdout, rec->old_lab);
+            printf(", \"test\": ");
+            json_str(stdout, d->test_code);
+            printf(", \"specimen\": ");
+            json_str(stdout, d->specimen_id);
+            printf(", \"code\": \"%s\", \"lab\": ", rdx_lab_route_code_name(d->code));
+            json_str(stdout, d->lab);
+            printf(", \"reason\": ");
+            json_str(stdout, d->reason);
+            printf("}");
+        } else {
+            printf("%s (%s) %s: %s -> %s %s on %s: %s\n", rec->barcode, rec->authority,
+                   d->test_code, rec->old_lab, d->lab[0] ? d->lab : "-",
+                   rdx_lab_route_code_name(d->code), d->specimen_id, d->reason);
+        }
+        x->n++;
+    }
+}
+
+static int cmd_reroute(int argc, char **argv)
+{
+    const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *at = NULL, *lab = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            reroute_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0 || strcmp(a, "--at") == 0) {
+            if (i + 1 >= argc) {
+                return rdx_cli_usage(REROUTE_CMD, "%s needs a value", a);
+            }
+            *(a[2] == 'c' ? &cat_path : a[2] == 'd' ? &db : &at) = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return rdx_cli_usage(REROUTE_CMD, "unknown option '%s'", a);
+        } else if (lab != NULL) {
+            return rdx_cli_usage(REROUTE_CMD, "one LAB at a time");
+        } else {
+            lab = a;
+        }
+    }
+    if (cat_path == NULL || lab == NULL) {
+        return rdx_cli_usage(REROUTE_CMD, "want --catalogue FILE and LAB");
+    }
+    int64_t now = rdx_clock_wall_ms();
+    if (at != NULL && rdx_lab_hl7_dtm_parse(at, strlen(at), 480, &now) != RDX_OK) {
+        return rdx_cli_usage(REROUTE_CMD, "--at '%s' is not an HL7 date/time", at);
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_catalogue *cat = NULL;
+    rdx_lab_router *r = NULL;
+    rdx_lab_store *s = NULL;
+    reroute_ctx x = {json, 0};
+    size_t n = 0;
+    int rc = RDX_EXIT_OK;
+    if (rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK ||
+        rdx_lab_router_new(cat, &r, &err) != RDX_OK ||
+        rdx_lab_router_set_down(r, lab, 1, &err) != RDX_OK ||
+        rdx_lab_store_open(db, &s, &err) != RDX_OK || rdx_lab_store_load(s, r, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(REROUTE_CMD, &err);
+        goto out;
+    }
+    if (json) {
+        printf("{\"lab\": ");
+        json_str(stdout, lab);
+        printf(", \"moves\": [");
+    }
+    if (rdx_lab_custody_reroute(s, r, lab, now, on_reroute, &x, &n, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(REROUTE_CMD, &err);
+    }
+    if (json) {
+        printf("\n], \"tubes\": %zu}\n", n);
+    } else if (rc == RDX_EXIT_OK) {
+        printf("%zu tube(s) not yet picked up were rerouted from %s\n", n, lab);
+    }
+out:
+    rdx_lab_store_free(s);
+    rdx_lab_router_free(r);
+    rdx_lab_catalogue_free(cat);
+    return rc;
+}
+
+/* ---- rdx lab addon ------------------------------------------------------ */
+
+#define ADDON_CMD "lab addon"
+
+static void addon_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab addon --catalogue FILE [--db URI] [--authority A] --actor INST\n"
+               "                     [--at DTM] [--json] BARCODE TEST\n"
+               "\n"
+               "Add TEST to the tube BARCODE after collection. It is accepted only when the\n"
+               "tube is not yet resulted, its lab performs TEST on the tube's specimen type,\n"
+               "the specimen is still within TEST's stability at --at (default now), and the\n"
+               "tube has the volume left (when its SPM-12 volume is known). Otherwise a new\n"
+               "collection is opened as a new tube BARCODE-A1. Exit status 0 accepted, 1\n"
+               "refused (new collection) or error, 2 usage error.\n");
+}
+
+static int cmd_addon(int argc, char **argv)
+{
+    const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *auth = NULL, *actor = NULL;
+    const char *at = NULL, *pos[2] = {NULL, NULL};
+    int json = 0, npos = 0;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            addon_usage(stdout);
+            return RDX_EXIT_OK;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        if (strcmp(a, "--catalogue") == 0) {
+            dst = &cat_path;
+        } else if (strcmp(a, "--db") == 0) {
+            dst = &db;
+        } else if (strcmp(a, "--authority") == 0) {
+            dst = &auth;
+        } else if (strcmp(a, "--actor") == 0) {
+            dst = &actor;
+        } else if (strcmp(a, "--at") == 0) {
+            dst = &at;
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+            continue;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return rdx_cli_usage(ADDON_CMD, "unknown option '%s'", a);
+        } else {
+            if (npos == 2) {
+                return rdx_cli_usage(ADDON_CMD, "too many arguments ('%s')", a);
+            }
+            pos[npos++] = a;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            return rdx_cli_usage(ADDON_CMD, "%s needs a value", a);
+        }
+        *dst = argv[++i];
+    }
+    if (cat_path == NULL || actor == NULL || npos != 2) {
+        return rdx_cli_usage(ADDON_CMD, "want --catalogue FILE, --actor INST, BARCODE and TEST");
+    }
+    int64_t now = rdx_clock_wall_ms();
+    if (at != NULL && rdx_lab_hl7_dtm_parse(at, strlen(at), 480, &now) != RDX_OK) {
+        return rdx_cli_usage(ADDON_CMD, "--at '%s' is not an HL7 date/time", at);
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_catalogue *cat = NULL;
+    rdx_lab_store *s = NULL;
+    rdx_lab_addon_outcome o;
+    int rc = RDX_EXIT_OK;
+    if (rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK ||
+        rdx_lab_store_open(db, &s, &err) != RDX_OK ||
+        rdx_lab_custody_addon(s, cat, auth, pos[0], pos[1], actor, now, &o, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(ADDON_CMD, &err);
+        goto out;
+    }
+    if (json) {
+        printf("{\"barcode\": ");
+        json_str(stdout, pos[0]);
+        printf(", \"test\": ");
+        json_str(stdout, pos[1]);
+        printf(", \"accepted\": %s, \"reason\": ", o.accepted ? "true" : "false");
+        json_str(stdout, o.reason);
+        printf(", \"new_collection\": ");
+        json_str(stdout, o.new_barcode);
+        printf("}\n");
+    } else if (o.accepted) {
+        printf("%s: add-on %s accepted: %s\n", pos[0], pos[1], o.reason);
+    } else {
+        printf("%s: add-on %s refused: %s; new collection %s\n", pos[0], pos[1], o.reason,
+               o.new_barcode);
+    }
+    rc = o.accepted ? RDX_EXIT_OK : RDX_EXIT_FAIL;
+out:
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(cat);
+    return rc;
+}
+
+static const struct rdx_cli_verb verbs[] = {
+    {"route", "route each ordered test to a member lab and say why", cmd_route},
+    {"event", "record a chain-of-custody event for a specimen", cmd_event},
+    {"status", "show a specimen's state and chain of custody", cmd_status},
+    {"result", "apply a lab's ORU to its order, write the ACK and the clinic's ORU", cmd_result},
+    {"overdue", "list dispatched specimens with no receipt scan in time (lost?)", cmd_overdue},
+    {"reroute", "a lab is down or full: route again the tubes not yet picked up", cmd_reroute},
+    {"addon", "add a test to a collected tube, or open a new collection", cmd_addon},
+    {NULL, NULL, NULL},
+};
 
 const struct rdx_cli_group rdx_cli_group_lab = {
     .name = "lab",
     .summary = "Lab orders: HL7 v2, routing to member labs, specimen custody",
-    .verbs = NULL,
-    .nverbs = 0,
+    .verbs = verbs,
+    .nverbs = sizeof verbs / sizeof verbs[0] - 1,
 };

@@ -1,0 +1,349 @@
+/*
+ * lab/reroute.c - when a lab goes down or fills up, the tubes sent to it
+ * that are still at the clinic (ordered or collected) are routed again;
+ * tubes already on a courier run or further are left alone (they will be
+ * received, or reported lost, where they went).
+ */
+#include "lab_int.h"
+#include "lab_limits.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct tube {
+    char *authority, *barcode, *sender, *control, *patient, *type, *tests, *lab, *placer;
+    int64_t collected_ms;
+    int state;
+} tube;
+
+static void tube_free(tube *t)
+{
+    free(t->authority);
+    free(t->barcode);
+    free(t->sender);
+    free(t->control);
+    free(t->patient);
+    free(t->type);
+    free(t->tests);
+    free(t->lab);
+    free(t->placer);
+}
+
+static char *col(sqlite3_stmt *q, int i)
+{
+    const char *v = (const char *)sqlite3_column_text(q, i);
+    return rdx_strndup(v ? v : "", v ? strlen(v) : 0);
+}
+
+static rdx_status db_fail(rdx_lab_store *s, rdx_error *err, const char *what)
+{
+    return rdx_error_set(err, RDX_EDB, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+/* Point the stored decision for (order, test, old tube) at the new one. */
+static rdx_status update_decision(rdx_lab_store *s, const tube *t, const rdx_lab_decision *d,
+                                  rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE lab_route SET specimen_id = ?1, parent_id = ?2, lab = ?3, "
+                           "lab_city = ?4, code = ?5, reason = ?6, pickup_ms = ?7, arrival_ms = "
+                           "?8, result_ms = ?9, day = ?10 WHERE sender = ?11 AND control_id = "
+                           "?12 AND test_code = ?13 AND specimen_id = ?14",
+                           -1, &q, NULL) != SQLITE_OK) {
+        return db_fail(s, err, "cannot update a decision");
+    }
+    sqlite3_bind_text(q, 1, d->specimen_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, d->parent_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, d->lab, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 4, d->lab_city, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 5, (int)d->code);
+    sqlite3_bind_text(q, 6, d->reason, -1, SQLITE_STATIC);
+    const int64_t times[3] = {d->pickup_ms, d->arrival_ms, d->result_ms};
+    for (int k = 0; k < 3; k++) {
+        if (times[k] == INT64_MIN) {
+            sqlite3_bind_null(q, 7 + k);
+        } else {
+            sqlite3_bind_int64(q, 7 + k, times[k]);
+        }
+    }
+    sqlite3_bind_int64(q, 10, d->day);
+    sqlite3_bind_text(q, 11, t->sender, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 12, t->control, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 13, d->test_code, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 14, t->barcode, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? RDX_OK : db_fail(s, err, "cannot update a decision");
+}
+
+static rdx_status log_reroute(rdx_lab_store *s, const tube *t, const char *reason, int64_t now)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO lab_event (authority, barcode, event, from_state, "
+                           "to_state, condition, reason, actor, reported_ms, received_ms) "
+                           "VALUES (?1, ?2, ?3, ?4, ?4, 0, ?5, 'rdx', ?6, ?6)",
+                           -1, &q, NULL) != SQLITE_OK) {
+        return RDX_EDB;
+    }
+    sqlite3_bind_text(q, 1, t->authority, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, t->barcode, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 3, (int)RDX_LAB_EV_REROUTE);
+    sqlite3_bind_int(q, 4, t->state);
+    sqlite3_bind_text(q, 5, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 6, now);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? RDX_OK : RDX_EDB;
+}
+
+static rdx_status set_tube(rdx_lab_store *s, const tube *t, const char *lab, const char *tests,
+                           int64_t stable_until, int64_t due)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE lab_specimen SET lab = ?1, tests = ?2, stable_until_ms = ?3, "
+                           "arrival_due_ms = ?4 WHERE authority = ?5 AND barcode = ?6",
+                           -1, &q, NULL) != SQLITE_OK) {
+        return RDX_EDB;
+    }
+    sqlite3_bind_text(q, 1, lab, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, tests, -1, SQLITE_STATIC);
+    if (stable_until == INT64_MIN) {
+        sqlite3_bind_null(q, 3);
+    } else {
+        sqlite3_bind_int64(q, 3, stable_until);
+    }
+    if (due == INT64_MIN) {
+        sqlite3_bind_null(q, 4);
+    } else {
+        sqlite3_bind_int64(q, 4, due);
+    }
+    sqlite3_bind_text(q, 5, t->authority, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 6, t->barcode, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? RDX_OK : RDX_EDB;
+}
+
+/* Reroute one tube; the caller holds the transaction. */
+static rdx_status reroute_tube(rdx_lab_store *s, rdx_lab_router *r, const tube *t,
+                               const char *down_lab, int64_t now, rdx_lab_reroute_fn fn, void *user,
+                               rdx_error *err)
+{
+    rdx_lab_order *o = NULL;
+    rdx_lab_routing *rt = NULL;
+    rdx_buf why;
+    rdx_status st;
+    rdx_buf_init(&why, 4096);
+    st = lab_order_synthetic(t->sender, t->control, t->patient, t->barcode, t->authority, t->type,
+                             t->collected_ms, now, t->tests, &o);
+    if (st != RDX_OK) {
+        st = rdx_error_set(err, st, "out of memory");
+        goto out;
+    }
+    if ((st = rdx_lab_route(r, o, &rt, err)) != RDX_OK) {
+        goto out;
+    }
+    size_t n = rdx_lab_routing_count(rt);
+    /* Which labs now: one (the tube keeps its barcode) or several (aliquots). */
+    const rdx_lab_decision *d0 = n ? rdx_lab_routing_at(rt, 0) : NULL;
+    int split = d0 != NULL && d0->parent_id[0] != '\0';
+    if ((st = rdx_buf_printf(&why, "%s is down or full; ", down_lab)) != RDX_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < n && st == RDX_OK; i++) {
+        const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
+        st = rdx_buf_printf(&why, "%s%s -> %s %s", i ? ", " : "", d->test_code,
+                            d->lab[0] ? d->lab : "-", rdx_lab_route_code_name(d->code));
+        if (st == RDX_OK && split && d->lab[0] != '\0') {
+            st = rdx_buf_printf(&why, " on %s", d->specimen_id);
+        }
+    }
+    if (st != RDX_OK || (st = log_reroute(s, t, (const char *)why.data, now)) != RDX_OK) {
+        st = st == RDX_EDB ? db_fail(s, err, "cannot log the reroute")
+                           : rdx_error_set(err, st, "reroute: %s", rdx_strerror(st));
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((st = update_decision(s, t, rdx_lab_routing_at(rt, i), err)) != RDX_OK) {
+            goto out;
+        }
+    }
+    if (!split) {
+        /* One lab (or none: every test refused). The tube keeps its barcode. */
+        const char *lab = "";
+        int64_t until = INT64_MAX, due = INT64_MIN;
+        for (size_t i = 0; i < n; i++) {
+            const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
+            if (d->lab[0] != '\0') {
+                lab = d->lab;
+                due = d->arrival_ms;
+                until = d->stable_until_ms < until ? d->stable_until_ms : until;
+            }
+        }
+        if (set_tube(s, t, lab, t->tests, until == INT64_MAX ? INT64_MIN : until, due) != RDX_OK) {
+            st = db_fail(s, err, "cannot update a tube");
+            goto out;
+        }
+    } else {
+        /* Aliquots: one child tube per lab, the parent keeps no tests of its own. */
+        for (size_t i = 0; i < n; i++) {
+            const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
+            if (d->lab[0] == '\0') {
+                continue;
+            }
+            rdx_lab_specimen_reg reg = {.authority = t->authority,
+                                        .barcode = d->specimen_id,
+                                        .patient_id = t->patient,
+                                        .order_sender = t->sender,
+                                        .order_control = t->control,
+                                        .parent_barcode = t->barcode,
+                                        .lab = d->lab,
+                                        .tests = d->test_code,
+                                        .placer = t->placer,
+                                        .specimen_type = t->type,
+                                        .collected_ms = t->collected_ms,
+                                        .volume_ml = -1,
+                                        .stable_until_ms = d->stable_until_ms,
+                                        .arrival_due_ms = d->arrival_ms};
+            int created = 0;
+            if ((st = rdx_lab_custody_register(s, &reg, now, &created, err)) != RDX_OK) {
+                if (st == RDX_EDUPLICATE || st == RDX_EDENIED) {
+                    goto out;
+                }
+                goto out;
+            }
+            if (created && t->state == RDX_LAB_ST_COLLECTED) {
+                /* The aliquot is poured from a collected tube: it is collected too. */
+                rdx_lab_event_in ev = {.authority = t->authority,
+                                       .barcode = d->specimen_id,
+                                       .kind = RDX_LAB_EV_COLLECT,
+                                       .reason = t->barcode,
+                                       .actor = "rdx",
+                                       .reported_ms = now};
+                if ((st = rdx_lab_custody_event(s, &ev, now, NULL, err)) != RDX_OK) {
+                    goto out;
+                }
+            }
+            if (!created) {
+                /* A second test for the same child: add it to the child's list. */
+                sqlite3_stmt *q = NULL;
+                if (sqlite3_prepare_v2(s->db,
+                                       "UPDATE lab_specimen SET tests = tests || ',' || ?1 "
+                                       "WHERE authority = ?2 AND barcode = ?3",
+                                       -1, &q, NULL) != SQLITE_OK) {
+                    st = db_fail(s, err, "cannot update a tube");
+                    goto out;
+                }
+                sqlite3_bind_text(q, 1, d->test_code, -1, SQLITE_STATIC);
+                sqlite3_bind_text(q, 2, t->authority, -1, SQLITE_STATIC);
+                sqlite3_bind_text(q, 3, d->specimen_id, -1, SQLITE_STATIC);
+                int rc = sqlite3_step(q);
+                sqlite3_finalize(q);
+                if (rc != SQLITE_DONE) {
+                    st = db_fail(s, err, "cannot update a tube");
+                    goto out;
+                }
+            }
+        }
+        if (set_tube(s, t, "", "", INT64_MIN, INT64_MIN) != RDX_OK) {
+            st = db_fail(s, err, "cannot update a tube");
+            goto out;
+        }
+    }
+    if (fn != NULL) {
+        rdx_lab_reroute_rec rec = {t->authority, t->barcode, t->lab, rt};
+        fn(user, &rec);
+    }
+out:
+    rdx_buf_free(&why);
+    rdx_lab_routing_free(rt);
+    rdx_lab_order_free(o);
+    return st;
+}
+
+rdx_status rdx_lab_custody_reroute(rdx_lab_store *s, rdx_lab_router *r, const char *lab_id,
+                                   int64_t now_ms, rdx_lab_reroute_fn fn, void *user, size_t *count,
+                                   rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    tube *tubes = NULL;
+    size_t n = 0;
+    rdx_status st = RDX_OK;
+    if (count != NULL) {
+        *count = 0;
+    }
+    /* Only tubes still at the clinic: ordered (0) or collected (1), with tests. */
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT authority, barcode, order_sender, order_control, patient_id, "
+                           "specimen_type, tests, lab, placer, collected_ms, state FROM "
+                           "lab_specimen WHERE lab = ?1 AND state <= 1 AND tests <> '' ORDER BY "
+                           "created_ms, rowid",
+                           -1, &q, NULL) != SQLITE_OK) {
+        return db_fail(s, err, "cannot find the lab's tubes");
+    }
+    sqlite3_bind_text(q, 1, lab_id, -1, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        tube *t2 = rdx_reallocarray(tubes, n + 1, sizeof *t2);
+        if (t2 == NULL) {
+            st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
+            break;
+        }
+        tubes = t2;
+        tube *t = &tubes[n++];
+        memset(t, 0, sizeof *t);
+        t->authority = col(q, 0);
+        t->barcode = col(q, 1);
+        t->sender = col(q, 2);
+        t->control = col(q, 3);
+        t->patient = col(q, 4);
+        t->type = col(q, 5);
+        t->tests = col(q, 6);
+        t->lab = col(q, 7);
+        t->placer = col(q, 8);
+        t->collected_ms =
+            sqlite3_column_type(q, 9) == SQLITE_NULL ? INT64_MIN : sqlite3_column_int64(q, 9);
+        t->state = sqlite3_column_int(q, 10);
+        if (!t->authority || !t->barcode || !t->sender || !t->control || !t->patient || !t->type ||
+            !t->tests || !t->lab || !t->placer) {
+            st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
+            break;
+        }
+    }
+    if (st == RDX_OK && rc != SQLITE_DONE) {
+        st = db_fail(s, err, "cannot find the lab's tubes");
+    }
+    sqlite3_finalize(q);
+    if (st == RDX_OK && n > 0) {
+        if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+            st = db_fail(s, err, "cannot start a transaction");
+        } else {
+            for (size_t i = 0; i < n && st == RDX_OK; i++) {
+                if (tubes[i].collected_ms == INT64_MIN) {
+                    continue; /* without a collection time its stability cannot be judged */
+                }
+                st = reroute_tube(s, r, &tubes[i], lab_id, now_ms, fn, user, err);
+                if (st == RDX_OK && count != NULL) {
+                    (*count)++;
+                }
+            }
+            if (st == RDX_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+                st = db_fail(s, err, "cannot commit");
+            }
+            if (st != RDX_OK) {
+                sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        tube_free(&tubes[i]);
+    }
+    free(tubes);
+    return st;
+}

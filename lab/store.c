@@ -1,0 +1,277 @@
+/*
+ * lab/store.c - routing decisions kept in SQLite, so that each lab's load
+ * per day survives between runs and an order routed twice (the same
+ * MSH-4.1 and MSH-10) gets the decisions it was given the first time.
+ */
+#include "lab_int.h"
+#include "lab_limits.h"
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA busy_timeout=5000;"
+    "CREATE TABLE IF NOT EXISTS lab_route ("
+    " sender TEXT NOT NULL, control_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " test_code TEXT NOT NULL, test_text TEXT NOT NULL, specimen_id TEXT NOT NULL,"
+    " parent_id TEXT NOT NULL, specimen_type TEXT NOT NULL, lab TEXT NOT NULL,"
+    " lab_city TEXT NOT NULL, code INTEGER NOT NULL, reason TEXT NOT NULL,"
+    " collected_ms INTEGER, pickup_ms INTEGER, arrival_ms INTEGER, result_ms INTEGER,"
+    " day INTEGER NOT NULL, routed_at_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (sender, control_id, seq));"
+    "CREATE INDEX IF NOT EXISTS lab_route_load ON lab_route (lab, day);"
+    /* Chain of custody (lab/custody.c). */
+    "CREATE TABLE IF NOT EXISTS lab_specimen ("
+    " authority TEXT NOT NULL, barcode TEXT NOT NULL, patient_id TEXT NOT NULL,"
+    " patient_authority TEXT NOT NULL, order_sender TEXT NOT NULL, order_control TEXT NOT NULL,"
+    " parent_barcode TEXT NOT NULL, lab TEXT NOT NULL, tests TEXT NOT NULL,"
+    " state INTEGER NOT NULL, condition INTEGER NOT NULL, stable_until_ms INTEGER,"
+    " arrival_due_ms INTEGER, recollect_of TEXT NOT NULL, recollected_as TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL, placer TEXT NOT NULL, void_tests TEXT NOT NULL,"
+    " specimen_type TEXT NOT NULL, collected_ms INTEGER, volume_ml REAL,"
+    " PRIMARY KEY (authority, barcode));"
+    "CREATE INDEX IF NOT EXISTS lab_specimen_barcode ON lab_specimen (barcode);"
+    "CREATE INDEX IF NOT EXISTS lab_specimen_placer ON lab_specimen (order_sender, placer);"
+    /* Results (lab/result.c): each message once; observations with their history. */
+    "CREATE TABLE IF NOT EXISTS lab_result_msg ("
+    " sender TEXT NOT NULL, control_id TEXT NOT NULL, ack_code INTEGER NOT NULL,"
+    " summary TEXT NOT NULL, received_ms INTEGER NOT NULL, PRIMARY KEY (sender, control_id));"
+    "CREATE TABLE IF NOT EXISTS lab_result_obs ("
+    " authority TEXT NOT NULL, barcode TEXT NOT NULL, sender TEXT NOT NULL,"
+    " control_id TEXT NOT NULL, obx_seq INTEGER NOT NULL, code TEXT NOT NULL,"
+    " value TEXT NOT NULL, units TEXT NOT NULL, status TEXT NOT NULL,"
+    " superseded INTEGER NOT NULL, received_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS lab_event ("
+    " id INTEGER PRIMARY KEY, authority TEXT NOT NULL, barcode TEXT NOT NULL,"
+    " event INTEGER NOT NULL, from_state INTEGER NOT NULL, to_state INTEGER NOT NULL,"
+    " condition INTEGER NOT NULL, reason TEXT NOT NULL, actor TEXT NOT NULL,"
+    " reported_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL,"
+    " UNIQUE (authority, barcode, event, reported_ms, actor));";
+
+static rdx_status db_error(rdx_lab_store *s, rdx_error *err, const char *what)
+{
+    return rdx_error_set(err, RDX_EDB, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+void rdx_lab_store_free(rdx_lab_store *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    sqlite3_close(s->db);
+    free(s->path);
+    free(s);
+}
+
+rdx_status rdx_lab_store_open(const char *uri, rdx_lab_store **out, rdx_error *err)
+{
+    if (uri == NULL || out == NULL) {
+        return rdx_error_set(err, RDX_EINVAL, "store: bad arguments");
+    }
+    *out = NULL;
+    if (strncmp(uri, "sqlite:", 7) != 0 || uri[7] == '\0') {
+        return rdx_error_set(err, RDX_EINVAL,
+                             "%s: unsupported database URI (want sqlite:PATH or sqlite::memory:)",
+                             uri);
+    }
+    rdx_lab_store *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    s->path = rdx_strndup(uri + 7, strlen(uri + 7));
+    if (s->path == NULL) {
+        free(s);
+        return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    if (sqlite3_open_v2(s->path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        rdx_status st = s->db ? db_error(s, err, "cannot open")
+                              : rdx_error_set(err, RDX_ENOMEM, "out of memory");
+        rdx_lab_store_free(s);
+        return st;
+    }
+    if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+        rdx_status st = db_error(s, err, "cannot create the tables");
+        rdx_lab_store_free(s);
+        return st;
+    }
+    *out = s;
+    return RDX_OK;
+}
+
+rdx_status rdx_lab_store_load(rdx_lab_store *s, rdx_lab_router *r, rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    rdx_status st = RDX_OK;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT lab, day, COUNT(*) FROM lab_route WHERE lab <> '' "
+                           "GROUP BY lab, day",
+                           -1, &q, NULL) != SQLITE_OK) {
+        return db_error(s, err, "cannot read loads");
+    }
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *lab = (const char *)sqlite3_column_text(q, 0);
+        int64_t day = sqlite3_column_int64(q, 1);
+        int64_t n = sqlite3_column_int64(q, 2);
+        if (lab == NULL || n <= 0 || n > UINT32_MAX) {
+            continue;
+        }
+        rdx_status a = rdx_lab_router_add_load(r, lab, day, (unsigned)n, NULL);
+        if (a != RDX_OK && a != RDX_ENOTFOUND) {
+            st = rdx_error_set(err, a, "%s: lab %s: cannot count its load", s->path, lab);
+            break;
+        }
+    }
+    if (st == RDX_OK && rc != SQLITE_DONE) {
+        st = db_error(s, err, "cannot read loads");
+    }
+    sqlite3_finalize(q);
+    return st;
+}
+
+static const char *col_text(sqlite3_stmt *q, int i)
+{
+    const char *t = (const char *)sqlite3_column_text(q, i);
+    return t != NULL ? t : "";
+}
+
+static int64_t col_time(sqlite3_stmt *q, int i)
+{
+    return sqlite3_column_type(q, i) == SQLITE_NULL ? INT64_MIN : sqlite3_column_int64(q, i);
+}
+
+rdx_status rdx_lab_store_lookup(rdx_lab_store *s, const char *sender, const char *control_id,
+                                rdx_lab_routing **out, rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    rdx_lab_routing *rt = NULL;
+    rdx_status st = RDX_OK;
+    *out = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT test_code, test_text, specimen_id, parent_id, specimen_type, "
+                           "lab, lab_city, code, reason, collected_ms, pickup_ms, arrival_ms, "
+                           "result_ms, day FROM lab_route WHERE sender = ?1 AND control_id = ?2 "
+                           "ORDER BY seq",
+                           -1, &q, NULL) != SQLITE_OK) {
+        return db_error(s, err, "cannot look up an order");
+    }
+    sqlite3_bind_text(q, 1, sender, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, control_id, -1, SQLITE_STATIC);
+    if ((st = lab_routing_new(&rt)) != RDX_OK) {
+        st = rdx_error_set(err, st, "out of memory");
+        goto out;
+    }
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        rdx_lab_decision d = {
+            .test_code = col_text(q, 0),
+            .test_text = col_text(q, 1),
+            .specimen_id = col_text(q, 2),
+            .parent_id = col_text(q, 3),
+            .specimen_type = col_text(q, 4),
+            .lab = col_text(q, 5),
+            .lab_city = col_text(q, 6),
+            .code = (rdx_lab_route_code)sqlite3_column_int(q, 7),
+            .reason = col_text(q, 8),
+            .collected_ms = col_time(q, 9),
+            .pickup_ms = col_time(q, 10),
+            .arrival_ms = col_time(q, 11),
+            .result_ms = col_time(q, 12),
+            .day = sqlite3_column_int64(q, 13),
+            .specimen_authority = "",
+            .stable_until_ms = INT64_MIN,
+        };
+        if ((st = lab_routing_push(rt, &d)) != RDX_OK) {
+            st = rdx_error_set(err, st, "out of memory");
+            goto out;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        st = db_error(s, err, "cannot look up an order");
+        goto out;
+    }
+    if (rdx_lab_routing_count(rt) == 0) {
+        st = RDX_ENOTFOUND;
+    }
+out:
+    sqlite3_finalize(q);
+    if (st != RDX_OK) {
+        rdx_lab_routing_free(rt);
+        return st;
+    }
+    *out = rt;
+    return RDX_OK;
+}
+
+static void bind_time(sqlite3_stmt *q, int i, int64_t v)
+{
+    if (v == INT64_MIN) {
+        sqlite3_bind_null(q, i);
+    } else {
+        sqlite3_bind_int64(q, i, v);
+    }
+}
+
+rdx_status rdx_lab_store_save(rdx_lab_store *s, const char *sender, const char *control_id,
+                              const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    rdx_status st = RDX_OK;
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        return db_error(s, err, "cannot start a transaction");
+    }
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO lab_route VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                           "?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                           -1, &q, NULL) != SQLITE_OK) {
+        st = db_error(s, err, "cannot store decisions");
+        goto out;
+    }
+    for (size_t i = 0; i < rdx_lab_routing_count(rt); i++) {
+        const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
+        sqlite3_reset(q);
+        sqlite3_bind_text(q, 1, sender, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, control_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, (sqlite3_int64)i);
+        sqlite3_bind_text(q, 4, d->test_code, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 5, d->test_text, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 6, d->specimen_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 7, d->parent_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 8, d->specimen_type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 9, d->lab, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 10, d->lab_city, -1, SQLITE_STATIC);
+        sqlite3_bind_int(q, 11, (int)d->code);
+        sqlite3_bind_text(q, 12, d->reason, -1, SQLITE_STATIC);
+        bind_time(q, 13, d->collected_ms);
+        bind_time(q, 14, d->pickup_ms);
+        bind_time(q, 15, d->arrival_ms);
+        bind_time(q, 16, d->result_ms);
+        sqlite3_bind_int64(q, 17, d->day);
+        sqlite3_bind_int64(q, 18, now_ms);
+        int rc = sqlite3_step(q);
+        if (rc == SQLITE_CONSTRAINT) {
+            st = rdx_error_set(err, RDX_EDUPLICATE, "%s: order %s from %s is already stored",
+                               s->path, control_id, sender);
+            goto out;
+        }
+        if (rc != SQLITE_DONE) {
+            st = db_error(s, err, "cannot store decisions");
+            goto out;
+        }
+    }
+out:
+    sqlite3_finalize(q);
+    if (st == RDX_OK) {
+        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            st = db_error(s, err, "cannot commit");
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        }
+    } else {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return st;
+}
