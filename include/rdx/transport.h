@@ -1,0 +1,173 @@
+/*
+ * rdx/transport.h - the transport engine: the network's PKI (certificate
+ * authority, institution certificates, revocation), the wire framing between
+ * nodes, and (as it lands) the mutually authenticated node itself.
+ *
+ * All handles are opaque; each _new/_open has a matching _free, and _free(NULL)
+ * is a no-op. Functions return rdx_status and fill a caller's rdx_error with a
+ * message naming the file, field or byte offset that is wrong; err may be NULL.
+ * One handle must not be used by two threads at once; distinct handles are
+ * independent. Nothing here prints: diagnostics go to the caller's rdx_logger.
+ */
+#ifndef RDX_TRANSPORT_H
+#define RDX_TRANSPORT_H
+
+#include "rdx/common.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ==== PKI: the network certificate authority (transport/pki*.c) ========== */
+
+/*
+ * A certificate authority directory DIR holds:
+ *   DIR/ca.key            the CA's ECDSA P-256 private key (PKCS#8 PEM, mode 0600)
+ *   DIR/ca.crt            the self-signed CA certificate (PEM)
+ *   DIR/ca.db             the CA database (SQLite): every certificate issued and its state
+ *   DIR/crl.pem           the current certificate revocation list (PEM, X.509 v2 CRL)
+ *   DIR/certs/ID.crt      the newest certificate of institution ID (PEM)
+ *   DIR/private/ID.key    its private key (PKCS#8 PEM, mode 0600, directory mode 0700)
+ * Every file is written atomically (temporary file, fsync, rename, fsync of
+ * the directory), so a crash leaves the old file or the new one, never half.
+ */
+typedef struct rdx_transport_ca rdx_transport_ca;
+
+/* The SAN URI prefix that names an institution in its certificate. */
+#define RDX_TRANSPORT_INST_URI_PREFIX "urn:rdx:inst:"
+
+typedef struct rdx_transport_ca_cfg {
+    const char *dir;     /* CA directory; created (mode 0700) if absent, parent must exist */
+    const char *network; /* network name, UTF-8, 1..52 characters: the CA's O and CN */
+    int days;            /* CA validity in days; 0 means RDX_TRANSPORT_CA_DAYS_DEFAULT */
+} rdx_transport_ca_cfg;
+
+/*
+ * Create a new network CA in cfg->dir: key, self-signed certificate (CA:TRUE,
+ * pathlen 0, keyCertSign+cRLSign), database and an empty CRL.
+ * Errors: RDX_EINVAL for a bad name or days; RDX_EEXIST when the directory
+ * already holds a CA; RDX_EIO when a file cannot be written (err names it).
+ * Thread safety: do not run two creates on the same directory at once.
+ */
+rdx_status rdx_transport_ca_create(const rdx_transport_ca_cfg *cfg, rdx_error *err);
+
+/*
+ * Open an existing CA directory: load and check its key (refused when group
+ * or others may read it), certificate and database. *out is set only on
+ * success; free it with rdx_transport_ca_free.
+ * Errors: RDX_ENOENT when dir holds no CA, RDX_EAUTH when the key file is too
+ * open or does not match the certificate, RDX_EPARSE for unreadable files,
+ * RDX_EDB for a damaged database.
+ */
+rdx_status rdx_transport_ca_open(const char *dir, rdx_transport_ca **out, rdx_error *err);
+
+/* Close the CA, wiping its private key from memory. NULL is a no-op. */
+void rdx_transport_ca_free(rdx_transport_ca *ca);
+
+/* The network name recorded when the CA was created; owned by ca. */
+const char *rdx_transport_ca_network(const rdx_transport_ca *ca);
+
+typedef struct rdx_transport_issue_cfg {
+    const char *institution; /* ID: 1..64 of [A-Za-z0-9._-], not starting with '.' or '-' */
+    const char *name;        /* institution name, UTF-8, 1..64 characters: the subject O */
+    const char *city;        /* city, UTF-8, 1..128 characters: the subject L */
+    int days;                /* validity in days; 0 means RDX_TRANSPORT_CERT_DAYS_DEFAULT */
+    /*
+     * Start of validity as Unix seconds; 0 means now. Only tests and
+     * migrations need anything else (an already-expired certificate).
+     */
+    int64_t not_before_unix;
+} rdx_transport_issue_cfg;
+
+/* What an issue produced (plain values, nothing to free). */
+typedef struct rdx_transport_issued {
+    char serial[64];      /* upper-case hex, no separators */
+    char cert_path[4096]; /* DIR/certs/ID.crt */
+    char key_path[4096];  /* DIR/private/ID.key */
+    int64_t not_before_unix;
+    int64_t not_after_unix;
+} rdx_transport_issued;
+
+/*
+ * Issue a new key and certificate for an institution: ECDSA P-256, a random
+ * 128-bit serial, subject C=CN/L=city/O=name/CN=ID, SAN URI urn:rdx:inst:ID,
+ * basicConstraints CA:FALSE, keyUsage digitalSignature, extendedKeyUsage
+ * serverAuth+clientAuth, subject and authority key identifiers. The key is
+ * written with mode 0600 and wiped from memory. out may be NULL.
+ * Errors: RDX_EINVAL for a bad field (err names it); RDX_EEXIST when the
+ * institution already holds a valid, unrevoked certificate (revoke it first);
+ * RDX_EIO / RDX_EDB when storing fails, in which case nothing is recorded.
+ */
+rdx_status rdx_transport_ca_issue(rdx_transport_ca *ca, const rdx_transport_issue_cfg *cfg,
+                                  rdx_transport_issued *out, rdx_error *err);
+
+/* RFC 5280 section 5.3.1 CRLReason codes that rdx accepts. */
+typedef enum rdx_transport_revoke_reason {
+    RDX_TRANSPORT_REVOKE_UNSPECIFIED = 0,
+    RDX_TRANSPORT_REVOKE_KEY_COMPROMISE = 1,
+    RDX_TRANSPORT_REVOKE_AFFILIATION_CHANGED = 3,
+    RDX_TRANSPORT_REVOKE_SUPERSEDED = 4,
+    RDX_TRANSPORT_REVOKE_CESSATION = 5
+} rdx_transport_revoke_reason;
+
+/*
+ * Parse a reason name ("unspecified", "keyCompromise", "affiliationChanged",
+ * "superseded", "cessationOfOperation"). RDX_EINVAL for anything else.
+ */
+rdx_status rdx_transport_revoke_reason_parse(const char *s, rdx_transport_revoke_reason *out);
+
+/*
+ * Revoke certificates: the one with serial (hex, any case, ':' allowed) when
+ * serial is not NULL, else every unrevoked certificate of institution. Then
+ * publish a new CRL valid for crl_days (0: the default). *count (may be NULL)
+ * gets how many certificates were revoked by this call.
+ * Errors: RDX_EINVAL for a bad serial or ID, RDX_ENOTFOUND when nothing
+ * matches, RDX_ESTATE when the serial is already revoked.
+ */
+rdx_status rdx_transport_ca_revoke(rdx_transport_ca *ca, const char *institution,
+                                   const char *serial, rdx_transport_revoke_reason reason,
+                                   int crl_days, size_t *count, rdx_error *err);
+
+/*
+ * Publish DIR/crl.pem afresh: every revoked certificate, a new CRL number,
+ * thisUpdate now, nextUpdate in days (0: the default), signed by the CA.
+ * *number (may be NULL) gets the CRL number; *revoked (may be NULL) the entry count.
+ */
+rdx_status rdx_transport_ca_crl_publish(rdx_transport_ca *ca, int days, int64_t *number,
+                                        size_t *revoked, rdx_error *err);
+
+/* What rdx_transport_cert_verify learnt about a certificate. */
+typedef struct rdx_transport_cert_info {
+    char institution[65]; /* from the SAN URI urn:rdx:inst:ID */
+    char serial[64];      /* upper-case hex */
+    int64_t not_after_unix;
+} rdx_transport_cert_info;
+
+/*
+ * Verify the PEM certificate at cert_path as a node would verify a peer:
+ * chain to the CA certificate at ca_path (X509_verify_cert), checked against
+ * the CRL at crl_path (which must be present and current), for TLS client
+ * and server use, naming exactly one institution. info may be NULL.
+ * Errors: RDX_EAUTH with err giving OpenSSL's verdict ("certificate revoked",
+ * "certificate has expired", "unable to get local issuer certificate");
+ * RDX_ENOENT / RDX_EPARSE for missing or unreadable files.
+ */
+rdx_status rdx_transport_cert_verify(const char *ca_path, const char *crl_path,
+                                     const char *cert_path, rdx_transport_cert_info *info,
+                                     rdx_error *err);
+
+/*
+ * Check that s is a valid institution ID (see rdx_transport_issue_cfg).
+ * Returns RDX_OK or RDX_EINVAL with err naming the problem; what names the
+ * field in the message ("institution").
+ */
+rdx_status rdx_transport_inst_id_check(const char *s, const char *what, rdx_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RDX_TRANSPORT_H */
