@@ -27,4 +27,25 @@
 /* PEM files (keys, certificates, CRLs) we read back: a CRL of ~100k entries fits. */
 #define RDX_TRANSPORT_PEM_MAX (8u * 1024u * 1024u)
 
+/* ---- Framing (transport/frame.c) ------------------------------------------ */
+
+/*
+ * Items travel in chunks of 1 to 8 MiB: large enough that per-chunk hashing
+ * and acknowledgement cost nothing next to the data, small enough that a
+ * connection's buffer stays bounded and a broken transfer loses little.
+ */
+#define RDX_TRANSPORT_CHUNK_MIN (1u << 20)
+#define RDX_TRANSPORT_CHUNK_MAX (8u << 20)
+/* A chunk frame carries a fixed header (case, item, offset, SHA-256) before its data. */
+#define RDX_TRANSPORT_CHUNK_HDR_MAX 256u
+/* The hard ceiling on any frame's payload: one full chunk and its header. */
+#define RDX_TRANSPORT_FRAME_MAX (RDX_TRANSPORT_CHUNK_MAX + RDX_TRANSPORT_CHUNK_HDR_MAX)
+/*
+ * A manifest lists at most RDX_TRANSPORT_ITEMS_MAX items of at most
+ * ~400 bytes each (name, size, digest): 4096 * 256 fits in 1 MiB with room.
+ */
+#define RDX_TRANSPORT_OFFER_MAX (1u << 20)
+/* Hello, progress, commit, ack, refuse, ping: a few hundred bytes; 64 KiB is generous. */
+#define RDX_TRANSPORT_CONTROL_MAX (64u << 10)
+
 #endif /* RDX_TRANSPORT_LIMITS_H */

@@ -166,6 +166,96 @@ rdx_status rdx_transport_cert_verify(const char *ca_path, const char *crl_path,
  */
 rdx_status rdx_transport_inst_id_check(const char *s, const char *what, rdx_error *err);
 
+/* ==== Framing (transport/frame.c) ======================================== */
+
+/*
+ * Every message between nodes is one frame: an 8-byte header, big-endian,
+ *   offset 0  magic   2 bytes 'R' 'X'
+ *          2  version 1 byte  (RDX_TRANSPORT_FRAME_VERSION)
+ *          3  type    1 byte  (rdx_transport_frame_type)
+ *          4  length  4 bytes payload length
+ * followed by length payload bytes. Each type has its own ceiling on length
+ * (see transport/transport_limits.h), checked from the header alone, before a
+ * byte of the payload is buffered; nothing is larger than one chunk.
+ */
+#define RDX_TRANSPORT_FRAME_VERSION 1
+#define RDX_TRANSPORT_FRAME_HDR     8
+
+typedef enum rdx_transport_frame_type {
+    RDX_FRAME_HELLO = 1,    /* either side: protocol features (identity comes from TLS) */
+    RDX_FRAME_OFFER = 2,    /* sender: a case manifest */
+    RDX_FRAME_PROGRESS = 3, /* receiver: how much of each item is already durable */
+    RDX_FRAME_CHUNK = 4,    /* sender: one chunk of one item, with its SHA-256 */
+    RDX_FRAME_COMMIT = 5,   /* sender: every item sent; make the case durable */
+    RDX_FRAME_ACK = 6,      /* receiver: the named case is durable */
+    RDX_FRAME_REFUSE = 7,   /* either side: a refusal with a reason; the case is not taken */
+    RDX_FRAME_PING = 8,     /* either side: keepalive, answered by PONG */
+    RDX_FRAME_PONG = 9
+} rdx_transport_frame_type;
+
+/* Static name of a frame type ("CHUNK"), or NULL when it is not one. */
+const char *rdx_transport_frame_type_name(unsigned type);
+
+/* Largest payload a frame of this type may carry; 0 for an unknown type. */
+size_t rdx_transport_frame_type_max(unsigned type);
+
+/*
+ * Append one frame (header and payload) to out. RDX_EINVAL for an unknown
+ * type, RDX_ELIMIT when len passes the type's ceiling or out's cap; out is
+ * unchanged on failure. payload may be NULL when len is 0.
+ */
+rdx_status rdx_transport_frame_encode(rdx_buf *out, unsigned type, const void *payload, size_t len,
+                                      rdx_error *err);
+
+/* Write the 8-byte header of a frame; same checks as rdx_transport_frame_encode. */
+rdx_status rdx_transport_frame_header(uint8_t hdr[RDX_TRANSPORT_FRAME_HDR], unsigned type,
+                                      size_t len, rdx_error *err);
+
+/* A decoded frame. payload points into the decoder and stays valid until its next call. */
+typedef struct rdx_transport_frame {
+    unsigned type;
+    size_t len;
+    const uint8_t *payload;
+} rdx_transport_frame;
+
+/*
+ * An incremental decoder: bytes in, in any chunking, frames out. It holds at
+ * most one header and one payload of at most max_payload bytes (and never
+ * more than a type's own ceiling), whatever the peer sends.
+ */
+typedef struct rdx_transport_decoder rdx_transport_decoder;
+
+/*
+ * Make a decoder whose payloads may be at most max_payload bytes (0 means
+ * RDX_TRANSPORT_FRAME_MAX; larger values are clamped to it). No payload
+ * memory is allocated until a frame needs it. Free with _decoder_free.
+ */
+rdx_status rdx_transport_decoder_new(size_t max_payload, rdx_transport_decoder **out,
+                                     rdx_error *err);
+/* Free a decoder and its buffer. NULL is a no-op. */
+void rdx_transport_decoder_free(rdx_transport_decoder *d);
+
+/*
+ * Feed n bytes. Consumes bytes up to the end of the first frame completed (or
+ * all n): *used says how many. When a frame is complete, *got is 1 and *frame
+ * describes it; call again with the rest. Errors (RDX_EPROTO bad magic,
+ * version or type; RDX_ELIMIT oversize length; RDX_ENOMEM) are sticky: the
+ * decoder refuses all further input, since the stream has lost its framing.
+ * err names the stream offset of the offending frame.
+ */
+rdx_status rdx_transport_decoder_feed(rdx_transport_decoder *d, const void *p, size_t n,
+                                      size_t *used, rdx_transport_frame *frame, int *got,
+                                      rdx_error *err);
+
+/*
+ * The stream has ended: RDX_OK when it ended between frames, RDX_ESHORT when
+ * it stopped inside a header or payload (err says where).
+ */
+rdx_status rdx_transport_decoder_finish(const rdx_transport_decoder *d, rdx_error *err);
+
+/* Bytes of payload memory the decoder holds now (for the per-connection budget). */
+size_t rdx_transport_decoder_footprint(const rdx_transport_decoder *d);
+
 #ifdef __cplusplus
 }
 #endif
