@@ -284,3 +284,11 @@ size_t rdx_transport_decoder_footprint(const rdx_transport_decoder *d)
 {
     return d->payload.cap;
 }
+
+size_t rdx_transport_decoder_pending(const rdx_transport_decoder *d)
+{
+    if (d->deliver_reset) {
+        return 0;
+    }
+    return d->hdr_have + d->payload.len;
+}

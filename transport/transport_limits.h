@@ -48,4 +48,32 @@
 /* Hello, progress, commit, ack, refuse, ping: a few hundred bytes; 64 KiB is generous. */
 #define RDX_TRANSPORT_CONTROL_MAX (64u << 10)
 
+/* ---- Cases and messages (transport/msg.c) ------------------------------------ */
+
+/* Case IDs are 32 hex digits when rdx makes them; 64 leaves room for other senders'. */
+#define RDX_TRANSPORT_CASE_ID_MAX 64
+/* A CT study is a few thousand instances; more than 4096 items belongs in an archive. */
+#define RDX_TRANSPORT_ITEMS_MAX 4096
+/* Item names become file names on fetch: one path component of at most 255 bytes (NAME_MAX). */
+#define RDX_TRANSPORT_ITEM_NAME_MAX 255
+/* One item is at most 1 TiB: larger is certainly a corrupt or hostile manifest. */
+#define RDX_TRANSPORT_ITEM_SIZE_MAX (1ull << 40)
+/* A refusal's reason text: a sentence, not a document. */
+#define RDX_TRANSPORT_REASON_MAX 1024
+
+/* ---- Node configuration ----------------------------------------------------- */
+
+/* A node's INI file: a few kilobytes; 1 MiB means something is wrong. */
+#define RDX_TRANSPORT_CONFIG_MAX (1u << 20)
+/* The network has about 180 institutions; 4096 peers or policy rules is ample. */
+#define RDX_TRANSPORT_PEERS_MAX 4096
+#define RDX_TRANSPORT_RULES_MAX 4096
+/* Timeouts: at least 100 ms (a node must be usable), at most one hour. */
+#define RDX_TRANSPORT_TIMEOUT_MIN_MS 100
+#define RDX_TRANSPORT_TIMEOUT_MAX_MS 3600000
+/* Concurrent connections one node accepts: 200 peers are required; 65536 fds is the ceiling. */
+#define RDX_TRANSPORT_CONNS_MAX 65536
+/* Delivery attempts before dead-lettering: 1000 at the capped backoff is weeks. */
+#define RDX_TRANSPORT_ATTEMPTS_MAX 1000
+
 #endif /* RDX_TRANSPORT_LIMITS_H */

@@ -253,8 +253,167 @@ rdx_status rdx_transport_decoder_feed(rdx_transport_decoder *d, const void *p, s
  */
 rdx_status rdx_transport_decoder_finish(const rdx_transport_decoder *d, rdx_error *err);
 
+/* Bytes of the current, unfinished frame held so far (0 between frames). */
+size_t rdx_transport_decoder_pending(const rdx_transport_decoder *d);
+
 /* Bytes of payload memory the decoder holds now (for the per-connection budget). */
 size_t rdx_transport_decoder_footprint(const rdx_transport_decoder *d);
+
+/* ==== Node configuration (transport/node_config.c) ======================= */
+
+/*
+ * A node's INI file (libinih syntax; relative paths are relative to the
+ * file's directory):
+ *
+ *   [node]
+ *   id = ndth                         ; this institution's ID (as in its certificate)
+ *   listen = 127.0.0.1:7001           ; IPv4 address:port; port 0 picks a free one
+ *   cert = pki/certs/ndth.crt
+ *   key = pki/private/ndth.key        ; mode 0600
+ *   ca = pki/ca.crt
+ *   crl = pki/crl.pem                 ; re-read when it changes
+ *   data = data/ndth                  ; node.db (SQLite, WAL), inbox/, outbox/
+ *   handshake_timeout_ms = 10000      ; optional tuning, with these defaults
+ *   read_timeout_ms = 30000           ; a frame must keep arriving at least this often
+ *   idle_timeout_ms = 120000          ; a connection with nothing in flight is closed
+ *   max_connections = 1024
+ *   chunk_size = 4194304              ; 1 MiB .. 8 MiB
+ *   max_attempts = 10                 ; deliveries before a case is dead-lettered
+ *   retry_base_ms = 500               ; backoff: base * 2^attempt, capped at retry_max_ms
+ *   retry_max_ms = 60000
+ *
+ *   [peers]                           ; where to deliver: ID = host:port
+ *   jsph = 127.0.0.1:7002
+ *
+ *   [allow.send]                      ; who may send which case kinds to this node
+ *   jsph = ecg, lab-result            ; kinds: ecg dicom lab-order lab-result report other, or *
+ *
+ *   [allow.fetch]                     ; who may fetch which kinds from this node
+ *   jsph = report
+ *
+ * Anything not allowed is denied. Unknown sections or keys are errors, so a
+ * typo cannot silently open or close the node.
+ */
+typedef struct rdx_transport_config rdx_transport_config;
+
+/* Case kinds, as a bit set for policies. */
+typedef enum rdx_transport_kind {
+    RDX_KIND_ECG = 1 << 0,
+    RDX_KIND_DICOM = 1 << 1,
+    RDX_KIND_LAB_ORDER = 1 << 2,
+    RDX_KIND_LAB_RESULT = 1 << 3,
+    RDX_KIND_REPORT = 1 << 4,
+    RDX_KIND_OTHER = 1 << 5
+} rdx_transport_kind;
+
+/* Parse a kind name ("lab-order"); RDX_EINVAL when it is not one. */
+rdx_status rdx_transport_kind_parse(const char *s, size_t n, rdx_transport_kind *out);
+/* Static name of a kind, or NULL. */
+const char *rdx_transport_kind_name(rdx_transport_kind k);
+
+/*
+ * Load and check a node configuration. err names the file and line of the
+ * first problem ("node.ini:7: [allow.send] jsph: unknown kind 'ekg'").
+ * *out is set only on success; free with rdx_transport_config_free.
+ */
+rdx_status rdx_transport_config_load(const char *path, rdx_transport_config **out, rdx_error *err);
+/* Free a configuration. NULL is a no-op. */
+void rdx_transport_config_free(rdx_transport_config *cfg);
+/* This node's ID and data directory (owned by cfg). */
+const char *rdx_transport_config_id(const rdx_transport_config *cfg);
+const char *rdx_transport_config_data_dir(const rdx_transport_config *cfg);
+
+/*
+ * Whether institution inst may send (fetch == 0) or fetch (fetch != 0) cases
+ * of kind to/from this node. Default deny.
+ */
+int rdx_transport_policy_allows(const rdx_transport_config *cfg, int fetch, const char *inst,
+                                rdx_transport_kind kind);
+
+/* ==== The node (transport/node*.c) ======================================= */
+
+/*
+ * One institution's node: a TLS 1.3 server on an event loop (libevent with
+ * OpenSSL bufferevents) that accepts cases from member institutions, and a
+ * delivery thread that sends this node's outbox to its peers. All state is in
+ * DATA/node.db and DATA/inbox, DATA/outbox.
+ */
+typedef struct rdx_transport_node rdx_transport_node;
+
+/*
+ * Make a node from cfg (which must outlive it): open the store, load the
+ * certificate, key, CA and CRL, and bind the listening socket (so the port is
+ * known, see _port, before _run). Logs go to log (may be NULL: silent).
+ * Errors name the file or address at fault.
+ */
+rdx_status rdx_transport_node_new(const rdx_transport_config *cfg, const rdx_logger *log,
+                                  rdx_transport_node **out, rdx_error *err);
+
+/* The TCP port the node listens on (useful with listen = host:0). */
+unsigned rdx_transport_node_port(const rdx_transport_node *n);
+
+/*
+ * Serve and deliver until rdx_transport_node_stop is called or SIGINT/SIGTERM
+ * arrives (when handle_signals is nonzero). Returns RDX_OK on a clean stop.
+ */
+rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx_error *err);
+
+/* Ask a running node to stop; safe to call from another thread. */
+void rdx_transport_node_stop(rdx_transport_node *n);
+
+/* Free a stopped node. NULL is a no-op. */
+void rdx_transport_node_free(rdx_transport_node *n);
+
+/* ==== Cases (transport/case.c) =========================================== */
+
+/* 32 hex digits and a NUL. */
+#define RDX_TRANSPORT_CASE_ID_LEN 33
+
+/*
+ * Queue a case for institution to: copy each file into the outbox (hashing
+ * it), record the manifest and return its new ID. The running node delivers
+ * it. Item names are the files' base names and must be unique.
+ * Errors: RDX_EINVAL (unknown peer, bad kind, bad or repeated name),
+ * RDX_ENOENT / RDX_EIO for the files, RDX_EDB for the store.
+ */
+rdx_status rdx_transport_case_queue(const rdx_transport_config *cfg, const char *to,
+                                    rdx_transport_kind kind, const char *const *files,
+                                    size_t nfiles, char case_id[RDX_TRANSPORT_CASE_ID_LEN],
+                                    rdx_error *err);
+
+/* One outbox or inbox entry, as rdx_transport_case_list reports it. */
+typedef struct rdx_transport_case_info {
+    int inbox; /* 1: received here; 0: sent from here */
+    char case_id[65];
+    char peer[65]; /* recipient (outbox) or sender (inbox) */
+    char kind[16];
+    char state[16];       /* outbox: queued acked dead; inbox: receiving complete */
+    int attempts;         /* outbox: deliveries tried */
+    char last_error[256]; /* outbox: why the last attempt failed */
+    size_t items;
+    uint64_t bytes;   /* total item bytes */
+    uint64_t durable; /* inbox: bytes durable so far */
+    int64_t created_ms;
+    int64_t done_ms; /* acknowledged / completed; 0 if not */
+} rdx_transport_case_info;
+
+/*
+ * Call fn for each outbox (which & 1) and inbox (which & 2) entry, oldest
+ * first. fn returns nonzero to stop.
+ */
+rdx_status rdx_transport_case_list(const rdx_transport_config *cfg, int which,
+                                   int (*fn)(void *u, const rdx_transport_case_info *c), void *u,
+                                   rdx_error *err);
+
+/*
+ * Copy a completely received case's items into outdir (which must exist) as
+ * outdir/NAME, verifying each item's SHA-256 again on the way. from (may be
+ * NULL) names the sender when the ID alone is ambiguous. Existing files are
+ * never replaced (RDX_EEXIST). Writes an audit record.
+ */
+rdx_status rdx_transport_case_fetch(const rdx_transport_config *cfg, const char *case_id,
+                                    const char *from, const char *outdir, size_t *nitems,
+                                    rdx_error *err);
 
 #ifdef __cplusplus
 }
