@@ -832,7 +832,10 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
     } else if (events & BEV_EVENT_ERROR) {
         unsigned long e = bufferevent_get_openssl_error(bev);
         char buf[256] = "";
-        if (e != 0) {
+        if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+            ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            snprintf(buf, sizeof buf, "peer closed the connection (no TLS close_notify)");
+        } else if (e != 0) {
             ERR_error_string_n(e, buf, sizeof buf);
         }
         rdx_log(&n->log, RDX_LOG_INFO, "connection from %s (%s) ended: %s", c->peer, c->addr,
