@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -363,22 +364,23 @@ static int peer_read(struct peer *p, rdx_transport_frame *f)
 
 /* ---- world setup ----------------------------------------------------------- */
 
-static void write_configs(struct world *w, unsigned hub_port)
+static void write_configs(struct world *w, unsigned hub_port, unsigned hub_listen)
 {
     char text[8192];
     snprintf(text, sizeof text,
              "; the hub: receives ECG and lab orders from the clinic\n"
-             "[node]\nid = hub\nlisten = 127.0.0.1:0\ncert = pki/certs/hub.crt\n"
+             "[node]\nid = hub\nlisten = 127.0.0.1:%u\ncert = pki/certs/hub.crt\n"
              "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = hub\n"
-             "handshake_timeout_ms = 2000\nread_timeout_ms = 2000\nidle_timeout_ms = 2000\n"
+             "handshake_timeout_ms = 2000\nread_timeout_ms = 2000\nidle_timeout_ms = 20000\n"
              "chunk_size = 1048576\n\n[peers]\nclinic = 127.0.0.1:9\n\n"
-             "[allow.send]\nclinic = ecg, lab-order\nex-member = *\nlapsed = *\n");
+             "[allow.send]\nclinic = ecg, lab-order\nex-member = *\nlapsed = *\n",
+             hub_listen);
     write_text(w->hub_ini, text);
     snprintf(text, sizeof text,
              "[node]\nid = clinic\nlisten = 127.0.0.1:0\ncert = pki/certs/clinic.crt\n"
              "key = pki/private/clinic.key\nca = pki/ca.crt\ncrl = pki/crl.pem\n"
              "data = clinic\nchunk_size = 1048576\nretry_base_ms = 100\nretry_max_ms = 400\n"
-             "max_attempts = 3\n\n[peers]\nhub = 127.0.0.1:%u\n",
+             "max_attempts = 60\n\n[peers]\nhub = 127.0.0.1:%u\n",
              hub_port);
     write_text(w->clinic_ini, text);
 }
@@ -416,12 +418,12 @@ static int world_setup(void **state)
         return -1;
     }
     rdx_transport_ca_free(h);
-    write_configs(w, 9);
+    write_configs(w, 9, 0);
     w->hub = spawn_node(w->hub_ini, w->hub_log);
     char data[4300];
     snprintf(data, sizeof data, "%s/hub", w->dir);
     w->hub_port = wait_port(data);
-    write_configs(w, w->hub_port);
+    write_configs(w, w->hub_port, 0);
     w->clinic = spawn_node(w->clinic_ini, w->clinic_log);
     snprintf(data, sizeof data, "%s/clinic", w->dir);
     (void)wait_port(data);
@@ -858,6 +860,158 @@ static void test_node_200_concurrent_peers(void **state)
     free(ps);
 }
 
+/* Sum of durable bytes the hub holds for a case (-1 when it does not know it). */
+static long long hub_durable(struct world *w, const char *id)
+{
+    return sql_int(w->hub_db,
+                   "SELECT coalesce((SELECT sum(durable) / 1024 FROM inbox_items WHERE "
+                   "case_id=?1), -1)",
+                   id);
+}
+
+/* Start a node with RLIMIT_FSIZE set: writes past limit fail (EFBIG), like a full disk. */
+static pid_t spawn_node_limited(const char *ini, const char *log, rlim_t limit)
+{
+    const char *bin = getenv("RDX_BIN");
+    if (bin == NULL || bin[0] == '\0') {
+        bin = "build/rdx";
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = {limit, limit};
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int nul = open("/dev/null", O_RDONLY);
+        if (fd < 0 || nul < 0 || dup2(fd, 2) < 0 || dup2(nul, 0) < 0 ||
+            setrlimit(RLIMIT_FSIZE, &rl) != 0) {
+            _exit(127);
+        }
+        const char *argv[] = {bin, "node", "serve", "--config", ini, NULL};
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void restart(struct world *w, int hub)
+{
+    char data[4300], port[4400];
+    snprintf(data, sizeof data, "%s/%s", w->dir, hub ? "hub" : "clinic");
+    snprintf(port, sizeof port, "%s/node.port", data);
+    unlink(port);
+    if (hub) {
+        /* Same port as before, so the clinic's [peers] entry still points at it. */
+        write_configs(w, w->hub_port, w->hub_port);
+        w->hub = spawn_node(w->hub_ini, w->hub_log);
+    } else {
+        w->clinic = spawn_node(w->clinic_ini, w->clinic_log);
+    }
+    (void)wait_port(data);
+}
+
+/* kill -9 one node while a large case is half stored at the hub; the case must resume. */
+static void crash_mid_transfer(struct world *w, int kill_hub)
+{
+    char big[4300], id[40], out[4300];
+    const size_t size = 48u << 20;
+    snprintf(big, sizeof big, "%s/study-%d.dcm", w->dir, kill_hub);
+    make_file(big, size, 99u + (unsigned)kill_hub);
+    for (int tries = 0;; tries++) {
+        const char *files[] = {big, NULL};
+        send_case(w, "ecg", files, id);
+        long long kb = -1;
+        for (int i = 0; i < 4000; i++) {
+            kb = hub_durable(w, id);
+            if (kb > 0) {
+                break;
+            }
+            sleep_ms(2);
+        }
+        assert_true(kb > 0);
+        pid_t victim = kill_hub ? w->hub : w->clinic;
+        int status = 0;
+        kill(victim, SIGKILL);
+        waitpid(victim, &status, 0);
+        kb = hub_durable(w, id);
+        if (kb * 1024 < (long long)size) {
+            break; /* caught it half way */
+        }
+        /* The whole case landed before the kill: restart and try again with a new case. */
+        restart(w, kill_hub);
+        assert_true(tries < 3);
+    }
+    int resumed = audit_count(w->hub_db, "case-resumed", NULL);
+    restart(w, kill_hub);
+    wait_outbox(w, id, "acked");
+    /* It resumed from the hub's persisted progress rather than from zero. */
+    assert_true(audit_count(w->hub_db, "case-resumed", NULL) > resumed);
+    assert_int_equal(sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 1);
+    snprintf(out, sizeof out, "%s/after-crash-%d", w->dir, kill_hub);
+    assert_int_equal(mkdir(out, 0700), 0);
+    struct rdx_run r;
+    const char *fetch[] = {"case", "fetch", "--config", w->hub_ini, "-o", out, id, NULL};
+    run_ok(&r, fetch);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    char got[4400];
+    snprintf(got, sizeof got, "%s/study-%d.dcm", out, kill_hub);
+    assert_true(files_equal(big, got));
+    unlink(got);
+    unlink(big);
+}
+
+static void test_node_receiver_killed_mid_transfer_resumes(void **state)
+{
+    crash_mid_transfer(*state, 1);
+}
+
+static void test_node_sender_killed_mid_transfer_resumes(void **state)
+{
+    crash_mid_transfer(*state, 0);
+}
+
+static void test_node_storage_failure_refused_cleanly(void **state)
+{
+    struct world *w = *state;
+    char big[4300], id[40], data[4300], port[4400];
+    const size_t size = 12u << 20;
+    snprintf(big, sizeof big, "%s/ct-series.dcm", w->dir);
+    make_file(big, size, 5);
+    /* The hub can store at most 6 MiB in any one file. */
+    stop_node(w->hub);
+    snprintf(data, sizeof data, "%s/hub", w->dir);
+    snprintf(port, sizeof port, "%s/node.port", data);
+    unlink(port);
+    write_configs(w, w->hub_port, w->hub_port);
+    w->hub = spawn_node_limited(w->hub_ini, w->hub_log, 6u << 20);
+    (void)wait_port(data);
+    const char *files[] = {big, NULL};
+    send_case(w, "ecg", files, id);
+    wait_audit(w->hub_db, "case-refused", "cannot store", 1);
+    wait_audit(w->clinic_db, "case-send-failed", "cannot store", 1);
+    /* Refused, not half-written: the file holds exactly the durable bytes. */
+    char item[4400];
+    struct stat sb;
+    snprintf(item, sizeof item, "%s/inbox/clinic/%s/0", data, id);
+    assert_int_equal(stat(item, &sb), 0);
+    assert_int_equal((long long)sb.st_size, hub_durable(w, id) * 1024);
+    assert_true(sb.st_size <= (6 << 20));
+    assert_int_equal(
+        sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'", id),
+        0);
+    /* The sender keeps the case and retries; once the hub has room, it arrives. */
+    assert_int_equal(sql_int(w->clinic_db,
+                             "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued'", id),
+                     1);
+    stop_node(w->hub);
+    restart(w, 1);
+    wait_outbox(w, id, "acked");
+    assert_int_equal(
+        sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'", id),
+        1);
+    unlink(big);
+}
+
 static void test_node_cli_errors(void **state)
 {
     struct world *w = *state;
@@ -932,6 +1086,9 @@ int main(void)
         cmocka_unit_test(test_node_refuses_forged_sender_and_bad_frames),
         cmocka_unit_test(test_node_timeouts_close_silent_peers),
         cmocka_unit_test(test_node_200_concurrent_peers),
+        cmocka_unit_test(test_node_receiver_killed_mid_transfer_resumes),
+        cmocka_unit_test(test_node_sender_killed_mid_transfer_resumes),
+        cmocka_unit_test(test_node_storage_failure_refused_cleanly),
         cmocka_unit_test(test_node_cli_errors),
     };
     return cmocka_run_group_tests_name("transport_node", tests, world_setup, world_teardown);

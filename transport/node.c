@@ -1033,6 +1033,8 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
             return rdx_error_set(err, RDX_EINTERNAL, "cannot install signal handlers");
         }
         signal(SIGPIPE, SIG_IGN);
+        /* A file size limit must fail the write (EFBIG), not kill the node. */
+        signal(SIGXFSZ, SIG_IGN);
     }
     if (pthread_create(&n->sender_thread, NULL, sender_main, &n->sender) != 0) {
         return rdx_error_set(err, RDX_EINTERNAL, "cannot start the delivery thread");
