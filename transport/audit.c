@@ -180,3 +180,57 @@ out:
     sqlite3_finalize(s);
     return st;
 }
+
+rdx_status rdx_transport_audit_list(const rdx_transport_config *cfg,
+                                    int (*fn)(void *u, const rdx_transport_audit_record *r),
+                                    void *u, rdx_error *err)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    rdx_status st = RDX_OK;
+    RDX_TRY(rdx_tp_node_db_open(cfg->data, &db, err));
+    if (sqlite3_prepare_v2(db,
+                           "SELECT seq, time_ms, event, outcome, node, institution, object, "
+                           "detail, hash FROM audit ORDER BY seq",
+                           -1, &s, NULL) != SQLITE_OK) {
+        st = rdx_error_set(err, RDX_EDB, "%s/node.db: %s", cfg->data, sqlite3_errmsg(db));
+        goto out;
+    }
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        rdx_transport_audit_record r;
+        memset(&r, 0, sizeof r);
+        r.seq = sqlite3_column_int64(s, 0);
+        r.time_ms = sqlite3_column_int64(s, 1);
+        snprintf(r.event, sizeof r.event, "%s", col(s, 2));
+        r.outcome = sqlite3_column_int(s, 3);
+        snprintf(r.node, sizeof r.node, "%s", col(s, 4));
+        snprintf(r.institution, sizeof r.institution, "%s", col(s, 5));
+        snprintf(r.object, sizeof r.object, "%s", col(s, 6));
+        snprintf(r.detail, sizeof r.detail, "%s", col(s, 7));
+        snprintf(r.hash, sizeof r.hash, "%s", col(s, 8));
+        if (fn(u, &r) != 0) {
+            break;
+        }
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        st = rdx_error_set(err, RDX_EDB, "%s/node.db: %s", cfg->data, sqlite3_errmsg(db));
+    }
+out:
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return st;
+}
+
+rdx_status rdx_transport_audit_verify(const rdx_transport_config *cfg, long long *records,
+                                      long long *bad_seq, rdx_error *err)
+{
+    sqlite3 *db = NULL;
+    RDX_TRY(rdx_tp_node_db_open(cfg->data, &db, err));
+    rdx_status st = rdx_tp_audit_verify(db, records, bad_seq, err);
+    if (st != RDX_OK) {
+        rdx_error_prefix(err, "%s/node.db: ", cfg->data);
+    }
+    sqlite3_close(db);
+    return st;
+}

@@ -415,6 +415,36 @@ rdx_status rdx_transport_case_fetch(const rdx_transport_config *cfg, const char 
                                     const char *from, const char *outdir, size_t *nitems,
                                     rdx_error *err);
 
+/* ==== Audit (transport/audit.c) ========================================== */
+
+/* One audit record (IHE ATNA / DICOM PS3.15 A.5 fields). */
+typedef struct rdx_transport_audit_record {
+    long long seq;
+    int64_t time_ms;
+    char event[48];       /* "connection-refused", "case-received", ... */
+    int outcome;          /* EventOutcomeIndicator: 0 success, 4 minor, 8 serious failure */
+    char node[65];        /* the node that wrote it */
+    char institution[65]; /* the participant: peer institution */
+    char object[128];     /* a case ID or "tcp:ADDR" */
+    char detail[1024];
+    char hash[65]; /* SHA-256 over the previous hash and this record */
+} rdx_transport_audit_record;
+
+/*
+ * Call fn for every audit record of the node, in order; fn returns nonzero
+ * to stop. Errors: RDX_EDB.
+ */
+rdx_status rdx_transport_audit_list(const rdx_transport_config *cfg,
+                                    int (*fn)(void *u, const rdx_transport_audit_record *r),
+                                    void *u, rdx_error *err);
+
+/*
+ * Check the node's audit chain: RDX_OK with *records, or RDX_ECHECKSUM with
+ * err naming the first broken record (its sequence number in *bad_seq).
+ */
+rdx_status rdx_transport_audit_verify(const rdx_transport_config *cfg, long long *records,
+                                      long long *bad_seq, rdx_error *err);
+
 #ifdef __cplusplus
 }
 #endif
