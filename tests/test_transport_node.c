@@ -761,6 +761,43 @@ static void test_node_resumes_and_rejects_corrupt_chunk(void **state)
     rdx_tp_manifest_clear(&m);
 }
 
+static void test_node_new_connection_takes_over_a_case(void **state)
+{
+    struct world *w = *state;
+    struct rdx_tp_manifest m;
+    uint8_t *data[1];
+    const size_t sizes[1] = {1048576 + 10};
+    struct peer a, b;
+    rdx_transport_frame f;
+    char cid[80];
+    uint64_t done[2];
+    size_t n = 0;
+    make_manifest(&m, data, sizes, 1, "takeover-0001");
+    offer(&a, w, &m, &f);
+    assert_int_equal(f.type, RDX_FRAME_PROGRESS);
+    send_chunk(&a, &m, data[0], 0, 0, 1048576, 0);
+    assert_int_equal(peer_send(&a, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&a, &f), 0);
+    /* The sender reconnects while the old link still stands: one writer per case. */
+    offer(&b, w, &m, &f);
+    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 2, &n, NULL), RDX_OK);
+    assert_int_equal(done[0], 1048576);
+    assert_int_equal(peer_read(&a, &f), -1); /* the old connection was closed */
+    send_chunk(&b, &m, data[0], 0, 1048576, 10, 0);
+    rdx_buf cb;
+    rdx_buf_init(&cb, 256);
+    assert_int_equal(rdx_tp_caseref_encode(m.case_id, 0, &cb, NULL), RDX_OK);
+    assert_int_equal(peer_send(&b, RDX_FRAME_COMMIT, cb.data, cb.len), 0);
+    rdx_buf_free(&cb);
+    assert_int_equal(peer_read(&b, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_ACK);
+    peer_close(&a);
+    peer_close(&b);
+    assert_true(file_contains(w->hub_log, "takes over"));
+    free(data[0]);
+    rdx_tp_manifest_clear(&m);
+}
+
 static void test_node_refuses_forged_sender_and_bad_frames(void **state)
 {
     struct world *w = *state;
@@ -1083,6 +1120,7 @@ int main(void)
         cmocka_unit_test(test_node_delivers_byte_identical),
         cmocka_unit_test(test_node_duplicate_applied_once),
         cmocka_unit_test(test_node_resumes_and_rejects_corrupt_chunk),
+        cmocka_unit_test(test_node_new_connection_takes_over_a_case),
         cmocka_unit_test(test_node_refuses_forged_sender_and_bad_frames),
         cmocka_unit_test(test_node_timeouts_close_silent_peers),
         cmocka_unit_test(test_node_200_concurrent_peers),

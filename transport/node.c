@@ -211,6 +211,15 @@ static void refuse(struct conn *c, const char *case_id, unsigned code, int close
 
 /* ---- the inbox ------------------------------------------------------------ */
 
+static void fsync_dir(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
 static rdx_status mkdir_p2(const char *a, const char *b, char *out, size_t outsz, rdx_error *err)
 {
     /* DATA/inbox/SENDER/CASE: each component already checked to be a safe name. */
@@ -220,19 +229,12 @@ static rdx_status mkdir_p2(const char *a, const char *b, char *out, size_t outsz
         return rdx_error_set(err, RDX_EIO, "%s: %s", p, strerror(errno));
     }
     RDX_TRY(rdx_tp_path(out, outsz, err, "%s/inbox/%s", a, b));
-    if (mkdir(out, 0700) != 0 && errno != EEXIST) {
+    if (mkdir(out, 0700) == 0) {
+        fsync_dir(p); /* the new directory entry must survive a crash too */
+    } else if (errno != EEXIST) {
         return rdx_error_set(err, RDX_EIO, "%s: %s", out, strerror(errno));
     }
     return RDX_OK;
-}
-
-static void fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
 }
 
 /* Look (sender, case) up: 0 unknown, 1 receiving, 2 complete; *same: manifest bytes equal. */
@@ -446,6 +448,20 @@ static void on_offer(struct conn *c, const rdx_transport_frame *f)
         send_ack(c, m.case_id, 1);
         rdx_tp_manifest_clear(&m);
         return;
+    }
+    /*
+     * The sender may reconnect while its old connection still lingers here
+     * (a dead link not yet timed out). One case is written by one connection
+     * at a time: the newest takes over, and the old one is closed.
+     */
+    for (struct conn *o = n->conns; o != NULL; o = o->next) {
+        if (o != c && o->rx.active && strcmp(o->peer, c->peer) == 0 &&
+            strcmp(o->rx.m.case_id, m.case_id) == 0) {
+            rdx_log(&n->log, RDX_LOG_WARN, "case %s from %s: a new connection takes over from %s",
+                    m.case_id, c->peer, o->addr);
+            rx_reset(&o->rx);
+            close_after_flush(o);
+        }
     }
     rdx_error e2;
     c->rx.m = m;
