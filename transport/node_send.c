@@ -34,10 +34,18 @@
 
 enum outcome { DELIVERED, RETRY, PERMANENT };
 
+/*
+ * One TLS connection to one peer. It is kept open from one case to the next
+ * while cases for that peer are due (no handshake per case), and closed after
+ * any failure, since the receiver closes after every refusal.
+ */
 struct link {
+    SSL_CTX *ctx;
     SSL *ssl;
     int fd;
     rdx_transport_decoder *dec;
+    char peer[RDX_TRANSPORT_INST_ID_MAX + 1];
+    struct rdx_tp_verdict verdict;
     uint8_t in[16384];
     size_t in_len, in_off;
 };
@@ -264,60 +272,97 @@ out:
     return oc;
 }
 
-static enum outcome deliver(const struct rdx_tp_sender *s, const struct rdx_tp_manifest *m,
-                            const uint8_t *blob, size_t bloblen, int *dup, char *why, size_t whysz)
+static void link_close(struct link *l, int clean)
+{
+    if (l->ssl != NULL) {
+        if (clean) {
+            (void)SSL_shutdown(l->ssl);
+        }
+        SSL_free(l->ssl);
+    }
+    if (l->fd >= 0) {
+        close(l->fd);
+    }
+    rdx_transport_decoder_free(l->dec);
+    SSL_CTX_free(l->ctx);
+    ERR_clear_error();
+    memset(l, 0, sizeof *l);
+    l->fd = -1;
+}
+
+/* Connect to recipient and check that the server is that institution. */
+static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, const char *recipient,
+                              char *why, size_t whysz)
 {
     const rdx_transport_config *cfg = s->cfg;
-    const struct rdx_tp_peer *peer = rdx_tp_config_peer(cfg, m->recipient);
-    SSL_CTX *ctx = NULL;
-    struct link l;
+    const struct rdx_tp_peer *peer = rdx_tp_config_peer(cfg, recipient);
     rdx_error err;
-    enum outcome oc = RETRY;
-    struct rdx_tp_verdict verdict;
-    rdx_transport_frame f;
-    uint64_t *done = NULL;
-    memset(&l, 0, sizeof l);
-    memset(&verdict, 0, sizeof verdict);
-    l.fd = -1;
+    link_close(l, 0);
     if (peer == NULL) {
-        setwhy(why, whysz, "%s has no [peers] entry for '%s'", cfg->path, m->recipient);
+        setwhy(why, whysz, "%s has no [peers] entry for '%s'", cfg->path, recipient);
         return PERMANENT;
     }
-    /* A fresh context per attempt picks up a newly published CRL. */
-    if (rdx_tp_tls_ctx(cfg, 0, &ctx, &err) != RDX_OK) {
+    /* A fresh context per connection picks up a newly published CRL. */
+    if (rdx_tp_tls_ctx(cfg, 0, &l->ctx, &err) != RDX_OK) {
         setwhy(why, whysz, "%s", err.msg);
         return RETRY;
     }
-    if (rdx_transport_decoder_new(RDX_TRANSPORT_CONTROL_MAX, &l.dec, &err) != RDX_OK ||
-        (l.fd = tcp_connect(peer, cfg->handshake_ms, cfg->read_ms, why, whysz)) < 0 ||
-        (l.ssl = SSL_new(ctx)) == NULL) {
-        if (l.fd >= 0) {
-            setwhy(why, whysz, "out of memory");
-        }
-        goto out;
+    if (rdx_transport_decoder_new(RDX_TRANSPORT_CONTROL_MAX, &l->dec, &err) != RDX_OK) {
+        setwhy(why, whysz, "out of memory");
+        return RETRY;
     }
-    SSL_set_app_data(l.ssl, &verdict);
-    if (SSL_set_fd(l.ssl, l.fd) != 1 || SSL_connect(l.ssl) != 1) {
+    if ((l->fd = tcp_connect(peer, cfg->handshake_ms, cfg->read_ms, why, whysz)) < 0) {
+        return RETRY;
+    }
+    if ((l->ssl = SSL_new(l->ctx)) == NULL) {
+        setwhy(why, whysz, "out of memory");
+        return RETRY;
+    }
+    SSL_set_app_data(l->ssl, &l->verdict);
+    if (SSL_set_fd(l->ssl, l->fd) != 1 || SSL_connect(l->ssl) != 1) {
         char reason[400];
-        rdx_tp_tls_reason(&verdict, ERR_peek_error(), reason, sizeof reason);
+        rdx_tp_tls_reason(&l->verdict, ERR_peek_error(), reason, sizeof reason);
         ERR_clear_error();
-        setwhy(why, whysz, "TLS with %s (%s:%s) failed: %s", m->recipient, peer->host, peer->port,
+        setwhy(why, whysz, "TLS with %s (%s:%s) failed: %s", recipient, peer->host, peer->port,
                reason);
-        goto out;
+        return RETRY;
     }
     char inst[65], serial[64];
-    if (rdx_tp_tls_peer(l.ssl, inst, sizeof inst, serial, sizeof serial, &err) != RDX_OK) {
+    if (rdx_tp_tls_peer(l->ssl, inst, sizeof inst, serial, sizeof serial, &err) != RDX_OK) {
         setwhy(why, whysz, "receiver at %s:%s: %s", peer->host, peer->port, err.msg);
-        goto out;
+        return RETRY;
     }
-    if (strcmp(inst, m->recipient) != 0) {
+    if (strcmp(inst, recipient) != 0) {
         /* Whoever answers at that address is not the institution the case is for. */
         setwhy(why, whysz, "the node at %s:%s is '%s', not '%s'", peer->host, peer->port, inst,
-               m->recipient);
-        goto out;
+               recipient);
+        return RETRY;
     }
-    if (send_frame(&l, RDX_FRAME_OFFER, blob, bloblen) != 0 ||
-        read_frame(&l, &f, why, whysz) != 0) {
+    snprintf(l->peer, sizeof l->peer, "%s", recipient);
+    return DELIVERED;
+}
+
+/* Send one case over l (opened or reused); on any failure l is closed. */
+static enum outcome deliver(const struct rdx_tp_sender *s, struct link *l,
+                            const struct rdx_tp_manifest *m, const uint8_t *blob, size_t bloblen,
+                            int *dup, char *why, size_t whysz)
+{
+    enum outcome oc = RETRY;
+    rdx_transport_frame f;
+    uint64_t *done = NULL;
+    int reused = l->ssl != NULL && strcmp(l->peer, m->recipient) == 0;
+    if (!reused && (oc = link_open(s, l, m->recipient, why, whysz)) != DELIVERED) {
+        link_close(l, 0);
+        return oc;
+    }
+    oc = RETRY;
+    if (send_frame(l, RDX_FRAME_OFFER, blob, bloblen) != 0 || read_frame(l, &f, why, whysz) != 0) {
+        if (reused) {
+            /* The receiver closed the kept connection meanwhile: that is no failed attempt. */
+            why[0] = '\0';
+            link_close(l, 0);
+            return deliver(s, l, m, blob, bloblen, dup, why, whysz);
+        }
         if (why[0] == '\0') {
             setwhy(why, whysz, "connection lost sending the offer");
         }
@@ -355,7 +400,7 @@ static enum outcome deliver(const struct rdx_tp_sender *s, const struct rdx_tp_m
             goto out;
         }
     }
-    oc = stream_items(s, &l, m, done, why, whysz);
+    oc = stream_items(s, l, m, done, why, whysz);
     if (oc != DELIVERED) {
         goto out;
     }
@@ -363,14 +408,14 @@ static enum outcome deliver(const struct rdx_tp_sender *s, const struct rdx_tp_m
     rdx_buf b;
     rdx_buf_init(&b, 256);
     if (rdx_tp_caseref_encode(m->case_id, 0, &b, NULL) != RDX_OK ||
-        send_frame(&l, RDX_FRAME_COMMIT, b.data, b.len) != 0) {
+        send_frame(l, RDX_FRAME_COMMIT, b.data, b.len) != 0) {
         rdx_buf_free(&b);
         setwhy(why, whysz, "connection lost sending the commit");
         goto out;
     }
     rdx_buf_free(&b);
-    /* The receiver re-hashes every item before it answers: allow for a large case. */
-    if (read_frame(&l, &f, why, whysz) != 0) {
+    /* The receiver re-hashes every item before it answers. */
+    if (read_frame(l, &f, why, whysz) != 0) {
         goto out;
     }
     if (f.type == RDX_FRAME_REFUSE) {
@@ -385,18 +430,10 @@ static enum outcome deliver(const struct rdx_tp_sender *s, const struct rdx_tp_m
     }
 out:
     free(done);
-    if (l.ssl != NULL) {
-        if (oc == DELIVERED) {
-            (void)SSL_shutdown(l.ssl);
-        }
-        SSL_free(l.ssl);
-    }
-    if (l.fd >= 0) {
-        close(l.fd);
+    if (oc != DELIVERED) {
+        link_close(l, 0);
     }
     ERR_clear_error();
-    rdx_transport_decoder_free(l.dec);
-    SSL_CTX_free(ctx);
     return oc;
 }
 
@@ -496,17 +533,23 @@ void rdx_tp_sender_run(struct rdx_tp_sender *s)
         rdx_log(&s->log, RDX_LOG_ERROR, "delivery: %s", err.msg);
         sleep_ms(1000);
     }
+    struct link l;
+    memset(&l, 0, sizeof l);
+    l.fd = -1;
     while (!atomic_load(&s->stop)) {
         sqlite3_stmt *st = NULL;
         struct rdx_tp_manifest m;
         uint8_t *blob = NULL;
         size_t bloblen = 0;
         int attempts = 0, have = 0;
+        /* Cases for the peer already connected go first, over the same connection. */
         if (sqlite3_prepare_v2(db,
                                "SELECT manifest, attempts FROM outbox WHERE state='queued' AND "
-                               "next_attempt_ms <= ? ORDER BY next_attempt_ms, created_ms LIMIT 1",
+                               "next_attempt_ms <= ? ORDER BY (recipient = ?) DESC, "
+                               "next_attempt_ms, created_ms LIMIT 1",
                                -1, &st, NULL) == SQLITE_OK &&
             sqlite3_bind_int64(st, 1, rdx_clock_wall_ms()) == SQLITE_OK &&
+            sqlite3_bind_text(st, 2, l.peer, -1, SQLITE_STATIC) == SQLITE_OK &&
             sqlite3_step(st) == SQLITE_ROW) {
             bloblen = (size_t)sqlite3_column_bytes(st, 0);
             blob = malloc(bloblen + 1);
@@ -519,6 +562,7 @@ void rdx_tp_sender_run(struct rdx_tp_sender *s)
         sqlite3_finalize(st);
         if (!have) {
             free(blob);
+            link_close(&l, 1); /* nothing due: do not hold an idle connection */
             sleep_ms(100);
             continue;
         }
@@ -530,10 +574,11 @@ void rdx_tp_sender_run(struct rdx_tp_sender *s)
         }
         char why[600] = "";
         int dup = 0;
-        enum outcome oc = deliver(s, &m, blob, bloblen, &dup, why, sizeof why);
+        enum outcome oc = deliver(s, &l, &m, blob, bloblen, &dup, why, sizeof why);
         record(s, db, &m, attempts, oc, dup, why);
         rdx_tp_manifest_clear(&m);
         free(blob);
     }
+    link_close(&l, 1);
     sqlite3_close(db);
 }
