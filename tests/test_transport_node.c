@@ -870,6 +870,61 @@ static void test_node_timeouts_close_silent_peers(void **state)
     assert_true(file_contains(w->hub_log, "read timeout"));
 }
 
+static void test_node_reloads_crl_after_revocation(void **state)
+{
+    struct world *w = *state;
+    char c[4300], k[4300];
+    struct peer p;
+    rdx_transport_frame f;
+    rdx_error err;
+    issue(w->pki, "latecomer", 0, 0);
+    snprintf(c, sizeof c, "%s/certs/latecomer.crt", w->pki);
+    snprintf(k, sizeof k, "%s/private/latecomer.key", w->pki);
+    assert_int_equal(peer_open(&p, w->hub_port, c, k), 1);
+    assert_int_equal(peer_send(&p, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&p, &f), 0); /* a member: served */
+    peer_close(&p);
+    /* Revoked, and the CRL republished: the running hub picks it up on the next connection. */
+    rdx_transport_ca *ca = NULL;
+    assert_int_equal(rdx_transport_ca_open(w->pki, &ca, &err), RDX_OK);
+    assert_int_equal(rdx_transport_ca_revoke(ca, "latecomer", NULL,
+                                             RDX_TRANSPORT_REVOKE_AFFILIATION_CHANGED, 0, NULL,
+                                             &err),
+                     RDX_OK);
+    rdx_transport_ca_free(ca);
+    expect_refused(w, c, k, "certificate revoked, claims institution latecomer");
+    assert_true(file_contains(w->hub_log, "loaded CRL"));
+}
+
+static void test_node_idle_timeout(void **state)
+{
+    struct world *w = *state;
+    char ini[4300], log[4300], data[4300], text[2048];
+    snprintf(ini, sizeof ini, "%s/idle.ini", w->dir);
+    snprintf(log, sizeof log, "%s/idle.log", w->dir);
+    snprintf(data, sizeof data, "%s/idle", w->dir);
+    snprintf(text, sizeof text,
+             "[node]\nid = hub\nlisten = 127.0.0.1:0\ncert = pki/certs/hub.crt\n"
+             "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = idle\n"
+             "idle_timeout_ms = 300\n");
+    write_text(ini, text);
+    pid_t pid = spawn_node(ini, log);
+    unsigned port = wait_port(data);
+    struct peer p;
+    rdx_transport_frame f;
+    char c[4300], k[4300];
+    snprintf(c, sizeof c, "%s/certs/clinic.crt", w->pki);
+    snprintf(k, sizeof k, "%s/private/clinic.key", w->pki);
+    assert_int_equal(peer_open(&p, port, c, k), 1);
+    assert_int_equal(peer_send(&p, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&p, &f), 0);
+    /* Then silence: the node hangs up, not the test. */
+    assert_int_equal(peer_read(&p, &f), -1);
+    peer_close(&p);
+    stop_node(pid);
+    assert_true(file_contains(log, "idle timeout"));
+}
+
 static void test_node_200_concurrent_peers(void **state)
 {
     struct world *w = *state;
@@ -1123,6 +1178,8 @@ int main(void)
         cmocka_unit_test(test_node_new_connection_takes_over_a_case),
         cmocka_unit_test(test_node_refuses_forged_sender_and_bad_frames),
         cmocka_unit_test(test_node_timeouts_close_silent_peers),
+        cmocka_unit_test(test_node_reloads_crl_after_revocation),
+        cmocka_unit_test(test_node_idle_timeout),
         cmocka_unit_test(test_node_200_concurrent_peers),
         cmocka_unit_test(test_node_receiver_killed_mid_transfer_resumes),
         cmocka_unit_test(test_node_sender_killed_mid_transfer_resumes),
