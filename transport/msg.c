@@ -146,8 +146,8 @@ rdx_status rdx_tp_case_id_check(const char *id, size_t n, rdx_error *err)
         int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                  c == '-' || c == '_';
         if (!ok) {
-            return rdx_error_set(err, RDX_EPARSE, "case ID: byte %zu is not A-Z a-z 0-9 - _",
-                                 i + 1);
+            return rdx_error_set(err, RDX_EPARSE, "case ID '%.*s': byte %zu is not A-Z a-z 0-9 - _",
+                                 (int)n, id, i + 1);
         }
     }
     return RDX_OK;
