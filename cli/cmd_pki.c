@@ -1,9 +1,370 @@
-/* rdx pki: verbs are registered here as they become real. */
+/* rdx pki: the network CA, institution certificates, revocation and the CRL. */
 #include "cli.h"
+#include "tp_cli.h"
+
+#include "rdx/transport.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* A library's RDX_EINVAL is a bad option value: a usage error; anything else a failure. */
+static int fail_status(const char *cmd, const rdx_error *err)
+{
+    if (err->code == RDX_EINVAL) {
+        return rdx_cli_usage(cmd, "%s", err->msg);
+    }
+    return rdx_cli_fail_err(cmd, err);
+}
+
+/* parse() results besides an exit code: go on with the verb, or --help was printed. */
+enum { PARSE_GO = -1, PARSE_HELP = 100 };
+
+/* Common loop: each verb lists the options it takes; --json and --help are handled here. */
+struct opt {
+    const char *name;
+    const char **val;
+};
+
+static int parse(int argc, char **argv, const char *cmd, struct opt *opts, int *json,
+                 const char *usage)
+{
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            fputs(usage, stdout);
+            return PARSE_HELP;
+        }
+        if (json != NULL && strcmp(argv[i], "--json") == 0) {
+            *json = 1;
+            continue;
+        }
+        int hit = 0;
+        for (struct opt *o = opts; o->name != NULL && hit == 0; o++) {
+            hit = rdx_tp_cli_opt(argc, argv, &i, o->name, o->val, cmd);
+        }
+        if (hit < 0) {
+            return RDX_EXIT_USAGE;
+        }
+        if (hit == 0) {
+            return rdx_cli_usage(cmd, "unknown argument '%s'", argv[i]);
+        }
+    }
+    return PARSE_GO;
+}
+
+static const char INIT_USAGE[] =
+    "Usage: rdx pki init --dir DIR --network NAME [--days N] [--json]\n\n"
+    "Create the network's certificate authority in DIR (created, mode 0700, if\n"
+    "absent): an ECDSA P-256 key (DIR/ca.key, mode 0600), a self-signed CA\n"
+    "certificate (DIR/ca.crt), the CA database (DIR/ca.db) and an empty CRL\n"
+    "(DIR/crl.pem). N is the CA's validity in days (default 3650, at most 7300).\n"
+    "Refuses a DIR that already holds a CA.\n";
+
+static int pki_init(int argc, char **argv)
+{
+    const char *cmd = "pki init";
+    const char *dir = NULL, *network = NULL, *days_s = NULL;
+    int json = 0;
+    long days = 0;
+    struct opt opts[] = {{"--dir", &dir}, {"--network", &network}, {"--days", &days_s}, {0, 0}};
+    int rc = parse(argc, argv, cmd, opts, &json, INIT_USAGE);
+    if (rc != PARSE_GO) {
+        return rc == PARSE_HELP ? RDX_EXIT_OK : rc;
+    }
+    if (dir == NULL || network == NULL) {
+        return rdx_cli_usage(cmd, "--dir and --network are required");
+    }
+    if (days_s != NULL && rdx_tp_cli_int(days_s, 1, 7300, &days, "--days", cmd) != 0) {
+        return RDX_EXIT_USAGE;
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_transport_ca_cfg cfg = {.dir = dir, .network = network, .days = (int)days};
+    if (rdx_transport_ca_create(&cfg, &err) != RDX_OK) {
+        return fail_status(cmd, &err);
+    }
+    if (json) {
+        printf("{\"dir\":");
+        rdx_tp_cli_json_str(stdout, dir);
+        printf(",\"network\":");
+        rdx_tp_cli_json_str(stdout, network);
+        printf(",\"ca_cert\":\"ca.crt\",\"ca_key\":\"ca.key\",\"crl\":\"crl.pem\"}\n");
+    } else {
+        printf("created the CA of network '%s' in %s\n  certificate %s/ca.crt\n  key "
+               "%s/ca.key (mode 0600)\n  CRL %s/crl.pem\n",
+               network, dir, dir, dir, dir);
+    }
+    return RDX_EXIT_OK;
+}
+
+static const char ISSUE_USAGE[] =
+    "Usage: rdx pki issue --dir DIR --institution ID --name NAME --city CITY\n"
+    "                     [--days N] [--json]\n\n"
+    "Issue a key and certificate for institution ID, signed by the CA in DIR:\n"
+    "DIR/certs/ID.crt and DIR/private/ID.key (mode 0600). The certificate names\n"
+    "the institution as SAN URI urn:rdx:inst:ID (which every node trusts as the\n"
+    "peer's identity), NAME as O and CITY as L; it serves both TLS client and\n"
+    "server use. ID is 1-64 of A-Z a-z 0-9 . _ -. N defaults to 397 days (at most\n"
+    "825). Refuses an institution that still holds a valid, unrevoked certificate.\n";
+
+static int pki_issue(int argc, char **argv)
+{
+    const char *cmd = "pki issue";
+    const char *dir = NULL, *inst = NULL, *name = NULL, *city = NULL, *days_s = NULL;
+    int json = 0;
+    long days = 0;
+    struct opt opts[] = {{"--dir", &dir},   {"--institution", &inst}, {"--name", &name},
+                         {"--city", &city}, {"--days", &days_s},      {0, 0}};
+    int rc = parse(argc, argv, cmd, opts, &json, ISSUE_USAGE);
+    if (rc != PARSE_GO) {
+        return rc == PARSE_HELP ? RDX_EXIT_OK : rc;
+    }
+    if (dir == NULL || inst == NULL || name == NULL || city == NULL) {
+        return rdx_cli_usage(cmd, "--dir, --institution, --name and --city are required");
+    }
+    if (days_s != NULL && rdx_tp_cli_int(days_s, 1, 825, &days, "--days", cmd) != 0) {
+        return RDX_EXIT_USAGE;
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    /* Check the ID before touching the CA, so a typo is a usage error. */
+    if (rdx_transport_inst_id_check(inst, "--institution", &err) != RDX_OK) {
+        return fail_status(cmd, &err);
+    }
+    rdx_transport_ca *ca = NULL;
+    if (rdx_transport_ca_open(dir, &ca, &err) != RDX_OK) {
+        return rdx_cli_fail_err(cmd, &err);
+    }
+    rdx_transport_issue_cfg cfg = {
+        .institution = inst, .name = name, .city = city, .days = (int)days};
+    rdx_transport_issued out;
+    rdx_status st = rdx_transport_ca_issue(ca, &cfg, &out, &err);
+    rdx_transport_ca_free(ca);
+    if (st != RDX_OK) {
+        return fail_status(cmd, &err);
+    }
+    char nb[32], na[32];
+    rdx_tp_cli_time(nb, sizeof nb, out.not_before_unix);
+    rdx_tp_cli_time(na, sizeof na, out.not_after_unix);
+    if (json) {
+        printf("{\"institution\":");
+        rdx_tp_cli_json_str(stdout, inst);
+        printf(",\"serial\":\"%s\",\"cert\":", out.serial);
+        rdx_tp_cli_json_str(stdout, out.cert_path);
+        printf(",\"key\":");
+        rdx_tp_cli_json_str(stdout, out.key_path);
+        printf(",\"not_before\":\"%s\",\"not_after\":\"%s\"}\n", nb, na);
+    } else {
+        printf("issued %s (urn:rdx:inst:%s) serial %s\n  valid %s to %s\n  certificate %s\n  "
+               "key %s (mode 0600)\n",
+               inst, inst, out.serial, nb, na, out.cert_path, out.key_path);
+    }
+    return RDX_EXIT_OK;
+}
+
+static const char REVOKE_USAGE[] =
+    "Usage: rdx pki revoke --dir DIR (--institution ID | --serial HEX)\n"
+    "                      [--reason REASON] [--days N] [--json]\n\n"
+    "Revoke one certificate (by serial) or every unrevoked certificate of an\n"
+    "institution, record it in DIR/ca.db, and publish a new DIR/crl.pem valid for\n"
+    "N days (default 7). REASON is unspecified (default), keyCompromise,\n"
+    "affiliationChanged, superseded or cessationOfOperation. Copy the new CRL to\n"
+    "every node: a node refuses revoked peers only once it has it.\n";
+
+static int pki_revoke(int argc, char **argv)
+{
+    const char *cmd = "pki revoke";
+    const char *dir = NULL, *inst = NULL, *serial = NULL, *reason_s = NULL, *days_s = NULL;
+    int json = 0;
+    long days = 0;
+    rdx_transport_revoke_reason reason = RDX_TRANSPORT_REVOKE_UNSPECIFIED;
+    struct opt opts[] = {{"--dir", &dir},         {"--institution", &inst}, {"--serial", &serial},
+                         {"--reason", &reason_s}, {"--days", &days_s},      {0, 0}};
+    int rc = parse(argc, argv, cmd, opts, &json, REVOKE_USAGE);
+    if (rc != PARSE_GO) {
+        return rc == PARSE_HELP ? RDX_EXIT_OK : rc;
+    }
+    if (dir == NULL || (inst == NULL) == (serial == NULL)) {
+        return rdx_cli_usage(cmd, "--dir and exactly one of --institution or --serial are "
+                                  "required");
+    }
+    if (reason_s != NULL && rdx_transport_revoke_reason_parse(reason_s, &reason) != RDX_OK) {
+        return rdx_cli_usage(cmd, "--reason '%s': not a reason rdx knows", reason_s);
+    }
+    if (days_s != NULL && rdx_tp_cli_int(days_s, 1, 366, &days, "--days", cmd) != 0) {
+        return RDX_EXIT_USAGE;
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    if (inst != NULL && rdx_transport_inst_id_check(inst, "--institution", &err) != RDX_OK) {
+        return fail_status(cmd, &err);
+    }
+    rdx_transport_ca *ca = NULL;
+    if (rdx_transport_ca_open(dir, &ca, &err) != RDX_OK) {
+        return rdx_cli_fail_err(cmd, &err);
+    }
+    size_t n = 0;
+    rdx_status st = rdx_transport_ca_revoke(ca, inst, serial, reason, (int)days, &n, &err);
+    rdx_transport_ca_free(ca);
+    if (st != RDX_OK) {
+        return fail_status(cmd, &err);
+    }
+    if (json) {
+        printf("{\"revoked\":%zu,\"crl\":", n);
+        char crl[4200];
+        snprintf(crl, sizeof crl, "%s/crl.pem", dir);
+        rdx_tp_cli_json_str(stdout, crl);
+        printf("}\n");
+    } else {
+        printf("revoked %zu certificate%s of %s; published %s/crl.pem\n", n, n == 1 ? "" : "s",
+               inst != NULL ? inst : serial, dir);
+    }
+    return RDX_EXIT_OK;
+}
+
+static const char CRL_USAGE[] = "Usage: rdx pki crl --dir DIR [--days N] [--json]\n\n"
+                                "Publish DIR/crl.pem afresh (a new CRL number, valid for N "
+                                "days, default 7,\nat most 366), listing every revoked "
+                                "certificate. Run it before the old CRL's\nnextUpdate: nodes "
+                                "refuse every peer once their CRL has expired.\n";
+
+static int pki_crl(int argc, char **argv)
+{
+    const char *cmd = "pki crl";
+    const char *dir = NULL, *days_s = NULL;
+    int json = 0;
+    long days = 0;
+    struct opt opts[] = {{"--dir", &dir}, {"--days", &days_s}, {0, 0}};
+    int rc = parse(argc, argv, cmd, opts, &json, CRL_USAGE);
+    if (rc != PARSE_GO) {
+        return rc == PARSE_HELP ? RDX_EXIT_OK : rc;
+    }
+    if (dir == NULL) {
+        return rdx_cli_usage(cmd, "--dir is required");
+    }
+    if (days_s != NULL && rdx_tp_cli_int(days_s, 1, 366, &days, "--days", cmd) != 0) {
+        return RDX_EXIT_USAGE;
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_transport_ca *ca = NULL;
+    if (rdx_transport_ca_open(dir, &ca, &err) != RDX_OK) {
+        return rdx_cli_fail_err(cmd, &err);
+    }
+    int64_t number = 0;
+    size_t n = 0;
+    rdx_status st = rdx_transport_ca_crl_publish(ca, (int)days, &number, &n, &err);
+    rdx_transport_ca_free(ca);
+    if (st != RDX_OK) {
+        return fail_status(cmd, &err);
+    }
+    if (json) {
+        printf("{\"crl_number\":%lld,\"revoked\":%zu}\n", (long long)number, n);
+    } else {
+        printf("published %s/crl.pem: CRL number %lld, %zu revoked certificate%s\n", dir,
+               (long long)number, n, n == 1 ? "" : "s");
+    }
+    return RDX_EXIT_OK;
+}
+
+static const char VERIFY_USAGE[] =
+    "Usage: rdx pki verify --dir DIR [--json] CERT...\n\n"
+    "Verify each PEM certificate as a node verifies a peer: it must chain to\n"
+    "DIR/ca.crt, not be revoked in DIR/crl.pem (which must be current), be valid\n"
+    "now, serve TLS client and server use, and name one institution. Prints the\n"
+    "institution, serial and expiry of each; exit 1 if any fails.\n";
+
+static int pki_verify(int argc, char **argv)
+{
+    const char *cmd = "pki verify";
+    const char *dir = NULL;
+    int json = 0, bad = 0, ncerts = 0;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            fputs(VERIFY_USAGE, stdout);
+            return RDX_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
+            continue;
+        }
+        int hit = rdx_tp_cli_opt(argc, argv, &i, "--dir", &dir, cmd);
+        if (hit < 0) {
+            return RDX_EXIT_USAGE;
+        }
+        if (hit == 0 && argv[i][0] == '-') {
+            return rdx_cli_usage(cmd, "unknown option '%s'", argv[i]);
+        }
+        ncerts += hit == 0;
+    }
+    if (dir == NULL || ncerts == 0) {
+        return rdx_cli_usage(cmd, "--dir and at least one CERT are required");
+    }
+    char ca[4200], crl[4200];
+    snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+    snprintf(crl, sizeof crl, "%s/crl.pem", dir);
+    if (json) {
+        printf("[");
+    }
+    int first = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            continue;
+        }
+        if (strcmp(argv[i], "--dir") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--dir=", 6) == 0) {
+            continue;
+        }
+        rdx_error err;
+        rdx_transport_cert_info info;
+        rdx_error_clear(&err);
+        rdx_status st = rdx_transport_cert_verify(ca, crl, argv[i], &info, &err);
+        char na[32] = "";
+        if (st == RDX_OK) {
+            rdx_tp_cli_time(na, sizeof na, info.not_after_unix);
+        } else {
+            bad = 1;
+        }
+        if (json) {
+            printf("%s{\"cert\":", first ? "" : ",");
+            rdx_tp_cli_json_str(stdout, argv[i]);
+            if (st == RDX_OK) {
+                printf(
+                    ",\"ok\":true,\"institution\":\"%s\",\"serial\":\"%s\",\"not_after\":\"%s\"}",
+                    info.institution, info.serial, na);
+            } else {
+                printf(",\"ok\":false,\"error\":");
+                rdx_tp_cli_json_str(stdout, err.msg);
+                printf("}");
+            }
+        } else if (st == RDX_OK) {
+            printf("%s: ok, institution %s, serial %s, valid until %s\n", argv[i], info.institution,
+                   info.serial, na);
+        } else {
+            rdx_cli_fail_err(cmd, &err);
+        }
+        first = 0;
+    }
+    if (json) {
+        printf("]\n");
+    }
+    return bad ? RDX_EXIT_FAIL : RDX_EXIT_OK;
+}
+
+static const struct rdx_cli_verb verbs[] = {
+    {"init", "create the network CA (ECDSA P-256) in a directory", pki_init},
+    {"issue", "issue an institution's key and certificate", pki_issue},
+    {"revoke", "revoke certificates and publish the CRL", pki_revoke},
+    {"crl", "publish the certificate revocation list afresh", pki_crl},
+    {"verify", "verify certificates against the CA and its CRL", pki_verify},
+    {NULL, NULL, NULL},
+};
 
 const struct rdx_cli_group rdx_cli_group_pki = {
     .name = "pki",
     .summary = "Network PKI: the CA and institution certificates",
-    .verbs = NULL,
-    .nverbs = 0,
+    .verbs = verbs,
+    .nverbs = sizeof verbs / sizeof verbs[0] - 1,
 };

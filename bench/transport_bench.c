@@ -1,0 +1,421 @@
+/*
+ * transport_bench: the transport's figures on this machine, in one run, over
+ * loopback (127.0.0.1 only) with certificates made by the PKI code:
+ *   1. bulk: one case of SIZE MiB (default 1024) from a clinic node to a hub
+ *      node (chunk hashing, fdatasync'd storage, whole-item re-verification),
+ *      against a plain TLS 1.3 stream of the same size with the same
+ *      certificates in the same run;
+ *   2. small durable cases per second (1 KiB each);
+ *   3. full mutual-TLS handshakes per second against the node, against a
+ *      plain OpenSSL server loop with the same certificates.
+ * Usage: transport_bench [SIZE_MIB [SMALL_CASES [HANDSHAKES]]]
+ * Writes docs/bench-transport.md.
+ */
+#define _GNU_SOURCE
+#include "rdx/transport.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+static double now_s(void)
+{
+    return (double)rdx_clock_mono_ns() / 1e9;
+}
+
+static void die(const char *what, const rdx_error *err)
+{
+    fprintf(stderr, "transport_bench: %s: %s\n", what, err != NULL ? err->msg : "failed");
+    exit(1);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    rdx_error err;
+    if (rdx_file_write_atomic(path, text, strlen(text), &err) != RDX_OK) {
+        die(path, &err);
+    }
+}
+
+struct node_thread {
+    rdx_transport_config *cfg;
+    rdx_transport_node *node;
+    pthread_t th;
+};
+
+static void *node_main(void *arg)
+{
+    struct node_thread *t = arg;
+    rdx_error err;
+    if (rdx_transport_node_run(t->node, 0, &err) != RDX_OK) {
+        die("node", &err);
+    }
+    return NULL;
+}
+
+static void start_node(struct node_thread *t, const char *ini)
+{
+    rdx_error err;
+    if (rdx_transport_config_load(ini, &t->cfg, &err) != RDX_OK ||
+        rdx_transport_node_new(t->cfg, NULL, &t->node, &err) != RDX_OK) {
+        die(ini, &err);
+    }
+    pthread_create(&t->th, NULL, node_main, t);
+}
+
+static void stop_node(struct node_thread *t)
+{
+    rdx_transport_node_stop(t->node);
+    pthread_join(t->th, NULL);
+    rdx_transport_node_free(t->node);
+    rdx_transport_config_free(t->cfg);
+}
+
+struct count {
+    size_t acked, total;
+};
+
+static int count_cb(void *u, const rdx_transport_case_info *c)
+{
+    struct count *x = u;
+    x->total++;
+    x->acked += strcmp(c->state, "acked") == 0;
+    return 0;
+}
+
+/* Wait until every outbox case of cfg is acknowledged. */
+static void wait_all_acked(const rdx_transport_config *cfg, size_t want)
+{
+    for (;;) {
+        struct count x = {0, 0};
+        rdx_error err;
+        if (rdx_transport_case_list(cfg, 1, count_cb, &x, &err) != RDX_OK) {
+            die("status", &err);
+        }
+        if (x.acked >= want) {
+            return;
+        }
+        struct timespec ts = {0, 20000000}; /* 20 ms: polling must not slow what it measures */
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---- the plain TLS baseline ------------------------------------------------ */
+
+struct plain {
+    SSL_CTX *ctx;
+    int lfd;
+    unsigned port;
+    int mode; /* 0: read a stream of n bytes then answer; 1: handshake, echo one byte */
+    size_t n;
+    int count;
+    pthread_t th;
+};
+
+static SSL_CTX *ctx_for(const char *cert, const char *key, const char *ca, int server)
+{
+    SSL_CTX *c = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+    SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION);
+    if (SSL_CTX_use_certificate_file(c, cert, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_load_verify_locations(c, ca, NULL) != 1) {
+        die("plain TLS context", NULL);
+    }
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
+    SSL_CTX_set_num_tickets(c, 0);
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+    return c;
+}
+
+static int listen_any(unsigned *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin;
+    socklen_t sl = sizeof sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof sin) != 0 || listen(fd, 128) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sin, &sl) != 0) {
+        die("listen", NULL);
+    }
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+static int connect_to(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof sin) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
+        die("connect", NULL);
+    }
+    return fd;
+}
+
+static void *plain_main(void *arg)
+{
+    struct plain *p = arg;
+    static unsigned char buf[1 << 16]; /* bench-only scratch, one server thread */
+    for (int i = 0; i < p->count; i++) {
+        int fd = accept(p->lfd, NULL, NULL);
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        SSL *ssl = SSL_new(p->ctx);
+        SSL_set_fd(ssl, fd);
+        if (SSL_accept(ssl) == 1) {
+            if (p->mode == 0) {
+                size_t got = 0, r = 0;
+                while (got < p->n && SSL_read_ex(ssl, buf, sizeof buf, &r) == 1) {
+                    got += r;
+                }
+            } else {
+                size_t r = 0;
+                (void)SSL_read_ex(ssl, buf, 1, &r);
+            }
+            size_t w = 0;
+            (void)SSL_write_ex(ssl, "k", 1, &w);
+        }
+        SSL_free(ssl);
+        close(fd);
+    }
+    return NULL;
+}
+
+static double plain_stream(SSL_CTX *sctx, SSL_CTX *cctx, size_t n)
+{
+    struct plain p = {sctx, -1, 0, 0, n, 1, 0};
+    p.lfd = listen_any(&p.port);
+    pthread_create(&p.th, NULL, plain_main, &p);
+    unsigned char *chunk = calloc(1, 1 << 20);
+    double t0 = now_s();
+    int fd = connect_to(p.port);
+    SSL *ssl = SSL_new(cctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) != 1) {
+        die("plain TLS connect", NULL);
+    }
+    for (size_t sent = 0; sent < n;) {
+        size_t k = n - sent < (1u << 20) ? n - sent : (1u << 20), w = 0;
+        if (SSL_write_ex(ssl, chunk, k, &w) != 1) {
+            die("plain TLS write", NULL);
+        }
+        sent += w;
+    }
+    unsigned char ok;
+    size_t r = 0;
+    (void)SSL_read_ex(ssl, &ok, 1, &r);
+    double dt = now_s() - t0;
+    SSL_free(ssl);
+    close(fd);
+    pthread_join(p.th, NULL);
+    close(p.lfd);
+    free(chunk);
+    return dt;
+}
+
+static double plain_handshakes(SSL_CTX *sctx, SSL_CTX *cctx, int n)
+{
+    struct plain p = {sctx, -1, 0, 1, 0, n, 0};
+    p.lfd = listen_any(&p.port);
+    pthread_create(&p.th, NULL, plain_main, &p);
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        int fd = connect_to(p.port);
+        SSL *ssl = SSL_new(cctx);
+        SSL_set_fd(ssl, fd);
+        size_t w = 0, r = 0;
+        unsigned char b;
+        if (SSL_connect(ssl) != 1 || SSL_write_ex(ssl, "x", 1, &w) != 1 ||
+            SSL_read_ex(ssl, &b, 1, &r) != 1) {
+            die("plain handshake", NULL);
+        }
+        SSL_free(ssl);
+        close(fd);
+    }
+    double dt = now_s() - t0;
+    pthread_join(p.th, NULL);
+    close(p.lfd);
+    return dt;
+}
+
+/* Full mutual-TLS handshakes with the node, each confirmed by a PING/PONG round trip. */
+static double node_handshakes(SSL_CTX *cctx, unsigned port, int n)
+{
+    uint8_t ping[RDX_TRANSPORT_FRAME_HDR];
+    if (rdx_transport_frame_header(ping, RDX_FRAME_PING, 0, NULL) != RDX_OK) {
+        die("frame", NULL);
+    }
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) {
+        int fd = connect_to(port);
+        SSL *ssl = SSL_new(cctx);
+        SSL_set_fd(ssl, fd);
+        size_t w = 0, r = 0;
+        uint8_t pong[RDX_TRANSPORT_FRAME_HDR];
+        if (SSL_connect(ssl) != 1 || SSL_write_ex(ssl, ping, sizeof ping, &w) != 1 ||
+            SSL_read_ex(ssl, pong, sizeof pong, &r) != 1 || pong[3] != RDX_FRAME_PONG) {
+            die("node handshake", NULL);
+        }
+        SSL_free(ssl);
+        close(fd);
+    }
+    return now_s() - t0;
+}
+
+int main(int argc, char **argv)
+{
+    size_t mib = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 1024;
+    size_t nsmall = argc > 2 ? (size_t)strtoul(argv[2], NULL, 10) : 500;
+    int nhs = argc > 3 ? (int)strtol(argv[3], NULL, 10) : 300;
+    char dir[] = "/tmp/rdx-bench-transport-XXXXXX";
+    char p[4096], q[4096], text[4096];
+    rdx_error err;
+    signal(SIGPIPE, SIG_IGN);
+    if (mkdtemp(dir) == NULL) {
+        die("mkdtemp", NULL);
+    }
+    snprintf(p, sizeof p, "%s/pki", dir);
+    rdx_transport_ca_cfg ca = {.dir = p, .network = "Bench Network"};
+    rdx_transport_ca *h = NULL;
+    if (rdx_transport_ca_create(&ca, &err) != RDX_OK ||
+        rdx_transport_ca_open(p, &h, &err) != RDX_OK) {
+        die("CA", &err);
+    }
+    const char *ids[] = {"hub", "clinic"};
+    for (int i = 0; i < 2; i++) {
+        rdx_transport_issue_cfg ic = {.institution = ids[i], .name = ids[i], .city = "Nanjing"};
+        if (rdx_transport_ca_issue(h, &ic, NULL, &err) != RDX_OK) {
+            die("issue", &err);
+        }
+    }
+    rdx_transport_ca_free(h);
+
+    /* The hub, listening on a port the kernel picks. */
+    snprintf(p, sizeof p, "%s/hub.ini", dir);
+    write_text(p, "[node]\nid = hub\nlisten = 127.0.0.1:0\ncert = pki/certs/hub.crt\n"
+                  "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = hub\n"
+                  "[allow.send]\nclinic = *\n");
+    struct node_thread hub;
+    start_node(&hub, p);
+    unsigned port = rdx_transport_node_port(hub.node);
+    snprintf(q, sizeof q, "%s/clinic.ini", dir);
+    snprintf(text, sizeof text,
+             "[node]\nid = clinic\nlisten = 127.0.0.1:0\ncert = pki/certs/clinic.crt\n"
+             "key = pki/private/clinic.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = clinic\n"
+             "chunk_size = 8388608\n[peers]\nhub = 127.0.0.1:%u\n",
+             port);
+    write_text(q, text);
+    rdx_transport_config *ccfg = NULL;
+    if (rdx_transport_config_load(q, &ccfg, &err) != RDX_OK) {
+        die(q, &err);
+    }
+
+    /* 1. Bulk. The case is queued (copied and hashed) before the clock starts. */
+    char big[4200], id[RDX_TRANSPORT_CASE_ID_LEN];
+    snprintf(big, sizeof big, "%s/bulk.bin", dir);
+    FILE *f = fopen(big, "wb");
+    unsigned char *mb = malloc(1 << 20);
+    for (size_t i = 0; i < (1u << 20); i++) {
+        mb[i] = (unsigned char)(i * 2654435761u >> 24);
+    }
+    for (size_t i = 0; i < mib; i++) {
+        mb[0] = (unsigned char)i;
+        fwrite(mb, 1, 1 << 20, f);
+    }
+    fclose(f);
+    free(mb);
+    const char *files[] = {big};
+    if (rdx_transport_case_queue(ccfg, "hub", RDX_KIND_DICOM, files, 1, id, &err) != RDX_OK) {
+        die("queue", &err);
+    }
+    unlink(big);
+    struct node_thread clinic;
+    double t0 = now_s();
+    start_node(&clinic, q);
+    wait_all_acked(ccfg, 1);
+    double bulk_s = now_s() - t0;
+    stop_node(&clinic);
+
+    char cc[4200], ck[4200], cca[4200];
+    snprintf(cc, sizeof cc, "%s/pki/certs/clinic.crt", dir);
+    snprintf(ck, sizeof ck, "%s/pki/private/clinic.key", dir);
+    snprintf(cca, sizeof cca, "%s/pki/ca.crt", dir);
+    char hc[4200], hk[4200];
+    snprintf(hc, sizeof hc, "%s/pki/certs/hub.crt", dir);
+    snprintf(hk, sizeof hk, "%s/pki/private/hub.key", dir);
+    SSL_CTX *sctx = ctx_for(hc, hk, cca, 1);
+    SSL_CTX *cctx = ctx_for(cc, ck, cca, 0);
+    double plain_s = plain_stream(sctx, cctx, mib << 20);
+
+    /* 2. Small durable cases. */
+    char small[4200];
+    snprintf(small, sizeof small, "%s/small.bin", dir);
+    f = fopen(small, "wb");
+    for (int i = 0; i < 1024; i++) {
+        fputc(i & 0xff, f);
+    }
+    fclose(f);
+    const char *sf[] = {small};
+    for (size_t i = 0; i < nsmall; i++) {
+        if (rdx_transport_case_queue(ccfg, "hub", RDX_KIND_LAB_RESULT, sf, 1, id, &err) != RDX_OK) {
+            die("queue", &err);
+        }
+    }
+    t0 = now_s();
+    start_node(&clinic, q);
+    wait_all_acked(ccfg, nsmall + 1);
+    double small_s = now_s() - t0;
+    stop_node(&clinic);
+
+    /* 3. Handshakes. */
+    double node_hs = node_handshakes(cctx, port, nhs);
+    double plain_hs = plain_handshakes(sctx, cctx, nhs);
+    stop_node(&hub);
+    rdx_transport_config_free(ccfg);
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+
+    double mbs = (double)mib * 1.048576 / bulk_s, pmbs = (double)mib * 1.048576 / plain_s;
+    char report[4096];
+    snprintf(report, sizeof report,
+             "# transport bench\n\n"
+             "Measured by `bench/transport_bench %zu %zu %d` on 127.0.0.1 in one run.\n\n"
+             "| figure | rdx | baseline | ratio | target |\n| --- | --- | --- | --- | --- |\n"
+             "| bulk, one %zu MiB case (8 MiB chunks, SHA-256 per chunk, fdatasync, item "
+             "re-verified) | %.0f MB/s | plain TLS 1.3 stream %.0f MB/s | %.0f %% | >= 70 %% |\n"
+             "| small durable cases (1 KiB), one sender | %.0f cases/s | | | >= 2000/s |\n"
+             "| full mutual-TLS handshakes (with a PING round trip) | %.0f /s | plain OpenSSL "
+             "server loop %.0f /s | %.0f %% | >= 80 %% |\n",
+             mib, nsmall, nhs, mib, mbs, pmbs, 100.0 * mbs / pmbs, (double)nsmall / small_s,
+             (double)nhs / node_hs, (double)nhs / plain_hs, 100.0 * plain_hs / node_hs);
+    fputs(report, stdout);
+    struct stat sb;
+    if (stat("docs", &sb) == 0) {
+        write_text("docs/bench-transport.md", report);
+    }
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "transport_bench: could not remove %s\n", dir);
+    }
+    return 0;
+}

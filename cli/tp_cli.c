@@ -1,0 +1,80 @@
+/* Option parsing and JSON helpers shared by the transport verbs. */
+#define _POSIX_C_SOURCE 200809L
+#include "tp_cli.h"
+#include "cli.h"
+
+#include <string.h>
+#include <time.h>
+
+int rdx_tp_cli_opt(int argc, char **argv, int *i, const char *name, const char **val,
+                   const char *cmd)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0) {
+        return 0;
+    }
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0') {
+        return 0;
+    }
+    if (*i + 1 >= argc) {
+        rdx_cli_usage(cmd, "%s needs a value", name);
+        return -1;
+    }
+    *i += 1;
+    *val = argv[*i];
+    return 1;
+}
+
+int rdx_tp_cli_int(const char *s, long min, long max, long *out, const char *opt, const char *cmd)
+{
+    int64_t v;
+    if (rdx_parse_i64(s, strlen(s), min, max, &v) != RDX_OK) {
+        rdx_cli_usage(cmd, "%s '%s': want a whole number from %ld to %ld", opt, s, min, max);
+        return -1;
+    }
+    *out = (long)v;
+    return 0;
+}
+
+void rdx_tp_cli_json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        switch (*p) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (*p < 0x20) {
+                fprintf(f, "\\u%04x", *p);
+            } else {
+                fputc(*p, f);
+            }
+            break;
+        }
+    }
+    fputc('"', f);
+}
+
+void rdx_tp_cli_time(char *out, size_t outsz, long long unix_s)
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, outsz, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        snprintf(out, outsz, "%lld", unix_s);
+    }
+}

@@ -1,0 +1,315 @@
+/*
+ * Wire framing: exact header bytes, round trips in every chunking, and the
+ * adversarial cases a hostile peer can send (oversize length, bad magic or
+ * version, unknown type, a stream cut short), with bounded decoder memory.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rdx/transport.h"
+#include "../transport/transport_limits.h"
+#include "support/testutil.h"
+
+static void test_frame_header_bytes_exact(void **state)
+{
+    (void)state;
+    rdx_buf b;
+    rdx_error err;
+    rdx_buf_init(&b, 1024);
+    assert_int_equal(rdx_transport_frame_encode(&b, RDX_FRAME_PING, "abc", 3, &err), RDX_OK);
+    const uint8_t want[] = {'R', 'X', 1, 8, 0, 0, 0, 3, 'a', 'b', 'c'};
+    assert_int_equal(b.len, sizeof want);
+    assert_memory_equal(b.data, want, sizeof want);
+    uint8_t hdr[8];
+    assert_int_equal(rdx_transport_frame_header(hdr, RDX_FRAME_CHUNK, 0x123456, &err), RDX_OK);
+    const uint8_t want2[] = {'R', 'X', 1, 4, 0x00, 0x12, 0x34, 0x56};
+    assert_memory_equal(hdr, want2, 8);
+    rdx_buf_free(&b);
+    assert_string_equal(rdx_transport_frame_type_name(RDX_FRAME_ACK), "ACK");
+    assert_null(rdx_transport_frame_type_name(0));
+    assert_null(rdx_transport_frame_type_name(200));
+}
+
+static void test_frame_encoder_refuses_bad_frames(void **state)
+{
+    (void)state;
+    rdx_buf b;
+    rdx_error err;
+    rdx_buf_init(&b, 100);
+    assert_int_equal(rdx_transport_frame_encode(&b, 0, NULL, 0, &err), RDX_EINVAL);
+    assert_int_equal(rdx_transport_frame_encode(&b, 77, NULL, 0, &err), RDX_EINVAL);
+    assert_int_equal(rdx_transport_frame_encode(&b, RDX_FRAME_ACK, NULL, 5, &err), RDX_EINVAL);
+    /* Past the type's ceiling: checked before anything is written. */
+    uint8_t hdr[8];
+    assert_int_equal(
+        rdx_transport_frame_header(hdr, RDX_FRAME_ACK, RDX_TRANSPORT_CONTROL_MAX + 1, &err),
+        RDX_ELIMIT);
+    assert_non_null(strstr(err.msg, "ACK frame"));
+    assert_int_equal(
+        rdx_transport_frame_header(hdr, RDX_FRAME_CHUNK, RDX_TRANSPORT_FRAME_MAX + 1, &err),
+        RDX_ELIMIT);
+    assert_int_equal(
+        rdx_transport_frame_header(hdr, RDX_FRAME_CHUNK, RDX_TRANSPORT_FRAME_MAX, &err), RDX_OK);
+    /* A frame that does not fit the caller's buffer leaves it unchanged. */
+    uint8_t big[200] = {0};
+    assert_int_equal(rdx_transport_frame_encode(&b, RDX_FRAME_PING, "x", 1, &err), RDX_OK);
+    assert_int_equal(rdx_transport_frame_encode(&b, RDX_FRAME_PING, big, 95, &err), RDX_ELIMIT);
+    assert_int_equal(b.len, 9);
+    rdx_buf_free(&b);
+}
+
+/* A stream of frames of every type, then decoded with the given split pattern. */
+struct sample {
+    unsigned type;
+    size_t len;
+};
+
+static const struct sample samples[] = {
+    {RDX_FRAME_HELLO, 17},    {RDX_FRAME_OFFER, 3000}, {RDX_FRAME_PROGRESS, 0},
+    {RDX_FRAME_CHUNK, 70000}, {RDX_FRAME_COMMIT, 1},   {RDX_FRAME_ACK, 36},
+    {RDX_FRAME_REFUSE, 80},   {RDX_FRAME_PING, 0},     {RDX_FRAME_PONG, 8},
+};
+#define NSAMPLES (sizeof samples / sizeof samples[0])
+
+static void build_stream(rdx_buf *b)
+{
+    rdx_error err;
+    rdx_buf_init(b, 1u << 20);
+    for (size_t i = 0; i < NSAMPLES; i++) {
+        uint8_t *p = malloc(samples[i].len + 1);
+        for (size_t k = 0; k < samples[i].len; k++) {
+            p[k] = (uint8_t)(k * 31 + i);
+        }
+        assert_int_equal(rdx_transport_frame_encode(b, samples[i].type, p, samples[i].len, &err),
+                         RDX_OK);
+        free(p);
+    }
+}
+
+/* Decode stream with pieces of sizes from next_piece(); check every frame. */
+static void decode_split(const rdx_buf *s, size_t (*next_piece)(size_t i, void *u), void *u)
+{
+    rdx_transport_decoder *d = NULL;
+    rdx_error err;
+    assert_int_equal(rdx_transport_decoder_new(0, &d, &err), RDX_OK);
+    size_t off = 0, nframes = 0, piece_no = 0;
+    while (off < s->len) {
+        size_t piece = next_piece(piece_no++, u);
+        if (piece > s->len - off) {
+            piece = s->len - off;
+        }
+        size_t pos = 0;
+        while (pos < piece) {
+            size_t used = 0;
+            int got = 0;
+            rdx_transport_frame f;
+            assert_int_equal(rdx_transport_decoder_feed(d, s->data + off + pos, piece - pos, &used,
+                                                        &f, &got, &err),
+                             RDX_OK);
+            assert_true(used > 0 || got);
+            pos += used;
+            if (got) {
+                assert_true(nframes < NSAMPLES);
+                assert_int_equal(f.type, samples[nframes].type);
+                assert_int_equal(f.len, samples[nframes].len);
+                for (size_t k = 0; k < f.len; k++) {
+                    if (f.payload[k] != (uint8_t)(k * 31 + nframes)) {
+                        fail_msg("frame %zu byte %zu differs", nframes, k);
+                    }
+                }
+                nframes++;
+            }
+            assert_true(rdx_transport_decoder_footprint(d) <= RDX_TRANSPORT_FRAME_MAX);
+        }
+        off += piece;
+    }
+    assert_int_equal(nframes, NSAMPLES);
+    assert_int_equal(rdx_transport_decoder_finish(d, &err), RDX_OK);
+    /* The chunk-sized buffer was given back after the big frame. */
+    assert_true(rdx_transport_decoder_footprint(d) <= RDX_TRANSPORT_CONTROL_MAX);
+    rdx_transport_decoder_free(d);
+}
+
+static size_t piece_one(size_t i, void *u)
+{
+    (void)i;
+    (void)u;
+    return 1;
+}
+
+static size_t piece_all(size_t i, void *u)
+{
+    (void)i;
+    (void)u;
+    return SIZE_MAX;
+}
+
+static size_t piece_random(size_t i, void *u)
+{
+    (void)i;
+    uint32_t *x = u;
+    *x = *x * 1664525u + 1013904223u; /* LCG: reproducible splits */
+    return 1 + (*x >> 8) % 9000;
+}
+
+static size_t piece_header_edges(size_t i, void *u)
+{
+    (void)u;
+    static const size_t p[] = {7, 1, 16, 9, 3000, 8, 69999};
+    return p[i % 7];
+}
+
+static void test_frame_round_trip_any_chunking(void **state)
+{
+    (void)state;
+    rdx_buf s;
+    build_stream(&s);
+    decode_split(&s, piece_all, NULL);
+    decode_split(&s, piece_one, NULL);
+    decode_split(&s, piece_header_edges, NULL);
+    for (uint32_t seed = 1; seed < 20; seed++) {
+        uint32_t x = seed;
+        decode_split(&s, piece_random, &x);
+    }
+    rdx_buf_free(&s);
+}
+
+/* Feed bytes at once; return the status of the first failing feed (or RDX_OK). */
+static rdx_status feed_all(rdx_transport_decoder *d, const uint8_t *p, size_t n, rdx_error *err,
+                           size_t *frames)
+{
+    size_t pos = 0;
+    *frames = 0;
+    while (pos < n) {
+        size_t used = 0;
+        int got = 0;
+        rdx_transport_frame f;
+        rdx_status st = rdx_transport_decoder_feed(d, p + pos, n - pos, &used, &f, &got, err);
+        if (st != RDX_OK) {
+            return st;
+        }
+        pos += used;
+        *frames += (size_t)got;
+    }
+    return RDX_OK;
+}
+
+static void test_frame_decoder_adversarial(void **state)
+{
+    (void)state;
+    const struct {
+        uint8_t bytes[8];
+        size_t max;
+        rdx_status want;
+        const char *msg;
+    } cases[] = {
+        {{'R', 'Y', 1, 1, 0, 0, 0, 0}, 0, RDX_EPROTO, "bad magic"},
+        {{'G', 'E', 'T', ' ', '/', ' ', 'H', 'T'}, 0, RDX_EPROTO, "bad magic"},
+        {{'R', 'X', 2, 1, 0, 0, 0, 0}, 0, RDX_EPROTO, "version 2"},
+        {{'R', 'X', 0, 1, 0, 0, 0, 0}, 0, RDX_EPROTO, "version 0"},
+        {{'R', 'X', 1, 0, 0, 0, 0, 0}, 0, RDX_EPROTO, "unknown type 0"},
+        {{'R', 'X', 1, 10, 0, 0, 0, 0}, 0, RDX_EPROTO, "unknown type 10"},
+        {{'R', 'X', 1, 255, 0, 0, 0, 0}, 0, RDX_EPROTO, "unknown type 255"},
+        /* 4 GiB - 1 announced: refused from the header, nothing allocated. */
+        {{'R', 'X', 1, 4, 0xff, 0xff, 0xff, 0xff}, 0, RDX_ELIMIT, "CHUNK of 4294967295"},
+        /* one byte past the chunk ceiling */
+        {{'R', 'X', 1, 4, 0x00, 0x80, 0x01, 0x01}, 0, RDX_ELIMIT, "exceeds"},
+        /* a control frame may not be chunk-sized */
+        {{'R', 'X', 1, 6, 0x00, 0x01, 0x00, 0x01}, 0, RDX_ELIMIT, "ACK of 65537"},
+        /* the decoder's own, smaller ceiling */
+        {{'R', 'X', 1, 4, 0x00, 0x00, 0x10, 0x01}, 4096, RDX_ELIMIT, "exceeds the 4096"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rdx_transport_decoder *d = NULL;
+        rdx_error err;
+        size_t frames;
+        assert_int_equal(rdx_transport_decoder_new(cases[i].max, &d, &err), RDX_OK);
+        /* A good frame first, so the offset in the message is not trivially 0. */
+        const uint8_t ping[] = {'R', 'X', 1, 8, 0, 0, 0, 0};
+        assert_int_equal(feed_all(d, ping, sizeof ping, &err, &frames), RDX_OK);
+        assert_int_equal(frames, 1);
+        rdx_status st = feed_all(d, cases[i].bytes, 8, &err, &frames);
+        if (st != cases[i].want || strstr(err.msg, cases[i].msg) == NULL) {
+            fail_msg("case %zu: status %d, '%s'", i, st, err.msg);
+        }
+        assert_non_null(strstr(err.msg, "offset 8"));
+        assert_int_equal(rdx_transport_decoder_footprint(d), 0);
+        /* Sticky: a good frame afterwards is refused too, and so is the end. */
+        assert_int_equal(feed_all(d, ping, sizeof ping, &err, &frames), cases[i].want);
+        assert_int_equal(rdx_transport_decoder_finish(d, &err), cases[i].want);
+        rdx_transport_decoder_free(d);
+    }
+    rdx_transport_decoder_free(NULL);
+}
+
+static void test_frame_truncated_stream(void **state)
+{
+    (void)state;
+    rdx_transport_decoder *d = NULL;
+    rdx_error err;
+    size_t frames;
+    rdx_buf b;
+    rdx_buf_init(&b, 4096);
+    assert_int_equal(rdx_transport_frame_encode(&b, RDX_FRAME_OFFER, "0123456789", 10, &err),
+                     RDX_OK);
+    for (size_t cut = 0; cut <= b.len; cut++) {
+        assert_int_equal(rdx_transport_decoder_new(0, &d, &err), RDX_OK);
+        assert_int_equal(feed_all(d, b.data, cut, &err, &frames), RDX_OK);
+        rdx_status st = rdx_transport_decoder_finish(d, &err);
+        if (cut == 0 || cut == b.len) {
+            assert_int_equal(st, RDX_OK);
+            assert_int_equal(frames, cut == b.len ? 1 : 0);
+        } else {
+            assert_int_equal(st, RDX_ESHORT);
+            assert_non_null(strstr(err.msg, cut < 8 ? "into a frame header" : "OFFER frame"));
+        }
+        rdx_transport_decoder_free(d);
+    }
+    rdx_buf_free(&b);
+}
+
+struct oom_ctx {
+    rdx_buf stream;
+};
+
+static int oom_decode(void *u)
+{
+    struct oom_ctx *c = u;
+    rdx_transport_decoder *d = NULL;
+    rdx_error err;
+    size_t frames = 0;
+    if (rdx_transport_decoder_new(0, &d, &err) != RDX_OK) {
+        return 1;
+    }
+    rdx_status st = feed_all(d, c->stream.data, c->stream.len, &err, &frames);
+    rdx_transport_decoder_free(d);
+    return st == RDX_OK && frames == NSAMPLES ? 0 : 1;
+}
+
+static void test_frame_decoder_oom_sweep(void **state)
+{
+    (void)state;
+    struct oom_ctx c;
+    build_stream(&c.stream);
+    assert_true(rdx_oom_sweep(oom_decode, &c) >= 2);
+    rdx_buf_free(&c.stream);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_frame_header_bytes_exact),
+        cmocka_unit_test(test_frame_encoder_refuses_bad_frames),
+        cmocka_unit_test(test_frame_round_trip_any_chunking),
+        cmocka_unit_test(test_frame_decoder_adversarial),
+        cmocka_unit_test(test_frame_truncated_stream),
+        cmocka_unit_test(test_frame_decoder_oom_sweep),
+    };
+    return cmocka_run_group_tests_name("transport_frame", tests, NULL, NULL);
+}

@@ -1,0 +1,1190 @@
+/*
+ * Two real `rdx node serve` processes on loopback (127.0.0.1, ports chosen by
+ * the kernel), with certificates made by the PKI code: a clinic that sends and
+ * a hub that receives. Refusals (no certificate, another CA, expired, revoked,
+ * policy), a case byte-identical at the far end, a resumed transfer, a
+ * corrupted chunk, a duplicate applied once, timeouts, and 200 concurrent
+ * peers. Waits are bounded polls of the nodes' own state, never timings.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+
+#include "rdx/transport.h"
+#include "../transport/transport_int.h"
+#include "support/testutil.h"
+
+extern char **environ;
+
+struct world {
+    char *dir;
+    char pki[4200], other[4200];
+    char hub_ini[4200], clinic_ini[4200];
+    char hub_db[4200], clinic_db[4200];
+    char hub_log[4200], clinic_log[4200];
+    pid_t hub, clinic;
+    unsigned hub_port;
+};
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int file_contains(const char *path, const char *needle)
+{
+    rdx_buf b;
+    rdx_buf_init(&b, 16u << 20);
+    int hit = rdx_file_read(path, &b, NULL) == RDX_OK && b.data != NULL &&
+              strstr((const char *)b.data, needle) != NULL;
+    rdx_buf_free(&b);
+    return hit;
+}
+
+static void issue(const char *dir, const char *inst, int64_t nb, int days)
+{
+    rdx_transport_ca *ca = NULL;
+    rdx_error err;
+    assert_int_equal(rdx_transport_ca_open(dir, &ca, &err), RDX_OK);
+    rdx_transport_issue_cfg cfg = {
+        .institution = inst, .name = inst, .city = "Nanjing", .days = days, .not_before_unix = nb};
+    if (rdx_transport_ca_issue(ca, &cfg, NULL, &err) != RDX_OK) {
+        fail_msg("issue %s: %s", inst, err.msg);
+    }
+    rdx_transport_ca_free(ca);
+}
+
+static pid_t spawn_node(const char *ini, const char *log)
+{
+    const char *bin = getenv("RDX_BIN");
+    if (bin == NULL || bin[0] == '\0') {
+        bin = "build/rdx";
+    }
+    const char *argv[] = {bin, "node", "serve", "--config", ini, NULL};
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    return pid;
+}
+
+/* Wait (bounded) for DATA/node.port to appear and return the port. */
+static unsigned wait_port(const char *data)
+{
+    char p[4300];
+    snprintf(p, sizeof p, "%s/node.port", data);
+    for (int i = 0; i < 400; i++) {
+        rdx_buf b;
+        rdx_buf_init(&b, 64);
+        if (rdx_file_read(p, &b, NULL) == RDX_OK && b.len > 1) {
+            int64_t v = 0;
+            size_t n = b.len;
+            while (n > 0 && (b.data[n - 1] == '\n')) {
+                n--;
+            }
+            rdx_status st = rdx_parse_i64((const char *)b.data, n, 1, 65535, &v);
+            rdx_buf_free(&b);
+            if (st == RDX_OK) {
+                return (unsigned)v;
+            }
+        }
+        rdx_buf_free(&b);
+        sleep_ms(25);
+    }
+    fail_msg("node did not start: no %s", p);
+    return 0;
+}
+
+static void stop_node(pid_t pid)
+{
+    int status = 0;
+    if (pid <= 0) {
+        return;
+    }
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Count audit records of event whose detail contains substr (NULL: any). */
+static int audit_count(const char *db_path, const char *event, const char *substr)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    int n = 0;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return 0;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM audit WHERE event=?1 AND (?2 IS NULL OR "
+                           "instr(detail, ?2) > 0)",
+                           -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(s, 1, event, -1, SQLITE_STATIC) == SQLITE_OK &&
+        (substr ? sqlite3_bind_text(s, 2, substr, -1, SQLITE_STATIC) : sqlite3_bind_null(s, 2)) ==
+            SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW) {
+        n = sqlite3_column_int(s, 0);
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+static void wait_audit(const char *db_path, const char *event, const char *substr, int atleast)
+{
+    for (int i = 0; i < 400; i++) {
+        if (audit_count(db_path, event, substr) >= atleast) {
+            return;
+        }
+        sleep_ms(25);
+    }
+    fail_msg("no audit record '%s' with '%s' in %s", event, substr ? substr : "", db_path);
+}
+
+static int sql_int(const char *db_path, const char *sql, const char *arg)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    int v = -1;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 5000);
+        if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK &&
+            (arg == NULL || sqlite3_bind_text(s, 1, arg, -1, SQLITE_STATIC) == SQLITE_OK)) {
+            int rc = sqlite3_step(s);
+            v = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : rc == SQLITE_DONE ? 0 : -1;
+        }
+    }
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return v;
+}
+
+/* Wait until the clinic's outbox has case id in state. */
+static void wait_outbox(struct world *w, const char *id, const char *state)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='%s'", state);
+    for (int i = 0; i < 600; i++) {
+        if (sql_int(w->clinic_db, sql, id) == 1) {
+            return;
+        }
+        sleep_ms(25);
+    }
+    fail_msg("case %s never reached outbox state %s", id, state);
+}
+
+static void run_ok(struct rdx_run *r, const char *const *argv)
+{
+    assert_int_equal(rdx_run_rdx(r, argv), 0);
+}
+
+static void send_case(struct world *w, const char *kind, const char *const *files, char *id)
+{
+    const char *argv[16] = {"case", "send", "--config", w->clinic_ini,
+                            "--to", "hub",  "--kind",   kind};
+    size_t n = 8;
+    for (size_t i = 0; files[i] != NULL; i++) {
+        argv[n++] = files[i];
+    }
+    argv[n] = NULL;
+    struct rdx_run r;
+    run_ok(&r, argv);
+    if (r.exit_code != 0) {
+        fail_msg("case send: %s", r.err);
+    }
+    assert_int_equal(strlen(r.out), 33);
+    memcpy(id, r.out, 32);
+    id[32] = '\0';
+    rdx_run_free(&r);
+}
+
+static void make_file(const char *path, size_t size, unsigned seed)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    uint32_t x = seed;
+    for (size_t i = 0; i < size; i++) {
+        x = x * 1664525u + 1013904223u;
+        fputc((int)(x >> 24), f);
+    }
+    fclose(f);
+}
+
+static int files_equal(const char *a, const char *b)
+{
+    rdx_buf x, y;
+    rdx_buf_init(&x, 64u << 20);
+    rdx_buf_init(&y, 64u << 20);
+    int eq = rdx_file_read(a, &x, NULL) == RDX_OK && rdx_file_read(b, &y, NULL) == RDX_OK &&
+             x.len == y.len && (x.len == 0 || memcmp(x.data, y.data, x.len) == 0);
+    rdx_buf_free(&x);
+    rdx_buf_free(&y);
+    return eq;
+}
+
+/* ---- an in-process TLS client, as a hostile or honest peer ---------------- */
+
+struct peer {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int fd;
+    rdx_transport_decoder *dec;
+    uint8_t in[16384];
+    size_t in_len, in_off;
+};
+
+static int tcp_to(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* Connect as cert/key (both NULL: no client certificate). Returns SSL_connect's verdict. */
+static int peer_open(struct peer *p, unsigned port, const char *cert, const char *key)
+{
+    memset(p, 0, sizeof *p);
+    p->ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(p->ctx);
+    SSL_CTX_set_min_proto_version(p->ctx, TLS1_3_VERSION);
+    if (cert != NULL) {
+        assert_int_equal(SSL_CTX_use_certificate_file(p->ctx, cert, SSL_FILETYPE_PEM), 1);
+        assert_int_equal(SSL_CTX_use_PrivateKey_file(p->ctx, key, SSL_FILETYPE_PEM), 1);
+    }
+    p->fd = tcp_to(port);
+    p->ssl = SSL_new(p->ctx);
+    SSL_set_fd(p->ssl, p->fd);
+    assert_int_equal(rdx_transport_decoder_new(0, &p->dec, NULL), RDX_OK);
+    int rc = SSL_connect(p->ssl);
+    ERR_clear_error();
+    return rc;
+}
+
+static void peer_close(struct peer *p)
+{
+    if (p->ssl != NULL) {
+        SSL_free(p->ssl);
+    }
+    if (p->fd >= 0) {
+        close(p->fd);
+    }
+    SSL_CTX_free(p->ctx);
+    rdx_transport_decoder_free(p->dec);
+    memset(p, 0, sizeof *p);
+    p->fd = -1;
+}
+
+static int peer_send(struct peer *p, unsigned type, const void *payload, size_t len)
+{
+    rdx_buf b;
+    rdx_buf_init(&b, RDX_TRANSPORT_FRAME_MAX + 64);
+    assert_int_equal(rdx_transport_frame_encode(&b, type, payload, len, NULL), RDX_OK);
+    size_t w = 0;
+    int ok = SSL_write_ex(p->ssl, b.data, b.len, &w) == 1 && w == b.len;
+    rdx_buf_free(&b);
+    ERR_clear_error();
+    return ok ? 0 : -1;
+}
+
+/* Read one frame; -1 when the server closed or refused at the TLS level. */
+static int peer_read(struct peer *p, rdx_transport_frame *f)
+{
+    for (;;) {
+        while (p->in_off < p->in_len) {
+            size_t used = 0;
+            int got = 0;
+            if (rdx_transport_decoder_feed(p->dec, p->in + p->in_off, p->in_len - p->in_off, &used,
+                                           f, &got, NULL) != RDX_OK) {
+                return -1;
+            }
+            p->in_off += used;
+            if (got) {
+                return 0;
+            }
+        }
+        size_t r = 0;
+        if (SSL_read_ex(p->ssl, p->in, sizeof p->in, &r) != 1) {
+            ERR_clear_error();
+            return -1;
+        }
+        p->in_len = r;
+        p->in_off = 0;
+    }
+}
+
+/* ---- world setup ----------------------------------------------------------- */
+
+static void write_configs(struct world *w, unsigned hub_port, unsigned hub_listen)
+{
+    char text[8192];
+    snprintf(text, sizeof text,
+             "; the hub: receives ECG and lab orders from the clinic\n"
+             "[node]\nid = hub\nlisten = 127.0.0.1:%u\ncert = pki/certs/hub.crt\n"
+             "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = hub\n"
+             "handshake_timeout_ms = 2000\nread_timeout_ms = 2000\nidle_timeout_ms = 20000\n"
+             "chunk_size = 1048576\n\n[peers]\nclinic = 127.0.0.1:9\n\n"
+             "[allow.send]\nclinic = ecg, lab-order\nex-member = *\nlapsed = *\n",
+             hub_listen);
+    write_text(w->hub_ini, text);
+    snprintf(text, sizeof text,
+             "[node]\nid = clinic\nlisten = 127.0.0.1:0\ncert = pki/certs/clinic.crt\n"
+             "key = pki/private/clinic.key\nca = pki/ca.crt\ncrl = pki/crl.pem\n"
+             "data = clinic\nchunk_size = 1048576\nretry_base_ms = 100\nretry_max_ms = 400\n"
+             "max_attempts = 60\n\n[peers]\nhub = 127.0.0.1:%u\n",
+             hub_port);
+    write_text(w->clinic_ini, text);
+}
+
+static int world_setup(void **state)
+{
+    struct world *w = calloc(1, sizeof *w);
+    rdx_error err;
+    w->dir = rdx_test_tmpdir();
+    snprintf(w->pki, sizeof w->pki, "%s/pki", w->dir);
+    snprintf(w->other, sizeof w->other, "%s/rogue-pki", w->dir);
+    snprintf(w->hub_ini, sizeof w->hub_ini, "%s/hub.ini", w->dir);
+    snprintf(w->clinic_ini, sizeof w->clinic_ini, "%s/clinic.ini", w->dir);
+    snprintf(w->hub_db, sizeof w->hub_db, "%s/hub/node.db", w->dir);
+    snprintf(w->clinic_db, sizeof w->clinic_db, "%s/clinic/node.db", w->dir);
+    snprintf(w->hub_log, sizeof w->hub_log, "%s/hub.log", w->dir);
+    snprintf(w->clinic_log, sizeof w->clinic_log, "%s/clinic.log", w->dir);
+    rdx_transport_ca_cfg ca = {.dir = w->pki, .network = "Nanjing Test Network"};
+    rdx_transport_ca_cfg rogue = {.dir = w->other, .network = "Rogue Network"};
+    if (rdx_transport_ca_create(&ca, &err) != RDX_OK ||
+        rdx_transport_ca_create(&rogue, &err) != RDX_OK) {
+        fprintf(stderr, "setup: %s\n", err.msg);
+        return -1;
+    }
+    issue(w->pki, "hub", 0, 0);
+    issue(w->pki, "clinic", 0, 0);
+    issue(w->pki, "ex-member", 0, 0);
+    issue(w->pki, "lapsed", (int64_t)time(NULL) - 30 * 86400, 2);
+    issue(w->other, "clinic", 0, 0); /* same ID, wrong CA */
+    rdx_transport_ca *h = NULL;
+    if (rdx_transport_ca_open(w->pki, &h, &err) != RDX_OK ||
+        rdx_transport_ca_revoke(h, "ex-member", NULL, RDX_TRANSPORT_REVOKE_KEY_COMPROMISE, 0, NULL,
+                                &err) != RDX_OK) {
+        fprintf(stderr, "setup: %s\n", err.msg);
+        return -1;
+    }
+    rdx_transport_ca_free(h);
+    write_configs(w, 9, 0);
+    w->hub = spawn_node(w->hub_ini, w->hub_log);
+    char data[4300];
+    snprintf(data, sizeof data, "%s/hub", w->dir);
+    w->hub_port = wait_port(data);
+    write_configs(w, w->hub_port, 0);
+    w->clinic = spawn_node(w->clinic_ini, w->clinic_log);
+    snprintf(data, sizeof data, "%s/clinic", w->dir);
+    (void)wait_port(data);
+    *state = w;
+    return 0;
+}
+
+static int world_teardown(void **state)
+{
+    struct world *w = *state;
+    stop_node(w->clinic);
+    stop_node(w->hub);
+    /* Both audit chains must verify after everything the tests did. */
+    const char *dbs[] = {w->hub_db, w->clinic_db};
+    for (int i = 0; i < 2; i++) {
+        sqlite3 *db = NULL;
+        long long n = 0, bad = 0;
+        rdx_error err;
+        assert_int_equal(sqlite3_open(dbs[i], &db), SQLITE_OK);
+        if (rdx_tp_audit_verify(db, &n, &bad, &err) != RDX_OK) {
+            fail_msg("%s: %s", dbs[i], err.msg);
+        }
+        assert_true(n > 0);
+        sqlite3_close(db);
+    }
+    if (getenv("RDX_KEEP") == NULL) {
+        rdx_test_rmrf(w->dir);
+    } else {
+        fprintf(stderr, "kept %s\n", w->dir);
+    }
+    free(w->dir);
+    free(w);
+    return 0;
+}
+
+/* ---- refusals ---------------------------------------------------------------- */
+
+static void expect_refused(struct world *w, const char *cert, const char *key, const char *why)
+{
+    struct peer p;
+    rdx_transport_frame f;
+    int before = audit_count(w->hub_db, "connection-refused", why);
+    (void)peer_open(&p, w->hub_port, cert, key);
+    /* In TLS 1.3 the client may finish first; the server's refusal shows on the first read. */
+    if (p.ssl != NULL) {
+        (void)peer_send(&p, RDX_FRAME_PING, NULL, 0);
+        assert_int_equal(peer_read(&p, &f), -1);
+    }
+    peer_close(&p);
+    wait_audit(w->hub_db, "connection-refused", why, before + 1);
+    assert_true(file_contains(w->hub_log, why));
+}
+
+static void test_node_refuses_no_certificate(void **state)
+{
+    struct world *w = *state;
+    expect_refused(w, NULL, NULL, "no client certificate");
+}
+
+static void test_node_refuses_other_ca(void **state)
+{
+    struct world *w = *state;
+    char c[4300], k[4300];
+    snprintf(c, sizeof c, "%s/certs/clinic.crt", w->other);
+    snprintf(k, sizeof k, "%s/private/clinic.key", w->other);
+    expect_refused(w, c, k, "not issued by this network's CA");
+}
+
+static void test_node_refuses_expired(void **state)
+{
+    struct world *w = *state;
+    char c[4300], k[4300];
+    snprintf(c, sizeof c, "%s/certs/lapsed.crt", w->pki);
+    snprintf(k, sizeof k, "%s/private/lapsed.key", w->pki);
+    expect_refused(w, c, k, "certificate has expired, claims institution lapsed");
+}
+
+static void test_node_refuses_revoked(void **state)
+{
+    struct world *w = *state;
+    char c[4300], k[4300];
+    snprintf(c, sizeof c, "%s/certs/ex-member.crt", w->pki);
+    snprintf(k, sizeof k, "%s/private/ex-member.key", w->pki);
+    expect_refused(w, c, k, "certificate revoked, claims institution ex-member");
+}
+
+static void test_node_refuses_policy_and_dead_letters(void **state)
+{
+    struct world *w = *state;
+    char f[4300], id[40];
+    snprintf(f, sizeof f, "%s/study.dcm", w->dir);
+    make_file(f, 1000, 7);
+    const char *files[] = {f, NULL};
+    send_case(w, "dicom", files, id);
+    /* A policy refusal is permanent: dead-lettered at once, with the reason. */
+    wait_outbox(w, id, "dead");
+    wait_audit(w->hub_db, "policy-refused", "not allow institution 'clinic' to send 'dicom'", 1);
+    wait_audit(w->clinic_db, "case-dead-lettered", "policy does not allow", 1);
+    assert_true(file_contains(w->hub_log, "refused case"));
+    assert_int_equal(sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 0);
+    struct rdx_run r;
+    const char *st[] = {"case", "status", "--config", w->clinic_ini, "--json", NULL};
+    run_ok(&r, st);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "\"state\":\"dead\""));
+    assert_non_null(strstr(r.out, "policy does not allow"));
+    rdx_run_free(&r);
+}
+
+/* ---- delivery ----------------------------------------------------------------- */
+
+static void test_node_delivers_byte_identical(void **state)
+{
+    struct world *w = *state;
+    char a[4300], b[4300], c[4300], id[40], out[4300];
+    snprintf(a, sizeof a, "%s/100.hea", w->dir);
+    snprintf(b, sizeof b, "%s/100.dat", w->dir);
+    snprintf(c, sizeof c, "%s/empty.atr", w->dir);
+    write_text(a, "100 2 360 650000\n100.dat 212 200 11 1024 995 -22131 0 MLII\n");
+    make_file(b, 3 * 1048576 + 12345, 1); /* four 1 MiB chunks, the last short */
+    make_file(c, 0, 0);
+    const char *files[] = {a, b, c, NULL};
+    send_case(w, "ecg", files, id);
+    wait_outbox(w, id, "acked");
+    assert_int_equal(
+        sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'", id),
+        1);
+    snprintf(out, sizeof out, "%s/fetched", w->dir);
+    assert_int_equal(mkdir(out, 0700), 0);
+    struct rdx_run r;
+    const char *fetch[] = {"case", "fetch", "--config", w->hub_ini, "-o", out, id, NULL};
+    run_ok(&r, fetch);
+    if (r.exit_code != 0) {
+        fail_msg("fetch: %s", r.err);
+    }
+    rdx_run_free(&r);
+    char fa[4400], fb[4400], fc[4400];
+    snprintf(fa, sizeof fa, "%s/100.hea", out);
+    snprintf(fb, sizeof fb, "%s/100.dat", out);
+    snprintf(fc, sizeof fc, "%s/empty.atr", out);
+    assert_true(files_equal(a, fa));
+    assert_true(files_equal(b, fb));
+    assert_true(files_equal(c, fc));
+    /* A second fetch never overwrites. */
+    run_ok(&r, fetch);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "already exists"));
+    rdx_run_free(&r);
+    const char *list[] = {"case", "list", "--config", w->hub_ini, "--inbox", NULL};
+    run_ok(&r, list);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, id));
+    rdx_run_free(&r);
+    wait_audit(w->hub_db, "case-received", NULL, 1);
+    wait_audit(w->clinic_db, "case-acknowledged", NULL, 1);
+}
+
+static void test_node_duplicate_applied_once(void **state)
+{
+    struct world *w = *state;
+    char a[4300], id[40];
+    snprintf(a, sizeof a, "%s/order.hl7", w->dir);
+    write_text(a, "MSH|^~\\&|LIS|GULOU|LAB|HUB|20261201||ORM^O01|1|P|2.5.1\r");
+    const char *files[] = {a, NULL};
+    send_case(w, "lab-order", files, id);
+    wait_outbox(w, id, "acked");
+    int dups = audit_count(w->hub_db, "case-duplicate", NULL);
+    /*
+     * The sender "crashed" after sending but before recording the ACK: its
+     * outbox still says queued. It sends again; the hub acknowledges and does
+     * not deliver a second time.
+     */
+    assert_int_equal(sql_int(w->clinic_db,
+                             "UPDATE outbox SET state='queued', next_attempt_ms=0 WHERE case_id=?1",
+                             id),
+                     0);
+    wait_outbox(w, id, "acked");
+    wait_audit(w->hub_db, "case-duplicate", NULL, dups + 1);
+    wait_audit(w->clinic_db, "case-acknowledged", "already had it", 1);
+    assert_int_equal(sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 1);
+    assert_int_equal(audit_count(w->hub_db, "case-received", NULL),
+                     sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL));
+}
+
+/* A manifest of nitems random items (clinic -> hub), and their bytes. */
+static void make_manifest(struct rdx_tp_manifest *m, uint8_t **data, const size_t *sizes, size_t n,
+                          const char *case_id)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->case_id, sizeof m->case_id, "%s", case_id);
+    m->kind = RDX_KIND_ECG;
+    snprintf(m->sender, sizeof m->sender, "clinic");
+    snprintf(m->recipient, sizeof m->recipient, "hub");
+    m->created_ms = rdx_clock_wall_ms();
+    m->chunk_size = 1048576;
+    m->nitems = n;
+    m->items = calloc(n, sizeof *m->items);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(m->items[i].name, sizeof m->items[i].name, "part%zu.dat", i);
+        m->items[i].size = sizes[i];
+        data[i] = malloc(sizes[i] + 1);
+        uint32_t x = (uint32_t)(i + 11);
+        for (size_t k = 0; k < sizes[i]; k++) {
+            x = x * 1664525u + 1013904223u;
+            data[i][k] = (uint8_t)(x >> 24);
+        }
+        EVP_Digest(data[i], sizes[i], m->items[i].sha256, NULL, EVP_sha256(), NULL);
+    }
+}
+
+static void send_chunk(struct peer *p, const struct rdx_tp_manifest *m, const uint8_t *data,
+                       size_t item, uint64_t off, size_t len, int corrupt)
+{
+    struct rdx_tp_chunk ch;
+    uint8_t hdr[RDX_TRANSPORT_CHUNK_HDR_MAX];
+    size_t hl = 0;
+    memset(&ch, 0, sizeof ch);
+    snprintf(ch.case_id, sizeof ch.case_id, "%s", m->case_id);
+    ch.item = (uint16_t)item;
+    ch.offset = off;
+    EVP_Digest(data + off, len, ch.sha256, NULL, EVP_sha256(), NULL);
+    if (corrupt) {
+        ch.sha256[0] ^= 1;
+    }
+    assert_int_equal(rdx_tp_chunk_header(&ch, hdr, &hl, NULL), RDX_OK);
+    uint8_t *payload = malloc(hl + len);
+    memcpy(payload, hdr, hl);
+    memcpy(payload + hl, data + off, len);
+    (void)peer_send(p, RDX_FRAME_CHUNK, payload, hl + len);
+    free(payload);
+}
+
+static void offer(struct peer *p, struct world *w, const struct rdx_tp_manifest *m,
+                  rdx_transport_frame *f)
+{
+    char c[4300], k[4300];
+    rdx_buf b;
+    snprintf(c, sizeof c, "%s/certs/clinic.crt", w->pki);
+    snprintf(k, sizeof k, "%s/private/clinic.key", w->pki);
+    assert_int_equal(peer_open(p, w->hub_port, c, k), 1);
+    rdx_buf_init(&b, RDX_TRANSPORT_OFFER_MAX);
+    assert_int_equal(rdx_tp_manifest_encode(m, &b, NULL), RDX_OK);
+    assert_int_equal(peer_send(p, RDX_FRAME_OFFER, b.data, b.len), 0);
+    rdx_buf_free(&b);
+    assert_int_equal(peer_read(p, f), 0);
+}
+
+static void test_node_resumes_and_rejects_corrupt_chunk(void **state)
+{
+    struct world *w = *state;
+    struct rdx_tp_manifest m;
+    uint8_t *data[2];
+    const size_t sizes[2] = {2 * 1048576 + 500, 700000};
+    struct peer p;
+    rdx_transport_frame f;
+    char cid[80];
+    uint64_t done[4];
+    size_t n = 0;
+    make_manifest(&m, data, sizes, 2, "resume-test-0001");
+
+    /* First connection: two chunks of item 0, then the line drops. */
+    offer(&p, w, &m, &f);
+    assert_int_equal(f.type, RDX_FRAME_PROGRESS);
+    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 4, &n, NULL), RDX_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(done[0], 0);
+    send_chunk(&p, &m, data[0], 0, 0, 1048576, 0);
+    send_chunk(&p, &m, data[0], 0, 1048576, 1048576, 0);
+    /* A PING answered proves both chunks were processed (frames are handled in order). */
+    assert_int_equal(peer_send(&p, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_PONG);
+    peer_close(&p);
+
+    /* Second connection: the hub resumes from what is durable, not from zero. */
+    offer(&p, w, &m, &f);
+    assert_int_equal(f.type, RDX_FRAME_PROGRESS);
+    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 4, &n, NULL), RDX_OK);
+    assert_int_equal(done[0], 2 * 1048576);
+    assert_int_equal(done[1], 0);
+    wait_audit(w->hub_db, "case-resumed", "resuming at 2097152", 1);
+    /* A corrupted chunk is detected and refused; nothing of it is kept. */
+    send_chunk(&p, &m, data[0], 0, 2 * 1048576, 500, 1);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_REFUSE);
+    unsigned code = 0;
+    char reason[1100];
+    assert_int_equal(
+        rdx_tp_refuse_decode(f.payload, f.len, cid, &code, reason, sizeof reason, NULL), RDX_OK);
+    assert_int_equal(code, RDX_TP_REFUSE_CHUNK);
+    assert_non_null(strstr(reason, "SHA-256"));
+    peer_close(&p);
+    wait_audit(w->hub_db, "chunk-rejected", NULL, 1);
+
+    /* Third connection: resend it properly, finish, commit, ACK. */
+    offer(&p, w, &m, &f);
+    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 4, &n, NULL), RDX_OK);
+    assert_int_equal(done[0], 2 * 1048576);
+    send_chunk(&p, &m, data[0], 0, 2 * 1048576, 500, 0);
+    send_chunk(&p, &m, data[1], 1, 0, 700000, 0);
+    rdx_buf b;
+    rdx_buf_init(&b, 256);
+    assert_int_equal(rdx_tp_caseref_encode(m.case_id, 0, &b, NULL), RDX_OK);
+    assert_int_equal(peer_send(&p, RDX_FRAME_COMMIT, b.data, b.len), 0);
+    rdx_buf_free(&b);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_ACK);
+    int dup = 1;
+    assert_int_equal(rdx_tp_caseref_decode(f.payload, f.len, cid, &dup, NULL), RDX_OK);
+    assert_string_equal(cid, m.case_id);
+    assert_int_equal(dup, 0);
+    peer_close(&p);
+
+    /* The same case ID with a different manifest is a conflict, refused for good. */
+    m.items[1].size = 1;
+    offer(&p, w, &m, &f);
+    assert_int_equal(f.type, RDX_FRAME_REFUSE);
+    assert_int_equal(
+        rdx_tp_refuse_decode(f.payload, f.len, cid, &code, reason, sizeof reason, NULL), RDX_OK);
+    assert_int_equal(code, RDX_TP_REFUSE_CONFLICT);
+    peer_close(&p);
+
+    /* What the hub stored is byte-identical. */
+    for (size_t i = 0; i < 2; i++) {
+        char path[4400];
+        rdx_buf got;
+        snprintf(path, sizeof path, "%s/hub/inbox/clinic/%s/%zu", w->dir, m.case_id, i);
+        rdx_buf_init(&got, 8u << 20);
+        assert_int_equal(rdx_file_read(path, &got, NULL), RDX_OK);
+        assert_int_equal(got.len, sizes[i]);
+        assert_memory_equal(got.data, data[i], sizes[i]);
+        rdx_buf_free(&got);
+        free(data[i]);
+    }
+    rdx_tp_manifest_clear(&m);
+}
+
+static void test_node_new_connection_takes_over_a_case(void **state)
+{
+    struct world *w = *state;
+    struct rdx_tp_manifest m;
+    uint8_t *data[1];
+    const size_t sizes[1] = {1048576 + 10};
+    struct peer a, b;
+    rdx_transport_frame f;
+    char cid[80];
+    uint64_t done[2];
+    size_t n = 0;
+    make_manifest(&m, data, sizes, 1, "takeover-0001");
+    offer(&a, w, &m, &f);
+    assert_int_equal(f.type, RDX_FRAME_PROGRESS);
+    send_chunk(&a, &m, data[0], 0, 0, 1048576, 0);
+    assert_int_equal(peer_send(&a, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&a, &f), 0);
+    /* The sender reconnects while the old link still stands: one writer per case. */
+    offer(&b, w, &m, &f);
+    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 2, &n, NULL), RDX_OK);
+    assert_int_equal(done[0], 1048576);
+    assert_int_equal(peer_read(&a, &f), -1); /* the old connection was closed */
+    send_chunk(&b, &m, data[0], 0, 1048576, 10, 0);
+    rdx_buf cb;
+    rdx_buf_init(&cb, 256);
+    assert_int_equal(rdx_tp_caseref_encode(m.case_id, 0, &cb, NULL), RDX_OK);
+    assert_int_equal(peer_send(&b, RDX_FRAME_COMMIT, cb.data, cb.len), 0);
+    rdx_buf_free(&cb);
+    assert_int_equal(peer_read(&b, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_ACK);
+    peer_close(&a);
+    peer_close(&b);
+    assert_true(file_contains(w->hub_log, "takes over"));
+    free(data[0]);
+    rdx_tp_manifest_clear(&m);
+}
+
+static void test_node_refuses_forged_sender_and_bad_frames(void **state)
+{
+    struct world *w = *state;
+    struct rdx_tp_manifest m;
+    uint8_t *data[1];
+    const size_t sizes[1] = {10};
+    struct peer p;
+    rdx_transport_frame f;
+    char cid[80], reason[1100];
+    unsigned code = 0;
+    make_manifest(&m, data, sizes, 1, "forged-0001");
+    /* The certificate says clinic; the manifest may not say otherwise. */
+    snprintf(m.sender, sizeof m.sender, "ex-member");
+    offer(&p, w, &m, &f);
+    assert_int_equal(f.type, RDX_FRAME_REFUSE);
+    assert_int_equal(
+        rdx_tp_refuse_decode(f.payload, f.len, cid, &code, reason, sizeof reason, NULL), RDX_OK);
+    assert_int_equal(code, RDX_TP_REFUSE_POLICY);
+    assert_non_null(strstr(reason, "certificate is institution 'clinic'"));
+    peer_close(&p);
+
+    /* Garbage after the handshake: the framing error is logged and audited, the link closed. */
+    char c[4300], k[4300];
+    snprintf(c, sizeof c, "%s/certs/clinic.crt", w->pki);
+    snprintf(k, sizeof k, "%s/private/clinic.key", w->pki);
+    assert_int_equal(peer_open(&p, w->hub_port, c, k), 1);
+    size_t wr = 0;
+    assert_int_equal(SSL_write_ex(p.ssl, "GET / HTTP/1.1\r\n\r\n", 18, &wr), 1);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_REFUSE);
+    assert_int_equal(peer_read(&p, &f), -1);
+    peer_close(&p);
+    wait_audit(w->hub_db, "protocol-error", "bad magic", 1);
+
+    /* An oversize length is refused from the header alone. */
+    assert_int_equal(peer_open(&p, w->hub_port, c, k), 1);
+    const uint8_t huge[] = {'R', 'X', 1, RDX_FRAME_CHUNK, 0x7f, 0xff, 0xff, 0xff};
+    assert_int_equal(SSL_write_ex(p.ssl, huge, sizeof huge, &wr), 1);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_REFUSE);
+    peer_close(&p);
+    wait_audit(w->hub_db, "protocol-error", "exceeds", 1);
+    free(data[0]);
+    rdx_tp_manifest_clear(&m);
+}
+
+static void test_node_timeouts_close_silent_peers(void **state)
+{
+    struct world *w = *state;
+    /* A TCP connection that never starts TLS is cut at the handshake timeout. */
+    int before = audit_count(w->hub_db, "connection-refused", "not finished within");
+    int fd = tcp_to(w->hub_port);
+    char buf[16];
+    assert_true(read(fd, buf, sizeof buf) <= 0); /* closed by the hub, not by us */
+    close(fd);
+    wait_audit(w->hub_db, "connection-refused", "not finished within", before + 1);
+
+    /* An authenticated peer that goes quiet mid-frame is cut at the read timeout. */
+    struct peer p;
+    char c[4300], k[4300];
+    snprintf(c, sizeof c, "%s/certs/clinic.crt", w->pki);
+    snprintf(k, sizeof k, "%s/private/clinic.key", w->pki);
+    assert_int_equal(peer_open(&p, w->hub_port, c, k), 1);
+    const uint8_t half[] = {'R', 'X', 1, RDX_FRAME_PING};
+    size_t wr = 0;
+    assert_int_equal(SSL_write_ex(p.ssl, half, sizeof half, &wr), 1);
+    rdx_transport_frame f;
+    assert_int_equal(peer_read(&p, &f), -1);
+    peer_close(&p);
+    assert_true(file_contains(w->hub_log, "read timeout"));
+}
+
+static void test_node_reloads_crl_after_revocation(void **state)
+{
+    struct world *w = *state;
+    char c[4300], k[4300];
+    struct peer p;
+    rdx_transport_frame f;
+    rdx_error err;
+    issue(w->pki, "latecomer", 0, 0);
+    snprintf(c, sizeof c, "%s/certs/latecomer.crt", w->pki);
+    snprintf(k, sizeof k, "%s/private/latecomer.key", w->pki);
+    assert_int_equal(peer_open(&p, w->hub_port, c, k), 1);
+    assert_int_equal(peer_send(&p, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&p, &f), 0); /* a member: served */
+    peer_close(&p);
+    /* Revoked, and the CRL republished: the running hub picks it up on the next connection. */
+    rdx_transport_ca *ca = NULL;
+    assert_int_equal(rdx_transport_ca_open(w->pki, &ca, &err), RDX_OK);
+    assert_int_equal(rdx_transport_ca_revoke(ca, "latecomer", NULL,
+                                             RDX_TRANSPORT_REVOKE_AFFILIATION_CHANGED, 0, NULL,
+                                             &err),
+                     RDX_OK);
+    rdx_transport_ca_free(ca);
+    expect_refused(w, c, k, "certificate revoked, claims institution latecomer");
+    assert_true(file_contains(w->hub_log, "loaded CRL"));
+}
+
+static void test_node_idle_timeout(void **state)
+{
+    struct world *w = *state;
+    char ini[4300], log[4300], data[4300], text[2048];
+    snprintf(ini, sizeof ini, "%s/idle.ini", w->dir);
+    snprintf(log, sizeof log, "%s/idle.log", w->dir);
+    snprintf(data, sizeof data, "%s/idle", w->dir);
+    snprintf(text, sizeof text,
+             "[node]\nid = hub\nlisten = 127.0.0.1:0\ncert = pki/certs/hub.crt\n"
+             "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = idle\n"
+             "idle_timeout_ms = 300\n");
+    write_text(ini, text);
+    pid_t pid = spawn_node(ini, log);
+    unsigned port = wait_port(data);
+    struct peer p;
+    rdx_transport_frame f;
+    char c[4300], k[4300];
+    snprintf(c, sizeof c, "%s/certs/clinic.crt", w->pki);
+    snprintf(k, sizeof k, "%s/private/clinic.key", w->pki);
+    assert_int_equal(peer_open(&p, port, c, k), 1);
+    assert_int_equal(peer_send(&p, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&p, &f), 0);
+    /* Then silence: the node hangs up, not the test. */
+    assert_int_equal(peer_read(&p, &f), -1);
+    peer_close(&p);
+    stop_node(pid);
+    assert_true(file_contains(log, "idle timeout"));
+}
+
+static void test_node_200_concurrent_peers(void **state)
+{
+    struct world *w = *state;
+    enum { N = 200 };
+    struct peer *ps = calloc(N, sizeof *ps);
+    char c[4300], k[4300];
+    snprintf(c, sizeof c, "%s/certs/clinic.crt", w->pki);
+    snprintf(k, sizeof k, "%s/private/clinic.key", w->pki);
+    /* All connected and authenticated at once ... */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(peer_open(&ps[i], w->hub_port, c, k), 1);
+    }
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(peer_send(&ps[i], RDX_FRAME_PING, NULL, 0), 0);
+    }
+    /* ... and every one of them served. */
+    for (int i = 0; i < N; i++) {
+        rdx_transport_frame f;
+        assert_int_equal(peer_read(&ps[i], &f), 0);
+        assert_int_equal(f.type, RDX_FRAME_PONG);
+    }
+    for (int i = 0; i < N; i++) {
+        peer_close(&ps[i]);
+    }
+    free(ps);
+}
+
+/* Sum of durable bytes the hub holds for a case (-1 when it does not know it). */
+static long long hub_durable(struct world *w, const char *id)
+{
+    return sql_int(w->hub_db,
+                   "SELECT coalesce((SELECT sum(durable) / 1024 FROM inbox_items WHERE "
+                   "case_id=?1), -1)",
+                   id);
+}
+
+/* Start a node with RLIMIT_FSIZE set: writes past limit fail (EFBIG), like a full disk. */
+static pid_t spawn_node_limited(const char *ini, const char *log, rlim_t limit)
+{
+    const char *bin = getenv("RDX_BIN");
+    if (bin == NULL || bin[0] == '\0') {
+        bin = "build/rdx";
+    }
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = {limit, limit};
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int nul = open("/dev/null", O_RDONLY);
+        if (fd < 0 || nul < 0 || dup2(fd, 2) < 0 || dup2(nul, 0) < 0 ||
+            setrlimit(RLIMIT_FSIZE, &rl) != 0) {
+            _exit(127);
+        }
+        const char *argv[] = {bin, "node", "serve", "--config", ini, NULL};
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void restart(struct world *w, int hub)
+{
+    char data[4300], port[4400];
+    snprintf(data, sizeof data, "%s/%s", w->dir, hub ? "hub" : "clinic");
+    snprintf(port, sizeof port, "%s/node.port", data);
+    unlink(port);
+    if (hub) {
+        /* Same port as before, so the clinic's [peers] entry still points at it. */
+        write_configs(w, w->hub_port, w->hub_port);
+        w->hub = spawn_node(w->hub_ini, w->hub_log);
+    } else {
+        w->clinic = spawn_node(w->clinic_ini, w->clinic_log);
+    }
+    (void)wait_port(data);
+}
+
+/* kill -9 one node while a large case is half stored at the hub; the case must resume. */
+static void crash_mid_transfer(struct world *w, int kill_hub)
+{
+    char big[4300], id[40], out[4300];
+    const size_t size = 48u << 20;
+    snprintf(big, sizeof big, "%s/study-%d.dcm", w->dir, kill_hub);
+    make_file(big, size, 99u + (unsigned)kill_hub);
+    for (int tries = 0;; tries++) {
+        const char *files[] = {big, NULL};
+        send_case(w, "ecg", files, id);
+        long long kb = -1;
+        for (int i = 0; i < 4000; i++) {
+            kb = hub_durable(w, id);
+            if (kb > 0) {
+                break;
+            }
+            sleep_ms(2);
+        }
+        assert_true(kb > 0);
+        pid_t victim = kill_hub ? w->hub : w->clinic;
+        int status = 0;
+        kill(victim, SIGKILL);
+        waitpid(victim, &status, 0);
+        kb = hub_durable(w, id);
+        if (kb * 1024 < (long long)size) {
+            break; /* caught it half way */
+        }
+        /* The whole case landed before the kill: restart and try again with a new case. */
+        restart(w, kill_hub);
+        assert_true(tries < 3);
+    }
+    int resumed = audit_count(w->hub_db, "case-resumed", NULL);
+    restart(w, kill_hub);
+    wait_outbox(w, id, "acked");
+    /* It resumed from the hub's persisted progress rather than from zero. */
+    assert_true(audit_count(w->hub_db, "case-resumed", NULL) > resumed);
+    assert_int_equal(sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 1);
+    snprintf(out, sizeof out, "%s/after-crash-%d", w->dir, kill_hub);
+    assert_int_equal(mkdir(out, 0700), 0);
+    struct rdx_run r;
+    const char *fetch[] = {"case", "fetch", "--config", w->hub_ini, "-o", out, id, NULL};
+    run_ok(&r, fetch);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    char got[4400];
+    snprintf(got, sizeof got, "%s/study-%d.dcm", out, kill_hub);
+    assert_true(files_equal(big, got));
+    unlink(got);
+    unlink(big);
+}
+
+static void test_node_receiver_killed_mid_transfer_resumes(void **state)
+{
+    crash_mid_transfer(*state, 1);
+}
+
+static void test_node_sender_killed_mid_transfer_resumes(void **state)
+{
+    crash_mid_transfer(*state, 0);
+}
+
+static void test_node_storage_failure_refused_cleanly(void **state)
+{
+    struct world *w = *state;
+    char big[4300], id[40], data[4300], port[4400];
+    const size_t size = 12u << 20;
+    snprintf(big, sizeof big, "%s/ct-series.dcm", w->dir);
+    make_file(big, size, 5);
+    /* The hub can store at most 6 MiB in any one file. */
+    stop_node(w->hub);
+    snprintf(data, sizeof data, "%s/hub", w->dir);
+    snprintf(port, sizeof port, "%s/node.port", data);
+    unlink(port);
+    write_configs(w, w->hub_port, w->hub_port);
+    w->hub = spawn_node_limited(w->hub_ini, w->hub_log, 6u << 20);
+    (void)wait_port(data);
+    const char *files[] = {big, NULL};
+    send_case(w, "ecg", files, id);
+    wait_audit(w->hub_db, "case-refused", "cannot store", 1);
+    wait_audit(w->clinic_db, "case-send-failed", "cannot store", 1);
+    /* Refused, not half-written: the file holds exactly the durable bytes. */
+    char item[4400];
+    struct stat sb;
+    snprintf(item, sizeof item, "%s/inbox/clinic/%s/0", data, id);
+    assert_int_equal(stat(item, &sb), 0);
+    assert_int_equal((long long)sb.st_size, hub_durable(w, id) * 1024);
+    assert_true(sb.st_size <= (6 << 20));
+    assert_int_equal(
+        sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'", id),
+        0);
+    /* The sender keeps the case and retries; once the hub has room, it arrives. */
+    assert_int_equal(sql_int(w->clinic_db,
+                             "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued'", id),
+                     1);
+    stop_node(w->hub);
+    restart(w, 1);
+    wait_outbox(w, id, "acked");
+    assert_int_equal(
+        sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'", id),
+        1);
+    unlink(big);
+}
+
+static void test_node_cli_errors(void **state)
+{
+    struct world *w = *state;
+    struct rdx_run r;
+    char bad[4300];
+    snprintf(bad, sizeof bad, "%s/bad.ini", w->dir);
+    write_text(bad, "[node]\nid = x\nlisten = 127.0.0.1:1\n[allow.send]\nclinic = ekg\n");
+    const char *serve[] = {"node", "serve", "--config", bad, NULL};
+    run_ok(&r, serve);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "bad.ini:5"));
+    assert_non_null(strstr(r.err, "unknown kind 'ekg'"));
+    rdx_run_free(&r);
+    const char *nocfg[] = {"node", "serve", NULL};
+    run_ok(&r, nocfg);
+    assert_int_equal(r.exit_code, 2);
+    rdx_run_free(&r);
+    const char *help[] = {"node", "serve", "--help", NULL};
+    run_ok(&r, help);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "Usage: rdx node serve"));
+    rdx_run_free(&r);
+    const char *kind[] = {"case", "send",   "--config", w->clinic_ini, "--to",
+                          "hub",  "--kind", "xray",     bad,           NULL};
+    run_ok(&r, kind);
+    assert_int_equal(r.exit_code, 2);
+    rdx_run_free(&r);
+    const char *nopeer[] = {"case",     "send",   "--config", w->clinic_ini, "--to",
+                            "yangzhou", "--kind", "ecg",      bad,           NULL};
+    run_ok(&r, nopeer);
+    assert_int_equal(r.exit_code, 2);
+    assert_non_null(strstr(r.err, "no [peers] entry for 'yangzhou'"));
+    rdx_run_free(&r);
+    const char *nofile[] = {"case", "send",   "--config", w->clinic_ini,          "--to",
+                            "hub",  "--kind", "ecg",      "/nonexistent/100.dat", NULL};
+    run_ok(&r, nofile);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "/nonexistent/100.dat"));
+    rdx_run_free(&r);
+    const char *nocase[] = {
+        "case", "fetch", "--config", w->hub_ini, "-o", w->dir, "0123456789abcdef0123456789abcdef",
+        NULL};
+    run_ok(&r, nocase);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "not in the inbox"));
+    rdx_run_free(&r);
+    const char *verbs[][3] = {{"case", "send", "--help"},
+                              {"case", "status", "--help"},
+                              {"case", "list", "--help"},
+                              {"case", "fetch", "--help"}};
+    for (size_t i = 0; i < 4; i++) {
+        const char *argv[] = {verbs[i][0], verbs[i][1], verbs[i][2], NULL};
+        run_ok(&r, argv);
+        assert_int_equal(r.exit_code, 0);
+        assert_non_null(strstr(r.out, "Usage: rdx case"));
+        rdx_run_free(&r);
+    }
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_node_refuses_no_certificate),
+        cmocka_unit_test(test_node_refuses_other_ca),
+        cmocka_unit_test(test_node_refuses_expired),
+        cmocka_unit_test(test_node_refuses_revoked),
+        cmocka_unit_test(test_node_refuses_policy_and_dead_letters),
+        cmocka_unit_test(test_node_delivers_byte_identical),
+        cmocka_unit_test(test_node_duplicate_applied_once),
+        cmocka_unit_test(test_node_resumes_and_rejects_corrupt_chunk),
+        cmocka_unit_test(test_node_new_connection_takes_over_a_case),
+        cmocka_unit_test(test_node_refuses_forged_sender_and_bad_frames),
+        cmocka_unit_test(test_node_timeouts_close_silent_peers),
+        cmocka_unit_test(test_node_reloads_crl_after_revocation),
+        cmocka_unit_test(test_node_idle_timeout),
+        cmocka_unit_test(test_node_200_concurrent_peers),
+        cmocka_unit_test(test_node_receiver_killed_mid_transfer_resumes),
+        cmocka_unit_test(test_node_sender_killed_mid_transfer_resumes),
+        cmocka_unit_test(test_node_storage_failure_refused_cleanly),
+        cmocka_unit_test(test_node_cli_errors),
+    };
+    return cmocka_run_group_tests_name("transport_node", tests, world_setup, world_teardown);
+}

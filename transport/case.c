@@ -1,0 +1,452 @@
+/*
+ * Cases on the local node: queueing one for delivery (its files copied into
+ * the outbox spool and hashed, the manifest recorded), listing the outbox and
+ * inbox, and fetching a received case's items out of the inbox. These run in
+ * the `rdx case` processes beside a running node; SQLite's WAL lets both use
+ * node.db at once.
+ */
+#define _GNU_SOURCE
+#include "transport_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#define COPY_BUF (1u << 20)
+
+static void fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+}
+
+/*
+ * Copy src to dst (created exclusively, mode 0600), hashing what is copied;
+ * when want is not NULL the copy must hash to it. fsyncs dst. On failure dst
+ * is removed.
+ */
+static rdx_status copy_hash(const char *src, const char *dst, const uint8_t *want, uint64_t *size,
+                            uint8_t md[32], rdx_error *err)
+{
+    rdx_status st = RDX_OK;
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    int out = -1;
+    uint8_t *buf = NULL;
+    EVP_MD_CTX *h = NULL;
+    uint64_t total = 0;
+    struct stat sb;
+    if (in < 0) {
+        return rdx_error_set(err, errno == ENOENT ? RDX_ENOENT : RDX_EIO, "%s: %s", src,
+                             strerror(errno));
+    }
+    if (fstat(in, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(in);
+        return rdx_error_set(err, RDX_EINVAL, "%s: not a regular file", src);
+    }
+    out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        st = rdx_error_set(err, errno == EEXIST ? RDX_EEXIST : RDX_EIO, "%s: %s", dst,
+                           errno == EEXIST ? "already exists; not replaced" : strerror(errno));
+        close(in);
+        return st;
+    }
+    buf = malloc(COPY_BUF);
+    h = EVP_MD_CTX_new();
+    if (buf == NULL || h == NULL || EVP_DigestInit_ex(h, EVP_sha256(), NULL) != 1) {
+        st = rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", src);
+        goto out;
+    }
+    for (;;) {
+        ssize_t r = read(in, buf, COPY_BUF);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            st = rdx_error_set(err, RDX_EIO, "%s: %s", src, strerror(errno));
+            goto out;
+        }
+        if (r == 0) {
+            break;
+        }
+        if (EVP_DigestUpdate(h, buf, (size_t)r) != 1) {
+            st = rdx_error_set(err, RDX_ENOMEM, "%s: hashing failed", src);
+            goto out;
+        }
+        for (ssize_t off = 0; off < r;) {
+            ssize_t w = write(out, buf + off, (size_t)(r - off));
+            if (w < 0 && errno == EINTR) {
+                continue;
+            }
+            if (w < 0) {
+                st = rdx_error_set(err, RDX_EIO, "%s: %s", dst, strerror(errno));
+                goto out;
+            }
+            off += w;
+        }
+        total += (uint64_t)r;
+        if (total > RDX_TRANSPORT_ITEM_SIZE_MAX) {
+            st = rdx_error_set(err, RDX_ELIMIT, "%s: larger than 1 TiB", src);
+            goto out;
+        }
+    }
+    if (EVP_DigestFinal_ex(h, md, NULL) != 1) {
+        st = rdx_error_set(err, RDX_ENOMEM, "%s: hashing failed", src);
+        goto out;
+    }
+    if (want != NULL && memcmp(md, want, 32) != 0) {
+        st = rdx_error_set(err, RDX_ECHECKSUM, "%s: SHA-256 does not match the manifest", src);
+        goto out;
+    }
+    if (fsync(out) != 0) {
+        st = rdx_error_set(err, RDX_EIO, "%s: %s", dst, strerror(errno));
+        goto out;
+    }
+    *size = total;
+out:
+    free(buf);
+    EVP_MD_CTX_free(h);
+    close(in);
+    if (close(out) != 0 && st == RDX_OK) {
+        st = rdx_error_set(err, RDX_EIO, "%s: %s", dst, strerror(errno));
+    }
+    if (st != RDX_OK) {
+        unlink(dst);
+    }
+    return st;
+}
+
+static void remove_dir_files(const char *dir, size_t n)
+{
+    char p[4300];
+    for (size_t i = 0; i < n; i++) {
+        snprintf(p, sizeof p, "%s/%zu", dir, i);
+        (void)unlink(p);
+    }
+    (void)rmdir(dir);
+}
+
+rdx_status rdx_transport_case_queue(const rdx_transport_config *cfg, const char *to,
+                                    rdx_transport_kind kind, const char *const *files,
+                                    size_t nfiles, char case_id[RDX_TRANSPORT_CASE_ID_LEN],
+                                    rdx_error *err)
+{
+    struct rdx_tp_manifest m;
+    unsigned char rnd[16];
+    char dir[4200], p[4300];
+    sqlite3 *db = NULL;
+    rdx_buf blob;
+    rdx_status st;
+    size_t copied = 0;
+    int made_dir = 0;
+    if (cfg == NULL || to == NULL || files == NULL) {
+        return rdx_error_set(err, RDX_EINVAL, "no configuration, recipient or files");
+    }
+    RDX_TRY(rdx_transport_inst_id_check(to, "--to", err));
+    if (rdx_tp_config_peer(cfg, to) == NULL) {
+        return rdx_error_set(err, RDX_EINVAL, "%s: no [peers] entry for '%s'", cfg->path, to);
+    }
+    if (rdx_transport_kind_name(kind) == NULL) {
+        return rdx_error_set(err, RDX_EINVAL, "unknown case kind");
+    }
+    if (nfiles == 0 || nfiles > RDX_TRANSPORT_ITEMS_MAX) {
+        return rdx_error_set(err, RDX_EINVAL, "a case has 1 to %d files", RDX_TRANSPORT_ITEMS_MAX);
+    }
+    memset(&m, 0, sizeof m);
+    rdx_buf_init(&blob, RDX_TRANSPORT_OFFER_MAX);
+    m.items = rdx_callocarray(nfiles, sizeof *m.items);
+    if (m.items == NULL) {
+        return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    m.nitems = nfiles;
+    for (size_t i = 0; i < nfiles; i++) {
+        const char *base = strrchr(files[i], '/');
+        base = base != NULL ? base + 1 : files[i];
+        if ((st = rdx_tp_item_name_check(base, strlen(base), err)) != RDX_OK) {
+            rdx_error_prefix(err, "%s: ", files[i]);
+            err->code = st = RDX_EINVAL;
+            goto out;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(m.items[j].name, base) == 0) {
+                st = rdx_error_set(err, RDX_EINVAL, "%s: a second file named '%s' in one case",
+                                   files[i], base);
+                goto out;
+            }
+        }
+        snprintf(m.items[i].name, sizeof m.items[i].name, "%s", base);
+    }
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        st = rdx_error_set(err, RDX_EINTERNAL, "no randomness for a case ID");
+        goto out;
+    }
+    for (size_t i = 0; i < sizeof rnd; i++) {
+        snprintf(m.case_id + 2 * i, 3, "%02x", rnd[i]);
+    }
+    m.kind = kind;
+    snprintf(m.sender, sizeof m.sender, "%s", cfg->id);
+    snprintf(m.recipient, sizeof m.recipient, "%s", to);
+    m.created_ms = rdx_clock_wall_ms();
+    m.chunk_size = cfg->chunk_size;
+
+    if ((st = rdx_tp_node_db_open(cfg->data, &db, err)) != RDX_OK ||
+        (st = rdx_tp_path(dir, sizeof dir, err, "%s/outbox", cfg->data)) != RDX_OK) {
+        goto out;
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        st = rdx_error_set(err, RDX_EIO, "%s: %s", dir, strerror(errno));
+        goto out;
+    }
+    if ((st = rdx_tp_path(dir, sizeof dir, err, "%s/outbox/%s", cfg->data, m.case_id)) != RDX_OK) {
+        goto out;
+    }
+    if (mkdir(dir, 0700) != 0) {
+        st = rdx_error_set(err, RDX_EIO, "%s: %s", dir, strerror(errno));
+        goto out;
+    }
+    made_dir = 1;
+    /* The outbox keeps its own copy: the case sent is the case hashed, whatever the originals do.
+     */
+    for (size_t i = 0; i < nfiles; i++) {
+        snprintf(p, sizeof p, "%s/%zu", dir, i);
+        if ((st = copy_hash(files[i], p, NULL, &m.items[i].size, m.items[i].sha256, err)) !=
+            RDX_OK) {
+            goto out;
+        }
+        copied = i + 1;
+    }
+    fsync_path(dir);
+    snprintf(p, sizeof p, "%s/outbox", cfg->data);
+    fsync_path(p);
+    if ((st = rdx_tp_manifest_encode(&m, &blob, err)) != RDX_OK) {
+        goto out;
+    }
+    sqlite3_stmt *s = NULL;
+    char detail[200];
+    uint64_t total = 0;
+    for (size_t i = 0; i < nfiles; i++) {
+        total += m.items[i].size;
+    }
+    snprintf(detail, sizeof detail, "%s case queued for %s: %zu items, %llu bytes",
+             rdx_transport_kind_name(kind), to, nfiles, (unsigned long long)total);
+    int ok =
+        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "INSERT INTO outbox(case_id, recipient, kind, created_ms, "
+                           "manifest, state) VALUES (?,?,?,?,?,'queued')",
+                           -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(s, 1, m.case_id, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(s, 2, to, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(s, 3, rdx_transport_kind_name(kind), -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int64(s, 4, m.created_ms) == SQLITE_OK &&
+        sqlite3_bind_blob(s, 5, blob.data, (int)blob.len, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_DONE;
+    sqlite3_finalize(s);
+    ok = ok && rdx_tp_audit(db, cfg->id, "case-queued", RDX_TP_OUTCOME_SUCCESS, to, m.case_id,
+                            detail, err) == RDX_OK;
+    ok = ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+    if (!ok) {
+        st = rdx_error_set(err, RDX_EDB, "%s/node.db: %s", cfg->data, sqlite3_errmsg(db));
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        goto out;
+    }
+    memcpy(case_id, m.case_id, RDX_TRANSPORT_CASE_ID_LEN - 1);
+    case_id[RDX_TRANSPORT_CASE_ID_LEN - 1] = '\0';
+    st = RDX_OK;
+out:
+    if (st != RDX_OK && made_dir) {
+        remove_dir_files(dir, copied);
+    }
+    sqlite3_close(db);
+    rdx_buf_free(&blob);
+    rdx_tp_manifest_clear(&m);
+    return st;
+}
+
+static const char *coltext(sqlite3_stmt *s, int i)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    return t != NULL ? (const char *)t : "";
+}
+
+static void fill_totals(const void *blob, int len, rdx_transport_case_info *ci)
+{
+    struct rdx_tp_manifest m;
+    if (blob != NULL && rdx_tp_manifest_decode(blob, (size_t)len, &m, NULL) == RDX_OK) {
+        ci->items = m.nitems;
+        for (size_t i = 0; i < m.nitems; i++) {
+            ci->bytes += m.items[i].size;
+        }
+        rdx_tp_manifest_clear(&m);
+    }
+}
+
+rdx_status rdx_transport_case_list(const rdx_transport_config *cfg, int which,
+                                   int (*fn)(void *u, const rdx_transport_case_info *c), void *u,
+                                   rdx_error *err)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    rdx_status st = RDX_OK;
+    int stop = 0;
+    RDX_TRY(rdx_tp_node_db_open(cfg->data, &db, err));
+    if ((which & 1) != 0) {
+        if (sqlite3_prepare_v2(db,
+                               "SELECT case_id, recipient, kind, state, attempts, last_error, "
+                               "manifest, created_ms, done_ms FROM outbox ORDER BY created_ms",
+                               -1, &s, NULL) != SQLITE_OK) {
+            goto dberr;
+        }
+        while (!stop && sqlite3_step(s) == SQLITE_ROW) {
+            rdx_transport_case_info ci;
+            memset(&ci, 0, sizeof ci);
+            snprintf(ci.case_id, sizeof ci.case_id, "%s", coltext(s, 0));
+            snprintf(ci.peer, sizeof ci.peer, "%s", coltext(s, 1));
+            snprintf(ci.kind, sizeof ci.kind, "%s", coltext(s, 2));
+            snprintf(ci.state, sizeof ci.state, "%s", coltext(s, 3));
+            ci.attempts = sqlite3_column_int(s, 4);
+            snprintf(ci.last_error, sizeof ci.last_error, "%s", coltext(s, 5));
+            fill_totals(sqlite3_column_blob(s, 6), sqlite3_column_bytes(s, 6), &ci);
+            ci.created_ms = sqlite3_column_int64(s, 7);
+            ci.done_ms = sqlite3_column_int64(s, 8);
+            stop = fn(u, &ci);
+        }
+        sqlite3_finalize(s);
+        s = NULL;
+    }
+    if (!stop && (which & 2) != 0) {
+        if (sqlite3_prepare_v2(db,
+                               "SELECT i.case_id, i.sender, i.kind, i.state, i.manifest, "
+                               "i.created_ms, i.done_ms, (SELECT sum(durable) FROM inbox_items "
+                               "t WHERE t.sender = i.sender AND t.case_id = i.case_id) FROM "
+                               "inbox i ORDER BY i.first_ms",
+                               -1, &s, NULL) != SQLITE_OK) {
+            goto dberr;
+        }
+        while (!stop && sqlite3_step(s) == SQLITE_ROW) {
+            rdx_transport_case_info ci;
+            memset(&ci, 0, sizeof ci);
+            ci.inbox = 1;
+            snprintf(ci.case_id, sizeof ci.case_id, "%s", coltext(s, 0));
+            snprintf(ci.peer, sizeof ci.peer, "%s", coltext(s, 1));
+            snprintf(ci.kind, sizeof ci.kind, "%s", coltext(s, 2));
+            snprintf(ci.state, sizeof ci.state, "%s", coltext(s, 3));
+            fill_totals(sqlite3_column_blob(s, 4), sqlite3_column_bytes(s, 4), &ci);
+            ci.created_ms = sqlite3_column_int64(s, 5);
+            ci.done_ms = sqlite3_column_int64(s, 6);
+            ci.durable = (uint64_t)sqlite3_column_int64(s, 7);
+            stop = fn(u, &ci);
+        }
+        sqlite3_finalize(s);
+        s = NULL;
+    }
+    sqlite3_close(db);
+    return st;
+dberr:
+    st = rdx_error_set(err, RDX_EDB, "%s/node.db: %s", cfg->data, sqlite3_errmsg(db));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return st;
+}
+
+rdx_status rdx_transport_case_fetch(const rdx_transport_config *cfg, const char *case_id,
+                                    const char *from, const char *outdir, size_t *nitems,
+                                    rdx_error *err)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    struct rdx_tp_manifest m;
+    char sender[65] = "", state[16] = "";
+    rdx_status st = RDX_OK;
+    int rows = 0;
+    struct stat sb;
+    memset(&m, 0, sizeof m);
+    if (cfg == NULL || case_id == NULL || outdir == NULL) {
+        return rdx_error_set(err, RDX_EINVAL, "no configuration, case ID or directory");
+    }
+    RDX_TRY(rdx_tp_case_id_check(case_id, strlen(case_id), err));
+    if (from != NULL) {
+        RDX_TRY(rdx_transport_inst_id_check(from, "--from", err));
+    }
+    if (stat(outdir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        return rdx_error_set(err, RDX_ENOENT, "%s: not a directory", outdir);
+    }
+    RDX_TRY(rdx_tp_node_db_open(cfg->data, &db, err));
+    if (sqlite3_prepare_v2(db,
+                           "SELECT sender, state, manifest FROM inbox WHERE case_id=? AND "
+                           "(?2 IS NULL OR sender=?2)",
+                           -1, &s, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(s, 1, case_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        (from != NULL ? sqlite3_bind_text(s, 2, from, -1, SQLITE_STATIC)
+                      : sqlite3_bind_null(s, 2)) != SQLITE_OK) {
+        st = rdx_error_set(err, RDX_EDB, "%s/node.db: %s", cfg->data, sqlite3_errmsg(db));
+        goto out;
+    }
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        rows++;
+        snprintf(sender, sizeof sender, "%s", coltext(s, 0));
+        snprintf(state, sizeof state, "%s", coltext(s, 1));
+        rdx_tp_manifest_clear(&m);
+        if (rdx_tp_manifest_decode(sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2),
+                                   &m, err) != RDX_OK) {
+            st = RDX_EDB;
+            goto out;
+        }
+    }
+    if (rows == 0) {
+        st = rdx_error_set(err, RDX_ENOTFOUND, "case %s: not in the inbox of %s", case_id, cfg->id);
+        goto out;
+    }
+    if (rows > 1) {
+        st = rdx_error_set(err, RDX_EINVAL,
+                           "case %s: sent by %d institutions; name one with "
+                           "--from",
+                           case_id, rows);
+        goto out;
+    }
+    if (strcmp(state, "complete") != 0) {
+        st = rdx_error_set(err, RDX_ESTATE, "case %s from %s: still being received", case_id,
+                           sender);
+        goto out;
+    }
+    for (size_t i = 0; i < m.nitems; i++) {
+        char src[4300], dst[4400];
+        uint8_t md[32];
+        uint64_t size = 0;
+        /* The name was checked when the manifest was accepted; check again before use. */
+        if ((st = rdx_tp_item_name_check(m.items[i].name, strlen(m.items[i].name), err)) !=
+            RDX_OK) {
+            goto out;
+        }
+        snprintf(src, sizeof src, "%s/inbox/%s/%s/%zu", cfg->data, sender, case_id, i);
+        snprintf(dst, sizeof dst, "%s/%s", outdir, m.items[i].name);
+        if ((st = copy_hash(src, dst, m.items[i].sha256, &size, md, err)) != RDX_OK) {
+            goto out;
+        }
+    }
+    fsync_path(outdir);
+    char detail[4200];
+    snprintf(detail, sizeof detail, "%zu items copied to %s", m.nitems, outdir);
+    if ((st = rdx_tp_audit(db, cfg->id, "case-fetched", RDX_TP_OUTCOME_SUCCESS, sender, case_id,
+                           detail, err)) != RDX_OK) {
+        goto out;
+    }
+    if (nitems != NULL) {
+        *nitems = m.nitems;
+    }
+out:
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    rdx_tp_manifest_clear(&m);
+    return st;
+}

@@ -1,0 +1,584 @@
+/*
+ * The delivery thread: takes due cases from the outbox and sends each over a
+ * fresh TLS 1.3 connection (blocking I/O with socket timeouts; one case at a
+ * time). The sender keeps a case until the receiver's ACK names it; it then
+ * marks it acknowledged in the same transaction as the audit record. Any
+ * failure before that is retried with capped exponential backoff, resuming
+ * from the receiver's persisted progress, and after max_attempts the case is
+ * dead-lettered (a permanent refusal, such as a policy denial, dead-letters
+ * it at once). The server's identity is checked like the client's: its
+ * certificate must chain to the CA, pass the CRL and name the recipient.
+ */
+#define _GNU_SOURCE
+#include "transport_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+enum outcome { DELIVERED, RETRY, PERMANENT };
+
+/*
+ * One TLS connection to one peer. It is kept open from one case to the next
+ * while cases for that peer are due (no handshake per case), and closed after
+ * any failure, since the receiver closes after every refusal.
+ */
+struct link {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    int fd;
+    rdx_transport_decoder *dec;
+    char peer[RDX_TRANSPORT_INST_ID_MAX + 1];
+    struct rdx_tp_verdict verdict;
+    uint8_t in[16384];
+    size_t in_len, in_off;
+};
+
+/* Failure text: truncated to fit, which is what a log line wants. */
+static void setwhy(char *why, size_t whysz, const char *fmt, ...) RDX_PRINTF(3, 4);
+
+static void setwhy(char *why, size_t whysz, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whysz, fmt, ap);
+    va_end(ap);
+}
+
+rdx_status rdx_tp_spool_path(const rdx_transport_config *cfg, const char *case_id, size_t idx,
+                             char *out, size_t outsz, rdx_error *err)
+{
+    return rdx_tp_path(out, outsz, err, "%s/outbox/%s/%zu", cfg->data, case_id, idx);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static int tcp_connect(const struct rdx_tp_peer *p, unsigned timeout_ms, unsigned io_ms, char *why,
+                       size_t whysz)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int rc = getaddrinfo(p->host, p->port, &hints, &res);
+    if (rc != 0) {
+        setwhy(why, whysz, "%s:%s: %s", p->host, p->port, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        setwhy(why, whysz, "socket: %s", strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+    rc = connect(fd, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    if (rc != 0 && errno != EINPROGRESS) {
+        setwhy(why, whysz, "connect to %s:%s: %s", p->host, p->port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (rc != 0) {
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (poll(&pfd, 1, (int)timeout_ms) != 1 ||
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0) {
+            setwhy(why, whysz, "connect to %s:%s: %s", p->host, p->port,
+                   err != 0 ? strerror(err) : "timed out");
+            close(fd);
+            return -1;
+        }
+    }
+    int fl = fcntl(fd, F_GETFL);
+    struct timeval tv = {(time_t)(io_ms / 1000), (suseconds_t)(io_ms % 1000) * 1000};
+    int one = 1;
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
+        setwhy(why, whysz, "socket options: %s", strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int ssl_write_all(SSL *ssl, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        size_t w = 0;
+        if (SSL_write_ex(ssl, p, n, &w) != 1) {
+            return -1;
+        }
+        p += w;
+        n -= w;
+    }
+    return 0;
+}
+
+static int send_frame(struct link *l, unsigned type, const void *payload, size_t len)
+{
+    uint8_t hdr[RDX_TRANSPORT_FRAME_HDR];
+    if (rdx_transport_frame_header(hdr, type, len, NULL) != RDX_OK ||
+        ssl_write_all(l->ssl, hdr, sizeof hdr) != 0 ||
+        (len > 0 && ssl_write_all(l->ssl, payload, len) != 0)) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Read one frame (blocking, within the socket's read timeout). */
+static int read_frame(struct link *l, rdx_transport_frame *f, char *why, size_t whysz)
+{
+    for (;;) {
+        while (l->in_off < l->in_len) {
+            size_t used = 0;
+            int got = 0;
+            rdx_error err;
+            if (rdx_transport_decoder_feed(l->dec, l->in + l->in_off, l->in_len - l->in_off, &used,
+                                           f, &got, &err) != RDX_OK) {
+                setwhy(why, whysz, "receiver broke the framing: %s", err.msg);
+                return -1;
+            }
+            l->in_off += used;
+            if (got) {
+                return 0;
+            }
+        }
+        size_t r = 0;
+        if (SSL_read_ex(l->ssl, l->in, sizeof l->in, &r) != 1) {
+            int e = SSL_get_error(l->ssl, 0);
+            setwhy(why, whysz, "%s",
+                   e == SSL_ERROR_ZERO_RETURN                ? "receiver closed the connection"
+                   : errno == EAGAIN || errno == EWOULDBLOCK ? "receiver did not answer in time"
+                                                             : "connection to the receiver failed");
+            ERR_clear_error();
+            return -1;
+        }
+        l->in_len = r;
+        l->in_off = 0;
+    }
+}
+
+/* A REFUSE frame: set why, and whether it is permanent. */
+static enum outcome refused(const rdx_transport_frame *f, char *why, size_t whysz)
+{
+    char cid[RDX_TRANSPORT_CASE_ID_MAX + 1], reason[RDX_TRANSPORT_REASON_MAX + 1];
+    unsigned code = 0;
+    if (rdx_tp_refuse_decode(f->payload, f->len, cid, &code, reason, sizeof reason, NULL) !=
+        RDX_OK) {
+        setwhy(why, whysz, "receiver refused (unreadable reason)");
+        return RETRY;
+    }
+    setwhy(why, whysz, "receiver refused: %s", reason);
+    return rdx_tp_refuse_permanent(code) ? PERMANENT : RETRY;
+}
+
+static enum outcome stream_items(const struct rdx_tp_sender *s, struct link *l,
+                                 const struct rdx_tp_manifest *m, const uint64_t *done, char *why,
+                                 size_t whysz)
+{
+    size_t cap = RDX_TRANSPORT_FRAME_HDR + RDX_TRANSPORT_CHUNK_HDR_MAX + m->chunk_size;
+    uint8_t *buf = malloc(cap);
+    enum outcome oc = RETRY;
+    if (buf == NULL) {
+        setwhy(why, whysz, "out of memory");
+        return RETRY;
+    }
+    for (size_t i = 0; i < m->nitems; i++) {
+        char path[4200];
+        rdx_error err;
+        if (rdx_tp_spool_path(s->cfg, m->case_id, i, path, sizeof path, &err) != RDX_OK) {
+            setwhy(why, whysz, "%s", err.msg);
+            oc = PERMANENT;
+            goto out;
+        }
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            setwhy(why, whysz, "%s: %s (the outbox copy is gone)", path, strerror(errno));
+            oc = PERMANENT;
+            goto out;
+        }
+        for (uint64_t off = done[i]; off < m->items[i].size;) {
+            uint64_t left = m->items[i].size - off;
+            size_t n = left < m->chunk_size ? (size_t)left : m->chunk_size;
+            struct rdx_tp_chunk ch;
+            size_t hl = 0;
+            memset(&ch, 0, sizeof ch);
+            snprintf(ch.case_id, sizeof ch.case_id, "%s", m->case_id);
+            ch.item = (uint16_t)i;
+            ch.offset = off;
+            uint8_t *data = buf + RDX_TRANSPORT_FRAME_HDR + RDX_TRANSPORT_CHUNK_HDR_MAX;
+            ssize_t r = pread(fd, data, n, (off_t)off);
+            if (r != (ssize_t)n) {
+                setwhy(why, whysz, "%s: short read at %llu", path, (unsigned long long)off);
+                close(fd);
+                goto out;
+            }
+            if (EVP_Digest(data, n, ch.sha256, NULL, EVP_sha256(), NULL) != 1 ||
+                rdx_tp_chunk_header(&ch, buf, &hl, NULL) != RDX_OK) {
+                setwhy(why, whysz, "cannot hash a chunk");
+                close(fd);
+                goto out;
+            }
+            /* Lay out [frame header][chunk header][data] contiguously and write it once. */
+            uint8_t *start = data - hl - RDX_TRANSPORT_FRAME_HDR;
+            memmove(start + RDX_TRANSPORT_FRAME_HDR, buf, hl);
+            if (rdx_transport_frame_header(start, RDX_FRAME_CHUNK, hl + n, NULL) != RDX_OK ||
+                ssl_write_all(l->ssl, start, RDX_TRANSPORT_FRAME_HDR + hl + n) != 0) {
+                close(fd);
+                /* The receiver may have said why before it closed. */
+                rdx_transport_frame f;
+                char rwhy[256];
+                if (read_frame(l, &f, rwhy, sizeof rwhy) == 0 && f.type == RDX_FRAME_REFUSE) {
+                    oc = refused(&f, why, whysz);
+                } else {
+                    setwhy(why, whysz, "connection lost while sending item %zu at %llu", i + 1,
+                           (unsigned long long)off);
+                }
+                ERR_clear_error();
+                goto out;
+            }
+            off += n;
+        }
+        close(fd);
+    }
+    oc = DELIVERED; /* every byte sent; the caller commits */
+out:
+    free(buf);
+    return oc;
+}
+
+static void link_close(struct link *l, int clean)
+{
+    if (l->ssl != NULL) {
+        if (clean) {
+            (void)SSL_shutdown(l->ssl);
+        }
+        SSL_free(l->ssl);
+    }
+    if (l->fd >= 0) {
+        close(l->fd);
+    }
+    rdx_transport_decoder_free(l->dec);
+    SSL_CTX_free(l->ctx);
+    ERR_clear_error();
+    memset(l, 0, sizeof *l);
+    l->fd = -1;
+}
+
+/* Connect to recipient and check that the server is that institution. */
+static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, const char *recipient,
+                              char *why, size_t whysz)
+{
+    const rdx_transport_config *cfg = s->cfg;
+    const struct rdx_tp_peer *peer = rdx_tp_config_peer(cfg, recipient);
+    rdx_error err;
+    link_close(l, 0);
+    if (peer == NULL) {
+        setwhy(why, whysz, "%s has no [peers] entry for '%s'", cfg->path, recipient);
+        return PERMANENT;
+    }
+    /* A fresh context per connection picks up a newly published CRL. */
+    if (rdx_tp_tls_ctx(cfg, 0, &l->ctx, &err) != RDX_OK) {
+        setwhy(why, whysz, "%s", err.msg);
+        return RETRY;
+    }
+    if (rdx_transport_decoder_new(RDX_TRANSPORT_CONTROL_MAX, &l->dec, &err) != RDX_OK) {
+        setwhy(why, whysz, "out of memory");
+        return RETRY;
+    }
+    if ((l->fd = tcp_connect(peer, cfg->handshake_ms, cfg->read_ms, why, whysz)) < 0) {
+        return RETRY;
+    }
+    if ((l->ssl = SSL_new(l->ctx)) == NULL) {
+        setwhy(why, whysz, "out of memory");
+        return RETRY;
+    }
+    SSL_set_app_data(l->ssl, &l->verdict);
+    if (SSL_set_fd(l->ssl, l->fd) != 1 || SSL_connect(l->ssl) != 1) {
+        char reason[400];
+        rdx_tp_tls_reason(&l->verdict, ERR_peek_error(), reason, sizeof reason);
+        ERR_clear_error();
+        setwhy(why, whysz, "TLS with %s (%s:%s) failed: %s", recipient, peer->host, peer->port,
+               reason);
+        return RETRY;
+    }
+    char inst[65], serial[64];
+    if (rdx_tp_tls_peer(l->ssl, inst, sizeof inst, serial, sizeof serial, &err) != RDX_OK) {
+        setwhy(why, whysz, "receiver at %s:%s: %s", peer->host, peer->port, err.msg);
+        return RETRY;
+    }
+    if (strcmp(inst, recipient) != 0) {
+        /* Whoever answers at that address is not the institution the case is for. */
+        setwhy(why, whysz, "the node at %s:%s is '%s', not '%s'", peer->host, peer->port, inst,
+               recipient);
+        return RETRY;
+    }
+    snprintf(l->peer, sizeof l->peer, "%s", recipient);
+    return DELIVERED;
+}
+
+/* Send one case over l (opened or reused); on any failure l is closed. */
+static enum outcome deliver(const struct rdx_tp_sender *s, struct link *l,
+                            const struct rdx_tp_manifest *m, const uint8_t *blob, size_t bloblen,
+                            int *dup, char *why, size_t whysz)
+{
+    enum outcome oc = RETRY;
+    rdx_transport_frame f;
+    uint64_t *done = NULL;
+    int reused = l->ssl != NULL && strcmp(l->peer, m->recipient) == 0;
+    if (!reused && (oc = link_open(s, l, m->recipient, why, whysz)) != DELIVERED) {
+        link_close(l, 0);
+        return oc;
+    }
+    oc = RETRY;
+    if (send_frame(l, RDX_FRAME_OFFER, blob, bloblen) != 0 || read_frame(l, &f, why, whysz) != 0) {
+        if (reused) {
+            /* The receiver closed the kept connection meanwhile: that is no failed attempt. */
+            why[0] = '\0';
+            link_close(l, 0);
+            return deliver(s, l, m, blob, bloblen, dup, why, whysz);
+        }
+        if (why[0] == '\0') {
+            setwhy(why, whysz, "connection lost sending the offer");
+        }
+        goto out;
+    }
+    if (f.type == RDX_FRAME_REFUSE) {
+        oc = refused(&f, why, whysz);
+        goto out;
+    }
+    char cid[RDX_TRANSPORT_CASE_ID_MAX + 1];
+    int flag = 0;
+    if (f.type == RDX_FRAME_ACK) {
+        if (rdx_tp_caseref_decode(f.payload, f.len, cid, &flag, NULL) == RDX_OK &&
+            strcmp(cid, m->case_id) == 0) {
+            *dup = flag;
+            oc = DELIVERED;
+        } else {
+            setwhy(why, whysz, "receiver acknowledged another case");
+        }
+        goto out;
+    }
+    size_t n = 0;
+    done = rdx_callocarray(m->nitems, sizeof *done);
+    if (f.type != RDX_FRAME_PROGRESS || done == NULL ||
+        rdx_tp_progress_decode(f.payload, f.len, cid, done, m->nitems, &n, NULL) != RDX_OK ||
+        strcmp(cid, m->case_id) != 0 || n != m->nitems) {
+        setwhy(why, whysz, "receiver answered the offer with a bad %s",
+               rdx_transport_frame_type_name(f.type) ? rdx_transport_frame_type_name(f.type)
+                                                     : "frame");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (done[i] > m->items[i].size) {
+            setwhy(why, whysz, "receiver claims more of item %zu than it has", i + 1);
+            goto out;
+        }
+    }
+    oc = stream_items(s, l, m, done, why, whysz);
+    if (oc != DELIVERED) {
+        goto out;
+    }
+    oc = RETRY;
+    rdx_buf b;
+    rdx_buf_init(&b, 256);
+    if (rdx_tp_caseref_encode(m->case_id, 0, &b, NULL) != RDX_OK ||
+        send_frame(l, RDX_FRAME_COMMIT, b.data, b.len) != 0) {
+        rdx_buf_free(&b);
+        setwhy(why, whysz, "connection lost sending the commit");
+        goto out;
+    }
+    rdx_buf_free(&b);
+    /* The receiver re-hashes every item before it answers. */
+    if (read_frame(l, &f, why, whysz) != 0) {
+        goto out;
+    }
+    if (f.type == RDX_FRAME_REFUSE) {
+        oc = refused(&f, why, whysz);
+    } else if (f.type == RDX_FRAME_ACK &&
+               rdx_tp_caseref_decode(f.payload, f.len, cid, &flag, NULL) == RDX_OK &&
+               strcmp(cid, m->case_id) == 0) {
+        *dup = flag;
+        oc = DELIVERED;
+    } else {
+        setwhy(why, whysz, "receiver answered the commit with something other than its ACK");
+    }
+out:
+    free(done);
+    if (oc != DELIVERED) {
+        link_close(l, 0);
+    }
+    ERR_clear_error();
+    return oc;
+}
+
+static void remove_spool(const rdx_transport_config *cfg, const struct rdx_tp_manifest *m)
+{
+    char p[4200];
+    for (size_t i = 0; i < m->nitems; i++) {
+        if (rdx_tp_spool_path(cfg, m->case_id, i, p, sizeof p, NULL) == RDX_OK) {
+            (void)unlink(p);
+        }
+    }
+    if (rdx_tp_path(p, sizeof p, NULL, "%s/outbox/%s", cfg->data, m->case_id) == RDX_OK) {
+        (void)rmdir(p);
+    }
+}
+
+/* Record what happened to one attempt, with its audit record, in one transaction. */
+static void record(const struct rdx_tp_sender *s, sqlite3 *db, const struct rdx_tp_manifest *m,
+                   int attempts, enum outcome oc, int dup, const char *why)
+{
+    const rdx_transport_config *cfg = s->cfg;
+    int64_t now = rdx_clock_wall_ms();
+    const char *state = "queued";
+    int64_t next = 0;
+    const char *event;
+    int outcome;
+    char detail[600];
+    attempts++;
+    if (oc == DELIVERED) {
+        state = "acked";
+        event = "case-acknowledged";
+        outcome = RDX_TP_OUTCOME_SUCCESS;
+        setwhy(detail, sizeof detail, "acknowledged by %s%s after %d attempt%s", m->recipient,
+               dup ? " (it already had it)" : "", attempts, attempts == 1 ? "" : "s");
+    } else if (oc == PERMANENT || (unsigned)attempts >= cfg->max_attempts) {
+        state = "dead";
+        event = "case-dead-lettered";
+        outcome = RDX_TP_OUTCOME_SERIOUS;
+        setwhy(detail, sizeof detail, "after %d attempt%s: %s", attempts, attempts == 1 ? "" : "s",
+               why);
+    } else {
+        /* Capped exponential backoff with jitter, so that peers do not retry in lockstep. */
+        uint64_t delay = cfg->retry_base_ms;
+        for (int i = 1; i < attempts && delay < cfg->retry_max_ms; i++) {
+            delay *= 2;
+        }
+        if (delay > cfg->retry_max_ms) {
+            delay = cfg->retry_max_ms;
+        }
+        unsigned char r[2] = {0, 0};
+        (void)RAND_bytes(r, 2);
+        delay += (delay / 4) * (((unsigned)r[0] << 8 | r[1]) % 1000) / 1000;
+        next = now + (int64_t)delay;
+        event = "case-send-failed";
+        outcome = RDX_TP_OUTCOME_MINOR;
+        setwhy(detail, sizeof detail, "attempt %d: %s; retry in %llu ms", attempts, why,
+               (unsigned long long)delay);
+    }
+    sqlite3_stmt *st = NULL;
+    rdx_error err;
+    int ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
+             sqlite3_prepare_v2(db,
+                                "UPDATE outbox SET state=?, attempts=?, next_attempt_ms=?, "
+                                "last_error=?, done_ms=? WHERE case_id=?",
+                                -1, &st, NULL) == SQLITE_OK &&
+             sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC) == SQLITE_OK &&
+             sqlite3_bind_int(st, 2, attempts) == SQLITE_OK &&
+             sqlite3_bind_int64(st, 3, next) == SQLITE_OK &&
+             (oc == DELIVERED ? sqlite3_bind_null(st, 4)
+                              : sqlite3_bind_text(st, 4, why, -1, SQLITE_STATIC)) == SQLITE_OK &&
+             (strcmp(state, "queued") == 0 ? sqlite3_bind_null(st, 5)
+                                           : sqlite3_bind_int64(st, 5, now)) == SQLITE_OK &&
+             sqlite3_bind_text(st, 6, m->case_id, -1, SQLITE_STATIC) == SQLITE_OK &&
+             sqlite3_step(st) == SQLITE_DONE;
+    sqlite3_finalize(st);
+    ok = ok && rdx_tp_audit(db, cfg->id, event, outcome, m->recipient, m->case_id, detail, &err) ==
+                   RDX_OK;
+    ok = ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+    if (!ok) {
+        rdx_log(&s->log, RDX_LOG_ERROR, "outbox update for case %s failed: %s", m->case_id,
+                sqlite3_errmsg(db));
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return;
+    }
+    rdx_log(&s->log, oc == DELIVERED ? RDX_LOG_INFO : RDX_LOG_WARN, "case %s to %s: %s", m->case_id,
+            m->recipient, detail);
+    if (strcmp(state, "acked") == 0) {
+        remove_spool(cfg, m);
+    }
+}
+
+void rdx_tp_sender_run(struct rdx_tp_sender *s)
+{
+    sqlite3 *db = NULL;
+    rdx_error err;
+    while (!atomic_load(&s->stop) && rdx_tp_node_db_open(s->cfg->data, &db, &err) != RDX_OK) {
+        rdx_log(&s->log, RDX_LOG_ERROR, "delivery: %s", err.msg);
+        sleep_ms(1000);
+    }
+    struct link l;
+    memset(&l, 0, sizeof l);
+    l.fd = -1;
+    while (!atomic_load(&s->stop)) {
+        sqlite3_stmt *st = NULL;
+        struct rdx_tp_manifest m;
+        uint8_t *blob = NULL;
+        size_t bloblen = 0;
+        int attempts = 0, have = 0;
+        /* Cases for the peer already connected go first, over the same connection. */
+        if (sqlite3_prepare_v2(db,
+                               "SELECT manifest, attempts FROM outbox WHERE state='queued' AND "
+                               "next_attempt_ms <= ? ORDER BY (recipient = ?) DESC, "
+                               "next_attempt_ms, created_ms LIMIT 1",
+                               -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_bind_int64(st, 1, rdx_clock_wall_ms()) == SQLITE_OK &&
+            sqlite3_bind_text(st, 2, l.peer, -1, SQLITE_STATIC) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW) {
+            bloblen = (size_t)sqlite3_column_bytes(st, 0);
+            blob = malloc(bloblen + 1);
+            if (blob != NULL) {
+                memcpy(blob, sqlite3_column_blob(st, 0), bloblen);
+                attempts = sqlite3_column_int(st, 1);
+                have = 1;
+            }
+        }
+        sqlite3_finalize(st);
+        if (!have) {
+            free(blob);
+            link_close(&l, 1); /* nothing due: do not hold an idle connection */
+            sleep_ms(100);
+            continue;
+        }
+        if (rdx_tp_manifest_decode(blob, bloblen, &m, &err) != RDX_OK) {
+            rdx_log(&s->log, RDX_LOG_ERROR, "outbox holds an unreadable manifest: %s", err.msg);
+            free(blob);
+            sleep_ms(1000);
+            continue;
+        }
+        char why[600] = "";
+        int dup = 0;
+        enum outcome oc = deliver(s, &l, &m, blob, bloblen, &dup, why, sizeof why);
+        record(s, db, &m, attempts, oc, dup, why);
+        rdx_tp_manifest_clear(&m);
+        free(blob);
+    }
+    link_close(&l, 1);
+    sqlite3_close(db);
+}

@@ -1,0 +1,117 @@
+/* Private helpers of the transport: mode-exact atomic writes, OpenSSL errors, paths. */
+#define _POSIX_C_SOURCE 200809L
+#include "transport_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+static rdx_status write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return RDX_EIO;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return RDX_OK;
+}
+
+static void sync_parent(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        snprintf(dir, sizeof dir, ".");
+    } else if (slash == path) {
+        snprintf(dir, sizeof dir, "/");
+    } else {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+}
+
+rdx_status rdx_tp_write_file(const char *path, const void *data, size_t len, mode_t mode,
+                             int replace, rdx_error *err)
+{
+    char tmp[4200];
+    struct stat sb;
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+        return rdx_error_set(err, RDX_EINVAL, "%s: path too long", path);
+    }
+    if (!replace && lstat(path, &sb) == 0) {
+        return rdx_error_set(err, RDX_EEXIST, "%s: already exists", path);
+    }
+    (void)unlink(tmp); /* a leftover of a crashed run with the same pid */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) {
+        return rdx_error_set(err, RDX_EIO, "%s: %s", tmp, strerror(errno));
+    }
+    /* open() honours the umask; the mode asked for is the mode we want, exactly. */
+    if (fchmod(fd, mode) != 0 || write_all(fd, data, len) != RDX_OK || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return rdx_error_set(err, RDX_EIO, "%s: %s", tmp, strerror(e));
+    }
+    if (close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return rdx_error_set(err, RDX_EIO, "%s: %s", tmp, strerror(e));
+    }
+    if (!replace) {
+        /* link() fails if path appeared meanwhile, where rename() would clobber it. */
+        if (link(tmp, path) != 0) {
+            int e = errno;
+            unlink(tmp);
+            return rdx_error_set(err, e == EEXIST ? RDX_EEXIST : RDX_EIO, "%s: %s", path,
+                                 e == EEXIST ? "already exists" : strerror(e));
+        }
+        unlink(tmp);
+    } else if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return rdx_error_set(err, RDX_EIO, "%s: %s", path, strerror(e));
+    }
+    sync_parent(path);
+    return RDX_OK;
+}
+
+rdx_status rdx_tp_ossl_error(rdx_error *err, rdx_status code, const char *what)
+{
+    char reason[256] = "unknown OpenSSL error";
+    unsigned long e = ERR_peek_last_error();
+    if (e != 0) {
+        ERR_error_string_n(e, reason, sizeof reason);
+    }
+    ERR_clear_error();
+    return rdx_error_set(err, code, "%s: %s", what, reason);
+}
+
+rdx_status rdx_tp_path(char *out, size_t outsz, rdx_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, outsz, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= outsz) {
+        return rdx_error_set(err, RDX_EINVAL, "%.200s...: path too long", out);
+    }
+    return RDX_OK;
+}

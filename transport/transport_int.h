@@ -1,0 +1,297 @@
+/*
+ * transport_int.h - helpers shared by the transport's sources and its own
+ * unit tests; never included from outside transport/.
+ */
+#ifndef RDX_TRANSPORT_INT_H
+#define RDX_TRANSPORT_INT_H
+
+#include "rdx/common.h"
+#include "rdx/transport.h"
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/*
+ * Like rdx_file_write_atomic, but the file is created with exactly mode (the
+ * temporary file too, so a private key is never readable by others even for
+ * a moment), and an existing file is replaced only when replace is nonzero.
+ */
+rdx_status rdx_tp_write_file(const char *path, const void *data, size_t len, mode_t mode,
+                             int replace, rdx_error *err);
+
+/*
+ * Append OpenSSL's error queue (most recent reason) to a message and clear
+ * it: sets err to code with "what: reason". Returns code.
+ */
+rdx_status rdx_tp_ossl_error(rdx_error *err, rdx_status code, const char *what);
+
+/* snprintf into out; RDX_EINVAL naming the path when it does not fit. */
+rdx_status rdx_tp_path(char *out, size_t outsz, rdx_error *err, const char *fmt, ...)
+    RDX_PRINTF(4, 5);
+
+#endif /* RDX_TRANSPORT_INT_H */
+
+/* ---- PKI store (transport/pki_store.c) ----------------------------------- */
+
+typedef struct sqlite3 sqlite3;
+
+/* A certificate as the CA database records it. */
+struct rdx_tp_cert_row {
+    char serial[64];
+    char institution[65];
+    int64_t not_before;
+    int64_t not_after;
+    int64_t revoked_at; /* 0 when not revoked */
+    int reason;
+};
+
+/* Open (create when create != 0) DIR/ca.db in WAL mode with synchronous=FULL. */
+rdx_status rdx_tp_store_open(const char *path, int create, sqlite3 **out, rdx_error *err);
+void rdx_tp_store_close(sqlite3 *db);
+/* BEGIN IMMEDIATE / COMMIT / ROLLBACK. */
+rdx_status rdx_tp_store_exec(sqlite3 *db, const char *sql, const char *path, rdx_error *err);
+/* meta key/value table. get returns RDX_ENOTFOUND when absent. */
+rdx_status rdx_tp_store_meta_get(sqlite3 *db, const char *k, char *out, size_t outsz,
+                                 const char *path, rdx_error *err);
+rdx_status rdx_tp_store_meta_set(sqlite3 *db, const char *k, const char *v, const char *path,
+                                 rdx_error *err);
+/* Serial of an unrevoked certificate of inst valid at now; RDX_ENOTFOUND when none. */
+rdx_status rdx_tp_store_find_active(sqlite3 *db, const char *inst, int64_t now, char *serial,
+                                    size_t serialsz, const char *path, rdx_error *err);
+rdx_status rdx_tp_store_insert(sqlite3 *db, const struct rdx_tp_cert_row *row, const char *name,
+                               const char *city, const char *path, rdx_error *err);
+/* Look a serial up; RDX_ENOTFOUND when unknown. */
+rdx_status rdx_tp_store_get(sqlite3 *db, const char *serial, struct rdx_tp_cert_row *row,
+                            const char *path, rdx_error *err);
+/* Mark revoked: one serial, or (serial NULL) every unrevoked certificate of inst. */
+rdx_status rdx_tp_store_revoke(sqlite3 *db, const char *serial, const char *inst, int64_t when,
+                               int reason, size_t *count, const char *path, rdx_error *err);
+/* Call fn for every revoked certificate, in serial order; fn returns RDX_OK to go on. */
+rdx_status rdx_tp_store_each_revoked(sqlite3 *db,
+                                     rdx_status (*fn)(void *u, const struct rdx_tp_cert_row *r),
+                                     void *u, const char *path, rdx_error *err);
+
+/* ---- Certificates -------------------------------------------------------- */
+
+typedef struct x509_st X509;
+
+/*
+ * The institution ID a certificate names: its one SAN URI that starts with
+ * urn:rdx:inst:, checked with rdx_transport_inst_id_check. RDX_EAUTH when
+ * there is none, more than one, or it is malformed.
+ */
+rdx_status rdx_tp_cert_institution(X509 *cert, char *out, size_t outsz, rdx_error *err);
+
+typedef struct x509_store_st X509_STORE;
+typedef struct evp_pkey_st EVP_PKEY;
+
+/* ---- Private keys (transport/pki_key.c) ---------------------------------- */
+
+/* A new ECDSA P-256 key. */
+rdx_status rdx_tp_key_generate(EVP_PKEY **out, rdx_error *err);
+/*
+ * Write key as PKCS#8 PEM with mode 0600 (see rdx_tp_write_file for replace).
+ * Every buffer that held the key is wiped; OpenSSL's encoders are not used.
+ */
+rdx_status rdx_tp_key_write(const char *path, EVP_PKEY *key, int replace, rdx_error *err);
+/*
+ * Load a P-256 PKCS#8 PEM key, refusing a file group or others may read
+ * (RDX_EAUTH), and one whose private and public halves do not match.
+ */
+rdx_status rdx_tp_key_load(const char *path, EVP_PKEY **out, rdx_error *err);
+typedef struct asn1_string_st ASN1_TIME;
+
+/*
+ * A trust store holding the CA certificate and the CRL, with CRL checking on
+ * for every leaf (X509_V_FLAG_CRL_CHECK) and strict X.509 checks.
+ */
+rdx_status rdx_tp_trust_store(const char *ca_path, const char *crl_path, X509_STORE **out,
+                              rdx_error *err);
+/* Upper-case hex serial of x. */
+rdx_status rdx_tp_cert_serial(X509 *x, char *out, size_t outsz);
+/* An ASN1_TIME as Unix seconds (0 when it cannot be read). */
+int64_t rdx_tp_asn1_time_unix(const ASN1_TIME *t);
+
+/* ---- Node configuration (transport/node_config.c) ------------------------ */
+
+struct rdx_tp_peer {
+    char id[65];
+    char host[256];
+    char port[12];
+};
+
+struct rdx_tp_rule {
+    char inst[65]; /* "*" for every member */
+    unsigned kinds;
+};
+
+struct rdx_transport_config {
+    char path[4096];
+    char id[65];
+    char listen_host[64];
+    unsigned listen_port;
+    char cert[4096], key[4096], ca[4096], crl[4096], data[4096];
+    unsigned handshake_ms, read_ms, idle_ms, max_conns, chunk_size, max_attempts;
+    unsigned retry_base_ms, retry_max_ms;
+    struct rdx_tp_peer *peers;
+    size_t npeers;
+    struct rdx_tp_rule *send_rules, *fetch_rules;
+    size_t nsend, nfetch;
+};
+
+/* The peer entry for id, or NULL. */
+const struct rdx_tp_peer *rdx_tp_config_peer(const rdx_transport_config *cfg, const char *id);
+
+/* ---- Messages (transport/msg.c) ------------------------------------------ */
+
+#include "transport_limits.h"
+
+struct rdx_tp_item {
+    char name[RDX_TRANSPORT_ITEM_NAME_MAX + 1];
+    uint64_t size;
+    uint8_t sha256[32];
+};
+
+struct rdx_tp_manifest {
+    char case_id[RDX_TRANSPORT_CASE_ID_MAX + 1];
+    rdx_transport_kind kind;
+    char sender[RDX_TRANSPORT_INST_ID_MAX + 1];
+    char recipient[RDX_TRANSPORT_INST_ID_MAX + 1];
+    int64_t created_ms;
+    uint32_t chunk_size;
+    size_t nitems;
+    struct rdx_tp_item *items; /* owned; free with rdx_tp_manifest_clear */
+};
+
+/* Check an item name: one path component, no "..", NUL, '/', '\\', control bytes, leading '.'. */
+rdx_status rdx_tp_item_name_check(const char *name, size_t n, rdx_error *err);
+/* Check a case ID: 1..64 of [A-Za-z0-9_-]. */
+rdx_status rdx_tp_case_id_check(const char *id, size_t n, rdx_error *err);
+
+rdx_status rdx_tp_manifest_encode(const struct rdx_tp_manifest *m, rdx_buf *out, rdx_error *err);
+/* Decode and check a manifest (untrusted bytes). On failure m is left empty. */
+rdx_status rdx_tp_manifest_decode(const uint8_t *p, size_t n, struct rdx_tp_manifest *m,
+                                  rdx_error *err);
+void rdx_tp_manifest_clear(struct rdx_tp_manifest *m);
+
+struct rdx_tp_chunk {
+    char case_id[RDX_TRANSPORT_CASE_ID_MAX + 1];
+    uint16_t item;
+    uint64_t offset;
+    uint8_t sha256[32];
+    const uint8_t *data; /* points into the frame */
+    size_t len;
+};
+/* The chunk header (everything before the data) into out[RDX_TRANSPORT_CHUNK_HDR_MAX]. */
+rdx_status rdx_tp_chunk_header(const struct rdx_tp_chunk *c, uint8_t *out, size_t *len,
+                               rdx_error *err);
+rdx_status rdx_tp_chunk_decode(const uint8_t *p, size_t n, struct rdx_tp_chunk *c, rdx_error *err);
+
+/* PROGRESS: durable bytes of each item. */
+rdx_status rdx_tp_progress_encode(const char *case_id, const uint64_t *done, size_t n, rdx_buf *out,
+                                  rdx_error *err);
+/* done gets at most max entries; *n the count. */
+rdx_status rdx_tp_progress_decode(const uint8_t *p, size_t len, char *case_id, uint64_t *done,
+                                  size_t max, size_t *n, rdx_error *err);
+
+/* COMMIT and ACK carry the case ID (ACK also a duplicate flag). */
+rdx_status rdx_tp_caseref_encode(const char *case_id, int flag, rdx_buf *out, rdx_error *err);
+rdx_status rdx_tp_caseref_decode(const uint8_t *p, size_t len, char *case_id, int *flag,
+                                 rdx_error *err);
+
+/* Refusal codes: whether the sender may retry the same case later. */
+enum rdx_tp_refuse_code {
+    RDX_TP_REFUSE_POLICY = 1,   /* permanent: not allowed */
+    RDX_TP_REFUSE_MANIFEST = 2, /* permanent: malformed or inconsistent manifest */
+    RDX_TP_REFUSE_CONFLICT = 3, /* permanent: case ID reused with another manifest */
+    RDX_TP_REFUSE_CHUNK = 4,    /* retry: a chunk failed its digest or was out of order */
+    RDX_TP_REFUSE_ITEM = 5,     /* retry: an item failed its digest; it restarts */
+    RDX_TP_REFUSE_STORAGE = 6,  /* retry: the receiver could not store (disk full) */
+    RDX_TP_REFUSE_PROTOCOL = 7, /* retry: the message made no sense here */
+    RDX_TP_REFUSE_INTERNAL = 8  /* retry */
+};
+int rdx_tp_refuse_permanent(unsigned code);
+rdx_status rdx_tp_refuse_encode(const char *case_id, unsigned code, const char *reason,
+                                rdx_buf *out, rdx_error *err);
+rdx_status rdx_tp_refuse_decode(const uint8_t *p, size_t len, char *case_id, unsigned *code,
+                                char *reason, size_t reasonsz, rdx_error *err);
+
+/* ---- Node store and audit (transport/node_store.c, transport/audit.c) --- */
+
+/* Open (creating) DIR/node.db: WAL, synchronous=FULL, schema, append-only audit. */
+rdx_status rdx_tp_node_db_open(const char *data_dir, sqlite3 **out, rdx_error *err);
+
+/* DICOM PS3.15 A.5 / IHE ATNA EventOutcomeIndicator values. */
+#define RDX_TP_OUTCOME_SUCCESS 0
+#define RDX_TP_OUTCOME_MINOR   4
+#define RDX_TP_OUTCOME_SERIOUS 8
+
+/*
+ * Append one audit record (event, outcome, this node, the institution acted
+ * for or against, the object such as a case ID, and a detail sentence),
+ * chained to the previous record by SHA-256. Joins the caller's transaction
+ * when one is open, else runs in its own (BEGIN IMMEDIATE) so that concurrent
+ * writers never fork the chain.
+ */
+rdx_status rdx_tp_audit(sqlite3 *db, const char *node, const char *event, int outcome,
+                        const char *inst, const char *object, const char *detail, rdx_error *err);
+/*
+ * Check the chain. RDX_OK with *records set, or RDX_ECHECKSUM naming the first
+ * record whose hash or link is wrong (*bad_seq gets its sequence number).
+ */
+rdx_status rdx_tp_audit_verify(sqlite3 *db, long long *records, long long *bad_seq, rdx_error *err);
+
+/* ---- TLS (transport/tls.c) ------------------------------------------------ */
+
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
+
+/* What certificate verification said about a peer, filled by the verify callback. */
+struct rdx_tp_verdict {
+    int verify_error; /* X509_V_OK or the first X509_V_ERR_* */
+    char claimed[65]; /* the institution the failing certificate named, if any */
+    char serial[64];  /* its serial */
+};
+
+/*
+ * A TLS 1.3-only context with this node's certificate and key, trusting only
+ * the network CA, checking every peer against the CRL, requiring a peer
+ * certificate (server: SSL_VERIFY_FAIL_IF_NO_PEER_CERT), no 0-RTT, no session
+ * resumption (so every connection re-verifies the peer against the current
+ * CRL). server selects the role. SSL_set_app_data(ssl, &verdict) before the
+ * handshake lets the verify callback record why a peer failed.
+ */
+rdx_status rdx_tp_tls_ctx(const rdx_transport_config *cfg, int server, SSL_CTX **out,
+                          rdx_error *err);
+/* The verified peer's institution (from its certificate SAN URI only). */
+rdx_status rdx_tp_tls_peer(SSL *ssl, char *inst, size_t instsz, char *serial, size_t serialsz,
+                           rdx_error *err);
+/*
+ * Why a handshake failed, in words for the log and audit ("no client
+ * certificate", "certificate revoked", ...), from the verdict and the
+ * OpenSSL error code e.
+ */
+void rdx_tp_tls_reason(const struct rdx_tp_verdict *v, unsigned long e, char *out, size_t outsz);
+
+/* ---- Delivery (transport/node_send.c) ------------------------------------- */
+
+#include <stdatomic.h>
+
+/* The delivery thread's state: it shares nothing with the event loop but cfg. */
+struct rdx_tp_sender {
+    const rdx_transport_config *cfg;
+    rdx_logger log;
+    atomic_int stop;
+};
+
+/*
+ * Deliver due outbox cases until s->stop is set: one at a time, over a fresh
+ * TLS 1.3 connection each, resuming from the receiver's PROGRESS; retry with
+ * capped exponential backoff, dead-letter after max_attempts or at once on a
+ * permanent refusal. Runs on its own SQLite connection.
+ */
+void rdx_tp_sender_run(struct rdx_tp_sender *s);
+
+/* Outbox spool file of item idx of a case: DATA/outbox/CASE/IDX. */
+rdx_status rdx_tp_spool_path(const rdx_transport_config *cfg, const char *case_id, size_t idx,
+                             char *out, size_t outsz, rdx_error *err);

@@ -1,0 +1,79 @@
+/*
+ * transport_limits.h - caps on everything a peer, a manifest or an operator
+ * can ask the transport to hold. Each cap says why it has the value it has.
+ */
+#ifndef RDX_TRANSPORT_LIMITS_H
+#define RDX_TRANSPORT_LIMITS_H
+
+/* ---- PKI ---------------------------------------------------------------- */
+
+/* Institution IDs become file names and SAN URIs: short, and one path component. */
+#define RDX_TRANSPORT_INST_ID_MAX 64
+/* The CA's CN is "NETWORK Root CA", and ub-common-name is 64 characters. */
+#define RDX_TRANSPORT_NETWORK_MAX 52
+/* RFC 5280 appendix A: ub-organization-name is 64 characters. */
+#define RDX_TRANSPORT_NAME_MAX 64
+/* RFC 5280 appendix A: ub-locality-name is 128 characters. */
+#define RDX_TRANSPORT_CITY_MAX 128
+/* A CA of 20 years outlives the hardware it runs on; longer is a typo. */
+#define RDX_TRANSPORT_CA_DAYS_MAX     7300
+#define RDX_TRANSPORT_CA_DAYS_DEFAULT 3650
+/* Institution certificates: at most 825 days (the CA/B Forum's old ceiling). */
+#define RDX_TRANSPORT_CERT_DAYS_MAX     825
+#define RDX_TRANSPORT_CERT_DAYS_DEFAULT 397
+/* CRLs are republished at least weekly by default; a year is the ceiling. */
+#define RDX_TRANSPORT_CRL_DAYS_MAX     366
+#define RDX_TRANSPORT_CRL_DAYS_DEFAULT 7
+/* PEM files (keys, certificates, CRLs) we read back: a CRL of ~100k entries fits. */
+#define RDX_TRANSPORT_PEM_MAX (8u * 1024u * 1024u)
+
+/* ---- Framing (transport/frame.c) ------------------------------------------ */
+
+/*
+ * Items travel in chunks of 1 to 8 MiB: large enough that per-chunk hashing
+ * and acknowledgement cost nothing next to the data, small enough that a
+ * connection's buffer stays bounded and a broken transfer loses little.
+ */
+#define RDX_TRANSPORT_CHUNK_MIN (1u << 20)
+#define RDX_TRANSPORT_CHUNK_MAX (8u << 20)
+/* A chunk frame carries a fixed header (case, item, offset, SHA-256) before its data. */
+#define RDX_TRANSPORT_CHUNK_HDR_MAX 256u
+/* The hard ceiling on any frame's payload: one full chunk and its header. */
+#define RDX_TRANSPORT_FRAME_MAX (RDX_TRANSPORT_CHUNK_MAX + RDX_TRANSPORT_CHUNK_HDR_MAX)
+/*
+ * A manifest lists at most RDX_TRANSPORT_ITEMS_MAX items of at most
+ * ~400 bytes each (name, size, digest): 4096 * 256 fits in 1 MiB with room.
+ */
+#define RDX_TRANSPORT_OFFER_MAX (1u << 20)
+/* Hello, progress, commit, ack, refuse, ping: a few hundred bytes; 64 KiB is generous. */
+#define RDX_TRANSPORT_CONTROL_MAX (64u << 10)
+
+/* ---- Cases and messages (transport/msg.c) ------------------------------------ */
+
+/* Case IDs are 32 hex digits when rdx makes them; 64 leaves room for other senders'. */
+#define RDX_TRANSPORT_CASE_ID_MAX 64
+/* A CT study is a few thousand instances; more than 4096 items belongs in an archive. */
+#define RDX_TRANSPORT_ITEMS_MAX 4096
+/* Item names become file names on fetch: one path component of at most 255 bytes (NAME_MAX). */
+#define RDX_TRANSPORT_ITEM_NAME_MAX 255
+/* One item is at most 1 TiB: larger is certainly a corrupt or hostile manifest. */
+#define RDX_TRANSPORT_ITEM_SIZE_MAX (1ull << 40)
+/* A refusal's reason text: a sentence, not a document. */
+#define RDX_TRANSPORT_REASON_MAX 1024
+
+/* ---- Node configuration ----------------------------------------------------- */
+
+/* A node's INI file: a few kilobytes; 1 MiB means something is wrong. */
+#define RDX_TRANSPORT_CONFIG_MAX (1u << 20)
+/* The network has about 180 institutions; 4096 peers or policy rules is ample. */
+#define RDX_TRANSPORT_PEERS_MAX 4096
+#define RDX_TRANSPORT_RULES_MAX 4096
+/* Timeouts: at least 100 ms (a node must be usable), at most one hour. */
+#define RDX_TRANSPORT_TIMEOUT_MIN_MS 100
+#define RDX_TRANSPORT_TIMEOUT_MAX_MS 3600000
+/* Concurrent connections one node accepts: 200 peers are required; 65536 fds is the ceiling. */
+#define RDX_TRANSPORT_CONNS_MAX 65536
+/* Delivery attempts before dead-lettering: 1000 at the capped backoff is weeks. */
+#define RDX_TRANSPORT_ATTEMPTS_MAX 1000
+
+#endif /* RDX_TRANSPORT_LIMITS_H */
