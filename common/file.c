@@ -32,9 +32,31 @@ rdx_status rdx_file_read(const char *path, rdx_buf *out, rdx_error *err)
                            path, (long long)sb.st_size, out->max - out->len);
         goto out;
     }
+    /* Read straight into the caller's buffer: no copy on the stack is left
+     * behind (the file may hold key material). */
     for (;;) {
-        uint8_t chunk[65536];
-        ssize_t n = read(fd, chunk, sizeof chunk);
+        size_t want = sb.st_size > 0 ? (size_t)sb.st_size + 1 : 65536;
+        if (want > out->max - out->len) {
+            want = out->max - out->len;
+        }
+        if (want == 0) {
+            /* At the cap: one more byte read would mean the file grew. */
+            uint8_t probe;
+            ssize_t n = read(fd, &probe, 1);
+            if (n > 0) {
+                st = rdx_error_set(err, RDX_ELIMIT, "%s: file larger than allowed", path);
+            } else if (n < 0) {
+                st = rdx_error_set(err, RDX_EIO, "%s: %s", path, strerror(errno));
+            }
+            rdx_secure_zero(&probe, sizeof probe);
+            goto out;
+        }
+        st = rdx_buf_reserve(out, want);
+        if (st != RDX_OK) {
+            rdx_error_set(err, st, "%s: %s", path, rdx_strerror(st));
+            goto out;
+        }
+        ssize_t n = read(fd, out->data + out->len, want);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -45,12 +67,8 @@ rdx_status rdx_file_read(const char *path, rdx_buf *out, rdx_error *err)
         if (n == 0) {
             break;
         }
-        st = rdx_buf_append(out, chunk, (size_t)n);
-        if (st != RDX_OK) {
-            rdx_error_set(err, st, "%s: %s", path,
-                          st == RDX_ELIMIT ? "file larger than allowed" : rdx_strerror(st));
-            goto out;
-        }
+        out->len += (size_t)n;
+        out->data[out->len] = '\0';
     }
 out:
     close(fd);
@@ -75,13 +93,28 @@ static rdx_status write_all(int fd, const uint8_t *p, size_t len)
 
 rdx_status rdx_file_write_atomic(const char *path, const void *data, size_t len, rdx_error *err)
 {
+    return rdx_file_write_atomic_mode(path, data, len, 0644, err);
+}
+
+rdx_status rdx_file_write_atomic_mode(const char *path, const void *data, size_t len, unsigned mode,
+                                      rdx_error *err)
+{
     char tmp[4096];
     char dir[4096];
     int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     if (n < 0 || (size_t)n >= sizeof tmp) {
         return rdx_error_set(err, RDX_EINVAL, "%s: path too long", path);
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* O_EXCL: never write through a file (or link) someone left at tmp.
+     * fchmod: the mode is exact, whatever the umask, before any byte lands. */
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)(mode & 0777));
+    if (fd >= 0 && fchmod(fd, (mode_t)(mode & 0777)) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return rdx_error_set(err, RDX_EIO, "%s: %s", tmp, strerror(e));
+    }
     if (fd < 0) {
         return rdx_error_set(err, RDX_EIO, "%s: %s", tmp, strerror(errno));
     }

@@ -1,5 +1,6 @@
 /* Status names, error buffers, strict number parsing, overflow-checked
  * allocation, logging, clocks and file helpers. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -216,6 +217,29 @@ static void test_file_read_write_atomic(void **state)
 
     rdx_buf_init(&b, 100);
     assert_int_equal(rdx_file_read(dir, &b, &e), RDX_EINVAL);
+    rdx_buf_free(&b);
+
+    /* An exact mode regardless of the umask, and a file that grew past the
+     * cap while being read is refused rather than cut. */
+    char key[600];
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    mode_t old = umask(0);
+    assert_int_equal(rdx_file_write_atomic_mode(key, "secret", 6, 0600, &e), RDX_OK);
+    umask(old);
+    struct stat ks;
+    assert_int_equal(stat(key, &ks), 0);
+    assert_int_equal(ks.st_mode & 0777, 0600);
+    rdx_buf_init(&b, 6);
+    assert_int_equal(rdx_file_read(key, &b, &e), RDX_OK);
+    assert_int_equal(b.len, 6);
+    assert_memory_equal(b.data, "secret", 6);
+    rdx_buf_free(&b);
+    /* Appends to what the buffer holds; the cap counts both. */
+    rdx_buf_init(&b, 8);
+    assert_int_equal(rdx_buf_append(&b, "ab", 2), RDX_OK);
+    assert_int_equal(rdx_file_read(key, &b, &e), RDX_OK);
+    assert_string_equal((char *)b.data, "absecret");
+    assert_int_equal(rdx_file_read(key, &b, &e), RDX_ELIMIT);
     rdx_buf_free(&b);
 
     char bad[600];

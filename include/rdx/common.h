@@ -220,8 +220,10 @@ rdx_status rdx_parse_double(const char *s, size_t n, double *out);
 
 /*
  * Read the whole of path into out (which the caller has initialised; its cap
- * bounds the file size). RDX_ENOENT when it does not exist, RDX_ELIMIT when it
- * is larger than the buffer's cap, RDX_EIO otherwise; err names the file.
+ * bounds the file size), appending to what out holds. The bytes go straight
+ * into out, with no copy left elsewhere, so key files may be read this way. RDX_ENOENT when it does
+ * not exist, RDX_ELIMIT when it is larger than the buffer's cap, RDX_EIO otherwise; err names the
+ * file.
  */
 rdx_status rdx_file_read(const char *path, rdx_buf *out, rdx_error *err);
 
@@ -231,6 +233,14 @@ rdx_status rdx_file_read(const char *path, rdx_buf *out, rdx_error *err);
  * over path, fsync the directory. err names the file on failure.
  */
 rdx_status rdx_file_write_atomic(const char *path, const void *data, size_t len, rdx_error *err);
+
+/*
+ * As rdx_file_write_atomic, with the file's permission bits exactly mode
+ * (e.g. 0600 for private keys), whatever the umask; the temporary file has
+ * that mode from the moment it exists.
+ */
+rdx_status rdx_file_write_atomic_mode(const char *path, const void *data, size_t len, unsigned mode,
+                                      rdx_error *err);
 
 /* ---- Logging ------------------------------------------------------------- */
 
