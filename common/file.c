@@ -13,6 +13,8 @@
 rdx_status rdx_file_read(const char *path, rdx_buf *out, rdx_error *err)
 {
     rdx_status st = RDX_OK;
+    const size_t len0 = out->len;
+    const int had_storage = out->data != NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         return rdx_error_set(err, errno == ENOENT ? RDX_ENOENT : RDX_EIO, "%s: %s", path,
@@ -33,30 +35,42 @@ rdx_status rdx_file_read(const char *path, rdx_buf *out, rdx_error *err)
         goto out;
     }
     /* Read straight into the caller's buffer: no copy on the stack is left
-     * behind (the file may hold key material). */
-    for (;;) {
-        size_t want = sb.st_size > 0 ? (size_t)sb.st_size + 1 : 65536;
-        if (want > out->max - out->len) {
-            want = out->max - out->len;
-        }
-        if (want == 0) {
-            /* At the cap: one more byte read would mean the file grew. */
-            uint8_t probe;
-            ssize_t n = read(fd, &probe, 1);
-            if (n > 0) {
-                st = rdx_error_set(err, RDX_ELIMIT, "%s: file larger than allowed", path);
-            } else if (n < 0) {
-                st = rdx_error_set(err, RDX_EIO, "%s: %s", path, strerror(errno));
-            }
-            rdx_secure_zero(&probe, sizeof probe);
-            goto out;
-        }
-        st = rdx_buf_reserve(out, want);
+     * behind (the file may hold key material). Room for the whole file plus
+     * one byte is reserved up front, so a file that does not change while it
+     * is read takes one allocation and the extra byte detects growth. */
+    size_t first = sb.st_size > 0 ? (size_t)sb.st_size + 1 : 4096;
+    if (first > out->max - out->len) {
+        first = out->max - out->len;
+    }
+    if (first > 0) {
+        st = rdx_buf_reserve(out, first);
         if (st != RDX_OK) {
             rdx_error_set(err, st, "%s: %s", path, rdx_strerror(st));
             goto out;
         }
-        ssize_t n = read(fd, out->data + out->len, want);
+    }
+    for (;;) {
+        if (out->len == out->cap || out->data == NULL) {
+            if (out->len >= out->max) {
+                /* At the cap: one more byte would mean the file is too big. */
+                uint8_t probe;
+                ssize_t n = read(fd, &probe, 1);
+                rdx_secure_zero(&probe, sizeof probe);
+                if (n > 0) {
+                    st = rdx_error_set(err, RDX_ELIMIT, "%s: file larger than allowed", path);
+                } else if (n < 0) {
+                    st = rdx_error_set(err, RDX_EIO, "%s: %s", path, strerror(errno));
+                }
+                goto out;
+            }
+            size_t more = out->max - out->len < 65536 ? out->max - out->len : 65536;
+            st = rdx_buf_reserve(out, more);
+            if (st != RDX_OK) {
+                rdx_error_set(err, st, "%s: %s", path, rdx_strerror(st));
+                goto out;
+            }
+        }
+        ssize_t n = read(fd, out->data + out->len, out->cap - out->len);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -72,6 +86,19 @@ rdx_status rdx_file_read(const char *path, rdx_buf *out, rdx_error *err)
     }
 out:
     close(fd);
+    if (st != RDX_OK) {
+        /* Leave the buffer as the caller gave it: a caller that owned no
+         * storage before owns none after a failure. */
+        if (out->data != NULL) {
+            rdx_secure_zero(out->data + len0, out->len - len0);
+        }
+        out->len = len0;
+        if (!had_storage) {
+            rdx_buf_free(out);
+        } else if (out->data != NULL) {
+            out->data[len0] = '\0';
+        }
+    }
     return st;
 }
 

@@ -250,6 +250,29 @@ static void test_file_read_write_atomic(void **state)
     free(dir);
 }
 
+static int read_fixture(void *ctx)
+{
+    rdx_buf b;
+    rdx_error e;
+    rdx_buf_init(&b, 1 << 20);
+    rdx_status st = rdx_file_read(ctx, &b, &e);
+    if (st == RDX_OK && b.len == 0) {
+        st = RDX_EINTERNAL;
+    }
+    /* On failure the buffer must own nothing (LeakSanitizer checks). */
+    if (st != RDX_OK && (b.data != NULL || b.len != 0)) {
+        fail_msg("rdx_file_read failed but left %zu bytes in the buffer", b.len);
+    }
+    rdx_buf_free(&b);
+    return st == RDX_OK ? 0 : 1;
+}
+
+static void test_file_read_out_of_memory_sweep(void **state)
+{
+    (void)state;
+    assert_true(rdx_oom_sweep(read_fixture, "Makefile") >= 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -261,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_log_filters_by_level),
         cmocka_unit_test(test_clock_is_monotonic),
         cmocka_unit_test(test_file_read_write_atomic),
+        cmocka_unit_test(test_file_read_out_of_memory_sweep),
     };
     return cmocka_run_group_tests_name("common_util", tests, NULL, NULL);
 }

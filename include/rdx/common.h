@@ -221,7 +221,9 @@ rdx_status rdx_parse_double(const char *s, size_t n, double *out);
 /*
  * Read the whole of path into out (which the caller has initialised; its cap
  * bounds the file size), appending to what out holds. The bytes go straight
- * into out, with no copy left elsewhere, so key files may be read this way. RDX_ENOENT when it does
+ * into out, with no copy left elsewhere, so key files may be read this way.
+ * On failure out is left as it was given (what was read is wiped, and a
+ * buffer that had no storage has none). RDX_ENOENT when it does
  * not exist, RDX_ELIMIT when it is larger than the buffer's cap, RDX_EIO otherwise; err names the
  * file.
  */
