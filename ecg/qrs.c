@@ -201,7 +201,7 @@ struct rdx_ecg_detector {
     double loc_a; /* one-pole high-pass coefficient of the localisation signal */
     struct lead *leads;
     float *ssum;        /* fused slope (ring) */
-    uint32_t *lmask;    /* per frame: bit i set when lead i is lost (ring) */
+    uint8_t *lostk;     /* per lead and frame of the chunk in push(): the lead is lost */
     uint32_t lost_mask; /* the leads lost at the frame being decided */
     uint32_t all_mask;  /* every lead's bit */
     int64_t n;          /* frames pushed */
@@ -315,7 +315,7 @@ void rdx_ecg_detector_free(rdx_ecg_detector *d)
     }
     free(d->leads);
     free(d->ssum);
-    free(d->lmask);
+    free(d->lostk);
     free(d);
 }
 
@@ -386,9 +386,9 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
 
     d->leads = rdx_callocarray(d->nl, sizeof *d->leads);
     d->ssum = rdx_callocarray(d->ring, sizeof *d->ssum);
-    d->lmask = rdx_callocarray(d->ring, sizeof *d->lmask);
+    d->lostk = rdx_callocarray(d->nl * CHUNK, sizeof *d->lostk);
     d->all_mask = (uint32_t)((1ull << d->nl) - 1u);
-    if (d->leads == NULL || d->ssum == NULL || d->lmask == NULL) {
+    if (d->leads == NULL || d->ssum == NULL || d->lostk == NULL) {
         goto oom;
     }
     for (size_t i = 0; i < d->nl; i++) {
@@ -759,13 +759,14 @@ static void loss_end(rdx_ecg_detector *d, int64_t end)
  * locals for the whole pass, which is what makes the loop fast; nothing here
  * depends on another lead, so the result is the same for any chunking.
  */
-static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, int64_t n0)
+static int lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, int64_t n0)
 {
     struct lead *l = &d->leads[li];
     const size_t nl = d->nl, mask = d->mask;
-    float xs[CHUNK];      /* the input, missing samples bridged */
-    uint8_t lostk[CHUNK]; /* the lead is lost at this frame */
-    uint8_t rst[CHUNK];   /* the filters restart at this frame */
+    float xs[CHUNK];                        /* the input, missing samples bridged */
+    uint8_t *lostk = d->lostk + li * CHUNK; /* the lead is lost at this frame */
+    uint8_t rst[CHUNK];                     /* the filters restart at this frame */
+    int any_lost;
 
     if (!l->seen) {
         /* The first sample: as if the signal had been constant forever, so
@@ -791,6 +792,7 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         int64_t run_start = l->run_start;
         int64_t lost_at = run_start + loss_min - 1; /* flat since run_start */
         int lost = l->lost;
+        int anyl = lost;
         for (size_t k = 0; k < m; k++) {
             const int64_t n = n0 + (int64_t)k;
             float v = x[k * nl + li];
@@ -814,8 +816,10 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
             loc[(size_t)n & mask] = (float)py;
             xs[k] = v;
             lostk[k] = (uint8_t)lost;
+            anyl |= lost;
             rst[k] = (uint8_t)restart;
         }
+        any_lost = anyl;
         l->anchor = anchor;
         l->last_valid = last;
         l->run_start = run_start;
@@ -826,7 +830,13 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
 
     /* 2. Feature: Butterworth high-pass then low-pass (direct form I, using
      * b1 = -2 b0 for the high-pass, b1 = 2 b0 for the low-pass, b2 = b0),
-     * |derivative| over DERIV_S, moving-window integration. */
+     * |derivative| over DERIV_S, moving-window integration; and in the same
+     * loop 3. the gain control: level = max(f, max(level * decay,
+     * LEVEL_FLOOR)), kept as 1/level, and the frame AGC_S back normalised by
+     * the level as of now. Before AGC_S frames this writes ring slots the
+     * stream has not reached yet (feed() never reads them), which saves a
+     * branch. Only the fusion grid's frames are normalised: the rest is never
+     * read; ph counts down to the next grid frame without a division. */
     {
         const int64_t dk = (int64_t)d->dk, w = (int64_t)d->w;
         const float inv_w = d->inv_w;
@@ -835,6 +845,12 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         double x1 = l->x1, x2 = l->x2, u1 = l->u1, u2 = l->u2, y1 = l->y1, y2 = l->y2;
         double mwi = l->mwi;
         float *bp = l->bp, *adr = l->ad, *fr = l->f;
+        float *nfr = l->nf, *sn = l->sn;
+        const int64_t agc = d->agc, dec = d->dec;
+        const double growth = d->level_growth;
+        double inv = l->inv_level;
+        int64_t ph = (n0 - agc) % dec;
+        ph = ph < 0 ? -ph : (ph == 0 ? 0 : dec - ph);
         for (size_t k = 0; k < m; k++) {
             const int64_t n = n0 + (int64_t)k;
             const size_t at = (size_t)n & mask;
@@ -857,39 +873,10 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
             bp[at] = yb;
             mwi += (double)ad - (double)adr[(size_t)(n - w) & mask];
             adr[at] = ad;
-            float f = (float)mwi * inv_w;
-            fr[at] = f > 0.0f ? f : 0.0f;
-        }
-        l->x1 = x1;
-        l->x2 = x2;
-        l->u1 = u1;
-        l->u2 = u2;
-        l->y1 = y1;
-        l->y2 = y2;
-        l->mwi = mwi;
-    }
-
-    /* 3. Gain control: level = max(f, max(level * decay, LEVEL_FLOOR)), kept
-     * as 1/level; the frame AGC_S back is normalised by the level as of
-     * now. Before AGC_S frames this writes ring slots the stream has not
-     * reached yet (feed() never reads them), which saves a branch. */
-    {
-        const int64_t agc = d->agc;
-        const double growth = d->level_growth;
-        const float *fr = l->f, *adr = l->ad;
-        float *nfr = l->nf, *sn = l->sn;
-        uint32_t *lm = d->lmask;
-        const uint32_t keep = li == 0 ? 0u : ~0u; /* lead 0 starts each frame's mask */
-        double inv = l->inv_level;
-        const int64_t dec = d->dec;
-        /* Only the fusion grid's frames are normalised: the rest is never
-         * read. ph counts down to the next grid frame without a division. */
-        int64_t ph = (n0 - agc) % dec;
-        ph = ph < 0 ? -ph : (ph == 0 ? 0 : dec - ph);
-        for (size_t k = 0; k < m; k++) {
-            const int64_t n = n0 + (int64_t)k;
-            const size_t at = (size_t)n & mask;
-            double f = (double)fr[at];
+            float fv = (float)mwi * inv_w;
+            fv = fv > 0.0f ? fv : 0.0f;
+            fr[at] = fv;
+            double f = (double)fv;
             inv *= growth;
             inv = inv < 1.0 / LEVEL_FLOOR ? inv : 1.0 / LEVEL_FLOOR;
             if (f * inv > 1.0) {
@@ -902,18 +889,24 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
                 ph = dec;
             }
             ph--;
-            lm[at] = (lm[at] & keep) | ((uint32_t)lostk[k] << li);
         }
+        l->x1 = x1;
+        l->x2 = x2;
+        l->u1 = u1;
+        l->u2 = u2;
+        l->y1 = y1;
+        l->y2 = y2;
+        l->mwi = mwi;
         l->inv_level = inv;
     }
+    return any_lost;
 }
 
 /* Everything after the leads for frame n: signal loss, fusion, candidates
  * and decisions. */
-static void frame_step(rdx_ecg_detector *d, int64_t n)
+static void frame_step(rdx_ecg_detector *d, int64_t n, uint32_t lm)
 {
     d->n = n + 1;
-    uint32_t lm = d->lmask[(size_t)n & d->mask];
     if (lm != d->lost_mask) {
         d->lost_mask = lm;
         d->wdirty = 1;
@@ -947,11 +940,31 @@ rdx_status rdx_ecg_detector_push(rdx_ecg_detector *d, const float *frames, size_
         size_t m = nframes - done < CHUNK ? nframes - done : CHUNK;
         const float *x = frames + done * d->nl;
         int64_t n0 = d->n;
+        int any_lost = 0;
         for (size_t i = 0; i < d->nl; i++) {
-            lead_pass(d, i, x, m, n0);
+            any_lost |= lead_pass(d, i, x, m, n0);
         }
-        for (size_t k = 0; k < m; k++) {
-            frame_step(d, n0 + (int64_t)k);
+        if (!any_lost && d->lost_mask == 0 && !d->all_lost) {
+            /* No lead lost anywhere in the chunk (the usual case): only the
+             * fusion grid's frames have work, exactly as frame_step() would
+             * do it. */
+            int64_t t = n0 - d->agc;
+            t = t < 0 ? 0 : t;
+            int64_t r = t % d->dec;
+            t += r == 0 ? 0 : d->dec - r;
+            for (; t + d->agc < n0 + (int64_t)m; t += d->dec) {
+                d->n = t + d->agc + 1;
+                feed(d, t);
+            }
+            d->n = n0 + (int64_t)m;
+        } else {
+            for (size_t k = 0; k < m; k++) {
+                uint32_t lm = 0;
+                for (size_t i = 0; i < d->nl; i++) {
+                    lm |= (uint32_t)d->lostk[i * CHUNK + k] << i;
+                }
+                frame_step(d, n0 + (int64_t)k, lm);
+            }
         }
         done += m;
     }
