@@ -204,6 +204,7 @@ struct rdx_ecg_detector {
     uint8_t *lostk;     /* per lead and frame of the chunk in push(): the lead is lost */
     uint8_t *rst;       /* ... the lead's filters restart at this frame */
     float *xs;          /* ... the lead's input, missing samples bridged */
+    uint8_t *rst_any;   /* per lead: a restart somewhere in the chunk */
     uint32_t lost_mask; /* the leads lost at the frame being decided */
     uint32_t all_mask;  /* every lead's bit */
     int64_t n;          /* frames pushed */
@@ -320,6 +321,7 @@ void rdx_ecg_detector_free(rdx_ecg_detector *d)
     free(d->lostk);
     free(d->rst);
     free(d->xs);
+    free(d->rst_any);
     free(d);
 }
 
@@ -393,9 +395,10 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
     d->lostk = rdx_callocarray(d->nl * CHUNK, sizeof *d->lostk);
     d->rst = rdx_callocarray(d->nl * CHUNK, sizeof *d->rst);
     d->xs = rdx_callocarray(d->nl * CHUNK, sizeof *d->xs);
+    d->rst_any = rdx_callocarray(d->nl, sizeof *d->rst_any);
     d->all_mask = (uint32_t)((1ull << d->nl) - 1u);
     if (d->leads == NULL || d->ssum == NULL || d->lostk == NULL || d->rst == NULL ||
-        d->xs == NULL) {
+        d->xs == NULL || d->rst_any == NULL) {
         goto oom;
     }
     for (size_t i = 0; i < d->nl; i++) {
@@ -785,6 +788,46 @@ static int lead_prep(rdx_ecg_detector *d, size_t li, const float *x, size_t m, i
         l->x1 = l->x2 = l->lhp_x = (double)v;
     }
 
+    /* 1a. The usual case: a lead that is not lost and stays so through the
+     * chunk, every sample finite. The loop below does 1. for it with less
+     * bookkeeping (no restarts, no bridging, no per-frame loss flags); when
+     * the chunk turns out otherwise, 1. does it again from the same state. */
+    if (!l->lost) {
+        const float flat = (float)d->cfg.flat_mv;
+        const int64_t lm1 = d->loss_min - 1;
+        const double a = d->loc_a;
+        double px = l->lhp_x, py = l->lhp_y;
+        float *loc = l->loc;
+        float anchor = l->anchor;
+        int64_t lost_at = l->run_start + lm1;
+        int ok = 1, hit = 0;
+        for (size_t k = 0; k < m; k++) {
+            const int64_t n = n0 + (int64_t)k;
+            float v = x[k * nl + li];
+            ok &= isfinite(v);
+            int moved = fabsf(v - anchor) > flat;
+            anchor = moved ? v : anchor;
+            lost_at = moved ? n + lm1 : lost_at;
+            hit |= n >= lost_at;
+            py = a * (py + (double)v - px);
+            px = (double)v;
+            loc[(size_t)n & mask] = (float)py;
+            xs[k] = v;
+        }
+        if (ok && !hit) {
+            if (m > 0) {
+                l->last_valid = xs[m - 1];
+            }
+            l->anchor = anchor;
+            l->run_start = lost_at - lm1;
+            l->lhp_x = px;
+            l->lhp_y = py;
+            memset(lostk, 0, m);
+            d->rst_any[li] = 0;
+            return 0;
+        }
+    }
+
     /* 1. Flat line and missing samples, written without branches on the
      * data (a branch would be mispredicted on every small wiggle; only the
      * rare changes of state branch), and the localisation signal: a one-pole
@@ -799,7 +842,7 @@ static int lead_prep(rdx_ecg_detector *d, size_t li, const float *x, size_t m, i
         int64_t run_start = l->run_start;
         int64_t lost_at = run_start + loss_min - 1; /* flat since run_start */
         int lost = l->lost;
-        int anyl = lost;
+        int anyl = lost, anyr = 0;
         for (size_t k = 0; k < m; k++) {
             const int64_t n = n0 + (int64_t)k;
             float v = x[k * nl + li];
@@ -825,8 +868,10 @@ static int lead_prep(rdx_ecg_detector *d, size_t li, const float *x, size_t m, i
             lostk[k] = (uint8_t)lost;
             anyl |= lost;
             rst[k] = (uint8_t)restart;
+            anyr |= restart;
         }
         any_lost = anyl;
+        d->rst_any[li] = (uint8_t)anyr;
         l->anchor = anchor;
         l->last_valid = last;
         l->run_start = run_start;
@@ -844,6 +889,7 @@ static void lead_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
     const size_t mask = d->mask;
     const float *xs = d->xs + li * CHUNK;
     const uint8_t *rst = d->rst + li * CHUNK;
+    const int anyr = d->rst_any[li];
 
     /* 2. Feature: Butterworth high-pass then low-pass (direct form I, using
      * b1 = -2 b0 for the high-pass, b1 = 2 b0 for the low-pass, b2 = b0),
@@ -872,7 +918,7 @@ static void lead_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
             const int64_t n = n0 + (int64_t)k;
             const size_t at = (size_t)n & mask;
             double xv = (double)xs[k];
-            if (rst[k]) {
+            if (anyr && rst[k]) {
                 /* Restart at the new level so the step does not ring. */
                 x1 = x2 = xv;
                 u1 = u2 = y1 = y2 = 0.0;
@@ -919,6 +965,69 @@ static void lead_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
 }
 
 /*
+ * Step 1a of lead_prep() for leads li and li + 1 in one loop: the two leads'
+ * localisation high-passes are independent chains of dependent arithmetic,
+ * and interleaved they overlap instead of running one after the other. Same
+ * operations, same results. Returns 1 when both leads took the usual path;
+ * 0 when either needs the general one (nothing is committed then).
+ */
+static int pair_prep_fast(rdx_ecg_detector *d, size_t li, const float *x, size_t m, int64_t n0)
+{
+    struct lead *la = &d->leads[li], *lb = &d->leads[li + 1];
+    if (la->lost || lb->lost || !la->seen || !lb->seen) {
+        return 0;
+    }
+    const size_t nl = d->nl, mask = d->mask;
+    const float flat = (float)d->cfg.flat_mv;
+    const int64_t lm1 = d->loss_min - 1;
+    const double a = d->loc_a;
+    float *xa = d->xs + li * CHUNK, *xb = xa + CHUNK;
+    double pxa = la->lhp_x, pya = la->lhp_y, pxb = lb->lhp_x, pyb = lb->lhp_y;
+    float *loca = la->loc, *locb = lb->loc;
+    float anca = la->anchor, ancb = lb->anchor;
+    int64_t lata = la->run_start + lm1, latb = lb->run_start + lm1;
+    int ok = 1, hit = 0;
+    for (size_t k = 0; k < m; k++) {
+        const int64_t n = n0 + (int64_t)k;
+        const size_t at = (size_t)n & mask;
+        float va = x[k * nl + li], vb = x[k * nl + li + 1];
+        ok &= isfinite(va) & isfinite(vb);
+        int ma = fabsf(va - anca) > flat, mb = fabsf(vb - ancb) > flat;
+        anca = ma ? va : anca;
+        ancb = mb ? vb : ancb;
+        lata = ma ? n + lm1 : lata;
+        latb = mb ? n + lm1 : latb;
+        hit |= (n >= lata) | (n >= latb);
+        pya = a * (pya + (double)va - pxa);
+        pyb = a * (pyb + (double)vb - pxb);
+        pxa = (double)va;
+        pxb = (double)vb;
+        loca[at] = (float)pya;
+        locb[at] = (float)pyb;
+        xa[k] = va;
+        xb[k] = vb;
+    }
+    if (!ok || hit) {
+        return 0;
+    }
+    if (m > 0) {
+        la->last_valid = xa[m - 1];
+        lb->last_valid = xb[m - 1];
+    }
+    la->anchor = anca;
+    lb->anchor = ancb;
+    la->run_start = lata - lm1;
+    lb->run_start = latb - lm1;
+    la->lhp_x = pxa;
+    la->lhp_y = pya;
+    lb->lhp_x = pxb;
+    lb->lhp_y = pyb;
+    memset(d->lostk + li * CHUNK, 0, 2 * CHUNK);
+    d->rst_any[li] = d->rst_any[li + 1] = 0;
+    return 1;
+}
+
+/*
  * lead_feature() for leads li and li + 1 at once, the two leads in the two
  * lanes of a vector: the same operations in the same order on each lane, so
  * the results are bit for bit those of lead_feature() (no fused multiply-add
@@ -935,6 +1044,7 @@ static void pair_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
     const size_t mask = d->mask;
     const float *xa = d->xs + li * CHUNK, *xb = xa + CHUNK;
     const uint8_t *ra = d->rst + li * CHUNK, *rb = ra + CHUNK;
+    const int anyr = d->rst_any[li] | d->rst_any[li + 1];
     const int64_t dk = (int64_t)d->dk, w = (int64_t)d->w;
     const float inv_w = d->inv_w;
     const v2d hc = {d->hp.b0, d->hp.b0}, ha1 = {d->hp.a1, d->hp.a1}, ha2 = {d->hp.a2, d->hp.a2};
@@ -958,7 +1068,7 @@ static void pair_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
         const size_t at = (size_t)n & mask;
         const size_t ad_old = (size_t)(n - dk) & mask, w_old = (size_t)(n - w) & mask;
         v2d xv = {(double)xa[k], (double)xb[k]};
-        if (ra[k] | rb[k]) {
+        if (anyr && (ra[k] | rb[k])) {
             /* Restart a lane at its new level so the step does not ring. */
             for (int q = 0; q < 2; q++) {
                 if ((q == 0 ? ra[k] : rb[k]) != 0) {
@@ -1061,6 +1171,10 @@ rdx_status rdx_ecg_detector_push(rdx_ecg_detector *d, const float *frames, size_
         int64_t n0 = d->n;
         int any_lost = 0;
         for (size_t i = 0; i < d->nl; i++) {
+            if (i + 1 < d->nl && pair_prep_fast(d, i, x, m, n0)) {
+                i++;
+                continue;
+            }
             any_lost |= lead_prep(d, i, x, m, n0);
         }
         size_t i = 0;
