@@ -762,6 +762,36 @@ static void loss_end(rdx_ecg_detector *d, int64_t end)
     }
 }
 
+/* Branch-free selects, c ? a : b with c 0 or 1 (the compiler turns the
+ * plain conditional into a jump, mispredicted on every small wiggle of the
+ * signal around the flat-line threshold). */
+static inline float sel_f(int c, float a, float b)
+{
+    uint32_t ua, ub;
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    uint32_t r = ub ^ ((ua ^ ub) & (0u - (uint32_t)c));
+    float f;
+    memcpy(&f, &r, sizeof f);
+    return f;
+}
+
+static inline double sel_d(int c, double a, double b)
+{
+    uint64_t ua, ub;
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    uint64_t r = ub ^ ((ua ^ ub) & (0u - (uint64_t)c));
+    double f;
+    memcpy(&f, &r, sizeof f);
+    return f;
+}
+
+static inline int64_t sel_i(int c, int64_t a, int64_t b)
+{
+    return b ^ ((a ^ b) & -(int64_t)c);
+}
+
 /*
  * One lead through frames n0 .. n0 + m - 1 (of the interleaved block x): the
  * flat/missing check, the feature filters and rings, and the normalised
@@ -806,8 +836,8 @@ static int lead_prep(rdx_ecg_detector *d, size_t li, const float *x, size_t m, i
             float v = x[k * nl + li];
             ok &= isfinite(v);
             int moved = fabsf(v - anchor) > flat;
-            anchor = moved ? v : anchor;
-            lost_at = moved ? n + lm1 : lost_at;
+            anchor = sel_f(moved, v, anchor);
+            lost_at = sel_i(moved, n + lm1, lost_at);
             hit |= n >= lost_at;
             py = a * (py + (double)v - px);
             px = (double)v;
@@ -847,12 +877,12 @@ static int lead_prep(rdx_ecg_detector *d, size_t li, const float *x, size_t m, i
             const int64_t n = n0 + (int64_t)k;
             float v = x[k * nl + li];
             int valid = isfinite(v);
-            v = valid ? v : last;
+            v = sel_f(valid, v, last);
             last = v;
             int moved = valid & (fabsf(v - anchor) > flat);
-            anchor = moved ? v : anchor;
-            run_start = moved ? n : run_start;
-            lost_at = moved ? n + loss_min - 1 : lost_at;
+            anchor = sel_f(moved, v, anchor);
+            run_start = sel_i(moved, n, run_start);
+            lost_at = sel_i(moved, n + loss_min - 1, lost_at);
             int restart = lost & moved;
             if (restart) {
                 lost = 0; /* back from a flat or missing span */
@@ -942,9 +972,7 @@ static void lead_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
             double f = (double)fv;
             inv *= growth;
             inv = inv < 1.0 / LEVEL_FLOOR ? inv : 1.0 / LEVEL_FLOOR;
-            if (f * inv > 1.0) {
-                inv = 1.0 / f;
-            }
+            inv = sel_d(f * inv > 1.0, 1.0 / (f > 1e-30 ? f : 1e-30), inv);
             if (ph == 0) {
                 size_t ta = (size_t)(n - agc) & mask;
                 nfr[ta] = fr[ta] * (float)inv;
@@ -993,10 +1021,10 @@ static int pair_prep_fast(rdx_ecg_detector *d, size_t li, const float *x, size_t
         float va = x[k * nl + li], vb = x[k * nl + li + 1];
         ok &= isfinite(va) & isfinite(vb);
         int ma = fabsf(va - anca) > flat, mb = fabsf(vb - ancb) > flat;
-        anca = ma ? va : anca;
-        ancb = mb ? vb : ancb;
-        lata = ma ? n + lm1 : lata;
-        latb = mb ? n + lm1 : latb;
+        anca = sel_f(ma, va, anca);
+        ancb = sel_f(mb, vb, ancb);
+        lata = sel_i(ma, n + lm1, lata);
+        latb = sel_i(mb, n + lm1, latb);
         hit |= (n >= lata) | (n >= latb);
         pya = a * (pya + (double)va - pxa);
         pyb = a * (pyb + (double)vb - pxb);
@@ -1060,6 +1088,7 @@ static void pair_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
     const v2d growth = {d->level_growth, d->level_growth};
     const v2d cap = {1.0 / LEVEL_FLOOR, 1.0 / LEVEL_FLOOR};
     const v2d one = {1.0, 1.0};
+    const v2d tiny = {1e-30, 1e-30}; /* below any level: 1 / f is never taken there */
     v2d inv = {la->inv_level, lb->inv_level};
     int64_t ph = (n0 - agc) % dec;
     ph = ph < 0 ? -ph : (ph == 0 ? 0 : dec - ph);
@@ -1103,14 +1132,12 @@ static void pair_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
         inv *= growth;
         v2l below = inv < cap;
         inv = (v2d)(((v2l)inv & below) | ((v2l)cap & ~below));
-        v2d up = f * inv;
-        if (up[0] > 1.0 || up[1] > 1.0) {
-            for (int q = 0; q < 2; q++) {
-                if (up[q] > 1.0) {
-                    inv[q] = one[q] / f[q];
-                }
-            }
-        }
+        /* A rising level (on every rising edge of a QRS: a branch here is
+         * mispredicted) takes 1 / f; the division is off the chain. */
+        v2l rise = f * inv > one;
+        v2l pos = f > tiny;
+        v2d rf = one / (v2d)(((v2l)f & pos) | ((v2l)tiny & ~pos));
+        inv = (v2d)(((v2l)rf & rise) | ((v2l)inv & ~rise));
         if (ph == 0) {
             size_t ta = (size_t)(n - agc) & mask;
             nfa[ta] = fa[ta] * (float)inv[0];
