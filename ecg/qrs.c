@@ -155,6 +155,7 @@ struct hist {
     float v[NHIST];
     int n;
     int next;
+    float med; /* the median of v[0..n-1] (0 while empty), kept by hist_push() */
 };
 
 struct lead {
@@ -258,16 +259,7 @@ static struct biquad bq_design(double fc, double fs, int high)
 
 /* ---- Small medians ------------------------------------------------------ */
 
-static void hist_push(struct hist *h, float v)
-{
-    h->v[h->next] = v;
-    h->next = (h->next + 1) % NHIST;
-    if (h->n < NHIST) {
-        h->n++;
-    }
-}
-
-static float hist_median(const struct hist *h)
+static float hist_sorted_median(const struct hist *h)
 {
     float t[NHIST];
     int n = h->n;
@@ -285,6 +277,23 @@ static float hist_median(const struct hist *h)
         t[j + 1] = k;
     }
     return (n & 1) ? t[n / 2] : 0.5f * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* The median is read at every candidate and changes only here, so it is
+ * computed here, once per value. */
+static void hist_push(struct hist *h, float v)
+{
+    h->v[h->next] = v;
+    h->next = (h->next + 1) % NHIST;
+    if (h->n < NHIST) {
+        h->n++;
+    }
+    h->med = hist_sorted_median(h);
+}
+
+static float hist_median(const struct hist *h)
+{
+    return h->med;
 }
 
 /* ---- Construction ------------------------------------------------------- */
