@@ -50,17 +50,29 @@
  *    are taken and the span is reported. A returning lead restarts its
  *    filters at its new level so the step does not ring through them.
  *
+ *  - One beat per refractory period, the best: an accepted beat is held
+ *    until its delivery deadline (300 ms after its R peak); if by then a
+ *    larger fused peak, pending or still rising, has its R within the
+ *    refractory period of the held beat, it is decided against the state
+ *    from before the held beat and, when taken, replaces it. This is gqrs's
+ *    "the best peak in a neighbourhood wins" stretched over the whole
+ *    latency budget; it stops a muscle or motion artefact just before a
+ *    QRS from taking the beat's place (the QRS would otherwise fall in the
+ *    artefact's refractory period).
+ *
  * Latency: the gain control looks AGC_S ahead; a candidate (a local maximum
  * of the fused feature) is decided LOOKAHEAD_S after it, and its R peak is
- * searched in the RSEARCH_S before it. So a beat is delivered at most
+ * searched in the RSEARCH_S before it, so a beat is decided at most
  * AGC_S + LOOKAHEAD_S + RSEARCH_S <= 0.3 s after its R peak (checked at
- * compile time below).
+ * compile time below); it is then held until 0.3 s after its R peak less one
+ * fusion grid step, or delivered at once when that time has passed.
  *
  * Cost: per lead and sample, a two-biquad band-pass and a one-pole
- * high-pass (direct form I, the state in registers for a chunk of frames),
- * a few ring-buffer reads and writes; per fusion grid point (FUSE_HZ), a
- * division-free log2 per lead; per candidate, a few short scans. No allocation after
- * rdx_ecg_detector_new().
+ * high-pass (direct form I, the state in registers for a chunk of frames,
+ * two leads at once in the lanes of a vector), a few ring-buffer reads and
+ * writes, no data-dependent branch; per fusion grid point (FUSE_HZ), a
+ * division-free log2 per lead; per candidate, a few short scans. No
+ * allocation after rdx_ecg_detector_new().
  *
  * The constants below are physiological or come from the papers above.
  * Where a choice between values was measured (LEVEL_TAU_S, LEVEL_FLOOR,
@@ -179,6 +191,17 @@ struct lead {
     int seen;
 };
 
+/* What decide() changes, saved and restored around a replacement. */
+struct snap {
+    struct hist qrs, noise, rr;
+    int have_last;
+    int64_t last_r;
+    float last_slope;
+    int wdirty;
+    struct hist *q; /* per lead */
+    float *w;       /* per lead */
+};
+
 struct rdx_ecg_detector {
     rdx_ecg_detector_config cfg;
     double fs;
@@ -228,6 +251,17 @@ struct rdx_ecg_detector {
     int64_t start; /* first sample since the start or the last loss */
     int64_t last_r;
     float last_slope;
+
+    /* The last accepted beat, held until its delivery deadline in case a
+     * larger candidate within the refractory period replaces it, with the
+     * decision state from before it (pre) for that replacement. */
+    int has_tent;
+    rdx_ecg_beat tent;
+    float tent_v;
+    int64_t tent_deadline; /* grid point at which it is delivered */
+    int64_t tent_wait;     /* deadline minus R peak */
+    int accepted;          /* set by decide() when it takes a beat */
+    struct snap *pre, *post;
 
     /* Signal loss. */
     int all_lost;
@@ -331,6 +365,14 @@ void rdx_ecg_detector_free(rdx_ecg_detector *d)
     free(d->rst);
     free(d->xs);
     free(d->rst_any);
+    for (int k = 0; k < 2; k++) {
+        struct snap *sp = k == 0 ? d->pre : d->post;
+        if (sp != NULL) {
+            free(sp->q);
+            free(sp->w);
+            free(sp);
+        }
+    }
     free(d);
 }
 
@@ -405,6 +447,22 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
     d->rst = rdx_callocarray(d->nl * CHUNK, sizeof *d->rst);
     d->xs = rdx_callocarray(d->nl * CHUNK, sizeof *d->xs);
     d->rst_any = rdx_callocarray(d->nl, sizeof *d->rst_any);
+    d->pre = calloc(1, sizeof *d->pre);
+    d->post = calloc(1, sizeof *d->post);
+    if (d->pre == NULL || d->post == NULL) {
+        goto oom;
+    }
+    d->pre->q = rdx_callocarray(d->nl, sizeof *d->pre->q);
+    d->pre->w = rdx_callocarray(d->nl, sizeof *d->pre->w);
+    d->post->q = rdx_callocarray(d->nl, sizeof *d->post->q);
+    d->post->w = rdx_callocarray(d->nl, sizeof *d->post->w);
+    if (d->pre->q == NULL || d->pre->w == NULL || d->post->q == NULL || d->post->w == NULL) {
+        goto oom;
+    }
+    /* A beat is delivered at most RDX_ECG_QRS_MAX_LATENCY_S after its R
+     * peak: the grid point (AGC_S in the past) of its deadline is one grid
+     * step short of that. */
+    d->tent_wait = secs(0.300, fs) - d->agc - d->dec;
     d->all_mask = (uint32_t)((1ull << d->nl) - 1u);
     if (d->leads == NULL || d->ssum == NULL || d->lostk == NULL || d->rst == NULL ||
         d->xs == NULL || d->rst_any == NULL) {
@@ -586,6 +644,44 @@ static float sharpness(const rdx_ecg_detector *d, int64_t t, int lead, float amp
     return sm / (fabsf(amp) + 1e-6f);
 }
 
+static void snap_save(const rdx_ecg_detector *d, struct snap *sp)
+{
+    sp->qrs = d->qrs;
+    sp->noise = d->noise;
+    sp->rr = d->rr;
+    sp->have_last = d->have_last;
+    sp->last_r = d->last_r;
+    sp->last_slope = d->last_slope;
+    sp->wdirty = d->wdirty;
+    for (size_t i = 0; i < d->nl; i++) {
+        sp->q[i] = d->leads[i].q;
+        sp->w[i] = d->leads[i].w;
+    }
+}
+
+static void snap_restore(rdx_ecg_detector *d, const struct snap *sp)
+{
+    d->qrs = sp->qrs;
+    d->noise = sp->noise;
+    d->rr = sp->rr;
+    d->have_last = sp->have_last;
+    d->last_r = sp->last_r;
+    d->last_slope = sp->last_slope;
+    for (size_t i = 0; i < d->nl; i++) {
+        d->leads[i].q = sp->q[i];
+        d->leads[i].w = sp->w[i];
+    }
+    d->wdirty = 1;
+}
+
+static void deliver(rdx_ecg_detector *d)
+{
+    d->has_tent = 0;
+    if (d->cfg.beat_fn != NULL) {
+        d->cfg.beat_fn(d->cfg.user, &d->tent);
+    }
+}
+
 static void decide(rdx_ecg_detector *d, int64_t t, float v)
 {
     int lead;
@@ -634,6 +730,10 @@ static void decide(rdx_ecg_detector *d, int64_t t, float v)
             hist_push(&d->noise, v);
             return;
         }
+        if (d->has_tent) {
+            deliver(d); /* (not reached: a beat within its wait is refractory) */
+        }
+        snap_save(d, d->pre);
         hist_push(&d->qrs, v);
         if (d->have_last) {
             hist_push(&d->rr, (float)delta);
@@ -642,10 +742,11 @@ static void decide(rdx_ecg_detector *d, int64_t t, float v)
         d->have_last = 1;
         d->last_r = r;
         d->last_slope = s;
-        if (d->cfg.beat_fn != NULL) {
-            rdx_ecg_beat b = {.sample = r, .lead = lead, .amp_mv = amp};
-            d->cfg.beat_fn(d->cfg.user, &b);
-        }
+        d->has_tent = 1;
+        d->tent = (rdx_ecg_beat){.sample = r, .lead = lead, .amp_mv = amp};
+        d->tent_v = v;
+        d->tent_deadline = r + d->tent_wait;
+        d->accepted = 1;
     } else {
         hist_push(&d->noise, v);
     }
@@ -656,6 +757,52 @@ static void decide(rdx_ecg_detector *d, int64_t t, float v)
 static float fused_value(const rdx_ecg_detector *d, float g)
 {
     return d->nl > 1 ? exp2f(g) : g;
+}
+
+/*
+ * The held beat's deadline: a QRS cannot follow another within the
+ * refractory period, so when a larger candidate (gqrs's rule, the best peak
+ * in a neighbourhood wins) is pending whose R peak falls within it, that
+ * candidate is decided now, against the state from before the held beat;
+ * if it is taken it replaces the held beat (an artefact just before a QRS
+ * no longer hides the QRS). Otherwise the held beat is delivered.
+ */
+static void resolve(rdx_ecg_detector *d)
+{
+    /* The rival: the pending candidate, or else a rise of the fused feature
+     * under way at the deadline (its peak is still to come). */
+    int64_t ct = -1;
+    float cv = 0.0f;
+    if (d->has_pend && fused_value(d, d->pend_v) > d->tent_v) {
+        ct = d->pend_t;
+        cv = d->pend_v;
+    } else if (d->nfed >= 2 && d->fm1 > d->fm2 && fused_value(d, d->fm1) > d->tent_v) {
+        ct = d->t1;
+        cv = d->fm1;
+    }
+    if (ct >= 0) {
+        int lead;
+        float amp;
+        int64_t r2 = locate(d, ct, &lead, &amp);
+        if (r2 - d->tent.sample < d->refractory) {
+            snap_save(d, d->post);
+            snap_restore(d, d->pre);
+            rdx_ecg_beat held = d->tent;
+            d->has_tent = 0;
+            d->has_pend = 0;
+            d->has_decl = 1;
+            d->decl_t = ct;
+            d->decl_v = cv;
+            d->accepted = 0;
+            decide(d, ct, fused_value(d, cv));
+            if (d->accepted) {
+                return; /* the new beat is held in its turn */
+            }
+            snap_restore(d, d->post);
+            d->tent = held;
+        }
+    }
+    deliver(d);
 }
 
 static void candidates(rdx_ecg_detector *d, int64_t n, float f)
@@ -680,12 +827,18 @@ static void candidates(rdx_ecg_detector *d, int64_t n, float f)
     d->fm1 = f;
     d->t1 = n;
     d->nfed++;
+    if (d->has_tent && n >= d->tent_deadline) {
+        resolve(d);
+    }
     if (d->has_pend && n - d->pend_t >= d->look) {
         d->has_pend = 0;
         d->has_decl = 1;
         d->decl_t = d->pend_t;
         d->decl_v = d->pend_v;
         decide(d, d->pend_t, fused_value(d, d->pend_v));
+        if (d->has_tent && n >= d->tent_deadline) {
+            resolve(d); /* taken at its deadline already (an R far back) */
+        }
     }
 }
 
@@ -753,6 +906,9 @@ static void feed(rdx_ecg_detector *d, int64_t t)
 static void loss_begin(rdx_ecg_detector *d, int64_t n)
 {
     int64_t start = n - d->loss_min + 1;
+    if (d->has_tent) {
+        deliver(d);
+    }
     d->all_lost = 1;
     d->loss_start = start;
     d->has_pend = 0;
@@ -1281,9 +1437,15 @@ rdx_status rdx_ecg_detector_flush(rdx_ecg_detector *d, rdx_error *err)
     if (d->nfed >= 1) {
         candidates(d, d->t1 + d->dec, -INFINITY);
     }
+    if (d->has_tent && d->has_pend) {
+        resolve(d);
+    }
     if (d->has_pend) {
         d->has_pend = 0;
         decide(d, d->pend_t, fused_value(d, d->pend_v));
+    }
+    if (d->has_tent) {
+        deliver(d);
     }
     return RDX_OK;
 }
