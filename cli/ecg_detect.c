@@ -211,8 +211,8 @@ static int detect_one(const struct detect_opts *o, struct detect_job *j)
             goto fail;
         }
     }
-    /* Raw ADC units are read and scaled here with one multiply per sample
-     * (the reader's physical-unit path divides), keeping the first nleads. */
+    /* Raw ADC units are read and scaled here with one float multiply per
+     * sample, keeping only the first nleads of the record's signals. */
     adu = rdx_mallocarray((size_t)BLOCK_FRAMES * info->nsig, sizeof *adu);
     buf = rdx_mallocarray((size_t)BLOCK_FRAMES * j->nleads, sizeof *buf);
     if (adu == NULL || buf == NULL) {

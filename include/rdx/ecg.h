@@ -137,8 +137,9 @@ rdx_status rdx_ecg_record_read(rdx_ecg_record *rec, int32_t *frames, size_t max_
                                rdx_error *err);
 
 /*
- * As rdx_ecg_record_read() but in physical units: (adu - baseline) / gain,
- * NAN for an invalid sample. Shares the position with rdx_ecg_record_read().
+ * As rdx_ecg_record_read() but in physical units: (adu - baseline) / gain
+ * (computed in double as a product with the reciprocal gain, then rounded
+ * to float), NAN for an invalid sample. Shares the position with rdx_ecg_record_read().
  */
 rdx_status rdx_ecg_record_read_phys(rdx_ecg_record *rec, float *frames, size_t max_frames,
                                     size_t *got, rdx_error *err);
