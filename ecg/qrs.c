@@ -156,6 +156,7 @@
 /* History length of the QRS, noise, RR and quality medians (Hamilton: 8). */
 #define NHIST 8
 
+_Static_assert(NHIST == 8, "hist_sorted_median's network sorts 8 values");
 _Static_assert(AGC_MS + LOOKAHEAD_MS + RSEARCH_MS <= 300 /* RDX_ECG_QRS_MAX_LATENCY_S */,
                "the detector's look-ahead exceeds the promised latency");
 
@@ -182,8 +183,7 @@ struct lead {
     struct hist q;                 /* lead quality: beat peak over inter-beat maximum */
     float w;                       /* fusion weight */
     double mwi;                    /* running sum of ad over MWI window */
-    double inv_level;              /* 1 / peak level (tracked as the inverse: no division
-                                    * except on the samples that raise the level) */
+    double level;                  /* peak level (gain control) */
     float last_valid;
     float anchor;
     int64_t run_start;
@@ -218,9 +218,9 @@ struct rdx_ecg_detector {
     int64_t refractory;
     int64_t twave;
     int64_t loss_min;
-    double level_growth; /* 1 / per-sample level decay */
-    float inv_wsum;      /* 1 / sum of the weights of the leads not lost */
-    int wdirty;          /* weights or lost flags changed: recompute it */
+    double level_decay; /* per-sample decay of the peak level */
+    float inv_wsum;     /* 1 / sum of the weights of the leads not lost */
+    int wdirty;         /* weights or lost flags changed: recompute it */
     struct biquad hp, lp;
     double loc_a; /* one-pole high-pass coefficient of the localisation signal */
     struct lead *leads;
@@ -301,6 +301,41 @@ static float hist_sorted_median(const struct hist *h)
         return 0.0f;
     }
     memcpy(t, h->v, (size_t)n * sizeof t[0]);
+    if (n == 8) {
+        /* Full history: Batcher's network of 19 compare-exchanges, min and
+         * max without a branch (an insertion sort's jumps on these values
+         * are mispredicted). */
+        float t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3], t4 = t[4], t5 = t[5], t6 = t[6],
+              t7 = t[7];
+#define CE(a, b)                                                                                   \
+    do {                                                                                           \
+        float lo_ = a < b ? a : b, hi_ = a < b ? b : a;                                            \
+        a = lo_;                                                                                   \
+        b = hi_;                                                                                   \
+    } while (0)
+        CE(t0, t1);
+        CE(t2, t3);
+        CE(t4, t5);
+        CE(t6, t7);
+        CE(t0, t2);
+        CE(t1, t3);
+        CE(t4, t6);
+        CE(t5, t7);
+        CE(t1, t2);
+        CE(t5, t6);
+        CE(t0, t4);
+        CE(t3, t7);
+        CE(t1, t5);
+        CE(t2, t6);
+        CE(t1, t4);
+        CE(t3, t6);
+        CE(t2, t4);
+        CE(t3, t5);
+        CE(t3, t4);
+#undef CE
+        (void)t0, (void)t1, (void)t2, (void)t5, (void)t6, (void)t7;
+        return 0.5f * (t3 + t4);
+    }
     for (int i = 1; i < n; i++) {
         float k = t[i];
         int j = i - 1;
@@ -429,7 +464,7 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
         d->loss_min = 1;
     }
     /* Group delay of the 2nd-order Butterworth low-pass: sqrt(2) / wc. */
-    d->level_growth = exp(1.0 / (LEVEL_TAU_S * fs));
+    d->level_decay = exp(-1.0 / (LEVEL_TAU_S * fs));
     d->wdirty = 1;
     size_t need = (size_t)secs(QWIN_S + 0.5, fs) + CHUNK;
     d->ring = 16;
@@ -477,7 +512,7 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
         l->nf = rdx_callocarray(d->ring, sizeof *l->nf);
         l->sn = rdx_callocarray(d->ring, sizeof *l->sn);
         l->w = 1.0f;
-        l->inv_level = 1.0 / LEVEL_FLOOR;
+        l->level = LEVEL_FLOOR;
         if (l->bp == NULL || l->ad == NULL || l->f == NULL || l->loc == NULL || l->nf == NULL ||
             l->sn == NULL) {
             goto oom;
@@ -941,17 +976,6 @@ static inline float sel_f(int c, float a, float b)
     return f;
 }
 
-static inline double sel_d(int c, double a, double b)
-{
-    uint64_t ua, ub;
-    memcpy(&ua, &a, sizeof ua);
-    memcpy(&ub, &b, sizeof ub);
-    uint64_t r = ub ^ ((ua ^ ub) & (0u - (uint64_t)c));
-    double f;
-    memcpy(&f, &r, sizeof f);
-    return f;
-}
-
 static inline int64_t sel_i(int c, int64_t a, int64_t b)
 {
     return b ^ ((a ^ b) & -(int64_t)c);
@@ -1105,8 +1129,8 @@ static void lead_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
         float *bp = l->bp, *adr = l->ad, *fr = l->f;
         float *nfr = l->nf, *sn = l->sn;
         const int64_t agc = d->agc, dec = d->dec;
-        const double growth = d->level_growth;
-        double inv = l->inv_level;
+        const double decay = d->level_decay;
+        double lev = l->level;
         int64_t ph = (n0 - agc) % dec;
         ph = ph < 0 ? -ph : (ph == 0 ? 0 : dec - ph);
         for (size_t k = 0; k < m; k++) {
@@ -1135,13 +1159,14 @@ static void lead_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
             fv = fv > 0.0f ? fv : 0.0f;
             fr[at] = fv;
             double f = (double)fv;
-            inv *= growth;
-            inv = inv < 1.0 / LEVEL_FLOOR ? inv : 1.0 / LEVEL_FLOOR;
-            inv = sel_d(f * inv > 1.0, 1.0 / (f > 1e-30 ? f : 1e-30), inv);
+            lev *= decay;
+            lev = lev > LEVEL_FLOOR ? lev : LEVEL_FLOOR;
+            lev = f > lev ? f : lev;
             if (ph == 0) {
                 size_t ta = (size_t)(n - agc) & mask;
-                nfr[ta] = fr[ta] * (float)inv;
-                sn[ta] = adr[ta] * (float)inv;
+                float inv = (float)(1.0 / lev);
+                nfr[ta] = fr[ta] * inv;
+                sn[ta] = adr[ta] * inv;
                 ph = dec;
             }
             ph--;
@@ -1153,7 +1178,7 @@ static void lead_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
         l->y1 = y1;
         l->y2 = y2;
         l->mwi = mwi;
-        l->inv_level = inv;
+        l->level = lev;
     }
 }
 
@@ -1250,11 +1275,10 @@ static void pair_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
     float *bpa = la->bp, *bpb = lb->bp, *ada = la->ad, *adb = lb->ad, *fa = la->f, *fb = lb->f;
     float *nfa = la->nf, *nfb = lb->nf, *sna = la->sn, *snb = lb->sn;
     const int64_t agc = d->agc, dec = d->dec;
-    const v2d growth = {d->level_growth, d->level_growth};
-    const v2d cap = {1.0 / LEVEL_FLOOR, 1.0 / LEVEL_FLOOR};
+    const v2d decay = {d->level_decay, d->level_decay};
+    const v2d floor_ = {LEVEL_FLOOR, LEVEL_FLOOR};
     const v2d one = {1.0, 1.0};
-    const v2d tiny = {1e-30, 1e-30}; /* below any level: 1 / f is never taken there */
-    v2d inv = {la->inv_level, lb->inv_level};
+    v2d lev = {la->level, lb->level};
     int64_t ph = (n0 - agc) % dec;
     ph = ph < 0 ? -ph : (ph == 0 ? 0 : dec - ph);
     for (size_t k = 0; k < m; k++) {
@@ -1294,17 +1318,16 @@ static void pair_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
         fa[at] = f0;
         fb[at] = f1;
         v2d f = {(double)f0, (double)f1};
-        inv *= growth;
-        v2l below = inv < cap;
-        inv = (v2d)(((v2l)inv & below) | ((v2l)cap & ~below));
-        /* A rising level (on every rising edge of a QRS: a branch here is
-         * mispredicted) takes 1 / f; the division is off the chain. */
-        v2l rise = f * inv > one;
-        v2l pos = f > tiny;
-        v2d rf = one / (v2d)(((v2l)f & pos) | ((v2l)tiny & ~pos));
-        inv = (v2d)(((v2l)rf & rise) | ((v2l)inv & ~rise));
+        /* level = max(f, max(level * decay, LEVEL_FLOOR)), as masks (a
+         * branch on a rising QRS edge would be mispredicted). */
+        lev *= decay;
+        v2l above = lev > floor_;
+        lev = (v2d)(((v2l)lev & above) | ((v2l)floor_ & ~above));
+        v2l rise = f > lev;
+        lev = (v2d)(((v2l)f & rise) | ((v2l)lev & ~rise));
         if (ph == 0) {
             size_t ta = (size_t)(n - agc) & mask;
+            v2d inv = one / lev;
             nfa[ta] = fa[ta] * (float)inv[0];
             nfb[ta] = fb[ta] * (float)inv[1];
             sna[ta] = ada[ta] * (float)inv[0];
@@ -1320,7 +1343,7 @@ static void pair_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
     la->y1 = y1[0], lb->y1 = y1[1];
     la->y2 = y2[0], lb->y2 = y2[1];
     la->mwi = mwi[0], lb->mwi = mwi[1];
-    la->inv_level = inv[0], lb->inv_level = inv[1];
+    la->level = lev[0], lb->level = lev[1];
 }
 
 /* Everything after the leads for frame n: signal loss, fusion, candidates
@@ -1423,8 +1446,8 @@ rdx_status rdx_ecg_detector_flush(rdx_ecg_detector *d, rdx_error *err)
         size_t ta = (size_t)t & d->mask;
         for (size_t i = 0; i < d->nl; i++) {
             struct lead *l = &d->leads[i];
-            l->nf[ta] = l->f[ta] * (float)l->inv_level;
-            l->sn[ta] = l->ad[ta] * (float)l->inv_level;
+            l->nf[ta] = l->f[ta] * (float)(1.0 / l->level);
+            l->sn[ta] = l->ad[ta] * (float)(1.0 / l->level);
         }
     }
     for (int64_t t = t0; t < d->n; t++) {
