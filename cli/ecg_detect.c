@@ -25,7 +25,7 @@
 
 static const char detect_usage[] =
     "Usage: rdx ecg detect [-o DIR] [-a ANN] [--json] [-j N] [--fs HZ] [--allow-short]\n"
-    "                      RECORD...\n"
+    "                      [--resample HZ] RECORD...\n"
     "\n"
     "Find every QRS complex of each RECORD with rdx's streaming multi-lead\n"
     "detector and write DIR/<record>.<ANN>, a WFDB annotation file (MIT format)\n"
@@ -43,6 +43,10 @@ static const char detect_usage[] =
     "  --fs HZ        sampling frequency of CSV records\n"
     "  --allow-short  process what there is of a signal file shorter than its\n"
     "                 header says, instead of failing\n"
+    "  --resample HZ  run the detector on a copy of the record resampled to HZ\n"
+    "                 (band-limited interpolation; a check of the detector at\n"
+    "                 other rates); beats are still written at the record's own\n"
+    "                 sample times\n"
     "  -h, --help     this help\n"
     "\n"
     "Exit status: 0 every record processed, 1 a record failed (the others are\n"
@@ -56,6 +60,7 @@ struct detect_opts {
     int json;
     double csv_fs;
     int allow_short;
+    double resample_hz; /* 0: none */
 };
 
 /* One record's work and result. */
@@ -82,7 +87,28 @@ struct collect {
     int64_t loss_dropped;
     rdx_status st;
     rdx_error err;
+    double tscale; /* detector sample -> record sample (--resample), 0: identity */
 };
+
+static int64_t to_record(const struct collect *c, int64_t s)
+{
+    return c->tscale > 0.0 ? (int64_t)llround((double)s * c->tscale) : s;
+}
+
+/* --resample: the resampler's output goes to the detector. */
+struct to_detector {
+    rdx_ecg_detector *det;
+    rdx_status st;
+    rdx_error err;
+};
+
+static void resampled(void *user, const float *frames, size_t n)
+{
+    struct to_detector *t = user;
+    if (t->st == RDX_OK) {
+        t->st = rdx_ecg_detector_push(t->det, frames, n, &t->err);
+    }
+}
 
 static void on_beat(void *user, const rdx_ecg_beat *b)
 {
@@ -100,10 +126,11 @@ static void on_beat(void *user, const rdx_ecg_beat *b)
         c->beats = nb;
         c->capbeats = cap;
     }
-    c->beats[c->nbeats++] = b->sample;
+    int64_t at = to_record(c, b->sample);
+    c->beats[c->nbeats++] = at;
     rdx_ecg_ann a;
     memset(&a, 0, sizeof a);
-    a.sample = b->sample;
+    a.sample = at;
     a.code = RDX_ECG_ANN_NORMAL;
     c->st = rdx_ecg_annset_add(c->set, &a, &c->err);
 }
@@ -112,8 +139,8 @@ static void on_loss(void *user, int64_t start, int64_t end)
 {
     struct collect *c = user;
     if (c->nloss < sizeof c->loss / sizeof c->loss[0]) {
-        c->loss[c->nloss].start = start;
-        c->loss[c->nloss].end = end;
+        c->loss[c->nloss].start = to_record(c, start);
+        c->loss[c->nloss].end = to_record(c, end);
         c->nloss++;
     } else {
         c->loss_dropped++;
@@ -124,6 +151,7 @@ static int detect_one(const struct detect_opts *o, struct detect_job *j)
 {
     rdx_ecg_record *rec = NULL;
     rdx_ecg_detector *det = NULL;
+    rdx_ecg_resampler *rs = NULL;
     float *buf = NULL;
     int32_t *adu = NULL;
     struct collect c;
@@ -163,7 +191,7 @@ static int detect_one(const struct detect_opts *o, struct detect_job *j)
     }
     rdx_ecg_detector_config dc;
     rdx_ecg_detector_config_init(&dc);
-    dc.fs_hz = info->fs_hz;
+    dc.fs_hz = o->resample_hz > 0.0 ? o->resample_hz : info->fs_hz;
     dc.nleads = j->nleads;
     dc.beat_fn = on_beat;
     dc.loss_fn = on_loss;
@@ -173,8 +201,18 @@ static int detect_one(const struct detect_opts *o, struct detect_job *j)
         rdx_error_prefix(err, "%s: ", j->path);
         goto fail;
     }
-    /* Raw ADC units are read and scaled here with one multiply per sample
-     * (the reader's physical-unit path divides), keeping the first nleads. */
+    struct to_detector td = {.det = det, .st = RDX_OK};
+    if (o->resample_hz > 0.0) {
+        c.tscale = info->fs_hz / o->resample_hz;
+        st =
+            rdx_ecg_resampler_new(info->fs_hz, o->resample_hz, j->nleads, resampled, &td, &rs, err);
+        if (st != RDX_OK) {
+            rdx_error_prefix(err, "%s: ", j->path);
+            goto fail;
+        }
+    }
+    /* Raw ADC units are read and scaled here with one float multiply per
+     * sample, keeping only the first nleads of the record's signals. */
     adu = rdx_mallocarray((size_t)BLOCK_FRAMES * info->nsig, sizeof *adu);
     buf = rdx_mallocarray((size_t)BLOCK_FRAMES * j->nleads, sizeof *buf);
     if (adu == NULL || buf == NULL) {
@@ -196,8 +234,18 @@ static int detect_one(const struct detect_opts *o, struct detect_job *j)
         if (got == 0) {
             break;
         }
-        /* Lead by lead: the scale stays in a register and the loop is tight. */
-        for (size_t s = 0; s < j->nleads; s++) {
+        /* Lead by lead: the scale stays in a register and the loop is tight
+         * (two leads kept of two, the MIT-BIH layout: one contiguous loop
+         * the compiler vectorises). */
+        if (info->nsig == 2 && j->nleads == 2) {
+            const float b0 = base[0], s0 = scale[0], b1 = base[1], s1 = scale[1];
+            for (size_t f = 0; f < got; f++) {
+                int32_t v0 = adu[2 * f], v1 = adu[2 * f + 1];
+                buf[2 * f] = v0 == RDX_ECG_SAMPLE_INVALID ? NAN : ((float)v0 - b0) * s0;
+                buf[2 * f + 1] = v1 == RDX_ECG_SAMPLE_INVALID ? NAN : ((float)v1 - b1) * s1;
+            }
+        }
+        for (size_t s = 0; s < j->nleads && !(info->nsig == 2 && j->nleads == 2); s++) {
             const int32_t *a = adu + s;
             float *o = buf + s;
             const float bs = base[s], sc = scale[s];
@@ -207,10 +255,30 @@ static int detect_one(const struct detect_opts *o, struct detect_job *j)
                 o[f * os] = v == RDX_ECG_SAMPLE_INVALID ? NAN : ((float)v - bs) * sc;
             }
         }
-        if (rdx_ecg_detector_push(det, buf, got, err) != RDX_OK || c.st != RDX_OK) {
+        if (rs != NULL) {
+            if (rdx_ecg_resampler_push(rs, buf, got, err) != RDX_OK) {
+                goto fail;
+            }
+            if (td.st != RDX_OK) {
+                *err = td.err;
+                goto fail;
+            }
+            if (c.st != RDX_OK) {
+                goto cbfail;
+            }
+        } else if (rdx_ecg_detector_push(det, buf, got, err) != RDX_OK || c.st != RDX_OK) {
             goto cbfail;
         }
         j->nsamp += (int64_t)got;
+    }
+    if (rs != NULL) {
+        if (rdx_ecg_resampler_flush(rs, err) != RDX_OK) {
+            goto fail;
+        }
+        if (td.st != RDX_OK) {
+            *err = td.err;
+            goto fail;
+        }
     }
     if (rdx_ecg_detector_flush(det, err) != RDX_OK || c.st != RDX_OK) {
         goto cbfail;
@@ -223,6 +291,7 @@ static int detect_one(const struct detect_opts *o, struct detect_job *j)
     if (rdx_ecg_ann_write(j->out_path, c.set, err) != RDX_OK) {
         goto fail;
     }
+    rdx_ecg_resampler_free(rs);
     rdx_ecg_detector_free(det);
     rdx_ecg_record_free(rec);
     rdx_ecg_annset_free(c.set);
@@ -237,6 +306,7 @@ cbfail:
     }
 fail:
     j->failed = 1;
+    rdx_ecg_resampler_free(rs);
     rdx_ecg_detector_free(det);
     rdx_ecg_record_free(rec);
     rdx_ecg_annset_free(c.set);
@@ -402,7 +472,7 @@ int rdx_cli_ecg_detect(int argc, char **argv)
             continue;
         }
         int takes = strcmp(a, "-o") == 0 || strcmp(a, "-a") == 0 || strcmp(a, "-j") == 0 ||
-                    strcmp(a, "--fs") == 0;
+                    strcmp(a, "--fs") == 0 || strcmp(a, "--resample") == 0;
         if (takes && i + 1 >= argc) {
             return rdx_cli_usage(DETECT, "%s needs a value", a);
         }
@@ -427,6 +497,13 @@ int rdx_cli_ecg_detect(int argc, char **argv)
             const char *s = argv[++i];
             if (rdx_parse_double(s, strlen(s), &o.csv_fs) != RDX_OK || !(o.csv_fs > 0.0)) {
                 return rdx_cli_usage(DETECT, "bad --fs '%s'", s);
+            }
+        } else if (strcmp(a, "--resample") == 0) {
+            const char *s = argv[++i];
+            if (rdx_parse_double(s, strlen(s), &o.resample_hz) != RDX_OK ||
+                !(o.resample_hz >= RDX_ECG_QRS_MIN_FS && o.resample_hz <= RDX_ECG_QRS_MAX_FS)) {
+                return rdx_cli_usage(DETECT, "bad --resample '%s' (%g-%g Hz)", s,
+                                     RDX_ECG_QRS_MIN_FS, RDX_ECG_QRS_MAX_FS);
             }
         } else if (strcmp(a, "--json") == 0) {
             o.json = 1;

@@ -50,17 +50,29 @@
  *    are taken and the span is reported. A returning lead restarts its
  *    filters at its new level so the step does not ring through them.
  *
+ *  - One beat per refractory period, the best: an accepted beat is held
+ *    until its delivery deadline (300 ms after its R peak); if by then a
+ *    larger fused peak, pending or still rising, has its R within the
+ *    refractory period of the held beat, it is decided against the state
+ *    from before the held beat and, when taken, replaces it. This is gqrs's
+ *    "the best peak in a neighbourhood wins" stretched over the whole
+ *    latency budget; it stops a muscle or motion artefact just before a
+ *    QRS from taking the beat's place (the QRS would otherwise fall in the
+ *    artefact's refractory period).
+ *
  * Latency: the gain control looks AGC_S ahead; a candidate (a local maximum
  * of the fused feature) is decided LOOKAHEAD_S after it, and its R peak is
- * searched in the RSEARCH_S before it. So a beat is delivered at most
+ * searched in the RSEARCH_S before it, so a beat is decided at most
  * AGC_S + LOOKAHEAD_S + RSEARCH_S <= 0.3 s after its R peak (checked at
- * compile time below).
+ * compile time below); it is then held until 0.3 s after its R peak less one
+ * fusion grid step, or delivered at once when that time has passed.
  *
  * Cost: per lead and sample, a two-biquad band-pass and a one-pole
- * high-pass (direct form I, the state in registers for a chunk of frames),
- * a few ring-buffer reads and writes; per fusion grid point (FUSE_HZ), a
- * division-free log2 per lead; per candidate, a few short scans. No allocation after
- * rdx_ecg_detector_new().
+ * high-pass (direct form I, the state in registers for a chunk of frames,
+ * two leads at once in the lanes of a vector), a few ring-buffer reads and
+ * writes, no data-dependent branch; per fusion grid point (FUSE_HZ), a
+ * division-free log2 per lead; per candidate, a few short scans. No
+ * allocation after rdx_ecg_detector_new().
  *
  * The constants below are physiological or come from the papers above.
  * Where a choice between values was measured (LEVEL_TAU_S, LEVEL_FLOOR,
@@ -144,6 +156,7 @@
 /* History length of the QRS, noise, RR and quality medians (Hamilton: 8). */
 #define NHIST 8
 
+_Static_assert(NHIST == 8, "hist_sorted_median's network sorts 8 values");
 _Static_assert(AGC_MS + LOOKAHEAD_MS + RSEARCH_MS <= 300 /* RDX_ECG_QRS_MAX_LATENCY_S */,
                "the detector's look-ahead exceeds the promised latency");
 
@@ -155,6 +168,7 @@ struct hist {
     float v[NHIST];
     int n;
     int next;
+    float med; /* the median of v[0..n-1] (0 while empty), kept by hist_push() */
 };
 
 struct lead {
@@ -169,13 +183,23 @@ struct lead {
     struct hist q;                 /* lead quality: beat peak over inter-beat maximum */
     float w;                       /* fusion weight */
     double mwi;                    /* running sum of ad over MWI window */
-    double inv_level;              /* 1 / peak level (tracked as the inverse: no division
-                                    * except on the samples that raise the level) */
+    double level;                  /* peak level (gain control) */
     float last_valid;
     float anchor;
     int64_t run_start;
     int lost;
     int seen;
+};
+
+/* What decide() changes, saved and restored around a replacement. */
+struct snap {
+    struct hist qrs, noise, rr;
+    int have_last;
+    int64_t last_r;
+    float last_slope;
+    int wdirty;
+    struct hist *q; /* per lead */
+    float *w;       /* per lead */
 };
 
 struct rdx_ecg_detector {
@@ -194,14 +218,17 @@ struct rdx_ecg_detector {
     int64_t refractory;
     int64_t twave;
     int64_t loss_min;
-    double level_growth; /* 1 / per-sample level decay */
-    float inv_wsum;      /* 1 / sum of the weights of the leads not lost */
-    int wdirty;          /* weights or lost flags changed: recompute it */
+    double level_decay; /* per-sample decay of the peak level */
+    float inv_wsum;     /* 1 / sum of the weights of the leads not lost */
+    int wdirty;         /* weights or lost flags changed: recompute it */
     struct biquad hp, lp;
     double loc_a; /* one-pole high-pass coefficient of the localisation signal */
     struct lead *leads;
     float *ssum;        /* fused slope (ring) */
-    uint32_t *lmask;    /* per frame: bit i set when lead i is lost (ring) */
+    uint8_t *lostk;     /* per lead and frame of the chunk in push(): the lead is lost */
+    uint8_t *rst;       /* ... the lead's filters restart at this frame */
+    float *xs;          /* ... the lead's input, missing samples bridged */
+    uint8_t *rst_any;   /* per lead: a restart somewhere in the chunk */
     uint32_t lost_mask; /* the leads lost at the frame being decided */
     uint32_t all_mask;  /* every lead's bit */
     int64_t n;          /* frames pushed */
@@ -224,6 +251,17 @@ struct rdx_ecg_detector {
     int64_t start; /* first sample since the start or the last loss */
     int64_t last_r;
     float last_slope;
+
+    /* The last accepted beat, held until its delivery deadline in case a
+     * larger candidate within the refractory period replaces it, with the
+     * decision state from before it (pre) for that replacement. */
+    int has_tent;
+    rdx_ecg_beat tent;
+    float tent_v;
+    int64_t tent_deadline; /* grid point at which it is delivered */
+    int64_t tent_wait;     /* deadline minus R peak */
+    int accepted;          /* set by decide() when it takes a beat */
+    struct snap *pre, *post;
 
     /* Signal loss. */
     int all_lost;
@@ -255,16 +293,7 @@ static struct biquad bq_design(double fc, double fs, int high)
 
 /* ---- Small medians ------------------------------------------------------ */
 
-static void hist_push(struct hist *h, float v)
-{
-    h->v[h->next] = v;
-    h->next = (h->next + 1) % NHIST;
-    if (h->n < NHIST) {
-        h->n++;
-    }
-}
-
-static float hist_median(const struct hist *h)
+static float hist_sorted_median(const struct hist *h)
 {
     float t[NHIST];
     int n = h->n;
@@ -272,6 +301,41 @@ static float hist_median(const struct hist *h)
         return 0.0f;
     }
     memcpy(t, h->v, (size_t)n * sizeof t[0]);
+    if (n == 8) {
+        /* Full history: Batcher's network of 19 compare-exchanges, min and
+         * max without a branch (an insertion sort's jumps on these values
+         * are mispredicted). */
+        float t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3], t4 = t[4], t5 = t[5], t6 = t[6],
+              t7 = t[7];
+#define CE(a, b)                                                                                   \
+    do {                                                                                           \
+        float lo_ = a < b ? a : b, hi_ = a < b ? b : a;                                            \
+        a = lo_;                                                                                   \
+        b = hi_;                                                                                   \
+    } while (0)
+        CE(t0, t1);
+        CE(t2, t3);
+        CE(t4, t5);
+        CE(t6, t7);
+        CE(t0, t2);
+        CE(t1, t3);
+        CE(t4, t6);
+        CE(t5, t7);
+        CE(t1, t2);
+        CE(t5, t6);
+        CE(t0, t4);
+        CE(t3, t7);
+        CE(t1, t5);
+        CE(t2, t6);
+        CE(t1, t4);
+        CE(t3, t6);
+        CE(t2, t4);
+        CE(t3, t5);
+        CE(t3, t4);
+#undef CE
+        (void)t0, (void)t1, (void)t2, (void)t5, (void)t6, (void)t7;
+        return 0.5f * (t3 + t4);
+    }
     for (int i = 1; i < n; i++) {
         float k = t[i];
         int j = i - 1;
@@ -282,6 +346,23 @@ static float hist_median(const struct hist *h)
         t[j + 1] = k;
     }
     return (n & 1) ? t[n / 2] : 0.5f * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* The median is read at every candidate and changes only here, so it is
+ * computed here, once per value. */
+static void hist_push(struct hist *h, float v)
+{
+    h->v[h->next] = v;
+    h->next = (h->next + 1) % NHIST;
+    if (h->n < NHIST) {
+        h->n++;
+    }
+    h->med = hist_sorted_median(h);
+}
+
+static float hist_median(const struct hist *h)
+{
+    return h->med;
 }
 
 /* ---- Construction ------------------------------------------------------- */
@@ -315,7 +396,18 @@ void rdx_ecg_detector_free(rdx_ecg_detector *d)
     }
     free(d->leads);
     free(d->ssum);
-    free(d->lmask);
+    free(d->lostk);
+    free(d->rst);
+    free(d->xs);
+    free(d->rst_any);
+    for (int k = 0; k < 2; k++) {
+        struct snap *sp = k == 0 ? d->pre : d->post;
+        if (sp != NULL) {
+            free(sp->q);
+            free(sp->w);
+            free(sp);
+        }
+    }
     free(d);
 }
 
@@ -372,7 +464,7 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
         d->loss_min = 1;
     }
     /* Group delay of the 2nd-order Butterworth low-pass: sqrt(2) / wc. */
-    d->level_growth = exp(1.0 / (LEVEL_TAU_S * fs));
+    d->level_decay = exp(-1.0 / (LEVEL_TAU_S * fs));
     d->wdirty = 1;
     size_t need = (size_t)secs(QWIN_S + 0.5, fs) + CHUNK;
     d->ring = 16;
@@ -386,9 +478,29 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
 
     d->leads = rdx_callocarray(d->nl, sizeof *d->leads);
     d->ssum = rdx_callocarray(d->ring, sizeof *d->ssum);
-    d->lmask = rdx_callocarray(d->ring, sizeof *d->lmask);
+    d->lostk = rdx_callocarray(d->nl * CHUNK, sizeof *d->lostk);
+    d->rst = rdx_callocarray(d->nl * CHUNK, sizeof *d->rst);
+    d->xs = rdx_callocarray(d->nl * CHUNK, sizeof *d->xs);
+    d->rst_any = rdx_callocarray(d->nl, sizeof *d->rst_any);
+    d->pre = calloc(1, sizeof *d->pre);
+    d->post = calloc(1, sizeof *d->post);
+    if (d->pre == NULL || d->post == NULL) {
+        goto oom;
+    }
+    d->pre->q = rdx_callocarray(d->nl, sizeof *d->pre->q);
+    d->pre->w = rdx_callocarray(d->nl, sizeof *d->pre->w);
+    d->post->q = rdx_callocarray(d->nl, sizeof *d->post->q);
+    d->post->w = rdx_callocarray(d->nl, sizeof *d->post->w);
+    if (d->pre->q == NULL || d->pre->w == NULL || d->post->q == NULL || d->post->w == NULL) {
+        goto oom;
+    }
+    /* A beat is delivered at most RDX_ECG_QRS_MAX_LATENCY_S after its R
+     * peak: the grid point (AGC_S in the past) of its deadline is one grid
+     * step short of that. */
+    d->tent_wait = secs(0.300, fs) - d->agc - d->dec;
     d->all_mask = (uint32_t)((1ull << d->nl) - 1u);
-    if (d->leads == NULL || d->ssum == NULL || d->lmask == NULL) {
+    if (d->leads == NULL || d->ssum == NULL || d->lostk == NULL || d->rst == NULL ||
+        d->xs == NULL || d->rst_any == NULL) {
         goto oom;
     }
     for (size_t i = 0; i < d->nl; i++) {
@@ -400,7 +512,7 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
         l->nf = rdx_callocarray(d->ring, sizeof *l->nf);
         l->sn = rdx_callocarray(d->ring, sizeof *l->sn);
         l->w = 1.0f;
-        l->inv_level = 1.0 / LEVEL_FLOOR;
+        l->level = LEVEL_FLOOR;
         if (l->bp == NULL || l->ad == NULL || l->f == NULL || l->loc == NULL || l->nf == NULL ||
             l->sn == NULL) {
             goto oom;
@@ -567,6 +679,44 @@ static float sharpness(const rdx_ecg_detector *d, int64_t t, int lead, float amp
     return sm / (fabsf(amp) + 1e-6f);
 }
 
+static void snap_save(const rdx_ecg_detector *d, struct snap *sp)
+{
+    sp->qrs = d->qrs;
+    sp->noise = d->noise;
+    sp->rr = d->rr;
+    sp->have_last = d->have_last;
+    sp->last_r = d->last_r;
+    sp->last_slope = d->last_slope;
+    sp->wdirty = d->wdirty;
+    for (size_t i = 0; i < d->nl; i++) {
+        sp->q[i] = d->leads[i].q;
+        sp->w[i] = d->leads[i].w;
+    }
+}
+
+static void snap_restore(rdx_ecg_detector *d, const struct snap *sp)
+{
+    d->qrs = sp->qrs;
+    d->noise = sp->noise;
+    d->rr = sp->rr;
+    d->have_last = sp->have_last;
+    d->last_r = sp->last_r;
+    d->last_slope = sp->last_slope;
+    for (size_t i = 0; i < d->nl; i++) {
+        d->leads[i].q = sp->q[i];
+        d->leads[i].w = sp->w[i];
+    }
+    d->wdirty = 1;
+}
+
+static void deliver(rdx_ecg_detector *d)
+{
+    d->has_tent = 0;
+    if (d->cfg.beat_fn != NULL) {
+        d->cfg.beat_fn(d->cfg.user, &d->tent);
+    }
+}
+
 static void decide(rdx_ecg_detector *d, int64_t t, float v)
 {
     int lead;
@@ -615,6 +765,10 @@ static void decide(rdx_ecg_detector *d, int64_t t, float v)
             hist_push(&d->noise, v);
             return;
         }
+        if (d->has_tent) {
+            deliver(d); /* (not reached: a beat within its wait is refractory) */
+        }
+        snap_save(d, d->pre);
         hist_push(&d->qrs, v);
         if (d->have_last) {
             hist_push(&d->rr, (float)delta);
@@ -623,10 +777,11 @@ static void decide(rdx_ecg_detector *d, int64_t t, float v)
         d->have_last = 1;
         d->last_r = r;
         d->last_slope = s;
-        if (d->cfg.beat_fn != NULL) {
-            rdx_ecg_beat b = {.sample = r, .lead = lead, .amp_mv = amp};
-            d->cfg.beat_fn(d->cfg.user, &b);
-        }
+        d->has_tent = 1;
+        d->tent = (rdx_ecg_beat){.sample = r, .lead = lead, .amp_mv = amp};
+        d->tent_v = v;
+        d->tent_deadline = r + d->tent_wait;
+        d->accepted = 1;
     } else {
         hist_push(&d->noise, v);
     }
@@ -637,6 +792,52 @@ static void decide(rdx_ecg_detector *d, int64_t t, float v)
 static float fused_value(const rdx_ecg_detector *d, float g)
 {
     return d->nl > 1 ? exp2f(g) : g;
+}
+
+/*
+ * The held beat's deadline: a QRS cannot follow another within the
+ * refractory period, so when a larger candidate (gqrs's rule, the best peak
+ * in a neighbourhood wins) is pending whose R peak falls within it, that
+ * candidate is decided now, against the state from before the held beat;
+ * if it is taken it replaces the held beat (an artefact just before a QRS
+ * no longer hides the QRS). Otherwise the held beat is delivered.
+ */
+static void resolve(rdx_ecg_detector *d)
+{
+    /* The rival: the pending candidate, or else a rise of the fused feature
+     * under way at the deadline (its peak is still to come). */
+    int64_t ct = -1;
+    float cv = 0.0f;
+    if (d->has_pend && fused_value(d, d->pend_v) > d->tent_v) {
+        ct = d->pend_t;
+        cv = d->pend_v;
+    } else if (d->nfed >= 2 && d->fm1 > d->fm2 && fused_value(d, d->fm1) > d->tent_v) {
+        ct = d->t1;
+        cv = d->fm1;
+    }
+    if (ct >= 0) {
+        int lead;
+        float amp;
+        int64_t r2 = locate(d, ct, &lead, &amp);
+        if (r2 - d->tent.sample < d->refractory) {
+            snap_save(d, d->post);
+            snap_restore(d, d->pre);
+            rdx_ecg_beat held = d->tent;
+            d->has_tent = 0;
+            d->has_pend = 0;
+            d->has_decl = 1;
+            d->decl_t = ct;
+            d->decl_v = cv;
+            d->accepted = 0;
+            decide(d, ct, fused_value(d, cv));
+            if (d->accepted) {
+                return; /* the new beat is held in its turn */
+            }
+            snap_restore(d, d->post);
+            d->tent = held;
+        }
+    }
+    deliver(d);
 }
 
 static void candidates(rdx_ecg_detector *d, int64_t n, float f)
@@ -661,12 +862,18 @@ static void candidates(rdx_ecg_detector *d, int64_t n, float f)
     d->fm1 = f;
     d->t1 = n;
     d->nfed++;
+    if (d->has_tent && n >= d->tent_deadline) {
+        resolve(d);
+    }
     if (d->has_pend && n - d->pend_t >= d->look) {
         d->has_pend = 0;
         d->has_decl = 1;
         d->decl_t = d->pend_t;
         d->decl_v = d->pend_v;
         decide(d, d->pend_t, fused_value(d, d->pend_v));
+        if (d->has_tent && n >= d->tent_deadline) {
+            resolve(d); /* taken at its deadline already (an R far back) */
+        }
     }
 }
 
@@ -734,6 +941,9 @@ static void feed(rdx_ecg_detector *d, int64_t t)
 static void loss_begin(rdx_ecg_detector *d, int64_t n)
 {
     int64_t start = n - d->loss_min + 1;
+    if (d->has_tent) {
+        deliver(d);
+    }
     d->all_lost = 1;
     d->loss_start = start;
     d->has_pend = 0;
@@ -752,6 +962,25 @@ static void loss_end(rdx_ecg_detector *d, int64_t end)
     }
 }
 
+/* Branch-free selects, c ? a : b with c 0 or 1 (the compiler turns the
+ * plain conditional into a jump, mispredicted on every small wiggle of the
+ * signal around the flat-line threshold). */
+static inline float sel_f(int c, float a, float b)
+{
+    uint32_t ua, ub;
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    uint32_t r = ub ^ ((ua ^ ub) & (0u - (uint32_t)c));
+    float f;
+    memcpy(&f, &r, sizeof f);
+    return f;
+}
+
+static inline int64_t sel_i(int c, int64_t a, int64_t b)
+{
+    return b ^ ((a ^ b) & -(int64_t)c);
+}
+
 /*
  * One lead through frames n0 .. n0 + m - 1 (of the interleaved block x): the
  * flat/missing check, the feature filters and rings, and the normalised
@@ -759,13 +988,14 @@ static void loss_end(rdx_ecg_detector *d, int64_t end)
  * locals for the whole pass, which is what makes the loop fast; nothing here
  * depends on another lead, so the result is the same for any chunking.
  */
-static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, int64_t n0)
+static int lead_prep(rdx_ecg_detector *d, size_t li, const float *x, size_t m, int64_t n0)
 {
     struct lead *l = &d->leads[li];
     const size_t nl = d->nl, mask = d->mask;
-    float xs[CHUNK];      /* the input, missing samples bridged */
-    uint8_t lostk[CHUNK]; /* the lead is lost at this frame */
-    uint8_t rst[CHUNK];   /* the filters restart at this frame */
+    float *xs = d->xs + li * CHUNK;
+    uint8_t *lostk = d->lostk + li * CHUNK;
+    uint8_t *rst = d->rst + li * CHUNK;
+    int any_lost;
 
     if (!l->seen) {
         /* The first sample: as if the signal had been constant forever, so
@@ -775,6 +1005,46 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         l->last_valid = l->anchor = v;
         l->run_start = n0;
         l->x1 = l->x2 = l->lhp_x = (double)v;
+    }
+
+    /* 1a. The usual case: a lead that is not lost and stays so through the
+     * chunk, every sample finite. The loop below does 1. for it with less
+     * bookkeeping (no restarts, no bridging, no per-frame loss flags); when
+     * the chunk turns out otherwise, 1. does it again from the same state. */
+    if (!l->lost) {
+        const float flat = (float)d->cfg.flat_mv;
+        const int64_t lm1 = d->loss_min - 1;
+        const double a = d->loc_a;
+        double px = l->lhp_x, py = l->lhp_y;
+        float *loc = l->loc;
+        float anchor = l->anchor;
+        int64_t lost_at = l->run_start + lm1;
+        int ok = 1, hit = 0;
+        for (size_t k = 0; k < m; k++) {
+            const int64_t n = n0 + (int64_t)k;
+            float v = x[k * nl + li];
+            ok &= isfinite(v);
+            int moved = fabsf(v - anchor) > flat;
+            anchor = sel_f(moved, v, anchor);
+            lost_at = sel_i(moved, n + lm1, lost_at);
+            hit |= n >= lost_at;
+            py = a * (py + (double)v - px);
+            px = (double)v;
+            loc[(size_t)n & mask] = (float)py;
+            xs[k] = v;
+        }
+        if (ok && !hit) {
+            if (m > 0) {
+                l->last_valid = xs[m - 1];
+            }
+            l->anchor = anchor;
+            l->run_start = lost_at - lm1;
+            l->lhp_x = px;
+            l->lhp_y = py;
+            memset(lostk, 0, m);
+            d->rst_any[li] = 0;
+            return 0;
+        }
     }
 
     /* 1. Flat line and missing samples, written without branches on the
@@ -791,16 +1061,17 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         int64_t run_start = l->run_start;
         int64_t lost_at = run_start + loss_min - 1; /* flat since run_start */
         int lost = l->lost;
+        int anyl = lost, anyr = 0;
         for (size_t k = 0; k < m; k++) {
             const int64_t n = n0 + (int64_t)k;
             float v = x[k * nl + li];
             int valid = isfinite(v);
-            v = valid ? v : last;
+            v = sel_f(valid, v, last);
             last = v;
             int moved = valid & (fabsf(v - anchor) > flat);
-            anchor = moved ? v : anchor;
-            run_start = moved ? n : run_start;
-            lost_at = moved ? n + loss_min - 1 : lost_at;
+            anchor = sel_f(moved, v, anchor);
+            run_start = sel_i(moved, n, run_start);
+            lost_at = sel_i(moved, n + loss_min - 1, lost_at);
             int restart = lost & moved;
             if (restart) {
                 lost = 0; /* back from a flat or missing span */
@@ -814,8 +1085,12 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
             loc[(size_t)n & mask] = (float)py;
             xs[k] = v;
             lostk[k] = (uint8_t)lost;
+            anyl |= lost;
             rst[k] = (uint8_t)restart;
+            anyr |= restart;
         }
+        any_lost = anyl;
+        d->rst_any[li] = (uint8_t)anyr;
         l->anchor = anchor;
         l->last_valid = last;
         l->run_start = run_start;
@@ -824,9 +1099,26 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         l->lhp_y = py;
     }
 
+    return any_lost;
+}
+
+static void lead_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
+{
+    struct lead *l = &d->leads[li];
+    const size_t mask = d->mask;
+    const float *xs = d->xs + li * CHUNK;
+    const uint8_t *rst = d->rst + li * CHUNK;
+    const int anyr = d->rst_any[li];
+
     /* 2. Feature: Butterworth high-pass then low-pass (direct form I, using
      * b1 = -2 b0 for the high-pass, b1 = 2 b0 for the low-pass, b2 = b0),
-     * |derivative| over DERIV_S, moving-window integration. */
+     * |derivative| over DERIV_S, moving-window integration; and in the same
+     * loop 3. the gain control: level = max(f, max(level * decay,
+     * LEVEL_FLOOR)), kept as 1/level, and the frame AGC_S back normalised by
+     * the level as of now. Before AGC_S frames this writes ring slots the
+     * stream has not reached yet (feed() never reads them), which saves a
+     * branch. Only the fusion grid's frames are normalised: the rest is never
+     * read; ph counts down to the next grid frame without a division. */
     {
         const int64_t dk = (int64_t)d->dk, w = (int64_t)d->w;
         const float inv_w = d->inv_w;
@@ -835,11 +1127,17 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         double x1 = l->x1, x2 = l->x2, u1 = l->u1, u2 = l->u2, y1 = l->y1, y2 = l->y2;
         double mwi = l->mwi;
         float *bp = l->bp, *adr = l->ad, *fr = l->f;
+        float *nfr = l->nf, *sn = l->sn;
+        const int64_t agc = d->agc, dec = d->dec;
+        const double decay = d->level_decay;
+        double lev = l->level;
+        int64_t ph = (n0 - agc) % dec;
+        ph = ph < 0 ? -ph : (ph == 0 ? 0 : dec - ph);
         for (size_t k = 0; k < m; k++) {
             const int64_t n = n0 + (int64_t)k;
             const size_t at = (size_t)n & mask;
             double xv = (double)xs[k];
-            if (rst[k]) {
+            if (anyr && rst[k]) {
                 /* Restart at the new level so the step does not ring. */
                 x1 = x2 = xv;
                 u1 = u2 = y1 = y2 = 0.0;
@@ -857,8 +1155,21 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
             bp[at] = yb;
             mwi += (double)ad - (double)adr[(size_t)(n - w) & mask];
             adr[at] = ad;
-            float f = (float)mwi * inv_w;
-            fr[at] = f > 0.0f ? f : 0.0f;
+            float fv = (float)mwi * inv_w;
+            fv = fv > 0.0f ? fv : 0.0f;
+            fr[at] = fv;
+            double f = (double)fv;
+            lev *= decay;
+            lev = lev > LEVEL_FLOOR ? lev : LEVEL_FLOOR;
+            lev = f > lev ? f : lev;
+            if (ph == 0) {
+                size_t ta = (size_t)(n - agc) & mask;
+                float inv = (float)(1.0 / lev);
+                nfr[ta] = fr[ta] * inv;
+                sn[ta] = adr[ta] * inv;
+                ph = dec;
+            }
+            ph--;
         }
         l->x1 = x1;
         l->x2 = x2;
@@ -867,53 +1178,179 @@ static void lead_pass(rdx_ecg_detector *d, size_t li, const float *x, size_t m, 
         l->y1 = y1;
         l->y2 = y2;
         l->mwi = mwi;
+        l->level = lev;
     }
+}
 
-    /* 3. Gain control: level = max(f, max(level * decay, LEVEL_FLOOR)), kept
-     * as 1/level; the frame AGC_S back is normalised by the level as of
-     * now. Before AGC_S frames this writes ring slots the stream has not
-     * reached yet (feed() never reads them), which saves a branch. */
-    {
-        const int64_t agc = d->agc;
-        const double growth = d->level_growth;
-        const float *fr = l->f, *adr = l->ad;
-        float *nfr = l->nf, *sn = l->sn;
-        uint32_t *lm = d->lmask;
-        const uint32_t keep = li == 0 ? 0u : ~0u; /* lead 0 starts each frame's mask */
-        double inv = l->inv_level;
-        const int64_t dec = d->dec;
-        /* Only the fusion grid's frames are normalised: the rest is never
-         * read. ph counts down to the next grid frame without a division. */
-        int64_t ph = (n0 - agc) % dec;
-        ph = ph < 0 ? -ph : (ph == 0 ? 0 : dec - ph);
-        for (size_t k = 0; k < m; k++) {
-            const int64_t n = n0 + (int64_t)k;
-            const size_t at = (size_t)n & mask;
-            double f = (double)fr[at];
-            inv *= growth;
-            inv = inv < 1.0 / LEVEL_FLOOR ? inv : 1.0 / LEVEL_FLOOR;
-            if (f * inv > 1.0) {
-                inv = 1.0 / f;
-            }
-            if (ph == 0) {
-                size_t ta = (size_t)(n - agc) & mask;
-                nfr[ta] = fr[ta] * (float)inv;
-                sn[ta] = adr[ta] * (float)inv;
-                ph = dec;
-            }
-            ph--;
-            lm[at] = (lm[at] & keep) | ((uint32_t)lostk[k] << li);
-        }
-        l->inv_level = inv;
+/*
+ * Step 1a of lead_prep() for leads li and li + 1 in one loop: the two leads'
+ * localisation high-passes are independent chains of dependent arithmetic,
+ * and interleaved they overlap instead of running one after the other. Same
+ * operations, same results. Returns 1 when both leads took the usual path;
+ * 0 when either needs the general one (nothing is committed then).
+ */
+static int pair_prep_fast(rdx_ecg_detector *d, size_t li, const float *x, size_t m, int64_t n0)
+{
+    struct lead *la = &d->leads[li], *lb = &d->leads[li + 1];
+    if (la->lost || lb->lost || !la->seen || !lb->seen) {
+        return 0;
     }
+    const size_t nl = d->nl, mask = d->mask;
+    const float flat = (float)d->cfg.flat_mv;
+    const int64_t lm1 = d->loss_min - 1;
+    const double a = d->loc_a;
+    float *xa = d->xs + li * CHUNK, *xb = xa + CHUNK;
+    double pxa = la->lhp_x, pya = la->lhp_y, pxb = lb->lhp_x, pyb = lb->lhp_y;
+    float *loca = la->loc, *locb = lb->loc;
+    float anca = la->anchor, ancb = lb->anchor;
+    int64_t lata = la->run_start + lm1, latb = lb->run_start + lm1;
+    int ok = 1, hit = 0;
+    for (size_t k = 0; k < m; k++) {
+        const int64_t n = n0 + (int64_t)k;
+        const size_t at = (size_t)n & mask;
+        float va = x[k * nl + li], vb = x[k * nl + li + 1];
+        ok &= isfinite(va) & isfinite(vb);
+        int ma = fabsf(va - anca) > flat, mb = fabsf(vb - ancb) > flat;
+        anca = sel_f(ma, va, anca);
+        ancb = sel_f(mb, vb, ancb);
+        lata = sel_i(ma, n + lm1, lata);
+        latb = sel_i(mb, n + lm1, latb);
+        hit |= (n >= lata) | (n >= latb);
+        pya = a * (pya + (double)va - pxa);
+        pyb = a * (pyb + (double)vb - pxb);
+        pxa = (double)va;
+        pxb = (double)vb;
+        loca[at] = (float)pya;
+        locb[at] = (float)pyb;
+        xa[k] = va;
+        xb[k] = vb;
+    }
+    if (!ok || hit) {
+        return 0;
+    }
+    if (m > 0) {
+        la->last_valid = xa[m - 1];
+        lb->last_valid = xb[m - 1];
+    }
+    la->anchor = anca;
+    lb->anchor = ancb;
+    la->run_start = lata - lm1;
+    lb->run_start = latb - lm1;
+    la->lhp_x = pxa;
+    la->lhp_y = pya;
+    lb->lhp_x = pxb;
+    lb->lhp_y = pyb;
+    memset(d->lostk + li * CHUNK, 0, 2 * CHUNK);
+    d->rst_any[li] = d->rst_any[li + 1] = 0;
+    return 1;
+}
+
+/*
+ * lead_feature() for leads li and li + 1 at once, the two leads in the two
+ * lanes of a vector: the same operations in the same order on each lane, so
+ * the results are bit for bit those of lead_feature() (no fused multiply-add
+ * is formed from vector operations without -ffp-contract), at about half the
+ * arithmetic instructions. The rare per-lane events (a filter restart, a
+ * rising level) are handled lane by lane.
+ */
+typedef double v2d __attribute__((vector_size(16)));
+typedef int64_t v2l __attribute__((vector_size(16)));
+
+static void pair_feature(rdx_ecg_detector *d, size_t li, size_t m, int64_t n0)
+{
+    struct lead *la = &d->leads[li], *lb = &d->leads[li + 1];
+    const size_t mask = d->mask;
+    const float *xa = d->xs + li * CHUNK, *xb = xa + CHUNK;
+    const uint8_t *ra = d->rst + li * CHUNK, *rb = ra + CHUNK;
+    const int anyr = d->rst_any[li] | d->rst_any[li + 1];
+    const int64_t dk = (int64_t)d->dk, w = (int64_t)d->w;
+    const float inv_w = d->inv_w;
+    const v2d hc = {d->hp.b0, d->hp.b0}, ha1 = {d->hp.a1, d->hp.a1}, ha2 = {d->hp.a2, d->hp.a2};
+    const v2d lc = {d->lp.b0, d->lp.b0}, la1 = {d->lp.a1, d->lp.a1}, la2 = {d->lp.a2, d->lp.a2};
+    const v2d two = {2.0, 2.0};
+    v2d x1 = {la->x1, lb->x1}, x2 = {la->x2, lb->x2};
+    v2d u1 = {la->u1, lb->u1}, u2 = {la->u2, lb->u2};
+    v2d y1 = {la->y1, lb->y1}, y2 = {la->y2, lb->y2};
+    v2d mwi = {la->mwi, lb->mwi};
+    float *bpa = la->bp, *bpb = lb->bp, *ada = la->ad, *adb = lb->ad, *fa = la->f, *fb = lb->f;
+    float *nfa = la->nf, *nfb = lb->nf, *sna = la->sn, *snb = lb->sn;
+    const int64_t agc = d->agc, dec = d->dec;
+    const v2d decay = {d->level_decay, d->level_decay};
+    const v2d floor_ = {LEVEL_FLOOR, LEVEL_FLOOR};
+    const v2d one = {1.0, 1.0};
+    v2d lev = {la->level, lb->level};
+    int64_t ph = (n0 - agc) % dec;
+    ph = ph < 0 ? -ph : (ph == 0 ? 0 : dec - ph);
+    for (size_t k = 0; k < m; k++) {
+        const int64_t n = n0 + (int64_t)k;
+        const size_t at = (size_t)n & mask;
+        const size_t ad_old = (size_t)(n - dk) & mask, w_old = (size_t)(n - w) & mask;
+        v2d xv = {(double)xa[k], (double)xb[k]};
+        if (anyr && (ra[k] | rb[k])) {
+            /* Restart a lane at its new level so the step does not ring. */
+            for (int q = 0; q < 2; q++) {
+                if ((q == 0 ? ra[k] : rb[k]) != 0) {
+                    x1[q] = x2[q] = xv[q];
+                    u1[q] = u2[q] = y1[q] = y2[q] = 0.0;
+                }
+            }
+        }
+        v2d u = hc * (xv - two * x1 + x2) - ha1 * u1 - ha2 * u2;
+        v2d y = lc * (u + two * u1 + u2) - la1 * y1 - la2 * y2;
+        x2 = x1;
+        x1 = xv;
+        u2 = u1;
+        u1 = u;
+        y2 = y1;
+        y1 = y;
+        float yba = (float)y[0], ybb = (float)y[1];
+        float ad0 = fabsf(yba - bpa[ad_old]), ad1 = fabsf(ybb - bpb[ad_old]);
+        bpa[at] = yba;
+        bpb[at] = ybb;
+        v2d adv = {(double)ad0, (double)ad1};
+        v2d oldv = {(double)ada[w_old], (double)adb[w_old]};
+        mwi += adv - oldv;
+        ada[at] = ad0;
+        adb[at] = ad1;
+        float f0 = (float)mwi[0] * inv_w, f1 = (float)mwi[1] * inv_w;
+        f0 = f0 > 0.0f ? f0 : 0.0f;
+        f1 = f1 > 0.0f ? f1 : 0.0f;
+        fa[at] = f0;
+        fb[at] = f1;
+        v2d f = {(double)f0, (double)f1};
+        /* level = max(f, max(level * decay, LEVEL_FLOOR)), as masks (a
+         * branch on a rising QRS edge would be mispredicted). */
+        lev *= decay;
+        v2l above = lev > floor_;
+        lev = (v2d)(((v2l)lev & above) | ((v2l)floor_ & ~above));
+        v2l rise = f > lev;
+        lev = (v2d)(((v2l)f & rise) | ((v2l)lev & ~rise));
+        if (ph == 0) {
+            size_t ta = (size_t)(n - agc) & mask;
+            v2d inv = one / lev;
+            nfa[ta] = fa[ta] * (float)inv[0];
+            nfb[ta] = fb[ta] * (float)inv[1];
+            sna[ta] = ada[ta] * (float)inv[0];
+            snb[ta] = adb[ta] * (float)inv[1];
+            ph = dec;
+        }
+        ph--;
+    }
+    la->x1 = x1[0], lb->x1 = x1[1];
+    la->x2 = x2[0], lb->x2 = x2[1];
+    la->u1 = u1[0], lb->u1 = u1[1];
+    la->u2 = u2[0], lb->u2 = u2[1];
+    la->y1 = y1[0], lb->y1 = y1[1];
+    la->y2 = y2[0], lb->y2 = y2[1];
+    la->mwi = mwi[0], lb->mwi = mwi[1];
+    la->level = lev[0], lb->level = lev[1];
 }
 
 /* Everything after the leads for frame n: signal loss, fusion, candidates
  * and decisions. */
-static void frame_step(rdx_ecg_detector *d, int64_t n)
+static void frame_step(rdx_ecg_detector *d, int64_t n, uint32_t lm)
 {
     d->n = n + 1;
-    uint32_t lm = d->lmask[(size_t)n & d->mask];
     if (lm != d->lost_mask) {
         d->lost_mask = lm;
         d->wdirty = 1;
@@ -947,11 +1384,42 @@ rdx_status rdx_ecg_detector_push(rdx_ecg_detector *d, const float *frames, size_
         size_t m = nframes - done < CHUNK ? nframes - done : CHUNK;
         const float *x = frames + done * d->nl;
         int64_t n0 = d->n;
+        int any_lost = 0;
         for (size_t i = 0; i < d->nl; i++) {
-            lead_pass(d, i, x, m, n0);
+            if (i + 1 < d->nl && pair_prep_fast(d, i, x, m, n0)) {
+                i++;
+                continue;
+            }
+            any_lost |= lead_prep(d, i, x, m, n0);
         }
-        for (size_t k = 0; k < m; k++) {
-            frame_step(d, n0 + (int64_t)k);
+        size_t i = 0;
+        for (; i + 1 < d->nl; i += 2) {
+            pair_feature(d, i, m, n0);
+        }
+        if (i < d->nl) {
+            lead_feature(d, i, m, n0);
+        }
+        if (!any_lost && d->lost_mask == 0 && !d->all_lost) {
+            /* No lead lost anywhere in the chunk (the usual case): only the
+             * fusion grid's frames have work, exactly as frame_step() would
+             * do it. */
+            int64_t t = n0 - d->agc;
+            t = t < 0 ? 0 : t;
+            int64_t r = t % d->dec;
+            t += r == 0 ? 0 : d->dec - r;
+            for (; t + d->agc < n0 + (int64_t)m; t += d->dec) {
+                d->n = t + d->agc + 1;
+                feed(d, t);
+            }
+            d->n = n0 + (int64_t)m;
+        } else {
+            for (size_t k = 0; k < m; k++) {
+                uint32_t lm = 0;
+                for (size_t i = 0; i < d->nl; i++) {
+                    lm |= (uint32_t)d->lostk[i * CHUNK + k] << i;
+                }
+                frame_step(d, n0 + (int64_t)k, lm);
+            }
         }
         done += m;
     }
@@ -978,8 +1446,8 @@ rdx_status rdx_ecg_detector_flush(rdx_ecg_detector *d, rdx_error *err)
         size_t ta = (size_t)t & d->mask;
         for (size_t i = 0; i < d->nl; i++) {
             struct lead *l = &d->leads[i];
-            l->nf[ta] = l->f[ta] * (float)l->inv_level;
-            l->sn[ta] = l->ad[ta] * (float)l->inv_level;
+            l->nf[ta] = l->f[ta] * (float)(1.0 / l->level);
+            l->sn[ta] = l->ad[ta] * (float)(1.0 / l->level);
         }
     }
     for (int64_t t = t0; t < d->n; t++) {
@@ -992,9 +1460,15 @@ rdx_status rdx_ecg_detector_flush(rdx_ecg_detector *d, rdx_error *err)
     if (d->nfed >= 1) {
         candidates(d, d->t1 + d->dec, -INFINITY);
     }
+    if (d->has_tent && d->has_pend) {
+        resolve(d);
+    }
     if (d->has_pend) {
         d->has_pend = 0;
         decide(d, d->pend_t, fused_value(d, d->pend_v));
+    }
+    if (d->has_tent) {
+        deliver(d);
     }
     return RDX_OK;
 }

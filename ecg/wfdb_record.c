@@ -64,6 +64,7 @@ struct rdx_ecg_record {
     int cksum_active;  /* read sequentially from frame 0 with checksums to verify */
     int cksum_checked;
     int32_t *ibuf; /* RDX_ECG_READ_CHUNK_FRAMES frames for read_phys */
+    double *phys;  /* per signal: baseline, then 1 / gain (read_phys multiplies) */
     struct ecg_csv *csv;
 };
 
@@ -152,6 +153,7 @@ void rdx_ecg_record_free(rdx_ecg_record *rec)
     free(rec->raw);
     free(rec->sum);
     free(rec->ibuf);
+    free(rec->phys);
     free(rec->hea_path);
     ecg_csv_free(rec->csv);
     ecg_header_free(&rec->h);
@@ -487,13 +489,16 @@ rdx_status rdx_ecg_record_read_phys(rdx_ecg_record *rec, float *frames, size_t m
             c = RDX_ECG_READ_CHUNK_FRAMES;
         }
         st = rdx_ecg_record_read(rec, rec->ibuf, c, &g, err);
-        for (size_t i = 0; i < g * nsig; i++) {
-            const rdx_ecg_signal_info *si = &rec->h.sig[i % nsig];
-            int32_t v = rec->ibuf[i];
-            frames[done * nsig + i] =
-                v == RDX_ECG_SAMPLE_INVALID
-                    ? NAN
-                    : (float)(((double)v - si->baseline_adu) / si->gain_adu_per_unit);
+        /* Signal by signal: the baseline and the reciprocal gain stay in
+         * registers, one multiply per sample and no division. */
+        for (size_t s = 0; s < nsig; s++) {
+            const double base = rec->phys[2 * s], inv = rec->phys[2 * s + 1];
+            const int32_t *in = rec->ibuf + s;
+            float *o = frames + done * nsig + s;
+            for (size_t f = 0; f < g; f++) {
+                int32_t v = in[f * nsig];
+                o[f * nsig] = v == RDX_ECG_SAMPLE_INVALID ? NAN : (float)(((double)v - base) * inv);
+            }
         }
         done += g;
         if (st != RDX_OK || g == 0) {
@@ -792,9 +797,14 @@ rdx_status rdx_ecg_record_open(const char *path, const rdx_ecg_record_opts *opts
     }
     rec->ibuf = rdx_mallocarray((size_t)RDX_ECG_READ_CHUNK_FRAMES * (rec->h.info.nsig + 1),
                                 sizeof(int32_t));
-    if (rec->ibuf == NULL) {
+    rec->phys = rdx_mallocarray(2 * (rec->h.info.nsig + 1), sizeof *rec->phys);
+    if (rec->ibuf == NULL || rec->phys == NULL) {
         st = rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", path);
         goto out;
+    }
+    for (size_t s = 0; s < rec->h.info.nsig; s++) {
+        rec->phys[2 * s] = rec->h.sig[s].baseline_adu;
+        rec->phys[2 * s + 1] = 1.0 / rec->h.sig[s].gain_adu_per_unit;
     }
     *out = rec;
     return RDX_OK;

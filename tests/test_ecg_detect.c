@@ -177,6 +177,44 @@ static void test_detect_bad_input(void **state)
     free(dir);
 }
 
+/* --resample: the detector runs on a copy at another rate and the beats come
+ * back at the record's own sample times, so they score against its .atr. */
+static void test_detect_resampled_copies_score_against_the_reference(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char rec[512];
+    rdx_test_fixture(rec, sizeof rec, "ecg/100s");
+    const char *const rates[] = {"128", "250", "500", "1000"};
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        struct rdx_run r;
+        const char *argv[] = {"ecg", "detect", "--resample", rates[i], "-o", dir, rec, NULL};
+        run(&r, argv);
+        assert_int_equal(r.exit_code, 0);
+        assert_non_null(strstr(r.out, "100s: 74 beats"));
+        rdx_run_free(&r);
+        const char *ev[] = {"ecg", "eval", "--test-dir", dir, "--json", rec, NULL};
+        run(&r, ev);
+        assert_int_equal(r.exit_code, 0);
+        if (strstr(r.out, "\"fn\":0,") == NULL || strstr(r.out, "\"fp\":0,") == NULL) {
+            fail_msg("--resample %s: %s", rates[i], r.out);
+        }
+        rdx_run_free(&r);
+    }
+    struct rdx_run r;
+    const char *low[] = {"ecg", "detect", "--resample", "50", "-o", dir, rec, NULL};
+    run(&r, low);
+    assert_int_equal(r.exit_code, 2);
+    assert_non_null(strstr(r.err, "--resample"));
+    rdx_run_free(&r);
+    const char *junk[] = {"ecg", "detect", "--resample", "2x", "-o", dir, rec, NULL};
+    run(&r, junk);
+    assert_int_equal(r.exit_code, 2);
+    rdx_run_free(&r);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
 static void test_filter_verb_writes_a_readable_record(void **state)
 {
     (void)state;
@@ -408,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_detect_writes_golden_annotations),
         cmocka_unit_test(test_detect_json_and_threads),
         cmocka_unit_test(test_detect_bad_input),
+        cmocka_unit_test(test_detect_resampled_copies_score_against_the_reference),
         cmocka_unit_test(test_filter_verb_writes_a_readable_record),
         cmocka_unit_test(test_plot_draws_grid_leads_and_marks),
         cmocka_unit_test(test_summary_figures),

@@ -37,6 +37,8 @@ struct synth {
     double flat_from, flat_to; /* all leads constant in [from, to) (s) */
     int flat_nan;              /* NaN instead of a constant */
     double first_beat;         /* time of the first R peak (s) */
+    double burst_mv;           /* a muscle-like burst 170 ms before ... */
+    int burst_every;           /* ... every n-th beat (0: none) */
 };
 
 struct truth {
@@ -111,6 +113,12 @@ static size_t synth_make(const struct synth *sy, float **out, struct truth *tr)
             for (size_t b = 0; b < nb; b++) {
                 if (fabs(ti - tb[b]) < 0.6) {
                     v += beat_wave(ti, tb[b], pvc[b], l, sy->t_amp > 0 ? sy->t_amp : 1.0);
+                }
+            }
+            for (size_t b = 3; sy->burst_every > 0 && b < nb; b += (size_t)sy->burst_every) {
+                double tc = tb[b] - 0.17;
+                if (fabs(ti - tc) < 0.06) {
+                    v += sy->burst_mv * gauss(ti, tc, 0.012) * sin(2.0 * PI * 45.0 * (ti - tc));
                 }
             }
             v *= gain;
@@ -342,6 +350,21 @@ static void test_qrs_ectopic_beats_and_tall_t_waves(void **state)
     sy = base(360.0);
     sy.t_amp = 2.5; /* T wave 0.75 mV against an R of 1 mV */
     expect_perfect(&sy, 777);
+}
+
+/* A burst of artefact 170 ms before a QRS, large enough to be taken for a
+ * beat, must not take the QRS's place (the QRS would fall in its refractory
+ * period): the larger QRS replaces it before either is delivered. */
+static void test_qrs_artefact_just_before_a_qrs_does_not_hide_it(void **state)
+{
+    (void)state;
+    const double rates[] = {250.0, 360.0, 1000.0};
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        struct synth sy = base(rates[i]);
+        sy.burst_mv = 1.5; /* without the replacement: 7 of 37 beats lost */
+        sy.burst_every = 5;
+        expect_perfect(&sy, 500);
+    }
 }
 
 static void test_qrs_noise_is_tolerated(void **state)
@@ -666,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_qrs_block_size_does_not_change_beats),
         cmocka_unit_test(test_qrs_latency_is_at_most_300_ms),
         cmocka_unit_test(test_qrs_ectopic_beats_and_tall_t_waves),
+        cmocka_unit_test(test_qrs_artefact_just_before_a_qrs_does_not_hide_it),
         cmocka_unit_test(test_qrs_noise_is_tolerated),
         cmocka_unit_test(test_qrs_amplitude_steps_are_followed),
         cmocka_unit_test(test_qrs_flat_line_gives_loss_and_no_beats),

@@ -137,8 +137,9 @@ rdx_status rdx_ecg_record_read(rdx_ecg_record *rec, int32_t *frames, size_t max_
                                rdx_error *err);
 
 /*
- * As rdx_ecg_record_read() but in physical units: (adu - baseline) / gain,
- * NAN for an invalid sample. Shares the position with rdx_ecg_record_read().
+ * As rdx_ecg_record_read() but in physical units: (adu - baseline) / gain
+ * (computed in double as a product with the reciprocal gain, then rounded
+ * to float), NAN for an invalid sample. Shares the position with rdx_ecg_record_read().
  */
 rdx_status rdx_ecg_record_read_phys(rdx_ecg_record *rec, float *frames, size_t max_frames,
                                     size_t *got, rdx_error *err);
@@ -522,6 +523,52 @@ rdx_status rdx_ecg_summary_compute(const int64_t *beats, size_t nbeats, const rd
 
 /* Free the arrays of a summary and zero it. NULL is a no-op. */
 void rdx_ecg_summary_free(rdx_ecg_summary *s);
+
+/* ==== Resampling (ecg/resample.c) ========================================= */
+
+/*
+ * A streaming rational resampler: frames at fs_in come out at fs_out, output
+ * frame j being the band-limited interpolation of the input at time
+ * j / fs_out. It is a polyphase windowed-sinc FIR (Blackman window, 16 zero
+ * crossings each side at the lower of the two rates, cut-off at 0.45 of the
+ * lower rate, every phase's taps summing to one so a constant stays exact).
+ * Before the first and after the last input frame the signal is taken to
+ * continue at that frame's value. The two frequencies are taken to a
+ * millihertz and their ratio must reduce to at most RDX_ECG_RESAMPLE_MAX_PHASES
+ * output phases. Used to check the detector at other rates (`rdx ecg detect
+ * --resample`); a NaN (missing) input sample makes the outputs near it NaN.
+ * Output does not depend on how the input is split into pushes.
+ */
+typedef struct rdx_ecg_resampler rdx_ecg_resampler;
+
+#define RDX_ECG_RESAMPLE_MAX_PHASES 4096
+
+/* Called with nframes output frames (interleaved), valid during the call only. */
+typedef void (*rdx_ecg_resample_out_fn)(void *user, const float *frames, size_t nframes);
+
+/*
+ * Make a resampler for nch interleaved channels (1..RDX_ECG_MAX_FILTER_LEADS)
+ * from fs_in to fs_out (each in (0, RDX_ECG_MAX_FS_HZ]); out_fn receives the
+ * output. Tables and buffers are made here; push and flush allocate nothing.
+ * Errors: RDX_EINVAL (NULL out or out_fn, a frequency or channel count out of
+ * range, a ratio needing too many phases), RDX_ENOMEM. *out is NULL on error.
+ * Distinct resamplers may be used on distinct threads.
+ */
+rdx_status rdx_ecg_resampler_new(double fs_in, double fs_out, size_t nch,
+                                 rdx_ecg_resample_out_fn out_fn, void *user,
+                                 rdx_ecg_resampler **out, rdx_error *err);
+
+/* Push nframes input frames; completed output frames go to out_fn. RDX_EINVAL
+ * for a NULL resampler or frames with nframes > 0; RDX_ESTATE after flush. */
+rdx_status rdx_ecg_resampler_push(rdx_ecg_resampler *r, const float *frames, size_t nframes,
+                                  rdx_error *err);
+
+/* Deliver the rest: in all, ceil(frames_in * fs_out / fs_in) output frames
+ * (as the ratio reduces). RDX_ESTATE when called twice. */
+rdx_status rdx_ecg_resampler_flush(rdx_ecg_resampler *r, rdx_error *err);
+
+/* Free the resampler; NULL is a no-op. */
+void rdx_ecg_resampler_free(rdx_ecg_resampler *r);
 
 /* ==== Scoring and summaries (ecg/eval*.c, ecg/summary*.c) ================ */
 

@@ -2,11 +2,12 @@
  * libFuzzer target for the ECG signal path: arbitrary sample values (huge,
  * NaN, infinite, flat, stepping) at any frequency and lead count, pushed in
  * arbitrary block sizes through the QRS detector and the conditioning
- * filter. The values come from untrusted uploads (CSV text or WFDB bytes), so
+ * filter, and resampled (to a rate taken from the block-size byte). The
+ * values come from untrusted uploads (CSV text or WFDB bytes), so
  * neither may crash, hang, read out of bounds or report beats out of order.
  *
  * Input: byte 0 frequency, byte 1 lead count, byte 2 block size, byte 3
- * flags (bit 0: also filter, bit 1: 60 Hz mains), then 16-bit little-endian
+ * flags (bit 0: also filter, bit 1: 60 Hz mains, bit 2: also resample), then 16-bit little-endian
  * samples in units of 5 uV; 0x8000 is a missing sample, 0x7fff infinity.
  */
 #include "rdx/ecg.h"
@@ -37,6 +38,13 @@ static void on_out(void *user, const float *frames, size_t n, int64_t first)
     }
     (void)frames;
     *next = first + (int64_t)n;
+}
+
+static void on_resampled(void *user, const float *frames, size_t n)
+{
+    size_t *count = user;
+    (void)frames;
+    *count += n;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -96,6 +104,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             }
             rdx_ecg_filter_free(f);
+        }
+    }
+    if ((data[3] & 4) && n * nl < 20000) {
+        double fo = RDX_ECG_QRS_MIN_FS + (double)data[2] * 3.5;
+        size_t count = 0;
+        rdx_ecg_resampler *r = NULL;
+        if (rdx_ecg_resampler_new(fs, fo, nl, on_resampled, &count, &r, NULL) == RDX_OK) {
+            for (size_t i = 0; i < n; i += block) {
+                size_t m = n - i < block ? n - i : block;
+                rdx_ecg_resampler_push(r, x + i * nl, m, NULL);
+            }
+            rdx_ecg_resampler_flush(r, NULL);
+            double want = (double)n * fo / fs;
+            if ((double)count < want - 1.0 || (double)count > want + 1.0) {
+                abort(); /* ceil(n * fo / fs) frames, no more, no fewer */
+            }
+            rdx_ecg_resampler_free(r);
         }
     }
     free(x);
