@@ -23,8 +23,11 @@ static void route_usage(FILE *f)
                "                    loads carry over between runs and an order already routed\n"
                "                    gets the decisions it was given the first time\n"
                "  --out DIR         also write the order each performing lab receives,\n"
-               "                    DIR/CONTROL.LAB.oml.hl7: only its tests, child tubes of a\n"
-               "                    split in SPM-2 with the parent in SPM-3\n"
+               "                    DIR/CONTROL.LAB.oml.hl7 (.orm.hl7 for ORM^O01): only its\n"
+               "                    tests, child tubes of a split in SPM-2, the parent in\n"
+               "                    SPM-3; and what the clinic gets back: DIR/CONTROL.ack.hl7\n"
+               "                    (ACK) and DIR/CONTROL.orl.hl7 (ORL^O22; .orr.hl7 with\n"
+               "                    ORR^O02 for ORM^O01), saying where each test went\n"
                "  --hub ID          the hub's HL7 facility in those files (default NJ-HUB)\n"
                "  --json            machine-readable output on stdout\n"
                "\n"
@@ -94,7 +97,6 @@ typedef struct route_run {
     const rdx_lab_catalogue *cat;
     const char *out_dir; /* --out: one order file per performing lab */
     const char *hub;
-    rdx_lab_router *router;
     rdx_lab_store *store;
     int json;
     int off;
@@ -102,15 +104,14 @@ typedef struct route_run {
     size_t orders; /* printed so far (for JSON commas) */
 } route_run;
 
-static void print_routing(route_run *x, const char *file, const rdx_lab_order *o,
+static void print_routing(route_run *x, const char *file, const char *sender, const char *ctl,
                           const rdx_lab_routing *rt, int again)
 {
-    const char *ctl = rdx_lab_order_control_id(o);
     if (x->json) {
         printf("%s\n  {\"file\": ", x->orders ? "," : "");
         json_str(stdout, file);
         printf(", \"sender\": ");
-        json_str(stdout, rdx_lab_order_sender(o));
+        json_str(stdout, sender);
         printf(", \"control_id\": ");
         json_str(stdout, ctl);
         printf(", \"already_routed\": %s, \"labs\": %zu,\n   \"decisions\": [",
@@ -158,125 +159,38 @@ static void print_routing(route_run *x, const char *file, const rdx_lab_order *o
     x->orders++;
 }
 
-/*
- * Open the chain of custody of every tube the routing sends somewhere: one
- * specimen per distinct barcode, with the tests it carries.
- */
-static rdx_status register_specimens(route_run *x, const rdx_lab_order *o,
-                                     const rdx_lab_routing *rt, rdx_error *err)
-{
-    size_t n = rdx_lab_routing_count(rt);
-    for (size_t i = 0; i < n; i++) {
-        const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
-        int first = d->lab[0] != '\0';
-        for (size_t j = 0; j < i && first; j++) {
-            const rdx_lab_decision *e = rdx_lab_routing_at(rt, j);
-            first = !(e->lab[0] != '\0' && strcmp(e->specimen_id, d->specimen_id) == 0);
-        }
-        if (!first) {
-            continue;
-        }
-        rdx_buf tests;
-        rdx_buf_init(&tests, 4096);
-        rdx_status st = RDX_OK;
-        int64_t stable_until = d->stable_until_ms;
-        const char *placer = "";
-        double volume = -1; /* known for a whole tube, not for an aliquot */
-        for (size_t k = 0; k < rdx_lab_order_specimen_count(o); k++) {
-            const rdx_lab_order_specimen *os = rdx_lab_order_specimen_at(o, k);
-            if (strcmp(os->id, d->specimen_id) == 0) {
-                volume = os->volume_ml;
-            }
-        }
-        for (size_t t = 0; t < rdx_lab_order_test_count(o); t++) {
-            const rdx_lab_order_test *ot = rdx_lab_order_test_at(o, t);
-            if (strcmp(ot->code, d->test_code) == 0) {
-                placer = ot->placer;
-                break;
-            }
-        }
-        for (size_t j = i; j < n && st == RDX_OK; j++) {
-            const rdx_lab_decision *e = rdx_lab_routing_at(rt, j);
-            if (strcmp(e->specimen_id, d->specimen_id) == 0 && e->lab[0] != '\0') {
-                st = rdx_buf_printf(&tests, "%s%s", tests.len ? "," : "", e->test_code);
-                /* The tube is usable as long as its least stable test allows. */
-                if (e->stable_until_ms < stable_until) {
-                    stable_until = e->stable_until_ms;
-                }
-            }
-        }
-        rdx_lab_specimen_reg r = {.authority = d->specimen_authority,
-                                  .barcode = d->specimen_id,
-                                  .patient_id = rdx_lab_order_patient_id(o),
-                                  .patient_authority = rdx_lab_order_patient_authority(o),
-                                  .order_sender = rdx_lab_order_sender(o),
-                                  .order_control = rdx_lab_order_control_id(o),
-                                  .parent_barcode = d->parent_id,
-                                  .lab = d->lab,
-                                  .tests = tests.data ? (const char *)tests.data : "",
-                                  .placer = placer,
-                                  .specimen_type = d->specimen_type,
-                                  .collected_ms = d->collected_ms,
-                                  .volume_ml = volume,
-                                  .stable_until_ms = stable_until,
-                                  .arrival_due_ms = d->arrival_ms};
-        if (st == RDX_OK) {
-            st = rdx_lab_custody_register(x->store, &r, rdx_clock_wall_ms(), NULL, err);
-        }
-        rdx_buf_free(&tests);
-        if (st != RDX_OK) {
-            return st;
-        }
-    }
-    return RDX_OK;
-}
-
 static void dtm_now(char *out, size_t cap);
 static void safe_name(const char *in, char *out, size_t cap);
 
-/* --out: the order each performing lab receives, DIR/CONTROL.LAB.oml.hl7. */
-static rdx_status write_lab_orders(route_run *x, const rdx_lab_hl7_msg *m, const rdx_lab_order *o,
-                                   const rdx_lab_routing *rt, rdx_error *err)
+static rdx_status write_msg(const char *path, const rdx_lab_hub_msg *hm, rdx_error *err)
 {
-    size_t n = rdx_lab_routing_count(rt);
-    for (size_t i = 0; i < n; i++) {
-        const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
-        int first = d->lab[0] != '\0';
-        for (size_t j = 0; j < i && first; j++) {
-            first = strcmp(rdx_lab_routing_at(rt, j)->lab, d->lab) != 0;
-        }
-        if (!first) {
-            continue;
-        }
-        const char *facility = d->lab;
-        for (size_t k = 0; k < rdx_lab_catalogue_lab_count(x->cat); k++) {
-            rdx_lab_lab_info li;
-            if (rdx_lab_catalogue_lab_at(x->cat, k, &li) == RDX_OK && strcmp(li.id, d->lab) == 0) {
-                facility = li.facility;
-            }
-        }
-        char ts[32], ctl[200], name[128], lname[80], path[1400];
-        dtm_now(ts, sizeof ts);
-        snprintf(ctl, sizeof ctl, "%s-%s", rdx_lab_order_control_id(o), d->lab);
-        safe_name(rdx_lab_order_control_id(o), name, sizeof name);
-        safe_name(d->lab, lname, sizeof lname);
-        snprintf(path, sizeof path, "%s/%s.%s.oml.hl7", x->out_dir, name, lname);
-        rdx_lab_hl7_address a = {.sending_app = "RDX",
-                                 .sending_facility = x->hub,
-                                 .receiving_app = "",
-                                 .receiving_facility = facility,
-                                 .timestamp = ts,
-                                 .control_id = ctl};
-        rdx_buf b;
-        rdx_buf_init(&b, 64u << 20);
-        rdx_status st = rdx_lab_order_for_lab(m, rt, d->lab, &a, &b, err);
-        if (st == RDX_OK) {
-            st = rdx_file_write_atomic(path, b.data, b.len, err);
-        }
-        rdx_buf_free(&b);
-        if (st != RDX_OK) {
-            return st;
-        }
+    return rdx_file_write_atomic(path, hm->data, hm->len, err);
+}
+
+/*
+ * --out: the order each performing lab receives (DIR/CONTROL.LAB.oml.hl7,
+ * or .orm.hl7 for ORM^O01), the ACK (DIR/CONTROL.ack.hl7) and the order
+ * response to the clinic (DIR/CONTROL.orl.hl7, or .orr.hl7 for ORR^O02).
+ */
+static rdx_status write_outputs(route_run *x, const char *ctl, const rdx_lab_hub_order_out *h,
+                                int orm, rdx_error *err)
+{
+    char name[128], path[1400];
+    rdx_lab_hub_msg hm;
+    safe_name(ctl, name, sizeof name);
+    rdx_lab_hub_order_ack(h, &hm);
+    snprintf(path, sizeof path, "%s/%s.ack.hl7", x->out_dir, name);
+    RDX_TRY(write_msg(path, &hm, err));
+    if (rdx_lab_hub_order_response(h, &hm)) {
+        snprintf(path, sizeof path, "%s/%s.%s.hl7", x->out_dir, name, orm ? "orr" : "orl");
+        RDX_TRY(write_msg(path, &hm, err));
+    }
+    for (size_t i = 0; rdx_lab_hub_order_lab_at(h, i, &hm); i++) {
+        char lname[80];
+        safe_name(hm.facility, lname, sizeof lname);
+        snprintf(path, sizeof path, "%s/%s.%s.%s.hl7", x->out_dir, name, lname,
+                 orm ? "orm" : "oml");
+        RDX_TRY(write_msg(path, &hm, err));
     }
     return RDX_OK;
 }
@@ -284,54 +198,50 @@ static rdx_status write_lab_orders(route_run *x, const rdx_lab_hl7_msg *m, const
 static void route_message(route_run *x, const char *file, const rdx_lab_hl7_msg *m, size_t idx)
 {
     rdx_error err;
-    rdx_lab_order *o = NULL;
-    rdx_lab_routing *rt = NULL;
+    rdx_buf raw, f;
+    rdx_lab_hub_order_out *h = NULL;
     rdx_error_clear(&err);
-    if (rdx_lab_order_from_hl7(m, x->off, &o, &err) != RDX_OK) {
-        rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, err.msg);
-        x->failed = 1;
-        return;
-    }
-    rdx_status st = rdx_lab_store_lookup(x->store, rdx_lab_order_sender(o),
-                                         rdx_lab_order_control_id(o), &rt, &err);
-    if (st == RDX_OK) {
-        print_routing(x, file, o, rt, 1);
-        if (x->out_dir != NULL && write_lab_orders(x, m, o, rt, &err) != RDX_OK) {
-            rdx_cli_fail_err(ROUTE_CMD, &err);
-            x->failed = 1;
-        }
-        goto out;
-    }
-    if (st != RDX_ENOTFOUND) {
-        rdx_cli_fail_err(ROUTE_CMD, &err);
+    rdx_buf_init(&raw, 256u << 20);
+    rdx_buf_init(&f, 1024);
+    char ts[32];
+    dtm_now(ts, sizeof ts);
+    rdx_lab_hub_opts op = {.hub_facility = x->hub, .timestamp = ts, .now_ms = rdx_clock_wall_ms()};
+    rdx_status st = rdx_lab_hl7_write(m, &raw);
+    if (st != RDX_OK) {
+        rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, rdx_strerror(st));
         x->failed = 1;
         goto out;
     }
-    rdx_error_clear(&err);
-    if (rdx_lab_route(x->router, o, &rt, &err) != RDX_OK) {
+    if (rdx_lab_hub_order(x->store, x->cat, raw.data, raw.len, &op, &h, &err) != RDX_OK) {
         rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, err.msg);
         x->failed = 1;
         goto out;
     }
-    if (register_specimens(x, o, rt, &err) != RDX_OK) {
-        rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, err.msg);
+    (void)rdx_lab_hl7_get(m, "MSH-10", &f, NULL);
+    char ctl[200];
+    snprintf(ctl, sizeof ctl, "%.199s", f.data ? (const char *)f.data : "");
+    rdx_buf_reset(&f);
+    (void)rdx_lab_hl7_get(m, "MSH-9.2", &f, NULL);
+    int orm = f.data != NULL && strcmp((const char *)f.data, "O01") == 0;
+    rdx_buf_reset(&f);
+    (void)rdx_lab_hl7_get(m, "MSH-4.1", &f, NULL);
+    if (rdx_lab_hub_order_code(h) != RDX_LAB_ACK_AA) {
+        static const char *const codes[] = {"AA", "AE", "AR"};
+        rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s (answered %s)", file, idx + 1,
+                     rdx_lab_hub_order_text(h), codes[rdx_lab_hub_order_code(h)]);
         x->failed = 1;
-        goto out;
+    } else {
+        print_routing(x, file, f.data ? (const char *)f.data : "", ctl,
+                      rdx_lab_hub_order_routing(h), rdx_lab_hub_order_already_routed(h));
     }
-    if (rdx_lab_store_save(x->store, rdx_lab_order_sender(o), rdx_lab_order_control_id(o), rt,
-                           rdx_clock_wall_ms(), &err) != RDX_OK) {
-        rdx_cli_fail_err(ROUTE_CMD, &err);
-        x->failed = 1;
-        goto out;
-    }
-    print_routing(x, file, o, rt, 0);
-    if (x->out_dir != NULL && write_lab_orders(x, m, o, rt, &err) != RDX_OK) {
+    if (x->out_dir != NULL && write_outputs(x, ctl, h, orm, &err) != RDX_OK) {
         rdx_cli_fail_err(ROUTE_CMD, &err);
         x->failed = 1;
     }
 out:
-    rdx_lab_routing_free(rt);
-    rdx_lab_order_free(o);
+    rdx_lab_hub_order_free(h);
+    rdx_buf_free(&raw);
+    rdx_buf_free(&f);
 }
 
 static int cmd_route(int argc, char **argv)
@@ -384,9 +294,7 @@ static int cmd_route(int argc, char **argv)
     }
     x.off = rdx_lab_catalogue_utc_offset_min(cat);
     x.cat = cat;
-    if (rdx_lab_router_new(cat, &x.router, &err) != RDX_OK ||
-        rdx_lab_store_open(db, &x.store, &err) != RDX_OK ||
-        rdx_lab_store_load(x.store, x.router, &err) != RDX_OK) {
+    if (rdx_lab_store_open(db, &x.store, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(ROUTE_CMD, &err);
         goto out;
     }
@@ -419,7 +327,6 @@ static int cmd_route(int argc, char **argv)
     rc = x.failed ? RDX_EXIT_FAIL : RDX_EXIT_OK;
 out:
     rdx_lab_store_free(x.store);
-    rdx_lab_router_free(x.router);
     rdx_lab_catalogue_free(cat);
     return rc;
 }

@@ -198,6 +198,16 @@ struct rdx_lab_store {
 rdx_status lab_routing_new(rdx_lab_routing **out);
 rdx_status lab_routing_push(rdx_lab_routing *rt, const rdx_lab_decision *d);
 
+/* ---- Store transactions (lab/store.c) ------------------------------------ */
+
+/* BEGIN IMMEDIATE; custody and result steps inside use savepoints, which nest. */
+rdx_status lab_store_begin(rdx_lab_store *s, rdx_error *err);
+/* COMMIT when st is RDX_OK (a failed commit is rolled back), else ROLLBACK; returns the outcome. */
+rdx_status lab_store_end(rdx_lab_store *s, rdx_status st, rdx_error *err);
+/* rdx_lab_store_save without its own transaction. */
+rdx_status lab_store_save_rows(rdx_lab_store *s, const char *sender, const char *control_id,
+                               const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err);
+
 /* ---- Synthetic orders (lab/order.c) ------------------------------------- */
 
 /*

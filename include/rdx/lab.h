@@ -488,14 +488,20 @@ typedef struct rdx_lab_store rdx_lab_store;
 /*
  * Open (creating when needed) the store at uri: "sqlite:PATH", or
  * "sqlite::memory:" for a store that lives only as long as the handle.
+ * The store carries its schema version (table lab_schema, currently 2); a
+ * store written before versioning (1) is migrated in one transaction, and
+ * one of a newer version than this build knows is refused untouched.
  * Errors: RDX_EINVAL (another scheme), RDX_EDB (SQLite could not open or
- * create the tables; err has SQLite's message and the path), RDX_ENOMEM.
+ * create the tables, or the schema is newer; err has the path and why),
+ * RDX_ENOMEM. A handle is used by one thread at a time.
  */
 rdx_status rdx_lab_store_open(const char *uri, rdx_lab_store **out, rdx_error *err);
 /* Close the store; NULL is a no-op. */
 void rdx_lab_store_free(rdx_lab_store *s);
 
-/* Add every stored decision's test to its lab's load for its day (labs unknown to r are skipped).
+/*
+ * Add every stored decision's test to its lab's load for its day, and mark
+ * down on r the labs stored as down (labs unknown to r are skipped).
  */
 rdx_status rdx_lab_store_load(rdx_lab_store *s, rdx_lab_router *r, rdx_error *err);
 
@@ -512,6 +518,26 @@ rdx_status rdx_lab_store_lookup(rdx_lab_store *s, const char *sender, const char
  */
 rdx_status rdx_lab_store_save(rdx_lab_store *s, const char *sender, const char *control_id,
                               const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err);
+
+/*
+ * Mark lab_id down (down != 0: it takes no new test until marked up again)
+ * or up, durably: rdx_lab_store_load marks every down lab on the router, so
+ * every later run of any verb sees it. actor and reason (may be NULL) are
+ * kept with the time. Marking a down lab down again keeps the first record.
+ * *changed (may be NULL) = 1 when the availability changed. The lab id is
+ * not checked against a catalogue (the caller does). Errors: RDX_EINVAL,
+ * RDX_EDB. Not thread-safe on one store handle.
+ */
+rdx_status rdx_lab_store_set_down(rdx_lab_store *s, const char *lab_id, int down, const char *actor,
+                                  const char *reason, int64_t now_ms, int *changed, rdx_error *err);
+
+/* One lab marked down; strings valid during the callback. */
+typedef void (*rdx_lab_down_fn)(void *user, const char *lab_id, int64_t since_ms, const char *actor,
+                                const char *reason);
+
+/* Call fn (may be NULL) for every lab marked down, by id; *count (may be NULL) gets how many. */
+rdx_status rdx_lab_store_labs_down(rdx_lab_store *s, rdx_lab_down_fn fn, void *user, size_t *count,
+                                   rdx_error *err);
 
 /* ==== Chain of custody (lab/custody.c, in the same SQLite store) ========= */
 
@@ -819,6 +845,107 @@ typedef struct rdx_lab_result_outcome {
  */
 rdx_status rdx_lab_result_apply(rdx_lab_store *s, const rdx_lab_hl7_msg *oru, int64_t now_ms,
                                 rdx_lab_result_outcome *out, rdx_error *err);
+
+/* ==== Hub steps (lab/hub.c) ================================================ */
+
+/*
+ * Register every tube routing rt sends somewhere (rdx_lab_custody_register)
+ * and store rt as the decisions of order o (rdx_lab_store_save), in one
+ * transaction: either the tubes and the decisions are all stored, or nothing
+ * is (a barcode refused for another patient leaves no trace of the order).
+ * Errors: those of rdx_lab_custody_register and rdx_lab_store_save.
+ */
+rdx_status rdx_lab_order_record(rdx_lab_store *s, const rdx_lab_order *o, const rdx_lab_routing *rt,
+                                int64_t now_ms, rdx_error *err);
+
+/* How the hub addresses what it writes. */
+typedef struct rdx_lab_hub_opts {
+    const char *hub_app;      /* MSH-3 of messages written; NULL or "": "RDX" */
+    const char *hub_facility; /* MSH-4; NULL or "": "NJ-HUB" */
+    const char *timestamp;    /* MSH-7, HL7 DTM, e.g. "20261201093000+0800" (required) */
+    int64_t now_ms;           /* processing time: custody log, decisions, results */
+} rdx_lab_hub_opts;
+
+/* One message to send: ER7 with CR after each segment, and where it goes. */
+typedef struct rdx_lab_hub_msg {
+    const char *facility; /* a lab id (orders), the sender (ACK, response), the clinic (ORU) */
+    const uint8_t *data;
+    size_t len;
+} rdx_lab_hub_msg;
+
+typedef struct rdx_lab_hub_order_out rdx_lab_hub_order_out;
+
+/*
+ * A clinic's order (one ER7 message, MLLP frame removed) as the hub takes it:
+ *  1. parse it and read the order (OML^O21, OML^O33, ORM^O01);
+ *  2. in one store transaction: an order already routed (same MSH-4.1 and
+ *     MSH-10) gets its stored decisions; otherwise each lab's load is read
+ *     from the store (and labs marked down are skipped), every test routed
+ *     (rdx_lab_route), its tubes registered and the decisions stored;
+ *  3. build, as buffers owned by *out: the order each performing lab
+ *     receives (rdx_lab_order_for_lab, addressed to its facility), the ACK
+ *     to the clinic (MSA-1 AA; the accept acknowledgement), and the order
+ *     response telling the clinic where each test went: ORL^O22 for
+ *     OML^O21, ORR^O02 for ORM^O01, ORL^O34 for OML^O33 (HL7 v2.5.1 4.4).
+ *     Each test has ORC-1 OK (routed or queued, ORC-5 SC) or UA (refused),
+ *     ORC-2 its placer number, ORC-16 = route code ^ reason ^ 99RDX and,
+ *     when routed, ^ lab id ^ lab name ^ 99RDXLAB; then its OBR and (not in
+ *     ORR^O02) the SPM of the tube sent, child in SPM-2, parent in SPM-3.
+ * A message that cannot be parsed or is not a routable order gets an AE ACK
+ * (ERR 102 or 101) and nothing else; one whose tube barcode belongs to
+ * another patient or order, or without any collection time, gets an AR ACK
+ * (ERR 205 or 101) and nothing is stored. These return RDX_OK: look at
+ * rdx_lab_hub_order_code. Returns an error (and no *out) only when the
+ * store or memory fails (RDX_EDB, RDX_ENOMEM, RDX_ELIMIT): the order was not
+ * taken, and the caller should retry rather than ACK. Errors also RDX_EINVAL
+ * (NULL argument, no timestamp). The catalogue c must be the one the store
+ * was routed with. Thread safety: one store handle per thread.
+ */
+rdx_status rdx_lab_hub_order(rdx_lab_store *s, const rdx_lab_catalogue *c, const void *data,
+                             size_t len, const rdx_lab_hub_opts *opts, rdx_lab_hub_order_out **out,
+                             rdx_error *err);
+/* Free the outcome and its buffers; NULL is a no-op. */
+void rdx_lab_hub_order_free(rdx_lab_hub_order_out *h);
+/* MSA-1 of the ACK: AA taken (each test routed or refused with a reason), AE bad, AR refused. */
+rdx_lab_ack_code rdx_lab_hub_order_code(const rdx_lab_hub_order_out *h);
+/* One line for people: "2 of 3 test(s) routed to 2 lab(s)" or what was wrong. Owned by h. */
+const char *rdx_lab_hub_order_text(const rdx_lab_hub_order_out *h);
+/* 1 when the order had been routed before (its stored decisions were reused). */
+int rdx_lab_hub_order_already_routed(const rdx_lab_hub_order_out *h);
+/* The decisions, one per test in order (owned by h); NULL unless the code is AA. */
+const rdx_lab_routing *rdx_lab_hub_order_routing(const rdx_lab_hub_order_out *h);
+/* The ACK to the clinic (always present). Views are valid until h is freed. */
+void rdx_lab_hub_order_ack(const rdx_lab_hub_order_out *h, rdx_lab_hub_msg *out);
+/* The order response to the clinic; 0 (and an empty view) when there is none (AE, AR). */
+int rdx_lab_hub_order_response(const rdx_lab_hub_order_out *h, rdx_lab_hub_msg *out);
+/* The per-lab orders, in order of each lab's first test; _at returns 0 when i is out of range. */
+size_t rdx_lab_hub_order_lab_count(const rdx_lab_hub_order_out *h);
+int rdx_lab_hub_order_lab_at(const rdx_lab_hub_order_out *h, size_t i, rdx_lab_hub_msg *out);
+
+typedef struct rdx_lab_hub_result_out rdx_lab_hub_result_out;
+
+/*
+ * A lab's ORU^R01 (one ER7 message) as the hub takes it: matched and applied
+ * with rdx_lab_result_apply (custody, observations, corrections, duplicates
+ * once), then, as buffers owned by *out, the ACK for the lab (AA, AE or AR
+ * with an ERR segment) and, when accepted and not a duplicate, the ORU
+ * forwarded to the ordering clinic (rdx_lab_hl7_readdress: MSH-3..7 and
+ * MSH-10 rewritten, every other byte as the lab sent it). A message that
+ * cannot be parsed gets an AE ACK (ERR 102). Returns an error (no *out) only
+ * for RDX_EINVAL (NULL argument, no timestamp), RDX_EDB, RDX_ENOMEM,
+ * RDX_ELIMIT. Thread safety: one store handle per thread.
+ */
+rdx_status rdx_lab_hub_result(rdx_lab_store *s, const void *data, size_t len,
+                              const rdx_lab_hub_opts *opts, rdx_lab_hub_result_out **out,
+                              rdx_error *err);
+/* Free the outcome and its buffers; NULL is a no-op. */
+void rdx_lab_hub_result_free(rdx_lab_hub_result_out *h);
+/* What the result did (code, error location, counts, the clinic). Owned by h. */
+const rdx_lab_result_outcome *rdx_lab_hub_result_outcome(const rdx_lab_hub_result_out *h);
+/* The ACK for the lab (always present). Valid until h is freed. */
+void rdx_lab_hub_result_ack(const rdx_lab_hub_result_out *h, rdx_lab_hub_msg *out);
+/* The ORU for the clinic; 0 (empty view) when there is none (not AA, or a duplicate). */
+int rdx_lab_hub_result_forward(const rdx_lab_hub_result_out *h, rdx_lab_hub_msg *out);
 
 #ifdef __cplusplus
 }
