@@ -1027,7 +1027,9 @@ static void reroute_usage(FILE *f)
                "network, with the next courier pickup after --at (default now) and the\n"
                "stability counted from the original collection. Tubes already picked up are\n"
                "left alone. A tube whose tests now need two labs is split into child tubes\n"
-               "BARCODE.1, BARCODE.2. Every move is logged in the tube's chain of custody.\n");
+               "BARCODE.1, BARCODE.2. Every move is logged in the tube's chain of custody.\n"
+               "LAB is left out for this run only (a lab full today); for a lab that is\n"
+               "down until further notice use 'rdx lab lab-down', which is remembered.\n");
 }
 
 typedef struct reroute_ctx {
@@ -1065,39 +1067,84 @@ static void on_reroute(void *user, const rdx_lab_reroute_rec *rec)
     }
 }
 
-static int cmd_reroute(int argc, char **argv)
+#define LABDOWN_CMD "lab lab-down"
+#define LABUP_CMD   "lab lab-up"
+#define LABS_CMD    "lab labs"
+
+static void labdown_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab lab-down --catalogue FILE [--db URI] [--at DTM] [--actor ID]\n"
+               "                        [--reason TEXT] [--json] LAB\n"
+               "\n"
+               "Mark LAB down in the store until 'rdx lab lab-up LAB': every later 'rdx lab\n"
+               "route' and 'rdx lab reroute' leave it out. Then, as 'rdx lab reroute' does,\n"
+               "route again the tubes sent to it that are still at the clinic; tubes already\n"
+               "picked up are left alone. Running it again is harmless: the lab stays down\n"
+               "(first record kept) and any tube still waiting is moved.\n"
+               "\n"
+               "  --actor ID     who says so (default NJ-HUB); --reason TEXT why\n"
+               "  --at DTM       HL7 date/time of the next pickup to plan from (default now)\n");
+}
+
+static void labup_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab lab-up [--db URI] [--json] LAB\n"
+               "\n"
+               "LAB works again: new orders may be routed to it. Tubes moved away while it\n"
+               "was down stay where they were sent.\n");
+}
+
+static void labs_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab labs [--db URI] [--json]\n"
+               "\n"
+               "List the labs marked down (rdx lab lab-down), with since when, by whom and\n"
+               "why; nothing listed means every lab of the catalogue takes orders.\n");
+}
+
+/* reroute (persist 0) and lab-down (persist 1). */
+static int reroute_run(const char *cmd, int persist, int argc, char **argv)
 {
     const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *at = NULL, *lab = NULL;
+    const char *actor = "NJ-HUB", *why = NULL;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         if (rdx_cli_is_help(argv[i])) {
-            reroute_usage(stdout);
+            (persist ? labdown_usage : reroute_usage)(stdout);
             return RDX_EXIT_OK;
         }
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0 || strcmp(a, "--at") == 0) {
+        int with_value = strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0 ||
+                         strcmp(a, "--at") == 0 ||
+                         (persist && (strcmp(a, "--actor") == 0 || strcmp(a, "--reason") == 0));
+        if (with_value) {
             if (i + 1 >= argc) {
-                return rdx_cli_usage(REROUTE_CMD, "%s needs a value", a);
+                return rdx_cli_usage(cmd, "%s needs a value", a);
             }
-            *(a[2] == 'c' ? &cat_path : a[2] == 'd' ? &db : &at) = argv[++i];
+            const char **dst = a[2] == 'c'                 ? &cat_path
+                               : a[2] == 'd'               ? &db
+                               : strcmp(a, "--at") == 0    ? &at
+                               : strcmp(a, "--actor") == 0 ? &actor
+                                                           : &why;
+            *dst = argv[++i];
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
         } else if (a[0] == '-' && a[1] != '\0') {
-            return rdx_cli_usage(REROUTE_CMD, "unknown option '%s'", a);
+            return rdx_cli_usage(cmd, "unknown option '%s'", a);
         } else if (lab != NULL) {
-            return rdx_cli_usage(REROUTE_CMD, "one LAB at a time");
+            return rdx_cli_usage(cmd, "one LAB at a time");
         } else {
             lab = a;
         }
     }
     if (cat_path == NULL || lab == NULL) {
-        return rdx_cli_usage(REROUTE_CMD, "want --catalogue FILE and LAB");
+        return rdx_cli_usage(cmd, "want --catalogue FILE and LAB");
     }
-    int64_t now = rdx_clock_wall_ms();
+    int64_t now = rdx_clock_wall_ms(), recorded = now;
     if (at != NULL && rdx_lab_hl7_dtm_parse(at, strlen(at), 480, &now) != RDX_OK) {
-        return rdx_cli_usage(REROUTE_CMD, "--at '%s' is not an HL7 date/time", at);
+        return rdx_cli_usage(cmd, "--at '%s' is not an HL7 date/time", at);
     }
     rdx_error err;
     rdx_error_clear(&err);
@@ -1106,21 +1153,35 @@ static int cmd_reroute(int argc, char **argv)
     rdx_lab_store *s = NULL;
     reroute_ctx x = {json, 0};
     size_t n = 0;
-    int rc = RDX_EXIT_OK;
+    int rc = RDX_EXIT_OK, changed = 0;
     if (rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK ||
-        rdx_lab_router_new(cat, &r, &err) != RDX_OK ||
-        rdx_lab_router_set_down(r, lab, 1, &err) != RDX_OK ||
-        rdx_lab_store_open(db, &s, &err) != RDX_OK || rdx_lab_store_load(s, r, &err) != RDX_OK) {
-        rc = rdx_cli_fail_err(REROUTE_CMD, &err);
+        rdx_lab_router_new(cat, &r, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(cmd, &err);
+        goto out;
+    }
+    if (rdx_lab_router_set_down(r, lab, 1, &err) != RDX_OK) {
+        rc = rdx_cli_fail(cmd, "%s: %s", cat_path, err.msg);
+        goto out;
+    }
+    if (rdx_lab_store_open(db, &s, &err) != RDX_OK ||
+        (persist &&
+         rdx_lab_store_set_down(s, lab, 1, actor, why, recorded, &changed, &err) != RDX_OK) ||
+        rdx_lab_store_load(s, r, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(cmd, &err);
         goto out;
     }
     if (json) {
         printf("{\"lab\": ");
         json_str(stdout, lab);
+        if (persist) {
+            printf(", \"marked_down\": %s", changed ? "true" : "false");
+        }
         printf(", \"moves\": [");
+    } else if (persist) {
+        printf("%s %s\n", lab, changed ? "marked down" : "was already down");
     }
     if (rdx_lab_custody_reroute(s, r, lab, now, on_reroute, &x, &n, &err) != RDX_OK) {
-        rc = rdx_cli_fail_err(REROUTE_CMD, &err);
+        rc = rdx_cli_fail_err(cmd, &err);
     }
     if (json) {
         printf("\n], \"tubes\": %zu}\n", n);
@@ -1131,6 +1192,127 @@ out:
     rdx_lab_store_free(s);
     rdx_lab_router_free(r);
     rdx_lab_catalogue_free(cat);
+    return rc;
+}
+
+static int cmd_reroute(int argc, char **argv)
+{
+    return reroute_run(REROUTE_CMD, 0, argc, argv);
+}
+
+static int cmd_labdown(int argc, char **argv)
+{
+    return reroute_run(LABDOWN_CMD, 1, argc, argv);
+}
+
+static int db_and_lab(const char *cmd, void (*usage)(FILE *), int want_lab, int argc, char **argv,
+                      const char **db, const char **lab, int *json)
+{
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            usage(stdout);
+            return -1;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--db") == 0) {
+            if (i + 1 >= argc) {
+                return rdx_cli_usage(cmd, "--db needs a value");
+            }
+            *db = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            *json = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return rdx_cli_usage(cmd, "unknown option '%s'", a);
+        } else if (!want_lab || *lab != NULL) {
+            return rdx_cli_usage(cmd, want_lab ? "one LAB at a time" : "no argument expected");
+        } else {
+            *lab = a;
+        }
+    }
+    if (want_lab && *lab == NULL) {
+        return rdx_cli_usage(cmd, "want LAB");
+    }
+    return RDX_EXIT_OK;
+}
+
+static int cmd_labup(int argc, char **argv)
+{
+    const char *db = "sqlite:rdx-lab.db", *lab = NULL;
+    int json = 0, changed = 0;
+    int rc = db_and_lab(LABUP_CMD, labup_usage, 1, argc, argv, &db, &lab, &json);
+    if (rc != RDX_EXIT_OK) {
+        return rc < 0 ? RDX_EXIT_OK : rc;
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    if (rdx_lab_store_open(db, &s, &err) != RDX_OK ||
+        rdx_lab_store_set_down(s, lab, 0, NULL, NULL, rdx_clock_wall_ms(), &changed, &err) !=
+            RDX_OK) {
+        rc = rdx_cli_fail_err(LABUP_CMD, &err);
+    } else if (json) {
+        printf("{\"lab\": ");
+        json_str(stdout, lab);
+        printf(", \"was_down\": %s}\n", changed ? "true" : "false");
+    } else {
+        printf("%s %s\n", lab, changed ? "is up again" : "was not marked down");
+    }
+    rdx_lab_store_free(s);
+    return rc;
+}
+
+typedef struct labs_ctx {
+    int json;
+    size_t n;
+} labs_ctx;
+
+static void on_lab_down(void *user, const char *lab, int64_t since, const char *actor,
+                        const char *reason)
+{
+    labs_ctx *x = user;
+    char iso[40];
+    iso_time(iso, sizeof iso, since);
+    if (x->json) {
+        printf("%s\n  {\"lab\": ", x->n ? "," : "");
+        json_str(stdout, lab);
+        printf(", \"since\": \"%s\", \"actor\": ", iso);
+        json_str(stdout, actor);
+        printf(", \"reason\": ");
+        json_str(stdout, reason);
+        printf("}");
+    } else {
+        printf("%s down since %s by %s%s%s\n", lab, iso, actor, reason[0] ? ": " : "", reason);
+    }
+    x->n++;
+}
+
+static int cmd_labs(int argc, char **argv)
+{
+    const char *db = "sqlite:rdx-lab.db", *lab = NULL;
+    int json = 0;
+    int rc = db_and_lab(LABS_CMD, labs_usage, 0, argc, argv, &db, &lab, &json);
+    if (rc != RDX_EXIT_OK) {
+        return rc < 0 ? RDX_EXIT_OK : rc;
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    labs_ctx x = {json, 0};
+    if (json) {
+        printf("{\"down\": [");
+    }
+    if (rdx_lab_store_open(db, &s, &err) != RDX_OK ||
+        rdx_lab_store_labs_down(s, on_lab_down, &x, NULL, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(LABS_CMD, &err);
+    }
+    if (json) {
+        printf("\n]}\n");
+    } else if (rc == RDX_EXIT_OK && x.n == 0) {
+        printf("no lab is marked down\n");
+    }
+    rdx_lab_store_free(s);
     return rc;
 }
 
@@ -1240,7 +1422,10 @@ static const struct rdx_cli_verb verbs[] = {
     {"status", "show a specimen's state and chain of custody", cmd_status},
     {"result", "apply a lab's ORU to its order, write the ACK and the clinic's ORU", cmd_result},
     {"overdue", "list dispatched specimens with no receipt scan in time (lost?)", cmd_overdue},
-    {"reroute", "a lab is down or full: route again the tubes not yet picked up", cmd_reroute},
+    {"reroute", "a lab is full (this run): route again the tubes not yet picked up", cmd_reroute},
+    {"lab-down", "mark a lab down until lab-up (kept in the store) and reroute", cmd_labdown},
+    {"lab-up", "a lab marked down takes orders again", cmd_labup},
+    {"labs", "list the labs marked down", cmd_labs},
     {"addon", "add a test to a collected tube, or open a new collection", cmd_addon},
     {NULL, NULL, NULL},
 };
