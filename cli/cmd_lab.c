@@ -553,18 +553,21 @@ static void on_history(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab
             json_str(stdout, sp->parent_barcode);
             printf(", \"void_tests\": ");
             json_str(stdout, sp->void_tests);
+            printf(", \"resulted_tests\": ");
+            json_str(stdout, sp->resulted_tests);
             printf(", \"recollect_of\": ");
             json_str(stdout, sp->recollect_of);
             printf(", \"recollected_as\": ");
             json_str(stdout, sp->recollected_as);
             printf(", \"events\": [");
         } else {
-            printf("%s (%s): %s%s%s; patient %s, order %s from %s, lab %s, tests %s\n", sp->barcode,
-                   sp->authority, rdx_lab_state_name(sp->state),
+            printf("%s (%s): %s%s%s; patient %s, order %s from %s, lab %s, tests %s%s%s\n",
+                   sp->barcode, sp->authority, rdx_lab_state_name(sp->state),
                    sp->condition != RDX_LAB_COND_OK ? ", condition " : "",
                    sp->condition != RDX_LAB_COND_OK ? rdx_lab_condition_name(sp->condition) : "",
                    sp->patient_id, sp->order_control, sp->order_sender, sp->lab[0] ? sp->lab : "-",
-                   sp->tests[0] ? sp->tests : "-");
+                   sp->tests[0] ? sp->tests : "-", sp->resulted_tests[0] ? "; resulted " : "",
+                   sp->resulted_tests);
             if (sp->parent_barcode[0]) {
                 printf("  child of %s\n", sp->parent_barcode);
             }
@@ -609,17 +612,19 @@ static void on_tube(void *user, const rdx_lab_specimen_rec *sp)
         json_str(stdout, sp->lab);
         printf(", \"tests\": ");
         json_str(stdout, sp->tests);
+        printf(", \"resulted_tests\": ");
+        json_str(stdout, sp->resulted_tests);
         printf(", \"parent\": ");
         json_str(stdout, sp->parent_barcode);
         printf(", \"recollect_of\": ");
         json_str(stdout, sp->recollect_of);
         printf("}");
     } else {
-        printf("  %s (%s): %s at %s, tests %s%s%s%s%s\n", sp->barcode, sp->authority,
+        printf("  %s (%s): %s at %s, tests %s%s%s%s%s%s%s\n", sp->barcode, sp->authority,
                rdx_lab_state_name(sp->state), sp->lab[0] ? sp->lab : "-",
-               sp->tests[0] ? sp->tests : "-", sp->parent_barcode[0] ? ", child of " : "",
-               sp->parent_barcode, sp->recollect_of[0] ? ", recollection of " : "",
-               sp->recollect_of);
+               sp->tests[0] ? sp->tests : "-", sp->resulted_tests[0] ? ", resulted " : "",
+               sp->resulted_tests, sp->parent_barcode[0] ? ", child of " : "", sp->parent_barcode,
+               sp->recollect_of[0] ? ", recollection of " : "", sp->recollect_of);
     }
     x->n++;
 }
@@ -648,7 +653,8 @@ static int order_status(const common_opts *c, const char *sender, const char *co
             printf("]}\n");
         }
     } else if (c->json) {
-        printf("\n], \"state\": ");
+        printf("\n], \"tests\": %zu, \"tests_resulted\": %zu, \"state\": ", os.tests,
+               os.tests_resulted);
         json_str(stdout, os.summary);
         printf("}\n");
     } else {

@@ -198,6 +198,17 @@ struct rdx_lab_store {
 rdx_status lab_routing_new(rdx_lab_routing **out);
 rdx_status lab_routing_push(rdx_lab_routing *rt, const rdx_lab_decision *d);
 
+/* ---- Custody log (lab/custody.c) ----------------------------------------- */
+
+/*
+ * Append one event to the log as it is (no state change): RDX_OK, or *dup = 1
+ * (may be NULL) when the same event was logged before; RDX_EDB otherwise
+ * (sqlite3_errmsg has why).
+ */
+rdx_status lab_custody_log(rdx_lab_store *s, const char *auth, const char *barcode,
+                           rdx_lab_event_kind k, int from, int to, int cond, const char *reason,
+                           const char *actor, int64_t reported, int64_t received, int *dup);
+
 /* ---- Store transactions (lab/store.c) ------------------------------------ */
 
 /* BEGIN IMMEDIATE; custody and result steps inside use savepoints, which nest. */

@@ -16,10 +16,15 @@
  * Schema versions (table lab_schema, one row):
  *  1  the tables below without lab_schema and lab_lab_down (stores written
  *     before versioning; recognised by lab_route existing without lab_schema);
- *  2  adds lab_schema and lab_lab_down (lab availability kept across runs).
+ *  2  adds lab_schema and lab_lab_down (lab availability kept across runs);
+ *  3  adds lab_test_result (each test's result state on its tube). A tube
+ *     resulted before version 3 has no rows there: all its tests count as
+ *     resulted (lab/custody.c), which is what version 2 recorded.
  * A store of a version newer than LAB_SCHEMA_VERSION is refused untouched.
+ * Every step only adds tables, so one script (CREATE ... IF NOT EXISTS)
+ * brings any older version up to date.
  */
-#define LAB_SCHEMA_VERSION 2
+#define LAB_SCHEMA_VERSION 3
 
 static rdx_status db_error(rdx_lab_store *s, rdx_error *err, const char *what)
 {
@@ -70,7 +75,13 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS lab_lab_down ("
     " lab TEXT PRIMARY KEY, since_ms INTEGER NOT NULL, actor TEXT NOT NULL,"
     " reason TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS lab_schema (version INTEGER NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS lab_schema (version INTEGER NOT NULL);"
+    /* Version 3: per-test result state (lab/result.c); final = 1 for OBX-11 F, C, U or X. */
+    "CREATE TABLE IF NOT EXISTS lab_test_result ("
+    " authority TEXT NOT NULL, barcode TEXT NOT NULL, test TEXT NOT NULL,"
+    " status TEXT NOT NULL, final INTEGER NOT NULL, sender TEXT NOT NULL,"
+    " control_id TEXT NOT NULL, resulted_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (authority, barcode, test));";
 
 /* 1 when the query returns a row. */
 static int has_row(sqlite3 *db, const char *sql)
@@ -126,7 +137,7 @@ static rdx_status schema_setup(rdx_lab_store *s, rdx_error *err)
     if (version == LAB_SCHEMA_VERSION) {
         goto out;
     }
-    /* New store or version 1: every table is CREATE IF NOT EXISTS; 1 -> 2 only adds tables. */
+    /* New store or an older version: every table is CREATE IF NOT EXISTS, steps only add. */
     if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(s->db, "DELETE FROM lab_schema", NULL, NULL, NULL) != SQLITE_OK) {
         st = db_error(s, err, "cannot create or migrate the tables");

@@ -242,8 +242,8 @@ static void test_cli_event_and_status_follow_a_tube(void **state)
     assert_non_null(strstr(r.out, "MAE0042.2 (MAS-EAST-CHC): dispatched at NJ-JSPH, tests 2857-1, "
                                   "child of MAE0042"));
     assert_non_null(strstr(r.out, "MAE0042.1-R1 (MAS-EAST-CHC): ordered at MAS-CCL"));
-    assert_non_null(strstr(r.out, "state: in progress: 0 of 2 tube(s) resulted; least advanced "
-                                  "ordered"));
+    assert_non_null(strstr(r.out, "state: in progress: 0 of 2 tube(s) resulted, 0 of 3 test(s); "
+                                  "least advanced ordered"));
     rdx_run_free(&r);
     const char *jstatus[] = {"lab", "status", "--db", uri, "--json", "MAE0042.1-R1", NULL};
     run(&r, jstatus);
@@ -336,6 +336,24 @@ static void test_cli_result_acks_forwards_and_corrects(void **state)
     assert_int_equal(r.exit_code, 0);
     assert_non_null(strstr(r.out, "\"duplicate\": true"));
     assert_non_null(strstr(r.out, "\"oru_file\": \"\""));
+    rdx_run_free(&r);
+    /* Potassium and creatinine are in, the PSA of the same tube is not: partial results. */
+    const char *tube[] = {"lab", "status", "--db", uri, "NJGL26120101", NULL};
+    run(&r, tube);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "NJGL26120101 (NJ-GULOU-CHC): in-testing;"));
+    assert_non_null(strstr(r.out, "resulted 2160-0,2823-3"));
+    assert_non_null(
+        strstr(r.out, "partial-result in-testing -> in-testing, still to come: 2857-1"));
+    rdx_run_free(&r);
+    const char *psa[] = {
+        "lab", "result", "--db", uri, "--out", dir, "tests/fixtures/lab/jsph_oru_psa.hl7", NULL};
+    run(&r, psa);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "JSPH-R-0005: AA: 1 observation(s) on 1 specimen(s); ACK"));
+    rdx_run_free(&r);
+    run(&r, tube);
+    assert_non_null(strstr(r.out, "NJGL26120101 (NJ-GULOU-CHC): resulted;"));
     rdx_run_free(&r);
     /* A new final result for a final specimen: refused; a correction: accepted. */
     const char *again[] = {"lab",

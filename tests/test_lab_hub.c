@@ -521,6 +521,110 @@ static void test_hub_result_acks_and_forwards(void **state)
     rdx_lab_catalogue_free(c);
 }
 
+typedef struct tube_seen {
+    char state[16];
+    char resulted[64];
+} tube_seen;
+
+static void on_tube_state(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab_event_rec *e)
+{
+    tube_seen *t = user;
+    (void)e;
+    snprintf(t->state, sizeof t->state, "%s", rdx_lab_state_name(sp->state));
+    snprintf(t->resulted, sizeof t->resulted, "%s", sp->resulted_tests);
+}
+
+static const rdx_lab_result_outcome *result_of(rdx_lab_store *s, const char *text,
+                                               rdx_lab_hub_result_out **h)
+{
+    rdx_error err;
+    rdx_error_clear(&err);
+    if (rdx_lab_hub_result(s, text, strlen(text), &opts, h, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    return rdx_lab_hub_result_outcome(*h);
+}
+
+/* Results per test: the tube (and the order) is resulted when all its tests are. */
+static void test_hub_result_partial_results_per_test(void **state)
+{
+    (void)state;
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_store *s = store("sqlite::memory:");
+    size_t len = 0;
+    char *oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
+    rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+    event(s, "NJGL26120101", RDX_LAB_EV_COLLECT, T0, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_DISPATCH, T0 + 60 * MIN, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_RECEIVE, T0 + 90 * MIN, "NJ-JSPH");
+
+    /* Potassium and creatinine; the PSA on the same tube is still to come. */
+    char *oru = slurp("tests/fixtures/lab/jsph_oru.hl7", &len);
+    rdx_lab_hub_result_out *h = NULL;
+    const rdx_lab_result_outcome *o = result_of(s, oru, &h);
+    assert_int_equal(o->code, RDX_LAB_ACK_AA);
+    assert_int_equal(o->specimens, 1);
+    assert_int_equal(o->partial, 1);
+    rdx_lab_hub_result_free(h);
+    tube_seen t = {{0}, {0}};
+    assert_int_equal(
+        rdx_lab_custody_history(s, "NJ-GULOU-CHC", "NJGL26120101", on_tube_state, &t, NULL),
+        RDX_OK);
+    assert_string_equal(t.state, "in-testing");
+    assert_string_equal(t.resulted, "2160-0,2823-3");
+    rdx_lab_order_state os;
+    assert_int_equal(
+        rdx_lab_custody_order(s, "NJ-GULOU-CHC", "GULOU-20261201-0001", NULL, NULL, &os, NULL),
+        RDX_OK);
+    assert_int_equal(os.tests, 5);
+    assert_int_equal(os.tests_resulted, 2);
+    assert_int_equal(os.resulted, 0);
+    assert_non_null(strstr(os.summary, "partial results: 0 of 2 tube(s) resulted, 2 of 5 test(s)"));
+
+    /* The potassium again as final, not as a correction: refused for that test. */
+    char *again = replace(oru, "JSPH-R-0001", "JSPH-R-0011");
+    o = result_of(s, again, &h);
+    assert_int_equal(o->code, RDX_LAB_ACK_AR);
+    assert_int_equal(o->hl7_error, 206);
+    assert_non_null(strstr(o->text, "test 2823-3 on specimen NJGL26120101 already has a final"));
+    rdx_lab_hub_result_free(h);
+
+    /* A preliminary PSA (OBX-11 P) does not finish the tube; the final one does. */
+    char *psa = slurp("tests/fixtures/lab/jsph_oru_psa.hl7", &len);
+    char *a = replace(psa, "JSPH-R-0005", "JSPH-R-0006");
+    char *prelim = replace(a, "|N|||F|", "|N|||P|");
+    o = result_of(s, prelim, &h);
+    assert_int_equal(o->code, RDX_LAB_ACK_AA);
+    assert_int_equal(o->partial, 1);
+    rdx_lab_hub_result_free(h);
+    assert_int_equal(
+        rdx_lab_custody_history(s, "NJ-GULOU-CHC", "NJGL26120101", on_tube_state, &t, NULL),
+        RDX_OK);
+    assert_string_equal(t.state, "in-testing");
+    o = result_of(s, psa, &h);
+    assert_int_equal(o->code, RDX_LAB_ACK_AA);
+    assert_int_equal(o->partial, 0);
+    rdx_lab_hub_result_free(h);
+    assert_int_equal(
+        rdx_lab_custody_history(s, "NJ-GULOU-CHC", "NJGL26120101", on_tube_state, &t, NULL),
+        RDX_OK);
+    assert_string_equal(t.state, "resulted");
+    assert_string_equal(t.resulted, "2160-0,2823-3,2857-1");
+    assert_int_equal(
+        rdx_lab_custody_order(s, "NJ-GULOU-CHC", "GULOU-20261201-0001", NULL, NULL, &os, NULL),
+        RDX_OK);
+    assert_int_equal(os.resulted, 1);
+    assert_int_equal(os.tests_resulted, 3);
+    free(prelim);
+    free(a);
+    free(psa);
+    free(again);
+    free(oru);
+    free(oml);
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(c);
+}
+
 static int64_t schema_version(const char *path)
 {
     sqlite3 *db = NULL;
@@ -552,11 +656,11 @@ static void test_store_schema_version_migration_and_refusal(void **state)
     (void)state;
     char *dir = rdx_test_tmpdir();
     char path[512], uri[600];
-    /* A new store is version 2. */
+    /* A new store is version 3. */
     snprintf(path, sizeof path, "%s/new.db", dir);
     snprintf(uri, sizeof uri, "sqlite:%s", path);
     rdx_lab_store_free(store(uri));
-    assert_int_equal(schema_version(path), 2);
+    assert_int_equal(schema_version(path), 3);
 
     /* A version 1 store (before versioning): migrated, its decisions kept. */
     snprintf(path, sizeof path, "%s/v1.db", dir);
@@ -578,7 +682,7 @@ static void test_store_schema_version_migration_and_refusal(void **state)
     assert_int_equal(rdx_lab_store_set_down(s, "NJ-JSPH", 1, "NJ-HUB", NULL, T0, NULL, NULL),
                      RDX_OK);
     rdx_lab_store_free(s);
-    assert_int_equal(schema_version(path), 2);
+    assert_int_equal(schema_version(path), 3);
 
     /* A newer store is refused with the versions named, and left as it is. */
     exec_sql(path, "UPDATE lab_schema SET version = 7");
@@ -587,7 +691,7 @@ static void test_store_schema_version_migration_and_refusal(void **state)
     rdx_error_clear(&err);
     assert_int_equal(rdx_lab_store_open(uri, &none, &err), RDX_EDB);
     assert_null(none);
-    assert_non_null(strstr(err.msg, "schema version 7 is newer than this rdx knows (2)"));
+    assert_non_null(strstr(err.msg, "schema version 7 is newer than this rdx knows (3)"));
     assert_non_null(strstr(err.msg, path));
     assert_int_equal(schema_version(path), 7);
 
@@ -718,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_hub_order_refused_barcode_leaves_no_trace),
         cmocka_unit_test(test_order_record_is_one_transaction),
         cmocka_unit_test(test_hub_result_acks_and_forwards),
+        cmocka_unit_test(test_hub_result_partial_results_per_test),
         cmocka_unit_test(test_store_schema_version_migration_and_refusal),
         cmocka_unit_test(test_store_lab_down_survives_reopening),
         cmocka_unit_test(test_hub_order_oom_sweep),

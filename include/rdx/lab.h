@@ -488,9 +488,10 @@ typedef struct rdx_lab_store rdx_lab_store;
 /*
  * Open (creating when needed) the store at uri: "sqlite:PATH", or
  * "sqlite::memory:" for a store that lives only as long as the handle.
- * The store carries its schema version (table lab_schema, currently 2); a
- * store written before versioning (1) is migrated in one transaction, and
- * one of a newer version than this build knows is refused untouched.
+ * The store carries its schema version (table lab_schema, currently 3); an
+ * older store (1: written before versioning, 2) is migrated in one
+ * transaction, and one of a newer version than this build knows is refused
+ * untouched.
  * Errors: RDX_EINVAL (another scheme), RDX_EDB (SQLite could not open or
  * create the tables, or the schema is newer; err has the path and why),
  * RDX_ENOMEM. A handle is used by one thread at a time.
@@ -568,7 +569,8 @@ typedef enum rdx_lab_event_kind {
     RDX_LAB_EV_CANCEL = 8,
     RDX_LAB_EV_LOSE = 9,
     RDX_LAB_EV_REROUTE = 10, /* the destination changed before pickup (rdx_lab_custody_reroute) */
-    RDX_LAB_EV_ADDON = 11    /* a test added to a tube already collected (rdx_lab_custody_addon) */
+    RDX_LAB_EV_ADDON = 11,   /* a test added to a tube already collected (rdx_lab_custody_addon) */
+    RDX_LAB_EV_PARTIAL = 12  /* results for some of the tube's tests; it stays in testing */
 } rdx_lab_event_kind;
 
 /* The condition recorded at receipt. */
@@ -683,6 +685,12 @@ typedef struct rdx_lab_specimen_rec {
     const char *authority, *barcode, *patient_id, *order_sender, *order_control;
     const char *parent_barcode, *lab, *tests, *recollect_of, *recollected_as;
     const char *void_tests; /* tests rejected on this tube while the others stand */
+    /*
+     * Tests of this tube with a final result (OBX-11 F, C, U or X), comma-
+     * separated in code order; a tube is resulted only when all its tests are.
+     * "" when none.
+     */
+    const char *resulted_tests;
     rdx_lab_spec_state state;
     rdx_lab_condition condition;
 } rdx_lab_specimen_rec;
@@ -713,9 +721,11 @@ typedef struct rdx_lab_order_state {
     size_t resulted;          /* of which resulted or delivered */
     size_t delivered;         /* of which delivered */
     size_t failed;            /* of which cancelled, lost, or rejected with no recollection */
+    size_t tests;             /* tests on the tubes that count and are not failed */
+    size_t tests_resulted;    /* of which with a final result (partial results when < tests) */
     rdx_lab_spec_state least; /* the least advanced state among the tubes still open */
-    char summary[160];        /* "resulted", "in progress: 1 of 2 tubes resulted; least advanced
-                                 dispatched" */
+    char summary[160];        /* "resulted", "partial results: 0 of 2 tube(s) resulted, 2 of 3
+                                 test(s); least advanced in-testing" */
 } rdx_lab_order_state;
 
 typedef void (*rdx_lab_tube_fn)(void *user, const rdx_lab_specimen_rec *spec);
@@ -821,7 +831,8 @@ typedef struct rdx_lab_result_outcome {
     unsigned err_sequence, err_field;
     char text[256];     /* why, for MSA-3 / ERR-8 and for people */
     int duplicate;      /* this sender's MSH-10 was already applied: nothing done again */
-    size_t specimens;   /* specimens resulted */
+    size_t specimens;   /* specimens with results in the message */
+    size_t partial;     /* of which some tests are still to come (they stay in testing) */
     size_t applied;     /* observations stored */
     size_t corrections; /* of which corrections (OBX-11 = C), superseding earlier values */
     char clinic[64];    /* MSH-4.1 of the order: where the result goes */
@@ -833,12 +844,18 @@ typedef struct rdx_lab_result_outcome {
  * number (OBR-2.1) and test. Outcomes (in *out; the function returns RDX_OK):
  *  - AA: every OBR matched a specimen in testing (a received one is taken as
  *    started), or one already resulted whose OBX carry corrections (OBX-11 C,
- *    which supersede the earlier values, history kept); the specimens move to
- *    RESULTED and the observations are stored;
+ *    which supersede the earlier values, history kept); the observations are
+ *    stored, and each OBR's test (OBR-4.1) gets its result state: final when
+ *    every OBX of the OBR has OBX-11 F, C, U or X (with no OBX: OBR-25),
+ *    else preliminary. A tube moves to RESULTED once every one of its tests
+ *    (those not voided) is final; until then it stays in testing and the
+ *    log gets a PARTIAL event "still to come: ..." (partial results:
+ *    out->partial);
  *  - AE: the message is bad (not ORU^R01, OBX-11 missing: ERR 101) or names
  *    an unknown specimen or order (ERR 204, location OBR-2);
  *  - AR: the specimen is cancelled, rejected, lost or not yet at the lab, or
- *    already final and the result is not a correction (ERR 206).
+ *    it or the OBR's test is already final and the result is not a
+ *    correction (ERR 206).
  * A message whose sender and MSH-10 were already applied is not applied
  * again (duplicate = 1, AA). Nothing is stored unless the outcome is AA.
  * Errors: RDX_EDB, RDX_ENOMEM.
