@@ -340,7 +340,7 @@ static void event_usage(FILE *f)
 {
     fprintf(f, "Usage: rdx lab event [--db URI] [--authority A] --actor INSTITUTION [--at DTM]\n"
                "                     [--condition C] [--reason CODE] [--new-barcode B]\n"
-               "                     [--tests LIST] [--json]\n"
+               "                     [--tests LIST] [--catalogue FILE] [--json]\n"
                "                     BARCODE EVENT\n"
                "\n"
                "Record one chain-of-custody event for the specimen BARCODE (registered when its\n"
@@ -360,6 +360,9 @@ static void event_usage(FILE *f)
                "  --new-barcode B   reject: the recollection's barcode (default BARCODE-R1)\n"
                "  --tests LIST      reject: only these tests (comma-separated); the tube goes\n"
                "                    on for the others and the recollection carries these\n"
+               "  --catalogue FILE  route the recollection a rejection (or an expired or\n"
+               "                    wrong-container receipt) opens, by itself, planned as\n"
+               "                    collected now; without it, it keeps the old tube's lab\n"
                "  --json            machine-readable output\n");
 }
 
@@ -400,11 +403,19 @@ typedef struct common_opts {
     int json;
 } common_opts;
 
+typedef struct new_tube_ctx {
+    char lab[64];   /* the last new tube's lab ("" when refused) */
+    char line[800]; /* what became of the new tubes, for people */
+} new_tube_ctx;
+
+static rdx_status route_new_tubes(const rdx_lab_catalogue *cat, rdx_lab_store *s, int64_t now,
+                                  new_tube_ctx *x, rdx_error *err);
+
 static int cmd_event(int argc, char **argv)
 {
     common_opts c = {"sqlite:rdx-lab.db", NULL, 0};
     const char *actor = NULL, *at = NULL, *cond = NULL, *reason = NULL, *newbc = NULL;
-    const char *tests = NULL;
+    const char *tests = NULL, *cat_path = NULL;
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
     for (int i = 1; i < argc; i++) {
@@ -432,6 +443,8 @@ static int cmd_event(int argc, char **argv)
             dst = &newbc;
         } else if (strcmp(a, "--tests") == 0) {
             dst = &tests;
+        } else if (strcmp(a, "--catalogue") == 0) {
+            dst = &cat_path;
         } else if (strcmp(a, "--json") == 0) {
             c.json = 1;
             continue;
@@ -481,10 +494,18 @@ static int cmd_event(int argc, char **argv)
     rdx_error err;
     rdx_error_clear(&err);
     rdx_lab_store *s = NULL;
+    rdx_lab_catalogue *cat = NULL;
     rdx_lab_event_out o;
+    new_tube_ctx nt = {{0}, {0}};
     int rc = RDX_EXIT_OK;
-    if (rdx_lab_store_open(c.db, &s, &err) != RDX_OK ||
+    if ((cat_path != NULL && rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK) ||
+        rdx_lab_store_open(c.db, &s, &err) != RDX_OK ||
         rdx_lab_custody_event(s, &in, now, &o, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(EVENT_CMD, &err);
+        goto out;
+    }
+    if (cat != NULL && o.recollect[0] != '\0' && !o.duplicate &&
+        route_new_tubes(cat, s, in.reported_ms, &nt, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(EVENT_CMD, &err);
         goto out;
     }
@@ -499,6 +520,10 @@ static int cmd_event(int argc, char **argv)
                rdx_lab_condition_name(o.condition), o.duplicate ? "true" : "false",
                o.unable_to_cancel ? "true" : "false");
         json_str(stdout, o.recollect);
+        printf(", \"recollection_lab\": ");
+        json_str(stdout, nt.lab);
+        printf(", \"recollection_route\": ");
+        json_str(stdout, nt.line);
         printf("}\n");
     } else {
         printf("%s (%s): %s: %s -> %s%s%s%s%s\n", pos[0], o.authority, rdx_lab_event_name(in.kind),
@@ -509,6 +534,9 @@ static int cmd_event(int argc, char **argv)
                o.recollect[0] && !o.duplicate ? "; recollection requested" : "");
         if (o.recollect[0] != '\0' && !o.duplicate) {
             printf("%s (%s): new barcode for the recollection\n", o.recollect, o.authority);
+            if (nt.line[0] != '\0') {
+                printf("%s\n", nt.line);
+            }
         }
         if (o.unable_to_cancel && !o.duplicate) {
             printf("%s (%s): too late to cancel: the lab answers UC (unable to cancel) and the "
@@ -518,6 +546,7 @@ static int cmd_event(int argc, char **argv)
     }
 out:
     rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(cat);
     return rc;
 }
 
@@ -1322,6 +1351,38 @@ static int cmd_labs(int argc, char **argv)
     return rc;
 }
 
+/* ---- routing the tubes rdx opens (recollections, add-on collections) ------ */
+
+static void on_new_tube(void *user, const rdx_lab_reroute_rec *rec)
+{
+    new_tube_ctx *x = user;
+    size_t n = strlen(x->line);
+    for (size_t i = 0; i < rdx_lab_routing_count(rec->routing) && n + 1 < sizeof x->line; i++) {
+        const rdx_lab_decision *d = rdx_lab_routing_at(rec->routing, i);
+        snprintf(x->lab, sizeof x->lab, "%s", d->lab);
+        int w = snprintf(x->line + n, sizeof x->line - n, "%s%s %s -> %s %s: %s", n ? "\n" : "",
+                         d->specimen_id, d->test_code, d->lab[0] ? d->lab : "-",
+                         rdx_lab_route_code_name(d->code), d->reason);
+        n = w < 0 ? n : n + (size_t)w < sizeof x->line ? n + (size_t)w : sizeof x->line - 1;
+    }
+}
+
+/* Route the tubes rdx opened and nobody routed yet, with the store's loads and down labs. */
+static rdx_status route_new_tubes(const rdx_lab_catalogue *cat, rdx_lab_store *s, int64_t now,
+                                  new_tube_ctx *x, rdx_error *err)
+{
+    rdx_lab_router *r = NULL;
+    rdx_status st = rdx_lab_router_new(cat, &r, err);
+    if (st == RDX_OK) {
+        st = rdx_lab_store_load(s, r, err);
+    }
+    if (st == RDX_OK) {
+        st = rdx_lab_custody_route_new(s, r, now, on_new_tube, x, NULL, err);
+    }
+    rdx_lab_router_free(r);
+    return st;
+}
+
 /* ---- rdx lab addon ------------------------------------------------------ */
 
 #define ADDON_CMD "lab addon"
@@ -1399,6 +1460,11 @@ static int cmd_addon(int argc, char **argv)
         rc = rdx_cli_fail_err(ADDON_CMD, &err);
         goto out;
     }
+    new_tube_ctx nt = {{0}, {0}};
+    if (!o.accepted && route_new_tubes(cat, s, now, &nt, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(ADDON_CMD, &err);
+        goto out;
+    }
     if (json) {
         printf("{\"barcode\": ");
         json_str(stdout, pos[0]);
@@ -1408,12 +1474,19 @@ static int cmd_addon(int argc, char **argv)
         json_str(stdout, o.reason);
         printf(", \"new_collection\": ");
         json_str(stdout, o.new_barcode);
+        printf(", \"new_collection_lab\": ");
+        json_str(stdout, nt.lab);
+        printf(", \"new_collection_route\": ");
+        json_str(stdout, nt.line);
         printf("}\n");
     } else if (o.accepted) {
         printf("%s: add-on %s accepted: %s\n", pos[0], pos[1], o.reason);
     } else {
         printf("%s: add-on %s refused: %s; new collection %s\n", pos[0], pos[1], o.reason,
                o.new_barcode);
+        if (nt.line[0] != '\0') {
+            printf("%s\n", nt.line);
+        }
     }
     rc = o.accepted ? RDX_EXIT_OK : RDX_EXIT_FAIL;
 out:

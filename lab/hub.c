@@ -458,6 +458,20 @@ static rdx_status hub_order(rdx_lab_store *s, const rdx_lab_catalogue *c, const 
     st = rdx_lab_store_lookup(s, rdx_lab_order_sender(o), rdx_lab_order_control_id(o), &h->rt, err);
     if (st == RDX_OK) {
         h->already = 1;
+        /* Add-ons and new collections append decisions: answer for the order as sent. */
+        size_t nt = rdx_lab_order_test_count(o);
+        if (rdx_lab_routing_count(h->rt) > nt) {
+            rdx_lab_routing *cut = NULL;
+            st = lab_routing_new(&cut);
+            for (size_t i = 0; i < nt && st == RDX_OK; i++) {
+                st = lab_routing_push(cut, rdx_lab_routing_at(h->rt, i));
+            }
+            rdx_lab_routing_free(h->rt);
+            h->rt = cut;
+            if (st != RDX_OK) {
+                st = rdx_error_set(err, st, "out of memory");
+            }
+        }
     } else if (st == RDX_ENOTFOUND) {
         rdx_error_clear(err);
         st = rdx_lab_router_new(c, &r, err);

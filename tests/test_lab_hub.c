@@ -625,6 +625,105 @@ static void test_hub_result_partial_results_per_test(void **state)
     rdx_lab_catalogue_free(c);
 }
 
+typedef struct lab_seen {
+    char lab[32];
+    char type[32];
+} lab_seen;
+
+static void on_tube_lab(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab_event_rec *e)
+{
+    lab_seen *t = user;
+    (void)e;
+    snprintf(t->lab, sizeof t->lab, "%s", sp->lab);
+}
+
+static void count_moves(void *user, const rdx_lab_reroute_rec *rec)
+{
+    (void)rec;
+    (*(size_t *)user)++;
+}
+
+/* A recollection and an add-on's new collection are routed by themselves, once. */
+static void test_custody_route_new_tubes(void **state)
+{
+    (void)state;
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_store *s = store("sqlite::memory:");
+    size_t len = 0;
+    char *oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
+    rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+    event(s, "NJGL26120101", RDX_LAB_EV_COLLECT, T0, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_DISPATCH, T0 + 60 * MIN, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_RECEIVE, T0 + 80 * MIN, "NJ-JSPH");
+    /* Hemolysed: the potassium is void, a recollection carries it. */
+    rdx_lab_event_in rej = {.barcode = "NJGL26120101",
+                            .kind = RDX_LAB_EV_REJECT,
+                            .actor = "NJ-JSPH",
+                            .reason = "HEMOLYSED",
+                            .tests = "2823-3",
+                            .reported_ms = T0 + 85 * MIN};
+    rdx_lab_event_out eo;
+    assert_int_equal(rdx_lab_custody_event(s, &rej, T0 + 85 * MIN, &eo, NULL), RDX_OK);
+    assert_string_equal(eo.recollect, "NJGL26120101-R1");
+    /* An add-on the whole-blood tube cannot take: a new collection, on serum. */
+    rdx_lab_addon_outcome ao;
+    assert_int_equal(rdx_lab_custody_addon(s, c, NULL, "NJGL26120102", "1742-6", "NJ-GULOU-CHC",
+                                           T0 + 90 * MIN, &ao, NULL),
+                     RDX_OK);
+    assert_int_equal(ao.accepted, 0);
+    assert_string_equal(ao.new_barcode, "NJGL26120102-A1");
+
+    rdx_lab_router *r = NULL;
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_store_load(s, r, NULL), RDX_OK);
+    size_t moved = 0, n = 0;
+    rdx_error err;
+    rdx_error_clear(&err);
+    if (rdx_lab_custody_route_new(s, r, T0 + 90 * MIN, count_moves, &moved, &n, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    assert_int_equal(n, 2);
+    assert_int_equal(moved, 2);
+    lab_seen t = {{0}, {0}};
+    assert_int_equal(
+        rdx_lab_custody_history(s, "NJ-GULOU-CHC", "NJGL26120101-R1", on_tube_lab, &t, NULL),
+        RDX_OK);
+    assert_string_not_equal(t.lab, "");
+    char r1_lab[32];
+    snprintf(r1_lab, sizeof r1_lab, "%s", t.lab);
+    assert_int_equal(
+        rdx_lab_custody_history(s, "NJ-GULOU-CHC", "NJGL26120102-A1", on_tube_lab, &t, NULL),
+        RDX_OK);
+    assert_string_not_equal(t.lab, "");
+    /* The order's decision for the potassium now names the recollection and its lab. */
+    rdx_lab_routing *rt = NULL;
+    assert_int_equal(rdx_lab_store_lookup(s, "NJ-GULOU-CHC", "GULOU-20261201-0001", &rt, NULL),
+                     RDX_OK);
+    assert_int_equal(rdx_lab_routing_count(rt), 6); /* five ordered, one add-on */
+    assert_string_equal(rdx_lab_routing_at(rt, 0)->specimen_id, "NJGL26120101-R1");
+    assert_string_equal(rdx_lab_routing_at(rt, 0)->lab, r1_lab);
+    assert_string_equal(rdx_lab_routing_at(rt, 5)->specimen_id, "NJGL26120102-A1");
+    assert_string_equal(rdx_lab_routing_at(rt, 5)->test_code, "1742-6");
+    assert_int_equal(rdx_lab_routing_at(rt, 5)->code, RDX_LAB_ROUTED);
+    assert_string_equal(rdx_lab_routing_at(rt, 5)->specimen_type, "119364003");
+    rdx_lab_routing_free(rt);
+    /* Once: a second pass routes nothing. */
+    moved = 0;
+    assert_int_equal(rdx_lab_custody_route_new(s, r, T0 + 95 * MIN, count_moves, &moved, &n, NULL),
+                     RDX_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(moved, 0);
+    /* The order routed again answers for its five tests, the recollection in place. */
+    rdx_lab_hub_order_out *h = hub_order(s, c, oml, len);
+    assert_int_equal(rdx_lab_hub_order_already_routed(h), 1);
+    assert_int_equal(rdx_lab_routing_count(rdx_lab_hub_order_routing(h)), 5);
+    rdx_lab_hub_order_free(h);
+    rdx_lab_router_free(r);
+    free(oml);
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(c);
+}
+
 static int64_t schema_version(const char *path)
 {
     sqlite3 *db = NULL;
@@ -823,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_order_record_is_one_transaction),
         cmocka_unit_test(test_hub_result_acks_and_forwards),
         cmocka_unit_test(test_hub_result_partial_results_per_test),
+        cmocka_unit_test(test_custody_route_new_tubes),
         cmocka_unit_test(test_store_schema_version_migration_and_refusal),
         cmocka_unit_test(test_store_lab_down_survives_reopening),
         cmocka_unit_test(test_hub_order_oom_sweep),

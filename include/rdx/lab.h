@@ -764,6 +764,23 @@ rdx_status rdx_lab_custody_reroute(rdx_lab_store *s, rdx_lab_router *r, const ch
                                    int64_t now_ms, rdx_lab_reroute_fn fn, void *user, size_t *count,
                                    rdx_error *err);
 
+/*
+ * Route the tubes rdx opened itself and nobody routed yet: recollections
+ * (rdx_lab_custody_event REJECT, or an expired or wrong-container receipt;
+ * they start with the old tube's lab) and the new collection of a refused
+ * add-on (no lab), while still ordered. Each is routed by itself with
+ * router r (load it with rdx_lab_store_load: loads and down labs), planned
+ * as collected at now_ms, and handled as rdx_lab_custody_reroute handles a
+ * tube: a REROUTE event in its log, the lab and stability set, the order's
+ * decisions for its tests pointed at it (or added, for an add-on), split
+ * into aliquots if it must. A tube is routed once (its REROUTE event marks
+ * it). fn (may be NULL) is called per tube; *count (may be NULL) gets how
+ * many. One transaction. Errors: RDX_EINVAL, RDX_EDB, RDX_ENOMEM.
+ */
+rdx_status rdx_lab_custody_route_new(rdx_lab_store *s, rdx_lab_router *r, int64_t now_ms,
+                                     rdx_lab_reroute_fn fn, void *user, size_t *count,
+                                     rdx_error *err);
+
 /* What became of an add-on request. */
 typedef struct rdx_lab_addon_outcome {
     int accepted;          /* 1: the test was added to the tube */
