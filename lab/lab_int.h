@@ -124,9 +124,17 @@ typedef struct cat_lab {
     cat_tat *tats;
     size_t ntats;
     unsigned capacity, open_min, close_min, tat_min;
+    unsigned days; /* days it tests: bit 0 Monday .. bit 6 Sunday (all when not given) */
     unsigned line;
     unsigned have; /* bit set of keys given */
 } cat_lab;
+
+/* Is lab l open on local day `day` (days since 1970-01-01, a Thursday)? */
+static inline int lab_cat_open_on(const cat_lab *l, int64_t day)
+{
+    int64_t wd = (day % 7 + 7 + 3) % 7; /* 0 = Monday */
+    return (l->days >> wd) & 1u;
+}
 
 typedef struct cat_clinic {
     char *id, *name, *city, *district, *facility;

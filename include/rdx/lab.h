@@ -350,6 +350,7 @@ typedef struct rdx_lab_lab_info {
     unsigned tat_min;     /* default turnaround, minutes from the start of testing */
     size_t ntests;        /* tests performed */
     size_t ntypes;        /* specimen types accepted */
+    unsigned days;        /* days it tests: bit 0 Monday .. bit 6 Sunday (0x7F: every day) */
 } rdx_lab_lab_info;
 
 /* A clinic that sends specimens. */
