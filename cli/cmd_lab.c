@@ -362,7 +362,7 @@ static void event_usage(FILE *f)
                "                    on for the others and the recollection carries these\n"
                "  --catalogue FILE  route the recollection a rejection (or an expired or\n"
                "                    wrong-container receipt) opens, by itself, planned as\n"
-               "                    collected now; without it, it keeps the old tube's lab\n"
+               "                    collected at --at; without it, it keeps the old tube's lab\n"
                "  --json            machine-readable output\n");
 }
 
@@ -758,9 +758,11 @@ static void result_usage(FILE *f)
 {
     fprintf(f, "Usage: rdx lab result [--db URI] [--out DIR] [--hub ID] [--json] ORU.hl7...\n"
                "\n"
-               "Match each ORU^R01 from a lab to its order and specimens and apply it: the\n"
-               "specimens move to resulted, the observations are stored (OBX-11 = C corrects\n"
-               "an earlier value and keeps it), and two files are written in DIR:\n"
+               "Match each ORU^R01 from a lab to its order and specimens and apply it: each\n"
+               "OBR's test gets its result (final for OBX-11 F, C, U or X), a tube moves to\n"
+               "resulted once all its tests are final (until then: partial results, it stays\n"
+               "in testing), the observations are stored (OBX-11 = C corrects an earlier\n"
+               "value and keeps it), and two files are written in DIR:\n"
                "  CONTROL.ack.hl7  the ACK for the lab: AA, or AE/AR with an ERR segment for\n"
                "                   an unknown, cancelled or already-final order\n"
                "  CONTROL.oru.hl7  the ORU readdressed to the ordering clinic (AA only)\n"
@@ -1396,8 +1398,9 @@ static void addon_usage(FILE *f)
                "tube is not yet resulted, its lab performs TEST on the tube's specimen type,\n"
                "the specimen is still within TEST's stability at --at (default now), and the\n"
                "tube has the volume left (when its SPM-12 volume is known). Otherwise a new\n"
-               "collection is opened as a new tube BARCODE-A1. Exit status 0 accepted, 1\n"
-               "refused (new collection) or error, 2 usage error.\n");
+               "collection is opened as a new tube BARCODE-A1 (on a specimen type the test\n"
+               "can be done on) and routed at once by itself, planned as collected at --at.\n"
+               "Exit status 0 accepted, 1 refused (new collection) or error, 2 usage error.\n");
 }
 
 static int cmd_addon(int argc, char **argv)

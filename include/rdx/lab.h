@@ -86,8 +86,16 @@ size_t rdx_lab_hl7_segment_occurrences(const rdx_lab_hl7_msg *m, const char *seg
 
 /*
  * Append the decoded text at path to out: escape sequences resolved
- * (\F\ \S\ \T\ \R\ \E\ \P\ \Xhh..\, \.br\ as a line feed, \H\ \N\ dropped)
- * and converted to UTF-8. A path without a component gives component 1
+ * (\F\ \S\ \T\ \R\ \E\ \P\ \Xhh..\, \.br\ and \.sp\ as a line feed, \H\ \N\
+ * and other formatting commands dropped) and converted to UTF-8 from the
+ * MSH-18 character set. Character-set switches (\Cxxyy\ single-byte,
+ * \Mxxyyzz\ multi-byte, HL7 v2.5.1 2.7.4) and local escapes (\Z..\) are
+ * kept in the text as written, escape characters included, and the bytes
+ * after a switch are not reinterpreted in the switched set: they are
+ * converted from MSH-18 like the rest (a message that really switches to
+ * ISO-IR 87 after \M2442\ comes out as the raw bytes read as MSH-18). The
+ * message itself is unchanged: rdx_lab_hl7_write and forwarding keep the
+ * sequences byte for byte. A path without a component gives component 1
  * (subcomponent 1), as HAPI's Terser does. A place that is absent or empty
  * appends nothing and returns RDX_OK. Errors: RDX_EINVAL (bad path),
  * RDX_ENOTFOUND (the segment occurrence does not exist), RDX_EPARSE (an
