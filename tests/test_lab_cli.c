@@ -505,6 +505,31 @@ static void test_cli_addon_within_stability_and_volume(void **state)
     assert_int_equal(r.exit_code, 0);
     assert_non_null(strstr(r.out, "NJXW0101-A1 (NJ-XUANWU-CHC): ordered"));
     assert_non_null(strstr(r.out, "tests 1742-6"));
+    /* The new collection was routed by itself (a reroute event names its lab). */
+    assert_non_null(strstr(r.out, "reroute  ordered -> ordered, new collection routed"));
+    assert_null(strstr(r.out, "lab -,"));
+    rdx_run_free(&r);
+    /* A recollection opened by a rejection is routed too when the catalogue is given. */
+    const char *scans[][2] = {
+        {"collect", "202612010806"}, {"dispatch", "202612010900"}, {"receive", "202612010925"}};
+    for (size_t i = 0; i < 3; i++) {
+        const char *argv[] = {"lab",          "event",     "--db", uri,
+                              "--actor",      "NJ-JSPH",   "--at", scans[i][1],
+                              "NJGL26120102", scans[i][0], NULL};
+        run(&r, argv);
+        assert_int_equal(r.exit_code, 0);
+        rdx_run_free(&r);
+    }
+    const char *rej[] = {"lab",     "event",   "--db",     uri,    "--catalogue",
+                         CAT,       "--actor", "NJ-JSPH",  "--at", "202612010930",
+                         "--tests", "4548-4",  "--reason", "CLOT", "NJGL26120102",
+                         "reject",  NULL};
+    run(&r, rej);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(
+        strstr(r.out, "NJGL26120102-R1 (NJ-GULOU-CHC): new barcode for the recollection"));
+    assert_non_null(strstr(r.out, "NJGL26120102-R1 4548-4 -> "));
+    assert_non_null(strstr(r.out, "collected 2026-12-01 09:30"));
     rdx_run_free(&r);
     const char *gl[] = {"lab", "status", "--db", uri, "NJGL26120101", NULL};
     run(&r, gl);

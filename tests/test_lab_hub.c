@@ -911,6 +911,49 @@ static void test_hub_order_oom_sweep(void **state)
     rdx_lab_catalogue_free(c);
 }
 
+typedef struct oom_result_ctx {
+    rdx_lab_store *s;
+    const char *data;
+    size_t len;
+} oom_result_ctx;
+
+static int oom_hub_result(void *p)
+{
+    oom_result_ctx *x = p;
+    rdx_lab_hub_result_out *h = NULL;
+    rdx_status st = rdx_lab_hub_result(x->s, x->data, x->len, &opts, &h, NULL);
+    int failed = st != RDX_OK;
+    rdx_lab_hub_result_free(h);
+    return failed;
+}
+
+/* Allocation failures in the result step fail cleanly and leave the store as it was. */
+static void test_hub_result_oom_sweep(void **state)
+{
+    (void)state;
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_store *s = store("sqlite::memory:");
+    size_t len = 0;
+    char *oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
+    rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+    event(s, "NJGL26120101", RDX_LAB_EV_COLLECT, T0, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_DISPATCH, T0 + 60 * MIN, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_RECEIVE, T0 + 90 * MIN, "NJ-JSPH");
+    char *oru = slurp("tests/fixtures/lab/jsph_oru.hl7", &len);
+    oom_result_ctx x = {s, oru, len};
+    assert_true(rdx_oom_sweep(oom_hub_result, &x) > 10);
+    /* The run that succeeded applied it once: the tube has its two results. */
+    tube_seen t = {{0}, {0}};
+    assert_int_equal(
+        rdx_lab_custody_history(s, "NJ-GULOU-CHC", "NJGL26120101", on_tube_state, &t, NULL),
+        RDX_OK);
+    assert_string_equal(t.resulted, "2160-0,2823-3");
+    free(oru);
+    free(oml);
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -926,6 +969,7 @@ int main(void)
         cmocka_unit_test(test_store_schema_version_migration_and_refusal),
         cmocka_unit_test(test_store_lab_down_survives_reopening),
         cmocka_unit_test(test_hub_order_oom_sweep),
+        cmocka_unit_test(test_hub_result_oom_sweep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
