@@ -601,6 +601,33 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
     if (rc != SQLITE_DONE) {
         st = db_fail(s, err, "cannot update a specimen");
     }
+    if (st == RDX_OK && ev->kind == RDX_LAB_EV_COLLECT) {
+        /*
+         * A tube rdx opened (recollection, add-on collection) has no collection
+         * time until this scan; it was routed as if collected when it was
+         * planned (its REROUTE event). Its stability and expected arrival move
+         * by the delay, so a late collection is not judged expired at receipt.
+         */
+        if (sqlite3_prepare_v2(
+                s->db,
+                "UPDATE lab_specimen SET stable_until_ms = stable_until_ms + (?1 - p.t), "
+                "arrival_due_ms = arrival_due_ms + (?1 - p.t), collected_ms = ?1 FROM (SELECT "
+                "COALESCE((SELECT MAX(reported_ms) FROM lab_event WHERE authority = ?2 AND "
+                "barcode = ?3 AND event = 10), ?1) AS t) AS p WHERE authority = ?2 AND "
+                "barcode = ?3 AND collected_ms IS NULL",
+                -1, &u, NULL) != SQLITE_OK) {
+            st = db_fail(s, err, "cannot record the collection time");
+            goto out;
+        }
+        sqlite3_bind_int64(u, 1, ev->reported_ms);
+        sqlite3_bind_text(u, 2, o.authority, -1, SQLITE_STATIC);
+        sqlite3_bind_text(u, 3, ev->barcode, -1, SQLITE_STATIC);
+        rc = sqlite3_step(u);
+        sqlite3_finalize(u);
+        if (rc != SQLITE_DONE) {
+            st = db_fail(s, err, "cannot record the collection time");
+        }
+    }
 out:
     sqlite3_finalize(q);
     st = finish(s, st, err);

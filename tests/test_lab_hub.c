@@ -713,6 +713,17 @@ static void test_custody_route_new_tubes(void **state)
                      RDX_OK);
     assert_int_equal(n, 0);
     assert_int_equal(moved, 0);
+    /* Collected three days after it was planned: its stability counts from the scan. */
+    const int64_t late = T0 + 3 * 1440 * MIN;
+    event(s, "NJGL26120101-R1", RDX_LAB_EV_COLLECT, late, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101-R1", RDX_LAB_EV_DISPATCH, late + 60 * MIN, "NJ-GULOU-CHC");
+    rdx_lab_event_in rcv = {.barcode = "NJGL26120101-R1",
+                            .kind = RDX_LAB_EV_RECEIVE,
+                            .actor = r1_lab,
+                            .reported_ms = late + 90 * MIN};
+    assert_int_equal(rdx_lab_custody_event(s, &rcv, late + 90 * MIN, &eo, NULL), RDX_OK);
+    assert_int_equal(eo.condition, RDX_LAB_COND_OK);
+    assert_int_equal(eo.to, RDX_LAB_ST_RECEIVED);
     /* The order routed again answers for its five tests, the recollection in place. */
     rdx_lab_hub_order_out *h = hub_order(s, c, oml, len);
     assert_int_equal(rdx_lab_hub_order_already_routed(h), 1);

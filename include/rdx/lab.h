@@ -783,7 +783,9 @@ rdx_status rdx_lab_custody_reroute(rdx_lab_store *s, rdx_lab_router *r, const ch
  * tube: a REROUTE event in its log, the lab and stability set, the order's
  * decisions for its tests pointed at it (or added, for an add-on), split
  * into aliquots if it must. A tube is routed once (its REROUTE event marks
- * it). fn (may be NULL) is called per tube; *count (may be NULL) gets how
+ * it). Its collect scan (rdx_lab_custody_event COLLECT) later records the
+ * real collection time and moves its stability and expected arrival by the
+ * delay. fn (may be NULL) is called per tube; *count (may be NULL) gets how
  * many. One transaction. Errors: RDX_EINVAL, RDX_EDB, RDX_ENOMEM.
  */
 rdx_status rdx_lab_custody_route_new(rdx_lab_store *s, rdx_lab_router *r, int64_t now_ms,
