@@ -863,51 +863,43 @@ static int cmd_result(int argc, char **argv)
         }
         for (size_t k = 0; k < rdx_lab_hl7_batch_count(batch); k++) {
             const rdx_lab_hl7_msg *m = rdx_lab_hl7_batch_msg(batch, k);
-            rdx_lab_result_outcome o;
+            rdx_buf raw, ctlb;
+            rdx_buf_init(&raw, 256u << 20);
+            rdx_buf_init(&ctlb, 1024);
+            char ts[32];
+            dtm_now(ts, sizeof ts);
+            rdx_lab_hub_opts op = {
+                .hub_facility = hub, .timestamp = ts, .now_ms = rdx_clock_wall_ms()};
+            rdx_lab_hub_result_out *h = NULL;
             rdx_error_clear(&err);
-            if (rdx_lab_result_apply(s, m, rdx_clock_wall_ms(), &o, &err) != RDX_OK) {
+            rdx_status st = rdx_lab_hl7_write(m, &raw);
+            if (st == RDX_OK) {
+                st = rdx_lab_hub_result(s, raw.data, raw.len, &op, &h, &err);
+            } else {
+                rdx_error_set(&err, st, "%s", rdx_strerror(st));
+            }
+            if (st != RDX_OK) {
                 rdx_cli_fail(RESULT_CMD, "%s: message %zu: %s", file, k + 1, err.msg);
                 failed = 1;
+                rdx_buf_free(&raw);
+                rdx_buf_free(&ctlb);
                 continue;
             }
-            rdx_buf ctlb, ack, fwd;
-            rdx_buf_init(&ctlb, 1024);
-            rdx_buf_init(&ack, 1 << 20);
-            rdx_buf_init(&fwd, 64u << 20);
+            const rdx_lab_result_outcome o = *rdx_lab_hub_result_outcome(h);
             (void)rdx_lab_hl7_get(m, "MSH-10", &ctlb, NULL);
             const char *ctl = ctlb.data ? (const char *)ctlb.data : "";
-            char name[128], ts[32], ackid[160], path[1024], fpath[1024] = "";
+            char name[128], path[1024], fpath[1024] = "";
             safe_name(ctl, name, sizeof name);
-            dtm_now(ts, sizeof ts);
-            snprintf(ackid, sizeof ackid, "ACK-%s", ctl);
-            rdx_lab_ack_spec sp = {.code = o.code,
-                                   .control_id = ackid,
-                                   .timestamp = ts,
-                                   .text = o.code == RDX_LAB_ACK_AA ? NULL : o.text,
-                                   .hl7_error = o.hl7_error,
-                                   .err_segment = o.err_segment,
-                                   .err_sequence = o.err_sequence,
-                                   .err_field = o.err_field};
             snprintf(path, sizeof path, "%s/%s.ack.hl7", dir, name);
-            rdx_status st = rdx_lab_hl7_ack(m, &sp, &ack, &err);
-            if (st == RDX_OK) {
-                st = rdx_file_write_atomic(path, ack.data, ack.len, &err);
-            }
-            if (st == RDX_OK && o.code == RDX_LAB_ACK_AA && !o.duplicate) {
-                char fid[160];
-                snprintf(fid, sizeof fid, "RDX-%s", ctl);
-                rdx_lab_hl7_address a = {.sending_app = "RDX",
-                                         .sending_facility = hub,
-                                         .receiving_app = "",
-                                         .receiving_facility = o.clinic,
-                                         .timestamp = ts,
-                                         .control_id = fid};
+            rdx_lab_hub_msg hm;
+            rdx_lab_hub_result_ack(h, &hm);
+            st = rdx_file_write_atomic(path, hm.data, hm.len, &err);
+            if (st == RDX_OK && rdx_lab_hub_result_forward(h, &hm)) {
                 snprintf(fpath, sizeof fpath, "%s/%s.oru.hl7", dir, name);
-                st = rdx_lab_hl7_readdress(m, &a, &fwd, &err);
-                if (st == RDX_OK) {
-                    st = rdx_file_write_atomic(fpath, fwd.data, fwd.len, &err);
-                }
+                st = rdx_file_write_atomic(fpath, hm.data, hm.len, &err);
             }
+            rdx_lab_hub_result_free(h);
+            rdx_buf_free(&raw);
             if (st != RDX_OK) {
                 rdx_cli_fail_err(RESULT_CMD, &err);
                 failed = 1;
@@ -918,10 +910,10 @@ static int cmd_result(int argc, char **argv)
                 printf(", \"control_id\": ");
                 json_str(stdout, ctl);
                 printf(", \"ack\": \"%s\", \"hl7_error\": %u, \"duplicate\": %s, "
-                       "\"specimens\": %zu, \"observations\": %zu, \"corrections\": %zu, "
-                       "\"clinic\": ",
+                       "\"specimens\": %zu, \"partial\": %zu, \"observations\": %zu, "
+                       "\"corrections\": %zu, \"clinic\": ",
                        codes[o.code], o.hl7_error, o.duplicate ? "true" : "false", o.specimens,
-                       o.applied, o.corrections);
+                       o.partial, o.applied, o.corrections);
                 json_str(stdout, o.clinic);
                 printf(", \"text\": ");
                 json_str(stdout, o.text);
@@ -943,8 +935,6 @@ static int cmd_result(int argc, char **argv)
                 failed = 1;
             }
             rdx_buf_free(&ctlb);
-            rdx_buf_free(&ack);
-            rdx_buf_free(&fwd);
         }
         rdx_lab_hl7_batch_free(batch);
         rdx_buf_free(&b);
