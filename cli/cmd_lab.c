@@ -23,8 +23,11 @@ static void route_usage(FILE *f)
                "                    loads carry over between runs and an order already routed\n"
                "                    gets the decisions it was given the first time\n"
                "  --out DIR         also write the order each performing lab receives,\n"
-               "                    DIR/CONTROL.LAB.oml.hl7: only its tests, child tubes of a\n"
-               "                    split in SPM-2 with the parent in SPM-3\n"
+               "                    DIR/CONTROL.LAB.oml.hl7 (.orm.hl7 for ORM^O01): only its\n"
+               "                    tests, child tubes of a split in SPM-2, the parent in\n"
+               "                    SPM-3; and what the clinic gets back: DIR/CONTROL.ack.hl7\n"
+               "                    (ACK) and DIR/CONTROL.orl.hl7 (ORL^O22; .orr.hl7 with\n"
+               "                    ORR^O02 for ORM^O01), saying where each test went\n"
                "  --hub ID          the hub's HL7 facility in those files (default NJ-HUB)\n"
                "  --json            machine-readable output on stdout\n"
                "\n"
@@ -94,7 +97,6 @@ typedef struct route_run {
     const rdx_lab_catalogue *cat;
     const char *out_dir; /* --out: one order file per performing lab */
     const char *hub;
-    rdx_lab_router *router;
     rdx_lab_store *store;
     int json;
     int off;
@@ -102,15 +104,14 @@ typedef struct route_run {
     size_t orders; /* printed so far (for JSON commas) */
 } route_run;
 
-static void print_routing(route_run *x, const char *file, const rdx_lab_order *o,
+static void print_routing(route_run *x, const char *file, const char *sender, const char *ctl,
                           const rdx_lab_routing *rt, int again)
 {
-    const char *ctl = rdx_lab_order_control_id(o);
     if (x->json) {
         printf("%s\n  {\"file\": ", x->orders ? "," : "");
         json_str(stdout, file);
         printf(", \"sender\": ");
-        json_str(stdout, rdx_lab_order_sender(o));
+        json_str(stdout, sender);
         printf(", \"control_id\": ");
         json_str(stdout, ctl);
         printf(", \"already_routed\": %s, \"labs\": %zu,\n   \"decisions\": [",
@@ -158,125 +159,38 @@ static void print_routing(route_run *x, const char *file, const rdx_lab_order *o
     x->orders++;
 }
 
-/*
- * Open the chain of custody of every tube the routing sends somewhere: one
- * specimen per distinct barcode, with the tests it carries.
- */
-static rdx_status register_specimens(route_run *x, const rdx_lab_order *o,
-                                     const rdx_lab_routing *rt, rdx_error *err)
-{
-    size_t n = rdx_lab_routing_count(rt);
-    for (size_t i = 0; i < n; i++) {
-        const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
-        int first = d->lab[0] != '\0';
-        for (size_t j = 0; j < i && first; j++) {
-            const rdx_lab_decision *e = rdx_lab_routing_at(rt, j);
-            first = !(e->lab[0] != '\0' && strcmp(e->specimen_id, d->specimen_id) == 0);
-        }
-        if (!first) {
-            continue;
-        }
-        rdx_buf tests;
-        rdx_buf_init(&tests, 4096);
-        rdx_status st = RDX_OK;
-        int64_t stable_until = d->stable_until_ms;
-        const char *placer = "";
-        double volume = -1; /* known for a whole tube, not for an aliquot */
-        for (size_t k = 0; k < rdx_lab_order_specimen_count(o); k++) {
-            const rdx_lab_order_specimen *os = rdx_lab_order_specimen_at(o, k);
-            if (strcmp(os->id, d->specimen_id) == 0) {
-                volume = os->volume_ml;
-            }
-        }
-        for (size_t t = 0; t < rdx_lab_order_test_count(o); t++) {
-            const rdx_lab_order_test *ot = rdx_lab_order_test_at(o, t);
-            if (strcmp(ot->code, d->test_code) == 0) {
-                placer = ot->placer;
-                break;
-            }
-        }
-        for (size_t j = i; j < n && st == RDX_OK; j++) {
-            const rdx_lab_decision *e = rdx_lab_routing_at(rt, j);
-            if (strcmp(e->specimen_id, d->specimen_id) == 0 && e->lab[0] != '\0') {
-                st = rdx_buf_printf(&tests, "%s%s", tests.len ? "," : "", e->test_code);
-                /* The tube is usable as long as its least stable test allows. */
-                if (e->stable_until_ms < stable_until) {
-                    stable_until = e->stable_until_ms;
-                }
-            }
-        }
-        rdx_lab_specimen_reg r = {.authority = d->specimen_authority,
-                                  .barcode = d->specimen_id,
-                                  .patient_id = rdx_lab_order_patient_id(o),
-                                  .patient_authority = rdx_lab_order_patient_authority(o),
-                                  .order_sender = rdx_lab_order_sender(o),
-                                  .order_control = rdx_lab_order_control_id(o),
-                                  .parent_barcode = d->parent_id,
-                                  .lab = d->lab,
-                                  .tests = tests.data ? (const char *)tests.data : "",
-                                  .placer = placer,
-                                  .specimen_type = d->specimen_type,
-                                  .collected_ms = d->collected_ms,
-                                  .volume_ml = volume,
-                                  .stable_until_ms = stable_until,
-                                  .arrival_due_ms = d->arrival_ms};
-        if (st == RDX_OK) {
-            st = rdx_lab_custody_register(x->store, &r, rdx_clock_wall_ms(), NULL, err);
-        }
-        rdx_buf_free(&tests);
-        if (st != RDX_OK) {
-            return st;
-        }
-    }
-    return RDX_OK;
-}
-
 static void dtm_now(char *out, size_t cap);
 static void safe_name(const char *in, char *out, size_t cap);
 
-/* --out: the order each performing lab receives, DIR/CONTROL.LAB.oml.hl7. */
-static rdx_status write_lab_orders(route_run *x, const rdx_lab_hl7_msg *m, const rdx_lab_order *o,
-                                   const rdx_lab_routing *rt, rdx_error *err)
+static rdx_status write_msg(const char *path, const rdx_lab_hub_msg *hm, rdx_error *err)
 {
-    size_t n = rdx_lab_routing_count(rt);
-    for (size_t i = 0; i < n; i++) {
-        const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
-        int first = d->lab[0] != '\0';
-        for (size_t j = 0; j < i && first; j++) {
-            first = strcmp(rdx_lab_routing_at(rt, j)->lab, d->lab) != 0;
-        }
-        if (!first) {
-            continue;
-        }
-        const char *facility = d->lab;
-        for (size_t k = 0; k < rdx_lab_catalogue_lab_count(x->cat); k++) {
-            rdx_lab_lab_info li;
-            if (rdx_lab_catalogue_lab_at(x->cat, k, &li) == RDX_OK && strcmp(li.id, d->lab) == 0) {
-                facility = li.facility;
-            }
-        }
-        char ts[32], ctl[200], name[128], lname[80], path[1400];
-        dtm_now(ts, sizeof ts);
-        snprintf(ctl, sizeof ctl, "%s-%s", rdx_lab_order_control_id(o), d->lab);
-        safe_name(rdx_lab_order_control_id(o), name, sizeof name);
-        safe_name(d->lab, lname, sizeof lname);
-        snprintf(path, sizeof path, "%s/%s.%s.oml.hl7", x->out_dir, name, lname);
-        rdx_lab_hl7_address a = {.sending_app = "RDX",
-                                 .sending_facility = x->hub,
-                                 .receiving_app = "",
-                                 .receiving_facility = facility,
-                                 .timestamp = ts,
-                                 .control_id = ctl};
-        rdx_buf b;
-        rdx_buf_init(&b, 64u << 20);
-        rdx_status st = rdx_lab_order_for_lab(m, rt, d->lab, &a, &b, err);
-        if (st == RDX_OK) {
-            st = rdx_file_write_atomic(path, b.data, b.len, err);
-        }
-        rdx_buf_free(&b);
-        if (st != RDX_OK) {
-            return st;
-        }
+    return rdx_file_write_atomic(path, hm->data, hm->len, err);
+}
+
+/*
+ * --out: the order each performing lab receives (DIR/CONTROL.LAB.oml.hl7,
+ * or .orm.hl7 for ORM^O01), the ACK (DIR/CONTROL.ack.hl7) and the order
+ * response to the clinic (DIR/CONTROL.orl.hl7, or .orr.hl7 for ORR^O02).
+ */
+static rdx_status write_outputs(route_run *x, const char *ctl, const rdx_lab_hub_order_out *h,
+                                int orm, rdx_error *err)
+{
+    char name[128], path[1400];
+    rdx_lab_hub_msg hm;
+    safe_name(ctl, name, sizeof name);
+    rdx_lab_hub_order_ack(h, &hm);
+    snprintf(path, sizeof path, "%s/%s.ack.hl7", x->out_dir, name);
+    RDX_TRY(write_msg(path, &hm, err));
+    if (rdx_lab_hub_order_response(h, &hm)) {
+        snprintf(path, sizeof path, "%s/%s.%s.hl7", x->out_dir, name, orm ? "orr" : "orl");
+        RDX_TRY(write_msg(path, &hm, err));
+    }
+    for (size_t i = 0; rdx_lab_hub_order_lab_at(h, i, &hm); i++) {
+        char lname[80];
+        safe_name(hm.facility, lname, sizeof lname);
+        snprintf(path, sizeof path, "%s/%s.%s.%s.hl7", x->out_dir, name, lname,
+                 orm ? "orm" : "oml");
+        RDX_TRY(write_msg(path, &hm, err));
     }
     return RDX_OK;
 }
@@ -284,54 +198,50 @@ static rdx_status write_lab_orders(route_run *x, const rdx_lab_hl7_msg *m, const
 static void route_message(route_run *x, const char *file, const rdx_lab_hl7_msg *m, size_t idx)
 {
     rdx_error err;
-    rdx_lab_order *o = NULL;
-    rdx_lab_routing *rt = NULL;
+    rdx_buf raw, f;
+    rdx_lab_hub_order_out *h = NULL;
     rdx_error_clear(&err);
-    if (rdx_lab_order_from_hl7(m, x->off, &o, &err) != RDX_OK) {
-        rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, err.msg);
-        x->failed = 1;
-        return;
-    }
-    rdx_status st = rdx_lab_store_lookup(x->store, rdx_lab_order_sender(o),
-                                         rdx_lab_order_control_id(o), &rt, &err);
-    if (st == RDX_OK) {
-        print_routing(x, file, o, rt, 1);
-        if (x->out_dir != NULL && write_lab_orders(x, m, o, rt, &err) != RDX_OK) {
-            rdx_cli_fail_err(ROUTE_CMD, &err);
-            x->failed = 1;
-        }
-        goto out;
-    }
-    if (st != RDX_ENOTFOUND) {
-        rdx_cli_fail_err(ROUTE_CMD, &err);
+    rdx_buf_init(&raw, 256u << 20);
+    rdx_buf_init(&f, 1024);
+    char ts[32];
+    dtm_now(ts, sizeof ts);
+    rdx_lab_hub_opts op = {.hub_facility = x->hub, .timestamp = ts, .now_ms = rdx_clock_wall_ms()};
+    rdx_status st = rdx_lab_hl7_write(m, &raw);
+    if (st != RDX_OK) {
+        rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, rdx_strerror(st));
         x->failed = 1;
         goto out;
     }
-    rdx_error_clear(&err);
-    if (rdx_lab_route(x->router, o, &rt, &err) != RDX_OK) {
+    if (rdx_lab_hub_order(x->store, x->cat, raw.data, raw.len, &op, &h, &err) != RDX_OK) {
         rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, err.msg);
         x->failed = 1;
         goto out;
     }
-    if (register_specimens(x, o, rt, &err) != RDX_OK) {
-        rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s", file, idx + 1, err.msg);
+    (void)rdx_lab_hl7_get(m, "MSH-10", &f, NULL);
+    char ctl[200];
+    snprintf(ctl, sizeof ctl, "%.199s", f.data ? (const char *)f.data : "");
+    rdx_buf_reset(&f);
+    (void)rdx_lab_hl7_get(m, "MSH-9.2", &f, NULL);
+    int orm = f.data != NULL && strcmp((const char *)f.data, "O01") == 0;
+    rdx_buf_reset(&f);
+    (void)rdx_lab_hl7_get(m, "MSH-4.1", &f, NULL);
+    if (rdx_lab_hub_order_code(h) != RDX_LAB_ACK_AA) {
+        static const char *const codes[] = {"AA", "AE", "AR"};
+        rdx_cli_fail(ROUTE_CMD, "%s: message %zu: %s (answered %s)", file, idx + 1,
+                     rdx_lab_hub_order_text(h), codes[rdx_lab_hub_order_code(h)]);
         x->failed = 1;
-        goto out;
+    } else {
+        print_routing(x, file, f.data ? (const char *)f.data : "", ctl,
+                      rdx_lab_hub_order_routing(h), rdx_lab_hub_order_already_routed(h));
     }
-    if (rdx_lab_store_save(x->store, rdx_lab_order_sender(o), rdx_lab_order_control_id(o), rt,
-                           rdx_clock_wall_ms(), &err) != RDX_OK) {
-        rdx_cli_fail_err(ROUTE_CMD, &err);
-        x->failed = 1;
-        goto out;
-    }
-    print_routing(x, file, o, rt, 0);
-    if (x->out_dir != NULL && write_lab_orders(x, m, o, rt, &err) != RDX_OK) {
+    if (x->out_dir != NULL && write_outputs(x, ctl, h, orm, &err) != RDX_OK) {
         rdx_cli_fail_err(ROUTE_CMD, &err);
         x->failed = 1;
     }
 out:
-    rdx_lab_routing_free(rt);
-    rdx_lab_order_free(o);
+    rdx_lab_hub_order_free(h);
+    rdx_buf_free(&raw);
+    rdx_buf_free(&f);
 }
 
 static int cmd_route(int argc, char **argv)
@@ -384,9 +294,7 @@ static int cmd_route(int argc, char **argv)
     }
     x.off = rdx_lab_catalogue_utc_offset_min(cat);
     x.cat = cat;
-    if (rdx_lab_router_new(cat, &x.router, &err) != RDX_OK ||
-        rdx_lab_store_open(db, &x.store, &err) != RDX_OK ||
-        rdx_lab_store_load(x.store, x.router, &err) != RDX_OK) {
+    if (rdx_lab_store_open(db, &x.store, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(ROUTE_CMD, &err);
         goto out;
     }
@@ -419,7 +327,6 @@ static int cmd_route(int argc, char **argv)
     rc = x.failed ? RDX_EXIT_FAIL : RDX_EXIT_OK;
 out:
     rdx_lab_store_free(x.store);
-    rdx_lab_router_free(x.router);
     rdx_lab_catalogue_free(cat);
     return rc;
 }
@@ -433,7 +340,7 @@ static void event_usage(FILE *f)
 {
     fprintf(f, "Usage: rdx lab event [--db URI] [--authority A] --actor INSTITUTION [--at DTM]\n"
                "                     [--condition C] [--reason CODE] [--new-barcode B]\n"
-               "                     [--tests LIST] [--json]\n"
+               "                     [--tests LIST] [--catalogue FILE] [--json]\n"
                "                     BARCODE EVENT\n"
                "\n"
                "Record one chain-of-custody event for the specimen BARCODE (registered when its\n"
@@ -453,6 +360,9 @@ static void event_usage(FILE *f)
                "  --new-barcode B   reject: the recollection's barcode (default BARCODE-R1)\n"
                "  --tests LIST      reject: only these tests (comma-separated); the tube goes\n"
                "                    on for the others and the recollection carries these\n"
+               "  --catalogue FILE  route the recollection a rejection (or an expired or\n"
+               "                    wrong-container receipt) opens, by itself, planned as\n"
+               "                    collected at --at; without it, it keeps the old tube's lab\n"
                "  --json            machine-readable output\n");
 }
 
@@ -493,11 +403,19 @@ typedef struct common_opts {
     int json;
 } common_opts;
 
+typedef struct new_tube_ctx {
+    char lab[64];   /* the last new tube's lab ("" when refused) */
+    char line[800]; /* what became of the new tubes, for people */
+} new_tube_ctx;
+
+static rdx_status route_new_tubes(const rdx_lab_catalogue *cat, rdx_lab_store *s, int64_t now,
+                                  new_tube_ctx *x, rdx_error *err);
+
 static int cmd_event(int argc, char **argv)
 {
     common_opts c = {"sqlite:rdx-lab.db", NULL, 0};
     const char *actor = NULL, *at = NULL, *cond = NULL, *reason = NULL, *newbc = NULL;
-    const char *tests = NULL;
+    const char *tests = NULL, *cat_path = NULL;
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
     for (int i = 1; i < argc; i++) {
@@ -525,6 +443,8 @@ static int cmd_event(int argc, char **argv)
             dst = &newbc;
         } else if (strcmp(a, "--tests") == 0) {
             dst = &tests;
+        } else if (strcmp(a, "--catalogue") == 0) {
+            dst = &cat_path;
         } else if (strcmp(a, "--json") == 0) {
             c.json = 1;
             continue;
@@ -574,10 +494,18 @@ static int cmd_event(int argc, char **argv)
     rdx_error err;
     rdx_error_clear(&err);
     rdx_lab_store *s = NULL;
+    rdx_lab_catalogue *cat = NULL;
     rdx_lab_event_out o;
+    new_tube_ctx nt = {{0}, {0}};
     int rc = RDX_EXIT_OK;
-    if (rdx_lab_store_open(c.db, &s, &err) != RDX_OK ||
+    if ((cat_path != NULL && rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK) ||
+        rdx_lab_store_open(c.db, &s, &err) != RDX_OK ||
         rdx_lab_custody_event(s, &in, now, &o, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(EVENT_CMD, &err);
+        goto out;
+    }
+    if (cat != NULL && o.recollect[0] != '\0' && !o.duplicate &&
+        route_new_tubes(cat, s, in.reported_ms, &nt, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(EVENT_CMD, &err);
         goto out;
     }
@@ -592,6 +520,10 @@ static int cmd_event(int argc, char **argv)
                rdx_lab_condition_name(o.condition), o.duplicate ? "true" : "false",
                o.unable_to_cancel ? "true" : "false");
         json_str(stdout, o.recollect);
+        printf(", \"recollection_lab\": ");
+        json_str(stdout, nt.lab);
+        printf(", \"recollection_route\": ");
+        json_str(stdout, nt.line);
         printf("}\n");
     } else {
         printf("%s (%s): %s: %s -> %s%s%s%s%s\n", pos[0], o.authority, rdx_lab_event_name(in.kind),
@@ -602,6 +534,9 @@ static int cmd_event(int argc, char **argv)
                o.recollect[0] && !o.duplicate ? "; recollection requested" : "");
         if (o.recollect[0] != '\0' && !o.duplicate) {
             printf("%s (%s): new barcode for the recollection\n", o.recollect, o.authority);
+            if (nt.line[0] != '\0') {
+                printf("%s\n", nt.line);
+            }
         }
         if (o.unable_to_cancel && !o.duplicate) {
             printf("%s (%s): too late to cancel: the lab answers UC (unable to cancel) and the "
@@ -611,6 +546,7 @@ static int cmd_event(int argc, char **argv)
     }
 out:
     rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(cat);
     return rc;
 }
 
@@ -646,18 +582,21 @@ static void on_history(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab
             json_str(stdout, sp->parent_barcode);
             printf(", \"void_tests\": ");
             json_str(stdout, sp->void_tests);
+            printf(", \"resulted_tests\": ");
+            json_str(stdout, sp->resulted_tests);
             printf(", \"recollect_of\": ");
             json_str(stdout, sp->recollect_of);
             printf(", \"recollected_as\": ");
             json_str(stdout, sp->recollected_as);
             printf(", \"events\": [");
         } else {
-            printf("%s (%s): %s%s%s; patient %s, order %s from %s, lab %s, tests %s\n", sp->barcode,
-                   sp->authority, rdx_lab_state_name(sp->state),
+            printf("%s (%s): %s%s%s; patient %s, order %s from %s, lab %s, tests %s%s%s\n",
+                   sp->barcode, sp->authority, rdx_lab_state_name(sp->state),
                    sp->condition != RDX_LAB_COND_OK ? ", condition " : "",
                    sp->condition != RDX_LAB_COND_OK ? rdx_lab_condition_name(sp->condition) : "",
                    sp->patient_id, sp->order_control, sp->order_sender, sp->lab[0] ? sp->lab : "-",
-                   sp->tests[0] ? sp->tests : "-");
+                   sp->tests[0] ? sp->tests : "-", sp->resulted_tests[0] ? "; resulted " : "",
+                   sp->resulted_tests);
             if (sp->parent_barcode[0]) {
                 printf("  child of %s\n", sp->parent_barcode);
             }
@@ -702,17 +641,19 @@ static void on_tube(void *user, const rdx_lab_specimen_rec *sp)
         json_str(stdout, sp->lab);
         printf(", \"tests\": ");
         json_str(stdout, sp->tests);
+        printf(", \"resulted_tests\": ");
+        json_str(stdout, sp->resulted_tests);
         printf(", \"parent\": ");
         json_str(stdout, sp->parent_barcode);
         printf(", \"recollect_of\": ");
         json_str(stdout, sp->recollect_of);
         printf("}");
     } else {
-        printf("  %s (%s): %s at %s, tests %s%s%s%s%s\n", sp->barcode, sp->authority,
+        printf("  %s (%s): %s at %s, tests %s%s%s%s%s%s%s\n", sp->barcode, sp->authority,
                rdx_lab_state_name(sp->state), sp->lab[0] ? sp->lab : "-",
-               sp->tests[0] ? sp->tests : "-", sp->parent_barcode[0] ? ", child of " : "",
-               sp->parent_barcode, sp->recollect_of[0] ? ", recollection of " : "",
-               sp->recollect_of);
+               sp->tests[0] ? sp->tests : "-", sp->resulted_tests[0] ? ", resulted " : "",
+               sp->resulted_tests, sp->parent_barcode[0] ? ", child of " : "", sp->parent_barcode,
+               sp->recollect_of[0] ? ", recollection of " : "", sp->recollect_of);
     }
     x->n++;
 }
@@ -741,7 +682,8 @@ static int order_status(const common_opts *c, const char *sender, const char *co
             printf("]}\n");
         }
     } else if (c->json) {
-        printf("\n], \"state\": ");
+        printf("\n], \"tests\": %zu, \"tests_resulted\": %zu, \"state\": ", os.tests,
+               os.tests_resulted);
         json_str(stdout, os.summary);
         printf("}\n");
     } else {
@@ -816,9 +758,11 @@ static void result_usage(FILE *f)
 {
     fprintf(f, "Usage: rdx lab result [--db URI] [--out DIR] [--hub ID] [--json] ORU.hl7...\n"
                "\n"
-               "Match each ORU^R01 from a lab to its order and specimens and apply it: the\n"
-               "specimens move to resulted, the observations are stored (OBX-11 = C corrects\n"
-               "an earlier value and keeps it), and two files are written in DIR:\n"
+               "Match each ORU^R01 from a lab to its order and specimens and apply it: each\n"
+               "OBR's test gets its result (final for OBX-11 F, C, U or X), a tube moves to\n"
+               "resulted once all its tests are final (until then: partial results, it stays\n"
+               "in testing), the observations are stored (OBX-11 = C corrects an earlier\n"
+               "value and keeps it), and two files are written in DIR:\n"
                "  CONTROL.ack.hl7  the ACK for the lab: AA, or AE/AR with an ERR segment for\n"
                "                   an unknown, cancelled or already-final order\n"
                "  CONTROL.oru.hl7  the ORU readdressed to the ordering clinic (AA only)\n"
@@ -919,51 +863,43 @@ static int cmd_result(int argc, char **argv)
         }
         for (size_t k = 0; k < rdx_lab_hl7_batch_count(batch); k++) {
             const rdx_lab_hl7_msg *m = rdx_lab_hl7_batch_msg(batch, k);
-            rdx_lab_result_outcome o;
+            rdx_buf raw, ctlb;
+            rdx_buf_init(&raw, 256u << 20);
+            rdx_buf_init(&ctlb, 1024);
+            char ts[32];
+            dtm_now(ts, sizeof ts);
+            rdx_lab_hub_opts op = {
+                .hub_facility = hub, .timestamp = ts, .now_ms = rdx_clock_wall_ms()};
+            rdx_lab_hub_result_out *h = NULL;
             rdx_error_clear(&err);
-            if (rdx_lab_result_apply(s, m, rdx_clock_wall_ms(), &o, &err) != RDX_OK) {
+            rdx_status st = rdx_lab_hl7_write(m, &raw);
+            if (st == RDX_OK) {
+                st = rdx_lab_hub_result(s, raw.data, raw.len, &op, &h, &err);
+            } else {
+                rdx_error_set(&err, st, "%s", rdx_strerror(st));
+            }
+            if (st != RDX_OK) {
                 rdx_cli_fail(RESULT_CMD, "%s: message %zu: %s", file, k + 1, err.msg);
                 failed = 1;
+                rdx_buf_free(&raw);
+                rdx_buf_free(&ctlb);
                 continue;
             }
-            rdx_buf ctlb, ack, fwd;
-            rdx_buf_init(&ctlb, 1024);
-            rdx_buf_init(&ack, 1 << 20);
-            rdx_buf_init(&fwd, 64u << 20);
+            const rdx_lab_result_outcome o = *rdx_lab_hub_result_outcome(h);
             (void)rdx_lab_hl7_get(m, "MSH-10", &ctlb, NULL);
             const char *ctl = ctlb.data ? (const char *)ctlb.data : "";
-            char name[128], ts[32], ackid[160], path[1024], fpath[1024] = "";
+            char name[128], path[1024], fpath[1024] = "";
             safe_name(ctl, name, sizeof name);
-            dtm_now(ts, sizeof ts);
-            snprintf(ackid, sizeof ackid, "ACK-%s", ctl);
-            rdx_lab_ack_spec sp = {.code = o.code,
-                                   .control_id = ackid,
-                                   .timestamp = ts,
-                                   .text = o.code == RDX_LAB_ACK_AA ? NULL : o.text,
-                                   .hl7_error = o.hl7_error,
-                                   .err_segment = o.err_segment,
-                                   .err_sequence = o.err_sequence,
-                                   .err_field = o.err_field};
             snprintf(path, sizeof path, "%s/%s.ack.hl7", dir, name);
-            rdx_status st = rdx_lab_hl7_ack(m, &sp, &ack, &err);
-            if (st == RDX_OK) {
-                st = rdx_file_write_atomic(path, ack.data, ack.len, &err);
-            }
-            if (st == RDX_OK && o.code == RDX_LAB_ACK_AA && !o.duplicate) {
-                char fid[160];
-                snprintf(fid, sizeof fid, "RDX-%s", ctl);
-                rdx_lab_hl7_address a = {.sending_app = "RDX",
-                                         .sending_facility = hub,
-                                         .receiving_app = "",
-                                         .receiving_facility = o.clinic,
-                                         .timestamp = ts,
-                                         .control_id = fid};
+            rdx_lab_hub_msg hm;
+            rdx_lab_hub_result_ack(h, &hm);
+            st = rdx_file_write_atomic(path, hm.data, hm.len, &err);
+            if (st == RDX_OK && rdx_lab_hub_result_forward(h, &hm)) {
                 snprintf(fpath, sizeof fpath, "%s/%s.oru.hl7", dir, name);
-                st = rdx_lab_hl7_readdress(m, &a, &fwd, &err);
-                if (st == RDX_OK) {
-                    st = rdx_file_write_atomic(fpath, fwd.data, fwd.len, &err);
-                }
+                st = rdx_file_write_atomic(fpath, hm.data, hm.len, &err);
             }
+            rdx_lab_hub_result_free(h);
+            rdx_buf_free(&raw);
             if (st != RDX_OK) {
                 rdx_cli_fail_err(RESULT_CMD, &err);
                 failed = 1;
@@ -974,10 +910,10 @@ static int cmd_result(int argc, char **argv)
                 printf(", \"control_id\": ");
                 json_str(stdout, ctl);
                 printf(", \"ack\": \"%s\", \"hl7_error\": %u, \"duplicate\": %s, "
-                       "\"specimens\": %zu, \"observations\": %zu, \"corrections\": %zu, "
-                       "\"clinic\": ",
+                       "\"specimens\": %zu, \"partial\": %zu, \"observations\": %zu, "
+                       "\"corrections\": %zu, \"clinic\": ",
                        codes[o.code], o.hl7_error, o.duplicate ? "true" : "false", o.specimens,
-                       o.applied, o.corrections);
+                       o.partial, o.applied, o.corrections);
                 json_str(stdout, o.clinic);
                 printf(", \"text\": ");
                 json_str(stdout, o.text);
@@ -999,8 +935,6 @@ static int cmd_result(int argc, char **argv)
                 failed = 1;
             }
             rdx_buf_free(&ctlb);
-            rdx_buf_free(&ack);
-            rdx_buf_free(&fwd);
         }
         rdx_lab_hl7_batch_free(batch);
         rdx_buf_free(&b);
@@ -1120,7 +1054,9 @@ static void reroute_usage(FILE *f)
                "network, with the next courier pickup after --at (default now) and the\n"
                "stability counted from the original collection. Tubes already picked up are\n"
                "left alone. A tube whose tests now need two labs is split into child tubes\n"
-               "BARCODE.1, BARCODE.2. Every move is logged in the tube's chain of custody.\n");
+               "BARCODE.1, BARCODE.2. Every move is logged in the tube's chain of custody.\n"
+               "LAB is left out for this run only (a lab full today); for a lab that is\n"
+               "down until further notice use 'rdx lab lab-down', which is remembered.\n");
 }
 
 typedef struct reroute_ctx {
@@ -1158,39 +1094,84 @@ static void on_reroute(void *user, const rdx_lab_reroute_rec *rec)
     }
 }
 
-static int cmd_reroute(int argc, char **argv)
+#define LABDOWN_CMD "lab lab-down"
+#define LABUP_CMD   "lab lab-up"
+#define LABS_CMD    "lab labs"
+
+static void labdown_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab lab-down --catalogue FILE [--db URI] [--at DTM] [--actor ID]\n"
+               "                        [--reason TEXT] [--json] LAB\n"
+               "\n"
+               "Mark LAB down in the store until 'rdx lab lab-up LAB': every later 'rdx lab\n"
+               "route' and 'rdx lab reroute' leave it out. Then, as 'rdx lab reroute' does,\n"
+               "route again the tubes sent to it that are still at the clinic; tubes already\n"
+               "picked up are left alone. Running it again is harmless: the lab stays down\n"
+               "(first record kept) and any tube still waiting is moved.\n"
+               "\n"
+               "  --actor ID     who says so (default NJ-HUB); --reason TEXT why\n"
+               "  --at DTM       HL7 date/time of the next pickup to plan from (default now)\n");
+}
+
+static void labup_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab lab-up [--db URI] [--json] LAB\n"
+               "\n"
+               "LAB works again: new orders may be routed to it. Tubes moved away while it\n"
+               "was down stay where they were sent.\n");
+}
+
+static void labs_usage(FILE *f)
+{
+    fprintf(f, "Usage: rdx lab labs [--db URI] [--json]\n"
+               "\n"
+               "List the labs marked down (rdx lab lab-down), with since when, by whom and\n"
+               "why; nothing listed means every lab of the catalogue takes orders.\n");
+}
+
+/* reroute (persist 0) and lab-down (persist 1). */
+static int reroute_run(const char *cmd, int persist, int argc, char **argv)
 {
     const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *at = NULL, *lab = NULL;
+    const char *actor = "NJ-HUB", *why = NULL;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         if (rdx_cli_is_help(argv[i])) {
-            reroute_usage(stdout);
+            (persist ? labdown_usage : reroute_usage)(stdout);
             return RDX_EXIT_OK;
         }
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0 || strcmp(a, "--at") == 0) {
+        int with_value = strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0 ||
+                         strcmp(a, "--at") == 0 ||
+                         (persist && (strcmp(a, "--actor") == 0 || strcmp(a, "--reason") == 0));
+        if (with_value) {
             if (i + 1 >= argc) {
-                return rdx_cli_usage(REROUTE_CMD, "%s needs a value", a);
+                return rdx_cli_usage(cmd, "%s needs a value", a);
             }
-            *(a[2] == 'c' ? &cat_path : a[2] == 'd' ? &db : &at) = argv[++i];
+            const char **dst = a[2] == 'c'                 ? &cat_path
+                               : a[2] == 'd'               ? &db
+                               : strcmp(a, "--at") == 0    ? &at
+                               : strcmp(a, "--actor") == 0 ? &actor
+                                                           : &why;
+            *dst = argv[++i];
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
         } else if (a[0] == '-' && a[1] != '\0') {
-            return rdx_cli_usage(REROUTE_CMD, "unknown option '%s'", a);
+            return rdx_cli_usage(cmd, "unknown option '%s'", a);
         } else if (lab != NULL) {
-            return rdx_cli_usage(REROUTE_CMD, "one LAB at a time");
+            return rdx_cli_usage(cmd, "one LAB at a time");
         } else {
             lab = a;
         }
     }
     if (cat_path == NULL || lab == NULL) {
-        return rdx_cli_usage(REROUTE_CMD, "want --catalogue FILE and LAB");
+        return rdx_cli_usage(cmd, "want --catalogue FILE and LAB");
     }
-    int64_t now = rdx_clock_wall_ms();
+    int64_t now = rdx_clock_wall_ms(), recorded = now;
     if (at != NULL && rdx_lab_hl7_dtm_parse(at, strlen(at), 480, &now) != RDX_OK) {
-        return rdx_cli_usage(REROUTE_CMD, "--at '%s' is not an HL7 date/time", at);
+        return rdx_cli_usage(cmd, "--at '%s' is not an HL7 date/time", at);
     }
     rdx_error err;
     rdx_error_clear(&err);
@@ -1199,21 +1180,35 @@ static int cmd_reroute(int argc, char **argv)
     rdx_lab_store *s = NULL;
     reroute_ctx x = {json, 0};
     size_t n = 0;
-    int rc = RDX_EXIT_OK;
+    int rc = RDX_EXIT_OK, changed = 0;
     if (rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK ||
-        rdx_lab_router_new(cat, &r, &err) != RDX_OK ||
-        rdx_lab_router_set_down(r, lab, 1, &err) != RDX_OK ||
-        rdx_lab_store_open(db, &s, &err) != RDX_OK || rdx_lab_store_load(s, r, &err) != RDX_OK) {
-        rc = rdx_cli_fail_err(REROUTE_CMD, &err);
+        rdx_lab_router_new(cat, &r, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(cmd, &err);
+        goto out;
+    }
+    if (rdx_lab_router_set_down(r, lab, 1, &err) != RDX_OK) {
+        rc = rdx_cli_fail(cmd, "%s: %s", cat_path, err.msg);
+        goto out;
+    }
+    if (rdx_lab_store_open(db, &s, &err) != RDX_OK ||
+        (persist &&
+         rdx_lab_store_set_down(s, lab, 1, actor, why, recorded, &changed, &err) != RDX_OK) ||
+        rdx_lab_store_load(s, r, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(cmd, &err);
         goto out;
     }
     if (json) {
         printf("{\"lab\": ");
         json_str(stdout, lab);
+        if (persist) {
+            printf(", \"marked_down\": %s", changed ? "true" : "false");
+        }
         printf(", \"moves\": [");
+    } else if (persist) {
+        printf("%s %s\n", lab, changed ? "marked down" : "was already down");
     }
     if (rdx_lab_custody_reroute(s, r, lab, now, on_reroute, &x, &n, &err) != RDX_OK) {
-        rc = rdx_cli_fail_err(REROUTE_CMD, &err);
+        rc = rdx_cli_fail_err(cmd, &err);
     }
     if (json) {
         printf("\n], \"tubes\": %zu}\n", n);
@@ -1225,6 +1220,159 @@ out:
     rdx_lab_router_free(r);
     rdx_lab_catalogue_free(cat);
     return rc;
+}
+
+static int cmd_reroute(int argc, char **argv)
+{
+    return reroute_run(REROUTE_CMD, 0, argc, argv);
+}
+
+static int cmd_labdown(int argc, char **argv)
+{
+    return reroute_run(LABDOWN_CMD, 1, argc, argv);
+}
+
+static int db_and_lab(const char *cmd, void (*usage)(FILE *), int want_lab, int argc, char **argv,
+                      const char **db, const char **lab, int *json)
+{
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            usage(stdout);
+            return -1;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--db") == 0) {
+            if (i + 1 >= argc) {
+                return rdx_cli_usage(cmd, "--db needs a value");
+            }
+            *db = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            *json = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return rdx_cli_usage(cmd, "unknown option '%s'", a);
+        } else if (!want_lab || *lab != NULL) {
+            return rdx_cli_usage(cmd, want_lab ? "one LAB at a time" : "no argument expected");
+        } else {
+            *lab = a;
+        }
+    }
+    if (want_lab && *lab == NULL) {
+        return rdx_cli_usage(cmd, "want LAB");
+    }
+    return RDX_EXIT_OK;
+}
+
+static int cmd_labup(int argc, char **argv)
+{
+    const char *db = "sqlite:rdx-lab.db", *lab = NULL;
+    int json = 0, changed = 0;
+    int rc = db_and_lab(LABUP_CMD, labup_usage, 1, argc, argv, &db, &lab, &json);
+    if (rc != RDX_EXIT_OK) {
+        return rc < 0 ? RDX_EXIT_OK : rc;
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    if (rdx_lab_store_open(db, &s, &err) != RDX_OK ||
+        rdx_lab_store_set_down(s, lab, 0, NULL, NULL, rdx_clock_wall_ms(), &changed, &err) !=
+            RDX_OK) {
+        rc = rdx_cli_fail_err(LABUP_CMD, &err);
+    } else if (json) {
+        printf("{\"lab\": ");
+        json_str(stdout, lab);
+        printf(", \"was_down\": %s}\n", changed ? "true" : "false");
+    } else {
+        printf("%s %s\n", lab, changed ? "is up again" : "was not marked down");
+    }
+    rdx_lab_store_free(s);
+    return rc;
+}
+
+typedef struct labs_ctx {
+    int json;
+    size_t n;
+} labs_ctx;
+
+static void on_lab_down(void *user, const char *lab, int64_t since, const char *actor,
+                        const char *reason)
+{
+    labs_ctx *x = user;
+    char iso[40];
+    iso_time(iso, sizeof iso, since);
+    if (x->json) {
+        printf("%s\n  {\"lab\": ", x->n ? "," : "");
+        json_str(stdout, lab);
+        printf(", \"since\": \"%s\", \"actor\": ", iso);
+        json_str(stdout, actor);
+        printf(", \"reason\": ");
+        json_str(stdout, reason);
+        printf("}");
+    } else {
+        printf("%s down since %s by %s%s%s\n", lab, iso, actor, reason[0] ? ": " : "", reason);
+    }
+    x->n++;
+}
+
+static int cmd_labs(int argc, char **argv)
+{
+    const char *db = "sqlite:rdx-lab.db", *lab = NULL;
+    int json = 0;
+    int rc = db_and_lab(LABS_CMD, labs_usage, 0, argc, argv, &db, &lab, &json);
+    if (rc != RDX_EXIT_OK) {
+        return rc < 0 ? RDX_EXIT_OK : rc;
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_lab_store *s = NULL;
+    labs_ctx x = {json, 0};
+    if (json) {
+        printf("{\"down\": [");
+    }
+    if (rdx_lab_store_open(db, &s, &err) != RDX_OK ||
+        rdx_lab_store_labs_down(s, on_lab_down, &x, NULL, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(LABS_CMD, &err);
+    }
+    if (json) {
+        printf("\n]}\n");
+    } else if (rc == RDX_EXIT_OK && x.n == 0) {
+        printf("no lab is marked down\n");
+    }
+    rdx_lab_store_free(s);
+    return rc;
+}
+
+/* ---- routing the tubes rdx opens (recollections, add-on collections) ------ */
+
+static void on_new_tube(void *user, const rdx_lab_reroute_rec *rec)
+{
+    new_tube_ctx *x = user;
+    size_t n = strlen(x->line);
+    for (size_t i = 0; i < rdx_lab_routing_count(rec->routing) && n + 1 < sizeof x->line; i++) {
+        const rdx_lab_decision *d = rdx_lab_routing_at(rec->routing, i);
+        snprintf(x->lab, sizeof x->lab, "%s", d->lab);
+        int w = snprintf(x->line + n, sizeof x->line - n, "%s%s %s -> %s %s: %s", n ? "\n" : "",
+                         d->specimen_id, d->test_code, d->lab[0] ? d->lab : "-",
+                         rdx_lab_route_code_name(d->code), d->reason);
+        n = w < 0 ? n : n + (size_t)w < sizeof x->line ? n + (size_t)w : sizeof x->line - 1;
+    }
+}
+
+/* Route the tubes rdx opened and nobody routed yet, with the store's loads and down labs. */
+static rdx_status route_new_tubes(const rdx_lab_catalogue *cat, rdx_lab_store *s, int64_t now,
+                                  new_tube_ctx *x, rdx_error *err)
+{
+    rdx_lab_router *r = NULL;
+    rdx_status st = rdx_lab_router_new(cat, &r, err);
+    if (st == RDX_OK) {
+        st = rdx_lab_store_load(s, r, err);
+    }
+    if (st == RDX_OK) {
+        st = rdx_lab_custody_route_new(s, r, now, on_new_tube, x, NULL, err);
+    }
+    rdx_lab_router_free(r);
+    return st;
 }
 
 /* ---- rdx lab addon ------------------------------------------------------ */
@@ -1240,8 +1388,9 @@ static void addon_usage(FILE *f)
                "tube is not yet resulted, its lab performs TEST on the tube's specimen type,\n"
                "the specimen is still within TEST's stability at --at (default now), and the\n"
                "tube has the volume left (when its SPM-12 volume is known). Otherwise a new\n"
-               "collection is opened as a new tube BARCODE-A1. Exit status 0 accepted, 1\n"
-               "refused (new collection) or error, 2 usage error.\n");
+               "collection is opened as a new tube BARCODE-A1 (on a specimen type the test\n"
+               "can be done on) and routed at once by itself, planned as collected at --at.\n"
+               "Exit status 0 accepted, 1 refused (new collection) or error, 2 usage error.\n");
 }
 
 static int cmd_addon(int argc, char **argv)
@@ -1304,6 +1453,11 @@ static int cmd_addon(int argc, char **argv)
         rc = rdx_cli_fail_err(ADDON_CMD, &err);
         goto out;
     }
+    new_tube_ctx nt = {{0}, {0}};
+    if (!o.accepted && route_new_tubes(cat, s, now, &nt, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(ADDON_CMD, &err);
+        goto out;
+    }
     if (json) {
         printf("{\"barcode\": ");
         json_str(stdout, pos[0]);
@@ -1313,12 +1467,19 @@ static int cmd_addon(int argc, char **argv)
         json_str(stdout, o.reason);
         printf(", \"new_collection\": ");
         json_str(stdout, o.new_barcode);
+        printf(", \"new_collection_lab\": ");
+        json_str(stdout, nt.lab);
+        printf(", \"new_collection_route\": ");
+        json_str(stdout, nt.line);
         printf("}\n");
     } else if (o.accepted) {
         printf("%s: add-on %s accepted: %s\n", pos[0], pos[1], o.reason);
     } else {
         printf("%s: add-on %s refused: %s; new collection %s\n", pos[0], pos[1], o.reason,
                o.new_barcode);
+        if (nt.line[0] != '\0') {
+            printf("%s\n", nt.line);
+        }
     }
     rc = o.accepted ? RDX_EXIT_OK : RDX_EXIT_FAIL;
 out:
@@ -1333,7 +1494,10 @@ static const struct rdx_cli_verb verbs[] = {
     {"status", "show a specimen's state and chain of custody", cmd_status},
     {"result", "apply a lab's ORU to its order, write the ACK and the clinic's ORU", cmd_result},
     {"overdue", "list dispatched specimens with no receipt scan in time (lost?)", cmd_overdue},
-    {"reroute", "a lab is down or full: route again the tubes not yet picked up", cmd_reroute},
+    {"reroute", "a lab is full (this run): route again the tubes not yet picked up", cmd_reroute},
+    {"lab-down", "mark a lab down until lab-up (kept in the store) and reroute", cmd_labdown},
+    {"lab-up", "a lab marked down takes orders again", cmd_labup},
+    {"labs", "list the labs marked down", cmd_labs},
     {"addon", "add a test to a collected tube, or open a new collection", cmd_addon},
     {NULL, NULL, NULL},
 };

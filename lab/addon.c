@@ -241,7 +241,20 @@ rdx_status rdx_lab_custody_addon(rdx_lab_store *s, const rdx_lab_catalogue *c,
             goto out;
         }
     } else {
-        /* A new collection for the add-on: same patient and order, its own tube. */
+        /*
+         * A new collection for the add-on: same patient and order, its own
+         * tube, of a specimen type the test can be done on (the old tube's
+         * when the catalogue has a stability for it, else the first listed).
+         */
+        const char *new_type = type;
+        if (lab_cat_find_stab(c, test, type) == NULL) {
+            for (size_t k = 0; k < c->nstabs; k++) {
+                if (strcmp(c->stabs[k].test, test) == 0) {
+                    new_type = c->stabs[k].type;
+                    break;
+                }
+            }
+        }
         for (int k = 1; k < 100 && out->new_barcode[0] == '\0'; k++) {
             char nb[128];
             snprintf(nb, sizeof nb, "%s-A%d", barcode, k);
@@ -254,7 +267,7 @@ rdx_status rdx_lab_custody_addon(rdx_lab_store *s, const rdx_lab_catalogue *c,
                                       .lab = "",
                                       .tests = test,
                                       .placer = placer,
-                                      .specimen_type = type,
+                                      .specimen_type = new_type,
                                       .collected_ms = INT64_MIN,
                                       .volume_ml = -1,
                                       .stable_until_ms = INT64_MIN,

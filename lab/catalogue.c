@@ -52,8 +52,72 @@ enum {
     H_DISTRICT = 1u << 8,
     H_PICKUPS = 1u << 9,
     H_TRANSIT = 1u << 10,
-    H_TEMP = 1u << 11
+    H_TEMP = 1u << 11,
+    H_DAYS = 1u << 12
 };
+
+/* "Mon" .. "Sun" (any case) -> 0 .. 6; -1 otherwise. */
+static int weekday(const char *s, size_t n)
+{
+    static const char *const names[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+    if (n != 3) {
+        return -1;
+    }
+    for (int i = 0; i < 7; i++) {
+        int same = 1;
+        for (size_t k = 0; k < 3; k++) {
+            char ch = s[k] >= 'A' && s[k] <= 'Z' ? (char)(s[k] - 'A' + 'a') : s[k];
+            same &= ch == names[i][k];
+        }
+        if (same) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* "Mon-Fri", "Mon-Fri,Sat", "Sat,Sun", "daily" -> bit mask (bit 0 Monday); 0 when malformed. */
+static unsigned parse_days(const char *v)
+{
+    if (strcmp(v, "daily") == 0) {
+        return 0x7Fu;
+    }
+    unsigned mask = 0;
+    for (const char *p = v;;) {
+        while (*p == ' ') {
+            p++;
+        }
+        const char *e = p;
+        while (*e != '\0' && *e != ',') {
+            e++;
+        }
+        const char *end = e;
+        while (end > p && end[-1] == ' ') {
+            end--;
+        }
+        size_t n = (size_t)(end - p);
+        int a, b;
+        if (n == 7 && p[3] == '-') {
+            a = weekday(p, 3);
+            b = weekday(p + 4, 3);
+        } else {
+            a = b = weekday(p, n);
+        }
+        if (a < 0 || b < 0) {
+            return 0;
+        }
+        for (int d = a;; d = (d + 1) % 7) { /* "Sat-Mon" wraps over the weekend */
+            mask |= 1u << d;
+            if (d == b) {
+                break;
+            }
+        }
+        if (*e == '\0') {
+            return mask;
+        }
+        p = e + 1;
+    }
+}
 
 static char *reader(char *str, int num, void *stream)
 {
@@ -334,6 +398,19 @@ static int lab_key(cat_parse *p, cat_lab *l, const char *key, const char *value)
             parse_hhmm(value + 6, 5, 1, &l->close_min) != 0 || l->close_min <= l->open_min) {
             return fail(p, RDX_EPARSE,
                         "[%s] hours: '%s' is not HH:MM-HH:MM with the close after the open",
+                        p->sect_name, value);
+        }
+        return 1;
+    }
+    if (strcmp(key, "days") == 0) {
+        if (!set_once(p, &l->have, H_DAYS, key)) {
+            return 0;
+        }
+        l->days = parse_days(value);
+        if (l->days == 0) {
+            return fail(p, RDX_EPARSE,
+                        "[%s] days: '%s' is not a list of days or ranges such as Mon-Fri,Sat "
+                        "(or daily)",
                         p->sect_name, value);
         }
         return 1;
@@ -754,6 +831,9 @@ static rdx_status validate(cat_parse *p)
                    {H_TYPES, "specimens"}};
     for (size_t i = 0; i < c->nlabs; i++) {
         cat_lab *l = &c->labs[i];
+        if (!(l->have & H_DAYS)) {
+            l->days = 0x7Fu; /* open every day */
+        }
         for (size_t k = 0; k < sizeof lab_req / sizeof lab_req[0]; k++) {
             if (!(l->have & lab_req[k].bit)) {
                 return rdx_error_set(p->err, RDX_EPARSE,
@@ -938,8 +1018,9 @@ rdx_status rdx_lab_catalogue_lab_at(const rdx_lab_catalogue *c, size_t i, rdx_la
         return RDX_ENOTFOUND;
     }
     const cat_lab *l = &c->labs[i];
-    *out = (rdx_lab_lab_info){l->id,       l->name,      l->city,    l->facility, l->capacity,
-                              l->open_min, l->close_min, l->tat_min, l->ntests,   l->ntypes};
+    *out = (rdx_lab_lab_info){l->id,       l->name,     l->city,      l->facility,
+                              l->capacity, l->open_min, l->close_min, l->tat_min,
+                              l->ntests,   l->ntypes,   l->days};
     return RDX_OK;
 }
 

@@ -26,14 +26,14 @@
 static const char *const state_names[] = {"ordered",    "collected", "dispatched", "received",
                                           "in-testing", "resulted",  "delivered",  "rejected",
                                           "cancelled",  "lost"};
-static const char *const event_names[] = {"order",  "collect", "dispatch", "receive",
-                                          "start",  "result",  "deliver",  "reject",
-                                          "cancel", "lose",    "reroute",  "add-on"};
+static const char *const event_names[] = {"order",   "collect", "dispatch",      "receive", "start",
+                                          "result",  "deliver", "reject",        "cancel",  "lose",
+                                          "reroute", "add-on",  "partial-result"};
 static const char *const cond_names[] = {"ok",           "hemolysed",       "leaking",
                                          "insufficient", "wrong-container", "expired"};
 
 #define NSTATES      10
-#define NEVENTS      12
+#define NEVENTS      13
 #define NUSER_EVENTS 10 /* reroute is rdx's own */
 #define NCONDS       6
 
@@ -144,9 +144,9 @@ static void bind_opt(sqlite3_stmt *q, int i, int64_t v)
     }
 }
 
-static rdx_status log_event(rdx_lab_store *s, const char *auth, const char *barcode,
-                            rdx_lab_event_kind k, int from, int to, int cond, const char *reason,
-                            const char *actor, int64_t reported, int64_t received, int *dup)
+rdx_status lab_custody_log(rdx_lab_store *s, const char *auth, const char *barcode,
+                           rdx_lab_event_kind k, int from, int to, int cond, const char *reason,
+                           const char *actor, int64_t reported, int64_t received, int *dup)
 {
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(s->db,
@@ -287,8 +287,9 @@ rdx_status rdx_lab_custody_register(rdx_lab_store *s, const rdx_lab_specimen_reg
     sqlite3_finalize(q);
     q = NULL;
     if (insert_specimen(s, r, "", now_ms) != RDX_OK ||
-        log_event(s, r->authority, r->barcode, RDX_LAB_EV_ORDER, RDX_LAB_ST_ORDERED,
-                  RDX_LAB_ST_ORDERED, 0, "", nz(r->order_sender), now_ms, now_ms, NULL) != RDX_OK) {
+        lab_custody_log(s, r->authority, r->barcode, RDX_LAB_EV_ORDER, RDX_LAB_ST_ORDERED,
+                        RDX_LAB_ST_ORDERED, 0, "", nz(r->order_sender), now_ms, now_ms,
+                        NULL) != RDX_OK) {
         st = db_fail(s, err, "cannot register a specimen");
         goto out;
     }
@@ -359,6 +360,18 @@ static int list_has(const char *list, const char *item, size_t n)
  * voided the rejected ones (each must be on the tube). keep is "" when every
  * active test is rejected (then the whole tube is).
  */
+/* Number of items in a comma-separated list ("" has none). */
+static size_t count_list(const char *list)
+{
+    size_t n = 0;
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        const char *e = strchr(p, ',');
+        n += (e ? (size_t)(e - p) : strlen(p)) > 0;
+        p = e ? e + 1 : NULL;
+    }
+    return n;
+}
+
 static rdx_status split_tests(const char *active, const char *rejected, char *keep, size_t kcap,
                               char *voided, size_t vcap, const char *barcode, rdx_error *err)
 {
@@ -502,8 +515,8 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
     }
     o.to = (rdx_lab_spec_state)to;
     o.condition = cond;
-    if (log_event(s, o.authority, ev->barcode, ev->kind, (int)from, to, (int)cond, reason,
-                  ev->actor, ev->reported_ms, received_ms, NULL) != RDX_OK) {
+    if (lab_custody_log(s, o.authority, ev->barcode, ev->kind, (int)from, to, (int)cond, reason,
+                        ev->actor, ev->reported_ms, received_ms, NULL) != RDX_OK) {
         st = db_fail(s, err, "cannot log the event");
         goto out;
     }
@@ -512,8 +525,9 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
         /* No test can be done on it (expired, or in the wrong tube, whose additive
          * spoils every test ordered on it): reject it at once and ask for a new one. */
         const char *code = cond == RDX_LAB_COND_EXPIRED ? "STABILITY_EXPIRED" : "WRONG_CONTAINER";
-        if (log_event(s, o.authority, ev->barcode, RDX_LAB_EV_REJECT, to, RDX_LAB_ST_REJECTED,
-                      (int)cond, code, ev->actor, ev->reported_ms, received_ms, NULL) != RDX_OK) {
+        if (lab_custody_log(s, o.authority, ev->barcode, RDX_LAB_EV_REJECT, to, RDX_LAB_ST_REJECTED,
+                            (int)cond, code, ev->actor, ev->reported_ms, received_ms,
+                            NULL) != RDX_OK) {
             st = db_fail(s, err, "cannot log the event");
             goto out;
         }
@@ -553,8 +567,9 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
                      : db_fail(s, err, "cannot open the recollection");
             goto out;
         }
-        if (log_event(s, o.authority, nb, RDX_LAB_EV_ORDER, RDX_LAB_ST_ORDERED, RDX_LAB_ST_ORDERED,
-                      0, "recollection", ev->actor, ev->reported_ms, received_ms, NULL) != RDX_OK) {
+        if (lab_custody_log(s, o.authority, nb, RDX_LAB_EV_ORDER, RDX_LAB_ST_ORDERED,
+                            RDX_LAB_ST_ORDERED, 0, "recollection", ev->actor, ev->reported_ms,
+                            received_ms, NULL) != RDX_OK) {
             st = db_fail(s, err, "cannot log the event");
             goto out;
         }
@@ -586,6 +601,33 @@ rdx_status rdx_lab_custody_event(rdx_lab_store *s, const rdx_lab_event_in *ev, i
     if (rc != SQLITE_DONE) {
         st = db_fail(s, err, "cannot update a specimen");
     }
+    if (st == RDX_OK && ev->kind == RDX_LAB_EV_COLLECT) {
+        /*
+         * A tube rdx opened (recollection, add-on collection) has no collection
+         * time until this scan; it was routed as if collected when it was
+         * planned (its REROUTE event). Its stability and expected arrival move
+         * by the delay, so a late collection is not judged expired at receipt.
+         */
+        if (sqlite3_prepare_v2(
+                s->db,
+                "UPDATE lab_specimen SET stable_until_ms = stable_until_ms + (?1 - p.t), "
+                "arrival_due_ms = arrival_due_ms + (?1 - p.t), collected_ms = ?1 FROM (SELECT "
+                "COALESCE((SELECT MAX(reported_ms) FROM lab_event WHERE authority = ?2 AND "
+                "barcode = ?3 AND event = 10), ?1) AS t) AS p WHERE authority = ?2 AND "
+                "barcode = ?3 AND collected_ms IS NULL",
+                -1, &u, NULL) != SQLITE_OK) {
+            st = db_fail(s, err, "cannot record the collection time");
+            goto out;
+        }
+        sqlite3_bind_int64(u, 1, ev->reported_ms);
+        sqlite3_bind_text(u, 2, o.authority, -1, SQLITE_STATIC);
+        sqlite3_bind_text(u, 3, ev->barcode, -1, SQLITE_STATIC);
+        rc = sqlite3_step(u);
+        sqlite3_finalize(u);
+        if (rc != SQLITE_DONE) {
+            st = db_fail(s, err, "cannot record the collection time");
+        }
+    }
 out:
     sqlite3_finalize(q);
     st = finish(s, st, err);
@@ -610,6 +652,15 @@ static void fill_spec(sqlite3_stmt *q, rdx_lab_specimen_rec *sp)
     sp->state = (rdx_lab_spec_state)sqlite3_column_int(q, 10);
     sp->condition = (rdx_lab_condition)sqlite3_column_int(q, 11);
     sp->void_tests = (const char *)sqlite3_column_text(q, 12);
+    sp->resulted_tests = (const char *)sqlite3_column_text(q, 13);
+    if (sp->resulted_tests == NULL) {
+        sp->resulted_tests = "";
+    }
+    /* Resulted before per-test results were kept (store version < 3): every test counts. */
+    if ((sp->state == RDX_LAB_ST_RESULTED || sp->state == RDX_LAB_ST_DELIVERED) &&
+        sp->resulted_tests[0] == '\0') {
+        sp->resulted_tests = sp->tests;
+    }
 }
 
 static void fill_event(sqlite3_stmt *q, int base, rdx_lab_event_rec *e)
@@ -626,7 +677,9 @@ static void fill_event(sqlite3_stmt *q, int base, rdx_lab_event_rec *e)
 
 #define SPEC_COLS                                                                                  \
     "s.authority, s.barcode, s.patient_id, s.order_sender, s.order_control, s.parent_barcode, "    \
-    "s.lab, s.tests, s.recollect_of, s.recollected_as, s.state, s.condition, s.void_tests"
+    "s.lab, s.tests, s.recollect_of, s.recollected_as, s.state, s.condition, s.void_tests, "       \
+    "(SELECT group_concat(t.test, ',') FROM lab_test_result t WHERE t.authority = s.authority "    \
+    "AND t.barcode = s.barcode AND t.final = 1)"
 #define EVENT_COLS                                                                                 \
     "e.event, e.from_state, e.to_state, e.condition, e.reason, e.actor, e.reported_ms, "           \
     "e.received_ms"
@@ -651,7 +704,7 @@ rdx_status rdx_lab_custody_history(rdx_lab_store *s, const char *authority, cons
         rdx_lab_specimen_rec sp;
         rdx_lab_event_rec e;
         fill_spec(q, &sp);
-        fill_event(q, 13, &e);
+        fill_event(q, 14, &e);
         fn(user, &sp, &e);
     }
     sqlite3_finalize(q);
@@ -678,7 +731,7 @@ rdx_status rdx_lab_custody_overdue(rdx_lab_store *s, int64_t now_ms, unsigned gr
         rdx_lab_specimen_rec sp;
         rdx_lab_event_rec e;
         fill_spec(q, &sp);
-        fill_event(q, 13, &e);
+        fill_event(q, 14, &e);
         if (fn != NULL) {
             fn(user, &sp, &e);
         }
@@ -723,6 +776,17 @@ rdx_status rdx_lab_custody_order(rdx_lab_store *s, const char *sender, const cha
             continue;
         }
         o.tubes++;
+        size_t nt = count_list(sp.tests), nr = 0;
+        for (const char *p = sp.tests; *p != '\0';) {
+            const char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            nr += len > 0 && list_has(sp.resulted_tests, p, len);
+            p = e ? e + 1 : p + len;
+        }
+        if (sp.state < RDX_LAB_ST_REJECTED) {
+            o.tests += nt;
+            o.tests_resulted += nr;
+        }
         if (sp.state == RDX_LAB_ST_RESULTED || sp.state == RDX_LAB_ST_DELIVERED) {
             o.resulted++;
             o.delivered += sp.state == RDX_LAB_ST_DELIVERED;
@@ -745,8 +809,9 @@ rdx_status rdx_lab_custody_order(rdx_lab_store *s, const char *sender, const cha
     }
     if (open > 0) {
         snprintf(o.summary, sizeof o.summary,
-                 "in progress: %zu of %zu tube(s) resulted; least advanced %s", o.resulted, o.tubes,
-                 state_names[o.least]);
+                 "%s: %zu of %zu tube(s) resulted, %zu of %zu test(s); least advanced %s",
+                 o.tests_resulted > 0 ? "partial results" : "in progress", o.resulted, o.tubes,
+                 o.tests_resulted, o.tests, state_names[o.least]);
     } else if (o.resulted == 0) {
         snprintf(o.summary, sizeof o.summary, "failed: no tube can be resulted");
         o.least = RDX_LAB_ST_CANCELLED;

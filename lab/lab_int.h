@@ -124,9 +124,17 @@ typedef struct cat_lab {
     cat_tat *tats;
     size_t ntats;
     unsigned capacity, open_min, close_min, tat_min;
+    unsigned days; /* days it tests: bit 0 Monday .. bit 6 Sunday (all when not given) */
     unsigned line;
     unsigned have; /* bit set of keys given */
 } cat_lab;
+
+/* Is lab l open on local day `day` (days since 1970-01-01, a Thursday)? */
+static inline int lab_cat_open_on(const cat_lab *l, int64_t day)
+{
+    int64_t wd = (day % 7 + 7 + 3) % 7; /* 0 = Monday */
+    return (l->days >> wd) & 1u;
+}
 
 typedef struct cat_clinic {
     char *id, *name, *city, *district, *facility;
@@ -197,6 +205,27 @@ struct rdx_lab_store {
 /* An empty routing, and appending a copy of d (all strings copied). */
 rdx_status lab_routing_new(rdx_lab_routing **out);
 rdx_status lab_routing_push(rdx_lab_routing *rt, const rdx_lab_decision *d);
+
+/* ---- Custody log (lab/custody.c) ----------------------------------------- */
+
+/*
+ * Append one event to the log as it is (no state change): RDX_OK, or *dup = 1
+ * (may be NULL) when the same event was logged before; RDX_EDB otherwise
+ * (sqlite3_errmsg has why).
+ */
+rdx_status lab_custody_log(rdx_lab_store *s, const char *auth, const char *barcode,
+                           rdx_lab_event_kind k, int from, int to, int cond, const char *reason,
+                           const char *actor, int64_t reported, int64_t received, int *dup);
+
+/* ---- Store transactions (lab/store.c) ------------------------------------ */
+
+/* BEGIN IMMEDIATE; custody and result steps inside use savepoints, which nest. */
+rdx_status lab_store_begin(rdx_lab_store *s, rdx_error *err);
+/* COMMIT when st is RDX_OK (a failed commit is rolled back), else ROLLBACK; returns the outcome. */
+rdx_status lab_store_end(rdx_lab_store *s, rdx_status st, rdx_error *err);
+/* rdx_lab_store_save without its own transaction. */
+rdx_status lab_store_save_rows(rdx_lab_store *s, const char *sender, const char *control_id,
+                               const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err);
 
 /* ---- Synthetic orders (lab/order.c) ------------------------------------- */
 

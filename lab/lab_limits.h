@@ -55,6 +55,14 @@
 #define RDX_LAB_HL7_MAX_VALUE (64u * 1024u)
 
 /* Largest MLLP payload, the same as the largest message. */
+/*
+ * One message the hub builds from an order or a result (the order for one
+ * lab, the clinic's response, a forwarded ORU): never more than the input
+ * it comes from plus the segments rdx adds (an ORC/OBR/SPM triple per test,
+ * at most RDX_LAB_ORDER_MAX_TESTS); 1 MiB of headroom covers that.
+ */
+#define RDX_LAB_HUB_MAX_OUT (RDX_LAB_HL7_MAX_MESSAGE + (1u << 20))
+
 #define RDX_LAB_MLLP_MAX_FRAME RDX_LAB_HL7_MAX_MESSAGE
 
 /* Tests in one order and specimens in one order. */

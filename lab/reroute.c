@@ -132,8 +132,8 @@ static rdx_status set_tube(rdx_lab_store *s, const tube *t, const char *lab, con
 
 /* Reroute one tube; the caller holds the transaction. */
 static rdx_status reroute_tube(rdx_lab_store *s, rdx_lab_router *r, const tube *t,
-                               const char *down_lab, int64_t now, rdx_lab_reroute_fn fn, void *user,
-                               rdx_error *err)
+                               const char *why_first, int64_t now, rdx_lab_reroute_fn fn,
+                               void *user, rdx_error *err)
 {
     rdx_lab_order *o = NULL;
     rdx_lab_routing *rt = NULL;
@@ -153,7 +153,7 @@ static rdx_status reroute_tube(rdx_lab_store *s, rdx_lab_router *r, const tube *
     /* Which labs now: one (the tube keeps its barcode) or several (aliquots). */
     const rdx_lab_decision *d0 = n ? rdx_lab_routing_at(rt, 0) : NULL;
     int split = d0 != NULL && d0->parent_id[0] != '\0';
-    if ((st = rdx_buf_printf(&why, "%s is down or full; ", down_lab)) != RDX_OK) {
+    if ((st = rdx_buf_printf(&why, "%s; ", why_first)) != RDX_OK) {
         goto out;
     }
     for (size_t i = 0; i < n && st == RDX_OK; i++) {
@@ -267,6 +267,199 @@ out:
     return st;
 }
 
+/* The tubes the query q selects (its columns as below); q is finalized. */
+static rdx_status load_tubes(rdx_lab_store *s, sqlite3_stmt *q, tube **out, size_t *count,
+                             char ***extra, rdx_error *err)
+{
+    tube *tubes = NULL;
+    char **ex = NULL;
+    size_t n = 0;
+    rdx_status st = RDX_OK;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        tube *t2 = rdx_reallocarray(tubes, n + 1, sizeof *t2);
+        if (t2 == NULL) {
+            st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
+            break;
+        }
+        tubes = t2;
+        if (extra != NULL) {
+            char **e2 = rdx_reallocarray(ex, n + 1, sizeof *e2);
+            if (e2 == NULL) {
+                st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
+                break;
+            }
+            ex = e2;
+            ex[n] = col(q, 11);
+        }
+        tube *t = &tubes[n++];
+        memset(t, 0, sizeof *t);
+        t->authority = col(q, 0);
+        t->barcode = col(q, 1);
+        t->sender = col(q, 2);
+        t->control = col(q, 3);
+        t->patient = col(q, 4);
+        t->type = col(q, 5);
+        t->tests = col(q, 6);
+        t->lab = col(q, 7);
+        t->placer = col(q, 8);
+        t->collected_ms =
+            sqlite3_column_type(q, 9) == SQLITE_NULL ? INT64_MIN : sqlite3_column_int64(q, 9);
+        t->state = sqlite3_column_int(q, 10);
+        if (!t->authority || !t->barcode || !t->sender || !t->control || !t->patient || !t->type ||
+            !t->tests || !t->lab || !t->placer || (extra != NULL && ex[n - 1] == NULL)) {
+            st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
+            break;
+        }
+    }
+    if (st == RDX_OK && rc != SQLITE_DONE) {
+        st = db_fail(s, err, "cannot find the tubes");
+    }
+    sqlite3_finalize(q);
+    if (st != RDX_OK) {
+        for (size_t i = 0; i < n; i++) {
+            tube_free(&tubes[i]);
+            if (ex != NULL) {
+                free(ex[i]);
+            }
+        }
+        free(ex);
+        free(tubes);
+        return st;
+    }
+    *out = tubes;
+    *count = n;
+    if (extra != NULL) {
+        *extra = ex;
+    }
+    return RDX_OK;
+}
+
+/*
+ * Point the order's decisions for t's tests at t: those of the tube it
+ * recollects (old), else new rows (an add-on's new collection has none).
+ */
+static rdx_status adopt_decisions(rdx_lab_store *s, const tube *t, const char *old, int64_t now,
+                                  rdx_error *err)
+{
+    for (const char *p = t->tests; *p != '\0';) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        sqlite3_stmt *q = NULL;
+        if (len > 0) {
+            if (sqlite3_prepare_v2(s->db,
+                                   "UPDATE lab_route SET specimen_id = ?1 WHERE sender = ?2 AND "
+                                   "control_id = ?3 AND specimen_id = ?4 AND test_code = ?5",
+                                   -1, &q, NULL) != SQLITE_OK) {
+                return db_fail(s, err, "cannot update a decision");
+            }
+            sqlite3_bind_text(q, 1, t->barcode, -1, SQLITE_STATIC);
+            sqlite3_bind_text(q, 2, t->sender, -1, SQLITE_STATIC);
+            sqlite3_bind_text(q, 3, t->control, -1, SQLITE_STATIC);
+            sqlite3_bind_text(q, 4, old, -1, SQLITE_STATIC);
+            sqlite3_bind_text(q, 5, p, (int)len, SQLITE_STATIC);
+            int rc = sqlite3_step(q);
+            sqlite3_finalize(q);
+            if (rc != SQLITE_DONE) {
+                return db_fail(s, err, "cannot update a decision");
+            }
+            if (sqlite3_changes(s->db) == 0) {
+                if (sqlite3_prepare_v2(
+                        s->db,
+                        "INSERT INTO lab_route SELECT ?1, ?2, COALESCE(MAX(seq), -1) + 1, ?3, ?3, "
+                        "?4, '', ?5, '', '', 2, '', NULL, NULL, NULL, NULL, -1, ?6 FROM lab_route "
+                        "WHERE sender = ?1 AND control_id = ?2",
+                        -1, &q, NULL) != SQLITE_OK) {
+                    return db_fail(s, err, "cannot store a decision");
+                }
+                sqlite3_bind_text(q, 1, t->sender, -1, SQLITE_STATIC);
+                sqlite3_bind_text(q, 2, t->control, -1, SQLITE_STATIC);
+                sqlite3_bind_text(q, 3, p, (int)len, SQLITE_STATIC);
+                sqlite3_bind_text(q, 4, t->barcode, -1, SQLITE_STATIC);
+                sqlite3_bind_text(q, 5, t->type, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(q, 6, now);
+                rc = sqlite3_step(q);
+                sqlite3_finalize(q);
+                if (rc != SQLITE_DONE) {
+                    return db_fail(s, err, "cannot store a decision");
+                }
+            }
+        }
+        p = e ? e + 1 : p + len;
+    }
+    return RDX_OK;
+}
+
+rdx_status rdx_lab_custody_route_new(rdx_lab_store *s, rdx_lab_router *r, int64_t now_ms,
+                                     rdx_lab_reroute_fn fn, void *user, size_t *count,
+                                     rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    tube *tubes = NULL;
+    size_t n = 0;
+    rdx_status st;
+    if (count != NULL) {
+        *count = 0;
+    }
+    if (s == NULL || r == NULL) {
+        return rdx_error_set(err, RDX_EINVAL, "route new tubes: bad arguments");
+    }
+    /*
+     * Tubes opened by rdx and never routed: a recollection (it inherited its
+     * lab) or an add-on's new collection (no lab), still ordered, with tests,
+     * and no REROUTE event in their log yet.
+     */
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT authority, barcode, order_sender, order_control, patient_id, "
+                           "specimen_type, tests, lab, placer, collected_ms, state, recollect_of "
+                           "FROM lab_specimen s WHERE state = 0 AND tests <> '' AND (lab = '' OR "
+                           "recollect_of <> '') AND NOT EXISTS (SELECT 1 FROM lab_event e WHERE "
+                           "e.authority = s.authority AND e.barcode = s.barcode AND e.event = "
+                           "10) ORDER BY created_ms, rowid",
+                           -1, &q, NULL) != SQLITE_OK) {
+        return db_fail(s, err, "cannot find the new tubes");
+    }
+    char **olds = NULL;
+    RDX_TRY(load_tubes(s, q, &tubes, &n, &olds, err));
+    st = RDX_OK;
+    if (n > 0) {
+        if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+            st = db_fail(s, err, "cannot start a transaction");
+        } else {
+            for (size_t i = 0; i < n && st == RDX_OK; i++) {
+                tube *t = &tubes[i];
+                /* Not collected yet: planned as collected now, stability from now. */
+                if (t->collected_ms == INT64_MIN) {
+                    t->collected_ms = now_ms;
+                }
+                st = adopt_decisions(s, t, olds[i], now_ms, err);
+                if (st == RDX_OK) {
+                    st = reroute_tube(s, r, t,
+                                      olds[i][0] ? "recollection routed (collection assumed now)"
+                                                 : "new collection routed (collection assumed now)",
+                                      now_ms, fn, user, err);
+                }
+                if (st == RDX_OK && count != NULL) {
+                    (*count)++;
+                }
+            }
+            if (st == RDX_OK && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+                st = db_fail(s, err, "cannot commit");
+            }
+            if (st != RDX_OK) {
+                sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        tube_free(&tubes[i]);
+        free(olds[i]);
+    }
+    free(olds);
+    free(tubes);
+    return st;
+}
+
 rdx_status rdx_lab_custody_reroute(rdx_lab_store *s, rdx_lab_router *r, const char *lab_id,
                                    int64_t now_ms, rdx_lab_reroute_fn fn, void *user, size_t *count,
                                    rdx_error *err)
@@ -288,38 +481,7 @@ rdx_status rdx_lab_custody_reroute(rdx_lab_store *s, rdx_lab_router *r, const ch
         return db_fail(s, err, "cannot find the lab's tubes");
     }
     sqlite3_bind_text(q, 1, lab_id, -1, SQLITE_STATIC);
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        tube *t2 = rdx_reallocarray(tubes, n + 1, sizeof *t2);
-        if (t2 == NULL) {
-            st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
-            break;
-        }
-        tubes = t2;
-        tube *t = &tubes[n++];
-        memset(t, 0, sizeof *t);
-        t->authority = col(q, 0);
-        t->barcode = col(q, 1);
-        t->sender = col(q, 2);
-        t->control = col(q, 3);
-        t->patient = col(q, 4);
-        t->type = col(q, 5);
-        t->tests = col(q, 6);
-        t->lab = col(q, 7);
-        t->placer = col(q, 8);
-        t->collected_ms =
-            sqlite3_column_type(q, 9) == SQLITE_NULL ? INT64_MIN : sqlite3_column_int64(q, 9);
-        t->state = sqlite3_column_int(q, 10);
-        if (!t->authority || !t->barcode || !t->sender || !t->control || !t->patient || !t->type ||
-            !t->tests || !t->lab || !t->placer) {
-            st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
-            break;
-        }
-    }
-    if (st == RDX_OK && rc != SQLITE_DONE) {
-        st = db_fail(s, err, "cannot find the lab's tubes");
-    }
-    sqlite3_finalize(q);
+    RDX_TRY(load_tubes(s, q, &tubes, &n, NULL, err));
     if (st == RDX_OK && n > 0) {
         if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
             st = db_fail(s, err, "cannot start a transaction");
@@ -328,7 +490,9 @@ rdx_status rdx_lab_custody_reroute(rdx_lab_store *s, rdx_lab_router *r, const ch
                 if (tubes[i].collected_ms == INT64_MIN) {
                     continue; /* without a collection time its stability cannot be judged */
                 }
-                st = reroute_tube(s, r, &tubes[i], lab_id, now_ms, fn, user, err);
+                char first[160];
+                snprintf(first, sizeof first, "%.100s is down or full", lab_id);
+                st = reroute_tube(s, r, &tubes[i], first, now_ms, fn, user, err);
                 if (st == RDX_OK && count != NULL) {
                     (*count)++;
                 }

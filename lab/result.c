@@ -20,7 +20,17 @@ typedef struct match {
     rdx_lab_spec_state state;
     unsigned obr_seq;
     int correction; /* this OBR's OBX include OBX-11 = C */
+    char test[64];  /* OBR-4.1 */
+    int final;      /* every OBX of this OBR is final (OBX-11 F, C, U or X) */
+    char status[4]; /* the OBX-11 recorded for the test: the last non-final one, else the last */
 } match;
+
+/* OBX-11 values that end a test (HL7 table 0085): final, corrected, made final, cannot be done. */
+static int final_status(const char *st)
+{
+    return strcmp(st, "F") == 0 || strcmp(st, "C") == 0 || strcmp(st, "U") == 0 ||
+           strcmp(st, "X") == 0;
+}
 
 static void set_out(rdx_lab_result_outcome *o, rdx_lab_ack_code code, unsigned e, const char *seg,
                     unsigned seq, unsigned field, const char *fmt, ...) RDX_PRINTF(7, 8);
@@ -191,6 +201,94 @@ static rdx_status store_obs(rdx_lab_store *s, const match *mt, const char *sende
     return rc == SQLITE_DONE ? RDX_OK : db_fail(s, err, "cannot store a result");
 }
 
+/* Has mt's test a final result on its tube already? */
+static rdx_status test_is_final(rdx_lab_store *s, const match *mt, int *done, rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    *done = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT final FROM lab_test_result WHERE authority = ?1 AND "
+                           "barcode = ?2 AND test = ?3",
+                           -1, &q, NULL) != SQLITE_OK) {
+        return db_fail(s, err, "cannot look up a test result");
+    }
+    sqlite3_bind_text(q, 1, mt->authority, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, mt->barcode, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, mt->test, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *done = sqlite3_column_int(q, 0) != 0;
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? RDX_OK
+                                                 : db_fail(s, err, "cannot look up a test result");
+}
+
+/* Record the test's result state (a later message for the test replaces it). */
+static rdx_status store_test(rdx_lab_store *s, const match *mt, const char *sender, const char *ctl,
+                             int64_t now, rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO lab_test_result VALUES (?1, ?2, ?3, ?4, ?5, "
+                           "?6, ?7, ?8)",
+                           -1, &q, NULL) != SQLITE_OK) {
+        return db_fail(s, err, "cannot store a test result");
+    }
+    sqlite3_bind_text(q, 1, mt->authority, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, mt->barcode, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, mt->test, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 4, mt->status, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 5, mt->final);
+    sqlite3_bind_text(q, 6, sender, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 7, ctl, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 8, now);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? RDX_OK : db_fail(s, err, "cannot store a test result");
+}
+
+/* The active tests of mt's tube without a final result, comma-separated ("" when none). */
+static rdx_status tube_pending(rdx_lab_store *s, const match *mt, char *out, size_t cap,
+                               rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    out[0] = '\0';
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT tests, (SELECT group_concat(test, ',') FROM lab_test_result t "
+                           "WHERE t.authority = s.authority AND t.barcode = s.barcode AND "
+                           "t.final = 1) FROM lab_specimen s WHERE authority = ?1 AND "
+                           "barcode = ?2",
+                           -1, &q, NULL) != SQLITE_OK) {
+        return db_fail(s, err, "cannot read a tube's tests");
+    }
+    sqlite3_bind_text(q, 1, mt->authority, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, mt->barcode, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        const char *tests = (const char *)sqlite3_column_text(q, 0);
+        const char *done = (const char *)sqlite3_column_text(q, 1);
+        size_t n = 0;
+        for (const char *p = tests; p != NULL && *p != '\0';) {
+            const char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            char one[128];
+            snprintf(one, sizeof one, "%.*s", (int)(len < 127 ? len : 127), p);
+            if (len > 0 && !in_list(done, one)) {
+                int w = snprintf(out + n, cap - n, "%s%s", n ? "," : "", one);
+                if (w < 0 || (size_t)w >= cap - n) {
+                    break; /* the list is for people; what fits is enough */
+                }
+                n += (size_t)w;
+            }
+            p = e ? e + 1 : NULL;
+        }
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? RDX_OK
+                                                 : db_fail(s, err, "cannot read a tube's tests");
+}
+
 rdx_status rdx_lab_result_apply(rdx_lab_store *s, const rdx_lab_hl7_msg *m, int64_t now_ms,
                                 rdx_lab_result_outcome *out, rdx_error *err)
 {
@@ -287,16 +385,57 @@ rdx_status rdx_lab_result_apply(rdx_lab_store *s, const rdx_lab_hl7_msg *m, int6
                     rdx_lab_result_placer(res, mt->obr_seq));
             goto out;
         }
+        size_t nobx = 0;
+        mt->final = 1;
         for (size_t i = 0; i < rdx_lab_result_obs_count(res); i++) {
             const rdx_lab_result_obs *ob = rdx_lab_result_obs_at(res, i);
-            mt->correction |= ob->obr_seq == mt->obr_seq && strcmp(ob->status, "C") == 0;
+            if (ob->obr_seq != mt->obr_seq) {
+                continue;
+            }
+            nobx++;
+            mt->correction |= strcmp(ob->status, "C") == 0;
+            if (!final_status(ob->status)) {
+                mt->final = 0;
+                snprintf(mt->status, sizeof mt->status, "%.3s", ob->status);
+            } else if (mt->final) {
+                snprintf(mt->status, sizeof mt->status, "%.3s", ob->status);
+            }
+        }
+        {
+            char *code = NULL, *obr25 = NULL;
+            if ((st = lab_hl7_dup(m, k, 4, 1, 1, 1, &code, err)) != RDX_OK ||
+                (st = lab_hl7_dup(m, k, 25, 1, 1, 1, &obr25, err)) != RDX_OK) {
+                free(code);
+                goto out;
+            }
+            snprintf(mt->test, sizeof mt->test, "%.63s", code);
+            if (nobx == 0) {
+                /* No observation: the OBR's own result status (OBR-25) says. */
+                mt->final = final_status(obr25);
+                snprintf(mt->status, sizeof mt->status, "%.3s", obr25);
+            }
+            free(code);
+            free(obr25);
         }
         nm++;
         const char *b = mt->barcode;
         switch (mt->state) {
         case RDX_LAB_ST_RECEIVED:
-        case RDX_LAB_ST_IN_TESTING:
+        case RDX_LAB_ST_IN_TESTING: {
+            /* Other tests of the tube may still be open; this one may already be final. */
+            int done = 0;
+            if ((st = test_is_final(s, mt, &done, err)) != RDX_OK) {
+                goto out;
+            }
+            if (done && !mt->correction) {
+                set_out(out, RDX_LAB_ACK_AR, 206, "OBR", mt->obr_seq, 0,
+                        "test %s on specimen %s already has a final result; send a correction "
+                        "(OBX-11 = C)",
+                        mt->test, b);
+                goto out;
+            }
             break;
+        }
         case RDX_LAB_ST_RESULTED:
         case RDX_LAB_ST_DELIVERED:
             if (!mt->correction) {
@@ -337,34 +476,11 @@ rdx_status rdx_lab_result_apply(rdx_lab_store *s, const rdx_lab_hl7_msg *m, int6
             when = v;
         }
     }
+    /* Each test's result state, and its observations. */
     for (size_t i = 0; i < nm; i++) {
         match *mt = &mts[i];
-        int again = 0;
-        for (size_t j = 0; j < i; j++) {
-            again |= strcmp(mts[j].barcode, mt->barcode) == 0 &&
-                     strcmp(mts[j].authority, mt->authority) == 0;
-        }
-        if (!again) {
-            rdx_lab_event_in ev = {.authority = mt->authority,
-                                   .barcode = mt->barcode,
-                                   .actor = sender,
-                                   .reported_ms = when};
-            rdx_lab_event_out eo;
-            if (mt->state == RDX_LAB_ST_RECEIVED) {
-                /* A result proves testing started, even if nobody scanned it. */
-                ev.kind = RDX_LAB_EV_START;
-                ev.reason = "implied by the result";
-                if ((st = rdx_lab_custody_event(s, &ev, now_ms, &eo, err)) != RDX_OK) {
-                    goto out;
-                }
-                ev.reason = NULL;
-            }
-            ev.kind = RDX_LAB_EV_RESULT;
-            ev.reason = mt->correction ? "correction" : NULL;
-            if ((st = rdx_lab_custody_event(s, &ev, now_ms, &eo, err)) != RDX_OK) {
-                goto out;
-            }
-            out->specimens++;
+        if ((st = store_test(s, mt, sender, ctl, now_ms, err)) != RDX_OK) {
+            goto out;
         }
         for (size_t k = 0; k < rdx_lab_result_obs_count(res); k++) {
             const rdx_lab_result_obs *ob = rdx_lab_result_obs_at(res, k);
@@ -376,6 +492,58 @@ rdx_status rdx_lab_result_apply(rdx_lab_store *s, const rdx_lab_hl7_msg *m, int6
                 goto out;
             }
             out->applied++;
+        }
+    }
+    /* Then each tube once: resulted when all its tests are, else partly resulted. */
+    for (size_t i = 0; i < nm; i++) {
+        match *mt = &mts[i];
+        int again = 0, correction = 0;
+        for (size_t j = 0; j < nm; j++) {
+            int same = strcmp(mts[j].barcode, mt->barcode) == 0 &&
+                       strcmp(mts[j].authority, mt->authority) == 0;
+            again |= j < i && same;
+            correction |= same && mts[j].correction;
+        }
+        if (again) {
+            continue;
+        }
+        char pending[512];
+        if ((st = tube_pending(s, mt, pending, sizeof pending, err)) != RDX_OK) {
+            goto out;
+        }
+        rdx_lab_event_in ev = {.authority = mt->authority,
+                               .barcode = mt->barcode,
+                               .actor = sender,
+                               .reported_ms = when};
+        rdx_lab_event_out eo;
+        if (mt->state == RDX_LAB_ST_RECEIVED) {
+            /* A result proves testing started, even if nobody scanned it. */
+            ev.kind = RDX_LAB_EV_START;
+            ev.reason = "implied by the result";
+            if ((st = rdx_lab_custody_event(s, &ev, now_ms, &eo, err)) != RDX_OK) {
+                goto out;
+            }
+        }
+        out->specimens++;
+        if (pending[0] != '\0' && mt->state != RDX_LAB_ST_RESULTED &&
+            mt->state != RDX_LAB_ST_DELIVERED) {
+            /* Partial results: logged, the tube stays in testing for the others. */
+            char why[600];
+            snprintf(why, sizeof why, "%sstill to come: %s", correction ? "correction, " : "",
+                     pending);
+            if (lab_custody_log(s, mt->authority, mt->barcode, RDX_LAB_EV_PARTIAL,
+                                RDX_LAB_ST_IN_TESTING, RDX_LAB_ST_IN_TESTING, 0, why, sender, when,
+                                now_ms, NULL) != RDX_OK) {
+                st = db_fail(s, err, "cannot log a partial result");
+                goto out;
+            }
+            out->partial++;
+            continue;
+        }
+        ev.kind = RDX_LAB_EV_RESULT;
+        ev.reason = correction ? "correction" : NULL;
+        if ((st = rdx_lab_custody_event(s, &ev, now_ms, &eo, err)) != RDX_OK) {
+            goto out;
         }
     }
     /* Where the result goes: the clinic that ordered the first specimen. */
@@ -393,8 +561,9 @@ rdx_status rdx_lab_result_apply(rdx_lab_store *s, const rdx_lab_hl7_msg *m, int6
     }
     sqlite3_finalize(q);
     q = NULL;
-    snprintf(out->text, sizeof out->text, "%zu observation(s) on %zu specimen(s)%s", out->applied,
-             out->specimens, out->corrections ? ", with corrections" : "");
+    snprintf(out->text, sizeof out->text, "%zu observation(s) on %zu specimen(s)%s%s", out->applied,
+             out->specimens, out->corrections ? ", with corrections" : "",
+             out->partial ? "; partial results, other tests still to come" : "");
     if (sqlite3_prepare_v2(s->db, "INSERT INTO lab_result_msg VALUES (?1, ?2, 0, ?3, ?4)", -1, &q,
                            NULL) != SQLITE_OK) {
         st = db_fail(s, err, "cannot record the message");

@@ -246,11 +246,19 @@ static int64_t next_open(const cat_lab *l, int64_t arrival)
 {
     int64_t day = floor_div(arrival, 1440);
     int64_t mod = arrival - day * 1440;
-    if (mod < l->open_min) {
-        return day * 1440 + l->open_min;
+    if (lab_cat_open_on(l, day)) {
+        if (mod < l->open_min) {
+            return day * 1440 + l->open_min;
+        }
+        if (mod < l->close_min) {
+            return arrival;
+        }
     }
-    if (mod < l->close_min) {
-        return arrival;
+    /* The next day it tests (days is never empty: at most a week ahead). */
+    for (int64_t d = day + 1; d <= day + 7; d++) {
+        if (lab_cat_open_on(l, d)) {
+            return d * 1440 + l->open_min;
+        }
     }
     return (day + 1) * 1440 + l->open_min;
 }
@@ -520,7 +528,8 @@ static rdx_status refuse(route_ctx *x, size_t k, int64_t collected)
             first = 0;
             for (int64_t dd = 1; dd <= QUEUE_DAYS; dd++) {
                 int64_t day = e.day + dd;
-                if (load_get(&x->r->loads[li], day) + 1 > c->labs[li].capacity) {
+                if (!lab_cat_open_on(&c->labs[li], day) ||
+                    load_get(&x->r->loads[li], day) + 1 > c->labs[li].capacity) {
                     continue;
                 }
                 eval q = e;

@@ -8,12 +8,33 @@
 
 #include <sqlite3.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * Schema versions (table lab_schema, one row):
+ *  1  the tables below without lab_schema and lab_lab_down (stores written
+ *     before versioning; recognised by lab_route existing without lab_schema);
+ *  2  adds lab_schema and lab_lab_down (lab availability kept across runs);
+ *  3  adds lab_test_result (each test's result state on its tube). A tube
+ *     resulted before version 3 has no rows there: all its tests count as
+ *     resulted (lab/custody.c), which is what version 2 recorded.
+ * A store of a version newer than LAB_SCHEMA_VERSION is refused untouched.
+ * Every step only adds tables, so one script (CREATE ... IF NOT EXISTS)
+ * brings any older version up to date.
+ */
+#define LAB_SCHEMA_VERSION 3
+
+static rdx_status db_error(rdx_lab_store *s, rdx_error *err, const char *what)
+{
+    return rdx_error_set(err, RDX_EDB, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+static const char pragmas[] = "PRAGMA journal_mode=WAL;"
+                              "PRAGMA busy_timeout=5000;";
+
 static const char schema[] =
-    "PRAGMA journal_mode=WAL;"
-    "PRAGMA busy_timeout=5000;"
     "CREATE TABLE IF NOT EXISTS lab_route ("
     " sender TEXT NOT NULL, control_id TEXT NOT NULL, seq INTEGER NOT NULL,"
     " test_code TEXT NOT NULL, test_text TEXT NOT NULL, specimen_id TEXT NOT NULL,"
@@ -49,11 +70,94 @@ static const char schema[] =
     " event INTEGER NOT NULL, from_state INTEGER NOT NULL, to_state INTEGER NOT NULL,"
     " condition INTEGER NOT NULL, reason TEXT NOT NULL, actor TEXT NOT NULL,"
     " reported_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL,"
-    " UNIQUE (authority, barcode, event, reported_ms, actor));";
+    " UNIQUE (authority, barcode, event, reported_ms, actor));"
+    /* Version 2. */
+    "CREATE TABLE IF NOT EXISTS lab_lab_down ("
+    " lab TEXT PRIMARY KEY, since_ms INTEGER NOT NULL, actor TEXT NOT NULL,"
+    " reason TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS lab_schema (version INTEGER NOT NULL);"
+    /* Version 3: per-test result state (lab/result.c); final = 1 for OBX-11 F, C, U or X. */
+    "CREATE TABLE IF NOT EXISTS lab_test_result ("
+    " authority TEXT NOT NULL, barcode TEXT NOT NULL, test TEXT NOT NULL,"
+    " status TEXT NOT NULL, final INTEGER NOT NULL, sender TEXT NOT NULL,"
+    " control_id TEXT NOT NULL, resulted_ms INTEGER NOT NULL,"
+    " PRIMARY KEY (authority, barcode, test));";
 
-static rdx_status db_error(rdx_lab_store *s, rdx_error *err, const char *what)
+/* 1 when the query returns a row. */
+static int has_row(sqlite3 *db, const char *sql)
 {
-    return rdx_error_set(err, RDX_EDB, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+    sqlite3_stmt *q = NULL;
+    int yes = 0;
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK) {
+        yes = sqlite3_step(q) == SQLITE_ROW;
+    }
+    sqlite3_finalize(q);
+    return yes;
+}
+
+/*
+ * Create the tables of a new store, or bring an older one to
+ * LAB_SCHEMA_VERSION, in one transaction; refuse a newer one.
+ */
+static rdx_status schema_setup(rdx_lab_store *s, rdx_error *err)
+{
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        return db_error(s, err, "cannot start a transaction");
+    }
+    rdx_status st = RDX_OK;
+    int64_t version = 0; /* 0: a new, empty store */
+    if (has_row(s->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
+                       "'lab_schema'")) {
+        sqlite3_stmt *q = NULL;
+        version = -1;
+        if (sqlite3_prepare_v2(s->db, "SELECT MAX(version) FROM lab_schema", -1, &q, NULL) ==
+                SQLITE_OK &&
+            sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) == SQLITE_INTEGER) {
+            version = sqlite3_column_int64(q, 0);
+        }
+        sqlite3_finalize(q);
+        if (version < 1) {
+            st = rdx_error_set(err, RDX_EDB,
+                               "%s: the lab store's lab_schema table is empty or "
+                               "unreadable; refusing to guess its layout",
+                               s->path);
+            goto out;
+        }
+    } else if (has_row(s->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
+                              "'lab_route'")) {
+        version = 1; /* written before versioning */
+    }
+    if (version > LAB_SCHEMA_VERSION) {
+        st = rdx_error_set(err, RDX_EDB,
+                           "%s: lab store schema version %lld is newer than this rdx knows (%d); "
+                           "use the rdx that wrote it or a newer one (the store is left as it is)",
+                           s->path, (long long)version, LAB_SCHEMA_VERSION);
+        goto out;
+    }
+    if (version == LAB_SCHEMA_VERSION) {
+        goto out;
+    }
+    /* New store or an older version: every table is CREATE IF NOT EXISTS, steps only add. */
+    if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, "DELETE FROM lab_schema", NULL, NULL, NULL) != SQLITE_OK) {
+        st = db_error(s, err, "cannot create or migrate the tables");
+        goto out;
+    }
+    char sql[64];
+    snprintf(sql, sizeof sql, "INSERT INTO lab_schema VALUES (%d)", LAB_SCHEMA_VERSION);
+    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        st = db_error(s, err, "cannot record the schema version");
+    }
+out:
+    if (st == RDX_OK) {
+        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+            st = db_error(s, err, "cannot commit");
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        }
+    } else {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return st;
 }
 
 void rdx_lab_store_free(rdx_lab_store *s)
@@ -93,13 +197,24 @@ rdx_status rdx_lab_store_open(const char *uri, rdx_lab_store **out, rdx_error *e
         rdx_lab_store_free(s);
         return st;
     }
-    if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
-        rdx_status st = db_error(s, err, "cannot create the tables");
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) {
+        rdx_status st = db_error(s, err, "cannot set up the database");
+        rdx_lab_store_free(s);
+        return st;
+    }
+    rdx_status st = schema_setup(s, err);
+    if (st != RDX_OK) {
         rdx_lab_store_free(s);
         return st;
     }
     *out = s;
     return RDX_OK;
+}
+
+static const char *col_text(sqlite3_stmt *q, int i)
+{
+    const char *t = (const char *)sqlite3_column_text(q, i);
+    return t != NULL ? t : "";
 }
 
 rdx_status rdx_lab_store_load(rdx_lab_store *s, rdx_lab_router *r, rdx_error *err)
@@ -130,13 +245,22 @@ rdx_status rdx_lab_store_load(rdx_lab_store *s, rdx_lab_router *r, rdx_error *er
         st = db_error(s, err, "cannot read loads");
     }
     sqlite3_finalize(q);
+    q = NULL;
+    if (st != RDX_OK) {
+        return st;
+    }
+    /* Labs marked down (rdx_lab_store_set_down) qualify for nothing until marked up. */
+    if (sqlite3_prepare_v2(s->db, "SELECT lab FROM lab_lab_down", -1, &q, NULL) != SQLITE_OK) {
+        return db_error(s, err, "cannot read lab availability");
+    }
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        (void)rdx_lab_router_set_down(r, col_text(q, 0), 1, NULL); /* unknown labs: skipped */
+    }
+    if (rc != SQLITE_DONE) {
+        st = db_error(s, err, "cannot read lab availability");
+    }
+    sqlite3_finalize(q);
     return st;
-}
-
-static const char *col_text(sqlite3_stmt *q, int i)
-{
-    const char *t = (const char *)sqlite3_column_text(q, i);
-    return t != NULL ? t : "";
 }
 
 static int64_t col_time(sqlite3_stmt *q, int i)
@@ -216,20 +340,17 @@ static void bind_time(sqlite3_stmt *q, int i, int64_t v)
     }
 }
 
-rdx_status rdx_lab_store_save(rdx_lab_store *s, const char *sender, const char *control_id,
-                              const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err)
+/* Insert rt's rows; the caller holds the transaction. */
+rdx_status lab_store_save_rows(rdx_lab_store *s, const char *sender, const char *control_id,
+                               const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err)
 {
     sqlite3_stmt *q = NULL;
     rdx_status st = RDX_OK;
-    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        return db_error(s, err, "cannot start a transaction");
-    }
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO lab_route VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
                            "?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
                            -1, &q, NULL) != SQLITE_OK) {
-        st = db_error(s, err, "cannot store decisions");
-        goto out;
+        return db_error(s, err, "cannot store decisions");
     }
     for (size_t i = 0; i < rdx_lab_routing_count(rt); i++) {
         const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
@@ -256,22 +377,93 @@ rdx_status rdx_lab_store_save(rdx_lab_store *s, const char *sender, const char *
         if (rc == SQLITE_CONSTRAINT) {
             st = rdx_error_set(err, RDX_EDUPLICATE, "%s: order %s from %s is already stored",
                                s->path, control_id, sender);
-            goto out;
+            break;
         }
         if (rc != SQLITE_DONE) {
             st = db_error(s, err, "cannot store decisions");
-            goto out;
+            break;
         }
     }
-out:
     sqlite3_finalize(q);
+    return st;
+}
+
+rdx_status lab_store_begin(rdx_lab_store *s, rdx_error *err)
+{
+    if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        return db_error(s, err, "cannot start a transaction");
+    }
+    return RDX_OK;
+}
+
+rdx_status lab_store_end(rdx_lab_store *s, rdx_status st, rdx_error *err)
+{
     if (st == RDX_OK) {
-        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-            st = db_error(s, err, "cannot commit");
-            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
+            return RDX_OK;
         }
-    } else {
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        st = db_error(s, err, "cannot commit");
+    }
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return st;
+}
+
+rdx_status rdx_lab_store_save(rdx_lab_store *s, const char *sender, const char *control_id,
+                              const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err)
+{
+    RDX_TRY(lab_store_begin(s, err));
+    return lab_store_end(s, lab_store_save_rows(s, sender, control_id, rt, now_ms, err), err);
+}
+
+rdx_status rdx_lab_store_set_down(rdx_lab_store *s, const char *lab_id, int down, const char *actor,
+                                  const char *reason, int64_t now_ms, int *changed, rdx_error *err)
+{
+    if (s == NULL || lab_id == NULL || lab_id[0] == '\0') {
+        return rdx_error_set(err, RDX_EINVAL, "lab availability: a lab id is required");
+    }
+    sqlite3_stmt *q = NULL;
+    const char *sql = down ? "INSERT OR IGNORE INTO lab_lab_down VALUES (?1, ?2, ?3, ?4)"
+                           : "DELETE FROM lab_lab_down WHERE lab = ?1";
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK) {
+        return db_error(s, err, "cannot record lab availability");
+    }
+    sqlite3_bind_text(q, 1, lab_id, -1, SQLITE_STATIC);
+    if (down) {
+        sqlite3_bind_int64(q, 2, now_ms);
+        sqlite3_bind_text(q, 3, actor != NULL ? actor : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 4, reason != NULL ? reason : "", -1, SQLITE_STATIC);
+    }
+    rdx_status st = RDX_OK;
+    if (sqlite3_step(q) != SQLITE_DONE) {
+        st = db_error(s, err, "cannot record lab availability");
+    } else if (changed != NULL) {
+        *changed = sqlite3_changes(s->db) > 0;
+    }
+    sqlite3_finalize(q);
+    return st;
+}
+
+rdx_status rdx_lab_store_labs_down(rdx_lab_store *s, rdx_lab_down_fn fn, void *user, size_t *count,
+                                   rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    size_t n = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT lab, since_ms, actor, reason FROM lab_lab_down ORDER BY lab", -1,
+                           &q, NULL) != SQLITE_OK) {
+        return db_error(s, err, "cannot read lab availability");
+    }
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        n++;
+        if (fn != NULL) {
+            fn(user, col_text(q, 0), sqlite3_column_int64(q, 1), col_text(q, 2), col_text(q, 3));
+        }
+    }
+    rdx_status st = rc == SQLITE_DONE ? RDX_OK : db_error(s, err, "cannot read lab availability");
+    sqlite3_finalize(q);
+    if (count != NULL) {
+        *count = n;
     }
     return st;
 }

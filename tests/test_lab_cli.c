@@ -242,8 +242,8 @@ static void test_cli_event_and_status_follow_a_tube(void **state)
     assert_non_null(strstr(r.out, "MAE0042.2 (MAS-EAST-CHC): dispatched at NJ-JSPH, tests 2857-1, "
                                   "child of MAE0042"));
     assert_non_null(strstr(r.out, "MAE0042.1-R1 (MAS-EAST-CHC): ordered at MAS-CCL"));
-    assert_non_null(strstr(r.out, "state: in progress: 0 of 2 tube(s) resulted; least advanced "
-                                  "ordered"));
+    assert_non_null(strstr(r.out, "state: in progress: 0 of 2 tube(s) resulted, 0 of 3 test(s); "
+                                  "least advanced ordered"));
     rdx_run_free(&r);
     const char *jstatus[] = {"lab", "status", "--db", uri, "--json", "MAE0042.1-R1", NULL};
     run(&r, jstatus);
@@ -336,6 +336,24 @@ static void test_cli_result_acks_forwards_and_corrects(void **state)
     assert_int_equal(r.exit_code, 0);
     assert_non_null(strstr(r.out, "\"duplicate\": true"));
     assert_non_null(strstr(r.out, "\"oru_file\": \"\""));
+    rdx_run_free(&r);
+    /* Potassium and creatinine are in, the PSA of the same tube is not: partial results. */
+    const char *tube[] = {"lab", "status", "--db", uri, "NJGL26120101", NULL};
+    run(&r, tube);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "NJGL26120101 (NJ-GULOU-CHC): in-testing;"));
+    assert_non_null(strstr(r.out, "resulted 2160-0,2823-3"));
+    assert_non_null(
+        strstr(r.out, "partial-result in-testing -> in-testing, still to come: 2857-1"));
+    rdx_run_free(&r);
+    const char *psa[] = {
+        "lab", "result", "--db", uri, "--out", dir, "tests/fixtures/lab/jsph_oru_psa.hl7", NULL};
+    run(&r, psa);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "JSPH-R-0005: AA: 1 observation(s) on 1 specimen(s); ACK"));
+    rdx_run_free(&r);
+    run(&r, tube);
+    assert_non_null(strstr(r.out, "NJGL26120101 (NJ-GULOU-CHC): resulted;"));
     rdx_run_free(&r);
     /* A new final result for a final specimen: refused; a correction: accepted. */
     const char *again[] = {"lab",
@@ -487,6 +505,31 @@ static void test_cli_addon_within_stability_and_volume(void **state)
     assert_int_equal(r.exit_code, 0);
     assert_non_null(strstr(r.out, "NJXW0101-A1 (NJ-XUANWU-CHC): ordered"));
     assert_non_null(strstr(r.out, "tests 1742-6"));
+    /* The new collection was routed by itself (a reroute event names its lab). */
+    assert_non_null(strstr(r.out, "reroute  ordered -> ordered, new collection routed"));
+    assert_null(strstr(r.out, "lab -,"));
+    rdx_run_free(&r);
+    /* A recollection opened by a rejection is routed too when the catalogue is given. */
+    const char *scans[][2] = {
+        {"collect", "202612010806"}, {"dispatch", "202612010900"}, {"receive", "202612010925"}};
+    for (size_t i = 0; i < 3; i++) {
+        const char *argv[] = {"lab",          "event",     "--db", uri,
+                              "--actor",      "NJ-JSPH",   "--at", scans[i][1],
+                              "NJGL26120102", scans[i][0], NULL};
+        run(&r, argv);
+        assert_int_equal(r.exit_code, 0);
+        rdx_run_free(&r);
+    }
+    const char *rej[] = {"lab",     "event",   "--db",     uri,    "--catalogue",
+                         CAT,       "--actor", "NJ-JSPH",  "--at", "202612010930",
+                         "--tests", "4548-4",  "--reason", "CLOT", "NJGL26120102",
+                         "reject",  NULL};
+    run(&r, rej);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(
+        strstr(r.out, "NJGL26120102-R1 (NJ-GULOU-CHC): new barcode for the recollection"));
+    assert_non_null(strstr(r.out, "NJGL26120102-R1 4548-4 -> "));
+    assert_non_null(strstr(r.out, "collected 2026-12-01 09:30"));
     rdx_run_free(&r);
     const char *gl[] = {"lab", "status", "--db", uri, "NJGL26120101", NULL};
     run(&r, gl);
@@ -537,7 +580,67 @@ static void test_cli_route_out_writes_one_order_per_lab(void **state)
     assert_non_null(strstr((char *)b.data, "OBR|3|ME-42||2857-1^PSA^LN"));
     assert_non_null(strstr((char *)b.data, "SPM|3|MAE0042.2&MAS-EAST-CHC|MAE0042&MAS-EAST-CHC|"));
     assert_null(strstr((char *)b.data, "2823-3"));
+    /* What the clinic gets back: the ACK and the ORL^O22 saying where each test went. */
+    rdx_buf_reset(&b);
+    snprintf(path, sizeof path, "%s/MAS-E-0042.ack.hl7", dir);
+    assert_int_equal(rdx_file_read(path, &b, NULL), RDX_OK);
+    assert_non_null(
+        strstr((char *)b.data, "|ACK^O21^ACK|ACK-MAS-E-0042|P|2.5.1\rMSA|AA|MAS-E-0042\r"));
+    rdx_buf_reset(&b);
+    snprintf(path, sizeof path, "%s/MAS-E-0042.orl.hl7", dir);
+    assert_int_equal(rdx_file_read(path, &b, NULL), RDX_OK);
+    assert_non_null(
+        strstr((char *)b.data, "|ORL^O22^ORL_O22|RSP-MAS-E-0042|P|2.5.1\rMSA|AA|MAS-E-0042|"));
+    assert_non_null(strstr((char *)b.data, "^99RDX^NJ-JSPH^"));
     rdx_buf_free(&b);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
+/* lab-down is remembered by later runs until lab-up; labs lists it. */
+static void test_cli_lab_down_is_remembered(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char uri[600];
+    snprintf(uri, sizeof uri, "sqlite:%s/lab.db", dir);
+    struct rdx_run r;
+    const char *down[] = {"lab", "lab-down", "--catalogue",      CAT,       "--db",
+                          uri,   "--reason", "analyser failure", "NJ-JSPH", NULL};
+    run(&r, down);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "NJ-JSPH marked down"));
+    assert_non_null(strstr(r.out, "0 tube(s) not yet picked up were rerouted from NJ-JSPH"));
+    rdx_run_free(&r);
+    run(&r, down);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "NJ-JSPH was already down"));
+    rdx_run_free(&r);
+    const char *labs[] = {"lab", "labs", "--db", uri, NULL};
+    run(&r, labs);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "NJ-JSPH down since "));
+    assert_non_null(strstr(r.out, "by NJ-HUB: analyser failure"));
+    rdx_run_free(&r);
+    /* A later run routes around it. */
+    const char *route[] = {"lab", "route", "--catalogue", CAT, "--db", uri, GULOU, NULL};
+    run(&r, route);
+    assert_int_equal(r.exit_code, 0);
+    assert_null(strstr(r.out, "-> NJ-JSPH"));
+    rdx_run_free(&r);
+    const char *up[] = {"lab", "lab-up", "--db", uri, "NJ-JSPH", NULL};
+    run(&r, up);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "NJ-JSPH is up again"));
+    rdx_run_free(&r);
+    run(&r, labs);
+    assert_non_null(strstr(r.out, "no lab is marked down"));
+    rdx_run_free(&r);
+    const char *unknown[] = {"lab", "lab-down", "--catalogue", CAT, "--db", uri, "NJ-NOPE", NULL};
+    run(&r, unknown);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "rdx lab lab-down: " CAT ": no lab 'NJ-NOPE' in the catalogue"));
+    rdx_run_free(&r);
     rdx_test_rmrf(dir);
     free(dir);
 }
@@ -545,7 +648,8 @@ static void test_cli_route_out_writes_one_order_per_lab(void **state)
 static void test_cli_every_lab_verb_has_help(void **state)
 {
     (void)state;
-    const char *verbs[] = {"route", "event", "status", "result", "overdue", "reroute", "addon"};
+    const char *verbs[] = {"route",   "event", "status",   "result", "overdue",
+                           "reroute", "addon", "lab-down", "lab-up", "labs"};
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
         struct rdx_run r;
         char want[64];
@@ -557,7 +661,7 @@ static void test_cli_every_lab_verb_has_help(void **state)
         rdx_run_free(&r);
         /* And no arguments at all is a usage error (overdue needs none: it is not run here,
          * as it would open the default store in the working directory). */
-        if (strcmp(verbs[i], "overdue") != 0) {
+        if (strcmp(verbs[i], "overdue") != 0 && strcmp(verbs[i], "labs") != 0) {
             const char *bare[] = {"lab", verbs[i], NULL};
             run(&r, bare);
             assert_int_equal(r.exit_code, 2);
@@ -578,6 +682,7 @@ int main(void)
         cmocka_unit_test(test_cli_reroute_moves_only_tubes_not_picked_up),
         cmocka_unit_test(test_cli_addon_within_stability_and_volume),
         cmocka_unit_test(test_cli_route_out_writes_one_order_per_lab),
+        cmocka_unit_test(test_cli_lab_down_is_remembered),
         cmocka_unit_test(test_cli_every_lab_verb_has_help),
     };
     return cmocka_run_group_tests_name("lab_cli", tests, NULL, NULL);

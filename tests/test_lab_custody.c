@@ -491,7 +491,9 @@ static void test_custody_split_order_aggregates_children(void **state)
     assert_int_equal(rdx_lab_custody_order(s, "MAS-EAST-CHC", "O-9", NULL, NULL, &os, NULL),
                      RDX_OK);
     assert_int_equal(os.resulted, 1);
-    assert_non_null(strstr(os.summary, "in progress: 1 of 2 tube(s) resulted"));
+    assert_non_null(strstr(os.summary, "partial results: 1 of 2 tube(s) resulted, 2 of 3 test(s)"));
+    assert_int_equal(os.tests, 3);
+    assert_int_equal(os.tests_resulted, 2);
     /* The second tube is rejected and recollected: the recollection takes its place. */
     step(s, "M.2", RDX_LAB_EV_REJECT, T0, RDX_LAB_ST_REJECTED);
     assert_int_equal(rdx_lab_custody_order(s, "MAS-EAST-CHC", "O-9", NULL, NULL, &os, NULL),

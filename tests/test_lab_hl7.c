@@ -244,13 +244,24 @@ static void test_hl7_escape_sequences_decode(void **state)
     (void)state;
     rdx_lab_hl7_msg *m = parse_str("MSH|^~\\&|A|B|C|D|20260101||ORU^R01|1|P|2.5.1\r"
                                    "NTE|1||a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f|x\\X414243\\y|"
-                                   "l1\\.br\\l2|\\H\\bold\\N\\|\\Zlocal\\|\\C2842\\k\r");
+                                   "l1\\.br\\l2|\\H\\bold\\N\\|\\Zlocal\\|\\C2842\\k|"
+                                   "a\\M2442\\$B\\C2842\\z\r");
     assert_get(m, "NTE-3", "a|b^c&d~e\\f");
     assert_get(m, "NTE-4", "xABCy");
     assert_get(m, "NTE-5", "l1\nl2");
     assert_get(m, "NTE-6", "bold");
     assert_get(m, "NTE-7", "\\Zlocal\\");
     assert_get(m, "NTE-8", "\\C2842\\k");
+    /* \C..\ and \M..\ (ISO 2022 switches) are kept as written, and the bytes after them are
+     * not reinterpreted in the switched set: they stay in the MSH-18 character set. */
+    assert_get(m, "NTE-9", "a\\M2442\\$B\\C2842\\z");
+    /* Written back as text, the escape characters are escaped: \E\C2842\E\. */
+    rdx_buf w;
+    rdx_buf_init(&w, 256);
+    assert_int_equal(rdx_lab_hl7_escape(rdx_lab_hl7_delimiters(m), "", "\\C2842\\", 7, &w, NULL),
+                     RDX_OK);
+    assert_string_equal((char *)w.data, "\\E\\C2842\\E\\");
+    rdx_buf_free(&w);
     rdx_lab_hl7_free(m);
 }
 

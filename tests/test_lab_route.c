@@ -403,6 +403,60 @@ static void test_route_lab_closed_waits_for_opening(void **state)
     rdx_lab_catalogue_free(c);
 }
 
+/* Lab B tests Monday to Friday: a tube arriving on Saturday waits for Monday's opening. */
+static void test_route_lab_closed_days_wait_for_next_open_day(void **state)
+{
+    (void)state;
+    char text[8192], days[8400];
+    snprintf(text, sizeof text, base_fmt, "Zhenjiang", 100u, "2h", "");
+    const char *at = strstr(text, "hours = 08:00-17:00\n");
+    assert_non_null(at);
+    size_t head = (size_t)(at - text);
+    snprintf(days, sizeof days, "%.*sdays = Mon-Fri\n%s", (int)head, text, at);
+    rdx_lab_catalogue *c = NULL;
+    rdx_error err;
+    rdx_error_clear(&err);
+    if (rdx_lab_catalogue_parse(days, strlen(days), "days.ini", &c, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    rdx_lab_lab_info li;
+    assert_int_equal(rdx_lab_catalogue_lab_at(c, 1, &li), RDX_OK);
+    assert_string_equal(li.id, "B");
+    assert_int_equal(li.days, 0x1Fu);
+    assert_int_equal(rdx_lab_catalogue_lab_at(c, 0, &li), RDX_OK);
+    assert_int_equal(li.days, 0x7Fu); /* not given: every day */
+    /* Friday 2026-12-04 16:00: pickup Saturday 09:00, arrives 09:30, tested Monday 08:00. */
+    rdx_lab_routing *rt = route_once(c, "TSH:S1:SER:202612041600+0800", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "B", "result by 2026-12-07 10:00");
+    assert_int_equal(rdx_lab_routing_at(rt, 0)->day, 20794);
+    rdx_lab_routing_free(rt);
+    /* Tuesday 16:00: tested Wednesday, as before. */
+    rt = route_once(c, "TSH:S1:SER:202612011600+0800", NULL);
+    assert_int_equal(rdx_lab_routing_at(rt, 0)->day, 20789);
+    rdx_lab_routing_free(rt);
+    rdx_lab_catalogue_free(c);
+
+    /* Malformed day lists name the file, line and key. */
+    const char *bad[] = {"Mon-Funday", "Mon,,Tue", "Montag", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char b[8400];
+        snprintf(b, sizeof b, "%.*sdays = %s\n%s", (int)head, text, bad[i], at);
+        rdx_error_clear(&err);
+        c = NULL;
+        assert_int_equal(rdx_lab_catalogue_parse(b, strlen(b), "days.ini", &c, &err), RDX_EPARSE);
+        assert_null(c);
+        assert_non_null(strstr(err.msg, "days.ini:"));
+        assert_non_null(strstr(err.msg, "days"));
+    }
+    /* Ranges wrap over the weekend, names in any case. */
+    char w[8400];
+    snprintf(w, sizeof w, "%.*sdays = fri-MON, Wed\n%s", (int)head, text, at);
+    assert_int_equal(rdx_lab_catalogue_parse(w, strlen(w), "days.ini", &c, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_catalogue_lab_at(c, 1, &li), RDX_OK);
+    assert_int_equal(li.days, 0x75u); /* Mon, Wed, Fri, Sat, Sun */
+    rdx_lab_catalogue_free(c);
+}
+
 static void test_route_collection_time_falls_back_to_msh7(void **state)
 {
     (void)state;
@@ -632,6 +686,7 @@ int main(void)
         cmocka_unit_test(test_route_unknown_clinic),
         cmocka_unit_test(test_route_capacity_then_full_queued),
         cmocka_unit_test(test_route_lab_closed_waits_for_opening),
+        cmocka_unit_test(test_route_lab_closed_days_wait_for_next_open_day),
         cmocka_unit_test(test_route_collection_time_falls_back_to_msh7),
         cmocka_unit_test(test_catalogue_sample_network_loads),
         cmocka_unit_test(test_catalogue_errors_name_file_line_and_key),

@@ -86,8 +86,16 @@ size_t rdx_lab_hl7_segment_occurrences(const rdx_lab_hl7_msg *m, const char *seg
 
 /*
  * Append the decoded text at path to out: escape sequences resolved
- * (\F\ \S\ \T\ \R\ \E\ \P\ \Xhh..\, \.br\ as a line feed, \H\ \N\ dropped)
- * and converted to UTF-8. A path without a component gives component 1
+ * (\F\ \S\ \T\ \R\ \E\ \P\ \Xhh..\, \.br\ and \.sp\ as a line feed, \H\ \N\
+ * and other formatting commands dropped) and converted to UTF-8 from the
+ * MSH-18 character set. Character-set switches (\Cxxyy\ single-byte,
+ * \Mxxyyzz\ multi-byte, HL7 v2.5.1 2.7.4) and local escapes (\Z..\) are
+ * kept in the text as written, escape characters included, and the bytes
+ * after a switch are not reinterpreted in the switched set: they are
+ * converted from MSH-18 like the rest (a message that really switches to
+ * ISO-IR 87 after \M2442\ comes out as the raw bytes read as MSH-18). The
+ * message itself is unchanged: rdx_lab_hl7_write and forwarding keep the
+ * sequences byte for byte. A path without a component gives component 1
  * (subcomponent 1), as HAPI's Terser does. A place that is absent or empty
  * appends nothing and returns RDX_OK. Errors: RDX_EINVAL (bad path),
  * RDX_ENOTFOUND (the segment occurrence does not exist), RDX_EPARSE (an
@@ -350,6 +358,7 @@ typedef struct rdx_lab_lab_info {
     unsigned tat_min;     /* default turnaround, minutes from the start of testing */
     size_t ntests;        /* tests performed */
     size_t ntypes;        /* specimen types accepted */
+    unsigned days;        /* days it tests: bit 0 Monday .. bit 6 Sunday (0x7F: every day) */
 } rdx_lab_lab_info;
 
 /* A clinic that sends specimens. */
@@ -488,14 +497,21 @@ typedef struct rdx_lab_store rdx_lab_store;
 /*
  * Open (creating when needed) the store at uri: "sqlite:PATH", or
  * "sqlite::memory:" for a store that lives only as long as the handle.
+ * The store carries its schema version (table lab_schema, currently 3); an
+ * older store (1: written before versioning, 2) is migrated in one
+ * transaction, and one of a newer version than this build knows is refused
+ * untouched.
  * Errors: RDX_EINVAL (another scheme), RDX_EDB (SQLite could not open or
- * create the tables; err has SQLite's message and the path), RDX_ENOMEM.
+ * create the tables, or the schema is newer; err has the path and why),
+ * RDX_ENOMEM. A handle is used by one thread at a time.
  */
 rdx_status rdx_lab_store_open(const char *uri, rdx_lab_store **out, rdx_error *err);
 /* Close the store; NULL is a no-op. */
 void rdx_lab_store_free(rdx_lab_store *s);
 
-/* Add every stored decision's test to its lab's load for its day (labs unknown to r are skipped).
+/*
+ * Add every stored decision's test to its lab's load for its day, and mark
+ * down on r the labs stored as down (labs unknown to r are skipped).
  */
 rdx_status rdx_lab_store_load(rdx_lab_store *s, rdx_lab_router *r, rdx_error *err);
 
@@ -512,6 +528,26 @@ rdx_status rdx_lab_store_lookup(rdx_lab_store *s, const char *sender, const char
  */
 rdx_status rdx_lab_store_save(rdx_lab_store *s, const char *sender, const char *control_id,
                               const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err);
+
+/*
+ * Mark lab_id down (down != 0: it takes no new test until marked up again)
+ * or up, durably: rdx_lab_store_load marks every down lab on the router, so
+ * every later run of any verb sees it. actor and reason (may be NULL) are
+ * kept with the time. Marking a down lab down again keeps the first record.
+ * *changed (may be NULL) = 1 when the availability changed. The lab id is
+ * not checked against a catalogue (the caller does). Errors: RDX_EINVAL,
+ * RDX_EDB. Not thread-safe on one store handle.
+ */
+rdx_status rdx_lab_store_set_down(rdx_lab_store *s, const char *lab_id, int down, const char *actor,
+                                  const char *reason, int64_t now_ms, int *changed, rdx_error *err);
+
+/* One lab marked down; strings valid during the callback. */
+typedef void (*rdx_lab_down_fn)(void *user, const char *lab_id, int64_t since_ms, const char *actor,
+                                const char *reason);
+
+/* Call fn (may be NULL) for every lab marked down, by id; *count (may be NULL) gets how many. */
+rdx_status rdx_lab_store_labs_down(rdx_lab_store *s, rdx_lab_down_fn fn, void *user, size_t *count,
+                                   rdx_error *err);
 
 /* ==== Chain of custody (lab/custody.c, in the same SQLite store) ========= */
 
@@ -542,7 +578,8 @@ typedef enum rdx_lab_event_kind {
     RDX_LAB_EV_CANCEL = 8,
     RDX_LAB_EV_LOSE = 9,
     RDX_LAB_EV_REROUTE = 10, /* the destination changed before pickup (rdx_lab_custody_reroute) */
-    RDX_LAB_EV_ADDON = 11    /* a test added to a tube already collected (rdx_lab_custody_addon) */
+    RDX_LAB_EV_ADDON = 11,   /* a test added to a tube already collected (rdx_lab_custody_addon) */
+    RDX_LAB_EV_PARTIAL = 12  /* results for some of the tube's tests; it stays in testing */
 } rdx_lab_event_kind;
 
 /* The condition recorded at receipt. */
@@ -657,6 +694,12 @@ typedef struct rdx_lab_specimen_rec {
     const char *authority, *barcode, *patient_id, *order_sender, *order_control;
     const char *parent_barcode, *lab, *tests, *recollect_of, *recollected_as;
     const char *void_tests; /* tests rejected on this tube while the others stand */
+    /*
+     * Tests of this tube with a final result (OBX-11 F, C, U or X), comma-
+     * separated in code order; a tube is resulted only when all its tests are.
+     * "" when none.
+     */
+    const char *resulted_tests;
     rdx_lab_spec_state state;
     rdx_lab_condition condition;
 } rdx_lab_specimen_rec;
@@ -687,9 +730,11 @@ typedef struct rdx_lab_order_state {
     size_t resulted;          /* of which resulted or delivered */
     size_t delivered;         /* of which delivered */
     size_t failed;            /* of which cancelled, lost, or rejected with no recollection */
+    size_t tests;             /* tests on the tubes that count and are not failed */
+    size_t tests_resulted;    /* of which with a final result (partial results when < tests) */
     rdx_lab_spec_state least; /* the least advanced state among the tubes still open */
-    char summary[160];        /* "resulted", "in progress: 1 of 2 tubes resulted; least advanced
-                                 dispatched" */
+    char summary[160];        /* "resulted", "partial results: 0 of 2 tube(s) resulted, 2 of 3
+                                 test(s); least advanced in-testing" */
 } rdx_lab_order_state;
 
 typedef void (*rdx_lab_tube_fn)(void *user, const rdx_lab_specimen_rec *spec);
@@ -727,6 +772,25 @@ typedef void (*rdx_lab_reroute_fn)(void *user, const rdx_lab_reroute_rec *rec);
 rdx_status rdx_lab_custody_reroute(rdx_lab_store *s, rdx_lab_router *r, const char *lab_id,
                                    int64_t now_ms, rdx_lab_reroute_fn fn, void *user, size_t *count,
                                    rdx_error *err);
+
+/*
+ * Route the tubes rdx opened itself and nobody routed yet: recollections
+ * (rdx_lab_custody_event REJECT, or an expired or wrong-container receipt;
+ * they start with the old tube's lab) and the new collection of a refused
+ * add-on (no lab), while still ordered. Each is routed by itself with
+ * router r (load it with rdx_lab_store_load: loads and down labs), planned
+ * as collected at now_ms, and handled as rdx_lab_custody_reroute handles a
+ * tube: a REROUTE event in its log, the lab and stability set, the order's
+ * decisions for its tests pointed at it (or added, for an add-on), split
+ * into aliquots if it must. A tube is routed once (its REROUTE event marks
+ * it). Its collect scan (rdx_lab_custody_event COLLECT) later records the
+ * real collection time and moves its stability and expected arrival by the
+ * delay. fn (may be NULL) is called per tube; *count (may be NULL) gets how
+ * many. One transaction. Errors: RDX_EINVAL, RDX_EDB, RDX_ENOMEM.
+ */
+rdx_status rdx_lab_custody_route_new(rdx_lab_store *s, rdx_lab_router *r, int64_t now_ms,
+                                     rdx_lab_reroute_fn fn, void *user, size_t *count,
+                                     rdx_error *err);
 
 /* What became of an add-on request. */
 typedef struct rdx_lab_addon_outcome {
@@ -795,7 +859,8 @@ typedef struct rdx_lab_result_outcome {
     unsigned err_sequence, err_field;
     char text[256];     /* why, for MSA-3 / ERR-8 and for people */
     int duplicate;      /* this sender's MSH-10 was already applied: nothing done again */
-    size_t specimens;   /* specimens resulted */
+    size_t specimens;   /* specimens with results in the message */
+    size_t partial;     /* of which some tests are still to come (they stay in testing) */
     size_t applied;     /* observations stored */
     size_t corrections; /* of which corrections (OBX-11 = C), superseding earlier values */
     char clinic[64];    /* MSH-4.1 of the order: where the result goes */
@@ -807,18 +872,125 @@ typedef struct rdx_lab_result_outcome {
  * number (OBR-2.1) and test. Outcomes (in *out; the function returns RDX_OK):
  *  - AA: every OBR matched a specimen in testing (a received one is taken as
  *    started), or one already resulted whose OBX carry corrections (OBX-11 C,
- *    which supersede the earlier values, history kept); the specimens move to
- *    RESULTED and the observations are stored;
+ *    which supersede the earlier values, history kept); the observations are
+ *    stored, and each OBR's test (OBR-4.1) gets its result state: final when
+ *    every OBX of the OBR has OBX-11 F, C, U or X (with no OBX: OBR-25),
+ *    else preliminary. A tube moves to RESULTED once every one of its tests
+ *    (those not voided) is final; until then it stays in testing and the
+ *    log gets a PARTIAL event "still to come: ..." (partial results:
+ *    out->partial);
  *  - AE: the message is bad (not ORU^R01, OBX-11 missing: ERR 101) or names
  *    an unknown specimen or order (ERR 204, location OBR-2);
  *  - AR: the specimen is cancelled, rejected, lost or not yet at the lab, or
- *    already final and the result is not a correction (ERR 206).
+ *    it or the OBR's test is already final and the result is not a
+ *    correction (ERR 206).
  * A message whose sender and MSH-10 were already applied is not applied
  * again (duplicate = 1, AA). Nothing is stored unless the outcome is AA.
  * Errors: RDX_EDB, RDX_ENOMEM.
  */
 rdx_status rdx_lab_result_apply(rdx_lab_store *s, const rdx_lab_hl7_msg *oru, int64_t now_ms,
                                 rdx_lab_result_outcome *out, rdx_error *err);
+
+/* ==== Hub steps (lab/hub.c) ================================================ */
+
+/*
+ * Register every tube routing rt sends somewhere (rdx_lab_custody_register)
+ * and store rt as the decisions of order o (rdx_lab_store_save), in one
+ * transaction: either the tubes and the decisions are all stored, or nothing
+ * is (a barcode refused for another patient leaves no trace of the order).
+ * Errors: those of rdx_lab_custody_register and rdx_lab_store_save.
+ */
+rdx_status rdx_lab_order_record(rdx_lab_store *s, const rdx_lab_order *o, const rdx_lab_routing *rt,
+                                int64_t now_ms, rdx_error *err);
+
+/* How the hub addresses what it writes. */
+typedef struct rdx_lab_hub_opts {
+    const char *hub_app;      /* MSH-3 of messages written; NULL or "": "RDX" */
+    const char *hub_facility; /* MSH-4; NULL or "": "NJ-HUB" */
+    const char *timestamp;    /* MSH-7, HL7 DTM, e.g. "20261201093000+0800" (required) */
+    int64_t now_ms;           /* processing time: custody log, decisions, results */
+} rdx_lab_hub_opts;
+
+/* One message to send: ER7 with CR after each segment, and where it goes. */
+typedef struct rdx_lab_hub_msg {
+    const char *facility; /* a lab id (orders), the sender (ACK, response), the clinic (ORU) */
+    const uint8_t *data;
+    size_t len;
+} rdx_lab_hub_msg;
+
+typedef struct rdx_lab_hub_order_out rdx_lab_hub_order_out;
+
+/*
+ * A clinic's order (one ER7 message, MLLP frame removed) as the hub takes it:
+ *  1. parse it and read the order (OML^O21, OML^O33, ORM^O01);
+ *  2. in one store transaction: an order already routed (same MSH-4.1 and
+ *     MSH-10) gets its stored decisions; otherwise each lab's load is read
+ *     from the store (and labs marked down are skipped), every test routed
+ *     (rdx_lab_route), its tubes registered and the decisions stored;
+ *  3. build, as buffers owned by *out: the order each performing lab
+ *     receives (rdx_lab_order_for_lab, addressed to its facility), the ACK
+ *     to the clinic (MSA-1 AA; the accept acknowledgement), and the order
+ *     response telling the clinic where each test went: ORL^O22 for
+ *     OML^O21, ORR^O02 for ORM^O01, ORL^O34 for OML^O33 (HL7 v2.5.1 4.4).
+ *     Each test has ORC-1 OK (routed or queued, ORC-5 SC) or UA (refused),
+ *     ORC-2 its placer number, ORC-16 = route code ^ reason ^ 99RDX and,
+ *     when routed, ^ lab id ^ lab name ^ 99RDXLAB; then its OBR and (not in
+ *     ORR^O02) the SPM of the tube sent, child in SPM-2, parent in SPM-3.
+ * A message that cannot be parsed or is not a routable order gets an AE ACK
+ * (ERR 102 or 101) and nothing else; one whose tube barcode belongs to
+ * another patient or order, or without any collection time, gets an AR ACK
+ * (ERR 205 or 101) and nothing is stored. These return RDX_OK: look at
+ * rdx_lab_hub_order_code. Returns an error (and no *out) only when the
+ * store or memory fails (RDX_EDB, RDX_ENOMEM, RDX_ELIMIT): the order was not
+ * taken, and the caller should retry rather than ACK. Errors also RDX_EINVAL
+ * (NULL argument, no timestamp). The catalogue c must be the one the store
+ * was routed with. Thread safety: one store handle per thread.
+ */
+rdx_status rdx_lab_hub_order(rdx_lab_store *s, const rdx_lab_catalogue *c, const void *data,
+                             size_t len, const rdx_lab_hub_opts *opts, rdx_lab_hub_order_out **out,
+                             rdx_error *err);
+/* Free the outcome and its buffers; NULL is a no-op. */
+void rdx_lab_hub_order_free(rdx_lab_hub_order_out *h);
+/* MSA-1 of the ACK: AA taken (each test routed or refused with a reason), AE bad, AR refused. */
+rdx_lab_ack_code rdx_lab_hub_order_code(const rdx_lab_hub_order_out *h);
+/* One line for people: "2 of 3 test(s) routed to 2 lab(s)" or what was wrong. Owned by h. */
+const char *rdx_lab_hub_order_text(const rdx_lab_hub_order_out *h);
+/* 1 when the order had been routed before (its stored decisions were reused). */
+int rdx_lab_hub_order_already_routed(const rdx_lab_hub_order_out *h);
+/* The decisions, one per test in order (owned by h); NULL unless the code is AA. */
+const rdx_lab_routing *rdx_lab_hub_order_routing(const rdx_lab_hub_order_out *h);
+/* The ACK to the clinic (always present). Views are valid until h is freed. */
+void rdx_lab_hub_order_ack(const rdx_lab_hub_order_out *h, rdx_lab_hub_msg *out);
+/* The order response to the clinic; 0 (and an empty view) when there is none (AE, AR). */
+int rdx_lab_hub_order_response(const rdx_lab_hub_order_out *h, rdx_lab_hub_msg *out);
+/* The per-lab orders, in order of each lab's first test; _at returns 0 when i is out of range. */
+size_t rdx_lab_hub_order_lab_count(const rdx_lab_hub_order_out *h);
+int rdx_lab_hub_order_lab_at(const rdx_lab_hub_order_out *h, size_t i, rdx_lab_hub_msg *out);
+
+typedef struct rdx_lab_hub_result_out rdx_lab_hub_result_out;
+
+/*
+ * A lab's ORU^R01 (one ER7 message) as the hub takes it: matched and applied
+ * with rdx_lab_result_apply (custody, observations, corrections, duplicates
+ * once), then, as buffers owned by *out, the ACK for the lab (AA, AE or AR
+ * with an ERR segment) and, when accepted and not a duplicate, the ORU
+ * forwarded to the ordering clinic (rdx_lab_hl7_readdress: MSH-3..7 and
+ * MSH-10 rewritten, every other byte as the lab sent it). A message that
+ * cannot be parsed gets an AE ACK (ERR 102). Returns an error (no *out) only
+ * for RDX_EINVAL (NULL argument, no timestamp), RDX_EDB, RDX_ENOMEM,
+ * RDX_ELIMIT. Thread safety: one store handle per thread.
+ */
+rdx_status rdx_lab_hub_result(rdx_lab_store *s, const void *data, size_t len,
+                              const rdx_lab_hub_opts *opts, rdx_lab_hub_result_out **out,
+                              rdx_error *err);
+/* Free the outcome and its buffers; NULL is a no-op. */
+void rdx_lab_hub_result_free(rdx_lab_hub_result_out *h);
+/* What the result did (code, error location, counts, the clinic). Owned by h. */
+const rdx_lab_result_outcome *rdx_lab_hub_result_outcome(const rdx_lab_hub_result_out *h);
+/* The ACK for the lab (always present). Valid until h is freed. */
+void rdx_lab_hub_result_ack(const rdx_lab_hub_result_out *h, rdx_lab_hub_msg *out);
+/* The ORU for the clinic; 0 (empty view) when there is none (not AA, or a duplicate). */
+int rdx_lab_hub_result_forward(const rdx_lab_hub_result_out *h, rdx_lab_hub_msg *out);
 
 #ifdef __cplusplus
 }

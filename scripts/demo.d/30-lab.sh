@@ -21,3 +21,22 @@ echo "the Ma'anshan tube for MAS-CCL is collected, then scanned at the lab too e
 "$RDX_BIN" lab event --db "sqlite:$db/lab.db" --actor MAS-CCL --at 202612010925 \
     MAE0042.1 receive || true
 "$RDX_BIN" lab status --db "sqlite:$db/lab.db" MAE0042.1
+echo "what the Ma'anshan clinic gets back (ORL^O22): each test OK or UA, its lab in ORC-16:"
+mkdir -p "$db/out"
+"$RDX_BIN" lab route --catalogue docs/examples/network.ini --db "sqlite:$db/lab.db" \
+    --out "$db/out" tests/fixtures/lab/mas_split_oml.hl7 >/dev/null
+tr '\r' '\n' <"$db/out/MAS-E-0042.orl.hl7" | grep -E '^(MSH|MSA|ORC)' | cut -c1-120
+echo "the Gulou serum tube reaches Jiangsu Province Hospital; its ORU has 2 of its 3 tests:"
+for scan in "collect 202612010806" "dispatch 202612010900" "receive 202612010925"; do
+    set -- $scan
+    "$RDX_BIN" lab event --db "sqlite:$db/lab.db" --actor NJ-JSPH --at "$2" NJGL26120101 "$1" \
+        >/dev/null
+done
+"$RDX_BIN" lab result --db "sqlite:$db/lab.db" --out "$db/out" tests/fixtures/lab/jsph_oru.hl7
+"$RDX_BIN" lab status --db "sqlite:$db/lab.db" --order NJ-GULOU-CHC GULOU-20261201-0001 |
+    tail -n 1
+echo "Jiangsu Province Hospital goes down: its tubes still at the clinic move, and it stays down:"
+"$RDX_BIN" lab lab-down --catalogue docs/examples/network.ini --db "sqlite:$db/lab.db" \
+    --at 202612010830 --reason "analyser failure" NJ-JSPH | cut -c1-120
+"$RDX_BIN" lab labs --db "sqlite:$db/lab.db"
+"$RDX_BIN" lab lab-up --db "sqlite:$db/lab.db" NJ-JSPH
