@@ -1,9 +1,11 @@
 /* rdx node: run an institution's transport node. */
 #include "cli.h"
+#include "dispatch.h"
 #include "tp_cli.h"
 
 #include "rdx/transport.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -59,11 +61,32 @@ static int node_serve(int argc, char **argv)
     }
     rdx_logger log = {log_stderr, NULL, verbose ? RDX_LOG_DEBUG : RDX_LOG_INFO};
     rdx_transport_node *node = NULL;
+    rdx_dispatch *disp = NULL;
+    pthread_t disp_thread;
+    int disp_running = 0;
     int rc = RDX_EXIT_OK;
     if (rdx_transport_node_new(cfg, &log, &node, &err) != RDX_OK ||
-        rdx_transport_node_run(node, 1, &err) != RDX_OK) {
+        rdx_dispatch_new(cfg, &log, &disp, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(cmd, &err);
+        goto out;
+    }
+    if (disp != NULL) {
+        /* [dispatch]: this node also processes its inbox (the hub). */
+        if (pthread_create(&disp_thread, NULL, rdx_dispatch_thread, disp) != 0) {
+            rc = rdx_cli_fail(cmd, "cannot start the dispatcher thread");
+            goto out;
+        }
+        disp_running = 1;
+    }
+    if (rdx_transport_node_run(node, 1, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(cmd, &err);
     }
+out:
+    if (disp_running) {
+        rdx_dispatch_stop(disp);
+        pthread_join(disp_thread, NULL);
+    }
+    rdx_dispatch_free(disp);
     rdx_transport_node_free(node);
     rdx_transport_config_free(cfg);
     return rc;
@@ -92,20 +115,19 @@ static int print_record(void *u, const rdx_transport_audit_record *r)
 }
 
 static const char AUDIT_USAGE[] =
-    "Usage: rdx node audit --config FILE [--verify] [--json]\n\n"
     "Print the node's audit log (every connection accepted or refused, every\n"
     "case queued, received, acknowledged, refused, fetched or dead-lettered),\n"
     "one record a line: sequence, time, outcome, event, institution, object,\n"
     "detail. With --verify, check the SHA-256 hash chain instead and name the\n"
     "first broken record (exit 1).\n";
 
-static int node_audit(int argc, char **argv)
+int rdx_tp_cli_audit(const char *cmd, int argc, char **argv)
 {
-    const char *cmd = "node audit";
     const char *config = NULL;
     int json = 0, verify = 0;
     for (int i = 1; i < argc; i++) {
         if (rdx_cli_is_help(argv[i])) {
+            printf("Usage: rdx %s --config FILE [--verify] [--json]\n\n", cmd);
             fputs(AUDIT_USAGE, stdout);
             return RDX_EXIT_OK;
         }
@@ -160,6 +182,11 @@ static int node_audit(int argc, char **argv)
     }
     rdx_transport_config_free(cfg);
     return st == RDX_OK ? RDX_EXIT_OK : rdx_cli_fail_err(cmd, &err);
+}
+
+static int node_audit(int argc, char **argv)
+{
+    return rdx_tp_cli_audit("node audit", argc, argv);
 }
 
 static const struct rdx_cli_verb verbs[] = {
