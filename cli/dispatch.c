@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <ini.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -893,15 +894,16 @@ static int do_lab_order(struct job *j)
         return 0;
     }
     snprintf(db, sizeof db, "sqlite:%s", j->d->lab_db);
-    const char *route[] = {"lab", "route", "--catalogue",  j->d->catalogue, "--db", db,  "--out",
-                           labs,  "--hub", j->d->facility, "--json",        order,  NULL};
-    if (run_rdx(j->d, rjson, errp, route, j->why, sizeof j->why) != 0) {
+    /* The readable lines the clinic's staff read, and the files each lab receives. */
+    const char *text[] = {"lab",   "route", "--catalogue", j->d->catalogue, "--db", db,
+                          "--out", labs,    "--hub",       j->d->facility,  order,  NULL};
+    if (run_rdx(j->d, rtext, errp, text, j->why, sizeof j->why) != 0) {
         return 0;
     }
-    /* The same decisions again, as the readable lines the clinic's staff read. */
-    const char *text[] = {"lab", "route", "--catalogue",  j->d->catalogue, "--db",
-                          db,    "--hub", j->d->facility, order,           NULL};
-    if (run_rdx(j->d, rtext, errp, text, j->why, sizeof j->why) != 0) {
+    /* The same (stored) decisions again, for machines. */
+    const char *route[] = {"lab",   "route",        "--catalogue", j->d->catalogue, "--db", db,
+                           "--hub", j->d->facility, "--json",      order,           NULL};
+    if (run_rdx(j->d, rjson, errp, route, j->why, sizeof j->why) != 0) {
         return 0;
     }
     size_t events = 0;
@@ -1076,6 +1078,15 @@ static int process(struct rdx_dispatch *d, const rdx_transport_inbox_case *c, st
         outs[i].kind = j->outs[i].kind;
         outs[i].files = (const char *const *)j->outs[i].files;
         outs[i].nfiles = j->outs[i].n;
+    }
+    /*
+     * Fault injection for the integration test (tests/test_e2e_network.c): die
+     * as kill -9 would at the worst moment, the engine work done and nothing
+     * committed, to prove the restart repairs it without duplicate output.
+     */
+    const char *fault = getenv("RDX_FAULT_DISPATCH_KILL");
+    if (fault != NULL && strcmp(fault, c->kind) == 0) {
+        raise(SIGKILL);
     }
     int already = 0;
     if (rdx_transport_inbox_complete(d->cfg, c->sender, c->case_id, outs, j->nouts, j->detail,
