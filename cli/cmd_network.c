@@ -478,6 +478,9 @@ static int network_up(int argc, char **argv)
     if (realpath(dir_arg, dir) == NULL) {
         return rdx_cli_fail(cmd, "%s: %s", dir_arg, strerror(errno));
     }
+    if (strlen(dir) > 3000) {
+        return rdx_cli_fail(cmd, "%s: path too long for the node files", dir);
+    }
     ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (el <= 0) {
         return rdx_cli_fail(cmd, "/proc/self/exe: %s", strerror(errno));
@@ -562,13 +565,25 @@ static int network_up(int argc, char **argv)
             continue; /* already running */
         }
         if ((rc = start_node(cmd, dir, exe, &net.n[i], &pids[i])) != 0) {
-            return rc;
+            break;
         }
     }
-    for (size_t i = 0; i < net.count; i++) {
-        if (pids[i] > 0 && (rc = wait_started(cmd, dir, &net.n[i], pids[i])) != 0) {
-            return rc;
+    for (size_t i = 0; rc == 0 && i < net.count; i++) {
+        if (pids[i] > 0) {
+            rc = wait_started(cmd, dir, &net.n[i], pids[i]);
         }
+    }
+    if (rc != 0) {
+        /* Half a network helps nobody: stop what this call started. */
+        for (size_t i = 0; i < net.count; i++) {
+            if (pids[i] > 0) {
+                kill(pids[i], SIGTERM);
+                waitpid(pids[i], NULL, 0);
+                pathf(path, "%s/run/%s.pid", dir, net.n[i].id);
+                (void)unlink(path);
+            }
+        }
+        return rc;
     }
     printf("network up in %s: %zu nodes on 127.0.0.1\n", dir, net.count);
     for (size_t i = 0; i < net.count; i++) {

@@ -26,7 +26,13 @@ static const char SERVE_USAGE[] =
     "TLS 1.3 with client certificates checked against the network CA and CRL,\n"
     "store them durably in the data directory, and deliver the outbox to peers.\n"
     "Logs go to stderr, one line per event; the bound port is written to\n"
-    "DATA/node.port. SIGINT or SIGTERM stops it cleanly.\n";
+    "DATA/node.port. SIGINT or SIGTERM stops it cleanly.\n\n"
+    "When FILE has a [dispatch] section (the hub; see docs/ARCHITECTURE.md and\n"
+    "cli/dispatch.h), the node also processes its inbox: ECGs are detected and\n"
+    "answered with a report, studies indexed, study requests answered as\n"
+    "[allow.fetch] allows, lab orders routed and forwarded to the labs, lab\n"
+    "results matched and forwarded to the clinics. A case's answers and its\n"
+    "completion are committed together; a failing case is retried, then parked.\n";
 
 static int node_serve(int argc, char **argv)
 {

@@ -178,7 +178,12 @@ for part in scripts/demo.d/*.sh; do
     [ -e "$part" ] || continue
     echo
     echo "-- $(sed -n 's/^# demo: //p' "$part" | head -n 1)"
-    sh "$part" | sed 's/^/   /'
+    if ! sh "$part" >"$work/part.out" 2>&1; then
+        cat "$work/part.out" >&2
+        echo "demo: $part failed" >&2
+        exit 1
+    fi
+    sed 's/^/   /' "$work/part.out"
 done
 echo
 echo "rdx demo: done in $(( $(ms) / 1000 )) s"

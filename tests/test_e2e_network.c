@@ -520,6 +520,10 @@ static void test_e2e_three_flows(void **state)
     char work[4300], ecg[64], dcm[64], ord[64], res[64];
     snprintf(work, sizeof work, "%s/work", n.dir);
     assert_int_equal(mkdir(work, 0700), 0);
+    /* A trace without its header: the ECG engine fails on it, it is retried, then parked. */
+    char dat[4200], bad[64];
+    const char *badfiles[] = {rdx_test_fixture(dat, sizeof dat, "ecg/100s.dat"), NULL};
+    send_case(&n, MAS, "ecg", badfiles, bad);
     ecg_send(&n, ecg);
     study_send(&n, dcm);
     order_send(&n, work, ord);
@@ -527,8 +531,16 @@ static void test_e2e_three_flows(void **state)
     study_check(&n, dcm, work);
     order_check_and_result(&n, ord, work, res);
     result_check(&n, res, work);
+    char *parked = wait_journey(&n, HUB, "inbox", bad, "parked");
+    assert_non_null(strstr(parked, "\"dispatch_attempts\":3"));
+    assert_non_null(strstr(parked, "no WFDB header (.hea) in the case"));
+    free(parked);
     exactly_once_check(&n);
     audit_check(&n);
+    char *pa = audit_json(&n, HUB);
+    assert_int_equal(count_of(pa, "\"event\":\"case-retry\""), 2);
+    assert_int_equal(count_of(pa, "\"event\":\"case-parked\""), 1);
+    free(pa);
 
     /* The hub's journey view names what each case led to. */
     char *hub = status_json(&n, HUB);
