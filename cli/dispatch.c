@@ -39,6 +39,10 @@ extern char **environ;
 #define PATH_CAP  4096
 #define WHY_CAP   512
 #define MAX_FILES 4096 /* items of one output case (RDX_TRANSPORT_ITEMS_MAX caps it further) */
+/* A custody.tsv is a few scans per tube; 64 KiB is over a thousand lines. */
+#define CUSTODY_MAX (64 * 1024)
+/* An engine run that takes longer is killed: one hung child must not stop the hub. */
+#define ENGINE_TIMEOUT_MS (10 * 60 * 1000)
 
 struct rdx_dispatch {
     const rdx_transport_config *cfg;
@@ -339,11 +343,28 @@ static int run_rdx(struct rdx_dispatch *d, const char *out_path, const char *err
         snprintf(why, whysz, "cannot run %.300s: %.100s", d->exe, strerror(rc));
         return -1;
     }
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR) {
+    const struct timespec tick = {0, 5 * 1000 * 1000};
+    uint64_t deadline = rdx_clock_mono_ns() + (uint64_t)ENGINE_TIMEOUT_MS * 1000000u;
+    int timed_out = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) {
+            break;
+        }
+        if (w < 0 && errno != EINTR) {
             snprintf(why, whysz, "waitpid: %s", strerror(errno));
             return -1;
         }
+        if (!timed_out && rdx_clock_mono_ns() > deadline) {
+            kill(pid, SIGKILL); /* reaped on the next turn */
+            timed_out = 1;
+        }
+        nanosleep(&tick, NULL);
+    }
+    if (timed_out) {
+        snprintf(why, whysz, "rdx %s %s: killed after %d s", args[0], args[1],
+                 ENGINE_TIMEOUT_MS / 1000);
+        return -1;
     }
     if (WIFSIGNALED(status)) {
         snprintf(why, whysz, "rdx %s %s died of signal %d", args[0], args[1], WTERMSIG(status));
@@ -793,6 +814,27 @@ static int do_request(struct job *j)
 /* ---- lab ------------------------------------------------------------------ */
 
 /*
+ * A custody.tsv field as the sender may write it: 1..64 of [A-Za-z0-9.+_-],
+ * never starting with '-', so no field can pass for an option of `rdx lab
+ * event` (an --actor of its own, another --db).
+ */
+static int custody_token(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > 64 || t[0] == '-') {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '+' || c == '_' || c == '-')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
  * Apply custody.tsv (BARCODE EVENT DTM [CONDITION] a line) as events the
  * sending institution reports: the actor is the TLS-verified sender, never a
  * name inside the file.
@@ -809,8 +851,9 @@ static int apply_custody(struct job *j, size_t *count)
     if (access(path, F_OK) != 0) {
         return 1;
     }
-    if (!read_text(path, &b)) {
-        snprintf(j->why, sizeof j->why, "custody.tsv: cannot read it");
+    struct stat sb;
+    if (stat(path, &sb) != 0 || sb.st_size > CUSTODY_MAX || !read_text(path, &b)) {
+        snprintf(j->why, sizeof j->why, "custody.tsv: unreadable or over %d bytes", CUSTODY_MAX);
         return 0;
     }
     snprintf(db, sizeof db, "sqlite:%s", j->d->lab_db);
@@ -836,9 +879,12 @@ static int apply_custody(struct job *j, size_t *count)
             }
         }
         if (nf > 0 && f[0][0] != '#') {
-            if (nf < 3) {
+            if (nf < 3 || !custody_token(f[0]) || !custody_token(f[1]) || !custody_token(f[2]) ||
+                (nf == 4 && !custody_token(f[3]))) {
                 snprintf(j->why, sizeof j->why,
-                         "custody.tsv:%u: expected BARCODE EVENT DTM [CONDITION]", lineno);
+                         "custody.tsv:%u: expected BARCODE EVENT DTM [CONDITION], each 1-64 of "
+                         "A-Z a-z 0-9 . + _ - not starting with '-'",
+                         lineno);
                 ok = 0;
                 break;
             }

@@ -542,6 +542,17 @@ static void test_e2e_three_flows(void **state)
     assert_int_equal(count_of(pa, "\"event\":\"case-parked\""), 1);
     free(pa);
 
+    /* A custody field dressed as an option (to forge the actor) is refused: parked, not run. */
+    char forged[4400], oru[4200], fid[64];
+    snprintf(forged, sizeof forged, "%s/result-custody/custody.tsv", work);
+    const char *scan = "--actor=ZJ-EAST-CHC collect 202612010705\n";
+    assert_int_equal(rdx_file_write_atomic(forged, scan, strlen(scan), NULL), RDX_OK);
+    const char *ffiles[] = {rdx_test_fixture(oru, sizeof oru, "e2e/zj_ccl_oru.hl7"), forged, NULL};
+    send_case(&n, LAB, "lab-result", ffiles, fid);
+    char *fobj = wait_journey(&n, HUB, "inbox", fid, "parked");
+    assert_non_null(strstr(fobj, "custody.tsv:1: expected BARCODE EVENT DTM"));
+    free(fobj);
+
     /* The hub's journey view names what each case led to. */
     char *hub = status_json(&n, HUB);
     char *obj = case_obj(hub, "inbox", ecg);
