@@ -969,8 +969,27 @@ static int do_lab_order(struct job *j)
         size_t l = strlen(list);
         snprintf(list + l, 400 - l, "%s%s", l ? ", " : "", lab);
         if (list == held) {
-            logf_(j->d, RDX_LOG_WARN, "lab order %s: %s has no node here; the order waits at %s",
-                  j->c->case_id, lab, labs);
+            /* No node for that lab: keep its order where staff find it (DATA/held/). */
+            char keep[PATH_CAP], src[PATH_CAP];
+            rdx_buf b;
+            rdx_error e;
+            rdx_error_clear(&e);
+            rdx_buf_init(&b, 64u << 20);
+            ok = snprintf(keep, sizeof keep, "%s/held", rdx_transport_config_data_dir(j->d->cfg)) <
+                     (int)sizeof keep &&
+                 mkdirs(keep, &e) == RDX_OK && path_in(src, labs, v[i]) &&
+                 snprintf(keep, sizeof keep, "%s/held/%s", rdx_transport_config_data_dir(j->d->cfg),
+                          v[i]) < (int)sizeof keep &&
+                 rdx_file_read(src, &b, &e) == RDX_OK &&
+                 rdx_file_write_atomic(keep, b.data, b.len, &e) == RDX_OK;
+            rdx_buf_free(&b);
+            if (!ok) {
+                snprintf(j->why, sizeof j->why, "keeping the order for %s: %.200s", lab,
+                         e.msg[0] ? e.msg : "path too long");
+                break;
+            }
+            logf_(j->d, RDX_LOG_WARN, "lab order %s: %s has no node here; its order is kept in %s",
+                  j->c->case_id, lab, keep);
             continue;
         }
         struct outcase *o = NULL;
