@@ -1,6 +1,6 @@
 /* rdx node: run an institution's transport node. */
 #include "cli.h"
-#include "dispatch.h"
+#include "rdx/hub.h"
 #include "tp_cli.h"
 
 #include "rdx/transport.h"
@@ -28,7 +28,7 @@ static const char SERVE_USAGE[] =
     "Logs go to stderr, one line per event; the bound port is written to\n"
     "DATA/node.port. SIGINT or SIGTERM stops it cleanly.\n\n"
     "When FILE has a [dispatch] section (the hub; see docs/ARCHITECTURE.md and\n"
-    "cli/dispatch.h), the node also processes its inbox: ECGs are detected and\n"
+    "include/rdx/hub.h), the node also processes its inbox: ECGs are detected and\n"
     "answered with a report, studies indexed, study requests answered as\n"
     "[allow.fetch] allows, lab orders routed and forwarded to the labs, lab\n"
     "results matched and forwarded to the clinics. A case's answers and its\n"
@@ -67,18 +67,18 @@ static int node_serve(int argc, char **argv)
     }
     rdx_logger log = {log_stderr, NULL, verbose ? RDX_LOG_DEBUG : RDX_LOG_INFO};
     rdx_transport_node *node = NULL;
-    rdx_dispatch *disp = NULL;
+    rdx_hub_dispatcher *disp = NULL;
     pthread_t disp_thread;
     int disp_running = 0;
     int rc = RDX_EXIT_OK;
     if (rdx_transport_node_new(cfg, &log, &node, &err) != RDX_OK ||
-        rdx_dispatch_new(cfg, &log, &disp, &err) != RDX_OK) {
+        rdx_hub_dispatcher_new(cfg, &log, &disp, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(cmd, &err);
         goto out;
     }
     if (disp != NULL) {
         /* [dispatch]: this node also processes its inbox (the hub). */
-        if (pthread_create(&disp_thread, NULL, rdx_dispatch_thread, disp) != 0) {
+        if (pthread_create(&disp_thread, NULL, rdx_hub_dispatcher_thread, disp) != 0) {
             rc = rdx_cli_fail(cmd, "cannot start the dispatcher thread");
             goto out;
         }
@@ -89,10 +89,10 @@ static int node_serve(int argc, char **argv)
     }
 out:
     if (disp_running) {
-        rdx_dispatch_stop(disp);
+        rdx_hub_dispatcher_stop(disp);
         pthread_join(disp_thread, NULL);
     }
-    rdx_dispatch_free(disp);
+    rdx_hub_dispatcher_free(disp);
     rdx_transport_node_free(node);
     rdx_transport_config_free(cfg);
     return rc;

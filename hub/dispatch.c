@@ -1,5 +1,5 @@
 /*
- * The hub's dispatcher (see dispatch.h): takes each completely received inbox
+ * The hub's dispatcher (see rdx/hub.h): takes each completely received inbox
  * case, runs the engine its kind calls for, and completes it with the cases it
  * produces through rdx_transport_inbox_complete, which queues them and marks
  * the inbox case processed in one transaction.
@@ -14,7 +14,8 @@
  * each with its own stdout and stderr files in the case's work directory.
  */
 #define _GNU_SOURCE
-#include "dispatch.h"
+#include "hub_limits.h"
+#include "rdx/hub.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -39,12 +40,10 @@ extern char **environ;
 #define PATH_CAP  4096
 #define WHY_CAP   512
 #define MAX_FILES 4096 /* items of one output case (RDX_TRANSPORT_ITEMS_MAX caps it further) */
-/* A custody.tsv is a few scans per tube; 64 KiB is over a thousand lines. */
-#define CUSTODY_MAX (64 * 1024)
 /* An engine run that takes longer is killed: one hung child must not stop the hub. */
 #define ENGINE_TIMEOUT_MS (10 * 60 * 1000)
 
-struct rdx_dispatch {
+struct rdx_hub_dispatcher {
     const rdx_transport_config *cfg;
     rdx_logger log;
     char exe[PATH_CAP];
@@ -58,7 +57,7 @@ struct rdx_dispatch {
 /* ---- configuration ---------------------------------------------------------- */
 
 struct parse {
-    struct rdx_dispatch *d;
+    struct rdx_hub_dispatcher *d;
     char dir[PATH_CAP];
     int seen;
     int bad_line;
@@ -122,7 +121,7 @@ static int set_engines(struct parse *p, const char *v)
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
     struct parse *p = user;
-    struct rdx_dispatch *d = p->d;
+    struct rdx_hub_dispatcher *d = p->d;
     if (strcmp(section, "dispatch") != 0) {
         return 1; /* the transport's sections, checked by rdx_transport_config_load */
     }
@@ -161,13 +160,13 @@ static int handler(void *user, const char *section, const char *name, const char
     return ok;
 }
 
-rdx_status rdx_dispatch_new(const rdx_transport_config *cfg, const rdx_logger *log,
-                            rdx_dispatch **out, rdx_error *err)
+rdx_status rdx_hub_dispatcher_new(const rdx_transport_config *cfg, const rdx_logger *log,
+                                  rdx_hub_dispatcher **out, rdx_error *err)
 {
     struct parse p;
     const char *path = rdx_transport_config_path(cfg);
     *out = NULL;
-    struct rdx_dispatch *d = calloc(1, sizeof *d);
+    struct rdx_hub_dispatcher *d = calloc(1, sizeof *d);
     if (d == NULL) {
         return rdx_error_set(err, RDX_ENOMEM, "out of memory");
     }
@@ -224,12 +223,12 @@ rdx_status rdx_dispatch_new(const rdx_transport_config *cfg, const rdx_logger *l
     return RDX_OK;
 }
 
-void rdx_dispatch_free(rdx_dispatch *d)
+void rdx_hub_dispatcher_free(rdx_hub_dispatcher *d)
 {
     free(d);
 }
 
-void rdx_dispatch_stop(rdx_dispatch *d)
+void rdx_hub_dispatcher_stop(rdx_hub_dispatcher *d)
 {
     if (d != NULL) {
         atomic_store(&d->stop, 1);
@@ -238,8 +237,9 @@ void rdx_dispatch_stop(rdx_dispatch *d)
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-static void logf_(struct rdx_dispatch *d, rdx_log_level lvl, const char *fmt, ...) RDX_PRINTF(3, 4);
-static void logf_(struct rdx_dispatch *d, rdx_log_level lvl, const char *fmt, ...)
+static void logf_(struct rdx_hub_dispatcher *d, rdx_log_level lvl, const char *fmt, ...)
+    RDX_PRINTF(3, 4);
+static void logf_(struct rdx_hub_dispatcher *d, rdx_log_level lvl, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -319,7 +319,7 @@ static void last_line(const char *path, char *out, size_t outsz)
  * err_path. Returns the exit status (or -1 when it could not run or died by
  * a signal; why says so).
  */
-static int run_rdx(struct rdx_dispatch *d, const char *out_path, const char *err_path,
+static int run_rdx(struct rdx_hub_dispatcher *d, const char *out_path, const char *err_path,
                    const char *const *args, char *why, size_t whysz)
 {
     char *argv[32];
@@ -524,7 +524,7 @@ struct outcase {
 };
 
 struct job {
-    struct rdx_dispatch *d;
+    struct rdx_hub_dispatcher *d;
     const rdx_transport_inbox_case *c;
     char work[PATH_CAP]; /* DATA/work/SENDER.CASE */
     char in[PATH_CAP];   /* its received items */
@@ -710,7 +710,7 @@ static int do_dicom(struct job *j)
 
 static int do_request(struct job *j)
 {
-    char reqp[PATH_CAP], uid[128] = "";
+    char reqp[PATH_CAP], uid[RDX_HUB_UID_MAX + 1] = "";
     rdx_buf b;
     rdx_error err;
     rdx_error_clear(&err);
@@ -718,24 +718,10 @@ static int do_request(struct job *j)
         snprintf(j->detail, sizeof j->detail, "other: no request.txt; kept in the inbox");
         return 1;
     }
-    const char *t = (const char *)b.data;
-    const char *k = strstr(t, "study-uid=");
-    if (k != NULL) {
-        k += strlen("study-uid=");
-        size_t n = strcspn(k, "\r\n");
-        if (n > 0 && n < sizeof uid) {
-            snprintf(uid, sizeof uid, "%.*s", (int)n, k);
-        }
-    }
+    rdx_status pst = rdx_hub_request_parse(b.data, b.len - 1, uid, &err);
     rdx_buf_free(&b);
-    for (const char *p = uid; *p != '\0'; p++) {
-        if (!((*p >= '0' && *p <= '9') || *p == '.')) {
-            uid[0] = '\0';
-            break;
-        }
-    }
-    if (uid[0] == '\0') {
-        snprintf(j->why, sizeof j->why, "request.txt: no valid 'study-uid=UID' line");
+    if (pst != RDX_OK) {
+        snprintf(j->why, sizeof j->why, "%s", err.msg);
         return 0;
     }
     if (!rdx_transport_policy_allows(j->d->cfg, 1, j->c->sender, RDX_KIND_DICOM)) {
@@ -813,25 +799,30 @@ static int do_request(struct job *j)
 
 /* ---- lab ------------------------------------------------------------------ */
 
-/*
- * A custody.tsv field as the sender may write it: 1..64 of [A-Za-z0-9.+_-],
- * never starting with '-', so no field can pass for an option of `rdx lab
- * event` (an --actor of its own, another --db).
- */
-static int custody_token(const char *t)
+struct custody_ctx {
+    struct job *j;
+    const char *db;
+    const char *errp;
+};
+
+/* Record one scan with `rdx lab event`, the sender as the actor. */
+static rdx_status custody_scan(void *u, const rdx_hub_custody_scan *sc)
 {
-    size_t n = strlen(t);
-    if (n == 0 || n > 64 || t[0] == '-') {
-        return 0;
+    struct custody_ctx *x = u;
+    struct job *j = x->j;
+    const char *args[] = {"lab",         "event",       "--db", x->db,       "--actor",
+                          j->c->sender,  "--at",        sc->at, sc->barcode, sc->event,
+                          "--condition", sc->condition, NULL};
+    if (sc->condition[0] == '\0') {
+        args[10] = NULL;
     }
-    for (size_t i = 0; i < n; i++) {
-        char c = t[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '+' || c == '_' || c == '-')) {
-            return 0;
-        }
+    if (run_rdx(j->d, NULL, x->errp, args, j->why, sizeof j->why) != 0) {
+        char m[WHY_CAP];
+        snprintf(m, sizeof m, "custody.tsv:%u: %.480s", sc->line, j->why);
+        snprintf(j->why, sizeof j->why, "%s", m);
+        return RDX_EINVAL;
     }
-    return 1;
+    return RDX_OK;
 }
 
 /*
@@ -843,70 +834,34 @@ static int apply_custody(struct job *j, size_t *count)
 {
     char path[PATH_CAP], errp[PATH_CAP], db[PATH_CAP + 8];
     rdx_buf b;
+    rdx_error err;
+    struct stat sb;
+    rdx_error_clear(&err);
     *count = 0;
     if (!path_in(path, j->in, "custody.tsv") || !path_in(errp, j->work, "custody.err")) {
         snprintf(j->why, sizeof j->why, "path too long");
         return 0;
     }
-    if (access(path, F_OK) != 0) {
+    if (stat(path, &sb) != 0) {
         return 1;
     }
-    struct stat sb;
-    if (stat(path, &sb) != 0 || sb.st_size > CUSTODY_MAX || !read_text(path, &b)) {
-        snprintf(j->why, sizeof j->why, "custody.tsv: unreadable or over %d bytes", CUSTODY_MAX);
+    if (sb.st_size > RDX_HUB_CUSTODY_MAX || !read_text(path, &b)) {
+        snprintf(j->why, sizeof j->why, "custody.tsv: unreadable or over %d bytes",
+                 RDX_HUB_CUSTODY_MAX);
         return 0;
     }
     snprintf(db, sizeof db, "sqlite:%s", j->d->lab_db);
-    char *line = (char *)b.data;
-    int ok = 1;
-    for (unsigned lineno = 1; ok && line != NULL && *line != '\0'; lineno++) {
-        char *nl = strchr(line, '\n');
-        if (nl != NULL) {
-            *nl = '\0';
-        }
-        char *f[4] = {NULL, NULL, NULL, NULL};
-        size_t nf = 0;
-        for (char *p = line; *p != '\0' && nf < 4;) {
-            while (*p == ' ' || *p == '\t' || *p == '\r') {
-                *p++ = '\0';
-            }
-            if (*p == '\0') {
-                break;
-            }
-            f[nf++] = p;
-            while (*p != '\0' && *p != ' ' && *p != '\t' && *p != '\r') {
-                p++;
-            }
-        }
-        if (nf > 0 && f[0][0] != '#') {
-            if (nf < 3 || !custody_token(f[0]) || !custody_token(f[1]) || !custody_token(f[2]) ||
-                (nf == 4 && !custody_token(f[3]))) {
-                snprintf(j->why, sizeof j->why,
-                         "custody.tsv:%u: expected BARCODE EVENT DTM [CONDITION], each 1-64 of "
-                         "A-Z a-z 0-9 . + _ - not starting with '-'",
-                         lineno);
-                ok = 0;
-                break;
-            }
-            const char *args[] = {"lab",         "event", "--db", db,   "--actor",
-                                  j->c->sender,  "--at",  f[2],   f[0], f[1],
-                                  "--condition", f[3],    NULL};
-            if (nf < 4) {
-                args[10] = NULL;
-            }
-            if (run_rdx(j->d, NULL, errp, args, j->why, sizeof j->why) != 0) {
-                char m[WHY_CAP];
-                snprintf(m, sizeof m, "custody.tsv:%u: %.480s", lineno, j->why);
-                snprintf(j->why, sizeof j->why, "%s", m);
-                ok = 0;
-                break;
-            }
-            (*count)++;
-        }
-        line = nl != NULL ? nl + 1 : NULL;
-    }
+    struct custody_ctx x = {j, db, errp};
+    j->why[0] = '\0';
+    rdx_status st = rdx_hub_custody_parse(b.data, b.len - 1, custody_scan, &x, count, &err);
     rdx_buf_free(&b);
-    return ok;
+    if (st != RDX_OK) {
+        if (j->why[0] == '\0') {
+            snprintf(j->why, sizeof j->why, "%s", err.msg);
+        }
+        return 0;
+    }
+    return 1;
 }
 
 static int first_hl7(struct job *j, char *path)
@@ -1079,7 +1034,7 @@ static int do_lab_result(struct job *j)
 /* ---- one case ------------------------------------------------------------- */
 
 /* Process c; 1 when it was completed (or was done before), 0 on a failure (j->why). */
-static int process(struct rdx_dispatch *d, const rdx_transport_inbox_case *c, struct job *j)
+static int process(struct rdx_hub_dispatcher *d, const rdx_transport_inbox_case *c, struct job *j)
 {
     rdx_transport_kind kind;
     rdx_error err;
@@ -1164,7 +1119,7 @@ static int process(struct rdx_dispatch *d, const rdx_transport_inbox_case *c, st
     return 1;
 }
 
-rdx_status rdx_dispatch_pass(rdx_dispatch *d, size_t *done, rdx_error *err)
+rdx_status rdx_hub_dispatcher_pass(rdx_hub_dispatcher *d, size_t *done, rdx_error *err)
 {
     rdx_transport_inbox_case cases[16];
     size_t n = 0;
@@ -1198,15 +1153,15 @@ rdx_status rdx_dispatch_pass(rdx_dispatch *d, size_t *done, rdx_error *err)
     return RDX_OK;
 }
 
-void *rdx_dispatch_thread(void *arg)
+void *rdx_hub_dispatcher_thread(void *arg)
 {
-    struct rdx_dispatch *d = arg;
+    struct rdx_hub_dispatcher *d = arg;
     const struct timespec tick = {0, 100 * 1000 * 1000};
     while (!atomic_load(&d->stop)) {
         size_t done = 0;
         rdx_error err;
         rdx_error_clear(&err);
-        if (rdx_dispatch_pass(d, &done, &err) != RDX_OK) {
+        if (rdx_hub_dispatcher_pass(d, &done, &err) != RDX_OK) {
             logf_(d, RDX_LOG_ERROR, "dispatcher: %s", err.msg);
         }
         if (done == 0) {
