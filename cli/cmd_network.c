@@ -472,6 +472,9 @@ static int network_up(int argc, char **argv)
     char dir[PATH_CAP], path[PATH_CAP], exe[PATH_CAP];
     struct net net;
     int rc;
+    if (nodes != NULL && (rc = load_nodes(cmd, nodes, &net)) != 0) {
+        return rc; /* a bad --nodes file leaves nothing behind */
+    }
     if (mkdir(dir_arg, 0700) != 0 && errno != EEXIST) {
         return rdx_cli_fail(cmd, "%s: %s", dir_arg, strerror(errno));
     }

@@ -619,11 +619,59 @@ static void test_e2e_hub_killed_mid_flow_completes_once(void **state)
     net_free(&n);
 }
 
+static int exit_of(const char *const *argv, const char *want_err)
+{
+    struct rdx_run r;
+    assert_int_equal(rdx_run_rdx(&r, argv), 0);
+    int code = r.exit_code;
+    if (want_err != NULL && strstr(r.err, want_err) == NULL) {
+        fail_msg("rdx %s %s: stderr lacks '%s': %s", argv[0], argv[1], want_err, r.err);
+    }
+    rdx_run_free(&r);
+    return code;
+}
+
+static void test_e2e_verbs_refuse_bad_input(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char nodes[4300], empty[4300];
+    assert_non_null(dir);
+    snprintf(nodes, sizeof nodes, "%s/nodes.ini", dir);
+    snprintf(empty, sizeof empty, "%s/empty", dir);
+    assert_int_equal(mkdir(empty, 0700), 0);
+    const char *up[] = {"network", "up", NULL};
+    assert_int_equal(exit_of(up, "--dir is required"), 2);
+    const char *two_hubs = "[node A]\nname = a\ncity = Nanjing\nrole = hub\n"
+                           "[node B]\nname = b\ncity = Nanjing\nrole = hub\n";
+    assert_int_equal(rdx_file_write_atomic(nodes, two_hubs, strlen(two_hubs), NULL), RDX_OK);
+    char net[4300];
+    snprintf(net, sizeof net, "%s/net", dir);
+    const char *up2[] = {"network", "up", "--dir", net, "--nodes", nodes, NULL};
+    assert_int_equal(exit_of(up2, "exactly one node with role = hub (has 2)"), 1);
+    assert_int_not_equal(access(net, F_OK), 0); /* nothing left behind */
+    const char *bad_id = "[node ../x]\nname = a\ncity = b\n";
+    assert_int_equal(rdx_file_write_atomic(nodes, bad_id, strlen(bad_id), NULL), RDX_OK);
+    assert_int_equal(exit_of(up2, "nodes.ini:2: node ID '../x'"), 1);
+    const char *down[] = {"network", "down", "--dir", empty, NULL};
+    assert_int_equal(exit_of(down, "nodes.ini: cannot read it"), 1);
+    const char *req[] = {"case",   "request", "--config", nodes, "--to",
+                         "NJ-HUB", "--study", "1.2.3;rm", NULL};
+    assert_int_equal(exit_of(req, "not a DICOM UID"), 2);
+    const char *ver[] = {"audit", "verify", empty, NULL};
+    assert_int_equal(exit_of(ver, "node.db"), 1);
+    const char *help[] = {"network", "up", "--help", NULL};
+    assert_int_equal(exit_of(help, NULL), 0);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_e2e_three_flows),
         cmocka_unit_test(test_e2e_hub_killed_mid_flow_completes_once),
+        cmocka_unit_test(test_e2e_verbs_refuse_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
