@@ -45,6 +45,7 @@ ALL_CXXFLAGS = $(CXXFLAGS_STD) $(OPTFLAGS) $(CXXFLAGS)
 # System libraries per engine. Recursively expanded on purpose: pkg-config
 # runs at link time, after the dependency check below has installed them.
 LIBS_common :=
+LIBS_hub :=
 LIBS_ecg = $(shell pkg-config --libs fftw3) -lm
 LIBS_imaging = $(shell pkg-config --libs sqlite3 libpq) -ldcmjpeg -ldcmdata -loflog \
 	-lofstd -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lz
@@ -52,8 +53,9 @@ LIBS_lab = $(shell pkg-config --libs inih sqlite3)
 LIBS_transport = $(shell pkg-config --libs libevent_openssl libevent_pthreads libevent openssl sqlite3 inih) -lpthread
 SYSLIBS = $(LIBS_transport) $(LIBS_imaging) $(LIBS_lab) $(LIBS_ecg) -lpthread -lm
 
-# Link order: engines before common, since engines use common.
-ENGINES := transport imaging lab ecg common
+# Link order: engines before common, since engines use common; the hub composes
+# the engines and the transport, so it comes first.
+ENGINES := hub transport imaging lab ecg common
 
 define engine_vars
 SRCS_$(1) := $$(wildcard $(1)/*.c) $$(wildcard $(1)/*.cpp)

@@ -41,6 +41,7 @@ extern const struct rdx_cli_group rdx_cli_group_pki;
 extern const struct rdx_cli_group rdx_cli_group_node;
 extern const struct rdx_cli_group rdx_cli_group_case;
 extern const struct rdx_cli_group rdx_cli_group_network;
+extern const struct rdx_cli_group rdx_cli_group_audit;
 
 /*
  * Print "rdx GROUP VERB: message" to stderr, then a hint to use --help, and

@@ -1,9 +1,702 @@
-/* rdx network: verbs are registered here as they become real. */
+/*
+ * rdx network: the four-city network on one machine. `up` makes the network
+ * CA, one certificate and one node configuration per institution, and starts
+ * each node as its own `rdx node serve` process on a 127.0.0.1 port; `down`
+ * stops them by the PIDs it recorded (never by name).
+ *
+ *   DIR/pki/                 the network CA and institution keys (rdx pki layout)
+ *   DIR/ID.ini               each node's configuration
+ *   DIR/data/ID/             each node's data directory (node.db, inbox, outbox)
+ *   DIR/hub/                 the hub's imaging index and lab store
+ *   DIR/catalogue.ini        the lab catalogue the hub routes with
+ *   DIR/log/ID.log           each node's log
+ *   DIR/run/ID.pid           each running node's PID
+ */
+#define _GNU_SOURCE
 #include "cli.h"
+#include "tp_cli.h"
+
+#include "rdx/transport.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NODES_MAX 64
+#define PATH_CAP  4096
+
+enum role { ROLE_HUB, ROLE_CLINIC, ROLE_LAB, ROLE_RADIOLOGY };
+static const char *const ROLE_NAMES[] = {"hub", "clinic", "lab", "radiology"};
+
+struct netnode {
+    char id[65];
+    char name[65];
+    char city[65];
+    enum role role;
+    unsigned port;
+};
+
+struct net {
+    struct netnode n[NODES_MAX];
+    size_t count;
+    char why[256];
+};
+
+/* The default network: the hub in Nanjing, three community clinics, a lab, a reading room. */
+static const struct netnode DEFAULT_NODES[] = {
+    {"NJ-HUB", "Jiangsu Province Hospital", "Nanjing", ROLE_HUB, 0},
+    {"MAS-EAST-CHC", "Ma'anshan East community health service centre", "Ma'anshan", ROLE_CLINIC, 0},
+    {"ZJ-EAST-CHC", "Zhenjiang East community health service centre", "Zhenjiang", ROLE_CLINIC, 0},
+    {"YZ-EAST-CHC", "Yangzhou East community health service centre", "Yangzhou", ROLE_CLINIC, 0},
+    {"ZJ-CCL", "Zhenjiang central clinical laboratory", "Zhenjiang", ROLE_LAB, 0},
+    {"NJ-RAD", "Nanjing Drum Tower Hospital radiology reading room", "Nanjing", ROLE_RADIOLOGY, 0},
+};
+
+static int nodes_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct net *net = user;
+    if (strncmp(section, "node ", 5) != 0) {
+        snprintf(net->why, sizeof net->why, "unknown section [%.100s] (expected [node ID])",
+                 section);
+        return 0;
+    }
+    const char *id = section + 5;
+    struct netnode *nd = NULL;
+    for (size_t i = 0; i < net->count; i++) {
+        if (strcmp(net->n[i].id, id) == 0) {
+            nd = &net->n[i];
+        }
+    }
+    if (nd == NULL) {
+        rdx_error e;
+        if (rdx_transport_inst_id_check(id, "node ID", &e) != RDX_OK) {
+            snprintf(net->why, sizeof net->why, "%.200s", e.msg);
+            return 0;
+        }
+        if (net->count == NODES_MAX) {
+            snprintf(net->why, sizeof net->why, "more than %d nodes", NODES_MAX);
+            return 0;
+        }
+        nd = &net->n[net->count++];
+        memset(nd, 0, sizeof *nd);
+        nd->role = ROLE_CLINIC;
+        snprintf(nd->id, sizeof nd->id, "%s", id);
+    }
+    if (strcmp(name, "name") == 0 && strlen(value) > 0 && strlen(value) < sizeof nd->name) {
+        snprintf(nd->name, sizeof nd->name, "%s", value);
+    } else if (strcmp(name, "city") == 0 && strlen(value) > 0 && strlen(value) < sizeof nd->city) {
+        snprintf(nd->city, sizeof nd->city, "%s", value);
+    } else if (strcmp(name, "role") == 0) {
+        size_t r = 0;
+        while (r < 4 && strcmp(ROLE_NAMES[r], value) != 0) {
+            r++;
+        }
+        if (r == 4) {
+            snprintf(net->why, sizeof net->why, "role '%.60s': not hub, clinic, lab or radiology",
+                     value);
+            return 0;
+        }
+        nd->role = (enum role)r;
+    } else {
+        snprintf(net->why, sizeof net->why, "%.60s: unknown key or bad value", name);
+        return 0;
+    }
+    return 1;
+}
+
+static int load_nodes(const char *cmd, const char *file, struct net *net)
+{
+    memset(net, 0, sizeof *net);
+    if (file == NULL) {
+        memcpy(net->n, DEFAULT_NODES, sizeof DEFAULT_NODES);
+        net->count = sizeof DEFAULT_NODES / sizeof DEFAULT_NODES[0];
+        return 0;
+    }
+    int line = ini_parse(file, nodes_handler, net);
+    if (line < 0) {
+        return rdx_cli_fail(cmd, "%s: cannot read it", file);
+    }
+    if (line > 0) {
+        return rdx_cli_fail(cmd, "%s:%d: %s", file, line, net->why);
+    }
+    size_t hubs = 0;
+    for (size_t i = 0; i < net->count; i++) {
+        if (net->n[i].name[0] == '\0' || net->n[i].city[0] == '\0') {
+            return rdx_cli_fail(cmd, "%s: [node %s] needs name and city", file, net->n[i].id);
+        }
+        hubs += net->n[i].role == ROLE_HUB;
+    }
+    if (hubs != 1) {
+        return rdx_cli_fail(cmd, "%s: the network needs exactly one node with role = hub (has %zu)",
+                            file, hubs);
+    }
+    return 0;
+}
+
+/* Format a path into a PATH_CAP buffer; a path too long comes out cut, and then names no file. */
+static void pathf(char out[PATH_CAP], const char *fmt, ...) RDX_PRINTF(2, 3);
+static void pathf(char out[PATH_CAP], const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, PATH_CAP, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= PATH_CAP) {
+        out[0] = '\0';
+    }
+}
+
+/* A free TCP port on 127.0.0.1 (the kernel's choice; the node binds it moments later). */
+static unsigned free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    unsigned port = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return 0;
+    }
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
+        port = ntohs(a.sin_port);
+    }
+    close(fd);
+    return port;
+}
+
+static int mkdir_p(const char *cmd, const char *path)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        return rdx_cli_fail(cmd, "%s: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
+static int write_file(const char *cmd, const char *path, const char *text)
+{
+    rdx_error err;
+    rdx_error_clear(&err);
+    if (rdx_file_write_atomic(path, text, strlen(text), &err) != RDX_OK) {
+        return rdx_cli_fail_err(cmd, &err);
+    }
+    return 0;
+}
+
+static const struct netnode *hub_of(const struct net *net)
+{
+    for (size_t i = 0; i < net->count; i++) {
+        if (net->n[i].role == ROLE_HUB) {
+            return &net->n[i];
+        }
+    }
+    return NULL;
+}
+
+/* Append "ID = kinds" for every node of role r to b. */
+static void rules_for(rdx_buf *b, const struct net *net, enum role r, const char *kinds, int *ok)
+{
+    char line[200];
+    for (size_t i = 0; i < net->count; i++) {
+        if (net->n[i].role == r) {
+            int n = snprintf(line, sizeof line, "%s = %s\n", net->n[i].id, kinds);
+            *ok = *ok && rdx_buf_append(b, line, (size_t)n) == RDX_OK;
+        }
+    }
+}
+
+/*
+ * The configuration of node i. Delivery retries back off only to 2 s and
+ * give up only after 1000 attempts, so a node restarted within the demo's
+ * lifetime is caught up with promptly and nothing is dead-lettered.
+ */
+static int write_config(const char *cmd, const char *dir, const struct net *net, size_t i)
+{
+    const struct netnode *nd = &net->n[i];
+    const struct netnode *hub = hub_of(net);
+    char path[PATH_CAP], line[600];
+    rdx_buf b;
+    int ok = 1, n;
+    rdx_buf_init(&b, 1 << 20);
+    n = snprintf(line, sizeof line,
+                 "; %s (%s), %s: generated by rdx network up\n"
+                 "[node]\nid = %s\nlisten = 127.0.0.1:%u\ncert = pki/certs/%s.crt\n"
+                 "key = pki/private/%s.key\nca = pki/ca.crt\ncrl = pki/crl.pem\n"
+                 "data = data/%s\nretry_base_ms = 100\nretry_max_ms = 2000\n"
+                 "max_attempts = 1000\nchunk_size = 1048576\n\n[peers]\n",
+                 nd->name, nd->city, ROLE_NAMES[nd->role], nd->id, nd->port, nd->id, nd->id,
+                 nd->id);
+    ok = ok && rdx_buf_append(&b, line, (size_t)n) == RDX_OK;
+    for (size_t k = 0; k < net->count; k++) {
+        if (k != i && (nd->role == ROLE_HUB || net->n[k].role == ROLE_HUB)) {
+            n = snprintf(line, sizeof line, "%s = 127.0.0.1:%u\n", net->n[k].id, net->n[k].port);
+            ok = ok && rdx_buf_append(&b, line, (size_t)n) == RDX_OK;
+        }
+    }
+    ok = ok && rdx_buf_append(&b, "\n[allow.send]\n", strlen("\n[allow.send]\n")) == RDX_OK;
+    if (nd->role == ROLE_HUB) {
+        rules_for(&b, net, ROLE_CLINIC, "ecg, dicom, lab-order", &ok);
+        rules_for(&b, net, ROLE_LAB, "lab-result", &ok);
+        rules_for(&b, net, ROLE_RADIOLOGY, "other", &ok);
+        ok = ok && rdx_buf_append(&b, "\n[allow.fetch]\n", strlen("\n[allow.fetch]\n")) == RDX_OK;
+        rules_for(&b, net, ROLE_RADIOLOGY, "dicom, report", &ok);
+        n = snprintf(line, sizeof line,
+                     "\n[dispatch]\nengines = ecg, dicom, lab\nindex = hub/index.db\n"
+                     "catalogue = catalogue.ini\nlab_db = hub/lab.db\nhub_facility = %s\n"
+                     "max_attempts = 3\nretry_ms = 500\n",
+                     nd->id);
+        ok = ok && rdx_buf_append(&b, line, (size_t)n) == RDX_OK;
+    } else {
+        const char *kinds = nd->role == ROLE_CLINIC ? "report, lab-result"
+                            : nd->role == ROLE_LAB  ? "lab-order, report"
+                                                    : "dicom, report";
+        n = snprintf(line, sizeof line, "%s = %s\n", hub->id, kinds);
+        ok = ok && rdx_buf_append(&b, line, (size_t)n) == RDX_OK;
+    }
+    int rc = 0;
+    if (!ok) {
+        rc = rdx_cli_fail(cmd, "%s: configuration too large", nd->id);
+    } else if (pathf(path, "%s/%s.ini", dir, nd->id), path[0] == '\0') {
+        rc = rdx_cli_fail(cmd, "%s: path too long", dir);
+    } else {
+        rdx_error err;
+        rdx_error_clear(&err);
+        if (rdx_file_write_atomic(path, b.data, b.len, &err) != RDX_OK) {
+            rc = rdx_cli_fail_err(cmd, &err);
+        }
+    }
+    rdx_buf_free(&b);
+    return rc;
+}
+
+static int write_nodes_file(const char *cmd, const char *dir, const struct net *net)
+{
+    char path[PATH_CAP], line[400];
+    rdx_buf b;
+    int ok = 1;
+    rdx_buf_init(&b, 1 << 20);
+    for (size_t i = 0; i < net->count; i++) {
+        const struct netnode *nd = &net->n[i];
+        int n = snprintf(line, sizeof line, "[node %s]\nname = %s\ncity = %s\nrole = %s\n\n",
+                         nd->id, nd->name, nd->city, ROLE_NAMES[nd->role]);
+        ok = ok && rdx_buf_append(&b, line, (size_t)n) == RDX_OK;
+    }
+    pathf(path, "%s/nodes.ini", dir);
+    ok = ok && rdx_buf_append(&b, "", 1) == RDX_OK;
+    int rc = ok ? write_file(cmd, path, (const char *)b.data) : rdx_cli_fail(cmd, "out of memory");
+    rdx_buf_free(&b);
+    return rc;
+}
+
+static int copy_file(const char *cmd, const char *from, const char *to)
+{
+    rdx_buf b;
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_buf_init(&b, 64u << 20);
+    int rc = 0;
+    if (rdx_file_read(from, &b, &err) != RDX_OK ||
+        rdx_file_write_atomic(to, b.data, b.len, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(cmd, &err);
+    }
+    rdx_buf_free(&b);
+    return rc;
+}
+
+/* The PID recorded for node id, or 0. */
+static pid_t read_pid(const char *dir, const char *id)
+{
+    char path[PATH_CAP];
+    rdx_buf b;
+    int64_t v = 0;
+    pathf(path, "%s/run/%s.pid", dir, id);
+    rdx_buf_init(&b, 64);
+    if (rdx_file_read(path, &b, NULL) != RDX_OK) {
+        rdx_buf_free(&b);
+        return 0;
+    }
+    size_t n = b.len;
+    while (n > 0 && (b.data[n - 1] == '\n' || b.data[n - 1] == ' ')) {
+        n--;
+    }
+    if (rdx_parse_i64((const char *)b.data, n, 1, 4194304, &v) != RDX_OK) {
+        v = 0;
+    }
+    rdx_buf_free(&b);
+    return (pid_t)v;
+}
+
+/*
+ * Whether pid is still our node: alive and running `rdx node serve --config
+ * DIR/ID.ini` (so a PID reused by an unrelated process is never signalled).
+ */
+static int is_our_node(pid_t pid, const char *ini)
+{
+    char path[64];
+    rdx_buf b;
+    snprintf(path, sizeof path, "/proc/%ld/cmdline", (long)pid);
+    rdx_buf_init(&b, 1 << 16);
+    int ours = 0;
+    if (rdx_file_read(path, &b, NULL) == RDX_OK && b.len > 0) {
+        /* NUL-separated arguments: look for "serve" followed by the config path. */
+        int serve = 0;
+        for (size_t off = 0; off < b.len;) {
+            const char *a = (const char *)b.data + off;
+            size_t l = strnlen(a, b.len - off);
+            if (l == 5 && memcmp(a, "serve", 5) == 0) {
+                serve = 1;
+            } else if (serve && strlen(ini) == l && memcmp(a, ini, l) == 0) {
+                ours = 1;
+            }
+            off += l + 1;
+        }
+    }
+    rdx_buf_free(&b);
+    return ours;
+}
+
+static int start_node(const char *cmd, const char *dir, const char *exe, const struct netnode *nd,
+                      pid_t *out)
+{
+    char ini[PATH_CAP], logp[PATH_CAP], pidp[PATH_CAP], portp[PATH_CAP], text[32];
+    pathf(ini, "%s/%s.ini", dir, nd->id);
+    pathf(logp, "%s/log/%s.log", dir, nd->id);
+    pathf(pidp, "%s/run/%s.pid", dir, nd->id);
+    pathf(portp, "%s/data/%s/node.port", dir, nd->id);
+    (void)unlink(portp);
+    pid_t pid = fork();
+    if (pid < 0) {
+        return rdx_cli_fail(cmd, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        /* The node outlives this command: its own session, no terminal, its log file. */
+        int lf = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        int nf = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (lf < 0 || nf < 0 || setsid() < 0 || dup2(nf, 0) < 0 || dup2(nf, 1) < 0 ||
+            dup2(lf, 2) < 0) {
+            _exit(127);
+        }
+        char *argv[] = {"rdx", "node", "serve", "--config", ini, NULL};
+        execv(exe, argv);
+        _exit(127);
+    }
+    snprintf(text, sizeof text, "%ld\n", (long)pid);
+    if (write_file(cmd, pidp, text) != 0) {
+        kill(pid, SIGTERM);
+        return RDX_EXIT_FAIL;
+    }
+    *out = pid;
+    return 0;
+}
+
+/* Wait (at most 15 s) until the node has written its port file. */
+static int wait_started(const char *cmd, const char *dir, const struct netnode *nd, pid_t pid)
+{
+    char portp[PATH_CAP], logp[PATH_CAP];
+    pathf(portp, "%s/data/%s/node.port", dir, nd->id);
+    pathf(logp, "%s/log/%s.log", dir, nd->id);
+    const struct timespec tick = {0, 20 * 1000 * 1000};
+    for (int i = 0; i < 750; i++) {
+        struct stat sb;
+        if (stat(portp, &sb) == 0 && sb.st_size > 0) {
+            return 0;
+        }
+        if (kill(pid, 0) != 0 || waitpid(pid, NULL, WNOHANG) == pid) {
+            return rdx_cli_fail(cmd, "%s: the node exited at start; see %s", nd->id, logp);
+        }
+        nanosleep(&tick, NULL);
+    }
+    return rdx_cli_fail(cmd, "%s: the node did not start within 15 s; see %s", nd->id, logp);
+}
+
+static const char UP_USAGE[] =
+    "Usage: rdx network up --dir DIR [--nodes FILE] [--catalogue FILE]\n\n"
+    "Create a whole network in DIR and start it: the network CA, one key and\n"
+    "certificate per institution, one node configuration each, and one\n"
+    "`rdx node serve` process per node, listening on 127.0.0.1 only (ports\n"
+    "chosen free by the kernel). The default network is the hub in Nanjing\n"
+    "(NJ-HUB, Jiangsu Province Hospital), community clinics in Ma'anshan,\n"
+    "Zhenjiang and Yangzhou (MAS-EAST-CHC, ZJ-EAST-CHC, YZ-EAST-CHC), the\n"
+    "Zhenjiang central clinical laboratory (ZJ-CCL) and a radiology reading\n"
+    "room in Nanjing (NJ-RAD). The hub's configuration enables the dispatcher\n"
+    "([dispatch]): ECGs, studies, lab orders and results are processed there.\n"
+    "When DIR already holds a network, its stopped nodes are started again.\n\n"
+    "  --nodes FILE      the institutions instead: [node ID] sections with\n"
+    "                    name, city and role (hub, clinic, lab, radiology);\n"
+    "                    exactly one hub; lab IDs as in the catalogue\n"
+    "  --catalogue FILE  the lab catalogue for routing (default\n"
+    "                    docs/examples/network.ini)\n\n"
+    "Layout: DIR/ID.ini, DIR/pki/, DIR/data/ID/, DIR/log/ID.log, DIR/run/ID.pid.\n"
+    "Stop it with 'rdx network down --dir DIR'.\n";
+
+static int network_up(int argc, char **argv)
+{
+    const char *cmd = "network up";
+    const char *dir_arg = NULL, *nodes = NULL, *catalogue = "docs/examples/network.ini";
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            fputs(UP_USAGE, stdout);
+            return RDX_EXIT_OK;
+        }
+        int hit = rdx_tp_cli_opt(argc, argv, &i, "--dir", &dir_arg, cmd);
+        if (hit == 0) {
+            hit = rdx_tp_cli_opt(argc, argv, &i, "--nodes", &nodes, cmd);
+        }
+        if (hit == 0) {
+            hit = rdx_tp_cli_opt(argc, argv, &i, "--catalogue", &catalogue, cmd);
+        }
+        if (hit < 0) {
+            return RDX_EXIT_USAGE;
+        }
+        if (hit == 0) {
+            return rdx_cli_usage(cmd, "unknown argument '%s'", argv[i]);
+        }
+    }
+    if (dir_arg == NULL) {
+        return rdx_cli_usage(cmd, "--dir is required");
+    }
+    char dir[PATH_CAP], path[PATH_CAP], exe[PATH_CAP];
+    struct net net;
+    int rc;
+    if (nodes != NULL && (rc = load_nodes(cmd, nodes, &net)) != 0) {
+        return rc; /* a bad --nodes file leaves nothing behind */
+    }
+    if (mkdir(dir_arg, 0700) != 0 && errno != EEXIST) {
+        return rdx_cli_fail(cmd, "%s: %s", dir_arg, strerror(errno));
+    }
+    if (realpath(dir_arg, dir) == NULL) {
+        return rdx_cli_fail(cmd, "%s: %s", dir_arg, strerror(errno));
+    }
+    if (strlen(dir) > 3000) {
+        return rdx_cli_fail(cmd, "%s: path too long for the node files", dir);
+    }
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (el <= 0) {
+        return rdx_cli_fail(cmd, "/proc/self/exe: %s", strerror(errno));
+    }
+    exe[el] = '\0';
+    pathf(path, "%s/nodes.ini", dir);
+    struct stat sb;
+    int fresh = stat(path, &sb) != 0;
+    if (!fresh) {
+        /* An existing network: the same nodes, ports and keys; start what is stopped. */
+        if (nodes != NULL) {
+            return rdx_cli_usage(cmd, "%s already holds a network; --nodes applies to a new one",
+                                 dir);
+        }
+        if ((rc = load_nodes(cmd, path, &net)) != 0) {
+            return rc;
+        }
+        for (size_t i = 0; i < net.count; i++) {
+            rdx_transport_config *cfg = NULL;
+            rdx_error err;
+            rdx_error_clear(&err);
+            pathf(path, "%s/%s.ini", dir, net.n[i].id);
+            if (rdx_transport_config_load(path, &cfg, &err) != RDX_OK) {
+                return rdx_cli_fail_err(cmd, &err);
+            }
+            rdx_transport_config_free(cfg);
+        }
+    } else {
+        if ((rc = load_nodes(cmd, nodes, &net)) != 0) {
+            return rc;
+        }
+        rdx_error err;
+        rdx_error_clear(&err);
+        pathf(path, "%s/pki", dir);
+        rdx_transport_ca_cfg cc = {path, "Nanjing Remote Diagnosis Network", 0};
+        if (rdx_transport_ca_create(&cc, &err) != RDX_OK) {
+            return rdx_cli_fail_err(cmd, &err);
+        }
+        rdx_transport_ca *ca = NULL;
+        if (rdx_transport_ca_open(path, &ca, &err) != RDX_OK) {
+            return rdx_cli_fail_err(cmd, &err);
+        }
+        for (size_t i = 0; i < net.count; i++) {
+            rdx_transport_issue_cfg ic = {net.n[i].id, net.n[i].name, net.n[i].city, 0, 0};
+            if (rdx_transport_ca_issue(ca, &ic, NULL, &err) != RDX_OK) {
+                rdx_transport_ca_free(ca);
+                return rdx_cli_fail_err(cmd, &err);
+            }
+            net.n[i].port = free_port();
+            if (net.n[i].port == 0) {
+                rdx_transport_ca_free(ca);
+                return rdx_cli_fail(cmd, "no free port on 127.0.0.1");
+            }
+        }
+        rdx_transport_ca_free(ca);
+        pathf(path, "%s/catalogue.ini", dir);
+        if ((rc = copy_file(cmd, catalogue, path)) != 0) {
+            return rc;
+        }
+        static const char *const sub[] = {"data", "hub", "log", "run"};
+        for (size_t k = 0; k < 4; k++) {
+            pathf(path, "%s/%s", dir, sub[k]);
+            if ((rc = mkdir_p(cmd, path)) != 0) {
+                return rc;
+            }
+        }
+        for (size_t i = 0; i < net.count; i++) {
+            if ((rc = write_config(cmd, dir, &net, i)) != 0) {
+                return rc;
+            }
+        }
+        if ((rc = write_nodes_file(cmd, dir, &net)) != 0) {
+            return rc;
+        }
+    }
+    pid_t pids[NODES_MAX] = {0};
+    for (size_t i = 0; i < net.count; i++) {
+        char ini[PATH_CAP];
+        pid_t old = read_pid(dir, net.n[i].id);
+        pathf(ini, "%s/%s.ini", dir, net.n[i].id);
+        if (old > 0 && is_our_node(old, ini)) {
+            continue; /* already running */
+        }
+        if ((rc = start_node(cmd, dir, exe, &net.n[i], &pids[i])) != 0) {
+            break;
+        }
+    }
+    for (size_t i = 0; rc == 0 && i < net.count; i++) {
+        if (pids[i] > 0) {
+            rc = wait_started(cmd, dir, &net.n[i], pids[i]);
+        }
+    }
+    if (rc != 0) {
+        /* Half a network helps nobody: stop what this call started. */
+        for (size_t i = 0; i < net.count; i++) {
+            if (pids[i] > 0) {
+                kill(pids[i], SIGTERM);
+                waitpid(pids[i], NULL, 0);
+                pathf(path, "%s/run/%s.pid", dir, net.n[i].id);
+                (void)unlink(path);
+            }
+        }
+        return rc;
+    }
+    printf("network up in %s: %zu nodes on 127.0.0.1\n", dir, net.count);
+    for (size_t i = 0; i < net.count; i++) {
+        rdx_transport_config *cfg = NULL;
+        char port[16] = "?";
+        rdx_buf b;
+        pathf(path, "%s/data/%s/node.port", dir, net.n[i].id);
+        rdx_buf_init(&b, 32);
+        if (rdx_file_read(path, &b, NULL) == RDX_OK) {
+            size_t n = b.len;
+            while (n > 0 && (b.data[n - 1] == '\n')) {
+                n--;
+            }
+            snprintf(port, sizeof port, "%.*s", (int)n, (const char *)b.data);
+        }
+        rdx_buf_free(&b);
+        rdx_transport_config_free(cfg);
+        printf("  %-13s %-10s %-10s 127.0.0.1:%-5s pid %-7ld %s\n", net.n[i].id,
+               ROLE_NAMES[net.n[i].role], net.n[i].city, port, (long)read_pid(dir, net.n[i].id),
+               net.n[i].name);
+    }
+    return RDX_EXIT_OK;
+}
+
+static const char DOWN_USAGE[] =
+    "Usage: rdx network down --dir DIR\n\n"
+    "Stop the nodes 'rdx network up' started in DIR: SIGTERM to each PID in\n"
+    "DIR/run/ (only when that PID still runs that node's configuration), then\n"
+    "SIGKILL to any still running after 10 s. DIR itself is kept.\n";
+
+static int network_down(int argc, char **argv)
+{
+    const char *cmd = "network down";
+    const char *dir_arg = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            fputs(DOWN_USAGE, stdout);
+            return RDX_EXIT_OK;
+        }
+        int hit = rdx_tp_cli_opt(argc, argv, &i, "--dir", &dir_arg, cmd);
+        if (hit < 0) {
+            return RDX_EXIT_USAGE;
+        }
+        if (hit == 0) {
+            return rdx_cli_usage(cmd, "unknown argument '%s'", argv[i]);
+        }
+    }
+    if (dir_arg == NULL) {
+        return rdx_cli_usage(cmd, "--dir is required");
+    }
+    char dir[PATH_CAP], path[PATH_CAP];
+    struct net net;
+    int rc;
+    if (realpath(dir_arg, dir) == NULL) {
+        return rdx_cli_fail(cmd, "%s: %s", dir_arg, strerror(errno));
+    }
+    pathf(path, "%s/nodes.ini", dir);
+    if ((rc = load_nodes(cmd, path, &net)) != 0) {
+        return rc;
+    }
+    pid_t pids[NODES_MAX] = {0};
+    size_t stopping = 0;
+    for (size_t i = 0; i < net.count; i++) {
+        char ini[PATH_CAP];
+        pid_t pid = read_pid(dir, net.n[i].id);
+        pathf(ini, "%s/%s.ini", dir, net.n[i].id);
+        if (pid > 0 && is_our_node(pid, ini) && kill(pid, SIGTERM) == 0) {
+            pids[i] = pid;
+            stopping++;
+        }
+    }
+    const struct timespec tick = {0, 20 * 1000 * 1000};
+    for (int t = 0; t < 500 && stopping > 0; t++) {
+        stopping = 0;
+        for (size_t i = 0; i < net.count; i++) {
+            char ini[PATH_CAP];
+            pathf(ini, "%s/%s.ini", dir, net.n[i].id);
+            if (pids[i] > 0 && is_our_node(pids[i], ini)) {
+                stopping++;
+            }
+        }
+        if (stopping > 0) {
+            nanosleep(&tick, NULL);
+        }
+    }
+    size_t stopped = 0, killed = 0;
+    for (size_t i = 0; i < net.count; i++) {
+        char ini[PATH_CAP];
+        pathf(ini, "%s/%s.ini", dir, net.n[i].id);
+        if (pids[i] > 0 && is_our_node(pids[i], ini)) {
+            kill(pids[i], SIGKILL);
+            killed++;
+        }
+        stopped += pids[i] > 0;
+        pathf(path, "%s/run/%s.pid", dir, net.n[i].id);
+        (void)unlink(path);
+    }
+    printf("network down in %s: %zu node(s) stopped%s\n", dir, stopped,
+           killed ? " (some killed after 10 s)" : "");
+    return RDX_EXIT_OK;
+}
+
+static const struct rdx_cli_verb verbs[] = {
+    {"up", "create the PKI and node configs in DIR and start every node on 127.0.0.1", network_up},
+    {"down", "stop the nodes a 'network up' started (by their PID files)", network_down},
+};
 
 const struct rdx_cli_group rdx_cli_group_network = {
     .name = "network",
     .summary = "The four-city network on one machine (demo and tests)",
-    .verbs = NULL,
-    .nverbs = 0,
+    .verbs = verbs,
+    .nverbs = sizeof verbs / sizeof verbs[0],
 };

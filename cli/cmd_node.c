@@ -1,9 +1,11 @@
 /* rdx node: run an institution's transport node. */
 #include "cli.h"
+#include "rdx/hub.h"
 #include "tp_cli.h"
 
 #include "rdx/transport.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -24,7 +26,13 @@ static const char SERVE_USAGE[] =
     "TLS 1.3 with client certificates checked against the network CA and CRL,\n"
     "store them durably in the data directory, and deliver the outbox to peers.\n"
     "Logs go to stderr, one line per event; the bound port is written to\n"
-    "DATA/node.port. SIGINT or SIGTERM stops it cleanly.\n";
+    "DATA/node.port. SIGINT or SIGTERM stops it cleanly.\n\n"
+    "When FILE has a [dispatch] section (the hub; see docs/ARCHITECTURE.md and\n"
+    "include/rdx/hub.h), the node also processes its inbox: ECGs are detected and\n"
+    "answered with a report, studies indexed, study requests answered as\n"
+    "[allow.fetch] allows, lab orders routed and forwarded to the labs, lab\n"
+    "results matched and forwarded to the clinics. A case's answers and its\n"
+    "completion are committed together; a failing case is retried, then parked.\n";
 
 static int node_serve(int argc, char **argv)
 {
@@ -59,11 +67,32 @@ static int node_serve(int argc, char **argv)
     }
     rdx_logger log = {log_stderr, NULL, verbose ? RDX_LOG_DEBUG : RDX_LOG_INFO};
     rdx_transport_node *node = NULL;
+    rdx_hub_dispatcher *disp = NULL;
+    pthread_t disp_thread;
+    int disp_running = 0;
     int rc = RDX_EXIT_OK;
     if (rdx_transport_node_new(cfg, &log, &node, &err) != RDX_OK ||
-        rdx_transport_node_run(node, 1, &err) != RDX_OK) {
+        rdx_hub_dispatcher_new(cfg, &log, &disp, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(cmd, &err);
+        goto out;
+    }
+    if (disp != NULL) {
+        /* [dispatch]: this node also processes its inbox (the hub). */
+        if (pthread_create(&disp_thread, NULL, rdx_hub_dispatcher_thread, disp) != 0) {
+            rc = rdx_cli_fail(cmd, "cannot start the dispatcher thread");
+            goto out;
+        }
+        disp_running = 1;
+    }
+    if (rdx_transport_node_run(node, 1, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(cmd, &err);
     }
+out:
+    if (disp_running) {
+        rdx_hub_dispatcher_stop(disp);
+        pthread_join(disp_thread, NULL);
+    }
+    rdx_hub_dispatcher_free(disp);
     rdx_transport_node_free(node);
     rdx_transport_config_free(cfg);
     return rc;
@@ -92,20 +121,19 @@ static int print_record(void *u, const rdx_transport_audit_record *r)
 }
 
 static const char AUDIT_USAGE[] =
-    "Usage: rdx node audit --config FILE [--verify] [--json]\n\n"
     "Print the node's audit log (every connection accepted or refused, every\n"
     "case queued, received, acknowledged, refused, fetched or dead-lettered),\n"
     "one record a line: sequence, time, outcome, event, institution, object,\n"
     "detail. With --verify, check the SHA-256 hash chain instead and name the\n"
     "first broken record (exit 1).\n";
 
-static int node_audit(int argc, char **argv)
+int rdx_tp_cli_audit(const char *cmd, int argc, char **argv)
 {
-    const char *cmd = "node audit";
     const char *config = NULL;
     int json = 0, verify = 0;
     for (int i = 1; i < argc; i++) {
         if (rdx_cli_is_help(argv[i])) {
+            printf("Usage: rdx %s --config FILE [--verify] [--json]\n\n", cmd);
             fputs(AUDIT_USAGE, stdout);
             return RDX_EXIT_OK;
         }
@@ -160,6 +188,11 @@ static int node_audit(int argc, char **argv)
     }
     rdx_transport_config_free(cfg);
     return st == RDX_OK ? RDX_EXIT_OK : rdx_cli_fail_err(cmd, &err);
+}
+
+static int node_audit(int argc, char **argv)
+{
+    return rdx_tp_cli_audit("node audit", argc, argv);
 }
 
 static const struct rdx_cli_verb verbs[] = {

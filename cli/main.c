@@ -6,7 +6,7 @@
 
 static const struct rdx_cli_group *const groups[] = {
     &rdx_cli_group_ecg,  &rdx_cli_group_img,  &rdx_cli_group_lab,     &rdx_cli_group_pki,
-    &rdx_cli_group_node, &rdx_cli_group_case, &rdx_cli_group_network,
+    &rdx_cli_group_node, &rdx_cli_group_case, &rdx_cli_group_network, &rdx_cli_group_audit,
 };
 #define NGROUPS (sizeof groups / sizeof groups[0])
 

@@ -21,4 +21,10 @@ void rdx_tp_cli_json_str(FILE *f, const char *s);
 /* Format Unix seconds as an RFC 3339 UTC time ("2026-12-01T08:00:00Z"). */
 void rdx_tp_cli_time(char *out, size_t outsz, long long unix_s);
 
+/*
+ * `rdx node audit` and `rdx audit show`: print the audit log of the node
+ * --config names, or --verify its chain. cmd names the verb in messages.
+ */
+int rdx_tp_cli_audit(const char *cmd, int argc, char **argv);
+
 #endif

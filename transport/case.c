@@ -136,19 +136,17 @@ static void remove_dir_files(const char *dir, size_t n)
     (void)rmdir(dir);
 }
 
-rdx_status rdx_transport_case_queue(const rdx_transport_config *cfg, const char *to,
-                                    rdx_transport_kind kind, const char *const *files,
-                                    size_t nfiles, char case_id[RDX_TRANSPORT_CASE_ID_LEN],
-                                    rdx_error *err)
+rdx_status rdx_tp_case_stage(const rdx_transport_config *cfg, const char *to,
+                             rdx_transport_kind kind, const char *const *files, size_t nfiles,
+                             const char *case_id, struct rdx_tp_manifest *m, rdx_buf *blob,
+                             rdx_error *err)
 {
-    struct rdx_tp_manifest m;
     unsigned char rnd[16];
     char dir[4200], p[4300];
-    sqlite3 *db = NULL;
-    rdx_buf blob;
     rdx_status st;
     size_t copied = 0;
     int made_dir = 0;
+    memset(m, 0, sizeof *m);
     if (cfg == NULL || to == NULL || files == NULL) {
         return rdx_error_set(err, RDX_EINVAL, "no configuration, recipient or files");
     }
@@ -162,13 +160,14 @@ rdx_status rdx_transport_case_queue(const rdx_transport_config *cfg, const char 
     if (nfiles == 0 || nfiles > RDX_TRANSPORT_ITEMS_MAX) {
         return rdx_error_set(err, RDX_EINVAL, "a case has 1 to %d files", RDX_TRANSPORT_ITEMS_MAX);
     }
-    memset(&m, 0, sizeof m);
-    rdx_buf_init(&blob, RDX_TRANSPORT_OFFER_MAX);
-    m.items = rdx_callocarray(nfiles, sizeof *m.items);
-    if (m.items == NULL) {
+    if (case_id != NULL) {
+        RDX_TRY(rdx_tp_case_id_check(case_id, strlen(case_id), err));
+    }
+    m->items = rdx_callocarray(nfiles, sizeof *m->items);
+    if (m->items == NULL) {
         return rdx_error_set(err, RDX_ENOMEM, "out of memory");
     }
-    m.nitems = nfiles;
+    m->nitems = nfiles;
     for (size_t i = 0; i < nfiles; i++) {
         const char *base = strrchr(files[i], '/');
         base = base != NULL ? base + 1 : files[i];
@@ -178,36 +177,43 @@ rdx_status rdx_transport_case_queue(const rdx_transport_config *cfg, const char 
             goto out;
         }
         for (size_t j = 0; j < i; j++) {
-            if (strcmp(m.items[j].name, base) == 0) {
+            if (strcmp(m->items[j].name, base) == 0) {
                 st = rdx_error_set(err, RDX_EINVAL, "%s: a second file named '%s' in one case",
                                    files[i], base);
                 goto out;
             }
         }
-        snprintf(m.items[i].name, sizeof m.items[i].name, "%s", base);
+        snprintf(m->items[i].name, sizeof m->items[i].name, "%s", base);
     }
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        st = rdx_error_set(err, RDX_EINTERNAL, "no randomness for a case ID");
+    if (case_id != NULL) {
+        snprintf(m->case_id, sizeof m->case_id, "%s", case_id);
+    } else {
+        if (RAND_bytes(rnd, sizeof rnd) != 1) {
+            st = rdx_error_set(err, RDX_EINTERNAL, "no randomness for a case ID");
+            goto out;
+        }
+        for (size_t i = 0; i < sizeof rnd; i++) {
+            snprintf(m->case_id + 2 * i, 3, "%02x", rnd[i]);
+        }
+    }
+    m->kind = kind;
+    snprintf(m->sender, sizeof m->sender, "%s", cfg->id);
+    snprintf(m->recipient, sizeof m->recipient, "%s", to);
+    m->created_ms = rdx_clock_wall_ms();
+    m->chunk_size = cfg->chunk_size;
+
+    if ((st = rdx_tp_path(dir, sizeof dir, err, "%s/outbox", cfg->data)) != RDX_OK) {
         goto out;
     }
-    for (size_t i = 0; i < sizeof rnd; i++) {
-        snprintf(m.case_id + 2 * i, 3, "%02x", rnd[i]);
-    }
-    m.kind = kind;
-    snprintf(m.sender, sizeof m.sender, "%s", cfg->id);
-    snprintf(m.recipient, sizeof m.recipient, "%s", to);
-    m.created_ms = rdx_clock_wall_ms();
-    m.chunk_size = cfg->chunk_size;
-
-    if ((st = rdx_tp_node_db_open(cfg->data, &db, err)) != RDX_OK ||
-        (st = rdx_tp_path(dir, sizeof dir, err, "%s/outbox", cfg->data)) != RDX_OK) {
+    if (mkdir(cfg->data, 0700) != 0 && errno != EEXIST) {
+        st = rdx_error_set(err, RDX_EIO, "%s: %s", cfg->data, strerror(errno));
         goto out;
     }
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         st = rdx_error_set(err, RDX_EIO, "%s: %s", dir, strerror(errno));
         goto out;
     }
-    if ((st = rdx_tp_path(dir, sizeof dir, err, "%s/outbox/%s", cfg->data, m.case_id)) != RDX_OK) {
+    if ((st = rdx_tp_path(dir, sizeof dir, err, "%s/outbox/%s", cfg->data, m->case_id)) != RDX_OK) {
         goto out;
     }
     if (mkdir(dir, 0700) != 0) {
@@ -219,7 +225,7 @@ rdx_status rdx_transport_case_queue(const rdx_transport_config *cfg, const char 
      */
     for (size_t i = 0; i < nfiles; i++) {
         snprintf(p, sizeof p, "%s/%zu", dir, i);
-        if ((st = copy_hash(files[i], p, NULL, &m.items[i].size, m.items[i].sha256, err)) !=
+        if ((st = copy_hash(files[i], p, NULL, &m->items[i].size, m->items[i].sha256, err)) !=
             RDX_OK) {
             goto out;
         }
@@ -228,33 +234,70 @@ rdx_status rdx_transport_case_queue(const rdx_transport_config *cfg, const char 
     fsync_path(dir);
     snprintf(p, sizeof p, "%s/outbox", cfg->data);
     fsync_path(p);
-    if ((st = rdx_tp_manifest_encode(&m, &blob, err)) != RDX_OK) {
-        goto out;
+    st = rdx_tp_manifest_encode(m, blob, err);
+out:
+    if (st != RDX_OK) {
+        if (made_dir) {
+            remove_dir_files(dir, copied);
+        }
+        rdx_tp_manifest_clear(m);
     }
+    return st;
+}
+
+void rdx_tp_case_unstage(const rdx_transport_config *cfg, const char *case_id, size_t nitems)
+{
+    char dir[4200];
+    if (snprintf(dir, sizeof dir, "%s/outbox/%s", cfg->data, case_id) < (int)sizeof dir) {
+        remove_dir_files(dir, nitems);
+    }
+}
+
+int rdx_tp_case_insert(sqlite3 *db, const rdx_transport_config *cfg,
+                       const struct rdx_tp_manifest *m, const rdx_buf *blob, rdx_error *err)
+{
     sqlite3_stmt *s = NULL;
     char detail[200];
     uint64_t total = 0;
-    for (size_t i = 0; i < nfiles; i++) {
-        total += m.items[i].size;
+    for (size_t i = 0; i < m->nitems; i++) {
+        total += m->items[i].size;
     }
     snprintf(detail, sizeof detail, "%s case queued for %s: %zu items, %llu bytes",
-             rdx_transport_kind_name(kind), to, nfiles, (unsigned long long)total);
+             rdx_transport_kind_name(m->kind), m->recipient, m->nitems, (unsigned long long)total);
     int ok =
-        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
         sqlite3_prepare_v2(db,
                            "INSERT INTO outbox(case_id, recipient, kind, created_ms, "
                            "manifest, state) VALUES (?,?,?,?,?,'queued')",
                            -1, &s, NULL) == SQLITE_OK &&
-        sqlite3_bind_text(s, 1, m.case_id, -1, SQLITE_STATIC) == SQLITE_OK &&
-        sqlite3_bind_text(s, 2, to, -1, SQLITE_STATIC) == SQLITE_OK &&
-        sqlite3_bind_text(s, 3, rdx_transport_kind_name(kind), -1, SQLITE_STATIC) == SQLITE_OK &&
-        sqlite3_bind_int64(s, 4, m.created_ms) == SQLITE_OK &&
-        sqlite3_bind_blob(s, 5, blob.data, (int)blob.len, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(s, 1, m->case_id, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(s, 2, m->recipient, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(s, 3, rdx_transport_kind_name(m->kind), -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int64(s, 4, m->created_ms) == SQLITE_OK &&
+        sqlite3_bind_blob(s, 5, blob->data, (int)blob->len, SQLITE_STATIC) == SQLITE_OK &&
         sqlite3_step(s) == SQLITE_DONE;
     sqlite3_finalize(s);
-    ok = ok && rdx_tp_audit(db, cfg->id, "case-queued", RDX_TP_OUTCOME_SUCCESS, to, m.case_id,
-                            detail, err) == RDX_OK;
-    ok = ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+    ok = ok && rdx_tp_audit(db, cfg->id, "case-queued", RDX_TP_OUTCOME_SUCCESS, m->recipient,
+                            m->case_id, detail, err) == RDX_OK;
+    return ok;
+}
+
+rdx_status rdx_transport_case_queue(const rdx_transport_config *cfg, const char *to,
+                                    rdx_transport_kind kind, const char *const *files,
+                                    size_t nfiles, char case_id[RDX_TRANSPORT_CASE_ID_LEN],
+                                    rdx_error *err)
+{
+    struct rdx_tp_manifest m;
+    sqlite3 *db = NULL;
+    rdx_buf blob;
+    rdx_status st;
+    rdx_buf_init(&blob, RDX_TRANSPORT_OFFER_MAX);
+    RDX_TRY(rdx_tp_case_stage(cfg, to, kind, files, nfiles, NULL, &m, &blob, err));
+    if ((st = rdx_tp_node_db_open(cfg->data, &db, err)) != RDX_OK) {
+        goto out;
+    }
+    int ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
+             rdx_tp_case_insert(db, cfg, &m, &blob, err) &&
+             sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
     if (!ok) {
         st = rdx_error_set(err, RDX_EDB, "%s/node.db: %s", cfg->data, sqlite3_errmsg(db));
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -264,8 +307,8 @@ rdx_status rdx_transport_case_queue(const rdx_transport_config *cfg, const char 
     case_id[RDX_TRANSPORT_CASE_ID_LEN - 1] = '\0';
     st = RDX_OK;
 out:
-    if (st != RDX_OK && made_dir) {
-        remove_dir_files(dir, copied);
+    if (st != RDX_OK) {
+        rdx_tp_case_unstage(cfg, m.case_id, m.nitems);
     }
     sqlite3_close(db);
     rdx_buf_free(&blob);

@@ -284,6 +284,9 @@ static int handler(void *user, const char *section, const char *name, const char
     if (strcmp(section, "allow.fetch") == 0) {
         return add_rule(p, section, 1, name, value);
     }
+    if (strcmp(section, "dispatch") == 0) {
+        return 1; /* the hub's dispatcher reads this section itself (hub/dispatch.c) */
+    }
     return bad(p, RDX_EINVAL, "unknown section [%s]", section);
 }
 

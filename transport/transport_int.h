@@ -216,6 +216,24 @@ rdx_status rdx_tp_refuse_encode(const char *case_id, unsigned code, const char *
 rdx_status rdx_tp_refuse_decode(const uint8_t *p, size_t len, char *case_id, unsigned *code,
                                 char *reason, size_t reasonsz, rdx_error *err);
 
+/* ---- Staging cases (transport/case.c) ------------------------------------ */
+
+/*
+ * Copy files into DATA/outbox/ID/ and build the manifest (m, and its encoding
+ * in blob) of a case for to; case_id NULL draws a random ID. Nothing is
+ * recorded in node.db: rdx_tp_case_insert does that inside the caller's
+ * transaction. On failure the spool is removed and m left empty.
+ */
+rdx_status rdx_tp_case_stage(const rdx_transport_config *cfg, const char *to,
+                             rdx_transport_kind kind, const char *const *files, size_t nfiles,
+                             const char *case_id, struct rdx_tp_manifest *m, rdx_buf *blob,
+                             rdx_error *err);
+/* Remove a staged spool DATA/outbox/ID (its nitems files and the directory). */
+void rdx_tp_case_unstage(const rdx_transport_config *cfg, const char *case_id, size_t nitems);
+/* Insert a staged case as 'queued' with its audit record; 1 on success. No BEGIN/COMMIT. */
+int rdx_tp_case_insert(sqlite3 *db, const rdx_transport_config *cfg,
+                       const struct rdx_tp_manifest *m, const rdx_buf *blob, rdx_error *err);
+
 /* ---- Node store and audit (transport/node_store.c, transport/audit.c) --- */
 
 /* Open (creating) DIR/node.db: WAL, synchronous=FULL, schema, append-only audit. */

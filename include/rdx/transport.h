@@ -445,6 +445,139 @@ rdx_status rdx_transport_audit_list(const rdx_transport_config *cfg,
 rdx_status rdx_transport_audit_verify(const rdx_transport_config *cfg, long long *records,
                                       long long *bad_seq, rdx_error *err);
 
+/* ==== The inbox as a work queue (transport/inbox.c) ====================== */
+
+/*
+ * A node that processes what it receives (the hub's dispatcher) takes
+ * completely received inbox cases one at a time and completes each with the
+ * cases it produces: rdx_transport_inbox_complete stages every output in the
+ * outbox and marks the inbox case processed in one SQLite transaction, so
+ * either all of it is durable or none is, and a crash in between is repaired
+ * by doing the work again. Output case IDs derive from the inbox case, so
+ * staging again after a crash yields the same IDs; nothing is sent twice.
+ * A failure is retried with backoff, then parked with its error; the other
+ * cases go on. The state is in node.db (tables dispatch, dispatch_out).
+ */
+
+/* At most this many output cases from one inbox case (a lab order to every lab, and a notice). */
+#define RDX_TRANSPORT_DISPATCH_OUTPUTS_MAX 32
+
+/* An inbox case waiting to be processed. */
+typedef struct rdx_transport_inbox_case {
+    char sender[65];
+    char case_id[65];
+    char kind[16];
+    int attempts; /* failed attempts so far */
+} rdx_transport_inbox_case;
+
+/*
+ * Fill out with at most max completely received cases that are neither
+ * processed nor parked and whose retry time (if any) is at or before now_ms,
+ * oldest first; *n gets the count. Errors: RDX_EDB.
+ */
+rdx_status rdx_transport_inbox_pending(const rdx_transport_config *cfg, int64_t now_ms,
+                                       rdx_transport_inbox_case *out, size_t max, size_t *n,
+                                       rdx_error *err);
+
+/*
+ * Path of item idx of a received case in this node's inbox spool (read-only
+ * for the caller; the manifest's hash was checked on receipt). Checks sender
+ * and case ID. Errors: RDX_EINVAL.
+ */
+rdx_status rdx_transport_inbox_item_path(const rdx_transport_config *cfg, const char *sender,
+                                         const char *case_id, size_t idx, char *out, size_t outsz,
+                                         rdx_error *err);
+
+/* One case this node produces from an inbox case. */
+typedef struct rdx_transport_output {
+    const char *to; /* a [peers] entry */
+    rdx_transport_kind kind;
+    const char *const *files; /* item names are the base names, unique */
+    size_t nfiles;
+} rdx_transport_output;
+
+/*
+ * Complete an inbox case: queue every output (nouts may be 0) and mark the
+ * case processed, atomically, with a case-queued audit record per output and
+ * one case-processed record (detail is added to it; may be NULL). A case
+ * already processed is left alone with *already = 1 (already may be NULL).
+ * Errors: RDX_ENOTFOUND / RDX_ESTATE (no such complete case), RDX_EINVAL (a
+ * bad output: unknown peer, bad name), RDX_EIO, RDX_EDB; on any error
+ * nothing is queued and the case stays pending.
+ */
+rdx_status rdx_transport_inbox_complete(const rdx_transport_config *cfg, const char *sender,
+                                        const char *case_id, const rdx_transport_output *outs,
+                                        size_t nouts, const char *detail, int *already,
+                                        rdx_error *err);
+
+/*
+ * Record a failed attempt at an inbox case with its reason: it is retried
+ * after retry_ms * 2^(attempts-1) (retry_ms <= 0: 1 s), or parked for good
+ * once max_attempts attempts have failed (*parked = 1; parked may be NULL).
+ * Writes a case-retry or case-parked audit record. Errors: RDX_ESTATE when
+ * the case is already processed or parked; RDX_EDB.
+ */
+rdx_status rdx_transport_inbox_fail(const rdx_transport_config *cfg, const char *sender,
+                                    const char *case_id, const char *why, int max_attempts,
+                                    int64_t retry_ms, int *parked, rdx_error *err);
+
+/* Where an inbox case is on its journey. */
+typedef struct rdx_transport_dispatch_info {
+    char sender[65];
+    char case_id[65];
+    char kind[16];
+    /* receiving, received, retry, parked, processed, replied (every output acknowledged) */
+    char state[16];
+    int attempts;
+    char last_error[256];
+    char detail[1024];
+    int outputs;       /* cases it produced */
+    int outputs_acked; /* of which acknowledged by their recipients */
+    int64_t done_ms;   /* when it was processed; 0 if not */
+} rdx_transport_dispatch_info;
+
+/* Call fn for every inbox case with its journey, oldest first; fn returns nonzero to stop. */
+rdx_status rdx_transport_dispatch_list(const rdx_transport_config *cfg,
+                                       int (*fn)(void *u, const rdx_transport_dispatch_info *d),
+                                       void *u, rdx_error *err);
+
+/* Nonzero when cfg has a [peers] entry for id (a case can be queued for it). */
+int rdx_transport_config_has_peer(const rdx_transport_config *cfg, const char *id);
+
+/* The file a configuration was loaded from (owned by cfg), for sections other readers parse. */
+const char *rdx_transport_config_path(const rdx_transport_config *cfg);
+
+/*
+ * Check the audit chain of the node whose data directory is data_dir (no
+ * configuration needed; for `rdx audit verify DIR`). As rdx_transport_audit_verify;
+ * RDX_ENOENT when data_dir holds no node.db.
+ */
+rdx_status rdx_transport_audit_verify_dir(const char *data_dir, long long *records,
+                                          long long *bad_seq, rdx_error *err);
+
+/*
+ * Append one audit record to the node's chain (for components beside the
+ * transport, such as the dispatcher: "fetch-refused", ...). outcome is 0, 4 or 8.
+ */
+rdx_status rdx_transport_audit_append(const rdx_transport_config *cfg, const char *event,
+                                      int outcome, const char *inst, const char *object,
+                                      const char *detail, rdx_error *err);
+
+/*
+ * Every case the dispatcher produces carries an item of this name holding
+ * the ID of the case it answers and a newline, so the original sender can
+ * tell which received case is the reply to which sent one.
+ */
+#define RDX_TRANSPORT_REPLY_ITEM "in-reply-to.txt"
+
+/*
+ * Find the completely received case (from from, or anyone when from is NULL)
+ * that answers case_id: its RDX_TRANSPORT_REPLY_ITEM names case_id. reply_id
+ * gets its ID. RDX_ENOTFOUND when none has arrived yet.
+ */
+rdx_status rdx_transport_inbox_find_reply(const rdx_transport_config *cfg, const char *from,
+                                          const char *case_id, char reply_id[65], rdx_error *err);
+
 #ifdef __cplusplus
 }
 #endif

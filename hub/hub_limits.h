@@ -1,0 +1,23 @@
+/*
+ * hub_limits.h - caps on what member institutions send the hub's dispatcher
+ * beside the engines' own inputs, each with the reason for its size.
+ */
+#ifndef RDX_HUB_LIMITS_H
+#define RDX_HUB_LIMITS_H
+
+/* A request.txt is one line naming a study; 4 KiB leaves room for comments. */
+#define RDX_HUB_REQUEST_MAX 4096
+
+/* A custody.tsv is a few scans per tube; 64 KiB is over a thousand lines. */
+#define RDX_HUB_CUSTODY_MAX (64 * 1024)
+
+/* Scans in one custody.tsv: a large batch of tubes, each scanned a few times. */
+#define RDX_HUB_CUSTODY_LINES_MAX 1024
+
+/* One custody field (barcode, event, HL7 DTM, condition): barcodes are at most ~20 characters. */
+#define RDX_HUB_FIELD_MAX 64
+
+/* A DICOM UID is at most 64 characters (PS3.5 9.1). */
+#define RDX_HUB_UID_MAX 64
+
+#endif
