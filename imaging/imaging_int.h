@@ -114,14 +114,14 @@ enum img_stmt {
     S_GC_SERIES,
     S_GC_STUDIES,
     S_GC_PATIENTS,
-    S_SM_ADD,
-    S_SM_SYNC,
     S_GC_SM,
     S_DEL_ADDED,
     S_ADD_REPORT,
     S_NSTMT
 };
 extern const char *const img_stmt_sql[S_NSTMT];
+/* Schema version 1 to 2, run by either backend inside its schema transaction. */
+extern const char img_migrate_v1_sql[];
 
 /* Called per result row with ncol text values (NULL for SQL NULL); nonzero stops. */
 typedef int (*img_row_cb)(void *user, int ncol, const char *const *vals);
