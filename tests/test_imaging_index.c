@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -704,6 +705,83 @@ static void test_index_schema_upgrade_from_v1(void **state)
     assert_null(f->ix);
 }
 
+/* Killed mid-run (SIGKILL inside an open batch): the index stays consistent, the next run completes
+ * it. */
+struct kill_at {
+    int calls, at;
+};
+
+static void kill_on_progress(void *user, const rdx_img_index_stats *stats)
+{
+    struct kill_at *k = user;
+    (void)stats;
+    if (++k->calls == k->at) {
+        raise(SIGKILL);
+    }
+}
+
+static void test_index_killed_run_completes(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    enum { NFILES = 1000 };
+    char work[1024], path[1100], uid[64];
+    snprintf(work, sizeof work, "%s/many", f->dir);
+    assert_int_equal(mkdir(work, 0700), 0);
+    /* 1000 instances of the CR fixture, each with its own SOP Instance UID (same length). */
+    const char *sop = "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.11";
+    size_t n = strlen(sop);
+    for (int i = 0; i < NFILES; i++) {
+        snprintf(uid, sizeof uid, "%.*s9%03d", (int)(n - 4), sop, i);
+        struct edit e[1] = {{0x0008, 0x0018, uid, '\0'}};
+        snprintf(path, sizeof path, "%s/i%04d.dcm", work, i);
+        copy_edited(FIXTURES "/study/77654033_CR1_6154", path, e, 1);
+    }
+    rdx_img_index_close(f->ix);
+    f->ix = NULL;
+    fflush(NULL);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        /* Progress comes every 256 files: the third call is inside the second batch. */
+        struct kill_at k = {0, 3};
+        rdx_img_index *ix = NULL;
+        rdx_error err;
+        rdx_img_index_opts o = {.progress = kill_on_progress, .user = &k};
+        rdx_img_index_stats st = {0};
+        if (rdx_img_index_open(f->uri, &ix, &err) == RDX_OK) {
+            (void)rdx_img_index_add_path(ix, work, &o, &st, &err);
+        }
+        _exit(0); /* not reached when the kill came */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    /* What was committed is whole: every count agrees with the rows. */
+    fixture_open(f);
+    struct answers ans;
+    rdx_img_query inst = {.level = RDX_IMG_LEVEL_INSTANCE, .patient_id = "77654033"};
+    size_t got = query(f, &inst, &ans);
+    assert_true(got > 0 && got < NFILES);
+    rdx_img_query st = {.level = RDX_IMG_LEVEL_STUDY, .patient_id = "77654033"};
+    assert_int_equal(query(f, &st, &ans), 1);
+    char want[128];
+    snprintf(want, sizeof want, "|CR|" CR1_STUDY "|%zu|0\n", got);
+    assert_non_null(strstr(ans.text, want));
+
+    /* The next run indexes the rest and only the rest. */
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, work, &s, &log);
+    assert_int_equal(s.indexed, NFILES - got);
+    assert_int_equal(s.unchanged, got);
+    assert_int_equal(query(f, &inst, &ans), NFILES);
+    query(f, &st, &ans);
+    snprintf(want, sizeof want, "|CR|" CR1_STUDY "|%d|0\n", NFILES);
+    assert_non_null(strstr(ans.text, want));
+}
+
 static void test_index_prune_removes_deleted_files(void **state)
 {
     struct fixture *f = *state;
@@ -868,6 +946,45 @@ static void test_index_report_add(void **state)
     assert_int_equal(rdx_run_rdx(&r, badbin), 0);
     assert_int_equal(r.exit_code, 1);
     assert_non_null(strstr(r.err, "report.bin: not a text or HTML report"));
+    rdx_run_free(&r);
+}
+
+/* The human table pads by display width: wide names keep the columns after them aligned. */
+static void test_index_cli_table_aligns_wide_names(void **state)
+{
+    struct fixture *f = *state;
+    rdx_img_index_close(f->ix); /* the CLI opens it itself */
+    f->ix = NULL;
+    struct rdx_run r;
+    const char *idx[] = {"img", "index", "--db", f->uri, FIXTURES "/charset", NULL};
+    assert_int_equal(rdx_run_rdx(&r, idx), 0);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    const char *qs[] = {"img", "query", "--db", f->uri, "--level", "study", NULL};
+    assert_int_equal(rdx_run_rdx(&r, qs), 0);
+    assert_int_equal(r.exit_code, 0);
+    /* DATE PATIENT-ID NAME MODALITY ACCESSION SERIES INSTANCES: 101 cells before REPORT. */
+    static const char *const names[] = {"Wang^XiaoDong=王^小東=", "Hong^Gildong=洪^吉洞=홍^길동",
+                                        "Buc^Jérôme", "Люкceмбypг"};
+    size_t seen = 0;
+    for (char *line = r.out; line != NULL && *line != '\0';) {
+        char *nl = strchr(line, '\n');
+        if (nl != NULL) {
+            *nl = '\0';
+        }
+        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+            if (strstr(line, names[k]) != NULL) {
+                char *rep = strstr(line, " no     ");
+                assert_non_null(rep);
+                *rep = '\0';
+                assert_int_equal(rdx_img_text_width(line), 101);
+                seen++;
+                break;
+            }
+        }
+        line = nl != NULL ? nl + 1 : NULL;
+    }
+    assert_int_equal(seen, 4);
     rdx_run_free(&r);
 }
 
@@ -1114,6 +1231,7 @@ int main(void)
         BOTH(test_index_changed_and_duplicate_files),
         BOTH(test_index_changed_modality_and_study),
         cmocka_unit_test_setup_teardown(test_index_schema_upgrade_from_v1, setup, teardown),
+        BOTH(test_index_killed_run_completes),
         BOTH(test_index_prune_removes_deleted_files),
         BOTH(test_index_dicomdir),
         BOTH(test_index_report_add),
@@ -1121,6 +1239,7 @@ int main(void)
         cmocka_unit_test(test_index_open_refuses_bad_uris),
         BOTH(test_index_shared_data),
         BOTH(test_index_cli),
+        cmocka_unit_test_setup_teardown(test_index_cli_table_aligns_wide_names, setup, teardown),
         cmocka_unit_test(test_index_oom_sweep),
     };
     return cmocka_run_group_tests_name("imaging_index", tests, pg_group_setup, pg_group_teardown);
