@@ -390,6 +390,13 @@ label() {
         echo "| $(label "$k") | $a | $c | $(ratio "$(med "$c")" "$(med "$a")") |"
     done
     echo
+    echo "\`rdx img query\` as a process costs about 30 ms before it queries anything: the one"
+    echo "rdx binary loads every engine's shared libraries (DCMTK, GDCM, libpq, OpenSSL, libevent,"
+    echo "FFTW: $(ldd "$build/rdx" | wc -l) objects), so the per-process rows measure that start; the in-process"
+    echo "table measures the engine."
+    echo
+    echo "Load average when the run ended: $(cut -d' ' -f1-3 /proc/loadavg) (other engineers' jobs share the two cores)."
+    echo
     echo "dcmqrscp answered on the $q_count instances it had stored, the others on all $N."
     echo "dcmqrscp runs in its default mode, a process per association: with \`--single-process\`"
     echo "Debian's build crashes (SIGSEGV) when the first association ends."
