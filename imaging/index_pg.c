@@ -273,6 +273,65 @@ static const char *const stmt_names[S_NSTMT] = {
     "rdx_del_added", "rdx_add_report",
 };
 
+/*
+ * The four upserts of one instance (img_stmt_sql's S_PATIENT, S_STUDY,
+ * S_SERIES, S_INSTANCE, same SET clauses) chained through data-modifying
+ * CTEs: one round trip instead of four. The AFTER triggers fire at the end of
+ * the statement and see all four rows.
+ */
+static const char put_chain_sql[] =
+    "WITH p AS (INSERT INTO patients(pkey, patient_id, issuer, name, name_alpha, name_alpha_uc,"
+    " name_ideo, name_phon, birth_date, sex) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
+    " ON CONFLICT(pkey) DO UPDATE SET"
+    " name=coalesce(nullif(excluded.name, ''), patients.name),"
+    " name_alpha=coalesce(nullif(excluded.name_alpha, ''), patients.name_alpha),"
+    " name_alpha_uc=coalesce(nullif(excluded.name_alpha_uc, ''), patients.name_alpha_uc),"
+    " name_ideo=coalesce(nullif(excluded.name_ideo, ''), patients.name_ideo),"
+    " name_phon=coalesce(nullif(excluded.name_phon, ''), patients.name_phon),"
+    " birth_date=coalesce(nullif(excluded.birth_date, ''), patients.birth_date),"
+    " sex=coalesce(nullif(excluded.sex, ''), patients.sex) RETURNING id),"
+    " st AS (INSERT INTO studies(study_uid, patient_ref, study_date, study_time, accession,"
+    " description, referring, institution, study_id)"
+    " SELECT $11::text, p.id, $12::text, $13::text, $14::text, $15::text, $16::text, $17::text,"
+    " $18::text FROM p"
+    " ON CONFLICT(study_uid) DO UPDATE SET patient_ref=excluded.patient_ref,"
+    " study_date=coalesce(nullif(excluded.study_date, ''), studies.study_date),"
+    " study_time=coalesce(nullif(excluded.study_time, ''), studies.study_time),"
+    " accession=coalesce(nullif(excluded.accession, ''), studies.accession),"
+    " description=coalesce(nullif(excluded.description, ''), studies.description),"
+    " referring=coalesce(nullif(excluded.referring, ''), studies.referring),"
+    " institution=coalesce(nullif(excluded.institution, ''), studies.institution),"
+    " study_id=coalesce(nullif(excluded.study_id, ''), studies.study_id) RETURNING id),"
+    " se AS (INSERT INTO series(series_uid, study_ref, modality, number, description, body_part)"
+    " SELECT $19::text, st.id, $20::text, $21::bigint, $22::text, $23::text FROM st"
+    " ON CONFLICT(series_uid) DO UPDATE SET study_ref=excluded.study_ref,"
+    " modality=coalesce(nullif(excluded.modality, ''), series.modality),"
+    " number=coalesce(excluded.number, series.number),"
+    " description=coalesce(nullif(excluded.description, ''), series.description),"
+    " body_part=coalesce(nullif(excluded.body_part, ''), series.body_part) RETURNING id)"
+    " INSERT INTO instances(sop_uid, series_ref, sop_class, number, transfer_syntax, rows,"
+    " columns, frames, path, size, mtime_ns)"
+    " SELECT $24::text, se.id, $25::text, $26::bigint, $27::text, $28::bigint, $29::bigint,"
+    " $30::bigint, $31::text, $32::bigint, $33::bigint FROM se RETURNING id";
+
+static rdx_status pg_put_chain(void *impl, const char *const *params, char *out, size_t outsz,
+                               rdx_error *err)
+{
+    struct pg *p = impl;
+    PGresult *r =
+        PQexecPrepared(p->c, "rdx_put_chain", IMG_PUT_CHAIN_NPARAMS, params, NULL, NULL, 0);
+    rdx_status st = RDX_OK;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        st = db_fail(p, err, "write");
+    } else if (PQntuples(r) != 1) {
+        st = rdx_error_set(err, RDX_EDB, "%s: write: the instance upsert returned no id", p->label);
+    } else {
+        snprintf(out, outsz, "%s", PQgetvalue(r, 0, 0));
+    }
+    PQclear(r);
+    return st;
+}
+
 static rdx_status pg_run(void *impl, enum img_stmt id, const char *const *params, int n, char *out,
                          size_t outsz, int *got_row, rdx_error *err)
 {
@@ -350,6 +409,7 @@ static const struct img_backend pg_backend = {
     .commit = pg_commit,
     .rollback = pg_rollback,
     .run = pg_run,
+    .put_chain = pg_put_chain,
     .select = pg_select,
 };
 
@@ -414,6 +474,13 @@ rdx_status img_pg_open(const char *uri, const struct img_backend **be, void **im
             st = db_fail(p, err, "cannot prepare a statement");
             goto fail;
         }
+    }
+    PGresult *cr = PQprepare(p->c, "rdx_put_chain", put_chain_sql, 0, NULL);
+    ExecStatusType cs = PQresultStatus(cr);
+    PQclear(cr);
+    if (cs != PGRES_COMMAND_OK) {
+        st = db_fail(p, err, "cannot prepare a statement");
+        goto fail;
     }
     rdx_buf_free(&q);
     *be = &pg_backend;

@@ -269,26 +269,62 @@ rdx_status img_store_put(rdx_img_index *ix, const struct img_record *r, rdx_erro
     }
     ascii_upper(f[F_NAME_ALPHA], upper, sizeof upper);
     int64_t pid = 0, stid = 0, seid = 0, iid = 0, rid = 0;
-    const char *pp[10] = {
-        pkey,  f[F_PATIENT_ID], f[F_ISSUER],    f[F_PATIENT_NAME], f[F_NAME_ALPHA],
-        upper, f[F_NAME_IDEO],  f[F_NAME_PHON], f[F_BIRTH_DATE],   f[F_SEX]};
-    RDX_TRY(run_id(ix, S_PATIENT, pp, 10, &pid, err));
-
-    char n1[24], n2[24], n3[24], n4[24], n5[24], n6[24];
-    const char *sp[9] = {f[F_STUDY_UID],  num(n1, pid),     f[F_STUDY_DATE],
-                         f[F_STUDY_TIME], f[F_ACCESSION],   f[F_STUDY_DESC],
-                         f[F_REFERRING],  f[F_INSTITUTION], f[F_STUDY_ID]};
-    RDX_TRY(run_id(ix, S_STUDY, sp, 9, &stid, err));
-
-    const char *ep[6] = {f[F_SERIES_UID],           num(n1, stid),    f[F_MODALITY],
-                         num(n2, r->series_number), f[F_SERIES_DESC], f[F_BODY_PART]};
-    RDX_TRY(run_id(ix, S_SERIES, ep, 6, &seid, err));
-    char n7[24];
-    const char *ip[11] = {
-        f[F_SOP_UID], num(n1, seid),    f[F_SOP_CLASS],      num(n2, r->instance_number),
-        f[F_XFER],    num(n3, r->rows), num(n4, r->columns), num(n5, r->frames),
-        f[F_PATH],    num(n6, r->size), num(n7, r->mtime_ns)};
-    RDX_TRY(run_id(ix, S_INSTANCE, ip, 11, &iid, err));
+    char n1[24], n2[24], n3[24], n4[24], n5[24], n6[24], n7[24];
+    if (be->put_chain != NULL) {
+        const char *cp[IMG_PUT_CHAIN_NPARAMS] = {pkey,
+                                                 f[F_PATIENT_ID],
+                                                 f[F_ISSUER],
+                                                 f[F_PATIENT_NAME],
+                                                 f[F_NAME_ALPHA],
+                                                 upper,
+                                                 f[F_NAME_IDEO],
+                                                 f[F_NAME_PHON],
+                                                 f[F_BIRTH_DATE],
+                                                 f[F_SEX],
+                                                 f[F_STUDY_UID],
+                                                 f[F_STUDY_DATE],
+                                                 f[F_STUDY_TIME],
+                                                 f[F_ACCESSION],
+                                                 f[F_STUDY_DESC],
+                                                 f[F_REFERRING],
+                                                 f[F_INSTITUTION],
+                                                 f[F_STUDY_ID],
+                                                 f[F_SERIES_UID],
+                                                 f[F_MODALITY],
+                                                 num(n1, r->series_number),
+                                                 f[F_SERIES_DESC],
+                                                 f[F_BODY_PART],
+                                                 f[F_SOP_UID],
+                                                 f[F_SOP_CLASS],
+                                                 num(n2, r->instance_number),
+                                                 f[F_XFER],
+                                                 num(n3, r->rows),
+                                                 num(n4, r->columns),
+                                                 num(n5, r->frames),
+                                                 f[F_PATH],
+                                                 num(n6, r->size),
+                                                 num(n7, r->mtime_ns)};
+        char buf[32] = "";
+        RDX_TRY(be->put_chain(ix->impl, cp, buf, sizeof buf, err));
+        iid = to_i64(buf);
+    } else {
+        const char *pp[10] = {
+            pkey,  f[F_PATIENT_ID], f[F_ISSUER],    f[F_PATIENT_NAME], f[F_NAME_ALPHA],
+            upper, f[F_NAME_IDEO],  f[F_NAME_PHON], f[F_BIRTH_DATE],   f[F_SEX]};
+        RDX_TRY(run_id(ix, S_PATIENT, pp, 10, &pid, err));
+        const char *sp[9] = {f[F_STUDY_UID],  num(n1, pid),     f[F_STUDY_DATE],
+                             f[F_STUDY_TIME], f[F_ACCESSION],   f[F_STUDY_DESC],
+                             f[F_REFERRING],  f[F_INSTITUTION], f[F_STUDY_ID]};
+        RDX_TRY(run_id(ix, S_STUDY, sp, 9, &stid, err));
+        const char *ep[6] = {f[F_SERIES_UID],           num(n1, stid),    f[F_MODALITY],
+                             num(n2, r->series_number), f[F_SERIES_DESC], f[F_BODY_PART]};
+        RDX_TRY(run_id(ix, S_SERIES, ep, 6, &seid, err));
+        const char *ip[11] = {
+            f[F_SOP_UID], num(n1, seid),    f[F_SOP_CLASS],      num(n2, r->instance_number),
+            f[F_XFER],    num(n3, r->rows), num(n4, r->columns), num(n5, r->frames),
+            f[F_PATH],    num(n6, r->size), num(n7, r->mtime_ns)};
+        RDX_TRY(run_id(ix, S_INSTANCE, ip, 11, &iid, err));
+    }
 
     if (!r->is_report) {
         return RDX_OK;
