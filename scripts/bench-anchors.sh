@@ -6,7 +6,9 @@
 #            over four keep-alive connections); dcmqrscp through storescu; rdx img index.
 #   queries: the same study-level queries through findscu (to Orthanc and to dcmqrscp),
 #            Orthanc's /tools/find and `rdx img query`, each as one client process per query
-#            (what a user or a script pays), answers counted for every tool.
+#            (what a user or a script pays), answers counted for every tool; the same in-process
+#            (rdx's C API) and on one kept-alive HTTP connection (Orthanc).
+#   names:   Chinese, Korean and Japanese Patient Names through rdx, /tools/find and C-FIND.
 #
 # Everything runs inside a private network namespace holding only the loopback interface,
 # so no server can be reached from elsewhere whatever it binds to (Orthanc 1.10 and dcmqrscp
@@ -227,6 +229,58 @@ for k in $KINDS; do
     eval "r_${k}_ofind=\$(run_kind $k ofind)"
     eval "r_${k}_orest=\$(run_kind $k orest)"
 done
+# ---- names in other character sets: what each answer carries --------------------------------
+# The fixtures' Patient Names (UTF-8, GB18030, Korean and Japanese ISO 2022), their expected
+# UTF-8 from tests/fixtures/imaging/charset_names.tsv (checked against DCMTK).
+# JSON \uXXXX escapes (Orthanc writes non-ASCII so) to UTF-8 bytes; no surrogate pairs here.
+json_unescape() {
+    LC_ALL=C awk '{
+        out = ""
+        s = $0
+        while ((i = index(s, "\\u")) > 0) {
+            out = out substr(s, 1, i - 1)
+            cp = 0
+            for (k = 3; k <= 6; k++)
+                cp = cp * 16 + index("0123456789abcdef", tolower(substr(s, i + k - 1, 1))) - 1
+            if (cp < 128) out = out sprintf("%c", cp)
+            else if (cp < 2048) out = out sprintf("%c%c", 192 + int(cp / 64), 128 + cp % 64)
+            else out = out sprintf("%c%c%c", 224 + int(cp / 4096), 128 + int(cp / 64) % 64, 128 + cp % 64)
+            s = substr(s, i + 6)
+        }
+        print out s
+    }'
+}
+csdir=tests/fixtures/imaging/charset
+CSFILES="chrX1 chrX2 chrI2 chrH31"
+cs_args=""
+for c in $CSFILES; do cs_args="$cs_args $csdir/$c.dcm"; done
+# shellcheck disable=SC2086
+storescu -aet STORESCU -aec ORTHANC 127.0.0.1 "$dp" $cs_args >"$tmp/oa/cs-store.log" 2>&1 || true
+# shellcheck disable=SC2086
+"$build/rdx" img index --db "sqlite:$tmp/cs.db" $cs_args >/dev/null
+: >"$tmp/cs.rows"
+for c in $CSFILES; do
+    pid=$(dcmdump +P 0010,0020 "$csdir/$c.dcm" | sed 's/^[^[]*\[\([^]]*\)\].*/\1/')
+    want=$(awk -F '\t' -v f="$c.dcm" '$1 == f { print $2 }' tests/fixtures/imaging/charset_names.tsv)
+    got_rdx=$("$build/rdx" img query --db "sqlite:$tmp/cs.db" --level patient --patient-id "$pid" \
+        --json | sed -n 's/.*"patient_name":"\([^"]*\)".*/\1/p' | head -1)
+    got_rest=$(curl -s -X POST "http://127.0.0.1:$hp/tools/find" \
+        -d "{\"Level\":\"Patient\",\"Expand\":true,\"Query\":{\"PatientID\":\"$pid\"}}" |
+        sed -n 's/.*"PatientName" *: *"\([^"]*\)".*/\1/p' | head -1 | json_unescape)
+    rm -rf "$tmp/cf" && mkdir -p "$tmp/cf"
+    findscu -aet FINDSCU -aec ORTHANC -P -X -od "$tmp/cf" 127.0.0.1 "$dp" -k 0008,0052=PATIENT \
+        -k "0010,0020=$pid" -k 0010,0010 -k 0008,0005 >/dev/null 2>&1 || true
+    got_cfind=""
+    cset=""
+    if [ -e "$tmp/cf/rsp0001.dcm" ]; then
+        got_cfind=$(dcmdump +U8 +P 0010,0010 "$tmp/cf/rsp0001.dcm" 2>/dev/null | sed 's/^[^[]*\[\(.*\)\][^]]*$/\1/' | head -1)
+        cset=$(dcmdump +P 0008,0005 "$tmp/cf/rsp0001.dcm" 2>/dev/null | sed 's/^[^[]*\[\([^]]*\)\].*/\1/' | head -1)
+    fi
+    mark() { if [ "$1" = "$want" ]; then echo "intact"; else echo "\`${1:-(none)}\`"; fi; }
+    printf '| %s | `%s` | %s | %s | %s (%s) |\n' "$c.dcm" "$want" "$(mark "$got_rdx")" \
+        "$(mark "$got_rest")" "$(mark "$got_cfind")" "${cset:-no charset}" >>"$tmp/cs.rows"
+done
+
 kill "$opid"
 wait "$opid" 2>/dev/null || true
 
@@ -400,6 +454,17 @@ label() {
     echo "dcmqrscp answered on the $q_count instances it had stored, the others on all $N."
     echo "dcmqrscp runs in its default mode, a process per association: with \`--single-process\`"
     echo "Debian's build crashes (SIGSEGV) when the first association ends."
+    echo
+    echo "## Names in other character sets"
+    echo
+    echo "The Patient Name of each charset fixture as each answer carries it, against the UTF-8"
+    echo "that DCMTK decodes (tests/fixtures/imaging/charset_names.tsv). Orthanc's C-FIND answer is"
+    echo "read with \`dcmdump +U8\` under the Specific Character Set it declares (in brackets);"
+    echo "Orthanc's JSON escapes non-ASCII as \\uXXXX, decoded before comparing."
+    echo
+    echo "| file | expected | \`rdx img query --json\` | Orthanc \`/tools/find\` | Orthanc C-FIND (\`findscu\`) |"
+    echo "| --- | --- | --- | --- | --- |"
+    cat "$tmp/cs.rows"
     echo
     echo "Reading the answer counts: every tool should agree on each row. dcmqrscp ignores"
     echo "ModalitiesInStudy as a matching key (it answers every study), which is why rdx"
