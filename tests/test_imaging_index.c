@@ -648,6 +648,7 @@ static void test_index_changed_modality_and_study(void **state)
 static void test_index_schema_upgrade_from_v1(void **state)
 {
     struct fixture *f = *state;
+    NEED_BACKEND(f);
     rdx_img_index_stats s;
     struct problem_log log = {0};
     add(f, FIXTURES "/study", &s, &log);
@@ -664,24 +665,49 @@ static void test_index_schema_upgrade_from_v1(void **state)
     f->ix = NULL;
 
     /* Turn it back into what version 1 wrote. */
+    static const char to_v1[] = "ALTER TABLE studies DROP COLUMN num_series;"
+                                "ALTER TABLE studies DROP COLUMN num_instances;"
+                                "ALTER TABLE series DROP COLUMN num_instances;"
+                                "DELETE FROM study_modalities;"
+                                "UPDATE meta SET value = '1' WHERE key = 'schema_version';";
+    int is_pg = strncmp(f->uri, "postgresql:", 11) == 0;
     sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open(f->uri + 7, &db), SQLITE_OK);
-    char *msg = NULL;
-    int rc = sqlite3_exec(db,
-                          "DROP TRIGGER instances_ins; DROP TRIGGER instances_del;"
-                          "DROP TRIGGER series_ins; DROP TRIGGER series_del;"
-                          "DROP TRIGGER series_move; DROP TRIGGER studies_date;"
-                          "DROP TRIGGER studies_patient; DROP TRIGGER studies_del;"
-                          "ALTER TABLE studies DROP COLUMN num_series;"
-                          "ALTER TABLE studies DROP COLUMN num_instances;"
-                          "ALTER TABLE series DROP COLUMN num_instances;"
-                          "DELETE FROM study_modalities;"
-                          "UPDATE meta SET value = '1' WHERE key = 'schema_version';",
-                          NULL, NULL, &msg);
-    if (rc != SQLITE_OK) {
-        fail_msg("%s", msg != NULL ? msg : "?");
+    if (is_pg) {
+        PGconn *c = PQconnectdb(f->uri);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        PGresult *r =
+            PQexec(c, "DROP TRIGGER instances_ins ON instances;"
+                      "DROP TRIGGER instances_del ON instances;"
+                      "DROP TRIGGER series_ins ON series; DROP TRIGGER series_del ON series;"
+                      "DROP TRIGGER series_move ON series;"
+                      "DROP TRIGGER studies_date ON studies;"
+                      "DROP TRIGGER studies_patient ON studies;"
+                      "DROP TRIGGER studies_del ON studies;");
+        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        r = PQexec(c, to_v1);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fail_msg("%s", PQerrorMessage(c));
+        }
+        PQclear(r);
+        PQfinish(c);
+    } else {
+        assert_int_equal(sqlite3_open(f->uri + 7, &db), SQLITE_OK);
+        char *msg = NULL;
+        int rc = sqlite3_exec(db,
+                              "DROP TRIGGER instances_ins; DROP TRIGGER instances_del;"
+                              "DROP TRIGGER series_ins; DROP TRIGGER series_del;"
+                              "DROP TRIGGER series_move; DROP TRIGGER studies_date;"
+                              "DROP TRIGGER studies_patient; DROP TRIGGER studies_del;",
+                              NULL, NULL, &msg);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_exec(db, to_v1, NULL, NULL, &msg);
+        }
+        if (rc != SQLITE_OK) {
+            fail_msg("%s", msg != NULL ? msg : "?");
+        }
+        sqlite3_close(db);
     }
-    sqlite3_close(db);
 
     fixture_open(f);
     query(f, &q, &ans);
@@ -694,11 +720,19 @@ static void test_index_schema_upgrade_from_v1(void **state)
     f->ix = NULL;
 
     /* A version this rdx does not know is refused, not guessed at. */
-    assert_int_equal(sqlite3_open(f->uri + 7, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    sqlite3_close(db);
+    static const char to_v99[] = "UPDATE meta SET value = '99' WHERE key = 'schema_version'";
+    if (is_pg) {
+        PGconn *c = PQconnectdb(f->uri);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        PGresult *r = PQexec(c, to_v99);
+        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        PQfinish(c);
+    } else {
+        assert_int_equal(sqlite3_open(f->uri + 7, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, to_v99, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+    }
     rdx_error err;
     assert_int_equal(rdx_img_index_open(f->uri, &f->ix, &err), RDX_EDB);
     assert_non_null(strstr(err.msg, "schema version '99'"));
@@ -1230,7 +1264,7 @@ int main(void)
         BOTH(test_index_reports_linked_to_study),
         BOTH(test_index_changed_and_duplicate_files),
         BOTH(test_index_changed_modality_and_study),
-        cmocka_unit_test_setup_teardown(test_index_schema_upgrade_from_v1, setup, teardown),
+        BOTH(test_index_schema_upgrade_from_v1),
         BOTH(test_index_killed_run_completes),
         BOTH(test_index_prune_removes_deleted_files),
         BOTH(test_index_dicomdir),
