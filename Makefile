@@ -151,6 +151,11 @@ asan:
 bench: $(RDX) $(BENCH_BINS)
 	@sh scripts/run-bench.sh $(BUILD) $(BENCH_BINS)
 
+# rdx against Orthanc and DCMTK dcmqrscp (installs them first); writes docs/imaging-anchors.md.
+.PHONY: bench-anchors
+bench-anchors: $(RDX) $(BUILD)/bench/imaging_bench
+	@sh scripts/anchors-deps.sh && sh scripts/bench-anchors.sh $(BUILD)
+
 # libFuzzer needs clang; the libraries are rebuilt with coverage hooks in build/fuzz.
 fuzz:
 	@$(MAKE) --no-print-directory BUILD=build/fuzz FUZZ=1 CC=clang CXX=clang++ fuzz-run

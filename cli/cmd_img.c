@@ -140,13 +140,20 @@ static void on_bad(void *user, const char *path, int failed, rdx_status st, cons
 static void index_usage(FILE *f)
 {
     fprintf(f,
-            "Usage: rdx img index [--db URI] [--json] PATH...\n\n"
+            "Usage: rdx img index [--db URI] [-j N] [--prune] [--json] PATH...\n\n"
             "Index every DICOM instance in the files and folders given (folders are walked\n"
-            "recursively). Re-indexing is idempotent: unchanged files (same size and mtime)\n"
-            "are not read again, changed files replace their rows. Non-DICOM files and\n"
-            "DICOMDIRs are skipped, malformed DICOM files are reported and skipped; neither\n"
-            "stops the walk. SR documents become reports linked to their studies.\n\n"
-            "  --db URI   index to write (default %s; sqlite:PATH)\n"
+            "recursively; a DICOMDIR given by itself is read for the files it lists).\n"
+            "Re-indexing is idempotent: unchanged files (same size and mtime) are not read\n"
+            "again, changed files replace their rows. Non-DICOM files are skipped and\n"
+            "counted, malformed DICOM files are reported and skipped; neither stops the\n"
+            "walk. A SOP Instance UID already indexed from another file that still exists\n"
+            "is refused (the first file keeps it). SR documents and Encapsulated PDFs\n"
+            "become reports linked to their studies. Writes are batched in transactions: a\n"
+            "run that is killed leaves a consistent index, and the next run completes it.\n\n"
+            "  --db URI   index to write (default %s): sqlite:PATH, or\n"
+            "             postgresql://[user@]host/db (libpq URI) for a shared index\n"
+            "  -j N       parse headers on N threads (1 to 64; writes stay in walk order)\n"
+            "  --prune    remove the rows of indexed files under PATH that no longer exist\n"
             "  --json     print the summary and the skipped/failed files as JSON\n\n"
             "Exit status: 0 when every file was indexed, unchanged or skipped; 1 when a\n"
             "file was refused as malformed or the index failed; 2 on usage errors.\n",
@@ -290,6 +297,21 @@ static void json_int(const char *name, int64_t v, int *first)
     *first = 0;
 }
 
+/*
+ * s left-aligned in a column cols terminal cells wide, then one space: padded
+ * by display width, so Chinese, Japanese and Korean names (two cells a
+ * character) keep the columns after them aligned. Longer text is not cut.
+ */
+static void cell(const char *s, size_t cols)
+{
+    const char *v = s != NULL ? s : "";
+    fputs(v, stdout);
+    for (size_t w = rdx_img_text_width(v); w < cols; w++) {
+        putchar(' ');
+    }
+    putchar(' ');
+}
+
 static int on_row(void *user, const rdx_img_row *r)
 {
     struct query_out *q = user;
@@ -339,24 +361,35 @@ static int on_row(void *user, const rdx_img_row *r)
     } else {
         switch (q->level) {
         case RDX_IMG_LEVEL_PATIENT:
-            printf("%-16s %-40s %-8s %-3s %7" PRId64 " %7" PRId64 " %9" PRId64 "\n", r->patient_id,
-                   r->patient_name, r->birth_date, r->sex, r->n_studies, r->n_series,
+            cell(r->patient_id, 16);
+            cell(r->patient_name, 40);
+            cell(r->birth_date, 8);
+            cell(r->sex, 3);
+            printf("%7" PRId64 " %7" PRId64 " %9" PRId64 "\n", r->n_studies, r->n_series,
                    r->n_instances);
             break;
         case RDX_IMG_LEVEL_STUDY:
-            printf("%-8s %-16s %-30s %-10s %-16s %6" PRId64 " %9" PRId64 " %-6s %s\n",
-                   r->study_date, r->patient_id, r->patient_name, r->modalities, r->accession,
-                   r->n_series, r->n_instances, r->has_report ? "yes" : "no", r->study_uid);
+            cell(r->study_date, 8);
+            cell(r->patient_id, 16);
+            cell(r->patient_name, 30);
+            cell(r->modalities, 10);
+            cell(r->accession, 16);
+            printf("%6" PRId64 " %9" PRId64 " %-6s %s\n", r->n_series, r->n_instances,
+                   r->has_report ? "yes" : "no", r->study_uid);
             break;
         case RDX_IMG_LEVEL_SERIES:
-            printf("%-8s %-16s %-8s %6" PRId64 " %9" PRId64 " %-30s %s\n", r->study_date,
-                   r->patient_id, r->modality, r->series_number, r->n_instances,
-                   r->series_description, r->series_uid);
+            cell(r->study_date, 8);
+            cell(r->patient_id, 16);
+            cell(r->modality, 8);
+            printf("%6" PRId64 " %9" PRId64 " ", r->series_number, r->n_instances);
+            cell(r->series_description, 30);
+            printf("%s\n", r->series_uid);
             break;
         default:
-            printf("%-16s %-8s %6" PRId64 " %5" PRId64 "x%-5" PRId64 " %4" PRId64 " %s\n",
-                   r->patient_id, r->modality, r->instance_number, r->rows, r->columns, r->frames,
-                   r->path);
+            cell(r->patient_id, 16);
+            cell(r->modality, 8);
+            printf("%6" PRId64 " %5" PRId64 "x%-5" PRId64 " %4" PRId64 " %s\n", r->instance_number,
+                   r->rows, r->columns, r->frames, r->path);
             break;
         }
     }
@@ -397,8 +430,10 @@ static void query_usage(FILE *f)
             "the DICOM wildcards * and ?; a name matches any of its three component groups\n"
             "(alphabetic, ideographic, phonetic), the alphabetic one case-insensitively:\n"
             "'wang*' and '王*' both find Wang^XiaoDong=王^小东. --study-date is YYYYMMDD,\n"
-            "FROM-TO, FROM- or -TO. --modality matches any series of a study.\n\n"
-            "  --db URI   index to read (default %s)\n"
+            "FROM-TO, FROM- or -TO. --modality matches any series of a study. Answers come\n"
+            "in study date order; the study level says whether a report exists.\n\n"
+            "  --db URI   index to read (default %s; sqlite:PATH or postgresql://...)\n"
+            "  --limit N  at most N answers\n"
             "  --json     print a JSON array of the answers\n",
             RDX_IMG_INDEX_DEFAULT_URI);
 }

@@ -154,6 +154,95 @@ static size_t utf8_seq(const uint8_t *p, size_t n)
     return len;
 }
 
+/* Code point of the well-formed sequence of length len at p. */
+static uint32_t utf8_cp(const uint8_t *p, size_t len)
+{
+    static const uint8_t lead_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    uint32_t cp = p[0] & lead_mask[len];
+    for (size_t i = 1; i < len; i++) {
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    return cp;
+}
+
+struct cp_range {
+    uint32_t lo, hi;
+};
+
+/*
+ * East Asian Wide (W) and Fullwidth (F) blocks of Unicode 15's
+ * EastAsianWidth.txt (UAX #11), coalesced by block: what a terminal draws
+ * two cells wide. Halfwidth forms (U+FF61..U+FFDC) stay narrow.
+ */
+static const struct cp_range wide[] = {
+    {0x1100, 0x115F},   {0x231A, 0x231B},   {0x2329, 0x232A},   {0x23E9, 0x23EC},
+    {0x23F0, 0x23F0},   {0x23F3, 0x23F3},   {0x25FD, 0x25FE},   {0x2614, 0x2615},
+    {0x2648, 0x2653},   {0x267F, 0x267F},   {0x2693, 0x2693},   {0x26A1, 0x26A1},
+    {0x26AA, 0x26AB},   {0x26BD, 0x26BE},   {0x26C4, 0x26C5},   {0x26CE, 0x26CE},
+    {0x26D4, 0x26D4},   {0x26EA, 0x26EA},   {0x26F2, 0x26F3},   {0x26F5, 0x26F5},
+    {0x26FA, 0x26FA},   {0x26FD, 0x26FD},   {0x2705, 0x2705},   {0x270A, 0x270B},
+    {0x2728, 0x2728},   {0x274C, 0x274C},   {0x274E, 0x274E},   {0x2753, 0x2755},
+    {0x2757, 0x2757},   {0x2795, 0x2797},   {0x27B0, 0x27B0},   {0x27BF, 0x27BF},
+    {0x2B1B, 0x2B1C},   {0x2B50, 0x2B50},   {0x2B55, 0x2B55},   {0x2E80, 0x303E},
+    {0x3041, 0x33FF},   {0x3400, 0x4DBF},   {0x4E00, 0x9FFF},   {0xA000, 0xA4CF},
+    {0xA960, 0xA97F},   {0xAC00, 0xD7A3},   {0xF900, 0xFAFF},   {0xFE10, 0xFE19},
+    {0xFE30, 0xFE6F},   {0xFF00, 0xFF60},   {0xFFE0, 0xFFE6},   {0x16FE0, 0x16FE4},
+    {0x17000, 0x18CFF}, {0x1AFF0, 0x1B2FF}, {0x1F004, 0x1F004}, {0x1F0CF, 0x1F0CF},
+    {0x1F18E, 0x1F18E}, {0x1F191, 0x1F19A}, {0x1F200, 0x1F251}, {0x1F300, 0x1F64F},
+    {0x1F680, 0x1F6FF}, {0x1F7E0, 0x1F7EB}, {0x1F90C, 0x1F9FF}, {0x1FA70, 0x1FAFF},
+    {0x20000, 0x2FFFD}, {0x30000, 0x3FFFD},
+};
+
+/* Combining marks, zero-width and format characters: no cell of their own. */
+static const struct cp_range zero[] = {
+    {0x0300, 0x036F}, {0x0483, 0x0489}, {0x0591, 0x05BD}, {0x0610, 0x061A},   {0x064B, 0x065F},
+    {0x0670, 0x0670}, {0x06D6, 0x06DC}, {0x06DF, 0x06E4}, {0x0E31, 0x0E31},   {0x0E34, 0x0E3A},
+    {0x0E47, 0x0E4E}, {0x1160, 0x11FF}, {0x1AB0, 0x1AFF}, {0x1DC0, 0x1DFF},   {0x200B, 0x200F},
+    {0x202A, 0x202E}, {0x2060, 0x2064}, {0x20D0, 0x20FF}, {0x302A, 0x302D},   {0x3099, 0x309A},
+    {0xFE00, 0xFE0F}, {0xFE20, 0xFE2F}, {0xFEFF, 0xFEFF}, {0xE0100, 0xE01EF},
+};
+
+static int in_ranges(const struct cp_range *r, size_t n, uint32_t cp)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp < r[mid].lo) {
+            hi = mid;
+        } else if (cp > r[mid].hi) {
+            lo = mid + 1;
+        } else {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+size_t rdx_img_text_width(const char *s)
+{
+    if (s == NULL) {
+        return 0;
+    }
+    const uint8_t *p = (const uint8_t *)s;
+    size_t n = strlen(s), i = 0, w = 0;
+    while (i < n) {
+        size_t len = utf8_seq(p + i, n - i);
+        if (len == 0) {
+            w++; /* a stray byte is shown as one replacement character */
+            i++;
+            continue;
+        }
+        uint32_t cp = utf8_cp(p + i, len);
+        i += len;
+        if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0) ||
+            in_ranges(zero, sizeof zero / sizeof zero[0], cp)) {
+            continue;
+        }
+        w += in_ranges(wide, sizeof wide / sizeof wide[0], cp) ? 2 : 1;
+    }
+    return w;
+}
+
 int rdx_img_utf8_valid(const uint8_t *in, size_t n)
 {
     size_t i = 0;

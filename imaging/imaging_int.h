@@ -114,14 +114,17 @@ enum img_stmt {
     S_GC_SERIES,
     S_GC_STUDIES,
     S_GC_PATIENTS,
-    S_SM_ADD,
-    S_SM_SYNC,
     S_GC_SM,
     S_DEL_ADDED,
     S_ADD_REPORT,
     S_NSTMT
 };
 extern const char *const img_stmt_sql[S_NSTMT];
+/* Schema version 1 to 2, run by either backend inside its schema transaction. */
+extern const char img_migrate_v1_sql[];
+
+/* Parameters of img_backend.put_chain. */
+#define IMG_PUT_CHAIN_NPARAMS 33
 
 /* Called per result row with ncol text values (NULL for SQL NULL); nonzero stops. */
 typedef int (*img_row_cb)(void *user, int ncol, const char *const *vals);
@@ -139,6 +142,15 @@ struct img_backend {
      */
     rdx_status (*run)(void *be, enum img_stmt id, const char *const *params, int nparams, char *out,
                       size_t outsz, int *got_row, rdx_error *err);
+    /*
+     * Optional (NULL: the store runs S_PATIENT, S_STUDY, S_SERIES and
+     * S_INSTANCE one by one): the four upserts of one instance in one
+     * statement, one round trip. params: the 10 of S_PATIENT, S_STUDY's
+     * without patient_ref (8), S_SERIES's without study_ref (5), S_INSTANCE's
+     * without series_ref (10). The instance id is copied into out.
+     */
+    rdx_status (*put_chain)(void *be, const char *const *params, char *out, size_t outsz,
+                            rdx_error *err);
     /* Run an ad hoc SELECT (?N placeholders) and deliver its rows. */
     rdx_status (*select)(void *be, const char *sql, const char *const *params, int nparams,
                          img_row_cb cb, void *user, rdx_error *err);

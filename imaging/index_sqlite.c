@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SCHEMA_VERSION "1"
+#define SCHEMA_VERSION "2"
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -36,14 +36,16 @@ static const char schema[] =
     " patient_ref INTEGER NOT NULL REFERENCES patients(id),"
     " study_date TEXT NOT NULL, study_time TEXT NOT NULL, accession TEXT NOT NULL,"
     " description TEXT NOT NULL, referring TEXT NOT NULL, institution TEXT NOT NULL,"
-    " study_id TEXT NOT NULL);"
+    " study_id TEXT NOT NULL, num_series INTEGER NOT NULL DEFAULT 0,"
+    " num_instances INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS studies_patient ON studies(patient_ref);"
     "CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date, study_time, study_uid);"
     "CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession);"
     "CREATE TABLE IF NOT EXISTS series("
     " id INTEGER PRIMARY KEY, series_uid TEXT NOT NULL UNIQUE,"
     " study_ref INTEGER NOT NULL REFERENCES studies(id),"
-    " modality TEXT NOT NULL, number INTEGER, description TEXT NOT NULL, body_part TEXT NOT NULL);"
+    " modality TEXT NOT NULL, number INTEGER, description TEXT NOT NULL, body_part TEXT NOT NULL,"
+    " num_instances INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS series_study ON series(study_ref);"
     "CREATE INDEX IF NOT EXISTS series_modality ON series(modality, study_ref);"
     "CREATE TABLE IF NOT EXISTS study_modalities("
@@ -74,6 +76,69 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS reports_source ON reports(source);"
     "INSERT INTO meta(key, value) VALUES('schema_version', '" SCHEMA_VERSION "')"
     " ON CONFLICT DO NOTHING;";
+
+/*
+ * The counts on each series and study, study_modalities and the removal of
+ * emptied series, studies and patients follow every write through triggers,
+ * so no path (a changed file, a moved series, a pruned folder) can leave them
+ * stale, and no answer row counts anything. WHEN clauses keep the upserts'
+ * no-change updates free.
+ */
+static const char triggers[] =
+    "CREATE TRIGGER IF NOT EXISTS instances_ins AFTER INSERT ON instances BEGIN"
+    " UPDATE series SET num_instances = num_instances + 1 WHERE id = new.series_ref;"
+    " UPDATE studies SET num_instances = num_instances + 1"
+    "  WHERE id = (SELECT study_ref FROM series WHERE id = new.series_ref);"
+    " END;"
+    "CREATE TRIGGER IF NOT EXISTS instances_del AFTER DELETE ON instances BEGIN"
+    " UPDATE series SET num_instances = num_instances - 1 WHERE id = old.series_ref;"
+    " UPDATE studies SET num_instances = num_instances - 1"
+    "  WHERE id = (SELECT study_ref FROM series WHERE id = old.series_ref);"
+    " DELETE FROM series WHERE id = old.series_ref AND num_instances <= 0;"
+    " END;"
+    "CREATE TRIGGER IF NOT EXISTS series_ins AFTER INSERT ON series BEGIN"
+    " UPDATE studies SET num_series = num_series + 1, num_instances = num_instances +"
+    "  new.num_instances WHERE id = new.study_ref;"
+    " INSERT OR IGNORE INTO study_modalities(modality, study_ref, study_date, study_time,"
+    "  study_uid) SELECT new.modality, id, study_date, study_time, study_uid FROM studies"
+    "  WHERE id = new.study_ref AND new.modality <> '';"
+    " END;"
+    "CREATE TRIGGER IF NOT EXISTS series_del AFTER DELETE ON series BEGIN"
+    " UPDATE studies SET num_series = num_series - 1, num_instances = num_instances -"
+    "  old.num_instances WHERE id = old.study_ref;"
+    " DELETE FROM study_modalities WHERE study_ref = old.study_ref AND modality = old.modality"
+    "  AND NOT EXISTS(SELECT 1 FROM series WHERE study_ref = old.study_ref"
+    "  AND modality = old.modality);"
+    " DELETE FROM studies WHERE id = old.study_ref AND num_series <= 0;"
+    " END;"
+    "CREATE TRIGGER IF NOT EXISTS series_move AFTER UPDATE OF study_ref, modality ON series"
+    " WHEN old.study_ref <> new.study_ref OR old.modality <> new.modality BEGIN"
+    " UPDATE studies SET num_series = num_series - 1, num_instances = num_instances -"
+    "  old.num_instances WHERE id = old.study_ref AND old.study_ref <> new.study_ref;"
+    " UPDATE studies SET num_series = num_series + 1, num_instances = num_instances +"
+    "  new.num_instances WHERE id = new.study_ref AND old.study_ref <> new.study_ref;"
+    " DELETE FROM study_modalities WHERE study_ref = old.study_ref AND modality = old.modality"
+    "  AND NOT EXISTS(SELECT 1 FROM series WHERE study_ref = old.study_ref"
+    "  AND modality = old.modality);"
+    " INSERT OR IGNORE INTO study_modalities(modality, study_ref, study_date, study_time,"
+    "  study_uid) SELECT new.modality, id, study_date, study_time, study_uid FROM studies"
+    "  WHERE id = new.study_ref AND new.modality <> '';"
+    " DELETE FROM studies WHERE id = old.study_ref AND num_series <= 0;"
+    " END;"
+    "CREATE TRIGGER IF NOT EXISTS studies_date AFTER UPDATE OF study_date, study_time ON studies"
+    " WHEN old.study_date <> new.study_date OR old.study_time <> new.study_time BEGIN"
+    " UPDATE study_modalities SET study_date = new.study_date, study_time = new.study_time"
+    "  WHERE study_ref = new.id;"
+    " END;"
+    "CREATE TRIGGER IF NOT EXISTS studies_patient AFTER UPDATE OF patient_ref ON studies"
+    " WHEN old.patient_ref <> new.patient_ref BEGIN"
+    " DELETE FROM patients WHERE id = old.patient_ref"
+    "  AND NOT EXISTS(SELECT 1 FROM studies WHERE patient_ref = old.patient_ref);"
+    " END;"
+    "CREATE TRIGGER IF NOT EXISTS studies_del AFTER DELETE ON studies BEGIN"
+    " DELETE FROM patients WHERE id = old.patient_ref"
+    "  AND NOT EXISTS(SELECT 1 FROM studies WHERE patient_ref = old.patient_ref);"
+    " END;";
 
 struct sq {
     sqlite3 *db;
@@ -253,8 +318,31 @@ rdx_status img_sqlite_open(const char *path, const struct img_backend **be, void
     if (sqlite3_exec(q->db,
                      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
                      NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(q->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_exec(q->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(q->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(q->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
+        st = db_fail(q, err, "cannot create the schema");
+        goto fail;
+    }
+    char version[16] = "";
+    sqlite3_stmt *vs = NULL;
+    if (sqlite3_prepare_v2(q->db, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &vs,
+                           NULL) == SQLITE_OK &&
+        sqlite3_step(vs) == SQLITE_ROW && sqlite3_column_text(vs, 0) != NULL) {
+        snprintf(version, sizeof version, "%s", (const char *)sqlite3_column_text(vs, 0));
+    }
+    sqlite3_finalize(vs);
+    if (strcmp(version, "1") == 0 &&
+        sqlite3_exec(q->db, img_migrate_v1_sql, NULL, NULL, NULL) != SQLITE_OK) {
+        st = db_fail(q, err, "cannot upgrade the schema from version 1");
+        goto fail;
+    }
+    if (strcmp(version, "1") != 0 && strcmp(version, SCHEMA_VERSION) != 0) {
+        st = rdx_error_set(err, RDX_EDB,
+                           "%s: index schema version '%s', this rdx reads " SCHEMA_VERSION, path,
+                           version);
+        goto fail;
+    }
+    if (sqlite3_exec(q->db, triggers, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         st = db_fail(q, err, "cannot create the schema");
         goto fail;

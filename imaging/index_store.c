@@ -26,8 +26,7 @@
 struct rdx_img_index {
     const struct img_backend *be;
     void *impl;
-    int64_t last_series; /* series of the last instance written: its modality is recorded */
-    int pg;              /* dialect: PostgreSQL LIKE instead of SQLite GLOB */
+    int pg; /* dialect: PostgreSQL LIKE instead of SQLite GLOB */
 };
 
 /*
@@ -84,15 +83,6 @@ const char *const img_stmt_sql[S_NSTMT] = {
                       " (SELECT 1 FROM series s WHERE s.study_ref = studies.id)"),
     [S_GC_PATIENTS] = ("DELETE FROM patients WHERE NOT EXISTS"
                        " (SELECT 1 FROM studies s WHERE s.patient_ref = patients.id)"),
-    [S_SM_ADD] = ("INSERT INTO study_modalities(modality, study_ref, study_date, study_time,"
-                  " study_uid) SELECT ?1, id, study_date, study_time, study_uid FROM studies"
-                  " WHERE id = ?2 AND ?1 <> '' ON CONFLICT DO NOTHING"),
-    [S_SM_SYNC] =
-        ("UPDATE study_modalities SET"
-         " study_date = (SELECT study_date FROM studies WHERE id = ?1),"
-         " study_time = (SELECT study_time FROM studies WHERE id = ?1)"
-         " WHERE study_ref = ?1 AND (study_date <> (SELECT study_date FROM studies"
-         " WHERE id = ?1) OR study_time <> (SELECT study_time FROM studies WHERE id = ?1))"),
     [S_GC_SM] = ("DELETE FROM study_modalities WHERE NOT EXISTS (SELECT 1 FROM series s"
                  " WHERE s.study_ref = study_modalities.study_ref"
                  " AND s.modality = study_modalities.modality)"),
@@ -101,6 +91,27 @@ const char *const img_stmt_sql[S_NSTMT] = {
                       " verification, content_date, content_time, text)"
                       " VALUES(NULL,?1,?2,?3,'','',?4,?5,?6) RETURNING id"),
 };
+
+/*
+ * Schema version 1 to 2 (both dialects): the counts on studies and series,
+ * filled from the rows; study_modalities rebuilt from the series. The
+ * backends then create the triggers that keep them.
+ */
+const char img_migrate_v1_sql[] =
+    "ALTER TABLE studies ADD COLUMN num_series INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE studies ADD COLUMN num_instances INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE series ADD COLUMN num_instances INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE series SET num_instances = (SELECT count(*) FROM instances i"
+    " WHERE i.series_ref = series.id);"
+    "UPDATE studies SET num_series = (SELECT count(*) FROM series s WHERE s.study_ref = "
+    "studies.id),"
+    " num_instances = (SELECT coalesce(sum(s.num_instances), 0) FROM series s"
+    " WHERE s.study_ref = studies.id);"
+    "DELETE FROM study_modalities;"
+    "INSERT INTO study_modalities(modality, study_ref, study_date, study_time, study_uid)"
+    " SELECT DISTINCT se.modality, st.id, st.study_date, st.study_time, st.study_uid"
+    " FROM series se JOIN studies st ON se.study_ref = st.id WHERE se.modality <> '';"
+    "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
 
 rdx_status rdx_img_index_open(const char *uri, rdx_img_index **out, rdx_error *err)
 {
@@ -155,7 +166,6 @@ void img_store_rollback(rdx_img_index *ix)
 {
     ix->be->rollback(ix->impl);
     /* The rolled-back series may come back under another id: record its modality again. */
-    ix->last_series = 0;
 }
 
 /* Decimal text of v into buf, or NULL (SQL NULL) for INT64_MIN. */
@@ -259,37 +269,62 @@ rdx_status img_store_put(rdx_img_index *ix, const struct img_record *r, rdx_erro
     }
     ascii_upper(f[F_NAME_ALPHA], upper, sizeof upper);
     int64_t pid = 0, stid = 0, seid = 0, iid = 0, rid = 0;
-    const char *pp[10] = {
-        pkey,  f[F_PATIENT_ID], f[F_ISSUER],    f[F_PATIENT_NAME], f[F_NAME_ALPHA],
-        upper, f[F_NAME_IDEO],  f[F_NAME_PHON], f[F_BIRTH_DATE],   f[F_SEX]};
-    RDX_TRY(run_id(ix, S_PATIENT, pp, 10, &pid, err));
-
-    char n1[24], n2[24], n3[24], n4[24], n5[24], n6[24];
-    const char *sp[9] = {f[F_STUDY_UID],  num(n1, pid),     f[F_STUDY_DATE],
-                         f[F_STUDY_TIME], f[F_ACCESSION],   f[F_STUDY_DESC],
-                         f[F_REFERRING],  f[F_INSTITUTION], f[F_STUDY_ID]};
-    RDX_TRY(run_id(ix, S_STUDY, sp, 9, &stid, err));
-
-    const char *ep[6] = {f[F_SERIES_UID],           num(n1, stid),    f[F_MODALITY],
-                         num(n2, r->series_number), f[F_SERIES_DESC], f[F_BODY_PART]};
-    RDX_TRY(run_id(ix, S_SERIES, ep, 6, &seid, err));
-    /* Keep the study's modality list (and its answer-order copy of the date) current. */
-    if (seid != ix->last_series) {
-        const char *mp[2] = {f[F_MODALITY], num(n1, stid)};
-        RDX_TRY(be->run(ix->impl, S_SM_ADD, mp, 2, NULL, 0, NULL, err));
-        ix->last_series = seid;
+    char n1[24], n2[24], n3[24], n4[24], n5[24], n6[24], n7[24];
+    if (be->put_chain != NULL) {
+        const char *cp[IMG_PUT_CHAIN_NPARAMS] = {pkey,
+                                                 f[F_PATIENT_ID],
+                                                 f[F_ISSUER],
+                                                 f[F_PATIENT_NAME],
+                                                 f[F_NAME_ALPHA],
+                                                 upper,
+                                                 f[F_NAME_IDEO],
+                                                 f[F_NAME_PHON],
+                                                 f[F_BIRTH_DATE],
+                                                 f[F_SEX],
+                                                 f[F_STUDY_UID],
+                                                 f[F_STUDY_DATE],
+                                                 f[F_STUDY_TIME],
+                                                 f[F_ACCESSION],
+                                                 f[F_STUDY_DESC],
+                                                 f[F_REFERRING],
+                                                 f[F_INSTITUTION],
+                                                 f[F_STUDY_ID],
+                                                 f[F_SERIES_UID],
+                                                 f[F_MODALITY],
+                                                 num(n1, r->series_number),
+                                                 f[F_SERIES_DESC],
+                                                 f[F_BODY_PART],
+                                                 f[F_SOP_UID],
+                                                 f[F_SOP_CLASS],
+                                                 num(n2, r->instance_number),
+                                                 f[F_XFER],
+                                                 num(n3, r->rows),
+                                                 num(n4, r->columns),
+                                                 num(n5, r->frames),
+                                                 f[F_PATH],
+                                                 num(n6, r->size),
+                                                 num(n7, r->mtime_ns)};
+        char buf[32] = "";
+        RDX_TRY(be->put_chain(ix->impl, cp, buf, sizeof buf, err));
+        iid = to_i64(buf);
+    } else {
+        const char *pp[10] = {
+            pkey,  f[F_PATIENT_ID], f[F_ISSUER],    f[F_PATIENT_NAME], f[F_NAME_ALPHA],
+            upper, f[F_NAME_IDEO],  f[F_NAME_PHON], f[F_BIRTH_DATE],   f[F_SEX]};
+        RDX_TRY(run_id(ix, S_PATIENT, pp, 10, &pid, err));
+        const char *sp[9] = {f[F_STUDY_UID],  num(n1, pid),     f[F_STUDY_DATE],
+                             f[F_STUDY_TIME], f[F_ACCESSION],   f[F_STUDY_DESC],
+                             f[F_REFERRING],  f[F_INSTITUTION], f[F_STUDY_ID]};
+        RDX_TRY(run_id(ix, S_STUDY, sp, 9, &stid, err));
+        const char *ep[6] = {f[F_SERIES_UID],           num(n1, stid),    f[F_MODALITY],
+                             num(n2, r->series_number), f[F_SERIES_DESC], f[F_BODY_PART]};
+        RDX_TRY(run_id(ix, S_SERIES, ep, 6, &seid, err));
+        const char *ip[11] = {
+            f[F_SOP_UID], num(n1, seid),    f[F_SOP_CLASS],      num(n2, r->instance_number),
+            f[F_XFER],    num(n3, r->rows), num(n4, r->columns), num(n5, r->frames),
+            f[F_PATH],    num(n6, r->size), num(n7, r->mtime_ns)};
+        RDX_TRY(run_id(ix, S_INSTANCE, ip, 11, &iid, err));
     }
-    if (f[F_STUDY_DATE][0] != '\0' || f[F_STUDY_TIME][0] != '\0') {
-        const char *dp[1] = {num(n1, stid)};
-        RDX_TRY(be->run(ix->impl, S_SM_SYNC, dp, 1, NULL, 0, NULL, err));
-    }
-
-    char n7[24];
-    const char *ip[11] = {
-        f[F_SOP_UID], num(n1, seid),    f[F_SOP_CLASS],      num(n2, r->instance_number),
-        f[F_XFER],    num(n3, r->rows), num(n4, r->columns), num(n5, r->frames),
-        f[F_PATH],    num(n6, r->size), num(n7, r->mtime_ns)};
-    RDX_TRY(run_id(ix, S_INSTANCE, ip, 11, &iid, err));
 
     if (!r->is_report) {
         return RDX_OK;
@@ -531,16 +566,15 @@ rdx_status rdx_img_index_query(rdx_img_index *ix, const rdx_img_query *q, rdx_im
     switch (lv) {
     case RDX_IMG_LEVEL_PATIENT:
         qb_sql(&b, " (SELECT count(*) FROM studies s2 WHERE s2.patient_ref = p.id),"
-                   " (SELECT count(*) FROM series e2 JOIN studies s2 ON e2.study_ref = s2.id"
+                   " (SELECT coalesce(sum(s2.num_series), 0) FROM studies s2"
                    "   WHERE s2.patient_ref = p.id),"
-                   " (SELECT count(*) FROM instances i2 JOIN series e2 ON i2.series_ref = e2.id"
-                   "   JOIN studies s2 ON e2.study_ref = s2.id WHERE s2.patient_ref = p.id),"
+                   " (SELECT coalesce(sum(s2.num_instances), 0) FROM studies s2"
+                   "   WHERE s2.patient_ref = p.id),"
                    " 0 FROM patients p");
         break;
     case RDX_IMG_LEVEL_STUDY:
-        qb_sql(&b, " 1, (SELECT count(*) FROM series e2 WHERE e2.study_ref = st.id),"
-                   " (SELECT count(*) FROM instances i2 JOIN series e2 ON i2.series_ref = e2.id"
-                   "   WHERE e2.study_ref = st.id),");
+        /* The counts kept on the study row (triggers), not counted per answer. */
+        qb_sql(&b, " 1, st.num_series, st.num_instances,");
         qb_sql(&b, has_report);
         /*
          * With a modality, drive from study_modalities: its (modality, date, time,
@@ -551,7 +585,7 @@ rdx_status rdx_img_index_query(rdx_img_index *ix, const rdx_img_query *q, rdx_im
                                     : " FROM studies st JOIN patients p ON st.patient_ref = p.id");
         break;
     case RDX_IMG_LEVEL_SERIES:
-        qb_sql(&b, " 1, 1, (SELECT count(*) FROM instances i2 WHERE i2.series_ref = se.id),");
+        qb_sql(&b, " 1, 1, se.num_instances,");
         qb_sql(&b, has_report);
         qb_sql(&b, " FROM series se JOIN studies st ON se.study_ref = st.id"
                    " JOIN patients p ON st.patient_ref = p.id");

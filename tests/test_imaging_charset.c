@@ -258,6 +258,32 @@ static void test_charset_oom_sweep(void **state)
     assert_true(rdx_oom_sweep(oom_decode, NULL) > 0);
 }
 
+/* Display width for table alignment: East Asian wide characters take two cells. */
+static void test_charset_text_width(void **state)
+{
+    (void)state;
+    assert_int_equal(rdx_img_text_width(NULL), 0);
+    assert_int_equal(rdx_img_text_width(""), 0);
+    assert_int_equal(rdx_img_text_width("Wang^XiaoDong"), 13);
+    assert_int_equal(rdx_img_text_width("王^小东"), 7);      /* CJK ideographs */
+    assert_int_equal(rdx_img_text_width("홍^길동"), 7);      /* Hangul syllables */
+    assert_int_equal(rdx_img_text_width("やまだ"), 6);       /* hiragana */
+    assert_int_equal(rdx_img_text_width("ﾔﾏﾀﾞ"), 4);         /* halfwidth katakana: narrow */
+    assert_int_equal(rdx_img_text_width("ＡＢ"), 4);         /* fullwidth Latin */
+    assert_int_equal(rdx_img_text_width("\xe3\x80\x80"), 2); /* U+3000 ideographic space */
+    assert_int_equal(rdx_img_text_width("Buc^J\xc3\xa9r\xc3\xb4me"), 10); /* precomposed é, ô */
+    assert_int_equal(rdx_img_text_width("e\xcc\x81"), 1);                 /* e + combining acute */
+    assert_int_equal(rdx_img_text_width("Люкceмбypг"), 10);
+    assert_int_equal(rdx_img_text_width("قباني"), 5);
+    assert_int_equal(rdx_img_text_width("\xf0\xa0\x80\x80"), 2); /* U+20000, CJK ext. B */
+    assert_int_equal(rdx_img_text_width("a\tb"), 2);             /* control: no cell */
+    /* Not UTF-8: each stray byte is one replacement character. */
+    assert_int_equal(rdx_img_text_width("\xff\xfe"), 2);
+    assert_int_equal(rdx_img_text_width("\xe4\xb8"), 2);     /* truncated sequence */
+    assert_int_equal(rdx_img_text_width("\xed\xa0\x80"), 3); /* surrogate */
+    assert_int_equal(rdx_img_text_width("\xc0\xaf"), 2);     /* overlong */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +292,7 @@ int main(void)
         cmocka_unit_test(test_charset_european_and_middle_eastern),
         cmocka_unit_test(test_charset_hostile_bytes),
         cmocka_unit_test(test_charset_decoder_resets_at_delimiters),
+        cmocka_unit_test(test_charset_text_width),
         cmocka_unit_test(test_charset_oom_sweep),
     };
     return cmocka_run_group_tests_name("imaging_charset", tests, NULL, NULL);

@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 /* Debian puts libpq in /usr/include/postgresql; its own includes are relative. */
 #include <postgresql/libpq-fe.h>
+#include <sqlite3.h>
 
 #include "rdx/common.h"
 #include "rdx/imaging.h"
@@ -538,6 +540,282 @@ static void test_index_changed_and_duplicate_files(void **state)
     assert_non_null(strstr(err.msg, "/nonexistent/rdx"));
 }
 
+/*
+ * Copy a fixture (explicit VR little endian) to `to` with short-length
+ * elements rewritten in place: each of the n (group, element, value) triples
+ * replaces that element's value, padded to its stored length with pad.
+ */
+struct edit {
+    uint16_t group, elem;
+    const char *value;
+    char pad;
+};
+
+static void copy_edited(const char *from, const char *to, const struct edit *e, size_t n)
+{
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    rdx_error err;
+    assert_int_equal(rdx_file_read(from, &b, &err), RDX_OK);
+    for (size_t k = 0; k < n; k++) {
+        uint8_t tag[4] = {(uint8_t)(e[k].group & 0xff), (uint8_t)(e[k].group >> 8),
+                          (uint8_t)(e[k].elem & 0xff), (uint8_t)(e[k].elem >> 8)};
+        size_t at = 0;
+        for (at = 132; at + 8 <= b.len; at++) {
+            if (memcmp(b.data + at, tag, 4) == 0) {
+                break;
+            }
+        }
+        assert_true(at + 8 <= b.len);
+        size_t len = (size_t)b.data[at + 6] | (size_t)b.data[at + 7] << 8;
+        size_t vl = strlen(e[k].value);
+        assert_true(vl <= len && at + 8 + len <= b.len);
+        memset(b.data + at + 8, e[k].pad, len);
+        memcpy(b.data + at + 8, e[k].value, vl);
+    }
+    assert_int_equal(rdx_file_write_atomic(to, b.data, b.len, &err), RDX_OK);
+    rdx_buf_free(&b);
+}
+
+#define CR1_STUDY    "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.1"
+#define MOVED_STUDY  "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.9"
+#define MOVED_SERIES "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.19"
+
+/* A file rewritten with another modality, then moved to another study: nothing stale is left. */
+static void test_index_changed_modality_and_study(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    char work[1024], x[1100], y[1100];
+    snprintf(work, sizeof work, "%s/files", f->dir);
+    assert_int_equal(mkdir(work, 0700), 0);
+    snprintf(x, sizeof x, "%s/x.dcm", work);
+    snprintf(y, sizeof y, "%s/y.dcm", work);
+    copy_file(FIXTURES "/study/77654033_CR1_6154", x);
+    copy_file(FIXTURES "/study/77654033_CT2_17106", y);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, work, &s, &log);
+    assert_int_equal(s.indexed, 2);
+    struct answers ans;
+    rdx_img_query cr = {.level = RDX_IMG_LEVEL_STUDY, .modality = "CR"};
+    rdx_img_query mr = {.level = RDX_IMG_LEVEL_STUDY, .modality = "MR"};
+    rdx_img_query dx = {.level = RDX_IMG_LEVEL_STUDY, .modality = "DX"};
+    rdx_img_query all = {.level = RDX_IMG_LEVEL_STUDY};
+    rdx_img_query pat = {.level = RDX_IMG_LEVEL_PATIENT};
+    assert_int_equal(query(f, &cr, &ans), 1);
+    size_t before = query(f, &all, &ans);
+    char before_text[16384];
+    snprintf(before_text, sizeof before_text, "%s", ans.text);
+
+    /* Same SOP, series and study, Modality CR -> MR. */
+    static const struct edit as_mr[] = {{0x0008, 0x0060, "MR", ' '}};
+    copy_edited(FIXTURES "/study/77654033_CR1_6154", x, as_mr, 1);
+    add(f, work, &s, &log);
+    assert_int_equal(s.indexed, 1);
+    assert_int_equal(s.unchanged, 1);
+    assert_int_equal(query(f, &cr, &ans), 0);
+    assert_int_equal(query(f, &mr, &ans), 1);
+    assert_non_null(strstr(ans.text, "|MR|" CR1_STUDY "|1|0\n"));
+    rdx_img_query se = {.level = RDX_IMG_LEVEL_SERIES, .study_uid = CR1_STUDY};
+    assert_int_equal(query(f, &se, &ans), 1);
+    assert_non_null(strstr(ans.text, "|MR|"));
+
+    /* Same SOP, now in a new series of a new study: the old study is gone, counts follow. */
+    static const struct edit moved[] = {{0x0008, 0x0060, "DX", ' '},
+                                        {0x0020, 0x000d, MOVED_STUDY, '\0'},
+                                        {0x0020, 0x000e, MOVED_SERIES, '\0'}};
+    copy_edited(FIXTURES "/study/77654033_CR1_6154", x, moved, 3);
+    add(f, work, &s, &log);
+    assert_int_equal(s.indexed, 1);
+    assert_int_equal(query(f, &mr, &ans), 0);
+    assert_int_equal(query(f, &dx, &ans), 1);
+    assert_non_null(strstr(ans.text, "|DX|" MOVED_STUDY "|1|0\n"));
+    assert_int_equal(query(f, &se, &ans), 0);
+    assert_int_equal(query(f, &all, &ans), before);
+    assert_int_equal(query(f, &pat, &ans), 1);
+    assert_non_null(strstr(ans.text, "|2|2|2\n"));
+
+    /* Back to the original file: the answers are those of the first run. */
+    copy_file(FIXTURES "/study/77654033_CR1_6154", x);
+    add(f, work, &s, &log);
+    assert_int_equal(query(f, &dx, &ans), 0);
+    query(f, &all, &ans);
+    assert_string_equal(ans.text, before_text);
+}
+
+/* An index written by schema version 1 (no counts, no triggers) is upgraded on open. */
+static void test_index_schema_upgrade_from_v1(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, FIXTURES "/study", &s, &log);
+    struct answers ans;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_STUDY};
+    query(f, &q, &ans);
+    char want[16384];
+    snprintf(want, sizeof want, "%s", ans.text);
+    rdx_img_query pq = {.level = RDX_IMG_LEVEL_PATIENT};
+    query(f, &pq, &ans);
+    char want_p[16384];
+    snprintf(want_p, sizeof want_p, "%s", ans.text);
+    rdx_img_index_close(f->ix);
+    f->ix = NULL;
+
+    /* Turn it back into what version 1 wrote. */
+    static const char to_v1[] = "ALTER TABLE studies DROP COLUMN num_series;"
+                                "ALTER TABLE studies DROP COLUMN num_instances;"
+                                "ALTER TABLE series DROP COLUMN num_instances;"
+                                "DELETE FROM study_modalities;"
+                                "UPDATE meta SET value = '1' WHERE key = 'schema_version';";
+    int is_pg = strncmp(f->uri, "postgresql:", 11) == 0;
+    sqlite3 *db = NULL;
+    if (is_pg) {
+        PGconn *c = PQconnectdb(f->uri);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        PGresult *r =
+            PQexec(c, "DROP TRIGGER instances_ins ON instances;"
+                      "DROP TRIGGER instances_del ON instances;"
+                      "DROP TRIGGER series_ins ON series; DROP TRIGGER series_del ON series;"
+                      "DROP TRIGGER series_move ON series;"
+                      "DROP TRIGGER studies_date ON studies;"
+                      "DROP TRIGGER studies_patient ON studies;"
+                      "DROP TRIGGER studies_del ON studies;");
+        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        r = PQexec(c, to_v1);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fail_msg("%s", PQerrorMessage(c));
+        }
+        PQclear(r);
+        PQfinish(c);
+    } else {
+        assert_int_equal(sqlite3_open(f->uri + 7, &db), SQLITE_OK);
+        char *msg = NULL;
+        int rc = sqlite3_exec(db,
+                              "DROP TRIGGER instances_ins; DROP TRIGGER instances_del;"
+                              "DROP TRIGGER series_ins; DROP TRIGGER series_del;"
+                              "DROP TRIGGER series_move; DROP TRIGGER studies_date;"
+                              "DROP TRIGGER studies_patient; DROP TRIGGER studies_del;",
+                              NULL, NULL, &msg);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_exec(db, to_v1, NULL, NULL, &msg);
+        }
+        if (rc != SQLITE_OK) {
+            fail_msg("%s", msg != NULL ? msg : "?");
+        }
+        sqlite3_close(db);
+    }
+
+    fixture_open(f);
+    query(f, &q, &ans);
+    assert_string_equal(ans.text, want);
+    query(f, &pq, &ans);
+    assert_string_equal(ans.text, want_p);
+    rdx_img_query cr = {.level = RDX_IMG_LEVEL_STUDY, .modality = "CR"};
+    assert_true(query(f, &cr, &ans) > 0);
+    rdx_img_index_close(f->ix);
+    f->ix = NULL;
+
+    /* A version this rdx does not know is refused, not guessed at. */
+    static const char to_v99[] = "UPDATE meta SET value = '99' WHERE key = 'schema_version'";
+    if (is_pg) {
+        PGconn *c = PQconnectdb(f->uri);
+        assert_int_equal(PQstatus(c), CONNECTION_OK);
+        PGresult *r = PQexec(c, to_v99);
+        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        PQfinish(c);
+    } else {
+        assert_int_equal(sqlite3_open(f->uri + 7, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(db, to_v99, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+    }
+    rdx_error err;
+    assert_int_equal(rdx_img_index_open(f->uri, &f->ix, &err), RDX_EDB);
+    assert_non_null(strstr(err.msg, "schema version '99'"));
+    assert_null(f->ix);
+}
+
+/* Killed mid-run (SIGKILL inside an open batch): the index stays consistent, the next run completes
+ * it. */
+struct kill_at {
+    int calls, at;
+};
+
+static void kill_on_progress(void *user, const rdx_img_index_stats *stats)
+{
+    struct kill_at *k = user;
+    (void)stats;
+    if (++k->calls == k->at) {
+        raise(SIGKILL);
+    }
+}
+
+static void test_index_killed_run_completes(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    enum { NFILES = 1000 };
+    char work[1024], path[1100], uid[64];
+    snprintf(work, sizeof work, "%s/many", f->dir);
+    assert_int_equal(mkdir(work, 0700), 0);
+    /* 1000 instances of the CR fixture, each with its own SOP Instance UID (same length). */
+    const char *sop = "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.11";
+    size_t n = strlen(sop);
+    for (int i = 0; i < NFILES; i++) {
+        snprintf(uid, sizeof uid, "%.*s9%03d", (int)(n - 4), sop, i);
+        struct edit e[1] = {{0x0008, 0x0018, uid, '\0'}};
+        snprintf(path, sizeof path, "%s/i%04d.dcm", work, i);
+        copy_edited(FIXTURES "/study/77654033_CR1_6154", path, e, 1);
+    }
+    rdx_img_index_close(f->ix);
+    f->ix = NULL;
+    fflush(NULL);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        /* Progress comes every 256 files: the third call is inside the second batch. */
+        struct kill_at k = {0, 3};
+        rdx_img_index *ix = NULL;
+        rdx_error err;
+        rdx_img_index_opts o = {.progress = kill_on_progress, .user = &k};
+        rdx_img_index_stats st = {0};
+        if (rdx_img_index_open(f->uri, &ix, &err) == RDX_OK) {
+            (void)rdx_img_index_add_path(ix, work, &o, &st, &err);
+        }
+        _exit(0); /* not reached when the kill came */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+
+    /* What was committed is whole: every count agrees with the rows. */
+    fixture_open(f);
+    struct answers ans;
+    rdx_img_query inst = {.level = RDX_IMG_LEVEL_INSTANCE, .patient_id = "77654033"};
+    size_t got = query(f, &inst, &ans);
+    assert_true(got > 0 && got < NFILES);
+    rdx_img_query st = {.level = RDX_IMG_LEVEL_STUDY, .patient_id = "77654033"};
+    assert_int_equal(query(f, &st, &ans), 1);
+    char want[128];
+    snprintf(want, sizeof want, "|CR|" CR1_STUDY "|%zu|0\n", got);
+    assert_non_null(strstr(ans.text, want));
+
+    /* The next run indexes the rest and only the rest. */
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, work, &s, &log);
+    assert_int_equal(s.indexed, NFILES - got);
+    assert_int_equal(s.unchanged, got);
+    assert_int_equal(query(f, &inst, &ans), NFILES);
+    query(f, &st, &ans);
+    snprintf(want, sizeof want, "|CR|" CR1_STUDY "|%d|0\n", NFILES);
+    assert_non_null(strstr(ans.text, want));
+}
+
 static void test_index_prune_removes_deleted_files(void **state)
 {
     struct fixture *f = *state;
@@ -702,6 +980,45 @@ static void test_index_report_add(void **state)
     assert_int_equal(rdx_run_rdx(&r, badbin), 0);
     assert_int_equal(r.exit_code, 1);
     assert_non_null(strstr(r.err, "report.bin: not a text or HTML report"));
+    rdx_run_free(&r);
+}
+
+/* The human table pads by display width: wide names keep the columns after them aligned. */
+static void test_index_cli_table_aligns_wide_names(void **state)
+{
+    struct fixture *f = *state;
+    rdx_img_index_close(f->ix); /* the CLI opens it itself */
+    f->ix = NULL;
+    struct rdx_run r;
+    const char *idx[] = {"img", "index", "--db", f->uri, FIXTURES "/charset", NULL};
+    assert_int_equal(rdx_run_rdx(&r, idx), 0);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    const char *qs[] = {"img", "query", "--db", f->uri, "--level", "study", NULL};
+    assert_int_equal(rdx_run_rdx(&r, qs), 0);
+    assert_int_equal(r.exit_code, 0);
+    /* DATE PATIENT-ID NAME MODALITY ACCESSION SERIES INSTANCES: 101 cells before REPORT. */
+    static const char *const names[] = {"Wang^XiaoDong=王^小東=", "Hong^Gildong=洪^吉洞=홍^길동",
+                                        "Buc^Jérôme", "Люкceмбypг"};
+    size_t seen = 0;
+    for (char *line = r.out; line != NULL && *line != '\0';) {
+        char *nl = strchr(line, '\n');
+        if (nl != NULL) {
+            *nl = '\0';
+        }
+        for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+            if (strstr(line, names[k]) != NULL) {
+                char *rep = strstr(line, " no     ");
+                assert_non_null(rep);
+                *rep = '\0';
+                assert_int_equal(rdx_img_text_width(line), 101);
+                seen++;
+                break;
+            }
+        }
+        line = nl != NULL ? nl + 1 : NULL;
+    }
+    assert_int_equal(seen, 4);
     rdx_run_free(&r);
 }
 
@@ -946,6 +1263,9 @@ int main(void)
         BOTH(test_index_query_filters),
         BOTH(test_index_reports_linked_to_study),
         BOTH(test_index_changed_and_duplicate_files),
+        BOTH(test_index_changed_modality_and_study),
+        BOTH(test_index_schema_upgrade_from_v1),
+        BOTH(test_index_killed_run_completes),
         BOTH(test_index_prune_removes_deleted_files),
         BOTH(test_index_dicomdir),
         BOTH(test_index_report_add),
@@ -953,6 +1273,7 @@ int main(void)
         cmocka_unit_test(test_index_open_refuses_bad_uris),
         BOTH(test_index_shared_data),
         BOTH(test_index_cli),
+        cmocka_unit_test_setup_teardown(test_index_cli_table_aligns_wide_names, setup, teardown),
         cmocka_unit_test(test_index_oom_sweep),
     };
     return cmocka_run_group_tests_name("imaging_index", tests, pg_group_setup, pg_group_teardown);

@@ -396,6 +396,16 @@ rdx_status rdx_img_index_report_text(rdx_img_index *ix, const char *study_uid, r
 rdx_status rdx_img_index_report_add(rdx_img_index *ix, const char *study_uid, const char *path,
                                     rdx_error *err);
 
+/*
+ * Terminal columns the UTF-8 text s takes: East Asian wide and fullwidth
+ * characters (UAX #11: CJK ideographs, kana, Hangul, fullwidth forms) count
+ * 2, combining marks, zero-width and control characters 0, everything else 1;
+ * a byte that is not part of well-formed UTF-8 counts 1 (it is shown as one
+ * replacement character). For aligning tables of names. s may be NULL (0).
+ * Pure; thread-safe.
+ */
+size_t rdx_img_text_width(const char *s);
+
 /* Parse "patient", "study", "series" or "instance"; -1 when unknown. */
 int rdx_img_level_parse(const char *s);
 

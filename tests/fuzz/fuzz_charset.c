@@ -1,7 +1,9 @@
 /*
  * libFuzzer target: the Specific Character Set decoder (imaging/charset.c).
  * The first line of the input is the (0008,0005) value, the rest the text
- * value; the output must be valid UTF-8 whatever the bytes.
+ * value; the output must be valid UTF-8 whatever the bytes. The display
+ * width (rdx_img_text_width) of the raw bytes and of the decoded text is
+ * never more than their length in bytes.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "../../imaging/dicom.h"
+#include "rdx/imaging.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -19,16 +22,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cs[cl] = '\0';
     const uint8_t *v = nl != NULL ? nl + 1 : data;
     size_t vn = size - (size_t)(v - data);
-    uint8_t *copy = malloc(vn > 0 ? vn : 1);
+    uint8_t *copy = malloc(vn + 1);
     if (copy == NULL) {
         return 0;
     }
     memcpy(copy, v, vn);
+    copy[vn] = '\0';
+    if (rdx_img_text_width((const char *)copy) > strlen((const char *)copy)) {
+        abort();
+    }
     rdx_buf out;
     rdx_buf_init(&out, 1 << 20);
     if (rdx_img_charset_decode(cs, copy, vn, "\\^=", &out) == RDX_OK &&
         !rdx_img_utf8_valid(out.data, out.len)) {
         abort(); /* the decoder promised UTF-8 */
+    }
+    if (rdx_buf_append_u8(&out, 0) == RDX_OK &&
+        rdx_img_text_width((const char *)out.data) > strlen((const char *)out.data)) {
+        abort();
     }
     rdx_buf_free(&out);
     free(copy);
