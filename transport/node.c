@@ -65,7 +65,7 @@
  * cases completed in the window. A case is never acknowledged before the
  * sync that makes it durable.
  */
-#define GROUP_ACK_WINDOW_MS   2u    /* a completed case waits at most this long for its sync */
+#define GROUP_ACK_WINDOW_MS   4u    /* a completed case waits at most this long for its sync */
 #define GROUP_AUDIT_WINDOW_MS 10u   /* audit records alone (no ACK waiting) */
 #define GROUP_ACKS_MAX        1024u /* flush at once when this many ACKs wait */
 /*
@@ -121,6 +121,9 @@ struct conn {
     char serial[64];
     int authed;
     int closing;
+    /* A case answered as a duplicate: its chunks and COMMIT, sent ahead by the sender, are dropped.
+     */
+    char skip[RDX_TRANSPORT_CASE_ID_MAX + 1];
     rdx_transport_decoder *dec;
     struct rx rx;
 };
@@ -770,6 +773,7 @@ static void on_offer(struct conn *c, const rdx_transport_frame *f)
     struct rdx_tp_manifest m;
     char detail[600];
     rx_reset(&c->rx);
+    c->skip[0] = '\0';
     if (rdx_tp_manifest_decode(f->payload, f->len, &m, &err) != RDX_OK) {
         audit(n, "case-refused", RDX_TP_OUTCOME_SERIOUS, c->peer, "", err.msg);
         refuse(c, "", RDX_TP_REFUSE_MANIFEST, 1, "bad manifest: %s", err.msg);
@@ -838,6 +842,7 @@ static void on_offer(struct conn *c, const rdx_transport_frame *f)
         rdx_log(&n->log, RDX_LOG_INFO, "duplicate of case %s from %s acknowledged again", m.case_id,
                 c->peer);
         send_ack(c, m.case_id, 1);
+        snprintf(c->skip, sizeof c->skip, "%s", m.case_id);
         rdx_tp_manifest_clear(&m);
         return;
     }
@@ -965,8 +970,10 @@ static int write_chunk(struct rdx_transport_node *n, struct rx *rx, const uint8_
     if (write_all_at(rx->fd, p, len, off) != 0) {
         return -1;
     }
-    /* Start the writeback now, so that the flush's fdatasync finds little left to do. */
-    (void)sync_file_range(rx->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+    if (rx->m.items[rx->fd_item].size > INLINE_MAX) {
+        /* Start the writeback now, so that the flush's fdatasync finds little left to do. */
+        (void)sync_file_range(rx->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+    }
     return 0;
 }
 
@@ -1012,6 +1019,10 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
     unsigned char md[32];
     char path[4300];
     if (!rx->active) {
+        if (c->skip[0] && rdx_tp_chunk_decode(f->payload, f->len, &ch, NULL) == RDX_OK &&
+            strcmp(ch.case_id, c->skip) == 0) {
+            return; /* the case is here already */
+        }
         refuse(c, "", RDX_TP_REFUSE_PROTOCOL, 1, "CHUNK without an accepted OFFER");
         return;
     }
@@ -1063,9 +1074,9 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
             rx->dfd = -1;
         }
         snprintf(path, sizeof path, "%s/%u", rx->dir, ch.item);
-        rx->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        rx->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (have == 0 ? O_TRUNC : 0), 0600);
         /* Bytes past the durable mark are from a write never confirmed: drop them. */
-        if (rx->fd < 0 || ftruncate(rx->fd, (off_t)have) != 0) {
+        if (rx->fd < 0 || (have > 0 && ftruncate(rx->fd, (off_t)have) != 0)) {
             refuse(c, rx->m.case_id, RDX_TP_REFUSE_STORAGE, 1, "cannot open item %u: %s", ch.item,
                    strerror(errno));
             return;
@@ -1137,6 +1148,12 @@ static void on_commit(struct conn *c, const rdx_transport_frame *f)
     rdx_error err;
     unsigned char empty[32];
     if (!rx->active) {
+        if (c->skip[0] &&
+            rdx_tp_caseref_decode(f->payload, f->len, case_id, &flag, NULL) == RDX_OK &&
+            strcmp(case_id, c->skip) == 0) {
+            c->skip[0] = '\0'; /* already acknowledged as a duplicate */
+            return;
+        }
         refuse(c, "", RDX_TP_REFUSE_PROTOCOL, 1, "COMMIT without an accepted OFFER");
         return;
     }

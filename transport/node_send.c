@@ -17,7 +17,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <dirent.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -350,6 +352,13 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
  * receiver can make a whole group of them durable with one sync.
  */
 #define PIPE_MAX 64
+/*
+ * A case never tried before and at most this large is sent whole right
+ * behind its OFFER, without waiting for PROGRESS: the receiver has nothing
+ * of it (or, after a sender crash, refuses the chunks and the next attempt
+ * resumes properly; a duplicate is acknowledged and its chunks dropped).
+ */
+#define AHEAD_MAX (256u << 10)
 
 enum job_state { JOB_WAITING, JOB_SENT, JOB_DONE, JOB_SKIPPED };
 
@@ -406,6 +415,19 @@ static int take_answer(struct job *jobs, size_t n, struct job *cur, const rdx_tr
         }
         return 0;
     }
+    if (f->type == RDX_FRAME_PROGRESS) {
+        uint64_t d[1];
+        size_t k = 0;
+        struct job *j = NULL;
+        if (rdx_tp_progress_decode(f->payload, f->len, cid, d, 0, &k, NULL) == RDX_OK ||
+            cid[0] != '\0') {
+            j = job_find(jobs, n, cid);
+        }
+        if (j == cur || j == NULL) {
+            return cur != NULL ? 1 : -1;
+        }
+        return 0; /* the answer to an offer sent ahead of its chunks */
+    }
     if (f->type == RDX_FRAME_REFUSE) {
         unsigned code = 0;
         char reason[RDX_TRANSPORT_REASON_MAX + 1];
@@ -436,6 +458,21 @@ static int offer_one(const struct rdx_tp_sender *s, struct link *l, struct job *
     if (send_frame(l, RDX_FRAME_OFFER, j->blob, j->bloblen) != 0) {
         setwhy(j->why, sizeof j->why, "connection lost sending the offer");
         return -1;
+    }
+    uint64_t total = 0;
+    for (size_t i = 0; i < j->m.nitems; i++) {
+        total += j->m.items[i].size;
+    }
+    if (j->attempts == 0 && total <= AHEAD_MAX) {
+        uint64_t *zero = rdx_callocarray(j->m.nitems + 1, sizeof *zero);
+        enum outcome oc =
+            zero != NULL ? stream_items(s, l, &j->m, zero, j->why, sizeof j->why) : RETRY;
+        free(zero);
+        if (oc != DELIVERED) {
+            job_done(j, oc, 0, NULL);
+            return -1;
+        }
+        goto commit;
     }
     for (;;) {
         if (read_frame(l, &f, j->why, sizeof j->why) != 0) {
@@ -485,9 +522,10 @@ static int offer_one(const struct rdx_tp_sender *s, struct link *l, struct job *
         job_done(j, oc, 0, NULL);
         return -1;
     }
+commit:;
     rdx_buf b;
     rdx_buf_init(&b, 256);
-    if (rdx_tp_caseref_encode(m->case_id, 0, &b, NULL) != RDX_OK ||
+    if (rdx_tp_caseref_encode(j->m.case_id, 0, &b, NULL) != RDX_OK ||
         send_frame(l, RDX_FRAME_COMMIT, b.data, b.len) != 0) {
         rdx_buf_free(&b);
         setwhy(j->why, sizeof j->why, "connection lost sending the commit");
@@ -568,17 +606,118 @@ static void deliver_batch(const struct rdx_tp_sender *s, struct link *l, struct 
     ERR_clear_error();
 }
 
-static void remove_spool(const rdx_transport_config *cfg, const struct rdx_tp_manifest *m)
+/* Remove the spool copy of an acknowledged case (every file in DATA/outbox/CASE, then it). */
+static void remove_spool_dir(const rdx_transport_config *cfg, const char *case_id)
+{
+    char p[4200], f[4500];
+    if (rdx_tp_path(p, sizeof p, NULL, "%s/outbox/%s", cfg->data, case_id) != RDX_OK) {
+        return;
+    }
+    DIR *d = opendir(p);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] != '.') {
+                snprintf(f, sizeof f, "%s/%s", p, e->d_name);
+                (void)unlink(f);
+            }
+        }
+        closedir(d);
+    }
+    (void)rmdir(p);
+}
+
+/*
+ * The janitor thread removes the spool copies of acknowledged cases. An
+ * unlink and an rmdir cost milliseconds each on a busy ext4 journal, which
+ * the delivery thread must not wait for; a spool copy left by a crash is
+ * removed by the sweep when delivery starts again.
+ */
+struct janitor {
+    const rdx_transport_config *cfg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char (*ids)[RDX_TRANSPORT_CASE_ID_MAX + 1];
+    size_t n, cap;
+    int stop;
+    int started;
+    pthread_t th;
+};
+
+static void *janitor_main(void *arg)
+{
+    struct janitor *j = arg;
+    char id[RDX_TRANSPORT_CASE_ID_MAX + 1];
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (j->n == 0 && !j->stop) {
+            pthread_cond_wait(&j->cv, &j->mu);
+        }
+        if (j->n == 0) {
+            break;
+        }
+        memcpy(id, j->ids[--j->n], sizeof id);
+        pthread_mutex_unlock(&j->mu);
+        remove_spool_dir(j->cfg, id);
+        pthread_mutex_lock(&j->mu);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+static void janitor_add(struct janitor *j, const char *case_id)
+{
+    if (!j->started) {
+        remove_spool_dir(j->cfg, case_id);
+        return;
+    }
+    pthread_mutex_lock(&j->mu);
+    if (j->n == j->cap) {
+        size_t nc = j->cap ? j->cap * 2 : 256;
+        void *q = rdx_reallocarray(j->ids, nc, sizeof *j->ids);
+        if (q == NULL) {
+            pthread_mutex_unlock(&j->mu);
+            remove_spool_dir(j->cfg, case_id);
+            return;
+        }
+        j->ids = q;
+        j->cap = nc;
+    }
+    snprintf(j->ids[j->n++], sizeof j->ids[0], "%s", case_id);
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Spool copies of cases already acknowledged (a crash before the janitor got to them). */
+static void sweep_spool(const rdx_transport_config *cfg, sqlite3 *db)
 {
     char p[4200];
-    for (size_t i = 0; i < m->nitems; i++) {
-        if (rdx_tp_spool_path(cfg, m->case_id, i, p, sizeof p, NULL) == RDX_OK) {
-            (void)unlink(p);
+    sqlite3_stmt *st = NULL;
+    if (rdx_tp_path(p, sizeof p, NULL, "%s/outbox", cfg->data) != RDX_OK ||
+        sqlite3_prepare_v2(db, "SELECT state FROM outbox WHERE case_id=?", -1, &st, NULL) !=
+            SQLITE_OK) {
+        sqlite3_finalize(st);
+        return;
+    }
+    DIR *d = opendir(p);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        sqlite3_reset(st);
+        if (sqlite3_bind_text(st, 1, e->d_name, -1, SQLITE_TRANSIENT) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW) {
+            const char *state = (const char *)sqlite3_column_text(st, 0);
+            if (state != NULL && strcmp(state, "acked") == 0) {
+                remove_spool_dir(cfg, e->d_name);
+            }
         }
     }
-    if (rdx_tp_path(p, sizeof p, NULL, "%s/outbox/%s", cfg->data, m->case_id) == RDX_OK) {
-        (void)rmdir(p);
+    if (d != NULL) {
+        closedir(d);
     }
+    sqlite3_finalize(st);
 }
 
 /* What happened to one attempt, with its audit record, inside the caller's transaction. */
@@ -650,7 +789,8 @@ static int record_one(const struct rdx_tp_sender *s, sqlite3 *db, struct job *j,
  * If it fails, the cases stay queued: acknowledged ones are sent again and
  * the receiver answers them as duplicates, so nothing is lost or doubled.
  */
-static void record_batch(const struct rdx_tp_sender *s, sqlite3 *db, struct job *jobs, size_t n)
+static void record_batch(const struct rdx_tp_sender *s, sqlite3 *db, struct janitor *jan,
+                         struct job *jobs, size_t n)
 {
     char(*detail)[600] = rdx_callocarray(n, sizeof *detail);
     int ok = detail != NULL && sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
@@ -674,7 +814,7 @@ static void record_batch(const struct rdx_tp_sender *s, sqlite3 *db, struct job 
         rdx_log(&s->log, jobs[i].oc == DELIVERED ? RDX_LOG_INFO : RDX_LOG_WARN, "case %s to %s: %s",
                 jobs[i].m.case_id, jobs[i].m.recipient, detail[i]);
         if (jobs[i].oc == DELIVERED) {
-            remove_spool(s->cfg, &jobs[i].m);
+            janitor_add(jan, jobs[i].m.case_id);
         }
     }
     free(detail);
@@ -741,6 +881,23 @@ void rdx_tp_sender_run(struct rdx_tp_sender *s)
     memset(&l, 0, sizeof l);
     l.fd = -1;
     struct job *jobs = rdx_callocarray(PIPE_MAX, sizeof *jobs);
+    struct janitor jan;
+    memset(&jan, 0, sizeof jan);
+    jan.cfg = s->cfg;
+    if (db != NULL) {
+        sweep_spool(s->cfg, db);
+    }
+    if (pthread_mutex_init(&jan.mu, NULL) == 0) {
+        if (pthread_cond_init(&jan.cv, NULL) == 0) {
+            jan.started = pthread_create(&jan.th, NULL, janitor_main, &jan) == 0;
+            if (!jan.started) {
+                pthread_cond_destroy(&jan.cv);
+            }
+        }
+        if (!jan.started) {
+            pthread_mutex_destroy(&jan.mu);
+        }
+    }
     while (jobs != NULL && !atomic_load(&s->stop)) {
         size_t n = due_jobs(s, db, l.peer, jobs);
         if (n == 0) {
@@ -749,13 +906,23 @@ void rdx_tp_sender_run(struct rdx_tp_sender *s)
             continue;
         }
         deliver_batch(s, &l, jobs, n);
-        record_batch(s, db, jobs, n);
+        record_batch(s, db, &jan, jobs, n);
         for (size_t i = 0; i < n; i++) {
             rdx_tp_manifest_clear(&jobs[i].m);
             free(jobs[i].blob);
         }
     }
     free(jobs);
+    if (jan.started) {
+        pthread_mutex_lock(&jan.mu);
+        jan.stop = 1;
+        pthread_cond_signal(&jan.cv);
+        pthread_mutex_unlock(&jan.mu);
+        pthread_join(jan.th, NULL); /* it finishes the removals it was given */
+        pthread_cond_destroy(&jan.cv);
+        pthread_mutex_destroy(&jan.mu);
+    }
+    free(jan.ids);
     link_close(&l, 1);
     sqlite3_close(db);
 }
