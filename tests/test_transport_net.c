@@ -39,6 +39,7 @@ extern char **environ;
 struct net {
     char *dir;
     char pki[4200];
+    char mounted[4300]; /* a tmpfs the disk-full test mounted, unmounted in teardown */
 };
 
 static void sleep_ms(long ms)
@@ -260,6 +261,9 @@ static int net_setup(void **state)
 static int net_teardown(void **state)
 {
     struct net *w = *state;
+    if (w->mounted[0] != '\0') {
+        (void)umount2(w->mounted, MNT_DETACH); /* the test failed before it unmounted */
+    }
     if (getenv("RDX_KEEP") == NULL) {
         rdx_test_rmrf(w->dir);
     } else {
@@ -538,6 +542,7 @@ static void test_net_disk_full_refused_cleanly_then_delivered(void **state)
                       strerror(errno));
         skip();
     }
+    snprintf(w->mounted, sizeof w->mounted, "%s", inbox);
     node_ini(w, "full-hub", "", "yz-clinic = dicom", hub_ini, sizeof hub_ini);
     unsigned port = start(w, "full-hub", hub_ini, &hub);
     snprintf(peers, sizeof peers, "full-hub = 127.0.0.1:%u\n", port);
@@ -584,6 +589,7 @@ static void test_net_disk_full_refused_cleanly_then_delivered(void **state)
     stop_node(cl);
     stop_node(hub);
     assert_int_equal(umount(inbox), 0);
+    w->mounted[0] = '\0';
     verify_chain(hub_db);
 }
 
