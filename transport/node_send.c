@@ -17,7 +17,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <dirent.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -342,138 +344,406 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
     return DELIVERED;
 }
 
-/* Send one case over l (opened or reused); on any failure l is closed. */
-static enum outcome deliver(const struct rdx_tp_sender *s, struct link *l,
-                            const struct rdx_tp_manifest *m, const uint8_t *blob, size_t bloblen,
-                            int *dup, char *why, size_t whysz)
+/*
+ * Pipelining: up to PIPE_MAX cases for one peer go over one connection
+ * without waiting for each ACK. The sender offers a case, streams what the
+ * PROGRESS answer says is missing, sends COMMIT and goes on to the next
+ * offer; ACKs (each naming its case) are taken as they arrive, so the
+ * receiver can make a whole group of them durable with one sync.
+ */
+#define PIPE_MAX 64
+/*
+ * A case never tried before and at most this large is sent whole right
+ * behind its OFFER, without waiting for PROGRESS: the receiver has nothing
+ * of it (or, after a sender crash, refuses the chunks and the next attempt
+ * resumes properly; a duplicate is acknowledged and its chunks dropped).
+ */
+#define AHEAD_MAX (256u << 10)
+
+enum job_state { JOB_WAITING, JOB_SENT, JOB_DONE, JOB_SKIPPED };
+
+struct job {
+    struct rdx_tp_manifest m;
+    uint8_t *blob;
+    size_t bloblen;
+    int attempts;
+    enum job_state st;
+    enum outcome oc;
+    int dup;
+    char why[600];
+};
+
+static struct job *job_find(struct job *jobs, size_t n, const char *cid)
 {
-    enum outcome oc = RETRY;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(jobs[i].m.case_id, cid) == 0) {
+            return &jobs[i];
+        }
+    }
+    return NULL;
+}
+
+static void job_done(struct job *j, enum outcome oc, int dup, const char *why)
+{
+    j->st = JOB_DONE;
+    j->oc = oc;
+    j->dup = dup;
+    if (why != NULL && why != j->why) {
+        setwhy(j->why, sizeof j->why, "%s", why);
+    }
+}
+
+/*
+ * Take one frame that is not the answer to cur: an ACK or REFUSE naming a
+ * case already sent. Returns 1 when f answers cur (left for the caller), 0
+ * when it was consumed, -1 when the connection is finished (a refusal).
+ */
+static int take_answer(struct job *jobs, size_t n, struct job *cur, const rdx_transport_frame *f)
+{
+    char cid[RDX_TRANSPORT_CASE_ID_MAX + 1] = "";
+    int flag = 0;
+    if (f->type == RDX_FRAME_ACK) {
+        if (rdx_tp_caseref_decode(f->payload, f->len, cid, &flag, NULL) != RDX_OK) {
+            return -1;
+        }
+        struct job *j = job_find(jobs, n, cid);
+        if (j == cur) {
+            return 1;
+        }
+        if (j != NULL && j->st == JOB_SENT) {
+            job_done(j, DELIVERED, flag, NULL);
+        }
+        return 0;
+    }
+    if (f->type == RDX_FRAME_PROGRESS) {
+        uint64_t d[1];
+        size_t k = 0;
+        struct job *j = NULL;
+        if (rdx_tp_progress_decode(f->payload, f->len, cid, d, 0, &k, NULL) == RDX_OK ||
+            cid[0] != '\0') {
+            j = job_find(jobs, n, cid);
+        }
+        if (j == cur || j == NULL) {
+            return cur != NULL ? 1 : -1;
+        }
+        return 0; /* the answer to an offer sent ahead of its chunks */
+    }
+    if (f->type == RDX_FRAME_REFUSE) {
+        unsigned code = 0;
+        char reason[RDX_TRANSPORT_REASON_MAX + 1];
+        struct job *j = NULL;
+        if (rdx_tp_refuse_decode(f->payload, f->len, cid, &code, reason, sizeof reason, NULL) ==
+            RDX_OK) {
+            j = job_find(jobs, n, cid);
+        }
+        if (j == NULL || j == cur) {
+            return 1;
+        }
+        if (j->st == JOB_SENT) {
+            setwhy(j->why, sizeof j->why, "receiver refused: %s", reason);
+            job_done(j, rdx_tp_refuse_permanent(code) ? PERMANENT : RETRY, 0, NULL);
+        }
+        return -1;
+    }
+    return cur != NULL ? 1 : -1;
+}
+
+/* Offer job j and, if the receiver wants it, stream and commit it. 0 while the link is usable. */
+static int offer_one(const struct rdx_tp_sender *s, struct link *l, struct job *jobs, size_t n,
+                     struct job *j)
+{
     rdx_transport_frame f;
-    uint64_t *done = NULL;
-    int reused = l->ssl != NULL && strcmp(l->peer, m->recipient) == 0;
-    if (!reused && (oc = link_open(s, l, m->recipient, why, whysz)) != DELIVERED) {
-        link_close(l, 0);
-        return oc;
-    }
-    oc = RETRY;
-    if (send_frame(l, RDX_FRAME_OFFER, blob, bloblen) != 0 || read_frame(l, &f, why, whysz) != 0) {
-        if (reused) {
-            /* The receiver closed the kept connection meanwhile: that is no failed attempt. */
-            why[0] = '\0';
-            link_close(l, 0);
-            return deliver(s, l, m, blob, bloblen, dup, why, whysz);
-        }
-        if (why[0] == '\0') {
-            setwhy(why, whysz, "connection lost sending the offer");
-        }
-        goto out;
-    }
-    if (f.type == RDX_FRAME_REFUSE) {
-        oc = refused(&f, why, whysz);
-        goto out;
-    }
     char cid[RDX_TRANSPORT_CASE_ID_MAX + 1];
     int flag = 0;
-    if (f.type == RDX_FRAME_ACK) {
-        if (rdx_tp_caseref_decode(f.payload, f.len, cid, &flag, NULL) == RDX_OK &&
-            strcmp(cid, m->case_id) == 0) {
-            *dup = flag;
-            oc = DELIVERED;
-        } else {
-            setwhy(why, whysz, "receiver acknowledged another case");
+    if (send_frame(l, RDX_FRAME_OFFER, j->blob, j->bloblen) != 0) {
+        setwhy(j->why, sizeof j->why, "connection lost sending the offer");
+        return -1;
+    }
+    uint64_t total = 0;
+    for (size_t i = 0; i < j->m.nitems; i++) {
+        total += j->m.items[i].size;
+    }
+    if (j->attempts == 0 && total <= AHEAD_MAX) {
+        uint64_t *zero = rdx_callocarray(j->m.nitems + 1, sizeof *zero);
+        enum outcome oc =
+            zero != NULL ? stream_items(s, l, &j->m, zero, j->why, sizeof j->why) : RETRY;
+        free(zero);
+        if (oc != DELIVERED) {
+            job_done(j, oc, 0, NULL);
+            return -1;
         }
-        goto out;
+        goto commit;
     }
-    size_t n = 0;
-    done = rdx_callocarray(m->nitems, sizeof *done);
-    if (f.type != RDX_FRAME_PROGRESS || done == NULL ||
-        rdx_tp_progress_decode(f.payload, f.len, cid, done, m->nitems, &n, NULL) != RDX_OK ||
-        strcmp(cid, m->case_id) != 0 || n != m->nitems) {
-        setwhy(why, whysz, "receiver answered the offer with a bad %s",
-               rdx_transport_frame_type_name(f.type) ? rdx_transport_frame_type_name(f.type)
-                                                     : "frame");
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (done[i] > m->items[i].size) {
-            setwhy(why, whysz, "receiver claims more of item %zu than it has", i + 1);
-            goto out;
+    for (;;) {
+        if (read_frame(l, &f, j->why, sizeof j->why) != 0) {
+            return -1;
         }
-    }
-    oc = stream_items(s, l, m, done, why, whysz);
-    if (oc != DELIVERED) {
-        goto out;
-    }
-    oc = RETRY;
-    rdx_buf b;
-    rdx_buf_init(&b, 256);
-    if (rdx_tp_caseref_encode(m->case_id, 0, &b, NULL) != RDX_OK ||
-        send_frame(l, RDX_FRAME_COMMIT, b.data, b.len) != 0) {
-        rdx_buf_free(&b);
-        setwhy(why, whysz, "connection lost sending the commit");
-        goto out;
-    }
-    rdx_buf_free(&b);
-    /* The receiver re-hashes every item before it answers. */
-    if (read_frame(l, &f, why, whysz) != 0) {
-        goto out;
+        int a = take_answer(jobs, n, j, &f);
+        if (a < 0) {
+            return -1;
+        }
+        if (a == 1) {
+            break;
+        }
     }
     if (f.type == RDX_FRAME_REFUSE) {
-        oc = refused(&f, why, whysz);
-    } else if (f.type == RDX_FRAME_ACK &&
-               rdx_tp_caseref_decode(f.payload, f.len, cid, &flag, NULL) == RDX_OK &&
-               strcmp(cid, m->case_id) == 0) {
-        *dup = flag;
-        oc = DELIVERED;
-    } else {
-        setwhy(why, whysz, "receiver answered the commit with something other than its ACK");
+        job_done(j, refused(&f, j->why, sizeof j->why), 0, NULL);
+        return -1; /* the receiver closes after a refusal */
     }
-out:
+    if (f.type == RDX_FRAME_ACK) {
+        (void)rdx_tp_caseref_decode(f.payload, f.len, cid, &flag, NULL);
+        job_done(j, DELIVERED, flag, NULL); /* it had the case already */
+        return 0;
+    }
+    const struct rdx_tp_manifest *m = &j->m;
+    size_t got = 0;
+    uint64_t *done = rdx_callocarray(m->nitems, sizeof *done);
+    if (f.type != RDX_FRAME_PROGRESS || done == NULL ||
+        rdx_tp_progress_decode(f.payload, f.len, cid, done, m->nitems, &got, NULL) != RDX_OK ||
+        strcmp(cid, m->case_id) != 0 || got != m->nitems) {
+        setwhy(j->why, sizeof j->why, "receiver answered the offer with a bad %s",
+               rdx_transport_frame_type_name(f.type) ? rdx_transport_frame_type_name(f.type)
+                                                     : "frame");
+        free(done);
+        job_done(j, RETRY, 0, NULL);
+        return -1;
+    }
+    for (size_t i = 0; i < got; i++) {
+        if (done[i] > m->items[i].size) {
+            setwhy(j->why, sizeof j->why, "receiver claims more of item %zu than it has", i + 1);
+            free(done);
+            job_done(j, RETRY, 0, NULL);
+            return -1;
+        }
+    }
+    enum outcome oc = stream_items(s, l, m, done, j->why, sizeof j->why);
     free(done);
     if (oc != DELIVERED) {
+        job_done(j, oc, 0, NULL);
+        return -1;
+    }
+commit:;
+    rdx_buf b;
+    rdx_buf_init(&b, 256);
+    if (rdx_tp_caseref_encode(j->m.case_id, 0, &b, NULL) != RDX_OK ||
+        send_frame(l, RDX_FRAME_COMMIT, b.data, b.len) != 0) {
+        rdx_buf_free(&b);
+        setwhy(j->why, sizeof j->why, "connection lost sending the commit");
+        job_done(j, RETRY, 0, NULL);
+        return -1;
+    }
+    rdx_buf_free(&b);
+    j->st = JOB_SENT; /* its ACK comes when the receiver's group is durable */
+    setwhy(j->why, sizeof j->why, "no ACK before the connection ended");
+    return 0;
+}
+
+/*
+ * Deliver jobs (all for one recipient) over l, opened or reused. Every job
+ * ends JOB_DONE with an outcome, or JOB_SKIPPED when another case's failure
+ * ended the connection before this one was tried (no attempt is counted).
+ */
+static void deliver_batch(const struct rdx_tp_sender *s, struct link *l, struct job *jobs, size_t n)
+{
+    const char *recipient = jobs[0].m.recipient;
+    int reused = l->ssl != NULL && strcmp(l->peer, recipient) == 0;
+    char why[600] = "";
+    if (!reused) {
+        enum outcome oc = link_open(s, l, recipient, why, sizeof why);
+        if (oc != DELIVERED) {
+            link_close(l, 0);
+            for (size_t i = 0; i < n; i++) {
+                job_done(&jobs[i], oc, 0, why);
+            }
+            return;
+        }
+    }
+    size_t i = 0;
+    int ok = 1;
+    for (; ok && i < n; i++) {
+        if (offer_one(s, l, jobs, n, &jobs[i]) != 0) {
+            if (reused && i == 0 && jobs[0].st == JOB_WAITING) {
+                /* The receiver closed the kept connection meanwhile: that is no failed attempt. */
+                link_close(l, 0);
+                deliver_batch(s, l, jobs, n);
+                return;
+            }
+            if (jobs[i].st == JOB_WAITING) {
+                job_done(&jobs[i], RETRY, 0, NULL); /* lost waiting for its answer */
+            }
+            ok = 0;
+        }
+    }
+    /* The ACKs still to come. */
+    for (;;) {
+        struct job *open = NULL;
+        for (size_t k = 0; k < n && open == NULL; k++) {
+            open = jobs[k].st == JOB_SENT ? &jobs[k] : NULL;
+        }
+        if (open == NULL || !ok) {
+            break;
+        }
+        rdx_transport_frame f;
+        if (read_frame(l, &f, why, sizeof why) != 0) {
+            ok = 0;
+            break;
+        }
+        int a = take_answer(jobs, n, NULL, &f);
+        if (a < 0) {
+            ok = 0;
+        }
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (jobs[k].st == JOB_SENT) {
+            job_done(&jobs[k], RETRY, 0, NULL); /* why says no ACK came */
+        } else if (jobs[k].st == JOB_WAITING) {
+            jobs[k].st = JOB_SKIPPED;
+        }
+    }
+    if (!ok) {
         link_close(l, 0);
     }
     ERR_clear_error();
-    return oc;
 }
 
-static void remove_spool(const rdx_transport_config *cfg, const struct rdx_tp_manifest *m)
+/* Remove the spool copy of an acknowledged case (every file in DATA/outbox/CASE, then it). */
+static void remove_spool_dir(const rdx_transport_config *cfg, const char *case_id)
+{
+    char p[4200], f[4500];
+    if (rdx_tp_path(p, sizeof p, NULL, "%s/outbox/%s", cfg->data, case_id) != RDX_OK) {
+        return;
+    }
+    DIR *d = opendir(p);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] != '.') {
+                snprintf(f, sizeof f, "%s/%s", p, e->d_name);
+                (void)unlink(f);
+            }
+        }
+        closedir(d);
+    }
+    (void)rmdir(p);
+}
+
+/*
+ * The janitor thread removes the spool copies of acknowledged cases. An
+ * unlink and an rmdir cost milliseconds each on a busy ext4 journal, which
+ * the delivery thread must not wait for; a spool copy left by a crash is
+ * removed by the sweep when delivery starts again.
+ */
+struct janitor {
+    const rdx_transport_config *cfg;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char (*ids)[RDX_TRANSPORT_CASE_ID_MAX + 1];
+    size_t n, cap;
+    int stop;
+    int started;
+    pthread_t th;
+};
+
+static void *janitor_main(void *arg)
+{
+    struct janitor *j = arg;
+    char id[RDX_TRANSPORT_CASE_ID_MAX + 1];
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (j->n == 0 && !j->stop) {
+            pthread_cond_wait(&j->cv, &j->mu);
+        }
+        if (j->n == 0) {
+            break;
+        }
+        memcpy(id, j->ids[--j->n], sizeof id);
+        pthread_mutex_unlock(&j->mu);
+        remove_spool_dir(j->cfg, id);
+        pthread_mutex_lock(&j->mu);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+static void janitor_add(struct janitor *j, const char *case_id)
+{
+    if (!j->started) {
+        remove_spool_dir(j->cfg, case_id);
+        return;
+    }
+    pthread_mutex_lock(&j->mu);
+    if (j->n == j->cap) {
+        size_t nc = j->cap ? j->cap * 2 : 256;
+        void *q = rdx_reallocarray(j->ids, nc, sizeof *j->ids);
+        if (q == NULL) {
+            pthread_mutex_unlock(&j->mu);
+            remove_spool_dir(j->cfg, case_id);
+            return;
+        }
+        j->ids = q;
+        j->cap = nc;
+    }
+    snprintf(j->ids[j->n++], sizeof j->ids[0], "%s", case_id);
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Spool copies of cases already acknowledged (a crash before the janitor got to them). */
+static void sweep_spool(const rdx_transport_config *cfg, sqlite3 *db)
 {
     char p[4200];
-    for (size_t i = 0; i < m->nitems; i++) {
-        if (rdx_tp_spool_path(cfg, m->case_id, i, p, sizeof p, NULL) == RDX_OK) {
-            (void)unlink(p);
+    sqlite3_stmt *st = NULL;
+    if (rdx_tp_path(p, sizeof p, NULL, "%s/outbox", cfg->data) != RDX_OK ||
+        sqlite3_prepare_v2(db, "SELECT state FROM outbox WHERE case_id=?", -1, &st, NULL) !=
+            SQLITE_OK) {
+        sqlite3_finalize(st);
+        return;
+    }
+    DIR *d = opendir(p);
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        sqlite3_reset(st);
+        if (sqlite3_bind_text(st, 1, e->d_name, -1, SQLITE_TRANSIENT) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW) {
+            const char *state = (const char *)sqlite3_column_text(st, 0);
+            if (state != NULL && strcmp(state, "acked") == 0) {
+                remove_spool_dir(cfg, e->d_name);
+            }
         }
     }
-    if (rdx_tp_path(p, sizeof p, NULL, "%s/outbox/%s", cfg->data, m->case_id) == RDX_OK) {
-        (void)rmdir(p);
+    if (d != NULL) {
+        closedir(d);
     }
+    sqlite3_finalize(st);
 }
 
-/* Record what happened to one attempt, with its audit record, in one transaction. */
-static void record(const struct rdx_tp_sender *s, sqlite3 *db, const struct rdx_tp_manifest *m,
-                   int attempts, enum outcome oc, int dup, const char *why)
+/* What happened to one attempt, with its audit record, inside the caller's transaction. */
+static int record_one(const struct rdx_tp_sender *s, sqlite3 *db, struct job *j, char *detail,
+                      size_t detailsz)
 {
     const rdx_transport_config *cfg = s->cfg;
+    const struct rdx_tp_manifest *m = &j->m;
     int64_t now = rdx_clock_wall_ms();
     const char *state = "queued";
     int64_t next = 0;
     const char *event;
     int outcome;
-    char detail[600];
-    attempts++;
-    if (oc == DELIVERED) {
+    int attempts = j->attempts + 1;
+    if (j->oc == DELIVERED) {
         state = "acked";
         event = "case-acknowledged";
         outcome = RDX_TP_OUTCOME_SUCCESS;
-        setwhy(detail, sizeof detail, "acknowledged by %s%s after %d attempt%s", m->recipient,
-               dup ? " (it already had it)" : "", attempts, attempts == 1 ? "" : "s");
-    } else if (oc == PERMANENT || (unsigned)attempts >= cfg->max_attempts) {
+        setwhy(detail, detailsz, "acknowledged by %s%s after %d attempt%s", m->recipient,
+               j->dup ? " (it already had it)" : "", attempts, attempts == 1 ? "" : "s");
+    } else if (j->oc == PERMANENT || (unsigned)attempts >= cfg->max_attempts) {
         state = "dead";
         event = "case-dead-lettered";
         outcome = RDX_TP_OUTCOME_SERIOUS;
-        setwhy(detail, sizeof detail, "after %d attempt%s: %s", attempts, attempts == 1 ? "" : "s",
-               why);
+        setwhy(detail, detailsz, "after %d attempt%s: %s", attempts, attempts == 1 ? "" : "s",
+               j->why);
     } else {
         /* Capped exponential backoff with jitter, so that peers do not retry in lockstep. */
         uint64_t delay = cfg->retry_base_ms;
@@ -489,40 +759,114 @@ static void record(const struct rdx_tp_sender *s, sqlite3 *db, const struct rdx_
         next = now + (int64_t)delay;
         event = "case-send-failed";
         outcome = RDX_TP_OUTCOME_MINOR;
-        setwhy(detail, sizeof detail, "attempt %d: %s; retry in %llu ms", attempts, why,
+        setwhy(detail, detailsz, "attempt %d: %s; retry in %llu ms", attempts, j->why,
                (unsigned long long)delay);
     }
     sqlite3_stmt *st = NULL;
     rdx_error err;
-    int ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
-             sqlite3_prepare_v2(db,
-                                "UPDATE outbox SET state=?, attempts=?, next_attempt_ms=?, "
-                                "last_error=?, done_ms=? WHERE case_id=?",
-                                -1, &st, NULL) == SQLITE_OK &&
-             sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC) == SQLITE_OK &&
-             sqlite3_bind_int(st, 2, attempts) == SQLITE_OK &&
-             sqlite3_bind_int64(st, 3, next) == SQLITE_OK &&
-             (oc == DELIVERED ? sqlite3_bind_null(st, 4)
-                              : sqlite3_bind_text(st, 4, why, -1, SQLITE_STATIC)) == SQLITE_OK &&
-             (strcmp(state, "queued") == 0 ? sqlite3_bind_null(st, 5)
-                                           : sqlite3_bind_int64(st, 5, now)) == SQLITE_OK &&
-             sqlite3_bind_text(st, 6, m->case_id, -1, SQLITE_STATIC) == SQLITE_OK &&
-             sqlite3_step(st) == SQLITE_DONE;
+    int ok =
+        sqlite3_prepare_v2(db,
+                           "UPDATE outbox SET state=?, attempts=?, next_attempt_ms=?, "
+                           "last_error=?, done_ms=? WHERE case_id=?",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int(st, 2, attempts) == SQLITE_OK &&
+        sqlite3_bind_int64(st, 3, next) == SQLITE_OK &&
+        (j->oc == DELIVERED ? sqlite3_bind_null(st, 4)
+                            : sqlite3_bind_text(st, 4, j->why, -1, SQLITE_STATIC)) == SQLITE_OK &&
+        (strcmp(state, "queued") == 0 ? sqlite3_bind_null(st, 5)
+                                      : sqlite3_bind_int64(st, 5, now)) == SQLITE_OK &&
+        sqlite3_bind_text(st, 6, m->case_id, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_DONE;
     sqlite3_finalize(st);
     ok = ok && rdx_tp_audit(db, cfg->id, event, outcome, m->recipient, m->case_id, detail, &err) ==
                    RDX_OK;
+    return ok;
+}
+
+/*
+ * Record a batch in one transaction (one sync at the sender for all of it).
+ * If it fails, the cases stay queued: acknowledged ones are sent again and
+ * the receiver answers them as duplicates, so nothing is lost or doubled.
+ */
+static void record_batch(const struct rdx_tp_sender *s, sqlite3 *db, struct janitor *jan,
+                         struct job *jobs, size_t n)
+{
+    char(*detail)[600] = rdx_callocarray(n, sizeof *detail);
+    int ok = detail != NULL && sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+    for (size_t i = 0; ok && i < n; i++) {
+        if (jobs[i].st == JOB_DONE) {
+            ok = record_one(s, db, &jobs[i], detail[i], sizeof detail[i]);
+        }
+    }
     ok = ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
     if (!ok) {
-        rdx_log(&s->log, RDX_LOG_ERROR, "outbox update for case %s failed: %s", m->case_id,
+        rdx_log(&s->log, RDX_LOG_ERROR, "outbox update for %zu cases failed: %s", n,
                 sqlite3_errmsg(db));
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        free(detail);
         return;
     }
-    rdx_log(&s->log, oc == DELIVERED ? RDX_LOG_INFO : RDX_LOG_WARN, "case %s to %s: %s", m->case_id,
-            m->recipient, detail);
-    if (strcmp(state, "acked") == 0) {
-        remove_spool(cfg, m);
+    for (size_t i = 0; i < n; i++) {
+        if (jobs[i].st != JOB_DONE) {
+            continue;
+        }
+        rdx_log(&s->log, jobs[i].oc == DELIVERED ? RDX_LOG_INFO : RDX_LOG_WARN, "case %s to %s: %s",
+                jobs[i].m.case_id, jobs[i].m.recipient, detail[i]);
+        if (jobs[i].oc == DELIVERED) {
+            janitor_add(jan, jobs[i].m.case_id);
+        }
     }
+    free(detail);
+}
+
+/* Due cases for one recipient (the connected one first), at most PIPE_MAX. */
+static size_t due_jobs(const struct rdx_tp_sender *s, sqlite3 *db, const char *peer,
+                       struct job *jobs)
+{
+    sqlite3_stmt *st = NULL;
+    size_t n = 0;
+    char first[RDX_TRANSPORT_INST_ID_MAX + 1] = "";
+    if (sqlite3_prepare_v2(db,
+                           "SELECT manifest, attempts, recipient FROM outbox WHERE state='queued' "
+                           "AND next_attempt_ms <= ? ORDER BY (recipient = ?) DESC, "
+                           "next_attempt_ms, created_ms LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 1, rdx_clock_wall_ms()) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, peer, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(st, 3, PIPE_MAX) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return 0;
+    }
+    while (n < PIPE_MAX && sqlite3_step(st) == SQLITE_ROW) {
+        const char *rcp = (const char *)sqlite3_column_text(st, 2);
+        if (rcp == NULL) {
+            continue;
+        }
+        if (first[0] == '\0') {
+            snprintf(first, sizeof first, "%s", rcp);
+        } else if (strcmp(first, rcp) != 0) {
+            break;
+        }
+        struct job *j = &jobs[n];
+        rdx_error err;
+        memset(j, 0, sizeof *j);
+        j->bloblen = (size_t)sqlite3_column_bytes(st, 0);
+        j->blob = malloc(j->bloblen + 1);
+        if (j->blob == NULL) {
+            break;
+        }
+        memcpy(j->blob, sqlite3_column_blob(st, 0), j->bloblen);
+        j->attempts = sqlite3_column_int(st, 1);
+        if (rdx_tp_manifest_decode(j->blob, j->bloblen, &j->m, &err) != RDX_OK) {
+            rdx_log(&s->log, RDX_LOG_ERROR, "outbox holds an unreadable manifest: %s", err.msg);
+            free(j->blob);
+            continue;
+        }
+        n++;
+    }
+    sqlite3_finalize(st);
+    return n;
 }
 
 void rdx_tp_sender_run(struct rdx_tp_sender *s)
@@ -536,49 +880,49 @@ void rdx_tp_sender_run(struct rdx_tp_sender *s)
     struct link l;
     memset(&l, 0, sizeof l);
     l.fd = -1;
-    while (!atomic_load(&s->stop)) {
-        sqlite3_stmt *st = NULL;
-        struct rdx_tp_manifest m;
-        uint8_t *blob = NULL;
-        size_t bloblen = 0;
-        int attempts = 0, have = 0;
-        /* Cases for the peer already connected go first, over the same connection. */
-        if (sqlite3_prepare_v2(db,
-                               "SELECT manifest, attempts FROM outbox WHERE state='queued' AND "
-                               "next_attempt_ms <= ? ORDER BY (recipient = ?) DESC, "
-                               "next_attempt_ms, created_ms LIMIT 1",
-                               -1, &st, NULL) == SQLITE_OK &&
-            sqlite3_bind_int64(st, 1, rdx_clock_wall_ms()) == SQLITE_OK &&
-            sqlite3_bind_text(st, 2, l.peer, -1, SQLITE_STATIC) == SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW) {
-            bloblen = (size_t)sqlite3_column_bytes(st, 0);
-            blob = malloc(bloblen + 1);
-            if (blob != NULL) {
-                memcpy(blob, sqlite3_column_blob(st, 0), bloblen);
-                attempts = sqlite3_column_int(st, 1);
-                have = 1;
+    struct job *jobs = rdx_callocarray(PIPE_MAX, sizeof *jobs);
+    struct janitor jan;
+    memset(&jan, 0, sizeof jan);
+    jan.cfg = s->cfg;
+    if (db != NULL) {
+        sweep_spool(s->cfg, db);
+    }
+    if (pthread_mutex_init(&jan.mu, NULL) == 0) {
+        if (pthread_cond_init(&jan.cv, NULL) == 0) {
+            jan.started = pthread_create(&jan.th, NULL, janitor_main, &jan) == 0;
+            if (!jan.started) {
+                pthread_cond_destroy(&jan.cv);
             }
         }
-        sqlite3_finalize(st);
-        if (!have) {
-            free(blob);
+        if (!jan.started) {
+            pthread_mutex_destroy(&jan.mu);
+        }
+    }
+    while (jobs != NULL && !atomic_load(&s->stop)) {
+        size_t n = due_jobs(s, db, l.peer, jobs);
+        if (n == 0) {
             link_close(&l, 1); /* nothing due: do not hold an idle connection */
             sleep_ms(100);
             continue;
         }
-        if (rdx_tp_manifest_decode(blob, bloblen, &m, &err) != RDX_OK) {
-            rdx_log(&s->log, RDX_LOG_ERROR, "outbox holds an unreadable manifest: %s", err.msg);
-            free(blob);
-            sleep_ms(1000);
-            continue;
+        deliver_batch(s, &l, jobs, n);
+        record_batch(s, db, &jan, jobs, n);
+        for (size_t i = 0; i < n; i++) {
+            rdx_tp_manifest_clear(&jobs[i].m);
+            free(jobs[i].blob);
         }
-        char why[600] = "";
-        int dup = 0;
-        enum outcome oc = deliver(s, &l, &m, blob, bloblen, &dup, why, sizeof why);
-        record(s, db, &m, attempts, oc, dup, why);
-        rdx_tp_manifest_clear(&m);
-        free(blob);
     }
+    free(jobs);
+    if (jan.started) {
+        pthread_mutex_lock(&jan.mu);
+        jan.stop = 1;
+        pthread_cond_signal(&jan.cv);
+        pthread_mutex_unlock(&jan.mu);
+        pthread_join(jan.th, NULL); /* it finishes the removals it was given */
+        pthread_cond_destroy(&jan.cv);
+        pthread_mutex_destroy(&jan.mu);
+    }
+    free(jan.ids);
     link_close(&l, 1);
     sqlite3_close(db);
 }

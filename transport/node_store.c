@@ -44,6 +44,18 @@ static const char SCHEMA[] =
     "  idx INTEGER NOT NULL,"
     "  durable INTEGER NOT NULL,"
     "  PRIMARY KEY (sender, case_id, idx));"
+    /*
+     * Small items of received cases, held in the WAL so that a group of small
+     * cases needs one sync, not one per file. The node writes the item files
+     * without syncing them and, on its next start, rewrites any that a crash
+     * lost from these rows, syncs the files and empties the table.
+     */
+    "CREATE TABLE IF NOT EXISTS inbox_blobs("
+    "  sender TEXT NOT NULL,"
+    "  case_id TEXT NOT NULL,"
+    "  idx INTEGER NOT NULL,"
+    "  data BLOB NOT NULL,"
+    "  PRIMARY KEY (sender, case_id, idx));"
     "CREATE TABLE IF NOT EXISTS audit("
     "  seq INTEGER PRIMARY KEY,"
     "  time_ms INTEGER NOT NULL,"
