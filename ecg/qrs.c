@@ -76,7 +76,7 @@
  *
  * The constants below are physiological or come from the papers above.
  * Where a choice between values was measured (LEVEL_TAU_S, LEVEL_FLOOR,
- * GEO_FLOOR, PREM_MIN, FIRST_SHARP, FUSE_HZ), it was judged on the gross figures over
+ * GEO_FLOOR, W_FLOOR, PREM_MIN, FIRST_SHARP, FUSE_HZ), it was judged on the gross figures over
  * all the MIT-BIH records at hand and on the noise-stress and resampled
  * copies, never on one record.
  */
@@ -118,6 +118,13 @@
 /* Floor of a normalised lead feature in the geometric mean, so one lead
  * showing nothing weighs, but does not veto outright. */
 #define GEO_FLOOR 0.05f
+/* Every lead that is not lost keeps this much of a vote in the fusion on
+ * top of its per-beat quality weight (0 to 1): that weight can fall to 0
+ * and is only raised again at beats found without the lead, so without a
+ * floor a lead judged poor could never carry a beat when the lead judged
+ * good loses its QRS. Chosen on the gross figures (0.1 to 0.3 measure
+ * alike; 0.05 loses beats, 0.5 and above let noise through). */
+#define W_FLOOR 0.2f
 /* Absolute refractory period (Pan-Tompkins, AAMI EC57 practice): 200 ms. */
 #define REFRACTORY_S 0.200
 /* Beats closer than this to the last need half its slope (Pan-Tompkins). */
@@ -901,8 +908,8 @@ static inline float fast_log2(float x)
  * candidates are found on the logarithm of the weighted geometric mean (the
  * same maxima); the mean itself is taken only at a candidate.
  *
- * The weight of a lead is its per-beat quality (update_quality()) times a
- * fast signal-quality index: its envelope (the recent peak of its
+ * The weight of a lead is its per-beat quality (update_quality()) plus
+ * W_FLOOR, times a fast signal-quality index: its envelope (the recent peak of its
  * normalised feature, decaying over QWIN_S, the longest inter-beat span)
  * over the largest envelope of the leads. A lead whose QRS fades without
  * the lead going flat keeps a high gain level for LEVEL_TAU_S, so its
@@ -942,7 +949,7 @@ static void feed(rdx_ecg_detector *d, int64_t t)
                 l->we = 0.0f;
                 continue;
             }
-            float we = l->w * (emax > 0.0f ? l->env * inv_emax : 1.0f);
+            float we = (l->w + W_FLOOR) * (emax > 0.0f ? l->env * inv_emax : 1.0f);
             float nf = l->nf[at];
             l->we = we;
             wsum += we;
