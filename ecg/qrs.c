@@ -76,7 +76,7 @@
  *
  * The constants below are physiological or come from the papers above.
  * Where a choice between values was measured (LEVEL_TAU_S, LEVEL_FLOOR,
- * GEO_FLOOR, PREM_MIN, FIRST_SHARP, FUSE_HZ), it was judged on the gross figures over
+ * GEO_FLOOR, W_FLOOR, PREM_MIN, FIRST_SHARP, FUSE_HZ), it was judged on the gross figures over
  * all the MIT-BIH records at hand and on the noise-stress and resampled
  * copies, never on one record.
  */
@@ -118,6 +118,13 @@
 /* Floor of a normalised lead feature in the geometric mean, so one lead
  * showing nothing weighs, but does not veto outright. */
 #define GEO_FLOOR 0.05f
+/* Every lead that is not lost keeps this much of a vote in the fusion on
+ * top of its per-beat quality weight (0 to 1): that weight can fall to 0
+ * and is only raised again at beats found without the lead, so without a
+ * floor a lead judged poor could never carry a beat when the lead judged
+ * good loses its QRS. Chosen on the gross figures (0.1 to 0.3 measure
+ * alike; 0.05 loses beats, 0.5 and above let noise through). */
+#define W_FLOOR 0.2f
 /* Absolute refractory period (Pan-Tompkins, AAMI EC57 practice): 200 ms. */
 #define REFRACTORY_S 0.200
 /* Beats closer than this to the last need half its slope (Pan-Tompkins). */
@@ -182,6 +189,8 @@ struct lead {
     float *sn;                     /* normalised |derivative| (ring) */
     struct hist q;                 /* lead quality: beat peak over inter-beat maximum */
     float w;                       /* fusion weight */
+    float env;                     /* recent peak of nf (fast signal-quality envelope) */
+    float we;                      /* w times the envelope index, at the last grid point */
     double mwi;                    /* running sum of ad over MWI window */
     double level;                  /* peak level (gain control) */
     float last_valid;
@@ -197,7 +206,6 @@ struct snap {
     int have_last;
     int64_t last_r;
     float last_slope;
-    int wdirty;
     struct hist *q; /* per lead */
     float *w;       /* per lead */
 };
@@ -219,8 +227,7 @@ struct rdx_ecg_detector {
     int64_t twave;
     int64_t loss_min;
     double level_decay; /* per-sample decay of the peak level */
-    float inv_wsum;     /* 1 / sum of the weights of the leads not lost */
-    int wdirty;         /* weights or lost flags changed: recompute it */
+    float env_decay;    /* per-grid-point decay of each lead's envelope */
     struct biquad hp, lp;
     double loc_a; /* one-pole high-pass coefficient of the localisation signal */
     struct lead *leads;
@@ -465,7 +472,7 @@ rdx_status rdx_ecg_detector_new(const rdx_ecg_detector_config *cfg, rdx_ecg_dete
     }
     /* Group delay of the 2nd-order Butterworth low-pass: sqrt(2) / wc. */
     d->level_decay = exp(-1.0 / (LEVEL_TAU_S * fs));
-    d->wdirty = 1;
+    d->env_decay = (float)exp(-(double)d->dec / (QWIN_S * fs));
     size_t need = (size_t)secs(QWIN_S + 0.5, fs) + CHUNK;
     d->ring = 16;
     while (d->ring < need) {
@@ -558,8 +565,9 @@ static int64_t locate(const rdx_ecg_detector *d, int64_t t, int *lead_out, float
             continue;
         }
         float f = l->nf[(size_t)t & d->mask];
-        if (l->w > best_w || (l->w == best_w && f > best_f)) {
-            best_w = l->w;
+        float lw = d->nl > 1 ? l->we : l->w;
+        if (lw > best_w || (lw == best_w && f > best_f)) {
+            best_w = lw;
             best_f = f;
             best_lead = i;
         }
@@ -664,7 +672,6 @@ static void update_quality(rdx_ecg_detector *d, int64_t t, int64_t r)
         struct lead *l = &d->leads[i];
         l->w = amax > 0.0f ? (l->w / amax) * (l->w / amax) : 1.0f;
     }
-    d->wdirty = 1;
 }
 
 /*
@@ -687,7 +694,6 @@ static void snap_save(const rdx_ecg_detector *d, struct snap *sp)
     sp->have_last = d->have_last;
     sp->last_r = d->last_r;
     sp->last_slope = d->last_slope;
-    sp->wdirty = d->wdirty;
     for (size_t i = 0; i < d->nl; i++) {
         sp->q[i] = d->leads[i].q;
         sp->w[i] = d->leads[i].w;
@@ -706,7 +712,6 @@ static void snap_restore(rdx_ecg_detector *d, const struct snap *sp)
         d->leads[i].q = sp->q[i];
         d->leads[i].w = sp->w[i];
     }
-    d->wdirty = 1;
 }
 
 static void deliver(rdx_ecg_detector *d)
@@ -902,35 +907,58 @@ static inline float fast_log2(float x)
  * rising edge is never clipped and the fused peak keeps its place. The
  * candidates are found on the logarithm of the weighted geometric mean (the
  * same maxima); the mean itself is taken only at a candidate.
+ *
+ * The weight of a lead is its per-beat quality (update_quality()) plus
+ * W_FLOOR, times a fast signal-quality index: its envelope (the recent peak of its
+ * normalised feature, decaying over QWIN_S, the longest inter-beat span)
+ * over the largest envelope of the leads. A lead whose QRS fades without
+ * the lead going flat keeps a high gain level for LEVEL_TAU_S, so its
+ * feature sits at the floor and, in a geometric mean, would veto the beats
+ * the other leads show; its envelope falls within a beat or two and takes
+ * its vote away before the per-beat weights, which need beats to update,
+ * could (the SQI-weighted fusion of Li, Mark & Clifford, "Robust heart rate
+ * estimation from multiple asynchronous noisy sources using signal quality
+ * indices and a Kalman filter", Physiol. Meas. 29:15-32, 2008).
  */
 static void feed(rdx_ecg_detector *d, int64_t t)
 {
     size_t at = (size_t)t & d->mask;
-    float gsum = 0.0f;
-    float ssum = 0.0f;
-    if (d->wdirty) {
-        float wsum = 0.0f;
-        for (size_t i = 0; i < d->nl; i++) {
-            wsum += (d->lost_mask & (1u << i)) ? 0.0f : d->leads[i].w;
-        }
-        d->inv_wsum = wsum > 0.0f ? 1.0f / wsum : 0.0f;
-        d->wdirty = 0;
-    }
+    float gsum, ssum;
     if (d->nl == 1) {
         gsum = d->leads[0].nf[at];
         ssum = d->leads[0].sn[at];
     } else {
+        const float decay = d->env_decay;
+        float emax = 0.0f;
         for (size_t i = 0; i < d->nl; i++) {
-            const struct lead *l = &d->leads[i];
+            struct lead *l = &d->leads[i];
+            float nf = l->nf[at];
+            float e = l->env * decay;
+            l->env = nf > e ? nf : e;
+            if (!(d->lost_mask & (1u << i))) {
+                emax = l->env > emax ? l->env : emax;
+            }
+        }
+        float inv_emax = emax > 0.0f ? 1.0f / emax : 0.0f;
+        float wsum = 0.0f;
+        gsum = 0.0f;
+        ssum = 0.0f;
+        for (size_t i = 0; i < d->nl; i++) {
+            struct lead *l = &d->leads[i];
             if (d->lost_mask & (1u << i)) {
+                l->we = 0.0f;
                 continue;
             }
+            float we = (l->w + W_FLOOR) * (emax > 0.0f ? l->env * inv_emax : 1.0f);
             float nf = l->nf[at];
-            gsum += l->w * fast_log2(nf > GEO_FLOOR ? nf : GEO_FLOOR);
-            ssum += l->w * l->sn[at];
+            l->we = we;
+            wsum += we;
+            gsum += we * fast_log2(nf > GEO_FLOOR ? nf : GEO_FLOOR);
+            ssum += we * l->sn[at];
         }
-        gsum *= d->inv_wsum;
-        ssum *= d->inv_wsum;
+        float inv_wsum = wsum > 0.0f ? 1.0f / wsum : 0.0f;
+        gsum *= inv_wsum;
+        ssum *= inv_wsum;
     }
     d->ssum[at] = ssum;
     candidates(d, t, gsum);
@@ -1353,7 +1381,6 @@ static void frame_step(rdx_ecg_detector *d, int64_t n, uint32_t lm)
     d->n = n + 1;
     if (lm != d->lost_mask) {
         d->lost_mask = lm;
-        d->wdirty = 1;
     }
     if (lm == d->all_mask) {
         if (!d->all_lost) {
