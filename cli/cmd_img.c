@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- Small helpers ----------------------------------------------------------- */
@@ -438,6 +439,30 @@ static void query_usage(FILE *f)
             RDX_IMG_INDEX_DEFAULT_URI);
 }
 
+/*
+ * Reading verbs must not create an empty index where the user mistyped a
+ * path: an SQLite index that does not exist yet is an error for them (only
+ * `rdx img index` creates one). Other URIs are left to the backend.
+ */
+static int require_existing_index(const char *cmd, const char *uri)
+{
+    const char *path = NULL;
+    if (strncmp(uri, "sqlite:", 7) == 0) {
+        path = uri + 7;
+    } else if (strstr(uri, "://") == NULL) {
+        path = uri;
+    }
+    if (path == NULL || strcmp(path, ":memory:") == 0 || path[0] == '\0') {
+        return RDX_EXIT_OK;
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        return rdx_cli_fail(
+            cmd, "%s: no such index (create it with 'rdx img index --db %s PATH...')", path, uri);
+    }
+    return RDX_EXIT_OK;
+}
+
 static int cmd_query(int argc, char **argv)
 {
     const char *cmd = "img query";
@@ -492,6 +517,9 @@ static int cmd_query(int argc, char **argv)
         } else {
             return rdx_cli_usage(cmd, "unexpected argument '%s'", argv[i]);
         }
+    }
+    if (require_existing_index(cmd, db) != RDX_EXIT_OK) {
+        return RDX_EXIT_FAIL;
     }
     rdx_img_index *ix = NULL;
     rdx_error err;
@@ -571,6 +599,9 @@ static int cmd_report(int argc, char **argv)
     }
     if (add && study == NULL) {
         return rdx_cli_usage(cmd, "no --study STUDY_UID given");
+    }
+    if (!add && require_existing_index(cmd, db) != RDX_EXIT_OK) {
+        return RDX_EXIT_FAIL;
     }
     rdx_img_index *ix = NULL;
     rdx_error err;

@@ -1172,6 +1172,19 @@ static void test_index_cli(void **state)
                                   "Transfer Syntax UID (0002,0010)"));
     rdx_run_free(&r);
 
+    /* A mistyped index path is an error, not a new empty index. */
+    const char *missing[] = {"img", "query", "--db", "sqlite:/nonexistent/rdx-index.db", NULL};
+    assert_int_equal(rdx_run_rdx(&r, missing), 0);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "/nonexistent/rdx-index.db: no such index"));
+    rdx_run_free(&r);
+    const char *missing2[] = {"img",   "report", "show", "--db", "sqlite:/nonexistent/x.db",
+                              "1.2.3", NULL};
+    assert_int_equal(rdx_run_rdx(&r, missing2), 0);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "no such index"));
+    rdx_run_free(&r);
+
     const char *q[] = {"img", "query", "--db", f->uri, "--patient-name", "王^小东", "--json", NULL};
     assert_int_equal(rdx_run_rdx(&r, q), 0);
     assert_int_equal(r.exit_code, 0);
