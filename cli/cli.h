@@ -15,6 +15,7 @@
 #include "rdx/common.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 enum { RDX_EXIT_OK = 0, RDX_EXIT_FAIL = 1, RDX_EXIT_USAGE = 2 };
 
@@ -54,6 +55,9 @@ int rdx_cli_fail(const char *cmd, const char *fmt, ...) RDX_PRINTF(2, 3);
 
 /* Print err's message (or its status name) as rdx_cli_fail does. */
 int rdx_cli_fail_err(const char *cmd, const rdx_error *err);
+
+/* Write s (UTF-8; NULL is written as "") to f as a JSON string literal. */
+void rdx_cli_json_str(FILE *f, const char *s);
 
 /* Nonzero when s is "--help" or "-h". */
 int rdx_cli_is_help(const char *s);

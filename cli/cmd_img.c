@@ -12,39 +12,6 @@
 
 /* ---- Small helpers ----------------------------------------------------------- */
 
-/* Write s as a JSON string (RFC 8259 section 7): quotes, backslashes and controls escaped. */
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)(s != NULL ? s : ""); *p != '\0'; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        default:
-            if (*p < 0x20) {
-                fprintf(f, "\\u%04x", *p);
-            } else {
-                fputc(*p, f);
-            }
-            break;
-        }
-    }
-    fputc('"', f);
-}
-
 /* The reason without a leading "PATH: " (messages from the engine name the file). */
 static const char *strip_path(const char *path, const char *reason)
 {
@@ -248,9 +215,9 @@ static int cmd_index(int argc, char **argv)
                stats.failed, stats.pruned);
         for (size_t i = 0; i < run.nbad; i++) {
             printf("%s{\"path\":", i ? "," : "");
-            json_str(stdout, run.bad[i].path);
+            rdx_cli_json_str(stdout, run.bad[i].path);
             printf(",\"status\":\"%s\",\"reason\":", run.bad[i].failed ? "failed" : "skipped");
-            json_str(stdout, run.bad[i].reason);
+            rdx_cli_json_str(stdout, run.bad[i].reason);
             printf("}");
         }
         printf("]}\n");
@@ -288,7 +255,7 @@ struct query_out {
 static void json_field(const char *name, const char *v, int *first)
 {
     printf("%s\"%s\":", *first ? "" : ",", name);
-    json_str(stdout, v);
+    rdx_cli_json_str(stdout, v);
     *first = 0;
 }
 

@@ -37,38 +37,6 @@ static void route_usage(FILE *f)
                "order could not be read (the others are still routed), 2 usage error.\n");
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        default:
-            if (*p < 0x20) {
-                fprintf(f, "\\u%04x", *p);
-            } else {
-                fputc(*p, f);
-            }
-            break;
-        }
-    }
-    fputc('"', f);
-}
-
 /* ISO 8601 in network local time ("2026-12-01T09:35:00+08:00"), or null. */
 static void json_time(FILE *f, int64_t ms, int off_min)
 {
@@ -109,31 +77,31 @@ static void print_routing(route_run *x, const char *file, const char *sender, co
 {
     if (x->json) {
         printf("%s\n  {\"file\": ", x->orders ? "," : "");
-        json_str(stdout, file);
+        rdx_cli_json_str(stdout, file);
         printf(", \"sender\": ");
-        json_str(stdout, sender);
+        rdx_cli_json_str(stdout, sender);
         printf(", \"control_id\": ");
-        json_str(stdout, ctl);
+        rdx_cli_json_str(stdout, ctl);
         printf(", \"already_routed\": %s, \"labs\": %zu,\n   \"decisions\": [",
                again ? "true" : "false", rdx_lab_routing_labs(rt));
         for (size_t i = 0; i < rdx_lab_routing_count(rt); i++) {
             const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
             printf("%s\n    {\"test\": ", i ? "," : "");
-            json_str(stdout, d->test_code);
+            rdx_cli_json_str(stdout, d->test_code);
             printf(", \"test_text\": ");
-            json_str(stdout, d->test_text);
+            rdx_cli_json_str(stdout, d->test_text);
             printf(", \"specimen\": ");
-            json_str(stdout, d->specimen_id);
+            rdx_cli_json_str(stdout, d->specimen_id);
             printf(", \"parent\": ");
-            json_str(stdout, d->parent_id);
+            rdx_cli_json_str(stdout, d->parent_id);
             printf(", \"specimen_type\": ");
-            json_str(stdout, d->specimen_type);
+            rdx_cli_json_str(stdout, d->specimen_type);
             printf(", \"code\": ");
-            json_str(stdout, rdx_lab_route_code_name(d->code));
+            rdx_cli_json_str(stdout, rdx_lab_route_code_name(d->code));
             printf(", \"lab\": ");
-            json_str(stdout, d->lab);
+            rdx_cli_json_str(stdout, d->lab);
             printf(", \"lab_city\": ");
-            json_str(stdout, d->lab_city);
+            rdx_cli_json_str(stdout, d->lab_city);
             printf(", \"collected\": ");
             json_time(stdout, d->collected_ms, x->off);
             printf(", \"pickup\": ");
@@ -143,7 +111,7 @@ static void print_routing(route_run *x, const char *file, const char *sender, co
             printf(", \"result\": ");
             json_time(stdout, d->result_ms, x->off);
             printf(", \"reason\": ");
-            json_str(stdout, d->reason);
+            rdx_cli_json_str(stdout, d->reason);
             printf("}");
         }
         printf("]}");
@@ -511,19 +479,19 @@ static int cmd_event(int argc, char **argv)
     }
     if (c.json) {
         printf("{\"barcode\": ");
-        json_str(stdout, pos[0]);
+        rdx_cli_json_str(stdout, pos[0]);
         printf(", \"authority\": ");
-        json_str(stdout, o.authority);
+        rdx_cli_json_str(stdout, o.authority);
         printf(", \"event\": \"%s\", \"from\": \"%s\", \"to\": \"%s\", \"condition\": "
                "\"%s\", \"duplicate\": %s, \"unable_to_cancel\": %s, \"recollection\": ",
                rdx_lab_event_name(in.kind), rdx_lab_state_name(o.from), rdx_lab_state_name(o.to),
                rdx_lab_condition_name(o.condition), o.duplicate ? "true" : "false",
                o.unable_to_cancel ? "true" : "false");
-        json_str(stdout, o.recollect);
+        rdx_cli_json_str(stdout, o.recollect);
         printf(", \"recollection_lab\": ");
-        json_str(stdout, nt.lab);
+        rdx_cli_json_str(stdout, nt.lab);
         printf(", \"recollection_route\": ");
-        json_str(stdout, nt.line);
+        rdx_cli_json_str(stdout, nt.line);
         printf("}\n");
     } else {
         printf("%s (%s): %s: %s -> %s%s%s%s%s\n", pos[0], o.authority, rdx_lab_event_name(in.kind),
@@ -564,30 +532,30 @@ static void on_history(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab
     if (x->n == 0) {
         if (x->json) {
             printf("{\"barcode\": ");
-            json_str(stdout, sp->barcode);
+            rdx_cli_json_str(stdout, sp->barcode);
             printf(", \"authority\": ");
-            json_str(stdout, sp->authority);
+            rdx_cli_json_str(stdout, sp->authority);
             printf(", \"state\": \"%s\", \"condition\": \"%s\", \"patient\": ",
                    rdx_lab_state_name(sp->state), rdx_lab_condition_name(sp->condition));
-            json_str(stdout, sp->patient_id);
+            rdx_cli_json_str(stdout, sp->patient_id);
             printf(", \"order\": ");
-            json_str(stdout, sp->order_control);
+            rdx_cli_json_str(stdout, sp->order_control);
             printf(", \"sender\": ");
-            json_str(stdout, sp->order_sender);
+            rdx_cli_json_str(stdout, sp->order_sender);
             printf(", \"lab\": ");
-            json_str(stdout, sp->lab);
+            rdx_cli_json_str(stdout, sp->lab);
             printf(", \"tests\": ");
-            json_str(stdout, sp->tests);
+            rdx_cli_json_str(stdout, sp->tests);
             printf(", \"parent\": ");
-            json_str(stdout, sp->parent_barcode);
+            rdx_cli_json_str(stdout, sp->parent_barcode);
             printf(", \"void_tests\": ");
-            json_str(stdout, sp->void_tests);
+            rdx_cli_json_str(stdout, sp->void_tests);
             printf(", \"resulted_tests\": ");
-            json_str(stdout, sp->resulted_tests);
+            rdx_cli_json_str(stdout, sp->resulted_tests);
             printf(", \"recollect_of\": ");
-            json_str(stdout, sp->recollect_of);
+            rdx_cli_json_str(stdout, sp->recollect_of);
             printf(", \"recollected_as\": ");
-            json_str(stdout, sp->recollected_as);
+            rdx_cli_json_str(stdout, sp->recollected_as);
             printf(", \"events\": [");
         } else {
             printf("%s (%s): %s%s%s; patient %s, order %s from %s, lab %s, tests %s%s%s\n",
@@ -616,9 +584,9 @@ static void on_history(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab
                "\"%s\", \"reason\": ",
                x->n ? "," : "", rdx_lab_event_name(e->kind), rdx_lab_state_name(e->from),
                rdx_lab_state_name(e->to), rdx_lab_condition_name(e->condition));
-        json_str(stdout, e->reason);
+        rdx_cli_json_str(stdout, e->reason);
         printf(", \"actor\": ");
-        json_str(stdout, e->actor);
+        rdx_cli_json_str(stdout, e->actor);
         printf(", \"reported\": \"%s\", \"received\": \"%s\"}", rep, rec);
     } else {
         printf("  %s  %-8s %s -> %s%s%s%s%s by %s (received %s)\n", rep,
@@ -634,19 +602,19 @@ static void on_tube(void *user, const rdx_lab_specimen_rec *sp)
     status_ctx *x = user;
     if (x->json) {
         printf("%s\n  {\"barcode\": ", x->n ? "," : "");
-        json_str(stdout, sp->barcode);
+        rdx_cli_json_str(stdout, sp->barcode);
         printf(", \"authority\": ");
-        json_str(stdout, sp->authority);
+        rdx_cli_json_str(stdout, sp->authority);
         printf(", \"state\": \"%s\", \"lab\": ", rdx_lab_state_name(sp->state));
-        json_str(stdout, sp->lab);
+        rdx_cli_json_str(stdout, sp->lab);
         printf(", \"tests\": ");
-        json_str(stdout, sp->tests);
+        rdx_cli_json_str(stdout, sp->tests);
         printf(", \"resulted_tests\": ");
-        json_str(stdout, sp->resulted_tests);
+        rdx_cli_json_str(stdout, sp->resulted_tests);
         printf(", \"parent\": ");
-        json_str(stdout, sp->parent_barcode);
+        rdx_cli_json_str(stdout, sp->parent_barcode);
         printf(", \"recollect_of\": ");
-        json_str(stdout, sp->recollect_of);
+        rdx_cli_json_str(stdout, sp->recollect_of);
         printf("}");
     } else {
         printf("  %s (%s): %s at %s, tests %s%s%s%s%s%s%s\n", sp->barcode, sp->authority,
@@ -668,9 +636,9 @@ static int order_status(const common_opts *c, const char *sender, const char *co
     int rc = RDX_EXIT_OK;
     if (c->json) {
         printf("{\"sender\": ");
-        json_str(stdout, sender);
+        rdx_cli_json_str(stdout, sender);
         printf(", \"control_id\": ");
-        json_str(stdout, control);
+        rdx_cli_json_str(stdout, control);
         printf(", \"tubes\": [");
     } else {
         printf("order %s from %s:\n", control, sender);
@@ -684,7 +652,7 @@ static int order_status(const common_opts *c, const char *sender, const char *co
     } else if (c->json) {
         printf("\n], \"tests\": %zu, \"tests_resulted\": %zu, \"state\": ", os.tests,
                os.tests_resulted);
-        json_str(stdout, os.summary);
+        rdx_cli_json_str(stdout, os.summary);
         printf("}\n");
     } else {
         printf("state: %s\n", os.summary);
@@ -906,21 +874,21 @@ static int cmd_result(int argc, char **argv)
             } else if (json) {
                 static const char *const codes[] = {"AA", "AE", "AR"};
                 printf("%s\n  {\"file\": ", shown++ ? "," : "");
-                json_str(stdout, file);
+                rdx_cli_json_str(stdout, file);
                 printf(", \"control_id\": ");
-                json_str(stdout, ctl);
+                rdx_cli_json_str(stdout, ctl);
                 printf(", \"ack\": \"%s\", \"hl7_error\": %u, \"duplicate\": %s, "
                        "\"specimens\": %zu, \"partial\": %zu, \"observations\": %zu, "
                        "\"corrections\": %zu, \"clinic\": ",
                        codes[o.code], o.hl7_error, o.duplicate ? "true" : "false", o.specimens,
                        o.partial, o.applied, o.corrections);
-                json_str(stdout, o.clinic);
+                rdx_cli_json_str(stdout, o.clinic);
                 printf(", \"text\": ");
-                json_str(stdout, o.text);
+                rdx_cli_json_str(stdout, o.text);
                 printf(", \"ack_file\": ");
-                json_str(stdout, path);
+                rdx_cli_json_str(stdout, path);
                 printf(", \"oru_file\": ");
-                json_str(stdout, fpath);
+                rdx_cli_json_str(stdout, fpath);
                 printf("}");
             } else {
                 static const char *const codes[] = {"AA", "AE", "AR"};
@@ -972,13 +940,13 @@ static void on_overdue(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab
     iso_time(when, sizeof when, e->reported_ms);
     if (x->json) {
         printf("%s\n  {\"barcode\": ", x->n ? "," : "");
-        json_str(stdout, sp->barcode);
+        rdx_cli_json_str(stdout, sp->barcode);
         printf(", \"authority\": ");
-        json_str(stdout, sp->authority);
+        rdx_cli_json_str(stdout, sp->authority);
         printf(", \"lab\": ");
-        json_str(stdout, sp->lab);
+        rdx_cli_json_str(stdout, sp->lab);
         printf(", \"dispatched\": \"%s\", \"by\": ", when);
-        json_str(stdout, e->actor);
+        rdx_cli_json_str(stdout, e->actor);
         printf("}");
     } else {
         printf("%s (%s): dispatched %s by %s to %s, no receipt scan: lost in transit?\n",
@@ -1071,19 +1039,19 @@ static void on_reroute(void *user, const rdx_lab_reroute_rec *rec)
         const rdx_lab_decision *d = rdx_lab_routing_at(rec->routing, i);
         if (x->json) {
             printf("%s\n  {\"barcode\": ", x->n ? "," : "");
-            json_str(stdout, rec->barcode);
+            rdx_cli_json_str(stdout, rec->barcode);
             printf(", \"authority\": ");
-            json_str(stdout, rec->authority);
+            rdx_cli_json_str(stdout, rec->authority);
             printf(", \"old_lab\": ");
-            json_str(stdout, rec->old_lab);
+            rdx_cli_json_str(stdout, rec->old_lab);
             printf(", \"test\": ");
-            json_str(stdout, d->test_code);
+            rdx_cli_json_str(stdout, d->test_code);
             printf(", \"specimen\": ");
-            json_str(stdout, d->specimen_id);
+            rdx_cli_json_str(stdout, d->specimen_id);
             printf(", \"code\": \"%s\", \"lab\": ", rdx_lab_route_code_name(d->code));
-            json_str(stdout, d->lab);
+            rdx_cli_json_str(stdout, d->lab);
             printf(", \"reason\": ");
-            json_str(stdout, d->reason);
+            rdx_cli_json_str(stdout, d->reason);
             printf("}");
         } else {
             printf("%s (%s) %s: %s -> %s %s on %s: %s\n", rec->barcode, rec->authority,
@@ -1199,7 +1167,7 @@ static int reroute_run(const char *cmd, int persist, int argc, char **argv)
     }
     if (json) {
         printf("{\"lab\": ");
-        json_str(stdout, lab);
+        rdx_cli_json_str(stdout, lab);
         if (persist) {
             printf(", \"marked_down\": %s", changed ? "true" : "false");
         }
@@ -1281,7 +1249,7 @@ static int cmd_labup(int argc, char **argv)
         rc = rdx_cli_fail_err(LABUP_CMD, &err);
     } else if (json) {
         printf("{\"lab\": ");
-        json_str(stdout, lab);
+        rdx_cli_json_str(stdout, lab);
         printf(", \"was_down\": %s}\n", changed ? "true" : "false");
     } else {
         printf("%s %s\n", lab, changed ? "is up again" : "was not marked down");
@@ -1303,11 +1271,11 @@ static void on_lab_down(void *user, const char *lab, int64_t since, const char *
     iso_time(iso, sizeof iso, since);
     if (x->json) {
         printf("%s\n  {\"lab\": ", x->n ? "," : "");
-        json_str(stdout, lab);
+        rdx_cli_json_str(stdout, lab);
         printf(", \"since\": \"%s\", \"actor\": ", iso);
-        json_str(stdout, actor);
+        rdx_cli_json_str(stdout, actor);
         printf(", \"reason\": ");
-        json_str(stdout, reason);
+        rdx_cli_json_str(stdout, reason);
         printf("}");
     } else {
         printf("%s down since %s by %s%s%s\n", lab, iso, actor, reason[0] ? ": " : "", reason);
@@ -1460,17 +1428,17 @@ static int cmd_addon(int argc, char **argv)
     }
     if (json) {
         printf("{\"barcode\": ");
-        json_str(stdout, pos[0]);
+        rdx_cli_json_str(stdout, pos[0]);
         printf(", \"test\": ");
-        json_str(stdout, pos[1]);
+        rdx_cli_json_str(stdout, pos[1]);
         printf(", \"accepted\": %s, \"reason\": ", o.accepted ? "true" : "false");
-        json_str(stdout, o.reason);
+        rdx_cli_json_str(stdout, o.reason);
         printf(", \"new_collection\": ");
-        json_str(stdout, o.new_barcode);
+        rdx_cli_json_str(stdout, o.new_barcode);
         printf(", \"new_collection_lab\": ");
-        json_str(stdout, nt.lab);
+        rdx_cli_json_str(stdout, nt.lab);
         printf(", \"new_collection_route\": ");
-        json_str(stdout, nt.line);
+        rdx_cli_json_str(stdout, nt.line);
         printf("}\n");
     } else if (o.accepted) {
         printf("%s: add-on %s accepted: %s\n", pos[0], pos[1], o.reason);

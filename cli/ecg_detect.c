@@ -350,21 +350,6 @@ static void *worker(void *arg)
     }
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
-        if (*q == '"' || *q == '\\') {
-            fprintf(f, "\\%c", *q);
-        } else if (*q < 0x20) {
-            fprintf(f, "\\u%04x", *q);
-        } else {
-            fputc(*q, f);
-        }
-    }
-    fputc('"', f);
-}
-
 static void json_num(FILE *f, double v, int prec)
 {
     if (isfinite(v)) {
@@ -380,18 +365,18 @@ static void print_json(const struct detect_job *jobs, size_t n)
     for (size_t k = 0; k < n; k++) {
         const struct detect_job *j = &jobs[k];
         printf("%s{\"record\":", k ? "," : "");
-        json_str(stdout, j->path);
+        rdx_cli_json_str(stdout, j->path);
         if (j->failed) {
             printf(",\"error\":");
-            json_str(stdout, j->err.msg);
+            rdx_cli_json_str(stdout, j->err.msg);
             printf("}");
             continue;
         }
         const rdx_ecg_summary *s = &j->sum;
         printf(",\"name\":");
-        json_str(stdout, j->name);
+        rdx_cli_json_str(stdout, j->name);
         printf(",\"annotations\":");
-        json_str(stdout, j->out_path);
+        rdx_cli_json_str(stdout, j->out_path);
         printf(",\"fs_hz\":%.6g,\"samples\":%lld,\"leads\":%zu,\"duration_s\":", j->fs,
                (long long)j->nsamp, j->nleads);
         json_num(stdout, s->duration_s, 3);

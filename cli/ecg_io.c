@@ -64,22 +64,6 @@ static int parse_seconds(const char *s, double *out)
     return 0;
 }
 
-/* Print s as a JSON string. */
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            fprintf(f, "\\%c", *p);
-        } else if (*p < 0x20) {
-            fprintf(f, "\\u%04x", *p);
-        } else {
-            fputc(*p, f);
-        }
-    }
-    fputc('"', f);
-}
-
 static void json_pct(FILE *f, double v)
 {
     if (isnan(v)) {
@@ -273,16 +257,16 @@ int rdx_cli_ecg_eval(int argc, char **argv)
     }
     if (json) {
         printf("{\"reference\":");
-        json_str(stdout, ref_ann);
+        rdx_cli_json_str(stdout, ref_ann);
         printf(",\"test\":");
-        json_str(stdout, test_ann);
+        rdx_cli_json_str(stdout, test_ann);
         printf(",\"start_s\":%.6g,\"window_s\":%.6g,\"records\":[", start_s, window_s);
         for (size_t k = 0; k < nok; k++) {
             const eval_row *r = &rows[k];
             printf("%s{\"record\":", k ? "," : "");
-            json_str(stdout, r->name);
+            rdx_cli_json_str(stdout, r->name);
             printf(",\"path\":");
-            json_str(stdout, r->record);
+            rdx_cli_json_str(stdout, r->record);
             printf(",\"nref\":%llu,\"tp\":%llu,\"fn\":%llu,\"fp\":%llu,\"se\":",
                    (unsigned long long)(r->c.tp + r->c.fn), (unsigned long long)r->c.tp,
                    (unsigned long long)r->c.fn, (unsigned long long)r->c.fp);

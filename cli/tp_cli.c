@@ -43,31 +43,7 @@ int rdx_tp_cli_int(const char *s, long min, long max, long *out, const char *opt
 
 void rdx_tp_cli_json_str(FILE *f, const char *s)
 {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        default:
-            if (*p < 0x20) {
-                fprintf(f, "\\u%04x", *p);
-            } else {
-                fputc(*p, f);
-            }
-            break;
-        }
-    }
-    fputc('"', f);
+    rdx_cli_json_str(f, s);
 }
 
 void rdx_tp_cli_time(char *out, size_t outsz, long long unix_s)
