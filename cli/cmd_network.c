@@ -257,7 +257,9 @@ static int write_config(const char *cmd, const char *dir, const struct net *net,
         n = snprintf(line, sizeof line,
                      "\n[dispatch]\nengines = ecg, dicom, lab\nindex = hub/index.db\n"
                      "catalogue = catalogue.ini\nlab_db = hub/lab.db\nhub_facility = %s\n"
-                     "max_attempts = 3\nretry_ms = 500\n",
+                     "max_attempts = 3\nretry_ms = 500\n"
+                     "; the largest study one pull (rdx case request) sends: 8 GiB\n"
+                     "max_pull_bytes = 8589934592\n",
                      nd->id);
         ok = ok && rdx_buf_append(&b, line, (size_t)n) == RDX_OK;
     } else {

@@ -51,6 +51,7 @@ struct rdx_hub_dispatcher {
     char index[PATH_CAP], archive[PATH_CAP], catalogue[PATH_CAP], lab_db[PATH_CAP];
     char facility[64];
     long max_attempts, retry_ms;
+    long max_pull_bytes; /* [dispatch] max_pull_bytes: the largest study a pull sends */
     atomic_int stop;
 };
 
@@ -146,6 +147,8 @@ static int handler(void *user, const char *section, const char *name, const char
         }
     } else if (strcmp(name, "max_attempts") == 0) {
         ok = set_long(p, &d->max_attempts, value, 1, 100);
+    } else if (strcmp(name, "max_pull_bytes") == 0) {
+        ok = set_long(p, &d->max_pull_bytes, value, 1, RDX_HUB_PULL_BYTES_CEILING);
     } else if (strcmp(name, "retry_ms") == 0) {
         ok = set_long(p, &d->retry_ms, value, 1, 3600000);
     } else {
@@ -178,6 +181,7 @@ rdx_status rdx_hub_dispatcher_new(const rdx_transport_config *cfg, const rdx_log
     }
     d->max_attempts = 3;
     d->retry_ms = 1000;
+    d->max_pull_bytes = RDX_HUB_PULL_BYTES_DEFAULT;
     snprintf(d->facility, sizeof d->facility, "NJ-HUB");
     const char *slash = strrchr(path, '/');
     if (slash == NULL) {
@@ -708,6 +712,26 @@ static int do_dicom(struct job *j)
 
 /* ---- other: a request to pull a study ------------------------------------- */
 
+/* Answer a pull with refused.txt (why, then the study UID) and a fetch-refused audit record. */
+static int refuse_pull(struct job *j, const char *uid, const char *why)
+{
+    char refusal[PATH_CAP], text[1024];
+    rdx_error err;
+    rdx_error_clear(&err);
+    snprintf(text, sizeof text, "refused: %.700s\nstudy-uid=%s\n", why, uid);
+    if (!path_in(refusal, j->out, "refused.txt") || write_text(refusal, text, &err) != RDX_OK) {
+        snprintf(j->why, sizeof j->why, "%s", err.msg[0] ? err.msg : "path too long");
+        return 0;
+    }
+    (void)rdx_transport_audit_append(j->d->cfg, "fetch-refused", 8, j->c->sender, j->c->case_id,
+                                     text, NULL);
+    struct outcase *o = reply_new(j, j->c->sender, RDX_KIND_REPORT);
+    if (o == NULL || !out_add(j, o, refusal)) {
+        return 0;
+    }
+    return 1;
+}
+
 static int do_request(struct job *j)
 {
     char reqp[PATH_CAP], uid[RDX_HUB_UID_MAX + 1] = "";
@@ -725,19 +749,11 @@ static int do_request(struct job *j)
         return 0;
     }
     if (!rdx_transport_policy_allows(j->d->cfg, 1, j->c->sender, RDX_KIND_DICOM)) {
-        char refusal[PATH_CAP], text[512];
-        snprintf(text, sizeof text,
-                 "refused: %s may not fetch studies from %s ([allow.fetch] has no dicom for "
-                 "it)\nstudy-uid=%s\n",
-                 j->c->sender, rdx_transport_config_id(j->d->cfg), uid);
-        if (!path_in(refusal, j->out, "refused.txt") || write_text(refusal, text, &err) != RDX_OK) {
-            snprintf(j->why, sizeof j->why, "%s", err.msg);
-            return 0;
-        }
-        (void)rdx_transport_audit_append(j->d->cfg, "fetch-refused", 8, j->c->sender, j->c->case_id,
-                                         text, NULL);
-        struct outcase *o = reply_new(j, j->c->sender, RDX_KIND_REPORT);
-        if (o == NULL || !out_add(j, o, refusal)) {
+        char why[300];
+        snprintf(why, sizeof why,
+                 "%s may not fetch studies from %s ([allow.fetch] has no dicom for it)",
+                 j->c->sender, rdx_transport_config_id(j->d->cfg));
+        if (!refuse_pull(j, uid, why)) {
             return 0;
         }
         snprintf(j->detail, sizeof j->detail, "request for study %s refused by [allow.fetch]", uid);
@@ -754,6 +770,34 @@ static int do_request(struct job *j)
                        "instance", "--study-uid", uid,    "--json", NULL};
     if (run_rdx(j->d, qout, errp, q, j->why, sizeof j->why) != 0) {
         return 0;
+    }
+    /* The study's size first: one over [dispatch] max_pull_bytes is refused, not sent. */
+    uint64_t bytes = 0;
+    if (read_text(qout, &b)) {
+        const char *pos = (const char *)b.data;
+        char path[PATH_CAP];
+        struct stat sb;
+        while (json_next((const char *)b.data, &pos, "path", path, sizeof path)) {
+            if (stat(path, &sb) == 0) {
+                bytes += (uint64_t)sb.st_size;
+            }
+        }
+        rdx_buf_free(&b);
+    }
+    if (bytes > (uint64_t)j->d->max_pull_bytes) {
+        char why[300];
+        snprintf(why, sizeof why,
+                 "study of %llu bytes is over the %ld bytes %s sends in one pull "
+                 "([dispatch] max_pull_bytes)",
+                 (unsigned long long)bytes, j->d->max_pull_bytes,
+                 rdx_transport_config_id(j->d->cfg));
+        if (!refuse_pull(j, uid, why)) {
+            return 0;
+        }
+        snprintf(j->detail, sizeof j->detail,
+                 "request for study %s refused: %llu bytes over max_pull_bytes %ld", uid,
+                 (unsigned long long)bytes, j->d->max_pull_bytes);
+        return 1;
     }
     struct outcase *o = reply_new(j, j->c->sender, RDX_KIND_DICOM);
     if (o == NULL) {

@@ -580,6 +580,27 @@ static void test_e2e_three_flows(void **state)
     char *a = audit_json(&n, HUB);
     assert_int_equal(count_of(a, "\"event\":\"fetch-refused\""), 1);
     free(a);
+
+    /* Allowed again, but the study is over [dispatch] max_pull_bytes: refused, saying why. */
+    net_down(&n);
+    ini = slurp(n.ini[HUB]);
+    assert_non_null(ini);
+    line = strstr(ini, ";J-RAD = dicom, report\n");
+    assert_non_null(line);
+    memcpy(line, "N", 1);
+    char *cap = strstr(ini, "max_pull_bytes = 8589934592\n");
+    assert_non_null(cap);
+    memcpy(cap, "max_pull_bytes = 1000      \n", strlen("max_pull_bytes = 8589934592\n"));
+    assert_int_equal(rdx_file_write_atomic(n.ini[HUB], ini, strlen(ini), NULL), RDX_OK);
+    free(ini);
+    net_up(&n);
+    out = rdx_ok(1, rq);
+    assert_non_null(strstr(out, "\"kind\":\"report\",\"items\":2}"));
+    free(out);
+    a = audit_json(&n, HUB);
+    assert_int_equal(count_of(a, "\"event\":\"fetch-refused\""), 2);
+    assert_non_null(strstr(a, "over the 1000 bytes NJ-HUB sends in one pull"));
+    free(a);
     net_free(&n);
 }
 

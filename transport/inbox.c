@@ -241,8 +241,8 @@ rdx_status rdx_transport_inbox_complete(const rdx_transport_config *cfg, const c
         }
         clear_stale_spool(cfg, id);
         rdx_buf_init(&blobs[i], RDX_TRANSPORT_OFFER_MAX);
-        if ((st = rdx_tp_case_stage(cfg, outs[i].to, outs[i].kind, outs[i].files, outs[i].nfiles,
-                                    id, &ms[i], &blobs[i], err)) != RDX_OK) {
+        if ((st = rdx_tp_case_stage_linked(cfg, outs[i].to, outs[i].kind, outs[i].files,
+                                           outs[i].nfiles, id, &ms[i], &blobs[i], err)) != RDX_OK) {
             rdx_error_prefix(err, "case %s, output %zu: ", case_id, i + 1);
             goto out;
         }

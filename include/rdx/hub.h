@@ -14,6 +14,8 @@
  *   hub_facility = NJ-HUB            ; the hub's HL7 facility (MSH-4 of what it sends)
  *   max_attempts = 3                 ; failures before a case is parked
  *   retry_ms = 1000                  ; first retry delay, doubled each time
+ *   max_pull_bytes = 8589934592      ; largest study one pull sends (1 .. 1 TiB);
+ *                                    ; a bigger one is refused with refused.txt
  */
 #ifndef RDX_HUB_H
 #define RDX_HUB_H
