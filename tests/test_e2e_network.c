@@ -102,8 +102,33 @@ static void net_up(struct net *n)
 {
     char cat[4200];
     assert_non_null(realpath("docs/examples/network.ini", cat));
-    const char *argv[] = {"network", "up", "--dir", n->dir, "--catalogue", cat, NULL};
-    free(rdx_ok(0, argv));
+    const char *argv[] = {"network", "up", "--dir", n->dir, "--catalogue", cat, "--json", NULL};
+    char *out = rdx_ok(0, argv);
+    /* Each node bound its own port: the one published is the one every table names. */
+    char *hub = slurp(n->ini[HUB]);
+    assert_non_null(hub);
+    for (int i = 0; i < NNODES; i++) {
+        char key[100], want[200];
+        snprintf(key, sizeof key, "{\"id\":\"%s\"", IDS[i]);
+        const char *o = strstr(out, key);
+        assert_non_null(o);
+        const char *pp = strstr(o, "\"port\":");
+        assert_non_null(pp);
+        long port = strtol(pp + 7, NULL, 10);
+        assert_true(port > 0 && port < 65536);
+        assert_non_null(strstr(o, "\"pid\":"));
+        char *ini = slurp(n->ini[i]);
+        assert_non_null(ini);
+        snprintf(want, sizeof want, "listen = 127.0.0.1:%ld\n", port);
+        assert_non_null(strstr(ini, want));
+        free(ini);
+        if (i != HUB) {
+            snprintf(want, sizeof want, "%s = 127.0.0.1:%ld\n", IDS[i], port);
+            assert_non_null(strstr(hub, want));
+        }
+    }
+    free(hub);
+    free(out);
 }
 
 static void net_down(struct net *n)
