@@ -304,8 +304,12 @@ static void fetch(const struct net *n, int node, const char *id, const char *dir
 
 static char *audit_json(const struct net *n, int node)
 {
-    const char *argv[] = {"audit", "show", "--config", n->ini[node], "--json", NULL};
-    return rdx_ok(0, argv);
+    /* The hub's by its configuration, the others' by their data directories. */
+    char data[4300];
+    snprintf(data, sizeof data, "%s/data/%s", n->dir, IDS[node]);
+    const char *by_cfg[] = {"audit", "show", "--config", n->ini[node], "--json", NULL};
+    const char *by_dir[] = {"audit", "show", "--json", data, NULL};
+    return rdx_ok(0, node == HUB ? by_cfg : by_dir);
 }
 
 /* ---- the flows (shared by both tests) ------------------------------------- */
@@ -488,6 +492,21 @@ static void audit_check(const struct net *n)
     const char *v[] = {"audit", "verify", n->dir, NULL};
     char *out = rdx_ok(0, v);
     assert_int_equal(count_of(out, "audit chain intact"), NNODES);
+    free(out);
+    /* The whole network's logs at once: every node's heading, every node's records. */
+    const char *show[] = {"audit", "show", n->dir, NULL};
+    out = rdx_ok(0, show);
+    assert_int_equal(count_of(out, "\n== "), NNODES - 1);
+    assert_true(count_of(out, "node-started") >= NNODES); /* each node at least once */
+    free(out);
+    const char *showj[] = {"audit", "show", "--json", n->dir, NULL};
+    out = rdx_ok(0, showj);
+    for (int i = 0; i < NNODES; i++) {
+        char want[100];
+        snprintf(want, sizeof want, "\"node\":\"%s\"", IDS[i]);
+        assert_non_null(strstr(out, want));
+    }
+    assert_non_null(strstr(out, "\"event\":\"case-processed\""));
     free(out);
     static const char *const want[NNODES][3] = {
         {"\"event\":\"case-processed\"", "\"event\":\"case-received\"",
@@ -706,6 +725,10 @@ static void test_e2e_verbs_refuse_bad_input(void **state)
     assert_int_equal(exit_of(req, "not a DICOM UID"), 2);
     const char *ver[] = {"audit", "verify", empty, NULL};
     assert_int_equal(exit_of(ver, "node.db"), 1);
+    const char *show[] = {"audit", "show", empty, NULL};
+    assert_int_equal(exit_of(show, "not a node's data directory (no node.db)"), 1);
+    const char *show0[] = {"audit", "show", NULL};
+    assert_int_equal(exit_of(show0, "a DIR (or --config FILE) is required"), 2);
     const char *help[] = {"network", "up", "--help", NULL};
     assert_int_equal(exit_of(help, NULL), 0);
     rdx_test_rmrf(dir);

@@ -461,6 +461,34 @@ rdx_status rdx_transport_audit_verify_dir(const char *data_dir, long long *recor
     return st;
 }
 
+rdx_status rdx_transport_audit_list_dir(const char *data_dir,
+                                        int (*fn)(void *u, const rdx_transport_audit_record *r),
+                                        void *u, rdx_error *err)
+{
+    char path[4200];
+    struct stat sb;
+    if (data_dir == NULL || fn == NULL) {
+        return rdx_error_set(err, RDX_EINVAL, "no data directory or callback");
+    }
+    RDX_TRY(rdx_tp_path(path, sizeof path, err, "%s/node.db", data_dir));
+    if (stat(path, &sb) != 0) {
+        return rdx_error_set(err, RDX_ENOENT, "%s: %s", path, strerror(errno));
+    }
+    /* The listing needs only the data directory of a configuration. */
+    struct rdx_transport_config *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    rdx_status st = RDX_OK;
+    if (snprintf(c->data, sizeof c->data, "%s", data_dir) >= (int)sizeof c->data) {
+        st = rdx_error_set(err, RDX_EINVAL, "%s: path too long", data_dir);
+    } else {
+        st = rdx_transport_audit_list(c, fn, u, err);
+    }
+    free(c);
+    return st;
+}
+
 rdx_status rdx_transport_audit_append(const rdx_transport_config *cfg, const char *event,
                                       int outcome, const char *inst, const char *object,
                                       const char *detail, rdx_error *err)

@@ -567,6 +567,15 @@ rdx_status rdx_transport_audit_verify_dir(const char *data_dir, long long *recor
                                           long long *bad_seq, rdx_error *err);
 
 /*
+ * rdx_transport_audit_list for the node whose data directory is data_dir (no
+ * configuration needed; for `rdx audit show DIR`). RDX_ENOENT when data_dir
+ * holds no node.db; otherwise as rdx_transport_audit_list.
+ */
+rdx_status rdx_transport_audit_list_dir(const char *data_dir,
+                                        int (*fn)(void *u, const rdx_transport_audit_record *r),
+                                        void *u, rdx_error *err);
+
+/*
  * Append one audit record to the node's chain (for components beside the
  * transport, such as the dispatcher: "fetch-refused", ...). outcome is 0, 4 or 8.
  */
