@@ -608,14 +608,81 @@ static int path_in(char *dst, const char *dir, const char *name)
 
 /* ---- ecg: detect, reply with annotations, summary and strip ---------------- */
 
+/*
+ * A CSV upload cannot be detected without its sampling rate: answer the
+ * sender with refused.txt saying what to send, and leave an ecg-refused
+ * audit record. Retrying would not help, so this completes the case.
+ */
+static int refuse_ecg(struct job *j, const char *why)
+{
+    char refusal[PATH_CAP], text[800];
+    rdx_error err;
+    rdx_error_clear(&err);
+    snprintf(text, sizeof text,
+             "refused: %.500s\nA CSV ECG (a header row of lead names, one column per lead, "
+             "values in mV) needs an ecg.ini item beside it with its sampling rate: fs = HZ\n",
+             why);
+    if (!path_in(refusal, j->out, "refused.txt") || write_text(refusal, text, &err) != RDX_OK) {
+        snprintf(j->why, sizeof j->why, "%s", err.msg[0] ? err.msg : "path too long");
+        return 0;
+    }
+    (void)rdx_transport_audit_append(j->d->cfg, "ecg-refused", 4, j->c->sender, j->c->case_id, why,
+                                     NULL);
+    struct outcase *o = reply_new(j, j->c->sender, RDX_KIND_REPORT);
+    if (o == NULL || !out_add(j, o, refusal)) {
+        return 0;
+    }
+    snprintf(j->detail, sizeof j->detail, "ecg refused: %.900s; refused.txt to %s", why,
+             j->c->sender);
+    return 1;
+}
+
+/* The sampling rate of a CSV upload from its ecg.ini, as an argument; 0 with why when unusable. */
+static int csv_rate(struct job *j, char *fs, size_t fssz, char *why, size_t whysz)
+{
+    char path[PATH_CAP];
+    struct stat sb;
+    rdx_buf b;
+    rdx_error err;
+    double hz = 0.0;
+    rdx_error_clear(&err);
+    if (!path_in(path, j->in, "ecg.ini") || stat(path, &sb) != 0) {
+        snprintf(why, whysz, "a CSV ECG without ecg.ini: its sampling rate is unknown");
+        return 0;
+    }
+    if (sb.st_size > RDX_HUB_ECG_META_MAX || !read_text(path, &b)) {
+        snprintf(why, whysz, "ecg.ini: unreadable or over %d bytes", RDX_HUB_ECG_META_MAX);
+        return 0;
+    }
+    rdx_status st = rdx_hub_ecg_meta_parse(b.data, b.len - 1, &hz, &err);
+    rdx_buf_free(&b);
+    if (st != RDX_OK) {
+        snprintf(why, whysz, "%s", err.msg);
+        return 0;
+    }
+    snprintf(fs, fssz, "%.17g", hz);
+    return 1;
+}
+
 static int do_ecg(struct job *j)
 {
     char **hea = NULL;
+    char fs[40] = "";
     size_t nh = list_dir(j->in, ".hea", &hea);
     int ok = 0;
+    size_t ext = 4; /* ".hea" */
     if (nh == 0) {
-        snprintf(j->why, sizeof j->why, "no WFDB header (.hea) in the case");
-        goto out;
+        /* A CSV upload instead, with its rate in ecg.ini. */
+        nh = list_dir(j->in, ".csv", &hea);
+        if (nh == 0) {
+            snprintf(j->why, sizeof j->why, "no WFDB header (.hea) or CSV (.csv) in the case");
+            goto out;
+        }
+        char why[WHY_CAP];
+        if (!csv_rate(j, fs, sizeof fs, why, sizeof why)) {
+            ok = refuse_ecg(j, why);
+            goto out;
+        }
     }
     struct outcase *o = reply_new(j, j->c->sender, RDX_KIND_REPORT);
     if (o == NULL) {
@@ -626,7 +693,7 @@ static int do_ecg(struct job *j)
     for (size_t i = 0; i < nh; i++) {
         char rec[PATH_CAP], sum[PATH_CAP], svg[PATH_CAP], qrs[PATH_CAP], errp[PATH_CAP];
         char base[256];
-        snprintf(base, sizeof base, "%.*s", (int)(strlen(hea[i]) - 4), hea[i]);
+        snprintf(base, sizeof base, "%.*s", (int)(strlen(hea[i]) - ext), hea[i]);
         if (!path_in(rec, j->in, hea[i]) ||
             snprintf(sum, sizeof sum, "%s/%s.summary.json", j->out, base) >= PATH_CAP ||
             snprintf(svg, sizeof svg, "%s/%s.strip.svg", j->out, base) >= PATH_CAP ||
@@ -635,11 +702,21 @@ static int do_ecg(struct job *j)
             snprintf(j->why, sizeof j->why, "path too long");
             goto out;
         }
-        const char *detect[] = {"ecg", "detect", "--json", "-o", j->out, rec, NULL};
+        const char *detect[] = {"ecg", "detect", "--json", "-o", j->out, rec, NULL, NULL, NULL};
+        const char *plot[] = {"ecg", "plot", "--from", "0",  "--to", "10",
+                              "-o",  svg,    rec,      NULL, NULL,   NULL};
+        if (fs[0] != '\0') {
+            /* A CSV record: the rate from ecg.ini (a number formatted here, never an option). */
+            detect[5] = "--fs";
+            detect[6] = fs;
+            detect[7] = rec;
+            plot[8] = "--fs";
+            plot[9] = fs;
+            plot[10] = rec;
+        }
         if (run_rdx(j->d, sum, errp, detect, j->why, sizeof j->why) != 0) {
             goto out;
         }
-        const char *plot[] = {"ecg", "plot", "--from", "0", "--to", "10", "-o", svg, rec, NULL};
         if (run_rdx(j->d, NULL, errp, plot, j->why, sizeof j->why) != 0) {
             goto out;
         }

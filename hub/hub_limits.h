@@ -17,6 +17,14 @@
 /* One custody field (barcode, event, HL7 DTM, condition): barcodes are at most ~20 characters. */
 #define RDX_HUB_FIELD_MAX 64
 
+/* An ecg.ini is a few key = value lines (the CSV's sampling rate); 4 KiB leaves room for comments.
+ */
+#define RDX_HUB_ECG_META_MAX 4096
+
+/* The highest sampling rate an ecg.ini may give: the ECG engine's own ceiling (RDX_ECG_MAX_FS_HZ).
+ */
+#define RDX_HUB_ECG_FS_MAX 100000.0
+
 /* A DICOM UID is at most 64 characters (PS3.5 9.1). */
 #define RDX_HUB_UID_MAX 64
 

@@ -577,7 +577,7 @@ static void test_e2e_three_flows(void **state)
     result_check(&n, res, work);
     char *parked = wait_journey(&n, HUB, "inbox", bad, "parked");
     assert_non_null(strstr(parked, "\"dispatch_attempts\":3"));
-    assert_non_null(strstr(parked, "no WFDB header (.hea) in the case"));
+    assert_non_null(strstr(parked, "no WFDB header (.hea) or CSV (.csv) in the case"));
     free(parked);
     exactly_once_check(&n);
     audit_check(&n);
@@ -644,6 +644,58 @@ static void test_e2e_three_flows(void **state)
     a = audit_json(&n, HUB);
     assert_int_equal(count_of(a, "\"event\":\"fetch-refused\""), 2);
     assert_non_null(strstr(a, "over the 1000 bytes NJ-HUB sends in one pull"));
+    free(a);
+    net_free(&n);
+}
+
+/* A CSV upload is detected at the rate its ecg.ini gives; without one it is refused, saying why. */
+static void test_e2e_csv_ecg_needs_its_rate(void **state)
+{
+    (void)state;
+    struct net n;
+    net_new(&n);
+    char work[4300], csv[4200], ini[4400], ok_id[64], bad_id[64], path[4500];
+    snprintf(work, sizeof work, "%s/work", n.dir);
+    assert_int_equal(mkdir(work, 0700), 0);
+    snprintf(ini, sizeof ini, "%s/ecg.ini", work);
+    const char *meta = "# Ma'anshan East, Holter export\n[ecg]\nfs = 360\n";
+    assert_int_equal(rdx_file_write_atomic(ini, meta, strlen(meta), NULL), RDX_OK);
+    const char *with[] = {rdx_test_fixture(csv, sizeof csv, "e2e/100s-10s.csv"), ini, NULL};
+    send_case(&n, MAS, "ecg", with, ok_id);
+    const char *without[] = {csv, NULL};
+    send_case(&n, YZ, "ecg", without, bad_id);
+
+    char *obj = wait_journey(&n, MAS, "outbox", ok_id, "replied");
+    char reply[64], dir[4400];
+    json_str(obj, "reply", reply, sizeof reply);
+    free(obj);
+    snprintf(dir, sizeof dir, "%s/csv-ok", work);
+    fetch(&n, MAS, reply, dir);
+    snprintf(path, sizeof path, "%s/100s-10s.summary.json", dir);
+    char *sum = slurp(path);
+    assert_non_null(sum);
+    assert_non_null(strstr(sum, "\"fs_hz\":360,\"samples\":3600,\"leads\":2,"));
+    assert_non_null(strstr(sum, "\"beats\":13,"));
+    free(sum);
+    snprintf(path, sizeof path, "%s/100s-10s.qrs", dir);
+    assert_int_equal(access(path, R_OK), 0);
+    snprintf(path, sizeof path, "%s/100s-10s.strip.svg", dir);
+    assert_int_equal(access(path, R_OK), 0);
+
+    obj = wait_journey(&n, YZ, "outbox", bad_id, "replied");
+    json_str(obj, "reply", reply, sizeof reply);
+    free(obj);
+    snprintf(dir, sizeof dir, "%s/csv-bad", work);
+    fetch(&n, YZ, reply, dir);
+    snprintf(path, sizeof path, "%s/refused.txt", dir);
+    char *why = slurp(path);
+    assert_non_null(why);
+    assert_non_null(
+        strstr(why, "refused: a CSV ECG without ecg.ini: its sampling rate is unknown"));
+    assert_non_null(strstr(why, "fs = HZ"));
+    free(why);
+    char *a = audit_json(&n, HUB);
+    assert_int_equal(count_of(a, "\"event\":\"ecg-refused\""), 1);
     free(a);
     net_free(&n);
 }
@@ -739,6 +791,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_e2e_three_flows),
+        cmocka_unit_test(test_e2e_csv_ecg_needs_its_rate),
         cmocka_unit_test(test_e2e_hub_killed_mid_flow_completes_once),
         cmocka_unit_test(test_e2e_verbs_refuse_bad_input),
     };
