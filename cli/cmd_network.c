@@ -158,27 +158,6 @@ static void pathf(char out[PATH_CAP], const char *fmt, ...)
     }
 }
 
-/* A free TCP port on 127.0.0.1 (the kernel's choice; the node binds it moments later). */
-static unsigned free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    unsigned port = 0;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return 0;
-    }
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
-        port = ntohs(a.sin_port);
-    }
-    close(fd);
-    return port;
-}
-
 static int mkdir_p(const char *cmd, const char *path)
 {
     if (mkdir(path, 0700) != 0 && errno != EEXIST) {
@@ -242,7 +221,8 @@ static int write_config(const char *cmd, const char *dir, const struct net *net,
                  nd->id);
     ok = ok && rdx_buf_append(&b, line, (size_t)n) == RDX_OK;
     for (size_t k = 0; k < net->count; k++) {
-        if (k != i && (nd->role == ROLE_HUB || net->n[k].role == ROLE_HUB)) {
+        /* Port 0: not bound yet (the first writing, before the nodes start). */
+        if (k != i && net->n[k].port != 0 && (nd->role == ROLE_HUB || net->n[k].role == ROLE_HUB)) {
             n = snprintf(line, sizeof line, "%s = 127.0.0.1:%u\n", net->n[k].id, net->n[k].port);
             ok = ok && rdx_buf_append(&b, line, (size_t)n) == RDX_OK;
         }
@@ -257,7 +237,9 @@ static int write_config(const char *cmd, const char *dir, const struct net *net,
         n = snprintf(line, sizeof line,
                      "\n[dispatch]\nengines = ecg, dicom, lab\nindex = hub/index.db\n"
                      "catalogue = catalogue.ini\nlab_db = hub/lab.db\nhub_facility = %s\n"
-                     "max_attempts = 3\nretry_ms = 500\n",
+                     "max_attempts = 3\nretry_ms = 500\n"
+                     "; the largest study one pull (rdx case request) sends: 8 GiB\n"
+                     "max_pull_bytes = 8589934592\n",
                      nd->id);
         ok = ok && rdx_buf_append(&b, line, (size_t)n) == RDX_OK;
     } else {
@@ -340,6 +322,29 @@ static pid_t read_pid(const char *dir, const char *id)
     return (pid_t)v;
 }
 
+/* The port a node wrote to DATA/node.port once bound (0: none). */
+static unsigned read_port(const char *dir, const char *id)
+{
+    char path[PATH_CAP];
+    rdx_buf b;
+    int64_t v = 0;
+    pathf(path, "%s/data/%s/node.port", dir, id);
+    rdx_buf_init(&b, 64);
+    if (rdx_file_read(path, &b, NULL) != RDX_OK) {
+        rdx_buf_free(&b);
+        return 0;
+    }
+    size_t n = b.len;
+    while (n > 0 && (b.data[n - 1] == '\n' || b.data[n - 1] == ' ')) {
+        n--;
+    }
+    if (rdx_parse_i64((const char *)b.data, n, 1, 65535, &v) != RDX_OK) {
+        v = 0;
+    }
+    rdx_buf_free(&b);
+    return (unsigned)v;
+}
+
 /*
  * Whether pid is still our node: alive and running `rdx node serve --config
  * DIR/ID.ini` (so a PID reused by an unrelated process is never signalled).
@@ -370,7 +375,7 @@ static int is_our_node(pid_t pid, const char *ini)
 }
 
 static int start_node(const char *cmd, const char *dir, const char *exe, const struct netnode *nd,
-                      pid_t *out)
+                      const char *ready, pid_t *out)
 {
     char ini[PATH_CAP], logp[PATH_CAP], pidp[PATH_CAP], portp[PATH_CAP], text[32];
     pathf(ini, "%s/%s.ini", dir, nd->id);
@@ -390,7 +395,11 @@ static int start_node(const char *cmd, const char *dir, const char *exe, const s
             dup2(lf, 2) < 0) {
             _exit(127);
         }
-        char *argv[] = {"rdx", "node", "serve", "--config", ini, NULL};
+        char *argv[] = {"rdx", "node", "serve", "--config", ini, NULL, NULL, NULL};
+        if (ready != NULL) {
+            argv[5] = "--await-peers";
+            argv[6] = (char *)ready;
+        }
         execv(exe, argv);
         _exit(127);
     }
@@ -424,11 +433,14 @@ static int wait_started(const char *cmd, const char *dir, const struct netnode *
 }
 
 static const char UP_USAGE[] =
-    "Usage: rdx network up --dir DIR [--nodes FILE] [--catalogue FILE]\n\n"
+    "Usage: rdx network up --dir DIR [--nodes FILE] [--catalogue FILE] [--json]\n\n"
     "Create a whole network in DIR and start it: the network CA, one key and\n"
     "certificate per institution, one node configuration each, and one\n"
-    "`rdx node serve` process per node, listening on 127.0.0.1 only (ports\n"
-    "chosen free by the kernel). The default network is the hub in Nanjing\n"
+    "`rdx node serve` process per node, listening on 127.0.0.1 only. Each node\n"
+    "binds port 0 itself and publishes the port the kernel gave it; the\n"
+    "configurations are then written with every peer's real port (no port is\n"
+    "picked and released first, so none can be taken meanwhile). The default network is the hub in "
+    "Nanjing\n"
     "(NJ-HUB, Jiangsu Province Hospital), community clinics in Ma'anshan,\n"
     "Zhenjiang and Yangzhou (MAS-EAST-CHC, ZJ-EAST-CHC, YZ-EAST-CHC), the\n"
     "Zhenjiang central clinical laboratory (ZJ-CCL) and a radiology reading\n"
@@ -439,7 +451,9 @@ static const char UP_USAGE[] =
     "                    name, city and role (hub, clinic, lab, radiology);\n"
     "                    exactly one hub; lab IDs as in the catalogue\n"
     "  --catalogue FILE  the lab catalogue for routing (default\n"
-    "                    docs/examples/network.ini)\n\n"
+    "                    docs/examples/network.ini)\n"
+    "  --json            print the nodes as JSON: id, role, city, name, host,\n"
+    "                    port, pid, data directory, config\n\n"
     "Layout: DIR/ID.ini, DIR/pki/, DIR/data/ID/, DIR/log/ID.log, DIR/run/ID.pid.\n"
     "Stop it with 'rdx network down --dir DIR'.\n";
 
@@ -447,10 +461,15 @@ static int network_up(int argc, char **argv)
 {
     const char *cmd = "network up";
     const char *dir_arg = NULL, *nodes = NULL, *catalogue = "docs/examples/network.ini";
+    int json = 0;
     for (int i = 1; i < argc; i++) {
         if (rdx_cli_is_help(argv[i])) {
             fputs(UP_USAGE, stdout);
             return RDX_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
+            continue;
         }
         int hit = rdx_tp_cli_opt(argc, argv, &i, "--dir", &dir_arg, cmd);
         if (hit == 0) {
@@ -532,11 +551,7 @@ static int network_up(int argc, char **argv)
                 rdx_transport_ca_free(ca);
                 return rdx_cli_fail_err(cmd, &err);
             }
-            net.n[i].port = free_port();
-            if (net.n[i].port == 0) {
-                rdx_transport_ca_free(ca);
-                return rdx_cli_fail(cmd, "no free port on 127.0.0.1");
-            }
+            net.n[i].port = 0; /* each node binds port 0 and publishes what it got */
         }
         rdx_transport_ca_free(ca);
         pathf(path, "%s/catalogue.ini", dir);
@@ -560,6 +575,11 @@ static int network_up(int argc, char **argv)
         }
     }
     pid_t pids[NODES_MAX] = {0};
+    char ready[PATH_CAP];
+    pathf(ready, "%s/run/peers.ready", dir);
+    if (fresh) {
+        (void)unlink(ready);
+    }
     for (size_t i = 0; i < net.count; i++) {
         char ini[PATH_CAP];
         pid_t old = read_pid(dir, net.n[i].id);
@@ -567,13 +587,33 @@ static int network_up(int argc, char **argv)
         if (old > 0 && is_our_node(old, ini)) {
             continue; /* already running */
         }
-        if ((rc = start_node(cmd, dir, exe, &net.n[i], &pids[i])) != 0) {
+        if ((rc = start_node(cmd, dir, exe, &net.n[i], fresh ? ready : NULL, &pids[i])) != 0) {
             break;
         }
     }
     for (size_t i = 0; rc == 0 && i < net.count; i++) {
         if (pids[i] > 0) {
             rc = wait_started(cmd, dir, &net.n[i], pids[i]);
+        }
+    }
+    if (rc == 0 && fresh) {
+        /*
+         * Every node is bound: write each configuration again with the real
+         * ports (its own listen port, so a restart keeps it, and its peers'),
+         * then let the nodes read their peers and serve.
+         */
+        for (size_t i = 0; rc == 0 && i < net.count; i++) {
+            net.n[i].port = read_port(dir, net.n[i].id);
+            if (net.n[i].port == 0) {
+                rc = rdx_cli_fail(cmd, "%s: no port in %s/data/%s/node.port", net.n[i].id, dir,
+                                  net.n[i].id);
+            }
+        }
+        for (size_t i = 0; rc == 0 && i < net.count; i++) {
+            rc = write_config(cmd, dir, &net, i);
+        }
+        if (rc == 0) {
+            rc = write_file(cmd, ready, "ready\n");
         }
     }
     if (rc != 0) {
@@ -588,25 +628,33 @@ static int network_up(int argc, char **argv)
         }
         return rc;
     }
+    if (json) {
+        printf("{\"dir\":");
+        rdx_tp_cli_json_str(stdout, dir);
+        printf(",\"nodes\":[");
+        for (size_t i = 0; i < net.count; i++) {
+            pathf(path, "%s/data/%s", dir, net.n[i].id);
+            printf("%s{\"id\":\"%s\",\"role\":\"%s\",\"city\":", i ? "," : "", net.n[i].id,
+                   ROLE_NAMES[net.n[i].role]);
+            rdx_tp_cli_json_str(stdout, net.n[i].city);
+            printf(",\"name\":");
+            rdx_tp_cli_json_str(stdout, net.n[i].name);
+            printf(",\"host\":\"127.0.0.1\",\"port\":%u,\"pid\":%ld,\"data\":",
+                   read_port(dir, net.n[i].id), (long)read_pid(dir, net.n[i].id));
+            rdx_tp_cli_json_str(stdout, path);
+            pathf(path, "%s/%s.ini", dir, net.n[i].id);
+            printf(",\"config\":");
+            rdx_tp_cli_json_str(stdout, path);
+            printf("}");
+        }
+        printf("]}\n");
+        return RDX_EXIT_OK;
+    }
     printf("network up in %s: %zu nodes on 127.0.0.1\n", dir, net.count);
     for (size_t i = 0; i < net.count; i++) {
-        rdx_transport_config *cfg = NULL;
-        char port[16] = "?";
-        rdx_buf b;
-        pathf(path, "%s/data/%s/node.port", dir, net.n[i].id);
-        rdx_buf_init(&b, 32);
-        if (rdx_file_read(path, &b, NULL) == RDX_OK) {
-            size_t n = b.len;
-            while (n > 0 && (b.data[n - 1] == '\n')) {
-                n--;
-            }
-            snprintf(port, sizeof port, "%.*s", (int)n, (const char *)b.data);
-        }
-        rdx_buf_free(&b);
-        rdx_transport_config_free(cfg);
-        printf("  %-13s %-10s %-10s 127.0.0.1:%-5s pid %-7ld %s\n", net.n[i].id,
-               ROLE_NAMES[net.n[i].role], net.n[i].city, port, (long)read_pid(dir, net.n[i].id),
-               net.n[i].name);
+        printf("  %-13s %-10s %-10s 127.0.0.1:%-5u pid %-7ld %s\n", net.n[i].id,
+               ROLE_NAMES[net.n[i].role], net.n[i].city, read_port(dir, net.n[i].id),
+               (long)read_pid(dir, net.n[i].id), net.n[i].name);
     }
     return RDX_EXIT_OK;
 }

@@ -1,4 +1,5 @@
 /* rdx node: run an institution's transport node. */
+#define _GNU_SOURCE
 #include "cli.h"
 #include "rdx/hub.h"
 #include "tp_cli.h"
@@ -8,6 +9,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static void log_stderr(void *user, rdx_log_level level, const char *msg)
@@ -20,7 +22,7 @@ static void log_stderr(void *user, rdx_log_level level, const char *msg)
 }
 
 static const char SERVE_USAGE[] =
-    "Usage: rdx node serve --config FILE [--verbose]\n\n"
+    "Usage: rdx node serve --config FILE [--await-peers READY] [--verbose]\n\n"
     "Run this institution's node as FILE describes (see 'rdx case --help' and\n"
     "README.md, section Transport): accept cases from member institutions over\n"
     "TLS 1.3 with client certificates checked against the network CA and CRL,\n"
@@ -32,12 +34,30 @@ static const char SERVE_USAGE[] =
     "answered with a report, studies indexed, study requests answered as\n"
     "[allow.fetch] allows, lab orders routed and forwarded to the labs, lab\n"
     "results matched and forwarded to the clinics. A case's answers and its\n"
-    "completion are committed together; a failing case is retried, then parked.\n";
+    "completion are committed together; a failing case is retried, then parked.\n\n"
+    "  --await-peers READY  bind (listen port 0: the kernel's choice), write\n"
+    "                       DATA/node.port, then wait (at most 60 s) for the file\n"
+    "                       READY before reading FILE's [peers] again and serving;\n"
+    "                       how 'rdx network up' learns every port without a race\n";
+
+/* Wait (at most 60 s) for the file ready to exist; 1 when it does. */
+static int await_file(const char *ready)
+{
+    const struct timespec tick = {0, 20 * 1000 * 1000};
+    struct stat sb;
+    for (int i = 0; i < 3000; i++) {
+        if (stat(ready, &sb) == 0) {
+            return 1;
+        }
+        nanosleep(&tick, NULL);
+    }
+    return 0;
+}
 
 static int node_serve(int argc, char **argv)
 {
     const char *cmd = "node serve";
-    const char *config = NULL;
+    const char *config = NULL, *ready = NULL;
     int verbose = 0;
     for (int i = 1; i < argc; i++) {
         if (rdx_cli_is_help(argv[i])) {
@@ -49,6 +69,9 @@ static int node_serve(int argc, char **argv)
             continue;
         }
         int hit = rdx_tp_cli_opt(argc, argv, &i, "--config", &config, cmd);
+        if (hit == 0) {
+            hit = rdx_tp_cli_opt(argc, argv, &i, "--await-peers", &ready, cmd);
+        }
         if (hit < 0) {
             return RDX_EXIT_USAGE;
         }
@@ -71,8 +94,31 @@ static int node_serve(int argc, char **argv)
     pthread_t disp_thread;
     int disp_running = 0;
     int rc = RDX_EXIT_OK;
-    if (rdx_transport_node_new(cfg, &log, &node, &err) != RDX_OK ||
-        rdx_hub_dispatcher_new(cfg, &log, &disp, &err) != RDX_OK) {
+    if (rdx_transport_node_new(cfg, &log, &node, &err) != RDX_OK) {
+        rc = rdx_cli_fail_err(cmd, &err);
+        goto out;
+    }
+    if (ready != NULL) {
+        /* Bound: publish the port, then take the peers' ports once all are known. */
+        char portp[4200], txt[32];
+        int len = snprintf(txt, sizeof txt, "%u\n", rdx_transport_node_port(node));
+        if (snprintf(portp, sizeof portp, "%s/node.port", rdx_transport_config_data_dir(cfg)) >=
+                (int)sizeof portp ||
+            rdx_file_write_atomic(portp, txt, (size_t)len, &err) != RDX_OK) {
+            rc = err.msg[0] ? rdx_cli_fail_err(cmd, &err)
+                            : rdx_cli_fail(cmd, "%s: data path too long", config);
+            goto out;
+        }
+        if (!await_file(ready)) {
+            rc = rdx_cli_fail(cmd, "%s: not there after 60 s; the peers' ports are unknown", ready);
+            goto out;
+        }
+        if (rdx_transport_config_reload_peers(cfg, &err) != RDX_OK) {
+            rc = rdx_cli_fail_err(cmd, &err);
+            goto out;
+        }
+    }
+    if (rdx_hub_dispatcher_new(cfg, &log, &disp, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(cmd, &err);
         goto out;
     }

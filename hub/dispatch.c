@@ -51,6 +51,7 @@ struct rdx_hub_dispatcher {
     char index[PATH_CAP], archive[PATH_CAP], catalogue[PATH_CAP], lab_db[PATH_CAP];
     char facility[64];
     long max_attempts, retry_ms;
+    long max_pull_bytes; /* [dispatch] max_pull_bytes: the largest study a pull sends */
     atomic_int stop;
 };
 
@@ -146,6 +147,8 @@ static int handler(void *user, const char *section, const char *name, const char
         }
     } else if (strcmp(name, "max_attempts") == 0) {
         ok = set_long(p, &d->max_attempts, value, 1, 100);
+    } else if (strcmp(name, "max_pull_bytes") == 0) {
+        ok = set_long(p, &d->max_pull_bytes, value, 1, RDX_HUB_PULL_BYTES_CEILING);
     } else if (strcmp(name, "retry_ms") == 0) {
         ok = set_long(p, &d->retry_ms, value, 1, 3600000);
     } else {
@@ -178,6 +181,7 @@ rdx_status rdx_hub_dispatcher_new(const rdx_transport_config *cfg, const rdx_log
     }
     d->max_attempts = 3;
     d->retry_ms = 1000;
+    d->max_pull_bytes = RDX_HUB_PULL_BYTES_DEFAULT;
     snprintf(d->facility, sizeof d->facility, "NJ-HUB");
     const char *slash = strrchr(path, '/');
     if (slash == NULL) {
@@ -604,14 +608,81 @@ static int path_in(char *dst, const char *dir, const char *name)
 
 /* ---- ecg: detect, reply with annotations, summary and strip ---------------- */
 
+/*
+ * A CSV upload cannot be detected without its sampling rate: answer the
+ * sender with refused.txt saying what to send, and leave an ecg-refused
+ * audit record. Retrying would not help, so this completes the case.
+ */
+static int refuse_ecg(struct job *j, const char *why)
+{
+    char refusal[PATH_CAP], text[800];
+    rdx_error err;
+    rdx_error_clear(&err);
+    snprintf(text, sizeof text,
+             "refused: %.500s\nA CSV ECG (a header row of lead names, one column per lead, "
+             "values in mV) needs an ecg.ini item beside it with its sampling rate: fs = HZ\n",
+             why);
+    if (!path_in(refusal, j->out, "refused.txt") || write_text(refusal, text, &err) != RDX_OK) {
+        snprintf(j->why, sizeof j->why, "%s", err.msg[0] ? err.msg : "path too long");
+        return 0;
+    }
+    (void)rdx_transport_audit_append(j->d->cfg, "ecg-refused", 4, j->c->sender, j->c->case_id, why,
+                                     NULL);
+    struct outcase *o = reply_new(j, j->c->sender, RDX_KIND_REPORT);
+    if (o == NULL || !out_add(j, o, refusal)) {
+        return 0;
+    }
+    snprintf(j->detail, sizeof j->detail, "ecg refused: %.900s; refused.txt to %s", why,
+             j->c->sender);
+    return 1;
+}
+
+/* The sampling rate of a CSV upload from its ecg.ini, as an argument; 0 with why when unusable. */
+static int csv_rate(struct job *j, char *fs, size_t fssz, char *why, size_t whysz)
+{
+    char path[PATH_CAP];
+    struct stat sb;
+    rdx_buf b;
+    rdx_error err;
+    double hz = 0.0;
+    rdx_error_clear(&err);
+    if (!path_in(path, j->in, "ecg.ini") || stat(path, &sb) != 0) {
+        snprintf(why, whysz, "a CSV ECG without ecg.ini: its sampling rate is unknown");
+        return 0;
+    }
+    if (sb.st_size > RDX_HUB_ECG_META_MAX || !read_text(path, &b)) {
+        snprintf(why, whysz, "ecg.ini: unreadable or over %d bytes", RDX_HUB_ECG_META_MAX);
+        return 0;
+    }
+    rdx_status st = rdx_hub_ecg_meta_parse(b.data, b.len - 1, &hz, &err);
+    rdx_buf_free(&b);
+    if (st != RDX_OK) {
+        snprintf(why, whysz, "%s", err.msg);
+        return 0;
+    }
+    snprintf(fs, fssz, "%.17g", hz);
+    return 1;
+}
+
 static int do_ecg(struct job *j)
 {
     char **hea = NULL;
+    char fs[40] = "";
     size_t nh = list_dir(j->in, ".hea", &hea);
     int ok = 0;
+    size_t ext = 4; /* ".hea" */
     if (nh == 0) {
-        snprintf(j->why, sizeof j->why, "no WFDB header (.hea) in the case");
-        goto out;
+        /* A CSV upload instead, with its rate in ecg.ini. */
+        nh = list_dir(j->in, ".csv", &hea);
+        if (nh == 0) {
+            snprintf(j->why, sizeof j->why, "no WFDB header (.hea) or CSV (.csv) in the case");
+            goto out;
+        }
+        char why[WHY_CAP];
+        if (!csv_rate(j, fs, sizeof fs, why, sizeof why)) {
+            ok = refuse_ecg(j, why);
+            goto out;
+        }
     }
     struct outcase *o = reply_new(j, j->c->sender, RDX_KIND_REPORT);
     if (o == NULL) {
@@ -622,7 +693,7 @@ static int do_ecg(struct job *j)
     for (size_t i = 0; i < nh; i++) {
         char rec[PATH_CAP], sum[PATH_CAP], svg[PATH_CAP], qrs[PATH_CAP], errp[PATH_CAP];
         char base[256];
-        snprintf(base, sizeof base, "%.*s", (int)(strlen(hea[i]) - 4), hea[i]);
+        snprintf(base, sizeof base, "%.*s", (int)(strlen(hea[i]) - ext), hea[i]);
         if (!path_in(rec, j->in, hea[i]) ||
             snprintf(sum, sizeof sum, "%s/%s.summary.json", j->out, base) >= PATH_CAP ||
             snprintf(svg, sizeof svg, "%s/%s.strip.svg", j->out, base) >= PATH_CAP ||
@@ -631,11 +702,21 @@ static int do_ecg(struct job *j)
             snprintf(j->why, sizeof j->why, "path too long");
             goto out;
         }
-        const char *detect[] = {"ecg", "detect", "--json", "-o", j->out, rec, NULL};
+        const char *detect[] = {"ecg", "detect", "--json", "-o", j->out, rec, NULL, NULL, NULL};
+        const char *plot[] = {"ecg", "plot", "--from", "0",  "--to", "10",
+                              "-o",  svg,    rec,      NULL, NULL,   NULL};
+        if (fs[0] != '\0') {
+            /* A CSV record: the rate from ecg.ini (a number formatted here, never an option). */
+            detect[5] = "--fs";
+            detect[6] = fs;
+            detect[7] = rec;
+            plot[8] = "--fs";
+            plot[9] = fs;
+            plot[10] = rec;
+        }
         if (run_rdx(j->d, sum, errp, detect, j->why, sizeof j->why) != 0) {
             goto out;
         }
-        const char *plot[] = {"ecg", "plot", "--from", "0", "--to", "10", "-o", svg, rec, NULL};
         if (run_rdx(j->d, NULL, errp, plot, j->why, sizeof j->why) != 0) {
             goto out;
         }
@@ -708,6 +789,26 @@ static int do_dicom(struct job *j)
 
 /* ---- other: a request to pull a study ------------------------------------- */
 
+/* Answer a pull with refused.txt (why, then the study UID) and a fetch-refused audit record. */
+static int refuse_pull(struct job *j, const char *uid, const char *why)
+{
+    char refusal[PATH_CAP], text[1024];
+    rdx_error err;
+    rdx_error_clear(&err);
+    snprintf(text, sizeof text, "refused: %.700s\nstudy-uid=%s\n", why, uid);
+    if (!path_in(refusal, j->out, "refused.txt") || write_text(refusal, text, &err) != RDX_OK) {
+        snprintf(j->why, sizeof j->why, "%s", err.msg[0] ? err.msg : "path too long");
+        return 0;
+    }
+    (void)rdx_transport_audit_append(j->d->cfg, "fetch-refused", 8, j->c->sender, j->c->case_id,
+                                     text, NULL);
+    struct outcase *o = reply_new(j, j->c->sender, RDX_KIND_REPORT);
+    if (o == NULL || !out_add(j, o, refusal)) {
+        return 0;
+    }
+    return 1;
+}
+
 static int do_request(struct job *j)
 {
     char reqp[PATH_CAP], uid[RDX_HUB_UID_MAX + 1] = "";
@@ -725,19 +826,11 @@ static int do_request(struct job *j)
         return 0;
     }
     if (!rdx_transport_policy_allows(j->d->cfg, 1, j->c->sender, RDX_KIND_DICOM)) {
-        char refusal[PATH_CAP], text[512];
-        snprintf(text, sizeof text,
-                 "refused: %s may not fetch studies from %s ([allow.fetch] has no dicom for "
-                 "it)\nstudy-uid=%s\n",
-                 j->c->sender, rdx_transport_config_id(j->d->cfg), uid);
-        if (!path_in(refusal, j->out, "refused.txt") || write_text(refusal, text, &err) != RDX_OK) {
-            snprintf(j->why, sizeof j->why, "%s", err.msg);
-            return 0;
-        }
-        (void)rdx_transport_audit_append(j->d->cfg, "fetch-refused", 8, j->c->sender, j->c->case_id,
-                                         text, NULL);
-        struct outcase *o = reply_new(j, j->c->sender, RDX_KIND_REPORT);
-        if (o == NULL || !out_add(j, o, refusal)) {
+        char why[300];
+        snprintf(why, sizeof why,
+                 "%s may not fetch studies from %s ([allow.fetch] has no dicom for it)",
+                 j->c->sender, rdx_transport_config_id(j->d->cfg));
+        if (!refuse_pull(j, uid, why)) {
             return 0;
         }
         snprintf(j->detail, sizeof j->detail, "request for study %s refused by [allow.fetch]", uid);
@@ -754,6 +847,34 @@ static int do_request(struct job *j)
                        "instance", "--study-uid", uid,    "--json", NULL};
     if (run_rdx(j->d, qout, errp, q, j->why, sizeof j->why) != 0) {
         return 0;
+    }
+    /* The study's size first: one over [dispatch] max_pull_bytes is refused, not sent. */
+    uint64_t bytes = 0;
+    if (read_text(qout, &b)) {
+        const char *pos = (const char *)b.data;
+        char path[PATH_CAP];
+        struct stat sb;
+        while (json_next((const char *)b.data, &pos, "path", path, sizeof path)) {
+            if (stat(path, &sb) == 0) {
+                bytes += (uint64_t)sb.st_size;
+            }
+        }
+        rdx_buf_free(&b);
+    }
+    if (bytes > (uint64_t)j->d->max_pull_bytes) {
+        char why[300];
+        snprintf(why, sizeof why,
+                 "study of %llu bytes is over the %ld bytes %s sends in one pull "
+                 "([dispatch] max_pull_bytes)",
+                 (unsigned long long)bytes, j->d->max_pull_bytes,
+                 rdx_transport_config_id(j->d->cfg));
+        if (!refuse_pull(j, uid, why)) {
+            return 0;
+        }
+        snprintf(j->detail, sizeof j->detail,
+                 "request for study %s refused: %llu bytes over max_pull_bytes %ld", uid,
+                 (unsigned long long)bytes, j->d->max_pull_bytes);
+        return 1;
     }
     struct outcase *o = reply_new(j, j->c->sender, RDX_KIND_DICOM);
     if (o == NULL) {

@@ -84,6 +84,71 @@ rdx_status rdx_hub_request_parse(const uint8_t *p, size_t n, char uid[RDX_HUB_UI
     return RDX_OK;
 }
 
+/* p[0..n) without leading and trailing blanks. */
+static void trim(const uint8_t **p, size_t *n)
+{
+    while (*n > 0 && (**p == ' ' || **p == '\t')) {
+        (*p)++;
+        (*n)--;
+    }
+    while (*n > 0 && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t')) {
+        (*n)--;
+    }
+}
+
+rdx_status rdx_hub_ecg_meta_parse(const uint8_t *p, size_t n, double *fs_hz, rdx_error *err)
+{
+    const uint8_t *line;
+    size_t len, off = 0;
+    unsigned lineno = 0;
+    int have = 0;
+    if (p == NULL && n > 0) {
+        return rdx_error_set(err, RDX_EINVAL, "ecg.ini: no data");
+    }
+    if (n > RDX_HUB_ECG_META_MAX) {
+        return rdx_error_set(err, RDX_ELIMIT, "ecg.ini: %zu bytes, more than %d", n,
+                             RDX_HUB_ECG_META_MAX);
+    }
+    *fs_hz = 0.0;
+    while (next_line(p, n, &off, &line, &len)) {
+        lineno++;
+        trim(&line, &len);
+        if (len == 0 || line[0] == '#' || line[0] == ';' ||
+            (len == 5 && memcmp(line, "[ecg]", 5) == 0)) {
+            continue;
+        }
+        const uint8_t *eq = memchr(line, '=', len);
+        if (eq == NULL) {
+            return rdx_error_set(err, RDX_EPARSE, "ecg.ini:%u: expected 'fs = HZ'", lineno);
+        }
+        const uint8_t *k = line, *v = eq + 1;
+        size_t kl = (size_t)(eq - line), vl = len - kl - 1;
+        trim(&k, &kl);
+        trim(&v, &vl);
+        if (kl != 2 || memcmp(k, "fs", 2) != 0) {
+            return rdx_error_set(err, RDX_EPARSE, "ecg.ini:%u: unknown key (only 'fs')", lineno);
+        }
+        if (have) {
+            return rdx_error_set(err, RDX_EPARSE, "ecg.ini:%u: a second fs", lineno);
+        }
+        double fs = 0.0;
+        if (vl == 0 || vl > 32 || rdx_parse_double((const char *)v, vl, &fs) != RDX_OK ||
+            !(fs > 0.0) || fs > RDX_HUB_ECG_FS_MAX) {
+            return rdx_error_set(err, RDX_EPARSE,
+                                 "ecg.ini:%u: fs is the sampling rate in Hz, above 0 and at most "
+                                 "%.0f",
+                                 lineno, RDX_HUB_ECG_FS_MAX);
+        }
+        *fs_hz = fs;
+        have = 1;
+    }
+    if (!have) {
+        return rdx_error_set(err, RDX_EPARSE,
+                             "ecg.ini: no 'fs = HZ' line (the CSV's sampling rate)");
+    }
+    return RDX_OK;
+}
+
 /*
  * A custody field: 1..RDX_HUB_FIELD_MAX of [A-Za-z0-9.+_-], never starting
  * with '-', so no field can pass for an option of `rdx lab event` (an --actor

@@ -198,6 +198,37 @@ static void test_inbox_output_ids_derive_from_the_case(void **state)
     teardown((void **)&w2);
 }
 
+/* An output on the node's own filesystem is hard-linked into the spool, not copied. */
+static void test_inbox_outputs_are_linked_not_copied(void **state)
+{
+    struct world *w = *state;
+    const char *files[] = {w->f2, w->f1};
+    rdx_transport_output out = {"MAS-EAST-CHC", RDX_KIND_REPORT, files, 2};
+    assert_int_equal(rdx_transport_inbox_complete(w->cfg, "MAS-EAST-CHC",
+                                                  "aaaa0000000000000000000000000001", &out, 1, NULL,
+                                                  NULL, NULL),
+                     RDX_OK);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    char spool[4400];
+    assert_int_equal(sqlite3_open(w->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT case_id FROM outbox", -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    snprintf(spool, sizeof spool, "%s/outbox/%s/1", w->data,
+             (const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    struct stat a, b;
+    assert_int_equal(stat(w->f1, &a), 0);
+    assert_int_equal(stat(spool, &b), 0);
+    assert_true(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+    assert_int_equal((int)b.st_nlink, 2);
+    /* The original removed (the dispatcher clears its work directory): the spool keeps it. */
+    assert_int_equal(unlink(w->f1), 0);
+    assert_int_equal(stat(spool, &b), 0);
+    assert_int_equal((long long)b.st_size, 9);
+}
+
 static void test_inbox_failure_retried_then_parked(void **state)
 {
     struct world *w = *state;
@@ -311,6 +342,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_inbox_complete_queues_outputs_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inbox_output_ids_derive_from_the_case, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_inbox_outputs_are_linked_not_copied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inbox_failure_retried_then_parked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inbox_bad_output_commits_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inbox_journeys, setup, teardown),

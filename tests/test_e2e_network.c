@@ -102,8 +102,33 @@ static void net_up(struct net *n)
 {
     char cat[4200];
     assert_non_null(realpath("docs/examples/network.ini", cat));
-    const char *argv[] = {"network", "up", "--dir", n->dir, "--catalogue", cat, NULL};
-    free(rdx_ok(0, argv));
+    const char *argv[] = {"network", "up", "--dir", n->dir, "--catalogue", cat, "--json", NULL};
+    char *out = rdx_ok(0, argv);
+    /* Each node bound its own port: the one published is the one every table names. */
+    char *hub = slurp(n->ini[HUB]);
+    assert_non_null(hub);
+    for (int i = 0; i < NNODES; i++) {
+        char key[100], want[200];
+        snprintf(key, sizeof key, "{\"id\":\"%s\"", IDS[i]);
+        const char *o = strstr(out, key);
+        assert_non_null(o);
+        const char *pp = strstr(o, "\"port\":");
+        assert_non_null(pp);
+        long port = strtol(pp + 7, NULL, 10);
+        assert_true(port > 0 && port < 65536);
+        assert_non_null(strstr(o, "\"pid\":"));
+        char *ini = slurp(n->ini[i]);
+        assert_non_null(ini);
+        snprintf(want, sizeof want, "listen = 127.0.0.1:%ld\n", port);
+        assert_non_null(strstr(ini, want));
+        free(ini);
+        if (i != HUB) {
+            snprintf(want, sizeof want, "%s = 127.0.0.1:%ld\n", IDS[i], port);
+            assert_non_null(strstr(hub, want));
+        }
+    }
+    free(hub);
+    free(out);
 }
 
 static void net_down(struct net *n)
@@ -279,8 +304,12 @@ static void fetch(const struct net *n, int node, const char *id, const char *dir
 
 static char *audit_json(const struct net *n, int node)
 {
-    const char *argv[] = {"audit", "show", "--config", n->ini[node], "--json", NULL};
-    return rdx_ok(0, argv);
+    /* The hub's by its configuration, the others' by their data directories. */
+    char data[4300];
+    snprintf(data, sizeof data, "%s/data/%s", n->dir, IDS[node]);
+    const char *by_cfg[] = {"audit", "show", "--config", n->ini[node], "--json", NULL};
+    const char *by_dir[] = {"audit", "show", "--json", data, NULL};
+    return rdx_ok(0, node == HUB ? by_cfg : by_dir);
 }
 
 /* ---- the flows (shared by both tests) ------------------------------------- */
@@ -464,6 +493,21 @@ static void audit_check(const struct net *n)
     char *out = rdx_ok(0, v);
     assert_int_equal(count_of(out, "audit chain intact"), NNODES);
     free(out);
+    /* The whole network's logs at once: every node's heading, every node's records. */
+    const char *show[] = {"audit", "show", n->dir, NULL};
+    out = rdx_ok(0, show);
+    assert_int_equal(count_of(out, "\n== "), NNODES - 1);
+    assert_true(count_of(out, "node-started") >= NNODES); /* each node at least once */
+    free(out);
+    const char *showj[] = {"audit", "show", "--json", n->dir, NULL};
+    out = rdx_ok(0, showj);
+    for (int i = 0; i < NNODES; i++) {
+        char want[100];
+        snprintf(want, sizeof want, "\"node\":\"%s\"", IDS[i]);
+        assert_non_null(strstr(out, want));
+    }
+    assert_non_null(strstr(out, "\"event\":\"case-processed\""));
+    free(out);
     static const char *const want[NNODES][3] = {
         {"\"event\":\"case-processed\"", "\"event\":\"case-received\"",
          "\"event\":\"case-queued\""},
@@ -533,7 +577,7 @@ static void test_e2e_three_flows(void **state)
     result_check(&n, res, work);
     char *parked = wait_journey(&n, HUB, "inbox", bad, "parked");
     assert_non_null(strstr(parked, "\"dispatch_attempts\":3"));
-    assert_non_null(strstr(parked, "no WFDB header (.hea) in the case"));
+    assert_non_null(strstr(parked, "no WFDB header (.hea) or CSV (.csv) in the case"));
     free(parked);
     exactly_once_check(&n);
     audit_check(&n);
@@ -579,6 +623,79 @@ static void test_e2e_three_flows(void **state)
     free(out);
     char *a = audit_json(&n, HUB);
     assert_int_equal(count_of(a, "\"event\":\"fetch-refused\""), 1);
+    free(a);
+
+    /* Allowed again, but the study is over [dispatch] max_pull_bytes: refused, saying why. */
+    net_down(&n);
+    ini = slurp(n.ini[HUB]);
+    assert_non_null(ini);
+    line = strstr(ini, ";J-RAD = dicom, report\n");
+    assert_non_null(line);
+    memcpy(line, "N", 1);
+    char *cap = strstr(ini, "max_pull_bytes = 8589934592\n");
+    assert_non_null(cap);
+    memcpy(cap, "max_pull_bytes = 1000      \n", strlen("max_pull_bytes = 8589934592\n"));
+    assert_int_equal(rdx_file_write_atomic(n.ini[HUB], ini, strlen(ini), NULL), RDX_OK);
+    free(ini);
+    net_up(&n);
+    out = rdx_ok(1, rq);
+    assert_non_null(strstr(out, "\"kind\":\"report\",\"items\":2}"));
+    free(out);
+    a = audit_json(&n, HUB);
+    assert_int_equal(count_of(a, "\"event\":\"fetch-refused\""), 2);
+    assert_non_null(strstr(a, "over the 1000 bytes NJ-HUB sends in one pull"));
+    free(a);
+    net_free(&n);
+}
+
+/* A CSV upload is detected at the rate its ecg.ini gives; without one it is refused, saying why. */
+static void test_e2e_csv_ecg_needs_its_rate(void **state)
+{
+    (void)state;
+    struct net n;
+    net_new(&n);
+    char work[4300], csv[4200], ini[4400], ok_id[64], bad_id[64], path[4500];
+    snprintf(work, sizeof work, "%s/work", n.dir);
+    assert_int_equal(mkdir(work, 0700), 0);
+    snprintf(ini, sizeof ini, "%s/ecg.ini", work);
+    const char *meta = "# Ma'anshan East, Holter export\n[ecg]\nfs = 360\n";
+    assert_int_equal(rdx_file_write_atomic(ini, meta, strlen(meta), NULL), RDX_OK);
+    const char *with[] = {rdx_test_fixture(csv, sizeof csv, "e2e/100s-10s.csv"), ini, NULL};
+    send_case(&n, MAS, "ecg", with, ok_id);
+    const char *without[] = {csv, NULL};
+    send_case(&n, YZ, "ecg", without, bad_id);
+
+    char *obj = wait_journey(&n, MAS, "outbox", ok_id, "replied");
+    char reply[64], dir[4400];
+    json_str(obj, "reply", reply, sizeof reply);
+    free(obj);
+    snprintf(dir, sizeof dir, "%s/csv-ok", work);
+    fetch(&n, MAS, reply, dir);
+    snprintf(path, sizeof path, "%s/100s-10s.summary.json", dir);
+    char *sum = slurp(path);
+    assert_non_null(sum);
+    assert_non_null(strstr(sum, "\"fs_hz\":360,\"samples\":3600,\"leads\":2,"));
+    assert_non_null(strstr(sum, "\"beats\":13,"));
+    free(sum);
+    snprintf(path, sizeof path, "%s/100s-10s.qrs", dir);
+    assert_int_equal(access(path, R_OK), 0);
+    snprintf(path, sizeof path, "%s/100s-10s.strip.svg", dir);
+    assert_int_equal(access(path, R_OK), 0);
+
+    obj = wait_journey(&n, YZ, "outbox", bad_id, "replied");
+    json_str(obj, "reply", reply, sizeof reply);
+    free(obj);
+    snprintf(dir, sizeof dir, "%s/csv-bad", work);
+    fetch(&n, YZ, reply, dir);
+    snprintf(path, sizeof path, "%s/refused.txt", dir);
+    char *why = slurp(path);
+    assert_non_null(why);
+    assert_non_null(
+        strstr(why, "refused: a CSV ECG without ecg.ini: its sampling rate is unknown"));
+    assert_non_null(strstr(why, "fs = HZ"));
+    free(why);
+    char *a = audit_json(&n, HUB);
+    assert_int_equal(count_of(a, "\"event\":\"ecg-refused\""), 1);
     free(a);
     net_free(&n);
 }
@@ -660,6 +777,10 @@ static void test_e2e_verbs_refuse_bad_input(void **state)
     assert_int_equal(exit_of(req, "not a DICOM UID"), 2);
     const char *ver[] = {"audit", "verify", empty, NULL};
     assert_int_equal(exit_of(ver, "node.db"), 1);
+    const char *show[] = {"audit", "show", empty, NULL};
+    assert_int_equal(exit_of(show, "not a node's data directory (no node.db)"), 1);
+    const char *show0[] = {"audit", "show", NULL};
+    assert_int_equal(exit_of(show0, "a DIR (or --config FILE) is required"), 2);
     const char *help[] = {"network", "up", "--help", NULL};
     assert_int_equal(exit_of(help, NULL), 0);
     rdx_test_rmrf(dir);
@@ -670,6 +791,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_e2e_three_flows),
+        cmocka_unit_test(test_e2e_csv_ecg_needs_its_rate),
         cmocka_unit_test(test_e2e_hub_killed_mid_flow_completes_once),
         cmocka_unit_test(test_e2e_verbs_refuse_bad_input),
     };

@@ -81,6 +81,55 @@ static rdx_status keep(void *u, const rdx_hub_custody_scan *sc)
     return RDX_OK;
 }
 
+static void test_ecg_meta_reads_the_rate(void **state)
+{
+    (void)state;
+    double fs = 0.0;
+    const char *t = "# Holter export\r\n[ecg]\r\n  fs =  250.5 \r\n; end\n";
+    assert_int_equal(rdx_hub_ecg_meta_parse((const uint8_t *)t, strlen(t), &fs, NULL), RDX_OK);
+    assert_true(fs == 250.5);
+    assert_int_equal(rdx_hub_ecg_meta_parse((const uint8_t *)"fs=360", 6, &fs, NULL), RDX_OK);
+    assert_true(fs == 360.0);
+}
+
+static void test_ecg_meta_refuses_bad_input(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        const char *msg;
+    } bad[] = {
+        {"", "ecg.ini: no 'fs = HZ' line"},
+        {"# only a comment\n", "ecg.ini: no 'fs = HZ' line"},
+        {"fs\n", "ecg.ini:1: expected 'fs = HZ'"},
+        {"rate = 360\n", "ecg.ini:1: unknown key (only 'fs')"},
+        {"fs = 360\nfs = 250\n", "ecg.ini:2: a second fs"},
+        {"fs = 0\n", "ecg.ini:1: fs is the sampling rate in Hz"},
+        {"fs = -360\n", "ecg.ini:1: fs is the sampling rate in Hz"},
+        {"fs = nan\n", "ecg.ini:1: fs is the sampling rate in Hz"},
+        {"fs = inf\n", "ecg.ini:1: fs is the sampling rate in Hz"},
+        {"fs = 1e9\n", "ecg.ini:1: fs is the sampling rate in Hz"},
+        {"fs = 360 Hz\n", "ecg.ini:1: fs is the sampling rate in Hz"},
+        {"fs = \n", "ecg.ini:1: fs is the sampling rate in Hz"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rdx_error err;
+        double fs = 1.0;
+        rdx_error_clear(&err);
+        assert_int_equal(
+            rdx_hub_ecg_meta_parse((const uint8_t *)bad[i].text, strlen(bad[i].text), &fs, &err),
+            RDX_EPARSE);
+        if (strstr(err.msg, bad[i].msg) == NULL) {
+            fail_msg("'%s': got '%s'", bad[i].text, err.msg);
+        }
+    }
+    char big[5000];
+    memset(big, '#', sizeof big);
+    assert_int_equal(rdx_hub_ecg_meta_parse((const uint8_t *)big, sizeof big, &(double){0}, NULL),
+                     RDX_ELIMIT);
+    assert_int_equal(rdx_hub_ecg_meta_parse(NULL, 0, &(double){0}, NULL), RDX_EPARSE);
+}
+
 static void test_custody_reads_scans(void **state)
 {
     (void)state;
@@ -160,6 +209,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_reads_the_uid),
         cmocka_unit_test(test_request_refuses_bad_input),
+        cmocka_unit_test(test_ecg_meta_reads_the_rate),
+        cmocka_unit_test(test_ecg_meta_refuses_bad_input),
         cmocka_unit_test(test_custody_reads_scans),
         cmocka_unit_test(test_custody_refuses_options_and_junk_before_acting),
         cmocka_unit_test(test_custody_limits),

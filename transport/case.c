@@ -126,6 +126,51 @@ out:
     return st;
 }
 
+/*
+ * Hard-link src as dst and hash it, for a node's own files (the hub's study
+ * archive, an engine's output) that are never rewritten in place, only
+ * removed: the spool then costs no second copy of a big study. 1 when linked
+ * and hashed; 0 when a link is not possible here (another filesystem, no
+ * permission, not a regular file), so the caller copies instead.
+ */
+static int link_hash(const char *src, const char *dst, uint64_t *size, uint8_t md[32])
+{
+    struct stat sb;
+    if (lstat(src, &sb) != 0 || !S_ISREG(sb.st_mode) || link(src, dst) != 0) {
+        return 0;
+    }
+    int fd = open(dst, O_RDONLY | O_CLOEXEC);
+    uint8_t *buf = malloc(COPY_BUF);
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    uint64_t total = 0;
+    int ok = fd >= 0 && buf != NULL && h != NULL && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1;
+    while (ok) {
+        ssize_t r = read(fd, buf, COPY_BUF);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            ok = r == 0;
+            break;
+        }
+        ok = EVP_DigestUpdate(h, buf, (size_t)r) == 1;
+        total += (uint64_t)r;
+        ok = ok && total <= RDX_TRANSPORT_ITEM_SIZE_MAX;
+    }
+    ok = ok && EVP_DigestFinal_ex(h, md, NULL) == 1;
+    free(buf);
+    EVP_MD_CTX_free(h);
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (!ok) {
+        (void)unlink(dst);
+        return 0;
+    }
+    *size = total;
+    return 1;
+}
+
 static void remove_dir_files(const char *dir, size_t n)
 {
     char p[4300];
@@ -136,10 +181,9 @@ static void remove_dir_files(const char *dir, size_t n)
     (void)rmdir(dir);
 }
 
-rdx_status rdx_tp_case_stage(const rdx_transport_config *cfg, const char *to,
-                             rdx_transport_kind kind, const char *const *files, size_t nfiles,
-                             const char *case_id, struct rdx_tp_manifest *m, rdx_buf *blob,
-                             rdx_error *err)
+static rdx_status stage(const rdx_transport_config *cfg, const char *to, rdx_transport_kind kind,
+                        const char *const *files, size_t nfiles, const char *case_id,
+                        struct rdx_tp_manifest *m, rdx_buf *blob, int may_link, rdx_error *err)
 {
     unsigned char rnd[16];
     char dir[4200], p[4300];
@@ -225,6 +269,10 @@ rdx_status rdx_tp_case_stage(const rdx_transport_config *cfg, const char *to,
      */
     for (size_t i = 0; i < nfiles; i++) {
         snprintf(p, sizeof p, "%s/%zu", dir, i);
+        if (may_link && link_hash(files[i], p, &m->items[i].size, m->items[i].sha256)) {
+            copied = i + 1;
+            continue;
+        }
         if ((st = copy_hash(files[i], p, NULL, &m->items[i].size, m->items[i].sha256, err)) !=
             RDX_OK) {
             goto out;
@@ -243,6 +291,22 @@ out:
         rdx_tp_manifest_clear(m);
     }
     return st;
+}
+
+rdx_status rdx_tp_case_stage(const rdx_transport_config *cfg, const char *to,
+                             rdx_transport_kind kind, const char *const *files, size_t nfiles,
+                             const char *case_id, struct rdx_tp_manifest *m, rdx_buf *blob,
+                             rdx_error *err)
+{
+    return stage(cfg, to, kind, files, nfiles, case_id, m, blob, 0, err);
+}
+
+rdx_status rdx_tp_case_stage_linked(const rdx_transport_config *cfg, const char *to,
+                                    rdx_transport_kind kind, const char *const *files,
+                                    size_t nfiles, const char *case_id, struct rdx_tp_manifest *m,
+                                    rdx_buf *blob, rdx_error *err)
+{
+    return stage(cfg, to, kind, files, nfiles, case_id, m, blob, 1, err);
 }
 
 void rdx_tp_case_unstage(const rdx_transport_config *cfg, const char *case_id, size_t nitems)

@@ -241,8 +241,8 @@ rdx_status rdx_transport_inbox_complete(const rdx_transport_config *cfg, const c
         }
         clear_stale_spool(cfg, id);
         rdx_buf_init(&blobs[i], RDX_TRANSPORT_OFFER_MAX);
-        if ((st = rdx_tp_case_stage(cfg, outs[i].to, outs[i].kind, outs[i].files, outs[i].nfiles,
-                                    id, &ms[i], &blobs[i], err)) != RDX_OK) {
+        if ((st = rdx_tp_case_stage_linked(cfg, outs[i].to, outs[i].kind, outs[i].files,
+                                           outs[i].nfiles, id, &ms[i], &blobs[i], err)) != RDX_OK) {
             rdx_error_prefix(err, "case %s, output %zu: ", case_id, i + 1);
             goto out;
         }
@@ -458,6 +458,34 @@ rdx_status rdx_transport_audit_verify_dir(const char *data_dir, long long *recor
         rdx_error_prefix(err, "%s: ", path);
     }
     sqlite3_close(db);
+    return st;
+}
+
+rdx_status rdx_transport_audit_list_dir(const char *data_dir,
+                                        int (*fn)(void *u, const rdx_transport_audit_record *r),
+                                        void *u, rdx_error *err)
+{
+    char path[4200];
+    struct stat sb;
+    if (data_dir == NULL || fn == NULL) {
+        return rdx_error_set(err, RDX_EINVAL, "no data directory or callback");
+    }
+    RDX_TRY(rdx_tp_path(path, sizeof path, err, "%s/node.db", data_dir));
+    if (stat(path, &sb) != 0) {
+        return rdx_error_set(err, RDX_ENOENT, "%s: %s", path, strerror(errno));
+    }
+    /* The listing needs only the data directory of a configuration. */
+    struct rdx_transport_config *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    rdx_status st = RDX_OK;
+    if (snprintf(c->data, sizeof c->data, "%s", data_dir) >= (int)sizeof c->data) {
+        st = rdx_error_set(err, RDX_EINVAL, "%s: path too long", data_dir);
+    } else {
+        st = rdx_transport_audit_list(c, fn, u, err);
+    }
+    free(c);
     return st;
 }
 

@@ -381,6 +381,23 @@ void rdx_transport_config_free(rdx_transport_config *cfg)
     free(cfg);
 }
 
+rdx_status rdx_transport_config_reload_peers(rdx_transport_config *cfg, rdx_error *err)
+{
+    rdx_transport_config *fresh = NULL;
+    if (cfg == NULL) {
+        return rdx_error_set(err, RDX_EINVAL, "no configuration");
+    }
+    RDX_TRY(rdx_transport_config_load(cfg->path, &fresh, err));
+    struct rdx_tp_peer *peers = cfg->peers;
+    size_t npeers = cfg->npeers;
+    cfg->peers = fresh->peers;
+    cfg->npeers = fresh->npeers;
+    fresh->peers = peers;
+    fresh->npeers = npeers;
+    rdx_transport_config_free(fresh);
+    return RDX_OK;
+}
+
 const char *rdx_transport_config_id(const rdx_transport_config *cfg)
 {
     return cfg->id;

@@ -228,6 +228,15 @@ rdx_status rdx_tp_case_stage(const rdx_transport_config *cfg, const char *to,
                              rdx_transport_kind kind, const char *const *files, size_t nfiles,
                              const char *case_id, struct rdx_tp_manifest *m, rdx_buf *blob,
                              rdx_error *err);
+/*
+ * rdx_tp_case_stage for a node's own files, never rewritten in place (the
+ * dispatcher's outputs, the hub's study archive): each is hard-linked into the
+ * spool when it is on the same filesystem, copied otherwise.
+ */
+rdx_status rdx_tp_case_stage_linked(const rdx_transport_config *cfg, const char *to,
+                                    rdx_transport_kind kind, const char *const *files,
+                                    size_t nfiles, const char *case_id, struct rdx_tp_manifest *m,
+                                    rdx_buf *blob, rdx_error *err);
 /* Remove a staged spool DATA/outbox/ID (its nitems files and the directory). */
 void rdx_tp_case_unstage(const rdx_transport_config *cfg, const char *case_id, size_t nitems);
 /* Insert a staged case as 'queued' with its audit record; 1 on success. No BEGIN/COMMIT. */

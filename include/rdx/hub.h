@@ -14,6 +14,8 @@
  *   hub_facility = NJ-HUB            ; the hub's HL7 facility (MSH-4 of what it sends)
  *   max_attempts = 3                 ; failures before a case is parked
  *   retry_ms = 1000                  ; first retry delay, doubled each time
+ *   max_pull_bytes = 8589934592      ; largest study one pull sends (1 .. 1 TiB);
+ *                                    ; a bigger one is refused with refused.txt
  */
 #ifndef RDX_HUB_H
 #define RDX_HUB_H
@@ -55,6 +57,16 @@ void rdx_hub_dispatcher_free(rdx_hub_dispatcher *d);
  * the line. p may be NULL when n is 0. Thread-safe.
  */
 rdx_status rdx_hub_request_parse(const uint8_t *p, size_t n, char uid[65], rdx_error *err);
+
+/*
+ * Parse the ecg.ini that comes with a CSV ECG upload: "fs = HZ" (the
+ * sampling rate of the CSV's rows, required, > 0 and at most 100 kHz), an
+ * optional "[ecg]" section line, blank lines and '#' or ';' comments. The
+ * lead names are the CSV's header row. *fs_hz gets the rate. Errors:
+ * RDX_ELIMIT over 4 KiB, RDX_EPARSE naming the line (an unknown key, a bad
+ * or second fs, no fs at all). p may be NULL when n is 0. Thread-safe.
+ */
+rdx_status rdx_hub_ecg_meta_parse(const uint8_t *p, size_t n, double *fs_hz, rdx_error *err);
 
 /* One chain-of-custody scan from a custody.tsv line. */
 typedef struct rdx_hub_custody_scan {

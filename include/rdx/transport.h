@@ -319,6 +319,17 @@ const char *rdx_transport_kind_name(rdx_transport_kind k);
 rdx_status rdx_transport_config_load(const char *path, rdx_transport_config **out, rdx_error *err);
 /* Free a configuration. NULL is a no-op. */
 void rdx_transport_config_free(rdx_transport_config *cfg);
+
+/*
+ * Replace cfg's [peers] table with the one its file holds now (the file is
+ * read and checked whole, as by rdx_transport_config_load; nothing else of
+ * cfg changes). For a node started on port 0 whose peers' ports are written
+ * into its configuration only once every node has bound (`rdx network up`).
+ * Call it before rdx_transport_node_run: it is not safe while the node's
+ * delivery thread runs. On error cfg is unchanged. Errors: as
+ * rdx_transport_config_load.
+ */
+rdx_status rdx_transport_config_reload_peers(rdx_transport_config *cfg, rdx_error *err);
 /* This node's ID and data directory (owned by cfg). */
 const char *rdx_transport_config_id(const rdx_transport_config *cfg);
 const char *rdx_transport_config_data_dir(const rdx_transport_config *cfg);
@@ -554,6 +565,15 @@ const char *rdx_transport_config_path(const rdx_transport_config *cfg);
  */
 rdx_status rdx_transport_audit_verify_dir(const char *data_dir, long long *records,
                                           long long *bad_seq, rdx_error *err);
+
+/*
+ * rdx_transport_audit_list for the node whose data directory is data_dir (no
+ * configuration needed; for `rdx audit show DIR`). RDX_ENOENT when data_dir
+ * holds no node.db; otherwise as rdx_transport_audit_list.
+ */
+rdx_status rdx_transport_audit_list_dir(const char *data_dir,
+                                        int (*fn)(void *u, const rdx_transport_audit_record *r),
+                                        void *u, rdx_error *err);
 
 /*
  * Append one audit record to the node's chain (for components beside the

@@ -1,6 +1,6 @@
 /*
  * libFuzzer target for what members send the hub's dispatcher: request.txt
- * and custody.tsv (hub/input.c). Whatever the bytes, a UID accepted is digits
+ * custody.tsv and a CSV ECG's ecg.ini (hub/input.c). Whatever the bytes, a UID accepted is digits
  * and dots only, and every custody field accepted is a safe argument: never
  * empty, never starting with '-', only [A-Za-z0-9.+_-].
  */
@@ -44,5 +44,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     (void)rdx_hub_custody_parse(data, size, check, NULL, &n, &err);
+    double fs = 0.0;
+    if (rdx_hub_ecg_meta_parse(data, size, &fs, &err) == RDX_OK && !(fs > 0.0 && fs <= 100000.0)) {
+        abort(); /* a rate accepted is always a usable --fs */
+    }
     return 0;
 }
