@@ -288,8 +288,9 @@ rdx_status rdx_lab_custody_register(rdx_lab_store *s, const rdx_lab_specimen_reg
     q = NULL;
     if (insert_specimen(s, r, "", now_ms) != RDX_OK ||
         lab_custody_log(s, r->authority, r->barcode, RDX_LAB_EV_ORDER, RDX_LAB_ST_ORDERED,
-                        RDX_LAB_ST_ORDERED, 0, "", nz(r->order_sender), now_ms, now_ms,
-                        NULL) != RDX_OK) {
+                        RDX_LAB_ST_ORDERED, 0, "", nz(r->order_sender),
+                        r->ordered_ms != 0 && r->ordered_ms != INT64_MIN ? r->ordered_ms : now_ms,
+                        now_ms, NULL) != RDX_OK) {
         st = db_fail(s, err, "cannot register a specimen");
         goto out;
     }

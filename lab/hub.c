@@ -153,7 +153,8 @@ static rdx_status register_tubes(rdx_lab_store *s, const rdx_lab_order *o,
                                   .collected_ms = d->collected_ms,
                                   .volume_ml = volume,
                                   .stable_until_ms = stable_until,
-                                  .arrival_due_ms = d->arrival_ms};
+                                  .arrival_due_ms = d->arrival_ms,
+                                  .ordered_ms = rdx_lab_order_sent_ms(o)};
         if (st != RDX_OK) {
             st = rdx_error_set(err, st, "tube %s: too many tests", d->specimen_id);
         } else {

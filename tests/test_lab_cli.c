@@ -234,6 +234,9 @@ static void test_cli_event_and_status_follow_a_tube(void **state)
     assert_non_null(strstr(r.out, "child of MAE0042"));
     assert_non_null(strstr(r.out, "recollected as MAE0042.1-R1"));
     assert_non_null(strstr(r.out, "2026-12-01T09:00:00+08:00  dispatch collected -> dispatched"));
+    /* The ORDER event is reported at the order's own time (MSH-7), not at
+     * the moment rdx registered the tube. */
+    assert_non_null(strstr(r.out, "2026-12-01T07:15:00+08:00  order    ordered -> ordered"));
     rdx_run_free(&r);
     const char *ostatus[] = {"lab",     "status",       "--db",       uri,
                              "--order", "MAS-EAST-CHC", "MAS-E-0042", NULL};

@@ -617,6 +617,8 @@ typedef struct rdx_lab_specimen_reg {
     double volume_ml;           /* the tube's volume (SPM-12), for add-ons; negative: unknown */
     int64_t stable_until_ms;    /* INT64_MIN when unknown */
     int64_t arrival_due_ms;     /* expected arrival at the lab; INT64_MIN when unknown */
+    int64_t ordered_ms;         /* when the order was placed (MSH-7): the ORDER event's reported
+                                 * time; 0 or INT64_MIN when unknown (the registration time is used) */
 } rdx_lab_specimen_reg;
 
 /*
