@@ -14,12 +14,14 @@
 #include <gdcm-3.0/gdcmImageApplyLookupTable.h>
 #include <gdcm-3.0/gdcmImageChangePlanarConfiguration.h>
 #include <gdcm-3.0/gdcmImageReader.h>
+#include <gdcm-3.0/gdcmSequenceOfFragments.h>
 #include <gdcm-3.0/gdcmTrace.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <vector>
 
 namespace
 {
@@ -52,6 +54,116 @@ void ybr_to_rgb(uint8_t *p, size_t n)
     }
 }
 
+bool starts_with_soi(const gdcm::Fragment &f)
+{
+    const gdcm::ByteValue *bv = f.GetByteValue();
+    return bv != nullptr && static_cast<uint32_t>(bv->GetLength()) >= 2 &&
+           static_cast<uint8_t>(bv->GetPointer()[0]) == 0xFF &&
+           static_cast<uint8_t>(bv->GetPointer()[1]) == 0xD8;
+}
+
+/* True when the codestream bytes end with EOI (FFD9), allowing one trailing pad byte. */
+bool ends_with_eoi(const std::vector<char> &cs)
+{
+    size_t n = cs.size();
+    if (n >= 1 && cs[n - 1] == '\0') {
+        n--; /* PS3.5 A.4: a fragment is padded to even length. */
+    }
+    return n >= 2 && static_cast<uint8_t>(cs[n - 2]) == 0xFF &&
+           static_cast<uint8_t>(cs[n - 1]) == 0xD9;
+}
+
+/*
+ * PS3.5 A.4: when the Basic Offset Table is empty and there are more fragments
+ * than frames, a frame may span several fragments; each frame starts in a new
+ * fragment with SOI (FFD8) and ends with EOI (FFD9). GDCM 3.0's JPEG-LS codec
+ * takes one fragment per frame, so regroup: concatenate each frame's fragments
+ * into one. Returns RDX_OK when there was nothing to do or the regrouping
+ * succeeded, RDX_EFORMAT when the fragments cannot be split into the frames,
+ * RDX_ELIMIT past RDX_IMG_MAX_FRAGMENTS or RDX_IMG_MAX_PIXEL_BYTES.
+ */
+rdx_status regroup_jpegls_fragments(const char *path, gdcm::Image &img, rdx_error *err)
+{
+    gdcm::TransferSyntax ts = img.GetTransferSyntax();
+    if (ts != gdcm::TransferSyntax::JPEGLSLossless &&
+        ts != gdcm::TransferSyntax::JPEGLSNearLossless) {
+        return RDX_OK;
+    }
+    const gdcm::SequenceOfFragments *sf = img.GetDataElement().GetSequenceOfFragments();
+    unsigned int frames = img.GetNumberOfDimensions() >= 3 ? img.GetDimensions()[2] : 1;
+    if (sf == nullptr || frames == 0 || sf->GetNumberOfFragments() <= frames) {
+        return RDX_OK;
+    }
+    const gdcm::ByteValue *bot = sf->GetTable().GetByteValue();
+    if (bot != nullptr && static_cast<uint32_t>(bot->GetLength()) > 0) {
+        /* Offsets given: GDCM's own reading applies; nothing is guessed. */
+        return RDX_OK;
+    }
+    if (sf->GetNumberOfFragments() > RDX_IMG_MAX_FRAGMENTS) {
+        return rdx_error_set(err, RDX_ELIMIT, "%s: %zu fragments, over the %u-fragment cap", path,
+                             static_cast<size_t>(sf->GetNumberOfFragments()),
+                             RDX_IMG_MAX_FRAGMENTS);
+    }
+    gdcm::SmartPointer<gdcm::SequenceOfFragments> grouped = new gdcm::SequenceOfFragments;
+    std::vector<char> cs;
+    unsigned long long total = 0;
+    unsigned int done = 0;
+    auto flush = [&]() -> rdx_status {
+        if (!ends_with_eoi(cs)) {
+            return rdx_error_set(err, RDX_EFORMAT,
+                                 "%s: JPEG-LS frame %u (0-based) does not end with EOI (FFD9)",
+                                 path, done);
+        }
+        if (cs.size() % 2 != 0) {
+            cs.push_back('\0');
+        }
+        gdcm::Fragment f;
+        f.SetByteValue(cs.data(), static_cast<uint32_t>(cs.size()));
+        grouped->AddFragment(f);
+        cs.clear();
+        done++;
+        return RDX_OK;
+    };
+    for (size_t i = 0; i < sf->GetNumberOfFragments(); i++) {
+        const gdcm::Fragment &frag = sf->GetFragment(i);
+        const gdcm::ByteValue *bv = frag.GetByteValue();
+        size_t n = bv != nullptr ? static_cast<size_t>(static_cast<uint32_t>(bv->GetLength())) : 0;
+        if (starts_with_soi(frag)) {
+            if (i > 0) {
+                RDX_TRY(flush());
+            }
+            if (done >= frames) {
+                return rdx_error_set(err, RDX_EFORMAT,
+                                     "%s: fragment %zu starts a codestream beyond the %u frames "
+                                     "of the header",
+                                     path, i, frames);
+            }
+        } else if (i == 0) {
+            return rdx_error_set(err, RDX_EFORMAT,
+                                 "%s: first fragment does not start with SOI (FFD8)", path);
+        }
+        total += n;
+        if (total > RDX_IMG_MAX_PIXEL_BYTES) {
+            return rdx_error_set(err, RDX_ELIMIT, "%s: over %u bytes of compressed pixel data",
+                                 path, RDX_IMG_MAX_PIXEL_BYTES);
+        }
+        if (n > 0) {
+            cs.insert(cs.end(), bv->GetPointer(), bv->GetPointer() + n);
+        }
+    }
+    RDX_TRY(flush());
+    if (done != frames) {
+        return rdx_error_set(err, RDX_EFORMAT,
+                             "%s: JPEG-LS codestreams (SOI to EOI) in the fragments: %u, "
+                             "frames in the header: %u",
+                             path, done, frames);
+    }
+    gdcm::DataElement pd = img.GetDataElement();
+    pd.SetValue(*grouped);
+    img.SetDataElement(pd);
+    return RDX_OK;
+}
+
 rdx_status decode(const char *path, struct img_pixels *out, rdx_error *err)
 {
     gdcm::ImageReader reader;
@@ -60,6 +172,7 @@ rdx_status decode(const char *path, struct img_pixels *out, rdx_error *err)
         /* The caller, which has the header, says which transfer syntax it was. */
         return rdx_error_set(err, RDX_EFORMAT, "%s: GDCM cannot read this image", path);
     }
+    RDX_TRY(regroup_jpegls_fragments(path, reader.GetImage(), err));
     /*
      * The filters own their output: keep them alive and point at the last
      * one's image rather than copying gdcm::Image values around.

@@ -54,6 +54,14 @@
  */
 #define RDX_IMG_MAX_PIXEL_BYTES (1024u * 1024u * 1024u)
 
+/*
+ * Fragments of one encapsulated Pixel Data element regrouped into frames
+ * (PS3.5 A.4, empty Basic Offset Table). Encoders split a frame into a few
+ * fragments of some KiB to MiB; a million would be a hostile file asking for
+ * a million small allocations.
+ */
+#define RDX_IMG_MAX_FRAGMENTS 1000000u
+
 /* The largest preview side, in pixels: enough for a full-size 4k mammogram row. */
 #define RDX_IMG_MAX_PREVIEW_SIDE 8192u
 
