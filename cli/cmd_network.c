@@ -36,6 +36,8 @@
 
 #define NODES_MAX 64
 #define PATH_CAP  4096
+/* The lab catalogue a new network routes with unless --catalogue names another. */
+#define CATALOGUE_DEFAULT "docs/examples/network.ini"
 
 enum role { ROLE_HUB, ROLE_CLINIC, ROLE_LAB, ROLE_RADIOLOGY };
 static const char *const ROLE_NAMES[] = {"hub", "clinic", "lab", "radiology"};
@@ -238,6 +240,7 @@ static int write_config(const char *cmd, const char *dir, const struct net *net,
                      "\n[dispatch]\nengines = ecg, dicom, lab\nindex = hub/index.db\n"
                      "catalogue = catalogue.ini\nlab_db = hub/lab.db\nhub_facility = %s\n"
                      "max_attempts = 3\nretry_ms = 500\n"
+                     "; cases processed at once (never two from one sender)\njobs = 2\n"
                      "; the largest study one pull (rdx case request) sends: 8 GiB\n"
                      "max_pull_bytes = 8589934592\n",
                      nd->id);
@@ -374,15 +377,24 @@ static int is_our_node(pid_t pid, const char *ini)
     return ours;
 }
 
+/*
+ * Start node nd as `rdx node serve` in its own session. The node writes its
+ * own PID file (--pid-file) before anything else and stops cleanly once that
+ * file is removed, so removing DIR/run/ stops the network even when nobody
+ * runs `network down`. owner (0: none) ties the node to that process: it
+ * stops once owner has exited (`network up --foreground`, --owner).
+ */
 static int start_node(const char *cmd, const char *dir, const char *exe, const struct netnode *nd,
-                      const char *ready, pid_t *out)
+                      const char *ready, pid_t owner, pid_t *out)
 {
-    char ini[PATH_CAP], logp[PATH_CAP], pidp[PATH_CAP], portp[PATH_CAP], text[32];
+    char ini[PATH_CAP], logp[PATH_CAP], pidp[PATH_CAP], portp[PATH_CAP], ptext[32];
     pathf(ini, "%s/%s.ini", dir, nd->id);
     pathf(logp, "%s/log/%s.log", dir, nd->id);
     pathf(pidp, "%s/run/%s.pid", dir, nd->id);
     pathf(portp, "%s/data/%s/node.port", dir, nd->id);
+    snprintf(ptext, sizeof ptext, "%ld", (long)owner);
     (void)unlink(portp);
+    (void)unlink(pidp);
     pid_t pid = fork();
     if (pid < 0) {
         return rdx_cli_fail(cmd, "fork: %s", strerror(errno));
@@ -395,21 +407,197 @@ static int start_node(const char *cmd, const char *dir, const char *exe, const s
             dup2(lf, 2) < 0) {
             _exit(127);
         }
-        char *argv[] = {"rdx", "node", "serve", "--config", ini, NULL, NULL, NULL};
+        /* Not the signal mask of a foreground `up`, which holds its signals for sigtimedwait. */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        char *argv[12] = {"rdx", "node", "serve", "--config", ini, "--pid-file", pidp};
+        size_t k = 7;
         if (ready != NULL) {
-            argv[5] = "--await-peers";
-            argv[6] = (char *)ready;
+            argv[k++] = "--await-peers";
+            argv[k++] = (char *)ready;
         }
+        if (owner > 0) {
+            argv[k++] = "--owner";
+            argv[k++] = ptext;
+        }
+        argv[k] = NULL;
         execv(exe, argv);
         _exit(127);
     }
-    snprintf(text, sizeof text, "%ld\n", (long)pid);
-    if (write_file(cmd, pidp, text) != 0) {
-        kill(pid, SIGTERM);
-        return RDX_EXIT_FAIL;
-    }
     *out = pid;
     return 0;
+}
+
+/*
+ * Stop the nodes this command started (pids[i] > 0, its children): SIGTERM,
+ * up to 10 s to finish cleanly, then SIGKILL; each is reaped and its PID file
+ * removed. pids[] is cleared.
+ */
+static void stop_started(const char *dir, const struct net *net, pid_t *pids)
+{
+    const struct timespec tick = {0, 20 * 1000 * 1000};
+    for (size_t i = 0; i < net->count; i++) {
+        if (pids[i] > 0) {
+            kill(pids[i], SIGTERM);
+        }
+    }
+    for (int t = 0; t < 500; t++) {
+        size_t left = 0;
+        for (size_t i = 0; i < net->count; i++) {
+            if (pids[i] > 0 && waitpid(pids[i], NULL, WNOHANG) == 0) {
+                left++;
+            } else if (pids[i] > 0) {
+                char path[PATH_CAP];
+                pathf(path, "%s/run/%s.pid", dir, net->n[i].id);
+                (void)unlink(path);
+                pids[i] = 0;
+            }
+        }
+        if (left == 0) {
+            return;
+        }
+        nanosleep(&tick, NULL);
+    }
+    for (size_t i = 0; i < net->count; i++) {
+        if (pids[i] > 0) {
+            char path[PATH_CAP];
+            kill(pids[i], SIGKILL);
+            waitpid(pids[i], NULL, 0);
+            pathf(path, "%s/run/%s.pid", dir, net->n[i].id);
+            (void)unlink(path);
+            pids[i] = 0;
+        }
+    }
+}
+
+/*
+ * Stop every node of net that its PID file names and that still runs its
+ * configuration (not necessarily our child): SIGTERM, up to 10 s, then
+ * SIGKILL. *stopped and *killed (may be NULL) get the counts.
+ */
+static void stop_recorded(const char *dir, const struct net *net, size_t *stopped, size_t *killed)
+{
+    pid_t pids[NODES_MAX] = {0};
+    size_t stopping = 0, nstopped = 0, nkilled = 0;
+    for (size_t i = 0; i < net->count; i++) {
+        char ini[PATH_CAP];
+        pid_t pid = read_pid(dir, net->n[i].id);
+        pathf(ini, "%s/%s.ini", dir, net->n[i].id);
+        if (pid > 0 && is_our_node(pid, ini) && kill(pid, SIGTERM) == 0) {
+            pids[i] = pid;
+            stopping++;
+        }
+    }
+    const struct timespec tick = {0, 20 * 1000 * 1000};
+    for (int t = 0; t < 500 && stopping > 0; t++) {
+        stopping = 0;
+        for (size_t i = 0; i < net->count; i++) {
+            char ini[PATH_CAP];
+            pathf(ini, "%s/%s.ini", dir, net->n[i].id);
+            if (pids[i] > 0 && is_our_node(pids[i], ini)) {
+                stopping++;
+            }
+        }
+        if (stopping > 0) {
+            nanosleep(&tick, NULL);
+        }
+    }
+    for (size_t i = 0; i < net->count; i++) {
+        char ini[PATH_CAP], path[PATH_CAP];
+        pathf(ini, "%s/%s.ini", dir, net->n[i].id);
+        if (pids[i] > 0 && is_our_node(pids[i], ini)) {
+            kill(pids[i], SIGKILL);
+            nkilled++;
+        }
+        nstopped += pids[i] > 0;
+        pathf(path, "%s/run/%s.pid", dir, net->n[i].id);
+        (void)unlink(path);
+    }
+    if (stopped != NULL) {
+        *stopped = nstopped;
+    }
+    if (killed != NULL) {
+        *killed = nkilled;
+    }
+}
+
+/* The listen port in a node configuration ([node] listen = HOST:PORT); 0 when none or unreadable.
+ */
+static int listen_handler(void *user, const char *section, const char *name, const char *value)
+{
+    unsigned *port = user;
+    if (strcmp(section, "node") == 0 && strcmp(name, "listen") == 0) {
+        const char *colon = strrchr(value, ':');
+        int64_t v = 0;
+        if (colon != NULL && rdx_parse_i64(colon + 1, strlen(colon + 1), 0, 65535, &v) == RDX_OK) {
+            *port = (unsigned)v;
+        }
+    }
+    return 1;
+}
+
+static unsigned config_port(const char *dir, const char *id)
+{
+    char path[PATH_CAP];
+    unsigned port = 0;
+    pathf(path, "%s/%s.ini", dir, id);
+    if (ini_parse(path, listen_handler, &port) != 0) {
+        return 0;
+    }
+    return port;
+}
+
+/*
+ * Whether the network in dir came up completely once: every node's
+ * configuration names the port it bound. A first `up` that failed (or was
+ * killed) half-way leaves port 0 in some; the next `up` starts over.
+ */
+static int network_complete(const char *dir, const struct net *net)
+{
+    for (size_t i = 0; i < net->count; i++) {
+        if (config_port(dir, net->n[i].id) == 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * The network's PKI: a new CA, or the one a failed first `up` left; a key and
+ * certificate for every node that has none yet.
+ */
+static int make_pki(const char *cmd, const char *dir, struct net *net)
+{
+    char path[PATH_CAP], crt[PATH_CAP], key[PATH_CAP];
+    rdx_error err;
+    rdx_error_clear(&err);
+    pathf(path, "%s/pki", dir);
+    rdx_transport_ca_cfg cc = {path, "Nanjing Remote Diagnosis Network", 0};
+    rdx_status st = rdx_transport_ca_create(&cc, &err);
+    if (st != RDX_OK && st != RDX_EEXIST) {
+        return rdx_cli_fail_err(cmd, &err);
+    }
+    rdx_transport_ca *ca = NULL;
+    rdx_error_clear(&err);
+    if (rdx_transport_ca_open(path, &ca, &err) != RDX_OK) {
+        return rdx_cli_fail_err(cmd, &err);
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < net->count; i++) {
+        struct stat sb;
+        pathf(crt, "%s/pki/certs/%s.crt", dir, net->n[i].id);
+        pathf(key, "%s/pki/private/%s.key", dir, net->n[i].id);
+        if (stat(crt, &sb) == 0 && stat(key, &sb) == 0) {
+            continue; /* issued by an earlier, interrupted `up` */
+        }
+        rdx_transport_issue_cfg ic = {net->n[i].id, net->n[i].name, net->n[i].city, 0, 0};
+        if (rdx_transport_ca_issue(ca, &ic, NULL, &err) != RDX_OK) {
+            rc = rdx_cli_fail_err(cmd, &err);
+        }
+    }
+    rdx_transport_ca_free(ca);
+    return rc;
 }
 
 /* Wait (at most 15 s) until the node has written its port file. */
@@ -433,35 +621,134 @@ static int wait_started(const char *cmd, const char *dir, const struct netnode *
 }
 
 static const char UP_USAGE[] =
-    "Usage: rdx network up --dir DIR [--nodes FILE] [--catalogue FILE] [--json]\n\n"
+    "Usage: rdx network up --dir DIR [--nodes FILE] [--catalogue FILE]\n"
+    "                      [--foreground | --owner PID] [--json]\n\n"
     "Create a whole network in DIR and start it: the network CA, one key and\n"
     "certificate per institution, one node configuration each, and one\n"
     "`rdx node serve` process per node, listening on 127.0.0.1 only. Each node\n"
     "binds port 0 itself and publishes the port the kernel gave it; the\n"
     "configurations are then written with every peer's real port (no port is\n"
-    "picked and released first, so none can be taken meanwhile). The default network is the hub in "
-    "Nanjing\n"
-    "(NJ-HUB, Jiangsu Province Hospital), community clinics in Ma'anshan,\n"
-    "Zhenjiang and Yangzhou (MAS-EAST-CHC, ZJ-EAST-CHC, YZ-EAST-CHC), the\n"
-    "Zhenjiang central clinical laboratory (ZJ-CCL) and a radiology reading\n"
-    "room in Nanjing (NJ-RAD). The hub's configuration enables the dispatcher\n"
-    "([dispatch]): ECGs, studies, lab orders and results are processed there.\n"
-    "When DIR already holds a network, its stopped nodes are started again.\n\n"
+    "picked and released first, so none can be taken meanwhile). The default\n"
+    "network is the hub in Nanjing (NJ-HUB, Jiangsu Province Hospital),\n"
+    "community clinics in Ma'anshan, Zhenjiang and Yangzhou (MAS-EAST-CHC,\n"
+    "ZJ-EAST-CHC, YZ-EAST-CHC), the Zhenjiang central clinical laboratory\n"
+    "(ZJ-CCL) and a radiology reading room in Nanjing (NJ-RAD). The hub's\n"
+    "configuration enables the dispatcher ([dispatch]): ECGs, studies, lab\n"
+    "orders and results are processed there, two cases at a time.\n\n"
+    "When DIR already holds a network, its stopped nodes are started again.\n"
+    "It is all or nothing: when a node cannot start, the nodes this command\n"
+    "started are stopped again and it exits 1; a network that never came up\n"
+    "completely (ports not yet written) is set up afresh by the next `up`,\n"
+    "reusing its keys. Each node watches its PID file: removing DIR/run/ (or\n"
+    "one DIR/run/ID.pid) stops the nodes cleanly.\n\n"
     "  --nodes FILE      the institutions instead: [node ID] sections with\n"
     "                    name, city and role (hub, clinic, lab, radiology);\n"
     "                    exactly one hub; lab IDs as in the catalogue\n"
     "  --catalogue FILE  the lab catalogue for routing (default\n"
     "                    docs/examples/network.ini)\n"
+    "  --foreground      stay in the foreground with the nodes it started as\n"
+    "                    its children: SIGINT, SIGTERM or SIGHUP stops them\n"
+    "                    cleanly, and they stop by themselves should this\n"
+    "                    command die (kill -9); for tests and a terminal\n"
+    "                    session. Without it the nodes run on after `up` exits\n"
+    "  --owner PID       the nodes started stop cleanly once process PID has\n"
+    "                    exited (a test passes its own PID, so an aborted test\n"
+    "                    leaves no node behind); `up` itself returns at once\n"
     "  --json            print the nodes as JSON: id, role, city, name, host,\n"
     "                    port, pid, data directory, config\n\n"
     "Layout: DIR/ID.ini, DIR/pki/, DIR/data/ID/, DIR/log/ID.log, DIR/run/ID.pid.\n"
     "Stop it with 'rdx network down --dir DIR'.\n";
 
+/* Set up a network's files from scratch (or over what a failed first `up` left). */
+static int create_network(const char *cmd, const char *dir, const char *catalogue, struct net *net)
+{
+    char path[PATH_CAP];
+    struct stat sb;
+    int rc;
+    if ((rc = make_pki(cmd, dir, net)) != 0) {
+        return rc;
+    }
+    pathf(path, "%s/catalogue.ini", dir);
+    /* catalogue NULL: the default, unless a failed first `up` already copied one. */
+    if ((catalogue != NULL || stat(path, &sb) != 0) &&
+        (rc = copy_file(cmd, catalogue != NULL ? catalogue : CATALOGUE_DEFAULT, path)) != 0) {
+        return rc;
+    }
+    static const char *const sub[] = {"data", "hub", "log", "run"};
+    for (size_t k = 0; k < 4; k++) {
+        pathf(path, "%s/%s", dir, sub[k]);
+        if ((rc = mkdir_p(cmd, path)) != 0) {
+            return rc;
+        }
+    }
+    for (size_t i = 0; i < net->count; i++) {
+        net->n[i].port = 0; /* each node binds port 0 and publishes what it got */
+        if ((rc = write_config(cmd, dir, net, i)) != 0) {
+            return rc;
+        }
+    }
+    /* Written before any node starts, so `network down` finds them whatever happens next. */
+    return write_nodes_file(cmd, dir, net);
+}
+
+/*
+ * --foreground: wait while the nodes started here (pids[]) run; a signal
+ * stops them cleanly. 0 after a signal or when every node exited cleanly
+ * (`network down` from elsewhere), 1 when one died otherwise.
+ */
+static void supervised_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+    sigaddset(set, SIGCHLD);
+}
+
+static int supervise(const char *cmd, const char *dir, const struct net *net, pid_t *pids)
+{
+    sigset_t set;
+    supervised_signals(&set); /* blocked since the start: one that came meanwhile is pending */
+    int bad = 0;
+    for (;;) {
+        size_t live = 0;
+        for (size_t i = 0; i < net->count; i++) {
+            int status = 0;
+            if (pids[i] <= 0) {
+                continue;
+            }
+            if (waitpid(pids[i], &status, WNOHANG) != pids[i]) {
+                live++;
+                continue;
+            }
+            pids[i] = 0;
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                bad = 1;
+                fprintf(stderr, "rdx %s: %s exited (%s %d); see %s/log/%s.log\n", cmd, net->n[i].id,
+                        WIFEXITED(status) ? "status" : "signal",
+                        WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), dir,
+                        net->n[i].id);
+            }
+        }
+        if (live == 0) {
+            return bad ? RDX_EXIT_FAIL : RDX_EXIT_OK;
+        }
+        const struct timespec second = {1, 0};
+        int sig = sigtimedwait(&set, NULL, &second);
+        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+            stop_started(dir, net, pids);
+            fprintf(stderr, "rdx %s: %s: the network's nodes stopped\n", cmd, strsignal(sig));
+            return RDX_EXIT_OK;
+        }
+    }
+}
+
 static int network_up(int argc, char **argv)
 {
     const char *cmd = "network up";
-    const char *dir_arg = NULL, *nodes = NULL, *catalogue = "docs/examples/network.ini";
-    int json = 0;
+    const char *dir_arg = NULL, *nodes = NULL, *catalogue = NULL, *owner_s = NULL;
+    int json = 0, foreground = 0;
+    long owner = 0;
     for (int i = 1; i < argc; i++) {
         if (rdx_cli_is_help(argv[i])) {
             fputs(UP_USAGE, stdout);
@@ -471,12 +758,19 @@ static int network_up(int argc, char **argv)
             json = 1;
             continue;
         }
+        if (strcmp(argv[i], "--foreground") == 0) {
+            foreground = 1;
+            continue;
+        }
         int hit = rdx_tp_cli_opt(argc, argv, &i, "--dir", &dir_arg, cmd);
         if (hit == 0) {
             hit = rdx_tp_cli_opt(argc, argv, &i, "--nodes", &nodes, cmd);
         }
         if (hit == 0) {
             hit = rdx_tp_cli_opt(argc, argv, &i, "--catalogue", &catalogue, cmd);
+        }
+        if (hit == 0) {
+            hit = rdx_tp_cli_opt(argc, argv, &i, "--owner", &owner_s, cmd);
         }
         if (hit < 0) {
             return RDX_EXIT_USAGE;
@@ -487,6 +781,31 @@ static int network_up(int argc, char **argv)
     }
     if (dir_arg == NULL) {
         return rdx_cli_usage(cmd, "--dir is required");
+    }
+    if (owner_s != NULL) {
+        if (rdx_tp_cli_int(owner_s, 1, INT32_MAX, &owner, "--owner", cmd) < 0) {
+            return RDX_EXIT_USAGE;
+        }
+        if (foreground) {
+            return rdx_cli_usage(cmd, "--owner and --foreground exclude each other (a foreground "
+                                      "`up` owns its nodes)");
+        }
+        if (kill((pid_t)owner, 0) != 0 && errno == ESRCH) {
+            return rdx_cli_usage(cmd, "--owner %ld: no such process", owner);
+        }
+    }
+    if (foreground) {
+        owner = (long)getpid();
+        /*
+         * Hold SIGINT, SIGTERM and SIGHUP from the start: one that comes while
+         * the nodes start is taken by supervise() once they have, and stops
+         * them all, instead of killing this command between its forks.
+         */
+        sigset_t set;
+        supervised_signals(&set);
+        if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) {
+            return rdx_cli_fail(cmd, "sigprocmask: %s", strerror(errno));
+        }
     }
     char dir[PATH_CAP], path[PATH_CAP], exe[PATH_CAP];
     struct net net;
@@ -510,76 +829,63 @@ static int network_up(int argc, char **argv)
     exe[el] = '\0';
     pathf(path, "%s/nodes.ini", dir);
     struct stat sb;
-    int fresh = stat(path, &sb) != 0;
-    if (!fresh) {
-        /* An existing network: the same nodes, ports and keys; start what is stopped. */
-        if (nodes != NULL) {
-            return rdx_cli_usage(cmd, "%s already holds a network; --nodes applies to a new one",
-                                 dir);
-        }
-        if ((rc = load_nodes(cmd, path, &net)) != 0) {
+    int first = stat(path, &sb) != 0; /* the first start: ports not known yet */
+    if (!first) {
+        struct net old;
+        if ((rc = load_nodes(cmd, path, &old)) != 0) {
             return rc;
         }
-        for (size_t i = 0; i < net.count; i++) {
-            rdx_transport_config *cfg = NULL;
-            rdx_error err;
-            rdx_error_clear(&err);
-            pathf(path, "%s/%s.ini", dir, net.n[i].id);
-            if (rdx_transport_config_load(path, &cfg, &err) != RDX_OK) {
-                return rdx_cli_fail_err(cmd, &err);
+        if (network_complete(dir, &old)) {
+            /* An existing network: the same nodes, ports and keys; start what is stopped. */
+            if (nodes != NULL) {
+                return rdx_cli_usage(
+                    cmd, "%s already holds a network; --nodes applies to a new one", dir);
             }
-            rdx_transport_config_free(cfg);
+            net = old;
+            for (size_t i = 0; i < net.count; i++) {
+                rdx_transport_config *cfg = NULL;
+                rdx_error err;
+                rdx_error_clear(&err);
+                pathf(path, "%s/%s.ini", dir, net.n[i].id);
+                if (rdx_transport_config_load(path, &cfg, &err) != RDX_OK) {
+                    return rdx_cli_fail_err(cmd, &err);
+                }
+                rdx_transport_config_free(cfg);
+            }
+        } else {
+            /*
+             * A first `up` that failed or was killed half-way: stop whatever
+             * of it still runs, then set the network up again from the start
+             * (its keys kept), with the --nodes given now if any.
+             */
+            stop_recorded(dir, &old, NULL, NULL);
+            if (nodes == NULL) {
+                net = old;
+            }
+            first = 1;
         }
+    } else if (nodes == NULL && (rc = load_nodes(cmd, NULL, &net)) != 0) {
+        return rc;
+    }
+    char ready[PATH_CAP];
+    pathf(ready, "%s/run/peers.ready", dir);
+    if (first) {
+        if ((rc = create_network(cmd, dir, catalogue, &net)) != 0) {
+            return rc;
+        }
+        (void)unlink(ready);
     } else {
-        if ((rc = load_nodes(cmd, nodes, &net)) != 0) {
-            return rc;
-        }
-        rdx_error err;
-        rdx_error_clear(&err);
-        pathf(path, "%s/pki", dir);
-        rdx_transport_ca_cfg cc = {path, "Nanjing Remote Diagnosis Network", 0};
-        if (rdx_transport_ca_create(&cc, &err) != RDX_OK) {
-            return rdx_cli_fail_err(cmd, &err);
-        }
-        rdx_transport_ca *ca = NULL;
-        if (rdx_transport_ca_open(path, &ca, &err) != RDX_OK) {
-            return rdx_cli_fail_err(cmd, &err);
-        }
-        for (size_t i = 0; i < net.count; i++) {
-            rdx_transport_issue_cfg ic = {net.n[i].id, net.n[i].name, net.n[i].city, 0, 0};
-            if (rdx_transport_ca_issue(ca, &ic, NULL, &err) != RDX_OK) {
-                rdx_transport_ca_free(ca);
-                return rdx_cli_fail_err(cmd, &err);
-            }
-            net.n[i].port = 0; /* each node binds port 0 and publishes what it got */
-        }
-        rdx_transport_ca_free(ca);
-        pathf(path, "%s/catalogue.ini", dir);
-        if ((rc = copy_file(cmd, catalogue, path)) != 0) {
-            return rc;
-        }
-        static const char *const sub[] = {"data", "hub", "log", "run"};
-        for (size_t k = 0; k < 4; k++) {
+        /* The logs and PID files may have been removed (removing run/ stops a network). */
+        static const char *const sub[] = {"log", "run"};
+        for (size_t k = 0; k < 2; k++) {
             pathf(path, "%s/%s", dir, sub[k]);
             if ((rc = mkdir_p(cmd, path)) != 0) {
                 return rc;
             }
         }
-        for (size_t i = 0; i < net.count; i++) {
-            if ((rc = write_config(cmd, dir, &net, i)) != 0) {
-                return rc;
-            }
-        }
-        if ((rc = write_nodes_file(cmd, dir, &net)) != 0) {
-            return rc;
-        }
     }
     pid_t pids[NODES_MAX] = {0};
-    char ready[PATH_CAP];
-    pathf(ready, "%s/run/peers.ready", dir);
-    if (fresh) {
-        (void)unlink(ready);
-    }
+    size_t started = 0;
     for (size_t i = 0; i < net.count; i++) {
         char ini[PATH_CAP];
         pid_t old = read_pid(dir, net.n[i].id);
@@ -587,16 +893,18 @@ static int network_up(int argc, char **argv)
         if (old > 0 && is_our_node(old, ini)) {
             continue; /* already running */
         }
-        if ((rc = start_node(cmd, dir, exe, &net.n[i], fresh ? ready : NULL, &pids[i])) != 0) {
+        if ((rc = start_node(cmd, dir, exe, &net.n[i], first ? ready : NULL, (pid_t)owner,
+                             &pids[i])) != 0) {
             break;
         }
+        started++;
     }
     for (size_t i = 0; rc == 0 && i < net.count; i++) {
         if (pids[i] > 0) {
             rc = wait_started(cmd, dir, &net.n[i], pids[i]);
         }
     }
-    if (rc == 0 && fresh) {
+    if (rc == 0 && first) {
         /*
          * Every node is bound: write each configuration again with the real
          * ports (its own listen port, so a restart keeps it, and its peers'),
@@ -617,15 +925,17 @@ static int network_up(int argc, char **argv)
         }
     }
     if (rc != 0) {
-        /* Half a network helps nobody: stop what this call started. */
-        for (size_t i = 0; i < net.count; i++) {
-            if (pids[i] > 0) {
-                kill(pids[i], SIGTERM);
-                waitpid(pids[i], NULL, 0);
-                pathf(path, "%s/run/%s.pid", dir, net.n[i].id);
-                (void)unlink(path);
-            }
+        /*
+         * Half a network helps nobody: stop what this call started. A network
+         * already up keeps its files as they were; a first start leaves port
+         * 0 in the configurations, which the next `up` sees and starts over.
+         */
+        stop_started(dir, &net, pids);
+        if (first) {
+            (void)unlink(ready);
         }
+        fprintf(stderr, "rdx %s: %s: stopped what it had started (%zu node(s))\n", cmd, dir,
+                started);
         return rc;
     }
     if (json) {
@@ -648,15 +958,24 @@ static int network_up(int argc, char **argv)
             printf("}");
         }
         printf("]}\n");
+    } else {
+        printf("network up in %s: %zu nodes on 127.0.0.1\n", dir, net.count);
+        for (size_t i = 0; i < net.count; i++) {
+            printf("  %-13s %-10s %-10s 127.0.0.1:%-5u pid %-7ld %s\n", net.n[i].id,
+                   ROLE_NAMES[net.n[i].role], net.n[i].city, read_port(dir, net.n[i].id),
+                   (long)read_pid(dir, net.n[i].id), net.n[i].name);
+        }
+    }
+    if (!foreground) {
         return RDX_EXIT_OK;
     }
-    printf("network up in %s: %zu nodes on 127.0.0.1\n", dir, net.count);
-    for (size_t i = 0; i < net.count; i++) {
-        printf("  %-13s %-10s %-10s 127.0.0.1:%-5u pid %-7ld %s\n", net.n[i].id,
-               ROLE_NAMES[net.n[i].role], net.n[i].city, read_port(dir, net.n[i].id),
-               (long)read_pid(dir, net.n[i].id), net.n[i].name);
+    fflush(stdout);
+    if (started == 0) {
+        fprintf(stderr, "rdx %s: every node already ran; nothing to watch here\n", cmd);
+        return RDX_EXIT_OK;
     }
-    return RDX_EXIT_OK;
+    fprintf(stderr, "rdx %s: serving in the foreground; Ctrl-C stops the network\n", cmd);
+    return supervise(cmd, dir, &net, pids);
 }
 
 static const char DOWN_USAGE[] =
@@ -695,43 +1014,8 @@ static int network_down(int argc, char **argv)
     if ((rc = load_nodes(cmd, path, &net)) != 0) {
         return rc;
     }
-    pid_t pids[NODES_MAX] = {0};
-    size_t stopping = 0;
-    for (size_t i = 0; i < net.count; i++) {
-        char ini[PATH_CAP];
-        pid_t pid = read_pid(dir, net.n[i].id);
-        pathf(ini, "%s/%s.ini", dir, net.n[i].id);
-        if (pid > 0 && is_our_node(pid, ini) && kill(pid, SIGTERM) == 0) {
-            pids[i] = pid;
-            stopping++;
-        }
-    }
-    const struct timespec tick = {0, 20 * 1000 * 1000};
-    for (int t = 0; t < 500 && stopping > 0; t++) {
-        stopping = 0;
-        for (size_t i = 0; i < net.count; i++) {
-            char ini[PATH_CAP];
-            pathf(ini, "%s/%s.ini", dir, net.n[i].id);
-            if (pids[i] > 0 && is_our_node(pids[i], ini)) {
-                stopping++;
-            }
-        }
-        if (stopping > 0) {
-            nanosleep(&tick, NULL);
-        }
-    }
     size_t stopped = 0, killed = 0;
-    for (size_t i = 0; i < net.count; i++) {
-        char ini[PATH_CAP];
-        pathf(ini, "%s/%s.ini", dir, net.n[i].id);
-        if (pids[i] > 0 && is_our_node(pids[i], ini)) {
-            kill(pids[i], SIGKILL);
-            killed++;
-        }
-        stopped += pids[i] > 0;
-        pathf(path, "%s/run/%s.pid", dir, net.n[i].id);
-        (void)unlink(path);
-    }
+    stop_recorded(dir, &net, &stopped, &killed);
     printf("network down in %s: %zu node(s) stopped%s\n", dir, stopped,
            killed ? " (some killed after 10 s)" : "");
     return RDX_EXIT_OK;

@@ -6,11 +6,15 @@
 
 #include "rdx/transport.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static void log_stderr(void *user, rdx_log_level level, const char *msg)
 {
@@ -22,7 +26,8 @@ static void log_stderr(void *user, rdx_log_level level, const char *msg)
 }
 
 static const char SERVE_USAGE[] =
-    "Usage: rdx node serve --config FILE [--await-peers READY] [--verbose]\n\n"
+    "Usage: rdx node serve --config FILE [--await-peers READY] [--await-timeout SEC]\n"
+    "                      [--pid-file FILE] [--owner PID] [--jobs N] [--verbose]\n\n"
     "Run this institution's node as FILE describes (see 'rdx case --help' and\n"
     "README.md, section Transport): accept cases from member institutions over\n"
     "TLS 1.3 with client certificates checked against the network CA and CRL,\n"
@@ -36,28 +41,228 @@ static const char SERVE_USAGE[] =
     "results matched and forwarded to the clinics. A case's answers and its\n"
     "completion are committed together; a failing case is retried, then parked.\n\n"
     "  --await-peers READY  bind (listen port 0: the kernel's choice), write\n"
-    "                       DATA/node.port, then wait (at most 60 s) for the file\n"
-    "                       READY before reading FILE's [peers] again and serving;\n"
-    "                       how 'rdx network up' learns every port without a race\n";
+    "                       DATA/node.port, then wait for the file READY before\n"
+    "                       reading FILE's [peers] again and serving; how\n"
+    "                       'rdx network up' learns every port without a race.\n"
+    "                       When READY has not appeared in time the node exits 1\n"
+    "                       without serving\n"
+    "  --await-timeout SEC  how long --await-peers waits (1-3600, default 60)\n"
+    "  --pid-file FILE      write this process's PID to FILE at start, and stop\n"
+    "                       cleanly (as SIGTERM would) once FILE is removed, its\n"
+    "                       directory with it, or names another process: removing\n"
+    "                       a network's run/ directory stops its nodes\n"
+    "  --owner PID          stop cleanly once process PID has exited: the\n"
+    "                       'rdx network up --foreground' that started it, or a\n"
+    "                       test, so nothing outlives it (a PID reused by another\n"
+    "                       process is told apart by its start time)\n"
+    "  --jobs N             cases the dispatcher processes at once (1-64; default\n"
+    "                       [dispatch] jobs, else 2), never two from one sender\n";
 
-/* Wait (at most 60 s) for the file ready to exist; 1 when it does. */
-static int await_file(const char *ready)
+/* The most a node waits for --await-peers' READY file unless --await-timeout says otherwise. */
+#define AWAIT_DEFAULT_S 60
+/* How often the watchdog looks at the PID file and the parent. */
+#define WATCH_TICK_MS 100
+
+/* What the watchdog watches; see --pid-file and --parent. */
+struct watch {
+    const char *pid_file;           /* NULL: none */
+    pid_t owner;                    /* 0: none */
+    unsigned long long owner_start; /* its start time (clock ticks after boot) */
+    rdx_transport_node *node;
+    const rdx_logger *log;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int quit;    /* under mu: the node stopped for another reason */
+    int tripped; /* set by the watchdog thread before it stops the node */
+    char why[600];
+};
+
+/*
+ * The start time of process pid (field 22 of /proc/PID/stat, clock ticks
+ * after boot): 1 with *start while it lives, 0 once it is gone or a zombie.
+ */
+static int proc_start(pid_t pid, unsigned long long *start)
+{
+    char path[64], text[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) {
+        return 0;
+    }
+    text[n] = '\0';
+    /* "PID (COMM) STATE ...": COMM may hold spaces and parentheses, so count from the last ')'. */
+    const char *p = strrchr(text, ')');
+    if (p == NULL || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X') {
+        return 0;
+    }
+    p += 2; /* field 3, the state */
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (p == NULL) {
+            return 0;
+        }
+        p++;
+    }
+    size_t len = strcspn(p, " \n");
+    int64_t v = 0;
+    if (rdx_parse_i64(p, len, 0, INT64_MAX, &v) != RDX_OK) {
+        return 0;
+    }
+    *start = (unsigned long long)v;
+    return 1;
+}
+
+/*
+ * Whether the node should stop: its PID file is gone (or its directory is)
+ * or names another process, or its owner has exited. why says which.
+ */
+static int watch_tripped(const struct watch *w, char *why, size_t whysz)
+{
+    unsigned long long start = 0;
+    if (w->owner > 0 && (!proc_start(w->owner, &start) || start != w->owner_start)) {
+        snprintf(why, whysz, "its owner (PID %ld) has exited", (long)w->owner);
+        return 1;
+    }
+    if (w->pid_file == NULL) {
+        return 0;
+    }
+    int fd = open(w->pid_file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR) {
+            snprintf(why, whysz, "%s was removed", w->pid_file);
+            return 1;
+        }
+        return 0; /* another error (EMFILE, EINTR) is no reason to stop; look again */
+    }
+    char text[32];
+    ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n < 0) {
+        return 0;
+    }
+    size_t len = (size_t)n;
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == ' ')) {
+        len--;
+    }
+    int64_t pid = 0;
+    if (rdx_parse_i64(text, len, 1, INT32_MAX, &pid) != RDX_OK || pid != (int64_t)getpid()) {
+        snprintf(why, whysz, "%s no longer names this process (PID %ld)", w->pid_file,
+                 (long)getpid());
+        return 1;
+    }
+    return 0;
+}
+
+/* The watchdog thread: stop the node cleanly (rdx_transport_node_stop) once watch_tripped. */
+static void *watch_main(void *arg)
+{
+    struct watch *w = arg;
+    char why[sizeof w->why];
+    pthread_mutex_lock(&w->mu);
+    while (!w->quit) {
+        struct timespec at;
+        clock_gettime(CLOCK_MONOTONIC, &at);
+        at.tv_nsec += WATCH_TICK_MS * 1000L * 1000L;
+        if (at.tv_nsec >= 1000000000L) {
+            at.tv_sec++;
+            at.tv_nsec -= 1000000000L;
+        }
+        (void)pthread_cond_timedwait(&w->cv, &w->mu, &at);
+        if (w->quit) {
+            break;
+        }
+        pthread_mutex_unlock(&w->mu);
+        int hit = watch_tripped(w, why, sizeof why);
+        pthread_mutex_lock(&w->mu);
+        if (hit) {
+            snprintf(w->why, sizeof w->why, "%s", why);
+            w->tripped = 1;
+            rdx_log(w->log, RDX_LOG_WARN, "stopping: %s", why);
+            rdx_transport_node_stop(w->node);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static int watch_init(struct watch *w)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0) {
+        return 0;
+    }
+    int ok =
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&w->cv, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    if (!ok) {
+        return 0;
+    }
+    if (pthread_mutex_init(&w->mu, NULL) != 0) {
+        pthread_cond_destroy(&w->cv);
+        return 0;
+    }
+    return 1;
+}
+
+static void watch_quit(struct watch *w, pthread_t th)
+{
+    pthread_mutex_lock(&w->mu);
+    w->quit = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(th, NULL);
+}
+
+/* Write this process's PID to path (atomically). */
+static int write_pid_file(const char *cmd, const char *path)
+{
+    char text[32];
+    rdx_error err;
+    rdx_error_clear(&err);
+    int n = snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    if (rdx_file_write_atomic(path, text, (size_t)n, &err) != RDX_OK) {
+        return rdx_cli_fail_err(cmd, &err);
+    }
+    return 0;
+}
+
+/*
+ * Wait (at most timeout_s, by the monotonic clock) for the file ready to
+ * exist: 1 when it does, 0 when the time is up, -1 when the watch trips
+ * meanwhile (why says why).
+ */
+static int await_file(const char *ready, long timeout_s, const struct watch *w, char *why,
+                      size_t whysz)
 {
     const struct timespec tick = {0, 20 * 1000 * 1000};
+    uint64_t deadline = rdx_clock_mono_ns() + (uint64_t)timeout_s * 1000000000u;
     struct stat sb;
-    for (int i = 0; i < 3000; i++) {
+    for (;;) {
         if (stat(ready, &sb) == 0) {
             return 1;
         }
+        if (watch_tripped(w, why, whysz)) {
+            return -1;
+        }
+        if (rdx_clock_mono_ns() >= deadline) {
+            return 0;
+        }
         nanosleep(&tick, NULL);
     }
-    return 0;
 }
 
 static int node_serve(int argc, char **argv)
 {
     const char *cmd = "node serve";
-    const char *config = NULL, *ready = NULL;
+    const char *config = NULL, *ready = NULL, *await_s = NULL, *pid_file = NULL;
+    const char *owner_s = NULL, *jobs_s = NULL;
+    long await_timeout = AWAIT_DEFAULT_S, owner = 0, jobs = 0;
     int verbose = 0;
     for (int i = 1; i < argc; i++) {
         if (rdx_cli_is_help(argv[i])) {
@@ -72,6 +277,18 @@ static int node_serve(int argc, char **argv)
         if (hit == 0) {
             hit = rdx_tp_cli_opt(argc, argv, &i, "--await-peers", &ready, cmd);
         }
+        if (hit == 0) {
+            hit = rdx_tp_cli_opt(argc, argv, &i, "--await-timeout", &await_s, cmd);
+        }
+        if (hit == 0) {
+            hit = rdx_tp_cli_opt(argc, argv, &i, "--pid-file", &pid_file, cmd);
+        }
+        if (hit == 0) {
+            hit = rdx_tp_cli_opt(argc, argv, &i, "--owner", &owner_s, cmd);
+        }
+        if (hit == 0) {
+            hit = rdx_tp_cli_opt(argc, argv, &i, "--jobs", &jobs_s, cmd);
+        }
         if (hit < 0) {
             return RDX_EXIT_USAGE;
         }
@@ -82,17 +299,39 @@ static int node_serve(int argc, char **argv)
     if (config == NULL) {
         return rdx_cli_usage(cmd, "--config is required");
     }
+    if ((await_s != NULL &&
+         rdx_tp_cli_int(await_s, 1, 3600, &await_timeout, "--await-timeout", cmd) < 0) ||
+        (owner_s != NULL && rdx_tp_cli_int(owner_s, 1, INT32_MAX, &owner, "--owner", cmd) < 0) ||
+        (jobs_s != NULL && rdx_tp_cli_int(jobs_s, 1, RDX_HUB_JOBS_MAX, &jobs, "--jobs", cmd) < 0)) {
+        return RDX_EXIT_USAGE;
+    }
+    if (await_s != NULL && ready == NULL) {
+        return rdx_cli_usage(cmd, "--await-timeout needs --await-peers");
+    }
+    rdx_logger log = {log_stderr, NULL, verbose ? RDX_LOG_DEBUG : RDX_LOG_INFO};
+    struct watch w;
+    memset(&w, 0, sizeof w);
+    w.pid_file = pid_file;
+    w.owner = (pid_t)owner;
+    w.log = &log;
+    char why[sizeof w.why];
+    if (owner > 0 && !proc_start(w.owner, &w.owner_start)) {
+        /* Its owner died before this node ran: nobody would stop it. */
+        return rdx_cli_fail(cmd, "its owner (PID %ld) has exited; not serving", owner);
+    }
+    if (pid_file != NULL && write_pid_file(cmd, pid_file) != 0) {
+        return RDX_EXIT_FAIL;
+    }
     rdx_error err;
     rdx_error_clear(&err);
     rdx_transport_config *cfg = NULL;
     if (rdx_transport_config_load(config, &cfg, &err) != RDX_OK) {
         return rdx_cli_fail_err(cmd, &err);
     }
-    rdx_logger log = {log_stderr, NULL, verbose ? RDX_LOG_DEBUG : RDX_LOG_INFO};
     rdx_transport_node *node = NULL;
     rdx_hub_dispatcher *disp = NULL;
-    pthread_t disp_thread;
-    int disp_running = 0;
+    pthread_t disp_thread, watch_thread;
+    int disp_running = 0, watching = 0, watch_ready = 0;
     int rc = RDX_EXIT_OK;
     if (rdx_transport_node_new(cfg, &log, &node, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(cmd, &err);
@@ -109,8 +348,16 @@ static int node_serve(int argc, char **argv)
                             : rdx_cli_fail(cmd, "%s: data path too long", config);
             goto out;
         }
-        if (!await_file(ready)) {
-            rc = rdx_cli_fail(cmd, "%s: not there after 60 s; the peers' ports are unknown", ready);
+        int got = await_file(ready, await_timeout, &w, why, sizeof why);
+        if (got == 0) {
+            rc = rdx_cli_fail(cmd,
+                              "%s: not there after %ld s; the peers' ports are unknown, "
+                              "so this node exits without serving",
+                              ready, await_timeout);
+            goto out;
+        }
+        if (got < 0) {
+            rc = rdx_cli_fail(cmd, "%s; exiting before serving", why);
             goto out;
         }
         if (rdx_transport_config_reload_peers(cfg, &err) != RDX_OK) {
@@ -124,16 +371,45 @@ static int node_serve(int argc, char **argv)
     }
     if (disp != NULL) {
         /* [dispatch]: this node also processes its inbox (the hub). */
+        if (jobs > 0 && rdx_hub_dispatcher_set_jobs(disp, (unsigned)jobs, &err) != RDX_OK) {
+            rc = rdx_cli_fail_err(cmd, &err);
+            goto out;
+        }
         if (pthread_create(&disp_thread, NULL, rdx_hub_dispatcher_thread, disp) != 0) {
             rc = rdx_cli_fail(cmd, "cannot start the dispatcher thread");
             goto out;
         }
         disp_running = 1;
+    } else if (jobs > 0) {
+        rdx_log(&log, RDX_LOG_WARN, "--jobs ignored: %s has no [dispatch] section", config);
+    }
+    if (pid_file != NULL || owner > 0) {
+        w.node = node;
+        if (!watch_init(&w)) {
+            rc = rdx_cli_fail(cmd, "cannot set up the watchdog");
+            goto out;
+        }
+        watch_ready = 1;
+        if (pthread_create(&watch_thread, NULL, watch_main, &w) != 0) {
+            rc = rdx_cli_fail(cmd, "cannot start the watchdog thread");
+            goto out;
+        }
+        watching = 1;
     }
     if (rdx_transport_node_run(node, 1, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(cmd, &err);
     }
 out:
+    if (watching) {
+        watch_quit(&w, watch_thread);
+        if (w.tripped) {
+            rdx_log(&log, RDX_LOG_INFO, "node stopped cleanly: %s", w.why);
+        }
+    }
+    if (watch_ready) {
+        pthread_cond_destroy(&w.cv);
+        pthread_mutex_destroy(&w.mu);
+    }
     if (disp_running) {
         rdx_hub_dispatcher_stop(disp);
         pthread_join(disp_thread, NULL);

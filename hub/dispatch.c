@@ -10,7 +10,7 @@
  * a custody re-scan changes nothing, and ECG detection is a pure function of
  * the trace. What must happen once (the cases sent on) happens in the commit.
  *
- * The engines run as child `rdx` processes (posix_spawn of /proc/self/exe),
+ * The engines run as child `rdx` processes (fork and exec of /proc/self/exe),
  * each with its own stdout and stderr files in the case's work directory.
  */
 #define _GNU_SOURCE
@@ -22,14 +22,18 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <ini.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -42,6 +46,13 @@ extern char **environ;
 #define MAX_FILES 4096 /* items of one output case (RDX_TRANSPORT_ITEMS_MAX caps it further) */
 /* An engine run that takes longer is killed: one hung child must not stop the hub. */
 #define ENGINE_TIMEOUT_MS (10 * 60 * 1000)
+/* Pending cases looked at per pass: enough to find one from every sender behind a busy one. */
+#define PENDING_MAX 256
+/* The fallback poll, and the idle poll's range when inotify wakes the dispatcher. */
+#define POLL_MS     100
+#define IDLE_MAX_MS 1000
+/* After the store changes, wait this long for the rest of the commit before looking. */
+#define NOTIFY_SETTLE_MS 5
 
 struct rdx_hub_dispatcher {
     const rdx_transport_config *cfg;
@@ -51,7 +62,11 @@ struct rdx_hub_dispatcher {
     char index[PATH_CAP], archive[PATH_CAP], catalogue[PATH_CAP], lab_db[PATH_CAP];
     char facility[64];
     long max_attempts, retry_ms;
-    long max_pull_bytes; /* [dispatch] max_pull_bytes: the largest study a pull sends */
+    long max_pull_bytes;  /* [dispatch] max_pull_bytes: the largest study a pull sends */
+    size_t jobs;          /* [dispatch] jobs or rdx_hub_dispatcher_set_jobs: cases at once */
+    size_t max_in_flight; /* the most cases in hand at once so far (the coordinator's) */
+    int wake_fd;          /* eventfd: a worker finished, or stop */
+    int notify_fd;        /* inotify on the data directory, or -1 (then a poll only) */
     atomic_int stop;
 };
 
@@ -149,6 +164,10 @@ static int handler(void *user, const char *section, const char *name, const char
         ok = set_long(p, &d->max_attempts, value, 1, 100);
     } else if (strcmp(name, "max_pull_bytes") == 0) {
         ok = set_long(p, &d->max_pull_bytes, value, 1, RDX_HUB_PULL_BYTES_CEILING);
+    } else if (strcmp(name, "jobs") == 0) {
+        long v = 0;
+        ok = set_long(p, &v, value, 1, RDX_HUB_JOBS_MAX);
+        d->jobs = (size_t)v;
     } else if (strcmp(name, "retry_ms") == 0) {
         ok = set_long(p, &d->retry_ms, value, 1, 3600000);
     } else {
@@ -182,6 +201,9 @@ rdx_status rdx_hub_dispatcher_new(const rdx_transport_config *cfg, const rdx_log
     d->max_attempts = 3;
     d->retry_ms = 1000;
     d->max_pull_bytes = RDX_HUB_PULL_BYTES_DEFAULT;
+    d->jobs = RDX_HUB_JOBS_DEFAULT;
+    d->wake_fd = -1;
+    d->notify_fd = -1;
     snprintf(d->facility, sizeof d->facility, "NJ-HUB");
     const char *slash = strrchr(path, '/');
     if (slash == NULL) {
@@ -222,20 +244,58 @@ rdx_status rdx_hub_dispatcher_new(const rdx_transport_config *cfg, const rdx_log
         return rdx_error_set(err, RDX_EIO, "/proc/self/exe: %s", strerror(errno));
     }
     d->exe[n] = '\0';
+    d->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (d->wake_fd < 0) {
+        free(d);
+        return rdx_error_set(err, RDX_EIO, "eventfd: %s", strerror(errno));
+    }
+    /*
+     * A case that arrives is a commit to DATA/node.db (its WAL): watching the
+     * directory wakes the dispatcher at once instead of at the next poll.
+     * Without inotify (no more instances, say) the poll alone does it.
+     */
+    d->notify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (d->notify_fd >= 0 &&
+        inotify_add_watch(d->notify_fd, rdx_transport_config_data_dir(cfg),
+                          IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+        close(d->notify_fd);
+        d->notify_fd = -1;
+    }
     atomic_init(&d->stop, 0);
     *out = d;
     return RDX_OK;
 }
 
+rdx_status rdx_hub_dispatcher_set_jobs(rdx_hub_dispatcher *d, unsigned jobs, rdx_error *err)
+{
+    if (d == NULL || jobs < 1 || jobs > RDX_HUB_JOBS_MAX) {
+        return rdx_error_set(err, RDX_EINVAL, "jobs: %u is not in 1..%d", jobs, RDX_HUB_JOBS_MAX);
+    }
+    d->jobs = jobs;
+    return RDX_OK;
+}
+
 void rdx_hub_dispatcher_free(rdx_hub_dispatcher *d)
 {
+    if (d == NULL) {
+        return;
+    }
+    if (d->wake_fd >= 0) {
+        close(d->wake_fd);
+    }
+    if (d->notify_fd >= 0) {
+        close(d->notify_fd);
+    }
     free(d);
 }
+
+static void wake(struct rdx_hub_dispatcher *d);
 
 void rdx_hub_dispatcher_stop(rdx_hub_dispatcher *d)
 {
     if (d != NULL) {
         atomic_store(&d->stop, 1);
+        wake(d);
     }
 }
 
@@ -328,7 +388,6 @@ static int run_rdx(struct rdx_hub_dispatcher *d, const char *out_path, const cha
 {
     char *argv[32];
     size_t n = 0;
-    posix_spawn_file_actions_t fa;
     pid_t pid;
     int status = 0;
     argv[n++] = "rdx";
@@ -336,16 +395,32 @@ static int run_rdx(struct rdx_hub_dispatcher *d, const char *out_path, const cha
         argv[n] = (char *)args[n - 1];
     }
     argv[n] = NULL;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out_path != NULL ? out_path : "/dev/null",
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int rc = posix_spawn(&pid, d->exe, &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-        snprintf(why, whysz, "cannot run %.300s: %.100s", d->exe, strerror(rc));
+    const char *outp = out_path != NULL ? out_path : "/dev/null";
+    pid_t self = getpid();
+    pid = fork();
+    if (pid < 0) {
+        snprintf(why, whysz, "cannot run %.300s: fork: %.100s", d->exe, strerror(errno));
         return -1;
+    }
+    if (pid == 0) {
+        /*
+         * The child of a threaded process: async-signal-safe calls only. It
+         * dies with the worker thread that waits for it (PR_SET_PDEATHSIG), so
+         * an engine never outlives a hub killed with -9 and never writes into
+         * the files a restarted hub has meanwhile done again and queued.
+         */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != self) {
+            _exit(126);
+        }
+        /* Close-on-exec: dup2 gives 0, 1 and 2 without it, the originals go at exec. */
+        int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (in < 0 || o < 0 || e < 0 || dup2(in, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) {
+            _exit(126);
+        }
+        execve(d->exe, argv, environ);
+        _exit(127);
     }
     const struct timespec tick = {0, 5 * 1000 * 1000};
     uint64_t deadline = rdx_clock_mono_ns() + (uint64_t)ENGINE_TIMEOUT_MS * 1000000u;
@@ -1240,54 +1315,328 @@ static int process(struct rdx_hub_dispatcher *d, const rdx_transport_inbox_case 
     return 1;
 }
 
-rdx_status rdx_hub_dispatcher_pass(rdx_hub_dispatcher *d, size_t *done, rdx_error *err)
+/* ---- the pool: several cases at once -------------------------------------- */
+
+/*
+ * Which shared store a case's engine writes: two cases that write the same
+ * SQLite file are never run at once (each would wait on the other's lock and
+ * might run into its busy timeout, costing an attempt). ECG detection shares
+ * nothing.
+ */
+enum store { STORE_NONE, STORE_INDEX, STORE_LAB };
+
+static enum store store_of(const char *kind)
 {
-    rdx_transport_inbox_case cases[16];
-    size_t n = 0;
-    *done = 0;
-    RDX_TRY(rdx_transport_inbox_pending(d->cfg, rdx_clock_wall_ms(), cases, 16, &n, err));
-    struct job *j = malloc(sizeof *j);
-    if (j == NULL) {
+    rdx_transport_kind k;
+    if (rdx_transport_kind_parse(kind, strlen(kind), &k) != RDX_OK) {
+        return STORE_NONE;
+    }
+    switch (k) {
+    case RDX_KIND_DICOM:
+    case RDX_KIND_OTHER: /* a pull reads the index */
+        return STORE_INDEX;
+    case RDX_KIND_LAB_ORDER:
+    case RDX_KIND_LAB_RESULT:
+        return STORE_LAB;
+    case RDX_KIND_ECG:
+    case RDX_KIND_REPORT:
+    default:
+        return STORE_NONE;
+    }
+}
+
+/* One worker: the case in hand, run on its own thread. */
+struct slot {
+    struct rdx_hub_dispatcher *d;
+    rdx_transport_inbox_case c;
+    struct job *j;
+    pthread_t th;
+    int busy;            /* the coordinator's: a thread is running (or not yet joined) */
+    int counted;         /* the worker's result: completed or parked */
+    atomic_int finished; /* the worker's: set last, then the coordinator is woken */
+};
+
+struct pool {
+    struct rdx_hub_dispatcher *d;
+    struct slot *slots;
+    size_t nslots, in_flight;
+    rdx_transport_inbox_case *pending;
+};
+
+static void wake(struct rdx_hub_dispatcher *d)
+{
+    uint64_t one = 1;
+    if (d->wake_fd >= 0) {
+        ssize_t n = write(d->wake_fd, &one, sizeof one);
+        (void)n; /* EAGAIN: the counter is already non-zero, the wake-up is pending */
+    }
+}
+
+/* Process one case and record the outcome: completed, or failed (retried or parked). */
+static void *slot_main(void *arg)
+{
+    struct slot *s = arg;
+    struct rdx_hub_dispatcher *d = s->d;
+    const rdx_transport_inbox_case *c = &s->c;
+    s->counted = 0;
+    if (process(d, c, s->j)) {
+        s->counted = 1;
+    } else {
+        int parked = 0;
+        rdx_error e2;
+        rdx_error_clear(&e2);
+        if (rdx_transport_inbox_fail(d->cfg, c->sender, c->case_id, s->j->why, (int)d->max_attempts,
+                                     d->retry_ms, &parked, &e2) != RDX_OK) {
+            logf_(d, RDX_LOG_ERROR, "case %s from %s: %s", c->case_id, c->sender, e2.msg);
+        } else {
+            logf_(d, parked ? RDX_LOG_ERROR : RDX_LOG_WARN, "case %s from %s %s: %s", c->case_id,
+                  c->sender, parked ? "parked" : "failed, will retry", s->j->why);
+            s->counted = parked;
+        }
+    }
+    job_clear(s->j);
+    atomic_store(&s->finished, 1);
+    wake(d);
+    return NULL;
+}
+
+static void pool_free(struct pool *p)
+{
+    if (p->slots != NULL) {
+        for (size_t i = 0; i < p->nslots; i++) {
+            free(p->slots[i].j);
+        }
+    }
+    free(p->slots);
+    free(p->pending);
+}
+
+static rdx_status pool_init(struct pool *p, struct rdx_hub_dispatcher *d, rdx_error *err)
+{
+    memset(p, 0, sizeof *p);
+    p->d = d;
+    p->nslots = d->jobs;
+    p->slots = rdx_callocarray(p->nslots, sizeof *p->slots);
+    p->pending = rdx_mallocarray(PENDING_MAX, sizeof *p->pending);
+    int ok = p->slots != NULL && p->pending != NULL;
+    for (size_t i = 0; ok && i < p->nslots; i++) {
+        p->slots[i].d = d;
+        atomic_init(&p->slots[i].finished, 0);
+        ok = (p->slots[i].j = calloc(1, sizeof *p->slots[i].j)) != NULL;
+    }
+    if (!ok) {
+        pool_free(p);
         return rdx_error_set(err, RDX_ENOMEM, "out of memory");
     }
-    for (size_t i = 0; i < n && !atomic_load(&d->stop); i++) {
-        const rdx_transport_inbox_case *c = &cases[i];
-        if (process(d, c, j)) {
-            (*done)++;
-        } else {
-            int parked = 0;
-            rdx_error e2;
-            rdx_error_clear(&e2);
-            if (rdx_transport_inbox_fail(d->cfg, c->sender, c->case_id, j->why,
-                                         (int)d->max_attempts, d->retry_ms, &parked,
-                                         &e2) != RDX_OK) {
-                logf_(d, RDX_LOG_ERROR, "case %s from %s: %s", c->case_id, c->sender, e2.msg);
-            } else {
-                logf_(d, parked ? RDX_LOG_ERROR : RDX_LOG_WARN, "case %s from %s %s: %s",
-                      c->case_id, c->sender, parked ? "parked" : "failed, will retry", j->why);
-                *done += parked ? 1 : 0;
+    return RDX_OK;
+}
+
+/* Join the workers that are done; *done counts their completed or parked cases. */
+static void pool_reap(struct pool *p, size_t *done)
+{
+    for (size_t i = 0; i < p->nslots; i++) {
+        struct slot *s = &p->slots[i];
+        if (s->busy && atomic_load(&s->finished)) {
+            pthread_join(s->th, NULL);
+            s->busy = 0;
+            p->in_flight--;
+            *done += (size_t)s->counted;
+        }
+    }
+}
+
+/*
+ * Whether c must wait for a case in hand: one from the same sender (its
+ * cases are processed in the order they arrived, one at a time, and the same
+ * case is never taken twice) or one that writes the same store.
+ */
+static int pool_conflicts(const struct pool *p, const rdx_transport_inbox_case *c)
+{
+    enum store st = store_of(c->kind);
+    for (size_t i = 0; i < p->nslots; i++) {
+        const struct slot *s = &p->slots[i];
+        if (s->busy && (strcmp(s->c.sender, c->sender) == 0 ||
+                        (st != STORE_NONE && store_of(s->c.kind) == st))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Start c on a free worker; 0 when none is free or no thread could be started. */
+static int pool_start(struct pool *p, const rdx_transport_inbox_case *c)
+{
+    for (size_t i = 0; i < p->nslots; i++) {
+        struct slot *s = &p->slots[i];
+        if (s->busy) {
+            continue;
+        }
+        s->c = *c;
+        atomic_store(&s->finished, 0);
+        if (pthread_create(&s->th, NULL, slot_main, s) != 0) {
+            logf_(p->d, RDX_LOG_WARN, "case %s from %s: cannot start a worker thread; later",
+                  c->case_id, c->sender);
+            return 0;
+        }
+        s->busy = 1;
+        p->in_flight++;
+        logf_(p->d, RDX_LOG_DEBUG, "case %s from %s (%s) started: %zu of %zu worker(s) busy",
+              c->case_id, c->sender, c->kind, p->in_flight, p->nslots);
+        if (p->in_flight > p->d->max_in_flight) {
+            p->d->max_in_flight = p->in_flight;
+            if (p->in_flight > 1) {
+                logf_(p->d, RDX_LOG_INFO, "dispatcher: %zu case(s) in hand at once", p->in_flight);
             }
         }
-        job_clear(j);
+        return 1;
     }
-    free(j);
-    return RDX_OK;
+    return 0;
+}
+
+/*
+ * Start as many of the cases listed (oldest first) as free workers and the
+ * rules of pool_conflicts allow; skip[] (may be NULL) marks cases already
+ * handled, and started ones are marked in it.
+ */
+static void pool_fill(struct pool *p, const rdx_transport_inbox_case *cases, size_t n,
+                      unsigned char *skip)
+{
+    for (size_t i = 0; i < n && p->in_flight < p->nslots && !atomic_load(&p->d->stop); i++) {
+        if ((skip != NULL && skip[i]) || pool_conflicts(p, &cases[i])) {
+            continue;
+        }
+        if (!pool_start(p, &cases[i])) {
+            break;
+        }
+        if (skip != NULL) {
+            skip[i] = 1;
+        }
+    }
+}
+
+/*
+ * Sleep until a worker finishes, the node's store changes (inotify), stop is
+ * asked for, or timeout_ms passes. 1 when woken by the store: a case may have
+ * arrived.
+ */
+static int pool_wait(struct rdx_hub_dispatcher *d, int timeout_ms)
+{
+    struct pollfd fds[2];
+    nfds_t nfds = 0;
+    int changed = 0;
+    fds[nfds].fd = d->wake_fd;
+    fds[nfds++].events = POLLIN;
+    if (d->notify_fd >= 0) {
+        fds[nfds].fd = d->notify_fd;
+        fds[nfds++].events = POLLIN;
+    }
+    if (poll(fds, nfds, timeout_ms) <= 0) {
+        return 0;
+    }
+    if ((fds[0].revents & POLLIN) != 0) {
+        uint64_t v;
+        ssize_t n = read(d->wake_fd, &v, sizeof v);
+        (void)n;
+    }
+    if (nfds > 1 && (fds[1].revents & POLLIN) != 0) {
+        /* Coalesce a burst (a group commit is several writes), then drain it. */
+        const struct timespec settle = {0, NOTIFY_SETTLE_MS * 1000 * 1000};
+        nanosleep(&settle, NULL);
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        for (;;) {
+            ssize_t n = read(d->notify_fd, buf, sizeof buf);
+            if (n <= 0) {
+                break;
+            }
+            for (char *q = buf; q < buf + n;) {
+                const struct inotify_event *ev = (const struct inotify_event *)q;
+                if (ev->len > 0 &&
+                    (strcmp(ev->name, "node.db") == 0 || strcmp(ev->name, "node.db-wal") == 0)) {
+                    changed = 1;
+                }
+                q += sizeof *ev + ev->len;
+            }
+        }
+    }
+    return changed;
+}
+
+rdx_status rdx_hub_dispatcher_pass(rdx_hub_dispatcher *d, size_t *done, rdx_error *err)
+{
+    struct pool p;
+    size_t n = 0;
+    *done = 0;
+    RDX_TRY(pool_init(&p, d, err));
+    rdx_status st =
+        rdx_transport_inbox_pending(d->cfg, rdx_clock_wall_ms(), p.pending, PENDING_MAX, &n, err);
+    unsigned char *skip = st == RDX_OK && n > 0 ? calloc(n, 1) : NULL;
+    if (st == RDX_OK && n > 0 && skip == NULL) {
+        st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    if (st == RDX_OK && n > 0) {
+        /* Each case listed once, as many at a time as the rules allow, until all are done. */
+        for (;;) {
+            pool_reap(&p, done);
+            pool_fill(&p, p.pending, n, skip);
+            if (p.in_flight == 0) {
+                break; /* all done (or stop, or no thread could start: the next pass) */
+            }
+            (void)pool_wait(d, POLL_MS);
+        }
+    }
+    free(skip);
+    pool_free(&p);
+    return st;
 }
 
 void *rdx_hub_dispatcher_thread(void *arg)
 {
     struct rdx_hub_dispatcher *d = arg;
-    const struct timespec tick = {0, 100 * 1000 * 1000};
+    struct pool p;
+    rdx_error err;
+    rdx_error_clear(&err);
+    if (pool_init(&p, d, &err) != RDX_OK) {
+        logf_(d, RDX_LOG_ERROR, "dispatcher: %s", err.msg);
+        return NULL;
+    }
+    /*
+     * With inotify the store wakes the dispatcher when a case arrives; the
+     * poll stays as the fallback, and for retries, which fall due with time.
+     */
+    int idle_ms = POLL_MS;
+    if (d->notify_fd >= 0) {
+        idle_ms = (int)(d->retry_ms / 2);
+        idle_ms = idle_ms < POLL_MS ? POLL_MS : idle_ms > IDLE_MAX_MS ? IDLE_MAX_MS : idle_ms;
+    }
+    logf_(d, RDX_LOG_INFO, "dispatcher: %zu worker(s), woken by %s", p.nslots,
+          d->notify_fd >= 0 ? "inotify on the node's store" : "a 100 ms poll");
     while (!atomic_load(&d->stop)) {
         size_t done = 0;
-        rdx_error err;
-        rdx_error_clear(&err);
-        if (rdx_hub_dispatcher_pass(d, &done, &err) != RDX_OK) {
-            logf_(d, RDX_LOG_ERROR, "dispatcher: %s", err.msg);
+        pool_reap(&p, &done);
+        if (p.in_flight < p.nslots) {
+            size_t n = 0;
+            rdx_error_clear(&err);
+            if (rdx_transport_inbox_pending(d->cfg, rdx_clock_wall_ms(), p.pending, PENDING_MAX, &n,
+                                            &err) != RDX_OK) {
+                logf_(d, RDX_LOG_ERROR, "dispatcher: %s", err.msg);
+            } else {
+                pool_fill(&p, p.pending, n, NULL);
+            }
         }
-        if (done == 0) {
-            nanosleep(&tick, NULL);
+        /*
+         * Look again at once after a worker finished (the cases it held back
+         * may go now) or the store changed, else after the idle time.
+         */
+        (void)pool_wait(d, idle_ms);
+    }
+    /* Stop after the cases in hand. */
+    while (p.in_flight > 0) {
+        size_t done = 0;
+        pool_reap(&p, &done);
+        if (p.in_flight > 0) {
+            (void)pool_wait(d, POLL_MS);
         }
     }
+    pool_free(&p);
     return NULL;
 }

@@ -102,7 +102,11 @@ static void net_up(struct net *n)
 {
     char cat[4200];
     assert_non_null(realpath("docs/examples/network.ini", cat));
-    const char *argv[] = {"network", "up", "--dir", n->dir, "--catalogue", cat, "--json", NULL};
+    char me[32];
+    snprintf(me, sizeof me, "%ld", (long)getpid());
+    /* Owned by this test: should it abort, its nodes stop when it exits. */
+    const char *argv[] = {"network", "up",     "--dir",   n->dir, "--catalogue",
+                          cat,       "--json", "--owner", me,     NULL};
     char *out = rdx_ok(0, argv);
     /* Each node bound its own port: the one published is the one every table names. */
     char *hub = slurp(n->ini[HUB]);

@@ -16,6 +16,19 @@
  *   retry_ms = 1000                  ; first retry delay, doubled each time
  *   max_pull_bytes = 8589934592      ; largest study one pull sends (1 .. 1 TiB);
  *                                    ; a bigger one is refused with refused.txt
+ *   jobs = 2                         ; cases processed at once (1 .. 64, default 2)
+ *
+ * Concurrency: up to `jobs` cases are in hand at once, each on its own
+ * thread running its engines as child processes. Two cases from one sender
+ * are never in hand together (a sender's cases are processed in the order
+ * they arrived), nor two that write the same store (dicom cases and study
+ * requests share the imaging index; lab orders and results the lab store);
+ * ECG cases share nothing. Every case is still completed exactly once: its
+ * outputs and its completion are one transaction, whichever thread runs it.
+ *
+ * Wake-up: inotify on the node's data directory wakes the dispatcher when
+ * node.db changes (a case arrived); a poll (100 ms without inotify, up to
+ * 1 s with it, for retries as they fall due) stays as the fallback.
  */
 #ifndef RDX_HUB_H
 #define RDX_HUB_H
@@ -28,21 +41,43 @@
 
 typedef struct rdx_hub_dispatcher rdx_hub_dispatcher;
 
+/* The cases a dispatcher processes at once unless [dispatch] jobs says otherwise (2 cores). */
+#define RDX_HUB_JOBS_DEFAULT 2
+/* The most [dispatch] jobs (and rdx_hub_dispatcher_set_jobs) may ask for. */
+#define RDX_HUB_JOBS_MAX 64
+
 /*
  * Read cfg's [dispatch] section. *out is NULL (and RDX_OK returned) when the
  * file has none: the node only stores what it receives. err names the line of
- * a bad key. cfg must outlive the dispatcher.
+ * a bad key. cfg must outlive the dispatcher. The dispatcher holds two file
+ * descriptors (an eventfd and an inotify instance, both close-on-exec) until
+ * rdx_hub_dispatcher_free.
  */
 rdx_status rdx_hub_dispatcher_new(const rdx_transport_config *cfg, const rdx_logger *log,
                                   rdx_hub_dispatcher **out, rdx_error *err);
 
-/* Process every due inbox case once; *done gets how many were completed or parked. */
+/*
+ * Set how many cases d processes at once (1 .. RDX_HUB_JOBS_MAX), overriding
+ * [dispatch] jobs; `rdx node serve --jobs`. Call it before the dispatcher
+ * runs (not thread-safe against a running one). Errors: RDX_EINVAL.
+ */
+rdx_status rdx_hub_dispatcher_set_jobs(rdx_hub_dispatcher *d, unsigned jobs, rdx_error *err);
+
+/*
+ * Process every inbox case due now once, up to `jobs` at a time under the
+ * rules above, and return when all are completed, failed or parked; *done
+ * gets how many were completed or parked. Errors: those of
+ * rdx_transport_inbox_pending, RDX_ENOMEM. Not to be run beside the thread.
+ */
 rdx_status rdx_hub_dispatcher_pass(rdx_hub_dispatcher *d, size_t *done, rdx_error *err);
 
-/* Run passes every 100 ms until rdx_hub_dispatcher_stop. For a thread: arg is the dispatcher. */
+/*
+ * Process cases as they arrive until rdx_hub_dispatcher_stop, then finish the
+ * cases in hand and return. For a thread: arg is the dispatcher.
+ */
 void *rdx_hub_dispatcher_thread(void *arg);
 
-/* Ask a running dispatcher to stop after the case in hand; thread-safe. */
+/* Ask a running dispatcher to stop after the cases in hand; thread-safe. */
 void rdx_hub_dispatcher_stop(rdx_hub_dispatcher *d);
 
 /* Free a stopped dispatcher. NULL is a no-op. */
