@@ -252,12 +252,13 @@ rdx_status rdx_hub_dispatcher_new(const rdx_transport_config *cfg, const rdx_log
     /*
      * A case that arrives is a commit to DATA/node.db (its WAL): watching the
      * directory wakes the dispatcher at once instead of at the next poll.
-     * Without inotify (no more instances, say) the poll alone does it.
+     * Writes only: IN_CLOSE_WRITE would fire each time a reader (this
+     * dispatcher's own look at the inbox) closes the database, and wake it
+     * again. Without inotify (no more instances, say) the poll alone does it.
      */
     d->notify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (d->notify_fd >= 0 &&
-        inotify_add_watch(d->notify_fd, rdx_transport_config_data_dir(cfg),
-                          IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    if (d->notify_fd >= 0 && inotify_add_watch(d->notify_fd, rdx_transport_config_data_dir(cfg),
+                                               IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0) {
         close(d->notify_fd);
         d->notify_fd = -1;
     }
@@ -1514,51 +1515,67 @@ static void pool_fill(struct pool *p, const rdx_transport_inbox_case *cases, siz
     }
 }
 
-/*
- * Sleep until a worker finishes, the node's store changes (inotify), stop is
- * asked for, or timeout_ms passes. 1 when woken by the store: a case may have
- * arrived.
- */
-static int pool_wait(struct rdx_hub_dispatcher *d, int timeout_ms)
+/* Drain the inotify queue; 1 when it told of a write to node.db or its WAL. */
+static int notify_drain(struct rdx_hub_dispatcher *d)
 {
-    struct pollfd fds[2];
-    nfds_t nfds = 0;
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
     int changed = 0;
-    fds[nfds].fd = d->wake_fd;
-    fds[nfds++].events = POLLIN;
-    if (d->notify_fd >= 0) {
-        fds[nfds].fd = d->notify_fd;
-        fds[nfds++].events = POLLIN;
-    }
-    if (poll(fds, nfds, timeout_ms) <= 0) {
-        return 0;
-    }
-    if ((fds[0].revents & POLLIN) != 0) {
-        uint64_t v;
-        ssize_t n = read(d->wake_fd, &v, sizeof v);
-        (void)n;
-    }
-    if (nfds > 1 && (fds[1].revents & POLLIN) != 0) {
-        /* Coalesce a burst (a group commit is several writes), then drain it. */
-        const struct timespec settle = {0, NOTIFY_SETTLE_MS * 1000 * 1000};
-        nanosleep(&settle, NULL);
-        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-        for (;;) {
-            ssize_t n = read(d->notify_fd, buf, sizeof buf);
-            if (n <= 0) {
-                break;
+    for (;;) {
+        ssize_t n = read(d->notify_fd, buf, sizeof buf);
+        if (n <= 0) {
+            return changed;
+        }
+        for (char *q = buf; q < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)q;
+            if (ev->len > 0 &&
+                (strcmp(ev->name, "node.db") == 0 || strcmp(ev->name, "node.db-wal") == 0)) {
+                changed = 1;
             }
-            for (char *q = buf; q < buf + n;) {
-                const struct inotify_event *ev = (const struct inotify_event *)q;
-                if (ev->len > 0 &&
-                    (strcmp(ev->name, "node.db") == 0 || strcmp(ev->name, "node.db-wal") == 0)) {
-                    changed = 1;
-                }
-                q += sizeof *ev + ev->len;
+            q += sizeof *ev + ev->len;
+        }
+    }
+}
+
+/*
+ * Sleep until a worker finishes, stop is asked for, the node's store is
+ * written (inotify), or timeout_ms passes. Other files' events (node.port,
+ * the -shm index) are drained and slept through.
+ */
+static void pool_wait(struct rdx_hub_dispatcher *d, int timeout_ms)
+{
+    uint64_t deadline = rdx_clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        struct pollfd fds[2];
+        nfds_t nfds = 0;
+        fds[nfds].fd = d->wake_fd;
+        fds[nfds++].events = POLLIN;
+        if (d->notify_fd >= 0) {
+            fds[nfds].fd = d->notify_fd;
+            fds[nfds++].events = POLLIN;
+        }
+        uint64_t now = rdx_clock_mono_ns();
+        if (now >= deadline) {
+            return;
+        }
+        int left = (int)((deadline - now + 999999u) / 1000000u);
+        if (poll(fds, nfds, left) <= 0) {
+            return; /* the time is up (or EINTR: look again anyway) */
+        }
+        if ((fds[0].revents & POLLIN) != 0) {
+            uint64_t v;
+            ssize_t n = read(d->wake_fd, &v, sizeof v);
+            (void)n;
+            return;
+        }
+        if (nfds > 1 && (fds[1].revents & POLLIN) != 0) {
+            /* Let the rest of a commit (several writes) land, then look once for all of it. */
+            const struct timespec settle = {0, NOTIFY_SETTLE_MS * 1000 * 1000};
+            nanosleep(&settle, NULL);
+            if (notify_drain(d)) {
+                return;
             }
         }
     }
-    return changed;
 }
 
 rdx_status rdx_hub_dispatcher_pass(rdx_hub_dispatcher *d, size_t *done, rdx_error *err)
@@ -1581,7 +1598,7 @@ rdx_status rdx_hub_dispatcher_pass(rdx_hub_dispatcher *d, size_t *done, rdx_erro
             if (p.in_flight == 0) {
                 break; /* all done (or stop, or no thread could start: the next pass) */
             }
-            (void)pool_wait(d, POLL_MS);
+            pool_wait(d, POLL_MS);
         }
     }
     free(skip);
@@ -1627,14 +1644,14 @@ void *rdx_hub_dispatcher_thread(void *arg)
          * Look again at once after a worker finished (the cases it held back
          * may go now) or the store changed, else after the idle time.
          */
-        (void)pool_wait(d, idle_ms);
+        pool_wait(d, idle_ms);
     }
     /* Stop after the cases in hand. */
     while (p.in_flight > 0) {
         size_t done = 0;
         pool_reap(&p, &done);
         if (p.in_flight > 0) {
-            (void)pool_wait(d, POLL_MS);
+            pool_wait(d, POLL_MS);
         }
     }
     pool_free(&p);

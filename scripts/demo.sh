@@ -51,7 +51,8 @@ inbox_of() {
 echo "rdx demo: $(rdx --version): the four-city network on one machine"
 echo
 echo "== The network: a CA, six institutions, six node processes on 127.0.0.1"
-rdx network up --dir "$net" | sed 's/^/   /'
+# --owner $$: should this script die (even by kill -9), its nodes stop by themselves.
+rdx network up --dir "$net" --owner $$ | sed 's/^/   /'
 hub="$net/NJ-HUB.ini"
 mas="$net/MAS-EAST-CHC.ini"
 zj="$net/ZJ-EAST-CHC.ini"

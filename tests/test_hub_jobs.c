@@ -295,6 +295,21 @@ static void test_jobs_many_cases_each_processed_once(void **state)
     assert_int_equal(count_of(out, "audit chain intact"), NNODES);
     free(out);
     down(&w);
+
+    /* [dispatch] jobs out of range: the hub refuses to start, naming the line. */
+    ini = slurp(w.ini[HUB]);
+    assert_non_null(ini);
+    char *j = strstr(ini, "\njobs = 2\n");
+    assert_non_null(j);
+    j[8] = '0';
+    assert_int_equal(rdx_file_write_atomic(w.ini[HUB], ini, strlen(ini), NULL), RDX_OK);
+    free(ini);
+    const char *serve[] = {"node", "serve", "--config", w.ini[HUB], NULL};
+    struct rdx_run r;
+    assert_int_equal(rdx_run_rdx(&r, serve), 0);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "[dispatch] jobs: '0': not a whole number in 1..64"));
+    rdx_run_free(&r);
     rdx_test_rmrf(w.dir);
     free(w.dir);
 }
