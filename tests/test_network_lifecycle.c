@@ -644,6 +644,37 @@ static void test_up_port_taken_at_restart_keeps_network(void **state)
     down_and_free(&w);
 }
 
+/*
+ * A first `up` killed after some configurations were written with their
+ * ports and before the rest (one still says port 0), its nodes still running:
+ * the next `up` stops them and sets the network up again.
+ */
+static void test_up_half_written_network_repaired(void **state)
+{
+    (void)state;
+    struct world w;
+    world_new(&w);
+    up(&w);
+    pid_t hub = node_pid(&w, HUB);
+    char *ini = slurp(w.ini[CLINIC]);
+    assert_non_null(ini);
+    char *l = strstr(ini, "listen = 127.0.0.1:");
+    assert_non_null(l);
+    char *eol = strchr(l, '\n');
+    assert_non_null(eol);
+    char fixed[8192];
+    snprintf(fixed, sizeof fixed, "%.*slisten = 127.0.0.1:0%s", (int)(l - ini), ini, eol);
+    free(ini);
+    assert_int_equal(rdx_file_write_atomic(w.ini[CLINIC], fixed, strlen(fixed), NULL), RDX_OK);
+    up(&w);
+    wait_exited(hub, "the hub of the half-written network");
+    assert_ports_written(&w);
+    assert_true(node_pid(&w, HUB) != hub);
+    assert_false(exited(node_pid(&w, HUB)));
+    assert_false(exited(node_pid(&w, CLINIC)));
+    down_and_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -655,6 +686,7 @@ int main(void)
         cmocka_unit_test(test_up_node_that_cannot_start_then_repaired),
         cmocka_unit_test(test_up_unwritable_file_then_repaired),
         cmocka_unit_test(test_up_port_taken_at_restart_keeps_network),
+        cmocka_unit_test(test_up_half_written_network_repaired),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
