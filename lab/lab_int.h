@@ -129,11 +129,16 @@ typedef struct cat_lab {
     unsigned have; /* bit set of keys given */
 } cat_lab;
 
+/* Weekday (0 = Monday .. 6 = Sunday) of local day `day` (days since 1970-01-01, a Thursday). */
+static inline int lab_cat_weekday(int64_t day)
+{
+    return (int)((day % 7 + 7 + 3) % 7);
+}
+
 /* Is lab l open on local day `day` (days since 1970-01-01, a Thursday)? */
 static inline int lab_cat_open_on(const cat_lab *l, int64_t day)
 {
-    int64_t wd = (day % 7 + 7 + 3) % 7; /* 0 = Monday */
-    return (l->days >> wd) & 1u;
+    return (l->days >> lab_cat_weekday(day)) & 1u;
 }
 
 typedef struct cat_clinic {
@@ -145,13 +150,35 @@ typedef struct cat_clinic {
 typedef struct cat_run {
     char *clinic_id, *lab_id;
     size_t clinic, lab; /* resolved indices */
-    unsigned *pickups;  /* minutes after midnight, ascending */
+    unsigned *pickups;  /* `pickups`: minutes after midnight, ascending */
     size_t npickups;
+    unsigned days;   /* days the run goes: bit 0 Monday .. bit 6 Sunday (all when not given) */
+    unsigned own;    /* days with their own timetable (`pickups DAYS`) */
+    unsigned *wk[7]; /* those timetables, per weekday (0 = Monday), ascending */
+    size_t nwk[7];
     unsigned transit_min;
     int refrigerated;
     unsigned line;
     unsigned have;
 } cat_run;
+
+/*
+ * The pickups of run r on weekday wd (0 = Monday): its own timetable for that
+ * day, else the run's `pickups`; none (*n = 0) on a day the run does not go.
+ */
+static inline const unsigned *lab_cat_run_pickups(const cat_run *r, int wd, size_t *n)
+{
+    if (!((r->days >> wd) & 1u)) {
+        *n = 0;
+        return NULL;
+    }
+    if ((r->own >> wd) & 1u) {
+        *n = r->nwk[wd];
+        return r->wk[wd];
+    }
+    *n = r->npickups;
+    return r->pickups;
+}
 
 /* Stability of one test on one specimen type; -1 = not given. */
 typedef struct cat_stab {

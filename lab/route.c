@@ -241,6 +241,69 @@ static void fmt_hhmm(int64_t lmin, char out[16])
     snprintf(out, 16, "%02u:%02u", (mod / 60) % 24, mod % 60);
 }
 
+typedef struct eval {
+    rdx_lab_route_code stage; /* RDX_LAB_ROUTED when every rule but capacity holds */
+    int64_t pickup, arrival, start, result, day;
+    int stab_min;
+    int fridge;
+    /* The courier's week, for the reason: */
+    unsigned no_run;   /* weekdays (bit 0 Monday) waited through on which the run does not go */
+    int own_timetable; /* the pickup is on a day with its own timetable (pickups DAYS) */
+} eval;
+
+static const char *const wd_name[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+
+/* "Sat 2026-12-05 10:00" for local minutes. */
+static void fmt_wd_local(int64_t lmin, char out[48])
+{
+    char t[40];
+    fmt_local(lmin, t);
+    snprintf(out, 48, "%s %s", wd_name[lab_cat_weekday(floor_div(lmin, 1440))], t);
+}
+
+/* The weekdays of mask, "Sat, Sun", in the week's order from first_wd on. */
+static void fmt_days(unsigned mask, int first_wd, char out[40])
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int k = 0; k < 7; k++) {
+        int d = (first_wd + k) % 7;
+        if ((mask >> d) & 1u) {
+            n += (size_t)snprintf(out + n, 40 - n, "%s%s", n ? ", " : "", wd_name[d]);
+        }
+    }
+}
+
+/*
+ * The courier part of a reason: when the pickup is ("09:00" on the day of
+ * collection, else with its weekday and date) and, for a run that is not the
+ * same every day, the days it did not go and whose timetable was used.
+ */
+static void fmt_pickup(const eval *e, int64_t from, char out[160])
+{
+    char when[48], days[40];
+    int64_t day0 = floor_div(from, 1440), pday = floor_div(e->pickup, 1440);
+    if (pday == day0) {
+        fmt_hhmm(e->pickup, when);
+    } else {
+        fmt_wd_local(e->pickup, when);
+    }
+    size_t n = (size_t)snprintf(out, 160, "%s", when);
+    if (e->no_run == 0 && !e->own_timetable) {
+        return;
+    }
+    n += (size_t)snprintf(out + n, 160 - n, " (");
+    if (e->no_run != 0) {
+        fmt_days(e->no_run, lab_cat_weekday(day0), days);
+        n += (size_t)snprintf(out + n, 160 - n, "no courier run on %s%s", days,
+                              e->own_timetable ? "; " : "");
+    }
+    if (e->own_timetable) {
+        n += (size_t)snprintf(out + n, 160 - n, "the %s timetable", wd_name[lab_cat_weekday(pday)]);
+    }
+    snprintf(out + n, 160 - n, ")");
+}
+
 /* When testing can start for a specimen arriving at `arrival`. */
 static int64_t next_open(const cat_lab *l, int64_t arrival)
 {
@@ -264,13 +327,6 @@ static int64_t next_open(const cat_lab *l, int64_t arrival)
 }
 
 /* ---- Evaluation of one (test, lab) pair ---------------------------------- */
-
-typedef struct eval {
-    rdx_lab_route_code stage; /* RDX_LAB_ROUTED when every rule but capacity holds */
-    int64_t pickup, arrival, start, result, day;
-    int stab_min;
-    int fridge;
-} eval;
 
 static void evaluate(const rdx_lab_catalogue *c, size_t clinic, size_t li, const char *test,
                      const char *type, int64_t collected, int64_t not_before, eval *e)
@@ -302,13 +358,26 @@ static void evaluate(const rdx_lab_catalogue *c, size_t clinic, size_t li, const
     int64_t from = collected > not_before ? collected : not_before;
     int64_t day0 = floor_div(from, 1440);
     for (int64_t d = 0; d <= QUEUE_DAYS && e->pickup == NO_TIME; d++) {
-        for (size_t k = 0; k < run->npickups; k++) {
-            int64_t t = (day0 + d) * 1440 + run->pickups[k];
+        /* The run's timetable on that weekday (none on a day it does not go). */
+        int wd = lab_cat_weekday(day0 + d);
+        size_t np;
+        const unsigned *pk = lab_cat_run_pickups(run, wd, &np);
+        if (np == 0) {
+            e->no_run |= 1u << wd;
+        }
+        for (size_t k = 0; k < np; k++) {
+            int64_t t = (day0 + d) * 1440 + pk[k];
             if (t >= from) {
                 e->pickup = t;
+                e->own_timetable = (run->own >> wd) & 1u;
                 break;
             }
         }
+    }
+    if (e->pickup == NO_TIME) {
+        /* Cannot happen (the catalogue has pickups on every day a run goes, one day at least). */
+        e->stage = RDX_LAB_NO_COURIER;
+        return;
     }
     e->arrival = e->pickup + run->transit_min;
     if (e->arrival - collected > e->stab_min) {
@@ -465,7 +534,7 @@ static rdx_status routed(route_ctx *x, size_t ti, size_t li, const eval *e, int6
                          rdx_lab_route_code code, const char *note)
 {
     rdx_lab_decision d;
-    char col[40], pick[16], arr[16], res[40];
+    char col[40], pick[160], arr[48], res[40];
     const cat_lab *l = &x->c->labs[li];
     RDX_TRY(base_decision(x, ti, &d));
     d.code = code;
@@ -478,8 +547,12 @@ static rdx_status routed(route_ctx *x, size_t ti, size_t li, const eval *e, int6
     d.day = e->day;
     d.stable_until_ms = utc_ms(collected + e->stab_min, x->off);
     fmt_local(collected, col);
-    fmt_hhmm(e->pickup, pick);
-    fmt_hhmm(e->arrival, arr);
+    fmt_pickup(e, x->not_before > collected ? x->not_before : collected, pick);
+    if (floor_div(e->arrival, 1440) == floor_div(e->pickup, 1440)) {
+        fmt_hhmm(e->arrival, arr);
+    } else {
+        fmt_wd_local(e->arrival, arr);
+    }
     fmt_local(e->result, res);
     rdx_buf_reset(&x->text);
     RDX_TRY(rdx_buf_printf(&x->text,
@@ -588,6 +661,12 @@ static rdx_status refuse(route_ctx *x, size_t k, int64_t collected)
                 "lab (%s) is %lld min after collection",
                 lab_cat_test_name(c, t->code), lab_cat_type_name(c, d.specimen_type), e.stab_min,
                 temp_name(e.fridge), c->labs[li_best].id, (long long)(e.arrival - collected)));
+            if (e.no_run != 0) {
+                char days[40];
+                int64_t from = x->not_before > collected ? x->not_before : collected;
+                fmt_days(e.no_run, lab_cat_weekday(floor_div(from, 1440)), days);
+                RDX_TRY(rdx_buf_printf(&x->text, " (no courier run on %s)", days));
+            }
         }
     } else if (best == RDX_LAB_NO_COURIER) {
         RDX_TRY(rdx_buf_append_str(&x->text, "performed on this specimen by "));

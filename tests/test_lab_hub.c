@@ -637,6 +637,78 @@ static void on_tube_lab(void *user, const rdx_lab_specimen_rec *sp, const rdx_la
     snprintf(t->lab, sizeof t->lab, "%s", sp->lab);
 }
 
+/*
+ * The sample network's Yangzhou -> Nanjing Maternity and Child Health run
+ * goes Monday to Friday. A dried blood spot collected on Friday 2026-12-04
+ * after the 10:00 pickup waits for Monday's: the decision, its recorded
+ * reason and the tube's arrival due (what overdue detection uses) all say
+ * Monday, so a tube dispatched on Monday is not overdue on Monday morning.
+ */
+static void test_hub_courier_weekdays_drive_eta_and_overdue(void **state)
+{
+    (void)state;
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_store *s = store("sqlite::memory:");
+    static const char oml[] =
+        "MSH|^~\\&|HIS|YZ-EAST-CHC|RDX|NJ-HUB|20261204113000+0800||OML^O21^OML_O21|YZ-E-0100|P|"
+        "2.5.1\rPID|1||YZ0100^^^YZ-EAST-CHC^MR||Zhao^Min||20261201|F\rORC|NW|YE-100\r"
+        "OBR|1|YE-100||54089-8^Newborn screening panel^LN|||20261204110000+0800\r"
+        "SPM|1|YZE0100&YZ-EAST-CHC||440500007^Dried blood spot^SCT|||||||||||||"
+        "20261204110000+0800\r";
+    rdx_lab_hub_order_out *h = hub_order(s, c, oml, sizeof oml - 1);
+    assert_int_equal(rdx_lab_hub_order_code(h), RDX_LAB_ACK_AA);
+    const rdx_lab_decision *d = rdx_lab_routing_at(rdx_lab_hub_order_routing(h), 0);
+    assert_string_equal(d->lab, "NJ-MCH");
+    int64_t fri = INT64_C(1796353200000); /* 2026-12-04 11:00 +08:00 */
+    assert_int_equal(d->collected_ms, fri);
+    int64_t mon_pickup = fri + (3 * 24 - 1) * 60 * MIN; /* Monday 10:00 */
+    assert_int_equal(d->pickup_ms, mon_pickup);
+    assert_int_equal(d->arrival_ms, mon_pickup + 130 * MIN);
+    assert_non_null(strstr(d->reason, "collected 2026-12-04 11:00, pickup Mon 2026-12-07 10:00 (no "
+                                      "courier run on Sat, Sun), arrives 12:10"));
+    rdx_lab_hub_order_free(h);
+    /* The stored decision keeps the reason. */
+    rdx_lab_routing *rt = NULL;
+    assert_int_equal(rdx_lab_store_lookup(s, "YZ-EAST-CHC", "YZ-E-0100", &rt, NULL), RDX_OK);
+    assert_non_null(strstr(rdx_lab_routing_at(rt, 0)->reason, "(no courier run on Sat, Sun)"));
+    rdx_lab_routing_free(rt);
+
+    event(s, "YZE0100", RDX_LAB_EV_COLLECT, fri, "YZ-EAST-CHC");
+    event(s, "YZE0100", RDX_LAB_EV_DISPATCH, mon_pickup, "YZ-EAST-CHC");
+    size_t n = 99;
+    /* Monday 10:05 and 12:30: within the arrival due (12:10) plus 30 min of grace. */
+    assert_int_equal(rdx_lab_custody_overdue(s, mon_pickup + 5 * MIN, 30, NULL, NULL, &n, NULL),
+                     RDX_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(rdx_lab_custody_overdue(s, mon_pickup + 150 * MIN, 30, NULL, NULL, &n, NULL),
+                     RDX_OK);
+    assert_int_equal(n, 0);
+    /* Monday 12:45: no receipt scan at NJ-MCH: overdue. */
+    assert_int_equal(rdx_lab_custody_overdue(s, mon_pickup + 165 * MIN, 30, NULL, NULL, &n, NULL),
+                     RDX_OK);
+    assert_int_equal(n, 1);
+
+    /* TSH from Yangzhou on a Saturday: the Monday-to-Friday run to NJ-MCH does not go, the
+     * run to Jiangsu Province Hospital keeps one weekend pickup, at 10:00. */
+    static const char sat[] =
+        "MSH|^~\\&|HIS|YZ-EAST-CHC|RDX|NJ-HUB|20261205083000+0800||OML^O21^OML_O21|YZ-E-0101|P|"
+        "2.5.1\rPID|1||YZ0101^^^YZ-EAST-CHC^MR||Zhao^Min||20261201|F\rORC|NW|YE-101\r"
+        "OBR|1|YE-101||3016-3^TSH^LN|||20261205080000+0800\r"
+        "SPM|1|YZE0101&YZ-EAST-CHC||119364003^Serum^SCT|||||||||||||20261205080000+0800\r";
+    h = hub_order(s, c, sat, sizeof sat - 1);
+    assert_int_equal(rdx_lab_hub_order_code(h), RDX_LAB_ACK_AA);
+    d = rdx_lab_routing_at(rdx_lab_hub_order_routing(h), 0);
+    if (strcmp(d->lab, "NJ-JSPH") != 0 ||
+        strstr(d->reason, "collected 2026-12-05 08:00, pickup 10:00 (the Sat timetable), "
+                          "arrives 12:00") == NULL) {
+        fail_msg("%s: %s", d->lab, d->reason);
+    }
+    assert_int_equal(d->pickup_ms, fri + (24 - 1) * 60 * MIN); /* Saturday 10:00 */
+    rdx_lab_hub_order_free(h);
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(c);
+}
+
 static void count_moves(void *user, const rdx_lab_reroute_rec *rec)
 {
     (void)rec;
@@ -977,6 +1049,7 @@ int main(void)
         cmocka_unit_test(test_hub_result_acks_and_forwards),
         cmocka_unit_test(test_hub_result_partial_results_per_test),
         cmocka_unit_test(test_custody_route_new_tubes),
+        cmocka_unit_test(test_hub_courier_weekdays_drive_eta_and_overdue),
         cmocka_unit_test(test_store_schema_version_migration_and_refusal),
         cmocka_unit_test(test_store_lab_down_survives_reopening),
         cmocka_unit_test(test_hub_order_oom_sweep),
