@@ -250,6 +250,20 @@ rdx_status lab_custody_log(rdx_lab_store *s, const char *auth, const char *barco
 rdx_status lab_store_begin(rdx_lab_store *s, rdx_error *err);
 /* COMMIT when st is RDX_OK (a failed commit is rolled back), else ROLLBACK; returns the outcome. */
 rdx_status lab_store_end(rdx_lab_store *s, rdx_status st, rdx_error *err);
+/*
+ * rdx_lab_store_load for the local days [from_day, to_day] only (and the labs
+ * marked down): what routing one order needs, at a cost that does not grow
+ * with the decisions stored (lab_load, schema version 4).
+ */
+rdx_status lab_store_load_days(rdx_lab_store *s, rdx_lab_router *r, int64_t from_day,
+                               int64_t to_day, rdx_error *err);
+/*
+ * The local days whose loads routing order o can read or change on catalogue
+ * c (see lab/route.c): from the day before its first collection (or MSH-7)
+ * to its last plus every wait the router allows. 0, or -1 when o has no time.
+ */
+int lab_route_load_window(const rdx_lab_catalogue *c, const rdx_lab_order *o, int64_t *from_day,
+                          int64_t *to_day);
 /* rdx_lab_store_save without its own transaction. */
 rdx_status lab_store_save_rows(rdx_lab_store *s, const char *sender, const char *control_id,
                                const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err);

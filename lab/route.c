@@ -988,6 +988,45 @@ out:
     return RDX_OK;
 }
 
+int lab_route_load_window(const rdx_lab_catalogue *c, const rdx_lab_order *o, int64_t *from_day,
+                          int64_t *to_day)
+{
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    int64_t not_before = lab_order_not_before(o);
+    for (size_t si = 0; si < rdx_lab_order_specimen_count(o); si++) {
+        int64_t t = rdx_lab_order_specimen_at(o, si)->collected_ms;
+        if (t == INT64_MIN) {
+            t = rdx_lab_order_sent_ms(o); /* as rdx_lab_route falls back */
+        }
+        if (t == INT64_MIN) {
+            continue;
+        }
+        if (not_before != INT64_MIN && not_before > t) {
+            t = not_before;
+        }
+        int64_t day = floor_div(local_min(t, c->utc_offset_min), 1440);
+        lo = day < lo ? day : lo;
+        hi = day > hi ? day : hi;
+    }
+    if (lo == INT64_MAX) {
+        return -1;
+    }
+    unsigned transit = 0;
+    for (size_t i = 0; i < c->nruns; i++) {
+        transit = c->runs[i].transit_min > transit ? c->runs[i].transit_min : transit;
+    }
+    /*
+     * A decision's day is the day testing starts: not before the collection
+     * (or the earliest pickup allowed), and at most the courier search
+     * (QUEUE_DAYS + 1 days), the transit, the wait for an open day (8 days,
+     * next_open) and a full lab's queue (QUEUE_DAYS) later. One day of margin
+     * on each side.
+     */
+    *from_day = lo - 1;
+    *to_day = hi + (QUEUE_DAYS + 1) + (int64_t)transit / 1440 + 1 + 8 + QUEUE_DAYS + 1;
+    return 0;
+}
+
 rdx_status lab_routing_new(rdx_lab_routing **out)
 {
     *out = calloc(1, sizeof **out);

@@ -838,11 +838,11 @@ static void test_store_schema_version_migration_and_refusal(void **state)
     (void)state;
     char *dir = rdx_test_tmpdir();
     char path[512], uri[600];
-    /* A new store is version 3. */
+    /* A new store is version 4. */
     snprintf(path, sizeof path, "%s/new.db", dir);
     snprintf(uri, sizeof uri, "sqlite:%s", path);
     rdx_lab_store_free(store(uri));
-    assert_int_equal(schema_version(path), 3);
+    assert_int_equal(schema_version(path), 4);
 
     /* A version 1 store (before versioning): migrated, its decisions kept. */
     snprintf(path, sizeof path, "%s/v1.db", dir);
@@ -861,10 +861,18 @@ static void test_store_schema_version_migration_and_refusal(void **state)
     assert_int_equal(rdx_lab_store_lookup(s, "NJ-GULOU-CHC", "OLD-1", &rt, NULL), RDX_OK);
     assert_string_equal(rdx_lab_routing_at(rt, 0)->reason, "kept");
     rdx_lab_routing_free(rt);
+    /* Its decisions count in the loads (lab_load filled from lab_route, version 4). */
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_router *r = NULL;
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_store_load(s, r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_router_load(r, "NJ-JSPH", 20788), 1);
+    rdx_lab_router_free(r);
+    rdx_lab_catalogue_free(c);
     assert_int_equal(rdx_lab_store_set_down(s, "NJ-JSPH", 1, "NJ-HUB", NULL, T0, NULL, NULL),
                      RDX_OK);
     rdx_lab_store_free(s);
-    assert_int_equal(schema_version(path), 3);
+    assert_int_equal(schema_version(path), 4);
 
     /* A newer store is refused with the versions named, and left as it is. */
     exec_sql(path, "UPDATE lab_schema SET version = 7");
@@ -873,13 +881,121 @@ static void test_store_schema_version_migration_and_refusal(void **state)
     rdx_error_clear(&err);
     assert_int_equal(rdx_lab_store_open(uri, &none, &err), RDX_EDB);
     assert_null(none);
-    assert_non_null(strstr(err.msg, "schema version 7 is newer than this rdx knows (3)"));
+    assert_non_null(strstr(err.msg, "schema version 7 is newer than this rdx knows (4)"));
     assert_non_null(strstr(err.msg, path));
     assert_int_equal(schema_version(path), 7);
 
     /* An emptied version table is not guessed at. */
     exec_sql(path, "DELETE FROM lab_schema");
     assert_int_equal(rdx_lab_store_open(uri, &none, &err), RDX_EDB);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
+/* Rows of a query as text, "a|b|c\n" each, for comparing two queries' results. */
+static void query_rows(const char *path, const char *sql, char *out, size_t cap)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    size_t n = 0;
+    out[0] = '\0';
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        for (int i = 0; i < sqlite3_column_count(q); i++) {
+            const unsigned char *t = sqlite3_column_text(q, i);
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? "|" : "", t ? (const char *)t : "");
+        }
+        n += (size_t)snprintf(out + n, cap - n, "\n");
+        assert_true(n < cap);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
+#define LOAD_ROWS  "SELECT day, lab, n FROM lab_load WHERE n > 0 ORDER BY day, lab"
+#define ROUTE_ROWS "SELECT day, lab, COUNT(*) FROM lab_route WHERE lab <> '' GROUP BY day, lab"
+
+/*
+ * lab_load (version 4) is what the router reads before each order: it must
+ * equal the count of routed decisions per day and lab after orders, a refused
+ * order (rolled back), a recollection and an add-on routed by themselves,
+ * a reroute away from a lab that is down, and a version 3 store's upgrade.
+ */
+static void test_store_load_table_follows_decisions(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char path[512], uri[600], want[4096], got[4096];
+    snprintf(path, sizeof path, "%s/load.db", dir);
+    snprintf(uri, sizeof uri, "sqlite:%s", path);
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_store *s = store(uri);
+    const char *files[] = {
+        "tests/fixtures/lab/nj_gulou_oml.hl7", "tests/fixtures/lab/mas_split_oml.hl7",
+        "tests/fixtures/lab/yz_refusals_oml.hl7", "tests/fixtures/lab/nj_xuanwu_oml.hl7"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        size_t len = 0;
+        char *oml = slurp(files[i], &len);
+        rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+        if (i == 0) {
+            /* The same barcode for another patient: refused, nothing kept. */
+            char *a = replace(oml, "GULOU-20261201-0001", "GULOU-20261201-0002");
+            char *b = replace(a, "NJ0012345", "NJ0099999");
+            rdx_lab_hub_order_out *h = hub_order(s, c, b, strlen(b));
+            assert_int_equal(rdx_lab_hub_order_code(h), RDX_LAB_ACK_AR);
+            rdx_lab_hub_order_free(h);
+            free(b);
+            free(a);
+        }
+        free(oml);
+    }
+    query_rows(path, ROUTE_ROWS, want, sizeof want);
+    query_rows(path, LOAD_ROWS, got, sizeof got);
+    assert_true(strlen(want) > 20);
+    assert_string_equal(got, want);
+
+    /* A recollection, and NJ-JSPH down: its tubes not yet picked up move elsewhere. */
+    event(s, "NJGL26120101", RDX_LAB_EV_COLLECT, T0, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_DISPATCH, T0 + 60 * MIN, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_RECEIVE, T0 + 80 * MIN, "NJ-JSPH");
+    rdx_lab_event_in rej = {.barcode = "NJGL26120101",
+                            .kind = RDX_LAB_EV_REJECT,
+                            .actor = "NJ-JSPH",
+                            .reason = "HEMOLYSED",
+                            .tests = "2823-3",
+                            .reported_ms = T0 + 85 * MIN};
+    rdx_lab_event_out eo;
+    assert_int_equal(rdx_lab_custody_event(s, &rej, T0 + 85 * MIN, &eo, NULL), RDX_OK);
+    rdx_lab_router *r = NULL;
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_store_load(s, r, NULL), RDX_OK);
+    size_t moved = 0, n = 0;
+    assert_int_equal(rdx_lab_custody_route_new(s, r, T0 + 90 * MIN, count_moves, &moved, &n, NULL),
+                     RDX_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rdx_lab_router_set_down(r, "NJ-JSPH", 1, NULL), RDX_OK);
+    moved = n = 0;
+    assert_int_equal(
+        rdx_lab_custody_reroute(s, r, "NJ-JSPH", T0 + 30 * MIN, count_moves, &moved, &n, NULL),
+        RDX_OK);
+    assert_true(n > 0);
+    rdx_lab_router_free(r);
+    query_rows(path, ROUTE_ROWS, want, sizeof want);
+    query_rows(path, LOAD_ROWS, got, sizeof got);
+    assert_string_equal(got, want);
+    rdx_lab_store_free(s);
+
+    /* A version 3 store (no lab_load): brought up to date with its loads counted. */
+    exec_sql(path, "DROP TRIGGER lab_load_insert; DROP TRIGGER lab_load_delete;"
+                   "DROP TRIGGER lab_load_update; DROP TABLE lab_load;"
+                   "UPDATE lab_schema SET version = 3;");
+    s = store(uri);
+    assert_int_equal(schema_version(path), 4);
+    query_rows(path, LOAD_ROWS, got, sizeof got);
+    assert_string_equal(got, want);
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(c);
     rdx_test_rmrf(dir);
     free(dir);
 }
@@ -1051,6 +1167,7 @@ int main(void)
         cmocka_unit_test(test_custody_route_new_tubes),
         cmocka_unit_test(test_hub_courier_weekdays_drive_eta_and_overdue),
         cmocka_unit_test(test_store_schema_version_migration_and_refusal),
+        cmocka_unit_test(test_store_load_table_follows_decisions),
         cmocka_unit_test(test_store_lab_down_survives_reopening),
         cmocka_unit_test(test_hub_order_oom_sweep),
         cmocka_unit_test(test_hub_result_oom_sweep),
