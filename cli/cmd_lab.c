@@ -331,6 +331,9 @@ static void event_usage(FILE *f)
                "  --catalogue FILE  route the recollection a rejection (or an expired or\n"
                "                    wrong-container receipt) opens, by itself, planned as\n"
                "                    collected at --at; without it, it keeps the old tube's lab\n"
+               "  --out DIR         with --catalogue: write the order the recollection's lab\n"
+               "                    receives, DIR/BARCODE.LAB.oml.hl7 (SPM-2 the new tube,\n"
+               "                    SPM-3 the rejected one)\n"
                "  --json            machine-readable output\n");
 }
 
@@ -374,7 +377,13 @@ typedef struct common_opts {
 typedef struct new_tube_ctx {
     char lab[64];   /* the last new tube's lab ("" when refused) */
     char line[800]; /* what became of the new tubes, for people */
+    /* The routed new tubes (--out writes each one's order): authority, barcode. */
+    char tubes[8][2][128];
+    size_t ntubes;
 } new_tube_ctx;
+
+static int write_new_tube_orders(const char *cmd, const char *dir, const rdx_lab_catalogue *cat,
+                                 rdx_lab_store *s, const new_tube_ctx *x, int json);
 
 static rdx_status route_new_tubes(const rdx_lab_catalogue *cat, rdx_lab_store *s, int64_t now,
                                   new_tube_ctx *x, rdx_error *err);
@@ -383,7 +392,7 @@ static int cmd_event(int argc, char **argv)
 {
     common_opts c = {"sqlite:rdx-lab.db", NULL, 0};
     const char *actor = NULL, *at = NULL, *cond = NULL, *reason = NULL, *newbc = NULL;
-    const char *tests = NULL, *cat_path = NULL;
+    const char *tests = NULL, *cat_path = NULL, *out_dir = NULL;
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
     for (int i = 1; i < argc; i++) {
@@ -413,6 +422,8 @@ static int cmd_event(int argc, char **argv)
             dst = &tests;
         } else if (strcmp(a, "--catalogue") == 0) {
             dst = &cat_path;
+        } else if (strcmp(a, "--out") == 0) {
+            dst = &out_dir;
         } else if (strcmp(a, "--json") == 0) {
             c.json = 1;
             continue;
@@ -435,6 +446,9 @@ static int cmd_event(int argc, char **argv)
     }
     if (actor == NULL) {
         return rdx_cli_usage(EVENT_CMD, "--actor INSTITUTION is required");
+    }
+    if (out_dir != NULL && cat_path == NULL) {
+        return rdx_cli_usage(EVENT_CMD, "--out needs --catalogue (the recollection is routed)");
     }
     rdx_lab_event_in in = {.authority = c.authority,
                            .barcode = pos[0],
@@ -464,7 +478,8 @@ static int cmd_event(int argc, char **argv)
     rdx_lab_store *s = NULL;
     rdx_lab_catalogue *cat = NULL;
     rdx_lab_event_out o;
-    new_tube_ctx nt = {{0}, {0}};
+    new_tube_ctx nt;
+    memset(&nt, 0, sizeof nt);
     int rc = RDX_EXIT_OK;
     if ((cat_path != NULL && rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK) ||
         rdx_lab_store_open(c.db, &s, &err) != RDX_OK ||
@@ -476,6 +491,9 @@ static int cmd_event(int argc, char **argv)
         route_new_tubes(cat, s, in.reported_ms, &nt, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(EVENT_CMD, &err);
         goto out;
+    }
+    if (out_dir != NULL && write_new_tube_orders(EVENT_CMD, out_dir, cat, s, &nt, c.json) != 0) {
+        rc = RDX_EXIT_FAIL;
     }
     if (c.json) {
         printf("{\"barcode\": ");
@@ -1313,10 +1331,32 @@ static int cmd_labs(int argc, char **argv)
 
 /* ---- routing the tubes rdx opens (recollections, add-on collections) ------ */
 
+/* Remember tube (authority, barcode) once, for --out. */
+static void note_tube(new_tube_ctx *x, const char *auth, const char *barcode)
+{
+    for (size_t i = 0; i < x->ntubes; i++) {
+        if (strcmp(x->tubes[i][1], barcode) == 0 && strcmp(x->tubes[i][0], auth) == 0) {
+            return;
+        }
+    }
+    if (x->ntubes < sizeof x->tubes / sizeof x->tubes[0]) {
+        snprintf(x->tubes[x->ntubes][0], sizeof x->tubes[0][0], "%s", auth);
+        snprintf(x->tubes[x->ntubes][1], sizeof x->tubes[0][1], "%s", barcode);
+        x->ntubes++;
+    }
+}
+
 static void on_new_tube(void *user, const rdx_lab_reroute_rec *rec)
 {
     new_tube_ctx *x = user;
     size_t n = strlen(x->line);
+    for (size_t i = 0; i < rdx_lab_routing_count(rec->routing); i++) {
+        const rdx_lab_decision *d = rdx_lab_routing_at(rec->routing, i);
+        if (d->lab[0] != '\0') {
+            /* The tube itself, or the aliquot it was split into. */
+            note_tube(x, rec->authority, d->specimen_id);
+        }
+    }
     for (size_t i = 0; i < rdx_lab_routing_count(rec->routing) && n + 1 < sizeof x->line; i++) {
         const rdx_lab_decision *d = rdx_lab_routing_at(rec->routing, i);
         snprintf(x->lab, sizeof x->lab, "%s", d->lab);
@@ -1343,6 +1383,54 @@ static rdx_status route_new_tubes(const rdx_lab_catalogue *cat, rdx_lab_store *s
     return st;
 }
 
+/*
+ * --out DIR: the order each routed new tube's lab receives,
+ * DIR/BARCODE.LAB.oml.hl7 (.orm.hl7 when the clinic's order was ORM^O01).
+ * Returns 0, or 1 after reporting a failure.
+ */
+static int write_new_tube_orders(const char *cmd, const char *dir, const rdx_lab_catalogue *cat,
+                                 rdx_lab_store *s, const new_tube_ctx *x, int json)
+{
+    char ts[32];
+    dtm_now(ts, sizeof ts);
+    rdx_lab_hl7_address a = {
+        .sending_app = "RDX", .sending_facility = "NJ-HUB", .receiving_app = "", .timestamp = ts};
+    int failed = 0;
+    for (size_t i = 0; i < x->ntubes; i++) {
+        rdx_error err;
+        rdx_error_clear(&err);
+        rdx_buf b, f;
+        rdx_buf_init(&b, 64u << 20);
+        rdx_buf_init(&f, 256);
+        rdx_lab_hl7_msg *m = NULL;
+        if (rdx_lab_order_for_new_tube(s, cat, x->tubes[i][0], x->tubes[i][1], &a, &b, &err) !=
+                RDX_OK ||
+            rdx_lab_hl7_parse(b.data, b.len, &m, &err) != RDX_OK) {
+            rdx_cli_fail_err(cmd, &err);
+            failed = 1;
+        } else {
+            char name[140], lab[80], path[1400];
+            (void)rdx_lab_hl7_get(m, "MSH-6", &f, NULL);
+            safe_name(f.data ? (const char *)f.data : "", lab, sizeof lab);
+            rdx_buf_reset(&f);
+            (void)rdx_lab_hl7_get(m, "MSH-9.1", &f, NULL);
+            int orm = f.data != NULL && strcmp((const char *)f.data, "ORM") == 0;
+            safe_name(x->tubes[i][1], name, sizeof name);
+            snprintf(path, sizeof path, "%s/%s.%s.%s.hl7", dir, name, lab, orm ? "orm" : "oml");
+            if (rdx_file_write_atomic(path, b.data, b.len, &err) != RDX_OK) {
+                rdx_cli_fail_err(cmd, &err);
+                failed = 1;
+            } else if (!json) {
+                printf("%s: order for its lab written to %s\n", x->tubes[i][1], path);
+            }
+        }
+        rdx_lab_hl7_free(m);
+        rdx_buf_free(&b);
+        rdx_buf_free(&f);
+    }
+    return failed;
+}
+
 /* ---- rdx lab addon ------------------------------------------------------ */
 
 #define ADDON_CMD "lab addon"
@@ -1350,7 +1438,7 @@ static rdx_status route_new_tubes(const rdx_lab_catalogue *cat, rdx_lab_store *s
 static void addon_usage(FILE *f)
 {
     fprintf(f, "Usage: rdx lab addon --catalogue FILE [--db URI] [--authority A] --actor INST\n"
-               "                     [--at DTM] [--json] BARCODE TEST\n"
+               "                     [--at DTM] [--out DIR] [--json] BARCODE TEST\n"
                "\n"
                "Add TEST to the tube BARCODE after collection. It is accepted only when the\n"
                "tube is not yet resulted, its lab performs TEST on the tube's specimen type,\n"
@@ -1358,13 +1446,15 @@ static void addon_usage(FILE *f)
                "tube has the volume left (when its SPM-12 volume is known). Otherwise a new\n"
                "collection is opened as a new tube BARCODE-A1 (on a specimen type the test\n"
                "can be done on) and routed at once by itself, planned as collected at --at.\n"
+               "With --out DIR, the order its lab receives is written to\n"
+               "DIR/BARCODE-A1.LAB.oml.hl7.\n"
                "Exit status 0 accepted, 1 refused (new collection) or error, 2 usage error.\n");
 }
 
 static int cmd_addon(int argc, char **argv)
 {
     const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *auth = NULL, *actor = NULL;
-    const char *at = NULL, *pos[2] = {NULL, NULL};
+    const char *at = NULL, *out_dir = NULL, *pos[2] = {NULL, NULL};
     int json = 0, npos = 0;
     for (int i = 1; i < argc; i++) {
         if (rdx_cli_is_help(argv[i])) {
@@ -1385,6 +1475,8 @@ static int cmd_addon(int argc, char **argv)
             dst = &actor;
         } else if (strcmp(a, "--at") == 0) {
             dst = &at;
+        } else if (strcmp(a, "--out") == 0) {
+            dst = &out_dir;
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
             continue;
@@ -1421,11 +1513,14 @@ static int cmd_addon(int argc, char **argv)
         rc = rdx_cli_fail_err(ADDON_CMD, &err);
         goto out;
     }
-    new_tube_ctx nt = {{0}, {0}};
+    new_tube_ctx nt;
+    memset(&nt, 0, sizeof nt);
     if (!o.accepted && route_new_tubes(cat, s, now, &nt, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(ADDON_CMD, &err);
         goto out;
     }
+    int out_failed =
+        out_dir != NULL && write_new_tube_orders(ADDON_CMD, out_dir, cat, s, &nt, json);
     if (json) {
         printf("{\"barcode\": ");
         rdx_cli_json_str(stdout, pos[0]);
@@ -1449,7 +1544,7 @@ static int cmd_addon(int argc, char **argv)
             printf("%s\n", nt.line);
         }
     }
-    rc = o.accepted ? RDX_EXIT_OK : RDX_EXIT_FAIL;
+    rc = o.accepted && !out_failed ? RDX_EXIT_OK : RDX_EXIT_FAIL;
 out:
     rdx_lab_store_free(s);
     rdx_lab_catalogue_free(cat);

@@ -493,6 +493,11 @@ static rdx_status hub_order(rdx_lab_store *s, const rdx_lab_catalogue *c, const 
             st = lab_store_save_rows(s, rdx_lab_order_sender(o), rdx_lab_order_control_id(o), h->rt,
                                      op->now_ms, err);
         }
+        if (st == RDX_OK) {
+            /* For the orders of tubes rdx may open later (lab/order_new.c). */
+            st = lab_store_keep_order_msg(s, rdx_lab_order_sender(o), rdx_lab_order_control_id(o),
+                                          data, len, op->now_ms, err);
+        }
     }
     if (st == RDX_EDENIED || st == RDX_EDUPLICATE || st == RDX_EPARSE) {
         /* A barcode of another patient or order, or no collection time: nothing is kept. */

@@ -264,6 +264,15 @@ rdx_status lab_store_load_days(rdx_lab_store *s, rdx_lab_router *r, int64_t from
  */
 int lab_route_load_window(const rdx_lab_catalogue *c, const rdx_lab_order *o, int64_t *from_day,
                           int64_t *to_day);
+/* Keep the clinic's order (ER7 as received) for later orders of new tubes; a second copy is
+ * ignored. */
+rdx_status lab_store_keep_order_msg(rdx_lab_store *s, const char *sender, const char *control_id,
+                                    const void *data, size_t len, int64_t now_ms, rdx_error *err);
+/* Append the kept order to out: RDX_OK, RDX_ENOTFOUND (not kept; err untouched), RDX_EDB. */
+rdx_status lab_store_order_msg(rdx_lab_store *s, const char *sender, const char *control_id,
+                               rdx_buf *out, rdx_error *err);
+/* HL7 DTM "YYYYMMDDHHMMSS+HHMM" of ms_utc at the local offset (minutes). */
+void lab_fmt_dtm(int64_t ms_utc, int off_min, char out[32]);
 /* rdx_lab_store_save without its own transaction. */
 rdx_status lab_store_save_rows(rdx_lab_store *s, const char *sender, const char *control_id,
                                const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err);

@@ -215,11 +215,11 @@ static int64_t utc_ms(int64_t lmin, int off)
     return (lmin - off) * 60000;
 }
 
-/* "2026-12-01 09:35" for local minutes (Howard Hinnant's civil_from_days). */
-static void fmt_local(int64_t lmin, char out[40])
+/* Date and time of local minutes (Howard Hinnant's civil_from_days). */
+static void civil(int64_t lmin, int64_t *y, unsigned *m, unsigned *d, unsigned *mod)
 {
     int64_t z = floor_div(lmin, 1440);
-    unsigned mod = (unsigned)(lmin - z * 1440);
+    *mod = (unsigned)(lmin - z * 1440);
     z += 719468;
     const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
     const unsigned doe = (unsigned)(z - era * 146097);
@@ -227,11 +227,30 @@ static void fmt_local(int64_t lmin, char out[40])
     const int64_t y0 = (int64_t)yoe + era * 400;
     const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     const unsigned mp = (5 * doy + 2) / 153;
-    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-    const int64_t y = y0 + (m <= 2);
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = y0 + (*m <= 2);
+}
+
+/* "2026-12-01 09:35" for local minutes. */
+static void fmt_local(int64_t lmin, char out[40])
+{
+    int64_t y;
+    unsigned m, d, mod;
+    civil(lmin, &y, &m, &d, &mod);
     snprintf(out, 40, "%04lld-%02u-%02u %02u:%02u", (long long)y, m % 13, d % 32, (mod / 60) % 24,
              mod % 60);
+}
+
+void lab_fmt_dtm(int64_t ms_utc, int off_min, char out[32])
+{
+    int64_t y;
+    unsigned m, d, mod;
+    unsigned sec = (unsigned)(ms_utc - floor_div(ms_utc, 60000) * 60000) / 1000;
+    civil(local_min(ms_utc, off_min), &y, &m, &d, &mod);
+    int a = off_min < 0 ? -off_min : off_min;
+    snprintf(out, 32, "%04lld%02u%02u%02u%02u%02u%c%02d%02d", (long long)y % 10000, m % 13, d % 32,
+             (mod / 60) % 24, mod % 60, sec % 60, off_min < 0 ? '-' : '+', (a / 60) % 100, a % 60);
 }
 
 static void fmt_hhmm(int64_t lmin, char out[16])

@@ -25,11 +25,15 @@
  *     order costs the lab-days it can touch, not every decision ever stored
  *     (reading lab_route itself made a batch of N orders cost N^2). Filled
  *     from lab_route when an older store is brought up to date.
+ *  5  adds lab_order_msg: each clinic order as the hub received it, from
+ *     which rdx writes the order for a tube it opens itself (a recollection,
+ *     an add-on's new collection, an aliquot: lab/order_new.c). Orders
+ *     stored before version 5 have none.
  * A store of a version newer than LAB_SCHEMA_VERSION is refused untouched.
  * Every step only adds tables, so one script (CREATE ... IF NOT EXISTS)
  * brings any older version up to date.
  */
-#define LAB_SCHEMA_VERSION 4
+#define LAB_SCHEMA_VERSION 5
 
 static rdx_status db_error(rdx_lab_store *s, rdx_error *err, const char *what)
 {
@@ -101,7 +105,11 @@ static const char schema[] =
     "CREATE TRIGGER IF NOT EXISTS lab_load_update AFTER UPDATE OF lab, day ON lab_route BEGIN"
     " UPDATE lab_load SET n = n - 1 WHERE OLD.lab <> '' AND day = OLD.day AND lab = OLD.lab;"
     " INSERT INTO lab_load (day, lab, n) SELECT NEW.day, NEW.lab, 1 WHERE NEW.lab <> ''"
-    " ON CONFLICT (day, lab) DO UPDATE SET n = n + 1; END;";
+    " ON CONFLICT (day, lab) DO UPDATE SET n = n + 1; END;"
+    /* Version 5: the clinic's order, ER7 as received (lab/order_new.c). */
+    "CREATE TABLE IF NOT EXISTS lab_order_msg ("
+    " sender TEXT NOT NULL, control_id TEXT NOT NULL, received_ms INTEGER NOT NULL,"
+    " message BLOB NOT NULL, PRIMARY KEY (sender, control_id));";
 
 /* Version 4's lab_load from the decisions an older store holds (after the schema script). */
 static const char load_fill[] = "DELETE FROM lab_load;"
@@ -498,5 +506,57 @@ rdx_status rdx_lab_store_labs_down(rdx_lab_store *s, rdx_lab_down_fn fn, void *u
     if (count != NULL) {
         *count = n;
     }
+    return st;
+}
+
+rdx_status lab_store_keep_order_msg(rdx_lab_store *s, const char *sender, const char *control_id,
+                                    const void *data, size_t len, int64_t now_ms, rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    if (len > INT32_MAX) {
+        return rdx_error_set(err, RDX_ELIMIT, "%s: order %s too large to keep", s->path,
+                             control_id);
+    }
+    if (sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO lab_order_msg VALUES (?1, ?2, ?3, ?4)", -1,
+                           &q, NULL) != SQLITE_OK) {
+        return db_error(s, err, "cannot keep the order");
+    }
+    sqlite3_bind_text(q, 1, sender, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, control_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, now_ms);
+    sqlite3_bind_blob(q, 4, len ? data : "", (int)len, SQLITE_STATIC);
+    rdx_status st =
+        sqlite3_step(q) == SQLITE_DONE ? RDX_OK : db_error(s, err, "cannot keep the order");
+    sqlite3_finalize(q);
+    return st;
+}
+
+rdx_status lab_store_order_msg(rdx_lab_store *s, const char *sender, const char *control_id,
+                               rdx_buf *out, rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(
+            s->db, "SELECT message FROM lab_order_msg WHERE sender = ?1 AND control_id = ?2", -1,
+            &q, NULL) != SQLITE_OK) {
+        return db_error(s, err, "cannot read the order");
+    }
+    sqlite3_bind_text(q, 1, sender, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, control_id, -1, SQLITE_STATIC);
+    rdx_status st;
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        const void *p = sqlite3_column_blob(q, 0);
+        size_t n = (size_t)sqlite3_column_bytes(q, 0);
+        st = rdx_buf_append(out, p != NULL ? p : "", n);
+        if (st != RDX_OK) {
+            st = rdx_error_set(err, st, "order %s from %s: %s", control_id, sender,
+                               rdx_strerror(st));
+        }
+    } else if (rc == SQLITE_DONE) {
+        st = RDX_ENOTFOUND;
+    } else {
+        st = db_error(s, err, "cannot read the order");
+    }
+    sqlite3_finalize(q);
     return st;
 }

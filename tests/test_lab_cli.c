@@ -523,17 +523,47 @@ static void test_cli_addon_within_stability_and_volume(void **state)
         assert_int_equal(r.exit_code, 0);
         rdx_run_free(&r);
     }
-    const char *rej[] = {"lab",     "event",   "--db",     uri,    "--catalogue",
-                         CAT,       "--actor", "NJ-JSPH",  "--at", "202612010930",
-                         "--tests", "4548-4",  "--reason", "CLOT", "NJGL26120102",
-                         "reject",  NULL};
+    /* --out writes an order only for a routed recollection: it needs --catalogue. */
+    const char *nocat[] = {
+        "lab",  "event",        "--db",    uri,      "--actor",      "NJ-JSPH", "--out", dir,
+        "--at", "202612010930", "--tests", "4548-4", "NJGL26120102", "reject",  NULL};
+    run(&r, nocat);
+    assert_int_equal(r.exit_code, 2);
+    assert_non_null(strstr(r.err, "--out needs --catalogue"));
+    rdx_run_free(&r);
+    const char *rej[] = {"lab",     "event",        "--db",     uri,    "--catalogue",
+                         CAT,       "--actor",      "NJ-JSPH",  "--at", "202612010930",
+                         "--tests", "4548-4",       "--reason", "CLOT", "--out",
+                         dir,       "NJGL26120102", "reject",   NULL};
     run(&r, rej);
     assert_int_equal(r.exit_code, 0);
     assert_non_null(
         strstr(r.out, "NJGL26120102-R1 (NJ-GULOU-CHC): new barcode for the recollection"));
     assert_non_null(strstr(r.out, "NJGL26120102-R1 4548-4 -> "));
     assert_non_null(strstr(r.out, "collected 2026-12-01 09:30"));
+    /* The order the recollection's lab receives, read back by the engine. */
+    const char *w = strstr(r.out, "NJGL26120102-R1: order for its lab written to ");
+    assert_non_null(w);
+    char opath[700];
+    w += strlen("NJGL26120102-R1: order for its lab written to ");
+    snprintf(opath, sizeof opath, "%.*s", (int)strcspn(w, "\n"), w);
+    assert_non_null(strstr(opath, "/NJGL26120102-R1."));
+    assert_non_null(strstr(opath, ".oml.hl7"));
     rdx_run_free(&r);
+    rdx_buf ob;
+    rdx_buf_init(&ob, 1 << 20);
+    assert_int_equal(rdx_file_read(opath, &ob, NULL), RDX_OK);
+    rdx_lab_hl7_msg *om = NULL;
+    rdx_lab_order *oo = NULL;
+    assert_int_equal(rdx_lab_hl7_parse(ob.data, ob.len, &om, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_order_from_hl7(om, 480, &oo, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_order_test_count(oo), 1);
+    assert_string_equal(rdx_lab_order_test_at(oo, 0)->code, "4548-4");
+    assert_string_equal(rdx_lab_order_specimen_at(oo, 0)->id, "NJGL26120102-R1");
+    assert_string_equal(rdx_lab_order_specimen_at(oo, 0)->parent_id, "NJGL26120102");
+    rdx_lab_order_free(oo);
+    rdx_lab_hl7_free(om);
+    rdx_buf_free(&ob);
     const char *gl[] = {"lab", "status", "--db", uri, "NJGL26120101", NULL};
     run(&r, gl);
     assert_non_null(strstr(r.out, "tests 2823-3,2160-0,2857-1,1742-6,2951-2"));

@@ -807,6 +807,198 @@ static void test_custody_route_new_tubes(void **state)
     rdx_lab_catalogue_free(c);
 }
 
+/* The order for new tube barcode, compared byte for byte with the golden file. */
+static rdx_lab_hl7_msg *new_tube_order(rdx_lab_store *s, const rdx_lab_catalogue *c,
+                                       const char *barcode, const char *golden)
+{
+    rdx_lab_hl7_address a = {.sending_app = "RDX",
+                             .sending_facility = "NJ-HUB",
+                             .receiving_app = "",
+                             .timestamp = "20261201093000+0800"};
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    rdx_error err;
+    rdx_error_clear(&err);
+    if (rdx_lab_order_for_new_tube(s, c, "NJ-GULOU-CHC", barcode, &a, &b, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    if (golden != NULL) {
+        size_t len = 0;
+        char *want = slurp(golden, &len);
+        if (len != b.len || memcmp(want, b.data, len) != 0) {
+            char path[256];
+            snprintf(path, sizeof path, "/tmp/rdx-test-%s.hl7", barcode);
+            (void)rdx_file_write_atomic(path, b.data, b.len, NULL);
+            fail_msg("%s differs from %s (written to %s)", barcode, golden, path);
+        }
+        free(want);
+    }
+    rdx_lab_hl7_msg *m = NULL;
+    if (rdx_lab_hl7_parse(b.data, b.len, &m, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    rdx_buf_free(&b);
+    return m;
+}
+
+/* The engine's own reading of an order: its one tube and its tests. */
+static rdx_lab_order *read_order(const rdx_lab_hl7_msg *m)
+{
+    rdx_lab_order *o = NULL;
+    rdx_error err;
+    rdx_error_clear(&err);
+    if (rdx_lab_order_from_hl7(m, 480, &o, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    return o;
+}
+
+/*
+ * The tubes rdx opens get an order of their own for the performing lab: a
+ * recollection of the hemolysed serum tube (SPM-3 the rejected tube) and the
+ * new serum collection an add-on needed, as golden files, read back by the
+ * engine's own parser; the collect scan's time then appears in OBR-7/SPM-17.
+ */
+static void test_order_for_new_tubes(void **state)
+{
+    (void)state;
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_store *s = store("sqlite::memory:");
+    size_t len = 0;
+    char *oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
+    rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+    free(oml);
+    event(s, "NJGL26120101", RDX_LAB_EV_COLLECT, T0, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_DISPATCH, T0 + 60 * MIN, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_RECEIVE, T0 + 80 * MIN, "NJ-JSPH");
+    rdx_lab_event_in rej = {.barcode = "NJGL26120101",
+                            .kind = RDX_LAB_EV_REJECT,
+                            .actor = "NJ-JSPH",
+                            .reason = "HEMOLYSED",
+                            .tests = "2823-3",
+                            .reported_ms = T0 + 85 * MIN};
+    rdx_lab_event_out eo;
+    assert_int_equal(rdx_lab_custody_event(s, &rej, T0 + 85 * MIN, &eo, NULL), RDX_OK);
+    assert_string_equal(eo.recollect, "NJGL26120101-R1");
+    rdx_lab_addon_outcome ao;
+    assert_int_equal(rdx_lab_custody_addon(s, c, NULL, "NJGL26120102", "1742-6", "NJ-GULOU-CHC",
+                                           T0 + 90 * MIN, &ao, NULL),
+                     RDX_OK);
+    assert_string_equal(ao.new_barcode, "NJGL26120102-A1");
+
+    /* The add-on's collection has no lab until it is routed. */
+    rdx_lab_hl7_address a = {.timestamp = "20261201093000+0800"};
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    rdx_error err;
+    rdx_error_clear(&err);
+    assert_int_equal(
+        rdx_lab_order_for_new_tube(s, c, "NJ-GULOU-CHC", "NJGL26120102-A1", &a, &b, &err),
+        RDX_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "has no performing lab"));
+    assert_int_equal(b.len, 0);
+    rdx_lab_router *r = NULL;
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_store_load(s, r, NULL), RDX_OK);
+    size_t n = 0;
+    assert_int_equal(rdx_lab_custody_route_new(s, r, T0 + 90 * MIN, NULL, NULL, &n, NULL), RDX_OK);
+    assert_int_equal(n, 2);
+    rdx_lab_router_free(r);
+
+    /* The recollection: the potassium only, on a new serum tube whose parent is the rejected one.
+     */
+    rdx_lab_hl7_msg *m =
+        new_tube_order(s, c, "NJGL26120101-R1", "tests/fixtures/lab/new_tube_recollection_oml.hl7");
+    assert_string_equal(get(m, "MSH-9.1"), "OML");
+    assert_string_equal(get(m, "MSH-9.2"), "O21");
+    /* Routed as if collected at 09:30: NJ-FIRST (the lab is the custody record's). */
+    assert_string_equal(get(m, "MSH-6"), "NJ-FIRST");
+    assert_string_equal(get(m, "MSH-10"), "GULOU-20261201-0001-NJGL26120101-R1");
+    assert_string_equal(get(m, "MSH-18"), "UNICODE UTF-8");
+    assert_string_equal(get(m, "PID-5.1"), "Wang");
+    assert_string_equal(get(m, "PID-5.2"), "Xiaodong");
+    assert_string_equal(get(m, "SPM-3.1.1"), "NJGL26120101");
+    assert_string_equal(get(m, "SPM-3.1.2"), "NJ-GULOU-CHC");
+    assert_string_equal(get(m, "SAC-3"), "NJGL26120101-R1");
+    rdx_lab_order *o = read_order(m);
+    assert_string_equal(rdx_lab_order_patient_id(o), "NJ0012345");
+    assert_int_equal(rdx_lab_order_test_count(o), 1);
+    assert_string_equal(rdx_lab_order_test_at(o, 0)->code, "2823-3");
+    assert_string_equal(rdx_lab_order_test_at(o, 0)->system, "LN");
+    assert_int_equal(rdx_lab_order_specimen_count(o), 1);
+    const rdx_lab_order_specimen *sp = rdx_lab_order_specimen_at(o, 0);
+    assert_string_equal(sp->id, "NJGL26120101-R1");
+    assert_string_equal(sp->authority, "NJ-GULOU-CHC");
+    assert_string_equal(sp->parent_id, "NJGL26120101");
+    assert_string_equal(sp->type, "119364003");
+    assert_true(sp->collected_ms == INT64_MIN); /* not collected yet */
+    assert_true(sp->volume_ml < 0);             /* the old tube's amount is not carried over */
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(m);
+
+    /* The add-on's new collection: a test the clinic never ordered, no parent. */
+    m = new_tube_order(s, c, "NJGL26120102-A1", "tests/fixtures/lab/new_tube_addon_oml.hl7");
+    o = read_order(m);
+    assert_int_equal(rdx_lab_order_test_count(o), 1);
+    assert_string_equal(rdx_lab_order_test_at(o, 0)->code, "1742-6");
+    assert_string_equal(rdx_lab_order_test_at(o, 0)->placer, "GL-7781");
+    sp = rdx_lab_order_specimen_at(o, 0);
+    assert_string_equal(sp->id, "NJGL26120102-A1");
+    assert_string_equal(sp->parent_id, "");
+    assert_string_equal(sp->type, "119364003");
+    assert_string_equal(get(m, "SPM-4.2"), "Serum specimen");
+    assert_string_equal(get(m, "SPM-4.3"), "SCT");
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(m);
+
+    /* Collected at 10:00: the time is in OBR-7 and SPM-17, and read back. */
+    event(s, "NJGL26120101-R1", RDX_LAB_EV_COLLECT, T0 + 120 * MIN, "NJ-GULOU-CHC");
+    m = new_tube_order(s, c, "NJGL26120101-R1", NULL);
+    assert_string_equal(get(m, "OBR-7"), "20261201100000+0800");
+    assert_string_equal(get(m, "SPM-17"), "20261201100000+0800");
+    o = read_order(m);
+    assert_true(rdx_lab_order_specimen_at(o, 0)->collected_ms == T0 + 120 * MIN);
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(m);
+
+    /* Refusals: no such tube, no timestamp; nothing appended. */
+    rdx_error_clear(&err);
+    assert_int_equal(rdx_lab_order_for_new_tube(s, c, "NJ-GULOU-CHC", "NOPE", &a, &b, &err),
+                     RDX_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "no tube NOPE"));
+    rdx_lab_hl7_address none = {0};
+    assert_int_equal(
+        rdx_lab_order_for_new_tube(s, c, "NJ-GULOU-CHC", "NJGL26120101-R1", &none, &b, NULL),
+        RDX_EINVAL);
+    assert_int_equal(b.len, 0);
+    rdx_buf_free(&b);
+    rdx_lab_store_free(s);
+
+    /* An order recorded without its message (rdx_lab_order_record): said so, not guessed. */
+    s = store("sqlite::memory:");
+    oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
+    rdx_lab_hl7_msg *om = NULL;
+    assert_int_equal(rdx_lab_hl7_parse(oml, len, &om, NULL), RDX_OK);
+    o = read_order(om);
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    rdx_lab_routing *rt = NULL;
+    assert_int_equal(rdx_lab_route(r, o, &rt, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_order_record(s, o, rt, T0, NULL), RDX_OK);
+    rdx_buf_init(&b, 1 << 20);
+    rdx_error_clear(&err);
+    assert_int_equal(rdx_lab_order_for_new_tube(s, c, "NJ-GULOU-CHC", "NJGL26120101", &a, &b, &err),
+                     RDX_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "was not kept"));
+    rdx_buf_free(&b);
+    rdx_lab_routing_free(rt);
+    rdx_lab_router_free(r);
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(om);
+    free(oml);
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(c);
+}
+
 static int64_t schema_version(const char *path)
 {
     sqlite3 *db = NULL;
@@ -838,11 +1030,11 @@ static void test_store_schema_version_migration_and_refusal(void **state)
     (void)state;
     char *dir = rdx_test_tmpdir();
     char path[512], uri[600];
-    /* A new store is version 4. */
+    /* A new store is version 5. */
     snprintf(path, sizeof path, "%s/new.db", dir);
     snprintf(uri, sizeof uri, "sqlite:%s", path);
     rdx_lab_store_free(store(uri));
-    assert_int_equal(schema_version(path), 4);
+    assert_int_equal(schema_version(path), 5);
 
     /* A version 1 store (before versioning): migrated, its decisions kept. */
     snprintf(path, sizeof path, "%s/v1.db", dir);
@@ -872,7 +1064,7 @@ static void test_store_schema_version_migration_and_refusal(void **state)
     assert_int_equal(rdx_lab_store_set_down(s, "NJ-JSPH", 1, "NJ-HUB", NULL, T0, NULL, NULL),
                      RDX_OK);
     rdx_lab_store_free(s);
-    assert_int_equal(schema_version(path), 4);
+    assert_int_equal(schema_version(path), 5);
 
     /* A newer store is refused with the versions named, and left as it is. */
     exec_sql(path, "UPDATE lab_schema SET version = 7");
@@ -881,7 +1073,7 @@ static void test_store_schema_version_migration_and_refusal(void **state)
     rdx_error_clear(&err);
     assert_int_equal(rdx_lab_store_open(uri, &none, &err), RDX_EDB);
     assert_null(none);
-    assert_non_null(strstr(err.msg, "schema version 7 is newer than this rdx knows (4)"));
+    assert_non_null(strstr(err.msg, "schema version 7 is newer than this rdx knows (5)"));
     assert_non_null(strstr(err.msg, path));
     assert_int_equal(schema_version(path), 7);
 
@@ -991,7 +1183,7 @@ static void test_store_load_table_follows_decisions(void **state)
                    "DROP TRIGGER lab_load_update; DROP TABLE lab_load;"
                    "UPDATE lab_schema SET version = 3;");
     s = store(uri);
-    assert_int_equal(schema_version(path), 4);
+    assert_int_equal(schema_version(path), 5);
     query_rows(path, LOAD_ROWS, got, sizeof got);
     assert_string_equal(got, want);
     rdx_lab_store_free(s);
@@ -1165,6 +1357,7 @@ int main(void)
         cmocka_unit_test(test_hub_result_acks_and_forwards),
         cmocka_unit_test(test_hub_result_partial_results_per_test),
         cmocka_unit_test(test_custody_route_new_tubes),
+        cmocka_unit_test(test_order_for_new_tubes),
         cmocka_unit_test(test_hub_courier_weekdays_drive_eta_and_overdue),
         cmocka_unit_test(test_store_schema_version_migration_and_refusal),
         cmocka_unit_test(test_store_load_table_follows_decisions),
