@@ -215,35 +215,17 @@ out:
 static int cmd_route(int argc, char **argv)
 {
     const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *out_dir = NULL, *hub = "NJ-HUB";
-    int json = 0, nfiles = 0, rc = RDX_EXIT_OK, dashdash = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            route_usage(stdout);
-            return RDX_EXIT_OK;
-        }
-    }
+    int json = 0, nfiles = 0, rc = RDX_EXIT_OK;
     /* Files are collected in place at the front of argv (argv[1..nfiles]). */
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (dashdash || a[0] != '-' || a[1] == '\0') {
-            argv[1 + nfiles++] = argv[i];
-        } else if (strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0 ||
-                   strcmp(a, "--out") == 0 || strcmp(a, "--hub") == 0) {
-            if (i + 1 >= argc) {
-                return rdx_cli_usage(ROUTE_CMD, "%s needs a value", a);
-            }
-            *(a[2] == 'c'   ? &cat_path
-              : a[2] == 'd' ? &db
-              : a[2] == 'o' ? &out_dir
-                            : &hub) = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (strcmp(a, "--") == 0) {
-            dashdash = 1;
-        } else {
-            return rdx_cli_usage(ROUTE_CMD, "unknown option '%s'", a);
-        }
+    const rdx_cli_opt opts[] = {
+        RDX_CLI_VALUE("--catalogue", &cat_path), RDX_CLI_VALUE("--db", &db),
+        RDX_CLI_VALUE("--out", &out_dir),        RDX_CLI_VALUE("--hub", &hub),
+        RDX_CLI_FLAG("--json", &json),           RDX_CLI_END};
+    if ((rc = rdx_cli_parse_opts(ROUTE_CMD, argc, argv, opts, route_usage, &nfiles)) !=
+        RDX_CLI_GO) {
+        return rc;
     }
+    rc = RDX_EXIT_OK;
     if (cat_path == NULL) {
         return rdx_cli_usage(ROUTE_CMD, "--catalogue FILE is required");
     }
@@ -395,55 +377,30 @@ static int cmd_event(int argc, char **argv)
     const char *tests = NULL, *cat_path = NULL, *out_dir = NULL;
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            event_usage(stdout);
-            return RDX_EXIT_OK;
-        }
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--db", &c.db),
+                                RDX_CLI_VALUE("--authority", &c.authority),
+                                RDX_CLI_VALUE("--actor", &actor),
+                                RDX_CLI_VALUE("--at", &at),
+                                RDX_CLI_VALUE("--condition", &cond),
+                                RDX_CLI_VALUE("--reason", &reason),
+                                RDX_CLI_VALUE("--new-barcode", &newbc),
+                                RDX_CLI_VALUE("--tests", &tests),
+                                RDX_CLI_VALUE("--catalogue", &cat_path),
+                                RDX_CLI_VALUE("--out", &out_dir),
+                                RDX_CLI_FLAG("--json", &c.json),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(EVENT_CMD, argc, argv, opts, event_usage, &npos);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **dst = NULL;
-        if (strcmp(a, "--db") == 0) {
-            dst = &c.db;
-        } else if (strcmp(a, "--authority") == 0) {
-            dst = &c.authority;
-        } else if (strcmp(a, "--actor") == 0) {
-            dst = &actor;
-        } else if (strcmp(a, "--at") == 0) {
-            dst = &at;
-        } else if (strcmp(a, "--condition") == 0) {
-            dst = &cond;
-        } else if (strcmp(a, "--reason") == 0) {
-            dst = &reason;
-        } else if (strcmp(a, "--new-barcode") == 0) {
-            dst = &newbc;
-        } else if (strcmp(a, "--tests") == 0) {
-            dst = &tests;
-        } else if (strcmp(a, "--catalogue") == 0) {
-            dst = &cat_path;
-        } else if (strcmp(a, "--out") == 0) {
-            dst = &out_dir;
-        } else if (strcmp(a, "--json") == 0) {
-            c.json = 1;
-            continue;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return rdx_cli_usage(EVENT_CMD, "unknown option '%s'", a);
-        } else {
-            if (npos == 2) {
-                return rdx_cli_usage(EVENT_CMD, "too many arguments ('%s')", a);
-            }
-            pos[npos++] = a;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            return rdx_cli_usage(EVENT_CMD, "%s needs a value", a);
-        }
-        *dst = argv[++i];
+    if (npos > 2) {
+        return rdx_cli_usage(EVENT_CMD, "too many arguments ('%s')", argv[3]);
     }
     if (npos != 2) {
         return rdx_cli_usage(EVENT_CMD, "want BARCODE EVENT");
     }
+    pos[0] = argv[1];
+    pos[1] = argv[2];
     if (actor == NULL) {
         return rdx_cli_usage(EVENT_CMD, "--actor INSTITUTION is required");
     }
@@ -683,35 +640,19 @@ static int cmd_status(int argc, char **argv)
 {
     common_opts c = {"sqlite:rdx-lab.db", NULL, 0};
     const char *barcode = NULL, *order_sender = NULL, *order_control = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            status_usage(stdout);
-            return RDX_EXIT_OK;
-        }
+    int nops = 0;
+    const rdx_cli_opt opts[] = {
+        RDX_CLI_VALUE("--db", &c.db), RDX_CLI_VALUE("--authority", &c.authority),
+        RDX_CLI_FLAG("--json", &c.json),
+        RDX_CLI_VALUE2("--order", &order_sender, &order_control, "SENDER CONTROL"), RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(STATUS_CMD, argc, argv, opts, status_usage, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--db") == 0 || strcmp(a, "--authority") == 0) {
-            if (i + 1 >= argc) {
-                return rdx_cli_usage(STATUS_CMD, "%s needs a value", a);
-            }
-            *(a[2] == 'd' ? &c.db : &c.authority) = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            c.json = 1;
-        } else if (strcmp(a, "--order") == 0) {
-            if (i + 2 >= argc) {
-                return rdx_cli_usage(STATUS_CMD, "--order needs SENDER CONTROL");
-            }
-            order_sender = argv[++i];
-            order_control = argv[++i];
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return rdx_cli_usage(STATUS_CMD, "unknown option '%s'", a);
-        } else if (barcode != NULL) {
-            return rdx_cli_usage(STATUS_CMD, "one BARCODE at a time");
-        } else {
-            barcode = a;
-        }
+    if (nops > 1) {
+        return rdx_cli_usage(STATUS_CMD, "one BARCODE at a time");
     }
+    barcode = nops == 1 ? argv[1] : NULL;
     if (order_sender != NULL) {
         if (barcode != NULL) {
             return rdx_cli_usage(STATUS_CMD, "give a BARCODE or --order, not both");
@@ -791,30 +732,14 @@ static void dtm_now(char *out, size_t cap)
 static int cmd_result(int argc, char **argv)
 {
     const char *db = "sqlite:rdx-lab.db", *dir = ".", *hub = "NJ-HUB";
-    int json = 0, nfiles = 0, failed = 0, dashdash = 0;
+    int json = 0, nfiles = 0, failed = 0;
     size_t shown = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            result_usage(stdout);
-            return RDX_EXIT_OK;
-        }
-    }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (dashdash || a[0] != '-' || a[1] == '\0') {
-            argv[1 + nfiles++] = argv[i];
-        } else if (strcmp(a, "--db") == 0 || strcmp(a, "--out") == 0 || strcmp(a, "--hub") == 0) {
-            if (i + 1 >= argc) {
-                return rdx_cli_usage(RESULT_CMD, "%s needs a value", a);
-            }
-            *(a[2] == 'd' ? &db : a[2] == 'o' ? &dir : &hub) = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (strcmp(a, "--") == 0) {
-            dashdash = 1;
-        } else {
-            return rdx_cli_usage(RESULT_CMD, "unknown option '%s'", a);
-        }
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--db", &db), RDX_CLI_VALUE("--out", &dir),
+                                RDX_CLI_VALUE("--hub", &hub), RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(RESULT_CMD, argc, argv, opts, result_usage, &nfiles);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
     if (nfiles == 0) {
         return rdx_cli_usage(RESULT_CMD, "no ORU files given");
@@ -976,25 +901,16 @@ static void on_overdue(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab
 static int cmd_overdue(int argc, char **argv)
 {
     const char *db = "sqlite:rdx-lab.db", *at = NULL, *grace_s = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            overdue_usage(stdout);
-            return RDX_EXIT_OK;
-        }
+    int json = 0, nops = 0;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--db", &db), RDX_CLI_VALUE("--at", &at),
+                                RDX_CLI_VALUE("--grace", &grace_s), RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(OVERDUE_CMD, argc, argv, opts, overdue_usage, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--db") == 0 || strcmp(a, "--at") == 0 || strcmp(a, "--grace") == 0) {
-            if (i + 1 >= argc) {
-                return rdx_cli_usage(OVERDUE_CMD, "%s needs a value", a);
-            }
-            *(a[2] == 'd' ? &db : a[2] == 'a' ? &at : &grace_s) = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else {
-            return rdx_cli_usage(OVERDUE_CMD, "unknown argument '%s'", a);
-        }
+    if (nops > 0) {
+        return rdx_cli_usage(OVERDUE_CMD, "unknown argument '%s'", argv[1]);
     }
     int64_t now = rdx_clock_wall_ms(), grace = 60;
     if (at != NULL && rdx_lab_hl7_dtm_parse(at, strlen(at), 480, &now) != RDX_OK) {
@@ -1120,38 +1036,27 @@ static int reroute_run(const char *cmd, int persist, int argc, char **argv)
 {
     const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *at = NULL, *lab = NULL;
     const char *actor = "NJ-HUB", *why = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            (persist ? labdown_usage : reroute_usage)(stdout);
-            return RDX_EXIT_OK;
-        }
+    int json = 0, nops = 0;
+    /* lab-down also takes --actor and --reason; reroute ends before them. */
+    rdx_cli_opt opts[] = {RDX_CLI_VALUE("--catalogue", &cat_path),
+                          RDX_CLI_VALUE("--db", &db),
+                          RDX_CLI_VALUE("--at", &at),
+                          RDX_CLI_FLAG("--json", &json),
+                          RDX_CLI_VALUE("--actor", &actor),
+                          RDX_CLI_VALUE("--reason", &why),
+                          RDX_CLI_END};
+    if (!persist) {
+        opts[4].name = NULL;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int with_value = strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0 ||
-                         strcmp(a, "--at") == 0 ||
-                         (persist && (strcmp(a, "--actor") == 0 || strcmp(a, "--reason") == 0));
-        if (with_value) {
-            if (i + 1 >= argc) {
-                return rdx_cli_usage(cmd, "%s needs a value", a);
-            }
-            const char **dst = a[2] == 'c'                 ? &cat_path
-                               : a[2] == 'd'               ? &db
-                               : strcmp(a, "--at") == 0    ? &at
-                               : strcmp(a, "--actor") == 0 ? &actor
-                                                           : &why;
-            *dst = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return rdx_cli_usage(cmd, "unknown option '%s'", a);
-        } else if (lab != NULL) {
-            return rdx_cli_usage(cmd, "one LAB at a time");
-        } else {
-            lab = a;
-        }
+    int prc =
+        rdx_cli_parse_opts(cmd, argc, argv, opts, persist ? labdown_usage : reroute_usage, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
+    if (nops > 1) {
+        return rdx_cli_usage(cmd, "one LAB at a time");
+    }
+    lab = nops == 1 ? argv[1] : NULL;
     if (cat_path == NULL || lab == NULL) {
         return rdx_cli_usage(cmd, "want --catalogue FILE and LAB");
     }
@@ -1221,29 +1126,17 @@ static int cmd_labdown(int argc, char **argv)
 static int db_and_lab(const char *cmd, void (*usage)(FILE *), int want_lab, int argc, char **argv,
                       const char **db, const char **lab, int *json)
 {
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            usage(stdout);
-            return -1;
-        }
+    int nops = 0;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--db", db), RDX_CLI_FLAG("--json", json),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(cmd, argc, argv, opts, usage, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc == RDX_EXIT_OK ? -1 : prc; /* -1: --help was answered */
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--db") == 0) {
-            if (i + 1 >= argc) {
-                return rdx_cli_usage(cmd, "--db needs a value");
-            }
-            *db = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            *json = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return rdx_cli_usage(cmd, "unknown option '%s'", a);
-        } else if (!want_lab || *lab != NULL) {
-            return rdx_cli_usage(cmd, want_lab ? "one LAB at a time" : "no argument expected");
-        } else {
-            *lab = a;
-        }
+    if (nops > (want_lab ? 1 : 0)) {
+        return rdx_cli_usage(cmd, want_lab ? "one LAB at a time" : "no argument expected");
     }
+    *lab = nops == 1 ? argv[1] : NULL;
     if (want_lab && *lab == NULL) {
         return rdx_cli_usage(cmd, "want LAB");
     }
@@ -1456,44 +1349,23 @@ static int cmd_addon(int argc, char **argv)
     const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *auth = NULL, *actor = NULL;
     const char *at = NULL, *out_dir = NULL, *pos[2] = {NULL, NULL};
     int json = 0, npos = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            addon_usage(stdout);
-            return RDX_EXIT_OK;
-        }
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--catalogue", &cat_path),
+                                RDX_CLI_VALUE("--db", &db),
+                                RDX_CLI_VALUE("--authority", &auth),
+                                RDX_CLI_VALUE("--actor", &actor),
+                                RDX_CLI_VALUE("--at", &at),
+                                RDX_CLI_VALUE("--out", &out_dir),
+                                RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(ADDON_CMD, argc, argv, opts, addon_usage, &npos);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **dst = NULL;
-        if (strcmp(a, "--catalogue") == 0) {
-            dst = &cat_path;
-        } else if (strcmp(a, "--db") == 0) {
-            dst = &db;
-        } else if (strcmp(a, "--authority") == 0) {
-            dst = &auth;
-        } else if (strcmp(a, "--actor") == 0) {
-            dst = &actor;
-        } else if (strcmp(a, "--at") == 0) {
-            dst = &at;
-        } else if (strcmp(a, "--out") == 0) {
-            dst = &out_dir;
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-            continue;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return rdx_cli_usage(ADDON_CMD, "unknown option '%s'", a);
-        } else {
-            if (npos == 2) {
-                return rdx_cli_usage(ADDON_CMD, "too many arguments ('%s')", a);
-            }
-            pos[npos++] = a;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            return rdx_cli_usage(ADDON_CMD, "%s needs a value", a);
-        }
-        *dst = argv[++i];
+    if (npos > 2) {
+        return rdx_cli_usage(ADDON_CMD, "too many arguments ('%s')", argv[3]);
     }
+    pos[0] = npos > 0 ? argv[1] : NULL;
+    pos[1] = npos > 1 ? argv[2] : NULL;
     if (cat_path == NULL || actor == NULL || npos != 2) {
         return rdx_cli_usage(ADDON_CMD, "want --catalogue FILE, --actor INST, BARCODE and TEST");
     }

@@ -704,6 +704,64 @@ static void test_cli_every_lab_verb_has_help(void **state)
     }
 }
 
+/*
+ * The shared option reader (cli/util.c rdx_cli_parse_opts) as the lab and
+ * ECG verbs use it: usage errors exit 2 naming the option, --help wins
+ * wherever it stands among the options (exit 0), a value may look like an
+ * option, "--" ends the options, and operands move around options.
+ */
+static void test_cli_options_are_read_alike(void **state)
+{
+    (void)state;
+    struct {
+        const char *argv[10];
+        int exit_code;
+        const char *out, *err;
+    } cases[] = {
+        {{"lab", "status", "--order", "NJ-GULOU-CHC", NULL},
+         2,
+         NULL,
+         "--order needs SENDER CONTROL"},
+        {{"lab", "event", "--actor", NULL}, 2, NULL, "rdx lab event: --actor needs a value"},
+        {{"lab", "event", "--frob", "--help", NULL}, 0, "Usage: rdx lab event", NULL},
+        {{"lab", "event", "--actor", "X", "A", "collect", "extra", NULL},
+         2,
+         NULL,
+         "too many arguments ('extra')"},
+        {{"lab", "overdue", "--db", "sqlite::memory:", "stray", NULL},
+         2,
+         NULL,
+         "unknown argument 'stray'"},
+        {{"lab", "labs", "--db", "sqlite::memory:", "x", NULL}, 2, NULL, "no argument expected"},
+        {{"lab", "reroute", "--actor", "X", NULL}, 2, NULL, "unknown option '--actor'"},
+        {{"lab", "lab-up", "--db", "sqlite::memory:", "A", "B", NULL},
+         2,
+         NULL,
+         "one LAB at a time"},
+        /* "--help" as the value of --db is a value, not a request for help. */
+        {{"lab", "labs", "--db", "--help", "--json", "x", NULL}, 2, NULL, "no argument expected"},
+        /* After "--" an operand may start with '-': a file that does not exist. */
+        {{"lab", "result", "--db", "sqlite::memory:", "--", "-missing.hl7", NULL},
+         1,
+         NULL,
+         "-missing.hl7"},
+        {{"ecg", "detect", "-j", NULL}, 2, NULL, "rdx ecg detect: -j needs a value"},
+        {{"ecg", "detect", "-j", "0", "x/100", NULL}, 2, NULL, "bad -j '0'"},
+        {{"ecg", "filter", "--bogus", "--help", NULL}, 0, "Usage: rdx ecg filter", NULL},
+        {{"ecg", "plot", "--frob", "1", NULL}, 2, NULL, "unknown option '--frob'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct rdx_run r;
+        run(&r, cases[i].argv);
+        if (r.exit_code != cases[i].exit_code ||
+            (cases[i].out != NULL && strstr(r.out, cases[i].out) == NULL) ||
+            (cases[i].err != NULL && strstr(r.err, cases[i].err) == NULL)) {
+            fail_msg("case %zu: exit %d, out '%.200s', err '%s'", i, r.exit_code, r.out, r.err);
+        }
+        rdx_run_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -717,6 +775,7 @@ int main(void)
         cmocka_unit_test(test_cli_route_out_writes_one_order_per_lab),
         cmocka_unit_test(test_cli_lab_down_is_remembered),
         cmocka_unit_test(test_cli_every_lab_verb_has_help),
+        cmocka_unit_test(test_cli_options_are_read_alike),
     };
     return cmocka_run_group_tests_name("lab_cli", tests, NULL, NULL);
 }
