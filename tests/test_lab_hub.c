@@ -451,6 +451,26 @@ static void event(rdx_lab_store *s, const char *barcode, rdx_lab_event_kind k, i
     }
 }
 
+/*
+ * The Gulou serum tube collected, dispatched and received at NJ-JSPH, then
+ * rejected as hemolysed for its potassium: recollection NJGL26120101-R1.
+ */
+static void reject_gulou_potassium(rdx_lab_store *s)
+{
+    event(s, "NJGL26120101", RDX_LAB_EV_COLLECT, T0, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_DISPATCH, T0 + 60 * MIN, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_RECEIVE, T0 + 80 * MIN, "NJ-JSPH");
+    rdx_lab_event_in rej = {.barcode = "NJGL26120101",
+                            .kind = RDX_LAB_EV_REJECT,
+                            .actor = "NJ-JSPH",
+                            .reason = "HEMOLYSED",
+                            .tests = "2823-3",
+                            .reported_ms = T0 + 85 * MIN};
+    rdx_lab_event_out eo;
+    assert_int_equal(rdx_lab_custody_event(s, &rej, T0 + 85 * MIN, &eo, NULL), RDX_OK);
+    assert_string_equal(eo.recollect, "NJGL26120101-R1");
+}
+
 static void test_hub_result_acks_and_forwards(void **state)
 {
     (void)state;
@@ -724,19 +744,7 @@ static void test_custody_route_new_tubes(void **state)
     size_t len = 0;
     char *oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
     rdx_lab_hub_order_free(hub_order(s, c, oml, len));
-    event(s, "NJGL26120101", RDX_LAB_EV_COLLECT, T0, "NJ-GULOU-CHC");
-    event(s, "NJGL26120101", RDX_LAB_EV_DISPATCH, T0 + 60 * MIN, "NJ-GULOU-CHC");
-    event(s, "NJGL26120101", RDX_LAB_EV_RECEIVE, T0 + 80 * MIN, "NJ-JSPH");
-    /* Hemolysed: the potassium is void, a recollection carries it. */
-    rdx_lab_event_in rej = {.barcode = "NJGL26120101",
-                            .kind = RDX_LAB_EV_REJECT,
-                            .actor = "NJ-JSPH",
-                            .reason = "HEMOLYSED",
-                            .tests = "2823-3",
-                            .reported_ms = T0 + 85 * MIN};
-    rdx_lab_event_out eo;
-    assert_int_equal(rdx_lab_custody_event(s, &rej, T0 + 85 * MIN, &eo, NULL), RDX_OK);
-    assert_string_equal(eo.recollect, "NJGL26120101-R1");
+    reject_gulou_potassium(s);
     /* An add-on the whole-blood tube cannot take: a new collection, on serum. */
     rdx_lab_addon_outcome ao;
     assert_int_equal(rdx_lab_custody_addon(s, c, NULL, "NJGL26120102", "1742-6", "NJ-GULOU-CHC",
@@ -793,6 +801,7 @@ static void test_custody_route_new_tubes(void **state)
                             .kind = RDX_LAB_EV_RECEIVE,
                             .actor = r1_lab,
                             .reported_ms = late + 90 * MIN};
+    rdx_lab_event_out eo;
     assert_int_equal(rdx_lab_custody_event(s, &rcv, late + 90 * MIN, &eo, NULL), RDX_OK);
     assert_int_equal(eo.condition, RDX_LAB_COND_OK);
     assert_int_equal(eo.to, RDX_LAB_ST_RECEIVED);
@@ -868,18 +877,7 @@ static void test_order_for_new_tubes(void **state)
     char *oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
     rdx_lab_hub_order_free(hub_order(s, c, oml, len));
     free(oml);
-    event(s, "NJGL26120101", RDX_LAB_EV_COLLECT, T0, "NJ-GULOU-CHC");
-    event(s, "NJGL26120101", RDX_LAB_EV_DISPATCH, T0 + 60 * MIN, "NJ-GULOU-CHC");
-    event(s, "NJGL26120101", RDX_LAB_EV_RECEIVE, T0 + 80 * MIN, "NJ-JSPH");
-    rdx_lab_event_in rej = {.barcode = "NJGL26120101",
-                            .kind = RDX_LAB_EV_REJECT,
-                            .actor = "NJ-JSPH",
-                            .reason = "HEMOLYSED",
-                            .tests = "2823-3",
-                            .reported_ms = T0 + 85 * MIN};
-    rdx_lab_event_out eo;
-    assert_int_equal(rdx_lab_custody_event(s, &rej, T0 + 85 * MIN, &eo, NULL), RDX_OK);
-    assert_string_equal(eo.recollect, "NJGL26120101-R1");
+    reject_gulou_potassium(s);
     rdx_lab_addon_outcome ao;
     assert_int_equal(rdx_lab_custody_addon(s, c, NULL, "NJGL26120102", "1742-6", "NJ-GULOU-CHC",
                                            T0 + 90 * MIN, &ao, NULL),
@@ -1148,17 +1146,7 @@ static void test_store_load_table_follows_decisions(void **state)
     assert_string_equal(got, want);
 
     /* A recollection, and NJ-JSPH down: its tubes not yet picked up move elsewhere. */
-    event(s, "NJGL26120101", RDX_LAB_EV_COLLECT, T0, "NJ-GULOU-CHC");
-    event(s, "NJGL26120101", RDX_LAB_EV_DISPATCH, T0 + 60 * MIN, "NJ-GULOU-CHC");
-    event(s, "NJGL26120101", RDX_LAB_EV_RECEIVE, T0 + 80 * MIN, "NJ-JSPH");
-    rdx_lab_event_in rej = {.barcode = "NJGL26120101",
-                            .kind = RDX_LAB_EV_REJECT,
-                            .actor = "NJ-JSPH",
-                            .reason = "HEMOLYSED",
-                            .tests = "2823-3",
-                            .reported_ms = T0 + 85 * MIN};
-    rdx_lab_event_out eo;
-    assert_int_equal(rdx_lab_custody_event(s, &rej, T0 + 85 * MIN, &eo, NULL), RDX_OK);
+    reject_gulou_potassium(s);
     rdx_lab_router *r = NULL;
     assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
     assert_int_equal(rdx_lab_store_load(s, r, NULL), RDX_OK);
