@@ -359,10 +359,13 @@ typedef struct common_opts {
 typedef struct new_tube_ctx {
     char lab[64];   /* the last new tube's lab ("" when refused) */
     char line[800]; /* what became of the new tubes, for people */
-    /* The routed new tubes (--out writes each one's order): authority, barcode. */
-    char tubes[8][2][128];
-    size_t ntubes;
+    /* The routed tubes (--out writes each one's order): authority, barcode. */
+    char (*tubes)[2][128];
+    size_t ntubes, cap;
+    int oom; /* a tube could not be remembered */
 } new_tube_ctx;
+
+static void note_tube(new_tube_ctx *x, const char *auth, const char *barcode);
 
 static int write_new_tube_orders(const char *cmd, const char *dir, const rdx_lab_catalogue *cat,
                                  rdx_lab_store *s, const new_tube_ctx *x, int json);
@@ -488,6 +491,7 @@ static int cmd_event(int argc, char **argv)
         }
     }
 out:
+    free(nt.tubes);
     rdx_lab_store_free(s);
     rdx_lab_catalogue_free(cat);
     return rc;
@@ -949,7 +953,8 @@ static int cmd_overdue(int argc, char **argv)
 
 static void reroute_usage(FILE *f)
 {
-    fprintf(f, "Usage: rdx lab reroute --catalogue FILE [--db URI] [--at DTM] [--json] LAB\n"
+    fprintf(f, "Usage: rdx lab reroute --catalogue FILE [--db URI] [--at DTM] [--out DIR]\n"
+               "                       [--json] LAB\n"
                "\n"
                "LAB is down or full: route again the tests of every tube sent to it that is\n"
                "still at the clinic (ordered or collected), as if LAB were not in the\n"
@@ -958,12 +963,16 @@ static void reroute_usage(FILE *f)
                "left alone. A tube whose tests now need two labs is split into child tubes\n"
                "BARCODE.1, BARCODE.2. Every move is logged in the tube's chain of custody.\n"
                "LAB is left out for this run only (a lab full today); for a lab that is\n"
-               "down until further notice use 'rdx lab lab-down', which is remembered.\n");
+               "down until further notice use 'rdx lab lab-down', which is remembered.\n"
+               "With --out DIR, the order each moved tube's new lab receives (the lab never\n"
+               "had one) is written to DIR/BARCODE.LAB.oml.hl7; an aliquot's names the tube\n"
+               "it was poured from in SPM-3.\n");
 }
 
 typedef struct reroute_ctx {
     int json;
     size_t n;
+    new_tube_ctx moved; /* each moved tube (or aliquot) with a lab, for --out */
 } reroute_ctx;
 
 static void on_reroute(void *user, const rdx_lab_reroute_rec *rec)
@@ -971,6 +980,9 @@ static void on_reroute(void *user, const rdx_lab_reroute_rec *rec)
     reroute_ctx *x = user;
     for (size_t i = 0; i < rdx_lab_routing_count(rec->routing); i++) {
         const rdx_lab_decision *d = rdx_lab_routing_at(rec->routing, i);
+        if (d->lab[0] != '\0') {
+            note_tube(&x->moved, rec->authority, d->specimen_id);
+        }
         if (x->json) {
             printf("%s\n  {\"barcode\": ", x->n ? "," : "");
             rdx_cli_json_str(stdout, rec->barcode);
@@ -1003,7 +1015,7 @@ static void on_reroute(void *user, const rdx_lab_reroute_rec *rec)
 static void labdown_usage(FILE *f)
 {
     fprintf(f, "Usage: rdx lab lab-down --catalogue FILE [--db URI] [--at DTM] [--actor ID]\n"
-               "                        [--reason TEXT] [--json] LAB\n"
+               "                        [--reason TEXT] [--out DIR] [--json] LAB\n"
                "\n"
                "Mark LAB down in the store until 'rdx lab lab-up LAB': every later 'rdx lab\n"
                "route' and 'rdx lab reroute' leave it out. Then, as 'rdx lab reroute' does,\n"
@@ -1012,7 +1024,9 @@ static void labdown_usage(FILE *f)
                "(first record kept) and any tube still waiting is moved.\n"
                "\n"
                "  --actor ID     who says so (default NJ-HUB); --reason TEXT why\n"
-               "  --at DTM       HL7 date/time of the next pickup to plan from (default now)\n");
+               "  --at DTM       HL7 date/time of the next pickup to plan from (default now)\n"
+               "  --out DIR      write the order each moved tube's new lab receives, as\n"
+               "                 'rdx lab reroute --out' does\n");
 }
 
 static void labup_usage(FILE *f)
@@ -1035,18 +1049,19 @@ static void labs_usage(FILE *f)
 static int reroute_run(const char *cmd, int persist, int argc, char **argv)
 {
     const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *at = NULL, *lab = NULL;
-    const char *actor = "NJ-HUB", *why = NULL;
+    const char *actor = "NJ-HUB", *why = NULL, *out_dir = NULL;
     int json = 0, nops = 0;
     /* lab-down also takes --actor and --reason; reroute ends before them. */
     rdx_cli_opt opts[] = {RDX_CLI_VALUE("--catalogue", &cat_path),
                           RDX_CLI_VALUE("--db", &db),
                           RDX_CLI_VALUE("--at", &at),
+                          RDX_CLI_VALUE("--out", &out_dir),
                           RDX_CLI_FLAG("--json", &json),
                           RDX_CLI_VALUE("--actor", &actor),
                           RDX_CLI_VALUE("--reason", &why),
                           RDX_CLI_END};
     if (!persist) {
-        opts[4].name = NULL;
+        opts[5].name = NULL;
     }
     int prc =
         rdx_cli_parse_opts(cmd, argc, argv, opts, persist ? labdown_usage : reroute_usage, &nops);
@@ -1069,7 +1084,9 @@ static int reroute_run(const char *cmd, int persist, int argc, char **argv)
     rdx_lab_catalogue *cat = NULL;
     rdx_lab_router *r = NULL;
     rdx_lab_store *s = NULL;
-    reroute_ctx x = {json, 0};
+    reroute_ctx x;
+    memset(&x, 0, sizeof x);
+    x.json = json;
     size_t n = 0;
     int rc = RDX_EXIT_OK, changed = 0;
     if (rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK ||
@@ -1106,7 +1123,12 @@ static int reroute_run(const char *cmd, int persist, int argc, char **argv)
     } else if (rc == RDX_EXIT_OK) {
         printf("%zu tube(s) not yet picked up were rerouted from %s\n", n, lab);
     }
+    if (rc == RDX_EXIT_OK && out_dir != NULL &&
+        write_new_tube_orders(cmd, out_dir, cat, s, &x.moved, json) != 0) {
+        rc = RDX_EXIT_FAIL;
+    }
 out:
+    free(x.moved.tubes);
     rdx_lab_store_free(s);
     rdx_lab_router_free(r);
     rdx_lab_catalogue_free(cat);
@@ -1232,11 +1254,19 @@ static void note_tube(new_tube_ctx *x, const char *auth, const char *barcode)
             return;
         }
     }
-    if (x->ntubes < sizeof x->tubes / sizeof x->tubes[0]) {
-        snprintf(x->tubes[x->ntubes][0], sizeof x->tubes[0][0], "%s", auth);
-        snprintf(x->tubes[x->ntubes][1], sizeof x->tubes[0][1], "%s", barcode);
-        x->ntubes++;
+    if (x->ntubes == x->cap) {
+        size_t nc = x->cap ? x->cap * 2 : 8;
+        char(*t)[2][128] = rdx_reallocarray(x->tubes, nc, sizeof *t);
+        if (t == NULL) {
+            x->oom = 1;
+            return;
+        }
+        x->tubes = t;
+        x->cap = nc;
     }
+    snprintf(x->tubes[x->ntubes][0], sizeof x->tubes[0][0], "%s", auth);
+    snprintf(x->tubes[x->ntubes][1], sizeof x->tubes[0][1], "%s", barcode);
+    x->ntubes++;
 }
 
 static void on_new_tube(void *user, const rdx_lab_reroute_rec *rec)
@@ -1289,6 +1319,9 @@ static int write_new_tube_orders(const char *cmd, const char *dir, const rdx_lab
     rdx_lab_hl7_address a = {
         .sending_app = "RDX", .sending_facility = "NJ-HUB", .receiving_app = "", .timestamp = ts};
     int failed = 0;
+    if (x->oom) {
+        failed = rdx_cli_fail(cmd, "out of memory: not every tube's order is written");
+    }
     for (size_t i = 0; i < x->ntubes; i++) {
         rdx_error err;
         rdx_error_clear(&err);
@@ -1378,6 +1411,8 @@ static int cmd_addon(int argc, char **argv)
     rdx_lab_catalogue *cat = NULL;
     rdx_lab_store *s = NULL;
     rdx_lab_addon_outcome o;
+    new_tube_ctx nt;
+    memset(&nt, 0, sizeof nt);
     int rc = RDX_EXIT_OK;
     if (rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK ||
         rdx_lab_store_open(db, &s, &err) != RDX_OK ||
@@ -1385,8 +1420,6 @@ static int cmd_addon(int argc, char **argv)
         rc = rdx_cli_fail_err(ADDON_CMD, &err);
         goto out;
     }
-    new_tube_ctx nt;
-    memset(&nt, 0, sizeof nt);
     if (!o.accepted && route_new_tubes(cat, s, now, &nt, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(ADDON_CMD, &err);
         goto out;
@@ -1418,6 +1451,7 @@ static int cmd_addon(int argc, char **argv)
     }
     rc = o.accepted && !out_failed ? RDX_EXIT_OK : RDX_EXIT_FAIL;
 out:
+    free(nt.tubes);
     rdx_lab_store_free(s);
     rdx_lab_catalogue_free(cat);
     return rc;

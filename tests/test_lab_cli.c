@@ -418,8 +418,8 @@ static void test_cli_reroute_moves_only_tubes_not_picked_up(void **state)
         assert_int_equal(r.exit_code, 0);
         rdx_run_free(&r);
     }
-    const char *reroute[] = {"lab", "reroute", "--catalogue",  CAT,       "--db",
-                             uri,   "--at",    "202612010830", "NJ-JSPH", NULL};
+    const char *reroute[] = {"lab",  "reroute",      "--catalogue", CAT, "--db",    uri,
+                             "--at", "202612010830", "--out",       dir, "NJ-JSPH", NULL};
     run(&r, reroute);
     assert_int_equal(r.exit_code, 0);
     /* Potassium and creatinine to Drum Tower, PSA to the Cancer Hospital: split. */
@@ -429,6 +429,27 @@ static void test_cli_reroute_moves_only_tubes_not_picked_up(void **state)
     assert_null(strstr(r.out, "NJGL26120102"));
     assert_non_null(strstr(r.out, "1 tube(s) not yet picked up were rerouted from NJ-JSPH"));
     rdx_run_free(&r);
+    /* --out: each aliquot's new lab gets an order naming it and its parent. */
+    const char *aliquots[][3] = {{"NJGL26120101.1", "NJ-DRUM", "2823-3"},
+                                 {"NJGL26120101.2", "NJ-CANCER", "2857-1"}};
+    for (size_t i = 0; i < 2; i++) {
+        char opath[700];
+        snprintf(opath, sizeof opath, "%s/%s.%s.oml.hl7", dir, aliquots[i][0], aliquots[i][1]);
+        rdx_buf ob;
+        rdx_buf_init(&ob, 1 << 20);
+        assert_int_equal(rdx_file_read(opath, &ob, NULL), RDX_OK);
+        rdx_lab_hl7_msg *om = NULL;
+        rdx_lab_order *oo = NULL;
+        assert_int_equal(rdx_lab_hl7_parse(ob.data, ob.len, &om, NULL), RDX_OK);
+        assert_int_equal(rdx_lab_order_from_hl7(om, 480, &oo, NULL), RDX_OK);
+        assert_string_equal(rdx_lab_order_test_at(oo, 0)->code, aliquots[i][2]);
+        assert_int_equal(rdx_lab_order_specimen_count(oo), 1);
+        assert_string_equal(rdx_lab_order_specimen_at(oo, 0)->id, aliquots[i][0]);
+        assert_string_equal(rdx_lab_order_specimen_at(oo, 0)->parent_id, "NJGL26120101");
+        rdx_lab_order_free(oo);
+        rdx_lab_hl7_free(om);
+        rdx_buf_free(&ob);
+    }
     const char *order[] = {
         "lab", "status", "--db", uri, "--order", "NJ-GULOU-CHC", "GULOU-20261201-0001", NULL};
     run(&r, order);

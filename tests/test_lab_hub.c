@@ -997,6 +997,97 @@ static void test_order_for_new_tubes(void **state)
     rdx_lab_catalogue_free(c);
 }
 
+/* One build of the recollection's order; out must be untouched when it fails. */
+typedef struct oom_new_tube_ctx {
+    rdx_lab_store *s;
+    const rdx_lab_catalogue *c;
+} oom_new_tube_ctx;
+
+static int oom_new_tube(void *p)
+{
+    oom_new_tube_ctx *x = p;
+    rdx_lab_hl7_address a = {.timestamp = "20261201093000+0800"};
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    rdx_status st =
+        rdx_lab_order_for_new_tube(x->s, x->c, "NJ-GULOU-CHC", "NJGL26120101-R1", &a, &b, NULL);
+    int failed = st != RDX_OK;
+    if (failed && b.len != 0) {
+        fail_msg("a failed build left %zu bytes in out", b.len);
+    }
+    rdx_buf_free(&b);
+    return failed;
+}
+
+/*
+ * NJ-JSPH goes down before the Gulou serum tube is picked up: no other lab
+ * does both its potassium and its PSA, so it is poured into aliquots. The
+ * aliquot that goes to NJ-CANCER gets an order naming it in SPM-2 and the
+ * poured-from tube in SPM-3, at the original collection time. Then the
+ * builder's allocation failures are swept on the recollection's order.
+ */
+static void test_order_for_rerouted_aliquots(void **state)
+{
+    (void)state;
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_store *s = store("sqlite::memory:");
+    size_t len = 0;
+    char *oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
+    rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+    free(oml);
+    rdx_lab_router *r = NULL;
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_store_load(s, r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_router_set_down(r, "NJ-JSPH", 1, NULL), RDX_OK);
+    size_t moved = 0, n = 0;
+    assert_int_equal(
+        rdx_lab_custody_reroute(s, r, "NJ-JSPH", T0 + 10 * MIN, count_moves, &moved, &n, NULL),
+        RDX_OK);
+    assert_int_equal(n, 2);
+    rdx_lab_router_free(r);
+    lab_seen t = {{0}, {0}};
+    assert_int_equal(
+        rdx_lab_custody_history(s, "NJ-GULOU-CHC", "NJGL26120101.2", on_tube_lab, &t, NULL),
+        RDX_OK);
+    rdx_lab_hl7_msg *m = new_tube_order(s, c, "NJGL26120101.2", NULL);
+    assert_string_equal(get(m, "MSH-6"), t.lab);
+    assert_string_equal(get(m, "MSH-10"), "GULOU-20261201-0001-NJGL26120101.2");
+    assert_string_equal(get(m, "OBR-7"), "20261201080500+0800");
+    rdx_lab_order *o = read_order(m);
+    assert_int_equal(rdx_lab_order_specimen_count(o), 1);
+    const rdx_lab_order_specimen *sp = rdx_lab_order_specimen_at(o, 0);
+    assert_string_equal(sp->id, "NJGL26120101.2");
+    assert_string_equal(sp->parent_id, "NJGL26120101");
+    assert_true(sp->collected_ms == T0 + 5 * MIN);
+    int psa = 0;
+    for (size_t i = 0; i < rdx_lab_order_test_count(o); i++) {
+        psa |= strcmp(rdx_lab_order_test_at(o, i)->code, "2857-1") == 0;
+        assert_string_not_equal(rdx_lab_order_test_at(o, i)->code, "2823-3");
+    }
+    assert_true(psa);
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(m);
+    /* The parent keeps no tests of its own: no order for it. */
+    rdx_lab_hl7_address a = {.timestamp = "20261201093000+0800"};
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    assert_int_equal(rdx_lab_order_for_new_tube(s, c, "NJ-GULOU-CHC", "NJGL26120101", &a, &b, NULL),
+                     RDX_ENOTFOUND);
+    rdx_buf_free(&b);
+    rdx_lab_store_free(s);
+
+    /* Allocation failures fail cleanly and leave out as it was. */
+    s = store("sqlite::memory:");
+    oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
+    rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+    free(oml);
+    reject_gulou_potassium(s);
+    oom_new_tube_ctx x = {s, c};
+    assert_true(rdx_oom_sweep(oom_new_tube, &x) > 10);
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(c);
+}
+
 static int64_t schema_version(const char *path)
 {
     sqlite3 *db = NULL;
@@ -1346,6 +1437,7 @@ int main(void)
         cmocka_unit_test(test_hub_result_partial_results_per_test),
         cmocka_unit_test(test_custody_route_new_tubes),
         cmocka_unit_test(test_order_for_new_tubes),
+        cmocka_unit_test(test_order_for_rerouted_aliquots),
         cmocka_unit_test(test_hub_courier_weekdays_drive_eta_and_overdue),
         cmocka_unit_test(test_store_schema_version_migration_and_refusal),
         cmocka_unit_test(test_store_load_table_follows_decisions),
