@@ -200,15 +200,21 @@ static size_t spm_of_type(const nt_ctx *x)
 /*
  * The SPM of the new tube after an OBR: SPM-2 the tube, SPM-3 the tube it
  * stands for, SPM-4 .. SPM-16 as the clinic's SPM of that test (model, else
- * one of the same type; SPM-12, the amount drawn, is the old tube's and is
- * left out), SPM-17 its collection time. Then its SAC, once, when the
- * clinic's order identified containers.
+ * one of the same type; SPM-12, the amount drawn, only when the model is
+ * this very tube, moved whole to another lab), SPM-17 its collection time. Then its SAC, once, when
+ * the clinic's order identified containers.
  */
 static rdx_status put_spm(nt_ctx *x, size_t model)
 {
     const rdx_lab_hl7_msg *m = x->m;
     if (model == SIZE_MAX) {
         model = spm_of_type(x);
+    }
+    /* SPM-12, the amount drawn, belongs to the model's tube: kept only when it is this one. */
+    int same_tube = 0;
+    if (model != SIZE_MAX) {
+        lab_span id = lab_hl7_narrow(m, lab_hl7_field(m, model, 2), 1, 1, 1);
+        same_tube = id.n == strlen(x->barcode) && memcmp(id.p, x->barcode, id.n) == 0;
     }
     unsigned last = x->dtm[0] != '\0' ? 17 : 4;
     if (model != SIZE_MAX && m->segs[model].nelem > 1) {
@@ -229,7 +235,7 @@ static rdx_status put_spm(nt_ctx *x, size_t model)
             }
         } else if (f == 17) {
             RDX_TRY(rdx_buf_append_str(x->b, x->dtm));
-        } else if (f == 12) {
+        } else if (f == 12 && !same_tube) {
             continue;
         } else if (model != SIZE_MAX) {
             lab_span s = lab_hl7_field(m, model, f);

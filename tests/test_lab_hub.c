@@ -1076,6 +1076,34 @@ static void test_order_for_rerouted_aliquots(void **state)
     rdx_buf_free(&b);
     rdx_lab_store_free(s);
 
+    /* A tube moved whole (Xuanwu's 1 mL serum tube, NJ-JSPH down): SPM-12 is still its own. */
+    s = store("sqlite::memory:");
+    oml = slurp("tests/fixtures/lab/nj_xuanwu_oml.hl7", &len);
+    rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+    free(oml);
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_router_set_down(r, "NJ-JSPH", 1, NULL), RDX_OK);
+    assert_int_equal(
+        rdx_lab_custody_reroute(s, r, "NJ-JSPH", T0 + 10 * MIN, count_moves, &moved, &n, NULL),
+        RDX_OK);
+    assert_int_equal(n, 1);
+    rdx_lab_router_free(r);
+    rdx_lab_hl7_address xa = {.timestamp = "20261201093000+0800"};
+    rdx_buf xb;
+    rdx_buf_init(&xb, 1 << 20);
+    assert_int_equal(rdx_lab_order_for_new_tube(s, c, "NJ-XUANWU-CHC", "NJXW0101", &xa, &xb, NULL),
+                     RDX_OK);
+    assert_int_equal(rdx_lab_hl7_parse(xb.data, xb.len, &m, NULL), RDX_OK);
+    assert_string_not_equal(get(m, "MSH-6"), "NJ-JSPH");
+    o = read_order(m);
+    assert_int_equal(rdx_lab_order_test_count(o), 2);
+    assert_string_equal(rdx_lab_order_specimen_at(o, 0)->parent_id, "");
+    assert_true(rdx_lab_order_specimen_at(o, 0)->volume_ml == 1.0);
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(m);
+    rdx_buf_free(&xb);
+    rdx_lab_store_free(s);
+
     /* Allocation failures fail cleanly and leave out as it was. */
     s = store("sqlite::memory:");
     oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);

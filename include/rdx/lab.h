@@ -873,7 +873,8 @@ rdx_status rdx_lab_order_for_lab(const rdx_lab_hl7_msg *m, const rdx_lab_routing
  * (HL7 v2.5.1 7.4.3.3 Specimen Parent IDs: the rejected tube a
  * recollection replaces, the tube an aliquot was poured from; empty for an
  * add-on's new collection), SPM-4..SPM-16 as the clinic's SPM of that test
- * but SPM-12 (the old tube's amount), SPM-17 the collection time; and,
+ * (SPM-12, the amount drawn, only for the same tube moved whole to another
+ * lab by a reroute), SPM-17 the collection time; and,
  * when the clinic's order had SAC segments, one SAC with SAC-3 the new
  * barcode after the first SPM. A test the clinic's order did not carry (an
  * add-on) goes under its first ORC group with OBR-2 the placer number and
