@@ -62,4 +62,48 @@ void rdx_cli_json_str(FILE *f, const char *s);
 /* Nonzero when s is "--help" or "-h". */
 int rdx_cli_is_help(const char *s);
 
+/* One option of a verb, for rdx_cli_parse_opts; a table ends with name NULL. */
+typedef struct rdx_cli_opt {
+    const char *name;    /* "--db", "-o" */
+    const char **value;  /* an option with a value: where it goes (the last given wins) */
+    int *flag;           /* a flag (value NULL): set to 1 */
+    const char **value2; /* a second value ("--order SENDER CONTROL"), else NULL */
+    const char *needs;   /* the values, for "NAME needs ...": NULL means "a value" */
+} rdx_cli_opt;
+
+/* Table entries: an option with a value, a flag, an option with two values, the end. */
+#define RDX_CLI_VALUE(name, dst)                                                                   \
+    {                                                                                              \
+        (name), (dst), NULL, NULL, NULL                                                            \
+    }
+#define RDX_CLI_FLAG(name, dst)                                                                    \
+    {                                                                                              \
+        (name), NULL, (dst), NULL, NULL                                                            \
+    }
+#define RDX_CLI_VALUE2(name, dst, dst2, what)                                                      \
+    {                                                                                              \
+        (name), (dst), NULL, (dst2), (what)                                                        \
+    }
+#define RDX_CLI_END                                                                                \
+    {                                                                                              \
+        NULL, NULL, NULL, NULL, NULL                                                               \
+    }
+
+/* rdx_cli_parse_opts: the options are read, go on with the verb. */
+#define RDX_CLI_GO (-1)
+
+/*
+ * Read a verb's argv[1..argc) against opts, as every verb does: options in
+ * any order and between operands, "--" ends the options, "-" alone is an
+ * operand. The operands are moved, in order, to argv[1..*nops] (argv is
+ * modified; the strings are not). "--help" or "-h" where an option may stand
+ * prints usage(stdout) and wins over any error.
+ * Returns RDX_CLI_GO, or the exit code the verb must return: RDX_EXIT_OK
+ * after --help, RDX_EXIT_USAGE after an unknown option or a missing value
+ * (reported with rdx_cli_usage: "unknown option '--x'", "--db needs a value").
+ * Values are not checked: that is the verb's part. Not thread-safe (argv).
+ */
+int rdx_cli_parse_opts(const char *cmd, int argc, char **argv, const rdx_cli_opt *opts,
+                       void (*usage)(FILE *f), int *nops);
+
 #endif /* RDX_CLI_H */

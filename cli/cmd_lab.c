@@ -215,35 +215,17 @@ out:
 static int cmd_route(int argc, char **argv)
 {
     const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *out_dir = NULL, *hub = "NJ-HUB";
-    int json = 0, nfiles = 0, rc = RDX_EXIT_OK, dashdash = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            route_usage(stdout);
-            return RDX_EXIT_OK;
-        }
-    }
+    int json = 0, nfiles = 0, rc = RDX_EXIT_OK;
     /* Files are collected in place at the front of argv (argv[1..nfiles]). */
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (dashdash || a[0] != '-' || a[1] == '\0') {
-            argv[1 + nfiles++] = argv[i];
-        } else if (strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0 ||
-                   strcmp(a, "--out") == 0 || strcmp(a, "--hub") == 0) {
-            if (i + 1 >= argc) {
-                return rdx_cli_usage(ROUTE_CMD, "%s needs a value", a);
-            }
-            *(a[2] == 'c'   ? &cat_path
-              : a[2] == 'd' ? &db
-              : a[2] == 'o' ? &out_dir
-                            : &hub) = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (strcmp(a, "--") == 0) {
-            dashdash = 1;
-        } else {
-            return rdx_cli_usage(ROUTE_CMD, "unknown option '%s'", a);
-        }
+    const rdx_cli_opt opts[] = {
+        RDX_CLI_VALUE("--catalogue", &cat_path), RDX_CLI_VALUE("--db", &db),
+        RDX_CLI_VALUE("--out", &out_dir),        RDX_CLI_VALUE("--hub", &hub),
+        RDX_CLI_FLAG("--json", &json),           RDX_CLI_END};
+    if ((rc = rdx_cli_parse_opts(ROUTE_CMD, argc, argv, opts, route_usage, &nfiles)) !=
+        RDX_CLI_GO) {
+        return rc;
     }
+    rc = RDX_EXIT_OK;
     if (cat_path == NULL) {
         return rdx_cli_usage(ROUTE_CMD, "--catalogue FILE is required");
     }
@@ -331,6 +313,9 @@ static void event_usage(FILE *f)
                "  --catalogue FILE  route the recollection a rejection (or an expired or\n"
                "                    wrong-container receipt) opens, by itself, planned as\n"
                "                    collected at --at; without it, it keeps the old tube's lab\n"
+               "  --out DIR         with --catalogue: write the order the recollection's lab\n"
+               "                    receives, DIR/BARCODE.LAB.oml.hl7 (SPM-2 the new tube,\n"
+               "                    SPM-3 the rejected one)\n"
                "  --json            machine-readable output\n");
 }
 
@@ -374,7 +359,16 @@ typedef struct common_opts {
 typedef struct new_tube_ctx {
     char lab[64];   /* the last new tube's lab ("" when refused) */
     char line[800]; /* what became of the new tubes, for people */
+    /* The routed tubes (--out writes each one's order): authority, barcode. */
+    char (*tubes)[2][128];
+    size_t ntubes, cap;
+    int oom; /* a tube could not be remembered */
 } new_tube_ctx;
+
+static void note_tube(new_tube_ctx *x, const char *auth, const char *barcode);
+
+static int write_new_tube_orders(const char *cmd, const char *dir, const rdx_lab_catalogue *cat,
+                                 rdx_lab_store *s, const new_tube_ctx *x, int json);
 
 static rdx_status route_new_tubes(const rdx_lab_catalogue *cat, rdx_lab_store *s, int64_t now,
                                   new_tube_ctx *x, rdx_error *err);
@@ -383,58 +377,38 @@ static int cmd_event(int argc, char **argv)
 {
     common_opts c = {"sqlite:rdx-lab.db", NULL, 0};
     const char *actor = NULL, *at = NULL, *cond = NULL, *reason = NULL, *newbc = NULL;
-    const char *tests = NULL, *cat_path = NULL;
+    const char *tests = NULL, *cat_path = NULL, *out_dir = NULL;
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            event_usage(stdout);
-            return RDX_EXIT_OK;
-        }
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--db", &c.db),
+                                RDX_CLI_VALUE("--authority", &c.authority),
+                                RDX_CLI_VALUE("--actor", &actor),
+                                RDX_CLI_VALUE("--at", &at),
+                                RDX_CLI_VALUE("--condition", &cond),
+                                RDX_CLI_VALUE("--reason", &reason),
+                                RDX_CLI_VALUE("--new-barcode", &newbc),
+                                RDX_CLI_VALUE("--tests", &tests),
+                                RDX_CLI_VALUE("--catalogue", &cat_path),
+                                RDX_CLI_VALUE("--out", &out_dir),
+                                RDX_CLI_FLAG("--json", &c.json),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(EVENT_CMD, argc, argv, opts, event_usage, &npos);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **dst = NULL;
-        if (strcmp(a, "--db") == 0) {
-            dst = &c.db;
-        } else if (strcmp(a, "--authority") == 0) {
-            dst = &c.authority;
-        } else if (strcmp(a, "--actor") == 0) {
-            dst = &actor;
-        } else if (strcmp(a, "--at") == 0) {
-            dst = &at;
-        } else if (strcmp(a, "--condition") == 0) {
-            dst = &cond;
-        } else if (strcmp(a, "--reason") == 0) {
-            dst = &reason;
-        } else if (strcmp(a, "--new-barcode") == 0) {
-            dst = &newbc;
-        } else if (strcmp(a, "--tests") == 0) {
-            dst = &tests;
-        } else if (strcmp(a, "--catalogue") == 0) {
-            dst = &cat_path;
-        } else if (strcmp(a, "--json") == 0) {
-            c.json = 1;
-            continue;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return rdx_cli_usage(EVENT_CMD, "unknown option '%s'", a);
-        } else {
-            if (npos == 2) {
-                return rdx_cli_usage(EVENT_CMD, "too many arguments ('%s')", a);
-            }
-            pos[npos++] = a;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            return rdx_cli_usage(EVENT_CMD, "%s needs a value", a);
-        }
-        *dst = argv[++i];
+    if (npos > 2) {
+        return rdx_cli_usage(EVENT_CMD, "too many arguments ('%s')", argv[3]);
     }
     if (npos != 2) {
         return rdx_cli_usage(EVENT_CMD, "want BARCODE EVENT");
     }
+    pos[0] = argv[1];
+    pos[1] = argv[2];
     if (actor == NULL) {
         return rdx_cli_usage(EVENT_CMD, "--actor INSTITUTION is required");
+    }
+    if (out_dir != NULL && cat_path == NULL) {
+        return rdx_cli_usage(EVENT_CMD, "--out needs --catalogue (the recollection is routed)");
     }
     rdx_lab_event_in in = {.authority = c.authority,
                            .barcode = pos[0],
@@ -464,7 +438,8 @@ static int cmd_event(int argc, char **argv)
     rdx_lab_store *s = NULL;
     rdx_lab_catalogue *cat = NULL;
     rdx_lab_event_out o;
-    new_tube_ctx nt = {{0}, {0}};
+    new_tube_ctx nt;
+    memset(&nt, 0, sizeof nt);
     int rc = RDX_EXIT_OK;
     if ((cat_path != NULL && rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK) ||
         rdx_lab_store_open(c.db, &s, &err) != RDX_OK ||
@@ -476,6 +451,9 @@ static int cmd_event(int argc, char **argv)
         route_new_tubes(cat, s, in.reported_ms, &nt, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(EVENT_CMD, &err);
         goto out;
+    }
+    if (out_dir != NULL && write_new_tube_orders(EVENT_CMD, out_dir, cat, s, &nt, c.json) != 0) {
+        rc = RDX_EXIT_FAIL;
     }
     if (c.json) {
         printf("{\"barcode\": ");
@@ -513,6 +491,7 @@ static int cmd_event(int argc, char **argv)
         }
     }
 out:
+    free(nt.tubes);
     rdx_lab_store_free(s);
     rdx_lab_catalogue_free(cat);
     return rc;
@@ -665,35 +644,19 @@ static int cmd_status(int argc, char **argv)
 {
     common_opts c = {"sqlite:rdx-lab.db", NULL, 0};
     const char *barcode = NULL, *order_sender = NULL, *order_control = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            status_usage(stdout);
-            return RDX_EXIT_OK;
-        }
+    int nops = 0;
+    const rdx_cli_opt opts[] = {
+        RDX_CLI_VALUE("--db", &c.db), RDX_CLI_VALUE("--authority", &c.authority),
+        RDX_CLI_FLAG("--json", &c.json),
+        RDX_CLI_VALUE2("--order", &order_sender, &order_control, "SENDER CONTROL"), RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(STATUS_CMD, argc, argv, opts, status_usage, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--db") == 0 || strcmp(a, "--authority") == 0) {
-            if (i + 1 >= argc) {
-                return rdx_cli_usage(STATUS_CMD, "%s needs a value", a);
-            }
-            *(a[2] == 'd' ? &c.db : &c.authority) = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            c.json = 1;
-        } else if (strcmp(a, "--order") == 0) {
-            if (i + 2 >= argc) {
-                return rdx_cli_usage(STATUS_CMD, "--order needs SENDER CONTROL");
-            }
-            order_sender = argv[++i];
-            order_control = argv[++i];
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return rdx_cli_usage(STATUS_CMD, "unknown option '%s'", a);
-        } else if (barcode != NULL) {
-            return rdx_cli_usage(STATUS_CMD, "one BARCODE at a time");
-        } else {
-            barcode = a;
-        }
+    if (nops > 1) {
+        return rdx_cli_usage(STATUS_CMD, "one BARCODE at a time");
     }
+    barcode = nops == 1 ? argv[1] : NULL;
     if (order_sender != NULL) {
         if (barcode != NULL) {
             return rdx_cli_usage(STATUS_CMD, "give a BARCODE or --order, not both");
@@ -773,30 +736,14 @@ static void dtm_now(char *out, size_t cap)
 static int cmd_result(int argc, char **argv)
 {
     const char *db = "sqlite:rdx-lab.db", *dir = ".", *hub = "NJ-HUB";
-    int json = 0, nfiles = 0, failed = 0, dashdash = 0;
+    int json = 0, nfiles = 0, failed = 0;
     size_t shown = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            result_usage(stdout);
-            return RDX_EXIT_OK;
-        }
-    }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (dashdash || a[0] != '-' || a[1] == '\0') {
-            argv[1 + nfiles++] = argv[i];
-        } else if (strcmp(a, "--db") == 0 || strcmp(a, "--out") == 0 || strcmp(a, "--hub") == 0) {
-            if (i + 1 >= argc) {
-                return rdx_cli_usage(RESULT_CMD, "%s needs a value", a);
-            }
-            *(a[2] == 'd' ? &db : a[2] == 'o' ? &dir : &hub) = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (strcmp(a, "--") == 0) {
-            dashdash = 1;
-        } else {
-            return rdx_cli_usage(RESULT_CMD, "unknown option '%s'", a);
-        }
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--db", &db), RDX_CLI_VALUE("--out", &dir),
+                                RDX_CLI_VALUE("--hub", &hub), RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(RESULT_CMD, argc, argv, opts, result_usage, &nfiles);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
     if (nfiles == 0) {
         return rdx_cli_usage(RESULT_CMD, "no ORU files given");
@@ -958,25 +905,16 @@ static void on_overdue(void *user, const rdx_lab_specimen_rec *sp, const rdx_lab
 static int cmd_overdue(int argc, char **argv)
 {
     const char *db = "sqlite:rdx-lab.db", *at = NULL, *grace_s = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            overdue_usage(stdout);
-            return RDX_EXIT_OK;
-        }
+    int json = 0, nops = 0;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--db", &db), RDX_CLI_VALUE("--at", &at),
+                                RDX_CLI_VALUE("--grace", &grace_s), RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(OVERDUE_CMD, argc, argv, opts, overdue_usage, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--db") == 0 || strcmp(a, "--at") == 0 || strcmp(a, "--grace") == 0) {
-            if (i + 1 >= argc) {
-                return rdx_cli_usage(OVERDUE_CMD, "%s needs a value", a);
-            }
-            *(a[2] == 'd' ? &db : a[2] == 'a' ? &at : &grace_s) = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else {
-            return rdx_cli_usage(OVERDUE_CMD, "unknown argument '%s'", a);
-        }
+    if (nops > 0) {
+        return rdx_cli_usage(OVERDUE_CMD, "unknown argument '%s'", argv[1]);
     }
     int64_t now = rdx_clock_wall_ms(), grace = 60;
     if (at != NULL && rdx_lab_hl7_dtm_parse(at, strlen(at), 480, &now) != RDX_OK) {
@@ -1015,7 +953,8 @@ static int cmd_overdue(int argc, char **argv)
 
 static void reroute_usage(FILE *f)
 {
-    fprintf(f, "Usage: rdx lab reroute --catalogue FILE [--db URI] [--at DTM] [--json] LAB\n"
+    fprintf(f, "Usage: rdx lab reroute --catalogue FILE [--db URI] [--at DTM] [--out DIR]\n"
+               "                       [--json] LAB\n"
                "\n"
                "LAB is down or full: route again the tests of every tube sent to it that is\n"
                "still at the clinic (ordered or collected), as if LAB were not in the\n"
@@ -1024,12 +963,16 @@ static void reroute_usage(FILE *f)
                "left alone. A tube whose tests now need two labs is split into child tubes\n"
                "BARCODE.1, BARCODE.2. Every move is logged in the tube's chain of custody.\n"
                "LAB is left out for this run only (a lab full today); for a lab that is\n"
-               "down until further notice use 'rdx lab lab-down', which is remembered.\n");
+               "down until further notice use 'rdx lab lab-down', which is remembered.\n"
+               "With --out DIR, the order each moved tube's new lab receives (the lab never\n"
+               "had one) is written to DIR/BARCODE.LAB.oml.hl7; an aliquot's names the tube\n"
+               "it was poured from in SPM-3.\n");
 }
 
 typedef struct reroute_ctx {
     int json;
     size_t n;
+    new_tube_ctx moved; /* each moved tube (or aliquot) with a lab, for --out */
 } reroute_ctx;
 
 static void on_reroute(void *user, const rdx_lab_reroute_rec *rec)
@@ -1037,6 +980,9 @@ static void on_reroute(void *user, const rdx_lab_reroute_rec *rec)
     reroute_ctx *x = user;
     for (size_t i = 0; i < rdx_lab_routing_count(rec->routing); i++) {
         const rdx_lab_decision *d = rdx_lab_routing_at(rec->routing, i);
+        if (d->lab[0] != '\0') {
+            note_tube(&x->moved, rec->authority, d->specimen_id);
+        }
         if (x->json) {
             printf("%s\n  {\"barcode\": ", x->n ? "," : "");
             rdx_cli_json_str(stdout, rec->barcode);
@@ -1069,7 +1015,7 @@ static void on_reroute(void *user, const rdx_lab_reroute_rec *rec)
 static void labdown_usage(FILE *f)
 {
     fprintf(f, "Usage: rdx lab lab-down --catalogue FILE [--db URI] [--at DTM] [--actor ID]\n"
-               "                        [--reason TEXT] [--json] LAB\n"
+               "                        [--reason TEXT] [--out DIR] [--json] LAB\n"
                "\n"
                "Mark LAB down in the store until 'rdx lab lab-up LAB': every later 'rdx lab\n"
                "route' and 'rdx lab reroute' leave it out. Then, as 'rdx lab reroute' does,\n"
@@ -1078,7 +1024,9 @@ static void labdown_usage(FILE *f)
                "(first record kept) and any tube still waiting is moved.\n"
                "\n"
                "  --actor ID     who says so (default NJ-HUB); --reason TEXT why\n"
-               "  --at DTM       HL7 date/time of the next pickup to plan from (default now)\n");
+               "  --at DTM       HL7 date/time of the next pickup to plan from (default now)\n"
+               "  --out DIR      write the order each moved tube's new lab receives, as\n"
+               "                 'rdx lab reroute --out' does\n");
 }
 
 static void labup_usage(FILE *f)
@@ -1101,39 +1049,29 @@ static void labs_usage(FILE *f)
 static int reroute_run(const char *cmd, int persist, int argc, char **argv)
 {
     const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *at = NULL, *lab = NULL;
-    const char *actor = "NJ-HUB", *why = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            (persist ? labdown_usage : reroute_usage)(stdout);
-            return RDX_EXIT_OK;
-        }
+    const char *actor = "NJ-HUB", *why = NULL, *out_dir = NULL;
+    int json = 0, nops = 0;
+    /* lab-down also takes --actor and --reason; reroute ends before them. */
+    rdx_cli_opt opts[] = {RDX_CLI_VALUE("--catalogue", &cat_path),
+                          RDX_CLI_VALUE("--db", &db),
+                          RDX_CLI_VALUE("--at", &at),
+                          RDX_CLI_VALUE("--out", &out_dir),
+                          RDX_CLI_FLAG("--json", &json),
+                          RDX_CLI_VALUE("--actor", &actor),
+                          RDX_CLI_VALUE("--reason", &why),
+                          RDX_CLI_END};
+    if (!persist) {
+        opts[5].name = NULL;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int with_value = strcmp(a, "--catalogue") == 0 || strcmp(a, "--db") == 0 ||
-                         strcmp(a, "--at") == 0 ||
-                         (persist && (strcmp(a, "--actor") == 0 || strcmp(a, "--reason") == 0));
-        if (with_value) {
-            if (i + 1 >= argc) {
-                return rdx_cli_usage(cmd, "%s needs a value", a);
-            }
-            const char **dst = a[2] == 'c'                 ? &cat_path
-                               : a[2] == 'd'               ? &db
-                               : strcmp(a, "--at") == 0    ? &at
-                               : strcmp(a, "--actor") == 0 ? &actor
-                                                           : &why;
-            *dst = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return rdx_cli_usage(cmd, "unknown option '%s'", a);
-        } else if (lab != NULL) {
-            return rdx_cli_usage(cmd, "one LAB at a time");
-        } else {
-            lab = a;
-        }
+    int prc =
+        rdx_cli_parse_opts(cmd, argc, argv, opts, persist ? labdown_usage : reroute_usage, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
+    if (nops > 1) {
+        return rdx_cli_usage(cmd, "one LAB at a time");
+    }
+    lab = nops == 1 ? argv[1] : NULL;
     if (cat_path == NULL || lab == NULL) {
         return rdx_cli_usage(cmd, "want --catalogue FILE and LAB");
     }
@@ -1146,7 +1084,9 @@ static int reroute_run(const char *cmd, int persist, int argc, char **argv)
     rdx_lab_catalogue *cat = NULL;
     rdx_lab_router *r = NULL;
     rdx_lab_store *s = NULL;
-    reroute_ctx x = {json, 0};
+    reroute_ctx x;
+    memset(&x, 0, sizeof x);
+    x.json = json;
     size_t n = 0;
     int rc = RDX_EXIT_OK, changed = 0;
     if (rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK ||
@@ -1183,7 +1123,12 @@ static int reroute_run(const char *cmd, int persist, int argc, char **argv)
     } else if (rc == RDX_EXIT_OK) {
         printf("%zu tube(s) not yet picked up were rerouted from %s\n", n, lab);
     }
+    if (rc == RDX_EXIT_OK && out_dir != NULL &&
+        write_new_tube_orders(cmd, out_dir, cat, s, &x.moved, json) != 0) {
+        rc = RDX_EXIT_FAIL;
+    }
 out:
+    free(x.moved.tubes);
     rdx_lab_store_free(s);
     rdx_lab_router_free(r);
     rdx_lab_catalogue_free(cat);
@@ -1203,29 +1148,17 @@ static int cmd_labdown(int argc, char **argv)
 static int db_and_lab(const char *cmd, void (*usage)(FILE *), int want_lab, int argc, char **argv,
                       const char **db, const char **lab, int *json)
 {
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            usage(stdout);
-            return -1;
-        }
+    int nops = 0;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--db", db), RDX_CLI_FLAG("--json", json),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(cmd, argc, argv, opts, usage, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc == RDX_EXIT_OK ? -1 : prc; /* -1: --help was answered */
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--db") == 0) {
-            if (i + 1 >= argc) {
-                return rdx_cli_usage(cmd, "--db needs a value");
-            }
-            *db = argv[++i];
-        } else if (strcmp(a, "--json") == 0) {
-            *json = 1;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return rdx_cli_usage(cmd, "unknown option '%s'", a);
-        } else if (!want_lab || *lab != NULL) {
-            return rdx_cli_usage(cmd, want_lab ? "one LAB at a time" : "no argument expected");
-        } else {
-            *lab = a;
-        }
+    if (nops > (want_lab ? 1 : 0)) {
+        return rdx_cli_usage(cmd, want_lab ? "one LAB at a time" : "no argument expected");
     }
+    *lab = nops == 1 ? argv[1] : NULL;
     if (want_lab && *lab == NULL) {
         return rdx_cli_usage(cmd, "want LAB");
     }
@@ -1313,10 +1246,40 @@ static int cmd_labs(int argc, char **argv)
 
 /* ---- routing the tubes rdx opens (recollections, add-on collections) ------ */
 
+/* Remember tube (authority, barcode) once, for --out. */
+static void note_tube(new_tube_ctx *x, const char *auth, const char *barcode)
+{
+    for (size_t i = 0; i < x->ntubes; i++) {
+        if (strcmp(x->tubes[i][1], barcode) == 0 && strcmp(x->tubes[i][0], auth) == 0) {
+            return;
+        }
+    }
+    if (x->ntubes == x->cap) {
+        size_t nc = x->cap ? x->cap * 2 : 8;
+        char(*t)[2][128] = rdx_reallocarray(x->tubes, nc, sizeof *t);
+        if (t == NULL) {
+            x->oom = 1;
+            return;
+        }
+        x->tubes = t;
+        x->cap = nc;
+    }
+    snprintf(x->tubes[x->ntubes][0], sizeof x->tubes[0][0], "%s", auth);
+    snprintf(x->tubes[x->ntubes][1], sizeof x->tubes[0][1], "%s", barcode);
+    x->ntubes++;
+}
+
 static void on_new_tube(void *user, const rdx_lab_reroute_rec *rec)
 {
     new_tube_ctx *x = user;
     size_t n = strlen(x->line);
+    for (size_t i = 0; i < rdx_lab_routing_count(rec->routing); i++) {
+        const rdx_lab_decision *d = rdx_lab_routing_at(rec->routing, i);
+        if (d->lab[0] != '\0') {
+            /* The tube itself, or the aliquot it was split into. */
+            note_tube(x, rec->authority, d->specimen_id);
+        }
+    }
     for (size_t i = 0; i < rdx_lab_routing_count(rec->routing) && n + 1 < sizeof x->line; i++) {
         const rdx_lab_decision *d = rdx_lab_routing_at(rec->routing, i);
         snprintf(x->lab, sizeof x->lab, "%s", d->lab);
@@ -1343,6 +1306,57 @@ static rdx_status route_new_tubes(const rdx_lab_catalogue *cat, rdx_lab_store *s
     return st;
 }
 
+/*
+ * --out DIR: the order each routed new tube's lab receives,
+ * DIR/BARCODE.LAB.oml.hl7 (.orm.hl7 when the clinic's order was ORM^O01).
+ * Returns 0, or 1 after reporting a failure.
+ */
+static int write_new_tube_orders(const char *cmd, const char *dir, const rdx_lab_catalogue *cat,
+                                 rdx_lab_store *s, const new_tube_ctx *x, int json)
+{
+    char ts[32];
+    dtm_now(ts, sizeof ts);
+    rdx_lab_hl7_address a = {
+        .sending_app = "RDX", .sending_facility = "NJ-HUB", .receiving_app = "", .timestamp = ts};
+    int failed = 0;
+    if (x->oom) {
+        failed = rdx_cli_fail(cmd, "out of memory: not every tube's order is written");
+    }
+    for (size_t i = 0; i < x->ntubes; i++) {
+        rdx_error err;
+        rdx_error_clear(&err);
+        rdx_buf b, f;
+        rdx_buf_init(&b, 64u << 20);
+        rdx_buf_init(&f, 256);
+        rdx_lab_hl7_msg *m = NULL;
+        if (rdx_lab_order_for_new_tube(s, cat, x->tubes[i][0], x->tubes[i][1], &a, &b, &err) !=
+                RDX_OK ||
+            rdx_lab_hl7_parse(b.data, b.len, &m, &err) != RDX_OK) {
+            rdx_cli_fail_err(cmd, &err);
+            failed = 1;
+        } else {
+            char name[140], lab[80], path[1400];
+            (void)rdx_lab_hl7_get(m, "MSH-6", &f, NULL);
+            safe_name(f.data ? (const char *)f.data : "", lab, sizeof lab);
+            rdx_buf_reset(&f);
+            (void)rdx_lab_hl7_get(m, "MSH-9.1", &f, NULL);
+            int orm = f.data != NULL && strcmp((const char *)f.data, "ORM") == 0;
+            safe_name(x->tubes[i][1], name, sizeof name);
+            snprintf(path, sizeof path, "%s/%s.%s.%s.hl7", dir, name, lab, orm ? "orm" : "oml");
+            if (rdx_file_write_atomic(path, b.data, b.len, &err) != RDX_OK) {
+                rdx_cli_fail_err(cmd, &err);
+                failed = 1;
+            } else if (!json) {
+                printf("%s: order for its lab written to %s\n", x->tubes[i][1], path);
+            }
+        }
+        rdx_lab_hl7_free(m);
+        rdx_buf_free(&b);
+        rdx_buf_free(&f);
+    }
+    return failed;
+}
+
 /* ---- rdx lab addon ------------------------------------------------------ */
 
 #define ADDON_CMD "lab addon"
@@ -1350,7 +1364,7 @@ static rdx_status route_new_tubes(const rdx_lab_catalogue *cat, rdx_lab_store *s
 static void addon_usage(FILE *f)
 {
     fprintf(f, "Usage: rdx lab addon --catalogue FILE [--db URI] [--authority A] --actor INST\n"
-               "                     [--at DTM] [--json] BARCODE TEST\n"
+               "                     [--at DTM] [--out DIR] [--json] BARCODE TEST\n"
                "\n"
                "Add TEST to the tube BARCODE after collection. It is accepted only when the\n"
                "tube is not yet resulted, its lab performs TEST on the tube's specimen type,\n"
@@ -1358,50 +1372,33 @@ static void addon_usage(FILE *f)
                "tube has the volume left (when its SPM-12 volume is known). Otherwise a new\n"
                "collection is opened as a new tube BARCODE-A1 (on a specimen type the test\n"
                "can be done on) and routed at once by itself, planned as collected at --at.\n"
+               "With --out DIR, the order its lab receives is written to\n"
+               "DIR/BARCODE-A1.LAB.oml.hl7.\n"
                "Exit status 0 accepted, 1 refused (new collection) or error, 2 usage error.\n");
 }
 
 static int cmd_addon(int argc, char **argv)
 {
     const char *cat_path = NULL, *db = "sqlite:rdx-lab.db", *auth = NULL, *actor = NULL;
-    const char *at = NULL, *pos[2] = {NULL, NULL};
+    const char *at = NULL, *out_dir = NULL, *pos[2] = {NULL, NULL};
     int json = 0, npos = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            addon_usage(stdout);
-            return RDX_EXIT_OK;
-        }
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--catalogue", &cat_path),
+                                RDX_CLI_VALUE("--db", &db),
+                                RDX_CLI_VALUE("--authority", &auth),
+                                RDX_CLI_VALUE("--actor", &actor),
+                                RDX_CLI_VALUE("--at", &at),
+                                RDX_CLI_VALUE("--out", &out_dir),
+                                RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(ADDON_CMD, argc, argv, opts, addon_usage, &npos);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char **dst = NULL;
-        if (strcmp(a, "--catalogue") == 0) {
-            dst = &cat_path;
-        } else if (strcmp(a, "--db") == 0) {
-            dst = &db;
-        } else if (strcmp(a, "--authority") == 0) {
-            dst = &auth;
-        } else if (strcmp(a, "--actor") == 0) {
-            dst = &actor;
-        } else if (strcmp(a, "--at") == 0) {
-            dst = &at;
-        } else if (strcmp(a, "--json") == 0) {
-            json = 1;
-            continue;
-        } else if (a[0] == '-' && a[1] != '\0') {
-            return rdx_cli_usage(ADDON_CMD, "unknown option '%s'", a);
-        } else {
-            if (npos == 2) {
-                return rdx_cli_usage(ADDON_CMD, "too many arguments ('%s')", a);
-            }
-            pos[npos++] = a;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            return rdx_cli_usage(ADDON_CMD, "%s needs a value", a);
-        }
-        *dst = argv[++i];
+    if (npos > 2) {
+        return rdx_cli_usage(ADDON_CMD, "too many arguments ('%s')", argv[3]);
     }
+    pos[0] = npos > 0 ? argv[1] : NULL;
+    pos[1] = npos > 1 ? argv[2] : NULL;
     if (cat_path == NULL || actor == NULL || npos != 2) {
         return rdx_cli_usage(ADDON_CMD, "want --catalogue FILE, --actor INST, BARCODE and TEST");
     }
@@ -1414,6 +1411,8 @@ static int cmd_addon(int argc, char **argv)
     rdx_lab_catalogue *cat = NULL;
     rdx_lab_store *s = NULL;
     rdx_lab_addon_outcome o;
+    new_tube_ctx nt;
+    memset(&nt, 0, sizeof nt);
     int rc = RDX_EXIT_OK;
     if (rdx_lab_catalogue_load(cat_path, &cat, &err) != RDX_OK ||
         rdx_lab_store_open(db, &s, &err) != RDX_OK ||
@@ -1421,11 +1420,12 @@ static int cmd_addon(int argc, char **argv)
         rc = rdx_cli_fail_err(ADDON_CMD, &err);
         goto out;
     }
-    new_tube_ctx nt = {{0}, {0}};
     if (!o.accepted && route_new_tubes(cat, s, now, &nt, &err) != RDX_OK) {
         rc = rdx_cli_fail_err(ADDON_CMD, &err);
         goto out;
     }
+    int out_failed =
+        out_dir != NULL && write_new_tube_orders(ADDON_CMD, out_dir, cat, s, &nt, json);
     if (json) {
         printf("{\"barcode\": ");
         rdx_cli_json_str(stdout, pos[0]);
@@ -1449,8 +1449,9 @@ static int cmd_addon(int argc, char **argv)
             printf("%s\n", nt.line);
         }
     }
-    rc = o.accepted ? RDX_EXIT_OK : RDX_EXIT_FAIL;
+    rc = o.accepted && !out_failed ? RDX_EXIT_OK : RDX_EXIT_FAIL;
 out:
+    free(nt.tubes);
     rdx_lab_store_free(s);
     rdx_lab_catalogue_free(cat);
     return rc;

@@ -435,68 +435,52 @@ static void print_text(const struct detect_job *jobs, size_t n)
     }
 }
 
+/* The verbs' usage, for rdx_cli_parse_opts. */
+static void detect_help(FILE *f)
+{
+    fputs(detect_usage, f);
+}
+
 int rdx_cli_ecg_detect(int argc, char **argv)
 {
     struct detect_opts o = {.dir = ".", .ann = "qrs", .json = 0, .csv_fs = 0.0};
     long njobs = 1;
-    int i, np = 0;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (rdx_cli_is_help(a)) {
-            fputs(detect_usage, stdout);
-            return RDX_EXIT_OK;
+    int np = 0;
+    const char *jobs_s = NULL, *fs_s = NULL, *resample_s = NULL;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("-o", &o.dir),
+                                RDX_CLI_VALUE("-a", &o.ann),
+                                RDX_CLI_VALUE("-j", &jobs_s),
+                                RDX_CLI_VALUE("--fs", &fs_s),
+                                RDX_CLI_VALUE("--resample", &resample_s),
+                                RDX_CLI_FLAG("--json", &o.json),
+                                RDX_CLI_FLAG("--allow-short", &o.allow_short),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(DETECT, argc, argv, opts, detect_help, &np);
+    if (prc != RDX_CLI_GO) {
+        return prc;
+    }
+    if (o.dir[0] == '\0') {
+        return rdx_cli_usage(DETECT, "empty output directory");
+    }
+    if (o.ann[0] == '\0' || strchr(o.ann, '/') || strlen(o.ann) > 64) {
+        return rdx_cli_usage(DETECT, "bad annotator name '%s'", o.ann);
+    }
+    if (jobs_s != NULL) {
+        int64_t v;
+        if (rdx_parse_i64(jobs_s, strlen(jobs_s), 1, MAX_JOBS, &v) != RDX_OK) {
+            return rdx_cli_usage(DETECT, "bad -j '%s' (1-%d)", jobs_s, MAX_JOBS);
         }
-        if (strcmp(a, "--") == 0) {
-            for (i++; i < argc; i++) {
-                argv[1 + np++] = argv[i];
-            }
-            break;
-        }
-        if (a[0] != '-' || a[1] == '\0') {
-            argv[1 + np++] = argv[i]; /* operands may come before options */
-            continue;
-        }
-        int takes = strcmp(a, "-o") == 0 || strcmp(a, "-a") == 0 || strcmp(a, "-j") == 0 ||
-                    strcmp(a, "--fs") == 0 || strcmp(a, "--resample") == 0;
-        if (takes && i + 1 >= argc) {
-            return rdx_cli_usage(DETECT, "%s needs a value", a);
-        }
-        if (strcmp(a, "-o") == 0) {
-            o.dir = argv[++i];
-            if (o.dir[0] == '\0') {
-                return rdx_cli_usage(DETECT, "empty output directory");
-            }
-        } else if (strcmp(a, "-a") == 0) {
-            o.ann = argv[++i];
-            if (o.ann[0] == '\0' || strchr(o.ann, '/') || strlen(o.ann) > 64) {
-                return rdx_cli_usage(DETECT, "bad annotator name '%s'", o.ann);
-            }
-        } else if (strcmp(a, "-j") == 0) {
-            int64_t v;
-            const char *s = argv[++i];
-            if (rdx_parse_i64(s, strlen(s), 1, MAX_JOBS, &v) != RDX_OK) {
-                return rdx_cli_usage(DETECT, "bad -j '%s' (1-%d)", s, MAX_JOBS);
-            }
-            njobs = (long)v;
-        } else if (strcmp(a, "--fs") == 0) {
-            const char *s = argv[++i];
-            if (rdx_parse_double(s, strlen(s), &o.csv_fs) != RDX_OK || !(o.csv_fs > 0.0)) {
-                return rdx_cli_usage(DETECT, "bad --fs '%s'", s);
-            }
-        } else if (strcmp(a, "--resample") == 0) {
-            const char *s = argv[++i];
-            if (rdx_parse_double(s, strlen(s), &o.resample_hz) != RDX_OK ||
-                !(o.resample_hz >= RDX_ECG_QRS_MIN_FS && o.resample_hz <= RDX_ECG_QRS_MAX_FS)) {
-                return rdx_cli_usage(DETECT, "bad --resample '%s' (%g-%g Hz)", s,
-                                     RDX_ECG_QRS_MIN_FS, RDX_ECG_QRS_MAX_FS);
-            }
-        } else if (strcmp(a, "--json") == 0) {
-            o.json = 1;
-        } else if (strcmp(a, "--allow-short") == 0) {
-            o.allow_short = 1;
-        } else {
-            return rdx_cli_usage(DETECT, "unknown option '%s'", a);
-        }
+        njobs = (long)v;
+    }
+    if (fs_s != NULL &&
+        (rdx_parse_double(fs_s, strlen(fs_s), &o.csv_fs) != RDX_OK || !(o.csv_fs > 0.0))) {
+        return rdx_cli_usage(DETECT, "bad --fs '%s'", fs_s);
+    }
+    if (resample_s != NULL &&
+        (rdx_parse_double(resample_s, strlen(resample_s), &o.resample_hz) != RDX_OK ||
+         !(o.resample_hz >= RDX_ECG_QRS_MIN_FS && o.resample_hz <= RDX_ECG_QRS_MAX_FS))) {
+        return rdx_cli_usage(DETECT, "bad --resample '%s' (%g-%g Hz)", resample_s,
+                             RDX_ECG_QRS_MIN_FS, RDX_ECG_QRS_MAX_FS);
     }
     if (np == 0) {
         return rdx_cli_usage(DETECT, "no RECORD given");
@@ -621,55 +605,38 @@ static int parse_hz(const char *s, double max, double *out)
     return rdx_parse_double(s, strlen(s), out) == RDX_OK && *out >= 0.0 && *out <= max ? 0 : -1;
 }
 
+static void filter_help(FILE *f)
+{
+    fputs(filter_usage, f);
+}
+
 int rdx_cli_ecg_filter(int argc, char **argv)
 {
     const char *dir = NULL;
     rdx_ecg_filter_config fc;
     rdx_ecg_filter_config_init(&fc);
     double csv_fs = 0.0;
-    int i, np = 0;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (rdx_cli_is_help(a)) {
-            fputs(filter_usage, stdout);
-            return RDX_EXIT_OK;
-        }
-        if (strcmp(a, "--") == 0) {
-            for (i++; i < argc; i++) {
-                argv[1 + np++] = argv[i];
-            }
-            break;
-        }
-        if (a[0] != '-' || a[1] == '\0') {
-            argv[1 + np++] = argv[i]; /* operands may come before options */
-            continue;
-        }
-        if (i + 1 >= argc) {
-            return rdx_cli_usage(FILTER, "%s needs a value", a);
-        }
-        const char *v = argv[++i];
-        if (strcmp(a, "-o") == 0) {
-            dir = v;
-        } else if (strcmp(a, "--highpass") == 0) {
-            if (parse_hz(v, 20.0, &fc.highpass_hz) != 0) {
-                return rdx_cli_usage(FILTER, "bad --highpass '%s' (0-20 Hz)", v);
-            }
-        } else if (strcmp(a, "--lowpass") == 0) {
-            if (parse_hz(v, 1000.0, &fc.lowpass_hz) != 0) {
-                return rdx_cli_usage(FILTER, "bad --lowpass '%s' (Hz)", v);
-            }
-        } else if (strcmp(a, "--mains") == 0) {
-            if (parse_hz(v, 60.0, &fc.mains_hz) != 0 ||
-                (fc.mains_hz != 0.0 && fc.mains_hz != 50.0 && fc.mains_hz != 60.0)) {
-                return rdx_cli_usage(FILTER, "bad --mains '%s' (50, 60 or 0)", v);
-            }
-        } else if (strcmp(a, "--fs") == 0) {
-            if (parse_hz(v, 1e6, &csv_fs) != 0 || !(csv_fs > 0.0)) {
-                return rdx_cli_usage(FILTER, "bad --fs '%s'", v);
-            }
-        } else {
-            return rdx_cli_usage(FILTER, "unknown option '%s'", a);
-        }
+    int np = 0;
+    const char *hp = NULL, *lp = NULL, *mains = NULL, *fs = NULL;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("-o", &dir),       RDX_CLI_VALUE("--highpass", &hp),
+                                RDX_CLI_VALUE("--lowpass", &lp), RDX_CLI_VALUE("--mains", &mains),
+                                RDX_CLI_VALUE("--fs", &fs),      RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(FILTER, argc, argv, opts, filter_help, &np);
+    if (prc != RDX_CLI_GO) {
+        return prc;
+    }
+    if (hp != NULL && parse_hz(hp, 20.0, &fc.highpass_hz) != 0) {
+        return rdx_cli_usage(FILTER, "bad --highpass '%s' (0-20 Hz)", hp);
+    }
+    if (lp != NULL && parse_hz(lp, 1000.0, &fc.lowpass_hz) != 0) {
+        return rdx_cli_usage(FILTER, "bad --lowpass '%s' (Hz)", lp);
+    }
+    if (mains != NULL && (parse_hz(mains, 60.0, &fc.mains_hz) != 0 ||
+                          (fc.mains_hz != 0.0 && fc.mains_hz != 50.0 && fc.mains_hz != 60.0))) {
+        return rdx_cli_usage(FILTER, "bad --mains '%s' (50, 60 or 0)", mains);
+    }
+    if (fs != NULL && (parse_hz(fs, 1e6, &csv_fs) != 0 || !(csv_fs > 0.0))) {
+        return rdx_cli_usage(FILTER, "bad --fs '%s'", fs);
     }
     if (dir == NULL) {
         return rdx_cli_usage(FILTER, "-o DIR is required");
@@ -1062,53 +1029,35 @@ static rdx_status render_svg(rdx_buf *o, const char *name, const rdx_ecg_record_
     return RDX_OK;
 }
 
+static void plot_help(FILE *f)
+{
+    fputs(plot_usage, f);
+}
+
 int rdx_cli_ecg_plot(int argc, char **argv)
 {
     const char *out = NULL, *ann = NULL;
     double from_s = 0.0, to_s = -1.0, csv_fs = 0.0;
-    int i, np = 0;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (rdx_cli_is_help(a)) {
-            fputs(plot_usage, stdout);
-            return RDX_EXIT_OK;
-        }
-        if (strcmp(a, "--") == 0) {
-            for (i++; i < argc; i++) {
-                argv[1 + np++] = argv[i];
-            }
-            break;
-        }
-        if (a[0] != '-' || a[1] == '\0') {
-            argv[1 + np++] = argv[i]; /* operands may come before options */
-            continue;
-        }
-        if (i + 1 >= argc) {
-            return rdx_cli_usage(PLOT, "%s needs a value", a);
-        }
-        const char *v = argv[++i];
-        if (strcmp(a, "-o") == 0) {
-            out = v;
-        } else if (strcmp(a, "-a") == 0) {
-            ann = v;
-            if (ann[0] == '\0' || strchr(ann, '/') || strlen(ann) > 64) {
-                return rdx_cli_usage(PLOT, "bad annotator name '%s'", ann);
-            }
-        } else if (strcmp(a, "--from") == 0) {
-            if (parse_hz(v, 1e9, &from_s) != 0) {
-                return rdx_cli_usage(PLOT, "bad --from '%s' (seconds)", v);
-            }
-        } else if (strcmp(a, "--to") == 0) {
-            if (parse_hz(v, 1e9, &to_s) != 0) {
-                return rdx_cli_usage(PLOT, "bad --to '%s' (seconds)", v);
-            }
-        } else if (strcmp(a, "--fs") == 0) {
-            if (parse_hz(v, 1e6, &csv_fs) != 0 || !(csv_fs > 0.0)) {
-                return rdx_cli_usage(PLOT, "bad --fs '%s'", v);
-            }
-        } else {
-            return rdx_cli_usage(PLOT, "unknown option '%s'", a);
-        }
+    int np = 0;
+    const char *from_v = NULL, *to_v = NULL, *fs_v = NULL;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("-o", &out),        RDX_CLI_VALUE("-a", &ann),
+                                RDX_CLI_VALUE("--from", &from_v), RDX_CLI_VALUE("--to", &to_v),
+                                RDX_CLI_VALUE("--fs", &fs_v),     RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(PLOT, argc, argv, opts, plot_help, &np);
+    if (prc != RDX_CLI_GO) {
+        return prc;
+    }
+    if (ann != NULL && (ann[0] == '\0' || strchr(ann, '/') || strlen(ann) > 64)) {
+        return rdx_cli_usage(PLOT, "bad annotator name '%s'", ann);
+    }
+    if (from_v != NULL && parse_hz(from_v, 1e9, &from_s) != 0) {
+        return rdx_cli_usage(PLOT, "bad --from '%s' (seconds)", from_v);
+    }
+    if (to_v != NULL && parse_hz(to_v, 1e9, &to_s) != 0) {
+        return rdx_cli_usage(PLOT, "bad --to '%s' (seconds)", to_v);
+    }
+    if (fs_v != NULL && (parse_hz(fs_v, 1e6, &csv_fs) != 0 || !(csv_fs > 0.0))) {
+        return rdx_cli_usage(PLOT, "bad --fs '%s'", fs_v);
     }
     if (out == NULL) {
         return rdx_cli_usage(PLOT, "-o FILE.svg is required");

@@ -44,6 +44,72 @@ int rdx_cli_is_help(const char *s)
     return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0;
 }
 
+static const rdx_cli_opt *find_opt(const rdx_cli_opt *opts, const char *name)
+{
+    for (; opts->name != NULL; opts++) {
+        if (strcmp(opts->name, name) == 0) {
+            return opts;
+        }
+    }
+    return NULL;
+}
+
+/* How many arguments follow option o. */
+static int opt_values(const rdx_cli_opt *o)
+{
+    return o == NULL || o->value == NULL ? 0 : o->value2 != NULL ? 2 : 1;
+}
+
+static int is_operand(const char *a)
+{
+    return a[0] != '-' || a[1] == '\0';
+}
+
+int rdx_cli_parse_opts(const char *cmd, int argc, char **argv, const rdx_cli_opt *opts,
+                       void (*usage)(FILE *f), int *nops)
+{
+    /* --help first: it wins over any error elsewhere on the line. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            usage(stdout);
+            return RDX_EXIT_OK;
+        }
+        if (!is_operand(argv[i])) {
+            i += opt_values(find_opt(opts, argv[i]));
+        }
+    }
+    int np = 0, dashdash = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (dashdash || is_operand(a)) {
+            argv[1 + np++] = argv[i]; /* never ahead of i: the move is safe */
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            dashdash = 1;
+            continue;
+        }
+        const rdx_cli_opt *o = find_opt(opts, a);
+        if (o == NULL) {
+            return rdx_cli_usage(cmd, "unknown option '%s'", a);
+        }
+        int nv = opt_values(o);
+        if (nv == 0) {
+            *o->flag = 1;
+            continue;
+        }
+        if (i + nv >= argc) {
+            return rdx_cli_usage(cmd, "%s needs %s", a, o->needs != NULL ? o->needs : "a value");
+        }
+        *o->value = argv[++i];
+        if (nv == 2) {
+            *o->value2 = argv[++i];
+        }
+    }
+    *nops = np;
+    return RDX_CLI_GO;
+}
+
 void rdx_cli_json_str(FILE *f, const char *s)
 {
     fputc('"', f);

@@ -313,23 +313,46 @@ static int add_code(cat_parse *p, const char *item, size_t n, void *ctx)
     return 1;
 }
 
-static int add_pickup(cat_parse *p, const char *item, size_t n, void *ctx)
+/* A pickup list being read: the run's `pickups` (mask 0) or `pickups DAYS` (mask of DAYS). */
+typedef struct pickup_dst {
+    cat_run *r;
+    unsigned mask;
+    const char *key;
+} pickup_dst;
+
+/* Append t to one ascending list of pickups. */
+static int push_pickup(cat_parse *p, const pickup_dst *dst, unsigned **arr, size_t *n, unsigned t,
+                       const char *item, size_t len)
 {
-    cat_run *r = ctx;
-    unsigned t;
-    if (parse_hhmm(item, n, 0, &t) != 0) {
-        return fail(p, RDX_EPARSE, "[%s] pickups: '%.*s' is not a time HH:MM", p->sect_name, (int)n,
-                    item);
+    if (*n > 0 && t <= (*arr)[*n - 1]) {
+        return fail(p, RDX_EPARSE, "[%s] %s: '%.*s' is not later than the pickup before it",
+                    p->sect_name, dst->key, (int)len, item);
     }
-    if (r->npickups > 0 && t <= r->pickups[r->npickups - 1]) {
-        return fail(p, RDX_EPARSE, "[%s] pickups: '%.*s' is not later than the pickup before it",
-                    p->sect_name, (int)n, item);
-    }
-    unsigned *slot = grow(p, (void **)&r->pickups, &r->npickups, sizeof *slot);
+    unsigned *slot = grow(p, (void **)arr, n, sizeof *slot);
     if (slot == NULL) {
         return 0;
     }
     *slot = t;
+    return 1;
+}
+
+static int add_pickup(cat_parse *p, const char *item, size_t n, void *ctx)
+{
+    const pickup_dst *dst = ctx;
+    cat_run *r = dst->r;
+    unsigned t;
+    if (parse_hhmm(item, n, 0, &t) != 0) {
+        return fail(p, RDX_EPARSE, "[%s] %s: '%.*s' is not a time HH:MM", p->sect_name, dst->key,
+                    (int)n, item);
+    }
+    if (dst->mask == 0) {
+        return push_pickup(p, dst, &r->pickups, &r->npickups, t, item, n);
+    }
+    for (int d = 0; d < 7; d++) {
+        if (((dst->mask >> d) & 1u) && !push_pickup(p, dst, &r->wk[d], &r->nwk[d], t, item, n)) {
+            return 0;
+        }
+    }
     return 1;
 }
 
@@ -488,8 +511,34 @@ static int clinic_key(cat_parse *p, cat_clinic *k, const char *key, const char *
 static int run_key(cat_parse *p, cat_run *r, const char *key, const char *value)
 {
     if (strcmp(key, "pickups") == 0) {
+        pickup_dst dst = {r, 0, key};
         r->have |= H_PICKUPS;
-        return each_item(p, value, key, add_pickup, r);
+        return each_item(p, value, key, add_pickup, &dst);
+    }
+    if (strncmp(key, "pickups ", 8) == 0) {
+        /* A timetable of its own on some days: "pickups Sat-Sun = 10:00". */
+        pickup_dst dst = {r, parse_days(key + 8), key};
+        if (dst.mask == 0 || dst.mask == 0x7Fu) {
+            return fail(p, RDX_EPARSE,
+                        "[%s] %s: '%s' is not a list of days or ranges such as Sat-Sun (and not "
+                        "every day: that is plain pickups)",
+                        p->sect_name, key, key + 8);
+        }
+        r->own |= dst.mask;
+        return each_item(p, value, key, add_pickup, &dst);
+    }
+    if (strcmp(key, "days") == 0) {
+        if (!set_once(p, &r->have, H_DAYS, key)) {
+            return 0;
+        }
+        r->days = parse_days(value);
+        if (r->days == 0) {
+            return fail(p, RDX_EPARSE,
+                        "[%s] days: '%s' is not a list of days or ranges such as Mon-Fri,Sat "
+                        "(or daily)",
+                        p->sect_name, value);
+        }
+        return 1;
     }
     if (strcmp(key, "transit") == 0) {
         if (!set_once(p, &r->have, H_TRANSIT, key)) {
@@ -798,6 +847,9 @@ void rdx_lab_catalogue_free(rdx_lab_catalogue *c)
         free(c->runs[i].clinic_id);
         free(c->runs[i].lab_id);
         free(c->runs[i].pickups);
+        for (int d = 0; d < 7; d++) {
+            free(c->runs[i].wk[d]);
+        }
     }
     free(c->runs);
     for (size_t i = 0; i < c->nstabs; i++) {
@@ -897,10 +949,9 @@ static rdx_status validate(cat_parse *p)
                 r->clinic = j;
             }
         }
-        const char *missing = !(r->have & H_PICKUPS)   ? "pickups"
-                              : !(r->have & H_TRANSIT) ? "transit"
-                              : !(r->have & H_TEMP)    ? "temperature"
-                                                       : NULL;
+        const char *missing = !(r->have & H_TRANSIT) ? "transit"
+                              : !(r->have & H_TEMP)  ? "temperature"
+                                                     : NULL;
         if (r->clinic == SIZE_MAX) {
             return rdx_error_set(p->err, RDX_EPARSE, "%s:%u: [courier %s %s]: no [clinic %s]",
                                  p->name, r->line, r->clinic_id, r->lab_id, r->clinic_id);
@@ -909,12 +960,33 @@ static rdx_status validate(cat_parse *p)
             return rdx_error_set(p->err, RDX_EPARSE, "%s:%u: [courier %s %s]: no [lab %s]", p->name,
                                  r->line, r->clinic_id, r->lab_id, r->lab_id);
         }
-        if (missing != NULL || r->npickups == 0) {
+        if (!(r->have & H_DAYS)) {
+            r->days = 0x7Fu; /* goes every day */
+        }
+        if (missing == NULL && r->own == 0 && r->npickups == 0) {
+            missing = "pickups";
+        }
+        if (missing != NULL) {
             return rdx_error_set(p->err, RDX_EPARSE,
                                  "%s:%u: [courier %s %s]: required key '%s' "
                                  "missing",
-                                 p->name, r->line, r->clinic_id, r->lab_id,
-                                 missing ? missing : "pickups");
+                                 p->name, r->line, r->clinic_id, r->lab_id, missing);
+        }
+        static const char *const wd[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+        for (int d = 0; d < 7; d++) {
+            unsigned bit = 1u << d;
+            if ((r->own & bit) && !(r->days & bit)) {
+                return rdx_error_set(p->err, RDX_EPARSE,
+                                     "%s:%u: [courier %s %s]: pickups on %s, but %s is not one "
+                                     "of the run's days",
+                                     p->name, r->line, r->clinic_id, r->lab_id, wd[d], wd[d]);
+            }
+            if ((r->days & bit) && !(r->own & bit) && r->npickups == 0) {
+                return rdx_error_set(p->err, RDX_EPARSE,
+                                     "%s:%u: [courier %s %s]: no pickups on %s (give 'pickups' "
+                                     "or 'pickups %s')",
+                                     p->name, r->line, r->clinic_id, r->lab_id, wd[d], wd[d]);
+            }
         }
     }
     if (c->nlabs == 0 || c->nclinics == 0) {

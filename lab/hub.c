@@ -477,7 +477,11 @@ static rdx_status hub_order(rdx_lab_store *s, const rdx_lab_catalogue *c, const 
         rdx_error_clear(err);
         st = rdx_lab_router_new(c, &r, err);
         if (st == RDX_OK) {
-            st = rdx_lab_store_load(s, r, err);
+            /* Only the days this order can touch: the cost must not grow with the store. */
+            int64_t from, to;
+            st = lab_route_load_window(c, o, &from, &to) == 0
+                     ? lab_store_load_days(s, r, from, to, err)
+                     : rdx_lab_store_load(s, r, err);
         }
         if (st == RDX_OK) {
             st = rdx_lab_route(r, o, &h->rt, err);
@@ -488,6 +492,11 @@ static rdx_status hub_order(rdx_lab_store *s, const rdx_lab_catalogue *c, const 
         if (st == RDX_OK) {
             st = lab_store_save_rows(s, rdx_lab_order_sender(o), rdx_lab_order_control_id(o), h->rt,
                                      op->now_ms, err);
+        }
+        if (st == RDX_OK) {
+            /* For the orders of tubes rdx may open later (lab/order_new.c). */
+            st = lab_store_keep_order_msg(s, rdx_lab_order_sender(o), rdx_lab_order_control_id(o),
+                                          data, len, op->now_ms, err);
         }
     }
     if (st == RDX_EDENIED || st == RDX_EDUPLICATE || st == RDX_EPARSE) {

@@ -129,11 +129,16 @@ typedef struct cat_lab {
     unsigned have; /* bit set of keys given */
 } cat_lab;
 
+/* Weekday (0 = Monday .. 6 = Sunday) of local day `day` (days since 1970-01-01, a Thursday). */
+static inline int lab_cat_weekday(int64_t day)
+{
+    return (int)((day % 7 + 7 + 3) % 7);
+}
+
 /* Is lab l open on local day `day` (days since 1970-01-01, a Thursday)? */
 static inline int lab_cat_open_on(const cat_lab *l, int64_t day)
 {
-    int64_t wd = (day % 7 + 7 + 3) % 7; /* 0 = Monday */
-    return (l->days >> wd) & 1u;
+    return (l->days >> lab_cat_weekday(day)) & 1u;
 }
 
 typedef struct cat_clinic {
@@ -145,13 +150,35 @@ typedef struct cat_clinic {
 typedef struct cat_run {
     char *clinic_id, *lab_id;
     size_t clinic, lab; /* resolved indices */
-    unsigned *pickups;  /* minutes after midnight, ascending */
+    unsigned *pickups;  /* `pickups`: minutes after midnight, ascending */
     size_t npickups;
+    unsigned days;   /* days the run goes: bit 0 Monday .. bit 6 Sunday (all when not given) */
+    unsigned own;    /* days with their own timetable (`pickups DAYS`) */
+    unsigned *wk[7]; /* those timetables, per weekday (0 = Monday), ascending */
+    size_t nwk[7];
     unsigned transit_min;
     int refrigerated;
     unsigned line;
     unsigned have;
 } cat_run;
+
+/*
+ * The pickups of run r on weekday wd (0 = Monday): its own timetable for that
+ * day, else the run's `pickups`; none (*n = 0) on a day the run does not go.
+ */
+static inline const unsigned *lab_cat_run_pickups(const cat_run *r, int wd, size_t *n)
+{
+    if (!((r->days >> wd) & 1u)) {
+        *n = 0;
+        return NULL;
+    }
+    if ((r->own >> wd) & 1u) {
+        *n = r->nwk[wd];
+        return r->wk[wd];
+    }
+    *n = r->npickups;
+    return r->pickups;
+}
 
 /* Stability of one test on one specimen type; -1 = not given. */
 typedef struct cat_stab {
@@ -223,6 +250,29 @@ rdx_status lab_custody_log(rdx_lab_store *s, const char *auth, const char *barco
 rdx_status lab_store_begin(rdx_lab_store *s, rdx_error *err);
 /* COMMIT when st is RDX_OK (a failed commit is rolled back), else ROLLBACK; returns the outcome. */
 rdx_status lab_store_end(rdx_lab_store *s, rdx_status st, rdx_error *err);
+/*
+ * rdx_lab_store_load for the local days [from_day, to_day] only (and the labs
+ * marked down): what routing one order needs, at a cost that does not grow
+ * with the decisions stored (lab_load, schema version 4).
+ */
+rdx_status lab_store_load_days(rdx_lab_store *s, rdx_lab_router *r, int64_t from_day,
+                               int64_t to_day, rdx_error *err);
+/*
+ * The local days whose loads routing order o can read or change on catalogue
+ * c (see lab/route.c): from the day before its first collection (or MSH-7)
+ * to its last plus every wait the router allows. 0, or -1 when o has no time.
+ */
+int lab_route_load_window(const rdx_lab_catalogue *c, const rdx_lab_order *o, int64_t *from_day,
+                          int64_t *to_day);
+/* Keep the clinic's order (ER7 as received) for later orders of new tubes; a second copy is
+ * ignored. */
+rdx_status lab_store_keep_order_msg(rdx_lab_store *s, const char *sender, const char *control_id,
+                                    const void *data, size_t len, int64_t now_ms, rdx_error *err);
+/* Append the kept order to out: RDX_OK, RDX_ENOTFOUND (not kept; err untouched), RDX_EDB. */
+rdx_status lab_store_order_msg(rdx_lab_store *s, const char *sender, const char *control_id,
+                               rdx_buf *out, rdx_error *err);
+/* HL7 DTM "YYYYMMDDHHMMSS+HHMM" of ms_utc at the local offset (minutes). */
+void lab_fmt_dtm(int64_t ms_utc, int off_min, char out[32]);
 /* rdx_lab_store_save without its own transaction. */
 rdx_status lab_store_save_rows(rdx_lab_store *s, const char *sender, const char *control_id,
                                const rdx_lab_routing *rt, int64_t now_ms, rdx_error *err);

@@ -215,11 +215,11 @@ static int64_t utc_ms(int64_t lmin, int off)
     return (lmin - off) * 60000;
 }
 
-/* "2026-12-01 09:35" for local minutes (Howard Hinnant's civil_from_days). */
-static void fmt_local(int64_t lmin, char out[40])
+/* Date and time of local minutes (Howard Hinnant's civil_from_days). */
+static void civil(int64_t lmin, int64_t *y, unsigned *m, unsigned *d, unsigned *mod)
 {
     int64_t z = floor_div(lmin, 1440);
-    unsigned mod = (unsigned)(lmin - z * 1440);
+    *mod = (unsigned)(lmin - z * 1440);
     z += 719468;
     const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
     const unsigned doe = (unsigned)(z - era * 146097);
@@ -227,11 +227,30 @@ static void fmt_local(int64_t lmin, char out[40])
     const int64_t y0 = (int64_t)yoe + era * 400;
     const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     const unsigned mp = (5 * doy + 2) / 153;
-    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-    const int64_t y = y0 + (m <= 2);
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = y0 + (*m <= 2);
+}
+
+/* "2026-12-01 09:35" for local minutes. */
+static void fmt_local(int64_t lmin, char out[40])
+{
+    int64_t y;
+    unsigned m, d, mod;
+    civil(lmin, &y, &m, &d, &mod);
     snprintf(out, 40, "%04lld-%02u-%02u %02u:%02u", (long long)y, m % 13, d % 32, (mod / 60) % 24,
              mod % 60);
+}
+
+void lab_fmt_dtm(int64_t ms_utc, int off_min, char out[32])
+{
+    int64_t y;
+    unsigned m, d, mod;
+    unsigned sec = (unsigned)(ms_utc - floor_div(ms_utc, 60000) * 60000) / 1000;
+    civil(local_min(ms_utc, off_min), &y, &m, &d, &mod);
+    int a = off_min < 0 ? -off_min : off_min;
+    snprintf(out, 32, "%04lld%02u%02u%02u%02u%02u%c%02d%02d", (long long)y % 10000, m % 13, d % 32,
+             (mod / 60) % 24, mod % 60, sec % 60, off_min < 0 ? '-' : '+', (a / 60) % 100, a % 60);
 }
 
 static void fmt_hhmm(int64_t lmin, char out[16])
@@ -239,6 +258,69 @@ static void fmt_hhmm(int64_t lmin, char out[16])
     int64_t z = floor_div(lmin, 1440);
     unsigned mod = (unsigned)(lmin - z * 1440);
     snprintf(out, 16, "%02u:%02u", (mod / 60) % 24, mod % 60);
+}
+
+typedef struct eval {
+    rdx_lab_route_code stage; /* RDX_LAB_ROUTED when every rule but capacity holds */
+    int64_t pickup, arrival, start, result, day;
+    int stab_min;
+    int fridge;
+    /* The courier's week, for the reason: */
+    unsigned no_run;   /* weekdays (bit 0 Monday) waited through on which the run does not go */
+    int own_timetable; /* the pickup is on a day with its own timetable (pickups DAYS) */
+} eval;
+
+static const char *const wd_name[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+
+/* "Sat 2026-12-05 10:00" for local minutes. */
+static void fmt_wd_local(int64_t lmin, char out[48])
+{
+    char t[40];
+    fmt_local(lmin, t);
+    snprintf(out, 48, "%s %s", wd_name[lab_cat_weekday(floor_div(lmin, 1440))], t);
+}
+
+/* The weekdays of mask, "Sat, Sun", in the week's order from first_wd on. */
+static void fmt_days(unsigned mask, int first_wd, char out[40])
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (int k = 0; k < 7; k++) {
+        int d = (first_wd + k) % 7;
+        if ((mask >> d) & 1u) {
+            n += (size_t)snprintf(out + n, 40 - n, "%s%s", n ? ", " : "", wd_name[d]);
+        }
+    }
+}
+
+/*
+ * The courier part of a reason: when the pickup is ("09:00" on the day of
+ * collection, else with its weekday and date) and, for a run that is not the
+ * same every day, the days it did not go and whose timetable was used.
+ */
+static void fmt_pickup(const eval *e, int64_t from, char out[160])
+{
+    char when[48], days[40];
+    int64_t day0 = floor_div(from, 1440), pday = floor_div(e->pickup, 1440);
+    if (pday == day0) {
+        fmt_hhmm(e->pickup, when);
+    } else {
+        fmt_wd_local(e->pickup, when);
+    }
+    size_t n = (size_t)snprintf(out, 160, "%s", when);
+    if (e->no_run == 0 && !e->own_timetable) {
+        return;
+    }
+    n += (size_t)snprintf(out + n, 160 - n, " (");
+    if (e->no_run != 0) {
+        fmt_days(e->no_run, lab_cat_weekday(day0), days);
+        n += (size_t)snprintf(out + n, 160 - n, "no courier run on %s%s", days,
+                              e->own_timetable ? "; " : "");
+    }
+    if (e->own_timetable) {
+        n += (size_t)snprintf(out + n, 160 - n, "the %s timetable", wd_name[lab_cat_weekday(pday)]);
+    }
+    snprintf(out + n, 160 - n, ")");
 }
 
 /* When testing can start for a specimen arriving at `arrival`. */
@@ -264,13 +346,6 @@ static int64_t next_open(const cat_lab *l, int64_t arrival)
 }
 
 /* ---- Evaluation of one (test, lab) pair ---------------------------------- */
-
-typedef struct eval {
-    rdx_lab_route_code stage; /* RDX_LAB_ROUTED when every rule but capacity holds */
-    int64_t pickup, arrival, start, result, day;
-    int stab_min;
-    int fridge;
-} eval;
 
 static void evaluate(const rdx_lab_catalogue *c, size_t clinic, size_t li, const char *test,
                      const char *type, int64_t collected, int64_t not_before, eval *e)
@@ -302,13 +377,26 @@ static void evaluate(const rdx_lab_catalogue *c, size_t clinic, size_t li, const
     int64_t from = collected > not_before ? collected : not_before;
     int64_t day0 = floor_div(from, 1440);
     for (int64_t d = 0; d <= QUEUE_DAYS && e->pickup == NO_TIME; d++) {
-        for (size_t k = 0; k < run->npickups; k++) {
-            int64_t t = (day0 + d) * 1440 + run->pickups[k];
+        /* The run's timetable on that weekday (none on a day it does not go). */
+        int wd = lab_cat_weekday(day0 + d);
+        size_t np;
+        const unsigned *pk = lab_cat_run_pickups(run, wd, &np);
+        if (np == 0) {
+            e->no_run |= 1u << wd;
+        }
+        for (size_t k = 0; k < np; k++) {
+            int64_t t = (day0 + d) * 1440 + pk[k];
             if (t >= from) {
                 e->pickup = t;
+                e->own_timetable = (run->own >> wd) & 1u;
                 break;
             }
         }
+    }
+    if (e->pickup == NO_TIME) {
+        /* Cannot happen (the catalogue has pickups on every day a run goes, one day at least). */
+        e->stage = RDX_LAB_NO_COURIER;
+        return;
     }
     e->arrival = e->pickup + run->transit_min;
     if (e->arrival - collected > e->stab_min) {
@@ -465,7 +553,7 @@ static rdx_status routed(route_ctx *x, size_t ti, size_t li, const eval *e, int6
                          rdx_lab_route_code code, const char *note)
 {
     rdx_lab_decision d;
-    char col[40], pick[16], arr[16], res[40];
+    char col[40], pick[160], arr[48], res[40];
     const cat_lab *l = &x->c->labs[li];
     RDX_TRY(base_decision(x, ti, &d));
     d.code = code;
@@ -478,8 +566,12 @@ static rdx_status routed(route_ctx *x, size_t ti, size_t li, const eval *e, int6
     d.day = e->day;
     d.stable_until_ms = utc_ms(collected + e->stab_min, x->off);
     fmt_local(collected, col);
-    fmt_hhmm(e->pickup, pick);
-    fmt_hhmm(e->arrival, arr);
+    fmt_pickup(e, x->not_before > collected ? x->not_before : collected, pick);
+    if (floor_div(e->arrival, 1440) == floor_div(e->pickup, 1440)) {
+        fmt_hhmm(e->arrival, arr);
+    } else {
+        fmt_wd_local(e->arrival, arr);
+    }
     fmt_local(e->result, res);
     rdx_buf_reset(&x->text);
     RDX_TRY(rdx_buf_printf(&x->text,
@@ -588,6 +680,12 @@ static rdx_status refuse(route_ctx *x, size_t k, int64_t collected)
                 "lab (%s) is %lld min after collection",
                 lab_cat_test_name(c, t->code), lab_cat_type_name(c, d.specimen_type), e.stab_min,
                 temp_name(e.fridge), c->labs[li_best].id, (long long)(e.arrival - collected)));
+            if (e.no_run != 0) {
+                char days[40];
+                int64_t from = x->not_before > collected ? x->not_before : collected;
+                fmt_days(e.no_run, lab_cat_weekday(floor_div(from, 1440)), days);
+                RDX_TRY(rdx_buf_printf(&x->text, " (no courier run on %s)", days));
+            }
         }
     } else if (best == RDX_LAB_NO_COURIER) {
         RDX_TRY(rdx_buf_append_str(&x->text, "performed on this specimen by "));
@@ -907,6 +1005,45 @@ out:
     }
     *out = x.rt;
     return RDX_OK;
+}
+
+int lab_route_load_window(const rdx_lab_catalogue *c, const rdx_lab_order *o, int64_t *from_day,
+                          int64_t *to_day)
+{
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    int64_t not_before = lab_order_not_before(o);
+    for (size_t si = 0; si < rdx_lab_order_specimen_count(o); si++) {
+        int64_t t = rdx_lab_order_specimen_at(o, si)->collected_ms;
+        if (t == INT64_MIN) {
+            t = rdx_lab_order_sent_ms(o); /* as rdx_lab_route falls back */
+        }
+        if (t == INT64_MIN) {
+            continue;
+        }
+        if (not_before != INT64_MIN && not_before > t) {
+            t = not_before;
+        }
+        int64_t day = floor_div(local_min(t, c->utc_offset_min), 1440);
+        lo = day < lo ? day : lo;
+        hi = day > hi ? day : hi;
+    }
+    if (lo == INT64_MAX) {
+        return -1;
+    }
+    unsigned transit = 0;
+    for (size_t i = 0; i < c->nruns; i++) {
+        transit = c->runs[i].transit_min > transit ? c->runs[i].transit_min : transit;
+    }
+    /*
+     * A decision's day is the day testing starts: not before the collection
+     * (or the earliest pickup allowed), and at most the courier search
+     * (QUEUE_DAYS + 1 days), the transit, the wait for an open day (8 days,
+     * next_open) and a full lab's queue (QUEUE_DAYS) later. One day of margin
+     * on each side.
+     */
+    *from_day = lo - 1;
+    *to_day = hi + (QUEUE_DAYS + 1) + (int64_t)transit / 1440 + 1 + 8 + QUEUE_DAYS + 1;
+    return 0;
 }
 
 rdx_status lab_routing_new(rdx_lab_routing **out)

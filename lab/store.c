@@ -20,11 +20,20 @@
  *  3  adds lab_test_result (each test's result state on its tube). A tube
  *     resulted before version 3 has no rows there: all its tests count as
  *     resulted (lab/custody.c), which is what version 2 recorded.
+ *  4  adds lab_load: the tests routed to each lab on each day, kept by
+ *     triggers on lab_route, so that reading the loads before routing an
+ *     order costs the lab-days it can touch, not every decision ever stored
+ *     (reading lab_route itself made a batch of N orders cost N^2). Filled
+ *     from lab_route when an older store is brought up to date.
+ *  5  adds lab_order_msg: each clinic order as the hub received it, from
+ *     which rdx writes the order for a tube it opens itself (a recollection,
+ *     an add-on's new collection, an aliquot: lab/order_new.c). Orders
+ *     stored before version 5 have none.
  * A store of a version newer than LAB_SCHEMA_VERSION is refused untouched.
  * Every step only adds tables, so one script (CREATE ... IF NOT EXISTS)
  * brings any older version up to date.
  */
-#define LAB_SCHEMA_VERSION 3
+#define LAB_SCHEMA_VERSION 5
 
 static rdx_status db_error(rdx_lab_store *s, rdx_error *err, const char *what)
 {
@@ -81,7 +90,31 @@ static const char schema[] =
     " authority TEXT NOT NULL, barcode TEXT NOT NULL, test TEXT NOT NULL,"
     " status TEXT NOT NULL, final INTEGER NOT NULL, sender TEXT NOT NULL,"
     " control_id TEXT NOT NULL, resulted_ms INTEGER NOT NULL,"
-    " PRIMARY KEY (authority, barcode, test));";
+    " PRIMARY KEY (authority, barcode, test));"
+    /* Version 4: loads per day and lab, kept by the triggers below (only routed rows count). */
+    "CREATE TABLE IF NOT EXISTS lab_load ("
+    " day INTEGER NOT NULL, lab TEXT NOT NULL, n INTEGER NOT NULL,"
+    " PRIMARY KEY (day, lab)) WITHOUT ROWID;"
+    "CREATE TRIGGER IF NOT EXISTS lab_load_insert AFTER INSERT ON lab_route"
+    " WHEN NEW.lab <> '' BEGIN"
+    " INSERT INTO lab_load (day, lab, n) VALUES (NEW.day, NEW.lab, 1)"
+    " ON CONFLICT (day, lab) DO UPDATE SET n = n + 1; END;"
+    "CREATE TRIGGER IF NOT EXISTS lab_load_delete AFTER DELETE ON lab_route"
+    " WHEN OLD.lab <> '' BEGIN"
+    " UPDATE lab_load SET n = n - 1 WHERE day = OLD.day AND lab = OLD.lab; END;"
+    "CREATE TRIGGER IF NOT EXISTS lab_load_update AFTER UPDATE OF lab, day ON lab_route BEGIN"
+    " UPDATE lab_load SET n = n - 1 WHERE OLD.lab <> '' AND day = OLD.day AND lab = OLD.lab;"
+    " INSERT INTO lab_load (day, lab, n) SELECT NEW.day, NEW.lab, 1 WHERE NEW.lab <> ''"
+    " ON CONFLICT (day, lab) DO UPDATE SET n = n + 1; END;"
+    /* Version 5: the clinic's order, ER7 as received (lab/order_new.c). */
+    "CREATE TABLE IF NOT EXISTS lab_order_msg ("
+    " sender TEXT NOT NULL, control_id TEXT NOT NULL, received_ms INTEGER NOT NULL,"
+    " message BLOB NOT NULL, PRIMARY KEY (sender, control_id));";
+
+/* Version 4's lab_load from the decisions an older store holds (after the schema script). */
+static const char load_fill[] = "DELETE FROM lab_load;"
+                                "INSERT INTO lab_load (day, lab, n) SELECT day, lab, COUNT(*) "
+                                "FROM lab_route WHERE lab <> '' GROUP BY day, lab;";
 
 /* 1 when the query returns a row. */
 static int has_row(sqlite3 *db, const char *sql)
@@ -139,6 +172,7 @@ static rdx_status schema_setup(rdx_lab_store *s, rdx_error *err)
     }
     /* New store or an older version: every table is CREATE IF NOT EXISTS, steps only add. */
     if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_exec(s->db, load_fill, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(s->db, "DELETE FROM lab_schema", NULL, NULL, NULL) != SQLITE_OK) {
         st = db_error(s, err, "cannot create or migrate the tables");
         goto out;
@@ -217,16 +251,18 @@ static const char *col_text(sqlite3_stmt *q, int i)
     return t != NULL ? t : "";
 }
 
-rdx_status rdx_lab_store_load(rdx_lab_store *s, rdx_lab_router *r, rdx_error *err)
+rdx_status lab_store_load_days(rdx_lab_store *s, rdx_lab_router *r, int64_t from_day,
+                               int64_t to_day, rdx_error *err)
 {
     sqlite3_stmt *q = NULL;
     rdx_status st = RDX_OK;
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT lab, day, COUNT(*) FROM lab_route WHERE lab <> '' "
-                           "GROUP BY lab, day",
+                           "SELECT lab, day, n FROM lab_load WHERE day BETWEEN ?1 AND ?2 AND n > 0",
                            -1, &q, NULL) != SQLITE_OK) {
         return db_error(s, err, "cannot read loads");
     }
+    sqlite3_bind_int64(q, 1, from_day);
+    sqlite3_bind_int64(q, 2, to_day);
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         const char *lab = (const char *)sqlite3_column_text(q, 0);
@@ -261,6 +297,11 @@ rdx_status rdx_lab_store_load(rdx_lab_store *s, rdx_lab_router *r, rdx_error *er
     }
     sqlite3_finalize(q);
     return st;
+}
+
+rdx_status rdx_lab_store_load(rdx_lab_store *s, rdx_lab_router *r, rdx_error *err)
+{
+    return lab_store_load_days(s, r, INT64_MIN, INT64_MAX, err);
 }
 
 static int64_t col_time(sqlite3_stmt *q, int i)
@@ -465,5 +506,57 @@ rdx_status rdx_lab_store_labs_down(rdx_lab_store *s, rdx_lab_down_fn fn, void *u
     if (count != NULL) {
         *count = n;
     }
+    return st;
+}
+
+rdx_status lab_store_keep_order_msg(rdx_lab_store *s, const char *sender, const char *control_id,
+                                    const void *data, size_t len, int64_t now_ms, rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    if (len > INT32_MAX) {
+        return rdx_error_set(err, RDX_ELIMIT, "%s: order %s too large to keep", s->path,
+                             control_id);
+    }
+    if (sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO lab_order_msg VALUES (?1, ?2, ?3, ?4)", -1,
+                           &q, NULL) != SQLITE_OK) {
+        return db_error(s, err, "cannot keep the order");
+    }
+    sqlite3_bind_text(q, 1, sender, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, control_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, now_ms);
+    sqlite3_bind_blob(q, 4, len ? data : "", (int)len, SQLITE_STATIC);
+    rdx_status st =
+        sqlite3_step(q) == SQLITE_DONE ? RDX_OK : db_error(s, err, "cannot keep the order");
+    sqlite3_finalize(q);
+    return st;
+}
+
+rdx_status lab_store_order_msg(rdx_lab_store *s, const char *sender, const char *control_id,
+                               rdx_buf *out, rdx_error *err)
+{
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(
+            s->db, "SELECT message FROM lab_order_msg WHERE sender = ?1 AND control_id = ?2", -1,
+            &q, NULL) != SQLITE_OK) {
+        return db_error(s, err, "cannot read the order");
+    }
+    sqlite3_bind_text(q, 1, sender, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, control_id, -1, SQLITE_STATIC);
+    rdx_status st;
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        const void *p = sqlite3_column_blob(q, 0);
+        size_t n = (size_t)sqlite3_column_bytes(q, 0);
+        st = rdx_buf_append(out, p != NULL ? p : "", n);
+        if (st != RDX_OK) {
+            st = rdx_error_set(err, st, "order %s from %s: %s", control_id, sender,
+                               rdx_strerror(st));
+        }
+    } else if (rc == SQLITE_DONE) {
+        st = RDX_ENOTFOUND;
+    } else {
+        st = db_error(s, err, "cannot read the order");
+    }
+    sqlite3_finalize(q);
     return st;
 }

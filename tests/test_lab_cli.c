@@ -418,8 +418,8 @@ static void test_cli_reroute_moves_only_tubes_not_picked_up(void **state)
         assert_int_equal(r.exit_code, 0);
         rdx_run_free(&r);
     }
-    const char *reroute[] = {"lab", "reroute", "--catalogue",  CAT,       "--db",
-                             uri,   "--at",    "202612010830", "NJ-JSPH", NULL};
+    const char *reroute[] = {"lab",  "reroute",      "--catalogue", CAT, "--db",    uri,
+                             "--at", "202612010830", "--out",       dir, "NJ-JSPH", NULL};
     run(&r, reroute);
     assert_int_equal(r.exit_code, 0);
     /* Potassium and creatinine to Drum Tower, PSA to the Cancer Hospital: split. */
@@ -429,6 +429,27 @@ static void test_cli_reroute_moves_only_tubes_not_picked_up(void **state)
     assert_null(strstr(r.out, "NJGL26120102"));
     assert_non_null(strstr(r.out, "1 tube(s) not yet picked up were rerouted from NJ-JSPH"));
     rdx_run_free(&r);
+    /* --out: each aliquot's new lab gets an order naming it and its parent. */
+    const char *aliquots[][3] = {{"NJGL26120101.1", "NJ-DRUM", "2823-3"},
+                                 {"NJGL26120101.2", "NJ-CANCER", "2857-1"}};
+    for (size_t i = 0; i < 2; i++) {
+        char opath[700];
+        snprintf(opath, sizeof opath, "%s/%s.%s.oml.hl7", dir, aliquots[i][0], aliquots[i][1]);
+        rdx_buf ob;
+        rdx_buf_init(&ob, 1 << 20);
+        assert_int_equal(rdx_file_read(opath, &ob, NULL), RDX_OK);
+        rdx_lab_hl7_msg *om = NULL;
+        rdx_lab_order *oo = NULL;
+        assert_int_equal(rdx_lab_hl7_parse(ob.data, ob.len, &om, NULL), RDX_OK);
+        assert_int_equal(rdx_lab_order_from_hl7(om, 480, &oo, NULL), RDX_OK);
+        assert_string_equal(rdx_lab_order_test_at(oo, 0)->code, aliquots[i][2]);
+        assert_int_equal(rdx_lab_order_specimen_count(oo), 1);
+        assert_string_equal(rdx_lab_order_specimen_at(oo, 0)->id, aliquots[i][0]);
+        assert_string_equal(rdx_lab_order_specimen_at(oo, 0)->parent_id, "NJGL26120101");
+        rdx_lab_order_free(oo);
+        rdx_lab_hl7_free(om);
+        rdx_buf_free(&ob);
+    }
     const char *order[] = {
         "lab", "status", "--db", uri, "--order", "NJ-GULOU-CHC", "GULOU-20261201-0001", NULL};
     run(&r, order);
@@ -523,17 +544,47 @@ static void test_cli_addon_within_stability_and_volume(void **state)
         assert_int_equal(r.exit_code, 0);
         rdx_run_free(&r);
     }
-    const char *rej[] = {"lab",     "event",   "--db",     uri,    "--catalogue",
-                         CAT,       "--actor", "NJ-JSPH",  "--at", "202612010930",
-                         "--tests", "4548-4",  "--reason", "CLOT", "NJGL26120102",
-                         "reject",  NULL};
+    /* --out writes an order only for a routed recollection: it needs --catalogue. */
+    const char *nocat[] = {
+        "lab",  "event",        "--db",    uri,      "--actor",      "NJ-JSPH", "--out", dir,
+        "--at", "202612010930", "--tests", "4548-4", "NJGL26120102", "reject",  NULL};
+    run(&r, nocat);
+    assert_int_equal(r.exit_code, 2);
+    assert_non_null(strstr(r.err, "--out needs --catalogue"));
+    rdx_run_free(&r);
+    const char *rej[] = {"lab",     "event",        "--db",     uri,    "--catalogue",
+                         CAT,       "--actor",      "NJ-JSPH",  "--at", "202612010930",
+                         "--tests", "4548-4",       "--reason", "CLOT", "--out",
+                         dir,       "NJGL26120102", "reject",   NULL};
     run(&r, rej);
     assert_int_equal(r.exit_code, 0);
     assert_non_null(
         strstr(r.out, "NJGL26120102-R1 (NJ-GULOU-CHC): new barcode for the recollection"));
     assert_non_null(strstr(r.out, "NJGL26120102-R1 4548-4 -> "));
     assert_non_null(strstr(r.out, "collected 2026-12-01 09:30"));
+    /* The order the recollection's lab receives, read back by the engine. */
+    const char *w = strstr(r.out, "NJGL26120102-R1: order for its lab written to ");
+    assert_non_null(w);
+    char opath[700];
+    w += strlen("NJGL26120102-R1: order for its lab written to ");
+    snprintf(opath, sizeof opath, "%.*s", (int)strcspn(w, "\n"), w);
+    assert_non_null(strstr(opath, "/NJGL26120102-R1."));
+    assert_non_null(strstr(opath, ".oml.hl7"));
     rdx_run_free(&r);
+    rdx_buf ob;
+    rdx_buf_init(&ob, 1 << 20);
+    assert_int_equal(rdx_file_read(opath, &ob, NULL), RDX_OK);
+    rdx_lab_hl7_msg *om = NULL;
+    rdx_lab_order *oo = NULL;
+    assert_int_equal(rdx_lab_hl7_parse(ob.data, ob.len, &om, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_order_from_hl7(om, 480, &oo, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_order_test_count(oo), 1);
+    assert_string_equal(rdx_lab_order_test_at(oo, 0)->code, "4548-4");
+    assert_string_equal(rdx_lab_order_specimen_at(oo, 0)->id, "NJGL26120102-R1");
+    assert_string_equal(rdx_lab_order_specimen_at(oo, 0)->parent_id, "NJGL26120102");
+    rdx_lab_order_free(oo);
+    rdx_lab_hl7_free(om);
+    rdx_buf_free(&ob);
     const char *gl[] = {"lab", "status", "--db", uri, "NJGL26120101", NULL};
     run(&r, gl);
     assert_non_null(strstr(r.out, "tests 2823-3,2160-0,2857-1,1742-6,2951-2"));
@@ -674,6 +725,64 @@ static void test_cli_every_lab_verb_has_help(void **state)
     }
 }
 
+/*
+ * The shared option reader (cli/util.c rdx_cli_parse_opts) as the lab and
+ * ECG verbs use it: usage errors exit 2 naming the option, --help wins
+ * wherever it stands among the options (exit 0), a value may look like an
+ * option, "--" ends the options, and operands move around options.
+ */
+static void test_cli_options_are_read_alike(void **state)
+{
+    (void)state;
+    struct {
+        const char *argv[10];
+        int exit_code;
+        const char *out, *err;
+    } cases[] = {
+        {{"lab", "status", "--order", "NJ-GULOU-CHC", NULL},
+         2,
+         NULL,
+         "--order needs SENDER CONTROL"},
+        {{"lab", "event", "--actor", NULL}, 2, NULL, "rdx lab event: --actor needs a value"},
+        {{"lab", "event", "--frob", "--help", NULL}, 0, "Usage: rdx lab event", NULL},
+        {{"lab", "event", "--actor", "X", "A", "collect", "extra", NULL},
+         2,
+         NULL,
+         "too many arguments ('extra')"},
+        {{"lab", "overdue", "--db", "sqlite::memory:", "stray", NULL},
+         2,
+         NULL,
+         "unknown argument 'stray'"},
+        {{"lab", "labs", "--db", "sqlite::memory:", "x", NULL}, 2, NULL, "no argument expected"},
+        {{"lab", "reroute", "--actor", "X", NULL}, 2, NULL, "unknown option '--actor'"},
+        {{"lab", "lab-up", "--db", "sqlite::memory:", "A", "B", NULL},
+         2,
+         NULL,
+         "one LAB at a time"},
+        /* "--help" as the value of --db is a value, not a request for help. */
+        {{"lab", "labs", "--db", "--help", "--json", "x", NULL}, 2, NULL, "no argument expected"},
+        /* After "--" an operand may start with '-': a file that does not exist. */
+        {{"lab", "result", "--db", "sqlite::memory:", "--", "-missing.hl7", NULL},
+         1,
+         NULL,
+         "-missing.hl7"},
+        {{"ecg", "detect", "-j", NULL}, 2, NULL, "rdx ecg detect: -j needs a value"},
+        {{"ecg", "detect", "-j", "0", "x/100", NULL}, 2, NULL, "bad -j '0'"},
+        {{"ecg", "filter", "--bogus", "--help", NULL}, 0, "Usage: rdx ecg filter", NULL},
+        {{"ecg", "plot", "--frob", "1", NULL}, 2, NULL, "unknown option '--frob'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct rdx_run r;
+        run(&r, cases[i].argv);
+        if (r.exit_code != cases[i].exit_code ||
+            (cases[i].out != NULL && strstr(r.out, cases[i].out) == NULL) ||
+            (cases[i].err != NULL && strstr(r.err, cases[i].err) == NULL)) {
+            fail_msg("case %zu: exit %d, out '%.200s', err '%s'", i, r.exit_code, r.out, r.err);
+        }
+        rdx_run_free(&r);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -687,6 +796,7 @@ int main(void)
         cmocka_unit_test(test_cli_route_out_writes_one_order_per_lab),
         cmocka_unit_test(test_cli_lab_down_is_remembered),
         cmocka_unit_test(test_cli_every_lab_verb_has_help),
+        cmocka_unit_test(test_cli_options_are_read_alike),
     };
     return cmocka_run_group_tests_name("lab_cli", tests, NULL, NULL);
 }

@@ -451,6 +451,26 @@ static void event(rdx_lab_store *s, const char *barcode, rdx_lab_event_kind k, i
     }
 }
 
+/*
+ * The Gulou serum tube collected, dispatched and received at NJ-JSPH, then
+ * rejected as hemolysed for its potassium: recollection NJGL26120101-R1.
+ */
+static void reject_gulou_potassium(rdx_lab_store *s)
+{
+    event(s, "NJGL26120101", RDX_LAB_EV_COLLECT, T0, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_DISPATCH, T0 + 60 * MIN, "NJ-GULOU-CHC");
+    event(s, "NJGL26120101", RDX_LAB_EV_RECEIVE, T0 + 80 * MIN, "NJ-JSPH");
+    rdx_lab_event_in rej = {.barcode = "NJGL26120101",
+                            .kind = RDX_LAB_EV_REJECT,
+                            .actor = "NJ-JSPH",
+                            .reason = "HEMOLYSED",
+                            .tests = "2823-3",
+                            .reported_ms = T0 + 85 * MIN};
+    rdx_lab_event_out eo;
+    assert_int_equal(rdx_lab_custody_event(s, &rej, T0 + 85 * MIN, &eo, NULL), RDX_OK);
+    assert_string_equal(eo.recollect, "NJGL26120101-R1");
+}
+
 static void test_hub_result_acks_and_forwards(void **state)
 {
     (void)state;
@@ -637,6 +657,78 @@ static void on_tube_lab(void *user, const rdx_lab_specimen_rec *sp, const rdx_la
     snprintf(t->lab, sizeof t->lab, "%s", sp->lab);
 }
 
+/*
+ * The sample network's Yangzhou -> Nanjing Maternity and Child Health run
+ * goes Monday to Friday. A dried blood spot collected on Friday 2026-12-04
+ * after the 10:00 pickup waits for Monday's: the decision, its recorded
+ * reason and the tube's arrival due (what overdue detection uses) all say
+ * Monday, so a tube dispatched on Monday is not overdue on Monday morning.
+ */
+static void test_hub_courier_weekdays_drive_eta_and_overdue(void **state)
+{
+    (void)state;
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_store *s = store("sqlite::memory:");
+    static const char oml[] =
+        "MSH|^~\\&|HIS|YZ-EAST-CHC|RDX|NJ-HUB|20261204113000+0800||OML^O21^OML_O21|YZ-E-0100|P|"
+        "2.5.1\rPID|1||YZ0100^^^YZ-EAST-CHC^MR||Zhao^Min||20261201|F\rORC|NW|YE-100\r"
+        "OBR|1|YE-100||54089-8^Newborn screening panel^LN|||20261204110000+0800\r"
+        "SPM|1|YZE0100&YZ-EAST-CHC||440500007^Dried blood spot^SCT|||||||||||||"
+        "20261204110000+0800\r";
+    rdx_lab_hub_order_out *h = hub_order(s, c, oml, sizeof oml - 1);
+    assert_int_equal(rdx_lab_hub_order_code(h), RDX_LAB_ACK_AA);
+    const rdx_lab_decision *d = rdx_lab_routing_at(rdx_lab_hub_order_routing(h), 0);
+    assert_string_equal(d->lab, "NJ-MCH");
+    int64_t fri = INT64_C(1796353200000); /* 2026-12-04 11:00 +08:00 */
+    assert_int_equal(d->collected_ms, fri);
+    int64_t mon_pickup = fri + (3 * 24 - 1) * 60 * MIN; /* Monday 10:00 */
+    assert_int_equal(d->pickup_ms, mon_pickup);
+    assert_int_equal(d->arrival_ms, mon_pickup + 130 * MIN);
+    assert_non_null(strstr(d->reason, "collected 2026-12-04 11:00, pickup Mon 2026-12-07 10:00 (no "
+                                      "courier run on Sat, Sun), arrives 12:10"));
+    rdx_lab_hub_order_free(h);
+    /* The stored decision keeps the reason. */
+    rdx_lab_routing *rt = NULL;
+    assert_int_equal(rdx_lab_store_lookup(s, "YZ-EAST-CHC", "YZ-E-0100", &rt, NULL), RDX_OK);
+    assert_non_null(strstr(rdx_lab_routing_at(rt, 0)->reason, "(no courier run on Sat, Sun)"));
+    rdx_lab_routing_free(rt);
+
+    event(s, "YZE0100", RDX_LAB_EV_COLLECT, fri, "YZ-EAST-CHC");
+    event(s, "YZE0100", RDX_LAB_EV_DISPATCH, mon_pickup, "YZ-EAST-CHC");
+    size_t n = 99;
+    /* Monday 10:05 and 12:30: within the arrival due (12:10) plus 30 min of grace. */
+    assert_int_equal(rdx_lab_custody_overdue(s, mon_pickup + 5 * MIN, 30, NULL, NULL, &n, NULL),
+                     RDX_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(rdx_lab_custody_overdue(s, mon_pickup + 150 * MIN, 30, NULL, NULL, &n, NULL),
+                     RDX_OK);
+    assert_int_equal(n, 0);
+    /* Monday 12:45: no receipt scan at NJ-MCH: overdue. */
+    assert_int_equal(rdx_lab_custody_overdue(s, mon_pickup + 165 * MIN, 30, NULL, NULL, &n, NULL),
+                     RDX_OK);
+    assert_int_equal(n, 1);
+
+    /* TSH from Yangzhou on a Saturday: the Monday-to-Friday run to NJ-MCH does not go, the
+     * run to Jiangsu Province Hospital keeps one weekend pickup, at 10:00. */
+    static const char sat[] =
+        "MSH|^~\\&|HIS|YZ-EAST-CHC|RDX|NJ-HUB|20261205083000+0800||OML^O21^OML_O21|YZ-E-0101|P|"
+        "2.5.1\rPID|1||YZ0101^^^YZ-EAST-CHC^MR||Zhao^Min||20261201|F\rORC|NW|YE-101\r"
+        "OBR|1|YE-101||3016-3^TSH^LN|||20261205080000+0800\r"
+        "SPM|1|YZE0101&YZ-EAST-CHC||119364003^Serum^SCT|||||||||||||20261205080000+0800\r";
+    h = hub_order(s, c, sat, sizeof sat - 1);
+    assert_int_equal(rdx_lab_hub_order_code(h), RDX_LAB_ACK_AA);
+    d = rdx_lab_routing_at(rdx_lab_hub_order_routing(h), 0);
+    if (strcmp(d->lab, "NJ-JSPH") != 0 ||
+        strstr(d->reason, "collected 2026-12-05 08:00, pickup 10:00 (the Sat timetable), "
+                          "arrives 12:00") == NULL) {
+        fail_msg("%s: %s", d->lab, d->reason);
+    }
+    assert_int_equal(d->pickup_ms, fri + (24 - 1) * 60 * MIN); /* Saturday 10:00 */
+    rdx_lab_hub_order_free(h);
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(c);
+}
+
 static void count_moves(void *user, const rdx_lab_reroute_rec *rec)
 {
     (void)rec;
@@ -652,19 +744,7 @@ static void test_custody_route_new_tubes(void **state)
     size_t len = 0;
     char *oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
     rdx_lab_hub_order_free(hub_order(s, c, oml, len));
-    event(s, "NJGL26120101", RDX_LAB_EV_COLLECT, T0, "NJ-GULOU-CHC");
-    event(s, "NJGL26120101", RDX_LAB_EV_DISPATCH, T0 + 60 * MIN, "NJ-GULOU-CHC");
-    event(s, "NJGL26120101", RDX_LAB_EV_RECEIVE, T0 + 80 * MIN, "NJ-JSPH");
-    /* Hemolysed: the potassium is void, a recollection carries it. */
-    rdx_lab_event_in rej = {.barcode = "NJGL26120101",
-                            .kind = RDX_LAB_EV_REJECT,
-                            .actor = "NJ-JSPH",
-                            .reason = "HEMOLYSED",
-                            .tests = "2823-3",
-                            .reported_ms = T0 + 85 * MIN};
-    rdx_lab_event_out eo;
-    assert_int_equal(rdx_lab_custody_event(s, &rej, T0 + 85 * MIN, &eo, NULL), RDX_OK);
-    assert_string_equal(eo.recollect, "NJGL26120101-R1");
+    reject_gulou_potassium(s);
     /* An add-on the whole-blood tube cannot take: a new collection, on serum. */
     rdx_lab_addon_outcome ao;
     assert_int_equal(rdx_lab_custody_addon(s, c, NULL, "NJGL26120102", "1742-6", "NJ-GULOU-CHC",
@@ -721,6 +801,7 @@ static void test_custody_route_new_tubes(void **state)
                             .kind = RDX_LAB_EV_RECEIVE,
                             .actor = r1_lab,
                             .reported_ms = late + 90 * MIN};
+    rdx_lab_event_out eo;
     assert_int_equal(rdx_lab_custody_event(s, &rcv, late + 90 * MIN, &eo, NULL), RDX_OK);
     assert_int_equal(eo.condition, RDX_LAB_COND_OK);
     assert_int_equal(eo.to, RDX_LAB_ST_RECEIVED);
@@ -731,6 +812,306 @@ static void test_custody_route_new_tubes(void **state)
     rdx_lab_hub_order_free(h);
     rdx_lab_router_free(r);
     free(oml);
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(c);
+}
+
+/* The order for new tube barcode, compared byte for byte with the golden file. */
+static rdx_lab_hl7_msg *new_tube_order(rdx_lab_store *s, const rdx_lab_catalogue *c,
+                                       const char *barcode, const char *golden)
+{
+    rdx_lab_hl7_address a = {.sending_app = "RDX",
+                             .sending_facility = "NJ-HUB",
+                             .receiving_app = "",
+                             .timestamp = "20261201093000+0800"};
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    rdx_error err;
+    rdx_error_clear(&err);
+    if (rdx_lab_order_for_new_tube(s, c, "NJ-GULOU-CHC", barcode, &a, &b, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    if (golden != NULL) {
+        size_t len = 0;
+        char *want = slurp(golden, &len);
+        if (len != b.len || memcmp(want, b.data, len) != 0) {
+            char path[256];
+            snprintf(path, sizeof path, "/tmp/rdx-test-%s.hl7", barcode);
+            (void)rdx_file_write_atomic(path, b.data, b.len, NULL);
+            fail_msg("%s differs from %s (written to %s)", barcode, golden, path);
+        }
+        free(want);
+    }
+    rdx_lab_hl7_msg *m = NULL;
+    if (rdx_lab_hl7_parse(b.data, b.len, &m, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    rdx_buf_free(&b);
+    return m;
+}
+
+/* The engine's own reading of an order: its one tube and its tests. */
+static rdx_lab_order *read_order(const rdx_lab_hl7_msg *m)
+{
+    rdx_lab_order *o = NULL;
+    rdx_error err;
+    rdx_error_clear(&err);
+    if (rdx_lab_order_from_hl7(m, 480, &o, &err) != RDX_OK) {
+        fail_msg("%s", err.msg);
+    }
+    return o;
+}
+
+/*
+ * The tubes rdx opens get an order of their own for the performing lab: a
+ * recollection of the hemolysed serum tube (SPM-3 the rejected tube) and the
+ * new serum collection an add-on needed, as golden files, read back by the
+ * engine's own parser; the collect scan's time then appears in OBR-7/SPM-17.
+ */
+static void test_order_for_new_tubes(void **state)
+{
+    (void)state;
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_store *s = store("sqlite::memory:");
+    size_t len = 0;
+    char *oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
+    rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+    free(oml);
+    reject_gulou_potassium(s);
+    rdx_lab_addon_outcome ao;
+    assert_int_equal(rdx_lab_custody_addon(s, c, NULL, "NJGL26120102", "1742-6", "NJ-GULOU-CHC",
+                                           T0 + 90 * MIN, &ao, NULL),
+                     RDX_OK);
+    assert_string_equal(ao.new_barcode, "NJGL26120102-A1");
+
+    /* The add-on's collection has no lab until it is routed. */
+    rdx_lab_hl7_address a = {.timestamp = "20261201093000+0800"};
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    rdx_error err;
+    rdx_error_clear(&err);
+    assert_int_equal(
+        rdx_lab_order_for_new_tube(s, c, "NJ-GULOU-CHC", "NJGL26120102-A1", &a, &b, &err),
+        RDX_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "has no performing lab"));
+    assert_int_equal(b.len, 0);
+    rdx_lab_router *r = NULL;
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_store_load(s, r, NULL), RDX_OK);
+    size_t n = 0;
+    assert_int_equal(rdx_lab_custody_route_new(s, r, T0 + 90 * MIN, NULL, NULL, &n, NULL), RDX_OK);
+    assert_int_equal(n, 2);
+    rdx_lab_router_free(r);
+
+    /* The recollection: the potassium only, on a new serum tube whose parent is the rejected one.
+     */
+    rdx_lab_hl7_msg *m =
+        new_tube_order(s, c, "NJGL26120101-R1", "tests/fixtures/lab/new_tube_recollection_oml.hl7");
+    assert_string_equal(get(m, "MSH-9.1"), "OML");
+    assert_string_equal(get(m, "MSH-9.2"), "O21");
+    /* Routed as if collected at 09:30: NJ-FIRST (the lab is the custody record's). */
+    assert_string_equal(get(m, "MSH-6"), "NJ-FIRST");
+    assert_string_equal(get(m, "MSH-10"), "GULOU-20261201-0001-NJGL26120101-R1");
+    assert_string_equal(get(m, "MSH-18"), "UNICODE UTF-8");
+    assert_string_equal(get(m, "PID-5.1"), "Wang");
+    assert_string_equal(get(m, "PID-5.2"), "Xiaodong");
+    assert_string_equal(get(m, "SPM-3.1.1"), "NJGL26120101");
+    assert_string_equal(get(m, "SPM-3.1.2"), "NJ-GULOU-CHC");
+    assert_string_equal(get(m, "SAC-3"), "NJGL26120101-R1");
+    rdx_lab_order *o = read_order(m);
+    assert_string_equal(rdx_lab_order_patient_id(o), "NJ0012345");
+    assert_int_equal(rdx_lab_order_test_count(o), 1);
+    assert_string_equal(rdx_lab_order_test_at(o, 0)->code, "2823-3");
+    assert_string_equal(rdx_lab_order_test_at(o, 0)->system, "LN");
+    assert_int_equal(rdx_lab_order_specimen_count(o), 1);
+    const rdx_lab_order_specimen *sp = rdx_lab_order_specimen_at(o, 0);
+    assert_string_equal(sp->id, "NJGL26120101-R1");
+    assert_string_equal(sp->authority, "NJ-GULOU-CHC");
+    assert_string_equal(sp->parent_id, "NJGL26120101");
+    assert_string_equal(sp->type, "119364003");
+    assert_true(sp->collected_ms == INT64_MIN); /* not collected yet */
+    assert_true(sp->volume_ml < 0);             /* the old tube's amount is not carried over */
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(m);
+
+    /* The add-on's new collection: a test the clinic never ordered, no parent. */
+    m = new_tube_order(s, c, "NJGL26120102-A1", "tests/fixtures/lab/new_tube_addon_oml.hl7");
+    o = read_order(m);
+    assert_int_equal(rdx_lab_order_test_count(o), 1);
+    assert_string_equal(rdx_lab_order_test_at(o, 0)->code, "1742-6");
+    assert_string_equal(rdx_lab_order_test_at(o, 0)->placer, "GL-7781");
+    sp = rdx_lab_order_specimen_at(o, 0);
+    assert_string_equal(sp->id, "NJGL26120102-A1");
+    assert_string_equal(sp->parent_id, "");
+    assert_string_equal(sp->type, "119364003");
+    assert_string_equal(get(m, "SPM-4.2"), "Serum specimen");
+    assert_string_equal(get(m, "SPM-4.3"), "SCT");
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(m);
+
+    /* Collected at 10:00: the time is in OBR-7 and SPM-17, and read back. */
+    event(s, "NJGL26120101-R1", RDX_LAB_EV_COLLECT, T0 + 120 * MIN, "NJ-GULOU-CHC");
+    m = new_tube_order(s, c, "NJGL26120101-R1", NULL);
+    assert_string_equal(get(m, "OBR-7"), "20261201100000+0800");
+    assert_string_equal(get(m, "SPM-17"), "20261201100000+0800");
+    o = read_order(m);
+    assert_true(rdx_lab_order_specimen_at(o, 0)->collected_ms == T0 + 120 * MIN);
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(m);
+
+    /* Refusals: no such tube, no timestamp; nothing appended. */
+    rdx_error_clear(&err);
+    assert_int_equal(rdx_lab_order_for_new_tube(s, c, "NJ-GULOU-CHC", "NOPE", &a, &b, &err),
+                     RDX_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "no tube NOPE"));
+    rdx_lab_hl7_address none = {0};
+    assert_int_equal(
+        rdx_lab_order_for_new_tube(s, c, "NJ-GULOU-CHC", "NJGL26120101-R1", &none, &b, NULL),
+        RDX_EINVAL);
+    assert_int_equal(b.len, 0);
+    rdx_buf_free(&b);
+    rdx_lab_store_free(s);
+
+    /* An order recorded without its message (rdx_lab_order_record): said so, not guessed. */
+    s = store("sqlite::memory:");
+    oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
+    rdx_lab_hl7_msg *om = NULL;
+    assert_int_equal(rdx_lab_hl7_parse(oml, len, &om, NULL), RDX_OK);
+    o = read_order(om);
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    rdx_lab_routing *rt = NULL;
+    assert_int_equal(rdx_lab_route(r, o, &rt, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_order_record(s, o, rt, T0, NULL), RDX_OK);
+    rdx_buf_init(&b, 1 << 20);
+    rdx_error_clear(&err);
+    assert_int_equal(rdx_lab_order_for_new_tube(s, c, "NJ-GULOU-CHC", "NJGL26120101", &a, &b, &err),
+                     RDX_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "was not kept"));
+    rdx_buf_free(&b);
+    rdx_lab_routing_free(rt);
+    rdx_lab_router_free(r);
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(om);
+    free(oml);
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(c);
+}
+
+/* One build of the recollection's order; out must be untouched when it fails. */
+typedef struct oom_new_tube_ctx {
+    rdx_lab_store *s;
+    const rdx_lab_catalogue *c;
+} oom_new_tube_ctx;
+
+static int oom_new_tube(void *p)
+{
+    oom_new_tube_ctx *x = p;
+    rdx_lab_hl7_address a = {.timestamp = "20261201093000+0800"};
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    rdx_status st =
+        rdx_lab_order_for_new_tube(x->s, x->c, "NJ-GULOU-CHC", "NJGL26120101-R1", &a, &b, NULL);
+    int failed = st != RDX_OK;
+    if (failed && b.len != 0) {
+        fail_msg("a failed build left %zu bytes in out", b.len);
+    }
+    rdx_buf_free(&b);
+    return failed;
+}
+
+/*
+ * NJ-JSPH goes down before the Gulou serum tube is picked up: no other lab
+ * does both its potassium and its PSA, so it is poured into aliquots. The
+ * aliquot that goes to NJ-CANCER gets an order naming it in SPM-2 and the
+ * poured-from tube in SPM-3, at the original collection time. Then the
+ * builder's allocation failures are swept on the recollection's order.
+ */
+static void test_order_for_rerouted_aliquots(void **state)
+{
+    (void)state;
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_store *s = store("sqlite::memory:");
+    size_t len = 0;
+    char *oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
+    rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+    free(oml);
+    rdx_lab_router *r = NULL;
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_store_load(s, r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_router_set_down(r, "NJ-JSPH", 1, NULL), RDX_OK);
+    size_t moved = 0, n = 0;
+    assert_int_equal(
+        rdx_lab_custody_reroute(s, r, "NJ-JSPH", T0 + 10 * MIN, count_moves, &moved, &n, NULL),
+        RDX_OK);
+    assert_int_equal(n, 2);
+    rdx_lab_router_free(r);
+    lab_seen t = {{0}, {0}};
+    assert_int_equal(
+        rdx_lab_custody_history(s, "NJ-GULOU-CHC", "NJGL26120101.2", on_tube_lab, &t, NULL),
+        RDX_OK);
+    rdx_lab_hl7_msg *m = new_tube_order(s, c, "NJGL26120101.2", NULL);
+    assert_string_equal(get(m, "MSH-6"), t.lab);
+    assert_string_equal(get(m, "MSH-10"), "GULOU-20261201-0001-NJGL26120101.2");
+    assert_string_equal(get(m, "OBR-7"), "20261201080500+0800");
+    rdx_lab_order *o = read_order(m);
+    assert_int_equal(rdx_lab_order_specimen_count(o), 1);
+    const rdx_lab_order_specimen *sp = rdx_lab_order_specimen_at(o, 0);
+    assert_string_equal(sp->id, "NJGL26120101.2");
+    assert_string_equal(sp->parent_id, "NJGL26120101");
+    assert_true(sp->collected_ms == T0 + 5 * MIN);
+    int psa = 0;
+    for (size_t i = 0; i < rdx_lab_order_test_count(o); i++) {
+        psa |= strcmp(rdx_lab_order_test_at(o, i)->code, "2857-1") == 0;
+        assert_string_not_equal(rdx_lab_order_test_at(o, i)->code, "2823-3");
+    }
+    assert_true(psa);
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(m);
+    /* The parent keeps no tests of its own: no order for it. */
+    rdx_lab_hl7_address a = {.timestamp = "20261201093000+0800"};
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    assert_int_equal(rdx_lab_order_for_new_tube(s, c, "NJ-GULOU-CHC", "NJGL26120101", &a, &b, NULL),
+                     RDX_ENOTFOUND);
+    rdx_buf_free(&b);
+    rdx_lab_store_free(s);
+
+    /* A tube moved whole (Xuanwu's 1 mL serum tube, NJ-JSPH down): SPM-12 is still its own. */
+    s = store("sqlite::memory:");
+    oml = slurp("tests/fixtures/lab/nj_xuanwu_oml.hl7", &len);
+    rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+    free(oml);
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_router_set_down(r, "NJ-JSPH", 1, NULL), RDX_OK);
+    assert_int_equal(
+        rdx_lab_custody_reroute(s, r, "NJ-JSPH", T0 + 10 * MIN, count_moves, &moved, &n, NULL),
+        RDX_OK);
+    assert_int_equal(n, 1);
+    rdx_lab_router_free(r);
+    rdx_lab_hl7_address xa = {.timestamp = "20261201093000+0800"};
+    rdx_buf xb;
+    rdx_buf_init(&xb, 1 << 20);
+    assert_int_equal(rdx_lab_order_for_new_tube(s, c, "NJ-XUANWU-CHC", "NJXW0101", &xa, &xb, NULL),
+                     RDX_OK);
+    assert_int_equal(rdx_lab_hl7_parse(xb.data, xb.len, &m, NULL), RDX_OK);
+    assert_string_not_equal(get(m, "MSH-6"), "NJ-JSPH");
+    o = read_order(m);
+    assert_int_equal(rdx_lab_order_test_count(o), 2);
+    assert_string_equal(rdx_lab_order_specimen_at(o, 0)->parent_id, "");
+    assert_true(rdx_lab_order_specimen_at(o, 0)->volume_ml == 1.0);
+    rdx_lab_order_free(o);
+    rdx_lab_hl7_free(m);
+    rdx_buf_free(&xb);
+    rdx_lab_store_free(s);
+
+    /* Allocation failures fail cleanly and leave out as it was. */
+    s = store("sqlite::memory:");
+    oml = slurp("tests/fixtures/lab/nj_gulou_oml.hl7", &len);
+    rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+    free(oml);
+    reject_gulou_potassium(s);
+    oom_new_tube_ctx x = {s, c};
+    assert_true(rdx_oom_sweep(oom_new_tube, &x) > 10);
     rdx_lab_store_free(s);
     rdx_lab_catalogue_free(c);
 }
@@ -766,11 +1147,11 @@ static void test_store_schema_version_migration_and_refusal(void **state)
     (void)state;
     char *dir = rdx_test_tmpdir();
     char path[512], uri[600];
-    /* A new store is version 3. */
+    /* A new store is version 5. */
     snprintf(path, sizeof path, "%s/new.db", dir);
     snprintf(uri, sizeof uri, "sqlite:%s", path);
     rdx_lab_store_free(store(uri));
-    assert_int_equal(schema_version(path), 3);
+    assert_int_equal(schema_version(path), 5);
 
     /* A version 1 store (before versioning): migrated, its decisions kept. */
     snprintf(path, sizeof path, "%s/v1.db", dir);
@@ -789,10 +1170,18 @@ static void test_store_schema_version_migration_and_refusal(void **state)
     assert_int_equal(rdx_lab_store_lookup(s, "NJ-GULOU-CHC", "OLD-1", &rt, NULL), RDX_OK);
     assert_string_equal(rdx_lab_routing_at(rt, 0)->reason, "kept");
     rdx_lab_routing_free(rt);
+    /* Its decisions count in the loads (lab_load filled from lab_route, version 4). */
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_router *r = NULL;
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_store_load(s, r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_router_load(r, "NJ-JSPH", 20788), 1);
+    rdx_lab_router_free(r);
+    rdx_lab_catalogue_free(c);
     assert_int_equal(rdx_lab_store_set_down(s, "NJ-JSPH", 1, "NJ-HUB", NULL, T0, NULL, NULL),
                      RDX_OK);
     rdx_lab_store_free(s);
-    assert_int_equal(schema_version(path), 3);
+    assert_int_equal(schema_version(path), 5);
 
     /* A newer store is refused with the versions named, and left as it is. */
     exec_sql(path, "UPDATE lab_schema SET version = 7");
@@ -801,13 +1190,111 @@ static void test_store_schema_version_migration_and_refusal(void **state)
     rdx_error_clear(&err);
     assert_int_equal(rdx_lab_store_open(uri, &none, &err), RDX_EDB);
     assert_null(none);
-    assert_non_null(strstr(err.msg, "schema version 7 is newer than this rdx knows (3)"));
+    assert_non_null(strstr(err.msg, "schema version 7 is newer than this rdx knows (5)"));
     assert_non_null(strstr(err.msg, path));
     assert_int_equal(schema_version(path), 7);
 
     /* An emptied version table is not guessed at. */
     exec_sql(path, "DELETE FROM lab_schema");
     assert_int_equal(rdx_lab_store_open(uri, &none, &err), RDX_EDB);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
+/* Rows of a query as text, "a|b|c\n" each, for comparing two queries' results. */
+static void query_rows(const char *path, const char *sql, char *out, size_t cap)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *q = NULL;
+    size_t n = 0;
+    out[0] = '\0';
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        for (int i = 0; i < sqlite3_column_count(q); i++) {
+            const unsigned char *t = sqlite3_column_text(q, i);
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? "|" : "", t ? (const char *)t : "");
+        }
+        n += (size_t)snprintf(out + n, cap - n, "\n");
+        assert_true(n < cap);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
+#define LOAD_ROWS  "SELECT day, lab, n FROM lab_load WHERE n > 0 ORDER BY day, lab"
+#define ROUTE_ROWS "SELECT day, lab, COUNT(*) FROM lab_route WHERE lab <> '' GROUP BY day, lab"
+
+/*
+ * lab_load (version 4) is what the router reads before each order: it must
+ * equal the count of routed decisions per day and lab after orders, a refused
+ * order (rolled back), a recollection and an add-on routed by themselves,
+ * a reroute away from a lab that is down, and a version 3 store's upgrade.
+ */
+static void test_store_load_table_follows_decisions(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char path[512], uri[600], want[4096], got[4096];
+    snprintf(path, sizeof path, "%s/load.db", dir);
+    snprintf(uri, sizeof uri, "sqlite:%s", path);
+    rdx_lab_catalogue *c = catalogue();
+    rdx_lab_store *s = store(uri);
+    const char *files[] = {
+        "tests/fixtures/lab/nj_gulou_oml.hl7", "tests/fixtures/lab/mas_split_oml.hl7",
+        "tests/fixtures/lab/yz_refusals_oml.hl7", "tests/fixtures/lab/nj_xuanwu_oml.hl7"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        size_t len = 0;
+        char *oml = slurp(files[i], &len);
+        rdx_lab_hub_order_free(hub_order(s, c, oml, len));
+        if (i == 0) {
+            /* The same barcode for another patient: refused, nothing kept. */
+            char *a = replace(oml, "GULOU-20261201-0001", "GULOU-20261201-0002");
+            char *b = replace(a, "NJ0012345", "NJ0099999");
+            rdx_lab_hub_order_out *h = hub_order(s, c, b, strlen(b));
+            assert_int_equal(rdx_lab_hub_order_code(h), RDX_LAB_ACK_AR);
+            rdx_lab_hub_order_free(h);
+            free(b);
+            free(a);
+        }
+        free(oml);
+    }
+    query_rows(path, ROUTE_ROWS, want, sizeof want);
+    query_rows(path, LOAD_ROWS, got, sizeof got);
+    assert_true(strlen(want) > 20);
+    assert_string_equal(got, want);
+
+    /* A recollection, and NJ-JSPH down: its tubes not yet picked up move elsewhere. */
+    reject_gulou_potassium(s);
+    rdx_lab_router *r = NULL;
+    assert_int_equal(rdx_lab_router_new(c, &r, NULL), RDX_OK);
+    assert_int_equal(rdx_lab_store_load(s, r, NULL), RDX_OK);
+    size_t moved = 0, n = 0;
+    assert_int_equal(rdx_lab_custody_route_new(s, r, T0 + 90 * MIN, count_moves, &moved, &n, NULL),
+                     RDX_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(rdx_lab_router_set_down(r, "NJ-JSPH", 1, NULL), RDX_OK);
+    moved = n = 0;
+    assert_int_equal(
+        rdx_lab_custody_reroute(s, r, "NJ-JSPH", T0 + 30 * MIN, count_moves, &moved, &n, NULL),
+        RDX_OK);
+    assert_true(n > 0);
+    rdx_lab_router_free(r);
+    query_rows(path, ROUTE_ROWS, want, sizeof want);
+    query_rows(path, LOAD_ROWS, got, sizeof got);
+    assert_string_equal(got, want);
+    rdx_lab_store_free(s);
+
+    /* A version 3 store (no lab_load): brought up to date with its loads counted. */
+    exec_sql(path, "DROP TRIGGER lab_load_insert; DROP TRIGGER lab_load_delete;"
+                   "DROP TRIGGER lab_load_update; DROP TABLE lab_load;"
+                   "UPDATE lab_schema SET version = 3;");
+    s = store(uri);
+    assert_int_equal(schema_version(path), 5);
+    query_rows(path, LOAD_ROWS, got, sizeof got);
+    assert_string_equal(got, want);
+    rdx_lab_store_free(s);
+    rdx_lab_catalogue_free(c);
     rdx_test_rmrf(dir);
     free(dir);
 }
@@ -977,7 +1464,11 @@ int main(void)
         cmocka_unit_test(test_hub_result_acks_and_forwards),
         cmocka_unit_test(test_hub_result_partial_results_per_test),
         cmocka_unit_test(test_custody_route_new_tubes),
+        cmocka_unit_test(test_order_for_new_tubes),
+        cmocka_unit_test(test_order_for_rerouted_aliquots),
+        cmocka_unit_test(test_hub_courier_weekdays_drive_eta_and_overdue),
         cmocka_unit_test(test_store_schema_version_migration_and_refusal),
+        cmocka_unit_test(test_store_load_table_follows_decisions),
         cmocka_unit_test(test_store_lab_down_survives_reopening),
         cmocka_unit_test(test_hub_order_oom_sweep),
         cmocka_unit_test(test_hub_result_oom_sweep),

@@ -397,7 +397,7 @@ static void test_route_lab_closed_waits_for_opening(void **state)
      * tomorrow 09:00 is 17 h later: NA keeps 1 d, so it goes, tested tomorrow. */
     rdx_lab_catalogue *c = catalogue("Zhenjiang", 100, "2h", "");
     rdx_lab_routing *rt = route_once(c, "TSH:S1:SER:202612011600+0800", NULL);
-    expect(rt, 0, RDX_LAB_ROUTED, "B", "pickup 09:00, arrives 09:30");
+    expect(rt, 0, RDX_LAB_ROUTED, "B", "pickup Wed 2026-12-02 09:00, arrives 09:30");
     assert_int_equal(rdx_lab_routing_at(rt, 0)->day, 20789);
     rdx_lab_routing_free(rt);
     rdx_lab_catalogue_free(c);
@@ -455,6 +455,193 @@ static void test_route_lab_closed_days_wait_for_next_open_day(void **state)
     assert_int_equal(rdx_lab_catalogue_lab_at(c, 1, &li), RDX_OK);
     assert_int_equal(li.days, 0x75u); /* Mon, Wed, Fri, Sat, Sun */
     rdx_lab_catalogue_free(c);
+}
+
+/*
+ * The base network with run_keys added to the courier run K1 -> A, and lab A
+ * also doing AMM (ammonia, 12 h on serum; only A does it, so only that run
+ * can carry it). On error, *err gets the message and NULL is returned.
+ */
+static rdx_lab_catalogue *catalogue_run_a(const char *run_keys, rdx_error *err)
+{
+    char text[8192], edited[9000];
+    snprintf(text, sizeof text, base_fmt, "Zhenjiang", 100u, "2h",
+             "\n[stability AMM]\nname = Ammonia\nroom SER = 12h\nrefrigerated SER = 12h\n");
+    const char *run = strstr(text, "[courier K1 A]\n");
+    const char *tests = strstr(text, "tests = K, NA, HBA1C\n");
+    assert_non_null(run);
+    assert_non_null(tests);
+    size_t t_end = (size_t)(tests - text) + strlen("tests = K, NA, HBA1C");
+    size_t r_end = (size_t)(run - text) + strlen("[courier K1 A]\n");
+    snprintf(edited, sizeof edited, "%.*s, AMM%.*s%s%s", (int)t_end, text, (int)(r_end - t_end),
+             text + t_end, run_keys, text + r_end);
+    rdx_lab_catalogue *c = NULL;
+    rdx_error_clear(err);
+    if (rdx_lab_catalogue_parse(edited, strlen(edited), "week.ini", &c, err) != RDX_OK) {
+        return NULL;
+    }
+    return c;
+}
+
+static int64_t at(const char *dtm)
+{
+    int64_t ms;
+    assert_int_equal(rdx_lab_hl7_dtm_parse(dtm, strlen(dtm), 0, &ms), RDX_OK);
+    return ms;
+}
+
+/*
+ * A run that goes Monday to Friday (2026-12-04 is a Friday): a tube collected
+ * after Friday's last pickup waits for Monday's first, the reason says so, and
+ * a test that does not keep over the weekend is refused for stability.
+ */
+static void test_route_courier_weekdays_only_across_weekend(void **state)
+{
+    (void)state;
+    rdx_error err;
+    rdx_lab_catalogue *c = catalogue_run_a("days = Mon-Fri\n", &err);
+    if (c == NULL) {
+        fail_msg("%s", err.msg);
+    }
+    /* Friday 12:00: Friday's 13:00 run, as on any weekday; nothing about the week. */
+    rdx_lab_routing *rt = route_once(c, "HBA1C:S1:WB:202612041200+0800", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "A", "collected 2026-12-04 12:00, pickup 13:00, arrives 13:30 (");
+    assert_int_equal(rdx_lab_routing_at(rt, 0)->pickup_ms, at("202612041300+0800"));
+    rdx_lab_routing_free(rt);
+    /* Friday 14:00: no run on Saturday or Sunday, so Monday 09:00; tested Monday. */
+    rt = route_once(c, "HBA1C:S1:WB:202612041400+0800", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "A",
+           "pickup Mon 2026-12-07 09:00 (no courier run on Sat, Sun), arrives 09:30 (4050 of "
+           "10080 min stability refrigerated), result by 2026-12-07 11:30");
+    const rdx_lab_decision *d = rdx_lab_routing_at(rt, 0);
+    assert_int_equal(d->pickup_ms, at("202612070900+0800"));
+    assert_int_equal(d->arrival_ms, at("202612070930+0800"));
+    assert_int_equal(d->result_ms, at("202612071130+0800"));
+    assert_int_equal(d->day, 20794); /* Monday */
+    rdx_lab_routing_free(rt);
+    /* Sunday 23:00 (Asia/Shanghai; Sunday 15:00 UTC): only Sunday is skipped. */
+    rt = route_once(c, "HBA1C:S1:WB:202612061500+0000", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "A",
+           "collected 2026-12-06 23:00, pickup Mon 2026-12-07 09:00 (no courier run on Sun)");
+    rdx_lab_routing_free(rt);
+    /* Monday 08:00: the weekday timetable again. */
+    rt = route_once(c, "HBA1C:S1:WB:202612070800+0800", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "A", "pickup 09:00, arrives 09:30 (90 of");
+    rdx_lab_routing_free(rt);
+    /* Ammonia keeps 12 h: Friday 12:00 makes the 13:00 run, Friday 14:00 cannot wait for Monday. */
+    rt = route_once(c, "AMM:S1:SER:202612041200+0800", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "A", "90 of 720 min");
+    rdx_lab_routing_free(rt);
+    rt = route_once(c, "AMM:S1:SER:202612041400+0800", NULL);
+    expect(
+        rt, 0, RDX_LAB_STABILITY, "",
+        "Ammonia on SER keeps 720 min refrigerated; the earliest arrival at a capable lab (A) is "
+        "4050 min after collection (no courier run on Sat, Sun)");
+    rdx_lab_routing_free(rt);
+    /* The same tube on a daily run (no days key) goes on Saturday's 09:00 run. */
+    rdx_lab_catalogue_free(c);
+    c = catalogue_run_a("", &err);
+    assert_non_null(c);
+    rt = route_once(c, "HBA1C:S1:WB:202612041400+0800", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "A", "pickup Sat 2026-12-05 09:00, arrives 09:30 (");
+    assert_null(strstr(rdx_lab_routing_at(rt, 0)->reason, "no courier run"));
+    rdx_lab_routing_free(rt);
+    rdx_lab_catalogue_free(c);
+}
+
+/* Weekend runs at other times: their own timetable on Saturday and Sunday. */
+static void test_route_courier_weekend_timetable(void **state)
+{
+    (void)state;
+    rdx_error err;
+    rdx_lab_catalogue *c = catalogue_run_a("pickups Sat-Sun = 10:30\n", &err);
+    if (c == NULL) {
+        fail_msg("%s", err.msg);
+    }
+    /* Friday 14:00: Saturday's only run, 10:30. */
+    rdx_lab_routing *rt = route_once(c, "HBA1C:S1:WB:202612041400+0800", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "A",
+           "pickup Sat 2026-12-05 10:30 (the Sat timetable), arrives 11:00 (");
+    assert_int_equal(rdx_lab_routing_at(rt, 0)->pickup_ms, at("202612051030+0800"));
+    rdx_lab_routing_free(rt);
+    /* Saturday 09:30: the 09:00 weekday run does not exist on Saturday; 10:30 the same day. */
+    rt = route_once(c, "HBA1C:S1:WB:202612050930+0800", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "A", "pickup 10:30 (the Sat timetable), arrives 11:00 (90 of");
+    rdx_lab_routing_free(rt);
+    /* Saturday 11:00: Sunday 10:30. */
+    rt = route_once(c, "HBA1C:S1:WB:202612051100+0800", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "A", "pickup Sun 2026-12-06 10:30 (the Sun timetable)");
+    rdx_lab_routing_free(rt);
+    /* Sunday 11:00: Monday 09:00 on the weekday timetable; nothing skipped. */
+    rt = route_once(c, "HBA1C:S1:WB:202612061100+0800", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "A", "pickup Mon 2026-12-07 09:00, arrives 09:30 (");
+    assert_null(strstr(rdx_lab_routing_at(rt, 0)->reason, "timetable"));
+    rdx_lab_routing_free(rt);
+    rdx_lab_catalogue_free(c);
+
+    /* Monday to Saturday, Saturday at its own time: Saturday 11:00 waits for Monday. */
+    c = catalogue_run_a("days = Mon-Sat\npickups Sat = 10:30\n", &err);
+    if (c == NULL) {
+        fail_msg("%s", err.msg);
+    }
+    rt = route_once(c, "HBA1C:S1:WB:202612051100+0800", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "A", "pickup Mon 2026-12-07 09:00 (no courier run on Sun)");
+    rdx_lab_routing_free(rt);
+    rdx_lab_catalogue_free(c);
+
+    /* Only weekend timetables and days to match: no plain pickups needed. */
+    c = catalogue_run_a("days = Sat-Sun\npickups Sat, Sun = 08:00\n", &err);
+    assert_non_null(c);
+    rt = route_once(c, "HBA1C:S1:WB:202612041400+0800", NULL);
+    expect(rt, 0, RDX_LAB_ROUTED, "A",
+           "pickup Sat 2026-12-05 08:00 (no courier run on Fri; the Sat timetable)");
+    rdx_lab_routing_free(rt);
+    rdx_lab_catalogue_free(c);
+}
+
+/* Malformed courier weeks name the file, the line and what is wrong. */
+static void test_catalogue_courier_days_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *keys, *needle;
+    } cases[] = {
+        {"days = Someday\n", "week.ini:39: [courier K1 A] days: 'Someday' is not a list of days"},
+        {"days = Mon-Fri\ndays = Sat\n", "week.ini:40: [courier K1 A] days: given twice"},
+        {"pickups Funday = 10:00\n", "week.ini:39: [courier K1 A] pickups Funday: 'Funday'"},
+        {"pickups daily = 10:00\n", "and not every day"},
+        {"pickups Sat = 10:00, 9:30\n", "week.ini:39: [courier K1 A] pickups Sat: '9:30' is not a "
+                                        "time HH:MM"},
+        {"pickups Sat = 10:00\npickups Sat-Sun = 09:00\n",
+         "week.ini:40: [courier K1 A] pickups Sat-Sun: '09:00' is not later than the pickup "
+         "before it"},
+        {"days = Mon-Fri\npickups Sat = 10:00\n",
+         "week.ini:38: [courier K1 A]: pickups on Sat, but Sat is not one of the run's days"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rdx_error err;
+        rdx_lab_catalogue *c = catalogue_run_a(cases[i].keys, &err);
+        if (c != NULL || strstr(err.msg, cases[i].needle) == NULL) {
+            fail_msg("case %zu: '%s' lacks '%s'", i, c ? "(loaded)" : err.msg, cases[i].needle);
+        }
+    }
+    /* A run with only weekend timetables on a run that goes every day: which day lacks them. */
+    char text[8192];
+    snprintf(text, sizeof text, base_fmt, "Zhenjiang", 100u, "2h", "");
+    char *p = strstr(text, "[courier K1 A]\npickups = 09:00, 13:00\n");
+    assert_non_null(p);
+    static const char weekend_only[] = "[courier K1 A]\npickups Sat-Sun= 10:00\n";
+    assert_int_equal(strlen(weekend_only), strlen("[courier K1 A]\npickups = 09:00, 13:00\n"));
+    memcpy(p, weekend_only, strlen(weekend_only));
+    rdx_lab_catalogue *c = NULL;
+    rdx_error err;
+    rdx_error_clear(&err);
+    assert_int_equal(rdx_lab_catalogue_parse(text, strlen(text), "w.ini", &c, &err), RDX_EPARSE);
+    if (strstr(err.msg, "w.ini:38") == NULL) {
+        fail_msg("%s", err.msg);
+    }
+    assert_non_null(strstr(err.msg, "w.ini:38: [courier K1 A]: no pickups on Mon (give 'pickups' "
+                                    "or 'pickups Mon')"));
 }
 
 static void test_route_collection_time_falls_back_to_msh7(void **state)
@@ -687,6 +874,9 @@ int main(void)
         cmocka_unit_test(test_route_capacity_then_full_queued),
         cmocka_unit_test(test_route_lab_closed_waits_for_opening),
         cmocka_unit_test(test_route_lab_closed_days_wait_for_next_open_day),
+        cmocka_unit_test(test_route_courier_weekdays_only_across_weekend),
+        cmocka_unit_test(test_route_courier_weekend_timetable),
+        cmocka_unit_test(test_catalogue_courier_days_errors),
         cmocka_unit_test(test_route_collection_time_falls_back_to_msh7),
         cmocka_unit_test(test_catalogue_sample_network_loads),
         cmocka_unit_test(test_catalogue_errors_name_file_line_and_key),

@@ -853,6 +853,44 @@ rdx_status rdx_lab_order_for_lab(const rdx_lab_hl7_msg *m, const rdx_lab_routing
                                  const char *lab_id, const rdx_lab_hl7_address *a, rdx_buf *out,
                                  rdx_error *err);
 
+/*
+ * The order message for a tube rdx opened itself, once routed: a
+ * recollection (rdx_lab_custody_event REJECT), an add-on's new collection
+ * (rdx_lab_custody_addon), both routed by rdx_lab_custody_route_new, or an
+ * aliquot poured by rdx_lab_custody_reroute. The clinic never ordered that
+ * barcode, so it is written from the clinic's order as the hub received it
+ * (kept by rdx_lab_hub_order, store version 5) and the tube's custody
+ * record, as rdx_lab_order_for_lab writes the first: the same message type
+ * (OML^O21 stays OML^O21), delimiters and MSH-18 character set; MSH
+ * readdressed with a (a->timestamp required; a->receiving_facility NULL:
+ * the lab's hl7_facility in c; a->control_id NULL: "CONTROL-BARCODE", never
+ * the clinic's MSH-10 again; other NULL fields keep the clinic's); the
+ * segments before the first order group (PID, PV1, ...) as sent; then per
+ * test on the tube, in the clinic's order, its ORC group (ORC, TQ1), its
+ * OBR with OBR-1 renumbered from 1 and OBR-7 the tube's collection time
+ * (empty until its collect scan), and one SPM: SPM-1 the same number,
+ * SPM-2 the new tube (barcode&authority), SPM-3 the tube it stands for
+ * (HL7 v2.5.1 7.4.3.3 Specimen Parent IDs: the rejected tube a
+ * recollection replaces, the tube an aliquot was poured from; empty for an
+ * add-on's new collection), SPM-4..SPM-16 as the clinic's SPM of that test
+ * (SPM-12, the amount drawn, only for the same tube moved whole to another
+ * lab by a reroute), SPM-17 the collection time; and,
+ * when the clinic's order had SAC segments, one SAC with SAC-3 the new
+ * barcode after the first SPM. A test the clinic's order did not carry (an
+ * add-on) goes under its first ORC group with OBR-2 the placer number and
+ * OBR-4 CODE^NAME from c, its SPM modelled on a clinic SPM of the same
+ * specimen type (else SPM-4 TYPE^NAME from c). Appended to out; out is
+ * unchanged on failure.
+ * Errors: RDX_EINVAL (NULL arguments or timestamp), RDX_ENOTFOUND (no such
+ * tube; a tube with no performing lab yet; the clinic's order was not kept:
+ * stored before version 5, or through rdx_lab_order_record), RDX_EDB,
+ * RDX_EPARSE (the kept order no longer parses), RDX_ELIMIT, RDX_ENOMEM.
+ * Thread safety: as the store (one thread at a time per store handle).
+ */
+rdx_status rdx_lab_order_for_new_tube(rdx_lab_store *s, const rdx_lab_catalogue *c,
+                                      const char *authority, const char *barcode,
+                                      const rdx_lab_hl7_address *a, rdx_buf *out, rdx_error *err);
+
 /* What became of one ORU^R01. */
 typedef struct rdx_lab_result_outcome {
     rdx_lab_ack_code code;

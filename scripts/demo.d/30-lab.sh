@@ -37,6 +37,17 @@ done
     tail -n 1
 echo "Jiangsu Province Hospital goes down: its tubes still at the clinic move, and it stays down:"
 "$RDX_BIN" lab lab-down --catalogue docs/examples/network.ini --db "sqlite:$db/lab.db" \
-    --at 202612010830 --reason "analyser failure" NJ-JSPH | cut -c1-120
+    --at 202612010830 --reason "analyser failure" --out "$db/out" NJ-JSPH | cut -c1-120
+echo "the order Drum Tower now receives for the EDTA tube (it never had one):"
+tr '\r' '\n' <"$db/out/NJGL26120102.NJ-DRUM.oml.hl7" | grep -E '^(MSH|OBR|SPM)' | cut -c1-120
 "$RDX_BIN" lab labs --db "sqlite:$db/lab.db"
 "$RDX_BIN" lab lab-up --db "sqlite:$db/lab.db" NJ-JSPH
+echo "a Yangzhou dried blood spot collected on Friday after the 10:00 run: the run to"
+echo "Nanjing Maternity and Child Health goes Monday to Friday, so it waits for Monday:"
+printf '%s\r' 'MSH|^~\&|HIS|YZ-EAST-CHC|RDX|NJ-HUB|20261204113000+0800||OML^O21^OML_O21|YZ-E-0100|P|2.5.1' \
+    'PID|1||YZ0100^^^YZ-EAST-CHC^MR||Zhao^Min||20261201|F' 'ORC|NW|YE-100' \
+    'OBR|1|YE-100||54089-8^Newborn screening panel^LN|||20261204110000+0800' \
+    'SPM|1|YZE0100&YZ-EAST-CHC||440500007^Dried blood spot^SCT|||||||||||||20261204110000+0800' \
+    >"$db/friday.hl7"
+"$RDX_BIN" lab route --catalogue docs/examples/network.ini --db "sqlite:$db/lab.db" \
+    "$db/friday.hl7" | sed 's/.*; collected/  collected/'

@@ -3,7 +3,9 @@
  * rdx_lab_hub_order (route, record, per-lab orders, ACK, order response) and
  * rdx_lab_hub_result (ACK, forwarded ORU), on a fresh in-memory store and
  * the sample catalogue (docs/examples/network.ini; run from the repository
- * root, as make fuzz does). Every message they return must parse again.
+ * root, as make fuzz does). Every message they return must parse again, and
+ * so must the order rdx_lab_order_for_new_tube writes, from the kept message,
+ * for each tube the order routed (as it does for the tubes rdx opens).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -49,6 +51,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (rdx_lab_hub_order_code(h) == RDX_LAB_ACK_AA && rdx_lab_hub_order_routing(h) == NULL) {
             abort();
+        }
+        const rdx_lab_routing *rt = rdx_lab_hub_order_routing(h);
+        for (size_t i = 0; pass == 0 && rt != NULL && i < rdx_lab_routing_count(rt); i++) {
+            const rdx_lab_decision *d = rdx_lab_routing_at(rt, i);
+            rdx_lab_hl7_address a = {.timestamp = opts.timestamp};
+            rdx_buf b;
+            rdx_buf_init(&b, 1u << 24);
+            if (d->lab[0] != '\0' &&
+                rdx_lab_order_for_new_tube(s, c, d->specimen_authority, d->specimen_id, &a, &b,
+                                           NULL) == RDX_OK) {
+                rdx_lab_hub_msg nm = {.facility = d->lab, .data = b.data, .len = b.len};
+                must_parse(&nm);
+            }
+            rdx_buf_free(&b);
         }
         rdx_lab_hub_order_free(h);
     }
