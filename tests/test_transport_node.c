@@ -644,7 +644,16 @@ static void send_chunk(struct peer *p, const struct rdx_tp_manifest *m, const ui
     snprintf(ch.case_id, sizeof ch.case_id, "%s", m->case_id);
     ch.item = (uint16_t)item;
     ch.offset = off;
-    EVP_Digest(data + off, len, ch.sha256, NULL, EVP_sha256(), NULL);
+    /* The chunk's check value: the item's SHA-256 state at the chunk's end (its digest at the
+     * last). */
+    uint8_t *checks = NULL;
+    size_t nchecks = 0;
+    assert_int_equal(
+        rdx_tp_chunk_checks(data, m->items[item].size, m->chunk_size, &checks, &nchecks, NULL),
+        RDX_OK);
+    assert_true(off / m->chunk_size < nchecks);
+    memcpy(ch.sha256, checks + 32 * (off / m->chunk_size), 32);
+    free(checks);
     if (corrupt) {
         ch.sha256[0] ^= 1;
     }
@@ -834,7 +843,8 @@ static void test_node_refuses_forged_sender_and_bad_frames(void **state)
 
     /* An oversize length is refused from the header alone. */
     assert_int_equal(peer_open(&p, w->hub_port, c, k), 1);
-    const uint8_t huge[] = {'R', 'X', 1, RDX_FRAME_CHUNK, 0x7f, 0xff, 0xff, 0xff};
+    const uint8_t huge[] = {'R',  'X', RDX_TRANSPORT_FRAME_VERSION, RDX_FRAME_CHUNK, 0x7f, 0xff,
+                            0xff, 0xff};
     assert_int_equal(SSL_write_ex(p.ssl, huge, sizeof huge, &wr), 1);
     assert_int_equal(peer_read(&p, &f), 0);
     assert_int_equal(f.type, RDX_FRAME_REFUSE);
@@ -861,7 +871,7 @@ static void test_node_timeouts_close_silent_peers(void **state)
     snprintf(c, sizeof c, "%s/certs/clinic.crt", w->pki);
     snprintf(k, sizeof k, "%s/private/clinic.key", w->pki);
     assert_int_equal(peer_open(&p, w->hub_port, c, k), 1);
-    const uint8_t half[] = {'R', 'X', 1, RDX_FRAME_PING};
+    const uint8_t half[] = {'R', 'X', RDX_TRANSPORT_FRAME_VERSION, RDX_FRAME_PING};
     size_t wr = 0;
     assert_int_equal(SSL_write_ex(p.ssl, half, sizeof half, &wr), 1);
     rdx_transport_frame f;

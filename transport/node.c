@@ -88,8 +88,9 @@ struct rx {
     int fd;
     int dfd; /* the same item opened O_DIRECT for whole blocks of large chunks, or -1 */
     long fd_item;
-    EVP_MD_CTX *h; /* SHA-256 of item h_item so far: items are verified as their chunks arrive */
+    struct rdx_tp_sha h; /* SHA-256 of item h_item so far: chunks and items checked in one pass */
     long h_item;
+    unsigned gen; /* counts resets: a store job started before one is stale */
 };
 
 struct ack_wait {
@@ -111,6 +112,52 @@ struct group {
     size_t nacks, capacks;
 };
 
+/*
+ * The store worker. A large chunk is checked and written off the event loop:
+ * the loop hands the chunk's frame buffer to this thread (one SHA-256 pass
+ * that checks the chunk and carries the item digest on, then the write) and
+ * goes on decrypting the next chunk meanwhile. A connection has at most one
+ * chunk at the worker; any frame that arrives behind it waits (reading
+ * paused) until the chunk is done, so frames still take effect in order.
+ */
+enum chunk_res { CHUNK_OK, CHUNK_BAD, CHUNK_BAD_ITEM, CHUNK_NOSTORE };
+
+/* One chunk's check and write: everything the work touches, so it can run on either thread. */
+struct chunk_work {
+    struct rdx_tp_sha h; /* in: the item's state before the chunk; out: after it */
+    int fd, dfd;         /* the item file, buffered and O_DIRECT (-1: none) */
+    uint8_t *bounce;     /* block-aligned scratch for O_DIRECT writes, or NULL */
+    int large;           /* the item is larger than INLINE_MAX: start writeback */
+    const uint8_t *data;
+    size_t len;
+    uint64_t off, item_size;
+    uint8_t want[32];     /* the chunk's check value, as sent */
+    uint8_t item_sha[32]; /* the manifest's SHA-256 of the item */
+    enum chunk_res res;
+    int direct_refused; /* O_DIRECT refused here (EINVAL): buffered from now on */
+    int err;            /* errno of a failed write */
+};
+
+struct store_job {
+    struct chunk_work w;
+    struct conn *c; /* the connection; the loop frees a job whose connection went (c NULL) */
+    unsigned gen;   /* c->rx.gen when submitted */
+    uint16_t item;
+    rdx_buf buf; /* the chunk frame's payload, owned; its storage is reused chunk after chunk */
+    int busy;
+    struct store_job *next;
+};
+
+struct store {
+    int started, stop;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct store_job *todo, *todo_last, *done, *done_last;
+    struct event *done_ev; /* activated by the worker: finished jobs wait in done */
+    uint8_t *bounce;
+};
+
 struct conn {
     struct rdx_transport_node *node;
     struct conn *prev, *next; /* the node's list of open connections */
@@ -126,6 +173,10 @@ struct conn {
     char skip[RDX_TRANSPORT_CASE_ID_MAX + 1];
     rdx_transport_decoder *dec;
     struct rx rx;
+    struct store_job *job; /* allocated at the first large chunk, reused after */
+    int held;              /* a frame waits behind the chunk at the worker */
+    rdx_transport_frame held_f;
+    int free_pending; /* conn_free waits for the chunk at the worker */
 };
 
 struct rdx_transport_node {
@@ -145,6 +196,7 @@ struct rdx_transport_node {
     pthread_t sender_thread;
     int sender_started;
     struct group g;
+    struct store st;
 };
 
 static int group_begin(struct rdx_transport_node *n);
@@ -189,9 +241,10 @@ static void rx_reset(struct rx *rx)
     }
     free(rx->durable);
     free(rx->committed);
-    EVP_MD_CTX_free(rx->h);
     rdx_tp_manifest_clear(&rx->m);
+    unsigned gen = rx->gen + 1;
     memset(rx, 0, sizeof *rx);
+    rx->gen = gen;
     rx->fd = -1;
     rx->dfd = -1;
     rx->fd_item = -1;
@@ -234,7 +287,21 @@ static void conn_free(struct conn *c)
     if (c == NULL) {
         return;
     }
+    if (c->job != NULL && c->job->busy) {
+        /* Its chunk is being written: the worker's done callback frees it. */
+        c->free_pending = 1;
+        c->closing = 1;
+        if (c->bev != NULL) {
+            bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        }
+        return;
+    }
     rx_checkpoint(c);
+    if (c->job != NULL) {
+        rdx_buf_free(&c->job->buf);
+        free(c->job);
+        c->job = NULL;
+    }
     rx_reset(&c->rx);
     for (size_t i = 0; i < c->node->g.nacks; i++) {
         if (c->node->g.acks[i].c == c) {
@@ -708,18 +775,22 @@ static void send_ack(struct conn *c, const char *case_id, int dup)
 }
 
 /* Hash the first len bytes of path into h (initialised here). 0 when the file has them. */
-static int hash_prefix(const char *path, uint64_t len, EVP_MD_CTX *h)
+static int hash_prefix(const char *path, uint64_t len, struct rdx_tp_sha *h)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     unsigned char *buf = malloc(1u << 20);
-    int ok = fd >= 0 && buf != NULL && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1;
+    int ok = fd >= 0 && buf != NULL;
+    rdx_tp_sha_init(h);
     while (ok && len > 0) {
         ssize_t r = read(fd, buf, len < (1u << 20) ? (size_t)len : (1u << 20));
         if (r < 0 && errno == EINTR) {
             continue;
         }
-        ok = r > 0 && EVP_DigestUpdate(h, buf, (size_t)r) == 1;
-        len -= ok ? (uint64_t)r : 0;
+        ok = r > 0;
+        if (ok) {
+            rdx_tp_sha_update(h, buf, (size_t)r);
+            len -= (uint64_t)r;
+        }
     }
     free(buf);
     if (fd >= 0) {
@@ -745,13 +816,16 @@ static void rx_resume(struct rdx_transport_node *n, struct conn *c)
             continue;
         }
         snprintf(path, sizeof path, "%s/%zu", rx->dir, i);
-        if (d <= rx->m.items[i].size && rx->h_item < 0 && hash_prefix(path, d, rx->h) == 0) {
+        /* A resume point is a chunk boundary, where the chunk check values are defined. */
+        int boundary = d == rx->m.items[i].size || d % rx->m.chunk_size == 0;
+        if (boundary && d <= rx->m.items[i].size && rx->h_item < 0 &&
+            hash_prefix(path, d, &rx->h) == 0) {
             if (d < rx->m.items[i].size) {
                 rx->h_item = (long)i;
                 continue;
             }
-            if (EVP_DigestFinal_ex(rx->h, md, NULL) == 1 &&
-                memcmp(md, rx->m.items[i].sha256, 32) == 0) {
+            rdx_tp_sha_final(&rx->h, md);
+            if (memcmp(md, rx->m.items[i].sha256, 32) == 0) {
                 continue;
             }
         }
@@ -864,12 +938,11 @@ static void on_offer(struct conn *c, const rdx_transport_frame *f)
     c->rx.m = m;
     c->rx.durable = rdx_callocarray(m.nitems, sizeof *c->rx.durable);
     c->rx.committed = rdx_callocarray(m.nitems, sizeof *c->rx.committed);
-    c->rx.h = EVP_MD_CTX_new();
     c->rx.all_inline = 1;
     for (size_t i = 0; i < m.nitems; i++) {
         c->rx.all_inline &= m.items[i].size <= INLINE_MAX;
     }
-    if (c->rx.durable == NULL || c->rx.committed == NULL || c->rx.h == NULL ||
+    if (c->rx.durable == NULL || c->rx.committed == NULL ||
         mkdir_p2(n, n->cfg->data, m.sender, c->rx.dir, sizeof c->rx.dir, &e2) != RDX_OK ||
         rdx_tp_path(c->rx.dir + strlen(c->rx.dir), sizeof c->rx.dir - strlen(c->rx.dir), &e2, "/%s",
                     m.case_id) != RDX_OK ||
@@ -941,40 +1014,101 @@ static int write_all_at(int fd, const uint8_t *p, size_t len, uint64_t off)
 #define DIRECT_MIN   (1u << 20)
 #define DIRECT_ALIGN 4096u
 
-static int write_chunk(struct rdx_transport_node *n, struct rx *rx, const uint8_t *p, size_t len,
-                       uint64_t off)
+/*
+ * Write a checked chunk at its offset: whole blocks of a large chunk through
+ * the O_DIRECT descriptor from the aligned scratch copy, the rest buffered.
+ */
+static int write_chunk(struct chunk_work *w)
 {
+    const uint8_t *p = w->data;
+    size_t len = w->len;
+    uint64_t off = w->off;
     size_t direct = len & ~(size_t)(DIRECT_ALIGN - 1);
-    if (rx->dfd >= 0 && direct >= DIRECT_MIN && off % DIRECT_ALIGN == 0) {
-        if (n->g.bounce == NULL &&
-            posix_memalign((void **)&n->g.bounce, DIRECT_ALIGN, RDX_TRANSPORT_CHUNK_MAX) != 0) {
-            n->g.bounce = NULL;
-        }
-        if (n->g.bounce != NULL && direct <= RDX_TRANSPORT_CHUNK_MAX) {
-            memcpy(n->g.bounce, p, direct);
-            if (write_all_at(rx->dfd, n->g.bounce, direct, off) == 0) {
-                p += direct;
-                len -= direct;
-                off += direct;
-            } else if (errno != EINVAL) {
-                return -1;
-            } else {
-                close(rx->dfd); /* refused here: buffered from now on */
-                rx->dfd = -1;
-            }
+    if (w->dfd >= 0 && w->bounce != NULL && direct >= DIRECT_MIN &&
+        direct <= RDX_TRANSPORT_CHUNK_MAX && off % DIRECT_ALIGN == 0) {
+        memcpy(w->bounce, p, direct);
+        if (write_all_at(w->dfd, w->bounce, direct, off) == 0) {
+            p += direct;
+            len -= direct;
+            off += direct;
+        } else if (errno != EINVAL) {
+            return -1;
+        } else {
+            w->direct_refused = 1; /* refused here: buffered from now on */
         }
     }
     if (len == 0) {
         return 0;
     }
-    if (write_all_at(rx->fd, p, len, off) != 0) {
+    if (write_all_at(w->fd, p, len, off) != 0) {
         return -1;
     }
-    if (rx->m.items[rx->fd_item].size > INLINE_MAX) {
+    if (w->large) {
         /* Start the writeback now, so that the flush's fdatasync finds little left to do. */
-        (void)sync_file_range(rx->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+        (void)sync_file_range(w->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
     }
     return 0;
+}
+
+/*
+ * Check a chunk against its check value (one SHA-256 pass that also carries
+ * the item digest on) and, only if it checks, write it. Runs on the event
+ * loop for small chunks and on the store worker for large ones.
+ */
+static void chunk_work_run(struct chunk_work *w)
+{
+    uint8_t got[32];
+    rdx_tp_sha_update(&w->h, w->data, w->len);
+    if (rdx_tp_chunk_check(&w->h, w->item_size, got) != 0 || memcmp(got, w->want, 32) != 0) {
+        w->res = CHUNK_BAD;
+        return;
+    }
+    if (w->off + w->len == w->item_size && memcmp(got, w->item_sha, 32) != 0) {
+        w->res = CHUNK_BAD_ITEM; /* the chunks are the sender's, but not the manifest's item */
+        return;
+    }
+    if (write_chunk(w) != 0) {
+        w->err = errno;
+        w->res = CHUNK_NOSTORE;
+        return;
+    }
+    w->res = CHUNK_OK;
+}
+
+static void *store_main(void *arg)
+{
+    struct store *st = arg;
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        while (st->todo == NULL && !st->stop) {
+            pthread_cond_wait(&st->cv, &st->mu);
+        }
+        struct store_job *j = st->todo;
+        if (j == NULL) {
+            break;
+        }
+        st->todo = j->next;
+        if (st->todo == NULL) {
+            st->todo_last = NULL;
+        }
+        pthread_mutex_unlock(&st->mu);
+        chunk_work_run(&j->w);
+        close(j->w.fd); /* the job's own duplicates: the connection may close its own */
+        if (j->w.dfd >= 0) {
+            close(j->w.dfd);
+        }
+        pthread_mutex_lock(&st->mu);
+        j->next = NULL;
+        if (st->done_last != NULL) {
+            st->done_last->next = j;
+        } else {
+            st->done = j;
+        }
+        st->done_last = j;
+        event_active(st->done_ev, EV_READ, 0);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
 }
 
 /* Done with the current item's descriptor: a large item's is synced by the next flush. */
@@ -1010,13 +1144,167 @@ static rdx_status blob_put(sqlite3 *db, const char *sender, const char *case_id,
     return st;
 }
 
+static void chunk_done(struct conn *c, struct chunk_work *w, uint16_t item);
+static void read_cb(struct bufferevent *bev, void *arg);
+static void on_frame(struct conn *c, const rdx_transport_frame *f);
+
+/* Hand a large chunk to the store worker. 0 when it went; -1: do it here instead. */
+static int store_submit(struct conn *c, const struct rdx_tp_chunk *ch, const rdx_transport_frame *f)
+{
+    struct rdx_transport_node *n = c->node;
+    struct rx *rx = &c->rx;
+    struct store *st = &n->st;
+    if (!st->started || st->bounce == NULL) {
+        return -1;
+    }
+    if (c->job == NULL) {
+        c->job = calloc(1, sizeof *c->job);
+        if (c->job == NULL) {
+            return -1;
+        }
+        rdx_buf_init(&c->job->buf, RDX_TRANSPORT_FRAME_MAX);
+    }
+    struct store_job *j = c->job;
+    struct chunk_work *w = &j->w;
+    size_t data_off = (size_t)(ch->data - f->payload);
+    memset(w, 0, sizeof *w);
+    w->fd = fcntl(rx->fd, F_DUPFD_CLOEXEC, 0);
+    w->dfd = rx->dfd >= 0 ? fcntl(rx->dfd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (w->fd < 0 || (rx->dfd >= 0 && w->dfd < 0) ||
+        rdx_transport_decoder_take(c->dec, &j->buf, NULL) != RDX_OK) {
+        if (w->fd >= 0) {
+            close(w->fd);
+        }
+        if (w->dfd >= 0) {
+            close(w->dfd);
+        }
+        return -1;
+    }
+    w->h = rx->h;
+    w->bounce = st->bounce;
+    w->large = 1;
+    w->data = j->buf.data + data_off;
+    w->len = ch->len;
+    w->off = ch->offset;
+    w->item_size = rx->m.items[ch->item].size;
+    memcpy(w->want, ch->sha256, 32);
+    memcpy(w->item_sha, rx->m.items[ch->item].sha256, 32);
+    j->c = c;
+    j->gen = rx->gen;
+    j->item = ch->item;
+    j->busy = 1;
+    j->next = NULL;
+    pthread_mutex_lock(&st->mu);
+    if (st->todo_last != NULL) {
+        st->todo_last->next = j;
+    } else {
+        st->todo = j;
+    }
+    st->todo_last = j;
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+/* On the loop: chunks the worker finished. */
+static void store_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct rdx_transport_node *n = arg;
+    struct store *st = &n->st;
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&st->mu);
+    struct store_job *j = st->done;
+    st->done = st->done_last = NULL;
+    pthread_mutex_unlock(&st->mu);
+    while (j != NULL) {
+        struct store_job *next = j->next;
+        struct conn *c = j->c;
+        j->busy = 0;
+        j->buf.len = 0; /* its storage is the next chunk's */
+        if (c->free_pending) {
+            conn_free(c);
+        } else {
+            if (j->gen == c->rx.gen && c->rx.active && !c->closing) {
+                chunk_done(c, &j->w, j->item);
+            }
+            if (!c->closing) {
+                /* The frame that waited behind the chunk, then whatever else is buffered. */
+                if (c->held) {
+                    c->held = 0;
+                    on_frame(c, &c->held_f);
+                }
+                if (!c->closing && !c->job->busy) {
+                    bufferevent_enable(c->bev, EV_READ);
+                    read_cb(c->bev, c);
+                }
+            }
+        }
+        j = next;
+    }
+}
+
+static rdx_status store_start(struct rdx_transport_node *n)
+{
+    struct store *st = &n->st;
+    if (posix_memalign((void **)&st->bounce, DIRECT_ALIGN, RDX_TRANSPORT_CHUNK_MAX) != 0) {
+        st->bounce = NULL;
+        return RDX_ENOMEM;
+    }
+    st->done_ev = event_new(n->base, -1, 0, store_done_cb, n);
+    if (st->done_ev == NULL) {
+        return RDX_ENOMEM;
+    }
+    if (pthread_mutex_init(&st->mu, NULL) != 0) {
+        return RDX_EINTERNAL;
+    }
+    if (pthread_cond_init(&st->cv, NULL) != 0) {
+        pthread_mutex_destroy(&st->mu);
+        return RDX_EINTERNAL;
+    }
+    if (pthread_create(&st->th, NULL, store_main, st) != 0) {
+        pthread_cond_destroy(&st->cv);
+        pthread_mutex_destroy(&st->mu);
+        return RDX_EINTERNAL;
+    }
+    st->started = 1;
+    return RDX_OK;
+}
+
+/* Let the worker finish what it has, then deliver the results (the loop is not running). */
+static void store_stop(struct rdx_transport_node *n)
+{
+    struct store *st = &n->st;
+    if (st->started) {
+        pthread_mutex_lock(&st->mu);
+        st->stop = 1;
+        pthread_cond_signal(&st->cv);
+        pthread_mutex_unlock(&st->mu);
+        pthread_join(st->th, NULL);
+        st->started = 0;
+        if (st->done != NULL) {
+            store_done_cb(-1, 0, n);
+        }
+        pthread_cond_destroy(&st->cv);
+        pthread_mutex_destroy(&st->mu);
+    }
+    if (st->done_ev != NULL) {
+        event_free(st->done_ev);
+        st->done_ev = NULL;
+    }
+    free(st->bounce);
+    st->bounce = NULL;
+}
+
+/* Chunks at least this large go to the store worker; smaller ones are handled at once. */
+#define STORE_ASYNC_MIN (256u << 10)
+
 static void on_chunk(struct conn *c, const rdx_transport_frame *f)
 {
     struct rdx_transport_node *n = c->node;
     struct rx *rx = &c->rx;
     struct rdx_tp_chunk ch;
     rdx_error err;
-    unsigned char md[32];
     char path[4300];
     if (!rx->active) {
         if (c->skip[0] && rdx_tp_chunk_decode(f->payload, f->len, &ch, NULL) == RDX_OK &&
@@ -1039,30 +1327,26 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
     }
     const struct rdx_tp_item *it = &rx->m.items[ch.item];
     uint64_t have = rx->durable[ch.item];
-    if (ch.offset != have || ch.len > rx->m.chunk_size || ch.len > it->size - have) {
+    /* Every chunk but an item's last is exactly the chunk size: boundaries are fixed. */
+    if (ch.offset != have || ch.len > rx->m.chunk_size || ch.len > it->size - have ||
+        (ch.len != rx->m.chunk_size && have + ch.len != it->size)) {
         refuse(c, rx->m.case_id, RDX_TP_REFUSE_CHUNK, 1,
-               "item %u: chunk at offset %llu of %zu bytes, expected offset %llu within %llu "
-               "bytes",
+               "item %u: chunk at offset %llu of %zu bytes, expected offset %llu and %llu "
+               "bytes within %llu",
                ch.item, (unsigned long long)ch.offset, ch.len, (unsigned long long)have,
+               (unsigned long long)(it->size - have < rx->m.chunk_size ? it->size - have
+                                                                       : rx->m.chunk_size),
                (unsigned long long)it->size);
-        return;
-    }
-    if (EVP_Digest(ch.data, ch.len, md, NULL, EVP_sha256(), NULL) != 1 ||
-        memcmp(md, ch.sha256, 32) != 0) {
-        char detail[200];
-        snprintf(detail, sizeof detail, "item %u chunk at offset %llu failed its SHA-256", ch.item,
-                 (unsigned long long)ch.offset);
-        audit(n, "chunk-rejected", RDX_TP_OUTCOME_MINOR, c->peer, rx->m.case_id, detail);
-        refuse(c, rx->m.case_id, RDX_TP_REFUSE_CHUNK, 1, "%s; send it again", detail);
         return;
     }
     if (rx->h_item != (long)ch.item) {
         /* The item hash runs over the chunks in order: an item starts at zero, one at a time. */
-        if (have != 0 || EVP_DigestInit_ex(rx->h, EVP_sha256(), NULL) != 1) {
+        if (have != 0) {
             refuse(c, rx->m.case_id, RDX_TP_REFUSE_PROTOCOL, 1,
                    "item %u: chunks must arrive item by item, in order", ch.item);
             return;
         }
+        rdx_tp_sha_init(&rx->h);
         rx->h_item = ch.item;
     }
     if (rx->fd_item != (long)ch.item) {
@@ -1087,54 +1371,94 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
             rx->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
         }
     }
-    if (write_chunk(n, rx, ch.data, ch.len, ch.offset) != 0) {
-        int e = errno;
+    if (ch.len >= STORE_ASYNC_MIN && it->size > INLINE_MAX && store_submit(c, &ch, f) == 0) {
+        return; /* chunk_done follows when the worker is through */
+    }
+    struct chunk_work w;
+    memset(&w, 0, sizeof w);
+    w.h = rx->h;
+    w.fd = rx->fd;
+    w.dfd = rx->dfd;
+    if (rx->dfd >= 0 && n->g.bounce == NULL &&
+        posix_memalign((void **)&n->g.bounce, DIRECT_ALIGN, RDX_TRANSPORT_CHUNK_MAX) != 0) {
+        n->g.bounce = NULL;
+    }
+    w.bounce = n->g.bounce;
+    w.large = it->size > INLINE_MAX;
+    w.data = ch.data;
+    w.len = ch.len;
+    w.off = ch.offset;
+    w.item_size = it->size;
+    memcpy(w.want, ch.sha256, 32);
+    memcpy(w.item_sha, it->sha256, 32);
+    chunk_work_run(&w);
+    chunk_done(c, &w, ch.item);
+}
+
+/* A chunk was checked (and written, if it checked): account for it, or refuse it. */
+static void chunk_done(struct conn *c, struct chunk_work *w, uint16_t item)
+{
+    struct rdx_transport_node *n = c->node;
+    struct rx *rx = &c->rx;
+    const struct rdx_tp_item *it = &rx->m.items[item];
+    char detail[400];
+    if (w->direct_refused && rx->dfd >= 0) {
+        close(rx->dfd);
+        rx->dfd = -1;
+    }
+    switch (w->res) {
+    case CHUNK_OK:
+        break;
+    case CHUNK_BAD:
+        snprintf(detail, sizeof detail, "item %u chunk at offset %llu failed its SHA-256 check",
+                 item, (unsigned long long)w->off);
+        audit(n, "chunk-rejected", RDX_TP_OUTCOME_MINOR, c->peer, rx->m.case_id, detail);
+        refuse(c, rx->m.case_id, RDX_TP_REFUSE_CHUNK, 1, "%s; send it again", detail);
+        return;
+    case CHUNK_BAD_ITEM:
+        /* The item is not what the manifest promised: it restarts from zero. */
+        if (ftruncate(rx->fd, 0) != 0) {
+            rdx_log(&n->log, RDX_LOG_ERROR, "%s/%u: cannot truncate: %s", rx->dir, item,
+                    strerror(errno));
+        }
+        rx->durable[item] = 0;
+        rx->h_item = -1;
+        if (group_begin(n) == 0 &&
+            inbox_set_durable(n->db, c->peer, rx->m.case_id, item, 0) == RDX_OK) {
+            rx->committed[item] = 0;
+        }
+        snprintf(detail, sizeof detail, "item %u ('%s') failed its SHA-256; it restarts", item + 1u,
+                 it->name);
+        audit(n, "case-refused", RDX_TP_OUTCOME_MINOR, c->peer, rx->m.case_id, detail);
+        refuse(c, rx->m.case_id, RDX_TP_REFUSE_ITEM, 1, "%s", detail);
+        return;
+    case CHUNK_NOSTORE: {
+        int e = w->err;
         /* Nothing half-written stays: cut back to what is recorded durable. */
-        if (ftruncate(rx->fd, (off_t)rx->committed[ch.item]) != 0) {
+        if (ftruncate(rx->fd, (off_t)rx->committed[item]) != 0) {
             e = errno;
         }
-        rx->durable[ch.item] = rx->committed[ch.item];
-        char detail[200];
-        snprintf(detail, sizeof detail, "cannot store item %u at offset %llu: %s", ch.item,
-                 (unsigned long long)ch.offset, strerror(e));
+        rx->durable[item] = rx->committed[item];
+        snprintf(detail, sizeof detail, "cannot store item %u at offset %llu: %s", item,
+                 (unsigned long long)w->off, strerror(e));
         audit(n, "case-refused", RDX_TP_OUTCOME_SERIOUS, c->peer, rx->m.case_id, detail);
         refuse(c, rx->m.case_id, RDX_TP_REFUSE_STORAGE, 1, "%s", detail);
         return;
     }
-    if (EVP_DigestUpdate(rx->h, ch.data, ch.len) != 1) {
-        refuse(c, rx->m.case_id, RDX_TP_REFUSE_INTERNAL, 1, "cannot hash item %u", ch.item);
-        return;
     }
-    rx->durable[ch.item] = have + ch.len;
+    rx->h = w->h;
+    rx->durable[item] += w->len;
     rx->dirty = 1;
-    if (rx->durable[ch.item] == it->size) {
-        rx->h_item = -1;
-        if (EVP_DigestFinal_ex(rx->h, md, NULL) != 1 || memcmp(md, it->sha256, 32) != 0) {
-            /* The item is not what the manifest promised: it restarts from zero. */
-            if (ftruncate(rx->fd, 0) != 0) {
-                rdx_log(&n->log, RDX_LOG_ERROR, "%s/%u: cannot truncate: %s", rx->dir, ch.item,
-                        strerror(errno));
-            }
-            rx->durable[ch.item] = 0;
-            if (group_begin(n) == 0 &&
-                inbox_set_durable(n->db, c->peer, rx->m.case_id, ch.item, 0) == RDX_OK) {
-                rx->committed[ch.item] = 0;
-            }
-            char detail[400];
-            snprintf(detail, sizeof detail, "item %u ('%s') failed its SHA-256; it restarts",
-                     ch.item + 1u, it->name);
-            audit(n, "case-refused", RDX_TP_OUTCOME_MINOR, c->peer, rx->m.case_id, detail);
-            refuse(c, rx->m.case_id, RDX_TP_REFUSE_ITEM, 1, "%s", detail);
-            return;
-        }
+    if (rx->durable[item] == it->size) {
+        rx->h_item = -1; /* checked whole: the last chunk's check value is the item's SHA-256 */
         if (it->size <= INLINE_MAX &&
             (group_begin(n) != 0 ||
-             blob_put(n->db, c->peer, rx->m.case_id, ch.item, ch.data, ch.len) != RDX_OK)) {
+             blob_put(n->db, c->peer, rx->m.case_id, item, w->data, w->len) != RDX_OK)) {
             refuse(c, rx->m.case_id, RDX_TP_REFUSE_STORAGE, 1, "store: %s", sqlite3_errmsg(n->db));
             return;
         }
     }
-    if (rx->durable[ch.item] - rx->committed[ch.item] >= CHECKPOINT_BYTES) {
+    if (rx->durable[item] - rx->committed[item] >= CHECKPOINT_BYTES) {
         group_want(n, GROUP_ACK_WINDOW_MS); /* a resume point for a large item */
     }
 }
@@ -1243,6 +1567,11 @@ static void on_commit(struct conn *c, const rdx_transport_frame *f)
         return;
     }
     rdx_log(&n->log, RDX_LOG_INFO, "received case %s from %s: %s", rx->m.case_id, c->peer, detail);
+    if (c->job != NULL && !c->job->busy) {
+        /* Between cases a connection holds no chunk-sized buffer. */
+        rdx_buf_free(&c->job->buf);
+        rdx_buf_init(&c->job->buf, RDX_TRANSPORT_FRAME_MAX);
+    }
     g->acks[g->nacks].c = c;
     snprintf(g->acks[g->nacks].case_id, sizeof g->acks[g->nacks].case_id, "%s", rx->m.case_id);
     g->nacks++;
@@ -1315,6 +1644,13 @@ static void read_cb(struct bufferevent *bev, void *arg)
             return;
         }
         evbuffer_drain(in, used);
+        if (got && c->job != NULL && c->job->busy) {
+            /* It waits for the chunk at the worker; so does the rest of the input. */
+            c->held = 1;
+            c->held_f = f;
+            bufferevent_disable(bev, EV_READ);
+            return;
+        }
         if (got) {
             on_frame(c, &f);
         }
@@ -1643,6 +1979,10 @@ rdx_status rdx_transport_node_new(const rdx_transport_config *cfg, const rdx_log
     if (getsockname(evconnlistener_get_fd(n->lst), (struct sockaddr *)&sin, &sl) == 0) {
         n->port = ntohs(sin.sin_port);
     }
+    if (store_start(n) != RDX_OK) {
+        /* Everything still works on the event loop alone, only slower for large items. */
+        rdx_log(&n->log, RDX_LOG_WARN, "no store worker: large chunks are written on the loop");
+    }
     n->stop_ev = event_new(n->base, -1, 0, stop_cb, n);
     n->g.timer = evtimer_new(n->base, group_timer_cb, n);
     if (n->stop_ev == NULL || n->g.timer == NULL) {
@@ -1727,6 +2067,7 @@ void rdx_transport_node_free(rdx_transport_node *n)
         atomic_store(&n->sender.stop, 1);
         pthread_join(n->sender_thread, NULL);
     }
+    store_stop(n); /* its last results are taken before the connections go */
     while (n->conns != NULL) {
         conn_free(n->conns);
     }

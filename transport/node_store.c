@@ -27,6 +27,16 @@ static const char SCHEMA[] =
     "  last_error TEXT,"
     "  done_ms INTEGER);"
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_ms);"
+    /*
+     * Each queued item's chunk check values (32 bytes per chunk), computed
+     * while the item was copied into the spool, so that delivery sends
+     * without hashing. Only items of two chunks or more have a row.
+     */
+    "CREATE TABLE IF NOT EXISTS outbox_checks("
+    "  case_id TEXT NOT NULL,"
+    "  idx INTEGER NOT NULL,"
+    "  checks BLOB NOT NULL,"
+    "  PRIMARY KEY (case_id, idx));"
     "CREATE TABLE IF NOT EXISTS inbox("
     "  sender TEXT NOT NULL,"
     "  case_id TEXT NOT NULL,"
