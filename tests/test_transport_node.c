@@ -581,6 +581,68 @@ static void test_node_delivers_byte_identical(void **state)
     wait_audit(w->clinic_db, "case-acknowledged", NULL, 1);
 }
 
+static void restart(struct world *w, int hub);
+
+/*
+ * A case of small items is committed to node.db and acknowledged before its
+ * files exist; the files follow from the spill thread. Whatever moment one
+ * looks, the case reads back whole (fetch, item path), and a kill -9 right
+ * after the ACK loses nothing: the restarted node writes the files.
+ */
+static void test_node_small_items_spill_and_survive_a_crash(void **state)
+{
+    struct world *w = *state;
+    char a[4300], b[4300], id[40], out[4300], item[4400];
+    snprintf(a, sizeof a, "%s/result.hl7", w->dir);
+    snprintf(b, sizeof b, "%s/note.txt", w->dir);
+    make_file(a, 3000, 7);
+    make_file(b, 65536, 8); /* exactly the inline ceiling */
+    const char *files[] = {a, b, NULL};
+    send_case(w, "lab-order", files, id);
+    wait_outbox(w, id, "acked");
+    /* Right after the ACK: the item path gives a complete file, durably written. */
+    rdx_transport_config *cfg = NULL;
+    rdx_error err;
+    assert_int_equal(rdx_transport_config_load(w->hub_ini, &cfg, &err), RDX_OK);
+    assert_int_equal(rdx_transport_inbox_item_path(cfg, "clinic", id, 1, item, sizeof item, &err),
+                     RDX_OK);
+    assert_true(files_equal(b, item));
+    snprintf(out, sizeof out, "%s/fetched-small", w->dir);
+    assert_int_equal(mkdir(out, 0700), 0);
+    size_t n = 0;
+    assert_int_equal(rdx_transport_case_fetch(cfg, id, "clinic", out, &n, &err), RDX_OK);
+    assert_int_equal(n, 2);
+    char fa[4400];
+    snprintf(fa, sizeof fa, "%s/result.hl7", out);
+    assert_true(files_equal(a, fa));
+
+    /* A second case, and the hub killed at once: its items are in node.db only. */
+    char id2[40];
+    send_case(w, "lab-order", files, id2);
+    wait_outbox(w, id2, "acked");
+    kill(w->hub, SIGKILL);
+    (void)waitpid(w->hub, NULL, 0);
+    restart(w, 1);
+    for (int tries = 0; tries < 400; tries++) {
+        if (sql_int(w->hub_db, "SELECT count(*) FROM inbox_blobs", NULL) == 0) {
+            break;
+        }
+        sleep_ms(25);
+    }
+    assert_int_equal(sql_int(w->hub_db, "SELECT count(*) FROM inbox_blobs", NULL), 0);
+    const char *ids[] = {id, id2};
+    for (size_t k = 0; k < 2; k++) {
+        snprintf(item, sizeof item, "%s/hub/inbox/clinic/%s/0", w->dir, ids[k]);
+        assert_true(files_equal(a, item));
+        snprintf(item, sizeof item, "%s/hub/inbox/clinic/%s/1", w->dir, ids[k]);
+        assert_true(files_equal(b, item));
+    }
+    assert_int_equal(
+        sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'", id2),
+        1);
+    rdx_transport_config_free(cfg);
+}
+
 static void test_node_duplicate_applied_once(void **state)
 {
     struct world *w = *state;
@@ -1184,6 +1246,7 @@ int main(void)
         cmocka_unit_test(test_node_refuses_policy_and_dead_letters),
         cmocka_unit_test(test_node_delivers_byte_identical),
         cmocka_unit_test(test_node_duplicate_applied_once),
+        cmocka_unit_test(test_node_small_items_spill_and_survive_a_crash),
         cmocka_unit_test(test_node_resumes_and_rejects_corrupt_chunk),
         cmocka_unit_test(test_node_new_connection_takes_over_a_case),
         cmocka_unit_test(test_node_refuses_forged_sender_and_bad_frames),

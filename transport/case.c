@@ -199,6 +199,48 @@ out:
 }
 
 /*
+ * Write len bytes from memory to dst (created exclusively, mode 0600) after
+ * checking that they hash to want; fsyncs dst. On failure dst is removed.
+ */
+static rdx_status write_hash_mem(const uint8_t *p, size_t len, const char *dst, const uint8_t *want,
+                                 rdx_error *err)
+{
+    uint8_t md[32];
+    if (EVP_Digest(len > 0 ? (const void *)p : "", len, md, NULL, EVP_sha256(), NULL) != 1) {
+        return rdx_error_set(err, RDX_ENOMEM, "%s: hashing failed", dst);
+    }
+    if (memcmp(md, want, 32) != 0) {
+        return rdx_error_set(err, RDX_ECHECKSUM, "%s: SHA-256 does not match the manifest", dst);
+    }
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        return rdx_error_set(err, errno == EEXIST ? RDX_EEXIST : RDX_EIO, "%s: %s", dst,
+                             errno == EEXIST ? "already exists; not replaced" : strerror(errno));
+    }
+    size_t off = 0;
+    int ok = 1;
+    while (ok && off < len) {
+        ssize_t w = write(out, p + off, len - off);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        ok = w > 0;
+        off += ok ? (size_t)w : 0;
+    }
+    ok = ok && fsync(out) == 0;
+    int e = errno;
+    if (close(out) != 0 && ok) {
+        ok = 0;
+        e = errno;
+    }
+    if (!ok) {
+        unlink(dst);
+        return rdx_error_set(err, RDX_EIO, "%s: %s", dst, strerror(e));
+    }
+    return RDX_OK;
+}
+
+/*
  * Hard-link src as dst and hash it, for a node's own files (the hub's study
  * archive, an engine's output) that are never rewritten in place, only
  * removed: the spool then costs no second copy of a big study. 1 when linked
@@ -631,9 +673,18 @@ rdx_status rdx_transport_case_fetch(const rdx_transport_config *cfg, const char 
         }
         snprintf(src, sizeof src, "%s/inbox/%s/%s/%zu", cfg->data, sender, case_id, i);
         snprintf(dst, sizeof dst, "%s/%s", outdir, m.items[i].name);
-        uint8_t *checks = NULL;
-        st = copy_hash(src, dst, m.items[i].sha256, &size, md, m.chunk_size, &checks, err);
-        free(checks);
+        /* A small item may still be in node.db only (its file follows from the node's spill). */
+        rdx_buf blob;
+        rdx_buf_init(&blob, RDX_TRANSPORT_INLINE_MAX);
+        st = rdx_tp_blob_get(db, sender, case_id, i, &blob, err);
+        if (st == RDX_OK) {
+            st = write_hash_mem(blob.data, blob.len, dst, m.items[i].sha256, err);
+        } else if (st == RDX_ENOTFOUND) {
+            uint8_t *checks = NULL;
+            st = copy_hash(src, dst, m.items[i].sha256, &size, md, m.chunk_size, &checks, err);
+            free(checks);
+        }
+        rdx_buf_free(&blob);
         if (st != RDX_OK) {
             goto out;
         }

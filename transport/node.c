@@ -69,11 +69,13 @@
 #define GROUP_AUDIT_WINDOW_MS 10u   /* audit records alone (no ACK waiting) */
 #define GROUP_ACKS_MAX        1024u /* flush at once when this many ACKs wait */
 /*
- * Items up to this size are also stored in node.db (inbox_blobs) with the
- * group's commit, so their files need no sync of their own; a crash that
- * loses such a file is repaired from the row when the node starts.
+ * Items up to this size are stored in node.db (inbox_blobs) with the
+ * group's commit, so they need no file sync of their own. A case made only
+ * of such items touches no file on the event loop at all: the spill thread
+ * writes its files afterwards. A crash that loses such a file is repaired
+ * from the row when the node starts.
  */
-#define INLINE_MAX (64u << 10)
+#define INLINE_MAX RDX_TRANSPORT_INLINE_MAX
 /* Progress of a large item is recorded (a resume point) every this many bytes. */
 #define CHECKPOINT_BYTES (16ull << 20)
 
@@ -110,15 +112,19 @@ struct group {
     size_t ndirs, capdirs;
     struct ack_wait *acks;
     size_t nacks, capacks;
+    size_t spill; /* cases in the group that may have rows in inbox_blobs */
 };
 
 /*
- * The store worker. A large chunk is checked and written off the event loop:
- * the loop hands the chunk's frame buffer to this thread (one SHA-256 pass
- * that checks the chunk and carries the item digest on, then the write) and
- * goes on decrypting the next chunk meanwhile. A connection has at most one
- * chunk at the worker; any frame that arrives behind it waits (reading
- * paused) until the chunk is done, so frames still take effect in order.
+ * The store workers. A large chunk is checked and written off the event
+ * loop: the loop hands the chunk's frame buffer to two threads, one hashing
+ * it (one SHA-256 pass that checks the chunk and carries the item digest on)
+ * while the other writes it, and goes on decrypting the next chunk
+ * meanwhile. The chunk counts only when both are done and it checked: bytes
+ * of a chunk that fails are cut off again and never counted durable. A
+ * connection has at most one chunk at the workers; any frame that arrives
+ * behind it waits (reading paused) until the chunk is done, so frames still
+ * take effect in order.
  */
 enum chunk_res { CHUNK_OK, CHUNK_BAD, CHUNK_BAD_ITEM, CHUNK_NOSTORE };
 
@@ -138,24 +144,51 @@ struct chunk_work {
     int err;            /* errno of a failed write */
 };
 
+enum { LANE_HASH, LANE_WRITE, LANES };
+
 struct store_job {
     struct chunk_work w;
-    struct conn *c; /* the connection; the loop frees a job whose connection went (c NULL) */
+    struct conn *c; /* the connection (conn_free waits while the job is busy) */
     unsigned gen;   /* c->rx.gen when submitted */
     uint16_t item;
     rdx_buf buf; /* the chunk frame's payload, owned; its storage is reused chunk after chunk */
     int busy;
-    struct store_job *next;
+    int parts;     /* lanes still working on it */
+    int write_res; /* the write lane's outcome: 0, or an errno */
+    struct store_job *next[LANES], *done_next;
+};
+
+struct store_lane {
+    struct store *st;
+    int lane;
+    int started;
+    pthread_t th;
+    pthread_cond_t cv;
+    struct store_job *todo, *todo_last;
 };
 
 struct store {
     int started, stop;
+    pthread_mutex_t mu;
+    struct store_lane lane[LANES];
+    struct store_job *done, *done_last;
+    struct event *done_ev; /* activated by a worker: finished jobs wait in done */
+    uint8_t *bounce;       /* the write lane's aligned copy for O_DIRECT */
+};
+
+/*
+ * The spill thread writes the files of small items that a group commit put
+ * in node.db only (see transport/inbox_blob.c): a batch of files, one syncfs,
+ * then the rows go. It runs on its own SQLite connection and is woken after
+ * each group commit that had such items.
+ */
+struct spill {
+    const rdx_transport_config *cfg;
+    rdx_logger log;
+    int started, stop, kicked;
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct store_job *todo, *todo_last, *done, *done_last;
-    struct event *done_ev; /* activated by the worker: finished jobs wait in done */
-    uint8_t *bounce;
 };
 
 struct conn {
@@ -197,6 +230,7 @@ struct rdx_transport_node {
     int sender_started;
     struct group g;
     struct store st;
+    struct spill sp;
 };
 
 static int group_begin(struct rdx_transport_node *n);
@@ -553,6 +587,13 @@ static int group_flush(struct rdx_transport_node *n)
     g->open = 0;
     size_t nacks = g->nacks;
     g->nacks = 0;
+    if (ok && g->spill > 0 && n->sp.started) {
+        pthread_mutex_lock(&n->sp.mu);
+        n->sp.kicked = 1;
+        pthread_cond_signal(&n->sp.cv);
+        pthread_mutex_unlock(&n->sp.mu);
+    }
+    g->spill = 0;
     if (ok) {
         for (struct conn *c = n->conns; c != NULL; c = c->next) {
             if (c->rx.active && c->rx.dirty) {
@@ -816,6 +857,12 @@ static void rx_resume(struct rdx_transport_node *n, struct conn *c)
             continue;
         }
         snprintf(path, sizeof path, "%s/%zu", rx->dir, i);
+        if (rx->all_inline) {
+            /* Its bytes were never a file and it was not committed: a small item is sent again. */
+            rx->durable[i] = 0;
+            rx->dirty = 1;
+            continue;
+        }
         /* A resume point is a chunk boundary, where the chunk check values are defined. */
         int boundary = d == rx->m.items[i].size || d % rx->m.chunk_size == 0;
         if (boundary && d <= rx->m.items[i].size && rx->h_item < 0 &&
@@ -942,11 +989,23 @@ static void on_offer(struct conn *c, const rdx_transport_frame *f)
     for (size_t i = 0; i < m.nitems; i++) {
         c->rx.all_inline &= m.items[i].size <= INLINE_MAX;
     }
-    if (c->rx.durable == NULL || c->rx.committed == NULL ||
-        mkdir_p2(n, n->cfg->data, m.sender, c->rx.dir, sizeof c->rx.dir, &e2) != RDX_OK ||
-        rdx_tp_path(c->rx.dir + strlen(c->rx.dir), sizeof c->rx.dir - strlen(c->rx.dir), &e2, "/%s",
-                    m.case_id) != RDX_OK ||
-        (mkdir(c->rx.dir, 0700) != 0 && errno != EEXIST)) {
+    if (c->rx.all_inline) {
+        /*
+         * Its items go to node.db with the group's commit and nowhere else for
+         * now: the spill thread writes the files later, off the event loop.
+         */
+        if (c->rx.durable == NULL || c->rx.committed == NULL ||
+            rdx_tp_path(c->rx.dir, sizeof c->rx.dir, &e2, "%s/inbox/%s/%s", n->cfg->data, m.sender,
+                        m.case_id) != RDX_OK) {
+            refuse(c, m.case_id, RDX_TP_REFUSE_STORAGE, 1, "cannot make the inbox directory");
+            rx_reset(&c->rx);
+            return;
+        }
+    } else if (c->rx.durable == NULL || c->rx.committed == NULL ||
+               mkdir_p2(n, n->cfg->data, m.sender, c->rx.dir, sizeof c->rx.dir, &e2) != RDX_OK ||
+               rdx_tp_path(c->rx.dir + strlen(c->rx.dir), sizeof c->rx.dir - strlen(c->rx.dir), &e2,
+                           "/%s", m.case_id) != RDX_OK ||
+               (mkdir(c->rx.dir, 0700) != 0 && errno != EEXIST)) {
         refuse(c, m.case_id, RDX_TP_REFUSE_STORAGE, 1, "cannot make the inbox directory");
         rx_reset(&c->rx);
         return;
@@ -1037,7 +1096,7 @@ static int write_chunk(struct chunk_work *w)
             w->direct_refused = 1; /* refused here: buffered from now on */
         }
     }
-    if (len == 0) {
+    if (len == 0 || w->fd < 0) {
         return 0;
     }
     if (write_all_at(w->fd, p, len, off) != 0) {
@@ -1075,37 +1134,71 @@ static void chunk_work_run(struct chunk_work *w)
     w->res = CHUNK_OK;
 }
 
+/* The hash lane's part: the check, without the write. */
+static void chunk_check_only(struct chunk_work *w)
+{
+    uint8_t got[32];
+    rdx_tp_sha_update(&w->h, w->data, w->len);
+    if (rdx_tp_chunk_check(&w->h, w->item_size, got) != 0 || memcmp(got, w->want, 32) != 0) {
+        w->res = CHUNK_BAD;
+    } else if (w->off + w->len == w->item_size && memcmp(got, w->item_sha, 32) != 0) {
+        w->res = CHUNK_BAD_ITEM;
+    } else {
+        w->res = CHUNK_OK;
+    }
+}
+
 static void *store_main(void *arg)
 {
-    struct store *st = arg;
+    struct store_lane *ln = arg;
+    struct store *st = ln->st;
+    (void)pthread_setname_np(pthread_self(), ln->lane == LANE_HASH ? "rdx-hash" : "rdx-write");
     pthread_mutex_lock(&st->mu);
     for (;;) {
-        while (st->todo == NULL && !st->stop) {
-            pthread_cond_wait(&st->cv, &st->mu);
+        while (ln->todo == NULL && !st->stop) {
+            pthread_cond_wait(&ln->cv, &st->mu);
         }
-        struct store_job *j = st->todo;
+        struct store_job *j = ln->todo;
         if (j == NULL) {
             break;
         }
-        st->todo = j->next;
-        if (st->todo == NULL) {
-            st->todo_last = NULL;
+        ln->todo = j->next[ln->lane];
+        if (ln->todo == NULL) {
+            ln->todo_last = NULL;
         }
         pthread_mutex_unlock(&st->mu);
-        chunk_work_run(&j->w);
-        close(j->w.fd); /* the job's own duplicates: the connection may close its own */
-        if (j->w.dfd >= 0) {
-            close(j->w.dfd);
+        struct chunk_work *w = &j->w;
+        if (ln->lane == LANE_HASH) {
+            chunk_check_only(w); /* writes only w->h and w->res */
+        } else {
+            /* Its own fields only: the hash lane is writing w->h and w->res meanwhile. */
+            struct chunk_work wr;
+            memset(&wr, 0, sizeof wr);
+            wr.fd = w->fd;
+            wr.dfd = w->dfd;
+            wr.large = w->large;
+            wr.data = w->data;
+            wr.len = w->len;
+            wr.off = w->off;
+            wr.bounce = st->bounce;
+            j->write_res = write_chunk(&wr) != 0 ? (errno != 0 ? errno : EIO) : 0;
+            j->w.direct_refused = wr.direct_refused;
+            close(wr.fd); /* the job's own duplicates: the connection may close its own */
+            if (wr.dfd >= 0) {
+                close(wr.dfd);
+            }
         }
         pthread_mutex_lock(&st->mu);
-        j->next = NULL;
-        if (st->done_last != NULL) {
-            st->done_last->next = j;
-        } else {
-            st->done = j;
+        if (--j->parts == 0) {
+            j->done_next = NULL;
+            if (st->done_last != NULL) {
+                st->done_last->done_next = j;
+            } else {
+                st->done = j;
+            }
+            st->done_last = j;
+            event_active(st->done_ev, EV_READ, 0);
         }
-        st->done_last = j;
-        event_active(st->done_ev, EV_READ, 0);
     }
     pthread_mutex_unlock(&st->mu);
     return NULL;
@@ -1154,7 +1247,7 @@ static int store_submit(struct conn *c, const struct rdx_tp_chunk *ch, const rdx
     struct rdx_transport_node *n = c->node;
     struct rx *rx = &c->rx;
     struct store *st = &n->st;
-    if (!st->started || st->bounce == NULL) {
+    if (!st->started || !st->lane[LANE_HASH].started || !st->lane[LANE_WRITE].started) {
         return -1;
     }
     if (c->job == NULL) {
@@ -1193,15 +1286,20 @@ static int store_submit(struct conn *c, const struct rdx_tp_chunk *ch, const rdx
     j->gen = rx->gen;
     j->item = ch->item;
     j->busy = 1;
-    j->next = NULL;
+    j->parts = LANES;
+    j->write_res = 0;
     pthread_mutex_lock(&st->mu);
-    if (st->todo_last != NULL) {
-        st->todo_last->next = j;
-    } else {
-        st->todo = j;
+    for (int k = 0; k < LANES; k++) {
+        struct store_lane *ln = &st->lane[k];
+        j->next[k] = NULL;
+        if (ln->todo_last != NULL) {
+            ln->todo_last->next[k] = j;
+        } else {
+            ln->todo = j;
+        }
+        ln->todo_last = j;
+        pthread_cond_signal(&ln->cv);
     }
-    st->todo_last = j;
-    pthread_cond_signal(&st->cv);
     pthread_mutex_unlock(&st->mu);
     return 0;
 }
@@ -1218,15 +1316,24 @@ static void store_done_cb(evutil_socket_t fd, short what, void *arg)
     st->done = st->done_last = NULL;
     pthread_mutex_unlock(&st->mu);
     while (j != NULL) {
-        struct store_job *next = j->next;
+        struct store_job *next = j->done_next;
         struct conn *c = j->c;
         j->busy = 0;
         j->buf.len = 0; /* its storage is the next chunk's */
+        if (j->w.res == CHUNK_OK && j->write_res != 0) {
+            j->w.res = CHUNK_NOSTORE;
+            j->w.err = j->write_res;
+        }
         if (c->free_pending) {
             conn_free(c);
         } else {
             if (j->gen == c->rx.gen && c->rx.active && !c->closing) {
                 chunk_done(c, &j->w, j->item);
+            } else if (j->gen == c->rx.gen && c->rx.fd >= 0 && j->w.res != CHUNK_OK) {
+                /* Written but not checked: cut it off again. */
+                if (ftruncate(c->rx.fd, (off_t)j->w.off) != 0) {
+                    rdx_log(&n->log, RDX_LOG_ERROR, "cannot truncate an item: %s", strerror(errno));
+                }
             }
             if (!c->closing) {
                 /* The frame that waited behind the chunk, then whatever else is buffered. */
@@ -1252,41 +1359,51 @@ static rdx_status store_start(struct rdx_transport_node *n)
         return RDX_ENOMEM;
     }
     st->done_ev = event_new(n->base, -1, 0, store_done_cb, n);
-    if (st->done_ev == NULL) {
+    if (st->done_ev == NULL || pthread_mutex_init(&st->mu, NULL) != 0) {
         return RDX_ENOMEM;
     }
-    if (pthread_mutex_init(&st->mu, NULL) != 0) {
-        return RDX_EINTERNAL;
+    st->started = 1; /* the mutex exists: store_stop tears down what follows */
+    for (int k = 0; k < LANES; k++) {
+        struct store_lane *ln = &st->lane[k];
+        ln->st = st;
+        ln->lane = k;
+        if (pthread_cond_init(&ln->cv, NULL) != 0) {
+            return RDX_EINTERNAL;
+        }
+        if (pthread_create(&ln->th, NULL, store_main, ln) != 0) {
+            pthread_cond_destroy(&ln->cv);
+            return RDX_EINTERNAL;
+        }
+        ln->started = 1;
     }
-    if (pthread_cond_init(&st->cv, NULL) != 0) {
-        pthread_mutex_destroy(&st->mu);
-        return RDX_EINTERNAL;
-    }
-    if (pthread_create(&st->th, NULL, store_main, st) != 0) {
-        pthread_cond_destroy(&st->cv);
-        pthread_mutex_destroy(&st->mu);
-        return RDX_EINTERNAL;
-    }
-    st->started = 1;
     return RDX_OK;
 }
 
-/* Let the worker finish what it has, then deliver the results (the loop is not running). */
+/* Let the workers finish what they have, then deliver the results (the loop is not running). */
 static void store_stop(struct rdx_transport_node *n)
 {
     struct store *st = &n->st;
     if (st->started) {
         pthread_mutex_lock(&st->mu);
         st->stop = 1;
-        pthread_cond_signal(&st->cv);
+        for (int k = 0; k < LANES; k++) {
+            if (st->lane[k].started) {
+                pthread_cond_signal(&st->lane[k].cv);
+            }
+        }
         pthread_mutex_unlock(&st->mu);
-        pthread_join(st->th, NULL);
-        st->started = 0;
+        for (int k = 0; k < LANES; k++) {
+            if (st->lane[k].started) {
+                pthread_join(st->lane[k].th, NULL);
+                pthread_cond_destroy(&st->lane[k].cv);
+                st->lane[k].started = 0;
+            }
+        }
         if (st->done != NULL) {
             store_done_cb(-1, 0, n);
         }
-        pthread_cond_destroy(&st->cv);
         pthread_mutex_destroy(&st->mu);
+        st->started = 0;
     }
     if (st->done_ev != NULL) {
         event_free(st->done_ev);
@@ -1349,7 +1466,7 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
         rdx_tp_sha_init(&rx->h);
         rx->h_item = ch.item;
     }
-    if (rx->fd_item != (long)ch.item) {
+    if (!rx->all_inline && rx->fd_item != (long)ch.item) {
         if (rx->fd >= 0) {
             rx_put_fd(n, rx);
         }
@@ -1377,8 +1494,8 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
     struct chunk_work w;
     memset(&w, 0, sizeof w);
     w.h = rx->h;
-    w.fd = rx->fd;
-    w.dfd = rx->dfd;
+    w.fd = rx->all_inline ? -1 : rx->fd; /* -1: the bytes go to node.db only (blob_put) */
+    w.dfd = rx->all_inline ? -1 : rx->dfd;
     if (rx->dfd >= 0 && n->g.bounce == NULL &&
         posix_memalign((void **)&n->g.bounce, DIRECT_ALIGN, RDX_TRANSPORT_CHUNK_MAX) != 0) {
         n->g.bounce = NULL;
@@ -1410,6 +1527,11 @@ static void chunk_done(struct conn *c, struct chunk_work *w, uint16_t item)
     case CHUNK_OK:
         break;
     case CHUNK_BAD:
+        /* The write lane may have stored it already: it never counts, and it goes. */
+        if (!rx->all_inline && rx->fd >= 0 && ftruncate(rx->fd, (off_t)rx->durable[item]) != 0) {
+            rdx_log(&n->log, RDX_LOG_ERROR, "%s/%u: cannot truncate: %s", rx->dir, item,
+                    strerror(errno));
+        }
         snprintf(detail, sizeof detail, "item %u chunk at offset %llu failed its SHA-256 check",
                  item, (unsigned long long)w->off);
         audit(n, "chunk-rejected", RDX_TP_OUTCOME_MINOR, c->peer, rx->m.case_id, detail);
@@ -1417,7 +1539,7 @@ static void chunk_done(struct conn *c, struct chunk_work *w, uint16_t item)
         return;
     case CHUNK_BAD_ITEM:
         /* The item is not what the manifest promised: it restarts from zero. */
-        if (ftruncate(rx->fd, 0) != 0) {
+        if (!rx->all_inline && ftruncate(rx->fd, 0) != 0) {
             rdx_log(&n->log, RDX_LOG_ERROR, "%s/%u: cannot truncate: %s", rx->dir, item,
                     strerror(errno));
         }
@@ -1435,7 +1557,7 @@ static void chunk_done(struct conn *c, struct chunk_work *w, uint16_t item)
     case CHUNK_NOSTORE: {
         int e = w->err;
         /* Nothing half-written stays: cut back to what is recorded durable. */
-        if (ftruncate(rx->fd, (off_t)rx->committed[item]) != 0) {
+        if (rx->fd >= 0 && ftruncate(rx->fd, (off_t)rx->committed[item]) != 0) {
             e = errno;
         }
         rx->durable[item] = rx->committed[item];
@@ -1511,17 +1633,22 @@ static void on_commit(struct conn *c, const rdx_transport_frame *f)
                 return;
             }
             snprintf(path, sizeof path, "%s/%zu", rx->dir, i);
-            int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-            if (fd < 0 || group_begin(n) != 0 ||
-                blob_put(n->db, c->peer, rx->m.case_id, i, NULL, 0) != RDX_OK) {
+            /* An all-small case gets its files from the spill thread. */
+            int fd = -1;
+            if (!rx->all_inline && (fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0) {
                 refuse(c, rx->m.case_id, RDX_TP_REFUSE_STORAGE, 1, "cannot create item %zu: %s",
-                       i + 1, fd < 0 ? strerror(errno) : sqlite3_errmsg(n->db));
-                if (fd >= 0) {
-                    close(fd);
-                }
+                       i + 1, strerror(errno));
                 return;
             }
-            close(fd);
+            if (fd >= 0) {
+                close(fd);
+            }
+            if (group_begin(n) != 0 ||
+                blob_put(n->db, c->peer, rx->m.case_id, i, NULL, 0) != RDX_OK) {
+                refuse(c, rx->m.case_id, RDX_TP_REFUSE_STORAGE, 1, "cannot record item %zu: %s",
+                       i + 1, sqlite3_errmsg(n->db));
+                return;
+            }
         }
         total += it->size;
     }
@@ -1572,6 +1699,7 @@ static void on_commit(struct conn *c, const rdx_transport_frame *f)
         rdx_buf_free(&c->job->buf);
         rdx_buf_init(&c->job->buf, RDX_TRANSPORT_FRAME_MAX);
     }
+    g->spill += rx->m.nitems > 0; /* every case has blobs unless all its items are large */
     g->acks[g->nacks].c = c;
     snprintf(g->acks[g->nacks].case_id, sizeof g->acks[g->nacks].case_id, "%s", rx->m.case_id);
     g->nacks++;
@@ -1826,6 +1954,181 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+/* ---- the spill thread --------------------------------------------------------- */
+
+/* Small items a batch writes at most before its one sync. */
+#define SPILL_BATCH 2048
+/* How long the spill thread lets small cases gather after a commit before it writes them. */
+#define SPILL_DELAY_MS 500
+
+struct spilled {
+    char sender[RDX_TRANSPORT_INST_ID_MAX + 1];
+    char case_id[RDX_TRANSPORT_CASE_ID_MAX + 1];
+    long long idx;
+};
+
+/* One batch: write, sync once, forget the rows. The number of items written, or -1. */
+static long spill_batch(struct spill *sp, sqlite3 *db, struct spilled *done)
+{
+    const char *data = sp->cfg->data;
+    sqlite3_stmt *s = NULL;
+    rdx_error err;
+    long n = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT b.sender, b.case_id, b.idx, b.data FROM inbox_blobs b JOIN "
+                           "inbox i ON i.sender = b.sender AND i.case_id = b.case_id WHERE "
+                           "i.state = 'complete' LIMIT ?",
+                           -1, &s, NULL) != SQLITE_OK ||
+        sqlite3_bind_int(s, 1, SPILL_BATCH) != SQLITE_OK) {
+        sqlite3_finalize(s);
+        return -1;
+    }
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        const char *sender = (const char *)sqlite3_column_text(s, 0);
+        const char *cid = (const char *)sqlite3_column_text(s, 1);
+        long long idx = sqlite3_column_int64(s, 2);
+        const uint8_t *p = sqlite3_column_blob(s, 3);
+        size_t len = (size_t)sqlite3_column_bytes(s, 3);
+        if (sender == NULL || cid == NULL || idx < 0 ||
+            rdx_transport_inst_id_check(sender, "sender", NULL) != RDX_OK ||
+            rdx_tp_case_id_check(cid, strlen(cid), NULL) != RDX_OK) {
+            continue; /* not a name this node accepted: never a path */
+        }
+        if (rdx_tp_blob_write_file(data, sender, cid, (size_t)idx, p, len, 0, &err) != RDX_OK) {
+            rdx_log(&sp->log, RDX_LOG_ERROR, "small item not written yet (kept in node.db): %s",
+                    err.msg);
+            break;
+        }
+        snprintf(done[n].sender, sizeof done[n].sender, "%s", sender);
+        snprintf(done[n].case_id, sizeof done[n].case_id, "%s", cid);
+        done[n].idx = idx;
+        n++;
+    }
+    sqlite3_finalize(s);
+    if (n == 0) {
+        return 0;
+    }
+    int dfd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int synced = dfd >= 0 && syncfs(dfd) == 0;
+    if (dfd >= 0) {
+        close(dfd);
+    }
+    if (!synced) {
+        rdx_log(&sp->log, RDX_LOG_ERROR, "%s: cannot sync the spilled items: %s", data,
+                strerror(errno));
+        return -1;
+    }
+    /* Only now are the files the items: the rows may go. */
+    int ok =
+        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "DELETE FROM inbox_blobs WHERE sender=? AND case_id=? AND idx=?", -1,
+                           &s, NULL) == SQLITE_OK;
+    for (long i = 0; ok && i < n; i++) {
+        sqlite3_reset(s);
+        ok = sqlite3_bind_text(s, 1, done[i].sender, -1, SQLITE_STATIC) == SQLITE_OK &&
+             sqlite3_bind_text(s, 2, done[i].case_id, -1, SQLITE_STATIC) == SQLITE_OK &&
+             sqlite3_bind_int64(s, 3, done[i].idx) == SQLITE_OK && sqlite3_step(s) == SQLITE_DONE;
+    }
+    sqlite3_finalize(s);
+    if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        rdx_log(&sp->log, RDX_LOG_ERROR, "node.db: spilled rows not removed: %s",
+                sqlite3_errmsg(db));
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return n;
+}
+
+static void *spill_main(void *arg)
+{
+    struct spill *sp = arg;
+    sqlite3 *db = NULL;
+    rdx_error err;
+    struct spilled *done = rdx_callocarray(SPILL_BATCH, sizeof *done);
+    (void)pthread_setname_np(pthread_self(), "rdx-spill");
+    if (done == NULL || rdx_tp_node_db_open(sp->cfg->data, &db, &err) != RDX_OK) {
+        rdx_log(&sp->log, RDX_LOG_ERROR, "spill thread: %s",
+                done == NULL ? "out of memory" : err.msg);
+        free(done);
+        return NULL; /* small items stay in node.db; the next start writes them */
+    }
+    pthread_mutex_lock(&sp->mu);
+    while (!sp->stop) {
+        if (!sp->kicked) {
+            pthread_cond_wait(&sp->cv, &sp->mu);
+            continue;
+        }
+        /*
+         * Let a burst gather first: one syncfs for many files costs the
+         * journal far less than many small ones, which would stall the group
+         * commits of the cases still arriving.
+         */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)SPILL_DELAY_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        while (!sp->stop && pthread_cond_timedwait(&sp->cv, &sp->mu, &until) == 0) {
+        }
+        sp->kicked = 0;
+        pthread_mutex_unlock(&sp->mu);
+        long got;
+        while ((got = spill_batch(sp, db, done)) == SPILL_BATCH) {
+        }
+        if (got < 0) {
+            sleep(1); /* a full disk, say: try again later, the rows keep the items */
+            pthread_mutex_lock(&sp->mu);
+            sp->kicked = 1;
+            continue;
+        }
+        pthread_mutex_lock(&sp->mu);
+    }
+    pthread_mutex_unlock(&sp->mu);
+    sqlite3_close(db);
+    free(done);
+    return NULL;
+}
+
+static void spill_start(struct rdx_transport_node *n)
+{
+    struct spill *sp = &n->sp;
+    sp->cfg = n->cfg;
+    sp->log = n->log;
+    sp->stop = 0;
+    sp->kicked = 1; /* whatever an earlier run left */
+    if (pthread_mutex_init(&sp->mu, NULL) != 0) {
+        return;
+    }
+    if (pthread_cond_init(&sp->cv, NULL) != 0) {
+        pthread_mutex_destroy(&sp->mu);
+        return;
+    }
+    if (pthread_create(&sp->th, NULL, spill_main, sp) != 0) {
+        pthread_cond_destroy(&sp->cv);
+        pthread_mutex_destroy(&sp->mu);
+        rdx_log(&n->log, RDX_LOG_WARN,
+                "no spill thread: small items are written at the next start");
+        return;
+    }
+    sp->started = 1;
+}
+
+static void spill_stop(struct rdx_transport_node *n)
+{
+    struct spill *sp = &n->sp;
+    if (!sp->started) {
+        return;
+    }
+    pthread_mutex_lock(&sp->mu);
+    sp->stop = 1;
+    pthread_cond_signal(&sp->cv);
+    pthread_mutex_unlock(&sp->mu);
+    pthread_join(sp->th, NULL);
+    pthread_cond_destroy(&sp->cv);
+    pthread_mutex_destroy(&sp->mu);
+    sp->started = 0;
+}
+
 /* ---- lifecycle ---------------------------------------------------------------- */
 
 static int mkdir_ok(const char *p)
@@ -2006,6 +2309,7 @@ unsigned rdx_transport_node_port(const rdx_transport_node *n)
 
 static void *sender_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "rdx-deliver");
     rdx_tp_sender_run(arg);
     return NULL;
 }
@@ -2028,6 +2332,7 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
         return rdx_error_set(err, RDX_EINTERNAL, "cannot start the delivery thread");
     }
     n->sender_started = 1;
+    spill_start(n);
     /* Tell scripts and tests where we listen (the port may have been chosen by the kernel). */
     snprintf(portfile, sizeof portfile, "%s/node.port", n->cfg->data);
     int len = snprintf(txt, sizeof txt, "%u\n", n->port);
@@ -2045,6 +2350,7 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
     n->sender_started = 0;
     audit(n, "node-stopped", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, "", "");
     (void)group_flush(n);
+    spill_stop(n); /* what it has not written yet stays in node.db for the next start */
     if (rc < 0) {
         return rdx_error_set(err, RDX_EINTERNAL, "event loop failed");
     }
@@ -2067,6 +2373,7 @@ void rdx_transport_node_free(rdx_transport_node *n)
         atomic_store(&n->sender.stop, 1);
         pthread_join(n->sender_thread, NULL);
     }
+    spill_stop(n);
     store_stop(n); /* its last results are taken before the connections go */
     while (n->conns != NULL) {
         conn_free(n->conns);

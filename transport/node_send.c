@@ -409,7 +409,7 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
  * offer; ACKs (each naming its case) are taken as they arrive, so the
  * receiver can make a whole group of them durable with one sync.
  */
-#define PIPE_MAX 64
+#define PIPE_MAX 256
 /*
  * A case never tried before and at most this large is sent whole right
  * behind its OFFER, without waiting for PROGRESS: the receiver has nothing
@@ -709,6 +709,7 @@ static void *janitor_main(void *arg)
 {
     struct janitor *j = arg;
     char id[RDX_TRANSPORT_CASE_ID_MAX + 1];
+    (void)pthread_setname_np(pthread_self(), "rdx-janitor");
     pthread_mutex_lock(&j->mu);
     for (;;) {
         while (j->n == 0 && !j->stop) {
@@ -841,7 +842,11 @@ static int record_one(const struct rdx_tp_sender *s, sqlite3 *db, struct job *j,
         sqlite3_step(st) == SQLITE_DONE;
     sqlite3_finalize(st);
     st = NULL;
-    if (ok && strcmp(state, "queued") != 0) {
+    int chunked = 0;
+    for (size_t i = 0; i < m->nitems; i++) {
+        chunked |= rdx_tp_chunk_count(m->items[i].size, m->chunk_size) > 1;
+    }
+    if (ok && chunked && strcmp(state, "queued") != 0) {
         /* Nothing will be sent of it again (a requeued dead letter computes them anew). */
         ok = sqlite3_prepare_v2(db, "DELETE FROM outbox_checks WHERE case_id=?", -1, &st, NULL) ==
                  SQLITE_OK &&
@@ -897,6 +902,13 @@ static void record_batch(const struct rdx_tp_sender *s, sqlite3 *db, struct jani
 static void load_checks(sqlite3 *db, struct job *j)
 {
     sqlite3_stmt *st = NULL;
+    int chunked = 0;
+    for (size_t i = 0; i < j->m.nitems; i++) {
+        chunked |= rdx_tp_chunk_count(j->m.items[i].size, j->m.chunk_size) > 1;
+    }
+    if (!chunked) {
+        return; /* one chunk per item: its check value is the item digest */
+    }
     if (sqlite3_prepare_v2(db, "SELECT idx, checks FROM outbox_checks WHERE case_id=?", -1, &st,
                            NULL) != SQLITE_OK ||
         sqlite3_bind_text(st, 1, j->m.case_id, -1, SQLITE_STATIC) != SQLITE_OK) {

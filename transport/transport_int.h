@@ -314,6 +314,27 @@ rdx_status rdx_tp_audit(sqlite3 *db, const char *node, const char *event, int ou
  */
 rdx_status rdx_tp_audit_verify(sqlite3 *db, long long *records, long long *bad_seq, rdx_error *err);
 
+/* ---- Small items held in node.db (transport/inbox_blob.c) --------------- */
+
+/*
+ * The bytes of item idx of a received case while node.db holds them
+ * (inbox_blobs): RDX_OK with out filled (replacing what it held). While such
+ * a row exists it is the item, and the file may be missing or not durable
+ * yet. RDX_ENOTFOUND when there is none (the file is the item); RDX_EDB.
+ */
+rdx_status rdx_tp_blob_get(sqlite3 *db, const char *sender, const char *case_id, size_t idx,
+                           rdx_buf *out, rdx_error *err);
+/*
+ * Write DATA/inbox/SENDER/CASE/IDX from len bytes at p, making the
+ * directories as needed, through a temporary file renamed into place (never
+ * half a file under the item's name). With sync, the file and its
+ * directories are synced before this returns; without, the caller syncs (the
+ * spill thread does one syncfs per batch). Names must have been checked.
+ */
+rdx_status rdx_tp_blob_write_file(const char *data, const char *sender, const char *case_id,
+                                  size_t idx, const uint8_t *p, size_t len, int sync,
+                                  rdx_error *err);
+
 /* ---- TLS (transport/tls.c) ------------------------------------------------ */
 
 typedef struct ssl_ctx_st SSL_CTX;

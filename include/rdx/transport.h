@@ -504,7 +504,9 @@ rdx_status rdx_transport_inbox_pending(const rdx_transport_config *cfg, int64_t 
 /*
  * Path of item idx of a received case in this node's inbox spool (read-only
  * for the caller; the manifest's hash was checked on receipt). Checks sender
- * and case ID. Errors: RDX_EINVAL.
+ * and case ID. A small item that the node still holds in node.db only (its
+ * file is written shortly after the case arrives) is written out, durably,
+ * before this returns. Errors: RDX_EINVAL, RDX_EDB, RDX_EIO.
  */
 rdx_status rdx_transport_inbox_item_path(const rdx_transport_config *cfg, const char *sender,
                                          const char *case_id, size_t idx, char *out, size_t outsz,
