@@ -832,6 +832,32 @@ static void test_node_resumes_and_rejects_corrupt_chunk(void **state)
     rdx_tp_manifest_clear(&m);
 }
 
+/* Chunk boundaries are fixed: a short chunk that is not an item's last is refused. */
+static void test_node_refuses_short_middle_chunk(void **state)
+{
+    struct world *w = *state;
+    struct rdx_tp_manifest m;
+    uint8_t *data[1];
+    const size_t sizes[1] = {2 * 1048576};
+    struct peer p;
+    rdx_transport_frame f;
+    char cid[80], reason[1100];
+    unsigned code = 0;
+    make_manifest(&m, data, sizes, 1, "short-chunk-0001");
+    offer(&p, w, &m, &f);
+    assert_int_equal(f.type, RDX_FRAME_PROGRESS);
+    send_chunk(&p, &m, data[0], 0, 0, 4096, 0);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_REFUSE);
+    assert_int_equal(
+        rdx_tp_refuse_decode(f.payload, f.len, cid, &code, reason, sizeof reason, NULL), RDX_OK);
+    assert_int_equal(code, RDX_TP_REFUSE_CHUNK);
+    assert_non_null(strstr(reason, "expected offset 0 and 1048576 bytes"));
+    peer_close(&p);
+    free(data[0]);
+    rdx_tp_manifest_clear(&m);
+}
+
 static void test_node_new_connection_takes_over_a_case(void **state)
 {
     struct world *w = *state;
@@ -1249,6 +1275,7 @@ int main(void)
         cmocka_unit_test(test_node_small_items_spill_and_survive_a_crash),
         cmocka_unit_test(test_node_resumes_and_rejects_corrupt_chunk),
         cmocka_unit_test(test_node_new_connection_takes_over_a_case),
+        cmocka_unit_test(test_node_refuses_short_middle_chunk),
         cmocka_unit_test(test_node_refuses_forged_sender_and_bad_frames),
         cmocka_unit_test(test_node_timeouts_close_silent_peers),
         cmocka_unit_test(test_node_reloads_crl_after_revocation),

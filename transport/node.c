@@ -153,10 +153,22 @@ struct store_job {
     uint16_t item;
     rdx_buf buf; /* the chunk frame's payload, owned; its storage is reused chunk after chunk */
     int busy;
-    int parts;     /* lanes still working on it */
-    int write_res; /* the write lane's outcome: 0, or an errno */
+    int parts;                  /* lanes still working on it */
+    int write_res;              /* the write lane's outcome: 0, or an errno */
+    int hashed;                 /* the hash lane is through: w.h is the state after this chunk */
+    struct store_job *chain_to; /* the connection's next chunk, whose hash starts from w.h */
     struct store_job *next[LANES], *done_next;
 };
+
+/*
+ * A connection may have this many chunks at the workers: while one is being
+ * written the next is already hashed, so a slow write does not stall the
+ * stream. The node as a whole holds at most STORE_INFLIGHT_MAX chunk buffers
+ * beyond each connection's frame decoder; past that a chunk is checked and
+ * written on the loop (slower, but no more memory).
+ */
+#define JOBS_PER_CONN      2
+#define STORE_INFLIGHT_MAX 16
 
 struct store_lane {
     struct store *st;
@@ -172,6 +184,7 @@ struct store {
     pthread_mutex_t mu;
     struct store_lane lane[LANES];
     struct store_job *done, *done_last;
+    size_t inflight;       /* jobs at the workers, all connections (loop thread only) */
     struct event *done_ev; /* activated by a worker: finished jobs wait in done */
     uint8_t *bounce;       /* the write lane's aligned copy for O_DIRECT */
 };
@@ -206,8 +219,9 @@ struct conn {
     char skip[RDX_TRANSPORT_CASE_ID_MAX + 1];
     rdx_transport_decoder *dec;
     struct rx rx;
-    struct store_job *job; /* allocated at the first large chunk, reused after */
-    int held;              /* a frame waits behind the chunk at the worker */
+    struct store_job *jobs[JOBS_PER_CONN]; /* allocated at first use, reused after */
+    unsigned jhead, jcount;                /* the oldest job at the workers, and how many */
+    int held;                              /* a frame waits behind the chunks at the workers */
     rdx_transport_frame held_f;
     int free_pending; /* conn_free waits for the chunk at the worker */
 };
@@ -321,8 +335,8 @@ static void conn_free(struct conn *c)
     if (c == NULL) {
         return;
     }
-    if (c->job != NULL && c->job->busy) {
-        /* Its chunk is being written: the worker's done callback frees it. */
+    if (c->jcount > 0) {
+        /* Its chunks are being written: the workers' done callback frees it. */
         c->free_pending = 1;
         c->closing = 1;
         if (c->bev != NULL) {
@@ -331,10 +345,12 @@ static void conn_free(struct conn *c)
         return;
     }
     rx_checkpoint(c);
-    if (c->job != NULL) {
-        rdx_buf_free(&c->job->buf);
-        free(c->job);
-        c->job = NULL;
+    for (int k = 0; k < JOBS_PER_CONN; k++) {
+        if (c->jobs[k] != NULL) {
+            rdx_buf_free(&c->jobs[k]->buf);
+            free(c->jobs[k]);
+            c->jobs[k] = NULL;
+        }
     }
     rx_reset(&c->rx);
     for (size_t i = 0; i < c->node->g.nacks; i++) {
@@ -1170,6 +1186,13 @@ static void *store_main(void *arg)
         struct chunk_work *w = &j->w;
         if (ln->lane == LANE_HASH) {
             chunk_check_only(w); /* writes only w->h and w->res */
+            pthread_mutex_lock(&st->mu);
+            j->hashed = 1;
+            if (j->chain_to != NULL) {
+                j->chain_to->w.h = w->h; /* the next chunk of the item goes on from here */
+                j->chain_to = NULL;
+            }
+            pthread_mutex_unlock(&st->mu);
         } else {
             /* Its own fields only: the hash lane is writing w->h and w->res meanwhile. */
             struct chunk_work wr;
@@ -1241,7 +1264,30 @@ static void chunk_done(struct conn *c, struct chunk_work *w, uint16_t item);
 static void read_cb(struct bufferevent *bev, void *arg);
 static void on_frame(struct conn *c, const rdx_transport_frame *f);
 
-/* Hand a large chunk to the store worker. 0 when it went; -1: do it here instead. */
+/* Chunks at least this large go to the store workers; smaller ones are handled at once. */
+#define STORE_ASYNC_MIN (256u << 10)
+
+/*
+ * Whether frame f must wait for the chunks at the workers: anything but the
+ * next chunk of the same item waits until they are all done (frames take
+ * effect in order), and so does a chunk when the connection has no free slot.
+ */
+static int must_wait(const struct conn *c, const rdx_transport_frame *f)
+{
+    if (c->jcount == 0) {
+        return 0;
+    }
+    if (c->jcount >= JOBS_PER_CONN || f->type != RDX_FRAME_CHUNK ||
+        c->node->st.inflight >= STORE_INFLIGHT_MAX) {
+        return 1;
+    }
+    struct rdx_tp_chunk ch;
+    const struct store_job *last = c->jobs[(c->jhead + c->jcount - 1) % JOBS_PER_CONN];
+    return rdx_tp_chunk_decode(f->payload, f->len, &ch, NULL) != RDX_OK || ch.item != last->item ||
+           ch.len < STORE_ASYNC_MIN;
+}
+
+/* Hand a large chunk to the store workers. 0 when it went; -1: do it here instead. */
 static int store_submit(struct conn *c, const struct rdx_tp_chunk *ch, const rdx_transport_frame *f)
 {
     struct rdx_transport_node *n = c->node;
@@ -1250,14 +1296,20 @@ static int store_submit(struct conn *c, const struct rdx_tp_chunk *ch, const rdx
     if (!st->started || !st->lane[LANE_HASH].started || !st->lane[LANE_WRITE].started) {
         return -1;
     }
-    if (c->job == NULL) {
-        c->job = calloc(1, sizeof *c->job);
-        if (c->job == NULL) {
+    if (c->jcount >= JOBS_PER_CONN || st->inflight >= STORE_INFLIGHT_MAX) {
+        return -1;
+    }
+    unsigned slot = (c->jhead + c->jcount) % JOBS_PER_CONN;
+    struct store_job *prev =
+        c->jcount > 0 ? c->jobs[(c->jhead + c->jcount - 1) % JOBS_PER_CONN] : NULL;
+    if (c->jobs[slot] == NULL) {
+        c->jobs[slot] = calloc(1, sizeof *c->jobs[slot]);
+        if (c->jobs[slot] == NULL) {
             return -1;
         }
-        rdx_buf_init(&c->job->buf, RDX_TRANSPORT_FRAME_MAX);
+        rdx_buf_init(&c->jobs[slot]->buf, RDX_TRANSPORT_FRAME_MAX);
     }
-    struct store_job *j = c->job;
+    struct store_job *j = c->jobs[slot];
     struct chunk_work *w = &j->w;
     size_t data_off = (size_t)(ch->data - f->payload);
     memset(w, 0, sizeof *w);
@@ -1288,7 +1340,19 @@ static int store_submit(struct conn *c, const struct rdx_tp_chunk *ch, const rdx
     j->busy = 1;
     j->parts = LANES;
     j->write_res = 0;
+    j->hashed = 0;
+    j->chain_to = NULL;
+    c->jcount++;
+    st->inflight++;
     pthread_mutex_lock(&st->mu);
+    if (prev != NULL) {
+        /* The chunk before it, of the same item, is still at the workers: chain on its state. */
+        if (prev->hashed) {
+            w->h = prev->w.h;
+        } else {
+            prev->chain_to = j;
+        }
+    }
     for (int k = 0; k < LANES; k++) {
         struct store_lane *ln = &st->lane[k];
         j->next[k] = NULL;
@@ -1320,12 +1384,18 @@ static void store_done_cb(evutil_socket_t fd, short what, void *arg)
         struct conn *c = j->c;
         j->busy = 0;
         j->buf.len = 0; /* its storage is the next chunk's */
+        /* A connection's jobs finish in the order they went (both lanes are FIFO). */
+        c->jhead = (c->jhead + 1) % JOBS_PER_CONN;
+        c->jcount--;
+        st->inflight--;
         if (j->w.res == CHUNK_OK && j->write_res != 0) {
             j->w.res = CHUNK_NOSTORE;
             j->w.err = j->write_res;
         }
         if (c->free_pending) {
-            conn_free(c);
+            if (c->jcount == 0) {
+                conn_free(c);
+            }
         } else {
             if (j->gen == c->rx.gen && c->rx.active && !c->closing) {
                 chunk_done(c, &j->w, j->item);
@@ -1336,12 +1406,12 @@ static void store_done_cb(evutil_socket_t fd, short what, void *arg)
                 }
             }
             if (!c->closing) {
-                /* The frame that waited behind the chunk, then whatever else is buffered. */
-                if (c->held) {
+                /* The frame that waited behind the chunks, then whatever else is buffered. */
+                if (c->held && !must_wait(c, &c->held_f)) {
                     c->held = 0;
                     on_frame(c, &c->held_f);
                 }
-                if (!c->closing && !c->job->busy) {
+                if (!c->closing && !c->held) {
                     bufferevent_enable(c->bev, EV_READ);
                     read_cb(c->bev, c);
                 }
@@ -1413,9 +1483,6 @@ static void store_stop(struct rdx_transport_node *n)
     st->bounce = NULL;
 }
 
-/* Chunks at least this large go to the store worker; smaller ones are handled at once. */
-#define STORE_ASYNC_MIN (256u << 10)
-
 static void on_chunk(struct conn *c, const rdx_transport_frame *f)
 {
     struct rdx_transport_node *n = c->node;
@@ -1443,7 +1510,11 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
         return;
     }
     const struct rdx_tp_item *it = &rx->m.items[ch.item];
+    /* Written and checked, plus what is at the workers (always of this item, see must_wait). */
     uint64_t have = rx->durable[ch.item];
+    for (unsigned k = 0; k < c->jcount; k++) {
+        have += c->jobs[(c->jhead + k) % JOBS_PER_CONN]->w.len;
+    }
     /* Every chunk but an item's last is exactly the chunk size: boundaries are fixed. */
     if (ch.offset != have || ch.len > rx->m.chunk_size || ch.len > it->size - have ||
         (ch.len != rx->m.chunk_size && have + ch.len != it->size)) {
@@ -1489,7 +1560,14 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
         }
     }
     if (ch.len >= STORE_ASYNC_MIN && it->size > INLINE_MAX && store_submit(c, &ch, f) == 0) {
-        return; /* chunk_done follows when the worker is through */
+        return; /* chunk_done follows when the workers are through */
+    }
+    if (c->jcount > 0) {
+        /* The workers could not take it (out of memory): it waits for those they have. */
+        c->held = 1;
+        c->held_f = *f;
+        bufferevent_disable(c->bev, EV_READ);
+        return;
     }
     struct chunk_work w;
     memset(&w, 0, sizeof w);
@@ -1694,10 +1772,12 @@ static void on_commit(struct conn *c, const rdx_transport_frame *f)
         return;
     }
     rdx_log(&n->log, RDX_LOG_INFO, "received case %s from %s: %s", rx->m.case_id, c->peer, detail);
-    if (c->job != NULL && !c->job->busy) {
+    for (int k = 0; c->jcount == 0 && k < JOBS_PER_CONN; k++) {
         /* Between cases a connection holds no chunk-sized buffer. */
-        rdx_buf_free(&c->job->buf);
-        rdx_buf_init(&c->job->buf, RDX_TRANSPORT_FRAME_MAX);
+        if (c->jobs[k] != NULL) {
+            rdx_buf_free(&c->jobs[k]->buf);
+            rdx_buf_init(&c->jobs[k]->buf, RDX_TRANSPORT_FRAME_MAX);
+        }
     }
     g->spill += rx->m.nitems > 0; /* every case has blobs unless all its items are large */
     g->acks[g->nacks].c = c;
@@ -1772,8 +1852,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
             return;
         }
         evbuffer_drain(in, used);
-        if (got && c->job != NULL && c->job->busy) {
-            /* It waits for the chunk at the worker; so does the rest of the input. */
+        if (got && must_wait(c, &f)) {
+            /* It waits for the chunks at the workers; so does the rest of the input. */
             c->held = 1;
             c->held_f = f;
             bufferevent_disable(bev, EV_READ);
@@ -1781,6 +1861,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
         }
         if (got) {
             on_frame(c, &f);
+            if (c->held) {
+                return; /* on_chunk made it wait */
+            }
         }
     }
     if (!c->closing) {

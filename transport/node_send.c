@@ -240,11 +240,19 @@ static int compute_checks(const char *path, const struct rdx_tp_manifest *m, siz
     return 0;
 }
 
+/*
+ * A chunk goes out in pieces of this size, each read from the spool just
+ * before it is written: the bytes are still in the CPU cache when TLS copies
+ * and encrypts them (a whole 8 MiB chunk read at once is not), and the
+ * sender's buffer stays small.
+ */
+#define SEND_PIECE (256u << 10)
+
 static enum outcome stream_items(const struct rdx_tp_sender *s, struct link *l,
                                  const struct rdx_tp_manifest *m, const uint64_t *done, char *why,
                                  size_t whysz)
 {
-    size_t cap = RDX_TRANSPORT_FRAME_HDR + RDX_TRANSPORT_CHUNK_HDR_MAX + m->chunk_size;
+    size_t cap = RDX_TRANSPORT_FRAME_HDR + RDX_TRANSPORT_CHUNK_HDR_MAX + SEND_PIECE;
     uint8_t *buf = malloc(cap);
     enum outcome oc = RETRY;
     if (buf == NULL) {
@@ -286,14 +294,6 @@ static enum outcome stream_items(const struct rdx_tp_sender *s, struct link *l,
             snprintf(ch.case_id, sizeof ch.case_id, "%s", m->case_id);
             ch.item = (uint16_t)i;
             ch.offset = off;
-            uint8_t *data = buf + RDX_TRANSPORT_FRAME_HDR + RDX_TRANSPORT_CHUNK_HDR_MAX;
-            ssize_t r = pread(fd, data, n, (off_t)off);
-            if (r != (ssize_t)n) {
-                setwhy(why, whysz, "%s: short read at %llu", path, (unsigned long long)off);
-                close(fd);
-                free(made);
-                goto out;
-            }
             /* Computed when the case was queued: sending costs no hashing. */
             memcpy(ch.sha256, checks + 32 * (size_t)(off / m->chunk_size), 32);
             if (rdx_tp_chunk_header(&ch, buf, &hl, NULL) != RDX_OK) {
@@ -302,11 +302,27 @@ static enum outcome stream_items(const struct rdx_tp_sender *s, struct link *l,
                 free(made);
                 goto out;
             }
-            /* Lay out [frame header][chunk header][data] contiguously and write it once. */
+            /* [frame header][chunk header][first piece] contiguous, then the other pieces. */
+            uint8_t *data = buf + RDX_TRANSPORT_FRAME_HDR + RDX_TRANSPORT_CHUNK_HDR_MAX;
             uint8_t *start = data - hl - RDX_TRANSPORT_FRAME_HDR;
             memmove(start + RDX_TRANSPORT_FRAME_HDR, buf, hl);
-            if (rdx_transport_frame_header(start, RDX_FRAME_CHUNK, hl + n, NULL) != RDX_OK ||
-                ssl_write_all(l->ssl, start, RDX_TRANSPORT_FRAME_HDR + hl + n) != 0) {
+            int failed = rdx_transport_frame_header(start, RDX_FRAME_CHUNK, hl + n, NULL) != RDX_OK;
+            size_t lead = RDX_TRANSPORT_FRAME_HDR + hl;
+            for (size_t sent = 0; !failed && sent < n;) {
+                size_t piece = n - sent < SEND_PIECE ? n - sent : SEND_PIECE;
+                ssize_t r = pread(fd, data, piece, (off_t)(off + sent));
+                if (r != (ssize_t)piece) {
+                    setwhy(why, whysz, "%s: short read at %llu", path,
+                           (unsigned long long)(off + sent));
+                    close(fd);
+                    free(made);
+                    goto out; /* half a frame went out: the link is closed */
+                }
+                failed = ssl_write_all(l->ssl, data - lead, lead + piece) != 0;
+                sent += piece;
+                lead = 0;
+            }
+            if (failed) {
                 close(fd);
                 /* The receiver may have said why before it closed. */
                 rdx_transport_frame f;
