@@ -518,7 +518,7 @@ static void test_net_load_100_senders_20_cases_exactly_once(void **state)
      * Small items reach node.db with the group commit and their files follow
      * from the hub's spill thread: soon every file is there and no row is left.
      */
-    for (int tries = 0; tries < 600; tries++) {
+    for (int tries = 0; tries < 1200; tries++) {
         if (sql_ll(hub_db, "SELECT count(*) FROM inbox_blobs", NULL) == 0) {
             break;
         }

@@ -1392,19 +1392,20 @@ static void store_done_cb(evutil_socket_t fd, short what, void *arg)
             j->w.res = CHUNK_NOSTORE;
             j->w.err = j->write_res;
         }
+        int use = !c->free_pending && j->gen == c->rx.gen && c->rx.active && !c->closing;
+        if (use) {
+            chunk_done(c, &j->w, j->item);
+        } else if (j->gen == c->rx.gen && c->rx.fd >= 0 && c->rx.fd_item == (long)j->item &&
+                   c->rx.durable != NULL &&
+                   ftruncate(c->rx.fd, (off_t)c->rx.durable[j->item]) != 0) {
+            /* A chunk not taken (the case failed meanwhile): its bytes must not stay either. */
+            rdx_log(&n->log, RDX_LOG_ERROR, "cannot truncate an item: %s", strerror(errno));
+        }
         if (c->free_pending) {
             if (c->jcount == 0) {
                 conn_free(c);
             }
         } else {
-            if (j->gen == c->rx.gen && c->rx.active && !c->closing) {
-                chunk_done(c, &j->w, j->item);
-            } else if (j->gen == c->rx.gen && c->rx.fd >= 0 && j->w.res != CHUNK_OK) {
-                /* Written but not checked: cut it off again. */
-                if (ftruncate(c->rx.fd, (off_t)j->w.off) != 0) {
-                    rdx_log(&n->log, RDX_LOG_ERROR, "cannot truncate an item: %s", strerror(errno));
-                }
-            }
             if (!c->closing) {
                 /* The frame that waited behind the chunks, then whatever else is buffered. */
                 if (c->held && !must_wait(c, &c->held_f)) {
@@ -2039,39 +2040,48 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 /* ---- the spill thread --------------------------------------------------------- */
 
-/* Small items a batch writes at most before its one sync. */
+/* Small items one batch writes at most. */
 #define SPILL_BATCH 2048
 /* How long the spill thread lets small cases gather after a commit before it writes them. */
 #define SPILL_DELAY_MS 500
+/*
+ * Written files become the items (their rows go) at a checkpoint: one syncfs
+ * for everything spilled since the last. syncfs flushes the whole file
+ * system, other programs' dirty data too, so it runs rarely: once the spill
+ * has been quiet this long, or at the latest this long after the first
+ * unsynced file, or when this many wait.
+ */
+#define SPILL_CHECKPOINT_IDLE_MS 2000
+#define SPILL_CHECKPOINT_MAX_MS  15000
+#define SPILL_CHECKPOINT_ROWS    16384
 
-struct spilled {
-    char sender[RDX_TRANSPORT_INST_ID_MAX + 1];
-    char case_id[RDX_TRANSPORT_CASE_ID_MAX + 1];
-    long long idx;
-};
-
-/* One batch: write, sync once, forget the rows. The number of items written, or -1. */
-static long spill_batch(struct spill *sp, sqlite3 *db, struct spilled *done)
+/*
+ * Write the files of up to SPILL_BATCH complete small items not written yet,
+ * then mark their rows with generation gen. The files are written inside a
+ * read transaction only (WAL: the event loop's commits go on meanwhile); the
+ * marking is one short write transaction. rows is scratch for SPILL_BATCH
+ * row IDs. Returns the number written, or -1.
+ */
+static long spill_batch(struct spill *sp, sqlite3 *db, long long gen, sqlite3_int64 *rows)
 {
     const char *data = sp->cfg->data;
     sqlite3_stmt *s = NULL;
     rdx_error err;
     long n = 0;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT b.sender, b.case_id, b.idx, b.data FROM inbox_blobs b JOIN "
-                           "inbox i ON i.sender = b.sender AND i.case_id = b.case_id WHERE "
-                           "i.state = 'complete' LIMIT ?",
-                           -1, &s, NULL) != SQLITE_OK ||
-        sqlite3_bind_int(s, 1, SPILL_BATCH) != SQLITE_OK) {
-        sqlite3_finalize(s);
-        return -1;
-    }
-    while (sqlite3_step(s) == SQLITE_ROW) {
-        const char *sender = (const char *)sqlite3_column_text(s, 0);
-        const char *cid = (const char *)sqlite3_column_text(s, 1);
-        long long idx = sqlite3_column_int64(s, 2);
-        const uint8_t *p = sqlite3_column_blob(s, 3);
-        size_t len = (size_t)sqlite3_column_bytes(s, 3);
+    int ok = sqlite3_prepare_v2(db,
+                                "SELECT b.rowid, b.sender, b.case_id, b.idx, b.data FROM "
+                                "inbox_blobs b JOIN inbox i ON i.sender = b.sender AND "
+                                "i.case_id = b.case_id WHERE i.state = 'complete' AND "
+                                "b.spilled = 0 LIMIT ?",
+                                -1, &s, NULL) == SQLITE_OK &&
+             sqlite3_bind_int(s, 1, SPILL_BATCH) == SQLITE_OK;
+    while (ok && n < SPILL_BATCH && sqlite3_step(s) == SQLITE_ROW) {
+        sqlite3_int64 rowid = sqlite3_column_int64(s, 0);
+        const char *sender = (const char *)sqlite3_column_text(s, 1);
+        const char *cid = (const char *)sqlite3_column_text(s, 2);
+        long long idx = sqlite3_column_int64(s, 3);
+        const uint8_t *p = sqlite3_column_blob(s, 4);
+        size_t len = (size_t)sqlite3_column_bytes(s, 4);
         if (sender == NULL || cid == NULL || idx < 0 ||
             rdx_transport_inst_id_check(sender, "sender", NULL) != RDX_OK ||
             rdx_tp_case_id_check(cid, strlen(cid), NULL) != RDX_OK) {
@@ -2080,17 +2090,39 @@ static long spill_batch(struct spill *sp, sqlite3 *db, struct spilled *done)
         if (rdx_tp_blob_write_file(data, sender, cid, (size_t)idx, p, len, 0, &err) != RDX_OK) {
             rdx_log(&sp->log, RDX_LOG_ERROR, "small item not written yet (kept in node.db): %s",
                     err.msg);
+            ok = 0;
             break;
         }
-        snprintf(done[n].sender, sizeof done[n].sender, "%s", sender);
-        snprintf(done[n].case_id, sizeof done[n].case_id, "%s", cid);
-        done[n].idx = idx;
-        n++;
+        rows[n++] = rowid;
     }
     sqlite3_finalize(s);
+    s = NULL;
     if (n == 0) {
-        return 0;
+        return ok ? 0 : -1;
     }
+    /* A row replaced meanwhile has a new row ID: it stays unmarked and is written again. */
+    int marked = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
+                 sqlite3_prepare_v2(db, "UPDATE inbox_blobs SET spilled=? WHERE rowid=?", -1, &s,
+                                    NULL) == SQLITE_OK;
+    for (long i = 0; marked && i < n; i++) {
+        sqlite3_reset(s);
+        marked = sqlite3_bind_int64(s, 1, gen) == SQLITE_OK &&
+                 sqlite3_bind_int64(s, 2, rows[i]) == SQLITE_OK && sqlite3_step(s) == SQLITE_DONE;
+    }
+    sqlite3_finalize(s);
+    if (!marked || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        rdx_log(&sp->log, RDX_LOG_ERROR, "node.db: spilled items not recorded: %s",
+                sqlite3_errmsg(db));
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1; /* written again next time: the same bytes, renamed into place */
+    }
+    return ok ? n : -1;
+}
+
+/* Make every file spilled up to generation gen durable, then drop those rows. 0 on success. */
+static int spill_checkpoint(struct spill *sp, sqlite3 *db, long long gen)
+{
+    const char *data = sp->cfg->data;
     int dfd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int synced = dfd >= 0 && syncfs(dfd) == 0;
     if (dfd >= 0) {
@@ -2101,25 +2133,30 @@ static long spill_batch(struct spill *sp, sqlite3 *db, struct spilled *done)
                 strerror(errno));
         return -1;
     }
-    /* Only now are the files the items: the rows may go. */
-    int ok =
-        sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, "DELETE FROM inbox_blobs WHERE sender=? AND case_id=? AND idx=?", -1,
-                           &s, NULL) == SQLITE_OK;
-    for (long i = 0; ok && i < n; i++) {
-        sqlite3_reset(s);
-        ok = sqlite3_bind_text(s, 1, done[i].sender, -1, SQLITE_STATIC) == SQLITE_OK &&
-             sqlite3_bind_text(s, 2, done[i].case_id, -1, SQLITE_STATIC) == SQLITE_OK &&
-             sqlite3_bind_int64(s, 3, done[i].idx) == SQLITE_OK && sqlite3_step(s) == SQLITE_DONE;
-    }
+    sqlite3_stmt *s = NULL;
+    int ok = sqlite3_prepare_v2(db, "DELETE FROM inbox_blobs WHERE spilled BETWEEN 1 AND ?", -1, &s,
+                                NULL) == SQLITE_OK &&
+             sqlite3_bind_int64(s, 1, gen) == SQLITE_OK && sqlite3_step(s) == SQLITE_DONE;
     sqlite3_finalize(s);
-    if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    if (!ok) {
         rdx_log(&sp->log, RDX_LOG_ERROR, "node.db: spilled rows not removed: %s",
                 sqlite3_errmsg(db));
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
-    return n;
+    return 0;
+}
+
+static int64_t mono_ms(void)
+{
+    return (int64_t)(rdx_clock_mono_ns() / 1000000u);
+}
+
+static void deadline_in(struct timespec *t, unsigned ms)
+{
+    clock_gettime(CLOCK_REALTIME, t);
+    t->tv_nsec += (long)(ms % 1000) * 1000000L;
+    t->tv_sec += (time_t)(ms / 1000) + t->tv_nsec / 1000000000L;
+    t->tv_nsec %= 1000000000L;
 }
 
 static void *spill_main(void *arg)
@@ -2127,48 +2164,88 @@ static void *spill_main(void *arg)
     struct spill *sp = arg;
     sqlite3 *db = NULL;
     rdx_error err;
-    struct spilled *done = rdx_callocarray(SPILL_BATCH, sizeof *done);
     (void)pthread_setname_np(pthread_self(), "rdx-spill");
-    if (done == NULL || rdx_tp_node_db_open(sp->cfg->data, &db, &err) != RDX_OK) {
-        rdx_log(&sp->log, RDX_LOG_ERROR, "spill thread: %s",
-                done == NULL ? "out of memory" : err.msg);
-        free(done);
+    if (rdx_tp_node_db_open(sp->cfg->data, &db, &err) != RDX_OK) {
+        rdx_log(&sp->log, RDX_LOG_ERROR, "spill thread: %s", err.msg);
         return NULL; /* small items stay in node.db; the next start writes them */
     }
+    sqlite3_int64 *rows = rdx_callocarray(SPILL_BATCH, sizeof *rows);
+    if (rows == NULL) {
+        rdx_log(&sp->log, RDX_LOG_ERROR, "spill thread: out of memory");
+        sqlite3_close(db);
+        return NULL;
+    }
+    long long gen = 1; /* the mark of files written since the last checkpoint */
+    long pending = 0;  /* rows marked gen, waiting for a checkpoint */
+    int64_t first_ms = 0, last_ms = 0;
     pthread_mutex_lock(&sp->mu);
     while (!sp->stop) {
         if (!sp->kicked) {
-            pthread_cond_wait(&sp->cv, &sp->mu);
-            continue;
+            if (pending == 0) {
+                pthread_cond_wait(&sp->cv, &sp->mu);
+                continue;
+            }
+            int64_t now = mono_ms();
+            int64_t due = first_ms + SPILL_CHECKPOINT_MAX_MS;
+            if (last_ms + SPILL_CHECKPOINT_IDLE_MS < due) {
+                due = last_ms + SPILL_CHECKPOINT_IDLE_MS;
+            }
+            if (now < due) {
+                struct timespec t;
+                deadline_in(&t, (unsigned)(due - now));
+                (void)pthread_cond_timedwait(&sp->cv, &sp->mu, &t);
+                continue;
+            }
+        } else {
+            /* Let a burst gather first: fewer, larger batches. */
+            struct timespec t;
+            deadline_in(&t, SPILL_DELAY_MS);
+            while (!sp->stop && pthread_cond_timedwait(&sp->cv, &sp->mu, &t) == 0) {
+            }
+            sp->kicked = 0;
         }
-        /*
-         * Let a burst gather first: one syncfs for many files costs the
-         * journal far less than many small ones, which would stall the group
-         * commits of the cases still arriving.
-         */
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += (long)SPILL_DELAY_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        while (!sp->stop && pthread_cond_timedwait(&sp->cv, &sp->mu, &until) == 0) {
-        }
-        sp->kicked = 0;
         pthread_mutex_unlock(&sp->mu);
-        long got;
-        while ((got = spill_batch(sp, db, done)) == SPILL_BATCH) {
+        long got = 0, all = 0;
+        while ((got = spill_batch(sp, db, gen, rows)) > 0) {
+            all += got;
+            if (got < SPILL_BATCH) {
+                break;
+            }
         }
-        if (got < 0) {
-            sleep(1); /* a full disk, say: try again later, the rows keep the items */
-            pthread_mutex_lock(&sp->mu);
-            sp->kicked = 1;
-            continue;
+        if (all > 0) {
+            if (pending == 0) {
+                first_ms = mono_ms();
+            }
+            pending += all;
+            last_ms = mono_ms();
+        }
+        int64_t now = mono_ms();
+        if (pending > 0 &&
+            (pending >= SPILL_CHECKPOINT_ROWS || now >= first_ms + SPILL_CHECKPOINT_MAX_MS ||
+             now >= last_ms + SPILL_CHECKPOINT_IDLE_MS)) {
+            if (spill_checkpoint(sp, db, gen) == 0) {
+                pending = 0;
+                gen++;
+            } else {
+                last_ms = now; /* a full disk, say: try again later, the rows keep the items */
+            }
         }
         pthread_mutex_lock(&sp->mu);
+        if (got < 0) {
+            /* A full disk, say: the rows keep the items; try again in a while, not in a loop. */
+            struct timespec t;
+            deadline_in(&t, 5000);
+            while (!sp->stop && pthread_cond_timedwait(&sp->cv, &sp->mu, &t) == 0) {
+            }
+            sp->kicked = 1;
+        }
     }
     pthread_mutex_unlock(&sp->mu);
+    if (pending > 0) {
+        (void)spill_checkpoint(sp, db, gen); /* a clean stop leaves no row behind it can drop */
+    }
+    free(rows);
     sqlite3_close(db);
-    free(done);
     return NULL;
 }
 
