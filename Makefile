@@ -28,6 +28,9 @@ CXXFLAGS_STD := -std=c++17 $(WARN) -fstack-protector-strong -g
 ifeq ($(SAN),1)
   OPTFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
   LDSAN := -fsanitize=address,undefined
+else ifeq ($(SAN),thread)
+  OPTFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=thread
+  LDSAN := -fsanitize=thread
 else ifeq ($(FUZZ),1)
   OPTFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
     -fno-sanitize-recover=all
@@ -85,7 +88,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 
 DEPS_OK := $(BUILD)/.deps-ok
 
-.PHONY: all test bench asan fuzz fuzz-build fuzz-run lint format install uninstall demo eval \
+.PHONY: all test bench asan tsan fuzz fuzz-build fuzz-run lint format install uninstall demo eval \
 	clean help deps
 .DEFAULT_GOAL := all
 
@@ -96,6 +99,7 @@ help:
 	@echo "  all      build $(BUILD)/rdx and $(BUILD)/librdx_<engine>.a (default)"
 	@echo "  test     build and run the cmocka suites"
 	@echo "  asan     the same tests built with ASan+UBSan (in build/asan)"
+	@echo "  tsan     the transport's tests with ThreadSanitizer (in build/tsan)"
 	@echo "  fuzz     build the libFuzzer targets and run each for FUZZ_SECONDS ($(FUZZ_SECONDS))"
 	@echo "  bench    build and run the benchmarks under bench/"
 	@echo "  lint     clang-format check and banned-function check"
@@ -147,6 +151,16 @@ test: $(RDX) $(TEST_BINS)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 test
+
+# The transport's threads (event loop, store lanes, spill, delivery, janitor)
+# under ThreadSanitizer: the node processes the tests start are TSan builds
+# too, and stop at the first race (the test then fails).
+TSAN_TESTS := test_transport_node test_transport_net test_transport_frame test_transport_digest
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread build/tsan/rdx \
+	  $(addprefix build/tsan/tests/,$(TSAN_TESTS))
+	@TSAN_OPTIONS="halt_on_error=1 exitcode=66" RDX_BIN=$(abspath build/tsan/rdx) \
+	  sh scripts/run-tests.sh $(addprefix build/tsan/tests/,$(TSAN_TESTS))
 
 bench: $(RDX) $(BENCH_BINS)
 	@sh scripts/run-bench.sh $(BUILD) $(BENCH_BINS)

@@ -122,6 +122,8 @@ static void test_config_errors_name_line(void **state)
         {"[node]\nlisten = 7000\n", "is not host:port"},
         {"[node]\nread_timeout_ms = 5\n", ":2: [node] read_timeout_ms: '5' is not"},
         {"[node]\nchunk_size = 16777216\n", "chunk_size"},
+        {"[node]\nchunk_size = 1048577\n",
+         ":2: [node] chunk_size: 1048577 is not a multiple of 4096"},
         {"[peers]\na = 127.0.0.1:1\na = 127.0.0.1:2\n", ":3: [peers] a: listed twice"},
         {"[peers]\na = 127.0.0.1:0\n", "port 0"},
         {"[allow.send]\na = ecg, ekg\n", ":2: [allow.send] a: unknown kind 'ekg'"},

@@ -23,12 +23,12 @@ static void test_frame_header_bytes_exact(void **state)
     rdx_error err;
     rdx_buf_init(&b, 1024);
     assert_int_equal(rdx_transport_frame_encode(&b, RDX_FRAME_PING, "abc", 3, &err), RDX_OK);
-    const uint8_t want[] = {'R', 'X', 1, 8, 0, 0, 0, 3, 'a', 'b', 'c'};
+    const uint8_t want[] = {'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 8, 0, 0, 0, 3, 'a', 'b', 'c'};
     assert_int_equal(b.len, sizeof want);
     assert_memory_equal(b.data, want, sizeof want);
     uint8_t hdr[8];
     assert_int_equal(rdx_transport_frame_header(hdr, RDX_FRAME_CHUNK, 0x123456, &err), RDX_OK);
-    const uint8_t want2[] = {'R', 'X', 1, 4, 0x00, 0x12, 0x34, 0x56};
+    const uint8_t want2[] = {'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 4, 0x00, 0x12, 0x34, 0x56};
     assert_memory_equal(hdr, want2, 8);
     rdx_buf_free(&b);
     assert_string_equal(rdx_transport_frame_type_name(RDX_FRAME_ACK), "ACK");
@@ -211,19 +211,34 @@ static void test_frame_decoder_adversarial(void **state)
     } cases[] = {
         {{'R', 'Y', 1, 1, 0, 0, 0, 0}, 0, RDX_EPROTO, "bad magic"},
         {{'G', 'E', 'T', ' ', '/', ' ', 'H', 'T'}, 0, RDX_EPROTO, "bad magic"},
-        {{'R', 'X', 2, 1, 0, 0, 0, 0}, 0, RDX_EPROTO, "version 2"},
+        {{'R', 'X', 3, 1, 0, 0, 0, 0}, 0, RDX_EPROTO, "version 3"},
         {{'R', 'X', 0, 1, 0, 0, 0, 0}, 0, RDX_EPROTO, "version 0"},
-        {{'R', 'X', 1, 0, 0, 0, 0, 0}, 0, RDX_EPROTO, "unknown type 0"},
-        {{'R', 'X', 1, 10, 0, 0, 0, 0}, 0, RDX_EPROTO, "unknown type 10"},
-        {{'R', 'X', 1, 255, 0, 0, 0, 0}, 0, RDX_EPROTO, "unknown type 255"},
+        {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 0, 0, 0, 0, 0}, 0, RDX_EPROTO, "unknown type 0"},
+        {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 10, 0, 0, 0, 0}, 0, RDX_EPROTO, "unknown type 10"},
+        {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 255, 0, 0, 0, 0},
+         0,
+         RDX_EPROTO,
+         "unknown type 255"},
         /* 4 GiB - 1 announced: refused from the header, nothing allocated. */
-        {{'R', 'X', 1, 4, 0xff, 0xff, 0xff, 0xff}, 0, RDX_ELIMIT, "CHUNK of 4294967295"},
+        {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 4, 0xff, 0xff, 0xff, 0xff},
+         0,
+         RDX_ELIMIT,
+         "CHUNK of 4294967295"},
         /* one byte past the chunk ceiling */
-        {{'R', 'X', 1, 4, 0x00, 0x80, 0x01, 0x01}, 0, RDX_ELIMIT, "exceeds"},
+        {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 4, 0x00, 0x80, 0x01, 0x01},
+         0,
+         RDX_ELIMIT,
+         "exceeds"},
         /* a control frame may not be chunk-sized */
-        {{'R', 'X', 1, 6, 0x00, 0x01, 0x00, 0x01}, 0, RDX_ELIMIT, "ACK of 65537"},
+        {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 6, 0x00, 0x01, 0x00, 0x01},
+         0,
+         RDX_ELIMIT,
+         "ACK of 65537"},
         /* the decoder's own, smaller ceiling */
-        {{'R', 'X', 1, 4, 0x00, 0x00, 0x10, 0x01}, 4096, RDX_ELIMIT, "exceeds the 4096"},
+        {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 4, 0x00, 0x00, 0x10, 0x01},
+         4096,
+         RDX_ELIMIT,
+         "exceeds the 4096"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rdx_transport_decoder *d = NULL;
@@ -231,7 +246,7 @@ static void test_frame_decoder_adversarial(void **state)
         size_t frames;
         assert_int_equal(rdx_transport_decoder_new(cases[i].max, &d, &err), RDX_OK);
         /* A good frame first, so the offset in the message is not trivially 0. */
-        const uint8_t ping[] = {'R', 'X', 1, 8, 0, 0, 0, 0};
+        const uint8_t ping[] = {'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 8, 0, 0, 0, 0};
         assert_int_equal(feed_all(d, ping, sizeof ping, &err, &frames), RDX_OK);
         assert_int_equal(frames, 1);
         rdx_status st = feed_all(d, cases[i].bytes, 8, &err, &frames);

@@ -581,6 +581,68 @@ static void test_node_delivers_byte_identical(void **state)
     wait_audit(w->clinic_db, "case-acknowledged", NULL, 1);
 }
 
+static void restart(struct world *w, int hub);
+
+/*
+ * A case of small items is committed to node.db and acknowledged before its
+ * files exist; the files follow from the spill thread. Whatever moment one
+ * looks, the case reads back whole (fetch, item path), and a kill -9 right
+ * after the ACK loses nothing: the restarted node writes the files.
+ */
+static void test_node_small_items_spill_and_survive_a_crash(void **state)
+{
+    struct world *w = *state;
+    char a[4300], b[4300], id[40], out[4300], item[4400];
+    snprintf(a, sizeof a, "%s/result.hl7", w->dir);
+    snprintf(b, sizeof b, "%s/note.txt", w->dir);
+    make_file(a, 3000, 7);
+    make_file(b, 65536, 8); /* exactly the inline ceiling */
+    const char *files[] = {a, b, NULL};
+    send_case(w, "lab-order", files, id);
+    wait_outbox(w, id, "acked");
+    /* Right after the ACK: the item path gives a complete file, durably written. */
+    rdx_transport_config *cfg = NULL;
+    rdx_error err;
+    assert_int_equal(rdx_transport_config_load(w->hub_ini, &cfg, &err), RDX_OK);
+    assert_int_equal(rdx_transport_inbox_item_path(cfg, "clinic", id, 1, item, sizeof item, &err),
+                     RDX_OK);
+    assert_true(files_equal(b, item));
+    snprintf(out, sizeof out, "%s/fetched-small", w->dir);
+    assert_int_equal(mkdir(out, 0700), 0);
+    size_t n = 0;
+    assert_int_equal(rdx_transport_case_fetch(cfg, id, "clinic", out, &n, &err), RDX_OK);
+    assert_int_equal(n, 2);
+    char fa[4400];
+    snprintf(fa, sizeof fa, "%s/result.hl7", out);
+    assert_true(files_equal(a, fa));
+
+    /* A second case, and the hub killed at once: its items are in node.db only. */
+    char id2[40];
+    send_case(w, "lab-order", files, id2);
+    wait_outbox(w, id2, "acked");
+    kill(w->hub, SIGKILL);
+    (void)waitpid(w->hub, NULL, 0);
+    restart(w, 1);
+    for (int tries = 0; tries < 400; tries++) {
+        if (sql_int(w->hub_db, "SELECT count(*) FROM inbox_blobs", NULL) == 0) {
+            break;
+        }
+        sleep_ms(25);
+    }
+    assert_int_equal(sql_int(w->hub_db, "SELECT count(*) FROM inbox_blobs", NULL), 0);
+    const char *ids[] = {id, id2};
+    for (size_t k = 0; k < 2; k++) {
+        snprintf(item, sizeof item, "%s/hub/inbox/clinic/%s/0", w->dir, ids[k]);
+        assert_true(files_equal(a, item));
+        snprintf(item, sizeof item, "%s/hub/inbox/clinic/%s/1", w->dir, ids[k]);
+        assert_true(files_equal(b, item));
+    }
+    assert_int_equal(
+        sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'", id2),
+        1);
+    rdx_transport_config_free(cfg);
+}
+
 static void test_node_duplicate_applied_once(void **state)
 {
     struct world *w = *state;
@@ -644,7 +706,16 @@ static void send_chunk(struct peer *p, const struct rdx_tp_manifest *m, const ui
     snprintf(ch.case_id, sizeof ch.case_id, "%s", m->case_id);
     ch.item = (uint16_t)item;
     ch.offset = off;
-    EVP_Digest(data + off, len, ch.sha256, NULL, EVP_sha256(), NULL);
+    /* The chunk's check value: the item's SHA-256 state at the chunk's end (its digest at the
+     * last). */
+    uint8_t *checks = NULL;
+    size_t nchecks = 0;
+    assert_int_equal(
+        rdx_tp_chunk_checks(data, m->items[item].size, m->chunk_size, &checks, &nchecks, NULL),
+        RDX_OK);
+    assert_true(off / m->chunk_size < nchecks);
+    memcpy(ch.sha256, checks + 32 * (off / m->chunk_size), 32);
+    free(checks);
     if (corrupt) {
         ch.sha256[0] ^= 1;
     }
@@ -761,6 +832,32 @@ static void test_node_resumes_and_rejects_corrupt_chunk(void **state)
     rdx_tp_manifest_clear(&m);
 }
 
+/* Chunk boundaries are fixed: a short chunk that is not an item's last is refused. */
+static void test_node_refuses_short_middle_chunk(void **state)
+{
+    struct world *w = *state;
+    struct rdx_tp_manifest m;
+    uint8_t *data[1];
+    const size_t sizes[1] = {2 * 1048576};
+    struct peer p;
+    rdx_transport_frame f;
+    char cid[80], reason[1100];
+    unsigned code = 0;
+    make_manifest(&m, data, sizes, 1, "short-chunk-0001");
+    offer(&p, w, &m, &f);
+    assert_int_equal(f.type, RDX_FRAME_PROGRESS);
+    send_chunk(&p, &m, data[0], 0, 0, 4096, 0);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_REFUSE);
+    assert_int_equal(
+        rdx_tp_refuse_decode(f.payload, f.len, cid, &code, reason, sizeof reason, NULL), RDX_OK);
+    assert_int_equal(code, RDX_TP_REFUSE_CHUNK);
+    assert_non_null(strstr(reason, "expected offset 0 and 1048576 bytes"));
+    peer_close(&p);
+    free(data[0]);
+    rdx_tp_manifest_clear(&m);
+}
+
 static void test_node_new_connection_takes_over_a_case(void **state)
 {
     struct world *w = *state;
@@ -834,7 +931,8 @@ static void test_node_refuses_forged_sender_and_bad_frames(void **state)
 
     /* An oversize length is refused from the header alone. */
     assert_int_equal(peer_open(&p, w->hub_port, c, k), 1);
-    const uint8_t huge[] = {'R', 'X', 1, RDX_FRAME_CHUNK, 0x7f, 0xff, 0xff, 0xff};
+    const uint8_t huge[] = {'R',  'X', RDX_TRANSPORT_FRAME_VERSION, RDX_FRAME_CHUNK, 0x7f, 0xff,
+                            0xff, 0xff};
     assert_int_equal(SSL_write_ex(p.ssl, huge, sizeof huge, &wr), 1);
     assert_int_equal(peer_read(&p, &f), 0);
     assert_int_equal(f.type, RDX_FRAME_REFUSE);
@@ -861,7 +959,7 @@ static void test_node_timeouts_close_silent_peers(void **state)
     snprintf(c, sizeof c, "%s/certs/clinic.crt", w->pki);
     snprintf(k, sizeof k, "%s/private/clinic.key", w->pki);
     assert_int_equal(peer_open(&p, w->hub_port, c, k), 1);
-    const uint8_t half[] = {'R', 'X', 1, RDX_FRAME_PING};
+    const uint8_t half[] = {'R', 'X', RDX_TRANSPORT_FRAME_VERSION, RDX_FRAME_PING};
     size_t wr = 0;
     assert_int_equal(SSL_write_ex(p.ssl, half, sizeof half, &wr), 1);
     rdx_transport_frame f;
@@ -1174,8 +1272,10 @@ int main(void)
         cmocka_unit_test(test_node_refuses_policy_and_dead_letters),
         cmocka_unit_test(test_node_delivers_byte_identical),
         cmocka_unit_test(test_node_duplicate_applied_once),
+        cmocka_unit_test(test_node_small_items_spill_and_survive_a_crash),
         cmocka_unit_test(test_node_resumes_and_rejects_corrupt_chunk),
         cmocka_unit_test(test_node_new_connection_takes_over_a_case),
+        cmocka_unit_test(test_node_refuses_short_middle_chunk),
         cmocka_unit_test(test_node_refuses_forged_sender_and_bad_frames),
         cmocka_unit_test(test_node_timeouts_close_silent_peers),
         cmocka_unit_test(test_node_reloads_crl_after_revocation),

@@ -32,19 +32,91 @@ static void fsync_path(const char *path)
 }
 
 /*
+ * The item's SHA-256 and its chunks' check values in one pass, as the bytes
+ * go by in pieces of any size: the sender then never hashes while it sends.
+ */
+struct acc {
+    struct rdx_tp_sha h;
+    uint32_t chunk;
+    uint8_t *v; /* 32 bytes per chunk boundary passed */
+    size_t n, cap;
+    int oom;
+};
+
+static void acc_init(struct acc *a, uint32_t chunk)
+{
+    memset(a, 0, sizeof *a);
+    rdx_tp_sha_init(&a->h);
+    a->chunk = chunk;
+}
+
+static void acc_mark(struct acc *a)
+{
+    if (a->n == a->cap) {
+        size_t nc = a->cap ? a->cap * 2 : 16;
+        uint8_t *q = rdx_reallocarray(a->v, nc, 32);
+        if (q == NULL) {
+            a->oom = 1;
+            return;
+        }
+        a->v = q;
+        a->cap = nc;
+    }
+    (void)rdx_tp_sha_chain(&a->h, a->v + 32 * a->n++);
+}
+
+static void acc_update(struct acc *a, const uint8_t *p, size_t len)
+{
+    while (len > 0 && !a->oom) {
+        size_t room = a->chunk - (size_t)(a->h.bytes % a->chunk);
+        size_t take = len < room ? len : room;
+        rdx_tp_sha_update(&a->h, p, take);
+        p += take;
+        len -= take;
+        if (a->h.bytes % a->chunk == 0) {
+            acc_mark(a);
+        }
+    }
+}
+
+/*
+ * The item ends: md gets its SHA-256, and the last chunk's check value is
+ * that digest. 0 on success; the check values then move to *checks.
+ */
+static int acc_final(struct acc *a, uint8_t md[32], uint8_t **checks)
+{
+    rdx_tp_sha_final(&a->h, md);
+    if (a->h.bytes > 0 && a->h.bytes % a->chunk != 0) {
+        acc_mark(a);
+    }
+    if (a->oom || a->n != rdx_tp_chunk_count(a->h.bytes, a->chunk)) {
+        free(a->v);
+        a->v = NULL;
+        return -1;
+    }
+    if (a->n > 0) {
+        memcpy(a->v + 32 * (a->n - 1), md, 32);
+    }
+    *checks = a->v;
+    a->v = NULL;
+    return 0;
+}
+
+/*
  * Copy src to dst (created exclusively, mode 0600), hashing what is copied;
  * when want is not NULL the copy must hash to it. fsyncs dst. On failure dst
  * is removed.
  */
 static rdx_status copy_hash(const char *src, const char *dst, const uint8_t *want, uint64_t *size,
-                            uint8_t md[32], rdx_error *err)
+                            uint8_t md[32], uint32_t chunk, uint8_t **checks, rdx_error *err)
 {
     rdx_status st = RDX_OK;
     int in = open(src, O_RDONLY | O_CLOEXEC);
     int out = -1;
     uint8_t *buf = NULL;
-    EVP_MD_CTX *h = NULL;
+    struct acc h;
     uint64_t total = 0;
+    acc_init(&h, chunk);
     struct stat sb;
     if (in < 0) {
         return rdx_error_set(err, errno == ENOENT ? RDX_ENOENT : RDX_EIO, "%s: %s", src,
@@ -62,8 +134,7 @@ static rdx_status copy_hash(const char *src, const char *dst, const uint8_t *wan
         return st;
     }
     buf = malloc(COPY_BUF);
-    h = EVP_MD_CTX_new();
-    if (buf == NULL || h == NULL || EVP_DigestInit_ex(h, EVP_sha256(), NULL) != 1) {
+    if (buf == NULL) {
         st = rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", src);
         goto out;
     }
@@ -79,10 +150,7 @@ static rdx_status copy_hash(const char *src, const char *dst, const uint8_t *wan
         if (r == 0) {
             break;
         }
-        if (EVP_DigestUpdate(h, buf, (size_t)r) != 1) {
-            st = rdx_error_set(err, RDX_ENOMEM, "%s: hashing failed", src);
-            goto out;
-        }
+        acc_update(&h, buf, (size_t)r);
         for (ssize_t off = 0; off < r;) {
             ssize_t w = write(out, buf + off, (size_t)(r - off));
             if (w < 0 && errno == EINTR) {
@@ -100,8 +168,8 @@ static rdx_status copy_hash(const char *src, const char *dst, const uint8_t *wan
             goto out;
         }
     }
-    if (EVP_DigestFinal_ex(h, md, NULL) != 1) {
-        st = rdx_error_set(err, RDX_ENOMEM, "%s: hashing failed", src);
+    if (acc_final(&h, md, checks) != 0) {
+        st = rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", src);
         goto out;
     }
     if (want != NULL && memcmp(md, want, 32) != 0) {
@@ -115,7 +183,11 @@ static rdx_status copy_hash(const char *src, const char *dst, const uint8_t *wan
     *size = total;
 out:
     free(buf);
-    EVP_MD_CTX_free(h);
+    free(h.v);
+    if (st != RDX_OK) {
+        free(*checks);
+        *checks = NULL;
+    }
     close(in);
     if (close(out) != 0 && st == RDX_OK) {
         st = rdx_error_set(err, RDX_EIO, "%s: %s", dst, strerror(errno));
@@ -127,13 +199,56 @@ out:
 }
 
 /*
+ * Write len bytes from memory to dst (created exclusively, mode 0600) after
+ * checking that they hash to want; fsyncs dst. On failure dst is removed.
+ */
+static rdx_status write_hash_mem(const uint8_t *p, size_t len, const char *dst, const uint8_t *want,
+                                 rdx_error *err)
+{
+    uint8_t md[32];
+    if (EVP_Digest(len > 0 ? (const void *)p : "", len, md, NULL, EVP_sha256(), NULL) != 1) {
+        return rdx_error_set(err, RDX_ENOMEM, "%s: hashing failed", dst);
+    }
+    if (memcmp(md, want, 32) != 0) {
+        return rdx_error_set(err, RDX_ECHECKSUM, "%s: SHA-256 does not match the manifest", dst);
+    }
+    int out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        return rdx_error_set(err, errno == EEXIST ? RDX_EEXIST : RDX_EIO, "%s: %s", dst,
+                             errno == EEXIST ? "already exists; not replaced" : strerror(errno));
+    }
+    size_t off = 0;
+    int ok = 1;
+    while (ok && off < len) {
+        ssize_t w = write(out, p + off, len - off);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        ok = w > 0;
+        off += ok ? (size_t)w : 0;
+    }
+    ok = ok && fsync(out) == 0;
+    int e = errno;
+    if (close(out) != 0 && ok) {
+        ok = 0;
+        e = errno;
+    }
+    if (!ok) {
+        unlink(dst);
+        return rdx_error_set(err, RDX_EIO, "%s: %s", dst, strerror(e));
+    }
+    return RDX_OK;
+}
+
+/*
  * Hard-link src as dst and hash it, for a node's own files (the hub's study
  * archive, an engine's output) that are never rewritten in place, only
  * removed: the spool then costs no second copy of a big study. 1 when linked
  * and hashed; 0 when a link is not possible here (another filesystem, no
  * permission, not a regular file), so the caller copies instead.
  */
-static int link_hash(const char *src, const char *dst, uint64_t *size, uint8_t md[32])
+static int link_hash(const char *src, const char *dst, uint64_t *size, uint8_t md[32],
+                     uint32_t chunk, uint8_t **checks)
 {
     struct stat sb;
     if (lstat(src, &sb) != 0 || !S_ISREG(sb.st_mode) || link(src, dst) != 0) {
@@ -141,9 +256,10 @@ static int link_hash(const char *src, const char *dst, uint64_t *size, uint8_t m
     }
     int fd = open(dst, O_RDONLY | O_CLOEXEC);
     uint8_t *buf = malloc(COPY_BUF);
-    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    struct acc h;
     uint64_t total = 0;
-    int ok = fd >= 0 && buf != NULL && h != NULL && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1;
+    int ok = fd >= 0 && buf != NULL;
+    acc_init(&h, chunk);
     while (ok) {
         ssize_t r = read(fd, buf, COPY_BUF);
         if (r < 0 && errno == EINTR) {
@@ -153,13 +269,13 @@ static int link_hash(const char *src, const char *dst, uint64_t *size, uint8_t m
             ok = r == 0;
             break;
         }
-        ok = EVP_DigestUpdate(h, buf, (size_t)r) == 1;
+        acc_update(&h, buf, (size_t)r);
         total += (uint64_t)r;
-        ok = ok && total <= RDX_TRANSPORT_ITEM_SIZE_MAX;
+        ok = total <= RDX_TRANSPORT_ITEM_SIZE_MAX;
     }
-    ok = ok && EVP_DigestFinal_ex(h, md, NULL) == 1;
+    ok = ok && acc_final(&h, md, checks) == 0;
     free(buf);
-    EVP_MD_CTX_free(h);
+    free(h.v);
     if (fd >= 0) {
         close(fd);
     }
@@ -269,12 +385,13 @@ static rdx_status stage(const rdx_transport_config *cfg, const char *to, rdx_tra
      */
     for (size_t i = 0; i < nfiles; i++) {
         snprintf(p, sizeof p, "%s/%zu", dir, i);
-        if (may_link && link_hash(files[i], p, &m->items[i].size, m->items[i].sha256)) {
+        struct rdx_tp_item *it = &m->items[i];
+        if (may_link && link_hash(files[i], p, &it->size, it->sha256, m->chunk_size, &it->checks)) {
             copied = i + 1;
             continue;
         }
-        if ((st = copy_hash(files[i], p, NULL, &m->items[i].size, m->items[i].sha256, err)) !=
-            RDX_OK) {
+        if ((st = copy_hash(files[i], p, NULL, &it->size, it->sha256, m->chunk_size, &it->checks,
+                            err)) != RDX_OK) {
             goto out;
         }
         copied = i + 1;
@@ -339,6 +456,25 @@ int rdx_tp_case_insert(sqlite3 *db, const rdx_transport_config *cfg,
         sqlite3_bind_int64(s, 4, m->created_ms) == SQLITE_OK &&
         sqlite3_bind_blob(s, 5, blob->data, (int)blob->len, SQLITE_STATIC) == SQLITE_OK &&
         sqlite3_step(s) == SQLITE_DONE;
+    sqlite3_finalize(s);
+    s = NULL;
+    /* The chunk check values of items of more than one chunk: the sender reads them back. */
+    ok = ok && sqlite3_prepare_v2(db,
+                                  "INSERT OR REPLACE INTO outbox_checks(case_id, idx, checks) "
+                                  "VALUES (?,?,?)",
+                                  -1, &s, NULL) == SQLITE_OK;
+    for (size_t i = 0; ok && i < m->nitems; i++) {
+        size_t k = rdx_tp_chunk_count(m->items[i].size, m->chunk_size);
+        if (k < 2 || m->items[i].checks == NULL) {
+            continue;
+        }
+        sqlite3_reset(s);
+        ok = sqlite3_bind_text(s, 1, m->case_id, -1, SQLITE_STATIC) == SQLITE_OK &&
+             sqlite3_bind_int64(s, 2, (sqlite3_int64)i) == SQLITE_OK &&
+             sqlite3_bind_blob64(s, 3, m->items[i].checks, (sqlite3_uint64)k * 32, SQLITE_STATIC) ==
+                 SQLITE_OK &&
+             sqlite3_step(s) == SQLITE_DONE;
+    }
     sqlite3_finalize(s);
     ok = ok && rdx_tp_audit(db, cfg->id, "case-queued", RDX_TP_OUTCOME_SUCCESS, m->recipient,
                             m->case_id, detail, err) == RDX_OK;
@@ -537,7 +673,19 @@ rdx_status rdx_transport_case_fetch(const rdx_transport_config *cfg, const char 
         }
         snprintf(src, sizeof src, "%s/inbox/%s/%s/%zu", cfg->data, sender, case_id, i);
         snprintf(dst, sizeof dst, "%s/%s", outdir, m.items[i].name);
-        if ((st = copy_hash(src, dst, m.items[i].sha256, &size, md, err)) != RDX_OK) {
+        /* A small item may still be in node.db only (its file follows from the node's spill). */
+        rdx_buf blob;
+        rdx_buf_init(&blob, RDX_TRANSPORT_INLINE_MAX);
+        st = rdx_tp_blob_get(db, sender, case_id, i, &blob, err);
+        if (st == RDX_OK) {
+            st = write_hash_mem(blob.data, blob.len, dst, m.items[i].sha256, err);
+        } else if (st == RDX_ENOTFOUND) {
+            uint8_t *checks = NULL;
+            st = copy_hash(src, dst, m.items[i].sha256, &size, md, m.chunk_size, &checks, err);
+            free(checks);
+        }
+        rdx_buf_free(&blob);
+        if (st != RDX_OK) {
             goto out;
         }
     }

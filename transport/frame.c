@@ -23,6 +23,7 @@ struct rdx_transport_decoder {
     size_t len;        /* its payload length */
     rdx_buf payload;   /* its payload so far */
     uint64_t offset;   /* stream bytes consumed before the current frame */
+    int keep;          /* the last frame was a chunk: keep its buffer size for the next one */
     rdx_status failed; /* sticky error */
     char failmsg[RDX_ERROR_MSG_MAX];
     int deliver_reset; /* the last call delivered a frame: reset before reading on */
@@ -211,10 +212,11 @@ rdx_status rdx_transport_decoder_feed(rdx_transport_decoder *d, const void *p, s
         d->hdr_have = 0;
         d->len = 0;
         /*
-         * Keep a control-sized buffer for reuse, but give a chunk-sized one
-         * back: an idle connection must not pin megabytes.
+         * Keep a control-sized buffer for reuse, and a chunk-sized one while
+         * chunks follow each other, but give it back after anything else: an
+         * idle connection must not pin megabytes.
          */
-        if (d->payload.cap > RDX_TRANSPORT_CONTROL_MAX) {
+        if (d->payload.cap > RDX_TRANSPORT_CONTROL_MAX && !d->keep) {
             rdx_buf_free(&d->payload);
             rdx_buf_init(&d->payload, d->max_payload);
         } else {
@@ -254,6 +256,7 @@ rdx_status rdx_transport_decoder_feed(rdx_transport_decoder *d, const void *p, s
             frame->payload = d->len > 0 ? d->payload.data : (const uint8_t *)"";
             *got = 1;
             d->deliver_reset = 1;
+            d->keep = d->type == RDX_FRAME_CHUNK;
         }
     }
     *used = k;
@@ -278,6 +281,20 @@ rdx_status rdx_transport_decoder_finish(const rdx_transport_decoder *d, rdx_erro
                          "stream ended inside the %s frame at offset %llu: %zu of %zu payload "
                          "bytes",
                          rdx_transport_frame_type_name(d->type), off, d->payload.len, d->len);
+}
+
+rdx_status rdx_transport_decoder_take(rdx_transport_decoder *d, rdx_buf *out, rdx_error *err)
+{
+    if (d == NULL || out == NULL || !d->deliver_reset || d->failed != RDX_OK) {
+        return rdx_error_set(err, RDX_EINVAL, "frame decoder: no frame to take");
+    }
+    rdx_buf mine = d->payload;
+    d->payload = *out;
+    d->payload.len = 0;
+    d->payload.max = d->max_payload;
+    mine.max = mine.max > mine.len ? mine.max : mine.len;
+    *out = mine;
+    return RDX_OK;
 }
 
 size_t rdx_transport_decoder_footprint(const rdx_transport_decoder *d)

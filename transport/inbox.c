@@ -434,7 +434,21 @@ rdx_status rdx_transport_inbox_item_path(const rdx_transport_config *cfg, const 
 {
     RDX_TRY(rdx_transport_inst_id_check(sender, "sender", err));
     RDX_TRY(rdx_tp_case_id_check(case_id, strlen(case_id), err));
-    return rdx_tp_path(out, outsz, err, "%s/inbox/%s/%s/%zu", cfg->data, sender, case_id, idx);
+    RDX_TRY(rdx_tp_path(out, outsz, err, "%s/inbox/%s/%s/%zu", cfg->data, sender, case_id, idx));
+    /* A small item still held in node.db gets its file now (durably), so the path is good. */
+    sqlite3 *db = NULL;
+    rdx_buf blob;
+    RDX_TRY(open_db(cfg, &db, err));
+    rdx_buf_init(&blob, RDX_TRANSPORT_INLINE_MAX);
+    rdx_status st = rdx_tp_blob_get(db, sender, case_id, idx, &blob, err);
+    if (st == RDX_OK) {
+        st = rdx_tp_blob_write_file(cfg->data, sender, case_id, idx, blob.data, blob.len, 1, err);
+    } else if (st == RDX_ENOTFOUND) {
+        st = RDX_OK;
+    }
+    rdx_buf_free(&blob);
+    sqlite3_close(db);
+    return st;
 }
 
 /* ---- Audit by data directory ---------------------------------------------- */
@@ -511,11 +525,23 @@ rdx_status rdx_transport_audit_append(const rdx_transport_config *cfg, const cha
 /* ---- Replies ---------------------------------------------------------------- */
 
 /* Whether item idx of a received case holds exactly "ID\n" (an in-reply-to marker). */
-static int marker_names(const rdx_transport_config *cfg, const char *sender, const char *case_id,
-                        size_t idx, const char *want)
+static int marker_names(sqlite3 *db, const rdx_transport_config *cfg, const char *sender,
+                        const char *case_id, size_t idx, const char *want)
 {
     char path[4400];
     char buf[80];
+    size_t wl = strlen(want);
+    rdx_buf blob;
+    rdx_buf_init(&blob, RDX_TRANSPORT_INLINE_MAX);
+    rdx_status st = rdx_tp_blob_get(db, sender, case_id, idx, &blob, NULL);
+    if (st != RDX_ENOTFOUND) {
+        /* Still held in node.db (its file may not be written yet). */
+        int same = st == RDX_OK && blob.len == wl + 1 && memcmp(blob.data, want, wl) == 0 &&
+                   blob.data[wl] == '\n';
+        rdx_buf_free(&blob);
+        return same;
+    }
+    rdx_buf_free(&blob);
     if (snprintf(path, sizeof path, "%s/inbox/%s/%s/%zu", cfg->data, sender, case_id, idx) >=
         (int)sizeof path) {
         return 0;
@@ -527,7 +553,6 @@ static int marker_names(const rdx_transport_config *cfg, const char *sender, con
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = '\0';
-    size_t wl = strlen(want);
     return n == wl + 1 && memcmp(buf, want, wl) == 0 && buf[wl] == '\n';
 }
 
@@ -560,7 +585,7 @@ rdx_status rdx_transport_inbox_find_reply(const rdx_transport_config *cfg, const
         for (size_t i = 0; i < m.nitems; i++) {
             if (strcmp(m.items[i].name, RDX_TRANSPORT_REPLY_ITEM) == 0 &&
                 m.items[i].size == strlen(case_id) + 1 &&
-                marker_names(cfg, coltext(s, 0), coltext(s, 1), i, case_id)) {
+                marker_names(db, cfg, coltext(s, 0), coltext(s, 1), i, case_id)) {
                 snprintf(reply_id, 65, "%s", coltext(s, 1));
                 st = RDX_OK;
                 break;

@@ -188,6 +188,9 @@ fail:
 
 void rdx_tp_manifest_clear(struct rdx_tp_manifest *m)
 {
+    for (size_t i = 0; m->items != NULL && i < m->nitems; i++) {
+        free(m->items[i].checks);
+    }
     free(m->items);
     memset(m, 0, sizeof *m);
 }
@@ -240,8 +243,10 @@ rdx_status rdx_tp_manifest_decode(const uint8_t *p, size_t n, struct rdx_tp_mani
         goto fail;
     }
     m->created_ms = (int64_t)created;
-    if (m->chunk_size < RDX_TRANSPORT_CHUNK_MIN || m->chunk_size > RDX_TRANSPORT_CHUNK_MAX) {
-        st = rdx_error_set(err, RDX_ERANGE, "manifest: chunk size %lu is outside 1..8 MiB",
+    if (m->chunk_size < RDX_TRANSPORT_CHUNK_MIN || m->chunk_size > RDX_TRANSPORT_CHUNK_MAX ||
+        m->chunk_size % RDX_TRANSPORT_CHUNK_ALIGN != 0) {
+        st = rdx_error_set(err, RDX_ERANGE,
+                           "manifest: chunk size %lu is not a multiple of 4 KiB from 1 to 8 MiB",
                            (unsigned long)m->chunk_size);
         goto fail;
     }

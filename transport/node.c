@@ -69,11 +69,13 @@
 #define GROUP_AUDIT_WINDOW_MS 10u   /* audit records alone (no ACK waiting) */
 #define GROUP_ACKS_MAX        1024u /* flush at once when this many ACKs wait */
 /*
- * Items up to this size are also stored in node.db (inbox_blobs) with the
- * group's commit, so their files need no sync of their own; a crash that
- * loses such a file is repaired from the row when the node starts.
+ * Items up to this size are stored in node.db (inbox_blobs) with the
+ * group's commit, so they need no file sync of their own. A case made only
+ * of such items touches no file on the event loop at all: the spill thread
+ * writes its files afterwards. A crash that loses such a file is repaired
+ * from the row when the node starts.
  */
-#define INLINE_MAX (64u << 10)
+#define INLINE_MAX RDX_TRANSPORT_INLINE_MAX
 /* Progress of a large item is recorded (a resume point) every this many bytes. */
 #define CHECKPOINT_BYTES (16ull << 20)
 
@@ -88,8 +90,9 @@ struct rx {
     int fd;
     int dfd; /* the same item opened O_DIRECT for whole blocks of large chunks, or -1 */
     long fd_item;
-    EVP_MD_CTX *h; /* SHA-256 of item h_item so far: items are verified as their chunks arrive */
+    struct rdx_tp_sha h; /* SHA-256 of item h_item so far: chunks and items checked in one pass */
     long h_item;
+    unsigned gen; /* counts resets: a store job started before one is stale */
 };
 
 struct ack_wait {
@@ -109,6 +112,96 @@ struct group {
     size_t ndirs, capdirs;
     struct ack_wait *acks;
     size_t nacks, capacks;
+    size_t spill; /* cases in the group that may have rows in inbox_blobs */
+};
+
+/*
+ * The store workers. A large chunk is checked and written off the event
+ * loop: the loop hands the chunk's frame buffer to two threads, one hashing
+ * it (one SHA-256 pass that checks the chunk and carries the item digest on)
+ * while the other writes it, and goes on decrypting the next chunk
+ * meanwhile. The chunk counts only when both are done and it checked: bytes
+ * of a chunk that fails are cut off again and never counted durable. A
+ * connection has at most one chunk at the workers; any frame that arrives
+ * behind it waits (reading paused) until the chunk is done, so frames still
+ * take effect in order.
+ */
+enum chunk_res { CHUNK_OK, CHUNK_BAD, CHUNK_BAD_ITEM, CHUNK_NOSTORE };
+
+/* One chunk's check and write: everything the work touches, so it can run on either thread. */
+struct chunk_work {
+    struct rdx_tp_sha h; /* in: the item's state before the chunk; out: after it */
+    int fd, dfd;         /* the item file, buffered and O_DIRECT (-1: none) */
+    uint8_t *bounce;     /* block-aligned scratch for O_DIRECT writes, or NULL */
+    int large;           /* the item is larger than INLINE_MAX: start writeback */
+    const uint8_t *data;
+    size_t len;
+    uint64_t off, item_size;
+    uint8_t want[32];     /* the chunk's check value, as sent */
+    uint8_t item_sha[32]; /* the manifest's SHA-256 of the item */
+    enum chunk_res res;
+    int direct_refused; /* O_DIRECT refused here (EINVAL): buffered from now on */
+    int err;            /* errno of a failed write */
+};
+
+enum { LANE_HASH, LANE_WRITE, LANES };
+
+struct store_job {
+    struct chunk_work w;
+    struct conn *c; /* the connection (conn_free waits while the job is busy) */
+    unsigned gen;   /* c->rx.gen when submitted */
+    uint16_t item;
+    rdx_buf buf; /* the chunk frame's payload, owned; its storage is reused chunk after chunk */
+    int busy;
+    int parts;                  /* lanes still working on it */
+    int write_res;              /* the write lane's outcome: 0, or an errno */
+    int hashed;                 /* the hash lane is through: w.h is the state after this chunk */
+    struct store_job *chain_to; /* the connection's next chunk, whose hash starts from w.h */
+    struct store_job *next[LANES], *done_next;
+};
+
+/*
+ * A connection may have this many chunks at the workers: while one is being
+ * written the next is already hashed, so a slow write does not stall the
+ * stream. The node as a whole holds at most STORE_INFLIGHT_MAX chunk buffers
+ * beyond each connection's frame decoder; past that a chunk is checked and
+ * written on the loop (slower, but no more memory).
+ */
+#define JOBS_PER_CONN      2
+#define STORE_INFLIGHT_MAX 16
+
+struct store_lane {
+    struct store *st;
+    int lane;
+    int started;
+    pthread_t th;
+    pthread_cond_t cv;
+    struct store_job *todo, *todo_last;
+};
+
+struct store {
+    int started, stop;
+    pthread_mutex_t mu;
+    struct store_lane lane[LANES];
+    struct store_job *done, *done_last;
+    size_t inflight;       /* jobs at the workers, all connections (loop thread only) */
+    struct event *done_ev; /* activated by a worker: finished jobs wait in done */
+    uint8_t *bounce;       /* the write lane's aligned copy for O_DIRECT */
+};
+
+/*
+ * The spill thread writes the files of small items that a group commit put
+ * in node.db only (see transport/inbox_blob.c): a batch of files, one syncfs,
+ * then the rows go. It runs on its own SQLite connection and is woken after
+ * each group commit that had such items.
+ */
+struct spill {
+    const rdx_transport_config *cfg;
+    rdx_logger log;
+    int started, stop, kicked;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
 };
 
 struct conn {
@@ -126,6 +219,11 @@ struct conn {
     char skip[RDX_TRANSPORT_CASE_ID_MAX + 1];
     rdx_transport_decoder *dec;
     struct rx rx;
+    struct store_job *jobs[JOBS_PER_CONN]; /* allocated at first use, reused after */
+    unsigned jhead, jcount;                /* the oldest job at the workers, and how many */
+    int held;                              /* a frame waits behind the chunks at the workers */
+    rdx_transport_frame held_f;
+    int free_pending; /* conn_free waits for the chunk at the worker */
 };
 
 struct rdx_transport_node {
@@ -145,6 +243,8 @@ struct rdx_transport_node {
     pthread_t sender_thread;
     int sender_started;
     struct group g;
+    struct store st;
+    struct spill sp;
 };
 
 static int group_begin(struct rdx_transport_node *n);
@@ -189,9 +289,10 @@ static void rx_reset(struct rx *rx)
     }
     free(rx->durable);
     free(rx->committed);
-    EVP_MD_CTX_free(rx->h);
     rdx_tp_manifest_clear(&rx->m);
+    unsigned gen = rx->gen + 1;
     memset(rx, 0, sizeof *rx);
+    rx->gen = gen;
     rx->fd = -1;
     rx->dfd = -1;
     rx->fd_item = -1;
@@ -234,7 +335,23 @@ static void conn_free(struct conn *c)
     if (c == NULL) {
         return;
     }
+    if (c->jcount > 0) {
+        /* Its chunks are being written: the workers' done callback frees it. */
+        c->free_pending = 1;
+        c->closing = 1;
+        if (c->bev != NULL) {
+            bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        }
+        return;
+    }
     rx_checkpoint(c);
+    for (int k = 0; k < JOBS_PER_CONN; k++) {
+        if (c->jobs[k] != NULL) {
+            rdx_buf_free(&c->jobs[k]->buf);
+            free(c->jobs[k]);
+            c->jobs[k] = NULL;
+        }
+    }
     rx_reset(&c->rx);
     for (size_t i = 0; i < c->node->g.nacks; i++) {
         if (c->node->g.acks[i].c == c) {
@@ -486,6 +603,13 @@ static int group_flush(struct rdx_transport_node *n)
     g->open = 0;
     size_t nacks = g->nacks;
     g->nacks = 0;
+    if (ok && g->spill > 0 && n->sp.started) {
+        pthread_mutex_lock(&n->sp.mu);
+        n->sp.kicked = 1;
+        pthread_cond_signal(&n->sp.cv);
+        pthread_mutex_unlock(&n->sp.mu);
+    }
+    g->spill = 0;
     if (ok) {
         for (struct conn *c = n->conns; c != NULL; c = c->next) {
             if (c->rx.active && c->rx.dirty) {
@@ -708,18 +832,22 @@ static void send_ack(struct conn *c, const char *case_id, int dup)
 }
 
 /* Hash the first len bytes of path into h (initialised here). 0 when the file has them. */
-static int hash_prefix(const char *path, uint64_t len, EVP_MD_CTX *h)
+static int hash_prefix(const char *path, uint64_t len, struct rdx_tp_sha *h)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     unsigned char *buf = malloc(1u << 20);
-    int ok = fd >= 0 && buf != NULL && EVP_DigestInit_ex(h, EVP_sha256(), NULL) == 1;
+    int ok = fd >= 0 && buf != NULL;
+    rdx_tp_sha_init(h);
     while (ok && len > 0) {
         ssize_t r = read(fd, buf, len < (1u << 20) ? (size_t)len : (1u << 20));
         if (r < 0 && errno == EINTR) {
             continue;
         }
-        ok = r > 0 && EVP_DigestUpdate(h, buf, (size_t)r) == 1;
-        len -= ok ? (uint64_t)r : 0;
+        ok = r > 0;
+        if (ok) {
+            rdx_tp_sha_update(h, buf, (size_t)r);
+            len -= (uint64_t)r;
+        }
     }
     free(buf);
     if (fd >= 0) {
@@ -745,13 +873,22 @@ static void rx_resume(struct rdx_transport_node *n, struct conn *c)
             continue;
         }
         snprintf(path, sizeof path, "%s/%zu", rx->dir, i);
-        if (d <= rx->m.items[i].size && rx->h_item < 0 && hash_prefix(path, d, rx->h) == 0) {
+        if (rx->all_inline) {
+            /* Its bytes were never a file and it was not committed: a small item is sent again. */
+            rx->durable[i] = 0;
+            rx->dirty = 1;
+            continue;
+        }
+        /* A resume point is a chunk boundary, where the chunk check values are defined. */
+        int boundary = d == rx->m.items[i].size || d % rx->m.chunk_size == 0;
+        if (boundary && d <= rx->m.items[i].size && rx->h_item < 0 &&
+            hash_prefix(path, d, &rx->h) == 0) {
             if (d < rx->m.items[i].size) {
                 rx->h_item = (long)i;
                 continue;
             }
-            if (EVP_DigestFinal_ex(rx->h, md, NULL) == 1 &&
-                memcmp(md, rx->m.items[i].sha256, 32) == 0) {
+            rdx_tp_sha_final(&rx->h, md);
+            if (memcmp(md, rx->m.items[i].sha256, 32) == 0) {
                 continue;
             }
         }
@@ -864,16 +1001,27 @@ static void on_offer(struct conn *c, const rdx_transport_frame *f)
     c->rx.m = m;
     c->rx.durable = rdx_callocarray(m.nitems, sizeof *c->rx.durable);
     c->rx.committed = rdx_callocarray(m.nitems, sizeof *c->rx.committed);
-    c->rx.h = EVP_MD_CTX_new();
     c->rx.all_inline = 1;
     for (size_t i = 0; i < m.nitems; i++) {
         c->rx.all_inline &= m.items[i].size <= INLINE_MAX;
     }
-    if (c->rx.durable == NULL || c->rx.committed == NULL || c->rx.h == NULL ||
-        mkdir_p2(n, n->cfg->data, m.sender, c->rx.dir, sizeof c->rx.dir, &e2) != RDX_OK ||
-        rdx_tp_path(c->rx.dir + strlen(c->rx.dir), sizeof c->rx.dir - strlen(c->rx.dir), &e2, "/%s",
-                    m.case_id) != RDX_OK ||
-        (mkdir(c->rx.dir, 0700) != 0 && errno != EEXIST)) {
+    if (c->rx.all_inline) {
+        /*
+         * Its items go to node.db with the group's commit and nowhere else for
+         * now: the spill thread writes the files later, off the event loop.
+         */
+        if (c->rx.durable == NULL || c->rx.committed == NULL ||
+            rdx_tp_path(c->rx.dir, sizeof c->rx.dir, &e2, "%s/inbox/%s/%s", n->cfg->data, m.sender,
+                        m.case_id) != RDX_OK) {
+            refuse(c, m.case_id, RDX_TP_REFUSE_STORAGE, 1, "cannot make the inbox directory");
+            rx_reset(&c->rx);
+            return;
+        }
+    } else if (c->rx.durable == NULL || c->rx.committed == NULL ||
+               mkdir_p2(n, n->cfg->data, m.sender, c->rx.dir, sizeof c->rx.dir, &e2) != RDX_OK ||
+               rdx_tp_path(c->rx.dir + strlen(c->rx.dir), sizeof c->rx.dir - strlen(c->rx.dir), &e2,
+                           "/%s", m.case_id) != RDX_OK ||
+               (mkdir(c->rx.dir, 0700) != 0 && errno != EEXIST)) {
         refuse(c, m.case_id, RDX_TP_REFUSE_STORAGE, 1, "cannot make the inbox directory");
         rx_reset(&c->rx);
         return;
@@ -941,40 +1089,142 @@ static int write_all_at(int fd, const uint8_t *p, size_t len, uint64_t off)
 #define DIRECT_MIN   (1u << 20)
 #define DIRECT_ALIGN 4096u
 
-static int write_chunk(struct rdx_transport_node *n, struct rx *rx, const uint8_t *p, size_t len,
-                       uint64_t off)
+/*
+ * Write a checked chunk at its offset: whole blocks of a large chunk through
+ * the O_DIRECT descriptor from the aligned scratch copy, the rest buffered.
+ */
+static int write_chunk(struct chunk_work *w)
 {
+    const uint8_t *p = w->data;
+    size_t len = w->len;
+    uint64_t off = w->off;
     size_t direct = len & ~(size_t)(DIRECT_ALIGN - 1);
-    if (rx->dfd >= 0 && direct >= DIRECT_MIN && off % DIRECT_ALIGN == 0) {
-        if (n->g.bounce == NULL &&
-            posix_memalign((void **)&n->g.bounce, DIRECT_ALIGN, RDX_TRANSPORT_CHUNK_MAX) != 0) {
-            n->g.bounce = NULL;
-        }
-        if (n->g.bounce != NULL && direct <= RDX_TRANSPORT_CHUNK_MAX) {
-            memcpy(n->g.bounce, p, direct);
-            if (write_all_at(rx->dfd, n->g.bounce, direct, off) == 0) {
-                p += direct;
-                len -= direct;
-                off += direct;
-            } else if (errno != EINVAL) {
-                return -1;
-            } else {
-                close(rx->dfd); /* refused here: buffered from now on */
-                rx->dfd = -1;
-            }
+    if (w->dfd >= 0 && w->bounce != NULL && direct >= DIRECT_MIN &&
+        direct <= RDX_TRANSPORT_CHUNK_MAX && off % DIRECT_ALIGN == 0) {
+        memcpy(w->bounce, p, direct);
+        if (write_all_at(w->dfd, w->bounce, direct, off) == 0) {
+            p += direct;
+            len -= direct;
+            off += direct;
+        } else if (errno != EINVAL) {
+            return -1;
+        } else {
+            w->direct_refused = 1; /* refused here: buffered from now on */
         }
     }
-    if (len == 0) {
+    if (len == 0 || w->fd < 0) {
         return 0;
     }
-    if (write_all_at(rx->fd, p, len, off) != 0) {
+    if (write_all_at(w->fd, p, len, off) != 0) {
         return -1;
     }
-    if (rx->m.items[rx->fd_item].size > INLINE_MAX) {
+    if (w->large) {
         /* Start the writeback now, so that the flush's fdatasync finds little left to do. */
-        (void)sync_file_range(rx->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+        (void)sync_file_range(w->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
     }
     return 0;
+}
+
+/*
+ * Check a chunk against its check value (one SHA-256 pass that also carries
+ * the item digest on) and, only if it checks, write it. Runs on the event
+ * loop for small chunks and on the store worker for large ones.
+ */
+static void chunk_work_run(struct chunk_work *w)
+{
+    uint8_t got[32];
+    rdx_tp_sha_update(&w->h, w->data, w->len);
+    if (rdx_tp_chunk_check(&w->h, w->item_size, got) != 0 || memcmp(got, w->want, 32) != 0) {
+        w->res = CHUNK_BAD;
+        return;
+    }
+    if (w->off + w->len == w->item_size && memcmp(got, w->item_sha, 32) != 0) {
+        w->res = CHUNK_BAD_ITEM; /* the chunks are the sender's, but not the manifest's item */
+        return;
+    }
+    if (write_chunk(w) != 0) {
+        w->err = errno;
+        w->res = CHUNK_NOSTORE;
+        return;
+    }
+    w->res = CHUNK_OK;
+}
+
+/* The hash lane's part: the check, without the write. */
+static void chunk_check_only(struct chunk_work *w)
+{
+    uint8_t got[32];
+    rdx_tp_sha_update(&w->h, w->data, w->len);
+    if (rdx_tp_chunk_check(&w->h, w->item_size, got) != 0 || memcmp(got, w->want, 32) != 0) {
+        w->res = CHUNK_BAD;
+    } else if (w->off + w->len == w->item_size && memcmp(got, w->item_sha, 32) != 0) {
+        w->res = CHUNK_BAD_ITEM;
+    } else {
+        w->res = CHUNK_OK;
+    }
+}
+
+static void *store_main(void *arg)
+{
+    struct store_lane *ln = arg;
+    struct store *st = ln->st;
+    (void)pthread_setname_np(pthread_self(), ln->lane == LANE_HASH ? "rdx-hash" : "rdx-write");
+    pthread_mutex_lock(&st->mu);
+    for (;;) {
+        while (ln->todo == NULL && !st->stop) {
+            pthread_cond_wait(&ln->cv, &st->mu);
+        }
+        struct store_job *j = ln->todo;
+        if (j == NULL) {
+            break;
+        }
+        ln->todo = j->next[ln->lane];
+        if (ln->todo == NULL) {
+            ln->todo_last = NULL;
+        }
+        pthread_mutex_unlock(&st->mu);
+        struct chunk_work *w = &j->w;
+        if (ln->lane == LANE_HASH) {
+            chunk_check_only(w); /* writes only w->h and w->res */
+            pthread_mutex_lock(&st->mu);
+            j->hashed = 1;
+            if (j->chain_to != NULL) {
+                j->chain_to->w.h = w->h; /* the next chunk of the item goes on from here */
+                j->chain_to = NULL;
+            }
+            pthread_mutex_unlock(&st->mu);
+        } else {
+            /* Its own fields only: the hash lane is writing w->h and w->res meanwhile. */
+            struct chunk_work wr;
+            memset(&wr, 0, sizeof wr);
+            wr.fd = w->fd;
+            wr.dfd = w->dfd;
+            wr.large = w->large;
+            wr.data = w->data;
+            wr.len = w->len;
+            wr.off = w->off;
+            wr.bounce = st->bounce;
+            j->write_res = write_chunk(&wr) != 0 ? (errno != 0 ? errno : EIO) : 0;
+            j->w.direct_refused = wr.direct_refused;
+            close(wr.fd); /* the job's own duplicates: the connection may close its own */
+            if (wr.dfd >= 0) {
+                close(wr.dfd);
+            }
+        }
+        pthread_mutex_lock(&st->mu);
+        if (--j->parts == 0) {
+            j->done_next = NULL;
+            if (st->done_last != NULL) {
+                st->done_last->done_next = j;
+            } else {
+                st->done = j;
+            }
+            st->done_last = j;
+            event_active(st->done_ev, EV_READ, 0);
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
 }
 
 /* Done with the current item's descriptor: a large item's is synced by the next flush. */
@@ -1010,13 +1260,236 @@ static rdx_status blob_put(sqlite3 *db, const char *sender, const char *case_id,
     return st;
 }
 
+static void chunk_done(struct conn *c, struct chunk_work *w, uint16_t item);
+static void read_cb(struct bufferevent *bev, void *arg);
+static void on_frame(struct conn *c, const rdx_transport_frame *f);
+
+/* Chunks at least this large go to the store workers; smaller ones are handled at once. */
+#define STORE_ASYNC_MIN (256u << 10)
+
+/*
+ * Whether frame f must wait for the chunks at the workers: anything but the
+ * next chunk of the same item waits until they are all done (frames take
+ * effect in order), and so does a chunk when the connection has no free slot.
+ */
+static int must_wait(const struct conn *c, const rdx_transport_frame *f)
+{
+    if (c->jcount == 0) {
+        return 0;
+    }
+    if (c->jcount >= JOBS_PER_CONN || f->type != RDX_FRAME_CHUNK ||
+        c->node->st.inflight >= STORE_INFLIGHT_MAX) {
+        return 1;
+    }
+    struct rdx_tp_chunk ch;
+    const struct store_job *last = c->jobs[(c->jhead + c->jcount - 1) % JOBS_PER_CONN];
+    return rdx_tp_chunk_decode(f->payload, f->len, &ch, NULL) != RDX_OK || ch.item != last->item ||
+           ch.len < STORE_ASYNC_MIN;
+}
+
+/* Hand a large chunk to the store workers. 0 when it went; -1: do it here instead. */
+static int store_submit(struct conn *c, const struct rdx_tp_chunk *ch, const rdx_transport_frame *f)
+{
+    struct rdx_transport_node *n = c->node;
+    struct rx *rx = &c->rx;
+    struct store *st = &n->st;
+    if (!st->started || !st->lane[LANE_HASH].started || !st->lane[LANE_WRITE].started) {
+        return -1;
+    }
+    if (c->jcount >= JOBS_PER_CONN || st->inflight >= STORE_INFLIGHT_MAX) {
+        return -1;
+    }
+    unsigned slot = (c->jhead + c->jcount) % JOBS_PER_CONN;
+    struct store_job *prev =
+        c->jcount > 0 ? c->jobs[(c->jhead + c->jcount - 1) % JOBS_PER_CONN] : NULL;
+    if (c->jobs[slot] == NULL) {
+        c->jobs[slot] = calloc(1, sizeof *c->jobs[slot]);
+        if (c->jobs[slot] == NULL) {
+            return -1;
+        }
+        rdx_buf_init(&c->jobs[slot]->buf, RDX_TRANSPORT_FRAME_MAX);
+    }
+    struct store_job *j = c->jobs[slot];
+    struct chunk_work *w = &j->w;
+    size_t data_off = (size_t)(ch->data - f->payload);
+    memset(w, 0, sizeof *w);
+    w->fd = fcntl(rx->fd, F_DUPFD_CLOEXEC, 0);
+    w->dfd = rx->dfd >= 0 ? fcntl(rx->dfd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (w->fd < 0 || (rx->dfd >= 0 && w->dfd < 0) ||
+        rdx_transport_decoder_take(c->dec, &j->buf, NULL) != RDX_OK) {
+        if (w->fd >= 0) {
+            close(w->fd);
+        }
+        if (w->dfd >= 0) {
+            close(w->dfd);
+        }
+        return -1;
+    }
+    w->h = rx->h;
+    w->bounce = st->bounce;
+    w->large = 1;
+    w->data = j->buf.data + data_off;
+    w->len = ch->len;
+    w->off = ch->offset;
+    w->item_size = rx->m.items[ch->item].size;
+    memcpy(w->want, ch->sha256, 32);
+    memcpy(w->item_sha, rx->m.items[ch->item].sha256, 32);
+    j->c = c;
+    j->gen = rx->gen;
+    j->item = ch->item;
+    j->busy = 1;
+    j->parts = LANES;
+    j->write_res = 0;
+    j->hashed = 0;
+    j->chain_to = NULL;
+    c->jcount++;
+    st->inflight++;
+    pthread_mutex_lock(&st->mu);
+    if (prev != NULL) {
+        /* The chunk before it, of the same item, is still at the workers: chain on its state. */
+        if (prev->hashed) {
+            w->h = prev->w.h;
+        } else {
+            prev->chain_to = j;
+        }
+    }
+    for (int k = 0; k < LANES; k++) {
+        struct store_lane *ln = &st->lane[k];
+        j->next[k] = NULL;
+        if (ln->todo_last != NULL) {
+            ln->todo_last->next[k] = j;
+        } else {
+            ln->todo = j;
+        }
+        ln->todo_last = j;
+        pthread_cond_signal(&ln->cv);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+/* On the loop: chunks the worker finished. */
+static void store_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct rdx_transport_node *n = arg;
+    struct store *st = &n->st;
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&st->mu);
+    struct store_job *j = st->done;
+    st->done = st->done_last = NULL;
+    pthread_mutex_unlock(&st->mu);
+    while (j != NULL) {
+        struct store_job *next = j->done_next;
+        struct conn *c = j->c;
+        j->busy = 0;
+        j->buf.len = 0; /* its storage is the next chunk's */
+        /* A connection's jobs finish in the order they went (both lanes are FIFO). */
+        c->jhead = (c->jhead + 1) % JOBS_PER_CONN;
+        c->jcount--;
+        st->inflight--;
+        if (j->w.res == CHUNK_OK && j->write_res != 0) {
+            j->w.res = CHUNK_NOSTORE;
+            j->w.err = j->write_res;
+        }
+        int use = !c->free_pending && j->gen == c->rx.gen && c->rx.active && !c->closing;
+        if (use) {
+            chunk_done(c, &j->w, j->item);
+        } else if (j->gen == c->rx.gen && c->rx.fd >= 0 && c->rx.fd_item == (long)j->item &&
+                   c->rx.durable != NULL &&
+                   ftruncate(c->rx.fd, (off_t)c->rx.durable[j->item]) != 0) {
+            /* A chunk not taken (the case failed meanwhile): its bytes must not stay either. */
+            rdx_log(&n->log, RDX_LOG_ERROR, "cannot truncate an item: %s", strerror(errno));
+        }
+        if (c->free_pending) {
+            if (c->jcount == 0) {
+                conn_free(c);
+            }
+        } else {
+            if (!c->closing) {
+                /* The frame that waited behind the chunks, then whatever else is buffered. */
+                if (c->held && !must_wait(c, &c->held_f)) {
+                    c->held = 0;
+                    on_frame(c, &c->held_f);
+                }
+                if (!c->closing && !c->held) {
+                    bufferevent_enable(c->bev, EV_READ);
+                    read_cb(c->bev, c);
+                }
+            }
+        }
+        j = next;
+    }
+}
+
+static rdx_status store_start(struct rdx_transport_node *n)
+{
+    struct store *st = &n->st;
+    if (posix_memalign((void **)&st->bounce, DIRECT_ALIGN, RDX_TRANSPORT_CHUNK_MAX) != 0) {
+        st->bounce = NULL;
+        return RDX_ENOMEM;
+    }
+    st->done_ev = event_new(n->base, -1, 0, store_done_cb, n);
+    if (st->done_ev == NULL || pthread_mutex_init(&st->mu, NULL) != 0) {
+        return RDX_ENOMEM;
+    }
+    st->started = 1; /* the mutex exists: store_stop tears down what follows */
+    for (int k = 0; k < LANES; k++) {
+        struct store_lane *ln = &st->lane[k];
+        ln->st = st;
+        ln->lane = k;
+        if (pthread_cond_init(&ln->cv, NULL) != 0) {
+            return RDX_EINTERNAL;
+        }
+        if (pthread_create(&ln->th, NULL, store_main, ln) != 0) {
+            pthread_cond_destroy(&ln->cv);
+            return RDX_EINTERNAL;
+        }
+        ln->started = 1;
+    }
+    return RDX_OK;
+}
+
+/* Let the workers finish what they have, then deliver the results (the loop is not running). */
+static void store_stop(struct rdx_transport_node *n)
+{
+    struct store *st = &n->st;
+    if (st->started) {
+        pthread_mutex_lock(&st->mu);
+        st->stop = 1;
+        for (int k = 0; k < LANES; k++) {
+            if (st->lane[k].started) {
+                pthread_cond_signal(&st->lane[k].cv);
+            }
+        }
+        pthread_mutex_unlock(&st->mu);
+        for (int k = 0; k < LANES; k++) {
+            if (st->lane[k].started) {
+                pthread_join(st->lane[k].th, NULL);
+                pthread_cond_destroy(&st->lane[k].cv);
+                st->lane[k].started = 0;
+            }
+        }
+        if (st->done != NULL) {
+            store_done_cb(-1, 0, n);
+        }
+        pthread_mutex_destroy(&st->mu);
+        st->started = 0;
+    }
+    if (st->done_ev != NULL) {
+        event_free(st->done_ev);
+        st->done_ev = NULL;
+    }
+    free(st->bounce);
+    st->bounce = NULL;
+}
+
 static void on_chunk(struct conn *c, const rdx_transport_frame *f)
 {
     struct rdx_transport_node *n = c->node;
     struct rx *rx = &c->rx;
     struct rdx_tp_chunk ch;
     rdx_error err;
-    unsigned char md[32];
     char path[4300];
     if (!rx->active) {
         if (c->skip[0] && rdx_tp_chunk_decode(f->payload, f->len, &ch, NULL) == RDX_OK &&
@@ -1038,34 +1511,34 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
         return;
     }
     const struct rdx_tp_item *it = &rx->m.items[ch.item];
+    /* Written and checked, plus what is at the workers (always of this item, see must_wait). */
     uint64_t have = rx->durable[ch.item];
-    if (ch.offset != have || ch.len > rx->m.chunk_size || ch.len > it->size - have) {
-        refuse(c, rx->m.case_id, RDX_TP_REFUSE_CHUNK, 1,
-               "item %u: chunk at offset %llu of %zu bytes, expected offset %llu within %llu "
-               "bytes",
-               ch.item, (unsigned long long)ch.offset, ch.len, (unsigned long long)have,
-               (unsigned long long)it->size);
-        return;
+    for (unsigned k = 0; k < c->jcount; k++) {
+        have += c->jobs[(c->jhead + k) % JOBS_PER_CONN]->w.len;
     }
-    if (EVP_Digest(ch.data, ch.len, md, NULL, EVP_sha256(), NULL) != 1 ||
-        memcmp(md, ch.sha256, 32) != 0) {
-        char detail[200];
-        snprintf(detail, sizeof detail, "item %u chunk at offset %llu failed its SHA-256", ch.item,
-                 (unsigned long long)ch.offset);
-        audit(n, "chunk-rejected", RDX_TP_OUTCOME_MINOR, c->peer, rx->m.case_id, detail);
-        refuse(c, rx->m.case_id, RDX_TP_REFUSE_CHUNK, 1, "%s; send it again", detail);
+    /* Every chunk but an item's last is exactly the chunk size: boundaries are fixed. */
+    if (ch.offset != have || ch.len > rx->m.chunk_size || ch.len > it->size - have ||
+        (ch.len != rx->m.chunk_size && have + ch.len != it->size)) {
+        refuse(c, rx->m.case_id, RDX_TP_REFUSE_CHUNK, 1,
+               "item %u: chunk at offset %llu of %zu bytes, expected offset %llu and %llu "
+               "bytes within %llu",
+               ch.item, (unsigned long long)ch.offset, ch.len, (unsigned long long)have,
+               (unsigned long long)(it->size - have < rx->m.chunk_size ? it->size - have
+                                                                       : rx->m.chunk_size),
+               (unsigned long long)it->size);
         return;
     }
     if (rx->h_item != (long)ch.item) {
         /* The item hash runs over the chunks in order: an item starts at zero, one at a time. */
-        if (have != 0 || EVP_DigestInit_ex(rx->h, EVP_sha256(), NULL) != 1) {
+        if (have != 0) {
             refuse(c, rx->m.case_id, RDX_TP_REFUSE_PROTOCOL, 1,
                    "item %u: chunks must arrive item by item, in order", ch.item);
             return;
         }
+        rdx_tp_sha_init(&rx->h);
         rx->h_item = ch.item;
     }
-    if (rx->fd_item != (long)ch.item) {
+    if (!rx->all_inline && rx->fd_item != (long)ch.item) {
         if (rx->fd >= 0) {
             rx_put_fd(n, rx);
         }
@@ -1087,54 +1560,106 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
             rx->dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
         }
     }
-    if (write_chunk(n, rx, ch.data, ch.len, ch.offset) != 0) {
-        int e = errno;
+    if (ch.len >= STORE_ASYNC_MIN && it->size > INLINE_MAX && store_submit(c, &ch, f) == 0) {
+        return; /* chunk_done follows when the workers are through */
+    }
+    if (c->jcount > 0) {
+        /* The workers could not take it (out of memory): it waits for those they have. */
+        c->held = 1;
+        c->held_f = *f;
+        bufferevent_disable(c->bev, EV_READ);
+        return;
+    }
+    struct chunk_work w;
+    memset(&w, 0, sizeof w);
+    w.h = rx->h;
+    w.fd = rx->all_inline ? -1 : rx->fd; /* -1: the bytes go to node.db only (blob_put) */
+    w.dfd = rx->all_inline ? -1 : rx->dfd;
+    if (rx->dfd >= 0 && n->g.bounce == NULL &&
+        posix_memalign((void **)&n->g.bounce, DIRECT_ALIGN, RDX_TRANSPORT_CHUNK_MAX) != 0) {
+        n->g.bounce = NULL;
+    }
+    w.bounce = n->g.bounce;
+    w.large = it->size > INLINE_MAX;
+    w.data = ch.data;
+    w.len = ch.len;
+    w.off = ch.offset;
+    w.item_size = it->size;
+    memcpy(w.want, ch.sha256, 32);
+    memcpy(w.item_sha, it->sha256, 32);
+    chunk_work_run(&w);
+    chunk_done(c, &w, ch.item);
+}
+
+/* A chunk was checked (and written, if it checked): account for it, or refuse it. */
+static void chunk_done(struct conn *c, struct chunk_work *w, uint16_t item)
+{
+    struct rdx_transport_node *n = c->node;
+    struct rx *rx = &c->rx;
+    const struct rdx_tp_item *it = &rx->m.items[item];
+    char detail[400];
+    if (w->direct_refused && rx->dfd >= 0) {
+        close(rx->dfd);
+        rx->dfd = -1;
+    }
+    switch (w->res) {
+    case CHUNK_OK:
+        break;
+    case CHUNK_BAD:
+        /* The write lane may have stored it already: it never counts, and it goes. */
+        if (!rx->all_inline && rx->fd >= 0 && ftruncate(rx->fd, (off_t)rx->durable[item]) != 0) {
+            rdx_log(&n->log, RDX_LOG_ERROR, "%s/%u: cannot truncate: %s", rx->dir, item,
+                    strerror(errno));
+        }
+        snprintf(detail, sizeof detail, "item %u chunk at offset %llu failed its SHA-256 check",
+                 item, (unsigned long long)w->off);
+        audit(n, "chunk-rejected", RDX_TP_OUTCOME_MINOR, c->peer, rx->m.case_id, detail);
+        refuse(c, rx->m.case_id, RDX_TP_REFUSE_CHUNK, 1, "%s; send it again", detail);
+        return;
+    case CHUNK_BAD_ITEM:
+        /* The item is not what the manifest promised: it restarts from zero. */
+        if (!rx->all_inline && ftruncate(rx->fd, 0) != 0) {
+            rdx_log(&n->log, RDX_LOG_ERROR, "%s/%u: cannot truncate: %s", rx->dir, item,
+                    strerror(errno));
+        }
+        rx->durable[item] = 0;
+        rx->h_item = -1;
+        if (group_begin(n) == 0 &&
+            inbox_set_durable(n->db, c->peer, rx->m.case_id, item, 0) == RDX_OK) {
+            rx->committed[item] = 0;
+        }
+        snprintf(detail, sizeof detail, "item %u ('%s') failed its SHA-256; it restarts", item + 1u,
+                 it->name);
+        audit(n, "case-refused", RDX_TP_OUTCOME_MINOR, c->peer, rx->m.case_id, detail);
+        refuse(c, rx->m.case_id, RDX_TP_REFUSE_ITEM, 1, "%s", detail);
+        return;
+    case CHUNK_NOSTORE: {
+        int e = w->err;
         /* Nothing half-written stays: cut back to what is recorded durable. */
-        if (ftruncate(rx->fd, (off_t)rx->committed[ch.item]) != 0) {
+        if (rx->fd >= 0 && ftruncate(rx->fd, (off_t)rx->committed[item]) != 0) {
             e = errno;
         }
-        rx->durable[ch.item] = rx->committed[ch.item];
-        char detail[200];
-        snprintf(detail, sizeof detail, "cannot store item %u at offset %llu: %s", ch.item,
-                 (unsigned long long)ch.offset, strerror(e));
+        rx->durable[item] = rx->committed[item];
+        snprintf(detail, sizeof detail, "cannot store item %u at offset %llu: %s", item,
+                 (unsigned long long)w->off, strerror(e));
         audit(n, "case-refused", RDX_TP_OUTCOME_SERIOUS, c->peer, rx->m.case_id, detail);
         refuse(c, rx->m.case_id, RDX_TP_REFUSE_STORAGE, 1, "%s", detail);
         return;
     }
-    if (EVP_DigestUpdate(rx->h, ch.data, ch.len) != 1) {
-        refuse(c, rx->m.case_id, RDX_TP_REFUSE_INTERNAL, 1, "cannot hash item %u", ch.item);
-        return;
     }
-    rx->durable[ch.item] = have + ch.len;
+    rx->h = w->h;
+    rx->durable[item] += w->len;
     rx->dirty = 1;
-    if (rx->durable[ch.item] == it->size) {
-        rx->h_item = -1;
-        if (EVP_DigestFinal_ex(rx->h, md, NULL) != 1 || memcmp(md, it->sha256, 32) != 0) {
-            /* The item is not what the manifest promised: it restarts from zero. */
-            if (ftruncate(rx->fd, 0) != 0) {
-                rdx_log(&n->log, RDX_LOG_ERROR, "%s/%u: cannot truncate: %s", rx->dir, ch.item,
-                        strerror(errno));
-            }
-            rx->durable[ch.item] = 0;
-            if (group_begin(n) == 0 &&
-                inbox_set_durable(n->db, c->peer, rx->m.case_id, ch.item, 0) == RDX_OK) {
-                rx->committed[ch.item] = 0;
-            }
-            char detail[400];
-            snprintf(detail, sizeof detail, "item %u ('%s') failed its SHA-256; it restarts",
-                     ch.item + 1u, it->name);
-            audit(n, "case-refused", RDX_TP_OUTCOME_MINOR, c->peer, rx->m.case_id, detail);
-            refuse(c, rx->m.case_id, RDX_TP_REFUSE_ITEM, 1, "%s", detail);
-            return;
-        }
+    if (rx->durable[item] == it->size) {
+        rx->h_item = -1; /* checked whole: the last chunk's check value is the item's SHA-256 */
         if (it->size <= INLINE_MAX &&
             (group_begin(n) != 0 ||
-             blob_put(n->db, c->peer, rx->m.case_id, ch.item, ch.data, ch.len) != RDX_OK)) {
+             blob_put(n->db, c->peer, rx->m.case_id, item, w->data, w->len) != RDX_OK)) {
             refuse(c, rx->m.case_id, RDX_TP_REFUSE_STORAGE, 1, "store: %s", sqlite3_errmsg(n->db));
             return;
         }
     }
-    if (rx->durable[ch.item] - rx->committed[ch.item] >= CHECKPOINT_BYTES) {
+    if (rx->durable[item] - rx->committed[item] >= CHECKPOINT_BYTES) {
         group_want(n, GROUP_ACK_WINDOW_MS); /* a resume point for a large item */
     }
 }
@@ -1187,17 +1712,22 @@ static void on_commit(struct conn *c, const rdx_transport_frame *f)
                 return;
             }
             snprintf(path, sizeof path, "%s/%zu", rx->dir, i);
-            int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-            if (fd < 0 || group_begin(n) != 0 ||
-                blob_put(n->db, c->peer, rx->m.case_id, i, NULL, 0) != RDX_OK) {
+            /* An all-small case gets its files from the spill thread. */
+            int fd = -1;
+            if (!rx->all_inline && (fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0) {
                 refuse(c, rx->m.case_id, RDX_TP_REFUSE_STORAGE, 1, "cannot create item %zu: %s",
-                       i + 1, fd < 0 ? strerror(errno) : sqlite3_errmsg(n->db));
-                if (fd >= 0) {
-                    close(fd);
-                }
+                       i + 1, strerror(errno));
                 return;
             }
-            close(fd);
+            if (fd >= 0) {
+                close(fd);
+            }
+            if (group_begin(n) != 0 ||
+                blob_put(n->db, c->peer, rx->m.case_id, i, NULL, 0) != RDX_OK) {
+                refuse(c, rx->m.case_id, RDX_TP_REFUSE_STORAGE, 1, "cannot record item %zu: %s",
+                       i + 1, sqlite3_errmsg(n->db));
+                return;
+            }
         }
         total += it->size;
     }
@@ -1243,6 +1773,14 @@ static void on_commit(struct conn *c, const rdx_transport_frame *f)
         return;
     }
     rdx_log(&n->log, RDX_LOG_INFO, "received case %s from %s: %s", rx->m.case_id, c->peer, detail);
+    for (int k = 0; c->jcount == 0 && k < JOBS_PER_CONN; k++) {
+        /* Between cases a connection holds no chunk-sized buffer. */
+        if (c->jobs[k] != NULL) {
+            rdx_buf_free(&c->jobs[k]->buf);
+            rdx_buf_init(&c->jobs[k]->buf, RDX_TRANSPORT_FRAME_MAX);
+        }
+    }
+    g->spill += rx->m.nitems > 0; /* every case has blobs unless all its items are large */
     g->acks[g->nacks].c = c;
     snprintf(g->acks[g->nacks].case_id, sizeof g->acks[g->nacks].case_id, "%s", rx->m.case_id);
     g->nacks++;
@@ -1315,8 +1853,18 @@ static void read_cb(struct bufferevent *bev, void *arg)
             return;
         }
         evbuffer_drain(in, used);
+        if (got && must_wait(c, &f)) {
+            /* It waits for the chunks at the workers; so does the rest of the input. */
+            c->held = 1;
+            c->held_f = f;
+            bufferevent_disable(bev, EV_READ);
+            return;
+        }
         if (got) {
             on_frame(c, &f);
+            if (c->held) {
+                return; /* on_chunk made it wait */
+            }
         }
     }
     if (!c->closing) {
@@ -1490,6 +2038,257 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+/* ---- the spill thread --------------------------------------------------------- */
+
+/* Small items one batch writes at most. */
+#define SPILL_BATCH 2048
+/* How long the spill thread lets small cases gather after a commit before it writes them. */
+#define SPILL_DELAY_MS 500
+/*
+ * Written files become the items (their rows go) at a checkpoint: one syncfs
+ * for everything spilled since the last. syncfs flushes the whole file
+ * system, other programs' dirty data too, so it runs rarely: once the spill
+ * has been quiet this long, or at the latest this long after the first
+ * unsynced file, or when this many wait.
+ */
+#define SPILL_CHECKPOINT_IDLE_MS 2000
+#define SPILL_CHECKPOINT_MAX_MS  15000
+#define SPILL_CHECKPOINT_ROWS    16384
+
+/*
+ * Write the files of up to SPILL_BATCH complete small items not written yet,
+ * then mark their rows with generation gen. The files are written inside a
+ * read transaction only (WAL: the event loop's commits go on meanwhile); the
+ * marking is one short write transaction. rows is scratch for SPILL_BATCH
+ * row IDs. Returns the number written, or -1.
+ */
+static long spill_batch(struct spill *sp, sqlite3 *db, long long gen, sqlite3_int64 *rows)
+{
+    const char *data = sp->cfg->data;
+    sqlite3_stmt *s = NULL;
+    rdx_error err;
+    long n = 0;
+    int ok = sqlite3_prepare_v2(db,
+                                "SELECT b.rowid, b.sender, b.case_id, b.idx, b.data FROM "
+                                "inbox_blobs b JOIN inbox i ON i.sender = b.sender AND "
+                                "i.case_id = b.case_id WHERE i.state = 'complete' AND "
+                                "b.spilled = 0 LIMIT ?",
+                                -1, &s, NULL) == SQLITE_OK &&
+             sqlite3_bind_int(s, 1, SPILL_BATCH) == SQLITE_OK;
+    while (ok && n < SPILL_BATCH && sqlite3_step(s) == SQLITE_ROW) {
+        sqlite3_int64 rowid = sqlite3_column_int64(s, 0);
+        const char *sender = (const char *)sqlite3_column_text(s, 1);
+        const char *cid = (const char *)sqlite3_column_text(s, 2);
+        long long idx = sqlite3_column_int64(s, 3);
+        const uint8_t *p = sqlite3_column_blob(s, 4);
+        size_t len = (size_t)sqlite3_column_bytes(s, 4);
+        if (sender == NULL || cid == NULL || idx < 0 ||
+            rdx_transport_inst_id_check(sender, "sender", NULL) != RDX_OK ||
+            rdx_tp_case_id_check(cid, strlen(cid), NULL) != RDX_OK) {
+            continue; /* not a name this node accepted: never a path */
+        }
+        if (rdx_tp_blob_write_file(data, sender, cid, (size_t)idx, p, len, 0, &err) != RDX_OK) {
+            rdx_log(&sp->log, RDX_LOG_ERROR, "small item not written yet (kept in node.db): %s",
+                    err.msg);
+            ok = 0;
+            break;
+        }
+        rows[n++] = rowid;
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    if (n == 0) {
+        return ok ? 0 : -1;
+    }
+    /* A row replaced meanwhile has a new row ID: it stays unmarked and is written again. */
+    int marked = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
+                 sqlite3_prepare_v2(db, "UPDATE inbox_blobs SET spilled=? WHERE rowid=?", -1, &s,
+                                    NULL) == SQLITE_OK;
+    for (long i = 0; marked && i < n; i++) {
+        sqlite3_reset(s);
+        marked = sqlite3_bind_int64(s, 1, gen) == SQLITE_OK &&
+                 sqlite3_bind_int64(s, 2, rows[i]) == SQLITE_OK && sqlite3_step(s) == SQLITE_DONE;
+    }
+    sqlite3_finalize(s);
+    if (!marked || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        rdx_log(&sp->log, RDX_LOG_ERROR, "node.db: spilled items not recorded: %s",
+                sqlite3_errmsg(db));
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1; /* written again next time: the same bytes, renamed into place */
+    }
+    return ok ? n : -1;
+}
+
+/* Make every file spilled up to generation gen durable, then drop those rows. 0 on success. */
+static int spill_checkpoint(struct spill *sp, sqlite3 *db, long long gen)
+{
+    const char *data = sp->cfg->data;
+    int dfd = open(data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int synced = dfd >= 0 && syncfs(dfd) == 0;
+    if (dfd >= 0) {
+        close(dfd);
+    }
+    if (!synced) {
+        rdx_log(&sp->log, RDX_LOG_ERROR, "%s: cannot sync the spilled items: %s", data,
+                strerror(errno));
+        return -1;
+    }
+    sqlite3_stmt *s = NULL;
+    int ok = sqlite3_prepare_v2(db, "DELETE FROM inbox_blobs WHERE spilled BETWEEN 1 AND ?", -1, &s,
+                                NULL) == SQLITE_OK &&
+             sqlite3_bind_int64(s, 1, gen) == SQLITE_OK && sqlite3_step(s) == SQLITE_DONE;
+    sqlite3_finalize(s);
+    if (!ok) {
+        rdx_log(&sp->log, RDX_LOG_ERROR, "node.db: spilled rows not removed: %s",
+                sqlite3_errmsg(db));
+        return -1;
+    }
+    return 0;
+}
+
+static int64_t mono_ms(void)
+{
+    return (int64_t)(rdx_clock_mono_ns() / 1000000u);
+}
+
+static void deadline_in(struct timespec *t, unsigned ms)
+{
+    clock_gettime(CLOCK_REALTIME, t);
+    t->tv_nsec += (long)(ms % 1000) * 1000000L;
+    t->tv_sec += (time_t)(ms / 1000) + t->tv_nsec / 1000000000L;
+    t->tv_nsec %= 1000000000L;
+}
+
+static void *spill_main(void *arg)
+{
+    struct spill *sp = arg;
+    sqlite3 *db = NULL;
+    rdx_error err;
+    (void)pthread_setname_np(pthread_self(), "rdx-spill");
+    if (rdx_tp_node_db_open(sp->cfg->data, &db, &err) != RDX_OK) {
+        rdx_log(&sp->log, RDX_LOG_ERROR, "spill thread: %s", err.msg);
+        return NULL; /* small items stay in node.db; the next start writes them */
+    }
+    sqlite3_int64 *rows = rdx_callocarray(SPILL_BATCH, sizeof *rows);
+    if (rows == NULL) {
+        rdx_log(&sp->log, RDX_LOG_ERROR, "spill thread: out of memory");
+        sqlite3_close(db);
+        return NULL;
+    }
+    long long gen = 1; /* the mark of files written since the last checkpoint */
+    long pending = 0;  /* rows marked gen, waiting for a checkpoint */
+    int64_t first_ms = 0, last_ms = 0;
+    pthread_mutex_lock(&sp->mu);
+    while (!sp->stop) {
+        if (!sp->kicked) {
+            if (pending == 0) {
+                pthread_cond_wait(&sp->cv, &sp->mu);
+                continue;
+            }
+            int64_t now = mono_ms();
+            int64_t due = first_ms + SPILL_CHECKPOINT_MAX_MS;
+            if (last_ms + SPILL_CHECKPOINT_IDLE_MS < due) {
+                due = last_ms + SPILL_CHECKPOINT_IDLE_MS;
+            }
+            if (now < due) {
+                struct timespec t;
+                deadline_in(&t, (unsigned)(due - now));
+                (void)pthread_cond_timedwait(&sp->cv, &sp->mu, &t);
+                continue;
+            }
+        } else {
+            /* Let a burst gather first: fewer, larger batches. */
+            struct timespec t;
+            deadline_in(&t, SPILL_DELAY_MS);
+            while (!sp->stop && pthread_cond_timedwait(&sp->cv, &sp->mu, &t) == 0) {
+            }
+            sp->kicked = 0;
+        }
+        pthread_mutex_unlock(&sp->mu);
+        long got = 0, all = 0;
+        while ((got = spill_batch(sp, db, gen, rows)) > 0) {
+            all += got;
+            if (got < SPILL_BATCH) {
+                break;
+            }
+        }
+        if (all > 0) {
+            if (pending == 0) {
+                first_ms = mono_ms();
+            }
+            pending += all;
+            last_ms = mono_ms();
+        }
+        int64_t now = mono_ms();
+        if (pending > 0 &&
+            (pending >= SPILL_CHECKPOINT_ROWS || now >= first_ms + SPILL_CHECKPOINT_MAX_MS ||
+             now >= last_ms + SPILL_CHECKPOINT_IDLE_MS)) {
+            if (spill_checkpoint(sp, db, gen) == 0) {
+                pending = 0;
+                gen++;
+            } else {
+                last_ms = now; /* a full disk, say: try again later, the rows keep the items */
+            }
+        }
+        pthread_mutex_lock(&sp->mu);
+        if (got < 0) {
+            /* A full disk, say: the rows keep the items; try again in a while, not in a loop. */
+            struct timespec t;
+            deadline_in(&t, 5000);
+            while (!sp->stop && pthread_cond_timedwait(&sp->cv, &sp->mu, &t) == 0) {
+            }
+            sp->kicked = 1;
+        }
+    }
+    pthread_mutex_unlock(&sp->mu);
+    if (pending > 0) {
+        (void)spill_checkpoint(sp, db, gen); /* a clean stop leaves no row behind it can drop */
+    }
+    free(rows);
+    sqlite3_close(db);
+    return NULL;
+}
+
+static void spill_start(struct rdx_transport_node *n)
+{
+    struct spill *sp = &n->sp;
+    sp->cfg = n->cfg;
+    sp->log = n->log;
+    sp->stop = 0;
+    sp->kicked = 1; /* whatever an earlier run left */
+    if (pthread_mutex_init(&sp->mu, NULL) != 0) {
+        return;
+    }
+    if (pthread_cond_init(&sp->cv, NULL) != 0) {
+        pthread_mutex_destroy(&sp->mu);
+        return;
+    }
+    if (pthread_create(&sp->th, NULL, spill_main, sp) != 0) {
+        pthread_cond_destroy(&sp->cv);
+        pthread_mutex_destroy(&sp->mu);
+        rdx_log(&n->log, RDX_LOG_WARN,
+                "no spill thread: small items are written at the next start");
+        return;
+    }
+    sp->started = 1;
+}
+
+static void spill_stop(struct rdx_transport_node *n)
+{
+    struct spill *sp = &n->sp;
+    if (!sp->started) {
+        return;
+    }
+    pthread_mutex_lock(&sp->mu);
+    sp->stop = 1;
+    pthread_cond_signal(&sp->cv);
+    pthread_mutex_unlock(&sp->mu);
+    pthread_join(sp->th, NULL);
+    pthread_cond_destroy(&sp->cv);
+    pthread_mutex_destroy(&sp->mu);
+    sp->started = 0;
+}
+
 /* ---- lifecycle ---------------------------------------------------------------- */
 
 static int mkdir_ok(const char *p)
@@ -1643,6 +2442,10 @@ rdx_status rdx_transport_node_new(const rdx_transport_config *cfg, const rdx_log
     if (getsockname(evconnlistener_get_fd(n->lst), (struct sockaddr *)&sin, &sl) == 0) {
         n->port = ntohs(sin.sin_port);
     }
+    if (store_start(n) != RDX_OK) {
+        /* Everything still works on the event loop alone, only slower for large items. */
+        rdx_log(&n->log, RDX_LOG_WARN, "no store worker: large chunks are written on the loop");
+    }
     n->stop_ev = event_new(n->base, -1, 0, stop_cb, n);
     n->g.timer = evtimer_new(n->base, group_timer_cb, n);
     if (n->stop_ev == NULL || n->g.timer == NULL) {
@@ -1666,6 +2469,7 @@ unsigned rdx_transport_node_port(const rdx_transport_node *n)
 
 static void *sender_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "rdx-deliver");
     rdx_tp_sender_run(arg);
     return NULL;
 }
@@ -1688,6 +2492,7 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
         return rdx_error_set(err, RDX_EINTERNAL, "cannot start the delivery thread");
     }
     n->sender_started = 1;
+    spill_start(n);
     /* Tell scripts and tests where we listen (the port may have been chosen by the kernel). */
     snprintf(portfile, sizeof portfile, "%s/node.port", n->cfg->data);
     int len = snprintf(txt, sizeof txt, "%u\n", n->port);
@@ -1705,6 +2510,7 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
     n->sender_started = 0;
     audit(n, "node-stopped", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, "", "");
     (void)group_flush(n);
+    spill_stop(n); /* what it has not written yet stays in node.db for the next start */
     if (rc < 0) {
         return rdx_error_set(err, RDX_EINTERNAL, "event loop failed");
     }
@@ -1727,6 +2533,8 @@ void rdx_transport_node_free(rdx_transport_node *n)
         atomic_store(&n->sender.stop, 1);
         pthread_join(n->sender_thread, NULL);
     }
+    spill_stop(n);
+    store_stop(n); /* its last results are taken before the connections go */
     while (n->conns != NULL) {
         conn_free(n->conns);
     }

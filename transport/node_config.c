@@ -163,7 +163,15 @@ static int node_key(struct parse *p, const char *k, const char *v)
         return set_uint(p, &c->max_conns, k, v, 1, RDX_TRANSPORT_CONNS_MAX);
     }
     if (strcmp(k, "chunk_size") == 0) {
-        return set_uint(p, &c->chunk_size, k, v, RDX_TRANSPORT_CHUNK_MIN, RDX_TRANSPORT_CHUNK_MAX);
+        if (set_uint(p, &c->chunk_size, k, v, RDX_TRANSPORT_CHUNK_MIN, RDX_TRANSPORT_CHUNK_MAX) !=
+            1) {
+            return 0;
+        }
+        if (c->chunk_size % RDX_TRANSPORT_CHUNK_ALIGN != 0) {
+            return bad(p, RDX_EINVAL, "[node] %s: %u is not a multiple of %u bytes", k,
+                       c->chunk_size, RDX_TRANSPORT_CHUNK_ALIGN);
+        }
+        return 1;
     }
     if (strcmp(k, "max_attempts") == 0) {
         return set_uint(p, &c->max_attempts, k, v, 1, RDX_TRANSPORT_ATTEMPTS_MAX);

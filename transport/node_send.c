@@ -199,11 +199,60 @@ static enum outcome refused(const rdx_transport_frame *f, char *why, size_t whys
     return rdx_tp_refuse_permanent(code) ? PERMANENT : RETRY;
 }
 
+/*
+ * The check values of item idx when the queue did not record them (a case
+ * queued by an older rdx): one pass over the spool copy. 0 on success.
+ */
+static int compute_checks(const char *path, const struct rdx_tp_manifest *m, size_t idx,
+                          uint8_t *buf, size_t bufsz, uint8_t **out)
+{
+    const struct rdx_tp_item *it = &m->items[idx];
+    size_t k = rdx_tp_chunk_count(it->size, m->chunk_size);
+    uint8_t *v = rdx_callocarray(k > 0 ? k : 1, 32);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct rdx_tp_sha h;
+    int ok = v != NULL && fd >= 0;
+    rdx_tp_sha_init(&h);
+    for (size_t c = 0; ok && c < k; c++) {
+        uint64_t end = (uint64_t)(c + 1) * m->chunk_size;
+        end = end < it->size ? end : it->size;
+        while (ok && h.bytes < end) {
+            size_t want = end - h.bytes < bufsz ? (size_t)(end - h.bytes) : bufsz;
+            ssize_t r = pread(fd, buf, want, (off_t)h.bytes);
+            if (r < 0 && errno == EINTR) {
+                continue;
+            }
+            ok = r > 0;
+            if (ok) {
+                rdx_tp_sha_update(&h, buf, (size_t)r);
+            }
+        }
+        ok = ok && rdx_tp_chunk_check(&h, it->size, v + 32 * c) == 0;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (!ok) {
+        free(v);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/*
+ * A chunk goes out in pieces of this size, each read from the spool just
+ * before it is written: the bytes are still in the CPU cache when TLS copies
+ * and encrypts them (a whole 8 MiB chunk read at once is not), and the
+ * sender's buffer stays small.
+ */
+#define SEND_PIECE (256u << 10)
+
 static enum outcome stream_items(const struct rdx_tp_sender *s, struct link *l,
                                  const struct rdx_tp_manifest *m, const uint64_t *done, char *why,
                                  size_t whysz)
 {
-    size_t cap = RDX_TRANSPORT_FRAME_HDR + RDX_TRANSPORT_CHUNK_HDR_MAX + m->chunk_size;
+    size_t cap = RDX_TRANSPORT_FRAME_HDR + RDX_TRANSPORT_CHUNK_HDR_MAX + SEND_PIECE;
     uint8_t *buf = malloc(cap);
     enum outcome oc = RETRY;
     if (buf == NULL) {
@@ -224,6 +273,18 @@ static enum outcome stream_items(const struct rdx_tp_sender *s, struct link *l,
             oc = PERMANENT;
             goto out;
         }
+        const uint8_t *checks = m->items[i].checks;
+        uint8_t *made = NULL;
+        if (checks == NULL && rdx_tp_chunk_count(m->items[i].size, m->chunk_size) == 1) {
+            checks = m->items[i].sha256; /* one chunk: its check value is the item's digest */
+        } else if (checks == NULL && done[i] < m->items[i].size) {
+            if (compute_checks(path, m, i, buf, cap, &made) != 0) {
+                setwhy(why, whysz, "%s: cannot read the outbox copy: %s", path, strerror(errno));
+                close(fd);
+                goto out;
+            }
+            checks = made;
+        }
         for (uint64_t off = done[i]; off < m->items[i].size;) {
             uint64_t left = m->items[i].size - off;
             size_t n = left < m->chunk_size ? (size_t)left : m->chunk_size;
@@ -233,28 +294,40 @@ static enum outcome stream_items(const struct rdx_tp_sender *s, struct link *l,
             snprintf(ch.case_id, sizeof ch.case_id, "%s", m->case_id);
             ch.item = (uint16_t)i;
             ch.offset = off;
+            /* Computed when the case was queued: sending costs no hashing. */
+            memcpy(ch.sha256, checks + 32 * (size_t)(off / m->chunk_size), 32);
+            if (rdx_tp_chunk_header(&ch, buf, &hl, NULL) != RDX_OK) {
+                setwhy(why, whysz, "cannot encode a chunk header");
+                close(fd);
+                free(made);
+                goto out;
+            }
+            /* [frame header][chunk header][first piece] contiguous, then the other pieces. */
             uint8_t *data = buf + RDX_TRANSPORT_FRAME_HDR + RDX_TRANSPORT_CHUNK_HDR_MAX;
-            ssize_t r = pread(fd, data, n, (off_t)off);
-            if (r != (ssize_t)n) {
-                setwhy(why, whysz, "%s: short read at %llu", path, (unsigned long long)off);
-                close(fd);
-                goto out;
-            }
-            if (EVP_Digest(data, n, ch.sha256, NULL, EVP_sha256(), NULL) != 1 ||
-                rdx_tp_chunk_header(&ch, buf, &hl, NULL) != RDX_OK) {
-                setwhy(why, whysz, "cannot hash a chunk");
-                close(fd);
-                goto out;
-            }
-            /* Lay out [frame header][chunk header][data] contiguously and write it once. */
             uint8_t *start = data - hl - RDX_TRANSPORT_FRAME_HDR;
             memmove(start + RDX_TRANSPORT_FRAME_HDR, buf, hl);
-            if (rdx_transport_frame_header(start, RDX_FRAME_CHUNK, hl + n, NULL) != RDX_OK ||
-                ssl_write_all(l->ssl, start, RDX_TRANSPORT_FRAME_HDR + hl + n) != 0) {
+            int failed = rdx_transport_frame_header(start, RDX_FRAME_CHUNK, hl + n, NULL) != RDX_OK;
+            size_t lead = RDX_TRANSPORT_FRAME_HDR + hl;
+            for (size_t sent = 0; !failed && sent < n;) {
+                size_t piece = n - sent < SEND_PIECE ? n - sent : SEND_PIECE;
+                ssize_t r = pread(fd, data, piece, (off_t)(off + sent));
+                if (r != (ssize_t)piece) {
+                    setwhy(why, whysz, "%s: short read at %llu", path,
+                           (unsigned long long)(off + sent));
+                    close(fd);
+                    free(made);
+                    goto out; /* half a frame went out: the link is closed */
+                }
+                failed = ssl_write_all(l->ssl, data - lead, lead + piece) != 0;
+                sent += piece;
+                lead = 0;
+            }
+            if (failed) {
                 close(fd);
                 /* The receiver may have said why before it closed. */
                 rdx_transport_frame f;
                 char rwhy[256];
+                free(made);
                 if (read_frame(l, &f, rwhy, sizeof rwhy) == 0 && f.type == RDX_FRAME_REFUSE) {
                     oc = refused(&f, why, whysz);
                 } else {
@@ -266,6 +339,7 @@ static enum outcome stream_items(const struct rdx_tp_sender *s, struct link *l,
             }
             off += n;
         }
+        free(made);
         close(fd);
     }
     oc = DELIVERED; /* every byte sent; the caller commits */
@@ -351,7 +425,7 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
  * offer; ACKs (each naming its case) are taken as they arrive, so the
  * receiver can make a whole group of them durable with one sync.
  */
-#define PIPE_MAX 64
+#define PIPE_MAX 256
 /*
  * A case never tried before and at most this large is sent whole right
  * behind its OFFER, without waiting for PROGRESS: the receiver has nothing
@@ -509,8 +583,11 @@ static int offer_one(const struct rdx_tp_sender *s, struct link *l, struct job *
         return -1;
     }
     for (size_t i = 0; i < got; i++) {
-        if (done[i] > m->items[i].size) {
-            setwhy(j->why, sizeof j->why, "receiver claims more of item %zu than it has", i + 1);
+        if (done[i] > m->items[i].size ||
+            (done[i] != m->items[i].size && done[i] % m->chunk_size != 0)) {
+            setwhy(j->why, sizeof j->why,
+                   "receiver reports item %zu at %llu bytes, which is no chunk boundary", i + 1,
+                   (unsigned long long)done[i]);
             free(done);
             job_done(j, RETRY, 0, NULL);
             return -1;
@@ -648,6 +725,7 @@ static void *janitor_main(void *arg)
 {
     struct janitor *j = arg;
     char id[RDX_TRANSPORT_CASE_ID_MAX + 1];
+    (void)pthread_setname_np(pthread_self(), "rdx-janitor");
     pthread_mutex_lock(&j->mu);
     for (;;) {
         while (j->n == 0 && !j->stop) {
@@ -779,6 +857,19 @@ static int record_one(const struct rdx_tp_sender *s, sqlite3 *db, struct job *j,
         sqlite3_bind_text(st, 6, m->case_id, -1, SQLITE_STATIC) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_DONE;
     sqlite3_finalize(st);
+    st = NULL;
+    int chunked = 0;
+    for (size_t i = 0; i < m->nitems; i++) {
+        chunked |= rdx_tp_chunk_count(m->items[i].size, m->chunk_size) > 1;
+    }
+    if (ok && chunked && strcmp(state, "queued") != 0) {
+        /* Nothing will be sent of it again (a requeued dead letter computes them anew). */
+        ok = sqlite3_prepare_v2(db, "DELETE FROM outbox_checks WHERE case_id=?", -1, &st, NULL) ==
+                 SQLITE_OK &&
+             sqlite3_bind_text(st, 1, m->case_id, -1, SQLITE_STATIC) == SQLITE_OK &&
+             sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_finalize(st);
+    }
     ok = ok && rdx_tp_audit(db, cfg->id, event, outcome, m->recipient, m->case_id, detail, &err) ==
                    RDX_OK;
     return ok;
@@ -818,6 +909,46 @@ static void record_batch(const struct rdx_tp_sender *s, sqlite3 *db, struct jani
         }
     }
     free(detail);
+}
+
+/*
+ * The chunk check values recorded when j was queued. A missing or malformed
+ * row is no error: stream_items computes the values from the spool copy.
+ */
+static void load_checks(sqlite3 *db, struct job *j)
+{
+    sqlite3_stmt *st = NULL;
+    int chunked = 0;
+    for (size_t i = 0; i < j->m.nitems; i++) {
+        chunked |= rdx_tp_chunk_count(j->m.items[i].size, j->m.chunk_size) > 1;
+    }
+    if (!chunked) {
+        return; /* one chunk per item: its check value is the item digest */
+    }
+    if (sqlite3_prepare_v2(db, "SELECT idx, checks FROM outbox_checks WHERE case_id=?", -1, &st,
+                           NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, j->m.case_id, -1, SQLITE_STATIC) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return;
+    }
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        sqlite3_int64 idx = sqlite3_column_int64(st, 0);
+        if (idx < 0 || (size_t)idx >= j->m.nitems || j->m.items[idx].checks != NULL) {
+            continue;
+        }
+        struct rdx_tp_item *it = &j->m.items[idx];
+        size_t want = rdx_tp_chunk_count(it->size, j->m.chunk_size) * 32;
+        const void *b = sqlite3_column_blob(st, 1);
+        if (b == NULL || (size_t)sqlite3_column_bytes(st, 1) != want ||
+            memcmp((const uint8_t *)b + want - 32, it->sha256, 32) != 0) {
+            continue; /* not this manifest's values: computed again when sent */
+        }
+        it->checks = malloc(want);
+        if (it->checks != NULL) {
+            memcpy(it->checks, b, want);
+        }
+    }
+    sqlite3_finalize(st);
 }
 
 /* Due cases for one recipient (the connected one first), at most PIPE_MAX. */
@@ -863,6 +994,7 @@ static size_t due_jobs(const struct rdx_tp_sender *s, sqlite3 *db, const char *p
             free(j->blob);
             continue;
         }
+        load_checks(db, j);
         n++;
     }
     sqlite3_finalize(st);

@@ -27,6 +27,16 @@ static const char SCHEMA[] =
     "  last_error TEXT,"
     "  done_ms INTEGER);"
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_ms);"
+    /*
+     * Each queued item's chunk check values (32 bytes per chunk), computed
+     * while the item was copied into the spool, so that delivery sends
+     * without hashing. Only items of two chunks or more have a row.
+     */
+    "CREATE TABLE IF NOT EXISTS outbox_checks("
+    "  case_id TEXT NOT NULL,"
+    "  idx INTEGER NOT NULL,"
+    "  checks BLOB NOT NULL,"
+    "  PRIMARY KEY (case_id, idx));"
     "CREATE TABLE IF NOT EXISTS inbox("
     "  sender TEXT NOT NULL,"
     "  case_id TEXT NOT NULL,"
@@ -55,6 +65,7 @@ static const char SCHEMA[] =
     "  case_id TEXT NOT NULL,"
     "  idx INTEGER NOT NULL,"
     "  data BLOB NOT NULL,"
+    "  spilled INTEGER NOT NULL DEFAULT 0," /* >0: its file is written, not yet synced */
     "  PRIMARY KEY (sender, case_id, idx));"
     "CREATE TABLE IF NOT EXISTS audit("
     "  seq INTEGER PRIMARY KEY,"
@@ -100,6 +111,23 @@ rdx_status rdx_tp_node_db_open(const char *data_dir, sqlite3 **out, rdx_error *e
     if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, NULL) !=
             SQLITE_OK ||
         sqlite3_exec(db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK) {
+        rdx_status st = rdx_error_set(err, RDX_EDB, "%s: %s", path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return st;
+    }
+    /* A node.db from before the spill thread: its inbox_blobs has no spilled column. */
+    sqlite3_stmt *q = NULL;
+    int has = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT 1 FROM pragma_table_info('inbox_blobs') WHERE name='spilled'",
+                           -1, &q, NULL) == SQLITE_OK) {
+        has = sqlite3_step(q) == SQLITE_ROW;
+    }
+    sqlite3_finalize(q);
+    if (!has && sqlite3_exec(db,
+                             "ALTER TABLE inbox_blobs ADD COLUMN spilled INTEGER NOT NULL "
+                             "DEFAULT 0",
+                             NULL, NULL, NULL) != SQLITE_OK) {
         rdx_status st = rdx_error_set(err, RDX_EDB, "%s: %s", path, sqlite3_errmsg(db));
         sqlite3_close(db);
         return st;

@@ -150,6 +150,12 @@ struct rdx_tp_item {
     char name[RDX_TRANSPORT_ITEM_NAME_MAX + 1];
     uint64_t size;
     uint8_t sha256[32];
+    /*
+     * Sender side only, never encoded: the check value of each chunk
+     * (rdx_tp_chunk_count entries of 32 bytes, see rdx_tp_chunk_check),
+     * computed once when the case is queued; NULL when not known.
+     */
+    uint8_t *checks;
 };
 
 struct rdx_tp_manifest {
@@ -179,6 +185,7 @@ struct rdx_tp_chunk {
     uint16_t item;
     uint64_t offset;
     uint8_t sha256[32];
+    /* sha256: the chunk's check value (rdx_tp_chunk_check), not a digest of the chunk alone */
     const uint8_t *data; /* points into the frame */
     size_t len;
 };
@@ -215,6 +222,45 @@ rdx_status rdx_tp_refuse_encode(const char *case_id, unsigned code, const char *
                                 rdx_buf *out, rdx_error *err);
 rdx_status rdx_tp_refuse_decode(const uint8_t *p, size_t len, char *case_id, unsigned *code,
                                 char *reason, size_t reasonsz, rdx_error *err);
+
+/* ---- Chunk check values (transport/digest.c) ----------------------------- */
+
+/*
+ * Every chunk of an item carries a check value, and the receiver verifies it
+ * before it writes the chunk: for the item's last chunk it is the item's
+ * SHA-256 (the one in the manifest); for any other chunk it is the SHA-256
+ * chaining value (the eight state words, big-endian) after the item's bytes
+ * up to the end of that chunk. So one SHA-256 pass over an item checks each
+ * chunk as it arrives and the whole item at its end, and a changed byte is
+ * caught in the chunk that carries it. Chunk boundaries fall on multiples of
+ * the chunk size, which is a multiple of 64 bytes (one SHA-256 block).
+ */
+struct rdx_tp_sha {
+    _Alignas(16) unsigned char opaque[128]; /* an OpenSSL SHA256_CTX */
+    uint64_t bytes;                         /* hashed so far */
+};
+void rdx_tp_sha_init(struct rdx_tp_sha *s);
+void rdx_tp_sha_update(struct rdx_tp_sha *s, const void *p, size_t n);
+/* The chaining value so far: -1 unless a whole number of 64-byte blocks was hashed. */
+int rdx_tp_sha_chain(const struct rdx_tp_sha *s, uint8_t out[32]);
+/* The SHA-256 of everything hashed; s must be initialised again before reuse. */
+void rdx_tp_sha_final(struct rdx_tp_sha *s, uint8_t out[32]);
+/*
+ * The check value of the chunk that ends where s stands, in an item of
+ * item_size bytes: the final digest when s has hashed the whole item
+ * (finalising s), else the chaining value. -1 when the chunk does not end on
+ * a 64-byte block inside the item.
+ */
+int rdx_tp_chunk_check(struct rdx_tp_sha *s, uint64_t item_size, uint8_t out[32]);
+/* Chunks of an item of size bytes: ceil(size / chunk_size). */
+size_t rdx_tp_chunk_count(uint64_t size, uint32_t chunk_size);
+/*
+ * Every chunk's check value of an item held in memory (*n values of 32 bytes
+ * in *out, the caller frees it). RDX_EINVAL when chunk_size is not a multiple
+ * of 64, RDX_ENOMEM.
+ */
+rdx_status rdx_tp_chunk_checks(const uint8_t *data, uint64_t size, uint32_t chunk_size,
+                               uint8_t **out, size_t *n, rdx_error *err);
 
 /* ---- Staging cases (transport/case.c) ------------------------------------ */
 
@@ -267,6 +313,27 @@ rdx_status rdx_tp_audit(sqlite3 *db, const char *node, const char *event, int ou
  * record whose hash or link is wrong (*bad_seq gets its sequence number).
  */
 rdx_status rdx_tp_audit_verify(sqlite3 *db, long long *records, long long *bad_seq, rdx_error *err);
+
+/* ---- Small items held in node.db (transport/inbox_blob.c) --------------- */
+
+/*
+ * The bytes of item idx of a received case while node.db holds them
+ * (inbox_blobs): RDX_OK with out filled (replacing what it held). While such
+ * a row exists it is the item, and the file may be missing or not durable
+ * yet. RDX_ENOTFOUND when there is none (the file is the item); RDX_EDB.
+ */
+rdx_status rdx_tp_blob_get(sqlite3 *db, const char *sender, const char *case_id, size_t idx,
+                           rdx_buf *out, rdx_error *err);
+/*
+ * Write DATA/inbox/SENDER/CASE/IDX from len bytes at p, making the
+ * directories as needed, through a temporary file renamed into place (never
+ * half a file under the item's name). With sync, the file and its
+ * directories are synced before this returns; without, the caller syncs (the
+ * spill thread does one syncfs per batch). Names must have been checked.
+ */
+rdx_status rdx_tp_blob_write_file(const char *data, const char *sender, const char *case_id,
+                                  size_t idx, const uint8_t *p, size_t len, int sync,
+                                  rdx_error *err);
 
 /* ---- TLS (transport/tls.c) ------------------------------------------------ */
 

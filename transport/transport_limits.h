@@ -36,6 +36,18 @@
  */
 #define RDX_TRANSPORT_CHUNK_MIN (1u << 20)
 #define RDX_TRANSPORT_CHUNK_MAX (8u << 20)
+/*
+ * The chunk size is a multiple of this: chunk boundaries then fall on whole
+ * SHA-256 blocks (64 bytes; see rdx_tp_chunk_check) and on whole file-system
+ * blocks, so a receiver can write every chunk but an item's last with O_DIRECT.
+ */
+#define RDX_TRANSPORT_CHUNK_ALIGN 4096u
+/*
+ * Received items of at most this size are kept in node.db (inbox_blobs)
+ * with the group commit, so a group of small cases costs one WAL sync; their
+ * files are written afterwards (transport/inbox_blob.c).
+ */
+#define RDX_TRANSPORT_INLINE_MAX (64u << 10)
 /* A chunk frame carries a fixed header (case, item, offset, SHA-256) before its data. */
 #define RDX_TRANSPORT_CHUNK_HDR_MAX 256u
 /* The hard ceiling on any frame's payload: one full chunk and its header. */

@@ -178,7 +178,7 @@ rdx_status rdx_transport_inst_id_check(const char *s, const char *what, rdx_erro
  * (see transport/transport_limits.h), checked from the header alone, before a
  * byte of the payload is buffered; nothing is larger than one chunk.
  */
-#define RDX_TRANSPORT_FRAME_VERSION 1
+#define RDX_TRANSPORT_FRAME_VERSION 2
 #define RDX_TRANSPORT_FRAME_HDR     8
 
 typedef enum rdx_transport_frame_type {
@@ -258,6 +258,17 @@ size_t rdx_transport_decoder_pending(const rdx_transport_decoder *d);
 
 /* Bytes of payload memory the decoder holds now (for the per-connection budget). */
 size_t rdx_transport_decoder_footprint(const rdx_transport_decoder *d);
+
+/*
+ * Take the payload of the frame the last _feed delivered, without copying:
+ * its bytes move into *out, and the decoder goes on in the memory *out held
+ * before (emptied), so a stream of chunks alternates between two buffers
+ * instead of allocating one per frame. *out must be initialised (rdx_buf_init)
+ * and owned by the caller, who frees it with rdx_buf_free. The frame's
+ * payload pointer is then valid in out->data, not in the decoder.
+ * RDX_EINVAL when no frame was just delivered.
+ */
+rdx_status rdx_transport_decoder_take(rdx_transport_decoder *d, rdx_buf *out, rdx_error *err);
 
 /* ==== Node configuration (transport/node_config.c) ======================= */
 
@@ -493,7 +504,9 @@ rdx_status rdx_transport_inbox_pending(const rdx_transport_config *cfg, int64_t 
 /*
  * Path of item idx of a received case in this node's inbox spool (read-only
  * for the caller; the manifest's hash was checked on receipt). Checks sender
- * and case ID. Errors: RDX_EINVAL.
+ * and case ID. A small item that the node still holds in node.db only (its
+ * file is written shortly after the case arrives) is written out, durably,
+ * before this returns. Errors: RDX_EINVAL, RDX_EDB, RDX_EIO.
  */
 rdx_status rdx_transport_inbox_item_path(const rdx_transport_config *cfg, const char *sender,
                                          const char *case_id, size_t idx, char *out, size_t outsz,
