@@ -176,13 +176,21 @@ typedef struct rdx_img_frame {
 /*
  * Decode frame number frame (0-based) of the DICOM file at path with GDCM:
  * native, deflated, RLE, JPEG baseline/extended/lossless, JPEG-LS and JPEG
- * 2000. Values are masked to Bits Stored and sign-extended when Pixel
- * Representation is 1. out is filled on success; release it with
- * rdx_img_frame_free (out->values is malloc'd).
- * Errors: RDX_ERANGE (no such frame), RDX_EPARSE (undecodable), RDX_EFORMAT
- * (an unsupported layout), RDX_ELIMIT (over RDX_IMG_MAX_PIXEL_BYTES),
- * RDX_ENOMEM; err names the file. Thread safety: distinct calls are
- * independent (the first call silences GDCM's logging, once per process).
+ * 2000 (DCMTK first for RLE, and as a second try for JPEG). Only that frame
+ * is decoded; encapsulated Pixel Data is checked item by item first (PS3.5
+ * A.4) and the frame's fragments found through the Basic Offset Table, one
+ * fragment per frame, or the codestream markers. Values are masked to Bits
+ * Stored and sign-extended when Pixel Representation is 1. out is filled on
+ * success; release it with rdx_img_frame_free (out->values is malloc'd).
+ * Errors: RDX_ERANGE (no such frame), RDX_ESHORT (truncated), RDX_EPARSE
+ * (damaged item structure, or the decoder refuses the data), RDX_EFORMAT
+ * (an unsupported layout or syntax, fragments that do not match the
+ * frames), RDX_ELIMIT (over RDX_IMG_MAX_PIXEL_BYTES or
+ * RDX_IMG_MAX_FRAGMENTS), RDX_ENOMEM. Decode errors read "FILE: frame F of N
+ * (SYNTAX NAME, UID): reason", the reason naming the fragment and byte
+ * offset, or giving GDCM's, libjpeg's, OpenJPEG's and DCMTK's own words;
+ * none of them print anything. Thread safety: distinct calls are
+ * independent (each thread's decoder messages are collected apart).
  */
 rdx_status rdx_img_frame_decode(const char *path, uint32_t frame, rdx_img_frame *out,
                                 rdx_error *err);
