@@ -1279,6 +1279,16 @@ rdx_status dcmtk_decode(const uint8_t *p, size_t n, uint32_t frame, struct img_p
 
 } // namespace
 
+extern "C" void img_dcmtk_init(void)
+{
+    try {
+        quiet_dcmtk();
+        register_codecs();
+    } catch (...) {
+        /* Retried, and reported, by the decode itself. */
+    }
+}
+
 extern "C" rdx_status img_dcmtk_decode(const uint8_t *p, size_t n, uint32_t frame,
                                        struct img_pixels *out, rdx_error *err)
 {

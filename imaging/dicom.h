@@ -55,6 +55,17 @@ int rdx_img_utf8_valid(const uint8_t *in, size_t n);
  */
 int img_dataset_pixel_value(const rdx_img_dataset *ds, uint64_t *offset, uint32_t *length);
 
+/*
+ * Walk every element of the DICOM stream p[0..n) (meta information, then the
+ * data set in transfer syntax ts, into sequences and items) and check each
+ * declared length against the bytes left in its container, so that a
+ * decoder given the stream never allocates what a hostile length asks for.
+ * Deflated and unknown syntaxes are not walked. RDX_ESHORT (a length past
+ * the end, naming the element and byte), RDX_EPARSE (an item tag missing),
+ * RDX_ELIMIT (nesting past RDX_IMG_MAX_SEQ_DEPTH).
+ */
+rdx_status img_stream_check(const uint8_t *p, size_t n, const char *ts, rdx_error *err);
+
 /* One fragment of encapsulated Pixel Data: its item header and value in the stream. */
 struct img_fragment {
     size_t item; /* offset of its (FFFE,E000) item tag */
@@ -70,6 +81,7 @@ struct img_encap {
     struct img_fragment *frag; /* malloc'd: the fragments after the offset table */
     size_t nfrag;
     size_t first_item; /* offset of the first fragment's item tag (offset table origin) */
+    size_t end;        /* offset just past the Sequence Delimitation Item (or the last item) */
 };
 
 /*
@@ -143,6 +155,33 @@ rdx_status img_gdcm_decode(const uint8_t *p, size_t n, uint32_t frame, const uin
  */
 rdx_status img_dcmtk_decode(const uint8_t *p, size_t n, uint32_t frame, struct img_pixels *out,
                             rdx_error *err);
+
+/*
+ * The once-per-process set-up of each decoder (silenced logging, codec
+ * registration), done by sandbox.c before it forks so that a child never
+ * waits on a lock another thread held at the fork.
+ */
+void img_gdcm_init(void);
+void img_dcmtk_init(void);
+
+/* Which decoder img_decode_isolated runs. */
+enum img_decoder { IMG_DEC_GDCM, IMG_DEC_DCMTK };
+
+/*
+ * Run img_gdcm_decode or img_dcmtk_decode (same arguments) in a forked
+ * child process and take its result back through a pipe. Debian builds
+ * GDCM with assertions on, and its codecs (and CharLS, OpenJPEG, libjpeg)
+ * can abort, crash or loop on hostile data: in the child that costs the
+ * child, and comes back as RDX_EPARSE naming the assertion or signal, or as
+ * RDX_ETIMEOUT after RDX_IMG_DECODE_SECONDS. What the libraries print goes
+ * into the reason, never to the caller's stderr. The child's answer is
+ * checked like any input. In sanitizer builds a sanitizer report from the
+ * child is printed and the caller aborts, so tests and fuzzing still see
+ * memory errors. Errors also RDX_ENOMEM / RDX_EIO when fork or pipe fail.
+ */
+rdx_status img_decode_isolated(enum img_decoder which, const uint8_t *p, size_t n, uint32_t frame,
+                               const uint8_t *cs, size_t cs_len, struct img_pixels *out,
+                               rdx_error *err);
 
 /*
  * rdx_img_frame_decode over a stream in memory; name labels the messages

@@ -57,6 +57,7 @@ rdx_status img_encap_parse(const uint8_t *p, size_t n, size_t value_off, struct 
              * Delimitation Item: every fragment is complete, so accept it as
              * DCMTK and GDCM do.
              */
+            out->end = r.off;
             break;
         }
         if (rdx_rd_u16le(&r, &g) != RDX_OK || rdx_rd_u16le(&r, &e) != RDX_OK ||
@@ -82,6 +83,7 @@ rdx_status img_encap_parse(const uint8_t *p, size_t n, size_t value_off, struct 
                                    at, len);
                 goto fail;
             }
+            out->end = r.off;
             break;
         }
         if (g != ITEM_GROUP || e != ITEM_ELEM) {

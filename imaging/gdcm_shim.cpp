@@ -510,6 +510,15 @@ extern "C" void *gdcmjpeg16_jpeg_std_error(void *err)
     return wrap_std_error("gdcmjpeg16_jpeg_std_error", err);
 }
 
+extern "C" void img_gdcm_init(void)
+{
+    try {
+        quiet_gdcm();
+    } catch (...) {
+        /* Retried, and reported, by the decode itself. */
+    }
+}
+
 extern "C" rdx_status img_gdcm_decode(const uint8_t *p, size_t n, uint32_t frame, const uint8_t *cs,
                                       size_t cs_len, struct img_pixels *out, rdx_error *err)
 {

@@ -145,15 +145,67 @@ static uint32_t header_frames(const rdx_img_dataset *ds)
     return v >= 1 && v <= UINT32_MAX ? (uint32_t)v : 0;
 }
 
-/* Run one decoder, keeping its message for the combined error. */
-static rdx_status run(int use_dcmtk, const uint8_t *p, size_t n, uint32_t frame, const rdx_buf *cs,
+/* Run one decoder on its stream, keeping its message for the combined error. */
+static rdx_status run(int use_dcmtk, const rdx_buf *stream, uint32_t frame, const rdx_buf *cs,
                       struct img_pixels *px, rdx_error *e)
 {
     rdx_error_clear(e);
-    if (use_dcmtk) {
-        return img_dcmtk_decode(p, n, frame, px, e);
+    return img_decode_isolated(use_dcmtk ? IMG_DEC_DCMTK : IMG_DEC_GDCM, stream->data, stream->len,
+                               frame, cs->data, cs->len, px, e);
+}
+
+/* Append an item header (PS3.5 7.5: tag, 32-bit length, little-endian). */
+static rdx_status put_item(rdx_buf *b, uint16_t elem, uint32_t len)
+{
+    uint8_t h[8] = {0xFE,
+                    0xFF,
+                    (uint8_t)elem,
+                    (uint8_t)(elem >> 8),
+                    (uint8_t)len,
+                    (uint8_t)(len >> 8),
+                    (uint8_t)(len >> 16),
+                    (uint8_t)(len >> 24)};
+    return rdx_buf_append(b, h, sizeof h);
+}
+
+/*
+ * The bytes each decoder is given: never more than the header parse and
+ * fragments.c have checked. Everything after Pixel Data is dropped (GDCM and
+ * DCMTK read every element and allocate what a length declares, so junk
+ * after the pixels could ask for gigabytes). GDCM gets a one-frame stream:
+ * the header, an empty offset table and the frame's codestream as the only
+ * fragment, so it never parses the other frames; DCMTK, which decodes every
+ * frame, gets the checked items as they are.
+ */
+static rdx_status decoder_streams(const uint8_t *p, size_t n, int encap, size_t value_off,
+                                  uint32_t value_len, const struct img_encap *enc,
+                                  const rdx_buf *cs, rdx_buf *for_gdcm, rdx_buf *for_dcmtk,
+                                  rdx_error *err)
+{
+    size_t end = n;
+    if (encap) {
+        end = enc->end;
+    } else if (value_len != 0xFFFFFFFFu && value_off + value_len <= n) {
+        end = value_off + value_len;
     }
-    return img_gdcm_decode(p, n, frame, cs->data != NULL ? cs->data : NULL, cs->len, px, e);
+    rdx_status st;
+    if ((st = rdx_buf_append(for_dcmtk, p, end)) != RDX_OK) {
+        return rdx_error_set(err, st, "out of memory for the decoder's copy");
+    }
+    if (!encap) {
+        if ((st = rdx_buf_append(for_gdcm, p, end)) != RDX_OK) {
+            return rdx_error_set(err, st, "out of memory for the decoder's copy");
+        }
+        return RDX_OK;
+    }
+    if ((st = rdx_buf_append(for_gdcm, p, value_off)) != RDX_OK ||
+        (st = put_item(for_gdcm, 0xE000, 0)) != RDX_OK ||
+        (st = put_item(for_gdcm, 0xE000, (uint32_t)cs->len)) != RDX_OK ||
+        (st = rdx_buf_append(for_gdcm, cs->data, cs->len)) != RDX_OK ||
+        (st = put_item(for_gdcm, 0xE0DD, 0)) != RDX_OK) {
+        return rdx_error_set(err, st, "out of memory for the decoder's copy");
+    }
+    return RDX_OK;
 }
 
 /* A decoder's failure that another decoder might not share (not a cap or resource). */
@@ -188,6 +240,11 @@ rdx_status img_frame_decode_mem(const uint8_t *p, size_t n, const char *name, ui
         return rdx_error_set(err, RDX_ERANGE,
                              "%s: Number of Frames (0028,0008) is not a positive integer", label);
     }
+    if (frames > RDX_IMG_MAX_FRAMES) {
+        return rdx_error_set(err, RDX_ELIMIT,
+                             "%s: Number of Frames (0028,0008) is %u, over the %u-frame cap", label,
+                             frames, RDX_IMG_MAX_FRAMES);
+    }
     if (frame >= frames) {
         return rdx_error_set(err, RDX_ERANGE, "%s: frame %u asked, the file has %u (0-based)",
                              label, frame, frames);
@@ -197,8 +254,10 @@ rdx_status img_frame_decode_mem(const uint8_t *p, size_t n, const char *name, ui
     memset(&px, 0, sizeof px);
     struct img_encap enc;
     memset(&enc, 0, sizeof enc);
-    rdx_buf cs;
+    rdx_buf cs, sg, sd;
     rdx_buf_init(&cs, RDX_IMG_MAX_PIXEL_BYTES);
+    rdx_buf_init(&sg, (size_t)RDX_IMG_MAX_PIXEL_BYTES + 65536);
+    rdx_buf_init(&sd, (size_t)RDX_IMG_MAX_PIXEL_BYTES + 65536);
     rdx_status st = RDX_OK;
     if (kind == TS_NO_CODEC) {
         st = rdx_error_set(err, RDX_EFORMAT,
@@ -222,6 +281,12 @@ rdx_status img_frame_decode_mem(const uint8_t *p, size_t n, const char *name, ui
             goto out;
         }
     }
+    if ((st = img_stream_check(p, n, ts, err)) != RDX_OK ||
+        (st = decoder_streams(p, n, kind != TS_NATIVE, (size_t)value_off,
+                              located ? value_len : 0xFFFFFFFFu, &enc, &cs, &sg, &sd, err)) !=
+            RDX_OK) {
+        goto out;
+    }
     /*
      * GDCM first, DCMTK when GDCM fails on JPEG; RLE the other way round
      * (GDCM 3.0 mis-orders the byte segments of 16-bit colour RLE). DCMTK has
@@ -230,9 +295,9 @@ rdx_status img_frame_decode_mem(const uint8_t *p, size_t n, const char *name, ui
     int second = kind == TS_RLE || kind == TS_JPEG;
     int dcmtk_first = kind == TS_RLE;
     rdx_error e1, e2;
-    st = run(dcmtk_first, p, n, frame, &cs, &px, &e1);
+    st = run(dcmtk_first, dcmtk_first ? &sd : &sg, frame, &cs, &px, &e1);
     if (st != RDX_OK && second && worth_retry(st)) {
-        rdx_status st2 = run(!dcmtk_first, p, n, frame, &cs, &px, &e2);
+        rdx_status st2 = run(!dcmtk_first, dcmtk_first ? &sg : &sd, frame, &cs, &px, &e2);
         if (st2 == RDX_OK) {
             st = RDX_OK;
         } else {
@@ -249,10 +314,14 @@ out:
         free(px.data);
         img_encap_free(&enc);
         rdx_buf_free(&cs);
+        rdx_buf_free(&sg);
+        rdx_buf_free(&sd);
         return st;
     }
     img_encap_free(&enc);
     rdx_buf_free(&cs);
+    rdx_buf_free(&sg);
+    rdx_buf_free(&sd);
     size_t nv = (size_t)px.rows * px.columns * px.samples;
     out->values = rdx_mallocarray(nv, sizeof *out->values);
     if (out->values == NULL) {

@@ -21,25 +21,6 @@
 #include "rdx/imaging.h"
 #include "support/testutil.h"
 
-/*
- * GDCM 3.0.21 does not destroy its OpenJPEG decompressor when a codestream is
- * refused (malformed/JPEG2000-embedded-sequence-delimiter.dcm): about 10 KB
- * lost per such file inside libopenjp2, not in rdx. Likewise its JPEG-LS
- * codec drops its copy of the first fragment when that fragment has no
- * readable header (the damaged-marker test), during gdcm::ImageReader::Read,
- * before rdx sees the fragments, and gdcm::JPEGLSCodec::Decode drops its
- * copy of the codestream when CharLS refuses it (the zeroed JPEG-LS file of
- * the damaged-files test). LeakSanitizer reads this hook at start-up; only
- * this test binary uses it.
- */
-const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void)
-{
-    return "leak:libopenjp2.so\n"
-           "leak:gdcm::JPEGLSCodec::GetHeaderInfo\n"
-           "leak:gdcm::JPEGLSCodec::Decode\n";
-}
-
 #define FIXTURE_SR "tests/fixtures/imaging/study/test-SR.dcm"
 
 #define DATA_OR_SKIP(var)                                                                          \
@@ -531,6 +512,36 @@ static void test_pixels_damaged_files_say_why(void **state)
     free(dir);
 }
 
+/*
+ * A JPEG whose header makes GDCM 3.0 fail an assertion (found by
+ * fuzz_pixels): Debian's GDCM aborts the process there. The decode runs in
+ * a child process, so the caller gets an error naming the assertion, and
+ * rdx img preview exits 1 with one line.
+ */
+static void test_pixels_decoder_abort_is_an_error(void **state)
+{
+    (void)state;
+    char in[512];
+    rdx_test_fixture(in, sizeof in, "../fuzz/crashes/pixels/gdcm-jpeg-header-assert.dcm");
+    const char *words[] = {"frame 0 of 1 (JPEG Baseline, 1.2.840.10008.1.2.4.50)",
+                           "GDCM: the decoder died on this data (signal 6, abort)",
+                           "gdcmJPEGCodec.cxx", "Assertion", NULL};
+    expect_refused(in, 0, RDX_EPARSE, words);
+    char *dir = rdx_test_tmpdir();
+    char png[600];
+    snprintf(png, sizeof png, "%s/x.png", dir);
+    struct rdx_run r;
+    const char *a[] = {"img", "preview", in, "-o", png, NULL};
+    assert_int_equal(rdx_run_rdx(&r, a), 0);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "rdx img preview: "));
+    assert_non_null(strstr(r.err, "Assertion"));
+    assert_string_equal(strchr(r.err, '\n'), "\n");
+    rdx_run_free(&r);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
 /* ---- Previews -------------------------------------------------------------------- */
 
 static void png_size(const rdx_buf *b, uint32_t *w, uint32_t *h, int *color)
@@ -726,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_pixels_refusals),
         cmocka_unit_test(test_pixels_fragmented_jpegls_damaged_markers),
         cmocka_unit_test(test_pixels_damaged_files_say_why),
+        cmocka_unit_test(test_pixels_decoder_abort_is_an_error),
         cmocka_unit_test(test_pixels_preview_golden),
         cmocka_unit_test(test_pixels_preview_thumbnails),
         cmocka_unit_test(test_pixels_preview_cli),

@@ -189,8 +189,13 @@ typedef struct rdx_img_frame {
  * RDX_IMG_MAX_FRAGMENTS), RDX_ENOMEM. Decode errors read "FILE: frame F of N
  * (SYNTAX NAME, UID): reason", the reason naming the fragment and byte
  * offset, or giving GDCM's, libjpeg's, OpenJPEG's and DCMTK's own words;
- * none of them print anything. Thread safety: distinct calls are
- * independent (each thread's decoder messages are collected apart).
+ * none of them print anything. The codecs run in a short-lived child
+ * process (fork): an assertion or crash inside GDCM, CharLS, OpenJPEG,
+ * libjpeg or DCMTK on hostile data (Debian builds GDCM with assertions on)
+ * becomes RDX_EPARSE naming the assertion or signal, and a codec that does
+ * not finish is stopped after RDX_IMG_DECODE_SECONDS (RDX_ETIMEOUT). The
+ * caller must not reap children it did not start (SIGCHLD ignored or a
+ * wait-any loop). Thread safety: distinct calls are independent.
  */
 rdx_status rdx_img_frame_decode(const char *path, uint32_t frame, rdx_img_frame *out,
                                 rdx_error *err);
