@@ -68,6 +68,13 @@ struct img_record {
  * RDX_IMG_BATCH instances.
  */
 rdx_status img_store_begin(rdx_img_index *ix, rdx_error *err);
+/*
+ * Inside the open transaction, lock keys[0..n) (sorted, distinct: the keys
+ * of the rows a batch writes) until it ends, in that order, so that writers
+ * sharing rows queue instead of deadlocking. A no-op on SQLite, which has
+ * one writer at a time anyway.
+ */
+rdx_status img_store_lock_keys(rdx_img_index *ix, const int64_t *keys, size_t n, rdx_error *err);
 rdx_status img_store_commit(rdx_img_index *ix, rdx_error *err);
 void img_store_rollback(rdx_img_index *ix);
 
@@ -151,6 +158,8 @@ struct img_backend {
      */
     rdx_status (*put_chain)(void *be, const char *const *params, char *out, size_t outsz,
                             rdx_error *err);
+    /* Optional (NULL: nothing to do): see img_store_lock_keys. */
+    rdx_status (*lock_keys)(void *be, const int64_t *keys, size_t n, rdx_error *err);
     /* Run an ad hoc SELECT (?N placeholders) and deliver its rows. */
     rdx_status (*select)(void *be, const char *sql, const char *const *params, int nparams,
                          img_row_cb cb, void *user, rdx_error *err);

@@ -88,7 +88,21 @@
 /* Parser threads of rdx img index -j: more than the cores only adds contention. */
 #define RDX_IMG_MAX_JOBS 64
 
+/*
+ * Times one batch transaction is run again when PostgreSQL rolls it back
+ * for a deadlock, a serialization failure or a row another indexer wrote
+ * under it (imaging/index.c), waiting 10 ms x attempt^2 between tries: about
+ * 4 s in all before the error reaches the user.
+ */
+#define RDX_IMG_TXN_RETRIES 10
+
 /* Instances written per transaction: large enough to amortise the commit. */
 #define RDX_IMG_BATCH 500
+
+/*
+ * Bytes of records (mostly SR report text) a batch holds before it is
+ * written early: 500 long reports could otherwise keep gigabytes in memory.
+ */
+#define RDX_IMG_BATCH_BYTES (64u * 1024u * 1024u)
 
 #endif /* RDX_IMAGING_LIMITS_H */

@@ -157,6 +157,14 @@ rdx_status img_store_begin(rdx_img_index *ix, rdx_error *err)
     return ix->be->begin(ix->impl, err);
 }
 
+rdx_status img_store_lock_keys(rdx_img_index *ix, const int64_t *keys, size_t n, rdx_error *err)
+{
+    if (ix->be->lock_keys == NULL || n == 0) {
+        return RDX_OK;
+    }
+    return ix->be->lock_keys(ix->impl, keys, n, err);
+}
+
 rdx_status img_store_commit(rdx_img_index *ix, rdx_error *err)
 {
     return ix->be->commit(ix->impl, err);

@@ -266,6 +266,8 @@ typedef struct rdx_img_index_stats {
     uint64_t skipped;    /* not DICOM, or DICOM with nothing to index (DICOMDIR) */
     uint64_t failed;     /* DICOM files refused as malformed */
     uint64_t pruned;     /* rows of files that no longer exist, removed (rdx_img_index_prune) */
+    uint64_t retried;    /* batches written again after PostgreSQL rolled them back (a
+                            deadlock or serialization failure with another writer) */
 } rdx_img_index_stats;
 
 /*
@@ -299,10 +301,18 @@ typedef struct rdx_img_index_opts {
  * to the studies they reference. Re-indexing is idempotent: a file whose size
  * and mtime match its row is counted as unchanged and not re-read; a changed
  * file replaces its rows. Bad files are counted, reported through opts and
- * skipped; they never stop the walk. Writes are batched in transactions.
+ * skipped; they never stop the walk. Writes are batched in transactions;
+ * problems of refused instances are reported when their batch commits.
+ * Several indexers (threads with their own handles, or processes) may write
+ * one PostgreSQL index at once: a batch locks the keys of its rows in one
+ * order first, and a transaction PostgreSQL rolls back for a deadlock,
+ * serialization failure or a row another writer changed under it is written
+ * again, up to RDX_IMG_TXN_RETRIES times (stats->retried counts them;
+ * docs/imaging-index.md). One handle is used by one thread at a time.
  *
- * Errors (the walk itself failed): RDX_ENOENT (path absent), RDX_EDB,
- * RDX_ENOMEM, RDX_ELIMIT (folder nesting deeper than the cap).
+ * Errors (the walk itself failed): RDX_ENOENT (path absent), RDX_EDB (also
+ * when the retries are used up), RDX_ENOMEM, RDX_ELIMIT (folder nesting
+ * deeper than the cap).
  */
 rdx_status rdx_img_index_add_path(rdx_img_index *ix, const char *path,
                                   const rdx_img_index_opts *opts, rdx_img_index_stats *stats,
