@@ -550,21 +550,6 @@ static void saved_free(struct walker *w)
     w->nsaved = w->cap_saved = 0;
 }
 
-/* Write saved instance i; RDX_EBUSY and the fatal codes are returned, refusals kept in the slot. */
-static rdx_status put_saved(struct walker *w, size_t i, rdx_error *err)
-{
-    struct saved_put *s = &w->saved[i];
-    rdx_error fe;
-    rdx_error_clear(&fe);
-    rdx_status st = img_store_put(w->ix, &s->rec, &fe);
-    if (st == RDX_EBUSY || st == RDX_EDB || st == RDX_ENOMEM) {
-        return rdx_error_set(err, st, "%s", fe.msg);
-    }
-    s->st = st;
-    snprintf(s->msg, sizeof s->msg, "%s", fe.msg);
-    return RDX_OK;
-}
-
 /* The store's patient key (index_store.c): Patient ID with issuer, else the name. */
 static void patient_key(const struct img_record *r, char *out, size_t n)
 {
@@ -637,8 +622,19 @@ static rdx_status write_batch(struct walker *w, rdx_error *err)
         return RDX_OK;
     }
     int64_t *keys = rdx_mallocarray(w->nsaved, 3 * sizeof *keys);
-    if (keys == NULL) {
+    const struct img_record **recs = rdx_mallocarray(w->nsaved, sizeof *recs);
+    rdx_status *sts = rdx_mallocarray(w->nsaved, sizeof *sts);
+    char **msgs = rdx_mallocarray(w->nsaved, sizeof *msgs);
+    if (keys == NULL || recs == NULL || sts == NULL || msgs == NULL) {
+        free(keys);
+        free(recs);
+        free(sts);
+        free(msgs);
         return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < w->nsaved; i++) {
+        recs[i] = &w->saved[i].rec;
+        msgs[i] = w->saved[i].msg;
     }
     size_t nkeys = batch_keys(w, keys);
     rdx_status st;
@@ -664,8 +660,8 @@ static rdx_status write_batch(struct walker *w, rdx_error *err)
         }
         w->in_txn = 1;
         st = img_store_lock_keys(w->ix, keys, nkeys, &last);
-        for (size_t k = 0; k < w->nsaved && st == RDX_OK; k++) {
-            st = put_saved(w, k, &last);
+        if (st == RDX_OK) {
+            st = img_store_put_batch(w->ix, recs, w->nsaved, sts, msgs, &last);
         }
         if (st == RDX_OK) {
             st = img_store_commit(w->ix, &last);
@@ -679,7 +675,13 @@ static rdx_status write_batch(struct walker *w, rdx_error *err)
             break;
         }
     }
+    for (size_t i = 0; st == RDX_OK && i < w->nsaved; i++) {
+        w->saved[i].st = sts[i];
+    }
     free(keys);
+    free(recs);
+    free(sts);
+    free(msgs);
     if (st != RDX_OK) {
         if (w->in_txn) {
             img_store_rollback(w->ix);

@@ -426,6 +426,69 @@ static rdx_status pg_lock_keys(void *impl, const int64_t *keys, size_t n, rdx_er
     return st;
 }
 
+/*
+ * Commands sent together in libpq pipeline mode (libpq 14+), results read
+ * after one sync: one round trip for the lot. Every result up to the sync is
+ * read whatever happens, so the connection stays usable; the first failure's
+ * SQLSTATE decides the error, and the commands after it come back
+ * PGRES_PIPELINE_ABORTED without having run.
+ */
+static rdx_status pg_pipeline(void *impl, struct img_cmd *cmds, size_t n, rdx_error *err)
+{
+    struct pg *p = impl;
+    if (PQenterPipelineMode(p->c) != 1) {
+        return db_fail(p, err, "cannot enter pipeline mode");
+    }
+    rdx_status st = RDX_OK;
+    size_t sent = 0;
+    for (; sent < n; sent++) {
+        const struct img_cmd *c = &cmds[sent];
+        const char *name = c->stmt == IMG_CMD_CHAIN ? "rdx_put_chain" : stmt_names[c->stmt];
+        if (PQsendQueryPrepared(p->c, name, c->nparams, c->params, NULL, NULL, 0) != 1) {
+            st = db_fail(p, err, "write");
+            break;
+        }
+    }
+    if (PQpipelineSync(p->c) != 1 && st == RDX_OK) {
+        st = db_fail(p, err, "write");
+    }
+    /* Results of command k until a NULL, for k < sent; then the sync's. */
+    size_t k = 0;
+    int synced = 0, nulls_in_a_row = 0;
+    while (!synced) {
+        PGresult *r = PQgetResult(p->c);
+        if (r == NULL) {
+            k++;
+            if (++nulls_in_a_row > 2 || PQstatus(p->c) != CONNECTION_OK) {
+                if (st == RDX_OK) {
+                    st = db_fail(p, err, "write");
+                }
+                break; /* the connection is gone: nothing more will come */
+            }
+            continue;
+        }
+        nulls_in_a_row = 0;
+        ExecStatusType rs = PQresultStatus(r);
+        if (rs == PGRES_PIPELINE_SYNC) {
+            synced = 1;
+        } else if (rs == PGRES_TUPLES_OK || rs == PGRES_COMMAND_OK) {
+            if (k < sent && cmds[k].out != NULL && rs == PGRES_TUPLES_OK && PQntuples(r) > 0 &&
+                PQnfields(r) > 0) {
+                snprintf(cmds[k].out, cmds[k].outsz, "%s", PQgetvalue(r, 0, 0));
+                cmds[k].got = 1;
+            }
+        } else if (st == RDX_OK) {
+            st = rs == PGRES_PIPELINE_ABORTED ? db_fail(p, err, "write")
+                                              : db_fail_r(p, r, err, "write");
+        }
+        PQclear(r);
+    }
+    if (PQexitPipelineMode(p->c) != 1 && st == RDX_OK) {
+        st = db_fail(p, err, "cannot leave pipeline mode");
+    }
+    return st;
+}
+
 #define MAX_COLS 32
 
 static rdx_status pg_select(void *impl, const char *sql, const char *const *params, int n,
@@ -482,6 +545,7 @@ static const struct img_backend pg_backend = {
     .run = pg_run,
     .put_chain = pg_put_chain,
     .lock_keys = pg_lock_keys,
+    .pipeline = pg_pipeline,
     .select = pg_select,
 };
 

@@ -314,6 +314,17 @@ typedef struct rdx_img_index_opts {
  * when the retries are used up), RDX_ENOMEM, RDX_ELIMIT (folder nesting
  * deeper than the cap).
  */
+/*
+ * PostgreSQL only (a no-op on SQLite): write each batch in libpq pipeline
+ * mode (on, the default: its duplicate checks, then its writes, sent
+ * together, a few round trips per batch instead of five per instance) or one
+ * statement at a time (off: for a connection pooler without pipeline
+ * support, or to measure the difference, as bench/imaging_bench does). The
+ * answers are the same either way. ix may be NULL (no-op). Not while another
+ * call runs on ix.
+ */
+void rdx_img_index_set_pipeline(rdx_img_index *ix, int on);
+
 rdx_status rdx_img_index_add_path(rdx_img_index *ix, const char *path,
                                   const rdx_img_index_opts *opts, rdx_img_index_stats *stats,
                                   rdx_error *err);
