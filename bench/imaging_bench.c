@@ -25,6 +25,8 @@
 #include "rdx/imaging.h"
 
 #include <errno.h>
+/* Debian puts libpq in /usr/include/postgresql; its own includes are relative. */
+#include <postgresql/libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -500,25 +502,43 @@ int main(int argc, char **argv)
         rdx_img_index_close(ix2);
     }
 
-    /* PostgreSQL too when a server is given (RDX_BENCH_PG_URI, an empty database). */
-    double pg_rate = -1;
+    /*
+     * PostgreSQL too when a server is given (RDX_BENCH_PG_URI, an empty
+     * database): one statement at a time and in pipeline mode, alternating,
+     * the tables emptied between passes; the best pass of each is reported.
+     */
+    double pg_rate[2] = {-1, -1};
     const char *pg_uri = getenv("RDX_BENCH_PG_URI");
-    if (pg_uri != NULL && pg_uri[0] != '\0') {
+    for (int pass = 0; pg_uri != NULL && pg_uri[0] != '\0' && pass < 4; pass++) {
+        int pipeline = pass % 2;
         rdx_img_index *pix = NULL;
         if (rdx_img_index_open(pg_uri, &pix, &err) != RDX_OK) {
             fprintf(stderr, "imaging_bench: %s\n", err.msg);
-        } else {
-            rdx_img_index_stats ps = {0};
-            t0 = now_s();
-            if (rdx_img_index_add_path(pix, corpus, NULL, &ps, &err) == RDX_OK) {
-                pg_rate = (double)ps.indexed / (now_s() - t0);
-                printf("  rdx img index into PostgreSQL: %llu instances, %.0f instances/s\n",
-                       (unsigned long long)ps.indexed, pg_rate);
-            } else {
-                fprintf(stderr, "imaging_bench: %s\n", err.msg);
-            }
-            rdx_img_index_close(pix);
+            break;
         }
+        rdx_img_index_set_pipeline(pix, pipeline);
+        rdx_img_index_stats ps = {0};
+        t0 = now_s();
+        if (rdx_img_index_add_path(pix, corpus, NULL, &ps, &err) == RDX_OK) {
+            double r = (double)ps.indexed / (now_s() - t0);
+            printf("  rdx img index into PostgreSQL, %s: %llu instances, %.0f instances/s\n",
+                   pipeline ? "pipeline mode" : "one statement at a time",
+                   (unsigned long long)ps.indexed, r);
+            pg_rate[pipeline] = r > pg_rate[pipeline] ? r : pg_rate[pipeline];
+        } else {
+            fprintf(stderr, "imaging_bench: %s\n", err.msg);
+        }
+        rdx_img_index_close(pix);
+        PGconn *c = PQconnectdb(pg_uri);
+        PGresult *r = PQexec(c, "TRUNCATE report_links, reports, instances, study_modalities,"
+                                " series, studies, patients");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "imaging_bench: cannot empty the PostgreSQL index: %s\n",
+                    PQerrorMessage(c));
+            pass = 4;
+        }
+        PQclear(r);
+        PQfinish(c);
     }
 
     struct lat small[6], big[6];
@@ -559,9 +579,17 @@ int main(int argc, char **argv)
             fprintf(f, "| `rdx img index -j 2` into SQLite (two cores) | %.0f instances/s |\n",
                     rate_j2);
         }
-        if (pg_rate >= 0) {
-            fprintf(f, "| `rdx img index` into PostgreSQL 15 (local socket) | %.0f instances/s |\n",
-                    pg_rate);
+        if (pg_rate[0] >= 0) {
+            fprintf(f,
+                    "| `rdx img index` into PostgreSQL 15 (local socket), one statement at a "
+                    "time | %.0f instances/s |\n",
+                    pg_rate[0]);
+        }
+        if (pg_rate[1] >= 0) {
+            fprintf(f,
+                    "| `rdx img index` into PostgreSQL 15 (local socket), pipeline mode (the "
+                    "default) | %.0f instances/s |\n",
+                    pg_rate[1]);
         }
         fprintf(f,
                 "\nStudy-level query latency (ms, p50 / p99, %d queries each):\n\n"
@@ -571,20 +599,25 @@ int main(int argc, char **argv)
             fprintf(f, "| %s | %.3f / %.3f | %.3f / %.3f |\n", small[k].name, small[k].p50_ms,
                     small[k].p99_ms, big[k].p50_ms, big[k].p99_ms);
         }
-        fprintf(
-            f, "\n"
-               "Notes: measured on the shared 2-core build machine while other jobs ran, so\n"
-               "the p99 column carries their scheduling noise (the ~4 ms steps) and rates\n"
-               "vary by a third between runs. The 1M rows beyond the corpus are synthetic\n"
-               "(`grow`). Modality queries are driven by `study_modalities` (modality, date,\n"
-               "time, UID), so a LIMIT stops early; date ranges return every match (no\n"
-               "LIMIT), so their p99 follows the size of the answer. Series and instance\n"
-               "counts are kept on each study row (triggers), so no answer row counts\n"
-               "anything. PostgreSQL pays one socket round trip per statement: five per\n"
-               "instance (the unchanged check, the duplicate check, two deletes of what a\n"
-               "changed file held, and the four upserts chained in one statement). Targets of the\n"
-               "issue: index >= 2,000 instances/s per core into SQLite, study query p50\n"
-               "<= 2 ms at 1M instances.\n");
+        fprintf(f,
+                "\n"
+                "Notes: measured on the shared 2-core build machine while other jobs ran, so\n"
+                "the p99 column carries their scheduling noise (the ~4 ms steps) and rates\n"
+                "vary by a third between runs. The 1M rows beyond the corpus are synthetic\n"
+                "(`grow`). Modality queries are driven by `study_modalities` (modality, date,\n"
+                "time, UID), so a LIMIT stops early; date ranges return every match (no\n"
+                "LIMIT), so their p99 follows the size of the answer. Series and instance\n"
+                "counts are kept on each study row (triggers), so no answer row counts\n"
+                "anything. PostgreSQL pays one socket round trip per statement: one statement\n"
+                "at a time is five per instance (the unchanged check, the duplicate check, two\n"
+                "deletes of what a changed file held, and the four upserts chained in one\n"
+                "statement); pipeline mode (the default) sends the duplicate checks of a\n"
+                "whole batch together, then its writes, in pipelines of 240 statements, so an\n"
+                "instance costs the unchanged check and a share of a few round trips per batch.\n"
+                "Both PostgreSQL rows come from the same run, passes alternating, best of two\n"
+                "each. Targets of the\n"
+                "issue: index >= 2,000 instances/s per core into SQLite, study query p50\n"
+                "<= 2 ms at 1M instances.\n");
         fclose(f);
         printf("  report: docs/imaging-bench.md\n");
     }

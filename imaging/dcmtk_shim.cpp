@@ -74,6 +74,10 @@ struct rdx_img_dataset {
     std::string sop_instance;
     bool has_meta = false;
     bool has_pixel = false;
+    /* Pixel Data value offset in the opened bytes and its declared length (check_pixel_extent). */
+    bool pixel_known = false;
+    uint64_t pixel_off = 0;
+    uint32_t pixel_len = 0;
     mutable std::vector<converter> convs;
 };
 
@@ -433,6 +437,9 @@ rdx_status check_pixel_extent(rdx_img_dataset *ds, const uint8_t *win, size_t wl
             continue;
         }
         ds->has_pixel = true;
+        ds->pixel_known = true;
+        ds->pixel_off = stop;
+        ds->pixel_len = len;
         if (len != 0xFFFFFFFFu && len > size - stop) {
             return rdx_error_set(
                 err, RDX_ESHORT,
@@ -1005,6 +1012,16 @@ int rdx_img_dataset_has_pixel_data(const rdx_img_dataset *ds)
     return ds != nullptr && ds->has_pixel;
 }
 
+int img_dataset_pixel_value(const rdx_img_dataset *ds, uint64_t *offset, uint32_t *length)
+{
+    if (ds == nullptr || !ds->pixel_known) {
+        return 0;
+    }
+    *offset = ds->pixel_off;
+    *length = ds->pixel_len;
+    return 1;
+}
+
 rdx_status rdx_img_item_get_text(const rdx_img_dataset *ds, const rdx_img_item *item, uint32_t tag,
                                  rdx_buf *out, rdx_error *err)
 {
@@ -1148,30 +1165,21 @@ uint8_t clamp8(double v)
     return static_cast<uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v + 0.5);
 }
 
-rdx_status dcmtk_decode(const char *path, struct img_pixels *out, rdx_error *err)
+rdx_status dcmtk_decode(const uint8_t *p, size_t n, uint32_t frame, struct img_pixels *out,
+                        rdx_error *err)
 {
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        int e = errno;
-        return rdx_error_set(err, e == ENOENT ? RDX_ENOENT : RDX_EIO, "%s: %s", path,
-                             std::strerror(e));
-    }
-    if (static_cast<uint64_t>(sb.st_size) > RDX_IMG_MAX_PIXEL_BYTES) {
-        return rdx_error_set(err, RDX_ELIMIT, "%s: file larger than %u bytes", path,
-                             RDX_IMG_MAX_PIXEL_BYTES);
-    }
     register_codecs();
+    DcmInputBufferStream in;
+    in.setBuffer(p, static_cast<offile_off_t>(n));
+    in.setEos();
     DcmFileFormat ff;
-    OFCondition c = ff.loadFile(path, EXS_Unknown, EGL_noChange, DCM_MaxReadLength, ERM_autoDetect);
+    ff.transferInit();
+    OFCondition c = ff.read(in, EXS_Unknown, EGL_noChange, DCM_MaxReadLength);
+    ff.transferEnd();
     if (c.bad()) {
-        return rdx_error_set(err, status_of(c), "%s: %s", path, c.text());
+        return rdx_error_set(err, status_of(c), "DCMTK: %s", c.text());
     }
     DcmDataset *d = ff.getDataset();
-    c = d->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
-    if (c.bad() || !d->canWriteXfer(EXS_LittleEndianExplicit)) {
-        return rdx_error_set(err, RDX_EFORMAT, "%s: DCMTK cannot decode the pixel data: %s", path,
-                             c.bad() ? c.text() : "no decoder for this transfer syntax");
-    }
     Uint16 rows = 0, cols = 0, spp = 1, ba = 0, bs = 0, pr = 0, planar = 0;
     Sint32 frames = 1;
     OFString pi;
@@ -1188,18 +1196,28 @@ rdx_status dcmtk_decode(const char *path, struct img_pixels *out, rdx_error *err
     d->findAndGetOFString(DCM_PhotometricInterpretation, pi);
     if (rows == 0 || cols == 0 || (spp != 1 && spp != 3) || (ba != 8 && ba != 16 && ba != 32)) {
         return rdx_error_set(err, RDX_EFORMAT,
-                             "%s: unsupported pixel layout (%u samples, %u bits allocated)", path,
-                             spp, ba);
+                             "DCMTK: unsupported pixel layout (%u samples, %u bits allocated)", spp,
+                             ba);
     }
-    unsigned long long want = static_cast<unsigned long long>(rows) * cols * spp *
-                              static_cast<unsigned long long>(frames) * (ba / 8);
+    if (frame >= static_cast<uint32_t>(frames)) {
+        return rdx_error_set(err, RDX_ERANGE, "frame %u asked, the file has %d (0-based)", frame,
+                             static_cast<int>(frames));
+    }
+    /* Checked before decoding: the codec allocates what the header declares. */
+    unsigned long long per_frame = static_cast<unsigned long long>(rows) * cols * spp * (ba / 8);
+    unsigned long long want = per_frame * static_cast<unsigned long long>(frames);
     if (want > RDX_IMG_MAX_PIXEL_BYTES) {
-        return rdx_error_set(err, RDX_ELIMIT, "%s: %llu bytes of pixels, over the %u-byte cap",
-                             path, want, RDX_IMG_MAX_PIXEL_BYTES);
+        return rdx_error_set(err, RDX_ELIMIT, "%llu bytes of pixels, over the %u-byte cap", want,
+                             RDX_IMG_MAX_PIXEL_BYTES);
+    }
+    c = d->chooseRepresentation(EXS_LittleEndianExplicit, nullptr);
+    if (c.bad() || !d->canWriteXfer(EXS_LittleEndianExplicit)) {
+        return rdx_error_set(err, RDX_EPARSE, "DCMTK: %s",
+                             c.bad() ? c.text() : "no decoder for this transfer syntax");
     }
     DcmElement *e = nullptr;
     if (d->findAndGetElement(DCM_PixelData, e).bad() || e == nullptr) {
-        return rdx_error_set(err, RDX_ENOTFOUND, "%s: no Pixel Data (7FE0,0010) to decode", path);
+        return rdx_error_set(err, RDX_ENOTFOUND, "no Pixel Data (7FE0,0010) to decode");
     }
     Uint8 *bytes = nullptr;
     if (ba == 8) {
@@ -1210,36 +1228,34 @@ rdx_status dcmtk_decode(const char *path, struct img_pixels *out, rdx_error *err
         bytes = reinterpret_cast<Uint8 *>(words);
     }
     if (c.bad() || bytes == nullptr || e->getLength() < want) {
-        return rdx_error_set(err, RDX_ESHORT, "%s: decoded %lu bytes, the header asks %llu", path,
+        return rdx_error_set(err, RDX_ESHORT, "DCMTK decoded %lu bytes, the header asks %llu",
                              static_cast<unsigned long>(e->getLength()), want);
     }
-    uint8_t *buf = static_cast<uint8_t *>(std::malloc(static_cast<size_t>(want)));
+    size_t fb = static_cast<size_t>(per_frame);
+    uint8_t *buf = static_cast<uint8_t *>(std::malloc(fb));
     if (buf == nullptr) {
-        return rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", path);
+        return rdx_error_set(err, RDX_ENOMEM, "out of memory for %zu bytes of pixels", fb);
     }
-    size_t bps = ba / 8, per_frame = static_cast<size_t>(rows) * cols;
+    size_t bps = ba / 8, npix = static_cast<size_t>(rows) * cols;
+    const uint8_t *src = bytes + static_cast<size_t>(frame) * fb;
     if (spp == 3 && planar == 1) {
-        /* Colour by plane to colour by pixel, frame by frame (PS3.3 C.7.6.3.1.3). */
-        for (Sint32 f = 0; f < frames; f++) {
-            const uint8_t *src = bytes + f * per_frame * 3 * bps;
-            uint8_t *dst = buf + f * per_frame * 3 * bps;
-            for (size_t i = 0; i < per_frame; i++) {
-                for (size_t k = 0; k < 3; k++) {
-                    std::memcpy(dst + (i * 3 + k) * bps, src + (k * per_frame + i) * bps, bps);
-                }
+        /* Colour by plane to colour by pixel (PS3.3 C.7.6.3.1.3). */
+        for (size_t i = 0; i < npix; i++) {
+            for (size_t k = 0; k < 3; k++) {
+                std::memcpy(buf + (i * 3 + k) * bps, src + (k * npix + i) * bps, bps);
             }
         }
     } else {
-        std::memcpy(buf, bytes, static_cast<size_t>(want));
+        std::memcpy(buf, src, fb);
     }
     bool ybr = spp == 3 && (pi == "YBR_FULL" || pi == "YBR_FULL_422");
     if (ybr) {
         if (ba != 8) {
             std::free(buf);
-            return rdx_error_set(err, RDX_EFORMAT, "%s: YBR with %u bits per sample", path, ba);
+            return rdx_error_set(err, RDX_EFORMAT, "YBR with %u bits per sample", ba);
         }
         /* PS3.3 C.7.6.3.1.2. */
-        for (size_t i = 0; i < static_cast<size_t>(want); i += 3) {
+        for (size_t i = 0; i < fb; i += 3) {
             double y = buf[i], cb = buf[i + 1] - 128.0, cr = buf[i + 2] - 128.0;
             buf[i] = clamp8(y + 1.402 * cr);
             buf[i + 1] = clamp8(y - 0.344136 * cb - 0.714136 * cr);
@@ -1247,13 +1263,14 @@ rdx_status dcmtk_decode(const char *path, struct img_pixels *out, rdx_error *err
         }
     }
     out->data = buf;
-    out->len = static_cast<size_t>(want);
+    out->len = fb;
     out->rows = rows;
     out->columns = cols;
     out->frames = static_cast<uint32_t>(frames);
+    out->frame = frame;
     out->samples = spp;
     out->bits_allocated = ba;
-    out->bits_stored = bs != 0 ? bs : ba;
+    out->bits_stored = bs != 0 && bs <= ba ? bs : ba;
     out->is_signed = pr != 0;
     std::snprintf(out->photometric, sizeof out->photometric, "%s",
                   ybr || pi == "YBR_RCT" || pi == "YBR_ICT" ? "RGB" : pi.c_str());
@@ -1262,20 +1279,31 @@ rdx_status dcmtk_decode(const char *path, struct img_pixels *out, rdx_error *err
 
 } // namespace
 
-extern "C" rdx_status img_dcmtk_decode(const char *path, struct img_pixels *out, rdx_error *err)
+extern "C" void img_dcmtk_init(void)
 {
-    if (path == nullptr || out == nullptr) {
+    try {
+        quiet_dcmtk();
+        register_codecs();
+    } catch (...) {
+        /* Retried, and reported, by the decode itself. */
+    }
+}
+
+extern "C" rdx_status img_dcmtk_decode(const uint8_t *p, size_t n, uint32_t frame,
+                                       struct img_pixels *out, rdx_error *err)
+{
+    if (p == nullptr || out == nullptr) {
         return rdx_error_set(err, RDX_EINVAL, "img_dcmtk_decode: NULL argument");
     }
     std::memset(out, 0, sizeof *out);
     try {
         quiet_dcmtk();
-        return dcmtk_decode(path, out, err);
+        return dcmtk_decode(p, n, frame, out, err);
     } catch (const std::bad_alloc &) {
-        return rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", path);
+        return rdx_error_set(err, RDX_ENOMEM, "DCMTK: out of memory");
     } catch (const std::exception &ex) {
-        return rdx_error_set(err, RDX_EPARSE, "%s: DCMTK: %s", path, ex.what());
+        return rdx_error_set(err, RDX_EPARSE, "DCMTK: %s", ex.what());
     } catch (...) {
-        return rdx_error_set(err, RDX_EPARSE, "%s: DCMTK raised an exception", path);
+        return rdx_error_set(err, RDX_EPARSE, "DCMTK raised an exception");
     }
 }

@@ -68,6 +68,13 @@ struct img_record {
  * RDX_IMG_BATCH instances.
  */
 rdx_status img_store_begin(rdx_img_index *ix, rdx_error *err);
+/*
+ * Inside the open transaction, lock keys[0..n) (sorted, distinct: the keys
+ * of the rows a batch writes) until it ends, in that order, so that writers
+ * sharing rows queue instead of deadlocking. A no-op on SQLite, which has
+ * one writer at a time anyway.
+ */
+rdx_status img_store_lock_keys(rdx_img_index *ix, const int64_t *keys, size_t n, rdx_error *err);
 rdx_status img_store_commit(rdx_img_index *ix, rdx_error *err);
 void img_store_rollback(rdx_img_index *ix);
 
@@ -126,6 +133,31 @@ extern const char img_migrate_v1_sql[];
 /* Parameters of img_backend.put_chain. */
 #define IMG_PUT_CHAIN_NPARAMS 33
 
+/*
+ * Write the instances recs[0..n) in the open transaction with the outcome of
+ * img_store_put for each in sts[i] (RDX_OK or RDX_EDUPLICATE, the reason in
+ * msgs[i], RDX_ERROR_MSG_MAX bytes), exactly as n calls in order would. On a
+ * backend with pipelining (PostgreSQL) the duplicate checks of the whole
+ * batch go out in one pipeline, the decisions are taken in memory following
+ * what each earlier write does to the (UID, path) rows, and the writes go
+ * out in pipelines too: a few round trips per batch instead of five per
+ * instance. Batches holding a report are written one instance at a time.
+ * Errors as img_store_put (RDX_EBUSY: run the whole batch again).
+ */
+rdx_status img_store_put_batch(rdx_img_index *ix, const struct img_record *const *recs, size_t n,
+                               rdx_status *sts, char *const *msgs, rdx_error *err);
+
+/* One command of a pipeline (img_backend.pipeline). */
+#define IMG_CMD_CHAIN (-1) /* stmt value for put_chain */
+struct img_cmd {
+    int stmt; /* enum img_stmt, or IMG_CMD_CHAIN */
+    int nparams;
+    const char *const *params;
+    char *out; /* NULL, or where the first column of the first row goes */
+    size_t outsz;
+    int got; /* set to 1 when a row came back */
+};
+
 /* Called per result row with ncol text values (NULL for SQL NULL); nonzero stops. */
 typedef int (*img_row_cb)(void *user, int ncol, const char *const *vals);
 
@@ -151,6 +183,14 @@ struct img_backend {
      */
     rdx_status (*put_chain)(void *be, const char *const *params, char *out, size_t outsz,
                             rdx_error *err);
+    /* Optional (NULL: nothing to do): see img_store_lock_keys. */
+    rdx_status (*lock_keys)(void *be, const int64_t *keys, size_t n, rdx_error *err);
+    /*
+     * Optional: run cmds[0..n) in order, pipelined (sent together, results
+     * read after a sync). The first failure decides the error; the commands
+     * after it are not run. NULL: the store runs them one by one.
+     */
+    rdx_status (*pipeline)(void *be, struct img_cmd *cmds, size_t n, rdx_error *err);
     /* Run an ad hoc SELECT (?N placeholders) and deliver its rows. */
     rdx_status (*select)(void *be, const char *sql, const char *const *params, int nparams,
                          img_row_cb cb, void *user, rdx_error *err);

@@ -55,12 +55,26 @@
 #define RDX_IMG_MAX_PIXEL_BYTES (1024u * 1024u * 1024u)
 
 /*
+ * Number of Frames (0028,0008) accepted. Cine loops and enhanced CT/MR have
+ * a few thousand frames; a whole-slide image level can have a few hundred
+ * thousand tiles. IS allows 2^31-1, which only a hostile header declares.
+ */
+#define RDX_IMG_MAX_FRAMES 1000000u
+
+/*
  * Fragments of one encapsulated Pixel Data element regrouped into frames
  * (PS3.5 A.4, empty Basic Offset Table). Encoders split a frame into a few
  * fragments of some KiB to MiB; a million would be a hostile file asking for
  * a million small allocations.
  */
 #define RDX_IMG_MAX_FRAGMENTS 1000000u
+
+/*
+ * Wall-clock seconds a decoder child may take for one frame before it is
+ * killed (imaging/sandbox.c). A 1 GiB frame decodes in a few seconds here;
+ * a codec looping on hostile data would otherwise hold its caller forever.
+ */
+#define RDX_IMG_DECODE_SECONDS 120
 
 /* The largest preview side, in pixels: enough for a full-size 4k mammogram row. */
 #define RDX_IMG_MAX_PREVIEW_SIDE 8192u
@@ -74,7 +88,21 @@
 /* Parser threads of rdx img index -j: more than the cores only adds contention. */
 #define RDX_IMG_MAX_JOBS 64
 
+/*
+ * Times one batch transaction is run again when PostgreSQL rolls it back
+ * for a deadlock, a serialization failure or a row another indexer wrote
+ * under it (imaging/index.c), waiting 10 ms x attempt^2 between tries: about
+ * 4 s in all before the error reaches the user.
+ */
+#define RDX_IMG_TXN_RETRIES 10
+
 /* Instances written per transaction: large enough to amortise the commit. */
 #define RDX_IMG_BATCH 500
+
+/*
+ * Bytes of records (mostly SR report text) a batch holds before it is
+ * written early: 500 long reports could otherwise keep gigabytes in memory.
+ */
+#define RDX_IMG_BATCH_BYTES (64u * 1024u * 1024u)
 
 #endif /* RDX_IMAGING_LIMITS_H */

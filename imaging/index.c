@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define T(g, e) RDX_IMG_TAG(0x##g, 0x##e)
 
@@ -77,6 +78,14 @@ static const uint32_t field_tags[F_NFIELDS] = {
 /* Every SR Storage SOP Class is under this root (PS3.4 B.5). */
 #define SOP_SR_PREFIX "1.2.840.10008.5.1.4.1.1.88."
 
+/* One instance written in the open transaction (see walker.saved). */
+struct saved_put {
+    struct img_record rec; /* points into arena */
+    rdx_buf arena;
+    rdx_status st; /* what img_store_put answered */
+    char msg[RDX_ERROR_MSG_MAX];
+};
+
 /* Per-run working storage, allocated once and reused for every file. */
 /* A file waiting for a parallel parse (-j N), and what the parse made of it. */
 struct pending {
@@ -97,8 +106,16 @@ struct walker {
     rdx_buf arena;  /* the record's strings, NUL-separated */
     rdx_buf report; /* the report's readable text */
     rdx_buf path;
-    size_t in_batch;
     int in_txn;
+    /*
+     * The instances of the batch, copied, with what the store answered for
+     * each: written together in lock order, written again when PostgreSQL
+     * asks for the transaction to be run again (RDX_EBUSY), and counted and
+     * reported only once it commits (see write_batch).
+     */
+    struct saved_put *saved;
+    size_t nsaved, cap_saved;
+    size_t saved_bytes; /* of the saved records' strings */
     size_t sr_items;
     unsigned jobs; /* > 1: files found in folders are parsed by this many threads */
     struct pending *pend;
@@ -482,16 +499,245 @@ static rdx_status build_record(struct walker *w, const rdx_img_dataset *ds, cons
 
 /* ---- The walk ------------------------------------------------------------- */
 
-static rdx_status batch_step(struct walker *w, rdx_error *err)
+/* ---- Transactions: batches, their replay, and what they count --------------- */
+
+/* Copy rec into slot s, its strings into s's own arena (reused from batch to batch). */
+static rdx_status save_record(struct saved_put *s, const struct img_record *rec)
 {
-    if (!w->in_txn) {
-        RDX_TRY(img_store_begin(w->ix, err));
-        w->in_txn = 1;
+    rdx_buf_reset(&s->arena);
+    size_t off[F_NFIELDS], text_off = SIZE_MAX, uid_off[IMG_MAX_LINKS], how_off[IMG_MAX_LINKS];
+    const char *src;
+#define SAVE(str, dst)                                                                             \
+    do {                                                                                           \
+        src = (str);                                                                               \
+        (dst) = SIZE_MAX;                                                                          \
+        if (src != NULL) {                                                                         \
+            (dst) = s->arena.len;                                                                  \
+            RDX_TRY(rdx_buf_append(&s->arena, src, strlen(src) + 1));                              \
+        }                                                                                          \
+    } while (0)
+    for (int i = 0; i < F_NFIELDS; i++) {
+        SAVE(rec->f[i], off[i]);
     }
-    if (++w->in_batch >= RDX_IMG_BATCH) {
-        w->in_batch = 0;
+    SAVE(rec->report_text, text_off);
+    for (size_t i = 0; i < rec->nlinks && i < IMG_MAX_LINKS; i++) {
+        SAVE(rec->link_uid[i], uid_off[i]);
+        SAVE(rec->link_how[i], how_off[i]);
+    }
+#undef SAVE
+    s->rec = *rec;
+    const char *base = (const char *)s->arena.data;
+    for (int i = 0; i < F_NFIELDS; i++) {
+        s->rec.f[i] = off[i] == SIZE_MAX ? NULL : base + off[i];
+    }
+    s->rec.report_text = text_off == SIZE_MAX ? NULL : base + text_off;
+    for (size_t i = 0; i < rec->nlinks && i < IMG_MAX_LINKS; i++) {
+        s->rec.link_uid[i] = uid_off[i] == SIZE_MAX ? NULL : base + uid_off[i];
+        s->rec.link_how[i] = how_off[i] == SIZE_MAX ? NULL : base + how_off[i];
+    }
+    s->st = RDX_OK;
+    s->msg[0] = '\0';
+    return RDX_OK;
+}
+
+static void saved_free(struct walker *w)
+{
+    for (size_t i = 0; i < w->cap_saved; i++) {
+        rdx_buf_free(&w->saved[i].arena);
+    }
+    free(w->saved);
+    w->saved = NULL;
+    w->nsaved = w->cap_saved = 0;
+}
+
+/* The store's patient key (index_store.c): Patient ID with issuer, else the name. */
+static void patient_key(const struct img_record *r, char *out, size_t n)
+{
+    const char *id = value_or_empty(r->f[F_PATIENT_ID]);
+    if (id[0] != '\0') {
+        snprintf(out, n, "I\x1f%s\x1f%s", id, value_or_empty(r->f[F_ISSUER]));
+    } else {
+        snprintf(out, n, "N\x1f%s", value_or_empty(r->f[F_PATIENT_NAME]));
+    }
+}
+
+/* FNV-1a, 64-bit, of a kind byte and a string: the advisory lock key of one row. */
+static int64_t row_key(uint8_t kind, const char *s)
+{
+    uint64_t h = 14695981039346656037ull;
+    h = (h ^ kind) * 1099511628211ull;
+    for (const unsigned char *c = (const unsigned char *)s; *c != '\0'; c++) {
+        h = (h ^ *c) * 1099511628211ull;
+    }
+    return (int64_t)h;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * The keys of the patient, study and series rows the batch writes, sorted
+ * and without repeats, into keys (3 per instance at most); returns how many.
+ */
+static size_t batch_keys(const struct walker *w, int64_t *keys)
+{
+    size_t n = 0;
+    char pk[600];
+    for (size_t i = 0; i < w->nsaved; i++) {
+        const struct img_record *r = &w->saved[i].rec;
+        patient_key(r, pk, sizeof pk);
+        keys[n++] = row_key('P', pk);
+        keys[n++] = row_key('S', value_or_empty(r->f[F_STUDY_UID]));
+        keys[n++] = row_key('R', value_or_empty(r->f[F_SERIES_UID]));
+    }
+    qsort(keys, n, sizeof *keys, cmp_key);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (u == 0 || keys[u - 1] != keys[i]) {
+            keys[u++] = keys[i];
+        }
+    }
+    return u;
+}
+
+/*
+ * Write the saved batch in one transaction, in walk order (the duplicate
+ * policy depends on it), after locking the keys of every patient, study and
+ * series row it writes in one global order (img_store_lock_keys: advisory
+ * locks on PostgreSQL): two indexers whose batches share a study take turns
+ * instead of deadlocking on its rows and the counts their triggers keep.
+ * When PostgreSQL still rolls it back (a deadlock with another indexer, a serialization failure,
+ * a row another indexer wrote or removed under us: RDX_EBUSY), roll back,
+ * wait a little (longer each time, with jitter so that two indexers do not
+ * meet again in step) and write the whole batch again, up to
+ * RDX_IMG_TXN_RETRIES times. Only then is the batch counted and reported,
+ * in walk order, so a replay neither loses nor repeats anything.
+ */
+static rdx_status write_batch(struct walker *w, rdx_error *err)
+{
+    if (w->nsaved == 0) {
+        return RDX_OK;
+    }
+    int64_t *keys = rdx_mallocarray(w->nsaved, 3 * sizeof *keys);
+    const struct img_record **recs = rdx_mallocarray(w->nsaved, sizeof *recs);
+    rdx_status *sts = rdx_mallocarray(w->nsaved, sizeof *sts);
+    char **msgs = rdx_mallocarray(w->nsaved, sizeof *msgs);
+    if (keys == NULL || recs == NULL || sts == NULL || msgs == NULL) {
+        free(keys);
+        free(recs);
+        free(sts);
+        free(msgs);
+        return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < w->nsaved; i++) {
+        recs[i] = &w->saved[i].rec;
+        msgs[i] = w->saved[i].msg;
+    }
+    size_t nkeys = batch_keys(w, keys);
+    rdx_status st;
+    rdx_error last;
+    rdx_error_clear(&last);
+    for (unsigned attempt = 0;; attempt++) {
+        if (attempt > 0) {
+            img_store_rollback(w->ix);
+            w->stats->retried++;
+            if (attempt > RDX_IMG_TXN_RETRIES) {
+                st = rdx_error_set(err, RDX_EDB, "%s (the transaction was retried %u times)",
+                                   last.msg, RDX_IMG_TXN_RETRIES);
+                break;
+            }
+            uint64_t jitter = rdx_clock_mono_ns() % 10000000u;
+            uint64_t ns = (uint64_t)attempt * attempt * 10000000u + jitter;
+            struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+            nanosleep(&ts, NULL);
+        }
+        if ((st = img_store_begin(w->ix, &last)) != RDX_OK) {
+            st = rdx_error_set(err, st, "%s", last.msg);
+            break;
+        }
+        w->in_txn = 1;
+        st = img_store_lock_keys(w->ix, keys, nkeys, &last);
+        if (st == RDX_OK) {
+            st = img_store_put_batch(w->ix, recs, w->nsaved, sts, msgs, &last);
+        }
+        if (st == RDX_OK) {
+            st = img_store_commit(w->ix, &last);
+        }
+        if (st == RDX_OK) {
+            w->in_txn = 0;
+            break;
+        }
+        if (st != RDX_EBUSY) {
+            st = rdx_error_set(err, st, "%s", last.msg);
+            break;
+        }
+    }
+    for (size_t i = 0; st == RDX_OK && i < w->nsaved; i++) {
+        w->saved[i].st = sts[i];
+    }
+    free(keys);
+    free(recs);
+    free(sts);
+    free(msgs);
+    if (st != RDX_OK) {
+        if (w->in_txn) {
+            img_store_rollback(w->ix);
+        }
         w->in_txn = 0;
-        RDX_TRY(img_store_commit(w->ix, err));
+        w->nsaved = 0;
+        w->saved_bytes = 0;
+        return st;
+    }
+    for (size_t i = 0; i < w->nsaved; i++) {
+        const struct saved_put *s = &w->saved[i];
+        if (s->st == RDX_OK) {
+            w->stats->indexed++;
+            if (s->rec.is_report) {
+                w->stats->reports++;
+            }
+        } else {
+            /* Duplicates and files without the UIDs an index needs are skipped, not malformed. */
+            report_file(w, s->rec.f[F_PATH], s->st != RDX_EFORMAT && s->st != RDX_EDUPLICATE, s->st,
+                        s->msg);
+        }
+    }
+    w->nsaved = 0;
+    w->saved_bytes = 0;
+    return RDX_OK;
+}
+
+/*
+ * Queue one instance for the batch, written every RDX_IMG_BATCH instances
+ * (or RDX_IMG_BATCH_BYTES of records) and at the end of the run. Only
+ * store failures are returned; a refused instance is reported when its
+ * batch commits.
+ */
+static rdx_status put_record(struct walker *w, const struct img_record *rec, rdx_error *err)
+{
+    if (w->nsaved == w->cap_saved) {
+        size_t ncap = w->cap_saved == 0 ? 64 : w->cap_saved * 2;
+        struct saved_put *ns = rdx_reallocarray(w->saved, ncap, sizeof *ns);
+        if (ns == NULL) {
+            return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+        }
+        for (size_t i = w->cap_saved; i < ncap; i++) {
+            memset(&ns[i], 0, sizeof ns[i]);
+            rdx_buf_init(&ns[i].arena, 4 * RDX_IMG_MAX_TEXT_BYTES + 2 * RDX_IMG_MAX_REPORT_BYTES);
+        }
+        w->saved = ns;
+        w->cap_saved = ncap;
+    }
+    struct saved_put *s = &w->saved[w->nsaved];
+    if (save_record(s, rec) != RDX_OK) {
+        return rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", rec->f[F_PATH]);
+    }
+    w->nsaved++;
+    w->saved_bytes += s->arena.len;
+    if (w->nsaved >= RDX_IMG_BATCH || w->saved_bytes >= RDX_IMG_BATCH_BYTES) {
+        return write_batch(w, err);
     }
     return RDX_OK;
 }
@@ -617,30 +863,16 @@ static rdx_status index_file(struct walker *w, const char *path, const struct st
     struct img_record rec;
     st = build_record(w, ds, path, sb, &rec, &fe);
     if (st == RDX_OK) {
-        st = batch_step(w, err);
-        if (st != RDX_OK) {
-            rdx_img_dataset_free(ds);
-            return st;
-        }
-        st = img_store_put(w->ix, &rec, &fe);
-        if (st == RDX_EDB || st == RDX_ENOMEM) {
-            rdx_img_dataset_free(ds);
-            return rdx_error_set(err, st, "%s", fe.msg);
-        }
+        st = put_record(w, &rec, err);
+        rdx_img_dataset_free(ds);
+        return st;
     }
     rdx_img_dataset_free(ds);
     if (st == RDX_ENOMEM) {
         return rdx_error_set(err, st, "%s", fe.msg);
     }
-    if (st != RDX_OK) {
-        /* Duplicates and files without the UIDs an index needs are skipped, not malformed. */
-        report_file(w, path, st != RDX_EFORMAT && st != RDX_EDUPLICATE, st, fe.msg);
-        return RDX_OK;
-    }
-    w->stats->indexed++;
-    if (rec.is_report) {
-        w->stats->reports++;
-    }
+    /* Files without the UIDs an index needs are skipped, not malformed. */
+    report_file(w, path, st != RDX_EFORMAT && st != RDX_EDUPLICATE, st, fe.msg);
     return RDX_OK;
 }
 
@@ -727,20 +959,7 @@ static rdx_status commit_pending(struct walker *w, struct pending *pd, rdx_error
         return rdx_error_set(err, st, "%s", pd->msg);
     }
     if (st == RDX_OK) {
-        RDX_TRY(batch_step(w, err));
-        st = img_store_put(w->ix, &pd->rec, &fe);
-        if (st == RDX_EDB || st == RDX_ENOMEM) {
-            return rdx_error_set(err, st, "%s", fe.msg);
-        }
-        if (st != RDX_OK) {
-            report_file(w, pd->path, st != RDX_EFORMAT && st != RDX_EDUPLICATE, st, fe.msg);
-            return RDX_OK;
-        }
-        w->stats->indexed++;
-        if (pd->rec.is_report) {
-            w->stats->reports++;
-        }
-        return RDX_OK;
+        return put_record(w, &pd->rec, err);
     }
     report_file(w, pd->path, pd->failed, st, pd->msg);
     return RDX_OK;
@@ -991,13 +1210,13 @@ rdx_status rdx_img_index_add_path(rdx_img_index *ix, const char *path,
         free(w.pend[i].path);
     }
     free(w.pend);
-    if (w.in_txn) {
-        if (st == RDX_OK) {
-            st = img_store_commit(ix, err);
-        } else {
-            img_store_rollback(ix);
-        }
+    if (st == RDX_OK) {
+        st = write_batch(&w, err);
     }
+    if (w.in_txn) {
+        img_store_rollback(ix);
+    }
+    saved_free(&w);
     rdx_buf_free(&w.val);
     rdx_buf_free(&w.arena);
     rdx_buf_free(&w.report);

@@ -198,15 +198,52 @@ static void schema_version(struct pg *p, char *out, size_t n)
     PQclear(r);
 }
 
-static rdx_status db_fail(struct pg *p, rdx_error *err, const char *what)
+/*
+ * SQLSTATEs that another writer on the same index causes, and that go away
+ * when the whole transaction runs again (docs/imaging-index.md, "Several
+ * indexers on one PostgreSQL index"): serialization_failure and
+ * deadlock_detected (PostgreSQL's own advice is to retry), unique_violation
+ * and foreign_key_violation from an instance or row another indexer wrote
+ * or removed between our check and our write.
+ */
+static int retryable(const char *state)
+{
+    static const char *const codes[] = {"40001", "40P01", "23505", "23503"};
+    for (size_t i = 0; state != NULL && i < sizeof codes / sizeof codes[0]; i++) {
+        if (strcmp(state, codes[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The error of a failed command: RDX_EBUSY when r's SQLSTATE says the
+ * transaction may succeed if retried, else RDX_EDB. r may be NULL.
+ */
+static rdx_status db_fail_r(struct pg *p, const PGresult *r, rdx_error *err, const char *what)
 {
     char msg[RDX_ERROR_MSG_MAX];
-    snprintf(msg, sizeof msg, "%s", p->c != NULL ? PQerrorMessage(p->c) : "no connection");
+    const char *text = r != NULL ? PQresultErrorMessage(r) : "";
+    if (text == NULL || text[0] == '\0') {
+        text = p->c != NULL ? PQerrorMessage(p->c) : "no connection";
+    }
+    snprintf(msg, sizeof msg, "%s", text);
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) {
         msg[--n] = '\0';
     }
+    const char *state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    if (state != NULL) {
+        return rdx_error_set(err, retryable(state) ? RDX_EBUSY : RDX_EDB,
+                             "%s: %s: %s (SQLSTATE %s)", p->label, what, msg, state);
+    }
     return rdx_error_set(err, RDX_EDB, "%s: %s: %s", p->label, what, msg);
+}
+
+static rdx_status db_fail(struct pg *p, rdx_error *err, const char *what)
+{
+    return db_fail_r(p, NULL, err, what);
 }
 
 /* Run sql (no parameters, no rows wanted). */
@@ -214,11 +251,12 @@ static rdx_status exec(struct pg *p, const char *sql, rdx_error *err, const char
 {
     PGresult *r = PQexec(p->c, sql);
     ExecStatusType s = PQresultStatus(r);
-    PQclear(r);
+    rdx_status st = RDX_OK;
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-        return db_fail(p, err, what);
+        st = db_fail_r(p, r, err, what);
     }
-    return RDX_OK;
+    PQclear(r);
+    return st;
 }
 
 /* Rewrite ?N placeholders as $N (our SQL has no '?' inside literals). */
@@ -322,7 +360,7 @@ static rdx_status pg_put_chain(void *impl, const char *const *params, char *out,
         PQexecPrepared(p->c, "rdx_put_chain", IMG_PUT_CHAIN_NPARAMS, params, NULL, NULL, 0);
     rdx_status st = RDX_OK;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        st = db_fail(p, err, "write");
+        st = db_fail_r(p, r, err, "write");
     } else if (PQntuples(r) != 1) {
         st = rdx_error_set(err, RDX_EDB, "%s: write: the instance upsert returned no id", p->label);
     } else {
@@ -350,9 +388,104 @@ static rdx_status pg_run(void *impl, enum img_stmt id, const char *const *params
             }
         }
     } else if (s != PGRES_COMMAND_OK) {
-        st = db_fail(p, err, "write");
+        st = db_fail_r(p, r, err, "write");
     }
     PQclear(r);
+    return st;
+}
+
+/*
+ * Transaction-level advisory locks on the batch's row keys, taken in the
+ * sorted order the caller gives (unnest keeps the array's order), released
+ * at COMMIT or ROLLBACK. One round trip.
+ */
+static rdx_status pg_lock_keys(void *impl, const int64_t *keys, size_t n, rdx_error *err)
+{
+    struct pg *p = impl;
+    rdx_buf arr;
+    rdx_buf_init(&arr, 24 * n + 8);
+    rdx_status st = rdx_buf_append_u8(&arr, '{');
+    for (size_t i = 0; i < n && st == RDX_OK; i++) {
+        st = rdx_buf_printf(&arr, "%s%lld", i > 0 ? "," : "", (long long)keys[i]);
+    }
+    if (st == RDX_OK) {
+        st = rdx_buf_append(&arr, "}", 2);
+    }
+    if (st != RDX_OK) {
+        rdx_buf_free(&arr);
+        return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    const char *params[1] = {(const char *)arr.data};
+    PGresult *r = PQexecParams(p->c, "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) k",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        st = db_fail_r(p, r, err, "row key locks");
+    }
+    PQclear(r);
+    rdx_buf_free(&arr);
+    return st;
+}
+
+/*
+ * Commands sent together in libpq pipeline mode (libpq 14+), results read
+ * after one sync: one round trip for the lot. Every result up to the sync is
+ * read whatever happens, so the connection stays usable; the first failure's
+ * SQLSTATE decides the error, and the commands after it come back
+ * PGRES_PIPELINE_ABORTED without having run.
+ */
+static rdx_status pg_pipeline(void *impl, struct img_cmd *cmds, size_t n, rdx_error *err)
+{
+    struct pg *p = impl;
+    if (PQenterPipelineMode(p->c) != 1) {
+        return db_fail(p, err, "cannot enter pipeline mode");
+    }
+    rdx_status st = RDX_OK;
+    size_t sent = 0;
+    for (; sent < n; sent++) {
+        const struct img_cmd *c = &cmds[sent];
+        const char *name = c->stmt == IMG_CMD_CHAIN ? "rdx_put_chain" : stmt_names[c->stmt];
+        if (PQsendQueryPrepared(p->c, name, c->nparams, c->params, NULL, NULL, 0) != 1) {
+            st = db_fail(p, err, "write");
+            break;
+        }
+    }
+    if (PQpipelineSync(p->c) != 1 && st == RDX_OK) {
+        st = db_fail(p, err, "write");
+    }
+    /* Results of command k until a NULL, for k < sent; then the sync's. */
+    size_t k = 0;
+    int synced = 0, nulls_in_a_row = 0;
+    while (!synced) {
+        PGresult *r = PQgetResult(p->c);
+        if (r == NULL) {
+            k++;
+            if (++nulls_in_a_row > 2 || PQstatus(p->c) != CONNECTION_OK) {
+                if (st == RDX_OK) {
+                    st = db_fail(p, err, "write");
+                }
+                break; /* the connection is gone: nothing more will come */
+            }
+            continue;
+        }
+        nulls_in_a_row = 0;
+        ExecStatusType rs = PQresultStatus(r);
+        if (rs == PGRES_PIPELINE_SYNC) {
+            synced = 1;
+        } else if (rs == PGRES_TUPLES_OK || rs == PGRES_COMMAND_OK) {
+            if (k < sent && cmds[k].out != NULL && rs == PGRES_TUPLES_OK && PQntuples(r) > 0 &&
+                PQnfields(r) > 0) {
+                snprintf(cmds[k].out, cmds[k].outsz, "%s", PQgetvalue(r, 0, 0));
+                cmds[k].got = 1;
+            }
+        } else if (st == RDX_OK) {
+            st = rs == PGRES_PIPELINE_ABORTED ? db_fail(p, err, "write")
+                                              : db_fail_r(p, r, err, "write");
+        }
+        PQclear(r);
+    }
+    if (PQexitPipelineMode(p->c) != 1 && st == RDX_OK) {
+        st = db_fail(p, err, "cannot leave pipeline mode");
+    }
     return st;
 }
 
@@ -382,8 +515,9 @@ static rdx_status pg_select(void *impl, const char *sql, const char *const *para
         rdx_buf_free(&q);
     }
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rdx_status st = db_fail_r(p, r, err, "query");
         PQclear(r);
-        return db_fail(p, err, "query");
+        return st;
     }
     int rows = PQntuples(r), ncol = PQnfields(r);
     if (ncol > MAX_COLS) {
@@ -410,6 +544,8 @@ static const struct img_backend pg_backend = {
     .rollback = pg_rollback,
     .run = pg_run,
     .put_chain = pg_put_chain,
+    .lock_keys = pg_lock_keys,
+    .pipeline = pg_pipeline,
     .select = pg_select,
 };
 

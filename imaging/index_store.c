@@ -26,7 +26,8 @@
 struct rdx_img_index {
     const struct img_backend *be;
     void *impl;
-    int pg; /* dialect: PostgreSQL LIKE instead of SQLite GLOB */
+    int pg;          /* dialect: PostgreSQL LIKE instead of SQLite GLOB */
+    int no_pipeline; /* rdx_img_index_set_pipeline(ix, 0) */
 };
 
 /*
@@ -155,6 +156,14 @@ void rdx_img_index_close(rdx_img_index *ix)
 rdx_status img_store_begin(rdx_img_index *ix, rdx_error *err)
 {
     return ix->be->begin(ix->impl, err);
+}
+
+rdx_status img_store_lock_keys(rdx_img_index *ix, const int64_t *keys, size_t n, rdx_error *err)
+{
+    if (ix->be->lock_keys == NULL || n == 0) {
+        return RDX_OK;
+    }
+    return ix->be->lock_keys(ix->impl, keys, n, err);
 }
 
 rdx_status img_store_commit(rdx_img_index *ix, rdx_error *err)
@@ -338,6 +347,164 @@ rdx_status img_store_put(rdx_img_index *ix, const struct img_record *r, rdx_erro
         RDX_TRY(be->run(ix->impl, S_LINK, lp, 3, NULL, 0, NULL, err));
     }
     return RDX_OK;
+}
+
+/* The 33 parameters of put_chain for one record, and the text they point into. */
+struct chain_args {
+    char pkey[1024], upper[1024];
+    char n[7][24];
+    const char *cp[IMG_PUT_CHAIN_NPARAMS];
+    const char *p2[2], *p1[1];
+};
+
+static void chain_args_of(const struct img_record *r, struct chain_args *a)
+{
+    const char *const *f = r->f;
+    if (f[F_PATIENT_ID][0] != '\0') {
+        snprintf(a->pkey, sizeof a->pkey, "I\x1f%s\x1f%s", f[F_PATIENT_ID], f[F_ISSUER]);
+    } else {
+        snprintf(a->pkey, sizeof a->pkey, "N\x1f%s", f[F_PATIENT_NAME]);
+    }
+    ascii_upper(f[F_NAME_ALPHA], a->upper, sizeof a->upper);
+    const char *cp[IMG_PUT_CHAIN_NPARAMS] = {a->pkey,
+                                             f[F_PATIENT_ID],
+                                             f[F_ISSUER],
+                                             f[F_PATIENT_NAME],
+                                             f[F_NAME_ALPHA],
+                                             a->upper,
+                                             f[F_NAME_IDEO],
+                                             f[F_NAME_PHON],
+                                             f[F_BIRTH_DATE],
+                                             f[F_SEX],
+                                             f[F_STUDY_UID],
+                                             f[F_STUDY_DATE],
+                                             f[F_STUDY_TIME],
+                                             f[F_ACCESSION],
+                                             f[F_STUDY_DESC],
+                                             f[F_REFERRING],
+                                             f[F_INSTITUTION],
+                                             f[F_STUDY_ID],
+                                             f[F_SERIES_UID],
+                                             f[F_MODALITY],
+                                             num(a->n[0], r->series_number),
+                                             f[F_SERIES_DESC],
+                                             f[F_BODY_PART],
+                                             f[F_SOP_UID],
+                                             f[F_SOP_CLASS],
+                                             num(a->n[1], r->instance_number),
+                                             f[F_XFER],
+                                             num(a->n[2], r->rows),
+                                             num(a->n[3], r->columns),
+                                             num(a->n[4], r->frames),
+                                             f[F_PATH],
+                                             num(a->n[5], r->size),
+                                             num(a->n[6], r->mtime_ns)};
+    memcpy(a->cp, cp, sizeof cp);
+    a->p2[0] = f[F_PATH];
+    a->p2[1] = f[F_SOP_UID];
+    a->p1[0] = f[F_SOP_UID];
+}
+
+void rdx_img_index_set_pipeline(rdx_img_index *ix, int on)
+{
+    if (ix != NULL) {
+        ix->no_pipeline = !on;
+    }
+}
+
+/* Commands per pipeline: their results (~100 bytes each) stay well inside a socket buffer. */
+#define PIPE_CHUNK 240
+
+static rdx_status run_pipeline(rdx_img_index *ix, struct img_cmd *cmds, size_t n, rdx_error *err)
+{
+    for (size_t i = 0; i < n; i += PIPE_CHUNK) {
+        RDX_TRY(ix->be->pipeline(ix->impl, cmds + i, n - i < PIPE_CHUNK ? n - i : PIPE_CHUNK, err));
+    }
+    return RDX_OK;
+}
+
+rdx_status img_store_put_batch(rdx_img_index *ix, const struct img_record *const *recs, size_t n,
+                               rdx_status *sts, char *const *msgs, rdx_error *err)
+{
+    int reports = 0;
+    for (size_t i = 0; i < n; i++) {
+        reports |= recs[i]->is_report;
+    }
+    if (ix->be->pipeline == NULL || ix->be->put_chain == NULL || ix->no_pipeline || reports) {
+        for (size_t i = 0; i < n; i++) {
+            rdx_error fe;
+            rdx_error_clear(&fe);
+            rdx_status st = img_store_put(ix, recs[i], &fe);
+            if (st == RDX_EBUSY || st == RDX_EDB || st == RDX_ENOMEM) {
+                return rdx_error_set(err, st, "%s", fe.msg);
+            }
+            sts[i] = st;
+            snprintf(msgs[i], RDX_ERROR_MSG_MAX, "%s", fe.msg);
+        }
+        return RDX_OK;
+    }
+    rdx_status st = RDX_OK;
+    struct chain_args *args = rdx_callocarray(n, sizeof *args);
+    struct img_cmd *cmds = rdx_callocarray(3 * n, sizeof *cmds);
+    char(*other)[RDX_IMG_MAX_PATH + 1] = rdx_callocarray(n, sizeof *other);
+    const char **cur = rdx_callocarray(n, sizeof *cur);
+    if (args == NULL || cmds == NULL || other == NULL || cur == NULL) {
+        st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
+        goto out;
+    }
+    /* Where each UID's row is now: every duplicate check of the batch at once. */
+    for (size_t i = 0; i < n; i++) {
+        chain_args_of(recs[i], &args[i]);
+        cmds[i] = (struct img_cmd){.stmt = S_BY_SOP,
+                                   .nparams = 1,
+                                   .params = args[i].p1,
+                                   .out = other[i],
+                                   .outsz = sizeof other[i]};
+    }
+    if ((st = run_pipeline(ix, cmds, n, err)) != RDX_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cur[i] = cmds[i].got ? other[i] : NULL;
+    }
+    /*
+     * Decide in walk order what n calls of img_store_put would, following
+     * what each write does to the (UID, path) rows the later checks read:
+     * cur[j] is where record j's UID is indexed at that point.
+     */
+    size_t nc = 0;
+    for (size_t k = 0; k < n; k++) {
+        const char *const *f = recs[k]->f;
+        struct stat sb;
+        msgs[k][0] = '\0';
+        if (cur[k] != NULL && strcmp(cur[k], f[F_PATH]) != 0 && stat(cur[k], &sb) == 0) {
+            sts[k] = RDX_EDUPLICATE;
+            snprintf(msgs[k], RDX_ERROR_MSG_MAX,
+                     "%s: duplicate SOP Instance UID %s, already indexed from %s", f[F_PATH],
+                     f[F_SOP_UID], cur[k]);
+            continue;
+        }
+        sts[k] = RDX_OK;
+        for (size_t j = 0; j < n; j++) {
+            const char *sop_j = recs[j]->f[F_SOP_UID];
+            if (strcmp(sop_j, f[F_SOP_UID]) == 0) {
+                cur[j] = f[F_PATH]; /* S_DEL_SOP, then the insert at this path */
+            } else if (cur[j] != NULL && strcmp(cur[j], f[F_PATH]) == 0) {
+                cur[j] = NULL; /* S_DEL_PATH_OTHER removed it */
+            }
+        }
+        cmds[nc++] = (struct img_cmd){.stmt = S_DEL_PATH_OTHER, .nparams = 2, .params = args[k].p2};
+        cmds[nc++] = (struct img_cmd){.stmt = S_DEL_SOP, .nparams = 1, .params = args[k].p1};
+        cmds[nc++] = (struct img_cmd){
+            .stmt = IMG_CMD_CHAIN, .nparams = IMG_PUT_CHAIN_NPARAMS, .params = args[k].cp};
+    }
+    st = run_pipeline(ix, cmds, nc, err);
+out:
+    free(args);
+    free(cmds);
+    free(other);
+    free(cur);
+    return st;
 }
 
 /* ---- Query ---------------------------------------------------------------- */

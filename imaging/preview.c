@@ -68,6 +68,280 @@ static int32_t value_at(const struct img_pixels *px, size_t i)
     return px->is_signed ? (int32_t)raw : (int32_t)(raw > INT32_MAX ? INT32_MAX : raw);
 }
 
+/* How a transfer syntax's pixels are decoded. */
+enum ts_kind {
+    TS_NATIVE,  /* uncompressed or deflated (PS3.5 A.1-A.3, A.5): GDCM */
+    TS_RLE,     /* PS3.5 A.4.2: DCMTK, then GDCM */
+    TS_JPEG,    /* baseline, extended, lossless (A.4.1): GDCM, then DCMTK */
+    TS_JPEGLS,  /* A.4.3: GDCM */
+    TS_J2K,     /* A.4.4: GDCM */
+    TS_NO_CODEC /* encapsulated, but no decoder here (HTJ2K, MPEG, deflated frames...) */
+};
+
+static enum ts_kind kind_of(const char *ts)
+{
+    static const struct {
+        const char *uid;
+        enum ts_kind kind;
+    } table[] = {
+        {"1.2.840.10008.1.2", TS_NATIVE},      {"1.2.840.10008.1.2.1", TS_NATIVE},
+        {"1.2.840.10008.1.2.2", TS_NATIVE},    {"1.2.840.10008.1.2.1.99", TS_NATIVE},
+        {"1.2.840.10008.1.2.5", TS_RLE},       {"1.2.840.10008.1.2.4.50", TS_JPEG},
+        {"1.2.840.10008.1.2.4.51", TS_JPEG},   {"1.2.840.10008.1.2.4.57", TS_JPEG},
+        {"1.2.840.10008.1.2.4.70", TS_JPEG},   {"1.2.840.10008.1.2.4.80", TS_JPEGLS},
+        {"1.2.840.10008.1.2.4.81", TS_JPEGLS}, {"1.2.840.10008.1.2.4.90", TS_J2K},
+        {"1.2.840.10008.1.2.4.91", TS_J2K},
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if (strcmp(ts, table[i].uid) == 0) {
+            return table[i].kind;
+        }
+    }
+    /* An empty syntax (no meta information) was detected as one of the native three. */
+    return ts[0] == '\0' ? TS_NATIVE : TS_NO_CODEC;
+}
+
+/* The first byte after FF that opens each frame's codestream, for splitting fragments. */
+static uint8_t frame_marker(enum ts_kind k)
+{
+    switch (k) {
+    case TS_JPEG:
+    case TS_JPEGLS:
+        return 0xD8; /* SOI */
+    case TS_J2K:
+        return 0x4F; /* SOC */
+    default:
+        return 0;
+    }
+}
+
+/* A syntax's name; DCMTK 3.6.7 predates the last few, named here from PS3.6 Table A-1. */
+static const char *ts_name(const char *ts)
+{
+    static const struct {
+        const char *uid, *name;
+    } newer[] = {
+        {"1.2.840.10008.1.2.4.201", "High-Throughput JPEG 2000 (Lossless Only)"},
+        {"1.2.840.10008.1.2.4.202", "High-Throughput JPEG 2000 with RPCL Options (Lossless Only)"},
+        {"1.2.840.10008.1.2.4.203", "High-Throughput JPEG 2000"},
+        {"1.2.840.10008.1.2.8.1", "Deflated Image Frame Compression"},
+    };
+    for (size_t i = 0; i < sizeof newer / sizeof newer[0]; i++) {
+        if (strcmp(ts, newer[i].uid) == 0) {
+            return newer[i].name;
+        }
+    }
+    return ts[0] == '\0' ? "syntax detected from the bytes" : rdx_img_transfer_syntax_name(ts);
+}
+
+/* Number of Frames (0028,0008), 1 when absent; 0 when it is not a positive integer. */
+static uint32_t header_frames(const rdx_img_dataset *ds)
+{
+    int64_t v = 1;
+    rdx_error e;
+    if (rdx_img_item_get_i64(ds, NULL, T(0028, 0008), 0, &v, &e) != RDX_OK) {
+        return e.code == RDX_ENOTFOUND ? 1 : 0;
+    }
+    return v >= 1 && v <= UINT32_MAX ? (uint32_t)v : 0;
+}
+
+/* Run one decoder on its stream, keeping its message for the combined error. */
+static rdx_status run(int use_dcmtk, const rdx_buf *stream, uint32_t frame, const rdx_buf *cs,
+                      struct img_pixels *px, rdx_error *e)
+{
+    rdx_error_clear(e);
+    return img_decode_isolated(use_dcmtk ? IMG_DEC_DCMTK : IMG_DEC_GDCM, stream->data, stream->len,
+                               frame, cs->data, cs->len, px, e);
+}
+
+/* Append an item header (PS3.5 7.5: tag, 32-bit length, little-endian). */
+static rdx_status put_item(rdx_buf *b, uint16_t elem, uint32_t len)
+{
+    uint8_t h[8] = {0xFE,
+                    0xFF,
+                    (uint8_t)elem,
+                    (uint8_t)(elem >> 8),
+                    (uint8_t)len,
+                    (uint8_t)(len >> 8),
+                    (uint8_t)(len >> 16),
+                    (uint8_t)(len >> 24)};
+    return rdx_buf_append(b, h, sizeof h);
+}
+
+/*
+ * The bytes each decoder is given: never more than the header parse and
+ * fragments.c have checked. Everything after Pixel Data is dropped (GDCM and
+ * DCMTK read every element and allocate what a length declares, so junk
+ * after the pixels could ask for gigabytes). GDCM gets a one-frame stream:
+ * the header, an empty offset table and the frame's codestream as the only
+ * fragment, so it never parses the other frames; DCMTK, which decodes every
+ * frame, gets the checked items as they are.
+ */
+static rdx_status decoder_streams(const uint8_t *p, size_t n, int encap, size_t value_off,
+                                  uint32_t value_len, const struct img_encap *enc,
+                                  const rdx_buf *cs, rdx_buf *for_gdcm, rdx_buf *for_dcmtk,
+                                  rdx_error *err)
+{
+    size_t end = n;
+    if (encap) {
+        end = enc->end;
+    } else if (value_len != 0xFFFFFFFFu && value_off + value_len <= n) {
+        end = value_off + value_len;
+    }
+    rdx_status st;
+    if ((st = rdx_buf_append(for_dcmtk, p, end)) != RDX_OK) {
+        return rdx_error_set(err, st, "out of memory for the decoder's copy");
+    }
+    if (!encap) {
+        if ((st = rdx_buf_append(for_gdcm, p, end)) != RDX_OK) {
+            return rdx_error_set(err, st, "out of memory for the decoder's copy");
+        }
+        return RDX_OK;
+    }
+    if ((st = rdx_buf_append(for_gdcm, p, value_off)) != RDX_OK ||
+        (st = put_item(for_gdcm, 0xE000, 0)) != RDX_OK ||
+        (st = put_item(for_gdcm, 0xE000, (uint32_t)cs->len)) != RDX_OK ||
+        (st = rdx_buf_append(for_gdcm, cs->data, cs->len)) != RDX_OK ||
+        (st = put_item(for_gdcm, 0xE0DD, 0)) != RDX_OK) {
+        return rdx_error_set(err, st, "out of memory for the decoder's copy");
+    }
+    return RDX_OK;
+}
+
+/* A decoder's failure that another decoder might not share (not a cap or resource). */
+static int worth_retry(rdx_status st)
+{
+    return st == RDX_EPARSE || st == RDX_EFORMAT || st == RDX_ESHORT;
+}
+
+rdx_status img_frame_decode_mem(const uint8_t *p, size_t n, const char *name, uint32_t frame,
+                                rdx_img_frame *out, rdx_error *err)
+{
+    if (out == NULL || (p == NULL && n > 0)) {
+        return rdx_error_set(err, RDX_EINVAL, "img_frame_decode_mem: NULL argument");
+    }
+    memset(out, 0, sizeof *out);
+    const char *label = name != NULL ? name : "<memory>";
+    /* The header first (DCMTK): is there anything to decode, in what syntax, where? */
+    rdx_img_dataset *ds = NULL;
+    RDX_TRY(rdx_img_dataset_open_mem(p, n, label, &ds, err));
+    char ts[80];
+    snprintf(ts, sizeof ts, "%s", rdx_img_dataset_transfer_syntax(ds));
+    int has_pixels = rdx_img_dataset_has_pixel_data(ds);
+    uint32_t frames = header_frames(ds);
+    uint64_t value_off = 0;
+    uint32_t value_len = 0;
+    int located = img_dataset_pixel_value(ds, &value_off, &value_len);
+    rdx_img_dataset_free(ds);
+    if (!has_pixels) {
+        return rdx_error_set(err, RDX_ENOTFOUND, "%s: no Pixel Data (7FE0,0010) to decode", label);
+    }
+    if (frames == 0) {
+        return rdx_error_set(err, RDX_ERANGE,
+                             "%s: Number of Frames (0028,0008) is not a positive integer", label);
+    }
+    if (frames > RDX_IMG_MAX_FRAMES) {
+        return rdx_error_set(err, RDX_ELIMIT,
+                             "%s: Number of Frames (0028,0008) is %u, over the %u-frame cap", label,
+                             frames, RDX_IMG_MAX_FRAMES);
+    }
+    if (frame >= frames) {
+        return rdx_error_set(err, RDX_ERANGE, "%s: frame %u asked, the file has %u (0-based)",
+                             label, frame, frames);
+    }
+    enum ts_kind kind = kind_of(ts);
+    struct img_pixels px;
+    memset(&px, 0, sizeof px);
+    struct img_encap enc;
+    memset(&enc, 0, sizeof enc);
+    rdx_buf cs, sg, sd;
+    rdx_buf_init(&cs, RDX_IMG_MAX_PIXEL_BYTES);
+    rdx_buf_init(&sg, (size_t)RDX_IMG_MAX_PIXEL_BYTES + 65536);
+    rdx_buf_init(&sd, (size_t)RDX_IMG_MAX_PIXEL_BYTES + 65536);
+    rdx_status st = RDX_OK;
+    if (kind == TS_NO_CODEC) {
+        st = rdx_error_set(err, RDX_EFORMAT,
+                           "no decoder for this transfer syntax (neither GDCM 3.0 nor DCMTK "
+                           "3.6.7 has one)");
+        goto out;
+    }
+    if (kind != TS_NATIVE) {
+        /* Encapsulated (PS3.5 A.4): check the fragments, then cut out this frame's codestream. */
+        if (!located || value_len != 0xFFFFFFFFu) {
+            st = rdx_error_set(err, RDX_EPARSE,
+                               "Pixel Data of a compressed syntax must be encapsulated "
+                               "(undefined length, PS3.5 A.4)");
+            goto out;
+        }
+        size_t first = 0, count = 0;
+        if ((st = img_encap_parse(p, n, (size_t)value_off, &enc, err)) != RDX_OK ||
+            (st = img_encap_frame(&enc, frames, frame, frame_marker(kind), &first, &count, err)) !=
+                RDX_OK ||
+            (st = img_encap_join(&enc, first, count, &cs, err)) != RDX_OK) {
+            goto out;
+        }
+    }
+    if ((st = img_stream_check(p, n, ts, err)) != RDX_OK ||
+        (st = decoder_streams(p, n, kind != TS_NATIVE, (size_t)value_off,
+                              located ? value_len : 0xFFFFFFFFu, &enc, &cs, &sg, &sd, err)) !=
+            RDX_OK) {
+        goto out;
+    }
+    /*
+     * GDCM first, DCMTK when GDCM fails on JPEG; RLE the other way round
+     * (GDCM 3.0 mis-orders the byte segments of 16-bit colour RLE). DCMTK has
+     * no JPEG-LS (its CharLS would clash with GDCM's) nor JPEG 2000 decoder.
+     */
+    int second = kind == TS_RLE || kind == TS_JPEG;
+    int dcmtk_first = kind == TS_RLE;
+    rdx_error e1, e2;
+    st = run(dcmtk_first, dcmtk_first ? &sd : &sg, frame, &cs, &px, &e1);
+    if (st != RDX_OK && second && worth_retry(st)) {
+        rdx_status st2 = run(!dcmtk_first, dcmtk_first ? &sg : &sd, frame, &cs, &px, &e2);
+        if (st2 == RDX_OK) {
+            st = RDX_OK;
+        } else {
+            /* Both reasons: the first decoder's status, as it is the one meant for the syntax. */
+            rdx_error_set(err, st, "cannot decode: %s; %s", e1.msg, e2.msg);
+        }
+    } else if (st != RDX_OK) {
+        rdx_error_set(err, st, "cannot decode: %s", e1.msg);
+    }
+out:
+    if (st != RDX_OK) {
+        rdx_error_prefix(err, "%s: frame %u of %u (%s%s%s): ", label, frame, frames, ts_name(ts),
+                         ts[0] != '\0' ? ", " : "", ts);
+        free(px.data);
+        img_encap_free(&enc);
+        rdx_buf_free(&cs);
+        rdx_buf_free(&sg);
+        rdx_buf_free(&sd);
+        return st;
+    }
+    img_encap_free(&enc);
+    rdx_buf_free(&cs);
+    rdx_buf_free(&sg);
+    rdx_buf_free(&sd);
+    size_t nv = (size_t)px.rows * px.columns * px.samples;
+    out->values = rdx_mallocarray(nv, sizeof *out->values);
+    if (out->values == NULL) {
+        free(px.data);
+        return rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", label);
+    }
+    for (size_t i = 0; i < nv; i++) {
+        out->values[i] = value_at(&px, i);
+    }
+    out->rows = px.rows;
+    out->columns = px.columns;
+    out->samples = px.samples;
+    out->frames = frames;
+    out->bits_stored = px.bits_stored;
+    out->is_signed = px.is_signed;
+    memcpy(out->photometric, px.photometric, sizeof out->photometric);
+    free(px.data);
+    return RDX_OK;
+}
+
 rdx_status rdx_img_frame_decode(const char *path, uint32_t frame, rdx_img_frame *out,
                                 rdx_error *err)
 {
@@ -75,56 +349,12 @@ rdx_status rdx_img_frame_decode(const char *path, uint32_t frame, rdx_img_frame 
         return rdx_error_set(err, RDX_EINVAL, "rdx_img_frame_decode: NULL argument");
     }
     memset(out, 0, sizeof *out);
-    /* The header first (DCMTK): is there anything to decode, and in what syntax? */
-    rdx_img_dataset *ds = NULL;
-    RDX_TRY(rdx_img_dataset_open_file(path, &ds, err));
-    char ts[80];
-    snprintf(ts, sizeof ts, "%s", rdx_img_dataset_transfer_syntax(ds));
-    int has_pixels = rdx_img_dataset_has_pixel_data(ds);
-    rdx_img_dataset_free(ds);
-    if (!has_pixels) {
-        return rdx_error_set(err, RDX_ENOTFOUND, "%s: no Pixel Data (7FE0,0010) to decode", path);
-    }
-    /*
-     * GDCM first, DCMTK when GDCM fails; RLE the other way round (GDCM 3.0
-     * mis-orders the byte segments of 16-bit colour RLE).
-     */
-    struct img_pixels px;
-    int rle = strcmp(ts, "1.2.840.10008.1.2.5") == 0;
-    rdx_status dst = rle ? img_dcmtk_decode(path, &px, err) : img_gdcm_decode(path, &px, err);
-    if (dst == RDX_EFORMAT || dst == RDX_EPARSE) {
-        dst = rle ? img_gdcm_decode(path, &px, err) : img_dcmtk_decode(path, &px, err);
-    }
-    if (dst == RDX_EFORMAT || dst == RDX_EPARSE) {
-        rdx_error_set(err, dst, "%s: cannot decode the pixel data (transfer syntax %s, %s)", path,
-                      ts, rdx_img_transfer_syntax_name(ts));
-    }
-    RDX_TRY(dst);
-    rdx_status st = RDX_OK;
-    if (frame >= px.frames) {
-        st = rdx_error_set(err, RDX_ERANGE, "%s: frame %u asked, the file has %u (0-based)", path,
-                           frame, px.frames);
-        goto out;
-    }
-    size_t n = (size_t)px.rows * px.columns * px.samples;
-    out->values = rdx_mallocarray(n, sizeof *out->values);
-    if (out->values == NULL) {
-        st = rdx_error_set(err, RDX_ENOMEM, "%s: out of memory", path);
-        goto out;
-    }
-    size_t first = (size_t)frame * n;
-    for (size_t i = 0; i < n; i++) {
-        out->values[i] = value_at(&px, first + i);
-    }
-    out->rows = px.rows;
-    out->columns = px.columns;
-    out->samples = px.samples;
-    out->frames = px.frames;
-    out->bits_stored = px.bits_stored;
-    out->is_signed = px.is_signed;
-    memcpy(out->photometric, px.photometric, sizeof out->photometric);
-out:
-    free(px.data);
+    /* One read: the header and the pixels are taken from the same bytes. */
+    rdx_buf file;
+    rdx_buf_init(&file, RDX_IMG_MAX_PIXEL_BYTES);
+    RDX_TRY(rdx_file_read(path, &file, err));
+    rdx_status st = img_frame_decode_mem(file.data, file.len, path, frame, out, err);
+    rdx_buf_free(&file);
     return st;
 }
 

@@ -3,17 +3,21 @@
  * files, reports linked to studies, the query filters on real values, and
  * the rdx img verbs as a user runs them.
  */
+#define _POSIX_C_SOURCE 200809L /* pthread_barrier_t */
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <pwd.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -1060,6 +1064,352 @@ static void test_index_parallel_same_answers(void **state)
     assert_int_equal(s4.indexed, 0);
 }
 
+/* ---- Several indexers on one PostgreSQL index ------------------------------------- */
+
+#define CC_DIRS      4
+#define CC_PER_DIR   120
+#define CC_STUDIES   24
+#define CC_PATIENTS  8
+#define CC_THREADS   4
+#define CC_DIRS_EACH 3
+
+/*
+ * Where a value of the template sits, as a whole explicit-VR value (like the
+ * bench): the SOP Instance UID is there twice, in the meta information too.
+ */
+static size_t value_offsets(const rdx_buf *b, const char *v, size_t at[2])
+{
+    size_t n = strlen(v), padded = (n + 1) & ~(size_t)1, k = 0;
+    for (size_t i = 2; i + n <= b->len && k < 2; i++) {
+        if (memcmp(b->data + i, v, n) == 0 &&
+            (size_t)(b->data[i - 2] | b->data[i - 1] << 8) == padded) {
+            at[k++] = i;
+        }
+    }
+    if (k == 0) {
+        fail_msg("template value %s not found", v);
+    }
+    return k;
+}
+
+/* Digits of k, zero-padded to exactly the length of the value being replaced. */
+static void put_number(uint8_t *at, size_t len, unsigned long k)
+{
+    for (size_t i = len; i > 0; i--) {
+        at[i - 1] = (uint8_t)('0' + k % 10);
+        k /= 10;
+    }
+}
+
+/*
+ * 480 instances from one CT header in four folders of 120: file g belongs
+ * to study (7g + 5d) mod 24 (so each folder meets the studies in its own
+ * order, and every study has files in every folder), to one of three series
+ * per study, to patient study mod 8. series_of[k] counts each series.
+ */
+static void make_corpus(const char *root, unsigned series_of[CC_STUDIES * 3])
+{
+    char tpl[512];
+    rdx_test_fixture(tpl, sizeof tpl, "imaging/study/77654033_CT2_17106");
+    rdx_buf b;
+    rdx_buf_init(&b, 1 << 20);
+    rdx_error err;
+    assert_int_equal(rdx_file_read(tpl, &b, &err), RDX_OK);
+    rdx_img_dataset *ds = NULL;
+    assert_int_equal(rdx_img_dataset_open_file(tpl, &ds, &err), RDX_OK);
+    static const uint32_t tags[4] = {RDX_IMG_TAG(0x0020, 0x000D), RDX_IMG_TAG(0x0020, 0x000E),
+                                     RDX_IMG_TAG(0x0008, 0x0018), RDX_IMG_TAG(0x0010, 0x0020)};
+    size_t off[4][2], noff[4], len[4];
+    rdx_buf v;
+    rdx_buf_init(&v, 256);
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(rdx_img_item_get_text(ds, NULL, tags[k], &v, &err), RDX_OK);
+        assert_non_null(rdx_buf_append_u8(&v, 0) == RDX_OK ? v.data : NULL);
+        noff[k] = value_offsets(&b, (const char *)v.data, off[k]);
+        len[k] = strlen((const char *)v.data);
+        /* The numbers are written over the value's tail: keep a UID's root. */
+        assert_true(len[k] >= 6);
+        rdx_buf_reset(&v);
+    }
+    rdx_buf_free(&v);
+    rdx_img_dataset_free(ds);
+    memset(series_of, 0, sizeof(unsigned) * CC_STUDIES * 3);
+    for (unsigned d = 0; d < CC_DIRS; d++) {
+        char dir[1200];
+        snprintf(dir, sizeof dir, "%s/d%u", root, d);
+        assert_int_equal(mkdir(dir, 0755), 0);
+        for (unsigned i = 0; i < CC_PER_DIR; i++) {
+            unsigned long g = d * CC_PER_DIR + i;
+            unsigned study = (unsigned)((7 * g + 5 * d) % CC_STUDIES);
+            unsigned series = study * 3 + (unsigned)(g / CC_STUDIES) % 3;
+            series_of[series]++;
+            /* Six-digit tails, 1 + kind first so that no two kinds of UID collide. */
+            unsigned long val[4] = {100000 + study, 200000 + series, 300000 + g,
+                                    400000 + study % CC_PATIENTS};
+            for (int k = 0; k < 4; k++) {
+                for (size_t j = 0; j < noff[k]; j++) {
+                    put_number(b.data + off[k][j] + len[k] - 6, 6, val[k]);
+                }
+            }
+            char path[1300];
+            snprintf(path, sizeof path, "%s/f%03u.dcm", dir, i);
+            assert_int_equal(rdx_file_write_atomic(path, b.data, b.len, &err), RDX_OK);
+        }
+    }
+    rdx_buf_free(&b);
+}
+
+struct indexer {
+    const char *uri;
+    char dirs[CC_DIRS_EACH][1200];
+    unsigned jobs;
+    pthread_barrier_t *start;
+    rdx_status st;
+    rdx_error err;
+    rdx_img_index_stats total;
+    struct problem_log log;
+};
+
+static void *indexer_run(void *arg)
+{
+    struct indexer *x = arg;
+    rdx_img_index *ix = NULL;
+    x->st = rdx_img_index_open(x->uri, &ix, &x->err);
+    pthread_barrier_wait(x->start);
+    for (int k = 0; k < CC_DIRS_EACH && x->st == RDX_OK; k++) {
+        rdx_img_index_stats s;
+        memset(&s, 0, sizeof s);
+        rdx_img_index_opts o = {.report = on_problem, .user = &x->log, .jobs = x->jobs};
+        x->st = rdx_img_index_add_path(ix, x->dirs[k], &o, &s, &x->err);
+        x->total.files_seen += s.files_seen;
+        x->total.indexed += s.indexed;
+        x->total.unchanged += s.unchanged;
+        x->total.skipped += s.skipped;
+        x->total.failed += s.failed;
+    }
+    rdx_img_index_close(ix);
+    return NULL;
+}
+
+/* One number from SQL. */
+static long long sql_count(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    }
+    long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+/*
+ * Four indexers, each with its own connection, index overlapping folders
+ * (each folder by three of them, in different orders, two of them with -j 2)
+ * into one PostgreSQL database at the same time. Their batch transactions
+ * lock the same patient, study and series rows in different orders, so
+ * PostgreSQL sees deadlocks and writes racing on the same UIDs; none of it
+ * may reach the caller, and the index must come out exactly as one indexer
+ * would leave it: 8 patients, 24 studies, 72 series, 480 instances, no
+ * duplicate row, every kept count equal to the rows it counts.
+ */
+static void test_index_concurrent_indexers_pg(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    unsigned series_of[CC_STUDIES * 3];
+    make_corpus(f->dir, series_of);
+    static const unsigned order[CC_THREADS][CC_DIRS_EACH] = {
+        {0, 1, 2}, {3, 2, 1}, {1, 3, 0}, {2, 0, 3}};
+    struct indexer x[CC_THREADS];
+    pthread_t th[CC_THREADS];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, CC_THREADS);
+    for (int t = 0; t < CC_THREADS; t++) {
+        memset(&x[t], 0, sizeof x[t]);
+        x[t].uri = f->uri;
+        x[t].jobs = t % 2 == 0 ? 1 : 2;
+        x[t].start = &start;
+        for (int k = 0; k < CC_DIRS_EACH; k++) {
+            snprintf(x[t].dirs[k], sizeof x[t].dirs[k], "%s/d%u", f->dir, order[t][k]);
+        }
+        assert_int_equal(pthread_create(&th[t], NULL, indexer_run, &x[t]), 0);
+    }
+    for (int t = 0; t < CC_THREADS; t++) {
+        pthread_join(th[t], NULL);
+    }
+    pthread_barrier_destroy(&start);
+    for (int t = 0; t < CC_THREADS; t++) {
+        if (x[t].st != RDX_OK) {
+            fail_msg("indexer %d: %s", t, x[t].err.msg);
+        }
+        /* Every file seen was written or found written; nothing refused, nothing reported. */
+        assert_int_equal(x[t].total.files_seen, CC_DIRS_EACH * CC_PER_DIR);
+        assert_int_equal(x[t].total.indexed + x[t].total.unchanged, CC_DIRS_EACH * CC_PER_DIR);
+        assert_int_equal(x[t].total.failed, 0);
+        assert_int_equal(x[t].total.skipped, 0);
+        assert_string_equal(x[t].log.text, "");
+    }
+
+    /* The query side: exact counts at every level. */
+    struct answers a;
+    rdx_img_query q = {.level = RDX_IMG_LEVEL_PATIENT};
+    assert_int_equal(query(f, &q, &a), CC_PATIENTS);
+    q.level = RDX_IMG_LEVEL_STUDY;
+    assert_int_equal(query(f, &q, &a), CC_STUDIES);
+    q.level = RDX_IMG_LEVEL_SERIES;
+    assert_int_equal(query(f, &q, &a), CC_STUDIES * 3);
+    q.level = RDX_IMG_LEVEL_INSTANCE;
+    assert_int_equal(query(f, &q, &a), CC_DIRS * CC_PER_DIR);
+
+    /* The tables: no duplicates, and the counts the triggers keep match the rows. */
+    PGconn *c = PQconnectdb(f->uri);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    assert_int_equal(sql_count(c, "SELECT count(*) FROM instances"), CC_DIRS * CC_PER_DIR);
+    assert_int_equal(sql_count(c, "SELECT count(DISTINCT sop_uid) FROM instances"),
+                     CC_DIRS * CC_PER_DIR);
+    assert_int_equal(sql_count(c, "SELECT count(DISTINCT path) FROM instances"),
+                     CC_DIRS * CC_PER_DIR);
+    assert_int_equal(sql_count(c, "SELECT count(*) FROM series"), CC_STUDIES * 3);
+    assert_int_equal(sql_count(c, "SELECT count(*) FROM studies"), CC_STUDIES);
+    assert_int_equal(sql_count(c, "SELECT count(*) FROM patients"), CC_PATIENTS);
+    assert_int_equal(sql_count(c, "SELECT count(*) FROM study_modalities"), CC_STUDIES);
+    assert_int_equal(sql_count(c, "SELECT count(*) FROM series s WHERE num_instances <>"
+                                  " (SELECT count(*) FROM instances i WHERE i.series_ref = s.id)"),
+                     0);
+    assert_int_equal(sql_count(c, "SELECT count(*) FROM studies st WHERE num_series <>"
+                                  " (SELECT count(*) FROM series s WHERE s.study_ref = st.id)"
+                                  " OR num_instances <> (SELECT count(*) FROM instances i"
+                                  " JOIN series s ON i.series_ref = s.id"
+                                  " WHERE s.study_ref = st.id)"),
+                     0);
+    /* Each series holds the instances the corpus gave it (series UID tail 200000 + k). */
+    PGresult *r = PQexec(c, "SELECT right(series_uid, 6), num_instances FROM series");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    for (int i = 0; i < PQntuples(r); i++) {
+        long k = strtol(PQgetvalue(r, i, 0), NULL, 10) - 200000;
+        assert_true(k >= 0 && k < CC_STUDIES * 3);
+        assert_int_equal(strtol(PQgetvalue(r, i, 1), NULL, 10), series_of[k]);
+    }
+    PQclear(r);
+    PQfinish(c);
+}
+
+static PGresult *sql_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType s = PQresultStatus(r);
+    if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    }
+    return r;
+}
+
+struct one_run {
+    rdx_img_index *ix;
+    const char *dir;
+    rdx_status st;
+    rdx_error err;
+    rdx_img_index_stats s;
+};
+
+static void *one_run(void *arg)
+{
+    struct one_run *o = arg;
+    o->st = rdx_img_index_add_path(o->ix, o->dir, NULL, &o->s, &o->err);
+    return NULL;
+}
+
+/*
+ * A deadlock made on purpose: another session holds study Y's row, the
+ * indexer's batch has written study X and waits for Y, then the session asks
+ * for X. PostgreSQL aborts the indexer's transaction (its wait began first,
+ * so its deadlock check fires first); the indexer must write the whole batch
+ * again and finish as if nothing had happened, with the retry counted.
+ */
+static void test_index_deadlock_is_retried_pg(void **state)
+{
+    struct fixture *f = *state;
+    NEED_BACKEND(f);
+    unsigned series_of[CC_STUDIES * 3];
+    make_corpus(f->dir, series_of);
+    char d0[1200];
+    snprintf(d0, sizeof d0, "%s/d0", f->dir);
+    rdx_img_index_stats s;
+    struct problem_log log = {0};
+    add(f, d0, &s, &log);
+    assert_int_equal(s.indexed, CC_PER_DIR);
+    PGconn *c = PQconnectdb(f->uri);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    /* f000 is study 0, f119 study (7 * 119) mod 24 = 17: X and Y. */
+    char x_uid[128], y_uid[128], sql[512];
+    for (int k = 0; k < 2; k++) {
+        snprintf(sql, sizeof sql,
+                 "SELECT st.study_uid FROM instances i JOIN series se ON i.series_ref = se.id"
+                 " JOIN studies st ON se.study_ref = st.id WHERE i.path LIKE '%%/d0/%s'",
+                 k == 0 ? "f000.dcm" : "f119.dcm");
+        PGresult *r = sql_ok(c, sql);
+        assert_int_equal(PQntuples(r), 1);
+        snprintf(k == 0 ? x_uid : y_uid, 128, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    assert_string_not_equal(x_uid, y_uid);
+    int retried = 0;
+    for (int round = 0; round < 3 && !retried; round++) {
+        /* Both files change (mtime): the next run rewrites f000 (X), then f119 (Y). */
+        for (int k = 0; k < 2; k++) {
+            char p[1300];
+            snprintf(p, sizeof p, "%s/%s", d0, k == 0 ? "f000.dcm" : "f119.dcm");
+            struct timespec ts[2] = {{.tv_sec = 1000000000 + round * 10 + k},
+                                     {.tv_sec = 1000000000 + round * 10 + k}};
+            assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+        }
+        PQclear(sql_ok(c, "BEGIN"));
+        snprintf(sql, sizeof sql, "SELECT 1 FROM studies WHERE study_uid = '%s' FOR UPDATE", y_uid);
+        PQclear(sql_ok(c, sql));
+        struct one_run o = {.dir = d0};
+        rdx_error err;
+        assert_int_equal(rdx_img_index_open(f->uri, &o.ix, &err), RDX_OK);
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, one_run, &o), 0);
+        /* Wait until the indexer waits for Y (it holds X by then). */
+        for (int i = 0; i < 2000; i++) {
+            PGresult *r = sql_ok(c, "SELECT count(*) FROM pg_locks WHERE NOT granted");
+            int waiting = strtol(PQgetvalue(r, 0, 0), NULL, 10) > 0;
+            PQclear(r);
+            if (waiting) {
+                break;
+            }
+            struct timespec nap = {0, 5000000};
+            nanosleep(&nap, NULL);
+        }
+        snprintf(sql, sizeof sql,
+                 "UPDATE studies SET description = description WHERE study_uid = '%s'", x_uid);
+        PGresult *r = PQexec(c, sql);
+        int we_were_victim = PQresultStatus(r) != PGRES_COMMAND_OK;
+        PQclear(r);
+        PQclear(sql_ok(c, we_were_victim ? "ROLLBACK" : "COMMIT"));
+        pthread_join(th, NULL);
+        rdx_img_index_close(o.ix);
+        if (o.st != RDX_OK) {
+            fail_msg("indexer: %s", o.err.msg);
+        }
+        assert_int_equal(o.s.indexed, 2);
+        assert_int_equal(o.s.unchanged, CC_PER_DIR - 2);
+        assert_int_equal(o.s.failed + o.s.skipped, 0);
+        /* PostgreSQL may pick this session as the victim instead: then try again. */
+        retried = o.s.retried > 0;
+        assert_true(retried || we_were_victim);
+    }
+    assert_true(retried);
+    assert_int_equal(sql_count(c, "SELECT count(*) FROM instances"), CC_PER_DIR);
+    assert_int_equal(sql_count(c, "SELECT count(*) FROM studies st WHERE num_instances <>"
+                                  " (SELECT count(*) FROM instances i JOIN series s"
+                                  " ON i.series_ref = s.id WHERE s.study_ref = st.id)"),
+                     0);
+    PQfinish(c);
+}
+
 static void test_index_open_refuses_bad_uris(void **state)
 {
     (void)state;
@@ -1284,6 +1634,8 @@ int main(void)
         BOTH(test_index_report_add),
         BOTH(test_index_parallel_same_answers),
         cmocka_unit_test(test_index_open_refuses_bad_uris),
+        cmocka_unit_test_setup_teardown(test_index_concurrent_indexers_pg, setup_pg, teardown),
+        cmocka_unit_test_setup_teardown(test_index_deadlock_is_retried_pg, setup_pg, teardown),
         BOTH(test_index_shared_data),
         BOTH(test_index_cli),
         cmocka_unit_test_setup_teardown(test_index_cli_table_aligns_wide_names, setup, teardown),

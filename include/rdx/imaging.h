@@ -176,13 +176,26 @@ typedef struct rdx_img_frame {
 /*
  * Decode frame number frame (0-based) of the DICOM file at path with GDCM:
  * native, deflated, RLE, JPEG baseline/extended/lossless, JPEG-LS and JPEG
- * 2000. Values are masked to Bits Stored and sign-extended when Pixel
- * Representation is 1. out is filled on success; release it with
- * rdx_img_frame_free (out->values is malloc'd).
- * Errors: RDX_ERANGE (no such frame), RDX_EPARSE (undecodable), RDX_EFORMAT
- * (an unsupported layout), RDX_ELIMIT (over RDX_IMG_MAX_PIXEL_BYTES),
- * RDX_ENOMEM; err names the file. Thread safety: distinct calls are
- * independent (the first call silences GDCM's logging, once per process).
+ * 2000 (DCMTK first for RLE, and as a second try for JPEG). Only that frame
+ * is decoded; encapsulated Pixel Data is checked item by item first (PS3.5
+ * A.4) and the frame's fragments found through the Basic Offset Table, one
+ * fragment per frame, or the codestream markers. Values are masked to Bits
+ * Stored and sign-extended when Pixel Representation is 1. out is filled on
+ * success; release it with rdx_img_frame_free (out->values is malloc'd).
+ * Errors: RDX_ERANGE (no such frame), RDX_ESHORT (truncated), RDX_EPARSE
+ * (damaged item structure, or the decoder refuses the data), RDX_EFORMAT
+ * (an unsupported layout or syntax, fragments that do not match the
+ * frames), RDX_ELIMIT (over RDX_IMG_MAX_PIXEL_BYTES or
+ * RDX_IMG_MAX_FRAGMENTS), RDX_ENOMEM. Decode errors read "FILE: frame F of N
+ * (SYNTAX NAME, UID): reason", the reason naming the fragment and byte
+ * offset, or giving GDCM's, libjpeg's, OpenJPEG's and DCMTK's own words;
+ * none of them print anything. The codecs run in a short-lived child
+ * process (fork): an assertion or crash inside GDCM, CharLS, OpenJPEG,
+ * libjpeg or DCMTK on hostile data (Debian builds GDCM with assertions on)
+ * becomes RDX_EPARSE naming the assertion or signal, and a codec that does
+ * not finish is stopped after RDX_IMG_DECODE_SECONDS (RDX_ETIMEOUT). The
+ * caller must not reap children it did not start (SIGCHLD ignored or a
+ * wait-any loop). Thread safety: distinct calls are independent.
  */
 rdx_status rdx_img_frame_decode(const char *path, uint32_t frame, rdx_img_frame *out,
                                 rdx_error *err);
@@ -253,6 +266,8 @@ typedef struct rdx_img_index_stats {
     uint64_t skipped;    /* not DICOM, or DICOM with nothing to index (DICOMDIR) */
     uint64_t failed;     /* DICOM files refused as malformed */
     uint64_t pruned;     /* rows of files that no longer exist, removed (rdx_img_index_prune) */
+    uint64_t retried;    /* batches written again after PostgreSQL rolled them back (a
+                            deadlock or serialization failure with another writer) */
 } rdx_img_index_stats;
 
 /*
@@ -286,11 +301,30 @@ typedef struct rdx_img_index_opts {
  * to the studies they reference. Re-indexing is idempotent: a file whose size
  * and mtime match its row is counted as unchanged and not re-read; a changed
  * file replaces its rows. Bad files are counted, reported through opts and
- * skipped; they never stop the walk. Writes are batched in transactions.
+ * skipped; they never stop the walk. Writes are batched in transactions;
+ * problems of refused instances are reported when their batch commits.
+ * Several indexers (threads with their own handles, or processes) may write
+ * one PostgreSQL index at once: a batch locks the keys of its rows in one
+ * order first, and a transaction PostgreSQL rolls back for a deadlock,
+ * serialization failure or a row another writer changed under it is written
+ * again, up to RDX_IMG_TXN_RETRIES times (stats->retried counts them;
+ * docs/imaging-index.md). One handle is used by one thread at a time.
  *
- * Errors (the walk itself failed): RDX_ENOENT (path absent), RDX_EDB,
- * RDX_ENOMEM, RDX_ELIMIT (folder nesting deeper than the cap).
+ * Errors (the walk itself failed): RDX_ENOENT (path absent), RDX_EDB (also
+ * when the retries are used up), RDX_ENOMEM, RDX_ELIMIT (folder nesting
+ * deeper than the cap).
  */
+/*
+ * PostgreSQL only (a no-op on SQLite): write each batch in libpq pipeline
+ * mode (on, the default: its duplicate checks, then its writes, sent
+ * together, a few round trips per batch instead of five per instance) or one
+ * statement at a time (off: for a connection pooler without pipeline
+ * support, or to measure the difference, as bench/imaging_bench does). The
+ * answers are the same either way. ix may be NULL (no-op). Not while another
+ * call runs on ix.
+ */
+void rdx_img_index_set_pipeline(rdx_img_index *ix, int on);
+
 rdx_status rdx_img_index_add_path(rdx_img_index *ix, const char *path,
                                   const rdx_img_index_opts *opts, rdx_img_index_stats *stats,
                                   rdx_error *err);
