@@ -68,7 +68,7 @@
  * sync that makes it durable.
  */
 #define GROUP_ACK_WINDOW_MS   4u    /* a completed case waits at most this long for its sync */
-#define GROUP_AUDIT_WINDOW_MS 10u   /* audit records alone (no ACK waiting) */
+#define GROUP_AUDIT_WINDOW_MS 50u   /* audit records alone (no ACK waiting) */
 #define GROUP_ACKS_MAX        1024u /* flush at once when this many ACKs wait */
 /*
  * Items up to this size are stored in node.db (inbox_blobs) with the
