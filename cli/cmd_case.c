@@ -372,6 +372,52 @@ static int case_fetch(int argc, char **argv)
     return RDX_EXIT_OK;
 }
 
+static const char RETRY_USAGE[] =
+    "Usage: rdx case retry --config FILE CASE_ID\n\n"
+    "Send a dead-lettered case again (see rdx case status): it goes back to the\n"
+    "outbox as queued, its attempts counted from zero, and the running node\n"
+    "delivers it. Fix what refused it first (a policy entry, a peer address).\n"
+    "Recorded in the audit log.\n";
+
+static int case_retry(int argc, char **argv)
+{
+    const char *cmd = "case retry";
+    const char *config = NULL, *id = NULL;
+    rdx_transport_config *cfg = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (rdx_cli_is_help(argv[i])) {
+            fputs(RETRY_USAGE, stdout);
+            return RDX_EXIT_OK;
+        }
+        int hit = rdx_tp_cli_opt(argc, argv, &i, "--config", &config, cmd);
+        if (hit < 0) {
+            return RDX_EXIT_USAGE;
+        }
+        if (hit == 0) {
+            if (argv[i][0] == '-' || id != NULL) {
+                return rdx_cli_usage(cmd, "unexpected argument '%s'", argv[i]);
+            }
+            id = argv[i];
+        }
+    }
+    if (id == NULL) {
+        return rdx_cli_usage(cmd, "--config and CASE_ID are required");
+    }
+    int rc = load(cmd, config, &cfg);
+    if (rc >= 0) {
+        return rc;
+    }
+    rdx_error err;
+    rdx_error_clear(&err);
+    rdx_status st = rdx_transport_case_requeue(cfg, id, &err);
+    rdx_transport_config_free(cfg);
+    if (st != RDX_OK) {
+        return rdx_cli_fail_err(cmd, &err);
+    }
+    printf("case %s queued again\n", id);
+    return RDX_EXIT_OK;
+}
+
 static const char REQUEST_USAGE[] =
     "Usage: rdx case request --config FILE --to HUB --study UID [--wait SECONDS]\n"
     "                        [-o DIR] [--json]\n\n"
@@ -529,6 +575,7 @@ static const struct rdx_cli_verb verbs[] = {
     {"status", "show the outbox and inbox, with dead-lettered cases", case_status},
     {"list", "list completely received cases (--inbox)", case_list},
     {"fetch", "copy a received case's items out, verifying them", case_fetch},
+    {"retry", "send a dead-lettered case again", case_retry},
     {"request", "ask the hub for a study; it answers with the files and report", case_request},
     {NULL, NULL, NULL},
 };

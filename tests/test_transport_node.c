@@ -531,6 +531,21 @@ static void test_node_refuses_policy_and_dead_letters(void **state)
     assert_non_null(strstr(r.out, "\"state\":\"dead\""));
     assert_non_null(strstr(r.out, "policy does not allow"));
     rdx_run_free(&r);
+    /* An operator sends the dead letter again: queued afresh, tried, and (still refused) dead. */
+    const char *retry[] = {"case", "retry", "--config", w->clinic_ini, id, NULL};
+    run_ok(&r, retry);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "queued again"));
+    rdx_run_free(&r);
+    wait_audit(w->clinic_db, "case-requeued", "operator", 1);
+    wait_audit(w->clinic_db, "case-dead-lettered", "after 1 attempt", 2);
+    wait_audit(w->hub_db, "policy-refused", "not allow institution 'clinic' to send 'dicom'", 2);
+    assert_int_equal(sql_int(w->clinic_db, "SELECT attempts FROM outbox WHERE case_id=?1", id), 1);
+    const char *bad[] = {"case", "retry", "--config", w->clinic_ini, "no-such-case", NULL};
+    run_ok(&r, bad);
+    assert_int_equal(r.exit_code, 1);
+    assert_non_null(strstr(r.err, "not in the outbox"));
+    rdx_run_free(&r);
 }
 
 /* ---- delivery ----------------------------------------------------------------- */
@@ -992,6 +1007,21 @@ static void test_node_reloads_crl_after_revocation(void **state)
     rdx_transport_ca_free(ca);
     expect_refused(w, c, k, "certificate revoked, claims institution latecomer");
     assert_true(file_contains(w->hub_log, "loaded CRL"));
+    assert_false(file_contains(w->hub_log, "expires in"));
+    /* A CRL about to expire is announced in the log, well before every peer is refused. */
+    struct rdx_run r;
+    const char *crl[] = {"pki", "crl", "--dir", w->pki, "--days", "1", NULL};
+    run_ok(&r, crl);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    snprintf(c, sizeof c, "%s/certs/clinic.crt", w->pki);
+    snprintf(k, sizeof k, "%s/private/clinic.key", w->pki);
+    assert_int_equal(peer_open(&p, w->hub_port, c, k), 1);
+    assert_int_equal(peer_send(&p, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&p, &f), 0); /* still valid: served */
+    peer_close(&p);
+    assert_true(file_contains(w->hub_log, "expires in 23 h") ||
+                file_contains(w->hub_log, "expires in 24 h"));
 }
 
 static void test_node_idle_timeout(void **state)

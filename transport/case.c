@@ -602,6 +602,90 @@ dberr:
     return st;
 }
 
+rdx_status rdx_transport_case_requeue(const rdx_transport_config *cfg, const char *case_id,
+                                      rdx_error *err)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    rdx_status st = RDX_OK;
+    struct rdx_tp_manifest m;
+    memset(&m, 0, sizeof m);
+    if (cfg == NULL || case_id == NULL) {
+        return rdx_error_set(err, RDX_EINVAL, "no configuration or case ID");
+    }
+    RDX_TRY(rdx_tp_case_id_check(case_id, strlen(case_id), err));
+    RDX_TRY(rdx_tp_node_db_open(cfg->data, &db, err));
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT state, manifest, recipient FROM outbox WHERE case_id=?", -1,
+                           &s, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(s, 1, case_id, -1, SQLITE_STATIC) != SQLITE_OK) {
+        goto dberr;
+    }
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        st = rc == SQLITE_DONE ? rdx_error_set(err, RDX_ENOTFOUND,
+                                               "case %s: not in the outbox of %s", case_id, cfg->id)
+                               : RDX_EDB;
+        goto out;
+    }
+    char state[16], recipient[RDX_TRANSPORT_INST_ID_MAX + 1];
+    snprintf(state, sizeof state, "%s", coltext(s, 0));
+    snprintf(recipient, sizeof recipient, "%s", coltext(s, 2));
+    if (strcmp(state, "dead") != 0) {
+        st =
+            rdx_error_set(err, RDX_ESTATE, "case %s: %s, not dead-lettered; nothing to retry",
+                          case_id, strcmp(state, "acked") == 0 ? "already acknowledged" : "queued");
+        goto out;
+    }
+    if ((st = rdx_tp_manifest_decode(sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+                                     &m, err)) != RDX_OK) {
+        goto out;
+    }
+    for (size_t i = 0; i < m.nitems; i++) {
+        char p[4200];
+        struct stat sb;
+        if ((st = rdx_tp_spool_path(cfg, case_id, i, p, sizeof p, err)) != RDX_OK) {
+            goto out;
+        }
+        if (stat(p, &sb) != 0 || (uint64_t)sb.st_size != m.items[i].size) {
+            st = rdx_error_set(err, RDX_ENOENT,
+                               "case %s: its outbox copy %s is gone or changed; send the files "
+                               "again as a new case",
+                               case_id, p);
+            goto out;
+        }
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    if (sqlite3_prepare_v2(db,
+                           "UPDATE outbox SET state='queued', attempts=0, next_attempt_ms=0, "
+                           "done_ms=NULL WHERE case_id=? AND state='dead'",
+                           -1, &s, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(s, 1, case_id, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_step(s) != SQLITE_DONE) {
+        goto dberr;
+    }
+    if ((st = rdx_tp_audit(db, cfg->id, "case-requeued", RDX_TP_OUTCOME_SUCCESS, recipient, case_id,
+                           "dead letter queued again by an operator", err)) != RDX_OK ||
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        goto dberr;
+    }
+    sqlite3_finalize(s);
+    rdx_tp_manifest_clear(&m);
+    sqlite3_close(db);
+    return RDX_OK;
+dberr:
+    if (st == RDX_OK) {
+        st = rdx_error_set(err, RDX_EDB, "%s/node.db: %s", cfg->data, sqlite3_errmsg(db));
+    }
+out:
+    sqlite3_finalize(s);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    rdx_tp_manifest_clear(&m);
+    sqlite3_close(db);
+    return st;
+}
+
 rdx_status rdx_transport_case_fetch(const rdx_transport_config *cfg, const char *case_id,
                                     const char *from, const char *outdir, size_t *nitems,
                                     rdx_error *err)

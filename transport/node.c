@@ -50,7 +50,9 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 /* The input buffer stops reading from the socket above this: one TLS record's worth and more. */
 #define INPUT_HIGH_WATER (256u << 10)
@@ -66,7 +68,7 @@
  * sync that makes it durable.
  */
 #define GROUP_ACK_WINDOW_MS   4u    /* a completed case waits at most this long for its sync */
-#define GROUP_AUDIT_WINDOW_MS 10u   /* audit records alone (no ACK waiting) */
+#define GROUP_AUDIT_WINDOW_MS 50u   /* audit records alone (no ACK waiting) */
 #define GROUP_ACKS_MAX        1024u /* flush at once when this many ACKs wait */
 /*
  * Items up to this size are stored in node.db (inbox_blobs) with the
@@ -234,6 +236,8 @@ struct rdx_transport_node {
     struct event *sig_int, *sig_term, *stop_ev;
     SSL_CTX *sctx;
     struct timespec crl_mtime;
+    struct event *crl_timer; /* hourly: is the CRL about to expire? */
+    int crl_state;           /* 0 fine, 1 expiring soon (warned), 2 expired (audited) */
     off_t crl_size;
     sqlite3 *db;
     size_t nconns;
@@ -1948,6 +1952,61 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
     conn_free(c);
 }
 
+/*
+ * Every peer is checked against the CRL, and OpenSSL refuses all of them once
+ * the CRL is past its nextUpdate. Say so in advance: a warning in the log
+ * every hour in the last CRL_WARN_DAYS, and an error with an audit record
+ * when it has expired.
+ */
+#define CRL_WARN_DAYS 2 /* CRLs are published for 7 days by default: warn in the last two */
+
+static void crl_check_expiry(struct rdx_transport_node *n)
+{
+    FILE *f = fopen(n->cfg->crl, "r");
+    X509_CRL *crl = f != NULL ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
+    if (f != NULL) {
+        fclose(f);
+    }
+    ERR_clear_error();
+    const ASN1_TIME *next = crl != NULL ? X509_CRL_get0_nextUpdate(crl) : NULL;
+    int64_t until = next != NULL ? rdx_tp_asn1_time_unix(next) : 0;
+    X509_CRL_free(crl);
+    if (until == 0) {
+        return; /* unreadable: the TLS context load reports that */
+    }
+    int64_t left = until - rdx_clock_wall_ms() / 1000;
+    char detail[4300];
+    if (left <= 0) {
+        snprintf(detail, sizeof detail,
+                 "CRL %s expired %lld h ago: every peer is refused until a new one is published "
+                 "(rdx pki crl)",
+                 n->cfg->crl, (long long)(-left / 3600));
+        rdx_log(&n->log, RDX_LOG_ERROR, "%s", detail);
+        if (n->crl_state != 2) {
+            audit(n, "crl-expired", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, detail);
+        }
+        n->crl_state = 2;
+    } else if (left < CRL_WARN_DAYS * 86400) {
+        rdx_log(&n->log, RDX_LOG_WARN,
+                "CRL %s expires in %lld h: publish a new one (rdx pki crl) or every peer will be "
+                "refused",
+                n->cfg->crl, (long long)(left / 3600));
+        n->crl_state = 1;
+    } else {
+        n->crl_state = 0;
+    }
+}
+
+static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct rdx_transport_node *n = arg;
+    (void)fd;
+    (void)what;
+    crl_check_expiry(n);
+    struct timeval hour = {3600, 0};
+    (void)event_add(n->crl_timer, &hour);
+}
+
 /* Rebuild the TLS context when the CRL file has changed (a revocation was published). */
 static void maybe_reload(struct rdx_transport_node *n)
 {
@@ -1970,6 +2029,7 @@ static void maybe_reload(struct rdx_transport_node *n)
     n->crl_mtime = sb.st_mtim;
     n->crl_size = sb.st_size;
     rdx_log(&n->log, RDX_LOG_INFO, "loaded CRL %s", n->cfg->crl);
+    crl_check_expiry(n);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
@@ -2448,7 +2508,8 @@ rdx_status rdx_transport_node_new(const rdx_transport_config *cfg, const rdx_log
     }
     n->stop_ev = event_new(n->base, -1, 0, stop_cb, n);
     n->g.timer = evtimer_new(n->base, group_timer_cb, n);
-    if (n->stop_ev == NULL || n->g.timer == NULL) {
+    n->crl_timer = evtimer_new(n->base, crl_timer_cb, n);
+    if (n->stop_ev == NULL || n->g.timer == NULL || n->crl_timer == NULL) {
         st = rdx_error_set(err, RDX_ENOMEM, "libevent: out of memory");
         goto fail;
     }
@@ -2504,6 +2565,7 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
             "required)",
             n->cfg->id, n->cfg->listen_host, n->port);
     audit(n, "node-started", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, "", "");
+    crl_timer_cb(-1, 0, n); /* now, then hourly */
     int rc = event_base_dispatch(n->base);
     atomic_store(&n->sender.stop, 1);
     pthread_join(n->sender_thread, NULL);
@@ -2547,6 +2609,9 @@ void rdx_transport_node_free(rdx_transport_node *n)
     }
     if (n->stop_ev != NULL) {
         event_free(n->stop_ev);
+    }
+    if (n->crl_timer != NULL) {
+        event_free(n->crl_timer);
     }
     if (n->lst != NULL) {
         evconnlistener_free(n->lst);

@@ -428,6 +428,17 @@ rdx_status rdx_transport_case_list(const rdx_transport_config *cfg, int which,
                                    rdx_error *err);
 
 /*
+ * Send a dead-lettered case again: it goes back to the outbox as queued,
+ * with its attempts counted from zero, once whatever refused it is fixed
+ * (a policy entry, a peer's address). Its spool copy must still be there.
+ * Writes a case-requeued audit record. Errors: RDX_ENOTFOUND (no such
+ * outbox case), RDX_ESTATE (not dead: queued or already acknowledged),
+ * RDX_ENOENT (its spool copy is gone), RDX_EDB.
+ */
+rdx_status rdx_transport_case_requeue(const rdx_transport_config *cfg, const char *case_id,
+                                      rdx_error *err);
+
+/*
  * Copy a completely received case's items into outdir (which must exist) as
  * outdir/NAME, verifying each item's SHA-256 again on the way. from (may be
  * NULL) names the sender when the ID alone is ambiguous. Existing files are
