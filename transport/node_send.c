@@ -605,8 +605,16 @@ commit:;
     if (rdx_tp_caseref_encode(j->m.case_id, 0, &b, NULL) != RDX_OK ||
         send_frame(l, RDX_FRAME_COMMIT, b.data, b.len) != 0) {
         rdx_buf_free(&b);
-        setwhy(j->why, sizeof j->why, "connection lost sending the commit");
-        job_done(j, RETRY, 0, NULL);
+        /* A case sent ahead of its answer: the receiver may have refused it and closed. */
+        rdx_transport_frame rf;
+        char rwhy[256];
+        if (read_frame(l, &rf, rwhy, sizeof rwhy) == 0 && rf.type == RDX_FRAME_REFUSE) {
+            job_done(j, refused(&rf, j->why, sizeof j->why), 0, NULL);
+        } else {
+            setwhy(j->why, sizeof j->why, "connection lost sending the commit");
+            job_done(j, RETRY, 0, NULL);
+        }
+        ERR_clear_error();
         return -1;
     }
     rdx_buf_free(&b);
