@@ -2114,6 +2114,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 #define SPILL_CHECKPOINT_IDLE_MS 2000
 #define SPILL_CHECKPOINT_MAX_MS  15000
 #define SPILL_CHECKPOINT_ROWS    16384
+/* With nothing to do, the spill thread still looks for unwritten items this often. */
+#define SPILL_SWEEP_MS 10000
 
 /*
  * Write the files of up to SPILL_BATCH complete small items not written yet,
@@ -2225,9 +2227,22 @@ static void *spill_main(void *arg)
     sqlite3 *db = NULL;
     rdx_error err;
     (void)pthread_setname_np(pthread_self(), "rdx-spill");
-    if (rdx_tp_node_db_open(sp->cfg->data, &db, &err) != RDX_OK) {
-        rdx_log(&sp->log, RDX_LOG_ERROR, "spill thread: %s", err.msg);
-        return NULL; /* small items stay in node.db; the next start writes them */
+    /* node.db can be busy for a while under load: keep trying (never give up on the items). */
+    for (;;) {
+        if (rdx_tp_node_db_open(sp->cfg->data, &db, &err) == RDX_OK) {
+            break;
+        }
+        rdx_log(&sp->log, RDX_LOG_ERROR, "spill thread: %s; trying again", err.msg);
+        pthread_mutex_lock(&sp->mu);
+        struct timespec t;
+        deadline_in(&t, 1000);
+        while (!sp->stop && pthread_cond_timedwait(&sp->cv, &sp->mu, &t) == 0) {
+        }
+        int stop = sp->stop;
+        pthread_mutex_unlock(&sp->mu);
+        if (stop) {
+            return NULL; /* small items stay in node.db; the next start writes them */
+        }
     }
     sqlite3_int64 *rows = rdx_callocarray(SPILL_BATCH, sizeof *rows);
     if (rows == NULL) {
@@ -2242,7 +2257,12 @@ static void *spill_main(void *arg)
     while (!sp->stop) {
         if (!sp->kicked) {
             if (pending == 0) {
-                pthread_cond_wait(&sp->cv, &sp->mu);
+                /* Woken by each commit; a sweep now and then even without one, as a safety. */
+                struct timespec t;
+                deadline_in(&t, SPILL_SWEEP_MS);
+                if (pthread_cond_timedwait(&sp->cv, &sp->mu, &t) != 0) {
+                    sp->kicked = 1;
+                }
                 continue;
             }
             int64_t now = mono_ms();
