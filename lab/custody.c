@@ -144,6 +144,49 @@ static void bind_opt(sqlite3_stmt *q, int i, int64_t v)
     }
 }
 
+char *lab_col_dup(sqlite3_stmt *q, int i)
+{
+    const char *v = (const char *)sqlite3_column_text(q, i);
+    return rdx_strndup(v ? v : "", v ? strlen(v) : 0);
+}
+
+rdx_status lab_tube_read(sqlite3_stmt *q, lab_tube *t, rdx_error *err)
+{
+    memset(t, 0, sizeof *t);
+    t->authority = lab_col_dup(q, 0);
+    t->barcode = lab_col_dup(q, 1);
+    t->sender = lab_col_dup(q, 2);
+    t->control = lab_col_dup(q, 3);
+    t->patient = lab_col_dup(q, 4);
+    t->type = lab_col_dup(q, 5);
+    t->tests = lab_col_dup(q, 6);
+    t->lab = lab_col_dup(q, 7);
+    t->placer = lab_col_dup(q, 8);
+    t->parent = lab_col_dup(q, 9);
+    t->collected_ms =
+        sqlite3_column_type(q, 10) == SQLITE_NULL ? INT64_MIN : sqlite3_column_int64(q, 10);
+    t->state = sqlite3_column_int(q, 11);
+    if (!t->authority || !t->barcode || !t->sender || !t->control || !t->patient || !t->type ||
+        !t->tests || !t->lab || !t->placer || !t->parent) {
+        return rdx_error_set(err, RDX_ENOMEM, "out of memory");
+    }
+    return RDX_OK;
+}
+
+void lab_tube_free(lab_tube *t)
+{
+    free(t->authority);
+    free(t->barcode);
+    free(t->sender);
+    free(t->control);
+    free(t->patient);
+    free(t->type);
+    free(t->tests);
+    free(t->lab);
+    free(t->placer);
+    free(t->parent);
+}
+
 rdx_status lab_custody_log(rdx_lab_store *s, const char *auth, const char *barcode,
                            rdx_lab_event_kind k, int from, int to, int cond, const char *reason,
                            const char *actor, int64_t reported, int64_t received, int *dup)

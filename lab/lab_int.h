@@ -244,6 +244,43 @@ rdx_status lab_custody_log(rdx_lab_store *s, const char *auth, const char *barco
                            rdx_lab_event_kind k, int from, int to, int cond, const char *reason,
                            const char *actor, int64_t reported, int64_t received, int *dup);
 
+/*
+ * A tube's custody record (lab_specimen) as the re-routing (lab/reroute.c)
+ * and the orders of new tubes (lab/order_new.c) read it. Strings are owned
+ * (malloc'd, "" for an empty or NULL column); parent is the tube this one
+ * stands for: the rejected tube it recollects, else the tube it was poured
+ * from ("" for a tube of the clinic's own).
+ */
+typedef struct lab_tube {
+    char *authority, *barcode, *sender, *control, *patient, *type, *tests, *lab, *placer, *parent;
+    int64_t collected_ms; /* INT64_MIN while not collected */
+    int state;            /* rdx_lab_specimen_state */
+} lab_tube;
+
+/* The columns lab_tube_read expects first, in this order: SELECT LAB_TUBE_COLUMNS FROM
+ * lab_specimen. */
+#define LAB_TUBE_COLUMNS                                                                           \
+    "authority, barcode, order_sender, order_control, patient_id, specimen_type, tests, lab, "     \
+    "placer, CASE WHEN recollect_of <> '' THEN recollect_of ELSE parent_barcode END, "             \
+    "collected_ms, state"
+/* How many columns LAB_TUBE_COLUMNS names (a query's own columns come after them). */
+#define LAB_TUBE_NCOLS 12
+
+struct sqlite3_stmt;
+/*
+ * Copy the current row of q (stepped to SQLITE_ROW, its first columns
+ * LAB_TUBE_COLUMNS) into *t, which is cleared first. RDX_ENOMEM (err set)
+ * when a copy fails: t then holds what was copied, so lab_tube_free(t) in
+ * every case. Not thread-safe beyond the store's own rules (one thread per
+ * store).
+ */
+rdx_status lab_tube_read(struct sqlite3_stmt *q, lab_tube *t, rdx_error *err);
+/* Free t's strings (t itself is the caller's); NULL strings are fine. */
+void lab_tube_free(lab_tube *t);
+/* A copy (malloc'd) of the text of column i of q's current row, "" for NULL; NULL when out of
+ * memory. */
+char *lab_col_dup(struct sqlite3_stmt *q, int i);
+
 /* ---- Store transactions (lab/store.c) ------------------------------------ */
 
 /* BEGIN IMMEDIATE; custody and result steps inside use savepoints, which nest. */

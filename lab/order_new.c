@@ -21,61 +21,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The custody record of the tube, as the order needs it. */
-typedef struct new_tube {
-    char *sender, *control, *parent, *lab, *tests, *placer, *type;
-    int64_t collected_ms;
-} new_tube;
-
-static void new_tube_free(new_tube *t)
-{
-    free(t->sender);
-    free(t->control);
-    free(t->parent);
-    free(t->lab);
-    free(t->tests);
-    free(t->placer);
-    free(t->type);
-}
-
-static char *col_dup(sqlite3_stmt *q, int i)
-{
-    const char *v = (const char *)sqlite3_column_text(q, i);
-    return rdx_strndup(v ? v : "", v ? strlen(v) : 0);
-}
-
-static rdx_status read_tube(rdx_lab_store *s, const char *auth, const char *barcode, new_tube *t,
+static rdx_status read_tube(rdx_lab_store *s, const char *auth, const char *barcode, lab_tube *t,
                             rdx_error *err)
 {
     sqlite3_stmt *q = NULL;
     memset(t, 0, sizeof *t);
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT order_sender, order_control, CASE WHEN recollect_of <> '' THEN "
-                           "recollect_of ELSE parent_barcode END, lab, tests, placer, "
-                           "specimen_type, collected_ms FROM lab_specimen WHERE authority = ?1 "
-                           "AND barcode = ?2",
+                           "SELECT " LAB_TUBE_COLUMNS
+                           " FROM lab_specimen WHERE authority = ?1 AND barcode = ?2",
                            -1, &q, NULL) != SQLITE_OK) {
         return rdx_error_set(err, RDX_EDB, "%s: cannot read tube %s: %s", s->path, barcode,
                              sqlite3_errmsg(s->db));
     }
     sqlite3_bind_text(q, 1, auth, -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, barcode, -1, SQLITE_STATIC);
-    rdx_status st = RDX_OK;
+    rdx_status st;
     int rc = sqlite3_step(q);
     if (rc == SQLITE_ROW) {
-        t->sender = col_dup(q, 0);
-        t->control = col_dup(q, 1);
-        t->parent = col_dup(q, 2);
-        t->lab = col_dup(q, 3);
-        t->tests = col_dup(q, 4);
-        t->placer = col_dup(q, 5);
-        t->type = col_dup(q, 6);
-        t->collected_ms =
-            sqlite3_column_type(q, 7) == SQLITE_NULL ? INT64_MIN : sqlite3_column_int64(q, 7);
-        if (!t->sender || !t->control || !t->parent || !t->lab || !t->tests || !t->placer ||
-            !t->type) {
-            st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
-        }
+        st = lab_tube_read(q, t, err);
     } else if (rc == SQLITE_DONE) {
         st = rdx_error_set(err, RDX_ENOTFOUND, "no tube %s (authority %s)", barcode, auth);
     } else {
@@ -89,7 +52,7 @@ static rdx_status read_tube(rdx_lab_store *s, const char *auth, const char *barc
 typedef struct nt_ctx {
     const rdx_lab_hl7_msg *m;
     const rdx_lab_catalogue *c;
-    const new_tube *t;
+    const lab_tube *t;
     const char *auth, *barcode;
     char dtm[32]; /* the tube's collection time, "" while not collected */
     rdx_buf *b;
@@ -377,7 +340,7 @@ rdx_status rdx_lab_order_for_new_tube(rdx_lab_store *s, const rdx_lab_catalogue 
         return rdx_error_set(err, RDX_EINVAL,
                              "order for a new tube: bad arguments (a timestamp is required)");
     }
-    new_tube t;
+    lab_tube t;
     rdx_lab_hl7_msg *m = NULL;
     rdx_buf raw, b;
     rdx_buf_init(&raw, RDX_LAB_HL7_MAX_MESSAGE);
@@ -430,6 +393,6 @@ out:
     rdx_lab_hl7_free(m);
     rdx_buf_free(&raw);
     rdx_buf_free(&b);
-    new_tube_free(&t);
+    lab_tube_free(&t);
     return st;
 }

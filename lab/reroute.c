@@ -13,38 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct tube {
-    char *authority, *barcode, *sender, *control, *patient, *type, *tests, *lab, *placer;
-    int64_t collected_ms;
-    int state;
-} tube;
-
-static void tube_free(tube *t)
-{
-    free(t->authority);
-    free(t->barcode);
-    free(t->sender);
-    free(t->control);
-    free(t->patient);
-    free(t->type);
-    free(t->tests);
-    free(t->lab);
-    free(t->placer);
-}
-
-static char *col(sqlite3_stmt *q, int i)
-{
-    const char *v = (const char *)sqlite3_column_text(q, i);
-    return rdx_strndup(v ? v : "", v ? strlen(v) : 0);
-}
-
 static rdx_status db_fail(rdx_lab_store *s, rdx_error *err, const char *what)
 {
     return rdx_error_set(err, RDX_EDB, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
 /* Point the stored decision for (order, test, old tube) at the new one. */
-static rdx_status update_decision(rdx_lab_store *s, const tube *t, const rdx_lab_decision *d,
+static rdx_status update_decision(rdx_lab_store *s, const lab_tube *t, const rdx_lab_decision *d,
                                   rdx_error *err)
 {
     sqlite3_stmt *q = NULL;
@@ -80,7 +55,7 @@ static rdx_status update_decision(rdx_lab_store *s, const tube *t, const rdx_lab
     return rc == SQLITE_DONE ? RDX_OK : db_fail(s, err, "cannot update a decision");
 }
 
-static rdx_status log_reroute(rdx_lab_store *s, const tube *t, const char *reason, int64_t now)
+static rdx_status log_reroute(rdx_lab_store *s, const lab_tube *t, const char *reason, int64_t now)
 {
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(s->db,
@@ -101,7 +76,7 @@ static rdx_status log_reroute(rdx_lab_store *s, const tube *t, const char *reaso
     return rc == SQLITE_DONE ? RDX_OK : RDX_EDB;
 }
 
-static rdx_status set_tube(rdx_lab_store *s, const tube *t, const char *lab, const char *tests,
+static rdx_status set_tube(rdx_lab_store *s, const lab_tube *t, const char *lab, const char *tests,
                            int64_t stable_until, int64_t due)
 {
     sqlite3_stmt *q = NULL;
@@ -131,7 +106,7 @@ static rdx_status set_tube(rdx_lab_store *s, const tube *t, const char *lab, con
 }
 
 /* Reroute one tube; the caller holds the transaction. */
-static rdx_status reroute_tube(rdx_lab_store *s, rdx_lab_router *r, const tube *t,
+static rdx_status reroute_tube(rdx_lab_store *s, rdx_lab_router *r, const lab_tube *t,
                                const char *why_first, int64_t now, rdx_lab_reroute_fn fn,
                                void *user, rdx_error *err)
 {
@@ -267,17 +242,18 @@ out:
     return st;
 }
 
-/* The tubes the query q selects (its columns as below); q is finalized. */
-static rdx_status load_tubes(rdx_lab_store *s, sqlite3_stmt *q, tube **out, size_t *count,
+/* The tubes the query q selects (LAB_TUBE_COLUMNS, then recollect_of when extra); q is finalized.
+ */
+static rdx_status load_tubes(rdx_lab_store *s, sqlite3_stmt *q, lab_tube **out, size_t *count,
                              char ***extra, rdx_error *err)
 {
-    tube *tubes = NULL;
+    lab_tube *tubes = NULL;
     char **ex = NULL;
     size_t n = 0;
     rdx_status st = RDX_OK;
     int rc;
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        tube *t2 = rdx_reallocarray(tubes, n + 1, sizeof *t2);
+        lab_tube *t2 = rdx_reallocarray(tubes, n + 1, sizeof *t2);
         if (t2 == NULL) {
             st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
             break;
@@ -290,24 +266,13 @@ static rdx_status load_tubes(rdx_lab_store *s, sqlite3_stmt *q, tube **out, size
                 break;
             }
             ex = e2;
-            ex[n] = col(q, 11);
+            ex[n] = lab_col_dup(q, LAB_TUBE_NCOLS);
         }
-        tube *t = &tubes[n++];
-        memset(t, 0, sizeof *t);
-        t->authority = col(q, 0);
-        t->barcode = col(q, 1);
-        t->sender = col(q, 2);
-        t->control = col(q, 3);
-        t->patient = col(q, 4);
-        t->type = col(q, 5);
-        t->tests = col(q, 6);
-        t->lab = col(q, 7);
-        t->placer = col(q, 8);
-        t->collected_ms =
-            sqlite3_column_type(q, 9) == SQLITE_NULL ? INT64_MIN : sqlite3_column_int64(q, 9);
-        t->state = sqlite3_column_int(q, 10);
-        if (!t->authority || !t->barcode || !t->sender || !t->control || !t->patient || !t->type ||
-            !t->tests || !t->lab || !t->placer || (extra != NULL && ex[n - 1] == NULL)) {
+        lab_tube *t = &tubes[n++];
+        if ((st = lab_tube_read(q, t, err)) != RDX_OK) {
+            break;
+        }
+        if (extra != NULL && ex[n - 1] == NULL) {
             st = rdx_error_set(err, RDX_ENOMEM, "out of memory");
             break;
         }
@@ -318,7 +283,7 @@ static rdx_status load_tubes(rdx_lab_store *s, sqlite3_stmt *q, tube **out, size
     sqlite3_finalize(q);
     if (st != RDX_OK) {
         for (size_t i = 0; i < n; i++) {
-            tube_free(&tubes[i]);
+            lab_tube_free(&tubes[i]);
             if (ex != NULL) {
                 free(ex[i]);
             }
@@ -339,7 +304,7 @@ static rdx_status load_tubes(rdx_lab_store *s, sqlite3_stmt *q, tube **out, size
  * Point the order's decisions for t's tests at t: those of the tube it
  * recollects (old), else new rows (an add-on's new collection has none).
  */
-static rdx_status adopt_decisions(rdx_lab_store *s, const tube *t, const char *old, int64_t now,
+static rdx_status adopt_decisions(rdx_lab_store *s, const lab_tube *t, const char *old, int64_t now,
                                   rdx_error *err)
 {
     for (const char *p = t->tests; *p != '\0';) {
@@ -395,7 +360,7 @@ rdx_status rdx_lab_custody_route_new(rdx_lab_store *s, rdx_lab_router *r, int64_
                                      rdx_error *err)
 {
     sqlite3_stmt *q = NULL;
-    tube *tubes = NULL;
+    lab_tube *tubes = NULL;
     size_t n = 0;
     rdx_status st;
     if (count != NULL) {
@@ -409,14 +374,14 @@ rdx_status rdx_lab_custody_route_new(rdx_lab_store *s, rdx_lab_router *r, int64_
      * lab) or an add-on's new collection (no lab), still ordered, with tests,
      * and no REROUTE event in their log yet.
      */
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT authority, barcode, order_sender, order_control, patient_id, "
-                           "specimen_type, tests, lab, placer, collected_ms, state, recollect_of "
-                           "FROM lab_specimen s WHERE state = 0 AND tests <> '' AND (lab = '' OR "
-                           "recollect_of <> '') AND NOT EXISTS (SELECT 1 FROM lab_event e WHERE "
-                           "e.authority = s.authority AND e.barcode = s.barcode AND e.event = "
-                           "10) ORDER BY created_ms, rowid",
-                           -1, &q, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            s->db,
+            "SELECT " LAB_TUBE_COLUMNS
+            ", recollect_of FROM lab_specimen s WHERE state = 0 AND tests <> '' AND (lab = '' OR "
+            "recollect_of <> '') AND NOT EXISTS (SELECT 1 FROM lab_event e WHERE "
+            "e.authority = s.authority AND e.barcode = s.barcode AND e.event = "
+            "10) ORDER BY created_ms, rowid",
+            -1, &q, NULL) != SQLITE_OK) {
         return db_fail(s, err, "cannot find the new tubes");
     }
     char **olds = NULL;
@@ -427,7 +392,7 @@ rdx_status rdx_lab_custody_route_new(rdx_lab_store *s, rdx_lab_router *r, int64_
             st = db_fail(s, err, "cannot start a transaction");
         } else {
             for (size_t i = 0; i < n && st == RDX_OK; i++) {
-                tube *t = &tubes[i];
+                lab_tube *t = &tubes[i];
                 /* Not collected yet: planned as collected now, stability from now. */
                 if (t->collected_ms == INT64_MIN) {
                     t->collected_ms = now_ms;
@@ -452,7 +417,7 @@ rdx_status rdx_lab_custody_route_new(rdx_lab_store *s, rdx_lab_router *r, int64_
         }
     }
     for (size_t i = 0; i < n; i++) {
-        tube_free(&tubes[i]);
+        lab_tube_free(&tubes[i]);
         free(olds[i]);
     }
     free(olds);
@@ -465,19 +430,19 @@ rdx_status rdx_lab_custody_reroute(rdx_lab_store *s, rdx_lab_router *r, const ch
                                    rdx_error *err)
 {
     sqlite3_stmt *q = NULL;
-    tube *tubes = NULL;
+    lab_tube *tubes = NULL;
     size_t n = 0;
     rdx_status st = RDX_OK;
     if (count != NULL) {
         *count = 0;
     }
     /* Only tubes still at the clinic: ordered (0) or collected (1), with tests. */
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT authority, barcode, order_sender, order_control, patient_id, "
-                           "specimen_type, tests, lab, placer, collected_ms, state FROM "
-                           "lab_specimen WHERE lab = ?1 AND state <= 1 AND tests <> '' ORDER BY "
-                           "created_ms, rowid",
-                           -1, &q, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            s->db,
+            "SELECT " LAB_TUBE_COLUMNS
+            " FROM lab_specimen WHERE lab = ?1 AND state <= 1 AND tests <> '' ORDER BY "
+            "created_ms, rowid",
+            -1, &q, NULL) != SQLITE_OK) {
         return db_fail(s, err, "cannot find the lab's tubes");
     }
     sqlite3_bind_text(q, 1, lab_id, -1, SQLITE_STATIC);
@@ -506,7 +471,7 @@ rdx_status rdx_lab_custody_reroute(rdx_lab_store *s, rdx_lab_router *r, const ch
         }
     }
     for (size_t i = 0; i < n; i++) {
-        tube_free(&tubes[i]);
+        lab_tube_free(&tubes[i]);
     }
     free(tubes);
     return st;

@@ -45,38 +45,6 @@ static const char *const IDS[NNODES] = {"NJ-HUB",      "MAS-EAST-CHC", "ZJ-EAST-
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* Run rdx; return its stdout (malloc'd) when it exits with want, else fail the test. */
-static char *rdx_ok(int want, const char *const *argv)
-{
-    struct rdx_run r;
-    assert_int_equal(rdx_run_rdx(&r, argv), 0);
-    if (r.exit_code != want) {
-        print_error("rdx %s %s: exit %d, stderr: %s\n", argv[0], argv[1], r.exit_code, r.err);
-    }
-    assert_int_equal(r.exit_code, want);
-    char *out = r.out;
-    r.out = NULL;
-    rdx_run_free(&r);
-    return out;
-}
-
-static char *slurp(const char *path)
-{
-    rdx_buf b;
-    rdx_buf_init(&b, 64u << 20);
-    if (rdx_file_read(path, &b, NULL) != RDX_OK || rdx_buf_append(&b, "", 1) != RDX_OK) {
-        rdx_buf_free(&b);
-        return NULL;
-    }
-    return (char *)b.data;
-}
-
 static int files_equal(const char *a, const char *b)
 {
     rdx_buf x, y;
@@ -89,15 +57,6 @@ static int files_equal(const char *a, const char *b)
     return eq;
 }
 
-static size_t count_of(const char *hay, const char *needle)
-{
-    size_t n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
-        n++;
-    }
-    return n;
-}
-
 static void net_up(struct net *n)
 {
     char cat[4200];
@@ -107,9 +66,9 @@ static void net_up(struct net *n)
     /* Owned by this test: should it abort, its nodes stop when it exits. */
     const char *argv[] = {"network", "up",     "--dir",   n->dir, "--catalogue",
                           cat,       "--json", "--owner", me,     NULL};
-    char *out = rdx_ok(0, argv);
+    char *out = rdx_test_rdx_ok(0, argv);
     /* Each node bound its own port: the one published is the one every table names. */
-    char *hub = slurp(n->ini[HUB]);
+    char *hub = rdx_test_slurp(n->ini[HUB]);
     assert_non_null(hub);
     for (int i = 0; i < NNODES; i++) {
         char key[100], want[200];
@@ -121,7 +80,7 @@ static void net_up(struct net *n)
         long port = strtol(pp + 7, NULL, 10);
         assert_true(port > 0 && port < 65536);
         assert_non_null(strstr(o, "\"pid\":"));
-        char *ini = slurp(n->ini[i]);
+        char *ini = rdx_test_slurp(n->ini[i]);
         assert_non_null(ini);
         snprintf(want, sizeof want, "listen = 127.0.0.1:%ld\n", port);
         assert_non_null(strstr(ini, want));
@@ -138,7 +97,7 @@ static void net_up(struct net *n)
 static void net_down(struct net *n)
 {
     const char *argv[] = {"network", "down", "--dir", n->dir, NULL};
-    free(rdx_ok(0, argv));
+    free(rdx_test_rdx_ok(0, argv));
 }
 
 static void net_new(struct net *n)
@@ -170,12 +129,9 @@ static pid_t hub_pid(const struct net *n)
 {
     char path[4300];
     snprintf(path, sizeof path, "%s/run/NJ-HUB.pid", n->dir);
-    char *t = slurp(path);
-    assert_non_null(t);
-    long pid = strtol(t, NULL, 10);
-    free(t);
+    pid_t pid = rdx_test_pid_file(path);
     assert_true(pid > 1);
-    return (pid_t)pid;
+    return pid;
 }
 
 static void hub_kill9(const struct net *n)
@@ -185,7 +141,7 @@ static void hub_kill9(const struct net *n)
     char path[64];
     snprintf(path, sizeof path, "/proc/%ld", (long)pid);
     for (int i = 0; i < 1000 && access(path, F_OK) == 0; i++) {
-        sleep_ms(10);
+        rdx_test_sleep_ms(10);
     }
 }
 
@@ -193,7 +149,7 @@ static void hub_kill9(const struct net *n)
 static char *status_json(const struct net *n, int node)
 {
     const char *argv[] = {"case", "status", "--config", n->ini[node], "--json", NULL};
-    return rdx_ok(0, argv);
+    return rdx_test_rdx_ok(0, argv);
 }
 
 /* The JSON object of case id in a status listing (inbox or outbox), copied; NULL if absent. */
@@ -226,24 +182,10 @@ static char *wait_journey(const struct net *n, int node, const char *box, const 
             return obj;
         }
         free(obj);
-        sleep_ms(50);
+        rdx_test_sleep_ms(50);
     }
     fail_msg("case %s at %s never became %s", id, IDS[node], journey);
     return NULL;
-}
-
-/* The value of "key":"..." in a JSON object (copied into out). */
-static void json_str(const char *obj, const char *key, char *out, size_t outsz)
-{
-    char k[64];
-    snprintf(k, sizeof k, "\"%s\":\"", key);
-    const char *p = strstr(obj, k);
-    assert_non_null(p);
-    p += strlen(k);
-    size_t len = strcspn(p, "\"");
-    assert_true(len < outsz);
-    memcpy(out, p, len);
-    out[len] = '\0';
 }
 
 static void send_case(const struct net *n, int from, const char *kind, const char *const *files,
@@ -256,7 +198,7 @@ static void send_case(const struct net *n, int from, const char *kind, const cha
         argv[k++] = files[i];
     }
     argv[k] = NULL;
-    char *out = rdx_ok(0, argv);
+    char *out = rdx_test_rdx_ok(0, argv);
     assert_int_equal(strlen(out), 33);
     memcpy(id, out, 32);
     id[32] = '\0';
@@ -278,7 +220,7 @@ static size_t inbox_cases(const struct net *n, int node, const char *kind, char 
         }
         char *obj = strndup(p, (size_t)(e - p + 1));
         if (strstr(obj, key) != NULL) {
-            json_str(obj, "case_id", last, 64);
+            rdx_test_json_str(obj, "case_id", last, 64);
             count++;
         }
         free(obj);
@@ -293,7 +235,7 @@ static void wait_inbox(const struct net *n, int node, const char *kind, size_t w
         if (inbox_cases(n, node, kind, id) >= want) {
             return;
         }
-        sleep_ms(50);
+        rdx_test_sleep_ms(50);
     }
     fail_msg("%s never received %zu %s case(s) from the hub", IDS[node], want, kind);
 }
@@ -303,7 +245,7 @@ static void fetch(const struct net *n, int node, const char *id, const char *dir
     assert_int_equal(mkdir(dir, 0700), 0);
     const char *argv[] = {"case",   "fetch", "--config", n->ini[node], "--from",
                           "NJ-HUB", "-o",    dir,        id,           NULL};
-    free(rdx_ok(0, argv));
+    free(rdx_test_rdx_ok(0, argv));
 }
 
 static char *audit_json(const struct net *n, int node)
@@ -313,7 +255,7 @@ static char *audit_json(const struct net *n, int node)
     snprintf(data, sizeof data, "%s/data/%s", n->dir, IDS[node]);
     const char *by_cfg[] = {"audit", "show", "--config", n->ini[node], "--json", NULL};
     const char *by_dir[] = {"audit", "show", "--json", data, NULL};
-    return rdx_ok(0, node == HUB ? by_cfg : by_dir);
+    return rdx_test_rdx_ok(0, node == HUB ? by_cfg : by_dir);
 }
 
 /* ---- the flows (shared by both tests) ------------------------------------- */
@@ -330,7 +272,7 @@ static void ecg_check(const struct net *n, const char *id, const char *work)
 {
     char *obj = wait_journey(n, MAS, "outbox", id, "replied");
     char reply[64], dir[4300], path[4400], golden[4200];
-    json_str(obj, "reply", reply, sizeof reply);
+    rdx_test_json_str(obj, "reply", reply, sizeof reply);
     free(obj);
     snprintf(dir, sizeof dir, "%s/ecg", work);
     fetch(n, MAS, reply, dir);
@@ -339,18 +281,18 @@ static void ecg_check(const struct net *n, const char *id, const char *work)
     assert_true(
         files_equal(path, rdx_test_fixture(golden, sizeof golden, "ecg/100s.qrs.expected")));
     snprintf(path, sizeof path, "%s/100s.summary.json", dir);
-    char *sum = slurp(path);
+    char *sum = rdx_test_slurp(path);
     assert_non_null(sum);
     assert_non_null(strstr(sum, "\"beats\":74,"));
     free(sum);
     snprintf(path, sizeof path, "%s/100s.strip.svg", dir);
-    char *svg = slurp(path);
+    char *svg = rdx_test_slurp(path);
     assert_non_null(svg);
     assert_non_null(strstr(svg, "<svg"));
     assert_non_null(strstr(svg, "</svg>"));
     free(svg);
     snprintf(path, sizeof path, "%s/" RDX_TRANSPORT_REPLY_ITEM, dir);
-    char *marker = slurp(path);
+    char *marker = rdx_test_slurp(path);
     assert_non_null(marker);
     assert_int_equal(strncmp(marker, id, 32), 0);
     free(marker);
@@ -372,8 +314,8 @@ static void study_check(const struct net *n, const char *id, const char *work)
     free(wait_journey(n, HUB, "inbox", id, "processed"));
     snprintf(db, sizeof db, "sqlite:%s/hub/index.db", n->dir);
     const char *q[] = {"img", "query", "--db", db, "--json", NULL};
-    char *rows = rdx_ok(0, q);
-    assert_int_equal(count_of(rows, "\"study_uid\""), 1);
+    char *rows = rdx_test_rdx_ok(0, q);
+    assert_int_equal(rdx_test_count(rows, "\"study_uid\""), 1);
     assert_non_null(strstr(rows, "\"study_uid\":\"" STUDY_UID "\""));
     assert_non_null(strstr(rows, "\"has_report\":true"));
     assert_non_null(strstr(rows, "\"instances\":3"));
@@ -382,7 +324,7 @@ static void study_check(const struct net *n, const char *id, const char *work)
     assert_int_equal(mkdir(dir, 0700), 0);
     const char *rq[] = {"case",    "request", "--config", n->ini[RAD], "--to", "NJ-HUB", "--study",
                         STUDY_UID, "--wait",  "60",       "-o",        dir,    "--json", NULL};
-    char *out = rdx_ok(0, rq);
+    char *out = rdx_test_rdx_ok(0, rq);
     assert_non_null(strstr(out, "\"kind\":\"dicom\",\"items\":5}"));
     free(out);
     static const char *const names[] = {"77654033_CR1_6154", "77654033_CR2_6247",
@@ -395,7 +337,7 @@ static void study_check(const struct net *n, const char *id, const char *work)
     }
     char path[4400];
     snprintf(path, sizeof path, "%s/report.txt", dir);
-    char *rep = slurp(path);
+    char *rep = rdx_test_slurp(path);
     assert_non_null(rep);
     assert_non_null(strstr(rep, "Diagnosis"));
     free(rep);
@@ -419,18 +361,18 @@ static void order_check_and_result(const struct net *n, const char *id, const ch
 {
     char *obj = wait_journey(n, ZJ, "outbox", id, "replied");
     char reply[64], dir[4300], path[4400];
-    json_str(obj, "reply", reply, sizeof reply);
+    rdx_test_json_str(obj, "reply", reply, sizeof reply);
     free(obj);
     snprintf(dir, sizeof dir, "%s/notice", work);
     fetch(n, ZJ, reply, dir);
     snprintf(path, sizeof path, "%s/routing.json", dir);
-    char *route = slurp(path);
+    char *route = rdx_test_slurp(path);
     assert_non_null(route);
-    assert_int_equal(count_of(route, "\"code\": \"ROUTED\", \"lab\": \"ZJ-CCL\""), 2);
+    assert_int_equal(rdx_test_count(route, "\"code\": \"ROUTED\", \"lab\": \"ZJ-CCL\""), 2);
     assert_non_null(strstr(route, "the only lab that takes all 2 test(s) on this tube"));
     free(route);
     snprintf(path, sizeof path, "%s/routing.txt", dir);
-    char *text = slurp(path);
+    char *text = rdx_test_slurp(path);
     assert_non_null(text);
     assert_non_null(strstr(text, "2823-3 tube ZJE0107 -> ZJ-CCL ROUTED"));
     free(text);
@@ -440,7 +382,7 @@ static void order_check_and_result(const struct net *n, const char *id, const ch
     snprintf(dir, sizeof dir, "%s/at-lab", work);
     fetch(n, LAB, lord, dir);
     snprintf(path, sizeof path, "%s/ZJ-E-0107.ZJ-CCL.oml.hl7", dir);
-    char *oml = slurp(path);
+    char *oml = rdx_test_slurp(path);
     assert_non_null(oml);
     assert_non_null(strstr(oml, "|ZE-107"));
     assert_non_null(strstr(oml, "2160-0^Creatinine"));
@@ -460,12 +402,12 @@ static void result_check(const struct net *n, const char *res, const char *work)
 {
     char *obj = wait_journey(n, LAB, "outbox", res, "replied");
     char ack[64], dir[4300], path[4400], got[64];
-    json_str(obj, "reply", ack, sizeof ack);
+    rdx_test_json_str(obj, "reply", ack, sizeof ack);
     free(obj);
     snprintf(dir, sizeof dir, "%s/ack", work);
     fetch(n, LAB, ack, dir);
     snprintf(path, sizeof path, "%s/ZJCCL-R-0107.ack.hl7", dir);
-    char *a = slurp(path);
+    char *a = rdx_test_slurp(path);
     assert_non_null(a);
     assert_non_null(strstr(a, "MSA|AA|ZJCCL-R-0107"));
     free(a);
@@ -473,7 +415,7 @@ static void result_check(const struct net *n, const char *res, const char *work)
     snprintf(dir, sizeof dir, "%s/oru", work);
     fetch(n, ZJ, got, dir);
     snprintf(path, sizeof path, "%s/ZJCCL-R-0107.oru.hl7", dir);
-    char *o = slurp(path);
+    char *o = rdx_test_slurp(path);
     assert_non_null(o);
     assert_non_null(strstr(o, "|ZJ-EAST-CHC|"));
     assert_non_null(strstr(o, "|4.4|mmol/L"));
@@ -483,7 +425,7 @@ static void result_check(const struct net *n, const char *res, const char *work)
     char db[4400];
     snprintf(db, sizeof db, "sqlite:%s/hub/lab.db", n->dir);
     const char *st[] = {"lab", "status", "--db", db, "ZJE0107", NULL};
-    char *s = rdx_ok(0, st);
+    char *s = rdx_test_rdx_ok(0, st);
     assert_non_null(strstr(s, "resulted"));
     assert_non_null(strstr(s, "collected by ZJ-EAST-CHC"));
     assert_non_null(strstr(s, "received by ZJ-CCL"));
@@ -494,17 +436,17 @@ static void result_check(const struct net *n, const char *res, const char *work)
 static void audit_check(const struct net *n)
 {
     const char *v[] = {"audit", "verify", n->dir, NULL};
-    char *out = rdx_ok(0, v);
-    assert_int_equal(count_of(out, "audit chain intact"), NNODES);
+    char *out = rdx_test_rdx_ok(0, v);
+    assert_int_equal(rdx_test_count(out, "audit chain intact"), NNODES);
     free(out);
     /* The whole network's logs at once: every node's heading, every node's records. */
     const char *show[] = {"audit", "show", n->dir, NULL};
-    out = rdx_ok(0, show);
-    assert_int_equal(count_of(out, "\n== "), NNODES - 1);
-    assert_true(count_of(out, "node-started") >= NNODES); /* each node at least once */
+    out = rdx_test_rdx_ok(0, show);
+    assert_int_equal(rdx_test_count(out, "\n== "), NNODES - 1);
+    assert_true(rdx_test_count(out, "node-started") >= NNODES); /* each node at least once */
     free(out);
     const char *showj[] = {"audit", "show", "--json", n->dir, NULL};
-    out = rdx_ok(0, showj);
+    out = rdx_test_rdx_ok(0, showj);
     for (int i = 0; i < NNODES; i++) {
         char want[100];
         snprintf(want, sizeof want, "\"node\":\"%s\"", IDS[i]);
@@ -548,13 +490,14 @@ static void exactly_once_check(const struct net *n)
     assert_int_equal(inbox_cases(n, RAD, "dicom", last), 1);
     char *hub = status_json(n, HUB);
     /* ecg report, dicom pull, lab order + routing notice, ORU + ACK: six cases out. */
-    assert_int_equal(count_of(hub, "{\"box\":\"outbox\""), 6);
-    assert_int_equal(count_of(hub, "\"journey\":\"replied\""), 4);
-    assert_int_equal(count_of(hub, "\"journey\":\"processed\""), 1); /* the study: no answer */
+    assert_int_equal(rdx_test_count(hub, "{\"box\":\"outbox\""), 6);
+    assert_int_equal(rdx_test_count(hub, "\"journey\":\"replied\""), 4);
+    assert_int_equal(rdx_test_count(hub, "\"journey\":\"processed\""),
+                     1); /* the study: no answer */
     free(hub);
     char *a = audit_json(n, HUB);
-    assert_int_equal(count_of(a, "\"event\":\"case-processed\""), 5);
-    assert_int_equal(count_of(a, "\"event\":\"case-queued\""), 6);
+    assert_int_equal(rdx_test_count(a, "\"event\":\"case-processed\""), 5);
+    assert_int_equal(rdx_test_count(a, "\"event\":\"case-queued\""), 6);
     free(a);
 }
 
@@ -586,8 +529,8 @@ static void test_e2e_three_flows(void **state)
     exactly_once_check(&n);
     audit_check(&n);
     char *pa = audit_json(&n, HUB);
-    assert_int_equal(count_of(pa, "\"event\":\"case-retry\""), 2);
-    assert_int_equal(count_of(pa, "\"event\":\"case-parked\""), 1);
+    assert_int_equal(rdx_test_count(pa, "\"event\":\"case-retry\""), 2);
+    assert_int_equal(rdx_test_count(pa, "\"event\":\"case-parked\""), 1);
     free(pa);
 
     /* A custody field dressed as an option (to forge the actor) is refused: parked, not run. */
@@ -612,7 +555,7 @@ static void test_e2e_three_flows(void **state)
 
     /* [allow.fetch] withdrawn: the same request is refused, with an audit record. */
     net_down(&n);
-    char *ini = slurp(n.ini[HUB]);
+    char *ini = rdx_test_slurp(n.ini[HUB]);
     assert_non_null(ini);
     char *line = strstr(ini, "NJ-RAD = dicom, report\n");
     assert_non_null(line);
@@ -622,16 +565,16 @@ static void test_e2e_three_flows(void **state)
     net_up(&n);
     const char *rq[] = {"case",    "request", "--config", n.ini[RAD], "--to",   "NJ-HUB",
                         "--study", STUDY_UID, "--wait",   "60",       "--json", NULL};
-    char *out = rdx_ok(1, rq);
+    char *out = rdx_test_rdx_ok(1, rq);
     assert_non_null(strstr(out, "\"kind\":\"report\",\"items\":2}"));
     free(out);
     char *a = audit_json(&n, HUB);
-    assert_int_equal(count_of(a, "\"event\":\"fetch-refused\""), 1);
+    assert_int_equal(rdx_test_count(a, "\"event\":\"fetch-refused\""), 1);
     free(a);
 
     /* Allowed again, but the study is over [dispatch] max_pull_bytes: refused, saying why. */
     net_down(&n);
-    ini = slurp(n.ini[HUB]);
+    ini = rdx_test_slurp(n.ini[HUB]);
     assert_non_null(ini);
     line = strstr(ini, ";J-RAD = dicom, report\n");
     assert_non_null(line);
@@ -642,11 +585,11 @@ static void test_e2e_three_flows(void **state)
     assert_int_equal(rdx_file_write_atomic(n.ini[HUB], ini, strlen(ini), NULL), RDX_OK);
     free(ini);
     net_up(&n);
-    out = rdx_ok(1, rq);
+    out = rdx_test_rdx_ok(1, rq);
     assert_non_null(strstr(out, "\"kind\":\"report\",\"items\":2}"));
     free(out);
     a = audit_json(&n, HUB);
-    assert_int_equal(count_of(a, "\"event\":\"fetch-refused\""), 2);
+    assert_int_equal(rdx_test_count(a, "\"event\":\"fetch-refused\""), 2);
     assert_non_null(strstr(a, "over the 1000 bytes NJ-HUB sends in one pull"));
     free(a);
     net_free(&n);
@@ -671,12 +614,12 @@ static void test_e2e_csv_ecg_needs_its_rate(void **state)
 
     char *obj = wait_journey(&n, MAS, "outbox", ok_id, "replied");
     char reply[64], dir[4400];
-    json_str(obj, "reply", reply, sizeof reply);
+    rdx_test_json_str(obj, "reply", reply, sizeof reply);
     free(obj);
     snprintf(dir, sizeof dir, "%s/csv-ok", work);
     fetch(&n, MAS, reply, dir);
     snprintf(path, sizeof path, "%s/100s-10s.summary.json", dir);
-    char *sum = slurp(path);
+    char *sum = rdx_test_slurp(path);
     assert_non_null(sum);
     assert_non_null(strstr(sum, "\"fs_hz\":360,\"samples\":3600,\"leads\":2,"));
     assert_non_null(strstr(sum, "\"beats\":13,"));
@@ -687,19 +630,19 @@ static void test_e2e_csv_ecg_needs_its_rate(void **state)
     assert_int_equal(access(path, R_OK), 0);
 
     obj = wait_journey(&n, YZ, "outbox", bad_id, "replied");
-    json_str(obj, "reply", reply, sizeof reply);
+    rdx_test_json_str(obj, "reply", reply, sizeof reply);
     free(obj);
     snprintf(dir, sizeof dir, "%s/csv-bad", work);
     fetch(&n, YZ, reply, dir);
     snprintf(path, sizeof path, "%s/refused.txt", dir);
-    char *why = slurp(path);
+    char *why = rdx_test_slurp(path);
     assert_non_null(why);
     assert_non_null(
         strstr(why, "refused: a CSV ECG without ecg.ini: its sampling rate is unknown"));
     assert_non_null(strstr(why, "fs = HZ"));
     free(why);
     char *a = audit_json(&n, HUB);
-    assert_int_equal(count_of(a, "\"event\":\"ecg-refused\""), 1);
+    assert_int_equal(rdx_test_count(a, "\"event\":\"ecg-refused\""), 1);
     free(a);
     net_free(&n);
 }
@@ -718,7 +661,7 @@ static void test_e2e_hub_killed_mid_flow_completes_once(void **state)
     ecg_send(&n, ecg);
     snprintf(path, sizeof path, "/proc/%ld", (long)hub_pid(&n));
     for (int i = 0; i < WAIT_MS / 20 && access(path, F_OK) == 0; i++) {
-        sleep_ms(20);
+        rdx_test_sleep_ms(20);
     }
     assert_int_not_equal(access(path, F_OK), 0); /* the hook fired */
     study_send(&n, dcm);

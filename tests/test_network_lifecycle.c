@@ -56,32 +56,6 @@ struct world {
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static char *slurp(const char *path)
-{
-    rdx_buf b;
-    rdx_buf_init(&b, 64u << 20);
-    if (rdx_file_read(path, &b, NULL) != RDX_OK || rdx_buf_append(&b, "", 1) != RDX_OK) {
-        rdx_buf_free(&b);
-        return NULL;
-    }
-    return (char *)b.data;
-}
-
-static size_t count_of(const char *hay, const char *needle)
-{
-    size_t n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
-        n++;
-    }
-    return n;
-}
-
 /* Run rdx to its end; its exit code, with stderr checked for want_err (may be NULL). */
 static int run(const char *const *argv, const char *want_err, char **out)
 {
@@ -119,42 +93,12 @@ static const char *rdx_bin(void)
     return b != NULL && b[0] != '\0' ? b : "build/rdx";
 }
 
-/* Whether pid has exited (gone, or a zombie nobody has reaped yet). */
-static int exited(pid_t pid)
-{
-    char path[64], *st;
-    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
-    if ((st = slurp(path)) == NULL) {
-        return 1;
-    }
-    const char *paren = strrchr(st, ')');
-    int z = paren != NULL && (paren[2] == 'Z' || paren[2] == 'X');
-    free(st);
-    return z;
-}
-
-/* Wait (bounded) until pid has exited; fails the test (after SIGKILL) if it never does. */
-static void wait_exited(pid_t pid, const char *what)
-{
-    for (int waited = 0; waited < WAIT_MS; waited += 20) {
-        if (exited(pid)) {
-            return;
-        }
-        sleep_ms(20);
-    }
-    kill(pid, SIGKILL);
-    fail_msg("%s (PID %ld) did not exit", what, (long)pid);
-}
-
 /* The PID node i wrote to DIR/run/ID.pid (0 when none). */
 static pid_t node_pid(const struct world *w, int i)
 {
     char path[4400];
     snprintf(path, sizeof path, "%s/run/%s.pid", w->dir, IDS[i]);
-    char *t = slurp(path);
-    long pid = t != NULL ? strtol(t, NULL, 10) : 0;
-    free(t);
-    return (pid_t)pid;
+    return rdx_test_pid_file(path);
 }
 
 /* Processes whose command line names the network directory (ours, by the path). */
@@ -179,7 +123,7 @@ static size_t procs_of(const char *dir)
                 }
             }
             if (rdx_buf_append(&b, "", 1) == RDX_OK && strstr((char *)b.data, dir) != NULL &&
-                !exited((pid_t)strtol(e->d_name, NULL, 10))) {
+                !rdx_test_pid_exited((pid_t)strtol(e->d_name, NULL, 10))) {
                 n++;
             }
         }
@@ -226,7 +170,7 @@ static int wait_child(pid_t pid, const char *what)
             return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         }
         assert_int_equal(r, 0);
-        sleep_ms(20);
+        rdx_test_sleep_ms(20);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -267,11 +211,11 @@ static void audit_clean(const struct world *w, size_t stops)
     const char *v[] = {"audit", "verify", w->dir, NULL};
     char *out = NULL;
     assert_int_equal(run(v, NULL, &out), 0);
-    assert_int_equal(count_of(out, "audit chain intact"), NNODES);
+    assert_int_equal(rdx_test_count(out, "audit chain intact"), NNODES);
     free(out);
     const char *show[] = {"audit", "show", "--json", w->dir, NULL};
     assert_int_equal(run(show, NULL, &out), 0);
-    assert_int_equal(count_of(out, "\"event\":\"node-stopped\""), stops * NNODES);
+    assert_int_equal(rdx_test_count(out, "\"event\":\"node-stopped\""), stops * NNODES);
     free(out);
 }
 
@@ -279,7 +223,7 @@ static int log_has(const struct world *w, int i, const char *text)
 {
     char path[4400];
     snprintf(path, sizeof path, "%s/log/%s.log", w->dir, IDS[i]);
-    char *t = slurp(path);
+    char *t = rdx_test_slurp(path);
     int has = t != NULL && strstr(t, text) != NULL;
     free(t);
     return has;
@@ -303,7 +247,7 @@ static void test_await_peers_times_out_without_serving(void **state)
                            never,  "--await-timeout", "1",        NULL};
     pid_t pid = spawn(serve, out, err);
     assert_int_equal(wait_child(pid, "node serve --await-peers"), 1);
-    char *e = slurp(err);
+    char *e = rdx_test_slurp(err);
     assert_non_null(e);
     assert_non_null(strstr(e, "never.ready: not there after 1 s"));
     assert_non_null(strstr(e, "exits without serving"));
@@ -312,7 +256,7 @@ static void test_await_peers_times_out_without_serving(void **state)
     const char *show[] = {"audit", "show", "--json", w.dir, NULL};
     char *a = NULL;
     assert_int_equal(run(show, NULL, &a), 0);
-    assert_int_equal(count_of(a, "\"event\":\"node-started\""), NNODES);
+    assert_int_equal(rdx_test_count(a, "\"event\":\"node-started\""), NNODES);
     free(a);
 
     /* A bad timeout is a usage error; so is a timeout without --await-peers. */
@@ -344,15 +288,15 @@ static void test_await_peers_ends_when_pid_file_goes(void **state)
                            NULL};
     pid_t pid = spawn(serve, out, err);
     for (int waited = 0; waited < WAIT_MS && access(pidf, F_OK) != 0; waited += 20) {
-        sleep_ms(20);
+        rdx_test_sleep_ms(20);
     }
-    char *t = slurp(pidf);
+    char *t = rdx_test_slurp(pidf);
     assert_non_null(t);
     assert_int_equal(strtol(t, NULL, 10), (long)pid); /* it wrote its own PID */
     free(t);
     assert_int_equal(unlink(pidf), 0);
     assert_int_equal(wait_child(pid, "node serve --await-peers"), 1);
-    char *e = slurp(err);
+    char *e = rdx_test_slurp(err);
     assert_non_null(e);
     assert_non_null(strstr(e, "solo.pid was removed; exiting before serving"));
     free(e);
@@ -370,15 +314,15 @@ static void test_watchdog_pid_file_and_run_dir_stop_daemons(void **state)
     /* `network up` has exited: its nodes run on (they are daemons, not its children). */
     pid_t hub = node_pid(&w, HUB), clinic = node_pid(&w, CLINIC);
     assert_true(hub > 1 && clinic > 1);
-    assert_false(exited(hub));
-    assert_false(exited(clinic));
+    assert_false(rdx_test_pid_exited(hub));
+    assert_false(rdx_test_pid_exited(clinic));
 
     /* One PID file removed: that node stops cleanly; the other keeps running. */
     char path[4400];
     snprintf(path, sizeof path, "%s/run/%s.pid", w.dir, IDS[CLINIC]);
     assert_int_equal(unlink(path), 0);
-    wait_exited(clinic, "the clinic whose PID file was removed");
-    assert_false(exited(hub));
+    rdx_test_wait_exited(clinic, "the clinic whose PID file was removed", WAIT_MS);
+    assert_false(rdx_test_pid_exited(hub));
     assert_true(log_has(&w, CLINIC, "node stopped cleanly: "));
     assert_true(log_has(&w, CLINIC, "MAS-EAST-CHC.pid was removed"));
 
@@ -387,34 +331,34 @@ static void test_watchdog_pid_file_and_run_dir_stop_daemons(void **state)
     clinic = node_pid(&w, CLINIC);
     assert_true(clinic > 1);
     assert_int_equal(rdx_file_write_atomic(path, "1\n", 2, NULL), RDX_OK);
-    wait_exited(clinic, "the clinic whose PID file names another process");
+    rdx_test_wait_exited(clinic, "the clinic whose PID file names another process", WAIT_MS);
     assert_true(log_has(&w, CLINIC, "no longer names this process"));
-    assert_false(exited(hub));
+    assert_false(rdx_test_pid_exited(hub));
 
     /* The whole run/ directory removed: every node stops. */
     up(&w);
     clinic = node_pid(&w, CLINIC);
     snprintf(path, sizeof path, "%s/run", w.dir);
     rdx_test_rmrf(path);
-    wait_exited(hub, "the hub after run/ was removed");
-    wait_exited(clinic, "the clinic after run/ was removed");
+    rdx_test_wait_exited(hub, "the hub after run/ was removed", WAIT_MS);
+    rdx_test_wait_exited(clinic, "the clinic after run/ was removed", WAIT_MS);
     assert_int_equal(procs_of(w.dir), 0);
     assert_true(log_has(&w, HUB, "NJ-HUB.pid was removed"));
     /* Each node was started (and stopped cleanly) once, the clinic three times. */
     const char *v[] = {"audit", "verify", w.dir, NULL};
     char *out = NULL;
     assert_int_equal(run(v, NULL, &out), 0);
-    assert_int_equal(count_of(out, "audit chain intact"), NNODES);
+    assert_int_equal(rdx_test_count(out, "audit chain intact"), NNODES);
     free(out);
     const char *show[] = {"audit", "show", "--json", w.dir, NULL};
     assert_int_equal(run(show, NULL, &out), 0);
-    assert_int_equal(count_of(out, "\"event\":\"node-stopped\""), 4);
-    assert_int_equal(count_of(out, "\"event\":\"node-started\""), 4);
+    assert_int_equal(rdx_test_count(out, "\"event\":\"node-stopped\""), 4);
+    assert_int_equal(rdx_test_count(out, "\"event\":\"node-started\""), 4);
     free(out);
 
     /* And the next `up` makes run/ again and starts them. */
     up(&w);
-    assert_false(exited(node_pid(&w, HUB)));
+    assert_false(rdx_test_pid_exited(node_pid(&w, HUB)));
     down_and_free(&w);
 }
 
@@ -431,17 +375,17 @@ static pid_t up_foreground(const struct world *w, char *out, char *err)
     const char *const *argv = access(have, F_OK) == 0 ? again : fresh;
     pid_t pid = spawn(argv, out, err);
     for (int waited = 0; waited < WAIT_MS; waited += 20) {
-        char *t = slurp(out);
+        char *t = rdx_test_slurp(out);
         int done = t != NULL && strstr(t, "]}\n") != NULL;
         free(t);
         if (done) {
             return pid;
         }
         if (waitpid(pid, NULL, WNOHANG) == pid) {
-            char *e = slurp(err);
+            char *e = rdx_test_slurp(err);
             fail_msg("network up --foreground exited: %s", e != NULL ? e : "");
         }
-        sleep_ms(20);
+        rdx_test_sleep_ms(20);
     }
     kill(pid, SIGKILL);
     fail_msg("network up --foreground never printed the network");
@@ -457,15 +401,15 @@ static void test_watchdog_foreground_nodes_die_with_up(void **state)
     pid_t upid = up_foreground(&w, out, err);
     pid_t hub = node_pid(&w, HUB), clinic = node_pid(&w, CLINIC);
     assert_true(hub > 1 && clinic > 1);
-    char *o = slurp(out);
+    char *o = rdx_test_slurp(out);
     char want[64];
     snprintf(want, sizeof want, "\"pid\":%ld", (long)hub);
     assert_non_null(strstr(o, want));
     free(o);
     assert_int_equal(kill(upid, SIGKILL), 0);
     assert_int_equal(wait_child(upid, "network up --foreground"), -1);
-    wait_exited(hub, "the hub after network up was killed");
-    wait_exited(clinic, "the clinic after network up was killed");
+    rdx_test_wait_exited(hub, "the hub after network up was killed", WAIT_MS);
+    rdx_test_wait_exited(clinic, "the clinic after network up was killed", WAIT_MS);
     assert_int_equal(procs_of(w.dir), 0);
     assert_true(log_has(&w, HUB, "node stopped cleanly: its owner (PID"));
     audit_clean(&w, 1);
@@ -476,7 +420,7 @@ static void test_watchdog_foreground_nodes_die_with_up(void **state)
     assert_true(hub > 1);
     assert_int_equal(kill(upid, SIGTERM), 0);
     assert_int_equal(wait_child(upid, "network up --foreground"), 0);
-    assert_true(exited(hub));
+    assert_true(rdx_test_pid_exited(hub));
     assert_int_equal(procs_of(w.dir), 0);
     assert_int_equal(node_pid(&w, HUB), 0); /* its PID file removed */
     audit_clean(&w, 2);
@@ -503,11 +447,11 @@ static void test_watchdog_owner_death_stops_nodes(void **state)
     assert_int_equal(run(argv, NULL, NULL), 0);
     pid_t hub = node_pid(&w, HUB), clinic = node_pid(&w, CLINIC);
     assert_true(hub > 1 && clinic > 1);
-    assert_false(exited(hub));
+    assert_false(rdx_test_pid_exited(hub));
     assert_int_equal(kill(owner, SIGKILL), 0);
     assert_int_equal(waitpid(owner, NULL, 0), owner);
-    wait_exited(hub, "the hub after its owner was killed");
-    wait_exited(clinic, "the clinic after its owner was killed");
+    rdx_test_wait_exited(hub, "the hub after its owner was killed", WAIT_MS);
+    rdx_test_wait_exited(clinic, "the clinic after its owner was killed", WAIT_MS);
     assert_int_equal(procs_of(w.dir), 0);
     char want[80];
     snprintf(want, sizeof want, "node stopped cleanly: its owner (PID %ld) has exited",
@@ -528,12 +472,12 @@ static void test_watchdog_owner_death_stops_nodes(void **state)
 static void assert_ports_written(const struct world *w)
 {
     for (int i = 0; i < NNODES; i++) {
-        char *t = slurp(w->ini[i]);
+        char *t = rdx_test_slurp(w->ini[i]);
         assert_non_null(t);
         assert_null(strstr(t, "listen = 127.0.0.1:0\n"));
         free(t);
     }
-    char *hub = slurp(w->ini[HUB]);
+    char *hub = rdx_test_slurp(w->ini[HUB]);
     assert_non_null(strstr(hub, "MAS-EAST-CHC = 127.0.0.1:"));
     free(hub);
 }
@@ -561,8 +505,8 @@ static void test_up_node_that_cannot_start_then_repaired(void **state)
     assert_int_equal(unlink(blocker), 0);
     up(&w);
     assert_ports_written(&w);
-    assert_false(exited(node_pid(&w, HUB)));
-    assert_false(exited(node_pid(&w, CLINIC)));
+    assert_false(rdx_test_pid_exited(node_pid(&w, HUB)));
+    assert_false(rdx_test_pid_exited(node_pid(&w, CLINIC)));
     down_and_free(&w);
 }
 
@@ -587,7 +531,7 @@ static void test_up_unwritable_file_then_repaired(void **state)
 /* The port in a configuration's listen line. */
 static long config_port(const char *ini)
 {
-    char *t = slurp(ini);
+    char *t = rdx_test_slurp(ini);
     assert_non_null(t);
     const char *p = strstr(t, "listen = 127.0.0.1:");
     assert_non_null(p);
@@ -606,7 +550,7 @@ static void test_up_port_taken_at_restart_keeps_network(void **state)
     assert_int_equal(run(dn, NULL, NULL), 0);
     char *before[NNODES];
     for (int i = 0; i < NNODES; i++) {
-        before[i] = slurp(w.ini[i]);
+        before[i] = rdx_test_slurp(w.ini[i]);
         assert_non_null(before[i]);
     }
     /* Someone else listens on the clinic's port now. */
@@ -627,7 +571,7 @@ static void test_up_port_taken_at_restart_keeps_network(void **state)
     assert_int_equal(procs_of(w.dir), 0);
     /* The network's files are as they were. */
     for (int i = 0; i < NNODES; i++) {
-        char *now = slurp(w.ini[i]);
+        char *now = rdx_test_slurp(w.ini[i]);
         assert_non_null(now);
         assert_string_equal(now, before[i]);
         free(now);
@@ -636,7 +580,7 @@ static void test_up_port_taken_at_restart_keeps_network(void **state)
     assert_int_equal(run(argv, NULL, NULL), 0);
     assert_int_equal(config_port(w.ini[CLINIC]), port);
     for (int i = 0; i < NNODES; i++) {
-        char *now = slurp(w.ini[i]);
+        char *now = rdx_test_slurp(w.ini[i]);
         assert_string_equal(now, before[i]);
         free(now);
         free(before[i]);
@@ -656,7 +600,7 @@ static void test_up_half_written_network_repaired(void **state)
     world_new(&w);
     up(&w);
     pid_t hub = node_pid(&w, HUB);
-    char *ini = slurp(w.ini[CLINIC]);
+    char *ini = rdx_test_slurp(w.ini[CLINIC]);
     assert_non_null(ini);
     char *l = strstr(ini, "listen = 127.0.0.1:");
     assert_non_null(l);
@@ -667,11 +611,11 @@ static void test_up_half_written_network_repaired(void **state)
     free(ini);
     assert_int_equal(rdx_file_write_atomic(w.ini[CLINIC], fixed, strlen(fixed), NULL), RDX_OK);
     up(&w);
-    wait_exited(hub, "the hub of the half-written network");
+    rdx_test_wait_exited(hub, "the hub of the half-written network", WAIT_MS);
     assert_ports_written(&w);
     assert_true(node_pid(&w, HUB) != hub);
-    assert_false(exited(node_pid(&w, HUB)));
-    assert_false(exited(node_pid(&w, CLINIC)));
+    assert_false(rdx_test_pid_exited(node_pid(&w, HUB)));
+    assert_false(rdx_test_pid_exited(node_pid(&w, CLINIC)));
     down_and_free(&w);
 }
 

@@ -8,13 +8,17 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "rdx/common.h"
 
 extern char **environ;
 
@@ -199,4 +203,90 @@ void rdx_test_rmrf(const char *path)
     if (posix_spawnp(&pid, "rm", NULL, NULL, (char *const *)args, environ) == 0) {
         waitpid(pid, &status, 0);
     }
+}
+
+void rdx_test_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+char *rdx_test_slurp(const char *path)
+{
+    rdx_buf b;
+    rdx_buf_init(&b, 64u << 20);
+    if (rdx_file_read(path, &b, NULL) != RDX_OK || rdx_buf_append(&b, "", 1) != RDX_OK) {
+        rdx_buf_free(&b);
+        return NULL;
+    }
+    return (char *)b.data;
+}
+
+size_t rdx_test_count(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
+        n++;
+    }
+    return n;
+}
+
+char *rdx_test_rdx_ok(int want, const char *const *argv)
+{
+    struct rdx_run r;
+    assert_int_equal(rdx_run_rdx(&r, argv), 0);
+    if (r.exit_code != want) {
+        print_error("rdx %s %s: exit %d, stderr: %s\n", argv[0], argv[1], r.exit_code, r.err);
+    }
+    assert_int_equal(r.exit_code, want);
+    char *out = r.out;
+    r.out = NULL;
+    rdx_run_free(&r);
+    return out;
+}
+
+void rdx_test_json_str(const char *p, const char *key, char *out, size_t outsz)
+{
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":\"", key);
+    const char *v = strstr(p, k);
+    assert_non_null(v);
+    v += strlen(k);
+    size_t len = strcspn(v, "\"");
+    assert_true(len < outsz);
+    memcpy(out, v, len);
+    out[len] = '\0';
+}
+
+pid_t rdx_test_pid_file(const char *path)
+{
+    char *t = rdx_test_slurp(path);
+    long pid = t != NULL ? strtol(t, NULL, 10) : 0;
+    free(t);
+    return (pid_t)pid;
+}
+
+int rdx_test_pid_exited(pid_t pid)
+{
+    char path[64], *st;
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    if ((st = rdx_test_slurp(path)) == NULL) {
+        return 1;
+    }
+    const char *paren = strrchr(st, ')');
+    int z = paren != NULL && (paren[2] == 'Z' || paren[2] == 'X');
+    free(st);
+    return z;
+}
+
+void rdx_test_wait_exited(pid_t pid, const char *what, long wait_ms)
+{
+    for (long waited = 0; waited < wait_ms; waited += 20) {
+        if (rdx_test_pid_exited(pid)) {
+            return;
+        }
+        rdx_test_sleep_ms(20);
+    }
+    kill(pid, SIGKILL);
+    fail_msg("%s (PID %ld) did not exit", what, (long)pid);
 }

@@ -6,6 +6,7 @@
 #define RDX_TESTUTIL_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /*
  * Make the n-th allocation from now (1-based) fail, and every one after it
@@ -49,5 +50,52 @@ void rdx_run_free(struct rdx_run *r);
 char *rdx_test_tmpdir(void);
 /* rm -rf path (for test cleanup). */
 void rdx_test_rmrf(const char *path);
+
+/*
+ * Helpers for tests that run real rdx processes (networks of nodes). Waits
+ * built on them are bounded polls of the processes' own state, never timings.
+ * All are for the calling test's thread only; those that say "fails the test"
+ * do so with cmocka's assertions.
+ */
+
+/* Sleep ms milliseconds (the pause between two polls). */
+void rdx_test_sleep_ms(long ms);
+
+/*
+ * The whole of the file at path, NUL-terminated (malloc'd; free() it), read
+ * through rdx_file_read (cap 64 MiB); NULL when it cannot be read (absent,
+ * too large, out of memory). path must not be NULL.
+ */
+char *rdx_test_slurp(const char *path);
+
+/* How many times needle occurs in hay, without overlap (both non-NULL, needle non-empty). */
+size_t rdx_test_count(const char *hay, const char *needle);
+
+/*
+ * Run the rdx binary with argv as rdx_run_rdx does and return its stdout
+ * (malloc'd; free() it) when it exits with want; otherwise print its stderr
+ * and fail the test. argv[0] and argv[1] (the group and verb) must be set.
+ */
+char *rdx_test_rdx_ok(int want, const char *const *argv);
+
+/*
+ * The value of the first "key":"..." at or after p in a JSON text, copied into
+ * out (outsz bytes, NUL-terminated). Fails the test when the key is absent or
+ * the value does not fit. A test helper: it does not unescape.
+ */
+void rdx_test_json_str(const char *p, const char *key, char *out, size_t outsz);
+
+/* The PID written in the PID file at path; 0 when the file is absent or holds no number. */
+pid_t rdx_test_pid_file(const char *path);
+
+/* Whether pid has exited: gone from /proc, or a zombie (or dead) nobody has reaped yet. */
+int rdx_test_pid_exited(pid_t pid);
+
+/*
+ * Wait up to wait_ms for pid to exit (rdx_test_pid_exited, polled every
+ * 20 ms). When it never does: SIGKILL it and fail the test, naming what
+ * (a short description of the process, non-NULL).
+ */
+void rdx_test_wait_exited(pid_t pid, const char *what, long wait_ms);
 
 #endif
