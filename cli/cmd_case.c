@@ -379,30 +379,29 @@ static const char RETRY_USAGE[] =
     "delivers it. Fix what refused it first (a policy entry, a peer address).\n"
     "Recorded in the audit log.\n";
 
+static void retry_usage(FILE *f)
+{
+    fputs(RETRY_USAGE, f);
+}
+
 static int case_retry(int argc, char **argv)
 {
     const char *cmd = "case retry";
-    const char *config = NULL, *id = NULL;
+    const char *config = NULL;
+    int nops = 0;
     rdx_transport_config *cfg = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            fputs(RETRY_USAGE, stdout);
-            return RDX_EXIT_OK;
-        }
-        int hit = rdx_tp_cli_opt(argc, argv, &i, "--config", &config, cmd);
-        if (hit < 0) {
-            return RDX_EXIT_USAGE;
-        }
-        if (hit == 0) {
-            if (argv[i][0] == '-' || id != NULL) {
-                return rdx_cli_usage(cmd, "unexpected argument '%s'", argv[i]);
-            }
-            id = argv[i];
-        }
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--config", &config), RDX_CLI_END};
+    int prc = rdx_cli_parse_opts(cmd, argc, argv, opts, retry_usage, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
-    if (id == NULL) {
+    if (nops == 0) {
         return rdx_cli_usage(cmd, "--config and CASE_ID are required");
     }
+    if (nops > 1) {
+        return rdx_cli_usage(cmd, "one CASE_ID, not %d", nops);
+    }
+    const char *id = argv[1];
     int rc = load(cmd, config, &cfg);
     if (rc >= 0) {
         return rc;

@@ -54,9 +54,9 @@ static int mkdir_ok(const char *p)
     return mkdir(p, 0700) == 0 || errno == EEXIST;
 }
 
-static int fsync_path(const char *p)
+int rdx_tp_fsync_dir(const char *path)
 {
-    int fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
         return -1;
     }
@@ -107,7 +107,8 @@ rdx_status rdx_tp_blob_write_file(const char *data, const char *sender, const ch
         unlink(tmp);
         return rdx_error_set(err, RDX_EIO, "%s: %s", path, strerror(e));
     }
-    if (sync && (fsync_path(c) != 0 || fsync_path(b) != 0 || fsync_path(a) != 0)) {
+    if (sync &&
+        (rdx_tp_fsync_dir(c) != 0 || rdx_tp_fsync_dir(b) != 0 || rdx_tp_fsync_dir(a) != 0)) {
         return rdx_error_set(err, RDX_EIO, "%s: cannot sync: %s", c, strerror(errno));
     }
     return RDX_OK;

@@ -437,17 +437,6 @@ static void refuse(struct conn *c, const char *case_id, unsigned code, int close
 
 /* ---- group commit --------------------------------------------------------- */
 
-static int fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        return -1;
-    }
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 static void group_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct rdx_transport_node *n = arg;
@@ -525,7 +514,7 @@ static int group_add_dir(struct rdx_transport_node *n, const char *path)
     char *d = strdup(path);
     if (d == NULL || grow((void **)&g->dirs, &g->capdirs, g->ndirs + 1, sizeof *g->dirs) != 0) {
         free(d);
-        return fsync_dir(path);
+        return rdx_tp_fsync_dir(path);
     }
     g->dirs[g->ndirs++] = d;
     return 0;
@@ -575,7 +564,7 @@ static int group_flush(struct rdx_transport_node *n)
         }
     }
     for (size_t i = 0; i < g->ndirs; i++) {
-        if (fsync_dir(g->dirs[i]) != 0 && ok) {
+        if (rdx_tp_fsync_dir(g->dirs[i]) != 0 && ok) {
             ok = 0;
             snprintf(why, sizeof why, "%s: cannot sync the directory: %s", g->dirs[i],
                      strerror(errno));
@@ -1291,6 +1280,25 @@ static int must_wait(const struct conn *c, const rdx_transport_frame *f)
            ch.len < STORE_ASYNC_MIN;
 }
 
+/*
+ * What a chunk's check and write need from the receive state: the item
+ * state so far, the chunk's place and check value, the manifest's digest.
+ * The caller sets the descriptors and the scratch buffer.
+ */
+static void chunk_work_fill(struct chunk_work *w, const struct rx *rx,
+                            const struct rdx_tp_chunk *ch, const uint8_t *data)
+{
+    const struct rdx_tp_item *it = &rx->m.items[ch->item];
+    w->h = rx->h;
+    w->large = it->size > INLINE_MAX;
+    w->data = data;
+    w->len = ch->len;
+    w->off = ch->offset;
+    w->item_size = it->size;
+    memcpy(w->want, ch->sha256, 32);
+    memcpy(w->item_sha, it->sha256, 32);
+}
+
 /* Hand a large chunk to the store workers. 0 when it went; -1: do it here instead. */
 static int store_submit(struct conn *c, const struct rdx_tp_chunk *ch, const rdx_transport_frame *f)
 {
@@ -1329,15 +1337,8 @@ static int store_submit(struct conn *c, const struct rdx_tp_chunk *ch, const rdx
         }
         return -1;
     }
-    w->h = rx->h;
+    chunk_work_fill(w, rx, ch, j->buf.data + data_off);
     w->bounce = st->bounce;
-    w->large = 1;
-    w->data = j->buf.data + data_off;
-    w->len = ch->len;
-    w->off = ch->offset;
-    w->item_size = rx->m.items[ch->item].size;
-    memcpy(w->want, ch->sha256, 32);
-    memcpy(w->item_sha, rx->m.items[ch->item].sha256, 32);
     j->c = c;
     j->gen = rx->gen;
     j->item = ch->item;
@@ -1576,21 +1577,14 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
     }
     struct chunk_work w;
     memset(&w, 0, sizeof w);
-    w.h = rx->h;
     w.fd = rx->all_inline ? -1 : rx->fd; /* -1: the bytes go to node.db only (blob_put) */
     w.dfd = rx->all_inline ? -1 : rx->dfd;
     if (rx->dfd >= 0 && n->g.bounce == NULL &&
         posix_memalign((void **)&n->g.bounce, DIRECT_ALIGN, RDX_TRANSPORT_CHUNK_MAX) != 0) {
         n->g.bounce = NULL;
     }
+    chunk_work_fill(&w, rx, &ch, ch.data);
     w.bounce = n->g.bounce;
-    w.large = it->size > INLINE_MAX;
-    w.data = ch.data;
-    w.len = ch.len;
-    w.off = ch.offset;
-    w.item_size = it->size;
-    memcpy(w.want, ch.sha256, 32);
-    memcpy(w.item_sha, it->sha256, 32);
     chunk_work_run(&w);
     chunk_done(c, &w, ch.item);
 }
@@ -2221,6 +2215,15 @@ static void deadline_in(struct timespec *t, unsigned ms)
     t->tv_nsec %= 1000000000L;
 }
 
+/* Wait ms (sp->mu held), whatever commits wake the thread meanwhile; a stop ends it early. */
+static void spill_nap(struct spill *sp, unsigned ms)
+{
+    struct timespec t;
+    deadline_in(&t, ms);
+    while (!sp->stop && pthread_cond_timedwait(&sp->cv, &sp->mu, &t) == 0) {
+    }
+}
+
 static void *spill_main(void *arg)
 {
     struct spill *sp = arg;
@@ -2234,10 +2237,7 @@ static void *spill_main(void *arg)
         }
         rdx_log(&sp->log, RDX_LOG_ERROR, "spill thread: %s; trying again", err.msg);
         pthread_mutex_lock(&sp->mu);
-        struct timespec t;
-        deadline_in(&t, 1000);
-        while (!sp->stop && pthread_cond_timedwait(&sp->cv, &sp->mu, &t) == 0) {
-        }
+        spill_nap(sp, 1000);
         int stop = sp->stop;
         pthread_mutex_unlock(&sp->mu);
         if (stop) {
@@ -2278,10 +2278,7 @@ static void *spill_main(void *arg)
             }
         } else {
             /* Let a burst gather first: fewer, larger batches. */
-            struct timespec t;
-            deadline_in(&t, SPILL_DELAY_MS);
-            while (!sp->stop && pthread_cond_timedwait(&sp->cv, &sp->mu, &t) == 0) {
-            }
+            spill_nap(sp, SPILL_DELAY_MS);
             sp->kicked = 0;
         }
         pthread_mutex_unlock(&sp->mu);
@@ -2313,10 +2310,7 @@ static void *spill_main(void *arg)
         pthread_mutex_lock(&sp->mu);
         if (got < 0) {
             /* A full disk, say: the rows keep the items; try again in a while, not in a loop. */
-            struct timespec t;
-            deadline_in(&t, 5000);
-            while (!sp->stop && pthread_cond_timedwait(&sp->cv, &sp->mu, &t) == 0) {
-            }
+            spill_nap(sp, 5000);
             sp->kicked = 1;
         }
     }
@@ -2371,11 +2365,6 @@ static void spill_stop(struct rdx_transport_node *n)
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
-static int mkdir_ok(const char *p)
-{
-    return mkdir(p, 0700) == 0 || errno == EEXIST;
-}
-
 /*
  * At start: rewrite any small item file that a crash lost (its bytes are in
  * inbox_blobs, committed with the case), make every item file durable with
@@ -2401,17 +2390,14 @@ static rdx_status repair_inline(struct rdx_transport_node *n, rdx_error *err)
         const uint8_t *blob = sqlite3_column_blob(s, 3);
         size_t len = (size_t)sqlite3_column_bytes(s, 3);
         const char *state = (const char *)sqlite3_column_text(s, 4);
-        char a[4200], b[4300], c[4400], path[4500];
+        char path[4500];
         rows++;
         if (sender == NULL || cid == NULL || state == NULL || strcmp(state, "complete") != 0 ||
             rdx_tp_case_id_check(cid, strlen(cid), NULL) != RDX_OK ||
             rdx_tp_item_name_check(sender, strlen(sender), NULL) != RDX_OK) {
             continue;
         }
-        snprintf(a, sizeof a, "%s/inbox", data);
-        snprintf(b, sizeof b, "%s/%s", a, sender);
-        snprintf(c, sizeof c, "%s/%s", b, cid);
-        snprintf(path, sizeof path, "%s/%lld", c, idx);
+        snprintf(path, sizeof path, "%s/inbox/%s/%s/%lld", data, sender, cid, idx);
         rdx_buf have;
         rdx_buf_init(&have, len + 1);
         int same = rdx_file_read(path, &have, NULL) == RDX_OK && have.len == len &&
@@ -2420,17 +2406,12 @@ static rdx_status repair_inline(struct rdx_transport_node *n, rdx_error *err)
         if (same) {
             continue;
         }
-        int fd = -1;
-        if (!mkdir_ok(a) || !mkdir_ok(b) || !mkdir_ok(c) ||
-            (fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0 ||
-            write_all_at(fd, blob, len, 0) != 0) {
-            st = rdx_error_set(err, RDX_EIO, "%s: cannot restore: %s", path, strerror(errno));
-            if (fd >= 0) {
-                close(fd);
-            }
+        /* Synced below, all at once. */
+        if ((st = rdx_tp_blob_write_file(data, sender, cid, (size_t)idx, blob, len, 0, err)) !=
+            RDX_OK) {
+            rdx_error_prefix(err, "cannot restore a small item: ");
             break;
         }
-        close(fd);
         repaired++;
     }
     if (st == RDX_OK && rc != SQLITE_DONE) {

@@ -331,6 +331,8 @@ rdx_status rdx_tp_blob_get(sqlite3 *db, const char *sender, const char *case_id,
  * directories are synced before this returns; without, the caller syncs (the
  * spill thread does one syncfs per batch). Names must have been checked.
  */
+/* fsync a directory (its new entries survive a crash). 0, or -1 with errno. */
+int rdx_tp_fsync_dir(const char *path);
 rdx_status rdx_tp_blob_write_file(const char *data, const char *sender, const char *case_id,
                                   size_t idx, const uint8_t *p, size_t len, int sync,
                                   rdx_error *err);
