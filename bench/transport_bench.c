@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -152,6 +154,88 @@ static void wait_all_acked(const rdx_transport_config *cfg, size_t want)
     }
 }
 
+/*
+ * CPU time of this process's threads, from /proc/self/task/TID/schedstat
+ * (nanoseconds on a CPU), summed by thread name: where a bulk run's CPU goes.
+ */
+#define CPU_NAMES 24
+struct cpu_snap {
+    int n;
+    char name[CPU_NAMES][24];
+    double ns[CPU_NAMES];
+};
+
+static void cpu_snap_take(struct cpu_snap *s)
+{
+    memset(s, 0, sizeof *s);
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        char path[300], comm[64] = "", line[128];
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL || fgets(comm, sizeof comm, f) == NULL) {
+            if (f != NULL) {
+                fclose(f);
+            }
+            continue;
+        }
+        fclose(f);
+        comm[strcspn(comm, "\n")] = 0;
+        snprintf(path, sizeof path, "/proc/self/task/%s/schedstat", e->d_name);
+        f = fopen(path, "r");
+        double ns = 0;
+        if (f == NULL || fgets(line, sizeof line, f) == NULL) {
+            if (f != NULL) {
+                fclose(f);
+            }
+            continue;
+        }
+        fclose(f);
+        ns = strtod(line, NULL);
+        int k = 0;
+        while (k < s->n && strcmp(s->name[k], comm) != 0) {
+            k++;
+        }
+        if (k == s->n) {
+            if (s->n == CPU_NAMES) {
+                continue;
+            }
+            snprintf(s->name[s->n++], sizeof s->name[0], "%s", comm);
+        }
+        s->ns[k] += ns;
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+}
+
+/*
+ * Threads that ended between the snapshots are lost (the clinic node's
+ * threads): take the second snapshot before stopping it.
+ */
+static void cpu_snap_print(const struct cpu_snap *a, const struct cpu_snap *b, double units,
+                           const char *what)
+{
+    fprintf(stderr, "transport_bench: CPU ms per %s:", what);
+    for (int k = 0; k < b->n; k++) {
+        double before = 0;
+        for (int j = 0; j < a->n; j++) {
+            if (strcmp(a->name[j], b->name[k]) == 0) {
+                before = a->ns[j];
+            }
+        }
+        double ms = (b->ns[k] - before) / 1e6 / units;
+        if (ms >= 0.05) {
+            fprintf(stderr, " %s %.2f", b->name[k], ms);
+        }
+    }
+    fputc('\n', stderr);
+}
+
 /* ---- the plain TLS baseline ------------------------------------------------ */
 
 struct plain {
@@ -162,6 +246,7 @@ struct plain {
     size_t n;
     int count;
     pthread_t th;
+    double recv_cpu_ms; /* mode 0: the receiving thread's CPU time */
 };
 
 static SSL_CTX *ctx_for(const char *cert, const char *key, const char *ca, int server)
@@ -215,6 +300,7 @@ static void *plain_main(void *arg)
 {
     struct plain *p = arg;
     static unsigned char buf[1 << 16]; /* bench-only scratch, one server thread */
+    pthread_setname_np(pthread_self(), "plain-recv");
     for (int i = 0; i < p->count; i++) {
         int fd = accept(p->lfd, NULL, NULL);
         int one = 1;
@@ -224,9 +310,14 @@ static void *plain_main(void *arg)
         if (SSL_accept(ssl) == 1) {
             if (p->mode == 0) {
                 size_t got = 0, r = 0;
+                struct timespec c0, c1;
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
                 while (got < p->n && SSL_read_ex(ssl, buf, sizeof buf, &r) == 1) {
                     got += r;
                 }
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+                p->recv_cpu_ms =
+                    (double)(c1.tv_sec - c0.tv_sec) * 1e3 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e6;
             } else {
                 size_t r = 0;
                 (void)SSL_read_ex(ssl, buf, 1, &r);
@@ -240,9 +331,9 @@ static void *plain_main(void *arg)
     return NULL;
 }
 
-static double plain_stream(SSL_CTX *sctx, SSL_CTX *cctx, size_t n)
+static double plain_stream(SSL_CTX *sctx, SSL_CTX *cctx, size_t n, double *recv_cpu_ms)
 {
-    struct plain p = {sctx, -1, 0, 0, n, 1, 0};
+    struct plain p = {sctx, -1, 0, 0, n, 1, 0, 0};
     p.lfd = listen_any(&p.port);
     pthread_create(&p.th, NULL, plain_main, &p);
     unsigned char *chunk = calloc(1, 1 << 20);
@@ -269,12 +360,13 @@ static double plain_stream(SSL_CTX *sctx, SSL_CTX *cctx, size_t n)
     pthread_join(p.th, NULL);
     close(p.lfd);
     free(chunk);
+    *recv_cpu_ms = p.recv_cpu_ms;
     return dt;
 }
 
 static double plain_handshakes(SSL_CTX *sctx, SSL_CTX *cctx, int n)
 {
-    struct plain p = {sctx, -1, 0, 1, 0, n, 0};
+    struct plain p = {sctx, -1, 0, 1, 0, n, 0, 0};
     p.lfd = listen_any(&p.port);
     pthread_create(&p.th, NULL, plain_main, &p);
     double t0 = now_s();
@@ -485,12 +577,22 @@ int main(int argc, char **argv)
         if (rdx_transport_case_queue(ccfg, "hub", RDX_KIND_DICOM, files, 1, id, &err) != RDX_OK) {
             die("queue", &err);
         }
+        struct cpu_snap c0, c1;
+        cpu_snap_take(&c0);
         double t0 = now_s();
         start_node(&clinic, q);
         wait_all_acked(ccfg, ++acked);
         bulk[rep] = (double)mib * 1.048576 / (now_s() - t0);
+        cpu_snap_take(&c1);
+        cpu_snap_print(&c0, &c1, (double)mib / 8, "8 MiB, rdx bulk");
         stop_node(&clinic);
-        plain[rep] = (double)mib * 1.048576 / plain_stream(sctx, cctx, mib << 20);
+        double rcpu = 0;
+        cpu_snap_take(&c0);
+        plain[rep] = (double)mib * 1.048576 / plain_stream(sctx, cctx, mib << 20, &rcpu);
+        cpu_snap_take(&c1);
+        cpu_snap_print(&c0, &c1, (double)mib / 8, "8 MiB, plain TLS (sender)");
+        fprintf(stderr, "transport_bench: CPU ms per 8 MiB, plain TLS receiver %.2f\n",
+                rcpu / ((double)mib / 8));
         ratio[rep] = bulk[rep] / plain[rep];
     }
     unlink(big);

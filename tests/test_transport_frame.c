@@ -180,6 +180,112 @@ static void test_frame_round_trip_any_chunking(void **state)
     rdx_buf_free(&s);
 }
 
+/*
+ * The zero-copy path, as the node uses it with SSL_read: ask for space, copy
+ * at most a random number of bytes there (a TLS record's worth, or less),
+ * commit. The same frames must come out as with _feed.
+ */
+static void decode_space_commit(const rdx_buf *s, uint32_t seed)
+{
+    rdx_transport_decoder *d = NULL;
+    rdx_error err;
+    uint32_t x = seed;
+    assert_int_equal(rdx_transport_decoder_new(0, &d, &err), RDX_OK);
+    size_t off = 0, nframes = 0;
+    while (off < s->len) {
+        uint8_t *p = NULL;
+        size_t room = 0;
+        assert_int_equal(rdx_transport_decoder_space(d, &p, &room, &err), RDX_OK);
+        assert_non_null(p);
+        assert_true(room > 0);
+        x = x * 1664525u + 1013904223u;
+        size_t n = 1 + (x >> 8) % 17000;
+        n = n < room ? n : room;
+        n = n < s->len - off ? n : s->len - off;
+        memcpy(p, s->data + off, n);
+        off += n;
+        int got = 0;
+        rdx_transport_frame f;
+        assert_int_equal(rdx_transport_decoder_commit(d, n, &f, &got, &err), RDX_OK);
+        if (got) {
+            assert_true(nframes < NSAMPLES);
+            assert_int_equal(f.type, samples[nframes].type);
+            assert_int_equal(f.len, samples[nframes].len);
+            for (size_t k = 0; k < f.len; k++) {
+                if (f.payload[k] != (uint8_t)(k * 31 + nframes)) {
+                    fail_msg("seed %u frame %zu byte %zu differs", seed, nframes, k);
+                }
+            }
+            nframes++;
+        }
+    }
+    assert_int_equal(nframes, NSAMPLES);
+    assert_int_equal(rdx_transport_decoder_finish(d, &err), RDX_OK);
+    rdx_transport_decoder_free(d);
+}
+
+static void test_frame_space_commit_any_chunking(void **state)
+{
+    (void)state;
+    rdx_buf s;
+    build_stream(&s);
+    for (uint32_t seed = 1; seed < 20; seed++) {
+        decode_space_commit(&s, seed);
+    }
+    rdx_buf_free(&s);
+}
+
+/* A large chunk's payload is page-aligned (O_DIRECT without a copy); misuse is refused. */
+static void test_frame_space_commit_alignment_and_misuse(void **state)
+{
+    (void)state;
+    rdx_transport_decoder *d = NULL;
+    rdx_error err;
+    uint8_t *p = NULL;
+    size_t room = 0;
+    int got = 0;
+    rdx_transport_frame f;
+    assert_int_equal(rdx_transport_decoder_new(0, &d, &err), RDX_OK);
+    /* Nothing asked for yet: a commit is refused, and so is one past the header. */
+    assert_int_equal(rdx_transport_decoder_space(d, &p, &room, &err), RDX_OK);
+    assert_int_equal(room, RDX_TRANSPORT_FRAME_HDR);
+    assert_int_equal(rdx_transport_decoder_commit(d, RDX_TRANSPORT_FRAME_HDR + 1, &f, &got, &err),
+                     RDX_EINVAL);
+    const size_t len = (2u << 20) + 100;
+    assert_int_equal(rdx_transport_frame_header(p, RDX_FRAME_CHUNK, len, &err), RDX_OK);
+    assert_int_equal(rdx_transport_decoder_commit(d, RDX_TRANSPORT_FRAME_HDR, &f, &got, &err),
+                     RDX_OK);
+    assert_int_equal(got, 0);
+    assert_int_equal(rdx_transport_decoder_space(d, &p, &room, &err), RDX_OK);
+    assert_int_equal(room, len);
+    assert_int_equal((uintptr_t)p % RDX_TRANSPORT_DATA_ALIGN, 0);
+    assert_int_equal(rdx_transport_decoder_commit(d, len + 1, &f, &got, &err), RDX_EINVAL);
+    memset(p, 0xab, len);
+    assert_int_equal(rdx_transport_decoder_commit(d, len, &f, &got, &err), RDX_OK);
+    assert_int_equal(got, 1);
+    assert_int_equal(f.type, RDX_FRAME_CHUNK);
+    assert_int_equal(f.len, len);
+    assert_int_equal((uintptr_t)f.payload % RDX_TRANSPORT_DATA_ALIGN, 0);
+    assert_int_equal(f.payload[len - 1], 0xab);
+    /* A frame of no payload is delivered with its header. */
+    assert_int_equal(rdx_transport_decoder_space(d, &p, &room, &err), RDX_OK);
+    assert_int_equal(room, RDX_TRANSPORT_FRAME_HDR);
+    assert_int_equal(rdx_transport_frame_header(p, RDX_FRAME_PING, 0, &err), RDX_OK);
+    assert_int_equal(rdx_transport_decoder_commit(d, RDX_TRANSPORT_FRAME_HDR, &f, &got, &err),
+                     RDX_OK);
+    assert_int_equal(got, 1);
+    assert_int_equal(f.type, RDX_FRAME_PING);
+    /* A bad header is sticky, for _space as for _feed. */
+    assert_int_equal(rdx_transport_decoder_space(d, &p, &room, &err), RDX_OK);
+    memcpy(p, "GET / HT", RDX_TRANSPORT_FRAME_HDR);
+    assert_int_equal(rdx_transport_decoder_commit(d, RDX_TRANSPORT_FRAME_HDR, &f, &got, &err),
+                     RDX_EPROTO);
+    assert_non_null(strstr(err.msg, "bad magic"));
+    assert_int_equal(rdx_transport_decoder_space(d, &p, &room, &err), RDX_EPROTO);
+    assert_int_equal(rdx_transport_decoder_finish(d, &err), RDX_EPROTO);
+    rdx_transport_decoder_free(d);
+}
+
 /* Feed bytes at once; return the status of the first failing feed (or RDX_OK). */
 static rdx_status feed_all(rdx_transport_decoder *d, const uint8_t *p, size_t n, rdx_error *err,
                            size_t *frames)
@@ -211,7 +317,14 @@ static void test_frame_decoder_adversarial(void **state)
     } cases[] = {
         {{'R', 'Y', 1, 1, 0, 0, 0, 0}, 0, RDX_EPROTO, "bad magic"},
         {{'G', 'E', 'T', ' ', '/', ' ', 'H', 'T'}, 0, RDX_EPROTO, "bad magic"},
-        {{'R', 'X', 3, 1, 0, 0, 0, 0}, 0, RDX_EPROTO, "version 3"},
+        {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION + 1, 1, 0, 0, 0, 0},
+         0,
+         RDX_EPROTO,
+         "this node speaks"},
+        {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION - 1, 1, 0, 0, 0, 0},
+         0,
+         RDX_EPROTO,
+         "this node speaks"},
         {{'R', 'X', 0, 1, 0, 0, 0, 0}, 0, RDX_EPROTO, "version 0"},
         {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 0, 0, 0, 0, 0}, 0, RDX_EPROTO, "unknown type 0"},
         {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 10, 0, 0, 0, 0}, 0, RDX_EPROTO, "unknown type 10"},
@@ -225,7 +338,9 @@ static void test_frame_decoder_adversarial(void **state)
          RDX_ELIMIT,
          "CHUNK of 4294967295"},
         /* one byte past the chunk ceiling */
-        {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 4, 0x00, 0x80, 0x01, 0x01},
+        {{'R', 'X', RDX_TRANSPORT_FRAME_VERSION, 4, (RDX_TRANSPORT_FRAME_MAX + 1) >> 24,
+          ((RDX_TRANSPORT_FRAME_MAX + 1) >> 16) & 0xff, ((RDX_TRANSPORT_FRAME_MAX + 1) >> 8) & 0xff,
+          (RDX_TRANSPORT_FRAME_MAX + 1) & 0xff},
          0,
          RDX_ELIMIT,
          "exceeds"},
@@ -322,6 +437,8 @@ int main(void)
         cmocka_unit_test(test_frame_header_bytes_exact),
         cmocka_unit_test(test_frame_encoder_refuses_bad_frames),
         cmocka_unit_test(test_frame_round_trip_any_chunking),
+        cmocka_unit_test(test_frame_space_commit_any_chunking),
+        cmocka_unit_test(test_frame_space_commit_alignment_and_misuse),
         cmocka_unit_test(test_frame_decoder_adversarial),
         cmocka_unit_test(test_frame_truncated_stream),
         cmocka_unit_test(test_frame_decoder_oom_sweep),

@@ -235,6 +235,33 @@ static void test_msg_small_payloads(void **state)
     assert_int_equal(d.offset, 3ull << 32);
     assert_int_equal(d.len, 3);
     assert_memory_equal(d.data, "abc", 3);
+    assert_int_equal(hl, 1 + 6 + 2 + 8 + 32 + 2); /* a small chunk: no padding */
+    /* A large chunk's header is padded so that its data starts on a 4 KiB boundary. */
+    c.len = RDX_TRANSPORT_ALIGN_MIN;
+    assert_int_equal(rdx_tp_chunk_header(&c, hdr, &hl, &err), RDX_OK);
+    assert_int_equal(hl, RDX_TRANSPORT_DATA_ALIGN);
+    const size_t big = RDX_TRANSPORT_ALIGN_MIN;
+    uint8_t *frame = calloc(1, hl + big);
+    memcpy(frame, hdr, hl);
+    frame[hl] = 0x5a;
+    assert_int_equal(rdx_tp_chunk_decode(frame, hl + big, &d, &err), RDX_OK);
+    assert_int_equal(d.len, big);
+    assert_ptr_equal(d.data, frame + RDX_TRANSPORT_DATA_ALIGN);
+    assert_int_equal(d.data[0], 0x5a);
+    /* The padding must be zeros, and no longer than the alignment needs. */
+    frame[hl - 7] = 1;
+    assert_int_equal(rdx_tp_chunk_decode(frame, hl + big, &d, &err), RDX_EPROTO);
+    assert_non_null(strstr(err.msg, "padding"));
+    frame[hl - 7] = 0;
+    size_t padpos = 1 + 6 + 2 + 8 + 32; /* the u16 padding length */
+    frame[padpos] = 0x10;
+    frame[padpos + 1] = 0x00;
+    assert_int_equal(rdx_tp_chunk_decode(frame, hl + big, &d, &err), RDX_ERANGE);
+    /* Padding announced but cut off. */
+    frame[padpos] = 0x0f;
+    frame[padpos + 1] = 0xaf;
+    assert_int_equal(rdx_tp_chunk_decode(frame, padpos + 2 + 100, &d, &err), RDX_ESHORT);
+    free(frame);
     rdx_buf_free(&b);
 }
 

@@ -360,6 +360,12 @@ static void test_net_three_nodes_both_ways_and_200mb(void **state)
     wait_value(zj_db, acked, id_result, 1, 20000);
     wait_value(hub_db, acked, id_order, 1, 20000);
     wait_value(hub_db, acked, id_report, 1, 20000);
+    /*
+     * On a clean network the study goes in one attempt: a receiver that
+     * stopped reading in the middle (and so timed the sender out) would
+     * still deliver it, by resuming, but only on the second.
+     */
+    assert_int_equal(sql_ll(ma_db, "SELECT attempts FROM outbox WHERE case_id=?1", id_study), 1);
 
     /* Every item byte-identical at the far end, each case delivered once. */
     char out[4300], got[4400];

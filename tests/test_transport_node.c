@@ -723,6 +723,7 @@ static void send_chunk(struct peer *p, const struct rdx_tp_manifest *m, const ui
     snprintf(ch.case_id, sizeof ch.case_id, "%s", m->case_id);
     ch.item = (uint16_t)item;
     ch.offset = off;
+    ch.len = len; /* decides the header's padding */
     /* The chunk's check value: the item's SHA-256 state at the chunk's end (its digest at the
      * last). */
     uint8_t *checks = NULL;

@@ -6,10 +6,12 @@
  * frame; once the framing is lost (bad magic, version, type or length) it
  * stays failed, because nothing after that point can be trusted to be a frame.
  */
+#define _POSIX_C_SOURCE 200809L
 #include "rdx/transport.h"
 #include "transport_limits.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -192,6 +194,130 @@ static rdx_status check_header(rdx_transport_decoder *d, rdx_error *err)
     return RDX_OK;
 }
 
+/* The previous frame was handed out; its memory may be reused now. */
+static void reset_after_delivery(rdx_transport_decoder *d)
+{
+    if (!d->deliver_reset) {
+        return;
+    }
+    d->offset += RDX_TRANSPORT_FRAME_HDR + d->len;
+    d->hdr_have = 0;
+    d->len = 0;
+    /*
+     * Keep a control-sized buffer for reuse, and a chunk-sized one while
+     * chunks follow each other, but give it back after anything else: an
+     * idle connection must not pin megabytes.
+     */
+    if (d->payload.cap > RDX_TRANSPORT_CONTROL_MAX && !d->keep) {
+        rdx_buf_free(&d->payload);
+        rdx_buf_init(&d->payload, d->max_payload);
+    } else {
+        rdx_buf_reset(&d->payload);
+    }
+    d->deliver_reset = 0;
+}
+
+/* The payload is complete: describe the frame. */
+static void deliver(rdx_transport_decoder *d, rdx_transport_frame *frame, int *got)
+{
+    frame->type = d->type;
+    frame->len = d->len;
+    frame->payload = d->len > 0 ? d->payload.data : (const uint8_t *)"";
+    *got = 1;
+    d->deliver_reset = 1;
+    d->keep = d->type == RDX_FRAME_CHUNK;
+}
+
+/*
+ * Room for the whole payload of the frame whose header was just read. A large
+ * chunk's storage is page-aligned, so that its data, which the sender puts at
+ * a page-multiple offset, can be written with O_DIRECT without a copy.
+ */
+static rdx_status reserve_payload(rdx_transport_decoder *d, rdx_error *err)
+{
+    rdx_buf *b = &d->payload;
+    size_t need = d->len;
+    if (d->type == RDX_FRAME_CHUNK && need >= RDX_TRANSPORT_ALIGN_MIN && b->len == 0 &&
+        (b->cap < need || ((uintptr_t)b->data % RDX_TRANSPORT_DATA_ALIGN) != 0)) {
+        void *mem = NULL;
+        size_t cap =
+            (need + RDX_TRANSPORT_DATA_ALIGN - 1) & ~(size_t)(RDX_TRANSPORT_DATA_ALIGN - 1);
+        /* One byte more for rdx_buf's trailing NUL. */
+        if (posix_memalign(&mem, RDX_TRANSPORT_DATA_ALIGN, cap + 1) != 0) {
+            return fail(d, err, RDX_ENOMEM, "frame at stream offset %llu: no memory for %zu bytes",
+                        (unsigned long long)d->offset, d->len);
+        }
+        free(b->data);
+        b->data = mem;
+        b->cap = cap;
+        b->data[0] = 0;
+        return RDX_OK;
+    }
+    if (rdx_buf_reserve(b, need - b->len) != RDX_OK) {
+        return fail(d, err, RDX_ENOMEM, "frame at stream offset %llu: no memory for %zu bytes",
+                    (unsigned long long)d->offset, d->len);
+    }
+    return RDX_OK;
+}
+
+rdx_status rdx_transport_decoder_space(rdx_transport_decoder *d, uint8_t **p, size_t *n,
+                                       rdx_error *err)
+{
+    *p = NULL;
+    *n = 0;
+    if (d->failed != RDX_OK) {
+        return rdx_error_set(err, d->failed, "%s", d->failmsg);
+    }
+    reset_after_delivery(d);
+    if (d->hdr_have < RDX_TRANSPORT_FRAME_HDR) {
+        *p = d->hdr + d->hdr_have;
+        *n = RDX_TRANSPORT_FRAME_HDR - d->hdr_have;
+        return RDX_OK;
+    }
+    if (d->payload.cap < d->len || d->payload.data == NULL) {
+        RDX_TRY(reserve_payload(d, err));
+    }
+    *p = d->payload.data + d->payload.len;
+    *n = d->len - d->payload.len;
+    return RDX_OK;
+}
+
+rdx_status rdx_transport_decoder_commit(rdx_transport_decoder *d, size_t n,
+                                        rdx_transport_frame *frame, int *got, rdx_error *err)
+{
+    *got = 0;
+    if (d->failed != RDX_OK) {
+        return rdx_error_set(err, d->failed, "%s", d->failmsg);
+    }
+    if (d->deliver_reset) {
+        return rdx_error_set(err, RDX_EINVAL, "frame decoder: commit without space");
+    }
+    if (d->hdr_have < RDX_TRANSPORT_FRAME_HDR) {
+        if (n > RDX_TRANSPORT_FRAME_HDR - d->hdr_have) {
+            return rdx_error_set(err, RDX_EINVAL, "frame decoder: commit past the space");
+        }
+        d->hdr_have += n;
+        if (d->hdr_have == RDX_TRANSPORT_FRAME_HDR) {
+            RDX_TRY(check_header(d, err));
+            if (d->len == 0) {
+                deliver(d, frame, got);
+            }
+        }
+        return RDX_OK;
+    }
+    if (n > d->len - d->payload.len || (n > 0 && d->payload.data == NULL)) {
+        return rdx_error_set(err, RDX_EINVAL, "frame decoder: commit past the space");
+    }
+    if (n > 0) {
+        d->payload.len += n;
+        d->payload.data[d->payload.len] = 0;
+    }
+    if (d->payload.len == d->len) {
+        deliver(d, frame, got);
+    }
+    return RDX_OK;
+}
+
 rdx_status rdx_transport_decoder_feed(rdx_transport_decoder *d, const void *p, size_t n,
                                       size_t *used, rdx_transport_frame *frame, int *got,
                                       rdx_error *err)
@@ -206,24 +332,7 @@ rdx_status rdx_transport_decoder_feed(rdx_transport_decoder *d, const void *p, s
     if (in == NULL && n > 0) {
         return rdx_error_set(err, RDX_EINVAL, "frame decoder: no input");
     }
-    if (d->deliver_reset) {
-        /* The previous frame was handed out; its memory may be reused now. */
-        d->offset += RDX_TRANSPORT_FRAME_HDR + d->len;
-        d->hdr_have = 0;
-        d->len = 0;
-        /*
-         * Keep a control-sized buffer for reuse, and a chunk-sized one while
-         * chunks follow each other, but give it back after anything else: an
-         * idle connection must not pin megabytes.
-         */
-        if (d->payload.cap > RDX_TRANSPORT_CONTROL_MAX && !d->keep) {
-            rdx_buf_free(&d->payload);
-            rdx_buf_init(&d->payload, d->max_payload);
-        } else {
-            rdx_buf_reset(&d->payload);
-        }
-        d->deliver_reset = 0;
-    }
+    reset_after_delivery(d);
     while (d->hdr_have < RDX_TRANSPORT_FRAME_HDR && k < n) {
         d->hdr[d->hdr_have++] = in[k++];
         if (d->hdr_have == RDX_TRANSPORT_FRAME_HDR) {
@@ -239,24 +348,23 @@ rdx_status rdx_transport_decoder_feed(rdx_transport_decoder *d, const void *p, s
         size_t take = n - k < want ? n - k : want;
         if (take > 0) {
             /* Reserve the whole payload once: one allocation per frame, bounded by len. */
-            rdx_status st = rdx_buf_reserve(&d->payload, d->len - d->payload.len);
-            if (st == RDX_OK) {
-                st = rdx_buf_append(&d->payload, in + k, take);
-            }
+            rdx_status st = d->payload.cap < d->len || d->payload.data == NULL
+                                ? reserve_payload(d, err)
+                                : RDX_OK;
             if (st != RDX_OK) {
                 *used = k;
-                return fail(d, err, st, "frame at stream offset %llu: no memory for %zu bytes",
-                            (unsigned long long)d->offset, d->len);
+                return st;
+            }
+            if (rdx_buf_append(&d->payload, in + k, take) != RDX_OK) {
+                *used = k;
+                return fail(d, err, RDX_EINTERNAL,
+                            "frame at stream offset %llu: reserved append failed",
+                            (unsigned long long)d->offset);
             }
             k += take;
         }
         if (d->payload.len == d->len) {
-            frame->type = d->type;
-            frame->len = d->len;
-            frame->payload = d->len > 0 ? d->payload.data : (const uint8_t *)"";
-            *got = 1;
-            d->deliver_reset = 1;
-            d->keep = d->type == RDX_FRAME_CHUNK;
+            deliver(d, frame, got);
         }
     }
     *used = k;

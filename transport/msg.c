@@ -317,6 +317,18 @@ rdx_status rdx_tp_chunk_header(const struct rdx_tp_chunk *c, uint8_t *out, size_
         rdx_buf_free(&b);
         return rdx_error_set(err, st, "chunk header: %s", rdx_strerror(st));
     }
+    /* A large chunk's data starts on a RDX_TRANSPORT_DATA_ALIGN boundary of the payload. */
+    size_t pad = 0;
+    if (c->len >= RDX_TRANSPORT_ALIGN_MIN) {
+        pad = (RDX_TRANSPORT_DATA_ALIGN - (b.len + 2) % RDX_TRANSPORT_DATA_ALIGN) %
+              RDX_TRANSPORT_DATA_ALIGN;
+    }
+    if ((st = put_u16(&b, (uint16_t)pad)) != RDX_OK || (st = rdx_buf_reserve(&b, pad)) != RDX_OK) {
+        rdx_buf_free(&b);
+        return rdx_error_set(err, st, "chunk header: %s", rdx_strerror(st));
+    }
+    memset(b.data + b.len, 0, pad);
+    b.len += pad;
     memcpy(out, b.data, b.len);
     *len = b.len;
     rdx_buf_free(&b);
@@ -328,9 +340,23 @@ rdx_status rdx_tp_chunk_decode(const uint8_t *p, size_t n, struct rdx_tp_chunk *
     rdx_rd r;
     rdx_rd_init(&r, p, n);
     RDX_TRY(get_str(&r, 0, c->case_id, RDX_TRANSPORT_CASE_ID_MAX, "chunk case ID", err));
+    uint16_t pad = 0;
     if (rdx_rd_u16be(&r, &c->item) != RDX_OK || get_u64(&r, &c->offset) != RDX_OK ||
-        rdx_rd_bytes(&r, c->sha256, 32) != RDX_OK) {
+        rdx_rd_bytes(&r, c->sha256, 32) != RDX_OK || rdx_rd_u16be(&r, &pad) != RDX_OK) {
         return rdx_error_set(err, RDX_ESHORT, "chunk: header ends at byte %zu", r.off);
+    }
+    if (pad > RDX_TRANSPORT_CHUNK_PAD_MAX) {
+        return rdx_error_set(err, RDX_ERANGE, "chunk: %u bytes of padding (at most %u)", pad,
+                             RDX_TRANSPORT_CHUNK_PAD_MAX);
+    }
+    for (unsigned k = 0; k < pad; k++) {
+        uint8_t z;
+        if (rdx_rd_u8(&r, &z) != RDX_OK) {
+            return rdx_error_set(err, RDX_ESHORT, "chunk: padding ends at byte %zu", r.off);
+        }
+        if (z != 0) {
+            return rdx_error_set(err, RDX_EPROTO, "chunk: padding byte %zu is not zero", r.off - 1);
+        }
     }
     c->len = rdx_rd_remaining(&r);
     if (c->len == 0 || c->len > RDX_TRANSPORT_CHUNK_MAX) {

@@ -1,11 +1,17 @@
 /*
- * The node's server: a libevent loop with OpenSSL bufferevents accepting TLS
- * 1.3 connections from member institutions, verifying each peer against the
- * network CA and CRL, and receiving cases into the durable inbox.
+ * The node's server: a libevent loop accepting TLS 1.3 connections from
+ * member institutions, verifying each peer against the network CA and CRL,
+ * and receiving cases into the durable inbox.
  *
- * Per connection the memory is bounded: the input buffer stops reading at a
- * high-water mark, the frame decoder holds at most one frame (one chunk), and
- * one case is in flight. Timeouts: the handshake must finish within
+ * Each connection is a non-blocking socket with its own SSL object, driven by
+ * two events and a timer (see "connection I/O"). OpenSSL reads ahead in
+ * TLS_READ_AHEAD gulps and decrypts straight into the frame decoder's
+ * buffer, so a chunk's bytes are copied once, from the TLS record to the
+ * page-aligned buffer that the store workers hash and write with O_DIRECT.
+ *
+ * Per connection the memory is bounded: OpenSSL's read-ahead buffer, the
+ * frame decoder's one frame (one chunk), the frames queued for the peer, and
+ * one case in flight. Timeouts: the handshake must finish within
  * handshake_timeout_ms; once a frame has begun, bytes must keep arriving
  * within read_timeout_ms; a connection with nothing in flight is closed after
  * idle_timeout_ms.
@@ -42,8 +48,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
@@ -54,8 +58,15 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-/* The input buffer stops reading from the socket above this: one TLS record's worth and more. */
-#define INPUT_HIGH_WATER (256u << 10)
+/*
+ * OpenSSL's receive buffer per connection: with read-ahead it takes up to
+ * this much from the socket per read(2), several TLS records at once, instead
+ * of two reads per record (header, then body).
+ */
+#define TLS_READ_AHEAD (64u << 10)
+
+/* Bytes one connection may read per turn of the loop, so that 200 peers all get theirs. */
+#define READ_BUDGET (1u << 20)
 
 /*
  * Group commit. Chunks are written (and their writeback started) as they
@@ -209,7 +220,22 @@ struct spill {
 struct conn {
     struct rdx_transport_node *node;
     struct conn *prev, *next; /* the node's list of open connections */
-    struct bufferevent *bev;
+    /* The connection's I/O (see "connection I/O"): all on the loop thread. */
+    int fd;
+    SSL *ssl;
+    struct event *rev, *wev, *tev; /* readable, writable, timeout */
+    struct event *more;            /* activated: read on in the loop's next turn */
+    int rev_on, wev_on;            /* whether rev and wev are added */
+    struct evbuffer *out;          /* frames queued for the peer */
+    int hs_done;                   /* the TLS handshake is through */
+    int hs_want;                   /* the handshake waits for: EV_READ or EV_WRITE */
+    int rd_wants_write;            /* SSL_read must wait until the socket is writable */
+    int wr_wants_read;             /* SSL_write must wait until the socket is readable */
+    int drain_close;               /* free the connection once out is sent */
+    int stopped;                   /* no more I/O: it is being freed */
+    unsigned rt_ms, wt_ms;         /* read (or idle) and write timeouts now in force */
+    int64_t last_rd_ms, last_wr_ms;
+    int64_t tev_due_ms; /* when tev fires, if added (0: not added) */
     struct rdx_tp_verdict verdict;
     char addr[64];
     char peer[65];
@@ -271,16 +297,28 @@ static void audit(struct rdx_transport_node *n, const char *event, int outcome, 
     }
 }
 
+static void conn_arm(struct conn *c);
+
+static int64_t mono_ms(void)
+{
+    return (int64_t)(rdx_clock_mono_ns() / 1000000u);
+}
+
+/* Queue a frame for the peer; it is written when the socket takes it (see conn_write). */
 static void send_frame(struct conn *c, unsigned type, const rdx_buf *payload)
 {
     uint8_t hdr[RDX_TRANSPORT_FRAME_HDR];
-    if (rdx_transport_frame_header(hdr, type, payload->len, NULL) != RDX_OK) {
+    if (c->stopped || rdx_transport_frame_header(hdr, type, payload->len, NULL) != RDX_OK) {
         return;
     }
-    bufferevent_write(c->bev, hdr, sizeof hdr);
-    if (payload->len > 0) {
-        bufferevent_write(c->bev, payload->data, payload->len);
+    if (evbuffer_get_length(c->out) == 0) {
+        c->last_wr_ms = mono_ms(); /* the write timeout runs from now */
     }
+    if (evbuffer_add(c->out, hdr, sizeof hdr) != 0 ||
+        (payload->len > 0 && evbuffer_add(c->out, payload->data, payload->len) != 0)) {
+        rdx_log(&c->node->log, RDX_LOG_ERROR, "out of memory queueing a frame for %s", c->addr);
+    }
+    conn_arm(c);
 }
 
 static void rx_reset(struct rx *rx)
@@ -343,9 +381,8 @@ static void conn_free(struct conn *c)
         /* Its chunks are being written: the workers' done callback frees it. */
         c->free_pending = 1;
         c->closing = 1;
-        if (c->bev != NULL) {
-            bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-        }
+        c->stopped = 1;
+        conn_arm(c);
         return;
     }
     rx_checkpoint(c);
@@ -363,8 +400,24 @@ static void conn_free(struct conn *c)
         }
     }
     rdx_transport_decoder_free(c->dec);
-    if (c->bev != NULL) {
-        bufferevent_free(c->bev); /* closes the socket and frees the SSL */
+    if (c->rev != NULL) {
+        event_free(c->rev);
+    }
+    if (c->wev != NULL) {
+        event_free(c->wev);
+    }
+    if (c->tev != NULL) {
+        event_free(c->tev);
+    }
+    if (c->more != NULL) {
+        event_free(c->more);
+    }
+    if (c->out != NULL) {
+        evbuffer_free(c->out);
+    }
+    SSL_free(c->ssl);
+    if (c->fd >= 0) {
+        evutil_closesocket(c->fd);
     }
     if (c->prev != NULL) {
         c->prev->next = c->next;
@@ -385,16 +438,6 @@ static void free_cb(evutil_socket_t fd, short what, void *arg)
     conn_free(arg);
 }
 
-static void drained_cb(struct bufferevent *bev, void *arg)
-{
-    struct conn *c = arg;
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-        conn_free(c);
-    }
-}
-
-static void event_cb(struct bufferevent *bev, short events, void *arg);
-
 /* Stop reading; free the connection once what was queued for the peer is sent. */
 static void close_after_flush(struct conn *c)
 {
@@ -402,12 +445,15 @@ static void close_after_flush(struct conn *c)
         return;
     }
     c->closing = 1;
-    bufferevent_disable(c->bev, EV_READ);
-    bufferevent_setcb(c->bev, NULL, drained_cb, event_cb, c);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    c->drain_close = 1;
+    if (evbuffer_get_length(c->out) == 0) {
+        /* Not here: the caller may still be using c. */
         struct timeval zero = {0, 0};
+        c->stopped = 1;
+        c->drain_close = 0;
         event_base_once(c->node->base, -1, EV_TIMEOUT, free_cb, c, &zero);
     }
+    conn_arm(c);
 }
 
 static void refuse(struct conn *c, const char *case_id, unsigned code, int close_it,
@@ -1092,10 +1138,14 @@ static int write_chunk(struct chunk_work *w)
     size_t len = w->len;
     uint64_t off = w->off;
     size_t direct = len & ~(size_t)(DIRECT_ALIGN - 1);
-    if (w->dfd >= 0 && w->bounce != NULL && direct >= DIRECT_MIN &&
+    /* A large chunk from the decoder is aligned already (RDX_TRANSPORT_DATA_ALIGN): no copy. */
+    int aligned = ((uintptr_t)p % DIRECT_ALIGN) == 0;
+    if (w->dfd >= 0 && (aligned || w->bounce != NULL) && direct >= DIRECT_MIN &&
         direct <= RDX_TRANSPORT_CHUNK_MAX && off % DIRECT_ALIGN == 0) {
-        memcpy(w->bounce, p, direct);
-        if (write_all_at(w->dfd, w->bounce, direct, off) == 0) {
+        if (!aligned) {
+            memcpy(w->bounce, p, direct);
+        }
+        if (write_all_at(w->dfd, aligned ? p : w->bounce, direct, off) == 0) {
             p += direct;
             len -= direct;
             off += direct;
@@ -1254,7 +1304,7 @@ static rdx_status blob_put(sqlite3 *db, const char *sender, const char *case_id,
 }
 
 static void chunk_done(struct conn *c, struct chunk_work *w, uint16_t item);
-static void read_cb(struct bufferevent *bev, void *arg);
+static int conn_read(struct conn *c);
 static void on_frame(struct conn *c, const rdx_transport_frame *f);
 
 /* Chunks at least this large go to the store workers; smaller ones are handled at once. */
@@ -1418,8 +1468,9 @@ static void store_done_cb(evutil_socket_t fd, short what, void *arg)
                     on_frame(c, &c->held_f);
                 }
                 if (!c->closing && !c->held) {
-                    bufferevent_enable(c->bev, EV_READ);
-                    read_cb(c->bev, c);
+                    /* OpenSSL may hold records it read ahead: read them now. */
+                    c->last_rd_ms = mono_ms();
+                    (void)conn_read(c);
                 }
             }
         }
@@ -1572,7 +1623,7 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
         /* The workers could not take it (out of memory): it waits for those they have. */
         c->held = 1;
         c->held_f = *f;
-        bufferevent_disable(c->bev, EV_READ);
+        conn_arm(c);
         return;
     }
     struct chunk_work w;
@@ -1817,58 +1868,18 @@ static void on_frame(struct conn *c, const rdx_transport_frame *f)
     }
 }
 
-/* ---- connection events ------------------------------------------------------ */
+/* ---- connection I/O --------------------------------------------------------- */
 
-static void set_timeouts(struct conn *c)
-{
-    const rdx_transport_config *cfg = c->node->cfg;
-    unsigned ms = !c->authed                                                  ? cfg->handshake_ms
-                  : rdx_transport_decoder_pending(c->dec) > 0 || c->rx.active ? cfg->read_ms
-                                                                              : cfg->idle_ms;
-    struct timeval rt = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    struct timeval wt = {(time_t)(cfg->read_ms / 1000), (suseconds_t)(cfg->read_ms % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, &rt, &wt);
-}
-
-static void read_cb(struct bufferevent *bev, void *arg)
-{
-    struct conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    rdx_error err;
-    while (!c->closing && evbuffer_get_length(in) > 0) {
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
-            break;
-        }
-        size_t used = 0;
-        int got = 0;
-        rdx_transport_frame f;
-        rdx_status st =
-            rdx_transport_decoder_feed(c->dec, v.iov_base, v.iov_len, &used, &f, &got, &err);
-        if (st != RDX_OK) {
-            audit(c->node, "protocol-error", RDX_TP_OUTCOME_SERIOUS, c->peer, c->addr, err.msg);
-            refuse(c, "", RDX_TP_REFUSE_PROTOCOL, 1, "%s", err.msg);
-            return;
-        }
-        evbuffer_drain(in, used);
-        if (got && must_wait(c, &f)) {
-            /* It waits for the chunks at the workers; so does the rest of the input. */
-            c->held = 1;
-            c->held_f = f;
-            bufferevent_disable(bev, EV_READ);
-            return;
-        }
-        if (got) {
-            on_frame(c, &f);
-            if (c->held) {
-                return; /* on_chunk made it wait */
-            }
-        }
-    }
-    if (!c->closing) {
-        set_timeouts(c);
-    }
-}
+/*
+ * Why not libevent's OpenSSL bufferevents: they decrypt into an evbuffer,
+ * from which every byte is copied again into the frame, and OpenSSL reads
+ * each record with two read(2) calls. Here SSL_read decrypts into the
+ * decoder's own buffer (rdx_transport_decoder_space), with read-ahead.
+ *
+ * Rules: everything runs on the loop thread. conn_read, conn_write and
+ * conn_handshake return -1 when they freed the connection (the caller must
+ * not touch it again). conn_arm makes the registered events match the state.
+ */
 
 static void refuse_connection(struct conn *c, const char *reason)
 {
@@ -1879,49 +1890,104 @@ static void refuse_connection(struct conn *c, const char *reason)
     rdx_log(&c->node->log, RDX_LOG_WARN, "refused connection from %s: %s", c->addr, reason);
 }
 
-static void event_cb(struct bufferevent *bev, short events, void *arg)
+/* Whether the connection reads now: not while a frame waits for the workers, nor when closing. */
+static int conn_reading(const struct conn *c)
 {
-    struct conn *c = arg;
-    struct rdx_transport_node *n = c->node;
-    if (events & BEV_EVENT_CONNECTED) {
-        rdx_error err;
-        SSL *ssl = bufferevent_openssl_get_ssl(bev);
-        if (rdx_tp_tls_peer(ssl, c->peer, sizeof c->peer, c->serial, sizeof c->serial, &err) !=
-            RDX_OK) {
-            refuse_connection(c, err.msg);
-            conn_free(c);
-            return;
-        }
-        c->authed = 1;
-        char object[96], detail[160];
-        snprintf(object, sizeof object, "tcp:%s", c->addr);
-        snprintf(detail, sizeof detail, "TLS 1.3 mutual authentication, certificate serial %s",
-                 c->serial);
-        audit(n, "connection-accepted", RDX_TP_OUTCOME_SUCCESS, c->peer, object, detail);
-        rdx_log(&n->log, RDX_LOG_INFO, "accepted %s from %s (serial %s)", c->peer, c->addr,
-                c->serial);
-        set_timeouts(c);
+    return !c->stopped && (!c->hs_done || (!c->closing && !c->held));
+}
+
+static void conn_timer_arm(struct conn *c)
+{
+    if (c->stopped) {
         return;
     }
+    int64_t due = 0;
+    if (conn_reading(c)) {
+        due = c->last_rd_ms + c->rt_ms;
+    }
+    if (evbuffer_get_length(c->out) > 0) {
+        int64_t w = c->last_wr_ms + c->wt_ms;
+        due = due == 0 || w < due ? w : due;
+    }
+    if (due == 0 || (c->tev_due_ms != 0 && c->tev_due_ms <= due)) {
+        return; /* nothing to time, or the timer fires first anyway and looks again */
+    }
+    int64_t left = due - mono_ms();
+    left = left < 0 ? 0 : left;
+    struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+    if (event_add(c->tev, &tv) == 0) {
+        c->tev_due_ms = due;
+    }
+}
+
+static void conn_arm(struct conn *c)
+{
+    int want_r = 0, want_w = 0;
+    if (!c->stopped) {
+        if (!c->hs_done) {
+            want_r = c->hs_want != EV_WRITE;
+            want_w = c->hs_want == EV_WRITE;
+        } else {
+            int pending = evbuffer_get_length(c->out) > 0;
+            want_r = (conn_reading(c) && !c->rd_wants_write) || (pending && c->wr_wants_read);
+            want_w = (pending && !c->wr_wants_read) || (conn_reading(c) && c->rd_wants_write);
+        }
+    }
+    if (want_r != c->rev_on) {
+        c->rev_on = want_r ? event_add(c->rev, NULL) == 0 : (event_del(c->rev), 0);
+    }
+    if (want_w != c->wev_on) {
+        c->wev_on = want_w ? event_add(c->wev, NULL) == 0 : (event_del(c->wev), 0);
+    }
+    if (c->stopped) {
+        event_del(c->tev);
+        c->tev_due_ms = 0;
+    } else {
+        conn_timer_arm(c);
+    }
+}
+
+/*
+ * The read timeout depends on where the stream is: the handshake, inside a
+ * frame or a case, or idle between cases.
+ */
+static void set_timeouts(struct conn *c)
+{
+    const rdx_transport_config *cfg = c->node->cfg;
+    c->rt_ms = !c->hs_done || !c->authed                                   ? cfg->handshake_ms
+               : rdx_transport_decoder_pending(c->dec) > 0 || c->rx.active ? cfg->read_ms
+                                                                           : cfg->idle_ms;
+    c->wt_ms = cfg->read_ms;
+    conn_arm(c);
+}
+
+/* The first error in OpenSSL's queue (the cause; later ones are consequences), and clear it. */
+static unsigned long first_ssl_error(void)
+{
+    unsigned long e = ERR_get_error(), x;
+    while ((x = ERR_get_error()) != 0) {
+    }
+    return e;
+}
+
+/*
+ * The connection ends: say why (a handshake that failed is a refused
+ * connection, with its audit record), then free it. what: 'e' error (ssl_err
+ * from OpenSSL, or errno), 't' timeout, 'z' the peer closed with close_notify.
+ */
+static void conn_end(struct conn *c, char what, unsigned long ssl_err, int sys_errno)
+{
+    struct rdx_transport_node *n = c->node;
     if (!c->authed) {
         char reason[512];
-        unsigned long e = 0, x;
-        while ((x = bufferevent_get_openssl_error(bev)) != 0) {
-            if (e == 0) {
-                e = x;
-            }
-        }
-        if (events & BEV_EVENT_TIMEOUT) {
+        if (what == 't') {
             snprintf(reason, sizeof reason, "TLS handshake not finished within %u ms",
                      n->cfg->handshake_ms);
         } else {
-            rdx_tp_tls_reason(&c->verdict, e, reason, sizeof reason);
+            rdx_tp_tls_reason(&c->verdict, ssl_err, reason, sizeof reason);
         }
         refuse_connection(c, reason);
-        conn_free(c);
-        return;
-    }
-    if (events & BEV_EVENT_TIMEOUT) {
+    } else if (what == 't') {
         int mid = rdx_transport_decoder_pending(c->dec) > 0 || c->rx.active;
         rdx_log(&n->log, RDX_LOG_WARN, "closing %s (%s): %s timeout", c->peer, c->addr,
                 mid ? "read" : "idle");
@@ -1929,21 +1995,232 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
             audit(n, "connection-timeout", RDX_TP_OUTCOME_MINOR, c->peer, c->addr,
                   "peer stopped sending in the middle of a case");
         }
-    } else if (events & BEV_EVENT_ERROR) {
-        unsigned long e = bufferevent_get_openssl_error(bev);
+    } else if (what == 'e') {
         char buf[256] = "";
-        if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
-            ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        if (ERR_GET_LIB(ssl_err) == ERR_LIB_SSL &&
+            ERR_GET_REASON(ssl_err) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
             snprintf(buf, sizeof buf, "peer closed the connection (no TLS close_notify)");
-        } else if (e != 0) {
-            ERR_error_string_n(e, buf, sizeof buf);
+        } else if (ssl_err != 0) {
+            ERR_error_string_n(ssl_err, buf, sizeof buf);
+        } else if (sys_errno != 0) {
+            snprintf(buf, sizeof buf, "%s", strerror(sys_errno));
+        } else {
+            snprintf(buf, sizeof buf, "peer closed the connection");
         }
-        rdx_log(&n->log, RDX_LOG_INFO, "connection from %s (%s) ended: %s", c->peer, c->addr,
-                buf[0] ? buf : strerror(EVUTIL_SOCKET_ERROR()));
+        rdx_log(&n->log, RDX_LOG_INFO, "connection from %s (%s) ended: %s", c->peer, c->addr, buf);
     }
-    while (bufferevent_get_openssl_error(bev) != 0) {
-    }
+    ERR_clear_error();
     conn_free(c);
+}
+
+/* An SSL call failed with r: 0 when it only has to wait (conn_arm is done), -1 when c is gone. */
+static int conn_ssl_wait(struct conn *c, int r, int reading)
+{
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ) {
+        if (!reading) {
+            c->wr_wants_read = 1;
+        }
+        conn_arm(c);
+        return 0;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+        if (reading) {
+            c->rd_wants_write = 1;
+        }
+        conn_arm(c);
+        return 0;
+    }
+    int sys = errno;
+    unsigned long ssl_err = first_ssl_error();
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        conn_end(c, 'z', 0, 0);
+    } else {
+        conn_end(c, 'e', ssl_err, e == SSL_ERROR_SYSCALL ? sys : 0);
+    }
+    return -1;
+}
+
+/* The handshake is through: who is it? The institution comes from the certificate only. */
+static int conn_connected(struct conn *c)
+{
+    struct rdx_transport_node *n = c->node;
+    rdx_error err;
+    c->hs_done = 1;
+    if (rdx_tp_tls_peer(c->ssl, c->peer, sizeof c->peer, c->serial, sizeof c->serial, &err) !=
+        RDX_OK) {
+        refuse_connection(c, err.msg);
+        conn_free(c);
+        return -1;
+    }
+    c->authed = 1;
+    char object[96], detail[160];
+    snprintf(object, sizeof object, "tcp:%s", c->addr);
+    snprintf(detail, sizeof detail, "TLS 1.3 mutual authentication, certificate serial %s",
+             c->serial);
+    audit(n, "connection-accepted", RDX_TP_OUTCOME_SUCCESS, c->peer, object, detail);
+    rdx_log(&n->log, RDX_LOG_INFO, "accepted %s from %s (serial %s)", c->peer, c->addr, c->serial);
+    c->last_rd_ms = mono_ms();
+    set_timeouts(c);
+    return 0;
+}
+
+static int conn_handshake(struct conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        if (conn_connected(c) != 0) {
+            return -1;
+        }
+        /* The peer's first frames may have come with its last handshake message. */
+        return conn_read(c);
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        c->hs_want = e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE;
+        conn_arm(c);
+        return 0;
+    }
+    conn_end(c, 'e', first_ssl_error(), 0);
+    return -1;
+}
+
+/*
+ * Read and act on frames until OpenSSL has nothing more, a frame must wait for
+ * the store workers, the connection closes, or the turn's budget is spent.
+ */
+static int conn_read(struct conn *c)
+{
+    rdx_error err;
+    size_t budget = READ_BUDGET;
+    c->rd_wants_write = 0;
+    while (conn_reading(c) && c->hs_done) {
+        uint8_t *p = NULL;
+        size_t room = 0, got = 0;
+        int have = 0;
+        rdx_transport_frame f;
+        if (rdx_transport_decoder_space(c->dec, &p, &room, &err) != RDX_OK) {
+            refuse(c, "", RDX_TP_REFUSE_PROTOCOL, 1, "%s", err.msg);
+            break;
+        }
+        if (budget == 0) {
+            /*
+             * The rest in the loop's next turn, through its own event: an
+             * event_active'd rev would be skipped by a following event_add.
+             */
+            event_active(c->more, EV_READ, 0);
+            break;
+        }
+        ERR_clear_error();
+        int r = SSL_read_ex(c->ssl, p, room < budget ? room : budget, &got);
+        if (r != 1) {
+            if (conn_ssl_wait(c, r, 1) != 0) {
+                return -1;
+            }
+            break;
+        }
+        budget -= got;
+        c->last_rd_ms = mono_ms();
+        if (rdx_transport_decoder_commit(c->dec, got, &f, &have, &err) != RDX_OK) {
+            audit(c->node, "protocol-error", RDX_TP_OUTCOME_SERIOUS, c->peer, c->addr, err.msg);
+            refuse(c, "", RDX_TP_REFUSE_PROTOCOL, 1, "%s", err.msg);
+            break;
+        }
+        if (have && must_wait(c, &f)) {
+            /* It waits for the chunks at the workers; so does the rest of the input. */
+            c->held = 1;
+            c->held_f = f;
+            break;
+        }
+        if (have) {
+            on_frame(c, &f);
+        }
+    }
+    if (!c->stopped) {
+        set_timeouts(c);
+    }
+    return 0;
+}
+
+/* Write what is queued, as far as the socket takes it. */
+static int conn_write(struct conn *c)
+{
+    c->wr_wants_read = 0;
+    while (!c->stopped && evbuffer_get_length(c->out) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(c->out, -1, NULL, &v, 1) < 1 || v.iov_len == 0) {
+            break;
+        }
+        size_t w = 0;
+        ERR_clear_error();
+        int r = SSL_write_ex(c->ssl, v.iov_base, v.iov_len, &w);
+        if (r != 1) {
+            return conn_ssl_wait(c, r, 0);
+        }
+        evbuffer_drain(c->out, w);
+        c->last_wr_ms = mono_ms();
+    }
+    if (c->drain_close && evbuffer_get_length(c->out) == 0) {
+        conn_free(c);
+        return -1;
+    }
+    conn_arm(c);
+    return 0;
+}
+
+static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    if (c->stopped) {
+        return;
+    }
+    if (!c->hs_done) {
+        (void)conn_handshake(c);
+        return;
+    }
+    /* A read that waited for writability, or a write that waited for readability, goes first. */
+    if ((what & EV_READ) && c->wr_wants_read && conn_write(c) != 0) {
+        return;
+    }
+    if ((what & EV_WRITE) && c->rd_wants_write && conn_read(c) != 0) {
+        return;
+    }
+    if ((what & EV_READ) && conn_reading(c) && conn_read(c) != 0) {
+        return;
+    }
+    if ((what & EV_WRITE) && !c->stopped) {
+        (void)conn_write(c);
+    }
+}
+
+static void conn_more_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    if (c->hs_done && conn_reading(c)) {
+        (void)conn_read(c);
+    }
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    c->tev_due_ms = 0;
+    if (c->stopped) {
+        return;
+    }
+    int64_t now = mono_ms();
+    if ((conn_reading(c) && now - c->last_rd_ms >= (int64_t)c->rt_ms) ||
+        (evbuffer_get_length(c->out) > 0 && now - c->last_wr_ms >= (int64_t)c->wt_ms)) {
+        conn_end(c, 't', 0, 0);
+        return;
+    }
+    conn_timer_arm(c);
 }
 
 /*
@@ -2077,19 +2354,28 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         n->conns->prev = c;
     }
     n->conns = c;
-    c->bev = bufferevent_openssl_socket_new(n->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                            BEV_OPT_CLOSE_ON_FREE);
-    if (c->bev == NULL) {
-        SSL_free(ssl);
-        evutil_closesocket(fd);
-        c->bev = NULL;
+    c->fd = fd; /* the listener made it non-blocking */
+    c->ssl = ssl;
+    c->rev = event_new(n->base, fd, EV_READ | EV_PERSIST, conn_io_cb, c);
+    c->wev = event_new(n->base, fd, EV_WRITE | EV_PERSIST, conn_io_cb, c);
+    c->tev = evtimer_new(n->base, conn_timer_cb, c);
+    c->more = event_new(n->base, -1, 0, conn_more_cb, c);
+    c->out = evbuffer_new();
+    if (c->rev == NULL || c->wev == NULL || c->tev == NULL || c->more == NULL || c->out == NULL ||
+        SSL_set_fd(ssl, fd) != 1) {
+        rdx_log(&n->log, RDX_LOG_ERROR, "out of memory accepting %s", addr);
+        c->stopped = 1;
         conn_free(c);
         return;
     }
-    bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, INPUT_HIGH_WATER);
+    SSL_set_accept_state(ssl);
+    SSL_set_read_ahead(ssl, 1);
+    SSL_set_default_read_buffer_len(ssl, TLS_READ_AHEAD);
+    /* conn_write retries from an evbuffer whose first segment may move or grow. */
+    SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    c->last_rd_ms = c->last_wr_ms = mono_ms();
+    c->hs_want = EV_READ;
     set_timeouts(c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 /* ---- the spill thread --------------------------------------------------------- */
@@ -2200,11 +2486,6 @@ static int spill_checkpoint(struct spill *sp, sqlite3 *db, long long gen)
         return -1;
     }
     return 0;
-}
-
-static int64_t mono_ms(void)
-{
-    return (int64_t)(rdx_clock_mono_ns() / 1000000u);
 }
 
 static void deadline_in(struct timespec *t, unsigned ms)

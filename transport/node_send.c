@@ -128,6 +128,36 @@ static int tcp_connect(const struct rdx_tp_peer *p, unsigned timeout_ms, unsigne
     return fd;
 }
 
+/*
+ * Frames go through a buffering BIO of this size between OpenSSL and the
+ * socket: a chunk's TLS records (16 KiB each) leave in 256 KiB write(2)s,
+ * not one system call per record. Whatever is buffered is flushed before
+ * the sender waits for an answer (read_frame) and when the link closes.
+ */
+#define SEND_BATCH (256u << 10)
+
+/* Send what the buffering BIO holds. 0 on success. */
+static int link_flush(SSL *ssl)
+{
+    BIO *b = SSL_get_wbio(ssl);
+    return b == NULL || BIO_flush(b) == 1 ? 0 : -1;
+}
+
+/* Put the buffering BIO in front of the socket once the handshake is done. */
+static void link_batch_writes(SSL *ssl)
+{
+    BIO *sock = SSL_get_wbio(ssl);
+    BIO *buf = BIO_new(BIO_f_buffer());
+    if (sock == NULL || buf == NULL || BIO_set_write_buffer_size(buf, SEND_BATCH) != 1 ||
+        BIO_up_ref(sock) != 1) {
+        BIO_free(buf); /* unbuffered still works, one write per record */
+        return;
+    }
+    /* The chain holds the socket BIO's new reference; set0 drops the old wbio one. */
+    BIO_push(buf, sock);
+    SSL_set0_wbio(ssl, buf);
+}
+
 static int ssl_write_all(SSL *ssl, const uint8_t *p, size_t n)
 {
     while (n > 0) {
@@ -171,6 +201,11 @@ static int read_frame(struct link *l, rdx_transport_frame *f, char *why, size_t 
             }
         }
         size_t r = 0;
+        if (link_flush(l->ssl) != 0) {
+            setwhy(why, whysz, "connection to the receiver failed");
+            ERR_clear_error();
+            return -1;
+        }
         if (SSL_read_ex(l->ssl, l->in, sizeof l->in, &r) != 1) {
             int e = SSL_get_error(l->ssl, 0);
             setwhy(why, whysz, "%s",
@@ -294,6 +329,7 @@ static enum outcome stream_items(const struct rdx_tp_sender *s, struct link *l,
             snprintf(ch.case_id, sizeof ch.case_id, "%s", m->case_id);
             ch.item = (uint16_t)i;
             ch.offset = off;
+            ch.len = n;
             /* Computed when the case was queued: sending costs no hashing. */
             memcpy(ch.sha256, checks + 32 * (size_t)(off / m->chunk_size), 32);
             if (rdx_tp_chunk_header(&ch, buf, &hl, NULL) != RDX_OK) {
@@ -353,6 +389,7 @@ static void link_close(struct link *l, int clean)
     if (l->ssl != NULL) {
         if (clean) {
             (void)SSL_shutdown(l->ssl);
+            (void)link_flush(l->ssl);
         }
         SSL_free(l->ssl);
     }
@@ -415,6 +452,7 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
         return RETRY;
     }
     snprintf(l->peer, sizeof l->peer, "%s", recipient);
+    link_batch_writes(l->ssl);
     return DELIVERED;
 }
 

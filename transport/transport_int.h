@@ -189,7 +189,10 @@ struct rdx_tp_chunk {
     const uint8_t *data; /* points into the frame */
     size_t len;
 };
-/* The chunk header (everything before the data) into out[RDX_TRANSPORT_CHUNK_HDR_MAX]. */
+/*
+ * The chunk header (everything before the data) into out[RDX_TRANSPORT_CHUNK_HDR_MAX].
+ * c->len, the data's length, decides the padding (see RDX_TRANSPORT_DATA_ALIGN).
+ */
 rdx_status rdx_tp_chunk_header(const struct rdx_tp_chunk *c, uint8_t *out, size_t *len,
                                rdx_error *err);
 rdx_status rdx_tp_chunk_decode(const uint8_t *p, size_t n, struct rdx_tp_chunk *c, rdx_error *err);

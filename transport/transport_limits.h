@@ -48,8 +48,17 @@
  * files are written afterwards (transport/inbox_blob.c).
  */
 #define RDX_TRANSPORT_INLINE_MAX (64u << 10)
-/* A chunk frame carries a fixed header (case, item, offset, SHA-256) before its data. */
-#define RDX_TRANSPORT_CHUNK_HDR_MAX 256u
+/*
+ * A chunk frame carries a header (case, item, offset, check value, padding)
+ * before its data. The sender pads the header of a chunk of at least
+ * RDX_TRANSPORT_ALIGN_MIN bytes so that its data starts RDX_TRANSPORT_DATA_ALIGN
+ * bytes into the payload; the receiver's decoder puts such payloads on that
+ * boundary, so the data can go to disk with O_DIRECT as it is, without a copy.
+ */
+#define RDX_TRANSPORT_DATA_ALIGN    4096u
+#define RDX_TRANSPORT_ALIGN_MIN     (1u << 20)
+#define RDX_TRANSPORT_CHUNK_PAD_MAX (RDX_TRANSPORT_DATA_ALIGN - 1)
+#define RDX_TRANSPORT_CHUNK_HDR_MAX (512u + RDX_TRANSPORT_CHUNK_PAD_MAX)
 /* The hard ceiling on any frame's payload: one full chunk and its header. */
 #define RDX_TRANSPORT_FRAME_MAX (RDX_TRANSPORT_CHUNK_MAX + RDX_TRANSPORT_CHUNK_HDR_MAX)
 /*

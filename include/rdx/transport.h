@@ -178,7 +178,7 @@ rdx_status rdx_transport_inst_id_check(const char *s, const char *what, rdx_erro
  * (see transport/transport_limits.h), checked from the header alone, before a
  * byte of the payload is buffered; nothing is larger than one chunk.
  */
-#define RDX_TRANSPORT_FRAME_VERSION 2
+#define RDX_TRANSPORT_FRAME_VERSION 3
 #define RDX_TRANSPORT_FRAME_HDR     8
 
 typedef enum rdx_transport_frame_type {
@@ -246,6 +246,22 @@ void rdx_transport_decoder_free(rdx_transport_decoder *d);
 rdx_status rdx_transport_decoder_feed(rdx_transport_decoder *d, const void *p, size_t n,
                                       size_t *used, rdx_transport_frame *frame, int *got,
                                       rdx_error *err);
+
+/*
+ * Zero-copy input, the alternative to _feed for a reader that can put bytes
+ * where it is told (such as SSL_read): _space says where the next bytes go
+ * (*p) and at most how many (*n, never past the end of the current header or
+ * payload, always > 0); write up to *n bytes there, then _commit how many
+ * were written. _commit checks a completed header as _feed does and, when a
+ * frame is complete, sets *got and *frame. The payload of a chunk of 1 MiB or
+ * more starts on a 4 KiB boundary. Errors are those of _feed, plus RDX_EINVAL
+ * for a commit larger than the space given; the pointer from _space is valid
+ * until the next call on the decoder.
+ */
+rdx_status rdx_transport_decoder_space(rdx_transport_decoder *d, uint8_t **p, size_t *n,
+                                       rdx_error *err);
+rdx_status rdx_transport_decoder_commit(rdx_transport_decoder *d, size_t n,
+                                        rdx_transport_frame *frame, int *got, rdx_error *err);
 
 /*
  * The stream has ended: RDX_OK when it ended between frames, RDX_ESHORT when
