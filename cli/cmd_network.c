@@ -302,13 +302,11 @@ static int copy_file(const char *cmd, const char *from, const char *to)
     return rc;
 }
 
-/* The PID recorded for node id, or 0. */
-static pid_t read_pid(const char *dir, const char *id)
+/* The number in [1, max] that the small file at path holds (newlines, spaces after it); 0: none. */
+static int64_t read_number(const char *path, int64_t max)
 {
-    char path[PATH_CAP];
     rdx_buf b;
     int64_t v = 0;
-    pathf(path, "%s/run/%s.pid", dir, id);
     rdx_buf_init(&b, 64);
     if (rdx_file_read(path, &b, NULL) != RDX_OK) {
         rdx_buf_free(&b);
@@ -318,34 +316,27 @@ static pid_t read_pid(const char *dir, const char *id)
     while (n > 0 && (b.data[n - 1] == '\n' || b.data[n - 1] == ' ')) {
         n--;
     }
-    if (rdx_parse_i64((const char *)b.data, n, 1, 4194304, &v) != RDX_OK) {
+    if (rdx_parse_i64((const char *)b.data, n, 1, max, &v) != RDX_OK) {
         v = 0;
     }
     rdx_buf_free(&b);
-    return (pid_t)v;
+    return v;
+}
+
+/* The PID recorded for node id, or 0. */
+static pid_t read_pid(const char *dir, const char *id)
+{
+    char path[PATH_CAP];
+    pathf(path, "%s/run/%s.pid", dir, id);
+    return (pid_t)read_number(path, 4194304);
 }
 
 /* The port a node wrote to DATA/node.port once bound (0: none). */
 static unsigned read_port(const char *dir, const char *id)
 {
     char path[PATH_CAP];
-    rdx_buf b;
-    int64_t v = 0;
     pathf(path, "%s/data/%s/node.port", dir, id);
-    rdx_buf_init(&b, 64);
-    if (rdx_file_read(path, &b, NULL) != RDX_OK) {
-        rdx_buf_free(&b);
-        return 0;
-    }
-    size_t n = b.len;
-    while (n > 0 && (b.data[n - 1] == '\n' || b.data[n - 1] == ' ')) {
-        n--;
-    }
-    if (rdx_parse_i64((const char *)b.data, n, 1, 65535, &v) != RDX_OK) {
-        v = 0;
-    }
-    rdx_buf_free(&b);
-    return (unsigned)v;
+    return (unsigned)read_number(path, 65535);
 }
 
 /*

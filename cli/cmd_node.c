@@ -421,28 +421,15 @@ static int print_record(void *u, const rdx_transport_audit_record *r)
 }
 
 static const char AUDIT_USAGE[] =
+    "Usage: rdx node audit --config FILE [--verify] [--json]\n\n"
     "Print the node's audit log (every connection accepted or refused, every\n"
     "case queued, received, acknowledged, refused, fetched or dead-lettered),\n"
     "one record a line: sequence, time, outcome, event, institution, object,\n"
     "detail. With --verify, check the SHA-256 hash chain instead and name the\n"
     "first broken record (exit 1).\n";
 
-int rdx_tp_cli_audit(const char *cmd, int argc, char **argv)
+int rdx_tp_cli_audit_print(const char *cmd, const char *config, int verify, int json)
 {
-    const char *config = NULL;
-    int json = 0, verify = 0, nops = 0;
-    char usage[sizeof AUDIT_USAGE + 128];
-    /* The first line names the verb: `rdx node audit`, or `rdx audit show` given --config. */
-    snprintf(usage, sizeof usage, "Usage: rdx %s --config FILE [--verify] [--json]\n\n%s", cmd,
-             AUDIT_USAGE);
-    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--config", &config),
-                                RDX_CLI_FLAG("--verify", &verify), RDX_CLI_FLAG("--json", &json),
-                                RDX_CLI_END};
-    int prc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS | RDX_CLI_NO_OPERANDS,
-                                    usage, &nops);
-    if (prc != RDX_CLI_GO) {
-        return prc;
-    }
     if (config == NULL) {
         return rdx_cli_usage(cmd, "--config is required");
     }
@@ -482,7 +469,18 @@ int rdx_tp_cli_audit(const char *cmd, int argc, char **argv)
 
 static int node_audit(int argc, char **argv)
 {
-    return rdx_tp_cli_audit("node audit", argc, argv);
+    const char *cmd = "node audit";
+    const char *config = NULL;
+    int json = 0, verify = 0, nops = 0;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--config", &config),
+                                RDX_CLI_FLAG("--verify", &verify), RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int rc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS | RDX_CLI_NO_OPERANDS,
+                                   AUDIT_USAGE, &nops);
+    if (rc != RDX_CLI_GO) {
+        return rc;
+    }
+    return rdx_tp_cli_audit_print(cmd, config, verify, json);
 }
 
 static const struct rdx_cli_verb verbs[] = {

@@ -18,9 +18,11 @@ void rdx_tp_cli_json_str(FILE *f, const char *s);
 void rdx_tp_cli_time(char *out, size_t outsz, long long unix_s);
 
 /*
- * `rdx node audit` and `rdx audit show`: print the audit log of the node
- * --config names, or --verify its chain. cmd names the verb in messages.
+ * `rdx node audit` and `rdx audit show --config`, once their options are
+ * read: print the audit log of the node config names (NULL: a usage error,
+ * "--config is required"), or with verify check its chain instead; json
+ * for JSON. cmd names the verb in messages. Returns the exit code.
  */
-int rdx_tp_cli_audit(const char *cmd, int argc, char **argv);
+int rdx_tp_cli_audit_print(const char *cmd, const char *config, int verify, int json);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * The transport verbs' options as a user meets them (rdx pki, node, case,
- * network, audit show --config), run through the rdx binary: --help on stdout
+ * network, audit), run through the rdx binary: --help on stdout
  * with exit 0 wherever it stands, an unknown option or a stray operand and a
  * missing value as usage errors (exit 2) naming what is wrong, "--name=VALUE"
  * read as "--name VALUE", "--" ending the options, and the last of --inbox /
@@ -314,6 +314,44 @@ static void test_cli_case_options_on_a_real_outbox(void **state)
     free(dir);
 }
 
+/* rdx audit verify and show take directories as operands, show also the --config form. */
+static void test_cli_audit_directories_and_config_form(void **state)
+{
+    (void)state;
+    const char *verbs[] = {"verify", "show"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *help[] = {"audit", verbs[i], "--json", NODIR, "--help", NULL};
+        char *out = rdx_test_rdx_ok(0, help);
+        char head[64];
+        snprintf(head, sizeof head, "Usage: rdx audit %s [--json] DIR...", verbs[i]);
+        assert_int_equal(strncmp(out, head, strlen(head)), 0);
+        free(out);
+        const char *bad[] = {"audit", verbs[i], NODIR, "--no-such-option", NULL};
+        expect_usage(bad, "unknown option '--no-such-option'");
+        const char *eq[] = {"audit", verbs[i], "--json=1", NODIR, NULL};
+        expect_usage(eq, "unknown option '--json=1'");
+        const char *none[] = {"audit", verbs[i], "--json", NULL};
+        expect_usage(none, i == 0 ? "at least one DIR is required"
+                                  : "a DIR (or --config FILE) is required");
+        /* A directory named with a leading dash, after "--": a directory, not an option. */
+        const char *dashed[] = {"audit", verbs[i], "--", "-no-such-dir", NULL};
+        struct rdx_run r;
+        run(&r, dashed);
+        if (r.exit_code != 1 || strstr(r.err, "-no-such-dir") == NULL) {
+            fail_msg("audit %s -- -no-such-dir: exit %d, stderr '%s'", verbs[i], r.exit_code,
+                     r.err);
+        }
+        rdx_run_free(&r);
+    }
+    /* The --config form takes no directories; --verify alone still wants --config. */
+    const char *mixed[] = {"audit", "show", "--verify", NODIR, NULL};
+    expect_usage(mixed, "unknown argument '" NODIR "'");
+    const char *mixed2[] = {"audit", "show", NODIR, "--config=" NOCFG, NULL};
+    expect_usage(mixed2, "unknown argument '" NODIR "'");
+    const char *verify_only[] = {"audit", "show", "--verify", NULL};
+    expect_usage(verify_only, "--config is required");
+}
+
 /* The verbs that read their options without "=VALUE" still refuse it, as before. */
 static void test_cli_lab_still_refuses_equals_form(void **state)
 {
@@ -331,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_cli_stray_operand_is_a_usage_error),
         cmocka_unit_test(test_cli_equals_form_reads_as_the_value_apart),
         cmocka_unit_test(test_cli_case_options_on_a_real_outbox),
+        cmocka_unit_test(test_cli_audit_directories_and_config_form),
         cmocka_unit_test(test_cli_lab_still_refuses_equals_form),
     };
     return cmocka_run_group_tests_name("transport_cli", tests, NULL, NULL);

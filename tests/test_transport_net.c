@@ -114,11 +114,7 @@ static int net_teardown(void **state)
     if (w->mounted[0] != '\0') {
         (void)umount2(w->mounted, MNT_DETACH); /* the test failed before it unmounted */
     }
-    if (getenv("RDX_KEEP") == NULL) {
-        rdx_test_rmrf(w->dir);
-    } else {
-        fprintf(stderr, "kept %s\n", w->dir);
-    }
+    rdx_test_rmrf_unless_kept(w->dir);
     free(w->dir);
     free(w);
     return 0;

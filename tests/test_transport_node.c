@@ -286,11 +286,7 @@ static int world_teardown(void **state)
         assert_true(n > 0);
         sqlite3_close(db);
     }
-    if (getenv("RDX_KEEP") == NULL) {
-        rdx_test_rmrf(w->dir);
-    } else {
-        fprintf(stderr, "kept %s\n", w->dir);
-    }
+    rdx_test_rmrf_unless_kept(w->dir);
     free(w->dir);
     free(w);
     return 0;

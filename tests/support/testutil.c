@@ -203,6 +203,15 @@ void rdx_test_rmrf(const char *path)
     }
 }
 
+void rdx_test_rmrf_unless_kept(const char *path)
+{
+    if (getenv("RDX_KEEP") == NULL) {
+        rdx_test_rmrf(path);
+    } else {
+        fprintf(stderr, "kept %s\n", path);
+    }
+}
+
 void rdx_test_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};

@@ -50,6 +50,11 @@ void rdx_run_free(struct rdx_run *r);
 char *rdx_test_tmpdir(void);
 /* rm -rf path (for test cleanup). */
 void rdx_test_rmrf(const char *path);
+/*
+ * rdx_test_rmrf(path), unless $RDX_KEEP is set: then path stays, for a look
+ * after a failure, and "kept PATH" goes to stderr.
+ */
+void rdx_test_rmrf_unless_kept(const char *path);
 
 /*
  * Helpers for tests that run real rdx processes (networks of nodes). Waits
