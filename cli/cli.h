@@ -66,27 +66,36 @@ int rdx_cli_is_help(const char *s);
 typedef struct rdx_cli_opt {
     const char *name;    /* "--db", "-o" */
     const char **value;  /* an option with a value: where it goes (the last given wins) */
-    int *flag;           /* a flag (value NULL): set to 1 */
+    int *flag;           /* a flag (value NULL): *flag = set (1 when set is 0) */
     const char **value2; /* a second value ("--order SENDER CONTROL"), else NULL */
     const char *needs;   /* the values, for "NAME needs ...": NULL means "a value" */
+    int set;             /* see RDX_CLI_SET */
 } rdx_cli_opt;
 
-/* Table entries: an option with a value, a flag, an option with two values, the end. */
+/*
+ * Table entries: an option with a value, a flag, a flag storing v (several
+ * flags into one int: the last given wins, "--outbox" 1, "--inbox" 2), an
+ * option with two values, the end.
+ */
 #define RDX_CLI_VALUE(name, dst)                                                                   \
     {                                                                                              \
-        (name), (dst), NULL, NULL, NULL                                                            \
+        (name), (dst), NULL, NULL, NULL, 0                                                         \
     }
 #define RDX_CLI_FLAG(name, dst)                                                                    \
     {                                                                                              \
-        (name), NULL, (dst), NULL, NULL                                                            \
+        (name), NULL, (dst), NULL, NULL, 1                                                         \
+    }
+#define RDX_CLI_SET(name, dst, v)                                                                  \
+    {                                                                                              \
+        (name), NULL, (dst), NULL, NULL, (v)                                                       \
     }
 #define RDX_CLI_VALUE2(name, dst, dst2, what)                                                      \
     {                                                                                              \
-        (name), (dst), NULL, (dst2), (what)                                                        \
+        (name), (dst), NULL, (dst2), (what), 0                                                     \
     }
 #define RDX_CLI_END                                                                                \
     {                                                                                              \
-        NULL, NULL, NULL, NULL, NULL                                                               \
+        NULL, NULL, NULL, NULL, NULL, 0                                                            \
     }
 
 /* rdx_cli_parse_opts: the options are read, go on with the verb. */
@@ -105,5 +114,22 @@ typedef struct rdx_cli_opt {
  */
 int rdx_cli_parse_opts(const char *cmd, int argc, char **argv, const rdx_cli_opt *opts,
                        void (*usage)(FILE *f), int *nops);
+
+/* rdx_cli_parse_opts_v2 flags. */
+enum {
+    /* "NAME=VALUE" is read as "NAME VALUE" for an option with one value ("--config=node.ini"). */
+    RDX_CLI_EQUALS = 1u << 0,
+    /* The verb takes no operands: one is a usage error, "unknown argument 'X'". */
+    RDX_CLI_NO_OPERANDS = 1u << 1,
+};
+
+/*
+ * rdx_cli_parse_opts with flags (RDX_CLI_EQUALS, RDX_CLI_NO_OPERANDS; 0 reads
+ * as rdx_cli_parse_opts does) and the usage as text: --help writes usage
+ * (non-NULL) to stdout. The rest is as rdx_cli_parse_opts: operands moved to
+ * argv[1..*nops], RDX_CLI_GO or the exit code to return. Not thread-safe (argv).
+ */
+int rdx_cli_parse_opts_v2(const char *cmd, int argc, char **argv, const rdx_cli_opt *opts,
+                          unsigned flags, const char *usage, int *nops);
 
 #endif /* RDX_CLI_H */

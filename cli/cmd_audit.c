@@ -112,18 +112,10 @@ static int audit_verify(int argc, char **argv)
     const char *cmd = "audit verify";
     struct verify_ctx x = {0, 1, 0};
     int ndirs = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            fputs(VERIFY_USAGE, stdout);
-            return RDX_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--json") == 0) {
-            x.json = 1;
-        } else if (argv[i][0] == '-') {
-            return rdx_cli_usage(cmd, "unknown option '%s'", argv[i]);
-        } else {
-            ndirs++;
-        }
+    const rdx_cli_opt opts[] = {RDX_CLI_FLAG("--json", &x.json), RDX_CLI_END};
+    int rc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS, VERIFY_USAGE, &ndirs);
+    if (rc != RDX_CLI_GO) {
+        return rc;
     }
     if (ndirs == 0) {
         return rdx_cli_usage(cmd, "at least one DIR is required");
@@ -131,10 +123,9 @@ static int audit_verify(int argc, char **argv)
     if (x.json) {
         printf("[");
     }
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] != '-') {
-            each_node(cmd, &x, argv[i], x.json, &x.bad, verify_cb);
-        }
+    /* The directories, moved to argv[1..ndirs] by the option reader. */
+    for (int i = 1; i <= ndirs; i++) {
+        each_node(cmd, &x, argv[i], x.json, &x.bad, verify_cb);
     }
     if (x.json) {
         printf("]\n");
@@ -216,25 +207,21 @@ static int audit_show(int argc, char **argv)
 {
     const char *cmd = "audit show";
     struct show_ctx x = {0, 1, 0, 0};
-    int ndirs = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            fputs(SHOW_USAGE, stdout);
-            return RDX_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--config") == 0 || strncmp(argv[i], "--config=", 9) == 0 ||
-            strcmp(argv[i], "--verify") == 0) {
-            return rdx_tp_cli_audit(cmd, argc, argv);
-        }
+    const char *config = NULL;
+    int ndirs = 0, verify = 0;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--config", &config),
+                                RDX_CLI_FLAG("--verify", &verify), RDX_CLI_FLAG("--json", &x.json),
+                                RDX_CLI_END};
+    int rc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS, SHOW_USAGE, &ndirs);
+    if (rc != RDX_CLI_GO) {
+        return rc;
     }
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
-            x.json = 1;
-        } else if (argv[i][0] == '-') {
-            return rdx_cli_usage(cmd, "unknown option '%s'", argv[i]);
-        } else {
-            ndirs++;
+    if (config != NULL || verify) {
+        /* The second form, `rdx node audit`'s: one node's log by its configuration. */
+        if (ndirs > 0) {
+            return rdx_cli_usage(cmd, "unknown argument '%s'", argv[1]);
         }
+        return rdx_tp_cli_audit_print(cmd, config, verify, x.json);
     }
     if (ndirs == 0) {
         return rdx_cli_usage(cmd, "a DIR (or --config FILE) is required");
@@ -242,10 +229,9 @@ static int audit_show(int argc, char **argv)
     if (x.json) {
         printf("[");
     }
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] != '-') {
-            each_node(cmd, &x, argv[i], x.json, &x.bad, show_cb);
-        }
+    /* The directories, moved to argv[1..ndirs] by the option reader. */
+    for (int i = 1; i <= ndirs; i++) {
+        each_node(cmd, &x, argv[i], x.json, &x.bad, show_cb);
     }
     if (x.json) {
         printf("]\n");

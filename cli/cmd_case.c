@@ -36,75 +36,47 @@ static int case_send(int argc, char **argv)
 {
     const char *cmd = "case send";
     const char *config = NULL, *to = NULL, *kind_s = NULL;
-    int json = 0;
-    const char **files = calloc((size_t)argc, sizeof *files);
-    size_t nfiles = 0;
-    int rc = RDX_EXIT_OK;
+    int json = 0, nfiles = 0;
     rdx_transport_config *cfg = NULL;
-    if (files == NULL) {
-        return rdx_cli_fail(cmd, "out of memory");
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--config", &config), RDX_CLI_VALUE("--to", &to),
+                                RDX_CLI_VALUE("--kind", &kind_s), RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int rc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS, SEND_USAGE, &nfiles);
+    if (rc != RDX_CLI_GO) {
+        return rc;
     }
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            fputs(SEND_USAGE, stdout);
-            goto out;
-        }
-        if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-            continue;
-        }
-        int hit = rdx_tp_cli_opt(argc, argv, &i, "--config", &config, cmd);
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--to", &to, cmd);
-        }
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--kind", &kind_s, cmd);
-        }
-        if (hit < 0) {
-            rc = RDX_EXIT_USAGE;
-            goto out;
-        }
-        if (hit == 0) {
-            if (argv[i][0] == '-' && strcmp(argv[i], "-") != 0) {
-                rc = rdx_cli_usage(cmd, "unknown option '%s'", argv[i]);
-                goto out;
-            }
-            files[nfiles++] = argv[i];
-        }
-    }
+    /* The operands, moved to argv[1..nfiles] by the option reader, are the files. */
+    const char *const *files = (const char *const *)(argv + 1);
     if (to == NULL || kind_s == NULL || nfiles == 0) {
-        rc = rdx_cli_usage(cmd, "--config, --to, --kind and at least one FILE are required");
-        goto out;
+        return rdx_cli_usage(cmd, "--config, --to, --kind and at least one FILE are required");
     }
     rdx_transport_kind kind;
     if (rdx_transport_kind_parse(kind_s, strlen(kind_s), &kind) != RDX_OK) {
-        rc = rdx_cli_usage(cmd,
-                           "--kind '%s': not one of ecg dicom lab-order lab-result report "
-                           "other",
-                           kind_s);
-        goto out;
+        return rdx_cli_usage(cmd,
+                             "--kind '%s': not one of ecg dicom lab-order lab-result report "
+                             "other",
+                             kind_s);
     }
     if ((rc = load(cmd, config, &cfg)) >= 0) {
-        goto out;
+        return rc;
     }
     rc = RDX_EXIT_OK;
     char id[RDX_TRANSPORT_CASE_ID_LEN];
     rdx_error err;
     rdx_error_clear(&err);
-    if (rdx_transport_case_queue(cfg, to, kind, files, nfiles, id, &err) != RDX_OK) {
+    if (rdx_transport_case_queue(cfg, to, kind, files, (size_t)nfiles, id, &err) != RDX_OK) {
         rc = err.code == RDX_EINVAL ? rdx_cli_usage(cmd, "%s", err.msg)
                                     : rdx_cli_fail_err(cmd, &err);
         goto out;
     }
     if (json) {
-        printf("{\"case_id\":\"%s\",\"to\":\"%s\",\"kind\":\"%s\",\"items\":%zu}\n", id, to, kind_s,
+        printf("{\"case_id\":\"%s\",\"to\":\"%s\",\"kind\":\"%s\",\"items\":%d}\n", id, to, kind_s,
                nfiles);
     } else {
         printf("%s\n", id);
     }
 out:
     rdx_transport_config_free(cfg);
-    free(files);
     return rc;
 }
 
@@ -251,33 +223,19 @@ static int status_or_list(int argc, char **argv, int list)
 {
     const char *cmd = list ? "case list" : "case status";
     const char *config = NULL;
-    int which = 3;
+    int which = 3, nops = 0; /* 1 the outbox, 2 the inbox, 3 both; the last flag given wins */
     struct list_ctx x = {0, 1, list, 0, NULL, NULL, 0, 0};
     rdx_transport_config *cfg = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            fputs(list ? LIST_USAGE : STATUS_USAGE, stdout);
-            return RDX_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--json") == 0) {
-            x.json = 1;
-            continue;
-        }
-        if (strcmp(argv[i], "--inbox") == 0) {
-            which = 2;
-            continue;
-        }
-        if (!list && strcmp(argv[i], "--outbox") == 0) {
-            which = 1;
-            continue;
-        }
-        int hit = rdx_tp_cli_opt(argc, argv, &i, "--config", &config, cmd);
-        if (hit < 0) {
-            return RDX_EXIT_USAGE;
-        }
-        if (hit == 0) {
-            return rdx_cli_usage(cmd, "unknown argument '%s'", argv[i]);
-        }
+    rdx_cli_opt opts[] = {RDX_CLI_VALUE("--config", &config), RDX_CLI_FLAG("--json", &x.json),
+                          RDX_CLI_SET("--inbox", &which, 2), RDX_CLI_SET("--outbox", &which, 1),
+                          RDX_CLI_END};
+    if (list) {
+        opts[3].name = NULL; /* `case list` has no --outbox: the table ends before it */
+    }
+    int prc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS | RDX_CLI_NO_OPERANDS,
+                                    list ? LIST_USAGE : STATUS_USAGE, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
     if (list && which != 2) {
         return rdx_cli_usage(cmd, "--inbox is required");
@@ -329,30 +287,19 @@ static const char FETCH_USAGE[] =
 static int case_fetch(int argc, char **argv)
 {
     const char *cmd = "case fetch";
-    const char *config = NULL, *from = NULL, *out = NULL, *id = NULL;
+    const char *config = NULL, *from = NULL, *out = NULL;
+    int nops = 0;
     rdx_transport_config *cfg = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            fputs(FETCH_USAGE, stdout);
-            return RDX_EXIT_OK;
-        }
-        int hit = rdx_tp_cli_opt(argc, argv, &i, "--config", &config, cmd);
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--from", &from, cmd);
-        }
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "-o", &out, cmd);
-        }
-        if (hit < 0) {
-            return RDX_EXIT_USAGE;
-        }
-        if (hit == 0) {
-            if (argv[i][0] == '-' || id != NULL) {
-                return rdx_cli_usage(cmd, "unexpected argument '%s'", argv[i]);
-            }
-            id = argv[i];
-        }
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--config", &config), RDX_CLI_VALUE("--from", &from),
+                                RDX_CLI_VALUE("-o", &out), RDX_CLI_END};
+    int prc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS, FETCH_USAGE, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
+    if (nops > 1) {
+        return rdx_cli_usage(cmd, "unexpected argument '%s'", argv[2]);
+    }
+    const char *id = nops == 1 ? argv[1] : NULL;
     if (out == NULL || id == NULL) {
         return rdx_cli_usage(cmd, "--config, -o DIR and CASE_ID are required");
     }
@@ -379,11 +326,6 @@ static const char RETRY_USAGE[] =
     "delivers it. Fix what refused it first (a policy entry, a peer address).\n"
     "Recorded in the audit log.\n";
 
-static void retry_usage(FILE *f)
-{
-    fputs(RETRY_USAGE, f);
-}
-
 static int case_retry(int argc, char **argv)
 {
     const char *cmd = "case retry";
@@ -391,7 +333,7 @@ static int case_retry(int argc, char **argv)
     int nops = 0;
     rdx_transport_config *cfg = NULL;
     const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--config", &config), RDX_CLI_END};
-    int prc = rdx_cli_parse_opts(cmd, argc, argv, opts, retry_usage, &nops);
+    int prc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS, RETRY_USAGE, &nops);
     if (prc != RDX_CLI_GO) {
         return prc;
     }
@@ -452,36 +394,19 @@ static int case_request(int argc, char **argv)
 {
     const char *cmd = "case request";
     const char *config = NULL, *to = NULL, *uid = NULL, *wait_s = NULL, *out = NULL;
-    int json = 0;
+    int json = 0, nops = 0;
     rdx_transport_config *cfg = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            fputs(REQUEST_USAGE, stdout);
-            return RDX_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-            continue;
-        }
-        int hit = rdx_tp_cli_opt(argc, argv, &i, "--config", &config, cmd);
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--to", &to, cmd);
-        }
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--study", &uid, cmd);
-        }
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--wait", &wait_s, cmd);
-        }
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "-o", &out, cmd);
-        }
-        if (hit < 0) {
-            return RDX_EXIT_USAGE;
-        }
-        if (hit == 0) {
-            return rdx_cli_usage(cmd, "unknown argument '%s'", argv[i]);
-        }
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--config", &config),
+                                RDX_CLI_VALUE("--to", &to),
+                                RDX_CLI_VALUE("--study", &uid),
+                                RDX_CLI_VALUE("--wait", &wait_s),
+                                RDX_CLI_VALUE("-o", &out),
+                                RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS | RDX_CLI_NO_OPERANDS,
+                                    REQUEST_USAGE, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
     if (to == NULL || uid == NULL) {
         return rdx_cli_usage(cmd, "--config, --to and --study are required");

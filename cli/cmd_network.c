@@ -302,13 +302,11 @@ static int copy_file(const char *cmd, const char *from, const char *to)
     return rc;
 }
 
-/* The PID recorded for node id, or 0. */
-static pid_t read_pid(const char *dir, const char *id)
+/* The number in [1, max] that the small file at path holds (newlines, spaces after it); 0: none. */
+static int64_t read_number(const char *path, int64_t max)
 {
-    char path[PATH_CAP];
     rdx_buf b;
     int64_t v = 0;
-    pathf(path, "%s/run/%s.pid", dir, id);
     rdx_buf_init(&b, 64);
     if (rdx_file_read(path, &b, NULL) != RDX_OK) {
         rdx_buf_free(&b);
@@ -318,34 +316,27 @@ static pid_t read_pid(const char *dir, const char *id)
     while (n > 0 && (b.data[n - 1] == '\n' || b.data[n - 1] == ' ')) {
         n--;
     }
-    if (rdx_parse_i64((const char *)b.data, n, 1, 4194304, &v) != RDX_OK) {
+    if (rdx_parse_i64((const char *)b.data, n, 1, max, &v) != RDX_OK) {
         v = 0;
     }
     rdx_buf_free(&b);
-    return (pid_t)v;
+    return v;
+}
+
+/* The PID recorded for node id, or 0. */
+static pid_t read_pid(const char *dir, const char *id)
+{
+    char path[PATH_CAP];
+    pathf(path, "%s/run/%s.pid", dir, id);
+    return (pid_t)read_number(path, 4194304);
 }
 
 /* The port a node wrote to DATA/node.port once bound (0: none). */
 static unsigned read_port(const char *dir, const char *id)
 {
     char path[PATH_CAP];
-    rdx_buf b;
-    int64_t v = 0;
     pathf(path, "%s/data/%s/node.port", dir, id);
-    rdx_buf_init(&b, 64);
-    if (rdx_file_read(path, &b, NULL) != RDX_OK) {
-        rdx_buf_free(&b);
-        return 0;
-    }
-    size_t n = b.len;
-    while (n > 0 && (b.data[n - 1] == '\n' || b.data[n - 1] == ' ')) {
-        n--;
-    }
-    if (rdx_parse_i64((const char *)b.data, n, 1, 65535, &v) != RDX_OK) {
-        v = 0;
-    }
-    rdx_buf_free(&b);
-    return (unsigned)v;
+    return (unsigned)read_number(path, 65535);
 }
 
 /*
@@ -747,37 +738,19 @@ static int network_up(int argc, char **argv)
 {
     const char *cmd = "network up";
     const char *dir_arg = NULL, *nodes = NULL, *catalogue = NULL, *owner_s = NULL;
-    int json = 0, foreground = 0;
+    int json = 0, foreground = 0, nops = 0;
     long owner = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            fputs(UP_USAGE, stdout);
-            return RDX_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-            continue;
-        }
-        if (strcmp(argv[i], "--foreground") == 0) {
-            foreground = 1;
-            continue;
-        }
-        int hit = rdx_tp_cli_opt(argc, argv, &i, "--dir", &dir_arg, cmd);
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--nodes", &nodes, cmd);
-        }
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--catalogue", &catalogue, cmd);
-        }
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--owner", &owner_s, cmd);
-        }
-        if (hit < 0) {
-            return RDX_EXIT_USAGE;
-        }
-        if (hit == 0) {
-            return rdx_cli_usage(cmd, "unknown argument '%s'", argv[i]);
-        }
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--dir", &dir_arg),
+                                RDX_CLI_VALUE("--nodes", &nodes),
+                                RDX_CLI_VALUE("--catalogue", &catalogue),
+                                RDX_CLI_VALUE("--owner", &owner_s),
+                                RDX_CLI_FLAG("--foreground", &foreground),
+                                RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int prc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS | RDX_CLI_NO_OPERANDS,
+                                    UP_USAGE, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
     if (dir_arg == NULL) {
         return rdx_cli_usage(cmd, "--dir is required");
@@ -988,18 +961,12 @@ static int network_down(int argc, char **argv)
 {
     const char *cmd = "network down";
     const char *dir_arg = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            fputs(DOWN_USAGE, stdout);
-            return RDX_EXIT_OK;
-        }
-        int hit = rdx_tp_cli_opt(argc, argv, &i, "--dir", &dir_arg, cmd);
-        if (hit < 0) {
-            return RDX_EXIT_USAGE;
-        }
-        if (hit == 0) {
-            return rdx_cli_usage(cmd, "unknown argument '%s'", argv[i]);
-        }
+    int nops = 0;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--dir", &dir_arg), RDX_CLI_END};
+    int prc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS | RDX_CLI_NO_OPERANDS,
+                                    DOWN_USAGE, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
     if (dir_arg == NULL) {
         return rdx_cli_usage(cmd, "--dir is required");

@@ -263,38 +263,16 @@ static int node_serve(int argc, char **argv)
     const char *config = NULL, *ready = NULL, *await_s = NULL, *pid_file = NULL;
     const char *owner_s = NULL, *jobs_s = NULL;
     long await_timeout = AWAIT_DEFAULT_S, owner = 0, jobs = 0;
-    int verbose = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            fputs(SERVE_USAGE, stdout);
-            return RDX_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--verbose") == 0) {
-            verbose = 1;
-            continue;
-        }
-        int hit = rdx_tp_cli_opt(argc, argv, &i, "--config", &config, cmd);
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--await-peers", &ready, cmd);
-        }
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--await-timeout", &await_s, cmd);
-        }
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--pid-file", &pid_file, cmd);
-        }
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--owner", &owner_s, cmd);
-        }
-        if (hit == 0) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, "--jobs", &jobs_s, cmd);
-        }
-        if (hit < 0) {
-            return RDX_EXIT_USAGE;
-        }
-        if (hit == 0) {
-            return rdx_cli_usage(cmd, "unknown argument '%s'", argv[i]);
-        }
+    int verbose = 0, nops = 0;
+    const rdx_cli_opt opts[] = {
+        RDX_CLI_VALUE("--config", &config),         RDX_CLI_VALUE("--await-peers", &ready),
+        RDX_CLI_VALUE("--await-timeout", &await_s), RDX_CLI_VALUE("--pid-file", &pid_file),
+        RDX_CLI_VALUE("--owner", &owner_s),         RDX_CLI_VALUE("--jobs", &jobs_s),
+        RDX_CLI_FLAG("--verbose", &verbose),        RDX_CLI_END};
+    int prc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS | RDX_CLI_NO_OPERANDS,
+                                    SERVE_USAGE, &nops);
+    if (prc != RDX_CLI_GO) {
+        return prc;
     }
     if (config == NULL) {
         return rdx_cli_usage(cmd, "--config is required");
@@ -443,38 +421,15 @@ static int print_record(void *u, const rdx_transport_audit_record *r)
 }
 
 static const char AUDIT_USAGE[] =
+    "Usage: rdx node audit --config FILE [--verify] [--json]\n\n"
     "Print the node's audit log (every connection accepted or refused, every\n"
     "case queued, received, acknowledged, refused, fetched or dead-lettered),\n"
     "one record a line: sequence, time, outcome, event, institution, object,\n"
     "detail. With --verify, check the SHA-256 hash chain instead and name the\n"
     "first broken record (exit 1).\n";
 
-int rdx_tp_cli_audit(const char *cmd, int argc, char **argv)
+int rdx_tp_cli_audit_print(const char *cmd, const char *config, int verify, int json)
 {
-    const char *config = NULL;
-    int json = 0, verify = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            printf("Usage: rdx %s --config FILE [--verify] [--json]\n\n", cmd);
-            fputs(AUDIT_USAGE, stdout);
-            return RDX_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-            continue;
-        }
-        if (strcmp(argv[i], "--verify") == 0) {
-            verify = 1;
-            continue;
-        }
-        int hit = rdx_tp_cli_opt(argc, argv, &i, "--config", &config, cmd);
-        if (hit < 0) {
-            return RDX_EXIT_USAGE;
-        }
-        if (hit == 0) {
-            return rdx_cli_usage(cmd, "unknown argument '%s'", argv[i]);
-        }
-    }
     if (config == NULL) {
         return rdx_cli_usage(cmd, "--config is required");
     }
@@ -514,7 +469,18 @@ int rdx_tp_cli_audit(const char *cmd, int argc, char **argv)
 
 static int node_audit(int argc, char **argv)
 {
-    return rdx_tp_cli_audit("node audit", argc, argv);
+    const char *cmd = "node audit";
+    const char *config = NULL;
+    int json = 0, verify = 0, nops = 0;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--config", &config),
+                                RDX_CLI_FLAG("--verify", &verify), RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int rc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS | RDX_CLI_NO_OPERANDS,
+                                   AUDIT_USAGE, &nops);
+    if (rc != RDX_CLI_GO) {
+        return rc;
+    }
+    return rdx_tp_cli_audit_print(cmd, config, verify, json);
 }
 
 static const struct rdx_cli_verb verbs[] = {

@@ -5,7 +5,6 @@
 #include "rdx/transport.h"
 
 #include <stdio.h>
-#include <string.h>
 
 /* A library's RDX_EINVAL is a bad option value: a usage error; anything else a failure. */
 static int fail_status(const char *cmd, const rdx_error *err)
@@ -16,40 +15,8 @@ static int fail_status(const char *cmd, const rdx_error *err)
     return rdx_cli_fail_err(cmd, err);
 }
 
-/* parse() results besides an exit code: go on with the verb, or --help was printed. */
-enum { PARSE_GO = -1, PARSE_HELP = 100 };
-
-/* Common loop: each verb lists the options it takes; --json and --help are handled here. */
-struct opt {
-    const char *name;
-    const char **val;
-};
-
-static int parse(int argc, char **argv, const char *cmd, struct opt *opts, int *json,
-                 const char *usage)
-{
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            fputs(usage, stdout);
-            return PARSE_HELP;
-        }
-        if (json != NULL && strcmp(argv[i], "--json") == 0) {
-            *json = 1;
-            continue;
-        }
-        int hit = 0;
-        for (struct opt *o = opts; o->name != NULL && hit == 0; o++) {
-            hit = rdx_tp_cli_opt(argc, argv, &i, o->name, o->val, cmd);
-        }
-        if (hit < 0) {
-            return RDX_EXIT_USAGE;
-        }
-        if (hit == 0) {
-            return rdx_cli_usage(cmd, "unknown argument '%s'", argv[i]);
-        }
-    }
-    return PARSE_GO;
-}
+/* The options of these verbs: "--dir=DIR" as "--dir DIR"; none takes operands but verify. */
+#define PKI_PARSE (RDX_CLI_EQUALS | RDX_CLI_NO_OPERANDS)
 
 static const char INIT_USAGE[] =
     "Usage: rdx pki init --dir DIR --network NAME [--days N] [--json]\n\n"
@@ -63,12 +30,14 @@ static int pki_init(int argc, char **argv)
 {
     const char *cmd = "pki init";
     const char *dir = NULL, *network = NULL, *days_s = NULL;
-    int json = 0;
+    int json = 0, nops = 0;
     long days = 0;
-    struct opt opts[] = {{"--dir", &dir}, {"--network", &network}, {"--days", &days_s}, {0, 0}};
-    int rc = parse(argc, argv, cmd, opts, &json, INIT_USAGE);
-    if (rc != PARSE_GO) {
-        return rc == PARSE_HELP ? RDX_EXIT_OK : rc;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--dir", &dir), RDX_CLI_VALUE("--network", &network),
+                                RDX_CLI_VALUE("--days", &days_s), RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int rc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, PKI_PARSE, INIT_USAGE, &nops);
+    if (rc != RDX_CLI_GO) {
+        return rc;
     }
     if (dir == NULL || network == NULL) {
         return rdx_cli_usage(cmd, "--dir and --network are required");
@@ -110,13 +79,18 @@ static int pki_issue(int argc, char **argv)
 {
     const char *cmd = "pki issue";
     const char *dir = NULL, *inst = NULL, *name = NULL, *city = NULL, *days_s = NULL;
-    int json = 0;
+    int json = 0, nops = 0;
     long days = 0;
-    struct opt opts[] = {{"--dir", &dir},   {"--institution", &inst}, {"--name", &name},
-                         {"--city", &city}, {"--days", &days_s},      {0, 0}};
-    int rc = parse(argc, argv, cmd, opts, &json, ISSUE_USAGE);
-    if (rc != PARSE_GO) {
-        return rc == PARSE_HELP ? RDX_EXIT_OK : rc;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--dir", &dir),
+                                RDX_CLI_VALUE("--institution", &inst),
+                                RDX_CLI_VALUE("--name", &name),
+                                RDX_CLI_VALUE("--city", &city),
+                                RDX_CLI_VALUE("--days", &days_s),
+                                RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int rc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, PKI_PARSE, ISSUE_USAGE, &nops);
+    if (rc != RDX_CLI_GO) {
+        return rc;
     }
     if (dir == NULL || inst == NULL || name == NULL || city == NULL) {
         return rdx_cli_usage(cmd, "--dir, --institution, --name and --city are required");
@@ -174,14 +148,19 @@ static int pki_revoke(int argc, char **argv)
 {
     const char *cmd = "pki revoke";
     const char *dir = NULL, *inst = NULL, *serial = NULL, *reason_s = NULL, *days_s = NULL;
-    int json = 0;
+    int json = 0, nops = 0;
     long days = 0;
     rdx_transport_revoke_reason reason = RDX_TRANSPORT_REVOKE_UNSPECIFIED;
-    struct opt opts[] = {{"--dir", &dir},         {"--institution", &inst}, {"--serial", &serial},
-                         {"--reason", &reason_s}, {"--days", &days_s},      {0, 0}};
-    int rc = parse(argc, argv, cmd, opts, &json, REVOKE_USAGE);
-    if (rc != PARSE_GO) {
-        return rc == PARSE_HELP ? RDX_EXIT_OK : rc;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--dir", &dir),
+                                RDX_CLI_VALUE("--institution", &inst),
+                                RDX_CLI_VALUE("--serial", &serial),
+                                RDX_CLI_VALUE("--reason", &reason_s),
+                                RDX_CLI_VALUE("--days", &days_s),
+                                RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int rc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, PKI_PARSE, REVOKE_USAGE, &nops);
+    if (rc != RDX_CLI_GO) {
+        return rc;
     }
     if (dir == NULL || (inst == NULL) == (serial == NULL)) {
         return rdx_cli_usage(cmd, "--dir and exactly one of --institution or --serial are "
@@ -231,12 +210,13 @@ static int pki_crl(int argc, char **argv)
 {
     const char *cmd = "pki crl";
     const char *dir = NULL, *days_s = NULL;
-    int json = 0;
+    int json = 0, nops = 0;
     long days = 0;
-    struct opt opts[] = {{"--dir", &dir}, {"--days", &days_s}, {0, 0}};
-    int rc = parse(argc, argv, cmd, opts, &json, CRL_USAGE);
-    if (rc != PARSE_GO) {
-        return rc == PARSE_HELP ? RDX_EXIT_OK : rc;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--dir", &dir), RDX_CLI_VALUE("--days", &days_s),
+                                RDX_CLI_FLAG("--json", &json), RDX_CLI_END};
+    int rc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, PKI_PARSE, CRL_USAGE, &nops);
+    if (rc != RDX_CLI_GO) {
+        return rc;
     }
     if (dir == NULL) {
         return rdx_cli_usage(cmd, "--dir is required");
@@ -278,23 +258,11 @@ static int pki_verify(int argc, char **argv)
     const char *cmd = "pki verify";
     const char *dir = NULL;
     int json = 0, bad = 0, ncerts = 0;
-    for (int i = 1; i < argc; i++) {
-        if (rdx_cli_is_help(argv[i])) {
-            fputs(VERIFY_USAGE, stdout);
-            return RDX_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-            continue;
-        }
-        int hit = rdx_tp_cli_opt(argc, argv, &i, "--dir", &dir, cmd);
-        if (hit < 0) {
-            return RDX_EXIT_USAGE;
-        }
-        if (hit == 0 && argv[i][0] == '-') {
-            return rdx_cli_usage(cmd, "unknown option '%s'", argv[i]);
-        }
-        ncerts += hit == 0;
+    const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--dir", &dir), RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
+    int rc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, RDX_CLI_EQUALS, VERIFY_USAGE, &ncerts);
+    if (rc != RDX_CLI_GO) {
+        return rc;
     }
     if (dir == NULL || ncerts == 0) {
         return rdx_cli_usage(cmd, "--dir and at least one CERT are required");
@@ -306,17 +274,8 @@ static int pki_verify(int argc, char **argv)
         printf("[");
     }
     int first = 1;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
-            continue;
-        }
-        if (strcmp(argv[i], "--dir") == 0) {
-            i++;
-            continue;
-        }
-        if (strncmp(argv[i], "--dir=", 6) == 0) {
-            continue;
-        }
+    /* The certificates, moved to argv[1..ncerts] by the option reader. */
+    for (int i = 1; i <= ncerts; i++) {
         rdx_error err;
         rdx_transport_cert_info info;
         rdx_error_clear(&err);

@@ -1,34 +1,10 @@
-/* Option parsing and JSON helpers shared by the transport verbs. */
+/* Option value, time and JSON helpers shared by the transport verbs. */
 #define _POSIX_C_SOURCE 200809L
 #include "tp_cli.h"
 #include "cli.h"
 
 #include <string.h>
 #include <time.h>
-
-int rdx_tp_cli_opt(int argc, char **argv, int *i, const char *name, const char **val,
-                   const char *cmd)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0) {
-        return 0;
-    }
-    if (a[n] == '=') {
-        *val = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0') {
-        return 0;
-    }
-    if (*i + 1 >= argc) {
-        rdx_cli_usage(cmd, "%s needs a value", name);
-        return -1;
-    }
-    *i += 1;
-    *val = argv[*i];
-    return 1;
-}
 
 int rdx_tp_cli_int(const char *s, long min, long max, long *out, const char *opt, const char *cmd)
 {

@@ -44,10 +44,10 @@ int rdx_cli_is_help(const char *s)
     return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0;
 }
 
-static const rdx_cli_opt *find_opt(const rdx_cli_opt *opts, const char *name)
+static const rdx_cli_opt *find_opt(const rdx_cli_opt *opts, const char *name, size_t len)
 {
     for (; opts->name != NULL; opts++) {
-        if (strcmp(opts->name, name) == 0) {
+        if (strlen(opts->name) == len && memcmp(opts->name, name, len) == 0) {
             return opts;
         }
     }
@@ -65,23 +65,53 @@ static int is_operand(const char *a)
     return a[0] != '-' || a[1] == '\0';
 }
 
-int rdx_cli_parse_opts(const char *cmd, int argc, char **argv, const rdx_cli_opt *opts,
-                       void (*usage)(FILE *f), int *nops)
+/*
+ * The option argument a names, or NULL. With RDX_CLI_EQUALS, "NAME=VALUE"
+ * names an option with one value, and *inline_val points at VALUE.
+ */
+static const rdx_cli_opt *lookup(const rdx_cli_opt *opts, unsigned flags, const char *a,
+                                 const char **inline_val)
 {
+    *inline_val = NULL;
+    const rdx_cli_opt *o = find_opt(opts, a, strlen(a));
+    const char *eq = strchr(a, '=');
+    if (o != NULL || (flags & RDX_CLI_EQUALS) == 0 || eq == NULL) {
+        return o;
+    }
+    o = find_opt(opts, a, (size_t)(eq - a));
+    if (o == NULL || opt_values(o) != 1) {
+        return NULL;
+    }
+    *inline_val = eq + 1;
+    return o;
+}
+
+static int parse(const char *cmd, int argc, char **argv, const rdx_cli_opt *opts, unsigned flags,
+                 void (*usage_fn)(FILE *f), const char *usage, int *nops)
+{
+    const char *inl;
     /* --help first: it wins over any error elsewhere on the line. */
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
         if (rdx_cli_is_help(argv[i])) {
-            usage(stdout);
+            if (usage_fn != NULL) {
+                usage_fn(stdout);
+            } else {
+                fputs(usage, stdout);
+            }
             return RDX_EXIT_OK;
         }
         if (!is_operand(argv[i])) {
-            i += opt_values(find_opt(opts, argv[i]));
+            const rdx_cli_opt *o = lookup(opts, flags, argv[i], &inl);
+            i += inl != NULL ? 0 : opt_values(o);
         }
     }
     int np = 0, dashdash = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (dashdash || is_operand(a)) {
+            if (flags & RDX_CLI_NO_OPERANDS) {
+                return rdx_cli_usage(cmd, "unknown argument '%s'", a);
+            }
             argv[1 + np++] = argv[i]; /* never ahead of i: the move is safe */
             continue;
         }
@@ -89,13 +119,17 @@ int rdx_cli_parse_opts(const char *cmd, int argc, char **argv, const rdx_cli_opt
             dashdash = 1;
             continue;
         }
-        const rdx_cli_opt *o = find_opt(opts, a);
+        const rdx_cli_opt *o = lookup(opts, flags, a, &inl);
         if (o == NULL) {
             return rdx_cli_usage(cmd, "unknown option '%s'", a);
         }
         int nv = opt_values(o);
         if (nv == 0) {
-            *o->flag = 1;
+            *o->flag = o->set != 0 ? o->set : 1;
+            continue;
+        }
+        if (inl != NULL) {
+            *o->value = inl;
             continue;
         }
         if (i + nv >= argc) {
@@ -108,6 +142,18 @@ int rdx_cli_parse_opts(const char *cmd, int argc, char **argv, const rdx_cli_opt
     }
     *nops = np;
     return RDX_CLI_GO;
+}
+
+int rdx_cli_parse_opts(const char *cmd, int argc, char **argv, const rdx_cli_opt *opts,
+                       void (*usage)(FILE *f), int *nops)
+{
+    return parse(cmd, argc, argv, opts, 0, usage, NULL, nops);
+}
+
+int rdx_cli_parse_opts_v2(const char *cmd, int argc, char **argv, const rdx_cli_opt *opts,
+                          unsigned flags, const char *usage, int *nops)
+{
+    return parse(cmd, argc, argv, opts, flags, NULL, usage, nops);
 }
 
 void rdx_cli_json_str(FILE *f, const char *s)

@@ -30,11 +30,6 @@ struct world {
     rdx_transport_config *cfg;
 };
 
-static void write_text(const char *path, const char *text)
-{
-    assert_int_equal(rdx_file_write_atomic(path, text, strlen(text), NULL), RDX_OK);
-}
-
 static void sql(const char *db_path, const char *q)
 {
     sqlite3 *db = NULL;
@@ -90,12 +85,13 @@ static int setup(void **state)
     snprintf(w->db, sizeof w->db, "%s/data/node.db", w->dir);
     snprintf(w->f1, sizeof w->f1, "%s/report.txt", w->dir);
     snprintf(w->f2, sizeof w->f2, "%s/in-reply-to.txt", w->dir);
-    write_text(w->ini, "[node]\nid = NJ-HUB\nlisten = 127.0.0.1:0\ncert = c.crt\nkey = c.key\n"
-                       "ca = ca.crt\ncrl = crl.pem\ndata = data\n[peers]\n"
-                       "MAS-EAST-CHC = 127.0.0.1:1\nZJ-CCL = 127.0.0.1:2\n"
-                       "[dispatch]\nengines = ecg\n");
-    write_text(w->f1, "74 beats\n");
-    write_text(w->f2, "aaaa0000000000000000000000000001\n");
+    rdx_test_write_text(w->ini,
+                        "[node]\nid = NJ-HUB\nlisten = 127.0.0.1:0\ncert = c.crt\nkey = c.key\n"
+                        "ca = ca.crt\ncrl = crl.pem\ndata = data\n[peers]\n"
+                        "MAS-EAST-CHC = 127.0.0.1:1\nZJ-CCL = 127.0.0.1:2\n"
+                        "[dispatch]\nengines = ecg\n");
+    rdx_test_write_text(w->f1, "74 beats\n");
+    rdx_test_write_text(w->f2, "aaaa0000000000000000000000000001\n");
     assert_int_equal(rdx_transport_config_load(w->ini, &w->cfg, NULL), RDX_OK);
     /* Any listing creates node.db with the transport's schema. */
     assert_int_equal(rdx_transport_case_list(w->cfg, 3, count_nothing, NULL, NULL), RDX_OK);

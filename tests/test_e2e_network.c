@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "rdx/transport.h"
+#include "support/nodeutil.h"
 #include "support/testutil.h"
 
 #define STUDY_UID "1.3.6.1.4.1.5962.1.1.0.0.0.1196527414.5534.0.1"
@@ -44,18 +45,6 @@ static const char *const IDS[NNODES] = {"NJ-HUB",      "MAS-EAST-CHC", "ZJ-EAST-
                                         "YZ-EAST-CHC", "ZJ-CCL",       "NJ-RAD"};
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static int files_equal(const char *a, const char *b)
-{
-    rdx_buf x, y;
-    rdx_buf_init(&x, 64u << 20);
-    rdx_buf_init(&y, 64u << 20);
-    int eq = rdx_file_read(a, &x, NULL) == RDX_OK && rdx_file_read(b, &y, NULL) == RDX_OK &&
-             x.len == y.len && (x.len == 0 || memcmp(x.data, y.data, x.len) == 0);
-    rdx_buf_free(&x);
-    rdx_buf_free(&y);
-    return eq;
-}
 
 static void net_up(struct net *n)
 {
@@ -188,23 +177,6 @@ static char *wait_journey(const struct net *n, int node, const char *box, const 
     return NULL;
 }
 
-static void send_case(const struct net *n, int from, const char *kind, const char *const *files,
-                      char id[64])
-{
-    const char *argv[12] = {"case", "send",   "--config", n->ini[from],
-                            "--to", "NJ-HUB", "--kind",   kind};
-    size_t k = 8;
-    for (size_t i = 0; files[i] != NULL; i++) {
-        argv[k++] = files[i];
-    }
-    argv[k] = NULL;
-    char *out = rdx_test_rdx_ok(0, argv);
-    assert_int_equal(strlen(out), 33);
-    memcpy(id, out, 32);
-    id[32] = '\0';
-    free(out);
-}
-
 /* Newest complete inbox case of kind from the hub at node; "" when none (yet). */
 static size_t inbox_cases(const struct net *n, int node, const char *kind, char last[64])
 {
@@ -265,7 +237,7 @@ static void ecg_send(const struct net *n, char id[64])
     char hea[4200], dat[4200];
     const char *files[] = {rdx_test_fixture(hea, sizeof hea, "ecg/100s.hea"),
                            rdx_test_fixture(dat, sizeof dat, "ecg/100s.dat"), NULL};
-    send_case(n, MAS, "ecg", files, id);
+    rdx_test_send_case(n->ini[MAS], "NJ-HUB", "ecg", files, id);
 }
 
 static void ecg_check(const struct net *n, const char *id, const char *work)
@@ -278,8 +250,8 @@ static void ecg_check(const struct net *n, const char *id, const char *work)
     fetch(n, MAS, reply, dir);
     /* The annotation file is the detector's golden output for this trace. */
     snprintf(path, sizeof path, "%s/100s.qrs", dir);
-    assert_true(
-        files_equal(path, rdx_test_fixture(golden, sizeof golden, "ecg/100s.qrs.expected")));
+    assert_true(rdx_test_files_equal(
+        path, rdx_test_fixture(golden, sizeof golden, "ecg/100s.qrs.expected")));
     snprintf(path, sizeof path, "%s/100s.summary.json", dir);
     char *sum = rdx_test_slurp(path);
     assert_non_null(sum);
@@ -305,7 +277,7 @@ static void study_send(const struct net *n, char id[64])
                            rdx_test_fixture(b, sizeof b, "imaging/study/77654033_CR2_6247"),
                            rdx_test_fixture(c, sizeof c, "imaging/study/77654033_SR_report.dcm"),
                            NULL};
-    send_case(n, ZJ, "dicom", files, id);
+    rdx_test_send_case(n->ini[ZJ], "NJ-HUB", "dicom", files, id);
 }
 
 static void study_check(const struct net *n, const char *id, const char *work)
@@ -333,7 +305,7 @@ static void study_check(const struct net *n, const char *id, const char *work)
         char got[4400], want[4200], rel[200];
         snprintf(got, sizeof got, "%s/%s", dir, names[i]);
         snprintf(rel, sizeof rel, "imaging/study/%s", names[i]);
-        assert_true(files_equal(got, rdx_test_fixture(want, sizeof want, rel)));
+        assert_true(rdx_test_files_equal(got, rdx_test_fixture(want, sizeof want, rel)));
     }
     char path[4400];
     snprintf(path, sizeof path, "%s/report.txt", dir);
@@ -352,7 +324,7 @@ static void order_send(const struct net *n, const char *work, char id[64])
     const char *text = "ZJE0107 collect 202612010705\nZJE0107 dispatch 202612010900\n";
     assert_int_equal(rdx_file_write_atomic(custody, text, strlen(text), NULL), RDX_OK);
     const char *files[] = {rdx_test_fixture(oml, sizeof oml, "e2e/zj_east_oml.hl7"), custody, NULL};
-    send_case(n, ZJ, "lab-order", files, id);
+    rdx_test_send_case(n->ini[ZJ], "NJ-HUB", "lab-order", files, id);
 }
 
 /* The order's routing notice and the lab's copy; then the lab sends its result. */
@@ -395,7 +367,7 @@ static void order_check_and_result(const struct net *n, const char *id, const ch
     const char *scan = "ZJE0107 receive 202612010925\n";
     assert_int_equal(rdx_file_write_atomic(custody, scan, strlen(scan), NULL), RDX_OK);
     const char *files[] = {rdx_test_fixture(oru, sizeof oru, "e2e/zj_ccl_oru.hl7"), custody, NULL};
-    send_case(n, LAB, "lab-result", files, res);
+    rdx_test_send_case(n->ini[LAB], "NJ-HUB", "lab-result", files, res);
 }
 
 static void result_check(const struct net *n, const char *res, const char *work)
@@ -514,7 +486,7 @@ static void test_e2e_three_flows(void **state)
     /* A trace without its header: the ECG engine fails on it, it is retried, then parked. */
     char dat[4200], bad[64];
     const char *badfiles[] = {rdx_test_fixture(dat, sizeof dat, "ecg/100s.dat"), NULL};
-    send_case(&n, MAS, "ecg", badfiles, bad);
+    rdx_test_send_case(n.ini[MAS], "NJ-HUB", "ecg", badfiles, bad);
     ecg_send(&n, ecg);
     study_send(&n, dcm);
     order_send(&n, work, ord);
@@ -539,7 +511,7 @@ static void test_e2e_three_flows(void **state)
     const char *scan = "--actor=ZJ-EAST-CHC collect 202612010705\n";
     assert_int_equal(rdx_file_write_atomic(forged, scan, strlen(scan), NULL), RDX_OK);
     const char *ffiles[] = {rdx_test_fixture(oru, sizeof oru, "e2e/zj_ccl_oru.hl7"), forged, NULL};
-    send_case(&n, LAB, "lab-result", ffiles, fid);
+    rdx_test_send_case(n.ini[LAB], "NJ-HUB", "lab-result", ffiles, fid);
     char *fobj = wait_journey(&n, HUB, "inbox", fid, "parked");
     assert_non_null(strstr(fobj, "custody.tsv:1: expected BARCODE EVENT DTM"));
     free(fobj);
@@ -608,9 +580,9 @@ static void test_e2e_csv_ecg_needs_its_rate(void **state)
     const char *meta = "# Ma'anshan East, Holter export\n[ecg]\nfs = 360\n";
     assert_int_equal(rdx_file_write_atomic(ini, meta, strlen(meta), NULL), RDX_OK);
     const char *with[] = {rdx_test_fixture(csv, sizeof csv, "e2e/100s-10s.csv"), ini, NULL};
-    send_case(&n, MAS, "ecg", with, ok_id);
+    rdx_test_send_case(n.ini[MAS], "NJ-HUB", "ecg", with, ok_id);
     const char *without[] = {csv, NULL};
-    send_case(&n, YZ, "ecg", without, bad_id);
+    rdx_test_send_case(n.ini[YZ], "NJ-HUB", "ecg", without, bad_id);
 
     char *obj = wait_journey(&n, MAS, "outbox", ok_id, "replied");
     char reply[64], dir[4400];

@@ -87,12 +87,6 @@ static void world_new(struct world *w)
     }
 }
 
-static const char *rdx_bin(void)
-{
-    const char *b = getenv("RDX_BIN");
-    return b != NULL && b[0] != '\0' ? b : "build/rdx";
-}
-
 /* The PID node i wrote to DIR/run/ID.pid (0 when none). */
 static pid_t node_pid(const struct world *w, int i)
 {
@@ -154,7 +148,7 @@ static pid_t spawn(const char *const *argv, const char *out, const char *err)
         if (o < 0 || e < 0 || z < 0 || dup2(z, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) {
             _exit(127);
         }
-        execv(rdx_bin(), args);
+        execv(rdx_test_rdx_bin(), args);
         _exit(127);
     }
     return pid;
@@ -223,10 +217,7 @@ static int log_has(const struct world *w, int i, const char *text)
 {
     char path[4400];
     snprintf(path, sizeof path, "%s/log/%s.log", w->dir, IDS[i]);
-    char *t = rdx_test_slurp(path);
-    int has = t != NULL && strstr(t, text) != NULL;
-    free(t);
-    return has;
+    return rdx_test_file_contains(path, text);
 }
 
 /* ---- --await-peers ------------------------------------------------------------ */

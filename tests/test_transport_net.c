@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,154 +23,20 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "rdx/transport.h"
 #include "../transport/transport_int.h"
+#include "support/nodeutil.h"
 #include "support/testutil.h"
-
-extern char **environ;
 
 struct net {
     char *dir;
     char pki[4200];
     char mounted[4300]; /* a tmpfs the disk-full test mounted, unmounted in teardown */
 };
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static void issue(const char *dir, const char *inst)
-{
-    rdx_transport_ca *ca = NULL;
-    rdx_error err;
-    assert_int_equal(rdx_transport_ca_open(dir, &ca, &err), RDX_OK);
-    rdx_transport_issue_cfg cfg = {.institution = inst, .name = inst, .city = "Zhenjiang"};
-    if (rdx_transport_ca_issue(ca, &cfg, NULL, &err) != RDX_OK) {
-        fail_msg("issue %s: %s", inst, err.msg);
-    }
-    rdx_transport_ca_free(ca);
-}
-
-static pid_t spawn_node(const char *ini, const char *log)
-{
-    const char *bin = getenv("RDX_BIN");
-    if (bin == NULL || bin[0] == '\0') {
-        bin = "build/rdx";
-    }
-    const char *argv[] = {bin, "node", "serve", "--config", ini, NULL};
-    posix_spawn_file_actions_t fa;
-    pid_t pid;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    return pid;
-}
-
-static void stop_node(pid_t pid)
-{
-    int status = 0;
-    if (pid <= 0) {
-        return;
-    }
-    kill(pid, SIGTERM);
-    waitpid(pid, &status, 0);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-}
-
-static unsigned wait_port(const char *data)
-{
-    char p[4400];
-    snprintf(p, sizeof p, "%s/node.port", data);
-    for (int i = 0; i < 800; i++) {
-        rdx_buf b;
-        rdx_buf_init(&b, 64);
-        if (rdx_file_read(p, &b, NULL) == RDX_OK && b.len > 1) {
-            int64_t v = 0;
-            size_t n = b.len;
-            while (n > 0 && b.data[n - 1] == '\n') {
-                n--;
-            }
-            rdx_status st = rdx_parse_i64((const char *)b.data, n, 1, 65535, &v);
-            rdx_buf_free(&b);
-            if (st == RDX_OK) {
-                return (unsigned)v;
-            }
-        }
-        rdx_buf_free(&b);
-        sleep_ms(25);
-    }
-    fail_msg("node did not start: no %s", p);
-    return 0;
-}
-
-static long long sql_ll(const char *db_path, const char *sql, const char *arg)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    long long v = -1;
-    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 5000);
-        if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK &&
-            (arg == NULL || sqlite3_bind_text(s, 1, arg, -1, SQLITE_STATIC) == SQLITE_OK) &&
-            sqlite3_step(s) == SQLITE_ROW) {
-            v = sqlite3_column_int64(s, 0);
-        }
-    }
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
-}
-
-/* Poll until sql on db_path gives want (bounded by limit_ms). */
-static void wait_value(const char *db_path, const char *sql, const char *arg, long long want,
-                       long limit_ms)
-{
-    long long v = -1;
-    for (long t = 0; t < limit_ms; t += 25) {
-        if ((v = sql_ll(db_path, sql, arg)) == want) {
-            return;
-        }
-        sleep_ms(25);
-    }
-    fail_msg("%s: '%s' is %lld, not %lld", db_path, sql, v, want);
-}
-
-static void make_file(const char *path, size_t size, unsigned seed)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    uint32_t x = seed;
-    uint8_t buf[65536];
-    for (size_t done = 0; done < size;) {
-        size_t n = size - done < sizeof buf ? size - done : sizeof buf;
-        for (size_t i = 0; i < n; i++) {
-            x = x * 1664525u + 1013904223u;
-            buf[i] = (uint8_t)(x >> 24);
-        }
-        assert_int_equal(fwrite(buf, 1, n, f), n);
-        done += n;
-    }
-    assert_int_equal(fclose(f), 0);
-}
 
 /* SHA-256 of a whole file, streamed (200 MB files are not read into memory). */
 static void file_sha(const char *path, unsigned char md[32])
@@ -200,21 +65,6 @@ static void assert_same_file(const char *a, const char *b)
     file_sha(a, x);
     file_sha(b, y);
     assert_memory_equal(x, y, 32);
-}
-
-/* `rdx case send` from ini to node `to`; the case ID into id. */
-static void send_case(const char *ini, const char *to, const char *kind, const char *file, char *id)
-{
-    const char *argv[] = {"case", "send", "--config", ini, "--to", to, "--kind", kind, file, NULL};
-    struct rdx_run r;
-    assert_int_equal(rdx_run_rdx(&r, argv), 0);
-    if (r.exit_code != 0) {
-        fail_msg("case send: %s", r.err);
-    }
-    assert_int_equal(strlen(r.out), 33);
-    memcpy(id, r.out, 32);
-    id[32] = '\0';
-    rdx_run_free(&r);
 }
 
 static void fetch_case(const char *ini, const char *id, const char *out)
@@ -264,11 +114,7 @@ static int net_teardown(void **state)
     if (w->mounted[0] != '\0') {
         (void)umount2(w->mounted, MNT_DETACH); /* the test failed before it unmounted */
     }
-    if (getenv("RDX_KEEP") == NULL) {
-        rdx_test_rmrf(w->dir);
-    } else {
-        fprintf(stderr, "kept %s\n", w->dir);
-    }
+    rdx_test_rmrf_unless_kept(w->dir);
     free(w->dir);
     free(w);
     return 0;
@@ -286,7 +132,7 @@ static void node_ini(const struct net *w, const char *id, const char *peers, con
              "chunk_size = 4194304\nread_timeout_ms = 10000\nretry_base_ms = 100\n"
              "retry_max_ms = 400\nmax_attempts = 200\n\n[peers]\n%s\n[allow.send]\n%s\n",
              id, id, id, id, peers, allow);
-    write_text(ini, text);
+    rdx_test_write_text(ini, text);
 }
 
 static unsigned start(const struct net *w, const char *id, const char *ini, pid_t *pid)
@@ -294,8 +140,8 @@ static unsigned start(const struct net *w, const char *id, const char *ini, pid_
     char data[4300], log[4300];
     snprintf(data, sizeof data, "%s/%s", w->dir, id);
     snprintf(log, sizeof log, "%s/%s.log", w->dir, id);
-    *pid = spawn_node(ini, log);
-    return wait_port(data);
+    *pid = rdx_test_spawn_node(ini, log);
+    return rdx_test_wait_port(data, 20000);
 }
 
 /* ---- three nodes ------------------------------------------------------------ */
@@ -306,9 +152,9 @@ static void test_net_three_nodes_both_ways_and_200mb(void **state)
     char hub_ini[4300], ma_ini[4300], zj_ini[4300], peers[512];
     char hub_db[4300], ma_db[4300], zj_db[4300];
     pid_t hub, ma, zj;
-    issue(w->pki, "nj-hub");
-    issue(w->pki, "mas-clinic");
-    issue(w->pki, "zj-lab");
+    rdx_test_issue(w->pki, "nj-hub", "Zhenjiang", 0, 0);
+    rdx_test_issue(w->pki, "mas-clinic", "Zhenjiang", 0, 0);
+    rdx_test_issue(w->pki, "zj-lab", "Zhenjiang", 0, 0);
     /* The hub first (its port goes into the others' [peers]), then the two members. */
     node_ini(w, "nj-hub", "", "mas-clinic = ecg, dicom\nzj-lab = lab-result", hub_ini,
              sizeof hub_ini);
@@ -319,7 +165,7 @@ static void test_net_three_nodes_both_ways_and_200mb(void **state)
     unsigned ma_port = start(w, "mas-clinic", ma_ini, &ma);
     unsigned zj_port = start(w, "zj-lab", zj_ini, &zj);
     /* Now the hub knows where the members listen. */
-    stop_node(hub);
+    rdx_test_stop_node(hub);
     char data[4300];
     snprintf(data, sizeof data, "%s/nj-hub/node.port", w->dir);
     unlink(data);
@@ -333,7 +179,7 @@ static void test_net_three_nodes_both_ways_and_200mb(void **state)
              "retry_max_ms = 400\n\n[peers]\n%s\n[allow.send]\nmas-clinic = ecg, dicom\n"
              "zj-lab = lab-result\n",
              hub_port, peers);
-    write_text(hub_ini, text);
+    rdx_test_write_text(hub_ini, text);
     assert_int_equal(start(w, "nj-hub", hub_ini, &hub), hub_port);
     snprintf(hub_db, sizeof hub_db, "%s/nj-hub/node.db", w->dir);
     snprintf(ma_db, sizeof ma_db, "%s/mas-clinic/node.db", w->dir);
@@ -347,25 +193,29 @@ static void test_net_three_nodes_both_ways_and_200mb(void **state)
     snprintf(result, sizeof result, "%s/oru.hl7", w->dir);
     snprintf(order, sizeof order, "%s/orm.hl7", w->dir);
     snprintf(report, sizeof report, "%s/report.txt", w->dir);
-    make_file(study, big, 7);
-    write_text(result, "MSH|^~\\&|LIS|ZJLAB|RDX|NJHUB|20261201||ORU^R01|9|P|2.5.1\r");
-    write_text(order, "MSH|^~\\&|RDX|NJHUB|LIS|ZJLAB|20261201||ORM^O01|10|P|2.5.1\r");
-    write_text(report, "CT chest: no acute findings. Reported at the Nanjing hub.\n");
-    send_case(ma_ini, "nj-hub", "dicom", study, id_study);
-    send_case(zj_ini, "nj-hub", "lab-result", result, id_result);
-    send_case(hub_ini, "zj-lab", "lab-order", order, id_order);
-    send_case(hub_ini, "mas-clinic", "report", report, id_report);
+    rdx_test_make_file(study, big, 7);
+    rdx_test_write_text(result, "MSH|^~\\&|LIS|ZJLAB|RDX|NJHUB|20261201||ORU^R01|9|P|2.5.1\r");
+    rdx_test_write_text(order, "MSH|^~\\&|RDX|NJHUB|LIS|ZJLAB|20261201||ORM^O01|10|P|2.5.1\r");
+    rdx_test_write_text(report, "CT chest: no acute findings. Reported at the Nanjing hub.\n");
+    rdx_test_send_case(ma_ini, "nj-hub", "dicom", (const char *const[]){study, NULL}, id_study);
+    rdx_test_send_case(zj_ini, "nj-hub", "lab-result", (const char *const[]){result, NULL},
+                       id_result);
+    rdx_test_send_case(hub_ini, "zj-lab", "lab-order", (const char *const[]){order, NULL},
+                       id_order);
+    rdx_test_send_case(hub_ini, "mas-clinic", "report", (const char *const[]){report, NULL},
+                       id_report);
     const char *acked = "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'";
-    wait_value(ma_db, acked, id_study, 1, 120000);
-    wait_value(zj_db, acked, id_result, 1, 20000);
-    wait_value(hub_db, acked, id_order, 1, 20000);
-    wait_value(hub_db, acked, id_report, 1, 20000);
+    rdx_test_wait_sql(ma_db, acked, id_study, 1, 120000);
+    rdx_test_wait_sql(zj_db, acked, id_result, 1, 20000);
+    rdx_test_wait_sql(hub_db, acked, id_order, 1, 20000);
+    rdx_test_wait_sql(hub_db, acked, id_report, 1, 20000);
     /*
      * On a clean network the study goes in one attempt: a receiver that
      * stopped reading in the middle (and so timed the sender out) would
      * still deliver it, by resuming, but only on the second.
      */
-    assert_int_equal(sql_ll(ma_db, "SELECT attempts FROM outbox WHERE case_id=?1", id_study), 1);
+    assert_int_equal(rdx_test_sql(ma_db, "SELECT attempts FROM outbox WHERE case_id=?1", id_study),
+                     1);
 
     /* Every item byte-identical at the far end, each case delivered once. */
     char out[4300], got[4400];
@@ -387,19 +237,22 @@ static void test_net_three_nodes_both_ways_and_200mb(void **state)
     fetch_case(ma_ini, id_report, out);
     snprintf(got, sizeof got, "%s/report.txt", out);
     assert_same_file(report, got);
-    assert_int_equal(sql_ll(hub_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL), 2);
-    assert_int_equal(sql_ll(zj_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL), 1);
-    assert_int_equal(sql_ll(ma_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL), 1);
+    assert_int_equal(
+        rdx_test_sql(hub_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL), 2);
+    assert_int_equal(rdx_test_sql(zj_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL),
+                     1);
+    assert_int_equal(rdx_test_sql(ma_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL),
+                     1);
     /* The policy holds in both directions: the lab may not send the hub an ECG. */
     char ecg[4300], id_ecg[40];
     snprintf(ecg, sizeof ecg, "%s/100.hea", w->dir);
-    write_text(ecg, "100 2 360 650000\n");
-    send_case(zj_ini, "nj-hub", "ecg", ecg, id_ecg);
-    wait_value(zj_db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='dead'", id_ecg, 1,
-               20000);
-    stop_node(ma);
-    stop_node(zj);
-    stop_node(hub);
+    rdx_test_write_text(ecg, "100 2 360 650000\n");
+    rdx_test_send_case(zj_ini, "nj-hub", "ecg", (const char *const[]){ecg, NULL}, id_ecg);
+    rdx_test_wait_sql(zj_db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='dead'",
+                      id_ecg, 1, 20000);
+    rdx_test_stop_node(ma);
+    rdx_test_stop_node(zj);
+    rdx_test_stop_node(hub);
     verify_chain(hub_db);
     verify_chain(ma_db);
     verify_chain(zj_db);
@@ -457,7 +310,7 @@ static void test_net_load_100_senders_20_cases_exactly_once(void **state)
     struct net *w = *state;
     char hub_ini[4300], hub_db[4300], peers[128], id[64], ini[4300], item[4300];
     pid_t hub;
-    issue(w->pki, "load-hub");
+    rdx_test_issue(w->pki, "load-hub", "Zhenjiang", 0, 0);
     node_ini(w, "load-hub", "", "* = lab-result", hub_ini, sizeof hub_ini);
     unsigned port = start(w, "load-hub", hub_ini, &hub);
     snprintf(hub_db, sizeof hub_db, "%s/load-hub/node.db", w->dir);
@@ -486,13 +339,14 @@ static void test_net_load_100_senders_20_cases_exactly_once(void **state)
     for (int i = 0; i < SENDERS; i++) {
         assert_int_equal(pthread_create(&s[i].th, NULL, sender_main, &s[i]), 0);
     }
-    wait_value(hub_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL,
-               SENDERS * PER_SENDER, 120000);
+    rdx_test_wait_sql(hub_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL,
+                      SENDERS * PER_SENDER, 120000);
     /* Every sender saw every one of its cases acknowledged. */
     for (int i = 0; i < SENDERS; i++) {
         char db[4400];
         snprintf(db, sizeof db, "%s/%s/node.db", w->dir, s[i].cfg->id);
-        wait_value(db, "SELECT count(*) FROM outbox WHERE state='acked'", NULL, PER_SENDER, 60000);
+        rdx_test_wait_sql(db, "SELECT count(*) FROM outbox WHERE state='acked'", NULL, PER_SENDER,
+                          60000);
     }
     for (int i = 0; i < SENDERS; i++) {
         rdx_transport_node_stop(s[i].node);
@@ -506,42 +360,44 @@ static void test_net_load_100_senders_20_cases_exactly_once(void **state)
         rdx_transport_config_free(s[i].cfg);
     }
     free(s);
-    stop_node(hub);
+    rdx_test_stop_node(hub);
     /* Exactly once: 2,000 distinct cases, each received once, from 100 senders, 20 each. */
-    assert_int_equal(sql_ll(hub_db, "SELECT count(*) FROM inbox", NULL), SENDERS * PER_SENDER);
-    assert_int_equal(sql_ll(hub_db, "SELECT count(*) FROM audit WHERE event='case-received'", NULL),
+    assert_int_equal(rdx_test_sql(hub_db, "SELECT count(*) FROM inbox", NULL),
                      SENDERS * PER_SENDER);
-    assert_int_equal(sql_ll(hub_db,
-                            "SELECT count(*) FROM (SELECT sender FROM inbox GROUP BY sender "
-                            "HAVING count(*) = 20)",
-                            NULL),
+    assert_int_equal(
+        rdx_test_sql(hub_db, "SELECT count(*) FROM audit WHERE event='case-received'", NULL),
+        SENDERS * PER_SENDER);
+    assert_int_equal(rdx_test_sql(hub_db,
+                                  "SELECT count(*) FROM (SELECT sender FROM inbox GROUP BY sender "
+                                  "HAVING count(*) = 20)",
+                                  NULL),
                      SENDERS);
-    assert_int_equal(sql_ll(hub_db, "SELECT max(offers) FROM inbox", NULL), 1);
+    assert_int_equal(rdx_test_sql(hub_db, "SELECT max(offers) FROM inbox", NULL), 1);
     /* The item files are all there, each the size its manifest says. */
-    assert_int_equal(sql_ll(hub_db, "SELECT count(*) FROM inbox_items", NULL),
+    assert_int_equal(rdx_test_sql(hub_db, "SELECT count(*) FROM inbox_items", NULL),
                      SENDERS * PER_SENDER);
     /*
      * Small items reach node.db with the group commit and their files follow
      * from the hub's spill thread: soon every file is there and no row is left.
      */
     for (int tries = 0; tries < 1200; tries++) {
-        if (sql_ll(hub_db, "SELECT count(*) FROM inbox_blobs", NULL) == 0) {
+        if (rdx_test_sql(hub_db, "SELECT count(*) FROM inbox_blobs", NULL) == 0) {
             break;
         }
-        struct timespec ts = {0, 50000000};
-        nanosleep(&ts, NULL);
+        rdx_test_sleep_ms(50);
     }
-    long long left = sql_ll(hub_db, "SELECT count(*) FROM inbox_blobs", NULL);
+    long long left = rdx_test_sql(hub_db, "SELECT count(*) FROM inbox_blobs", NULL);
     if (left != 0) {
-        print_message("%lld small items not spilled: %lld of incomplete cases, %lld marked "
-                      "written; see %s/load-hub.log\n",
-                      left,
-                      sql_ll(hub_db,
-                             "SELECT count(*) FROM inbox_blobs b JOIN inbox i ON i.sender = "
-                             "b.sender AND i.case_id = b.case_id WHERE i.state != 'complete'",
-                             NULL),
-                      sql_ll(hub_db, "SELECT count(*) FROM inbox_blobs WHERE spilled > 0", NULL),
-                      w->dir);
+        print_message(
+            "%lld small items not spilled: %lld of incomplete cases, %lld marked "
+            "written; see %s/load-hub.log\n",
+            left,
+            rdx_test_sql(hub_db,
+                         "SELECT count(*) FROM inbox_blobs b JOIN inbox i ON i.sender = "
+                         "b.sender AND i.case_id = b.case_id WHERE i.state != 'complete'",
+                         NULL),
+            rdx_test_sql(hub_db, "SELECT count(*) FROM inbox_blobs WHERE spilled > 0", NULL),
+            w->dir);
         char logp[4300], line[1024];
         snprintf(logp, sizeof logp, "%s/load-hub.log", w->dir);
         FILE *lf = fopen(logp, "r");
@@ -572,8 +428,8 @@ static void test_net_disk_full_refused_cleanly_then_delivered(void **state)
     char hub_ini[4300], cl_ini[4300], hub_db[4300], cl_db[4300], inbox[4300], peers[128];
     char study[4300], id[40];
     pid_t hub, cl;
-    issue(w->pki, "full-hub");
-    issue(w->pki, "yz-clinic");
+    rdx_test_issue(w->pki, "full-hub", "Zhenjiang", 0, 0);
+    rdx_test_issue(w->pki, "yz-clinic", "Zhenjiang", 0, 0);
     snprintf(inbox, sizeof inbox, "%s/full-hub/inbox", w->dir);
     snprintf(hub_db, sizeof hub_db, "%s/full-hub", w->dir);
     assert_int_equal(mkdir(hub_db, 0700), 0);
@@ -594,43 +450,45 @@ static void test_net_disk_full_refused_cleanly_then_delivered(void **state)
     snprintf(hub_db, sizeof hub_db, "%s/full-hub/node.db", w->dir);
     snprintf(cl_db, sizeof cl_db, "%s/yz-clinic/node.db", w->dir);
     snprintf(study, sizeof study, "%s/mr-series.dcm", w->dir);
-    make_file(study, 10u << 20, 3);
-    send_case(cl_ini, "full-hub", "dicom", study, id);
-    wait_value(hub_db,
-               "SELECT count(*) > 0 FROM audit WHERE event='case-refused' AND "
-               "instr(detail, 'No space left') > 0",
-               NULL, 1, 30000);
-    wait_value(cl_db,
-               "SELECT count(*) > 0 FROM audit WHERE event='case-send-failed' AND "
-               "instr(detail, 'No space left') > 0",
-               NULL, 1, 30000);
+    rdx_test_make_file(study, 10u << 20, 3);
+    rdx_test_send_case(cl_ini, "full-hub", "dicom", (const char *const[]){study, NULL}, id);
+    rdx_test_wait_sql(hub_db,
+                      "SELECT count(*) > 0 FROM audit WHERE event='case-refused' AND "
+                      "instr(detail, 'No space left') > 0",
+                      NULL, 1, 30000);
+    rdx_test_wait_sql(cl_db,
+                      "SELECT count(*) > 0 FROM audit WHERE event='case-send-failed' AND "
+                      "instr(detail, 'No space left') > 0",
+                      NULL, 1, 30000);
     /* Refused cleanly: nothing complete, the stored bytes are exactly the durable ones. */
-    assert_int_equal(sql_ll(hub_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL), 0);
+    assert_int_equal(
+        rdx_test_sql(hub_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL), 0);
     char item[4500];
     struct stat sb;
     snprintf(item, sizeof item, "%s/yz-clinic/%s/0", inbox, id);
     if (stat(item, &sb) == 0) {
-        assert_int_equal((long long)sb.st_size,
-                         sql_ll(hub_db, "SELECT coalesce(sum(durable), 0) FROM inbox_items", NULL));
+        assert_int_equal(
+            (long long)sb.st_size,
+            rdx_test_sql(hub_db, "SELECT coalesce(sum(durable), 0) FROM inbox_items", NULL));
     }
     /* The sender keeps it. */
-    assert_int_equal(sql_ll(cl_db,
-                            "SELECT count(*) FROM outbox WHERE case_id=?1 AND "
-                            "state='queued'",
-                            id),
+    assert_int_equal(rdx_test_sql(cl_db,
+                                  "SELECT count(*) FROM outbox WHERE case_id=?1 AND "
+                                  "state='queued'",
+                                  id),
                      1);
     /* Room again (the same file system, grown): it arrives, byte-identical. */
     assert_int_equal(
         mount("tmpfs", inbox, "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=64m,mode=0700"), 0);
-    wait_value(cl_db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'", id, 1,
-               60000);
+    rdx_test_wait_sql(cl_db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'", id,
+                      1, 60000);
     char out[4300], got[4400];
     snprintf(out, sizeof out, "%s/out-full", w->dir);
     fetch_case(hub_ini, id, out);
     snprintf(got, sizeof got, "%s/mr-series.dcm", out);
     assert_same_file(study, got);
-    stop_node(cl);
-    stop_node(hub);
+    rdx_test_stop_node(cl);
+    rdx_test_stop_node(hub);
     assert_int_equal(umount(inbox), 0);
     w->mounted[0] = '\0';
     verify_chain(hub_db);

@@ -17,7 +17,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,9 +36,8 @@
 
 #include "rdx/transport.h"
 #include "../transport/transport_int.h"
+#include "support/nodeutil.h"
 #include "support/testutil.h"
-
-extern char **environ;
 
 struct world {
     char *dir;
@@ -52,99 +50,6 @@ struct world {
 };
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
-static int file_contains(const char *path, const char *needle)
-{
-    rdx_buf b;
-    rdx_buf_init(&b, 16u << 20);
-    int hit = rdx_file_read(path, &b, NULL) == RDX_OK && b.data != NULL &&
-              strstr((const char *)b.data, needle) != NULL;
-    rdx_buf_free(&b);
-    return hit;
-}
-
-static void issue(const char *dir, const char *inst, int64_t nb, int days)
-{
-    rdx_transport_ca *ca = NULL;
-    rdx_error err;
-    assert_int_equal(rdx_transport_ca_open(dir, &ca, &err), RDX_OK);
-    rdx_transport_issue_cfg cfg = {
-        .institution = inst, .name = inst, .city = "Nanjing", .days = days, .not_before_unix = nb};
-    if (rdx_transport_ca_issue(ca, &cfg, NULL, &err) != RDX_OK) {
-        fail_msg("issue %s: %s", inst, err.msg);
-    }
-    rdx_transport_ca_free(ca);
-}
-
-static pid_t spawn_node(const char *ini, const char *log)
-{
-    const char *bin = getenv("RDX_BIN");
-    if (bin == NULL || bin[0] == '\0') {
-        bin = "build/rdx";
-    }
-    const char *argv[] = {bin, "node", "serve", "--config", ini, NULL};
-    posix_spawn_file_actions_t fa;
-    pid_t pid;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    assert_int_equal(posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    return pid;
-}
-
-/* Wait (bounded) for DATA/node.port to appear and return the port. */
-static unsigned wait_port(const char *data)
-{
-    char p[4300];
-    snprintf(p, sizeof p, "%s/node.port", data);
-    for (int i = 0; i < 400; i++) {
-        rdx_buf b;
-        rdx_buf_init(&b, 64);
-        if (rdx_file_read(p, &b, NULL) == RDX_OK && b.len > 1) {
-            int64_t v = 0;
-            size_t n = b.len;
-            while (n > 0 && (b.data[n - 1] == '\n')) {
-                n--;
-            }
-            rdx_status st = rdx_parse_i64((const char *)b.data, n, 1, 65535, &v);
-            rdx_buf_free(&b);
-            if (st == RDX_OK) {
-                return (unsigned)v;
-            }
-        }
-        rdx_buf_free(&b);
-        sleep_ms(25);
-    }
-    fail_msg("node did not start: no %s", p);
-    return 0;
-}
-
-static void stop_node(pid_t pid)
-{
-    int status = 0;
-    if (pid <= 0) {
-        return;
-    }
-    kill(pid, SIGTERM);
-    waitpid(pid, &status, 0);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-}
 
 /* Count audit records of event whose detail contains substr (NULL: any). */
 static int audit_count(const char *db_path, const char *event, const char *substr)
@@ -178,27 +83,9 @@ static void wait_audit(const char *db_path, const char *event, const char *subst
         if (audit_count(db_path, event, substr) >= atleast) {
             return;
         }
-        sleep_ms(25);
+        rdx_test_sleep_ms(25);
     }
     fail_msg("no audit record '%s' with '%s' in %s", event, substr ? substr : "", db_path);
-}
-
-static int sql_int(const char *db_path, const char *sql, const char *arg)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    int v = -1;
-    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 5000);
-        if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK &&
-            (arg == NULL || sqlite3_bind_text(s, 1, arg, -1, SQLITE_STATIC) == SQLITE_OK)) {
-            int rc = sqlite3_step(s);
-            v = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : rc == SQLITE_DONE ? 0 : -1;
-        }
-    }
-    sqlite3_finalize(s);
-    sqlite3_close(db);
-    return v;
 }
 
 /* Wait until the clinic's outbox has case id in state. */
@@ -206,62 +93,12 @@ static void wait_outbox(struct world *w, const char *id, const char *state)
 {
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='%s'", state);
-    for (int i = 0; i < 600; i++) {
-        if (sql_int(w->clinic_db, sql, id) == 1) {
-            return;
-        }
-        sleep_ms(25);
-    }
-    fail_msg("case %s never reached outbox state %s", id, state);
+    rdx_test_wait_sql(w->clinic_db, sql, id, 1, 15000);
 }
 
 static void run_ok(struct rdx_run *r, const char *const *argv)
 {
     assert_int_equal(rdx_run_rdx(r, argv), 0);
-}
-
-static void send_case(struct world *w, const char *kind, const char *const *files, char *id)
-{
-    const char *argv[16] = {"case", "send", "--config", w->clinic_ini,
-                            "--to", "hub",  "--kind",   kind};
-    size_t n = 8;
-    for (size_t i = 0; files[i] != NULL; i++) {
-        argv[n++] = files[i];
-    }
-    argv[n] = NULL;
-    struct rdx_run r;
-    run_ok(&r, argv);
-    if (r.exit_code != 0) {
-        fail_msg("case send: %s", r.err);
-    }
-    assert_int_equal(strlen(r.out), 33);
-    memcpy(id, r.out, 32);
-    id[32] = '\0';
-    rdx_run_free(&r);
-}
-
-static void make_file(const char *path, size_t size, unsigned seed)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    uint32_t x = seed;
-    for (size_t i = 0; i < size; i++) {
-        x = x * 1664525u + 1013904223u;
-        fputc((int)(x >> 24), f);
-    }
-    fclose(f);
-}
-
-static int files_equal(const char *a, const char *b)
-{
-    rdx_buf x, y;
-    rdx_buf_init(&x, 64u << 20);
-    rdx_buf_init(&y, 64u << 20);
-    int eq = rdx_file_read(a, &x, NULL) == RDX_OK && rdx_file_read(b, &y, NULL) == RDX_OK &&
-             x.len == y.len && (x.len == 0 || memcmp(x.data, y.data, x.len) == 0);
-    rdx_buf_free(&x);
-    rdx_buf_free(&y);
-    return eq;
 }
 
 /* ---- an in-process TLS client, as a hostile or honest peer ---------------- */
@@ -375,14 +212,14 @@ static void write_configs(struct world *w, unsigned hub_port, unsigned hub_liste
              "chunk_size = 1048576\n\n[peers]\nclinic = 127.0.0.1:9\n\n"
              "[allow.send]\nclinic = ecg, lab-order\nex-member = *\nlapsed = *\n",
              hub_listen);
-    write_text(w->hub_ini, text);
+    rdx_test_write_text(w->hub_ini, text);
     snprintf(text, sizeof text,
              "[node]\nid = clinic\nlisten = 127.0.0.1:0\ncert = pki/certs/clinic.crt\n"
              "key = pki/private/clinic.key\nca = pki/ca.crt\ncrl = pki/crl.pem\n"
              "data = clinic\nchunk_size = 1048576\nretry_base_ms = 100\nretry_max_ms = 400\n"
              "max_attempts = 60\n\n[peers]\nhub = 127.0.0.1:%u\n",
              hub_port);
-    write_text(w->clinic_ini, text);
+    rdx_test_write_text(w->clinic_ini, text);
 }
 
 static int world_setup(void **state)
@@ -405,11 +242,11 @@ static int world_setup(void **state)
         fprintf(stderr, "setup: %s\n", err.msg);
         return -1;
     }
-    issue(w->pki, "hub", 0, 0);
-    issue(w->pki, "clinic", 0, 0);
-    issue(w->pki, "ex-member", 0, 0);
-    issue(w->pki, "lapsed", (int64_t)time(NULL) - 30 * 86400, 2);
-    issue(w->other, "clinic", 0, 0); /* same ID, wrong CA */
+    rdx_test_issue(w->pki, "hub", "Nanjing", 0, 0);
+    rdx_test_issue(w->pki, "clinic", "Nanjing", 0, 0);
+    rdx_test_issue(w->pki, "ex-member", "Nanjing", 0, 0);
+    rdx_test_issue(w->pki, "lapsed", "Nanjing", (int64_t)time(NULL) - 30 * 86400, 2);
+    rdx_test_issue(w->other, "clinic", "Nanjing", 0, 0); /* same ID, wrong CA */
     rdx_transport_ca *h = NULL;
     if (rdx_transport_ca_open(w->pki, &h, &err) != RDX_OK ||
         rdx_transport_ca_revoke(h, "ex-member", NULL, RDX_TRANSPORT_REVOKE_KEY_COMPROMISE, 0, NULL,
@@ -419,14 +256,14 @@ static int world_setup(void **state)
     }
     rdx_transport_ca_free(h);
     write_configs(w, 9, 0);
-    w->hub = spawn_node(w->hub_ini, w->hub_log);
+    w->hub = rdx_test_spawn_node(w->hub_ini, w->hub_log);
     char data[4300];
     snprintf(data, sizeof data, "%s/hub", w->dir);
-    w->hub_port = wait_port(data);
+    w->hub_port = rdx_test_wait_port(data, 10000);
     write_configs(w, w->hub_port, 0);
-    w->clinic = spawn_node(w->clinic_ini, w->clinic_log);
+    w->clinic = rdx_test_spawn_node(w->clinic_ini, w->clinic_log);
     snprintf(data, sizeof data, "%s/clinic", w->dir);
-    (void)wait_port(data);
+    (void)rdx_test_wait_port(data, 10000);
     *state = w;
     return 0;
 }
@@ -434,8 +271,8 @@ static int world_setup(void **state)
 static int world_teardown(void **state)
 {
     struct world *w = *state;
-    stop_node(w->clinic);
-    stop_node(w->hub);
+    rdx_test_stop_node(w->clinic);
+    rdx_test_stop_node(w->hub);
     /* Both audit chains must verify after everything the tests did. */
     const char *dbs[] = {w->hub_db, w->clinic_db};
     for (int i = 0; i < 2; i++) {
@@ -449,11 +286,7 @@ static int world_teardown(void **state)
         assert_true(n > 0);
         sqlite3_close(db);
     }
-    if (getenv("RDX_KEEP") == NULL) {
-        rdx_test_rmrf(w->dir);
-    } else {
-        fprintf(stderr, "kept %s\n", w->dir);
-    }
+    rdx_test_rmrf_unless_kept(w->dir);
     free(w->dir);
     free(w);
     return 0;
@@ -474,7 +307,7 @@ static void expect_refused(struct world *w, const char *cert, const char *key, c
     }
     peer_close(&p);
     wait_audit(w->hub_db, "connection-refused", why, before + 1);
-    assert_true(file_contains(w->hub_log, why));
+    assert_true(rdx_test_file_contains(w->hub_log, why));
 }
 
 static void test_node_refuses_no_certificate(void **state)
@@ -515,15 +348,15 @@ static void test_node_refuses_policy_and_dead_letters(void **state)
     struct world *w = *state;
     char f[4300], id[40];
     snprintf(f, sizeof f, "%s/study.dcm", w->dir);
-    make_file(f, 1000, 7);
+    rdx_test_make_file(f, 1000, 7);
     const char *files[] = {f, NULL};
-    send_case(w, "dicom", files, id);
+    rdx_test_send_case(w->clinic_ini, "hub", "dicom", files, id);
     /* A policy refusal is permanent: dead-lettered at once, with the reason. */
     wait_outbox(w, id, "dead");
     wait_audit(w->hub_db, "policy-refused", "not allow institution 'clinic' to send 'dicom'", 1);
     wait_audit(w->clinic_db, "case-dead-lettered", "policy does not allow", 1);
-    assert_true(file_contains(w->hub_log, "refused case"));
-    assert_int_equal(sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 0);
+    assert_true(rdx_test_file_contains(w->hub_log, "refused case"));
+    assert_int_equal(rdx_test_sql(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 0);
     struct rdx_run r;
     const char *st[] = {"case", "status", "--config", w->clinic_ini, "--json", NULL};
     run_ok(&r, st);
@@ -541,7 +374,7 @@ static void test_node_refuses_policy_and_dead_letters(void **state)
     wait_audit(w->clinic_db, "case-dead-lettered", "policy does not allow", 2);
     wait_audit(w->hub_db, "policy-refused", "not allow institution 'clinic' to send 'dicom'", 2);
     /* Counted afresh: one attempt since the retry (a lost link could add one, not more). */
-    int attempts = sql_int(w->clinic_db, "SELECT attempts FROM outbox WHERE case_id=?1", id);
+    int attempts = rdx_test_sql(w->clinic_db, "SELECT attempts FROM outbox WHERE case_id=?1", id);
     assert_true(attempts >= 1 && attempts <= 2);
     const char *bad[] = {"case", "retry", "--config", w->clinic_ini, "no-such-case", NULL};
     run_ok(&r, bad);
@@ -559,14 +392,15 @@ static void test_node_delivers_byte_identical(void **state)
     snprintf(a, sizeof a, "%s/100.hea", w->dir);
     snprintf(b, sizeof b, "%s/100.dat", w->dir);
     snprintf(c, sizeof c, "%s/empty.atr", w->dir);
-    write_text(a, "100 2 360 650000\n100.dat 212 200 11 1024 995 -22131 0 MLII\n");
-    make_file(b, 3 * 1048576 + 12345, 1); /* four 1 MiB chunks, the last short */
-    make_file(c, 0, 0);
+    rdx_test_write_text(a, "100 2 360 650000\n100.dat 212 200 11 1024 995 -22131 0 MLII\n");
+    rdx_test_make_file(b, 3 * 1048576 + 12345, 1); /* four 1 MiB chunks, the last short */
+    rdx_test_make_file(c, 0, 0);
     const char *files[] = {a, b, c, NULL};
-    send_case(w, "ecg", files, id);
+    rdx_test_send_case(w->clinic_ini, "hub", "ecg", files, id);
     wait_outbox(w, id, "acked");
     assert_int_equal(
-        sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'", id),
+        rdx_test_sql(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'",
+                     id),
         1);
     snprintf(out, sizeof out, "%s/fetched", w->dir);
     assert_int_equal(mkdir(out, 0700), 0);
@@ -581,9 +415,9 @@ static void test_node_delivers_byte_identical(void **state)
     snprintf(fa, sizeof fa, "%s/100.hea", out);
     snprintf(fb, sizeof fb, "%s/100.dat", out);
     snprintf(fc, sizeof fc, "%s/empty.atr", out);
-    assert_true(files_equal(a, fa));
-    assert_true(files_equal(b, fb));
-    assert_true(files_equal(c, fc));
+    assert_true(rdx_test_files_equal(a, fa));
+    assert_true(rdx_test_files_equal(b, fb));
+    assert_true(rdx_test_files_equal(c, fc));
     /* A second fetch never overwrites. */
     run_ok(&r, fetch);
     assert_int_equal(r.exit_code, 1);
@@ -612,10 +446,10 @@ static void test_node_small_items_spill_and_survive_a_crash(void **state)
     char a[4300], b[4300], id[40], out[4300], item[4400];
     snprintf(a, sizeof a, "%s/result.hl7", w->dir);
     snprintf(b, sizeof b, "%s/note.txt", w->dir);
-    make_file(a, 3000, 7);
-    make_file(b, 65536, 8); /* exactly the inline ceiling */
+    rdx_test_make_file(a, 3000, 7);
+    rdx_test_make_file(b, 65536, 8); /* exactly the inline ceiling */
     const char *files[] = {a, b, NULL};
-    send_case(w, "lab-order", files, id);
+    rdx_test_send_case(w->clinic_ini, "hub", "lab-order", files, id);
     wait_outbox(w, id, "acked");
     /* Right after the ACK: the item path gives a complete file, durably written. */
     rdx_transport_config *cfg = NULL;
@@ -623,7 +457,7 @@ static void test_node_small_items_spill_and_survive_a_crash(void **state)
     assert_int_equal(rdx_transport_config_load(w->hub_ini, &cfg, &err), RDX_OK);
     assert_int_equal(rdx_transport_inbox_item_path(cfg, "clinic", id, 1, item, sizeof item, &err),
                      RDX_OK);
-    assert_true(files_equal(b, item));
+    assert_true(rdx_test_files_equal(b, item));
     snprintf(out, sizeof out, "%s/fetched-small", w->dir);
     assert_int_equal(mkdir(out, 0700), 0);
     size_t n = 0;
@@ -631,31 +465,26 @@ static void test_node_small_items_spill_and_survive_a_crash(void **state)
     assert_int_equal(n, 2);
     char fa[4400];
     snprintf(fa, sizeof fa, "%s/result.hl7", out);
-    assert_true(files_equal(a, fa));
+    assert_true(rdx_test_files_equal(a, fa));
 
     /* A second case, and the hub killed at once: its items are in node.db only. */
     char id2[40];
-    send_case(w, "lab-order", files, id2);
+    rdx_test_send_case(w->clinic_ini, "hub", "lab-order", files, id2);
     wait_outbox(w, id2, "acked");
     kill(w->hub, SIGKILL);
     (void)waitpid(w->hub, NULL, 0);
     restart(w, 1);
-    for (int tries = 0; tries < 400; tries++) {
-        if (sql_int(w->hub_db, "SELECT count(*) FROM inbox_blobs", NULL) == 0) {
-            break;
-        }
-        sleep_ms(25);
-    }
-    assert_int_equal(sql_int(w->hub_db, "SELECT count(*) FROM inbox_blobs", NULL), 0);
+    rdx_test_wait_sql(w->hub_db, "SELECT count(*) FROM inbox_blobs", NULL, 0, 10000);
     const char *ids[] = {id, id2};
     for (size_t k = 0; k < 2; k++) {
         snprintf(item, sizeof item, "%s/hub/inbox/clinic/%s/0", w->dir, ids[k]);
-        assert_true(files_equal(a, item));
+        assert_true(rdx_test_files_equal(a, item));
         snprintf(item, sizeof item, "%s/hub/inbox/clinic/%s/1", w->dir, ids[k]);
-        assert_true(files_equal(b, item));
+        assert_true(rdx_test_files_equal(b, item));
     }
     assert_int_equal(
-        sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'", id2),
+        rdx_test_sql(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'",
+                     id2),
         1);
     rdx_transport_config_free(cfg);
 }
@@ -665,9 +494,9 @@ static void test_node_duplicate_applied_once(void **state)
     struct world *w = *state;
     char a[4300], id[40];
     snprintf(a, sizeof a, "%s/order.hl7", w->dir);
-    write_text(a, "MSH|^~\\&|LIS|GULOU|LAB|HUB|20261201||ORM^O01|1|P|2.5.1\r");
+    rdx_test_write_text(a, "MSH|^~\\&|LIS|GULOU|LAB|HUB|20261201||ORM^O01|1|P|2.5.1\r");
     const char *files[] = {a, NULL};
-    send_case(w, "lab-order", files, id);
+    rdx_test_send_case(w->clinic_ini, "hub", "lab-order", files, id);
     wait_outbox(w, id, "acked");
     int dups = audit_count(w->hub_db, "case-duplicate", NULL);
     /*
@@ -675,16 +504,17 @@ static void test_node_duplicate_applied_once(void **state)
      * outbox still says queued. It sends again; the hub acknowledges and does
      * not deliver a second time.
      */
-    assert_int_equal(sql_int(w->clinic_db,
-                             "UPDATE outbox SET state='queued', next_attempt_ms=0 WHERE case_id=?1",
-                             id),
-                     0);
+    assert_int_equal(
+        rdx_test_sql(w->clinic_db,
+                     "UPDATE outbox SET state='queued', next_attempt_ms=0 WHERE case_id=?1", id),
+        0);
     wait_outbox(w, id, "acked");
     wait_audit(w->hub_db, "case-duplicate", NULL, dups + 1);
     wait_audit(w->clinic_db, "case-acknowledged", "already had it", 1);
-    assert_int_equal(sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 1);
-    assert_int_equal(audit_count(w->hub_db, "case-received", NULL),
-                     sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL));
+    assert_int_equal(rdx_test_sql(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 1);
+    assert_int_equal(
+        audit_count(w->hub_db, "case-received", NULL),
+        rdx_test_sql(w->hub_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL));
 }
 
 /* A manifest of nitems random items (clinic -> hub), and their bytes. */
@@ -908,7 +738,7 @@ static void test_node_new_connection_takes_over_a_case(void **state)
     assert_int_equal(f.type, RDX_FRAME_ACK);
     peer_close(&a);
     peer_close(&b);
-    assert_true(file_contains(w->hub_log, "takes over"));
+    assert_true(rdx_test_file_contains(w->hub_log, "takes over"));
     free(data[0]);
     rdx_tp_manifest_clear(&m);
 }
@@ -983,7 +813,7 @@ static void test_node_timeouts_close_silent_peers(void **state)
     rdx_transport_frame f;
     assert_int_equal(peer_read(&p, &f), -1);
     peer_close(&p);
-    assert_true(file_contains(w->hub_log, "read timeout"));
+    assert_true(rdx_test_file_contains(w->hub_log, "read timeout"));
 }
 
 static void test_node_reloads_crl_after_revocation(void **state)
@@ -993,7 +823,7 @@ static void test_node_reloads_crl_after_revocation(void **state)
     struct peer p;
     rdx_transport_frame f;
     rdx_error err;
-    issue(w->pki, "latecomer", 0, 0);
+    rdx_test_issue(w->pki, "latecomer", "Nanjing", 0, 0);
     snprintf(c, sizeof c, "%s/certs/latecomer.crt", w->pki);
     snprintf(k, sizeof k, "%s/private/latecomer.key", w->pki);
     assert_int_equal(peer_open(&p, w->hub_port, c, k), 1);
@@ -1009,8 +839,8 @@ static void test_node_reloads_crl_after_revocation(void **state)
                      RDX_OK);
     rdx_transport_ca_free(ca);
     expect_refused(w, c, k, "certificate revoked, claims institution latecomer");
-    assert_true(file_contains(w->hub_log, "loaded CRL"));
-    assert_false(file_contains(w->hub_log, "expires in"));
+    assert_true(rdx_test_file_contains(w->hub_log, "loaded CRL"));
+    assert_false(rdx_test_file_contains(w->hub_log, "expires in"));
     /* A CRL about to expire is announced in the log, well before every peer is refused. */
     struct rdx_run r;
     const char *crl[] = {"pki", "crl", "--dir", w->pki, "--days", "1", NULL};
@@ -1023,8 +853,8 @@ static void test_node_reloads_crl_after_revocation(void **state)
     assert_int_equal(peer_send(&p, RDX_FRAME_PING, NULL, 0), 0);
     assert_int_equal(peer_read(&p, &f), 0); /* still valid: served */
     peer_close(&p);
-    assert_true(file_contains(w->hub_log, "expires in 23 h") ||
-                file_contains(w->hub_log, "expires in 24 h"));
+    assert_true(rdx_test_file_contains(w->hub_log, "expires in 23 h") ||
+                rdx_test_file_contains(w->hub_log, "expires in 24 h"));
 }
 
 static void test_node_idle_timeout(void **state)
@@ -1038,9 +868,9 @@ static void test_node_idle_timeout(void **state)
              "[node]\nid = hub\nlisten = 127.0.0.1:0\ncert = pki/certs/hub.crt\n"
              "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = idle\n"
              "idle_timeout_ms = 300\n");
-    write_text(ini, text);
-    pid_t pid = spawn_node(ini, log);
-    unsigned port = wait_port(data);
+    rdx_test_write_text(ini, text);
+    pid_t pid = rdx_test_spawn_node(ini, log);
+    unsigned port = rdx_test_wait_port(data, 10000);
     struct peer p;
     rdx_transport_frame f;
     char c[4300], k[4300];
@@ -1052,8 +882,8 @@ static void test_node_idle_timeout(void **state)
     /* Then silence: the node hangs up, not the test. */
     assert_int_equal(peer_read(&p, &f), -1);
     peer_close(&p);
-    stop_node(pid);
-    assert_true(file_contains(log, "idle timeout"));
+    rdx_test_stop_node(pid);
+    assert_true(rdx_test_file_contains(log, "idle timeout"));
 }
 
 static void test_node_200_concurrent_peers(void **state)
@@ -1086,19 +916,16 @@ static void test_node_200_concurrent_peers(void **state)
 /* Sum of durable bytes the hub holds for a case (-1 when it does not know it). */
 static long long hub_durable(struct world *w, const char *id)
 {
-    return sql_int(w->hub_db,
-                   "SELECT coalesce((SELECT sum(durable) / 1024 FROM inbox_items WHERE "
-                   "case_id=?1), -1)",
-                   id);
+    return rdx_test_sql(w->hub_db,
+                        "SELECT coalesce((SELECT sum(durable) / 1024 FROM inbox_items WHERE "
+                        "case_id=?1), -1)",
+                        id);
 }
 
 /* Start a node with RLIMIT_FSIZE set: writes past limit fail (EFBIG), like a full disk. */
 static pid_t spawn_node_limited(const char *ini, const char *log, rlim_t limit)
 {
-    const char *bin = getenv("RDX_BIN");
-    if (bin == NULL || bin[0] == '\0') {
-        bin = "build/rdx";
-    }
+    const char *bin = rdx_test_rdx_bin();
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -1125,11 +952,11 @@ static void restart(struct world *w, int hub)
     if (hub) {
         /* Same port as before, so the clinic's [peers] entry still points at it. */
         write_configs(w, w->hub_port, w->hub_port);
-        w->hub = spawn_node(w->hub_ini, w->hub_log);
+        w->hub = rdx_test_spawn_node(w->hub_ini, w->hub_log);
     } else {
-        w->clinic = spawn_node(w->clinic_ini, w->clinic_log);
+        w->clinic = rdx_test_spawn_node(w->clinic_ini, w->clinic_log);
     }
-    (void)wait_port(data);
+    (void)rdx_test_wait_port(data, 10000);
 }
 
 /* kill -9 one node while a large case is half stored at the hub; the case must resume. */
@@ -1138,17 +965,17 @@ static void crash_mid_transfer(struct world *w, int kill_hub)
     char big[4300], id[40], out[4300];
     const size_t size = 48u << 20;
     snprintf(big, sizeof big, "%s/study-%d.dcm", w->dir, kill_hub);
-    make_file(big, size, 99u + (unsigned)kill_hub);
+    rdx_test_make_file(big, size, 99u + (unsigned)kill_hub);
     for (int tries = 0;; tries++) {
         const char *files[] = {big, NULL};
-        send_case(w, "ecg", files, id);
+        rdx_test_send_case(w->clinic_ini, "hub", "ecg", files, id);
         long long kb = -1;
         for (int i = 0; i < 4000; i++) {
             kb = hub_durable(w, id);
             if (kb > 0) {
                 break;
             }
-            sleep_ms(2);
+            rdx_test_sleep_ms(2);
         }
         assert_true(kb > 0);
         pid_t victim = kill_hub ? w->hub : w->clinic;
@@ -1168,7 +995,7 @@ static void crash_mid_transfer(struct world *w, int kill_hub)
     wait_outbox(w, id, "acked");
     /* It resumed from the hub's persisted progress rather than from zero. */
     assert_true(audit_count(w->hub_db, "case-resumed", NULL) > resumed);
-    assert_int_equal(sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 1);
+    assert_int_equal(rdx_test_sql(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 1);
     snprintf(out, sizeof out, "%s/after-crash-%d", w->dir, kill_hub);
     assert_int_equal(mkdir(out, 0700), 0);
     struct rdx_run r;
@@ -1178,7 +1005,7 @@ static void crash_mid_transfer(struct world *w, int kill_hub)
     rdx_run_free(&r);
     char got[4400];
     snprintf(got, sizeof got, "%s/study-%d.dcm", out, kill_hub);
-    assert_true(files_equal(big, got));
+    assert_true(rdx_test_files_equal(big, got));
     unlink(got);
     unlink(big);
 }
@@ -1199,17 +1026,17 @@ static void test_node_storage_failure_refused_cleanly(void **state)
     char big[4300], id[40], data[4300], port[4400];
     const size_t size = 12u << 20;
     snprintf(big, sizeof big, "%s/ct-series.dcm", w->dir);
-    make_file(big, size, 5);
+    rdx_test_make_file(big, size, 5);
     /* The hub can store at most 6 MiB in any one file. */
-    stop_node(w->hub);
+    rdx_test_stop_node(w->hub);
     snprintf(data, sizeof data, "%s/hub", w->dir);
     snprintf(port, sizeof port, "%s/node.port", data);
     unlink(port);
     write_configs(w, w->hub_port, w->hub_port);
     w->hub = spawn_node_limited(w->hub_ini, w->hub_log, 6u << 20);
-    (void)wait_port(data);
+    (void)rdx_test_wait_port(data, 10000);
     const char *files[] = {big, NULL};
-    send_case(w, "ecg", files, id);
+    rdx_test_send_case(w->clinic_ini, "hub", "ecg", files, id);
     wait_audit(w->hub_db, "case-refused", "cannot store", 1);
     wait_audit(w->clinic_db, "case-send-failed", "cannot store", 1);
     /* Refused, not half-written: the file holds exactly the durable bytes. */
@@ -1220,17 +1047,20 @@ static void test_node_storage_failure_refused_cleanly(void **state)
     assert_int_equal((long long)sb.st_size, hub_durable(w, id) * 1024);
     assert_true(sb.st_size <= (6 << 20));
     assert_int_equal(
-        sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'", id),
+        rdx_test_sql(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'",
+                     id),
         0);
     /* The sender keeps the case and retries; once the hub has room, it arrives. */
-    assert_int_equal(sql_int(w->clinic_db,
-                             "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued'", id),
+    assert_int_equal(rdx_test_sql(w->clinic_db,
+                                  "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued'",
+                                  id),
                      1);
-    stop_node(w->hub);
+    rdx_test_stop_node(w->hub);
     restart(w, 1);
     wait_outbox(w, id, "acked");
     assert_int_equal(
-        sql_int(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'", id),
+        rdx_test_sql(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'",
+                     id),
         1);
     unlink(big);
 }
@@ -1241,7 +1071,7 @@ static void test_node_cli_errors(void **state)
     struct rdx_run r;
     char bad[4300];
     snprintf(bad, sizeof bad, "%s/bad.ini", w->dir);
-    write_text(bad, "[node]\nid = x\nlisten = 127.0.0.1:1\n[allow.send]\nclinic = ekg\n");
+    rdx_test_write_text(bad, "[node]\nid = x\nlisten = 127.0.0.1:1\n[allow.send]\nclinic = ekg\n");
     const char *serve[] = {"node", "serve", "--config", bad, NULL};
     run_ok(&r, serve);
     assert_int_equal(r.exit_code, 1);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,7 +133,7 @@ static char *slurp_fd(int fd)
 
 int rdx_run_rdx(struct rdx_run *r, const char *const *argv)
 {
-    const char *bin = getenv("RDX_BIN");
+    const char *bin = rdx_test_rdx_bin();
     char outp[] = "/tmp/rdx-test-out-XXXXXX";
     char errp[] = "/tmp/rdx-test-err-XXXXXX";
     const char *args[64];
@@ -141,9 +142,6 @@ int rdx_run_rdx(struct rdx_run *r, const char *const *argv)
     pid_t pid;
     int status = 0;
 
-    if (bin == NULL || bin[0] == '\0') {
-        bin = "build/rdx";
-    }
     args[n++] = bin;
     while (argv[n - 1] != NULL && n < 63) {
         args[n] = argv[n - 1];
@@ -205,10 +203,76 @@ void rdx_test_rmrf(const char *path)
     }
 }
 
+void rdx_test_rmrf_unless_kept(const char *path)
+{
+    if (getenv("RDX_KEEP") == NULL) {
+        rdx_test_rmrf(path);
+    } else {
+        fprintf(stderr, "kept %s\n", path);
+    }
+}
+
 void rdx_test_sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+const char *rdx_test_rdx_bin(void)
+{
+    const char *bin = getenv("RDX_BIN");
+    return bin != NULL && bin[0] != '\0' ? bin : "build/rdx";
+}
+
+void rdx_test_write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        fail_msg("%s: cannot create it", path);
+    }
+    int ok = fputs(text, f) >= 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok) {
+        fail_msg("%s: cannot write it", path);
+    }
+}
+
+void rdx_test_make_file(const char *path, size_t size, unsigned seed)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    uint32_t x = seed;
+    uint8_t buf[65536];
+    for (size_t done = 0; done < size;) {
+        size_t n = size - done < sizeof buf ? size - done : sizeof buf;
+        for (size_t i = 0; i < n; i++) {
+            x = x * 1664525u + 1013904223u;
+            buf[i] = (uint8_t)(x >> 24);
+        }
+        assert_int_equal(fwrite(buf, 1, n, f), n);
+        done += n;
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+int rdx_test_files_equal(const char *a, const char *b)
+{
+    rdx_buf x, y;
+    rdx_buf_init(&x, 64u << 20);
+    rdx_buf_init(&y, 64u << 20);
+    int eq = rdx_file_read(a, &x, NULL) == RDX_OK && rdx_file_read(b, &y, NULL) == RDX_OK &&
+             x.len == y.len && (x.len == 0 || memcmp(x.data, y.data, x.len) == 0);
+    rdx_buf_free(&x);
+    rdx_buf_free(&y);
+    return eq;
+}
+
+int rdx_test_file_contains(const char *path, const char *needle)
+{
+    char *t = rdx_test_slurp(path);
+    int has = t != NULL && strstr(t, needle) != NULL;
+    free(t);
+    return has;
 }
 
 char *rdx_test_slurp(const char *path)

@@ -50,6 +50,11 @@ void rdx_run_free(struct rdx_run *r);
 char *rdx_test_tmpdir(void);
 /* rm -rf path (for test cleanup). */
 void rdx_test_rmrf(const char *path);
+/*
+ * rdx_test_rmrf(path), unless $RDX_KEEP is set: then path stays, for a look
+ * after a failure, and "kept PATH" goes to stderr.
+ */
+void rdx_test_rmrf_unless_kept(const char *path);
 
 /*
  * Helpers for tests that run real rdx processes (networks of nodes). Waits
@@ -60,6 +65,25 @@ void rdx_test_rmrf(const char *path);
 
 /* Sleep ms milliseconds (the pause between two polls). */
 void rdx_test_sleep_ms(long ms);
+
+/* The rdx binary the tests run: $RDX_BIN, or build/rdx when it is unset or empty. */
+const char *rdx_test_rdx_bin(void);
+
+/* Write text (NUL-terminated) to path, replacing it; fails the test when it cannot. */
+void rdx_test_write_text(const char *path, const char *text);
+
+/*
+ * Write size pseudo-random bytes to path, the same bytes for the same seed (a
+ * linear congruential generator, the top byte of each step); fails the test
+ * when it cannot. Streams: any size.
+ */
+void rdx_test_make_file(const char *path, size_t size, unsigned seed);
+
+/* Whether files a and b both read (at most 64 MiB each) and hold the same bytes. */
+int rdx_test_files_equal(const char *a, const char *b);
+
+/* Whether the file at path reads (rdx_test_slurp) and contains needle. */
+int rdx_test_file_contains(const char *path, const char *needle);
 
 /*
  * The whole of the file at path, NUL-terminated (malloc'd; free() it), read
