@@ -107,11 +107,22 @@ static void *node_main(void *arg)
     return NULL;
 }
 
+/* RDX_BENCH_LOG=1: the nodes' log lines on stderr, with a millisecond clock, to see phases. */
+static void bench_log(void *user, rdx_log_level level, const char *msg)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    fprintf(stderr, "%ld.%03ld %s: %s: %s\n", (long)ts.tv_sec, ts.tv_nsec / 1000000,
+            (const char *)user, rdx_log_level_name(level), msg);
+}
+
 static void start_node(struct node_thread *t, const char *ini)
 {
     rdx_error err;
+    rdx_logger lg = {bench_log, (void *)ini, RDX_LOG_INFO};
     if (rdx_transport_config_load(ini, &t->cfg, &err) != RDX_OK ||
-        rdx_transport_node_new(t->cfg, NULL, &t->node, &err) != RDX_OK) {
+        rdx_transport_node_new(t->cfg, getenv("RDX_BENCH_LOG") != NULL ? &lg : NULL, &t->node,
+                               &err) != RDX_OK) {
         die(ini, &err);
     }
     pthread_create(&t->th, NULL, node_main, t);
@@ -218,9 +229,20 @@ static void cpu_snap_take(struct cpu_snap *s)
  * threads): take the second snapshot before stopping it.
  */
 static void cpu_snap_print(const struct cpu_snap *a, const struct cpu_snap *b, double units,
-                           const char *what)
+                           const char *what, double wall_s)
 {
-    fprintf(stderr, "transport_bench: CPU ms per %s:", what);
+    double total = 0;
+    for (int k = 0; k < b->n; k++) {
+        double before = 0;
+        for (int j = 0; j < a->n; j++) {
+            if (strcmp(a->name[j], b->name[k]) == 0) {
+                before = a->ns[j];
+            }
+        }
+        total += (b->ns[k] - before) / 1e6;
+    }
+    fprintf(stderr, "transport_bench: %s: %.0f ms, %.2f cores busy; CPU ms per 8 MiB:", what,
+            wall_s * 1e3, wall_s > 0 ? total / (wall_s * 1e3) : 0.0);
     for (int k = 0; k < b->n; k++) {
         double before = 0;
         for (int j = 0; j < a->n; j++) {
@@ -580,18 +602,25 @@ int main(int argc, char **argv)
         struct cpu_snap c0, c1;
         cpu_snap_take(&c0);
         double t0 = now_s();
+        if (getenv("RDX_BENCH_LOG") != NULL) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            fprintf(stderr, "%ld.%03ld bulk run %d starts\n", (long)ts.tv_sec,
+                    ts.tv_nsec / 1000000, rep + 1);
+        }
         start_node(&clinic, q);
         wait_all_acked(ccfg, ++acked);
         bulk[rep] = (double)mib * 1.048576 / (now_s() - t0);
         cpu_snap_take(&c1);
-        cpu_snap_print(&c0, &c1, (double)mib / 8, "8 MiB, rdx bulk");
+        cpu_snap_print(&c0, &c1, (double)mib / 8, "rdx bulk", (double)mib * 1.048576 / bulk[rep]);
         stop_node(&clinic);
         double rcpu = 0;
         cpu_snap_take(&c0);
         plain[rep] = (double)mib * 1.048576 / plain_stream(sctx, cctx, mib << 20, &rcpu);
         cpu_snap_take(&c1);
-        cpu_snap_print(&c0, &c1, (double)mib / 8, "8 MiB, plain TLS (sender)");
-        fprintf(stderr, "transport_bench: CPU ms per 8 MiB, plain TLS receiver %.2f\n",
+        cpu_snap_print(&c0, &c1, (double)mib / 8, "plain TLS (sender side)",
+                       (double)mib * 1.048576 / plain[rep]);
+        fprintf(stderr, "transport_bench: plain TLS receiver: CPU ms per 8 MiB %.2f\n",
                 rcpu / ((double)mib / 8));
         ratio[rep] = bulk[rep] / plain[rep];
     }

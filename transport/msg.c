@@ -8,7 +8,10 @@
  *   u8 version, str8 case_id, str8 kind, str8 sender, str8 recipient,
  *   u64 created_ms, u32 chunk_size, u16 nitems,
  *   nitems x { str16 name, u64 size, 32 bytes SHA-256 }
- * CHUNK: str8 case_id, u16 item, u64 offset, 32 bytes SHA-256 of data, data...
+ * CHUNK: str8 case_id, u16 item, u64 offset, 32 bytes check value (the item's
+ *        SHA-256 chaining value at the chunk's end), u16 pad, pad zero bytes,
+ *        data... (pad puts the data of a chunk of 1 MiB or more at a multiple
+ *        of 4 KiB into the payload; 0 for smaller chunks; at most 4095)
  * PROGRESS: str8 case_id, u16 n, n x u64 durable bytes
  * COMMIT / ACK: str8 case_id, u8 flag (ACK: 1 = duplicate, already delivered)
  * REFUSE: str8 case_id (may be empty), u16 code, str16 reason

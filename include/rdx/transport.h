@@ -371,8 +371,8 @@ int rdx_transport_policy_allows(const rdx_transport_config *cfg, int fetch, cons
 /* ==== The node (transport/node*.c) ======================================= */
 
 /*
- * One institution's node: a TLS 1.3 server on an event loop (libevent with
- * OpenSSL bufferevents) that accepts cases from member institutions, and a
+ * One institution's node: a TLS 1.3 server on a libevent loop (a
+ * non-blocking SSL per connection) that accepts cases from member institutions, and a
  * delivery thread that sends this node's outbox to its peers. All state is in
  * DATA/node.db and DATA/inbox, DATA/outbox.
  */
