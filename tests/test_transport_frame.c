@@ -92,6 +92,19 @@ static void build_stream(rdx_buf *b)
     }
 }
 
+/* Frame i of the stream build_stream makes: type, length and every payload byte. */
+static void check_sample(const rdx_transport_frame *f, size_t i)
+{
+    assert_true(i < NSAMPLES);
+    assert_int_equal(f->type, samples[i].type);
+    assert_int_equal(f->len, samples[i].len);
+    for (size_t k = 0; k < f->len; k++) {
+        if (f->payload[k] != (uint8_t)(k * 31 + i)) {
+            fail_msg("frame %zu byte %zu differs", i, k);
+        }
+    }
+}
+
 /* Decode stream with pieces of sizes from next_piece(); check every frame. */
 static void decode_split(const rdx_buf *s, size_t (*next_piece)(size_t i, void *u), void *u)
 {
@@ -115,15 +128,7 @@ static void decode_split(const rdx_buf *s, size_t (*next_piece)(size_t i, void *
             assert_true(used > 0 || got);
             pos += used;
             if (got) {
-                assert_true(nframes < NSAMPLES);
-                assert_int_equal(f.type, samples[nframes].type);
-                assert_int_equal(f.len, samples[nframes].len);
-                for (size_t k = 0; k < f.len; k++) {
-                    if (f.payload[k] != (uint8_t)(k * 31 + nframes)) {
-                        fail_msg("frame %zu byte %zu differs", nframes, k);
-                    }
-                }
-                nframes++;
+                check_sample(&f, nframes++);
             }
             assert_true(rdx_transport_decoder_footprint(d) <= RDX_TRANSPORT_FRAME_MAX);
         }
@@ -208,15 +213,7 @@ static void decode_space_commit(const rdx_buf *s, uint32_t seed)
         rdx_transport_frame f;
         assert_int_equal(rdx_transport_decoder_commit(d, n, &f, &got, &err), RDX_OK);
         if (got) {
-            assert_true(nframes < NSAMPLES);
-            assert_int_equal(f.type, samples[nframes].type);
-            assert_int_equal(f.len, samples[nframes].len);
-            for (size_t k = 0; k < f.len; k++) {
-                if (f.payload[k] != (uint8_t)(k * 31 + nframes)) {
-                    fail_msg("seed %u frame %zu byte %zu differs", seed, nframes, k);
-                }
-            }
-            nframes++;
+            check_sample(&f, nframes++);
         }
     }
     assert_int_equal(nframes, NSAMPLES);

@@ -400,17 +400,11 @@ static void conn_free(struct conn *c)
         }
     }
     rdx_transport_decoder_free(c->dec);
-    if (c->rev != NULL) {
-        event_free(c->rev);
-    }
-    if (c->wev != NULL) {
-        event_free(c->wev);
-    }
-    if (c->tev != NULL) {
-        event_free(c->tev);
-    }
-    if (c->more != NULL) {
-        event_free(c->more);
+    struct event *evs[] = {c->rev, c->wev, c->tev, c->more};
+    for (size_t k = 0; k < sizeof evs / sizeof evs[0]; k++) {
+        if (evs[k] != NULL) {
+            event_free(evs[k]);
+        }
     }
     if (c->out != NULL) {
         evbuffer_free(c->out);
