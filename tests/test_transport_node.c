@@ -1170,14 +1170,50 @@ static void verify_chain(const char *db_path)
  * and a crl-renewed record says when it ended. Its own PKI and two nodes:
  * the hub's CRL expires, the clinic's stays current.
  */
+struct solo {
+    char *dir;
+    pid_t hub, clinic;
+};
+
+static int solo_setup(void **state)
+{
+    struct solo *s = calloc(1, sizeof *s);
+    if (s == NULL || (s->dir = rdx_test_tmpdir()) == NULL) {
+        free(s);
+        return -1;
+    }
+    *state = s;
+    return 0;
+}
+
+/* Whatever a failed test left running is stopped, so that it holds no pipe or port. */
+static int solo_teardown(void **state)
+{
+    struct solo *s = *state;
+    pid_t pids[] = {s->hub, s->clinic};
+    for (int i = 0; i < 2; i++) {
+        if (pids[i] > 0) {
+            kill(pids[i], SIGKILL);
+            (void)waitpid(pids[i], NULL, 0);
+        }
+    }
+    if (getenv("RDX_KEEP") == NULL) {
+        rdx_test_rmrf(s->dir);
+    } else {
+        fprintf(stderr, "kept %s\n", s->dir);
+    }
+    free(s->dir);
+    free(s);
+    return 0;
+}
+
 static void test_node_expired_crl_fails_closed_until_renewed(void **state)
 {
-    (void)state;
-    char *dir = rdx_test_tmpdir();
+    struct solo *solo = *state;
+    char *dir = solo->dir;
     char pki[4200], crl[4300], clinic_crl[4300], text[4096], data[4300], c[4300], k[4300];
     char hub_ini[4200], clinic_ini[4200], hub_db[4200], clinic_db[4200], report[4300], id[40];
     rdx_error err;
-    assert_non_null(dir);
     snprintf(pki, sizeof pki, "%s/pki", dir);
     snprintf(crl, sizeof crl, "%s/crl.pem", pki);
     snprintf(clinic_crl, sizeof clinic_crl, "%s/clinic-crl.pem", pki);
@@ -1228,7 +1264,7 @@ static void test_node_expired_crl_fails_closed_until_renewed(void **state)
              "key = pki/private/clinic.key\nca = pki/ca.crt\ncrl = pki/clinic-crl.pem\n"
              "data = clinic\n\n[peers]\nhub = 127.0.0.1:9\n\n[allow.send]\nhub = report\n");
     write_text(clinic_ini, text);
-    pid_t clinic = spawn_node(clinic_ini, hub.clinic_log);
+    solo->clinic = spawn_node(clinic_ini, hub.clinic_log);
     snprintf(data, sizeof data, "%s/clinic", dir);
     unsigned clinic_port = wait_port(data);
     snprintf(text, sizeof text,
@@ -1239,7 +1275,7 @@ static void test_node_expired_crl_fails_closed_until_renewed(void **state)
              "[allow.send]\nclinic = ecg\nex-member = *\n",
              clinic_port);
     write_text(hub_ini, text);
-    pid_t hubpid = spawn_node(hub_ini, hub.hub_log);
+    solo->hub = spawn_node(hub_ini, hub.hub_log);
     snprintf(data, sizeof data, "%s/hub", dir);
     hub.hub_port = wait_port(data);
 
@@ -1301,16 +1337,12 @@ static void test_node_expired_crl_fails_closed_until_renewed(void **state)
         1);
     assert_int_equal(audit_count(hub_db, "crl-expired", NULL), 1);
 
-    stop_node(hubpid);
-    stop_node(clinic);
+    stop_node(solo->hub);
+    solo->hub = 0;
+    stop_node(solo->clinic);
+    solo->clinic = 0;
     verify_chain(hub_db);
     verify_chain(clinic_db);
-    if (getenv("RDX_KEEP") == NULL) {
-        rdx_test_rmrf(dir);
-    } else {
-        fprintf(stderr, "kept %s\n", dir);
-    }
-    free(dir);
 }
 
 static void test_node_idle_timeout(void **state)
@@ -1598,7 +1630,8 @@ int main(void)
         cmocka_unit_test(test_node_refuses_forged_sender_and_bad_frames),
         cmocka_unit_test(test_node_timeouts_close_silent_peers),
         cmocka_unit_test(test_node_reloads_crl_after_revocation),
-        cmocka_unit_test(test_node_expired_crl_fails_closed_until_renewed),
+        cmocka_unit_test_setup_teardown(test_node_expired_crl_fails_closed_until_renewed,
+                                        solo_setup, solo_teardown),
         cmocka_unit_test(test_node_idle_timeout),
         cmocka_unit_test(test_node_200_concurrent_peers),
         cmocka_unit_test(test_node_receiver_killed_mid_transfer_resumes),
