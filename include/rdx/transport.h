@@ -295,7 +295,8 @@ rdx_status rdx_transport_decoder_take(rdx_transport_decoder *d, rdx_buf *out, rd
  *   cert = pki/certs/ndth.crt
  *   key = pki/private/ndth.key        ; mode 0600
  *   ca = pki/ca.crt
- *   crl = pki/crl.pem                 ; re-read when it changes
+ *   crl = pki/crl.pem                 ; reloaded after it changes; expired: every
+ *                                     ; new connection is refused (docs/transport.md)
  *   data = data/ndth                  ; node.db (SQLite, WAL), inbox/, outbox/
  *   handshake_timeout_ms = 10000      ; optional tuning, with these defaults
  *   read_timeout_ms = 30000           ; a frame must keep arriving at least this often
