@@ -1167,8 +1167,9 @@ static void verify_chain(const char *db_path)
  * certificate) and cannot deliver out (the case stays queued with the
  * reason), until a new CRL is published; then members are served again,
  * the revoked certificate is still refused, the queued case is delivered,
- * and a crl-renewed record says when it ended. Its own PKI and two nodes:
- * the hub's CRL expires, the clinic's stays current.
+ * and a crl-renewed record says when it ended. Then a CRL that expires while
+ * the node runs. Its own PKI and two nodes: the hub's CRL expires, the
+ * clinic's stays current.
  */
 struct solo {
     char *dir;
@@ -1336,6 +1337,25 @@ static void test_node_expired_crl_fails_closed_until_renewed(void **state)
         sql_int(clinic_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'", id),
         1);
     assert_int_equal(audit_count(hub_db, "crl-expired", NULL), 1);
+
+    /*
+     * A CRL that runs out while the node runs: published for five seconds and
+     * loaded by the next connection (served: still current). With no
+     * connection after that, the node notices the expiry by itself, a second
+     * after nextUpdate rather than at the next hourly check, and refuses again.
+     */
+    assert_int_equal(rdx_transport_ca_open(pki, &ca, &err), RDX_OK);
+    assert_int_equal(rdx_transport_ca_crl_publish_v2(ca, 5, NULL, NULL, &err), RDX_OK);
+    rdx_transport_ca_free(ca);
+    assert_int_equal(peer_open(&p, hub.hub_port, c, k), 1);
+    assert_int_equal(peer_send(&p, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&p, &f), 0);
+    peer_close(&p);
+    for (int i = 0; i < 800 && audit_count(hub_db, "crl-expired", NULL) < 2; i++) {
+        sleep_ms(25);
+    }
+    assert_int_equal(audit_count(hub_db, "crl-expired", NULL), 2);
+    expect_refused(&hub, c, k, "CRL has expired, claims institution clinic");
 
     stop_node(solo->hub);
     solo->hub = 0;

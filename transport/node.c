@@ -1958,11 +1958,13 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
  * the last CRL_WARN_DAYS; an error every hour once it has expired, with one
  * crl-expired audit record per expiry; and a crl-renewed record when a new CRL
  * ends it. The check runs at start-up too, so an operator who starts a node
- * with an expired CRL is told at once.
+ * with an expired CRL is told at once, and a second after nextUpdate when
+ * that comes within the hour, so the record marks the moment it expired.
  */
 #define CRL_WARN_DAYS 2 /* CRLs are published for 7 days by default: warn in the last two */
 
-static void crl_check_expiry(struct rdx_transport_node *n)
+/* Check the CRL's nextUpdate; returns the seconds left (<= 0: expired; INT64_MAX: unreadable). */
+static int64_t crl_check_expiry(struct rdx_transport_node *n)
 {
     FILE *f = fopen(n->cfg->crl, "r");
     X509_CRL *crl = f != NULL ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
@@ -1974,7 +1976,7 @@ static void crl_check_expiry(struct rdx_transport_node *n)
     int64_t until = next != NULL ? rdx_tp_asn1_time_unix(next) : 0;
     X509_CRL_free(crl);
     if (until == 0) {
-        return; /* unreadable: the TLS context load reports that */
+        return INT64_MAX; /* unreadable: the TLS context load reports that */
     }
     int64_t left = until - rdx_clock_wall_ms() / 1000;
     char detail[4300], when[32] = "?";
@@ -1993,7 +1995,7 @@ static void crl_check_expiry(struct rdx_transport_node *n)
             audit(n, "crl-expired", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, detail);
         }
         n->crl_state = 2;
-        return;
+        return left;
     }
     if (n->crl_state == 2) {
         snprintf(detail, sizeof detail, "CRL %s is current again: valid until %s", n->cfg->crl,
@@ -2010,6 +2012,18 @@ static void crl_check_expiry(struct rdx_transport_node *n)
     } else {
         n->crl_state = 0;
     }
+    return left;
+}
+
+/* Check now, then again in an hour, or a second after nextUpdate if that comes first. */
+static void crl_check_and_arm(struct rdx_transport_node *n)
+{
+    int64_t left = crl_check_expiry(n);
+    struct timeval next = {3600, 0};
+    if (left > 0 && left < 3600) {
+        next.tv_sec = (time_t)left + 1;
+    }
+    (void)event_add(n->crl_timer, &next); /* a pending timer is moved, not doubled */
 }
 
 static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -2017,9 +2031,7 @@ static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct rdx_transport_node *n = arg;
     (void)fd;
     (void)what;
-    crl_check_expiry(n);
-    struct timeval hour = {3600, 0};
-    (void)event_add(n->crl_timer, &hour);
+    crl_check_and_arm(n);
 }
 
 /* Rebuild the TLS context when the CRL file has changed (a revocation was published). */
@@ -2044,7 +2056,7 @@ static void maybe_reload(struct rdx_transport_node *n)
     n->crl_mtime = sb.st_mtim;
     n->crl_size = sb.st_size;
     rdx_log(&n->log, RDX_LOG_INFO, "loaded CRL %s", n->cfg->crl);
-    crl_check_expiry(n);
+    crl_check_and_arm(n);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
@@ -2589,7 +2601,7 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
             "required)",
             n->cfg->id, n->cfg->listen_host, n->port);
     audit(n, "node-started", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, "", "");
-    crl_timer_cb(-1, 0, n); /* now, then hourly */
+    crl_timer_cb(-1, 0, n); /* now, then hourly (or at nextUpdate) */
     int rc = event_base_dispatch(n->base);
     atomic_store(&n->sender.stop, 1);
     pthread_join(n->sender_thread, NULL);
