@@ -605,8 +605,8 @@ int main(int argc, char **argv)
         if (getenv("RDX_BENCH_LOG") != NULL) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            fprintf(stderr, "%ld.%03ld bulk run %d starts\n", (long)ts.tv_sec,
-                    ts.tv_nsec / 1000000, rep + 1);
+            fprintf(stderr, "%ld.%03ld bulk run %d starts\n", (long)ts.tv_sec, ts.tv_nsec / 1000000,
+                    rep + 1);
         }
         start_node(&clinic, q);
         wait_all_acked(ccfg, ++acked);

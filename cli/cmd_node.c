@@ -28,12 +28,18 @@ static void log_stderr(void *user, rdx_log_level level, const char *msg)
 static const char SERVE_USAGE[] =
     "Usage: rdx node serve --config FILE [--await-peers READY] [--await-timeout SEC]\n"
     "                      [--pid-file FILE] [--owner PID] [--jobs N] [--verbose]\n\n"
-    "Run this institution's node as FILE describes (see 'rdx case --help' and\n"
-    "README.md, section Transport): accept cases from member institutions over\n"
-    "TLS 1.3 with client certificates checked against the network CA and CRL,\n"
-    "store them durably in the data directory, and deliver the outbox to peers.\n"
-    "Logs go to stderr, one line per event; the bound port is written to\n"
-    "DATA/node.port. SIGINT or SIGTERM stops it cleanly.\n\n"
+    "Run this institution's node as FILE describes (its keys: README.md, section\n"
+    "Transport, and include/rdx/transport.h): accept cases from member\n"
+    "institutions over TLS 1.3 with client certificates checked against the\n"
+    "network CA and CRL, store them durably in the data directory, and deliver\n"
+    "the outbox to peers ('rdx case send'). Logs go to stderr, one line per\n"
+    "event; the bound port is written to DATA/node.port. SIGINT or SIGTERM\n"
+    "stops it cleanly.\n\n"
+    "The CRL's nextUpdate is checked at start, hourly and when it passes: a\n"
+    "warning in its last 48 hours; once it has passed, an error and a\n"
+    "crl-expired audit record, and every new connection, in and out, is\n"
+    "refused until 'rdx pki crl' publishes a new one (picked up without a\n"
+    "restart; see docs/transport.md).\n\n"
     "When FILE has a [dispatch] section (the hub; see docs/ARCHITECTURE.md and\n"
     "include/rdx/hub.h), the node also processes its inbox: ECGs are detected and\n"
     "answered with a report, studies indexed, study requests answered as\n"
@@ -56,7 +62,8 @@ static const char SERVE_USAGE[] =
     "                       test, so nothing outlives it (a PID reused by another\n"
     "                       process is told apart by its start time)\n"
     "  --jobs N             cases the dispatcher processes at once (1-64; default\n"
-    "                       [dispatch] jobs, else 2), never two from one sender\n";
+    "                       [dispatch] jobs, else 2), never two from one sender\n"
+    "  --verbose            log debug lines too (the dispatcher's case starts)\n";
 
 /* The most a node waits for --await-peers' READY file unless --await-timeout says otherwise. */
 #define AWAIT_DEFAULT_S 60
@@ -423,7 +430,8 @@ static int print_record(void *u, const rdx_transport_audit_record *r)
 static const char AUDIT_USAGE[] =
     "Usage: rdx node audit --config FILE [--verify] [--json]\n\n"
     "Print the node's audit log (every connection accepted or refused, every\n"
-    "case queued, received, acknowledged, refused, fetched or dead-lettered),\n"
+    "case queued, received, acknowledged, refused, fetched or dead-lettered, and\n"
+    "the node's own events: started, stopped, CRL expired or renewed),\n"
     "one record a line: sequence, time, outcome, event, institution, object,\n"
     "detail. With --verify, check the SHA-256 hash chain instead and name the\n"
     "first broken record (exit 1).\n";

@@ -200,20 +200,22 @@ static int pki_revoke(int argc, char **argv)
     return RDX_EXIT_OK;
 }
 
-static const char CRL_USAGE[] = "Usage: rdx pki crl --dir DIR [--days N] [--json]\n\n"
-                                "Publish DIR/crl.pem afresh (a new CRL number, valid for N "
-                                "days, default 7,\nat most 366), listing every revoked "
-                                "certificate. Run it before the old CRL's\nnextUpdate: nodes "
-                                "refuse every peer once their CRL has expired.\n";
+static const char CRL_USAGE[] =
+    "Usage: rdx pki crl --dir DIR [--days N | --hours H] [--json]\n\n"
+    "Publish DIR/crl.pem afresh (a new CRL number), listing every revoked\n"
+    "certificate, valid for N days (default 7, at most 366) or H hours (1 to\n"
+    "8784) for a short-lived CRL. Run it again before the CRL's nextUpdate: a\n"
+    "node refuses every new connection, in and out, once its CRL has expired.\n";
 
 static int pki_crl(int argc, char **argv)
 {
     const char *cmd = "pki crl";
-    const char *dir = NULL, *days_s = NULL;
+    const char *dir = NULL, *days_s = NULL, *hours_s = NULL;
     int json = 0, nops = 0;
-    long days = 0;
+    long days = 0, hours = 0;
     const rdx_cli_opt opts[] = {RDX_CLI_VALUE("--dir", &dir), RDX_CLI_VALUE("--days", &days_s),
-                                RDX_CLI_FLAG("--json", &json), RDX_CLI_END};
+                                RDX_CLI_VALUE("--hours", &hours_s), RDX_CLI_FLAG("--json", &json),
+                                RDX_CLI_END};
     int rc = rdx_cli_parse_opts_v2(cmd, argc, argv, opts, PKI_PARSE, CRL_USAGE, &nops);
     if (rc != RDX_CLI_GO) {
         return rc;
@@ -221,7 +223,13 @@ static int pki_crl(int argc, char **argv)
     if (dir == NULL) {
         return rdx_cli_usage(cmd, "--dir is required");
     }
+    if (days_s != NULL && hours_s != NULL) {
+        return rdx_cli_usage(cmd, "give --days or --hours, not both");
+    }
     if (days_s != NULL && rdx_tp_cli_int(days_s, 1, 366, &days, "--days", cmd) != 0) {
+        return RDX_EXIT_USAGE;
+    }
+    if (hours_s != NULL && rdx_tp_cli_int(hours_s, 1, 366 * 24, &hours, "--hours", cmd) != 0) {
         return RDX_EXIT_USAGE;
     }
     rdx_error err;
@@ -232,7 +240,8 @@ static int pki_crl(int argc, char **argv)
     }
     int64_t number = 0;
     size_t n = 0;
-    rdx_status st = rdx_transport_ca_crl_publish(ca, (int)days, &number, &n, &err);
+    int64_t valid_s = hours > 0 ? (int64_t)hours * 3600 : (int64_t)days * 86400;
+    rdx_status st = rdx_transport_ca_crl_publish_v2(ca, valid_s, &number, &n, &err);
     rdx_transport_ca_free(ca);
     if (st != RDX_OK) {
         return fail_status(cmd, &err);

@@ -87,6 +87,8 @@ static void test_config_good_file(void **state)
     assert_int_equal(c->idle_ms, 5000);
     assert_int_equal(c->read_ms, 30000); /* default */
     assert_int_equal(c->chunk_size, 8388608);
+    assert_int_equal(c->spill_delay_ms, 500);       /* default */
+    assert_int_equal(c->spill_checkpoint_ms, 2000); /* default */
     assert_int_equal(c->npeers, 2);
     const struct rdx_tp_peer *p = rdx_tp_config_peer(c, "yz-lab");
     assert_non_null(p);
@@ -105,6 +107,16 @@ static void test_config_good_file(void **state)
     assert_false(rdx_transport_policy_allows(c, 1, "yz-lab", RDX_KIND_REPORT));
     rdx_transport_config_free(c);
     rdx_transport_config_free(NULL);
+
+    /* The spill tuning keys, at their bounds. */
+    static const char SPILL[] =
+        "[node]\nid = a\nlisten = 127.0.0.1:1\ncert = c\nkey = k\nca = a\ncrl = r\ndata = d\n"
+        "spill_delay_ms = 0\nspill_checkpoint_ms = 600000\n";
+    put(f, SPILL);
+    assert_int_equal(rdx_transport_config_load(f->ini, &c, &err), RDX_OK);
+    assert_int_equal(c->spill_delay_ms, 0);
+    assert_int_equal(c->spill_checkpoint_ms, 600000);
+    rdx_transport_config_free(c);
 }
 
 static void test_config_errors_name_line(void **state)
@@ -121,6 +133,10 @@ static void test_config_errors_name_line(void **state)
         {"[node]\nlisten = localhost:7000\n", "is not an IPv4 address"},
         {"[node]\nlisten = 7000\n", "is not host:port"},
         {"[node]\nread_timeout_ms = 5\n", ":2: [node] read_timeout_ms: '5' is not"},
+        {"[node]\nspill_delay_ms = 60001\n", ":2: [node] spill_delay_ms: '60001' is not"},
+        {"[node]\nspill_delay_ms = -1\n", "spill_delay_ms"},
+        {"[node]\nspill_checkpoint_ms = 99\n", ":2: [node] spill_checkpoint_ms: '99' is not"},
+        {"[node]\nspill_checkpoint_ms = 600001\n", "from 100 to 600000"},
         {"[node]\nchunk_size = 16777216\n", "chunk_size"},
         {"[node]\nchunk_size = 1048577\n",
          ":2: [node] chunk_size: 1048577 is not a multiple of 4096"},

@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <dirent.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,6 +48,7 @@ struct world {
     char hub_log[4200], clinic_log[4200];
     pid_t hub, clinic;
     unsigned hub_port;
+    const char *hub_extra; /* more [node] keys for the hub (NULL: none) */
 };
 
 /* ---- helpers ------------------------------------------------------------- */
@@ -99,6 +101,19 @@ static void wait_outbox(struct world *w, const char *id, const char *state)
 static void run_ok(struct rdx_run *r, const char *const *argv)
 {
     assert_int_equal(rdx_run_rdx(r, argv), 0);
+}
+
+/* Entries in dir, besides . and .. */
+static int dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    }
+    closedir(d);
+    return n;
 }
 
 /* ---- an in-process TLS client, as a hostile or honest peer ---------------- */
@@ -209,9 +224,9 @@ static void write_configs(struct world *w, unsigned hub_port, unsigned hub_liste
              "[node]\nid = hub\nlisten = 127.0.0.1:%u\ncert = pki/certs/hub.crt\n"
              "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = hub\n"
              "handshake_timeout_ms = 2000\nread_timeout_ms = 2000\nidle_timeout_ms = 20000\n"
-             "chunk_size = 1048576\n\n[peers]\nclinic = 127.0.0.1:9\n\n"
+             "chunk_size = 1048576\n%s\n[peers]\nclinic = 127.0.0.1:9\n\n"
              "[allow.send]\nclinic = ecg, lab-order\nex-member = *\nlapsed = *\n",
-             hub_listen);
+             hub_listen, w->hub_extra != NULL ? w->hub_extra : "");
     rdx_test_write_text(w->hub_ini, text);
     snprintf(text, sizeof text,
              "[node]\nid = clinic\nlisten = 127.0.0.1:0\ncert = pki/certs/clinic.crt\n"
@@ -434,11 +449,81 @@ static void test_node_delivers_byte_identical(void **state)
 
 static void restart(struct world *w, int hub);
 
+/* Count rows of inbox_blobs for case id: spilled = 0 (not written yet) or > 0 (written). */
+static int blob_rows(struct world *w, const char *id, int spilled)
+{
+    return rdx_test_sql(w->hub_db,
+                        spilled ? "SELECT count(*) FROM inbox_blobs WHERE case_id=?1 AND spilled>0"
+                                : "SELECT count(*) FROM inbox_blobs WHERE case_id=?1 AND spilled=0",
+                        id);
+}
+
+static void item_file(struct world *w, const char *id, int idx, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s/hub/inbox/clinic/%s/%d", w->dir, id, idx);
+}
+
+/* Restart the hub (already stopped or killed) with extra [node] keys (NULL: the defaults). */
+static void hub_restart_with(struct world *w, const char *extra)
+{
+    w->hub_extra = extra;
+    restart(w, 1);
+}
+
+/*
+ * After restart: case id from the clinic is in the inbox exactly once, was
+ * received (audited) once and offered once, its item files are the originals
+ * byte for byte, and `rdx case fetch` gives exactly those two items.
+ */
+static void assert_small_case_whole(struct world *w, const char *id, const char *a, const char *b,
+                                    const char *tag)
+{
+    char item[4400], out[4400], fa[4500], fb[4500];
+    assert_int_equal(blob_rows(w, id, 0) + blob_rows(w, id, 1), 0);
+    assert_int_equal(
+        rdx_test_sql(
+            w->hub_db,
+            "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete' AND offers=1", id),
+        1);
+    assert_int_equal(rdx_test_sql(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 1);
+    assert_int_equal(
+        rdx_test_sql(w->hub_db,
+                     "SELECT count(*) FROM audit WHERE event='case-received' AND object=?1", id),
+        1);
+    item_file(w, id, 0, item, sizeof item);
+    assert_true(rdx_test_files_equal(a, item));
+    item_file(w, id, 1, item, sizeof item);
+    assert_true(rdx_test_files_equal(b, item));
+    snprintf(out, sizeof out, "%s/fetched-%s", w->dir, tag);
+    assert_int_equal(mkdir(out, 0700), 0);
+    struct rdx_run r;
+    const char *fetch[] = {"case", "fetch", "--config", w->hub_ini, "-o", out, id, NULL};
+    run_ok(&r, fetch);
+    if (r.exit_code != 0) {
+        fail_msg("fetch %s: %s", id, r.err);
+    }
+    rdx_run_free(&r);
+    snprintf(fa, sizeof fa, "%s/result.hl7", out);
+    snprintf(fb, sizeof fb, "%s/note.txt", out);
+    assert_true(rdx_test_files_equal(a, fa));
+    assert_true(rdx_test_files_equal(b, fb));
+    assert_int_equal(dir_entries(out), 2);
+}
+
 /*
  * A case of small items is committed to node.db and acknowledged before its
- * files exist; the files follow from the spill thread. Whatever moment one
- * looks, the case reads back whole (fetch, item path), and a kill -9 right
- * after the ACK loses nothing: the restarted node writes the files.
+ * files exist; the files follow from the spill thread ([node]
+ * spill_delay_ms after the commit), and become the items at the spill's
+ * checkpoint (one syncfs, then the node.db rows go; [node]
+ * spill_checkpoint_ms). Whatever moment one looks, the case reads back whole,
+ * and a kill -9 in either window loses nothing. Each window is made wide by
+ * the hub's configuration and then proved from node.db after the kill, so
+ * the test knows which one it covered:
+ *   1. after the ACK, before the spill: rows with spilled = 0, no item files;
+ *   2. after the spill, before its checkpoint: rows with spilled > 0, the
+ *      files written but never synced. kill -9 keeps the page cache, so what
+ *      a power cut could do to unsynced files (lose one, cut one short) is
+ *      done by hand before the restart.
  */
 static void test_node_small_items_spill_and_survive_a_crash(void **state)
 {
@@ -466,27 +551,56 @@ static void test_node_small_items_spill_and_survive_a_crash(void **state)
     char fa[4400];
     snprintf(fa, sizeof fa, "%s/result.hl7", out);
     assert_true(rdx_test_files_equal(a, fa));
+    rdx_transport_config_free(cfg);
 
-    /* A second case, and the hub killed at once: its items are in node.db only. */
+    /* Window 1: the spill held back a minute; the hub killed right after the ACK. */
+    rdx_test_stop_node(w->hub);
+    hub_restart_with(w, "spill_delay_ms = 60000\n");
     char id2[40];
     rdx_test_send_case(w->clinic_ini, "hub", "lab-order", files, id2);
     wait_outbox(w, id2, "acked");
     kill(w->hub, SIGKILL);
     (void)waitpid(w->hub, NULL, 0);
-    restart(w, 1);
-    rdx_test_wait_sql(w->hub_db, "SELECT count(*) FROM inbox_blobs", NULL, 0, 10000);
-    const char *ids[] = {id, id2};
-    for (size_t k = 0; k < 2; k++) {
-        snprintf(item, sizeof item, "%s/hub/inbox/clinic/%s/0", w->dir, ids[k]);
-        assert_true(rdx_test_files_equal(a, item));
-        snprintf(item, sizeof item, "%s/hub/inbox/clinic/%s/1", w->dir, ids[k]);
-        assert_true(rdx_test_files_equal(b, item));
+    assert_int_equal(blob_rows(w, id2, 0), 2); /* the kill landed before the spill */
+    assert_int_equal(blob_rows(w, id2, 1), 0);
+    for (int k = 0; k < 2; k++) {
+        item_file(w, id2, k, item, sizeof item);
+        assert_int_equal(access(item, F_OK), -1);
     }
-    assert_int_equal(
-        rdx_test_sql(w->hub_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'",
-                     id2),
-        1);
-    rdx_transport_config_free(cfg);
+
+    /* Window 2: spilled at once, the checkpoint held back ten minutes; killed after the spill. */
+    hub_restart_with(w, "spill_delay_ms = 0\nspill_checkpoint_ms = 600000\n");
+    assert_small_case_whole(w, id2, a, b, "window1"); /* restored at start from node.db */
+    char id3[40];
+    rdx_test_send_case(w->clinic_ini, "hub", "lab-order", files, id3);
+    wait_outbox(w, id3, "acked");
+    for (int tries = 0; tries < 400 && blob_rows(w, id3, 1) < 2; tries++) {
+        rdx_test_sleep_ms(25);
+    }
+    kill(w->hub, SIGKILL);
+    (void)waitpid(w->hub, NULL, 0);
+    assert_int_equal(blob_rows(w, id3, 1),
+                     2); /* written, and the kill came before the checkpoint */
+    assert_int_equal(blob_rows(w, id3, 0), 0);
+    item_file(w, id3, 0, item, sizeof item);
+    assert_true(rdx_test_files_equal(a, item));
+    assert_int_equal(unlink(item), 0); /* as if never synced: lost ... */
+    item_file(w, id3, 1, item, sizeof item);
+    assert_true(rdx_test_files_equal(b, item));
+    assert_int_equal(truncate(item, 1000), 0); /* ... and cut short */
+
+    const char *restored = "restored 2 small item files lost by a crash";
+    char *log = rdx_test_slurp(w->hub_log);
+    size_t before = rdx_test_count(log, restored);
+    free(log);
+    hub_restart_with(w, NULL);
+    assert_small_case_whole(w, id3, a, b, "window2");
+    log = rdx_test_slurp(w->hub_log);
+    assert_int_equal(rdx_test_count(log, restored), before + 1);
+    free(log);
+    /* And nothing else moved: the first two cases are as they were. */
+    assert_small_case_whole(w, id, a, b, "after");
+    assert_small_case_whole(w, id2, a, b, "after2");
 }
 
 static void test_node_duplicate_applied_once(void **state)
@@ -857,6 +971,238 @@ static void test_node_reloads_crl_after_revocation(void **state)
                 rdx_test_file_contains(w->hub_log, "expires in 24 h"));
 }
 
+/* Poll db until sql (with ?1 = arg) counts 1. */
+static void wait_one(const char *db, const char *sql, const char *arg, const char *what)
+{
+    for (int i = 0; i < 600; i++) {
+        if (rdx_test_sql(db, sql, arg) == 1) {
+            return;
+        }
+        rdx_test_sleep_ms(25);
+    }
+    fail_msg("%s: never", what);
+}
+
+static void verify_chain(const char *db_path)
+{
+    sqlite3 *db = NULL;
+    long long n = 0, bad = 0;
+    rdx_error err;
+    assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+    if (rdx_tp_audit_verify(db, &n, &bad, &err) != RDX_OK) {
+        fail_msg("%s: %s", db_path, err.msg);
+    }
+    assert_true(n > 0);
+    sqlite3_close(db);
+}
+
+/*
+ * A node whose CRL is past its nextUpdate fails closed (docs/transport.md):
+ * it says so at start-up (an error in the log, a crl-expired audit record),
+ * refuses every new connection in (a member as well as a revoked
+ * certificate) and cannot deliver out (the case stays queued with the
+ * reason), until a new CRL is published; then members are served again,
+ * the revoked certificate is still refused, the queued case is delivered,
+ * and a crl-renewed record says when it ended. Then a CRL that expires while
+ * the node runs. Its own PKI and two nodes: the hub's CRL expires, the
+ * clinic's stays current.
+ */
+struct solo {
+    char *dir;
+    pid_t hub, clinic;
+};
+
+static int solo_setup(void **state)
+{
+    struct solo *s = calloc(1, sizeof *s);
+    if (s == NULL || (s->dir = rdx_test_tmpdir()) == NULL) {
+        free(s);
+        return -1;
+    }
+    *state = s;
+    return 0;
+}
+
+/* Whatever a failed test left running is stopped, so that it holds no pipe or port. */
+static int solo_teardown(void **state)
+{
+    struct solo *s = *state;
+    pid_t pids[] = {s->hub, s->clinic};
+    for (int i = 0; i < 2; i++) {
+        if (pids[i] > 0) {
+            kill(pids[i], SIGKILL);
+            (void)waitpid(pids[i], NULL, 0);
+        }
+    }
+    if (getenv("RDX_KEEP") == NULL) {
+        rdx_test_rmrf(s->dir);
+    } else {
+        fprintf(stderr, "kept %s\n", s->dir);
+    }
+    free(s->dir);
+    free(s);
+    return 0;
+}
+
+static void test_node_expired_crl_fails_closed_until_renewed(void **state)
+{
+    struct solo *solo = *state;
+    char *dir = solo->dir;
+    char pki[4200], crl[4300], clinic_crl[4300], text[4096], data[4300], c[4300], k[4300];
+    char hub_ini[4200], clinic_ini[4200], hub_db[4200], clinic_db[4200], report[4300], id[40];
+    rdx_error err;
+    snprintf(pki, sizeof pki, "%s/pki", dir);
+    snprintf(crl, sizeof crl, "%s/crl.pem", pki);
+    snprintf(clinic_crl, sizeof clinic_crl, "%s/clinic-crl.pem", pki);
+    snprintf(hub_ini, sizeof hub_ini, "%s/hub.ini", dir);
+    snprintf(clinic_ini, sizeof clinic_ini, "%s/clinic.ini", dir);
+    snprintf(hub_db, sizeof hub_db, "%s/hub/node.db", dir);
+    snprintf(clinic_db, sizeof clinic_db, "%s/clinic/node.db", dir);
+    struct world hub = {.dir = dir};
+    snprintf(hub.hub_db, sizeof hub.hub_db, "%s", hub_db);
+    snprintf(hub.hub_log, sizeof hub.hub_log, "%s/hub.log", dir);
+    snprintf(hub.clinic_log, sizeof hub.clinic_log, "%s/clinic.log", dir);
+
+    rdx_transport_ca_cfg cacfg = {.dir = pki, .network = "Nanjing Test Network"};
+    assert_int_equal(rdx_transport_ca_create(&cacfg, &err), RDX_OK);
+    rdx_test_issue(pki, "hub", "Nanjing", 0, 0);
+    rdx_test_issue(pki, "clinic", "Nanjing", 0, 0);
+    rdx_test_issue(pki, "ex-member", "Nanjing", 0, 0);
+    rdx_transport_ca *ca = NULL;
+    assert_int_equal(rdx_transport_ca_open(pki, &ca, &err), RDX_OK);
+    assert_int_equal(rdx_transport_ca_revoke(ca, "ex-member", NULL,
+                                             RDX_TRANSPORT_REVOKE_KEY_COMPROMISE, 0, NULL, &err),
+                     RDX_OK);
+    /* The clinic keeps this CRL (current for a week); the hub gets one valid for a second. */
+    rdx_buf b;
+    rdx_buf_init(&b, 1u << 20);
+    assert_int_equal(rdx_file_read(crl, &b, &err), RDX_OK);
+    assert_int_equal(rdx_file_write_atomic(clinic_crl, b.data, b.len, &err), RDX_OK);
+    rdx_buf_free(&b);
+    size_t nrev = 0;
+    assert_int_equal(rdx_transport_ca_crl_publish_v2(ca, 1, NULL, &nrev, &err), RDX_OK);
+    assert_int_equal(nrev, 1);
+    rdx_transport_ca_free(ca);
+    FILE *fp = fopen(crl, "r");
+    assert_non_null(fp);
+    X509_CRL *x = PEM_read_X509_CRL(fp, NULL, NULL, NULL);
+    fclose(fp);
+    assert_non_null(x);
+    int64_t until = rdx_tp_asn1_time_unix(X509_CRL_get0_nextUpdate(x));
+    X509_CRL_free(x);
+    assert_true(until > 0);
+    for (int i = 0; i < 100 && rdx_clock_wall_ms() / 1000 <= until; i++) {
+        rdx_test_sleep_ms(50);
+    }
+    assert_true(rdx_clock_wall_ms() / 1000 > until); /* expired before the hub starts */
+
+    snprintf(text, sizeof text,
+             "[node]\nid = clinic\nlisten = 127.0.0.1:0\ncert = pki/certs/clinic.crt\n"
+             "key = pki/private/clinic.key\nca = pki/ca.crt\ncrl = pki/clinic-crl.pem\n"
+             "data = clinic\n\n[peers]\nhub = 127.0.0.1:9\n\n[allow.send]\nhub = report\n");
+    rdx_test_write_text(clinic_ini, text);
+    solo->clinic = rdx_test_spawn_node(clinic_ini, hub.clinic_log);
+    snprintf(data, sizeof data, "%s/clinic", dir);
+    unsigned clinic_port = rdx_test_wait_port(data, 10000);
+    snprintf(text, sizeof text,
+             "[node]\nid = hub\nlisten = 127.0.0.1:0\ncert = pki/certs/hub.crt\n"
+             "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = hub\n"
+             "handshake_timeout_ms = 2000\nread_timeout_ms = 2000\nretry_base_ms = 100\n"
+             "retry_max_ms = 400\nmax_attempts = 1000\n\n[peers]\nclinic = 127.0.0.1:%u\n\n"
+             "[allow.send]\nclinic = ecg\nex-member = *\n",
+             clinic_port);
+    rdx_test_write_text(hub_ini, text);
+    solo->hub = rdx_test_spawn_node(hub_ini, hub.hub_log);
+    snprintf(data, sizeof data, "%s/hub", dir);
+    hub.hub_port = rdx_test_wait_port(data, 10000);
+
+    /* Told at once: an error in the log and an audit record, shown by `rdx audit show`. */
+    wait_audit(hub_db, "crl-expired", "expired at", 1);
+    assert_true(
+        rdx_test_file_contains(hub.hub_log, "every new connection, in and out, is refused"));
+    struct rdx_run r;
+    const char *show[] = {"audit", "show", data, NULL};
+    run_ok(&r, show);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "crl-expired"));
+    rdx_run_free(&r);
+
+    /* Every new connection in is refused: a member, and a revoked certificate. */
+    snprintf(c, sizeof c, "%s/certs/clinic.crt", pki);
+    snprintf(k, sizeof k, "%s/private/clinic.key", pki);
+    expect_refused(&hub, c, k, "CRL has expired, claims institution clinic");
+    char rc[4300], rk[4300];
+    snprintf(rc, sizeof rc, "%s/certs/ex-member.crt", pki);
+    snprintf(rk, sizeof rk, "%s/private/ex-member.key", pki);
+    expect_refused(&hub, rc, rk, "CRL has expired, claims institution ex-member");
+
+    /* And out: the hub cannot check the clinic's certificate; the case waits, queued. */
+    snprintf(report, sizeof report, "%s/report.txt", dir);
+    rdx_test_write_text(report, "Sinus rhythm, 72/min. No acute ST changes.\n");
+    const char *send[] = {"case",   "send",   "--config", hub_ini, "--to",
+                          "clinic", "--kind", "report",   report,  NULL};
+    run_ok(&r, send);
+    if (r.exit_code != 0) {
+        fail_msg("case send: %s", r.err);
+    }
+    assert_int_equal(strlen(r.out), 33);
+    memcpy(id, r.out, 32);
+    id[32] = '\0';
+    rdx_run_free(&r);
+    wait_one(hub_db,
+             "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND attempts>=1 AND "
+             "instr(last_error, 'CRL has expired') > 0",
+             id, "outbound refused for the expired CRL");
+    assert_int_equal(rdx_test_sql(clinic_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 0);
+
+    /* A new CRL ends it, without a restart. */
+    const char *publish[] = {"pki", "crl", "--dir", pki, NULL};
+    run_ok(&r, publish);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    struct peer p;
+    rdx_transport_frame f;
+    assert_int_equal(peer_open(&p, hub.hub_port, c, k), 1);
+    assert_int_equal(peer_send(&p, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&p, &f), 0); /* a member: served again */
+    peer_close(&p);
+    wait_audit(hub_db, "crl-renewed", "current again", 1);
+    expect_refused(&hub, rc, rk, "certificate revoked, claims institution ex-member");
+    wait_one(hub_db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'", id,
+             "the queued case delivered");
+    assert_int_equal(
+        rdx_test_sql(clinic_db, "SELECT count(*) FROM inbox WHERE case_id=?1 AND state='complete'",
+                     id),
+        1);
+    assert_int_equal(audit_count(hub_db, "crl-expired", NULL), 1);
+
+    /*
+     * A CRL that runs out while the node runs: published for five seconds and
+     * loaded by the next connection (served: still current). With no
+     * connection after that, the node notices the expiry by itself, a second
+     * after nextUpdate rather than at the next hourly check, and refuses again.
+     */
+    assert_int_equal(rdx_transport_ca_open(pki, &ca, &err), RDX_OK);
+    assert_int_equal(rdx_transport_ca_crl_publish_v2(ca, 5, NULL, NULL, &err), RDX_OK);
+    rdx_transport_ca_free(ca);
+    assert_int_equal(peer_open(&p, hub.hub_port, c, k), 1);
+    assert_int_equal(peer_send(&p, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&p, &f), 0);
+    peer_close(&p);
+    for (int i = 0; i < 800 && audit_count(hub_db, "crl-expired", NULL) < 2; i++) {
+        rdx_test_sleep_ms(25);
+    }
+    assert_int_equal(audit_count(hub_db, "crl-expired", NULL), 2);
+    expect_refused(&hub, c, k, "CRL has expired, claims institution clinic");
+
+    rdx_test_stop_node(solo->hub);
+    solo->hub = 0;
+    rdx_test_stop_node(solo->clinic);
+    solo->clinic = 0;
+    verify_chain(hub_db);
+    verify_chain(clinic_db);
+}
+
 static void test_node_idle_timeout(void **state)
 {
     struct world *w = *state;
@@ -1142,6 +1488,8 @@ int main(void)
         cmocka_unit_test(test_node_refuses_forged_sender_and_bad_frames),
         cmocka_unit_test(test_node_timeouts_close_silent_peers),
         cmocka_unit_test(test_node_reloads_crl_after_revocation),
+        cmocka_unit_test_setup_teardown(test_node_expired_crl_fails_closed_until_renewed,
+                                        solo_setup, solo_teardown),
         cmocka_unit_test(test_node_idle_timeout),
         cmocka_unit_test(test_node_200_concurrent_peers),
         cmocka_unit_test(test_node_receiver_killed_mid_transfer_resumes),

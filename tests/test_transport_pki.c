@@ -507,6 +507,29 @@ static void test_pki_revoke_lists_serial_in_crl(void **state)
     assert_int_equal(days, 30);
     X509_CRL_free(c2);
 
+    /* In seconds: a CRL for one hour, and the bounds (1 s .. 366 days). */
+    assert_int_equal(rdx_transport_ca_open(f->ca, &ca, &err), RDX_OK);
+    int64_t num2 = 0;
+    assert_int_equal(rdx_transport_ca_crl_publish_v2(ca, 3600, &num2, &nrev, &err), RDX_OK);
+    assert_int_equal(num2, num + 1);
+    assert_int_equal(nrev, 2);
+    const int64_t bad_s[] = {-1, INT64_MIN, 366LL * 86400 + 1, INT64_MAX};
+    for (size_t i = 0; i < sizeof bad_s / sizeof bad_s[0]; i++) {
+        assert_int_equal(rdx_transport_ca_crl_publish_v2(ca, bad_s[i], NULL, NULL, &err),
+                         RDX_EINVAL);
+        assert_non_null(strstr(err.msg, "outside 1.."));
+    }
+    assert_int_equal(rdx_transport_ca_crl_publish_v2(NULL, 60, NULL, NULL, &err), RDX_EINVAL);
+    rdx_transport_ca_free(ca);
+    c2 = read_crl(p);
+    assert_int_equal(
+        ASN1_TIME_diff(&days, &secs, X509_CRL_get0_lastUpdate(c2), X509_CRL_get0_nextUpdate(c2)),
+        1);
+    assert_int_equal(days, 0);
+    assert_int_equal(secs, 3600);
+    assert_int_equal(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(c2)), 2);
+    X509_CRL_free(c2);
+
     rdx_transport_revoke_reason r;
     assert_int_equal(rdx_transport_revoke_reason_parse("cessationOfOperation", &r), RDX_OK);
     assert_int_equal(r, RDX_TRANSPORT_REVOKE_CESSATION);
@@ -768,6 +791,32 @@ static void test_pki_cli_round_trip(void **state)
     assert_int_equal(r.exit_code, 0);
     assert_non_null(strstr(r.out, "\"revoked\":1"));
     rdx_run_free(&r);
+
+    /* A short-lived CRL: --hours sets nextUpdate that many hours after thisUpdate. */
+    const char *hours[] = {"pki", "crl", "--dir", dir, "--hours", "6", NULL};
+    run(&r, hours);
+    assert_int_equal(r.exit_code, 0);
+    assert_non_null(strstr(r.out, "1 revoked certificate"));
+    rdx_run_free(&r);
+    char crlfile[4300];
+    snprintf(crlfile, sizeof crlfile, "%s/crl.pem", dir);
+    X509_CRL *c = read_crl(crlfile);
+    int days = -1, secs = -1;
+    assert_int_equal(
+        ASN1_TIME_diff(&days, &secs, X509_CRL_get0_lastUpdate(c), X509_CRL_get0_nextUpdate(c)), 1);
+    assert_int_equal(days, 0);
+    assert_int_equal(secs, 6 * 3600);
+    X509_CRL_free(c);
+    const char *hours_max[] = {"pki", "crl", "--dir", dir, "--hours=8784", "--json", NULL};
+    run(&r, hours_max);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    c = read_crl(crlfile);
+    assert_int_equal(
+        ASN1_TIME_diff(&days, &secs, X509_CRL_get0_lastUpdate(c), X509_CRL_get0_nextUpdate(c)), 1);
+    assert_int_equal(days, 366);
+    assert_int_equal(secs, 0);
+    X509_CRL_free(c);
 }
 
 static void test_pki_cli_usage_and_bad_dirs(void **state)
@@ -820,6 +869,12 @@ static void test_pki_cli_usage_and_bad_dirs(void **state)
          1,
          "/nonexistent/parent/ca"},
         {{"pki", "crl", "--dir", f->dir, NULL}, 1, f->dir},
+        {{"pki", "crl", "--dir", f->ca, "--hours", "0", NULL}, 2, "--hours"},
+        {{"pki", "crl", "--dir", f->ca, "--hours", "8785", NULL}, 2, "--hours"},
+        {{"pki", "crl", "--dir", f->ca, "--hours", "-3", NULL}, 2, "--hours"},
+        {{"pki", "crl", "--dir", f->ca, "--hours", "1h", NULL}, 2, "--hours"},
+        {{"pki", "crl", "--dir", f->ca, "--days", "1", "--hours", "1", NULL}, 2, "not both"},
+        {{"pki", "crl", "--dir", f->ca, "--days", "367", NULL}, 2, "--days"},
         {{"pki", "revoke", "--dir", f->ca, "--serial", "0123", NULL}, 1, "no certificate"},
         {{"pki", "verify", "--dir", f->ca, "/nonexistent/x.crt", NULL}, 1, "/nonexistent/x.crt"},
     };

@@ -45,6 +45,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -2219,13 +2220,22 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * Every peer is checked against the CRL, and OpenSSL refuses all of them once
- * the CRL is past its nextUpdate. Say so in advance: a warning in the log
- * every hour in the last CRL_WARN_DAYS, and an error with an audit record
- * when it has expired.
+ * the CRL is past its nextUpdate (RFC 5280 section 6.3.3: a CRL past
+ * nextUpdate cannot tell whether a certificate has been revoked since). The
+ * node fails closed: while its CRL is expired every new connection, accepted
+ * or made by the delivery thread, is refused ("CRL has expired"), revoked
+ * certificates included; connections already verified go on until they end
+ * (docs/transport.md). Say so in advance: a warning in the log every hour in
+ * the last CRL_WARN_DAYS; an error every hour once it has expired, with one
+ * crl-expired audit record per expiry; and a crl-renewed record when a new CRL
+ * ends it. The check runs at start-up too, so an operator who starts a node
+ * with an expired CRL is told at once, and a second after nextUpdate when
+ * that comes within the hour, so the record marks the moment it expired.
  */
 #define CRL_WARN_DAYS 2 /* CRLs are published for 7 days by default: warn in the last two */
 
-static void crl_check_expiry(struct rdx_transport_node *n)
+/* Check the CRL's nextUpdate; returns the seconds left (<= 0: expired; INT64_MAX: unreadable). */
+static int64_t crl_check_expiry(struct rdx_transport_node *n)
 {
     FILE *f = fopen(n->cfg->crl, "r");
     X509_CRL *crl = f != NULL ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
@@ -2237,29 +2247,54 @@ static void crl_check_expiry(struct rdx_transport_node *n)
     int64_t until = next != NULL ? rdx_tp_asn1_time_unix(next) : 0;
     X509_CRL_free(crl);
     if (until == 0) {
-        return; /* unreadable: the TLS context load reports that */
+        return INT64_MAX; /* unreadable: the TLS context load reports that */
     }
     int64_t left = until - rdx_clock_wall_ms() / 1000;
-    char detail[4300];
+    char detail[4300], when[32] = "?";
+    time_t t = (time_t)until;
+    struct tm tm;
+    if (gmtime_r(&t, &tm) != NULL) {
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
     if (left <= 0) {
         snprintf(detail, sizeof detail,
-                 "CRL %s expired %lld h ago: every peer is refused until a new one is published "
-                 "(rdx pki crl)",
-                 n->cfg->crl, (long long)(-left / 3600));
+                 "CRL %s expired at %s (%lld h ago): every new connection, in and out, is refused "
+                 "until a new one is published (rdx pki crl)",
+                 n->cfg->crl, when, (long long)(-left / 3600));
         rdx_log(&n->log, RDX_LOG_ERROR, "%s", detail);
         if (n->crl_state != 2) {
             audit(n, "crl-expired", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, detail);
         }
         n->crl_state = 2;
-    } else if (left < CRL_WARN_DAYS * 86400) {
+        return left;
+    }
+    if (n->crl_state == 2) {
+        snprintf(detail, sizeof detail, "CRL %s is current again: valid until %s", n->cfg->crl,
+                 when);
+        rdx_log(&n->log, RDX_LOG_INFO, "%s", detail);
+        audit(n, "crl-renewed", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, n->cfg->crl, detail);
+    }
+    if (left < CRL_WARN_DAYS * 86400) {
         rdx_log(&n->log, RDX_LOG_WARN,
-                "CRL %s expires in %lld h: publish a new one (rdx pki crl) or every peer will be "
-                "refused",
-                n->cfg->crl, (long long)(left / 3600));
+                "CRL %s expires in %lld h (at %s): publish a new one (rdx pki crl) or every peer "
+                "will be refused",
+                n->cfg->crl, (long long)(left / 3600), when);
         n->crl_state = 1;
     } else {
         n->crl_state = 0;
     }
+    return left;
+}
+
+/* Check now, then again in an hour, or a second after nextUpdate if that comes first. */
+static void crl_check_and_arm(struct rdx_transport_node *n)
+{
+    int64_t left = crl_check_expiry(n);
+    struct timeval next = {3600, 0};
+    if (left > 0 && left < 3600) {
+        next.tv_sec = (time_t)left + 1;
+    }
+    (void)event_add(n->crl_timer, &next); /* a pending timer is moved, not doubled */
 }
 
 static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -2267,9 +2302,7 @@ static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct rdx_transport_node *n = arg;
     (void)fd;
     (void)what;
-    crl_check_expiry(n);
-    struct timeval hour = {3600, 0};
-    (void)event_add(n->crl_timer, &hour);
+    crl_check_and_arm(n);
 }
 
 /* Rebuild the TLS context when the CRL file has changed (a revocation was published). */
@@ -2294,7 +2327,7 @@ static void maybe_reload(struct rdx_transport_node *n)
     n->crl_mtime = sb.st_mtim;
     n->crl_size = sb.st_size;
     rdx_log(&n->log, RDX_LOG_INFO, "loaded CRL %s", n->cfg->crl);
-    crl_check_expiry(n);
+    crl_check_and_arm(n);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
@@ -2376,18 +2409,19 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 /* Small items one batch writes at most. */
 #define SPILL_BATCH 2048
-/* How long the spill thread lets small cases gather after a commit before it writes them. */
-#define SPILL_DELAY_MS 500
 /*
+ * How long the spill thread lets small cases gather after a commit before it
+ * writes them: [node] spill_delay_ms (default 500).
+ *
  * Written files become the items (their rows go) at a checkpoint: one syncfs
  * for everything spilled since the last. syncfs flushes the whole file
  * system, other programs' dirty data too, so it runs rarely: once the spill
- * has been quiet this long, or at the latest this long after the first
- * unsynced file, or when this many wait.
+ * has been quiet for [node] spill_checkpoint_ms (default 2000), or at the
+ * latest SPILL_CHECKPOINT_MAX_MS (or spill_checkpoint_ms, if longer) after
+ * the first unsynced file, or when SPILL_CHECKPOINT_ROWS wait.
  */
-#define SPILL_CHECKPOINT_IDLE_MS 2000
-#define SPILL_CHECKPOINT_MAX_MS  15000
-#define SPILL_CHECKPOINT_ROWS    16384
+#define SPILL_CHECKPOINT_MAX_MS 15000
+#define SPILL_CHECKPOINT_ROWS   16384
 /* With nothing to do, the spill thread still looks for unwritten items this often. */
 #define SPILL_SWEEP_MS 10000
 
@@ -2525,6 +2559,8 @@ static void *spill_main(void *arg)
         sqlite3_close(db);
         return NULL;
     }
+    const int64_t idle_ms = sp->cfg->spill_checkpoint_ms;
+    const int64_t max_ms = idle_ms > SPILL_CHECKPOINT_MAX_MS ? idle_ms : SPILL_CHECKPOINT_MAX_MS;
     long long gen = 1; /* the mark of files written since the last checkpoint */
     long pending = 0;  /* rows marked gen, waiting for a checkpoint */
     int64_t first_ms = 0, last_ms = 0;
@@ -2541,9 +2577,9 @@ static void *spill_main(void *arg)
                 continue;
             }
             int64_t now = mono_ms();
-            int64_t due = first_ms + SPILL_CHECKPOINT_MAX_MS;
-            if (last_ms + SPILL_CHECKPOINT_IDLE_MS < due) {
-                due = last_ms + SPILL_CHECKPOINT_IDLE_MS;
+            int64_t due = first_ms + max_ms;
+            if (last_ms + idle_ms < due) {
+                due = last_ms + idle_ms;
             }
             if (now < due) {
                 struct timespec t;
@@ -2553,7 +2589,7 @@ static void *spill_main(void *arg)
             }
         } else {
             /* Let a burst gather first: fewer, larger batches. */
-            spill_nap(sp, SPILL_DELAY_MS);
+            spill_nap(sp, sp->cfg->spill_delay_ms);
             sp->kicked = 0;
         }
         pthread_mutex_unlock(&sp->mu);
@@ -2572,9 +2608,8 @@ static void *spill_main(void *arg)
             last_ms = mono_ms();
         }
         int64_t now = mono_ms();
-        if (pending > 0 &&
-            (pending >= SPILL_CHECKPOINT_ROWS || now >= first_ms + SPILL_CHECKPOINT_MAX_MS ||
-             now >= last_ms + SPILL_CHECKPOINT_IDLE_MS)) {
+        if (pending > 0 && (pending >= SPILL_CHECKPOINT_ROWS || now >= first_ms + max_ms ||
+                            now >= last_ms + idle_ms)) {
             if (spill_checkpoint(sp, db, gen) == 0) {
                 pending = 0;
                 gen++;
@@ -2841,7 +2876,7 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
             "required)",
             n->cfg->id, n->cfg->listen_host, n->port);
     audit(n, "node-started", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, "", "");
-    crl_timer_cb(-1, 0, n); /* now, then hourly */
+    crl_timer_cb(-1, 0, n); /* now, then hourly (or at nextUpdate) */
     int rc = event_base_dispatch(n->base);
     atomic_store(&n->sender.stop, 1);
     pthread_join(n->sender_thread, NULL);

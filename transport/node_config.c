@@ -182,6 +182,13 @@ static int node_key(struct parse *p, const char *k, const char *v)
     if (strcmp(k, "retry_max_ms") == 0) {
         return set_uint(p, &c->retry_max_ms, k, v, 1, 24 * tmax);
     }
+    if (strcmp(k, "spill_delay_ms") == 0) {
+        return set_uint(p, &c->spill_delay_ms, k, v, 0, RDX_TRANSPORT_SPILL_DELAY_MAX_MS);
+    }
+    if (strcmp(k, "spill_checkpoint_ms") == 0) {
+        return set_uint(p, &c->spill_checkpoint_ms, k, v, RDX_TRANSPORT_SPILL_CHECKPOINT_MIN_MS,
+                        RDX_TRANSPORT_SPILL_CHECKPOINT_MAX_MS);
+    }
     return bad(p, RDX_EINVAL, "[node]: unknown key '%s'", k);
 }
 
@@ -338,6 +345,8 @@ rdx_status rdx_transport_config_load(const char *path, rdx_transport_config **ou
     c->max_attempts = 10;
     c->retry_base_ms = 500;
     c->retry_max_ms = 60000;
+    c->spill_delay_ms = 500;
+    c->spill_checkpoint_ms = 2000;
     c->listen_port = 65536; /* unset */
     int line = ini_parse_string(text.data != NULL ? (const char *)text.data : "", handler, &p);
     rdx_buf_free(&text);

@@ -742,10 +742,18 @@ out:
 rdx_status rdx_transport_ca_crl_publish(rdx_transport_ca *ca, int days, int64_t *number,
                                         size_t *revoked, rdx_error *err)
 {
+    int d = 0;
+    RDX_TRY(days_check(days, RDX_TRANSPORT_CRL_DAYS_DEFAULT, RDX_TRANSPORT_CRL_DAYS_MAX, "--days",
+                       &d, err));
+    return rdx_transport_ca_crl_publish_v2(ca, (int64_t)d * 86400, number, revoked, err);
+}
+
+rdx_status rdx_transport_ca_crl_publish_v2(rdx_transport_ca *ca, int64_t valid_s, int64_t *number,
+                                           size_t *revoked, rdx_error *err)
+{
     rdx_status st;
     char numtxt[32], crl_path[4200];
     int64_t num = 0;
-    int d = 0;
     X509_CRL *crl = NULL;
     ASN1_TIME *t0 = NULL, *t1 = NULL;
     ASN1_INTEGER *crlnum = NULL;
@@ -756,8 +764,14 @@ rdx_status rdx_transport_ca_crl_publish(rdx_transport_ca *ca, int days, int64_t 
     if (ca == NULL) {
         return rdx_error_set(err, RDX_EINVAL, "no CA given");
     }
-    RDX_TRY(days_check(days, RDX_TRANSPORT_CRL_DAYS_DEFAULT, RDX_TRANSPORT_CRL_DAYS_MAX, "--days",
-                       &d, err));
+    if (valid_s == 0) {
+        valid_s = (int64_t)RDX_TRANSPORT_CRL_DAYS_DEFAULT * 86400;
+    }
+    if (valid_s < 1 || valid_s > (int64_t)RDX_TRANSPORT_CRL_DAYS_MAX * 86400) {
+        return rdx_error_set(err, RDX_EINVAL, "CRL validity: %lld s is outside 1..%lld s (%d days)",
+                             (long long)valid_s, (long long)RDX_TRANSPORT_CRL_DAYS_MAX * 86400,
+                             RDX_TRANSPORT_CRL_DAYS_MAX);
+    }
     RDX_TRY(rdx_tp_path(crl_path, sizeof crl_path, err, "%s/crl.pem", ca->dir));
     RDX_TRY(rdx_tp_store_exec(ca->db, "BEGIN IMMEDIATE", ca->db_path, err));
     if ((st = rdx_tp_store_meta_get(ca->db, "crl_number", numtxt, sizeof numtxt, ca->db_path,
@@ -777,7 +791,8 @@ rdx_status rdx_transport_ca_crl_publish(rdx_transport_ca *ca, int days, int64_t 
     c.crl = crl;
     if (crl == NULL || X509_CRL_set_version(crl, X509_CRL_VERSION_2) != 1 ||
         X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca->cert)) != 1 ||
-        (t0 = ASN1_TIME_set(NULL, now)) == NULL || (t1 = ASN1_TIME_adj(NULL, now, d, 0)) == NULL ||
+        (t0 = ASN1_TIME_set(NULL, now)) == NULL ||
+        (t1 = ASN1_TIME_adj(NULL, now, 0, (long)valid_s)) == NULL ||
         X509_CRL_set1_lastUpdate(crl, t0) != 1 || X509_CRL_set1_nextUpdate(crl, t1) != 1) {
         st = rdx_tp_ossl_error(err, RDX_ENOMEM, crl_path);
         goto out;

@@ -133,6 +133,7 @@ struct rdx_transport_config {
     char cert[4096], key[4096], ca[4096], crl[4096], data[4096];
     unsigned handshake_ms, read_ms, idle_ms, max_conns, chunk_size, max_attempts;
     unsigned retry_base_ms, retry_max_ms;
+    unsigned spill_delay_ms, spill_checkpoint_ms; /* the small-item spill (transport/node.c) */
     struct rdx_tp_peer *peers;
     size_t npeers;
     struct rdx_tp_rule *send_rules, *fetch_rules;

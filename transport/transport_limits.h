@@ -92,6 +92,16 @@
 /* Timeouts: at least 100 ms (a node must be usable), at most one hour. */
 #define RDX_TRANSPORT_TIMEOUT_MIN_MS 100
 #define RDX_TRANSPORT_TIMEOUT_MAX_MS 3600000
+/*
+ * The spill of small received items (transport/node.c): how long it lets a
+ * burst gather before writing the files (0: at once), and how long written
+ * files wait, once the spill is quiet, for the one syncfs that makes them the
+ * items. Until then node.db holds each item as well, so longer only means a
+ * larger node.db; a minute and ten minutes keep it from growing without end.
+ */
+#define RDX_TRANSPORT_SPILL_DELAY_MAX_MS      60000
+#define RDX_TRANSPORT_SPILL_CHECKPOINT_MIN_MS 100
+#define RDX_TRANSPORT_SPILL_CHECKPOINT_MAX_MS 600000
 /* Concurrent connections one node accepts: 200 peers are required; 65536 fds is the ceiling. */
 #define RDX_TRANSPORT_CONNS_MAX 65536
 /* Delivery attempts before dead-lettering: 1000 at the capped backoff is weeks. */

@@ -139,6 +139,19 @@ rdx_status rdx_transport_ca_revoke(rdx_transport_ca *ca, const char *institution
 rdx_status rdx_transport_ca_crl_publish(rdx_transport_ca *ca, int days, int64_t *number,
                                         size_t *revoked, rdx_error *err);
 
+/*
+ * As rdx_transport_ca_crl_publish, with the validity in seconds: nextUpdate is
+ * valid_s seconds after thisUpdate (now). valid_s is 1 .. 366 days' worth of
+ * seconds (31,622,400); 0 means the default, 7 days. A short-lived CRL (hours, `rdx pki crl
+ * --hours N`) narrows the window in which a stolen copy of an old CRL can hide
+ * a revocation, at the price of publishing it more often: a node refuses every
+ * peer once its CRL is past nextUpdate (see docs/transport.md).
+ * Errors: RDX_EINVAL for a NULL ca or valid_s out of range; RDX_EDB, RDX_EIO as
+ * rdx_transport_ca_crl_publish. Not thread-safe on one ca handle.
+ */
+rdx_status rdx_transport_ca_crl_publish_v2(rdx_transport_ca *ca, int64_t valid_s, int64_t *number,
+                                           size_t *revoked, rdx_error *err);
+
 /* What rdx_transport_cert_verify learnt about a certificate. */
 typedef struct rdx_transport_cert_info {
     char institution[65]; /* from the SAN URI urn:rdx:inst:ID */
@@ -298,7 +311,8 @@ rdx_status rdx_transport_decoder_take(rdx_transport_decoder *d, rdx_buf *out, rd
  *   cert = pki/certs/ndth.crt
  *   key = pki/private/ndth.key        ; mode 0600
  *   ca = pki/ca.crt
- *   crl = pki/crl.pem                 ; re-read when it changes
+ *   crl = pki/crl.pem                 ; reloaded after it changes; expired: every
+ *                                     ; new connection is refused (docs/transport.md)
  *   data = data/ndth                  ; node.db (SQLite, WAL), inbox/, outbox/
  *   handshake_timeout_ms = 10000      ; optional tuning, with these defaults
  *   read_timeout_ms = 30000           ; a frame must keep arriving at least this often
@@ -308,6 +322,13 @@ rdx_status rdx_transport_decoder_take(rdx_transport_decoder *d, rdx_buf *out, rd
  *   max_attempts = 10                 ; deliveries before a case is dead-lettered
  *   retry_base_ms = 500               ; backoff: base * 2^attempt, capped at retry_max_ms
  *   retry_max_ms = 60000
+ *   spill_delay_ms = 500              ; 0..60000: small items received are acknowledged
+ *                                     ; from node.db; their files are written this long
+ *                                     ; after the commit, so that a burst shares a batch
+ *   spill_checkpoint_ms = 2000        ; 100..600000: written files are synced (one syncfs)
+ *                                     ; and their node.db copies dropped once the spill
+ *                                     ; has been quiet this long (at the latest 15 s, or
+ *                                     ; this, after the first)
  *
  *   [peers]                           ; where to deliver: ID = host:port
  *   jsph = 127.0.0.1:7002
