@@ -1232,6 +1232,79 @@ static void test_node_idle_timeout(void **state)
     assert_true(rdx_test_file_contains(log, "idle timeout"));
 }
 
+/* The node's resident memory in KiB (VmRSS), or -1. */
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kib = strtol(line + 6, NULL, 10);
+        }
+    }
+    if (f != NULL) {
+        fclose(f);
+    }
+    return kib;
+}
+
+/*
+ * A peer that floods PINGs and never reads the PONGs: the node stops reading
+ * from it once a bounded amount of answers is queued (its memory does not
+ * grow with the flood), and its write timeout then closes the connection.
+ */
+static void test_node_bounded_output_to_a_peer_that_does_not_read(void **state)
+{
+    struct world *w = *state;
+    struct peer p;
+    char c[4300], k[4300];
+    snprintf(c, sizeof c, "%s/certs/clinic.crt", w->pki);
+    snprintf(k, sizeof k, "%s/private/clinic.key", w->pki);
+    assert_int_equal(peer_open(&p, w->hub_port, c, k), 1);
+    long before = rss_kib(w->hub);
+    assert_true(before > 0);
+    /* 64 KiB of PING frames per write; a write the node does not take within 1 s ends it. */
+    enum { BATCH = 65536, LIMIT_MB = 512 };
+    uint8_t *pings = malloc(BATCH);
+    assert_non_null(pings);
+    for (size_t i = 0; i < BATCH; i += RDX_TRANSPORT_FRAME_HDR) {
+        assert_int_equal(rdx_transport_frame_header(pings + i, RDX_FRAME_PING, 0, NULL), RDX_OK);
+    }
+    struct timeval tv = {1, 0};
+    assert_int_equal(setsockopt(p.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv), 0);
+    size_t sent = 0;
+    long after = before; /* the most the node held while the flood went on */
+    for (unsigned n = 0; sent < (size_t)LIMIT_MB << 20; n++) {
+        size_t wr = 0;
+        if (SSL_write_ex(p.ssl, pings, BATCH, &wr) != 1) {
+            break;
+        }
+        sent += wr;
+        long now = n % 32 == 0 ? rss_kib(w->hub) : 0;
+        after = now > after ? now : after;
+    }
+    ERR_clear_error();
+    long last = rss_kib(w->hub);
+    after = last > after ? last : after;
+    free(pings);
+    /* The node stopped taking the flood long before LIMIT_MB ... */
+    assert_true(sent < (size_t)LIMIT_MB << 20);
+    /* ... and holds a bounded backlog (1 MiB of answers, and OpenSSL's buffers), not the flood. */
+    if (after - before > 32 * 1024) {
+        fail_msg("node grew from %ld to %ld KiB while %zu bytes of PINGs went unanswered", before,
+                 after, sent);
+    }
+    /* Its write timeout (2 s in this world) closes the connection. */
+    for (int tries = 0; tries < 400 && !rdx_test_file_contains(w->hub_log, "write timeout");
+         tries++) {
+        rdx_test_sleep_ms(25);
+    }
+    assert_true(rdx_test_file_contains(w->hub_log, "write timeout"));
+    peer_close(&p);
+}
+
 static void test_node_200_concurrent_peers(void **state)
 {
     struct world *w = *state;
@@ -1491,6 +1564,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_node_expired_crl_fails_closed_until_renewed,
                                         solo_setup, solo_teardown),
         cmocka_unit_test(test_node_idle_timeout),
+        cmocka_unit_test(test_node_bounded_output_to_a_peer_that_does_not_read),
         cmocka_unit_test(test_node_200_concurrent_peers),
         cmocka_unit_test(test_node_receiver_killed_mid_transfer_resumes),
         cmocka_unit_test(test_node_sender_killed_mid_transfer_resumes),

@@ -70,6 +70,13 @@
 #define READ_BUDGET (1u << 20)
 
 /*
+ * Answers queued for a peer beyond this stop the node reading from it until
+ * they drain: a peer that sends PINGs and never reads the PONGs must not grow
+ * the node's memory (its write timeout then closes it).
+ */
+#define OUTPUT_HIGH_WATER (1u << 20)
+
+/*
  * Group commit. Chunks are written (and their writeback started) as they
  * arrive, but nothing is synced per chunk or per case: the node keeps one
  * SQLite transaction open for a short window, and one flush then
@@ -1885,10 +1892,14 @@ static void refuse_connection(struct conn *c, const char *reason)
     rdx_log(&c->node->log, RDX_LOG_WARN, "refused connection from %s: %s", c->addr, reason);
 }
 
-/* Whether the connection reads now: not while a frame waits for the workers, nor when closing. */
+/*
+ * Whether the connection reads now: not while a frame waits for the workers,
+ * nor while the peer has not taken its answers, nor when closing.
+ */
 static int conn_reading(const struct conn *c)
 {
-    return !c->stopped && (!c->hs_done || (!c->closing && !c->held));
+    return !c->stopped && (!c->hs_done || (!c->closing && !c->held &&
+                                           evbuffer_get_length(c->out) < OUTPUT_HIGH_WATER));
 }
 
 static void conn_timer_arm(struct conn *c)
@@ -1968,14 +1979,15 @@ static unsigned long first_ssl_error(void)
 /*
  * The connection ends: say why (a handshake that failed is a refused
  * connection, with its audit record), then free it. what: 'e' error (ssl_err
- * from OpenSSL, or errno), 't' timeout, 'z' the peer closed with close_notify.
+ * from OpenSSL, or errno), 't' read or idle timeout, 'w' write timeout (the
+ * peer does not take its answers), 'z' the peer closed with close_notify.
  */
 static void conn_end(struct conn *c, char what, unsigned long ssl_err, int sys_errno)
 {
     struct rdx_transport_node *n = c->node;
     if (!c->authed) {
         char reason[512];
-        if (what == 't') {
+        if (what == 't' || what == 'w') {
             snprintf(reason, sizeof reason, "TLS handshake not finished within %u ms",
                      n->cfg->handshake_ms);
         } else {
@@ -1990,6 +2002,10 @@ static void conn_end(struct conn *c, char what, unsigned long ssl_err, int sys_e
             audit(n, "connection-timeout", RDX_TP_OUTCOME_MINOR, c->peer, c->addr,
                   "peer stopped sending in the middle of a case");
         }
+    } else if (what == 'w') {
+        rdx_log(&n->log, RDX_LOG_WARN,
+                "closing %s (%s): write timeout (%zu bytes of answers not taken in %u ms)", c->peer,
+                c->addr, evbuffer_get_length(c->out), c->wt_ms);
     } else if (what == 'e') {
         char buf[256] = "";
         if (ERR_GET_LIB(ssl_err) == ERR_LIB_SSL &&
@@ -2153,8 +2169,16 @@ static int conn_write(struct conn *c)
         if (r != 1) {
             return conn_ssl_wait(c, r, 0);
         }
+        size_t before = evbuffer_get_length(c->out);
         evbuffer_drain(c->out, w);
         c->last_wr_ms = mono_ms();
+        if (before >= OUTPUT_HIGH_WATER && before - w < OUTPUT_HIGH_WATER && conn_reading(c)) {
+            /* Below the mark again: read on (OpenSSL may hold what it read ahead). */
+            c->last_rd_ms = c->last_wr_ms;
+            if (conn_read(c) != 0) {
+                return -1;
+            }
+        }
     }
     if (c->drain_close && evbuffer_get_length(c->out) == 0) {
         conn_free(c);
@@ -2210,8 +2234,11 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     int64_t now = mono_ms();
-    if ((conn_reading(c) && now - c->last_rd_ms >= (int64_t)c->rt_ms) ||
-        (evbuffer_get_length(c->out) > 0 && now - c->last_wr_ms >= (int64_t)c->wt_ms)) {
+    if (evbuffer_get_length(c->out) > 0 && now - c->last_wr_ms >= (int64_t)c->wt_ms) {
+        conn_end(c, 'w', 0, 0);
+        return;
+    }
+    if (conn_reading(c) && now - c->last_rd_ms >= (int64_t)c->rt_ms) {
         conn_end(c, 't', 0, 0);
         return;
     }
