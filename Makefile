@@ -53,7 +53,7 @@ LIBS_ecg = $(shell pkg-config --libs fftw3) -lm
 LIBS_imaging = $(shell pkg-config --libs sqlite3 libpq) -ldcmjpeg -ldcmdata -loflog \
 	-lofstd -lgdcmMSFF -lgdcmDSED -lgdcmCommon -lz
 LIBS_lab = $(shell pkg-config --libs inih sqlite3)
-LIBS_transport = $(shell pkg-config --libs libevent_openssl libevent_pthreads libevent openssl sqlite3 inih) -lpthread
+LIBS_transport = $(shell pkg-config --libs libevent_pthreads libevent openssl sqlite3 inih) -lpthread
 SYSLIBS = $(LIBS_transport) $(LIBS_imaging) $(LIBS_lab) $(LIBS_ecg) -lpthread -lm
 
 # Link order: engines before common, since engines use common; the hub composes
