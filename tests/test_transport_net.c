@@ -22,7 +22,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -274,19 +277,28 @@ static int net_teardown(void **state)
     return 0;
 }
 
-/* A node's INI: id, port to listen on (0: any), its peers as "id = host:port" lines, policy. */
-static void node_ini(const struct net *w, const char *id, const char *peers, const char *allow,
-                     char *ini, size_t inisz)
+/*
+ * A node's INI: id, where it listens (port 0: any), its peers as "id =
+ * host:port" lines, policy, and its read timeout.
+ */
+static void node_ini_at(const struct net *w, const char *id, unsigned port, const char *peers,
+                        const char *allow, unsigned read_ms, char *ini, size_t inisz)
 {
     char text[8192];
     snprintf(ini, inisz, "%s/%s.ini", w->dir, id);
     snprintf(text, sizeof text,
-             "[node]\nid = %s\nlisten = 127.0.0.1:0\ncert = pki/certs/%s.crt\n"
+             "[node]\nid = %s\nlisten = 127.0.0.1:%u\ncert = pki/certs/%s.crt\n"
              "key = pki/private/%s.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = %s\n"
-             "chunk_size = 4194304\nread_timeout_ms = 10000\nretry_base_ms = 100\n"
+             "chunk_size = 4194304\nread_timeout_ms = %u\nretry_base_ms = 100\n"
              "retry_max_ms = 400\nmax_attempts = 200\n\n[peers]\n%s\n[allow.send]\n%s\n",
-             id, id, id, id, peers, allow);
+             id, port, id, id, id, read_ms, peers, allow);
     write_text(ini, text);
+}
+
+static void node_ini(const struct net *w, const char *id, const char *peers, const char *allow,
+                     char *ini, size_t inisz)
+{
+    node_ini_at(w, id, 0, peers, allow, 10000, ini, inisz);
 }
 
 static unsigned start(const struct net *w, const char *id, const char *ini, pid_t *pid)
@@ -499,24 +511,12 @@ static void test_net_load_100_senders_20_cases_exactly_once(void **state)
         rdx_transport_node_free(s[i].node);
         rdx_transport_config_free(s[i].cfg);
     }
-    free(s);
-    stop_node(hub);
-    /* Exactly once: 2,000 distinct cases, each received once, from 100 senders, 20 each. */
-    assert_int_equal(sql_ll(hub_db, "SELECT count(*) FROM inbox", NULL), SENDERS * PER_SENDER);
-    assert_int_equal(sql_ll(hub_db, "SELECT count(*) FROM audit WHERE event='case-received'", NULL),
-                     SENDERS * PER_SENDER);
-    assert_int_equal(sql_ll(hub_db,
-                            "SELECT count(*) FROM (SELECT sender FROM inbox GROUP BY sender "
-                            "HAVING count(*) = 20)",
-                            NULL),
-                     SENDERS);
-    assert_int_equal(sql_ll(hub_db, "SELECT max(offers) FROM inbox", NULL), 1);
-    /* The item files are all there, each the size its manifest says. */
-    assert_int_equal(sql_ll(hub_db, "SELECT count(*) FROM inbox_items", NULL),
-                     SENDERS * PER_SENDER);
     /*
      * Small items reach node.db with the group commit and their files follow
      * from the hub's spill thread: soon every file is there and no row is left.
+     * The hub must still run meanwhile: a stop leaves the rows it has not
+     * written yet for the next start (by design), so a stop right after the
+     * last ACK left rows here, at random.
      */
     for (int tries = 0; tries < 1200; tries++) {
         if (sql_ll(hub_db, "SELECT count(*) FROM inbox_blobs", NULL) == 0) {
@@ -550,6 +550,21 @@ static void test_net_load_100_senders_20_cases_exactly_once(void **state)
             fclose(lf);
         }
     }
+    stop_node(hub);
+    free(s);
+    /* Exactly once: 2,000 distinct cases, each received once, from 100 senders, 20 each. */
+    assert_int_equal(sql_ll(hub_db, "SELECT count(*) FROM inbox", NULL), SENDERS * PER_SENDER);
+    assert_int_equal(sql_ll(hub_db, "SELECT count(*) FROM audit WHERE event='case-received'", NULL),
+                     SENDERS * PER_SENDER);
+    assert_int_equal(sql_ll(hub_db,
+                            "SELECT count(*) FROM (SELECT sender FROM inbox GROUP BY sender "
+                            "HAVING count(*) = 20)",
+                            NULL),
+                     SENDERS);
+    assert_int_equal(sql_ll(hub_db, "SELECT max(offers) FROM inbox", NULL), 1);
+    /* The item files are all there, each the size its manifest says. */
+    assert_int_equal(sql_ll(hub_db, "SELECT count(*) FROM inbox_items", NULL),
+                     SENDERS * PER_SENDER);
     assert_int_equal(left, 0);
     snprintf(item, sizeof item, "%s/load-hub/inbox/lab-042", w->dir);
     struct stat sb;
@@ -630,6 +645,198 @@ static void test_net_disk_full_refused_cleanly_then_delivered(void **state)
     verify_chain(hub_db);
 }
 
+/* ---- a silent peer does not hold up the others --------------------------------- */
+
+/* A TCP listener on 127.0.0.1 that accepts and never answers: a peer that is up but silent. */
+static int silent_listen(unsigned *port)
+{
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one), 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* Whether the peer still holds connection fd open: read what it sent; 0 on its FIN or reset. */
+static int still_open(int fd)
+{
+    char buf[4096];
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (r > 0) {
+            continue; /* its ClientHello, unanswered */
+        }
+        return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+}
+
+static void test_net_silent_peer_does_not_hold_up_others(void **state)
+{
+    struct net *w = *state;
+    char hub_ini[4300], cl_ini[4300], mute_ini[4300], peers[256], file[4300];
+    char cl_db[4300], hub_db[4300], mute_db[4300], mute_ids[2][40], id[40];
+    pid_t hub, cl, mute;
+    unsigned mute_port;
+    issue(w->pki, "sp-hub");
+    issue(w->pki, "sp-clinic");
+    issue(w->pki, "sp-mute");
+    int lfd = silent_listen(&mute_port);
+    node_ini(w, "sp-hub", "", "sp-clinic = ecg", hub_ini, sizeof hub_ini);
+    unsigned hub_port = start(w, "sp-hub", hub_ini, &hub);
+    /*
+     * The clinic waits a minute for an answer: far longer than the live
+     * peer's cases take, so the silent peer's connection is certainly still
+     * held when they are acknowledged.
+     */
+    snprintf(peers, sizeof peers, "sp-hub = 127.0.0.1:%u\nsp-mute = 127.0.0.1:%u\n", hub_port,
+             mute_port);
+    node_ini_at(w, "sp-clinic", 0, peers, "", 60000, cl_ini, sizeof cl_ini);
+    (void)start(w, "sp-clinic", cl_ini, &cl);
+    snprintf(cl_db, sizeof cl_db, "%s/sp-clinic/node.db", w->dir);
+    snprintf(hub_db, sizeof hub_db, "%s/sp-hub/node.db", w->dir);
+    snprintf(mute_db, sizeof mute_db, "%s/sp-mute/node.db", w->dir);
+    snprintf(file, sizeof file, "%s/sp-ecg.bin", w->dir);
+    make_file(file, 3000, 11);
+    /* Two cases for the silent peer first: a delivery thread connects and waits for its answer. */
+    send_case(cl_ini, "sp-mute", "ecg", file, mute_ids[0]);
+    send_case(cl_ini, "sp-mute", "ecg", file, mute_ids[1]);
+    struct pollfd p = {lfd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 30000), 1);
+    int held = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(held >= 0);
+    /* Then three for the live hub: delivered while that connection hangs. */
+    for (int i = 0; i < 3; i++) {
+        send_case(cl_ini, "sp-hub", "ecg", file, id);
+    }
+    wait_value(cl_db, "SELECT count(*) FROM outbox WHERE recipient='sp-hub' AND state='acked'",
+               NULL, 3, 30000);
+    assert_int_equal(sql_ll(hub_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL), 3);
+    assert_true(still_open(held));
+    /* The silent peer's cases wait, in their first attempt, on that one connection only. */
+    assert_int_equal(sql_ll(cl_db,
+                            "SELECT count(*) FROM outbox WHERE recipient='sp-mute' AND "
+                            "state='queued' AND attempts=0",
+                            NULL),
+                     2);
+    p.revents = 0;
+    assert_int_equal(poll(&p, 1, 0), 0); /* no second connection: one thread has this peer */
+    /* The silent peer goes away: the attempt fails, is counted and retried with backoff. */
+    close(held);
+    close(lfd);
+    wait_value(cl_db,
+               "SELECT count(*) FROM outbox WHERE recipient='sp-mute' AND state='queued' AND "
+               "attempts >= 1",
+               NULL, 2, 30000);
+    assert_true(sql_ll(cl_db,
+                       "SELECT count(*) FROM audit WHERE event='case-send-failed' AND "
+                       "object=?1",
+                       mute_ids[0]) >= 1);
+    /* Now a real node answers on that port: the retries, due by the timer alone, deliver. */
+    node_ini_at(w, "sp-mute", mute_port, "", "sp-clinic = ecg", 10000, mute_ini, sizeof mute_ini);
+    (void)start(w, "sp-mute", mute_ini, &mute);
+    for (int i = 0; i < 2; i++) {
+        wait_value(cl_db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'",
+                   mute_ids[i], 1, 60000);
+        assert_true(sql_ll(cl_db, "SELECT attempts FROM outbox WHERE case_id=?1", mute_ids[i]) >=
+                    2);
+    }
+    assert_int_equal(sql_ll(mute_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL), 2);
+    /* No case went out twice: each was offered once at each receiver. */
+    assert_int_equal(sql_ll(hub_db, "SELECT max(offers) FROM inbox", NULL), 1);
+    assert_int_equal(sql_ll(mute_db, "SELECT max(offers) FROM inbox", NULL), 1);
+    stop_node(cl);
+    stop_node(mute);
+    stop_node(hub);
+    verify_chain(cl_db);
+}
+
+/* ---- an idle node wakes when a case is queued -------------------------------------- */
+
+/* The count in the node's "woken N times by queued cases" line (written when it stops). */
+static long long woken_by_kicks(const char *log)
+{
+    rdx_buf b;
+    long long n = -1;
+    rdx_buf_init(&b, 1u << 24);
+    assert_int_equal(rdx_file_read(log, &b, NULL), RDX_OK);
+    assert_int_equal(rdx_buf_append(&b, "", 1), RDX_OK);
+    const char *at = strstr((const char *)b.data, "delivery stopped: ");
+    const char *w = at != NULL ? strstr(at, "woken ") : NULL;
+    if (w != NULL) {
+        const char *d = w + strlen("woken ");
+        size_t k = 0;
+        while (d[k] >= '0' && d[k] <= '9') {
+            k++;
+        }
+        int64_t v = 0;
+        if (rdx_parse_i64(d, k, 0, INT64_MAX, &v) == RDX_OK) {
+            n = v;
+        }
+    }
+    rdx_buf_free(&b);
+    return n;
+}
+
+static void test_net_idle_node_wakes_for_queued_case(void **state)
+{
+    struct net *w = *state;
+    char hub_ini[4300], cl_ini[4300], peers[128], file[4300], cl_db[4300], log[4300], id[40];
+    pid_t hub, cl;
+    rdx_error err;
+    issue(w->pki, "wk-hub");
+    issue(w->pki, "wk-clinic");
+    node_ini(w, "wk-hub", "", "wk-clinic = report", hub_ini, sizeof hub_ini);
+    unsigned hub_port = start(w, "wk-hub", hub_ini, &hub);
+    snprintf(peers, sizeof peers, "wk-hub = 127.0.0.1:%u\n", hub_port);
+    node_ini(w, "wk-clinic", peers, "", cl_ini, sizeof cl_ini);
+    (void)start(w, "wk-clinic", cl_ini, &cl);
+    snprintf(cl_db, sizeof cl_db, "%s/wk-clinic/node.db", w->dir);
+    snprintf(file, sizeof file, "%s/wk-report.txt", w->dir);
+    write_text(file, "Sinus rhythm, 72/min. No acute ST changes.\n");
+    /* The node is up with nothing to do; `rdx case send`, another process, queues and kicks. */
+    send_case(cl_ini, "wk-hub", "report", file, id);
+    wait_value(cl_db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'", id, 1,
+               30000);
+    /*
+     * A case queued with no wake-up at all (as if the kick were lost): the
+     * fallback timer still finds it, so a lost wake-up delays, never loses.
+     */
+    rdx_transport_config *cfg = NULL;
+    assert_int_equal(rdx_transport_config_load(cl_ini, &cfg, &err), RDX_OK);
+    struct rdx_tp_manifest m;
+    rdx_buf blob;
+    sqlite3 *db = NULL;
+    const char *files[] = {file};
+    rdx_buf_init(&blob, RDX_TRANSPORT_OFFER_MAX);
+    assert_int_equal(
+        rdx_tp_case_stage(cfg, "wk-hub", RDX_KIND_REPORT, files, 1, NULL, &m, &blob, &err), RDX_OK);
+    assert_int_equal(rdx_tp_node_db_open(cfg->data, &db, &err), RDX_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_true(rdx_tp_case_insert(db, cfg, &m, &blob, &err));
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    wait_value(cl_db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'", m.case_id,
+               1, 30000);
+    rdx_tp_manifest_clear(&m);
+    rdx_buf_free(&blob);
+    rdx_transport_config_free(cfg);
+    stop_node(cl);
+    stop_node(hub);
+    /* The first case woke the idle node through its FIFO (the count is logged at the stop). */
+    snprintf(log, sizeof log, "%s/wk-clinic.log", w->dir);
+    assert_true(woken_by_kicks(log) >= 1);
+    verify_chain(cl_db);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -637,6 +844,12 @@ int main(void)
         cmocka_unit_test(test_net_three_nodes_both_ways_and_200mb),
         cmocka_unit_test(test_net_load_100_senders_20_cases_exactly_once),
         cmocka_unit_test(test_net_disk_full_refused_cleanly_then_delivered),
+        cmocka_unit_test(test_net_silent_peer_does_not_hold_up_others),
+        cmocka_unit_test(test_net_idle_node_wakes_for_queued_case),
     };
+    /* RDX_TEST_FILTER=PATTERN runs only the matching tests (to repeat one in a loop). */
+    if (getenv("RDX_TEST_FILTER") != NULL) {
+        cmocka_set_test_filter(getenv("RDX_TEST_FILTER"));
+    }
     return cmocka_run_group_tests_name("transport_net", tests, net_setup, net_teardown);
 }

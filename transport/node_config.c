@@ -182,6 +182,9 @@ static int node_key(struct parse *p, const char *k, const char *v)
     if (strcmp(k, "retry_max_ms") == 0) {
         return set_uint(p, &c->retry_max_ms, k, v, 1, 24 * tmax);
     }
+    if (strcmp(k, "senders") == 0) {
+        return set_uint(p, &c->senders, k, v, 1, RDX_TRANSPORT_SENDERS_MAX);
+    }
     return bad(p, RDX_EINVAL, "[node]: unknown key '%s'", k);
 }
 
@@ -338,6 +341,7 @@ rdx_status rdx_transport_config_load(const char *path, rdx_transport_config **ou
     c->max_attempts = 10;
     c->retry_base_ms = 500;
     c->retry_max_ms = 60000;
+    c->senders = RDX_TRANSPORT_SENDERS_DEFAULT;
     c->listen_port = 65536; /* unset */
     int line = ini_parse_string(text.data != NULL ? (const char *)text.data : "", handler, &p);
     rdx_buf_free(&text);
