@@ -1042,26 +1042,55 @@ static void link_unwatch(struct link *l)
     pthread_mutex_unlock(&w->s->d->mu);
 }
 
-/* Claim recipient for w: 1 when no other thread has it (it is then w's), 0 when one has. */
+/*
+ * Wake one idle thread (d->mu held). One, not all: the woken thread wakes
+ * the next when it finds work (a cascade), so a wake-up costs one look, not
+ * a look by every idle thread. The generation moves for all: a thread just
+ * about to sleep sees it and looks again instead.
+ */
+static void wake_one(struct rdx_tp_delivery *d)
+{
+    d->gen++;
+    if (d->idle > 0) {
+        pthread_cond_signal(&d->cv);
+    }
+}
+
+/* Whether a thread other than w has recipient (d->mu held). */
+static int held_by_other(const struct rdx_tp_delivery *d, const struct worker *w,
+                         const char *recipient)
+{
+    for (unsigned k = 0; k < d->nw; k++) {
+        if (&d->w[k] != w && strcmp(d->w[k].peer, recipient) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Claim recipient for w: 1 when no other thread has it (it is then w's), 0
+ * when one has. w keeps its recipient from one batch to the next, and lets
+ * it go only at a look (this claim, or release_peer), that is after it has
+ * committed the outcomes of its last batch: whoever takes the recipient next
+ * reads its cases after that commit, so never one w has finished.
+ */
 static int claim_peer(struct worker *w, const char *recipient)
 {
     struct rdx_tp_delivery *d = w->s->d;
-    int mine = 1;
     pthread_mutex_lock(&d->mu);
-    for (unsigned k = 0; k < d->nw && mine; k++) {
-        mine = &d->w[k] == w || strcmp(d->w[k].peer, recipient) != 0;
-    }
-    if (mine) {
+    int mine = !held_by_other(d, w, recipient);
+    if (mine && strcmp(w->peer, recipient) != 0) {
+        if (w->peer[0] != '\0' && d->idle > 0) {
+            wake_one(d); /* the one w lets go may have cases an idle thread left to w */
+        }
         snprintf(w->peer, sizeof w->peer, "%s", recipient);
     }
     pthread_mutex_unlock(&d->mu);
     return mine;
 }
 
-/*
- * Let w's recipient go, once its outcomes are committed. Threads asleep may
- * have seen its due cases and left them to w: they look again.
- */
+/* w has nothing due: it lets its recipient go (see claim_peer). */
 static void release_peer(struct worker *w)
 {
     struct rdx_tp_delivery *d = w->s->d;
@@ -1069,9 +1098,29 @@ static void release_peer(struct worker *w)
     if (w->peer[0] != '\0') {
         w->peer[0] = '\0';
         if (d->idle > 0) {
-            d->gen++;
-            pthread_cond_broadcast(&d->cv);
+            wake_one(d);
         }
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* Whether recipient is free for w to take (not held by another thread). */
+static int peer_free(struct worker *w, const char *recipient)
+{
+    struct rdx_tp_delivery *d = w->s->d;
+    pthread_mutex_lock(&d->mu);
+    int free_ = !held_by_other(d, w, recipient);
+    pthread_mutex_unlock(&d->mu);
+    return free_;
+}
+
+/* w found work: if a thread is asleep, it looks for another recipient's. */
+static void pass_on(struct worker *w)
+{
+    struct rdx_tp_delivery *d = w->s->d;
+    pthread_mutex_lock(&d->mu);
+    if (d->idle > 0) {
+        wake_one(d);
     }
     pthread_mutex_unlock(&d->mu);
 }
@@ -1148,12 +1197,13 @@ static void dead_letter_unreadable(const struct rdx_tp_sender *s, sqlite3 *db, c
 }
 
 /*
- * Due cases (at most PIPE_MAX) for one recipient that no other thread has,
- * the connected one (peer) first; that recipient is then w's until
- * release_peer. *looked gets the time the due cases were chosen by.
+ * Due cases (at most PIPE_MAX) for one recipient that no other thread has;
+ * that recipient is then w's (see claim_peer). *looked gets the time the due
+ * cases were chosen by; *more is set when another free recipient has due
+ * cases too.
  */
 static size_t due_jobs(const struct rdx_tp_sender *s, struct worker *w, sqlite3 *db,
-                       const char *peer, struct job *jobs, int64_t *looked)
+                       const char *peer, struct job *jobs, int64_t *looked, int *more)
 {
     sqlite3_stmt *st = NULL;
     size_t n = 0, nbad = 0;
@@ -1164,26 +1214,40 @@ static size_t due_jobs(const struct rdx_tp_sender *s, struct worker *w, sqlite3 
     } bad[UNREADABLE_MAX];
     int64_t now = rdx_clock_wall_ms();
     *looked = now;
-    /* 1. The recipients with due cases, the longest waiting first: claim one nobody has. */
+    *more = 0;
+    /*
+     * 1. The recipients with due cases, the one waiting longest first (the
+     * connected one among equals, to keep its connection): claim the first
+     * that nobody has. Longest first, so a peer that keeps getting cases
+     * cannot keep a thread from the others.
+     */
     if (sqlite3_prepare_v2(db,
-                           "SELECT recipient, min(next_attempt_ms) AS due FROM outbox WHERE "
-                           "state='queued' AND next_attempt_ms <= ? GROUP BY recipient "
-                           "ORDER BY (recipient = ?) DESC, due",
+                           "SELECT recipient, min(next_attempt_ms) AS due, min(created_ms) AS "
+                           "oldest FROM outbox WHERE state='queued' AND next_attempt_ms <= ? "
+                           "GROUP BY recipient ORDER BY due, oldest, (recipient = ?) DESC",
                            -1, &st, NULL) != SQLITE_OK ||
         sqlite3_bind_int64(st, 1, now) != SQLITE_OK ||
         sqlite3_bind_text(st, 2, peer, -1, SQLITE_STATIC) != SQLITE_OK) {
         sqlite3_finalize(st);
         return 0;
     }
-    while (rcp[0] == '\0' && sqlite3_step(st) == SQLITE_ROW) {
+    while (!*more && sqlite3_step(st) == SQLITE_ROW) {
         const char *r = (const char *)sqlite3_column_text(st, 0);
-        if (r != NULL && strlen(r) < sizeof rcp && claim_peer(w, r)) {
-            snprintf(rcp, sizeof rcp, "%s", r);
+        if (r == NULL || strlen(r) >= sizeof rcp) {
+            continue;
+        }
+        if (rcp[0] == '\0') {
+            if (claim_peer(w, r)) {
+                snprintf(rcp, sizeof rcp, "%s", r);
+            }
+        } else {
+            *more = peer_free(w, r);
         }
     }
     sqlite3_finalize(st);
     st = NULL;
     if (rcp[0] == '\0') {
+        release_peer(w);
         return 0;
     }
     /*
@@ -1285,20 +1349,24 @@ static void *worker_main(void *arg)
         /* The generation first: a wake-up after it, even during the look, ends the sleep. */
         unsigned long long gen = wake_gen(d);
         int64_t looked = 0;
-        size_t n = due_jobs(s, w, db, l.peer, jobs, &looked);
+        int more = 0;
+        size_t n = due_jobs(s, w, db, l.peer, jobs, &looked, &more);
         if (n == 0) {
             link_close(&l, 1); /* nothing due: do not hold an idle connection */
             idle_wait(s, gen, next_due(db, looked));
             continue;
         }
+        if (more) {
+            pass_on(w); /* another recipient waits too: a thread asleep takes it */
+        }
         deliver_batch(s, &l, jobs, n);
         record_batch(s, db, &d->jan, jobs, n);
-        release_peer(w); /* recorded: another thread may take this peer's next cases */
         for (size_t i = 0; i < n; i++) {
             rdx_tp_manifest_clear(&jobs[i].m);
             free(jobs[i].blob);
         }
     }
+    release_peer(w);
     free(jobs);
     link_close(&l, 1);
     sqlite3_close(db);
@@ -1306,8 +1374,8 @@ static void *worker_main(void *arg)
 }
 
 /*
- * The wake-up thread: reads the kick FIFO and wakes the idle delivery
- * threads. All the bytes there are read before the wake-up, so a kick that
+ * The wake-up thread: reads the kick FIFO and wakes an idle delivery
+ * thread. All the bytes there are read before the wake-up, so a kick that
  * comes later is seen by the next poll, never lost between the two.
  */
 static void *wake_main(void *arg)
@@ -1339,9 +1407,8 @@ static void *wake_main(void *arg)
         while ((got = read(d->kick_fd, buf, sizeof buf)) > 0 || (got < 0 && errno == EINTR)) {
         }
         pthread_mutex_lock(&d->mu);
-        d->gen++;
         d->kicks++;
-        pthread_cond_broadcast(&d->cv);
+        wake_one(d);
         pthread_mutex_unlock(&d->mu);
     }
     return NULL;

@@ -292,6 +292,7 @@ rdx_status rdx_transport_decoder_take(rdx_transport_decoder *d, rdx_buf *out, rd
  *   max_attempts = 10                 ; deliveries before a case is dead-lettered
  *   retry_base_ms = 500               ; backoff: base * 2^attempt, capped at retry_max_ms
  *   retry_max_ms = 60000
+ *   senders = 4                       ; delivery threads (1..64), each serving one peer at a time
  *
  *   [peers]                           ; where to deliver: ID = host:port
  *   jsph = 127.0.0.1:7002
