@@ -279,20 +279,31 @@ static int net_teardown(void **state)
 
 /*
  * A node's INI: id, where it listens (port 0: any), its peers as "id =
- * host:port" lines, policy, and its read timeout.
+ * host:port" lines, policy, its read timeout and delivery threads (0: the
+ * default).
  */
-static void node_ini_at(const struct net *w, const char *id, unsigned port, const char *peers,
-                        const char *allow, unsigned read_ms, char *ini, size_t inisz)
+static void node_ini_full(const struct net *w, const char *id, unsigned port, const char *peers,
+                          const char *allow, unsigned read_ms, unsigned senders, char *ini,
+                          size_t inisz)
 {
-    char text[8192];
+    char text[8192], threads[32] = "";
+    if (senders > 0) {
+        snprintf(threads, sizeof threads, "senders = %u\n", senders);
+    }
     snprintf(ini, inisz, "%s/%s.ini", w->dir, id);
     snprintf(text, sizeof text,
              "[node]\nid = %s\nlisten = 127.0.0.1:%u\ncert = pki/certs/%s.crt\n"
              "key = pki/private/%s.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = %s\n"
              "chunk_size = 4194304\nread_timeout_ms = %u\nretry_base_ms = 100\n"
-             "retry_max_ms = 400\nmax_attempts = 200\n\n[peers]\n%s\n[allow.send]\n%s\n",
-             id, port, id, id, id, read_ms, peers, allow);
+             "retry_max_ms = 400\nmax_attempts = 200\n%s\n[peers]\n%s\n[allow.send]\n%s\n",
+             id, port, id, id, id, read_ms, threads, peers, allow);
     write_text(ini, text);
+}
+
+static void node_ini_at(const struct net *w, const char *id, unsigned port, const char *peers,
+                        const char *allow, unsigned read_ms, char *ini, size_t inisz)
+{
+    node_ini_full(w, id, port, peers, allow, read_ms, 0, ini, inisz);
 }
 
 static void node_ini(const struct net *w, const char *id, const char *peers, const char *allow,
@@ -772,6 +783,63 @@ static void test_net_silent_peer_does_not_hold_up_others(void **state)
     verify_chain(cl_db);
 }
 
+/* ---- more peers than delivery threads ------------------------------------------------ */
+
+#define FAN_PEERS 5
+#define FAN_CASES 12
+
+/*
+ * One node with two delivery threads and five peers, all with cases at
+ * once: threads move from peer to peer (taking the one waiting longest),
+ * every case arrives exactly once, and no case is ever offered twice.
+ */
+static void test_net_more_peers_than_threads_exactly_once(void **state)
+{
+    struct net *w = *state;
+    char ini[FAN_PEERS][4300], cl_ini[4300], peers[1024], db[4300], file[4300], id[40], name[32];
+    pid_t hub[FAN_PEERS], cl;
+    size_t used = 0;
+    issue(w->pki, "fan-clinic");
+    for (int i = 0; i < FAN_PEERS; i++) {
+        snprintf(name, sizeof name, "fan-hub-%d", i);
+        issue(w->pki, name);
+        node_ini(w, name, "", "fan-clinic = lab-result", ini[i], sizeof ini[i]);
+        unsigned port = start(w, name, ini[i], &hub[i]);
+        used +=
+            (size_t)snprintf(peers + used, sizeof peers - used, "%s = 127.0.0.1:%u\n", name, port);
+    }
+    node_ini_full(w, "fan-clinic", 0, peers, "", 10000, 2, cl_ini, sizeof cl_ini);
+    /* Queued while the clinic is down, so that every peer has cases due at its start. */
+    char data[4300];
+    snprintf(data, sizeof data, "%s/fan-clinic", w->dir);
+    assert_int_equal(mkdir(data, 0700), 0);
+    snprintf(file, sizeof file, "%s/fan-result.hl7", w->dir);
+    write_text(file, "MSH|^~\\&|LIS|ZJ|HIS|NJ|20261201||ORU^R01|1|P|2.5.1\r");
+    for (int c = 0; c < FAN_CASES; c++) {
+        for (int i = 0; i < FAN_PEERS; i++) {
+            snprintf(name, sizeof name, "fan-hub-%d", i);
+            send_case(cl_ini, name, "lab-result", file, id);
+        }
+    }
+    (void)start(w, "fan-clinic", cl_ini, &cl);
+    snprintf(db, sizeof db, "%s/fan-clinic/node.db", w->dir);
+    wait_value(db, "SELECT count(*) FROM outbox WHERE state='acked'", NULL, FAN_PEERS * FAN_CASES,
+               60000);
+    assert_int_equal(sql_ll(db, "SELECT max(attempts) FROM outbox", NULL), 1);
+    for (int i = 0; i < FAN_PEERS; i++) {
+        char hub_db[4300];
+        snprintf(hub_db, sizeof hub_db, "%s/fan-hub-%d/node.db", w->dir, i);
+        wait_value(hub_db, "SELECT count(*) FROM inbox WHERE state='complete'", NULL, FAN_CASES,
+                   30000);
+        assert_int_equal(sql_ll(hub_db, "SELECT max(offers) FROM inbox", NULL), 1);
+        assert_int_equal(
+            sql_ll(hub_db, "SELECT count(*) FROM audit WHERE event='case-duplicate'", NULL), 0);
+        stop_node(hub[i]);
+    }
+    stop_node(cl);
+    verify_chain(db);
+}
+
 /* ---- an idle node wakes when a case is queued -------------------------------------- */
 
 /* The count in the node's "woken N times by queued cases" line (written when it stops). */
@@ -884,6 +952,7 @@ int main(void)
         cmocka_unit_test(test_net_load_100_senders_20_cases_exactly_once),
         cmocka_unit_test(test_net_disk_full_refused_cleanly_then_delivered),
         cmocka_unit_test(test_net_silent_peer_does_not_hold_up_others),
+        cmocka_unit_test(test_net_more_peers_than_threads_exactly_once),
         cmocka_unit_test(test_net_idle_node_wakes_for_queued_case),
     };
     /* RDX_TEST_FILTER=PATTERN runs only the matching tests (to repeat one in a loop). */

@@ -864,7 +864,7 @@ static int record_one(const struct rdx_tp_sender *s, sqlite3 *db, struct job *j,
     int ok =
         sqlite3_prepare_v2(db,
                            "UPDATE outbox SET state=?, attempts=?, next_attempt_ms=?, "
-                           "last_error=?, done_ms=? WHERE case_id=? AND state='queued'",
+                           "last_error=?, done_ms=? WHERE case_id=?",
                            -1, &st, NULL) == SQLITE_OK &&
         sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC) == SQLITE_OK &&
         sqlite3_bind_int(st, 2, attempts) == SQLITE_OK &&
