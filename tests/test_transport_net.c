@@ -100,6 +100,28 @@ static void stop_node(pid_t pid)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/*
+ * Stop a node and require it gone within limit_ms: a bound far above a
+ * normal stop, and below the read timeout a stop must not wait out.
+ */
+static void stop_node_within(pid_t pid, long limit_ms)
+{
+    int status = 0;
+    kill(pid, SIGTERM);
+    for (long t = 0; t < limit_ms; t += 25) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) {
+            assert_true(WIFEXITED(status));
+            assert_int_equal(WEXITSTATUS(status), 0);
+            return;
+        }
+        sleep_ms(25);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fail_msg("node %d did not stop within %ld ms", (int)pid, limit_ms);
+}
+
 static unsigned wait_port(const char *data)
 {
     char p[4400];
@@ -753,9 +775,23 @@ static void test_net_silent_peer_does_not_hold_up_others(void **state)
                      2);
     p.revents = 0;
     assert_int_equal(poll(&p, 1, 0), 0); /* no second connection: one thread has this peer */
-    /* The silent peer goes away: the attempt fails, is counted and retried with backoff. */
+    /*
+     * A stop does not wait for the silent peer (a minute of read timeout):
+     * it cuts the connection, and the cut attempt is not counted.
+     */
+    stop_node_within(cl, 20000);
+    assert_false(still_open(held));
+    assert_int_equal(sql_ll(cl_db,
+                            "SELECT count(*) FROM outbox WHERE recipient='sp-mute' AND "
+                            "state='queued' AND attempts=0",
+                            NULL),
+                     2);
+    assert_int_equal(
+        sql_ll(cl_db, "SELECT count(*) FROM audit WHERE event='case-send-failed'", NULL), 0);
+    /* The silent peer goes away: the attempts fail, are counted and retried with backoff. */
     close(held);
     close(lfd);
+    (void)start(w, "sp-clinic", cl_ini, &cl);
     wait_value(cl_db,
                "SELECT count(*) FROM outbox WHERE recipient='sp-mute' AND state='queued' AND "
                "attempts >= 1",
@@ -937,10 +973,27 @@ static void test_net_idle_node_wakes_for_queued_case(void **state)
                      1);
     rdx_transport_config_free(cfg);
     stop_node(cl);
-    stop_node(hub);
     /* The first case woke the idle node through its FIFO (the count is logged at the stop). */
     snprintf(log, sizeof log, "%s/wk-clinic.log", w->dir);
     assert_true(woken_by_kicks(log) >= 1);
+    /*
+     * Where the FIFO cannot be made (here a directory has its name) the node
+     * says so and looks every 100 ms instead: cases still go.
+     */
+    char kick[4300];
+    snprintf(kick, sizeof kick, "%s/wk-clinic/outbox.kick", w->dir);
+    assert_int_equal(unlink(kick), 0);
+    assert_int_equal(mkdir(kick, 0700), 0);
+    (void)start(w, "wk-clinic", cl_ini, &cl);
+    send_case(cl_ini, "wk-hub", "report", file, id);
+    wait_value(cl_db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'", id, 1,
+               30000);
+    stop_node(cl);
+    stop_node(hub);
+    char *text = rdx_test_slurp(log);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "no wake-up"));
+    free(text);
     verify_chain(cl_db);
 }
 
