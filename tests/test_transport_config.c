@@ -26,6 +26,7 @@ static const char GOOD[] = "; Jiangsu Province Hospital, the hub\n"
                            "data = data\n"
                            "idle_timeout_ms = 5000\n"
                            "chunk_size = 8388608\n"
+                           "senders = 8\n"
                            "\n"
                            "[peers]\n"
                            "gulou-chc = 127.0.0.1:7002\n"
@@ -89,6 +90,7 @@ static void test_config_good_file(void **state)
     assert_int_equal(c->chunk_size, 8388608);
     assert_int_equal(c->spill_delay_ms, 500);       /* default */
     assert_int_equal(c->spill_checkpoint_ms, 2000); /* default */
+    assert_int_equal(c->senders, 8);
     assert_int_equal(c->npeers, 2);
     const struct rdx_tp_peer *p = rdx_tp_config_peer(c, "yz-lab");
     assert_non_null(p);
@@ -138,6 +140,10 @@ static void test_config_errors_name_line(void **state)
         {"[node]\nspill_checkpoint_ms = 99\n", ":2: [node] spill_checkpoint_ms: '99' is not"},
         {"[node]\nspill_checkpoint_ms = 600001\n", "from 100 to 600000"},
         {"[node]\nchunk_size = 16777216\n", "chunk_size"},
+        {"[node]\nsenders = 0\n", ":2: [node] senders: '0' is not a whole number from 1 to 64"},
+        {"[node]\nsenders = 65\n", ":2: [node] senders: '65' is not a whole number from 1 to 64"},
+        {"[node]\nsenders = four\n", ":2: [node] senders: 'four' is not a whole number"},
+        {"[node]\nsenders = -1\n", ":2: [node] senders: '-1'"},
         {"[node]\nchunk_size = 1048577\n",
          ":2: [node] chunk_size: 1048577 is not a multiple of 4096"},
         {"[peers]\na = 127.0.0.1:1\na = 127.0.0.1:2\n", ":3: [peers] a: listed twice"},
@@ -164,6 +170,12 @@ static void test_config_errors_name_line(void **state)
     }
     rdx_transport_config *c = NULL;
     rdx_error err;
+    /* Without the key: four delivery threads. */
+    put(f, "[node]\nid = a\nlisten = 127.0.0.1:1\ncert = c\nkey = k\nca = a\ncrl = r\ndata = d\n");
+    assert_int_equal(rdx_transport_config_load(f->ini, &c, &err), RDX_OK);
+    assert_int_equal(c->senders, 4);
+    rdx_transport_config_free(c);
+    c = NULL;
     assert_int_equal(rdx_transport_config_load("/nonexistent/node.ini", &c, &err), RDX_ENOENT);
     assert_non_null(strstr(err.msg, "/nonexistent/node.ini"));
     char nul[] = "[node]\nid = a\0b\n";

@@ -1543,6 +1543,55 @@ static void test_node_cli_errors(void **state)
     }
 }
 
+/*
+ * The outbox kick (rdx_tp_outbox_kick): a byte into the node's FIFO when a
+ * node holds it open, and otherwise nothing at all. It never blocks, never
+ * creates or writes a file that is not that FIFO, and never follows a link.
+ */
+static void test_node_outbox_kick_reaches_only_a_running_node(void **state)
+{
+    (void)state;
+    char *dir = rdx_test_tmpdir();
+    char fifo[4200], other[4200];
+    struct stat sb;
+    uint8_t b[8];
+    snprintf(fifo, sizeof fifo, "%s/outbox.kick", dir);
+    snprintf(other, sizeof other, "%s/other.fifo", dir);
+    /* No node ever ran here: nothing is created. */
+    rdx_tp_outbox_kick(dir);
+    assert_int_equal(lstat(fifo, &sb), -1);
+    rdx_tp_outbox_kick(NULL);
+    /* A FIFO with no node holding it (stopped): the kick neither blocks nor fails the caller. */
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    rdx_tp_outbox_kick(dir);
+    /* A running node holds it open for reading and writing: the kick is a byte to read. */
+    int fd = open(fifo, O_RDWR | O_NONBLOCK);
+    assert_true(fd >= 0);
+    assert_true(read(fd, b, sizeof b) < 0 && errno == EAGAIN);
+    rdx_tp_outbox_kick(dir);
+    rdx_tp_outbox_kick(dir);
+    assert_int_equal(read(fd, b, sizeof b), 2);
+    assert_true(read(fd, b, sizeof b) < 0 && errno == EAGAIN);
+    close(fd);
+    /* Not a FIFO: a regular file there is left as it is. */
+    assert_int_equal(unlink(fifo), 0);
+    rdx_test_write_text(fifo, "");
+    rdx_tp_outbox_kick(dir);
+    assert_int_equal(stat(fifo, &sb), 0);
+    assert_int_equal((long long)sb.st_size, 0);
+    /* A symbolic link, even to a FIFO someone reads, is not followed. */
+    assert_int_equal(unlink(fifo), 0);
+    assert_int_equal(mkfifo(other, 0600), 0);
+    assert_int_equal(symlink(other, fifo), 0);
+    fd = open(other, O_RDWR | O_NONBLOCK);
+    assert_true(fd >= 0);
+    rdx_tp_outbox_kick(dir);
+    assert_true(read(fd, b, sizeof b) < 0 && errno == EAGAIN);
+    close(fd);
+    rdx_test_rmrf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1570,6 +1619,7 @@ int main(void)
         cmocka_unit_test(test_node_sender_killed_mid_transfer_resumes),
         cmocka_unit_test(test_node_storage_failure_refused_cleanly),
         cmocka_unit_test(test_node_cli_errors),
+        cmocka_unit_test(test_node_outbox_kick_reaches_only_a_running_node),
     };
     return cmocka_run_group_tests_name("transport_node", tests, world_setup, world_teardown);
 }

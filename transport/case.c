@@ -503,6 +503,7 @@ rdx_status rdx_transport_case_queue(const rdx_transport_config *cfg, const char 
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
         goto out;
     }
+    rdx_tp_outbox_kick(cfg->data); /* committed: wake the node's delivery, in whatever process */
     memcpy(case_id, m.case_id, RDX_TRANSPORT_CASE_ID_LEN - 1);
     case_id[RDX_TRANSPORT_CASE_ID_LEN - 1] = '\0';
     st = RDX_OK;
@@ -673,6 +674,7 @@ rdx_status rdx_transport_case_requeue(const rdx_transport_config *cfg, const cha
     sqlite3_finalize(s);
     rdx_tp_manifest_clear(&m);
     sqlite3_close(db);
+    rdx_tp_outbox_kick(cfg->data);
     return RDX_OK;
 dberr:
     if (st == RDX_OK) {

@@ -292,6 +292,9 @@ rdx_status rdx_transport_inbox_complete(const rdx_transport_config *cfg, const c
         goto out;
     }
     staged = 0; /* committed: the spools now belong to the outbox */
+    if (nouts > 0) {
+        rdx_tp_outbox_kick(cfg->data);
+    }
 out:
     for (size_t i = 0; i < staged; i++) {
         rdx_tp_case_unstage(cfg, ms[i].case_id, ms[i].nitems);

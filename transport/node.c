@@ -277,9 +277,7 @@ struct rdx_transport_node {
     size_t nconns;
     struct conn *conns;
     unsigned port;
-    struct rdx_tp_sender sender;
-    pthread_t sender_thread;
-    int sender_started;
+    struct rdx_tp_sender sender; /* the delivery threads (transport/node_send.c) */
     struct group g;
     struct store st;
     struct spill sp;
@@ -2866,13 +2864,6 @@ unsigned rdx_transport_node_port(const rdx_transport_node *n)
     return n->port;
 }
 
-static void *sender_main(void *arg)
-{
-    (void)pthread_setname_np(pthread_self(), "rdx-deliver");
-    rdx_tp_sender_run(arg);
-    return NULL;
-}
-
 rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx_error *err)
 {
     char portfile[4200], txt[32];
@@ -2887,10 +2878,7 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
         /* A file size limit must fail the write (EFBIG), not kill the node. */
         signal(SIGXFSZ, SIG_IGN);
     }
-    if (pthread_create(&n->sender_thread, NULL, sender_main, &n->sender) != 0) {
-        return rdx_error_set(err, RDX_EINTERNAL, "cannot start the delivery thread");
-    }
-    n->sender_started = 1;
+    RDX_TRY(rdx_tp_sender_start(&n->sender, err));
     spill_start(n);
     /* Tell scripts and tests where we listen (the port may have been chosen by the kernel). */
     snprintf(portfile, sizeof portfile, "%s/node.port", n->cfg->data);
@@ -2905,9 +2893,7 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
     audit(n, "node-started", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, "", "");
     crl_timer_cb(-1, 0, n); /* now, then hourly (or at nextUpdate) */
     int rc = event_base_dispatch(n->base);
-    atomic_store(&n->sender.stop, 1);
-    pthread_join(n->sender_thread, NULL);
-    n->sender_started = 0;
+    rdx_tp_sender_stop(&n->sender);
     audit(n, "node-stopped", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, "", "");
     (void)group_flush(n);
     spill_stop(n); /* what it has not written yet stays in node.db for the next start */
@@ -2929,10 +2915,7 @@ void rdx_transport_node_free(rdx_transport_node *n)
     if (n == NULL) {
         return;
     }
-    if (n->sender_started) {
-        atomic_store(&n->sender.stop, 1);
-        pthread_join(n->sender_thread, NULL);
-    }
+    rdx_tp_sender_stop(&n->sender);
     spill_stop(n);
     store_stop(n); /* its last results are taken before the connections go */
     while (n->conns != NULL) {

@@ -189,6 +189,9 @@ static int node_key(struct parse *p, const char *k, const char *v)
         return set_uint(p, &c->spill_checkpoint_ms, k, v, RDX_TRANSPORT_SPILL_CHECKPOINT_MIN_MS,
                         RDX_TRANSPORT_SPILL_CHECKPOINT_MAX_MS);
     }
+    if (strcmp(k, "senders") == 0) {
+        return set_uint(p, &c->senders, k, v, 1, RDX_TRANSPORT_SENDERS_MAX);
+    }
     return bad(p, RDX_EINVAL, "[node]: unknown key '%s'", k);
 }
 
@@ -347,6 +350,7 @@ rdx_status rdx_transport_config_load(const char *path, rdx_transport_config **ou
     c->retry_max_ms = 60000;
     c->spill_delay_ms = 500;
     c->spill_checkpoint_ms = 2000;
+    c->senders = RDX_TRANSPORT_SENDERS_DEFAULT;
     c->listen_port = 65536; /* unset */
     int line = ini_parse_string(text.data != NULL ? (const char *)text.data : "", handler, &p);
     rdx_buf_free(&text);

@@ -1,8 +1,13 @@
 /*
- * The delivery thread: takes due cases from the outbox and sends each over a
- * fresh TLS 1.3 connection (blocking I/O with socket timeouts; one case at a
- * time). The sender keeps a case until the receiver's ACK names it; it then
- * marks it acknowledged in the same transaction as the audit record. Any
+ * The delivery threads: [node] senders of them (four by default), each
+ * taking the due cases of one recipient that no other thread has and
+ * sending them over a TLS 1.3 connection (blocking I/O with socket
+ * timeouts), so a slow or silent peer holds up only its own cases. An idle
+ * thread sleeps until a case is queued (a byte in the FIFO DATA/outbox.kick,
+ * written by whichever process queued it), a retry falls due, or a bounded
+ * fallback timer fires. The sender keeps a case until the receiver's ACK
+ * names it; it then marks it acknowledged in the same transaction as the
+ * audit record. Any
  * failure before that is retried with capped exponential backoff, resuming
  * from the receiver's persisted progress, and after max_attempts the case is
  * dead-lettered (a permanent refusal, such as a policy denial, dead-letters
@@ -20,12 +25,14 @@
 #include <dirent.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,6 +42,8 @@
 #include <openssl/ssl.h>
 
 enum outcome { DELIVERED, RETRY, PERMANENT };
+
+struct worker;
 
 /*
  * One TLS connection to one peer. It is kept open from one case to the next
@@ -50,7 +59,12 @@ struct link {
     struct rdx_tp_verdict verdict;
     uint8_t in[16384];
     size_t in_len, in_off;
+    struct worker *w; /* the delivery thread that owns it (kept across link_close) */
 };
+
+/* Let the stop see (or no longer see) l's socket, to cut a blocked connection. */
+static void link_watch(struct link *l);
+static void link_unwatch(struct link *l);
 
 /* Failure text: truncated to fit, which is what a log line wants. */
 static void setwhy(char *why, size_t whysz, const char *fmt, ...) RDX_PRINTF(3, 4);
@@ -67,13 +81,6 @@ rdx_status rdx_tp_spool_path(const rdx_transport_config *cfg, const char *case_i
                              char *out, size_t outsz, rdx_error *err)
 {
     return rdx_tp_path(out, outsz, err, "%s/outbox/%s/%zu", cfg->data, case_id, idx);
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 static int tcp_connect(const struct rdx_tp_peer *p, unsigned timeout_ms, unsigned io_ms, char *why,
@@ -386,6 +393,8 @@ out:
 
 static void link_close(struct link *l, int clean)
 {
+    struct worker *w = l->w;
+    link_unwatch(l); /* before close: the stop must never cut an fd number reused meanwhile */
     if (l->ssl != NULL) {
         if (clean) {
             (void)SSL_shutdown(l->ssl);
@@ -401,6 +410,7 @@ static void link_close(struct link *l, int clean)
     ERR_clear_error();
     memset(l, 0, sizeof *l);
     l->fd = -1;
+    l->w = w;
 }
 
 /* Connect to recipient and check that the server is that institution. */
@@ -427,6 +437,7 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
     if ((l->fd = tcp_connect(peer, cfg->handshake_ms, cfg->read_ms, why, whysz)) < 0) {
         return RETRY;
     }
+    link_watch(l); /* a stop cuts even the handshake with a peer that never answers */
     if ((l->ssl = SSL_new(l->ctx)) == NULL) {
         setwhy(why, whysz, "out of memory");
         return RETRY;
@@ -929,6 +940,18 @@ static int record_one(const struct rdx_tp_sender *s, sqlite3 *db, struct job *j,
 static void record_batch(const struct rdx_tp_sender *s, sqlite3 *db, struct janitor *jan,
                          struct job *jobs, size_t n)
 {
+    if (atomic_load(&s->stop)) {
+        /*
+         * The stop cut the connection (shutdown): a failure now is that cut,
+         * not the peer's. Such a case stays as it was, neither counted nor
+         * delayed; what the receiver acknowledged or refused is recorded.
+         */
+        for (size_t i = 0; i < n; i++) {
+            if (jobs[i].st == JOB_DONE && jobs[i].oc == RETRY) {
+                jobs[i].st = JOB_SKIPPED;
+            }
+        }
+    }
     char(*detail)[600] = rdx_callocarray(n, sizeof *detail);
     int ok = detail != NULL && sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
     for (size_t i = 0; ok && i < n; i++) {
@@ -997,34 +1020,292 @@ static void load_checks(sqlite3 *db, struct job *j)
     sqlite3_finalize(st);
 }
 
-/* Due cases for one recipient (the connected one first), at most PIPE_MAX. */
-static size_t due_jobs(const struct rdx_tp_sender *s, sqlite3 *db, const char *peer,
-                       struct job *jobs)
+/* ---- the delivery threads ------------------------------------------------- */
+
+/* Without the kick FIFO (it could not be made), idle threads look this often, as they used to. */
+#define WAKE_POLL_MS 100
+/* The FIFO in the data directory that rdx_tp_outbox_kick writes to. */
+#define KICK_NAME "outbox.kick"
+/* Unreadable manifests one look dead-letters at most (the rest go at the next look). */
+#define UNREADABLE_MAX 16
+
+/* One delivery thread. */
+struct worker {
+    struct rdx_tp_sender *s;
+    unsigned index;
+    pthread_t th;
+    /* Guarded by the delivery's mu: */
+    char peer[RDX_TRANSPORT_INST_ID_MAX + 1]; /* the recipient it has claimed; "" none */
+    int fd;                                   /* its connection's socket; -1 none */
+};
+
+struct rdx_tp_delivery {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;        /* on CLOCK_MONOTONIC; signalled by every wake-up and the stop */
+    unsigned long long gen;   /* under mu: counts wake-ups, so none falls between look and sleep */
+    unsigned idle;            /* under mu: threads asleep in idle_wait */
+    unsigned idle_ms;         /* under mu: RDX_TP_WAKE_FALLBACK_MS, or WAKE_POLL_MS without FIFO */
+    unsigned long long kicks; /* under mu: wake-ups from the FIFO (logged at the stop) */
+    struct worker *w;
+    unsigned nw, started;
+    struct janitor jan;
+    int kick_fd; /* DATA/outbox.kick, open for reading and writing; -1 when there is none */
+    pthread_t wake_th;
+    int wake_started;
+};
+
+static void link_watch(struct link *l)
+{
+    struct worker *w = l->w;
+    if (w == NULL || l->fd < 0) {
+        return;
+    }
+    struct rdx_tp_delivery *d = w->s->d;
+    pthread_mutex_lock(&d->mu);
+    w->fd = l->fd;
+    if (atomic_load(&w->s->stop)) {
+        (void)shutdown(l->fd, SHUT_RDWR); /* the stop went by before this socket was seen */
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+static void link_unwatch(struct link *l)
+{
+    struct worker *w = l->w;
+    if (w == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&w->s->d->mu);
+    w->fd = -1;
+    pthread_mutex_unlock(&w->s->d->mu);
+}
+
+/*
+ * Wake one idle thread (d->mu held). One, not all: the woken thread wakes
+ * the next when it finds work (a cascade), so a wake-up costs one look, not
+ * a look by every idle thread. The generation moves for all: a thread just
+ * about to sleep sees it and looks again instead.
+ */
+static void wake_one(struct rdx_tp_delivery *d)
+{
+    d->gen++;
+    if (d->idle > 0) {
+        pthread_cond_signal(&d->cv);
+    }
+}
+
+/* Whether a thread other than w has recipient (d->mu held). */
+static int held_by_other(const struct rdx_tp_delivery *d, const struct worker *w,
+                         const char *recipient)
+{
+    for (unsigned k = 0; k < d->nw; k++) {
+        if (&d->w[k] != w && strcmp(d->w[k].peer, recipient) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Claim recipient for w: 1 when no other thread has it (it is then w's), 0
+ * when one has. w keeps its recipient from one batch to the next, and lets
+ * it go only at a look (this claim, or release_peer), that is after it has
+ * committed the outcomes of its last batch: whoever takes the recipient next
+ * reads its cases after that commit, so never one w has finished.
+ */
+static int claim_peer(struct worker *w, const char *recipient)
+{
+    struct rdx_tp_delivery *d = w->s->d;
+    pthread_mutex_lock(&d->mu);
+    int mine = !held_by_other(d, w, recipient);
+    if (mine && strcmp(w->peer, recipient) != 0) {
+        if (w->peer[0] != '\0' && d->idle > 0) {
+            wake_one(d); /* the one w lets go may have cases an idle thread left to w */
+        }
+        snprintf(w->peer, sizeof w->peer, "%s", recipient);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return mine;
+}
+
+/* w has nothing due: it lets its recipient go (see claim_peer). */
+static void release_peer(struct worker *w)
+{
+    struct rdx_tp_delivery *d = w->s->d;
+    pthread_mutex_lock(&d->mu);
+    if (w->peer[0] != '\0') {
+        w->peer[0] = '\0';
+        if (d->idle > 0) {
+            wake_one(d);
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* Whether recipient is free for w to take (not held by another thread). */
+static int peer_free(struct worker *w, const char *recipient)
+{
+    struct rdx_tp_delivery *d = w->s->d;
+    pthread_mutex_lock(&d->mu);
+    int free_ = !held_by_other(d, w, recipient);
+    pthread_mutex_unlock(&d->mu);
+    return free_;
+}
+
+/* w found work: if a thread is asleep, it looks for another recipient's. */
+static void pass_on(struct worker *w)
+{
+    struct rdx_tp_delivery *d = w->s->d;
+    pthread_mutex_lock(&d->mu);
+    if (d->idle > 0) {
+        wake_one(d);
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+static unsigned long long wake_gen(struct rdx_tp_delivery *d)
+{
+    pthread_mutex_lock(&d->mu);
+    unsigned long long g = d->gen;
+    pthread_mutex_unlock(&d->mu);
+    return g;
+}
+
+/*
+ * Sleep until a wake-up newer than gen, the stop, wall-clock time next_ms
+ * (0: none) or the fallback, whichever comes first.
+ */
+static void idle_wait(struct rdx_tp_sender *s, unsigned long long gen, int64_t next_ms)
+{
+    struct rdx_tp_delivery *d = s->d;
+    pthread_mutex_lock(&d->mu);
+    int64_t wait = d->idle_ms;
+    if (next_ms > 0 && next_ms - rdx_clock_wall_ms() < wait) {
+        wait = next_ms - rdx_clock_wall_ms();
+    }
+    if (wait > 0) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        t.tv_sec += (time_t)(wait / 1000);
+        t.tv_nsec += (long)(wait % 1000) * 1000000L;
+        t.tv_sec += t.tv_nsec / 1000000000L;
+        t.tv_nsec %= 1000000000L;
+        d->idle++;
+        int rc = 0;
+        while (rc != ETIMEDOUT && d->gen == gen && !atomic_load(&s->stop)) {
+            rc = pthread_cond_timedwait(&d->cv, &d->mu, &t);
+        }
+        d->idle--;
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/*
+ * A queued case whose manifest cannot be read can never be sent: it is
+ * dead-lettered at once (audited, shown by `rdx case status`), so that it
+ * neither holds up its recipient's other cases nor keeps waking the threads.
+ */
+static void dead_letter_unreadable(const struct rdx_tp_sender *s, sqlite3 *db, const char *case_id,
+                                   const char *recipient, const char *why)
 {
     sqlite3_stmt *st = NULL;
-    size_t n = 0;
-    char first[RDX_TRANSPORT_INST_ID_MAX + 1] = "";
+    char detail[600];
+    rdx_error err;
+    setwhy(detail, sizeof detail, "the outbox holds an unreadable manifest: %s", why);
+    int ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK &&
+             sqlite3_prepare_v2(db,
+                                "UPDATE outbox SET state='dead', last_error=?, done_ms=? WHERE "
+                                "case_id=? AND state='queued'",
+                                -1, &st, NULL) == SQLITE_OK &&
+             sqlite3_bind_text(st, 1, detail, -1, SQLITE_STATIC) == SQLITE_OK &&
+             sqlite3_bind_int64(st, 2, rdx_clock_wall_ms()) == SQLITE_OK &&
+             sqlite3_bind_text(st, 3, case_id, -1, SQLITE_STATIC) == SQLITE_OK &&
+             sqlite3_step(st) == SQLITE_DONE;
+    sqlite3_finalize(st);
+    ok = ok && rdx_tp_audit(db, s->cfg->id, "case-dead-lettered", RDX_TP_OUTCOME_SERIOUS, recipient,
+                            case_id, detail, &err) == RDX_OK;
+    ok = ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+    if (!ok) {
+        rdx_log(&s->log, RDX_LOG_ERROR, "case %s: %s; not dead-lettered: %s", case_id, detail,
+                sqlite3_errmsg(db));
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return;
+    }
+    rdx_log(&s->log, RDX_LOG_ERROR, "case %s to %s: dead-lettered: %s", case_id, recipient, detail);
+}
+
+/*
+ * Due cases (at most PIPE_MAX) for one recipient that no other thread has;
+ * that recipient is then w's (see claim_peer). *looked gets the time the due
+ * cases were chosen by; *more is set when another free recipient has due
+ * cases too.
+ */
+static size_t due_jobs(const struct rdx_tp_sender *s, struct worker *w, sqlite3 *db,
+                       const char *peer, struct job *jobs, int64_t *looked, int *more)
+{
+    sqlite3_stmt *st = NULL;
+    size_t n = 0, nbad = 0;
+    char rcp[RDX_TRANSPORT_INST_ID_MAX + 1] = "";
+    struct {
+        char id[RDX_TRANSPORT_CASE_ID_MAX + 1];
+        char why[256];
+    } bad[UNREADABLE_MAX];
+    int64_t now = rdx_clock_wall_ms();
+    *looked = now;
+    *more = 0;
+    /*
+     * 1. The recipients with due cases, the one waiting longest first (the
+     * connected one among equals, to keep its connection): claim the first
+     * that nobody has. Longest first, so a peer that keeps getting cases
+     * cannot keep a thread from the others.
+     */
     if (sqlite3_prepare_v2(db,
-                           "SELECT manifest, attempts, recipient FROM outbox WHERE state='queued' "
-                           "AND next_attempt_ms <= ? ORDER BY (recipient = ?) DESC, "
-                           "next_attempt_ms, created_ms LIMIT ?",
+                           "SELECT recipient, min(next_attempt_ms) AS due, min(created_ms) AS "
+                           "oldest FROM outbox WHERE state='queued' AND next_attempt_ms <= ? "
+                           "GROUP BY recipient ORDER BY due, oldest, (recipient = ?) DESC",
                            -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 1, rdx_clock_wall_ms()) != SQLITE_OK ||
-        sqlite3_bind_text(st, 2, peer, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int(st, 3, PIPE_MAX) != SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, now) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, peer, -1, SQLITE_STATIC) != SQLITE_OK) {
         sqlite3_finalize(st);
         return 0;
     }
-    while (n < PIPE_MAX && sqlite3_step(st) == SQLITE_ROW) {
-        const char *rcp = (const char *)sqlite3_column_text(st, 2);
-        if (rcp == NULL) {
+    while (!*more && sqlite3_step(st) == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(st, 0);
+        if (r == NULL || strlen(r) >= sizeof rcp) {
             continue;
         }
-        if (first[0] == '\0') {
-            snprintf(first, sizeof first, "%s", rcp);
-        } else if (strcmp(first, rcp) != 0) {
-            break;
+        if (rcp[0] == '\0') {
+            if (claim_peer(w, r)) {
+                snprintf(rcp, sizeof rcp, "%s", r);
+            }
+        } else {
+            *more = peer_free(w, r);
         }
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rcp[0] == '\0') {
+        release_peer(w);
+        return 0;
+    }
+    /*
+     * 2. Its cases, read only now, in a read transaction that begins after
+     * the claim: the thread that had this recipient before committed its
+     * outcomes before it let go, so a case it finished is not taken again.
+     */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT manifest, attempts, case_id FROM outbox WHERE state='queued' "
+                           "AND next_attempt_ms <= ? AND recipient = ? ORDER BY next_attempt_ms, "
+                           "created_ms LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 1, now) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, rcp, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(st, 3, PIPE_MAX) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        release_peer(w);
+        return 0;
+    }
+    while (n < PIPE_MAX && sqlite3_step(st) == SQLITE_ROW) {
         struct job *j = &jobs[n];
         rdx_error err;
         memset(j, 0, sizeof *j);
@@ -1035,8 +1316,15 @@ static size_t due_jobs(const struct rdx_tp_sender *s, sqlite3 *db, const char *p
         }
         memcpy(j->blob, sqlite3_column_blob(st, 0), j->bloblen);
         j->attempts = sqlite3_column_int(st, 1);
-        if (rdx_tp_manifest_decode(j->blob, j->bloblen, &j->m, &err) != RDX_OK) {
-            rdx_log(&s->log, RDX_LOG_ERROR, "outbox holds an unreadable manifest: %s", err.msg);
+        rdx_status ds = rdx_tp_manifest_decode(j->blob, j->bloblen, &j->m, &err);
+        if (ds != RDX_OK) {
+            const char *cid = (const char *)sqlite3_column_text(st, 2);
+            if (ds != RDX_ENOMEM && cid != NULL && strlen(cid) < sizeof bad[0].id &&
+                nbad < UNREADABLE_MAX) {
+                snprintf(bad[nbad].id, sizeof bad[nbad].id, "%s", cid);
+                setwhy(bad[nbad].why, sizeof bad[nbad].why, "%s", err.msg);
+                nbad++;
+            }
             free(j->blob);
             continue;
         }
@@ -1044,63 +1332,340 @@ static size_t due_jobs(const struct rdx_tp_sender *s, sqlite3 *db, const char *p
         n++;
     }
     sqlite3_finalize(st);
+    for (size_t i = 0; i < nbad; i++) {
+        dead_letter_unreadable(s, db, bad[i].id, rcp, bad[i].why);
+    }
+    if (n == 0) {
+        release_peer(w);
+    }
     return n;
 }
 
-void rdx_tp_sender_run(struct rdx_tp_sender *s)
+/* The earliest retry after looked (wall-clock ms), or 0 when none is scheduled. */
+static int64_t next_due(sqlite3 *db, int64_t looked)
 {
+    sqlite3_stmt *st = NULL;
+    int64_t next = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT min(next_attempt_ms) FROM outbox WHERE state='queued' AND "
+                           "next_attempt_ms > ?",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_int64(st, 1, looked) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+        sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        next = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return next;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct rdx_tp_sender *s = w->s;
+    struct rdx_tp_delivery *d = s->d;
     sqlite3 *db = NULL;
     rdx_error err;
+    (void)pthread_setname_np(pthread_self(), "rdx-deliver");
     while (!atomic_load(&s->stop) && rdx_tp_node_db_open(s->cfg->data, &db, &err) != RDX_OK) {
         rdx_log(&s->log, RDX_LOG_ERROR, "delivery: %s", err.msg);
-        sleep_ms(1000);
+        sqlite3_close(db);
+        db = NULL;
+        idle_wait(s, wake_gen(d), rdx_clock_wall_ms() + 1000);
     }
     struct link l;
     memset(&l, 0, sizeof l);
     l.fd = -1;
+    l.w = w;
     struct job *jobs = rdx_callocarray(PIPE_MAX, sizeof *jobs);
-    struct janitor jan;
-    memset(&jan, 0, sizeof jan);
-    jan.cfg = s->cfg;
-    if (db != NULL) {
+    if (jobs == NULL) {
+        rdx_log(&s->log, RDX_LOG_ERROR, "delivery thread %u: out of memory", w->index + 1);
+    }
+    if (db != NULL && w->index == 0) {
         sweep_spool(s->cfg, db);
     }
-    if (pthread_mutex_init(&jan.mu, NULL) == 0) {
-        if (pthread_cond_init(&jan.cv, NULL) == 0) {
-            jan.started = pthread_create(&jan.th, NULL, janitor_main, &jan) == 0;
-            if (!jan.started) {
-                pthread_cond_destroy(&jan.cv);
-            }
-        }
-        if (!jan.started) {
-            pthread_mutex_destroy(&jan.mu);
-        }
-    }
-    while (jobs != NULL && !atomic_load(&s->stop)) {
-        size_t n = due_jobs(s, db, l.peer, jobs);
+    while (db != NULL && jobs != NULL && !atomic_load(&s->stop)) {
+        /* The generation first: a wake-up after it, even during the look, ends the sleep. */
+        unsigned long long gen = wake_gen(d);
+        int64_t looked = 0;
+        int more = 0;
+        size_t n = due_jobs(s, w, db, l.peer, jobs, &looked, &more);
         if (n == 0) {
             link_close(&l, 1); /* nothing due: do not hold an idle connection */
-            sleep_ms(100);
+            idle_wait(s, gen, next_due(db, looked));
             continue;
         }
+        if (more) {
+            pass_on(w); /* another recipient waits too: a thread asleep takes it */
+        }
         deliver_batch(s, &l, jobs, n);
-        record_batch(s, db, &jan, jobs, n);
+        record_batch(s, db, &d->jan, jobs, n);
         for (size_t i = 0; i < n; i++) {
             rdx_tp_manifest_clear(&jobs[i].m);
             free(jobs[i].blob);
         }
     }
+    release_peer(w);
     free(jobs);
-    if (jan.started) {
-        pthread_mutex_lock(&jan.mu);
-        jan.stop = 1;
-        pthread_cond_signal(&jan.cv);
-        pthread_mutex_unlock(&jan.mu);
-        pthread_join(jan.th, NULL); /* it finishes the removals it was given */
-        pthread_cond_destroy(&jan.cv);
-        pthread_mutex_destroy(&jan.mu);
-    }
-    free(jan.ids);
     link_close(&l, 1);
     sqlite3_close(db);
+    return NULL;
+}
+
+/*
+ * The wake-up thread: reads the kick FIFO and wakes an idle delivery
+ * thread. All the bytes there are read before the wake-up, so a kick that
+ * comes later is seen by the next poll, never lost between the two.
+ */
+static void *wake_main(void *arg)
+{
+    struct rdx_tp_sender *s = arg;
+    struct rdx_tp_delivery *d = s->d;
+    uint8_t buf[512];
+    (void)pthread_setname_np(pthread_self(), "rdx-wake");
+    /* The stop sets s->stop before its byte: seen here whether or not the drain took the byte. */
+    while (!atomic_load(&s->stop)) {
+        struct pollfd p = {d->kick_fd, POLLIN, 0};
+        int r = poll(&p, 1, -1);
+        if (atomic_load(&s->stop)) {
+            break;
+        }
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r < 0 || (p.revents & (POLLERR | POLLNVAL)) != 0) {
+            rdx_log(&s->log, RDX_LOG_ERROR,
+                    "delivery: %s/" KICK_NAME " failed (%s); looking every %d ms instead",
+                    s->cfg->data, r < 0 ? strerror(errno) : "poll error", WAKE_POLL_MS);
+            pthread_mutex_lock(&d->mu);
+            d->idle_ms = WAKE_POLL_MS;
+            pthread_mutex_unlock(&d->mu);
+            break;
+        }
+        ssize_t got;
+        while ((got = read(d->kick_fd, buf, sizeof buf)) > 0 || (got < 0 && errno == EINTR)) {
+        }
+        pthread_mutex_lock(&d->mu);
+        d->kicks++;
+        wake_one(d);
+        pthread_mutex_unlock(&d->mu);
+    }
+    return NULL;
+}
+
+/*
+ * Make (or take over) DATA/outbox.kick and open it for reading and writing:
+ * while this node holds it open, a writer's non-blocking open succeeds and
+ * its byte wakes the node; with the node gone the open fails (ENXIO) and
+ * the writer goes on. Linux allows O_RDWR on a FIFO, and it keeps the FIFO
+ * from ever reporting hang-up. -1 with why set on failure.
+ */
+static int kick_open(const rdx_transport_config *cfg, char *why, size_t whysz)
+{
+    char p[4200];
+    struct stat sb;
+    if (rdx_tp_path(p, sizeof p, NULL, "%s/" KICK_NAME, cfg->data) != RDX_OK) {
+        setwhy(why, whysz, "%s/" KICK_NAME ": path too long", cfg->data);
+        return -1;
+    }
+    if (lstat(p, &sb) == 0 && !S_ISFIFO(sb.st_mode) && unlink(p) != 0) {
+        setwhy(why, whysz, "%s: not a FIFO, and cannot be removed: %s", p, strerror(errno));
+        return -1;
+    }
+    if (mkfifo(p, 0600) != 0 && errno != EEXIST) {
+        setwhy(why, whysz, "cannot make the FIFO %s: %s", p, strerror(errno));
+        return -1;
+    }
+    int fd = open(p, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISFIFO(sb.st_mode)) {
+        setwhy(why, whysz, "cannot open the FIFO %s: %s", p, fd < 0 ? strerror(errno) : "not one");
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    return fd;
+}
+
+void rdx_tp_outbox_kick(const char *data_dir)
+{
+    char p[4200];
+    struct stat sb;
+    if (data_dir == NULL || rdx_tp_path(p, sizeof p, NULL, "%s/" KICK_NAME, data_dir) != RDX_OK) {
+        return;
+    }
+    /* No O_CREAT: without a node there is nobody to wake, and nothing to leave behind. */
+    int fd = open(p, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        return; /* ENXIO: no node has it open; ENOENT: no node ever ran here */
+    }
+    if (fstat(fd, &sb) == 0 && S_ISFIFO(sb.st_mode)) {
+        /*
+         * The node may close its end between our open and write: the write
+         * then fails with EPIPE and raises SIGPIPE, which must not kill the
+         * process that queued the case. Block it around the write and take
+         * it back if this write raised it (one already pending is left).
+         */
+        sigset_t pipe, pending, old;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        sigemptyset(&pending);
+        int blocked = pthread_sigmask(SIG_BLOCK, &pipe, &old) == 0;
+        int was_pending = blocked && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+        ssize_t r;
+        do {
+            r = write(fd, "k", 1);
+        } while (r < 0 && errno == EINTR);
+        if (blocked) {
+            if (r < 0 && errno == EPIPE && !was_pending) {
+                const struct timespec zero = {0, 0};
+                (void)sigtimedwait(&pipe, NULL, &zero);
+            }
+            (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+    }
+    close(fd);
+}
+
+static void janitor_start(struct janitor *j, const rdx_transport_config *cfg)
+{
+    memset(j, 0, sizeof *j);
+    j->cfg = cfg;
+    if (pthread_mutex_init(&j->mu, NULL) != 0) {
+        return; /* no janitor: the delivery threads remove the spool copies themselves */
+    }
+    if (pthread_cond_init(&j->cv, NULL) == 0) {
+        j->started = pthread_create(&j->th, NULL, janitor_main, j) == 0;
+        if (!j->started) {
+            pthread_cond_destroy(&j->cv);
+        }
+    }
+    if (!j->started) {
+        pthread_mutex_destroy(&j->mu);
+    }
+}
+
+static void janitor_stop(struct janitor *j)
+{
+    if (j->started) {
+        pthread_mutex_lock(&j->mu);
+        j->stop = 1;
+        pthread_cond_signal(&j->cv);
+        pthread_mutex_unlock(&j->mu);
+        pthread_join(j->th, NULL); /* it finishes the removals it was given */
+        pthread_cond_destroy(&j->cv);
+        pthread_mutex_destroy(&j->mu);
+        j->started = 0;
+    }
+    free(j->ids);
+    j->ids = NULL;
+}
+
+rdx_status rdx_tp_sender_start(struct rdx_tp_sender *s, rdx_error *err)
+{
+    const rdx_transport_config *cfg = s->cfg;
+    unsigned nw = cfg->senders > 0 ? cfg->senders : 1;
+    char why[4400];
+    if (s->d != NULL) {
+        return rdx_error_set(err, RDX_EINTERNAL, "delivery is running already");
+    }
+    atomic_store(&s->stop, 0);
+    struct rdx_tp_delivery *d = calloc(1, sizeof *d);
+    struct worker *w = rdx_callocarray(nw, sizeof *w);
+    pthread_condattr_t ca;
+    if (d == NULL || w == NULL) {
+        free(d);
+        free(w);
+        return rdx_error_set(err, RDX_ENOMEM, "delivery: out of memory");
+    }
+    int attr = pthread_condattr_init(&ca) == 0;
+    int mu = attr && pthread_mutex_init(&d->mu, NULL) == 0;
+    int cv = mu && pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+             pthread_cond_init(&d->cv, &ca) == 0;
+    if (attr) {
+        pthread_condattr_destroy(&ca);
+    }
+    if (!cv) {
+        if (mu) {
+            pthread_mutex_destroy(&d->mu);
+        }
+        free(d);
+        free(w);
+        return rdx_error_set(err, RDX_EINTERNAL, "delivery: cannot make a mutex or condition");
+    }
+    d->w = w;
+    d->nw = nw;
+    d->idle_ms = RDX_TP_WAKE_FALLBACK_MS;
+    s->d = d;
+    for (unsigned k = 0; k < nw; k++) {
+        w[k].s = s;
+        w[k].index = k;
+        w[k].fd = -1;
+    }
+    janitor_start(&d->jan, cfg);
+    d->kick_fd = kick_open(cfg, why, sizeof why);
+    if (d->kick_fd >= 0) {
+        d->wake_started = pthread_create(&d->wake_th, NULL, wake_main, s) == 0;
+        if (!d->wake_started) {
+            setwhy(why, sizeof why, "cannot start its thread");
+            close(d->kick_fd); /* writers then find no reader, not a FIFO filling up */
+            d->kick_fd = -1;
+        }
+    }
+    if (!d->wake_started) {
+        rdx_log(&s->log, RDX_LOG_WARN, "delivery: no wake-up (%s); looking every %d ms instead",
+                why, WAKE_POLL_MS);
+        d->idle_ms = WAKE_POLL_MS;
+    }
+    for (unsigned k = 0; k < nw; k++) {
+        if (pthread_create(&w[k].th, NULL, worker_main, &w[k]) != 0) {
+            rdx_tp_sender_stop(s);
+            return rdx_error_set(err, RDX_EINTERNAL, "cannot start delivery thread %u of %u", k + 1,
+                                 nw);
+        }
+        d->started = k + 1;
+    }
+    rdx_log(&s->log, RDX_LOG_INFO, "delivery: %u thread%s, one peer each at a time", nw,
+            nw == 1 ? "" : "s");
+    return RDX_OK;
+}
+
+void rdx_tp_sender_stop(struct rdx_tp_sender *s)
+{
+    struct rdx_tp_delivery *d = s != NULL ? s->d : NULL;
+    if (d == NULL) {
+        return;
+    }
+    atomic_store(&s->stop, 1);
+    pthread_mutex_lock(&d->mu);
+    for (unsigned k = 0; k < d->started; k++) {
+        if (d->w[k].fd >= 0) {
+            (void)shutdown(d->w[k].fd, SHUT_RDWR); /* a blocked read or write returns now */
+        }
+    }
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    if (d->wake_started) {
+        ssize_t r;
+        do {
+            r = write(d->kick_fd, "s", 1); /* full: it is readable anyway */
+        } while (r < 0 && errno == EINTR);
+    }
+    for (unsigned k = 0; k < d->started; k++) {
+        pthread_join(d->w[k].th, NULL);
+    }
+    if (d->wake_started) {
+        pthread_join(d->wake_th, NULL);
+    }
+    if (d->kick_fd >= 0) {
+        close(d->kick_fd);
+    }
+    janitor_stop(&d->jan);
+    rdx_log(&s->log, RDX_LOG_INFO,
+            "delivery stopped: %u thread%s, woken %llu time%s by queued cases", d->started,
+            d->started == 1 ? "" : "s", d->kicks, d->kicks == 1 ? "" : "s");
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
+    free(d->w);
+    free(d);
+    s->d = NULL;
 }

@@ -134,6 +134,7 @@ struct rdx_transport_config {
     unsigned handshake_ms, read_ms, idle_ms, max_conns, chunk_size, max_attempts;
     unsigned retry_base_ms, retry_max_ms;
     unsigned spill_delay_ms, spill_checkpoint_ms; /* the small-item spill (transport/node.c) */
+    unsigned senders;                             /* delivery threads */
     struct rdx_tp_peer *peers;
     size_t npeers;
     struct rdx_tp_rule *send_rules, *fetch_rules;
@@ -377,20 +378,55 @@ void rdx_tp_tls_reason(const struct rdx_tp_verdict *v, unsigned long e, char *ou
 
 #include <stdatomic.h>
 
-/* The delivery thread's state: it shares nothing with the event loop but cfg. */
+struct rdx_tp_delivery; /* the threads, their claims and the wake-up: private to node_send.c */
+
+/*
+ * Delivery: cfg->senders threads that share nothing with the event loop but
+ * cfg. Set cfg and log, zero the rest, before rdx_tp_sender_start.
+ */
 struct rdx_tp_sender {
     const rdx_transport_config *cfg;
     rdx_logger log;
     atomic_int stop;
+    struct rdx_tp_delivery *d; /* made by rdx_tp_sender_start, freed by rdx_tp_sender_stop */
 };
 
 /*
- * Deliver due outbox cases until s->stop is set: one at a time, over a fresh
- * TLS 1.3 connection each, resuming from the receiver's PROGRESS; retry with
- * capped exponential backoff, dead-letter after max_attempts or at once on a
- * permanent refusal. Runs on its own SQLite connection.
+ * Start delivering the outbox: cfg->senders threads ("rdx-deliver"), each on
+ * its own SQLite connection, each taking the due cases of one recipient that
+ * no other thread has (so a slow or silent peer holds up only its own
+ * cases, and no case is ever in two attempts at once). A thread delivers
+ * them over one TLS 1.3 connection (pipelined, resuming from the receiver's
+ * PROGRESS) and records the outcomes before it lets the recipient go;
+ * failures are retried with capped exponential backoff and dead-lettered
+ * after max_attempts, or at once on a permanent refusal. An idle thread
+ * sleeps until a case is queued (rdx_tp_outbox_kick, from any process), a
+ * retry falls due, or at the latest RDX_TP_WAKE_FALLBACK_MS. RDX_EINTERNAL
+ * when a thread cannot be started (then nothing is left running).
+ * Not thread-safe against rdx_tp_sender_stop on the same s.
  */
-void rdx_tp_sender_run(struct rdx_tp_sender *s);
+rdx_status rdx_tp_sender_start(struct rdx_tp_sender *s, rdx_error *err);
+/*
+ * Stop delivery: connections in progress are cut (shutdown(2)), so a silent
+ * peer does not delay the stop; an attempt cut this way is not counted and
+ * its cases stay queued. Joins every thread and frees what start made. A
+ * no-op when s was never started or is stopped already.
+ */
+void rdx_tp_sender_stop(struct rdx_tp_sender *s);
+
+/*
+ * The longest an idle delivery thread sleeps with no wake-up: a wake-up that
+ * is lost (the kick could not be written) delays a case by at most this.
+ */
+#define RDX_TP_WAKE_FALLBACK_MS 1000
+/*
+ * Wake the delivery threads of the node serving data_dir, in this process
+ * or another, after the commit that queued or requeued a case: one byte
+ * into DATA/outbox.kick, the FIFO the node holds open. Best effort and never
+ * blocking: no node running (no reader), a full FIFO (a wake-up is pending
+ * anyway) and every error are ignored. SIGPIPE is never raised. Thread-safe.
+ */
+void rdx_tp_outbox_kick(const char *data_dir);
 
 /* Outbox spool file of item idx of a case: DATA/outbox/CASE/IDX. */
 rdx_status rdx_tp_spool_path(const rdx_transport_config *cfg, const char *case_id, size_t idx,

@@ -106,5 +106,14 @@
 #define RDX_TRANSPORT_CONNS_MAX 65536
 /* Delivery attempts before dead-lettering: 1000 at the capped backoff is weeks. */
 #define RDX_TRANSPORT_ATTEMPTS_MAX 1000
+/*
+ * Delivery threads per node ([node] senders). Each serves one peer at a time
+ * with one TLS connection and one SQLite connection: four keep a slow or
+ * silent peer from holding up the rest on a node that sends to a handful of
+ * peers at once; 64 is more than any member sends to at once, and stops a
+ * typo from starting thousands of threads.
+ */
+#define RDX_TRANSPORT_SENDERS_DEFAULT 4
+#define RDX_TRANSPORT_SENDERS_MAX     64
 
 #endif /* RDX_TRANSPORT_LIMITS_H */

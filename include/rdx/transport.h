@@ -329,6 +329,7 @@ rdx_status rdx_transport_decoder_take(rdx_transport_decoder *d, rdx_buf *out, rd
  *                                     ; and their node.db copies dropped once the spill
  *                                     ; has been quiet this long (at the latest 15 s, or
  *                                     ; this, after the first)
+ *   senders = 4                       ; delivery threads (1..64), each serving one peer at a time
  *
  *   [peers]                           ; where to deliver: ID = host:port
  *   jsph = 127.0.0.1:7002
