@@ -1150,9 +1150,22 @@ static void test_node_expired_crl_fails_closed_until_renewed(void **state)
     id[32] = '\0';
     rdx_run_free(&r);
     wait_one(hub_db,
-             "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND attempts>=1 AND "
+             "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
              "instr(last_error, 'CRL has expired') > 0",
              id, "outbound refused for the expired CRL");
+    /*
+     * Held, not failed: this node's own CRL is the cause, so the case counts no
+     * attempt (an expired CRL must not dead-letter the outbox) and gets no
+     * case-send-failed record, only one log line per batch.
+     */
+    assert_int_equal(rdx_test_sql(hub_db, "SELECT attempts FROM outbox WHERE case_id=?1", id), 0);
+    assert_int_equal(audit_count(hub_db, "case-send-failed", NULL), 0);
+    for (int tries = 0; tries < 400 && !rdx_test_file_contains(hub.hub_log, "held (not counted");
+         tries++) {
+        rdx_test_sleep_ms(25);
+    }
+    assert_true(rdx_test_file_contains(hub.hub_log, "held (not counted as attempts) until this "
+                                                    "node's CRL is renewed"));
     assert_int_equal(rdx_test_sql(clinic_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 0);
 
     /* A new CRL ends it, without a restart. */

@@ -41,7 +41,21 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
-enum outcome { DELIVERED, RETRY, PERMANENT };
+/*
+ * HELD: not an attempt at all. This node's own CRL has expired, so it can
+ * verify no peer until a new one is published; the case waits without
+ * counting towards max_attempts (a lapsed CRL must not dead-letter the
+ * outbox).
+ */
+enum outcome { DELIVERED, RETRY, PERMANENT, HELD };
+
+/*
+ * How long a HELD case waits before it is tried again (retry_max_ms if that is
+ * shorter): a new CRL is picked up by the next connection, so this bounds how
+ * long delivery lags behind the operator's `rdx pki crl`. A HELD case gets no
+ * audit record (nothing was sent) and its batch one log line, not one per case.
+ */
+#define HELD_RETRY_MS 5000
 
 struct worker;
 
@@ -449,7 +463,7 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
         ERR_clear_error();
         setwhy(why, whysz, "TLS with %s (%s:%s) failed: %s", recipient, peer->host, peer->port,
                reason);
-        return RETRY;
+        return l->verdict.verify_error == X509_V_ERR_CRL_HAS_EXPIRED ? HELD : RETRY;
     }
     char inst[65], serial[64];
     if (rdx_tp_tls_peer(l->ssl, inst, sizeof inst, serial, sizeof serial, &err) != RDX_OK) {
@@ -866,8 +880,14 @@ static int record_one(const struct rdx_tp_sender *s, sqlite3 *db, struct job *j,
     int64_t next = 0;
     const char *event;
     int outcome;
-    int attempts = j->attempts + 1;
-    if (j->oc == DELIVERED) {
+    int attempts = j->oc == HELD ? j->attempts : j->attempts + 1;
+    if (j->oc == HELD) {
+        next = now + (cfg->retry_max_ms < HELD_RETRY_MS ? cfg->retry_max_ms : HELD_RETRY_MS);
+        event = NULL;
+        outcome = RDX_TP_OUTCOME_MINOR;
+        setwhy(detail, detailsz, "held, not counted as an attempt (%d so far): %s", attempts,
+               j->why);
+    } else if (j->oc == DELIVERED) {
         state = "acked";
         event = "case-acknowledged";
         outcome = RDX_TP_OUTCOME_SUCCESS;
@@ -927,8 +947,8 @@ static int record_one(const struct rdx_tp_sender *s, sqlite3 *db, struct job *j,
              sqlite3_step(st) == SQLITE_DONE;
         sqlite3_finalize(st);
     }
-    ok = ok && rdx_tp_audit(db, cfg->id, event, outcome, m->recipient, m->case_id, detail, &err) ==
-                   RDX_OK;
+    ok = ok && (event == NULL || rdx_tp_audit(db, cfg->id, event, outcome, m->recipient, m->case_id,
+                                              detail, &err) == RDX_OK);
     return ok;
 }
 
@@ -967,8 +987,18 @@ static void record_batch(const struct rdx_tp_sender *s, sqlite3 *db, struct jani
         free(detail);
         return;
     }
+    size_t held = 0;
     for (size_t i = 0; i < n; i++) {
         if (jobs[i].st != JOB_DONE) {
+            continue;
+        }
+        if (jobs[i].oc == HELD) {
+            if (held++ == 0) {
+                rdx_log(&s->log, RDX_LOG_ERROR,
+                        "cases to %s held (not counted as attempts) until this node's CRL is "
+                        "renewed (rdx pki crl): %s",
+                        jobs[i].m.recipient, jobs[i].why);
+            }
             continue;
         }
         rdx_log(&s->log, jobs[i].oc == DELIVERED ? RDX_LOG_INFO : RDX_LOG_WARN, "case %s to %s: %s",
