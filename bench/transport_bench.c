@@ -409,6 +409,23 @@ static double plain_stream(SSL_CTX *sctx, SSL_CTX *cctx, size_t n, int tuned, do
     return dt;
 }
 
+/* One plain stream of mib MiB, in MB/s, with its CPU per thread on stderr. */
+static double plain_measured(SSL_CTX *sctx, SSL_CTX *cctx, size_t mib, int tuned)
+{
+    struct cpu_snap c0, c1;
+    double rcpu = 0;
+    const char *what = tuned ? "tuned plain TLS" : "plain TLS";
+    char label[64];
+    cpu_snap_take(&c0);
+    double mbs = (double)mib * 1.048576 / plain_stream(sctx, cctx, mib << 20, tuned, &rcpu);
+    cpu_snap_take(&c1);
+    snprintf(label, sizeof label, "%s (sender side)", what);
+    cpu_snap_print(&c0, &c1, (double)mib / 8, label, (double)mib * 1.048576 / mbs);
+    fprintf(stderr, "transport_bench: %s receiver: CPU ms per 8 MiB %.2f\n", what,
+            rcpu / ((double)mib / 8));
+    return mbs;
+}
+
 static double plain_handshakes(SSL_CTX *sctx, SSL_CTX *cctx, int n)
 {
     struct plain p = {sctx, -1, 0, 1, 0, n, 0, 0, 0};
@@ -637,22 +654,9 @@ int main(int argc, char **argv)
         cpu_snap_take(&c1);
         cpu_snap_print(&c0, &c1, (double)mib / 8, "rdx bulk", (double)mib * 1.048576 / bulk[rep]);
         stop_node(&clinic);
-        double rcpu = 0;
-        cpu_snap_take(&c0);
-        plain[rep] = (double)mib * 1.048576 / plain_stream(sctx, cctx, mib << 20, 0, &rcpu);
-        cpu_snap_take(&c1);
-        cpu_snap_print(&c0, &c1, (double)mib / 8, "plain TLS (sender side)",
-                       (double)mib * 1.048576 / plain[rep]);
-        fprintf(stderr, "transport_bench: plain TLS receiver: CPU ms per 8 MiB %.2f\n",
-                rcpu / ((double)mib / 8));
+        plain[rep] = plain_measured(sctx, cctx, mib, 0);
         ratio[rep] = bulk[rep] / plain[rep];
-        cpu_snap_take(&c0);
-        tuned[rep] = (double)mib * 1.048576 / plain_stream(sctx, cctx, mib << 20, 1, &rcpu);
-        cpu_snap_take(&c1);
-        cpu_snap_print(&c0, &c1, (double)mib / 8, "tuned plain TLS (sender side)",
-                       (double)mib * 1.048576 / tuned[rep]);
-        fprintf(stderr, "transport_bench: tuned plain TLS receiver: CPU ms per 8 MiB %.2f\n",
-                rcpu / ((double)mib / 8));
+        tuned[rep] = plain_measured(sctx, cctx, mib, 1);
         tratio[rep] = bulk[rep] / tuned[rep];
     }
     unlink(big);

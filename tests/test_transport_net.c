@@ -190,6 +190,23 @@ static unsigned start(const struct net *w, const char *id, const char *ini, pid_
     return rdx_test_wait_port(data, 20000);
 }
 
+/*
+ * A hub that accepts `allow` from the clinic, and the clinic with the hub as
+ * its one peer, both started. The inis are written as DIR/ID.ini.
+ */
+static void start_pair(const struct net *w, const char *hub_id, const char *cl_id,
+                       const char *allow, size_t inisz, char *hub_ini, pid_t *hub, char *cl_ini,
+                       pid_t *cl)
+{
+    char peers[128], rule[160];
+    snprintf(rule, sizeof rule, "%s = %s", cl_id, allow);
+    node_ini(w, hub_id, "", rule, hub_ini, inisz);
+    unsigned port = start(w, hub_id, hub_ini, hub);
+    snprintf(peers, sizeof peers, "%s = 127.0.0.1:%u\n", hub_id, port);
+    node_ini(w, cl_id, peers, "", cl_ini, inisz);
+    (void)start(w, cl_id, cl_ini, cl);
+}
+
 /* ---- three nodes ------------------------------------------------------------ */
 
 static void test_net_three_nodes_both_ways_and_200mb(void **state)
@@ -474,7 +491,7 @@ static void test_net_load_100_senders_20_cases_exactly_once(void **state)
 static void test_net_disk_full_refused_cleanly_then_delivered(void **state)
 {
     struct net *w = *state;
-    char hub_ini[4300], cl_ini[4300], hub_db[4300], cl_db[4300], inbox[4300], peers[128];
+    char hub_ini[4300], cl_ini[4300], hub_db[4300], cl_db[4300], inbox[4300];
     char study[4300], id[40];
     pid_t hub, cl;
     rdx_test_issue(w->pki, "full-hub", "Zhenjiang", 0, 0);
@@ -491,11 +508,7 @@ static void test_net_disk_full_refused_cleanly_then_delivered(void **state)
         skip();
     }
     snprintf(w->mounted, sizeof w->mounted, "%s", inbox);
-    node_ini(w, "full-hub", "", "yz-clinic = dicom", hub_ini, sizeof hub_ini);
-    unsigned port = start(w, "full-hub", hub_ini, &hub);
-    snprintf(peers, sizeof peers, "full-hub = 127.0.0.1:%u\n", port);
-    node_ini(w, "yz-clinic", peers, "", cl_ini, sizeof cl_ini);
-    (void)start(w, "yz-clinic", cl_ini, &cl);
+    start_pair(w, "full-hub", "yz-clinic", "dicom", sizeof hub_ini, hub_ini, &hub, cl_ini, &cl);
     snprintf(hub_db, sizeof hub_db, "%s/full-hub/node.db", w->dir);
     snprintf(cl_db, sizeof cl_db, "%s/yz-clinic/node.db", w->dir);
     snprintf(study, sizeof study, "%s/mr-series.dcm", w->dir);
@@ -775,16 +788,12 @@ static long long woken_by_kicks(const char *log)
 static void test_net_idle_node_wakes_for_queued_case(void **state)
 {
     struct net *w = *state;
-    char hub_ini[4300], cl_ini[4300], peers[128], file[4300], cl_db[4300], log[4300], id[40];
+    char hub_ini[4300], cl_ini[4300], file[4300], cl_db[4300], log[4300], id[40];
     pid_t hub, cl;
     rdx_error err;
     rdx_test_issue(w->pki, "wk-hub", "Zhenjiang", 0, 0);
     rdx_test_issue(w->pki, "wk-clinic", "Zhenjiang", 0, 0);
-    node_ini(w, "wk-hub", "", "wk-clinic = report", hub_ini, sizeof hub_ini);
-    unsigned hub_port = start(w, "wk-hub", hub_ini, &hub);
-    snprintf(peers, sizeof peers, "wk-hub = 127.0.0.1:%u\n", hub_port);
-    node_ini(w, "wk-clinic", peers, "", cl_ini, sizeof cl_ini);
-    (void)start(w, "wk-clinic", cl_ini, &cl);
+    start_pair(w, "wk-hub", "wk-clinic", "report", sizeof hub_ini, hub_ini, &hub, cl_ini, &cl);
     snprintf(cl_db, sizeof cl_db, "%s/wk-clinic/node.db", w->dir);
     snprintf(file, sizeof file, "%s/wk-report.txt", w->dir);
     rdx_test_write_text(file, "Sinus rhythm, 72/min. No acute ST changes.\n");
