@@ -247,108 +247,6 @@ static rdx_status run_id(rdx_img_index *ix, enum img_stmt id, const char *const 
     return RDX_OK;
 }
 
-rdx_status img_store_put(rdx_img_index *ix, const struct img_record *r, rdx_error *err)
-{
-    const char *const *f = r->f;
-    const struct img_backend *be = ix->be;
-    char other[RDX_IMG_MAX_PATH + 1] = "";
-    int got = 0;
-    const char *p1[1] = {f[F_SOP_UID]};
-    RDX_TRY(be->run(ix->impl, S_BY_SOP, p1, 1, other, sizeof other, &got, err));
-    struct stat sb;
-    if (got && strcmp(other, f[F_PATH]) != 0 && stat(other, &sb) == 0) {
-        return rdx_error_set(err, RDX_EDUPLICATE,
-                             "%s: duplicate SOP Instance UID %s, already indexed from %s",
-                             f[F_PATH], f[F_SOP_UID], other);
-    }
-    /* A changed file: drop what its path held before, then this UID's old row. */
-    const char *p2[2] = {f[F_PATH], f[F_SOP_UID]};
-    RDX_TRY(be->run(ix->impl, S_DEL_PATH_OTHER, p2, 2, NULL, 0, NULL, err));
-    RDX_TRY(be->run(ix->impl, S_DEL_SOP, p1, 1, NULL, 0, NULL, err));
-
-    /*
-     * Patient identity: Patient ID with its issuer. Files without a Patient ID
-     * (anonymised teaching files) are kept apart by name, not merged into one.
-     */
-    char pkey[1024], upper[1024];
-    if (f[F_PATIENT_ID][0] != '\0') {
-        snprintf(pkey, sizeof pkey, "I\x1f%s\x1f%s", f[F_PATIENT_ID], f[F_ISSUER]);
-    } else {
-        snprintf(pkey, sizeof pkey, "N\x1f%s", f[F_PATIENT_NAME]);
-    }
-    ascii_upper(f[F_NAME_ALPHA], upper, sizeof upper);
-    int64_t pid = 0, stid = 0, seid = 0, iid = 0, rid = 0;
-    char n1[24], n2[24], n3[24], n4[24], n5[24], n6[24], n7[24];
-    if (be->put_chain != NULL) {
-        const char *cp[IMG_PUT_CHAIN_NPARAMS] = {pkey,
-                                                 f[F_PATIENT_ID],
-                                                 f[F_ISSUER],
-                                                 f[F_PATIENT_NAME],
-                                                 f[F_NAME_ALPHA],
-                                                 upper,
-                                                 f[F_NAME_IDEO],
-                                                 f[F_NAME_PHON],
-                                                 f[F_BIRTH_DATE],
-                                                 f[F_SEX],
-                                                 f[F_STUDY_UID],
-                                                 f[F_STUDY_DATE],
-                                                 f[F_STUDY_TIME],
-                                                 f[F_ACCESSION],
-                                                 f[F_STUDY_DESC],
-                                                 f[F_REFERRING],
-                                                 f[F_INSTITUTION],
-                                                 f[F_STUDY_ID],
-                                                 f[F_SERIES_UID],
-                                                 f[F_MODALITY],
-                                                 num(n1, r->series_number),
-                                                 f[F_SERIES_DESC],
-                                                 f[F_BODY_PART],
-                                                 f[F_SOP_UID],
-                                                 f[F_SOP_CLASS],
-                                                 num(n2, r->instance_number),
-                                                 f[F_XFER],
-                                                 num(n3, r->rows),
-                                                 num(n4, r->columns),
-                                                 num(n5, r->frames),
-                                                 f[F_PATH],
-                                                 num(n6, r->size),
-                                                 num(n7, r->mtime_ns)};
-        char buf[32] = "";
-        RDX_TRY(be->put_chain(ix->impl, cp, buf, sizeof buf, err));
-        iid = to_i64(buf);
-    } else {
-        const char *pp[10] = {
-            pkey,  f[F_PATIENT_ID], f[F_ISSUER],    f[F_PATIENT_NAME], f[F_NAME_ALPHA],
-            upper, f[F_NAME_IDEO],  f[F_NAME_PHON], f[F_BIRTH_DATE],   f[F_SEX]};
-        RDX_TRY(run_id(ix, S_PATIENT, pp, 10, &pid, err));
-        const char *sp[9] = {f[F_STUDY_UID],  num(n1, pid),     f[F_STUDY_DATE],
-                             f[F_STUDY_TIME], f[F_ACCESSION],   f[F_STUDY_DESC],
-                             f[F_REFERRING],  f[F_INSTITUTION], f[F_STUDY_ID]};
-        RDX_TRY(run_id(ix, S_STUDY, sp, 9, &stid, err));
-        const char *ep[6] = {f[F_SERIES_UID],           num(n1, stid),    f[F_MODALITY],
-                             num(n2, r->series_number), f[F_SERIES_DESC], f[F_BODY_PART]};
-        RDX_TRY(run_id(ix, S_SERIES, ep, 6, &seid, err));
-        const char *ip[11] = {
-            f[F_SOP_UID], num(n1, seid),    f[F_SOP_CLASS],      num(n2, r->instance_number),
-            f[F_XFER],    num(n3, r->rows), num(n4, r->columns), num(n5, r->frames),
-            f[F_PATH],    num(n6, r->size), num(n7, r->mtime_ns)};
-        RDX_TRY(run_id(ix, S_INSTANCE, ip, 11, &iid, err));
-    }
-
-    if (!r->is_report) {
-        return RDX_OK;
-    }
-    const char *rp[8] = {num(n1, iid),      f[F_STUDY_UID],    f[F_REPORT_TITLE], f[F_COMPLETION],
-                         f[F_VERIFICATION], f[F_CONTENT_DATE], f[F_CONTENT_TIME], r->report_text};
-    RDX_TRY(run_id(ix, S_REPORT, rp, 8, &rid, err));
-    for (size_t i = 0; i <= r->nlinks; i++) {
-        const char *lp[3] = {num(n1, rid), i == 0 ? f[F_STUDY_UID] : r->link_uid[i - 1],
-                             i == 0 ? "own" : r->link_how[i - 1]};
-        RDX_TRY(be->run(ix->impl, S_LINK, lp, 3, NULL, 0, NULL, err));
-    }
-    return RDX_OK;
-}
-
 /* The 33 parameters of put_chain for one record, and the text they point into. */
 struct chain_args {
     char pkey[1024], upper[1024];
@@ -360,6 +258,10 @@ struct chain_args {
 static void chain_args_of(const struct img_record *r, struct chain_args *a)
 {
     const char *const *f = r->f;
+    /*
+     * Patient identity: Patient ID with its issuer. Files without a Patient ID
+     * (anonymised teaching files) are kept apart by name, not merged into one.
+     */
     if (f[F_PATIENT_ID][0] != '\0') {
         snprintf(a->pkey, sizeof a->pkey, "I\x1f%s\x1f%s", f[F_PATIENT_ID], f[F_ISSUER]);
     } else {
@@ -403,6 +305,68 @@ static void chain_args_of(const struct img_record *r, struct chain_args *a)
     a->p2[0] = f[F_PATH];
     a->p2[1] = f[F_SOP_UID];
     a->p1[0] = f[F_SOP_UID];
+}
+
+rdx_status img_store_put(rdx_img_index *ix, const struct img_record *r, rdx_error *err)
+{
+    const char *const *f = r->f;
+    const struct img_backend *be = ix->be;
+    char other[RDX_IMG_MAX_PATH + 1] = "";
+    int got = 0;
+    const char *p1[1] = {f[F_SOP_UID]};
+    RDX_TRY(be->run(ix->impl, S_BY_SOP, p1, 1, other, sizeof other, &got, err));
+    struct stat sb;
+    if (got && strcmp(other, f[F_PATH]) != 0 && stat(other, &sb) == 0) {
+        return rdx_error_set(err, RDX_EDUPLICATE,
+                             "%s: duplicate SOP Instance UID %s, already indexed from %s",
+                             f[F_PATH], f[F_SOP_UID], other);
+    }
+    /* A changed file: drop what its path held before, then this UID's old row. */
+    const char *p2[2] = {f[F_PATH], f[F_SOP_UID]};
+    RDX_TRY(be->run(ix->impl, S_DEL_PATH_OTHER, p2, 2, NULL, 0, NULL, err));
+    RDX_TRY(be->run(ix->impl, S_DEL_SOP, p1, 1, NULL, 0, NULL, err));
+
+    /* The patient key, upper-cased name and the numbers as text (chain_args_of). */
+    struct chain_args ca;
+    chain_args_of(r, &ca);
+    const char *pkey = ca.pkey, *upper = ca.upper;
+    int64_t pid = 0, stid = 0, seid = 0, iid = 0, rid = 0;
+    char n1[24], n2[24], n3[24], n4[24], n5[24], n6[24], n7[24];
+    if (be->put_chain != NULL) {
+        char buf[32] = "";
+        RDX_TRY(be->put_chain(ix->impl, ca.cp, buf, sizeof buf, err));
+        iid = to_i64(buf);
+    } else {
+        const char *pp[10] = {
+            pkey,  f[F_PATIENT_ID], f[F_ISSUER],    f[F_PATIENT_NAME], f[F_NAME_ALPHA],
+            upper, f[F_NAME_IDEO],  f[F_NAME_PHON], f[F_BIRTH_DATE],   f[F_SEX]};
+        RDX_TRY(run_id(ix, S_PATIENT, pp, 10, &pid, err));
+        const char *sp[9] = {f[F_STUDY_UID],  num(n1, pid),     f[F_STUDY_DATE],
+                             f[F_STUDY_TIME], f[F_ACCESSION],   f[F_STUDY_DESC],
+                             f[F_REFERRING],  f[F_INSTITUTION], f[F_STUDY_ID]};
+        RDX_TRY(run_id(ix, S_STUDY, sp, 9, &stid, err));
+        const char *ep[6] = {f[F_SERIES_UID],           num(n1, stid),    f[F_MODALITY],
+                             num(n2, r->series_number), f[F_SERIES_DESC], f[F_BODY_PART]};
+        RDX_TRY(run_id(ix, S_SERIES, ep, 6, &seid, err));
+        const char *ip[11] = {
+            f[F_SOP_UID], num(n1, seid),    f[F_SOP_CLASS],      num(n2, r->instance_number),
+            f[F_XFER],    num(n3, r->rows), num(n4, r->columns), num(n5, r->frames),
+            f[F_PATH],    num(n6, r->size), num(n7, r->mtime_ns)};
+        RDX_TRY(run_id(ix, S_INSTANCE, ip, 11, &iid, err));
+    }
+
+    if (!r->is_report) {
+        return RDX_OK;
+    }
+    const char *rp[8] = {num(n1, iid),      f[F_STUDY_UID],    f[F_REPORT_TITLE], f[F_COMPLETION],
+                         f[F_VERIFICATION], f[F_CONTENT_DATE], f[F_CONTENT_TIME], r->report_text};
+    RDX_TRY(run_id(ix, S_REPORT, rp, 8, &rid, err));
+    for (size_t i = 0; i <= r->nlinks; i++) {
+        const char *lp[3] = {num(n1, rid), i == 0 ? f[F_STUDY_UID] : r->link_uid[i - 1],
+                             i == 0 ? "own" : r->link_how[i - 1]};
+        RDX_TRY(be->run(ix->impl, S_LINK, lp, 3, NULL, 0, NULL, err));
+    }
+    return RDX_OK;
 }
 
 void rdx_img_index_set_pipeline(rdx_img_index *ix, int on)
