@@ -657,6 +657,20 @@ static void make_manifest(struct rdx_tp_manifest *m, uint8_t **data, const size_
     }
 }
 
+/* f must be a REFUSE with code, whose reason contains needle (NULL: any reason). */
+static void expect_refuse_frame(const rdx_transport_frame *f, unsigned want, const char *needle)
+{
+    char cid[80], reason[1100];
+    unsigned code = 0;
+    assert_int_equal(f->type, RDX_FRAME_REFUSE);
+    assert_int_equal(
+        rdx_tp_refuse_decode(f->payload, f->len, cid, &code, reason, sizeof reason, NULL), RDX_OK);
+    assert_int_equal(code, want);
+    if (needle != NULL && strstr(reason, needle) == NULL) {
+        fail_msg("refusal '%s' does not say '%s'", reason, needle);
+    }
+}
+
 static void send_chunk(struct peer *p, const struct rdx_tp_manifest *m, const uint8_t *data,
                        size_t item, uint64_t off, size_t len, int corrupt)
 {
@@ -741,13 +755,7 @@ static void test_node_resumes_and_rejects_corrupt_chunk(void **state)
     /* A corrupted chunk is detected and refused; nothing of it is kept. */
     send_chunk(&p, &m, data[0], 0, 2 * 1048576, 500, 1);
     assert_int_equal(peer_read(&p, &f), 0);
-    assert_int_equal(f.type, RDX_FRAME_REFUSE);
-    unsigned code = 0;
-    char reason[1100];
-    assert_int_equal(
-        rdx_tp_refuse_decode(f.payload, f.len, cid, &code, reason, sizeof reason, NULL), RDX_OK);
-    assert_int_equal(code, RDX_TP_REFUSE_CHUNK);
-    assert_non_null(strstr(reason, "SHA-256"));
+    expect_refuse_frame(&f, RDX_TP_REFUSE_CHUNK, "SHA-256");
     peer_close(&p);
     wait_audit(w->hub_db, "chunk-rejected", NULL, 1);
 
@@ -773,10 +781,7 @@ static void test_node_resumes_and_rejects_corrupt_chunk(void **state)
     /* The same case ID with a different manifest is a conflict, refused for good. */
     m.items[1].size = 1;
     offer(&p, w, &m, &f);
-    assert_int_equal(f.type, RDX_FRAME_REFUSE);
-    assert_int_equal(
-        rdx_tp_refuse_decode(f.payload, f.len, cid, &code, reason, sizeof reason, NULL), RDX_OK);
-    assert_int_equal(code, RDX_TP_REFUSE_CONFLICT);
+    expect_refuse_frame(&f, RDX_TP_REFUSE_CONFLICT, NULL);
     peer_close(&p);
 
     /* What the hub stored is byte-identical. */
@@ -803,18 +808,12 @@ static void test_node_refuses_short_middle_chunk(void **state)
     const size_t sizes[1] = {2 * 1048576};
     struct peer p;
     rdx_transport_frame f;
-    char cid[80], reason[1100];
-    unsigned code = 0;
     make_manifest(&m, data, sizes, 1, "short-chunk-0001");
     offer(&p, w, &m, &f);
     assert_int_equal(f.type, RDX_FRAME_PROGRESS);
     send_chunk(&p, &m, data[0], 0, 0, 4096, 0);
     assert_int_equal(peer_read(&p, &f), 0);
-    assert_int_equal(f.type, RDX_FRAME_REFUSE);
-    assert_int_equal(
-        rdx_tp_refuse_decode(f.payload, f.len, cid, &code, reason, sizeof reason, NULL), RDX_OK);
-    assert_int_equal(code, RDX_TP_REFUSE_CHUNK);
-    assert_non_null(strstr(reason, "expected offset 0 and 1048576 bytes"));
+    expect_refuse_frame(&f, RDX_TP_REFUSE_CHUNK, "expected offset 0 and 1048576 bytes");
     peer_close(&p);
     free(data[0]);
     rdx_tp_manifest_clear(&m);
@@ -865,17 +864,11 @@ static void test_node_refuses_forged_sender_and_bad_frames(void **state)
     const size_t sizes[1] = {10};
     struct peer p;
     rdx_transport_frame f;
-    char cid[80], reason[1100];
-    unsigned code = 0;
     make_manifest(&m, data, sizes, 1, "forged-0001");
     /* The certificate says clinic; the manifest may not say otherwise. */
     snprintf(m.sender, sizeof m.sender, "ex-member");
     offer(&p, w, &m, &f);
-    assert_int_equal(f.type, RDX_FRAME_REFUSE);
-    assert_int_equal(
-        rdx_tp_refuse_decode(f.payload, f.len, cid, &code, reason, sizeof reason, NULL), RDX_OK);
-    assert_int_equal(code, RDX_TP_REFUSE_POLICY);
-    assert_non_null(strstr(reason, "certificate is institution 'clinic'"));
+    expect_refuse_frame(&f, RDX_TP_REFUSE_POLICY, "certificate is institution 'clinic'");
     peer_close(&p);
 
     /* Garbage after the handshake: the framing error is logged and audited, the link closed. */
