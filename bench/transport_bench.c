@@ -232,7 +232,7 @@ static void cpu_snap_take(struct cpu_snap *s)
 static void cpu_snap_print(const struct cpu_snap *a, const struct cpu_snap *b, double units,
                            const char *what, double wall_s)
 {
-    double total = 0;
+    double ms[CPU_NAMES], total = 0;
     for (int k = 0; k < b->n; k++) {
         double before = 0;
         for (int j = 0; j < a->n; j++) {
@@ -240,20 +240,14 @@ static void cpu_snap_print(const struct cpu_snap *a, const struct cpu_snap *b, d
                 before = a->ns[j];
             }
         }
-        total += (b->ns[k] - before) / 1e6;
+        ms[k] = (b->ns[k] - before) / 1e6;
+        total += ms[k];
     }
     fprintf(stderr, "transport_bench: %s: %.0f ms, %.2f cores busy; CPU ms per 8 MiB:", what,
             wall_s * 1e3, wall_s > 0 ? total / (wall_s * 1e3) : 0.0);
     for (int k = 0; k < b->n; k++) {
-        double before = 0;
-        for (int j = 0; j < a->n; j++) {
-            if (strcmp(a->name[j], b->name[k]) == 0) {
-                before = a->ns[j];
-            }
-        }
-        double ms = (b->ns[k] - before) / 1e6 / units;
-        if (ms >= 0.05) {
-            fprintf(stderr, " %s %.2f", b->name[k], ms);
+        if (ms[k] / units >= 0.05) {
+            fprintf(stderr, " %s %.2f", b->name[k], ms[k] / units);
         }
     }
     fputc('\n', stderr);

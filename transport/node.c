@@ -2130,7 +2130,6 @@ static int conn_read(struct conn *c)
             break;
         }
         budget -= got;
-        c->last_rd_ms = mono_ms();
         if (rdx_transport_decoder_commit(c->dec, got, &f, &have, &err) != RDX_OK) {
             audit(c->node, "protocol-error", RDX_TP_OUTCOME_SERIOUS, c->peer, c->addr, err.msg);
             refuse(c, "", RDX_TP_REFUSE_PROTOCOL, 1, "%s", err.msg);
@@ -2145,6 +2144,9 @@ static int conn_read(struct conn *c)
         if (have) {
             on_frame(c, &f);
         }
+    }
+    if (budget < READ_BUDGET) {
+        c->last_rd_ms = mono_ms(); /* bytes came: the read timeout runs from now */
     }
     if (!c->stopped) {
         set_timeouts(c);
