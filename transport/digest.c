@@ -53,6 +53,24 @@ int rdx_tp_sha_chain(const struct rdx_tp_sha *s, uint8_t out[32])
     return 0;
 }
 
+int rdx_tp_sha_resume(struct rdx_tp_sha *s, const uint8_t chain[32], uint64_t bytes)
+{
+    if (bytes % 64 != 0) {
+        return -1;
+    }
+    rdx_tp_sha_init(s);
+    SHA256_CTX *c = ctx(s);
+    for (int i = 0; i < 8; i++) {
+        c->h[i] = (SHA_LONG)chain[4 * i] << 24 | (SHA_LONG)chain[4 * i + 1] << 16 |
+                  (SHA_LONG)chain[4 * i + 2] << 8 | (SHA_LONG)chain[4 * i + 3];
+    }
+    /* The message length in bits, as SHA256_Update would have counted it. */
+    c->Nl = (SHA_LONG)(bytes << 3);
+    c->Nh = (SHA_LONG)(bytes >> 29);
+    s->bytes = bytes;
+    return 0;
+}
+
 void rdx_tp_sha_final(struct rdx_tp_sha *s, uint8_t out[32])
 {
     (void)SHA256_Final(out, ctx(s));

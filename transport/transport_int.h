@@ -248,6 +248,13 @@ void rdx_tp_sha_init(struct rdx_tp_sha *s);
 void rdx_tp_sha_update(struct rdx_tp_sha *s, const void *p, size_t n);
 /* The chaining value so far: -1 unless a whole number of 64-byte blocks was hashed. */
 int rdx_tp_sha_chain(const struct rdx_tp_sha *s, uint8_t out[32]);
+/*
+ * Set s to stand after `bytes` bytes whose chaining value is chain (the
+ * inverse of rdx_tp_sha_chain), so that a chunk can be hashed from the check
+ * value its predecessor claims, before that one is checked. -1 (s untouched)
+ * unless bytes is a multiple of 64.
+ */
+int rdx_tp_sha_resume(struct rdx_tp_sha *s, const uint8_t chain[32], uint64_t bytes);
 /* The SHA-256 of everything hashed; s must be initialised again before reuse. */
 void rdx_tp_sha_final(struct rdx_tp_sha *s, uint8_t out[32]);
 /*
