@@ -671,6 +671,7 @@ static void expect_refuse_frame(const rdx_transport_frame *f, unsigned want, con
     }
 }
 
+/* corrupt: 0 as it is, 1 a wrong check value, 2 a changed data byte under the right one. */
 static void send_chunk(struct peer *p, const struct rdx_tp_manifest *m, const uint8_t *data,
                        size_t item, uint64_t off, size_t len, int corrupt)
 {
@@ -692,13 +693,16 @@ static void send_chunk(struct peer *p, const struct rdx_tp_manifest *m, const ui
     assert_true(off / m->chunk_size < nchecks);
     memcpy(ch.sha256, checks + 32 * (off / m->chunk_size), 32);
     free(checks);
-    if (corrupt) {
+    if (corrupt == 1) {
         ch.sha256[0] ^= 1;
     }
     assert_int_equal(rdx_tp_chunk_header(&ch, hdr, &hl, NULL), RDX_OK);
     uint8_t *payload = malloc(hl + len);
     memcpy(payload, hdr, hl);
     memcpy(payload + hl, data + off, len);
+    if (corrupt == 2) {
+        payload[hl + len / 2] ^= 0x40;
+    }
     (void)peer_send(p, RDX_FRAME_CHUNK, payload, hl + len);
     free(payload);
 }
@@ -796,6 +800,64 @@ static void test_node_resumes_and_rejects_corrupt_chunk(void **state)
         rdx_buf_free(&got);
         free(data[i]);
     }
+    rdx_tp_manifest_clear(&m);
+}
+
+/*
+ * Chunks of an item are checked two at a time, the second from the check
+ * value the first claims. A first chunk whose data is changed under its
+ * right check value fails, and the good chunk behind it, although its own
+ * check holds, must not count either: nothing of the item is kept.
+ */
+static void test_node_chunk_after_a_bad_one_never_counts(void **state)
+{
+    struct world *w = *state;
+    struct rdx_tp_manifest m;
+    uint8_t *data[1];
+    const size_t sizes[1] = {3 * 1048576 + 100};
+    struct peer p;
+    rdx_transport_frame f;
+    char cid[80];
+    uint64_t done[2];
+    size_t n = 0;
+    make_manifest(&m, data, sizes, 1, "bad-then-good-0001");
+    for (int round = 0; round < 3; round++) {
+        offer(&p, w, &m, &f);
+        assert_int_equal(f.type, RDX_FRAME_PROGRESS);
+        assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 2, &n, NULL), RDX_OK);
+        assert_int_equal(done[0], 0); /* nothing of the earlier rounds was kept */
+        send_chunk(&p, &m, data[0], 0, 0, 1048576, 2);
+        send_chunk(&p, &m, data[0], 0, 1048576, 1048576, 0);
+        assert_int_equal(peer_read(&p, &f), 0);
+        expect_refuse_frame(&f, RDX_TP_REFUSE_CHUNK, "offset 0 failed its SHA-256");
+        peer_close(&p);
+    }
+    wait_audit(w->hub_db, "chunk-rejected", "offset 0 failed", 3);
+    /* Sent properly, it completes and is byte-identical. */
+    offer(&p, w, &m, &f);
+    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 2, &n, NULL), RDX_OK);
+    assert_int_equal(done[0], 0);
+    for (uint64_t off = 0; off < sizes[0]; off += 1048576) {
+        size_t len = sizes[0] - off < 1048576 ? (size_t)(sizes[0] - off) : 1048576;
+        send_chunk(&p, &m, data[0], 0, off, len, 0);
+    }
+    rdx_buf b;
+    rdx_buf_init(&b, 256);
+    assert_int_equal(rdx_tp_caseref_encode(m.case_id, 0, &b, NULL), RDX_OK);
+    assert_int_equal(peer_send(&p, RDX_FRAME_COMMIT, b.data, b.len), 0);
+    rdx_buf_free(&b);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_ACK);
+    peer_close(&p);
+    char path[4400];
+    rdx_buf got;
+    snprintf(path, sizeof path, "%s/hub/inbox/clinic/%s/0", w->dir, m.case_id);
+    rdx_buf_init(&got, 8u << 20);
+    assert_int_equal(rdx_file_read(path, &got, NULL), RDX_OK);
+    assert_int_equal(got.len, sizes[0]);
+    assert_memory_equal(got.data, data[0], sizes[0]);
+    rdx_buf_free(&got);
+    free(data[0]);
     rdx_tp_manifest_clear(&m);
 }
 
@@ -1611,6 +1673,7 @@ int main(void)
         cmocka_unit_test(test_node_duplicate_applied_once),
         cmocka_unit_test(test_node_small_items_spill_and_survive_a_crash),
         cmocka_unit_test(test_node_resumes_and_rejects_corrupt_chunk),
+        cmocka_unit_test(test_node_chunk_after_a_bad_one_never_counts),
         cmocka_unit_test(test_node_new_connection_takes_over_a_case),
         cmocka_unit_test(test_node_refuses_short_middle_chunk),
         cmocka_unit_test(test_node_refuses_forged_sender_and_bad_frames),

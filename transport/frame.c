@@ -6,7 +6,7 @@
  * frame; once the framing is lost (bad magic, version, type or length) it
  * stays failed, because nothing after that point can be trusted to be a frame.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise */
 #include "rdx/transport.h"
 #include "transport_limits.h"
 
@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static const uint8_t MAGIC0 = 'R', MAGIC1 = 'X';
 
@@ -242,11 +243,19 @@ static rdx_status reserve_payload(rdx_transport_decoder *d, rdx_error *err)
         void *mem = NULL;
         size_t cap =
             (need + RDX_TRANSPORT_DATA_ALIGN - 1) & ~(size_t)(RDX_TRANSPORT_DATA_ALIGN - 1);
+        size_t align =
+            need >= RDX_TRANSPORT_HUGE_ALIGN ? RDX_TRANSPORT_HUGE_ALIGN : RDX_TRANSPORT_DATA_ALIGN;
         /* One byte more for rdx_buf's trailing NUL. */
-        if (posix_memalign(&mem, RDX_TRANSPORT_DATA_ALIGN, cap + 1) != 0) {
+        if (posix_memalign(&mem, align, cap + 1) != 0) {
             return fail(d, err, RDX_ENOMEM, "frame at stream offset %llu: no memory for %zu bytes",
                         (unsigned long long)d->offset, d->len);
         }
+#ifdef MADV_HUGEPAGE
+        if (align == RDX_TRANSPORT_HUGE_ALIGN) {
+            /* Before the first touch. Only advice: without huge pages it works as before. */
+            (void)madvise(mem, cap, MADV_HUGEPAGE);
+        }
+#endif
         free(b->data);
         b->data = mem;
         b->cap = cap;

@@ -58,6 +58,15 @@
 #define RDX_TRANSPORT_DATA_ALIGN    4096u
 #define RDX_TRANSPORT_ALIGN_MIN     (1u << 20)
 #define RDX_TRANSPORT_CHUNK_PAD_MAX (RDX_TRANSPORT_DATA_ALIGN - 1)
+/*
+ * Payloads of at least this many bytes are also put on this boundary and
+ * offered to the kernel as transparent huge pages: an O_DIRECT write from 4
+ * KiB pages is cut into requests of at most max_segments pages (254 pages,
+ * about 1 MiB, on virtio-blk), from 2 MiB pages into requests of up to
+ * max_sectors_kb. On the machine measured that wrote 1.3-1.6 times faster,
+ * with fewer completions to handle.
+ */
+#define RDX_TRANSPORT_HUGE_ALIGN    (2u << 20)
 #define RDX_TRANSPORT_CHUNK_HDR_MAX (512u + RDX_TRANSPORT_CHUNK_PAD_MAX)
 /* The hard ceiling on any frame's payload: one full chunk and its header. */
 #define RDX_TRANSPORT_FRAME_MAX (RDX_TRANSPORT_CHUNK_MAX + RDX_TRANSPORT_CHUNK_HDR_MAX)
