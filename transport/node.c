@@ -1539,6 +1539,7 @@ static rdx_status store_start(struct rdx_transport_node *n)
         return RDX_ENOMEM;
     }
     st->started = 1; /* the mutex exists: store_stop tears down what follows */
+    int warned = 0;
     for (int k = 0; k < LANES; k++) {
         struct store_lane *ln = &st->lane[k];
         ln->st = st;
@@ -1552,6 +1553,16 @@ static rdx_status store_start(struct rdx_transport_node *n)
                 return RDX_EINTERNAL;
             }
             ln->started++;
+            struct sched_param sp = {.sched_priority = 0};
+            int e = k == LANE_HASH && n->cfg->hash_idle
+                        ? pthread_setschedparam(ln->th[t], SCHED_IDLE, &sp)
+                        : 0;
+            if (e != 0 && !warned) {
+                rdx_log(&n->log, RDX_LOG_WARN,
+                        "hash_priority = idle: %s; the hash threads run at normal priority",
+                        strerror(e));
+                warned = 1;
+            }
         }
     }
     return RDX_OK;
