@@ -555,6 +555,60 @@ static double node_handshakes(SSL_CTX *cctx, unsigned port, int n)
     return now_s() - t0;
 }
 
+/* What the bulk runs need, and what they give. */
+struct bulk_set {
+    const rdx_transport_config *ccfg; /* the clinic's */
+    const char *clinic_ini, *file;
+    SSL_CTX *sctx, *cctx;
+    size_t mib;
+    size_t *acked;       /* the clinic's acknowledged cases so far */
+    const char *label;   /* for the CPU lines */
+    double bulk[REPS];   /* MB/s */
+    double plain[REPS];  /* the plain TLS stream right after each */
+    double tuned[REPS];  /* and the tuned one */
+    double ratio[REPS];  /* bulk / plain */
+    double tratio[REPS]; /* bulk / tuned */
+};
+
+/*
+ * Bulk, REPS times, each right before its plain TLS baselines, so a change in
+ * the machine's load hits both. Each case is queued (copied and hashed)
+ * before its clock starts.
+ */
+static void bulk_runs(struct bulk_set *b)
+{
+    const char *files[] = {b->file};
+    char id[RDX_TRANSPORT_CASE_ID_LEN];
+    rdx_error err;
+    struct node_thread clinic;
+    for (int rep = 0; rep < REPS; rep++) {
+        if (rdx_transport_case_queue(b->ccfg, "hub", RDX_KIND_DICOM, files, 1, id, &err) !=
+            RDX_OK) {
+            die("queue", &err);
+        }
+        struct cpu_snap c0, c1;
+        cpu_snap_take(&c0);
+        double t0 = now_s();
+        if (getenv("RDX_BENCH_LOG") != NULL) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            fprintf(stderr, "%ld.%03ld %s run %d starts\n", (long)ts.tv_sec, ts.tv_nsec / 1000000,
+                    b->label, rep + 1);
+        }
+        start_node(&clinic, b->clinic_ini);
+        wait_all_acked(b->ccfg, ++*b->acked);
+        b->bulk[rep] = (double)b->mib * 1.048576 / (now_s() - t0);
+        cpu_snap_take(&c1);
+        cpu_snap_print(&c0, &c1, (double)b->mib / 8, b->label,
+                       (double)b->mib * 1.048576 / b->bulk[rep]);
+        stop_node(&clinic);
+        b->plain[rep] = plain_measured(b->sctx, b->cctx, b->mib, 0);
+        b->ratio[rep] = b->bulk[rep] / b->plain[rep];
+        b->tuned[rep] = plain_measured(b->sctx, b->cctx, b->mib, 1);
+        b->tratio[rep] = b->bulk[rep] / b->tuned[rep];
+    }
+}
+
 int main(int argc, char **argv)
 {
     size_t mib = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 1024;
@@ -613,11 +667,7 @@ int main(int argc, char **argv)
     SSL_CTX *sctx = ctx_for(hc, hk, cca, 1);
     SSL_CTX *cctx = ctx_for(cc, ck, cca, 0);
 
-    /*
-     * 1. Bulk, REPS times, each right before its plain TLS baseline, so a
-     * change in the machine's load hits both. Each case is queued (copied and
-     * hashed) before its clock starts.
-     */
+    /* 1. Bulk: the hub as configured by default, then with hash_priority = idle. */
     char big[4200], id[RDX_TRANSPORT_CASE_ID_LEN];
     snprintf(big, sizeof big, "%s/bulk.bin", dir);
     FILE *f = fopen(big, "wb");
@@ -631,34 +681,31 @@ int main(int argc, char **argv)
     }
     fclose(f);
     free(mb);
-    const char *files[] = {big};
-    double bulk[REPS], plain[REPS], ratio[REPS], small_r[REPS], tuned[REPS], tratio[REPS];
+    double small_r[REPS];
     size_t acked = 0;
     struct node_thread clinic;
-    for (int rep = 0; rep < REPS; rep++) {
-        if (rdx_transport_case_queue(ccfg, "hub", RDX_KIND_DICOM, files, 1, id, &err) != RDX_OK) {
-            die("queue", &err);
-        }
-        struct cpu_snap c0, c1;
-        cpu_snap_take(&c0);
-        double t0 = now_s();
-        if (getenv("RDX_BENCH_LOG") != NULL) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            fprintf(stderr, "%ld.%03ld bulk run %d starts\n", (long)ts.tv_sec, ts.tv_nsec / 1000000,
-                    rep + 1);
-        }
-        start_node(&clinic, q);
-        wait_all_acked(ccfg, ++acked);
-        bulk[rep] = (double)mib * 1.048576 / (now_s() - t0);
-        cpu_snap_take(&c1);
-        cpu_snap_print(&c0, &c1, (double)mib / 8, "rdx bulk", (double)mib * 1.048576 / bulk[rep]);
-        stop_node(&clinic);
-        plain[rep] = plain_measured(sctx, cctx, mib, 0);
-        ratio[rep] = bulk[rep] / plain[rep];
-        tuned[rep] = plain_measured(sctx, cctx, mib, 1);
-        tratio[rep] = bulk[rep] / tuned[rep];
-    }
+    static struct bulk_set def, idle; /* static: large, and main runs once */
+    def = (struct bulk_set){.ccfg = ccfg,
+                            .clinic_ini = q,
+                            .file = big,
+                            .sctx = sctx,
+                            .cctx = cctx,
+                            .mib = mib,
+                            .acked = &acked,
+                            .label = "rdx bulk"};
+    idle = def;
+    idle.label = "rdx bulk, hash_priority = idle";
+    bulk_runs(&def);
+    /* The hub again, on the same port, with its hash threads under SCHED_IDLE. */
+    stop_node(&hub);
+    snprintf(text, sizeof text,
+             "[node]\nid = hub\nlisten = 127.0.0.1:%u\ncert = pki/certs/hub.crt\n"
+             "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = hub\n"
+             "hash_priority = idle\n[allow.send]\nclinic = *\n",
+             port);
+    write_text(p, text);
+    start_node(&hub, p);
+    bulk_runs(&idle);
     unlink(big);
 
     /* 2. Small durable cases, REPS batches. */
@@ -715,16 +762,26 @@ int main(int argc, char **argv)
              "| (the same bulk runs, against a plain TLS stream with the node's socket tuning: "
              "64 KiB reads, 256 KiB writes) | | %.0f MB/s [%.0f-%.0f] | %.0f %% [%.0f-%.0f] "
              "| |\n"
+             "| bulk as above, the hub with `hash_priority = idle` (its hash threads under "
+             "SCHED_IDLE, docs/transport.md) | %.0f MB/s [%.0f-%.0f] | plain %.0f MB/s "
+             "[%.0f-%.0f]; tuned %.0f MB/s [%.0f-%.0f] | %.0f %% [%.0f-%.0f]; tuned %.0f %% "
+             "[%.0f-%.0f] | |\n"
              "| small durable cases (1 KiB), one sender, group commit | %.0f cases/s "
              "[%.0f-%.0f] | | | >= 2000/s |\n"
              "| full mutual-TLS handshakes (with a PING round trip) | %.0f /s | %s | >= 80 %% |\n"
              "| (the same, against an in-process OpenSSL server loop) | %.0f /s | %.0f /s | "
              "%.0f %% | |\n",
-             mib, nsmall, nhs, REPS, mib, median(bulk), lo(bulk), hi(bulk), median(plain),
-             lo(plain), hi(plain), 100.0 * median(ratio), 100.0 * lo(ratio), 100.0 * hi(ratio),
-             median(tuned), lo(tuned), hi(tuned), 100.0 * median(tratio), 100.0 * lo(tratio),
-             100.0 * hi(tratio), median(small_r), lo(small_r), hi(small_r), (double)nhs / node_hs,
-             ss, (double)nhs / node_hs, (double)nhs / plain_hs, 100.0 * plain_hs / node_hs);
+             mib, nsmall, nhs, REPS, mib, median(def.bulk), lo(def.bulk), hi(def.bulk),
+             median(def.plain), lo(def.plain), hi(def.plain), 100.0 * median(def.ratio),
+             100.0 * lo(def.ratio), 100.0 * hi(def.ratio), median(def.tuned), lo(def.tuned),
+             hi(def.tuned), 100.0 * median(def.tratio), 100.0 * lo(def.tratio),
+             100.0 * hi(def.tratio), median(idle.bulk), lo(idle.bulk), hi(idle.bulk),
+             median(idle.plain), lo(idle.plain), hi(idle.plain), median(idle.tuned), lo(idle.tuned),
+             hi(idle.tuned), 100.0 * median(idle.ratio), 100.0 * lo(idle.ratio),
+             100.0 * hi(idle.ratio), 100.0 * median(idle.tratio), 100.0 * lo(idle.tratio),
+             100.0 * hi(idle.tratio), median(small_r), lo(small_r), hi(small_r),
+             (double)nhs / node_hs, ss, (double)nhs / node_hs, (double)nhs / plain_hs,
+             100.0 * plain_hs / node_hs);
     fputs(report, stdout);
     struct stat sb;
     if (stat("docs", &sb) == 0) {
