@@ -28,6 +28,14 @@ static const char SCHEMA[] =
     "  done_ms INTEGER);"
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox(state, next_attempt_ms);"
     /*
+     * For delivery's two queries (node_send.c): the due recipients (read from
+     * this index alone) and one recipient's due cases. Without it both scan
+     * every due case of every recipient: with 100k due cases for 60 peers,
+     * 230 ms and 24 ms per batch against 20 ms and 0.3 ms.
+     */
+    "CREATE INDEX IF NOT EXISTS outbox_rcpt ON outbox(state, recipient, next_attempt_ms, "
+    "created_ms);"
+    /*
      * Each queued item's chunk check values (32 bytes per chunk), computed
      * while the item was copied into the spool, so that delivery sends
      * without hashing. Only items of two chunks or more have a row.
