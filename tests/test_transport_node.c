@@ -1645,6 +1645,69 @@ static void read_until(struct peer *p, unsigned type, rdx_transport_frame *f)
 }
 
 /*
+ * A clinic node (a real `rdx node serve`, one delivery thread) whose only
+ * peer, hub, is played by the test: a listening socket and a TLS server
+ * context with the hub's certificate, from a PKI of its own in solo->dir.
+ */
+struct fake_rx {
+    char pki[4200], ini[4300], db[4300], log[4300], serial[64];
+    SSL_CTX *ctx;
+    int lfd;
+};
+
+static void fake_rx_start(struct solo *solo, struct fake_rx *x)
+{
+    char crt[4300], key[4300], text[2048], data[4300];
+    rdx_error err;
+    snprintf(x->pki, sizeof x->pki, "%s/pki", solo->dir);
+    snprintf(x->ini, sizeof x->ini, "%s/clinic.ini", solo->dir);
+    snprintf(x->db, sizeof x->db, "%s/clinic/node.db", solo->dir);
+    snprintf(x->log, sizeof x->log, "%s/clinic.log", solo->dir);
+    rdx_transport_ca_cfg cacfg = {.dir = x->pki, .network = "Nanjing Test Network"};
+    assert_int_equal(rdx_transport_ca_create(&cacfg, &err), RDX_OK);
+    rdx_test_issue(x->pki, "hub", "Nanjing", 0, 0);
+    rdx_test_issue(x->pki, "clinic", "Nanjing", 0, 0);
+    snprintf(crt, sizeof crt, "%s/certs/hub.crt", x->pki);
+    snprintf(key, sizeof key, "%s/private/hub.key", x->pki);
+    cert_serial(crt, x->serial, sizeof x->serial);
+    x->ctx = SSL_CTX_new(TLS_server_method());
+    assert_non_null(x->ctx);
+    SSL_CTX_set_min_proto_version(x->ctx, TLS1_3_VERSION);
+    assert_int_equal(SSL_CTX_use_certificate_file(x->ctx, crt, SSL_FILETYPE_PEM), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(x->ctx, key, SSL_FILETYPE_PEM), 1);
+    unsigned port = 0;
+    x->lfd = listen_loopback(&port);
+    snprintf(text, sizeof text,
+             "[node]\nid = clinic\nlisten = 127.0.0.1:0\ncert = pki/certs/clinic.crt\n"
+             "key = pki/private/clinic.key\nca = pki/ca.crt\ncrl = pki/crl.pem\n"
+             "data = clinic\nsenders = 1\nchunk_size = 1048576\nretry_base_ms = 100\n"
+             "retry_max_ms = 400\nmax_attempts = 1000\n\n[peers]\nhub = 127.0.0.1:%u\n",
+             port);
+    rdx_test_write_text(x->ini, text);
+    solo->clinic = rdx_test_spawn_node(x->ini, x->log);
+    snprintf(data, sizeof data, "%s/clinic", solo->dir);
+    (void)rdx_test_wait_port(data, 10000);
+}
+
+static void fake_rx_stop(struct solo *solo, struct fake_rx *x)
+{
+    rdx_test_stop_node(solo->clinic);
+    solo->clinic = 0;
+    close(x->lfd);
+    SSL_CTX_free(x->ctx);
+    verify_chain(x->db);
+}
+
+/* The clinic connects afresh and refuses the revoked receiver in the handshake. */
+static void fake_rx_refused(struct fake_rx *x)
+{
+    struct peer again;
+    rdx_transport_frame f;
+    assert_true(serve_accept(&again, x->lfd, x->ctx) != 1 || peer_read(&again, &f) == -1);
+    peer_close(&again);
+}
+
+/*
  * The sender keeps its connection to a peer from one batch to the next. The
  * receiver is revoked while a case is on that connection (the test, playing
  * the receiver, holds the ACK back until the next case is queued and the new
@@ -1655,49 +1718,18 @@ static void read_until(struct peer *p, unsigned type, rdx_transport_frame *f)
 static void test_node_sender_drops_kept_link_to_revoked_peer(void **state)
 {
     struct solo *solo = *state;
-    char pki[4200], ini[4300], db[4300], log[4300], text[2048], a[4300], b[4300];
-    char id1[40], id2[40], crt[4300], key[4300], serial[64], cid[80];
-    rdx_error err;
-    snprintf(pki, sizeof pki, "%s/pki", solo->dir);
-    snprintf(ini, sizeof ini, "%s/clinic.ini", solo->dir);
-    snprintf(db, sizeof db, "%s/clinic/node.db", solo->dir);
-    snprintf(log, sizeof log, "%s/clinic.log", solo->dir);
-    rdx_transport_ca_cfg cacfg = {.dir = pki, .network = "Nanjing Test Network"};
-    assert_int_equal(rdx_transport_ca_create(&cacfg, &err), RDX_OK);
-    rdx_test_issue(pki, "hub", "Nanjing", 0, 0);
-    rdx_test_issue(pki, "clinic", "Nanjing", 0, 0);
-    snprintf(crt, sizeof crt, "%s/certs/hub.crt", pki);
-    snprintf(key, sizeof key, "%s/private/hub.key", pki);
-    cert_serial(crt, serial, sizeof serial);
-
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    assert_non_null(ctx);
-    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-    assert_int_equal(SSL_CTX_use_certificate_file(ctx, crt, SSL_FILETYPE_PEM), 1);
-    assert_int_equal(SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM), 1);
-    unsigned port = 0;
-    int lfd = listen_loopback(&port);
-    snprintf(text, sizeof text,
-             "[node]\nid = clinic\nlisten = 127.0.0.1:0\ncert = pki/certs/clinic.crt\n"
-             "key = pki/private/clinic.key\nca = pki/ca.crt\ncrl = pki/crl.pem\n"
-             "data = clinic\nsenders = 1\nretry_base_ms = 100\nretry_max_ms = 400\n"
-             "max_attempts = 1000\n\n[peers]\nhub = 127.0.0.1:%u\n",
-             port);
-    rdx_test_write_text(ini, text);
-    solo->clinic = rdx_test_spawn_node(ini, log);
-    char data[4300];
-    snprintf(data, sizeof data, "%s/clinic", solo->dir);
-    (void)rdx_test_wait_port(data, 10000);
-
+    struct fake_rx x;
+    char a[4300], b[4300], id1[40], id2[40], cid[80], line[300];
+    fake_rx_start(solo, &x);
     snprintf(a, sizeof a, "%s/first.hea", solo->dir);
     snprintf(b, sizeof b, "%s/second.hea", solo->dir);
     rdx_test_make_file(a, 1000, 3);
     rdx_test_make_file(b, 1000, 4);
     const char *first[] = {a, NULL}, *second[] = {b, NULL};
-    rdx_test_send_case(ini, "hub", "ecg", first, id1);
-    struct peer kept, again;
+    rdx_test_send_case(x.ini, "hub", "ecg", first, id1);
+    struct peer kept;
     rdx_transport_frame f;
-    assert_int_equal(serve_accept(&kept, lfd, ctx), 1);
+    assert_int_equal(serve_accept(&kept, x.lfd, x.ctx), 1);
     /* A small new case comes whole behind its OFFER: OFFER, its chunk, COMMIT. */
     read_until(&kept, RDX_FRAME_OFFER, &f);
     read_until(&kept, RDX_FRAME_COMMIT, &f);
@@ -1705,34 +1737,74 @@ static void test_node_sender_drops_kept_link_to_revoked_peer(void **state)
     assert_int_equal(rdx_tp_caseref_decode(f.payload, f.len, cid, &flag, NULL), RDX_OK);
     assert_string_equal(cid, id1);
     /* Before the ACK: the next case is due, and the receiver is revoked. */
-    rdx_test_send_case(ini, "hub", "ecg", second, id2);
-    revoke_inst(pki, "hub");
+    rdx_test_send_case(x.ini, "hub", "ecg", second, id2);
+    revoke_inst(x.pki, "hub");
     rdx_buf ack;
     rdx_buf_init(&ack, 256);
     assert_int_equal(rdx_tp_caseref_encode(id1, 0, &ack, NULL), RDX_OK);
     assert_int_equal(peer_send(&kept, RDX_FRAME_ACK, ack.data, ack.len), 0);
     rdx_buf_free(&ack);
-    rdx_test_wait_sql(db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'", id1, 1,
-                      15000);
+    rdx_test_wait_sql(x.db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'", id1,
+                      1, 15000);
     /* The kept connection ends without another frame: case 2 is not offered on it. */
     assert_int_equal(peer_read(&kept, &f), -1);
     peer_close(&kept);
-    /* It connects afresh, and refuses the revoked receiver in the handshake. */
-    assert_true(serve_accept(&again, lfd, ctx) != 1 || peer_read(&again, &f) == -1);
-    peer_close(&again);
-    rdx_test_wait_sql(db,
+    fake_rx_refused(&x);
+    rdx_test_wait_sql(x.db,
                       "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
                       "instr(last_error, 'certificate revoked') > 0",
                       id2, 1, 15000);
-    char line[300];
-    snprintf(line, sizeof line, "delivery to hub: certificate revoked: hub (serial %s", serial);
-    assert_true(rdx_test_file_contains(log, line));
-    wait_audit(db, "case-send-failed", "certificate revoked", 1);
-    rdx_test_stop_node(solo->clinic);
-    solo->clinic = 0;
-    close(lfd);
-    SSL_CTX_free(ctx);
-    verify_chain(db);
+    snprintf(line, sizeof line, "delivery to hub: certificate revoked: hub (serial %s", x.serial);
+    assert_true(rdx_test_file_contains(x.log, line));
+    wait_audit(x.db, "case-send-failed", "certificate revoked", 1);
+    fake_rx_stop(solo, &x);
+}
+
+/*
+ * Revoked while the sender streams a large item to it: the sender stops at
+ * a chunk boundary (it looks at the CRL before each chunk), never sends the
+ * COMMIT, and keeps the case queued with the reason.
+ */
+static void test_node_sender_stops_mid_item_for_revoked_peer(void **state)
+{
+    struct solo *solo = *state;
+    struct fake_rx x;
+    char big[4300], id[40];
+    const size_t size = 64u << 20;
+    fake_rx_start(solo, &x);
+    snprintf(big, sizeof big, "%s/study.dcm", solo->dir);
+    rdx_test_make_file(big, size, 5);
+    const char *files[] = {big, NULL};
+    rdx_test_send_case(x.ini, "hub", "ecg", files, id);
+    struct peer p;
+    rdx_transport_frame f;
+    assert_int_equal(serve_accept(&p, x.lfd, x.ctx), 1);
+    read_until(&p, RDX_FRAME_OFFER, &f);
+    uint64_t zero = 0;
+    rdx_buf b;
+    rdx_buf_init(&b, RDX_TRANSPORT_CONTROL_MAX);
+    assert_int_equal(rdx_tp_progress_encode(id, &zero, 1, &b, NULL), RDX_OK);
+    assert_int_equal(peer_send(&p, RDX_FRAME_PROGRESS, b.data, b.len), 0);
+    rdx_buf_free(&b);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_CHUNK);
+    /* The rest waits in the sockets (a few MiB at most) while the receiver is revoked. */
+    revoke_inst(x.pki, "hub");
+    size_t chunks = 1;
+    while (peer_read(&p, &f) == 0) {
+        assert_int_equal(f.type, RDX_FRAME_CHUNK); /* never a COMMIT */
+        chunks++;
+    }
+    assert_true(chunks < size / 1048576);
+    peer_close(&p);
+    fake_rx_refused(&x);
+    rdx_test_wait_sql(x.db,
+                      "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
+                      "instr(last_error, 'certificate revoked') > 0",
+                      id, 1, 15000);
+    assert_true(rdx_test_file_contains(x.log, "by the new CRL; the connection was closed"));
+    unlink(big);
+    fake_rx_stop(solo, &x);
 }
 
 static void test_node_idle_timeout(void **state)
@@ -2148,6 +2220,8 @@ int main(void)
         cmocka_unit_test(test_node_revocation_mid_transfer_no_ack),
         cmocka_unit_test(test_node_bad_new_crl_keeps_the_old),
         cmocka_unit_test_setup_teardown(test_node_sender_drops_kept_link_to_revoked_peer,
+                                        solo_setup, solo_teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_stops_mid_item_for_revoked_peer,
                                         solo_setup, solo_teardown),
         cmocka_unit_test(test_node_idle_timeout),
         cmocka_unit_test(test_node_bounded_output_to_a_peer_that_does_not_read),
