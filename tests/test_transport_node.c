@@ -1807,6 +1807,67 @@ static void test_node_sender_stops_mid_item_for_revoked_peer(void **state)
     fake_rx_stop(solo, &x);
 }
 
+/*
+ * This node's CRL runs out while the sender keeps a connection: the kept
+ * connection is not reused past nextUpdate (fail closed, as for a new one),
+ * and the next case is held, not counted as an attempt.
+ */
+static void test_node_sender_drops_kept_link_when_crl_expires(void **state)
+{
+    struct solo *solo = *state;
+    struct fake_rx x;
+    char a[4300], b[4300], crl[4300], id1[40], id2[40];
+    rdx_error err;
+    fake_rx_start(solo, &x);
+    /* Valid for ten seconds: long enough for the first case, over before the second. */
+    rdx_transport_ca *ca = NULL;
+    assert_int_equal(rdx_transport_ca_open(x.pki, &ca, &err), RDX_OK);
+    assert_int_equal(rdx_transport_ca_crl_publish_v2(ca, 10, NULL, NULL, &err), RDX_OK);
+    rdx_transport_ca_free(ca);
+    snprintf(crl, sizeof crl, "%s/crl.pem", x.pki);
+    FILE *fp = fopen(crl, "r");
+    assert_non_null(fp);
+    X509_CRL *xc = PEM_read_X509_CRL(fp, NULL, NULL, NULL);
+    fclose(fp);
+    assert_non_null(xc);
+    int64_t until = rdx_tp_asn1_time_unix(X509_CRL_get0_nextUpdate(xc));
+    X509_CRL_free(xc);
+    snprintf(a, sizeof a, "%s/first.hea", solo->dir);
+    snprintf(b, sizeof b, "%s/second.hea", solo->dir);
+    rdx_test_make_file(a, 1000, 6);
+    rdx_test_make_file(b, 1000, 7);
+    const char *first[] = {a, NULL}, *second[] = {b, NULL};
+    rdx_test_send_case(x.ini, "hub", "ecg", first, id1);
+    struct peer kept;
+    rdx_transport_frame f;
+    assert_int_equal(serve_accept(&kept, x.lfd, x.ctx), 1);
+    read_until(&kept, RDX_FRAME_OFFER, &f);
+    read_until(&kept, RDX_FRAME_COMMIT, &f);
+    assert_true(rdx_clock_wall_ms() / 1000 < until); /* the case went under a current CRL */
+    rdx_test_send_case(x.ini, "hub", "ecg", second, id2);
+    for (int i = 0; i < 400 && rdx_clock_wall_ms() / 1000 <= until; i++) {
+        rdx_test_sleep_ms(50);
+    }
+    assert_true(rdx_clock_wall_ms() / 1000 > until);
+    rdx_buf ack;
+    rdx_buf_init(&ack, 256);
+    assert_int_equal(rdx_tp_caseref_encode(id1, 0, &ack, NULL), RDX_OK);
+    assert_int_equal(peer_send(&kept, RDX_FRAME_ACK, ack.data, ack.len), 0);
+    rdx_buf_free(&ack);
+    rdx_test_wait_sql(x.db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'", id1,
+                      1, 15000);
+    assert_int_equal(peer_read(&kept, &f), -1); /* not reused: case 2 is not offered on it */
+    peer_close(&kept);
+    fake_rx_refused(&x); /* a new connection fails on the expired CRL */
+    rdx_test_wait_sql(x.db,
+                      "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
+                      "attempts=0 AND instr(last_error, 'CRL has expired') > 0",
+                      id2, 1, 15000);
+    assert_true(rdx_test_file_contains(x.log, "delivery to hub: CRL has expired"));
+    assert_int_equal(audit_count(x.db, "case-send-failed", NULL), 0);
+    fake_rx_stop(solo, &x);
+}
+
 static void test_node_idle_timeout(void **state)
 {
     struct world *w = *state;
@@ -2222,6 +2283,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_node_sender_drops_kept_link_to_revoked_peer,
                                         solo_setup, solo_teardown),
         cmocka_unit_test_setup_teardown(test_node_sender_stops_mid_item_for_revoked_peer,
+                                        solo_setup, solo_teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_drops_kept_link_when_crl_expires,
                                         solo_setup, solo_teardown),
         cmocka_unit_test(test_node_idle_timeout),
         cmocka_unit_test(test_node_bounded_output_to_a_peer_that_does_not_read),
