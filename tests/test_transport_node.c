@@ -3,8 +3,12 @@
  * the kernel), with certificates made by the PKI code: a clinic that sends and
  * a hub that receives. Refusals (no certificate, another CA, expired, revoked,
  * policy), a case byte-identical at the far end, a resumed transfer, a
- * corrupted chunk, a duplicate applied once, timeouts, and 200 concurrent
- * peers. Waits are bounded polls of the nodes' own state, never timings.
+ * corrupted chunk, a duplicate applied once, timeouts, 200 concurrent peers,
+ * and revocation reaching live connections: a new CRL closing a revoked
+ * peer's connection (idle or in the middle of a case), a bad CRL file kept
+ * out, and the sender's kept connection dropped for a revoked receiver or an
+ * expired CRL (the test playing the receiver). Waits are bounded polls of the
+ * nodes' own state, never timings.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
