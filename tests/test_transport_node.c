@@ -3,8 +3,12 @@
  * the kernel), with certificates made by the PKI code: a clinic that sends and
  * a hub that receives. Refusals (no certificate, another CA, expired, revoked,
  * policy), a case byte-identical at the far end, a resumed transfer, a
- * corrupted chunk, a duplicate applied once, timeouts, and 200 concurrent
- * peers. Waits are bounded polls of the nodes' own state, never timings.
+ * corrupted chunk, a duplicate applied once, timeouts, 200 concurrent peers,
+ * and revocation reaching live connections: a new CRL closing a revoked
+ * peer's connection (idle or in the middle of a case), a bad CRL file kept
+ * out, and the sender's kept connection dropped for a revoked receiver or an
+ * expired CRL (the test playing the receiver). Waits are bounded polls of the
+ * nodes' own state, never timings.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -16,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdint.h>
@@ -35,6 +40,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "rdx/transport.h"
 #include "../transport/transport_int.h"
@@ -226,7 +232,7 @@ static void write_configs(struct world *w, unsigned hub_port, unsigned hub_liste
              "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/crl.pem\ndata = hub\n"
              "handshake_timeout_ms = 2000\nread_timeout_ms = 2000\nidle_timeout_ms = 20000\n"
              "chunk_size = 1048576\n%s\n[peers]\nclinic = 127.0.0.1:9\n\n"
-             "[allow.send]\nclinic = ecg, lab-order\nex-member = *\nlapsed = *\n",
+             "[allow.send]\nclinic = ecg, lab-order\nex-member = *\nlapsed = *\nmover = ecg\n",
              hub_listen, w->hub_extra != NULL ? w->hub_extra : "");
     rdx_test_write_text(w->hub_ini, text);
     snprintf(text, sizeof text,
@@ -738,6 +744,27 @@ static void expect_refuse_frame(const rdx_transport_frame *f, unsigned want, con
     if (needle != NULL && strstr(reason, needle) == NULL) {
         fail_msg("refusal '%s' does not say '%s'", reason, needle);
     }
+}
+
+/* As send_chunk, with the item's check values computed once (rdx_tp_chunk_checks). */
+static void send_chunk_checked(struct peer *p, const struct rdx_tp_manifest *m, const uint8_t *data,
+                               size_t item, uint64_t off, size_t len, const uint8_t *checks)
+{
+    struct rdx_tp_chunk ch;
+    uint8_t hdr[RDX_TRANSPORT_CHUNK_HDR_MAX];
+    size_t hl = 0;
+    memset(&ch, 0, sizeof ch);
+    snprintf(ch.case_id, sizeof ch.case_id, "%s", m->case_id);
+    ch.item = (uint16_t)item;
+    ch.offset = off;
+    ch.len = len;
+    memcpy(ch.sha256, checks + 32 * (off / m->chunk_size), 32);
+    assert_int_equal(rdx_tp_chunk_header(&ch, hdr, &hl, NULL), RDX_OK);
+    uint8_t *payload = malloc(hl + len);
+    memcpy(payload, hdr, hl);
+    memcpy(payload + hl, data + off, len);
+    (void)peer_send(p, RDX_FRAME_CHUNK, payload, hl + len);
+    free(payload);
 }
 
 /* corrupt: 0 as it is, 1 a wrong check value, 2 a changed data byte under the right one. */
@@ -1315,9 +1342,11 @@ static void test_node_expired_crl_fails_closed_until_renewed(void **state)
 
     /*
      * A CRL that runs out while the node runs: published for five seconds and
-     * loaded by the next connection (served: still current). With no
-     * connection after that, the node notices the expiry by itself, a second
-     * after nextUpdate rather than at the next hourly check, and refuses again.
+     * loaded by the next connection (served: still current), which stays
+     * open. The node notices the expiry by itself, a second after nextUpdate
+     * rather than at the next hourly check, closes that connection (verified
+     * before the expiry, it is no better known now than a new one) and
+     * refuses again.
      */
     assert_int_equal(rdx_transport_ca_open(pki, &ca, &err), RDX_OK);
     assert_int_equal(rdx_transport_ca_crl_publish_v2(ca, 5, NULL, NULL, &err), RDX_OK);
@@ -1325,11 +1354,14 @@ static void test_node_expired_crl_fails_closed_until_renewed(void **state)
     assert_int_equal(peer_open(&p, hub.hub_port, c, k), 1);
     assert_int_equal(peer_send(&p, RDX_FRAME_PING, NULL, 0), 0);
     assert_int_equal(peer_read(&p, &f), 0);
-    peer_close(&p);
     for (int i = 0; i < 800 && audit_count(hub_db, "crl-expired", NULL) < 2; i++) {
         rdx_test_sleep_ms(25);
     }
     assert_int_equal(audit_count(hub_db, "crl-expired", NULL), 2);
+    wait_audit(hub_db, "connection-closed", "this node's CRL expired at", 1);
+    assert_int_equal(peer_read(&p, &f), -1); /* closed by the hub */
+    peer_close(&p);
+    assert_true(rdx_test_file_contains(hub.hub_log, "closing clinic (127.0.0.1:"));
     expect_refused(&hub, c, k, "CRL has expired, claims institution clinic");
 
     rdx_test_stop_node(solo->hub);
@@ -1338,6 +1370,637 @@ static void test_node_expired_crl_fails_closed_until_renewed(void **state)
     solo->clinic = 0;
     verify_chain(hub_db);
     verify_chain(clinic_db);
+}
+
+/* ---- revocation of live connections ------------------------------------------- */
+
+/* Replace the CRL file (a new inode) with len bytes at p. */
+static void put_crl(const char *path, const void *p, size_t len)
+{
+    rdx_error err;
+    assert_int_equal(rdx_file_write_atomic(path, p, len, &err), RDX_OK);
+}
+
+/* Wait until the hub's log holds needle more than before times. */
+static void wait_log_count(const char *log, const char *needle, size_t before)
+{
+    for (int i = 0; i < 800; i++) {
+        char *t = rdx_test_slurp(log);
+        size_t n = t != NULL ? rdx_test_count(t, needle) : 0;
+        free(t);
+        if (n > before) {
+            return;
+        }
+        rdx_test_sleep_ms(25);
+    }
+    fail_msg("%s: no new '%s'", log, needle);
+}
+
+static size_t log_count(const char *log, const char *needle)
+{
+    char *t = rdx_test_slurp(log);
+    size_t n = t != NULL ? rdx_test_count(t, needle) : 0;
+    free(t);
+    return n;
+}
+
+/* Revoke every certificate of inst; the CA publishes the new CRL at once (pki/crl.pem). */
+static void revoke_inst(const char *pki, const char *inst)
+{
+    rdx_transport_ca *ca = NULL;
+    rdx_error err;
+    assert_int_equal(rdx_transport_ca_open(pki, &ca, &err), RDX_OK);
+    if (rdx_transport_ca_revoke(ca, inst, NULL, RDX_TRANSPORT_REVOKE_AFFILIATION_CHANGED, 0, NULL,
+                                &err) != RDX_OK) {
+        fail_msg("revoke %s: %s", inst, err.msg);
+    }
+    rdx_transport_ca_free(ca);
+}
+
+/* The hex serial of the certificate at path. */
+static void cert_serial(const char *path, char *out, size_t outsz)
+{
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    X509 *x = PEM_read_X509(fp, NULL, NULL, NULL);
+    fclose(fp);
+    assert_non_null(x);
+    assert_int_equal(rdx_tp_cert_serial(x, out, outsz), RDX_OK);
+    X509_free(x);
+}
+
+/* Connect as institution inst of the world's PKI and prove the hub serves it (PING, PONG). */
+static void peer_served(struct peer *p, struct world *w, const char *inst)
+{
+    char c[4300], k[4300];
+    rdx_transport_frame f;
+    snprintf(c, sizeof c, "%s/certs/%s.crt", w->pki, inst);
+    snprintf(k, sizeof k, "%s/private/%s.key", w->pki, inst);
+    assert_int_equal(peer_open(p, w->hub_port, c, k), 1);
+    assert_int_equal(peer_send(p, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_PONG);
+}
+
+/* "tcp:127.0.0.1:PORT" of the local end of p: how the hub names the connection. */
+static void peer_object(const struct peer *p, char *out, size_t outsz)
+{
+    struct sockaddr_in sin;
+    socklen_t sl = sizeof sin;
+    assert_int_equal(getsockname(p->fd, (struct sockaddr *)&sin, &sl), 0);
+    snprintf(out, outsz, "tcp:127.0.0.1:%u", ntohs(sin.sin_port));
+}
+
+struct find_audit {
+    const char *event, *object;
+    rdx_transport_audit_record got;
+    int n;
+};
+
+static int find_audit_cb(void *u, const rdx_transport_audit_record *r)
+{
+    struct find_audit *fa = u;
+    if (strcmp(r->event, fa->event) == 0 && strcmp(r->object, fa->object) == 0) {
+        fa->got = *r;
+        fa->n++;
+    }
+    return 0;
+}
+
+/* The one audit record of event about object in the node at data_dir, through the audit API. */
+static rdx_transport_audit_record audit_one(const char *data_dir, const char *event,
+                                            const char *object)
+{
+    struct find_audit fa = {.event = event, .object = object};
+    rdx_error err;
+    assert_int_equal(rdx_transport_audit_list_dir(data_dir, find_audit_cb, &fa, &err), RDX_OK);
+    if (fa.n != 1) {
+        fail_msg("%s: %d '%s' records for %s, not 1", data_dir, fa.n, event, object);
+    }
+    return fa.got;
+}
+
+static void audit_verify_cli(const char *data_dir)
+{
+    struct rdx_run r;
+    const char *argv[] = {"audit", "verify", data_dir, NULL};
+    run_ok(&r, argv);
+    if (r.exit_code != 0) {
+        fail_msg("rdx audit verify %s: %s", data_dir, r.err);
+    }
+    rdx_run_free(&r);
+}
+
+/*
+ * An institution revoked while its connection is open and idle: the hub
+ * notices the new CRL by itself (no new connection to trigger it) and closes
+ * that connection, with a connection-revoked record and a warning naming the
+ * peer, its address and the serial. A member connected beside it is still
+ * served on the same connection, and the revoked one cannot come back.
+ */
+static void test_node_revocation_closes_live_connection(void **state)
+{
+    struct world *w = *state;
+    struct peer gone, stays;
+    rdx_transport_frame f;
+    char crt[4300], serial[64], object[64], data[4300], line[400];
+    snprintf(data, sizeof data, "%s/hub", w->dir);
+    rdx_test_issue(w->pki, "leaver", "Zhenjiang", 0, 0);
+    snprintf(crt, sizeof crt, "%s/certs/leaver.crt", w->pki);
+    cert_serial(crt, serial, sizeof serial);
+    peer_served(&gone, w, "leaver");
+    peer_served(&stays, w, "clinic");
+    peer_object(&gone, object, sizeof object);
+    size_t loaded = log_count(w->hub_log, "loaded CRL");
+
+    revoke_inst(w->pki, "leaver");
+    wait_audit(w->hub_db, "connection-revoked", serial, 1);
+    assert_int_equal(peer_read(&gone, &f), -1); /* closed by the hub */
+    rdx_transport_audit_record r = audit_one(data, "connection-revoked", object);
+    assert_string_equal(r.institution, "leaver");
+    assert_string_equal(r.node, "hub");
+    assert_int_equal(r.outcome, RDX_TP_OUTCOME_SERIOUS);
+    assert_non_null(strstr(r.detail, serial));
+    snprintf(line, sizeof line, "closing leaver (%s): certificate serial %s revoked", object + 4,
+             serial);
+    assert_true(rdx_test_file_contains(w->hub_log, line));
+    assert_true(log_count(w->hub_log, "loaded CRL") > loaded);
+
+    /* The member beside it went through the reload untouched. */
+    assert_int_equal(peer_send(&stays, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&stays, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_PONG);
+    peer_close(&stays);
+    peer_close(&gone);
+    char k[4300];
+    snprintf(k, sizeof k, "%s/private/leaver.key", w->pki);
+    expect_refused(w, crt, k, "certificate revoked, claims institution leaver");
+    verify_chain(w->hub_db);
+    audit_verify_cli(data);
+}
+
+/*
+ * Revoked in the middle of a large case: the connection is closed while
+ * chunks are still coming, the case is not acknowledged (nor completed), and
+ * what was durable stays recorded as a resume point, as on any broken link.
+ */
+static void test_node_revocation_mid_transfer_no_ack(void **state)
+{
+    struct world *w = *state;
+    struct rdx_tp_manifest m;
+    uint8_t *data[1];
+    const size_t sizes[1] = {40u * 1048576 + 1};
+    struct peer p;
+    rdx_transport_frame f;
+    char crt[4300], serial[64], detail[200];
+    rdx_test_issue(w->pki, "mover", "Yangzhou", 0, 0);
+    snprintf(crt, sizeof crt, "%s/certs/mover.crt", w->pki);
+    cert_serial(crt, serial, sizeof serial);
+    make_manifest(&m, data, sizes, 1, "revoked-mid-0001");
+    snprintf(m.sender, sizeof m.sender, "mover");
+    uint8_t *checks = NULL;
+    size_t nchecks = 0;
+    assert_int_equal(rdx_tp_chunk_checks(data[0], sizes[0], m.chunk_size, &checks, &nchecks, NULL),
+                     RDX_OK);
+    assert_int_equal(nchecks, 41);
+
+    peer_served(&p, w, "mover");
+    rdx_buf b;
+    rdx_buf_init(&b, RDX_TRANSPORT_OFFER_MAX);
+    assert_int_equal(rdx_tp_manifest_encode(&m, &b, NULL), RDX_OK);
+    assert_int_equal(peer_send(&p, RDX_FRAME_OFFER, b.data, b.len), 0);
+    rdx_buf_free(&b);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_PROGRESS);
+    size_t sent = 0;
+    for (; sent < 3; sent++) {
+        send_chunk_checked(&p, &m, data[0], 0, sent * m.chunk_size, m.chunk_size, checks);
+    }
+    assert_int_equal(peer_send(&p, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_PONG);
+
+    revoke_inst(w->pki, "mover");
+    /*
+     * Go on sending, slowly (never the last chunks, so the case cannot end),
+     * until the hub cuts the connection. Every answer until then is a PONG:
+     * no ACK, no refusal.
+     */
+    int closed = 0;
+    for (int i = 0; i < 600 && !closed; i++) {
+        if (sent < nchecks - 2) {
+            send_chunk_checked(&p, &m, data[0], 0, sent * m.chunk_size, m.chunk_size, checks);
+            sent++;
+        }
+        if (peer_send(&p, RDX_FRAME_PING, NULL, 0) != 0 || peer_read(&p, &f) != 0) {
+            closed = 1;
+            break;
+        }
+        assert_int_equal(f.type, RDX_FRAME_PONG);
+        rdx_test_sleep_ms(150);
+    }
+    assert_true(closed);
+    peer_close(&p);
+    snprintf(detail, sizeof detail, "certificate serial %s revoked", serial);
+    wait_audit(w->hub_db, "connection-revoked", detail, 1);
+    wait_audit(w->hub_db, "connection-revoked", "case revoked-mid-0001 cut at", 1);
+    assert_true(rdx_test_file_contains(w->hub_log, "closing mover ("));
+    /* Never completed, never acknowledged; its durable bytes are a resume point. */
+    assert_int_equal(rdx_test_sql(w->hub_db,
+                                  "SELECT count(*) FROM inbox WHERE case_id=?1 AND "
+                                  "state='receiving'",
+                                  m.case_id),
+                     1);
+    assert_int_equal(rdx_test_sql(w->hub_db,
+                                  "SELECT count(*) FROM audit WHERE event='case-received' AND "
+                                  "object=?1",
+                                  m.case_id),
+                     0);
+    rdx_test_wait_sql(w->hub_db,
+                      "SELECT durable >= 3145728 AND durable % 1048576 = 0 FROM inbox_items WHERE "
+                      "case_id=?1 AND idx=0",
+                      m.case_id, 1, 10000);
+    assert_true(rdx_test_sql(w->hub_db, "SELECT durable FROM inbox_items WHERE case_id=?1",
+                             m.case_id) <= (long long)(sent * m.chunk_size));
+    char k[4300];
+    snprintf(k, sizeof k, "%s/private/mover.key", w->pki);
+    expect_refused(w, crt, k, "certificate revoked, claims institution mover");
+    free(checks);
+    free(data[0]);
+    rdx_tp_manifest_clear(&m);
+    verify_chain(w->hub_db);
+}
+
+/*
+ * A new CRL file that does not load leaves the CRL in force as it was, with
+ * an error in the log and a crl-rejected record: garbage, another CA's CRL,
+ * and the network CA's CRL altered after it was signed. Throughout, members
+ * are served (old and new connections) and the revoked are still refused;
+ * the good CRL put back is loaded again.
+ */
+static void test_node_bad_new_crl_keeps_the_old(void **state)
+{
+    struct world *world = *state;
+    char crl[4300], rogue[4300], rc[4300], rk[4300], ini[4300], data[4300], text[2048];
+    struct peer live, p;
+    rdx_transport_frame f;
+    rdx_error err;
+    /* A hub of its own, with a CRL file of its own, so that no other test sees the bad ones. */
+    struct world hw = *world, *w = &hw;
+    snprintf(crl, sizeof crl, "%s/crl.pem", world->pki);
+    snprintf(rogue, sizeof rogue, "%s/crl.pem", world->other);
+    rdx_buf good, other;
+    rdx_buf_init(&good, 1u << 20);
+    rdx_buf_init(&other, 1u << 20);
+    assert_int_equal(rdx_file_read(crl, &good, &err), RDX_OK);
+    assert_int_equal(rdx_file_read(rogue, &other, &err), RDX_OK);
+    snprintf(crl, sizeof crl, "%s/crl-own.pem", world->pki);
+    put_crl(crl, good.data, good.len);
+    snprintf(ini, sizeof ini, "%s/crlhub.ini", world->dir);
+    snprintf(w->hub_log, sizeof w->hub_log, "%s/crlhub.log", w->dir);
+    snprintf(w->hub_db, sizeof w->hub_db, "%s/crlhub/node.db", w->dir);
+    snprintf(data, sizeof data, "%s/crlhub", world->dir);
+    snprintf(text, sizeof text,
+             "[node]\nid = hub\nlisten = 127.0.0.1:0\ncert = pki/certs/hub.crt\n"
+             "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/crl-own.pem\ndata = crlhub\n");
+    rdx_test_write_text(ini, text);
+    pid_t pid = rdx_test_spawn_node(ini, w->hub_log);
+    w->hub_port = rdx_test_wait_port(data, 10000);
+    snprintf(rc, sizeof rc, "%s/certs/ex-member.crt", world->pki);
+    snprintf(rk, sizeof rk, "%s/private/ex-member.key", world->pki);
+    /* The good CRL with one byte of its signature changed: still a CRL, no longer the CA's. */
+    BIO *bio = BIO_new_mem_buf(good.data, (int)good.len);
+    X509_CRL *x = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
+    BIO_free(bio);
+    assert_non_null(x);
+    unsigned char *der = NULL;
+    int dl = i2d_X509_CRL(x, &der);
+    X509_CRL_free(x);
+    assert_true(dl > 10);
+    der[dl - 1] ^= 0x01;
+    BIO *mem = BIO_new(BIO_s_mem());
+    assert_true(PEM_write_bio(mem, "X509 CRL", "", der, dl) > 0);
+    OPENSSL_free(der);
+    char *tampered = NULL;
+    long tl = BIO_get_mem_data(mem, &tampered);
+    const char garbage[] = "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n";
+    struct {
+        const void *p;
+        size_t len;
+        const char *why;
+    } bad[] = {
+        {garbage, sizeof garbage - 1, "crl-own.pem: error:"},
+        {other.data, other.len, "not issued by the network CA"},
+        {tampered, (size_t)tl, "its signature does not verify"},
+    };
+    peer_served(&live, w, "clinic");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t before = log_count(w->hub_log, bad[i].why);
+        put_crl(crl, bad[i].p, bad[i].len);
+        /*
+         * The next connection looks at the file at once (the watch would, within
+         * CRL_WATCH_MS): it is served, so the old CRL is still the one in force.
+         */
+        peer_served(&p, w, "clinic");
+        peer_close(&p);
+        wait_log_count(w->hub_log, bad[i].why, before);
+        wait_audit(w->hub_db, "crl-rejected", bad[i].why, 1);
+        assert_true(rdx_test_file_contains(w->hub_log, "keeping the old CRL"));
+        expect_refused(w, rc, rk, "certificate revoked, claims institution ex-member");
+        assert_int_equal(peer_send(&live, RDX_FRAME_PING, NULL, 0), 0);
+        assert_int_equal(peer_read(&live, &f), 0);
+        assert_int_equal(f.type, RDX_FRAME_PONG);
+    }
+    /* Rejected once per version of the file, not at every look. */
+    assert_int_equal(audit_count(w->hub_db, "crl-rejected", NULL), 3);
+    size_t loaded = log_count(w->hub_log, "loaded CRL");
+    put_crl(crl, good.data, good.len);
+    peer_served(&p, w, "clinic");
+    peer_close(&p);
+    wait_log_count(w->hub_log, "loaded CRL", loaded);
+    assert_int_equal(peer_send(&live, RDX_FRAME_PING, NULL, 0), 0);
+    assert_int_equal(peer_read(&live, &f), 0);
+    peer_close(&live);
+    BIO_free(mem);
+    rdx_buf_free(&good);
+    rdx_buf_free(&other);
+    rdx_test_stop_node(pid);
+    verify_chain(w->hub_db);
+}
+
+/* ---- a receiver played by the test, to watch the sender's kept link -------- */
+
+static int listen_loopback(unsigned *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin;
+    socklen_t sl = sizeof sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+/* Accept one connection within 20 s and run the server side of TLS on it: SSL_accept's verdict. */
+static int serve_accept(struct peer *p, int lfd, SSL_CTX *ctx)
+{
+    memset(p, 0, sizeof *p);
+    p->fd = -1;
+    struct pollfd pfd = {lfd, POLLIN, 0};
+    assert_int_equal(poll(&pfd, 1, 20000), 1);
+    p->fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(p->fd >= 0);
+    struct timeval tv = {10, 0};
+    setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    assert_int_equal(SSL_CTX_up_ref(ctx), 1);
+    p->ctx = ctx;
+    p->ssl = SSL_new(ctx);
+    SSL_set_fd(p->ssl, p->fd);
+    assert_int_equal(rdx_transport_decoder_new(0, &p->dec, NULL), RDX_OK);
+    int rc = SSL_accept(p->ssl);
+    ERR_clear_error();
+    return rc;
+}
+
+/* Read frames until one of type; fails the test on anything else but CHUNK. */
+static void read_until(struct peer *p, unsigned type, rdx_transport_frame *f)
+{
+    for (;;) {
+        assert_int_equal(peer_read(p, f), 0);
+        if (f->type == type) {
+            return;
+        }
+        assert_int_equal(f->type, RDX_FRAME_CHUNK);
+    }
+}
+
+/*
+ * A clinic node (a real `rdx node serve`, one delivery thread) whose only
+ * peer, hub, is played by the test: a listening socket and a TLS server
+ * context with the hub's certificate, from a PKI of its own in solo->dir.
+ */
+struct fake_rx {
+    char pki[4200], ini[4300], db[4300], log[4300], serial[64];
+    SSL_CTX *ctx;
+    int lfd;
+};
+
+static void fake_rx_start(struct solo *solo, struct fake_rx *x)
+{
+    char crt[4300], key[4300], text[2048], data[4300];
+    rdx_error err;
+    snprintf(x->pki, sizeof x->pki, "%s/pki", solo->dir);
+    snprintf(x->ini, sizeof x->ini, "%s/clinic.ini", solo->dir);
+    snprintf(x->db, sizeof x->db, "%s/clinic/node.db", solo->dir);
+    snprintf(x->log, sizeof x->log, "%s/clinic.log", solo->dir);
+    rdx_transport_ca_cfg cacfg = {.dir = x->pki, .network = "Nanjing Test Network"};
+    assert_int_equal(rdx_transport_ca_create(&cacfg, &err), RDX_OK);
+    rdx_test_issue(x->pki, "hub", "Nanjing", 0, 0);
+    rdx_test_issue(x->pki, "clinic", "Nanjing", 0, 0);
+    snprintf(crt, sizeof crt, "%s/certs/hub.crt", x->pki);
+    snprintf(key, sizeof key, "%s/private/hub.key", x->pki);
+    cert_serial(crt, x->serial, sizeof x->serial);
+    x->ctx = SSL_CTX_new(TLS_server_method());
+    assert_non_null(x->ctx);
+    SSL_CTX_set_min_proto_version(x->ctx, TLS1_3_VERSION);
+    assert_int_equal(SSL_CTX_use_certificate_file(x->ctx, crt, SSL_FILETYPE_PEM), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(x->ctx, key, SSL_FILETYPE_PEM), 1);
+    unsigned port = 0;
+    x->lfd = listen_loopback(&port);
+    snprintf(text, sizeof text,
+             "[node]\nid = clinic\nlisten = 127.0.0.1:0\ncert = pki/certs/clinic.crt\n"
+             "key = pki/private/clinic.key\nca = pki/ca.crt\ncrl = pki/crl.pem\n"
+             "data = clinic\nsenders = 1\nchunk_size = 1048576\nretry_base_ms = 100\n"
+             "retry_max_ms = 400\nmax_attempts = 1000\n\n[peers]\nhub = 127.0.0.1:%u\n",
+             port);
+    rdx_test_write_text(x->ini, text);
+    solo->clinic = rdx_test_spawn_node(x->ini, x->log);
+    snprintf(data, sizeof data, "%s/clinic", solo->dir);
+    (void)rdx_test_wait_port(data, 10000);
+}
+
+static void fake_rx_stop(struct solo *solo, struct fake_rx *x)
+{
+    rdx_test_stop_node(solo->clinic);
+    solo->clinic = 0;
+    close(x->lfd);
+    SSL_CTX_free(x->ctx);
+    verify_chain(x->db);
+}
+
+/* The clinic connects afresh and refuses the revoked receiver in the handshake. */
+static void fake_rx_refused(struct fake_rx *x)
+{
+    struct peer again;
+    rdx_transport_frame f;
+    assert_true(serve_accept(&again, x->lfd, x->ctx) != 1 || peer_read(&again, &f) == -1);
+    peer_close(&again);
+}
+
+/*
+ * The sender keeps its connection to a peer from one batch to the next. The
+ * receiver is revoked while a case is on that connection (the test, playing
+ * the receiver, holds the ACK back until the next case is queued and the new
+ * CRL is out): the next case must not go over the kept connection. The
+ * sender drops it, connects afresh, refuses the receiver's certificate, and
+ * keeps the case queued with the reason.
+ */
+static void test_node_sender_drops_kept_link_to_revoked_peer(void **state)
+{
+    struct solo *solo = *state;
+    struct fake_rx x;
+    char a[4300], b[4300], id1[40], id2[40], cid[80], line[300];
+    fake_rx_start(solo, &x);
+    snprintf(a, sizeof a, "%s/first.hea", solo->dir);
+    snprintf(b, sizeof b, "%s/second.hea", solo->dir);
+    rdx_test_make_file(a, 1000, 3);
+    rdx_test_make_file(b, 1000, 4);
+    const char *first[] = {a, NULL}, *second[] = {b, NULL};
+    rdx_test_send_case(x.ini, "hub", "ecg", first, id1);
+    struct peer kept;
+    rdx_transport_frame f;
+    assert_int_equal(serve_accept(&kept, x.lfd, x.ctx), 1);
+    /* A small new case comes whole behind its OFFER: OFFER, its chunk, COMMIT. */
+    read_until(&kept, RDX_FRAME_OFFER, &f);
+    read_until(&kept, RDX_FRAME_COMMIT, &f);
+    int flag = 0;
+    assert_int_equal(rdx_tp_caseref_decode(f.payload, f.len, cid, &flag, NULL), RDX_OK);
+    assert_string_equal(cid, id1);
+    /* Before the ACK: the next case is due, and the receiver is revoked. */
+    rdx_test_send_case(x.ini, "hub", "ecg", second, id2);
+    revoke_inst(x.pki, "hub");
+    rdx_buf ack;
+    rdx_buf_init(&ack, 256);
+    assert_int_equal(rdx_tp_caseref_encode(id1, 0, &ack, NULL), RDX_OK);
+    assert_int_equal(peer_send(&kept, RDX_FRAME_ACK, ack.data, ack.len), 0);
+    rdx_buf_free(&ack);
+    rdx_test_wait_sql(x.db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'", id1,
+                      1, 15000);
+    /* The kept connection ends without another frame: case 2 is not offered on it. */
+    assert_int_equal(peer_read(&kept, &f), -1);
+    peer_close(&kept);
+    fake_rx_refused(&x);
+    rdx_test_wait_sql(x.db,
+                      "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
+                      "instr(last_error, 'certificate revoked') > 0",
+                      id2, 1, 15000);
+    snprintf(line, sizeof line, "delivery to hub: certificate revoked: hub (serial %s", x.serial);
+    assert_true(rdx_test_file_contains(x.log, line));
+    wait_audit(x.db, "case-send-failed", "certificate revoked", 1);
+    fake_rx_stop(solo, &x);
+}
+
+/*
+ * Revoked while the sender streams a large item to it: the sender stops at
+ * a chunk boundary (it looks at the CRL before each chunk), never sends the
+ * COMMIT, and keeps the case queued with the reason.
+ */
+static void test_node_sender_stops_mid_item_for_revoked_peer(void **state)
+{
+    struct solo *solo = *state;
+    struct fake_rx x;
+    char big[4300], id[40];
+    const size_t size = 64u << 20;
+    fake_rx_start(solo, &x);
+    snprintf(big, sizeof big, "%s/study.dcm", solo->dir);
+    rdx_test_make_file(big, size, 5);
+    const char *files[] = {big, NULL};
+    rdx_test_send_case(x.ini, "hub", "ecg", files, id);
+    struct peer p;
+    rdx_transport_frame f;
+    assert_int_equal(serve_accept(&p, x.lfd, x.ctx), 1);
+    read_until(&p, RDX_FRAME_OFFER, &f);
+    uint64_t zero = 0;
+    rdx_buf b;
+    rdx_buf_init(&b, RDX_TRANSPORT_CONTROL_MAX);
+    assert_int_equal(rdx_tp_progress_encode(id, &zero, 1, &b, NULL), RDX_OK);
+    assert_int_equal(peer_send(&p, RDX_FRAME_PROGRESS, b.data, b.len), 0);
+    rdx_buf_free(&b);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_CHUNK);
+    /* The rest waits in the sockets (a few MiB at most) while the receiver is revoked. */
+    revoke_inst(x.pki, "hub");
+    size_t chunks = 1;
+    while (peer_read(&p, &f) == 0) {
+        assert_int_equal(f.type, RDX_FRAME_CHUNK); /* never a COMMIT */
+        chunks++;
+    }
+    assert_true(chunks < size / 1048576);
+    peer_close(&p);
+    fake_rx_refused(&x);
+    rdx_test_wait_sql(x.db,
+                      "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
+                      "instr(last_error, 'certificate revoked') > 0",
+                      id, 1, 15000);
+    assert_true(rdx_test_file_contains(x.log, "by the new CRL; the connection was closed"));
+    unlink(big);
+    fake_rx_stop(solo, &x);
+}
+
+/*
+ * This node's CRL runs out while the sender keeps a connection: the kept
+ * connection is not reused past nextUpdate (fail closed, as for a new one),
+ * and the next case is held, not counted as an attempt.
+ */
+static void test_node_sender_drops_kept_link_when_crl_expires(void **state)
+{
+    struct solo *solo = *state;
+    struct fake_rx x;
+    char a[4300], b[4300], crl[4300], id1[40], id2[40];
+    rdx_error err;
+    fake_rx_start(solo, &x);
+    /* Valid for ten seconds: long enough for the first case, over before the second. */
+    rdx_transport_ca *ca = NULL;
+    assert_int_equal(rdx_transport_ca_open(x.pki, &ca, &err), RDX_OK);
+    assert_int_equal(rdx_transport_ca_crl_publish_v2(ca, 10, NULL, NULL, &err), RDX_OK);
+    rdx_transport_ca_free(ca);
+    snprintf(crl, sizeof crl, "%s/crl.pem", x.pki);
+    FILE *fp = fopen(crl, "r");
+    assert_non_null(fp);
+    X509_CRL *xc = PEM_read_X509_CRL(fp, NULL, NULL, NULL);
+    fclose(fp);
+    assert_non_null(xc);
+    int64_t until = rdx_tp_asn1_time_unix(X509_CRL_get0_nextUpdate(xc));
+    X509_CRL_free(xc);
+    snprintf(a, sizeof a, "%s/first.hea", solo->dir);
+    snprintf(b, sizeof b, "%s/second.hea", solo->dir);
+    rdx_test_make_file(a, 1000, 6);
+    rdx_test_make_file(b, 1000, 7);
+    const char *first[] = {a, NULL}, *second[] = {b, NULL};
+    rdx_test_send_case(x.ini, "hub", "ecg", first, id1);
+    struct peer kept;
+    rdx_transport_frame f;
+    assert_int_equal(serve_accept(&kept, x.lfd, x.ctx), 1);
+    read_until(&kept, RDX_FRAME_OFFER, &f);
+    read_until(&kept, RDX_FRAME_COMMIT, &f);
+    assert_true(rdx_clock_wall_ms() / 1000 < until); /* the case went under a current CRL */
+    rdx_test_send_case(x.ini, "hub", "ecg", second, id2);
+    for (int i = 0; i < 400 && rdx_clock_wall_ms() / 1000 <= until; i++) {
+        rdx_test_sleep_ms(50);
+    }
+    assert_true(rdx_clock_wall_ms() / 1000 > until);
+    rdx_buf ack;
+    rdx_buf_init(&ack, 256);
+    assert_int_equal(rdx_tp_caseref_encode(id1, 0, &ack, NULL), RDX_OK);
+    assert_int_equal(peer_send(&kept, RDX_FRAME_ACK, ack.data, ack.len), 0);
+    rdx_buf_free(&ack);
+    rdx_test_wait_sql(x.db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'", id1,
+                      1, 15000);
+    assert_int_equal(peer_read(&kept, &f), -1); /* not reused: case 2 is not offered on it */
+    peer_close(&kept);
+    fake_rx_refused(&x); /* a new connection fails on the expired CRL */
+    rdx_test_wait_sql(x.db,
+                      "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
+                      "attempts=0 AND instr(last_error, 'CRL has expired') > 0",
+                      id2, 1, 15000);
+    assert_true(rdx_test_file_contains(x.log, "delivery to hub: CRL has expired"));
+    assert_int_equal(audit_count(x.db, "case-send-failed", NULL), 0);
+    fake_rx_stop(solo, &x);
 }
 
 static void test_node_idle_timeout(void **state)
@@ -1750,6 +2413,15 @@ int main(void)
         cmocka_unit_test(test_node_timeouts_close_silent_peers),
         cmocka_unit_test(test_node_reloads_crl_after_revocation),
         cmocka_unit_test_setup_teardown(test_node_expired_crl_fails_closed_until_renewed,
+                                        solo_setup, solo_teardown),
+        cmocka_unit_test(test_node_revocation_closes_live_connection),
+        cmocka_unit_test(test_node_revocation_mid_transfer_no_ack),
+        cmocka_unit_test(test_node_bad_new_crl_keeps_the_old),
+        cmocka_unit_test_setup_teardown(test_node_sender_drops_kept_link_to_revoked_peer,
+                                        solo_setup, solo_teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_stops_mid_item_for_revoked_peer,
+                                        solo_setup, solo_teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_drops_kept_link_when_crl_expires,
                                         solo_setup, solo_teardown),
         cmocka_unit_test(test_node_idle_timeout),
         cmocka_unit_test(test_node_bounded_output_to_a_peer_that_does_not_read),

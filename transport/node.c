@@ -282,11 +282,11 @@ struct rdx_transport_node {
     struct event_base *base;
     struct evconnlistener *lst;
     struct event *sig_int, *sig_term, *stop_ev;
-    SSL_CTX *sctx;
-    struct timespec crl_mtime;
-    struct event *crl_timer; /* hourly: is the CRL about to expire? */
-    int crl_state;           /* 0 fine, 1 expiring soon (warned), 2 expired (audited) */
-    off_t crl_size;
+    SSL_CTX *sctx;                  /* its trust store holds the CRL in force */
+    struct rdx_tp_file_id crl_file; /* the version of the CRL file last looked at */
+    struct event *crl_watch;        /* every CRL_WATCH_MS: has the CRL file changed? */
+    struct event *crl_timer;        /* hourly: is the CRL about to expire? */
+    int crl_state;                  /* 0 fine, 1 expiring soon (warned), 2 expired (audited) */
     sqlite3 *db;
     size_t nconns;
     struct conn *conns;
@@ -2129,6 +2129,23 @@ static int conn_connected(struct conn *c)
         conn_free(c);
         return -1;
     }
+    char when[32];
+    /*
+     * Its handshake began under the CRL before the one now in force (a new
+     * one was loaded meanwhile), and OpenSSL verified it against that one:
+     * the new CRL has its say too.
+     */
+    if (SSL_get_SSL_CTX(c->ssl) != n->sctx &&
+        rdx_tp_crl_revokes(rdx_tp_tls_ctx_crl(n->sctx), SSL_get0_peer_certificate(c->ssl), when,
+                           sizeof when)) {
+        char reason[300];
+        snprintf(c->verdict.claimed, sizeof c->verdict.claimed, "%s", c->peer);
+        snprintf(reason, sizeof reason, "certificate revoked, claims institution %s, serial %s",
+                 c->peer, c->serial);
+        refuse_connection(c, reason);
+        conn_free(c);
+        return -1;
+    }
     c->authed = 1;
     char object[96], detail[160];
     snprintf(object, sizeof object, "tcp:%s", c->addr);
@@ -2318,7 +2335,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
  * nextUpdate cannot tell whether a certificate has been revoked since). The
  * node fails closed: while its CRL is expired every new connection, accepted
  * or made by the delivery thread, is refused ("CRL has expired"), revoked
- * certificates included; connections already verified go on until they end
+ * certificates included, and the connections verified before the expiry are
+ * closed as it happens, since they are no better known than a new one
  * (docs/transport.md). Say so in advance: a warning in the log every hour in
  * the last CRL_WARN_DAYS; an error every hour once it has expired, with one
  * crl-expired audit record per expiry; and a crl-renewed record when a new CRL
@@ -2328,20 +2346,51 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
  */
 #define CRL_WARN_DAYS 2 /* CRLs are published for 7 days by default: warn in the last two */
 
-/* Check the CRL's nextUpdate; returns the seconds left (<= 0: expired; INT64_MAX: unreadable). */
+/*
+ * How often the node looks at the CRL file (one stat) for a new version. A
+ * revocation takes effect on the connections already open within this much
+ * of being published (and on new ones at once: every accept looks too).
+ */
+#define CRL_WATCH_MS 5000
+
+/*
+ * This node's CRL has expired: every authenticated connection still open
+ * was verified against a CRL that can no longer be trusted, and is closed
+ * like a new one would be refused. Its case in progress keeps its durable
+ * bytes as a resume point (conn_free), and nothing it has not had
+ * acknowledged is acknowledged now.
+ */
+static void crl_expired_close(struct rdx_transport_node *n, const char *when)
+{
+    for (struct conn *c = n->conns, *next; c != NULL; c = next) {
+        next = c->next;
+        if (!c->authed || c->stopped) {
+            continue; /* not through its handshake (refused there), or being freed already */
+        }
+        char object[96], detail[300];
+        snprintf(object, sizeof object, "tcp:%s", c->addr);
+        snprintf(detail, sizeof detail,
+                 "this node's CRL expired at %s: the connection (certificate serial %s) was "
+                 "closed, as a new one would be refused",
+                 when, c->serial);
+        audit(n, "connection-closed", RDX_TP_OUTCOME_MINOR, c->peer, object, detail);
+        rdx_log(&n->log, RDX_LOG_WARN, "closing %s (%s): this node's CRL expired at %s", c->peer,
+                c->addr, when);
+        conn_free(c);
+    }
+}
+
+/*
+ * Check the nextUpdate of the CRL in force (the one loaded, not whatever the
+ * file holds now); returns the seconds left (<= 0: expired; INT64_MAX: none).
+ */
 static int64_t crl_check_expiry(struct rdx_transport_node *n)
 {
-    FILE *f = fopen(n->cfg->crl, "r");
-    X509_CRL *crl = f != NULL ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
-    if (f != NULL) {
-        fclose(f);
-    }
-    ERR_clear_error();
+    X509_CRL *crl = rdx_tp_tls_ctx_crl(n->sctx);
     const ASN1_TIME *next = crl != NULL ? X509_CRL_get0_nextUpdate(crl) : NULL;
     int64_t until = next != NULL ? rdx_tp_asn1_time_unix(next) : 0;
-    X509_CRL_free(crl);
     if (until == 0) {
-        return INT64_MAX; /* unreadable: the TLS context load reports that */
+        return INT64_MAX; /* no nextUpdate: nothing to warn about */
     }
     int64_t left = until - rdx_clock_wall_ms() / 1000;
     char detail[4300], when[32] = "?";
@@ -2360,6 +2409,7 @@ static int64_t crl_check_expiry(struct rdx_transport_node *n)
             audit(n, "crl-expired", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, detail);
         }
         n->crl_state = 2;
+        crl_expired_close(n, when);
         return left;
     }
     if (n->crl_state == 2) {
@@ -2399,28 +2449,74 @@ static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
     crl_check_and_arm(n);
 }
 
-/* Rebuild the TLS context when the CRL file has changed (a revocation was published). */
+/*
+ * A new CRL is in force: every authenticated connection's peer certificate
+ * is checked against it (the certificate itself, not only the serial kept
+ * in c->serial: the CRL's issuer must match the certificate's). A revoked
+ * peer is closed at once, through conn_free, the path of any connection
+ * that breaks: a case in progress keeps its durable bytes as a resume point,
+ * chunks at the store workers are cut off again, and an ACK still waiting
+ * for the group's sync is not sent (its case stays received, as after any
+ * lost ACK). Nothing more is sent to it, not even what was queued.
+ */
+static void crl_check_conns(struct rdx_transport_node *n)
+{
+    X509_CRL *crl = rdx_tp_tls_ctx_crl(n->sctx);
+    for (struct conn *c = n->conns, *next; c != NULL; c = next) {
+        char when[32], object[96], detail[600], mid[300] = "";
+        next = c->next;
+        if (!c->authed || c->stopped ||
+            !rdx_tp_crl_revokes(crl, SSL_get0_peer_certificate(c->ssl), when, sizeof when)) {
+            continue;
+        }
+        if (c->rx.active) {
+            uint64_t have = 0, total = 0;
+            for (size_t i = 0; i < c->rx.m.nitems; i++) {
+                have += c->rx.durable[i];
+                total += c->rx.m.items[i].size;
+            }
+            snprintf(mid, sizeof mid,
+                     "; case %s cut at %llu of %llu bytes (kept as a resume point, not "
+                     "acknowledged)",
+                     c->rx.m.case_id, (unsigned long long)have, (unsigned long long)total);
+        }
+        snprintf(object, sizeof object, "tcp:%s", c->addr);
+        snprintf(detail, sizeof detail,
+                 "certificate serial %s revoked (at %s) by the CRL now in force: the connection "
+                 "was closed%s",
+                 c->serial, when, mid);
+        audit(n, "connection-revoked", RDX_TP_OUTCOME_SERIOUS, c->peer, object, detail);
+        rdx_log(&n->log, RDX_LOG_WARN, "closing %s (%s): certificate serial %s revoked at %s%s",
+                c->peer, c->addr, c->serial, when, mid);
+        conn_free(c);
+    }
+}
+
+/*
+ * Rebuild the TLS context when the CRL file has changed (a revocation was
+ * published), and hold the connections already open to the new CRL. A file
+ * that does not load (unreadable, not a CRL, not signed by the network CA)
+ * leaves the CRL in force as it is, with an error and a crl-rejected audit
+ * record, once per version of the file: the next change is tried again.
+ */
 static void maybe_reload(struct rdx_transport_node *n)
 {
-    struct stat sb;
-    if (stat(n->cfg->crl, &sb) != 0) {
+    struct rdx_tp_file_id id;
+    if (rdx_tp_file_id_get(n->cfg->crl, &id) != 0 || rdx_tp_file_id_same(&id, &n->crl_file)) {
         return;
     }
-    if (sb.st_mtim.tv_sec == n->crl_mtime.tv_sec && sb.st_mtim.tv_nsec == n->crl_mtime.tv_nsec &&
-        sb.st_size == n->crl_size) {
-        return;
-    }
+    n->crl_file = id;
     SSL_CTX *ctx = NULL;
     rdx_error err;
     if (rdx_tp_tls_ctx(n->cfg, 1, &ctx, &err) != RDX_OK) {
         rdx_log(&n->log, RDX_LOG_ERROR, "keeping the old CRL: %s", err.msg);
+        audit(n, "crl-rejected", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, err.msg);
         return;
     }
     SSL_CTX_free(n->sctx); /* connections holding it keep their reference */
     n->sctx = ctx;
-    n->crl_mtime = sb.st_mtim;
-    n->crl_size = sb.st_size;
     rdx_log(&n->log, RDX_LOG_INFO, "loaded CRL %s", n->cfg->crl);
+    crl_check_conns(n);
     crl_check_and_arm(n);
 }
 
@@ -2441,6 +2537,13 @@ static void batch_reads(SSL *ssl)
     /* The chain holds the new reference; set0 drops the rbio's old one (the wbio keeps its own). */
     BIO_push(buf, sock);
     SSL_set0_rbio(ssl, buf);
+}
+
+static void crl_watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    maybe_reload(arg);
 }
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
@@ -2891,11 +2994,8 @@ rdx_status rdx_transport_node_new(const rdx_transport_config *cfg, const rdx_log
         (st = rdx_tp_tls_ctx(cfg, 1, &n->sctx, err)) != RDX_OK) {
         goto fail;
     }
-    struct stat sb;
-    if (stat(cfg->crl, &sb) == 0) {
-        n->crl_mtime = sb.st_mtim;
-        n->crl_size = sb.st_size;
-    }
+    /* The version read just now, or a later one, which the first look then loads again. */
+    (void)rdx_tp_file_id_get(cfg->crl, &n->crl_file);
     if (evthread_use_pthreads() != 0) {
         st = rdx_error_set(err, RDX_EINTERNAL, "libevent: no thread support");
         goto fail;
@@ -2932,7 +3032,8 @@ rdx_status rdx_transport_node_new(const rdx_transport_config *cfg, const rdx_log
     n->stop_ev = event_new(n->base, -1, 0, stop_cb, n);
     n->g.timer = evtimer_new(n->base, group_timer_cb, n);
     n->crl_timer = evtimer_new(n->base, crl_timer_cb, n);
-    if (n->stop_ev == NULL || n->g.timer == NULL || n->crl_timer == NULL) {
+    n->crl_watch = event_new(n->base, -1, EV_PERSIST, crl_watch_cb, n);
+    if (n->stop_ev == NULL || n->g.timer == NULL || n->crl_timer == NULL || n->crl_watch == NULL) {
         st = rdx_error_set(err, RDX_ENOMEM, "libevent: out of memory");
         goto fail;
     }
@@ -2979,6 +3080,10 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
             n->cfg->id, n->cfg->listen_host, n->port);
     audit(n, "node-started", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, "", "");
     crl_timer_cb(-1, 0, n); /* now, then hourly (or at nextUpdate) */
+    struct timeval watch = {CRL_WATCH_MS / 1000, (CRL_WATCH_MS % 1000) * 1000};
+    if (event_add(n->crl_watch, &watch) != 0) {
+        rdx_log(&n->log, RDX_LOG_WARN, "no CRL watch: a new CRL is loaded at the next connection");
+    }
     int rc = event_base_dispatch(n->base);
     rdx_tp_sender_stop(&n->sender);
     audit(n, "node-stopped", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, "", "");
@@ -3020,6 +3125,9 @@ void rdx_transport_node_free(rdx_transport_node *n)
     }
     if (n->crl_timer != NULL) {
         event_free(n->crl_timer);
+    }
+    if (n->crl_watch != NULL) {
+        event_free(n->crl_watch);
     }
     if (n->lst != NULL) {
         evconnlistener_free(n->lst);

@@ -40,6 +40,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 /*
  * HELD: not an attempt at all. This node's own CRL has expired, so it can
@@ -62,7 +63,10 @@ struct worker;
 /*
  * One TLS connection to one peer. It is kept open from one case to the next
  * while cases for that peer are due (no handshake per case), and closed after
- * any failure, since the receiver closes after every refusal.
+ * any failure, since the receiver closes after every refusal. Its peer was
+ * verified against one version of the CRL file: when the file changes, the
+ * peer is checked against the new CRL before the link carries another chunk
+ * or case (link_crl_check).
  */
 struct link {
     SSL_CTX *ctx;
@@ -71,6 +75,8 @@ struct link {
     rdx_transport_decoder *dec;
     char peer[RDX_TRANSPORT_INST_ID_MAX + 1];
     struct rdx_tp_verdict verdict;
+    struct rdx_tp_file_id crl_file; /* the CRL file's version the peer was last checked against */
+    int64_t crl_next_s;             /* that CRL's nextUpdate (Unix seconds; 0: none) */
     uint8_t in[16384];
     size_t in_len, in_off;
     struct worker *w; /* the delivery thread that owns it (kept across link_close) */
@@ -79,6 +85,8 @@ struct link {
 /* Let the stop see (or no longer see) l's socket, to cut a blocked connection. */
 static void link_watch(struct link *l);
 static void link_unwatch(struct link *l);
+static enum outcome link_crl_check(const struct rdx_tp_sender *s, struct link *l, char *why,
+                                   size_t whysz);
 
 /* Failure text: truncated to fit, which is what a log line wants. */
 static void setwhy(char *why, size_t whysz, const char *fmt, ...) RDX_PRINTF(3, 4);
@@ -346,6 +354,14 @@ static enum outcome stream_items(const struct rdx_tp_sender *s, struct link *l,
             size_t n = left < m->chunk_size ? (size_t)left : m->chunk_size;
             struct rdx_tp_chunk ch;
             size_t hl = 0;
+            /* A revocation published in the middle of a large item stops it at a chunk. */
+            enum outcome cc = link_crl_check(s, l, why, whysz);
+            if (cc != DELIVERED) {
+                close(fd);
+                free(made);
+                oc = cc;
+                goto out;
+            }
             memset(&ch, 0, sizeof ch);
             snprintf(ch.case_id, sizeof ch.case_id, "%s", m->case_id);
             ch.item = (uint16_t)i;
@@ -439,11 +455,17 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
         setwhy(why, whysz, "%s has no [peers] entry for '%s'", cfg->path, recipient);
         return PERMANENT;
     }
-    /* A fresh context per connection picks up a newly published CRL. */
+    /*
+     * A fresh context per connection picks up a newly published CRL. The
+     * file's version is taken first: a change in between is seen later.
+     */
+    (void)rdx_tp_file_id_get(cfg->crl, &l->crl_file);
     if (rdx_tp_tls_ctx(cfg, 0, &l->ctx, &err) != RDX_OK) {
         setwhy(why, whysz, "%s", err.msg);
         return RETRY;
     }
+    X509_CRL *crl = rdx_tp_tls_ctx_crl(l->ctx);
+    l->crl_next_s = crl != NULL ? rdx_tp_asn1_time_unix(X509_CRL_get0_nextUpdate(crl)) : 0;
     if (rdx_transport_decoder_new(RDX_TRANSPORT_CONTROL_MAX, &l->dec, &err) != RDX_OK) {
         setwhy(why, whysz, "out of memory");
         return RETRY;
@@ -479,6 +501,64 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
     snprintf(l->peer, sizeof l->peer, "%s", recipient);
     link_batch_writes(l->ssl);
     return DELIVERED;
+}
+
+/*
+ * Whether the open link l may carry on: DELIVERED when its peer still
+ * stands. The CRL file is looked at (one stat); when it has changed since the
+ * peer was checked, the new CRL is loaded as a new connection would load it
+ * (issuer and signature checked) and the peer's certificate is checked
+ * against it. RETRY when the peer is revoked or the new CRL does not load
+ * (the next connection would fail the same way); HELD when the CRL the link
+ * relies on has passed its nextUpdate (this node fails closed, as
+ * link_open). Either way why says so, and the caller closes the link.
+ * Everything here is the delivery thread's own: no state is shared.
+ */
+static enum outcome link_crl_check(const struct rdx_tp_sender *s, struct link *l, char *why,
+                                   size_t whysz)
+{
+    const rdx_transport_config *cfg = s->cfg;
+    struct rdx_tp_file_id id;
+    if (rdx_tp_file_id_get(cfg->crl, &id) == 0 && rdx_tp_file_id_same(&id, &l->crl_file)) {
+        if (l->crl_next_s > 0 && rdx_clock_wall_ms() / 1000 >= l->crl_next_s) {
+            setwhy(why, whysz,
+                   "CRL has expired (%s): the connection to %s verified before it is not kept",
+                   cfg->crl, l->peer);
+            return HELD;
+        }
+        return DELIVERED;
+    }
+    X509_STORE *store = NULL;
+    rdx_error err;
+    if (rdx_tp_trust_store(cfg->ca, cfg->crl, &store, &err) != RDX_OK) {
+        setwhy(why, whysz, "the CRL changed and does not load, so %s cannot be checked: %s",
+               l->peer, err.msg);
+        return RETRY;
+    }
+    X509_CRL *crl = rdx_tp_trust_store_crl(store);
+    X509 *x = SSL_get0_peer_certificate(l->ssl);
+    char when[32], serial[64] = "?";
+    enum outcome oc = DELIVERED;
+    if (rdx_tp_crl_revokes(crl, x, when, sizeof when)) {
+        (void)rdx_tp_cert_serial(x, serial, sizeof serial);
+        setwhy(why, whysz,
+               "certificate revoked: %s (serial %s, revoked at %s) by the new CRL; the connection "
+               "was closed",
+               l->peer, serial, when);
+        oc = RETRY;
+    } else {
+        int64_t next = crl != NULL ? rdx_tp_asn1_time_unix(X509_CRL_get0_nextUpdate(crl)) : 0;
+        l->crl_file = id;
+        l->crl_next_s = next;
+        if (next > 0 && rdx_clock_wall_ms() / 1000 >= next) {
+            setwhy(why, whysz, "CRL has expired (%s): the connection to %s is not kept", cfg->crl,
+                   l->peer);
+            oc = HELD;
+        }
+    }
+    X509_STORE_free(store);
+    ERR_clear_error();
+    return oc;
 }
 
 /*
@@ -696,6 +776,12 @@ static void deliver_batch(const struct rdx_tp_sender *s, struct link *l, struct 
     const char *recipient = jobs[0].m.recipient;
     int reused = l->ssl != NULL && strcmp(l->peer, recipient) == 0;
     char why[600] = "";
+    if (reused && link_crl_check(s, l, why, sizeof why) != DELIVERED) {
+        /* Not reused: a new connection verifies the peer afresh, and says why it cannot. */
+        rdx_log(&s->log, RDX_LOG_WARN, "delivery to %s: %s", recipient, why);
+        link_close(l, 0);
+        reused = 0;
+    }
     if (!reused) {
         enum outcome oc = link_open(s, l, recipient, why, sizeof why);
         if (oc != DELIVERED) {

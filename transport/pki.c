@@ -914,6 +914,24 @@ rdx_status rdx_tp_trust_store(const char *ca_path, const char *crl_path, X509_ST
         (st = load_crl(crl_path, &crl, err)) != RDX_OK) {
         goto out;
     }
+    /*
+     * A CRL that is not the network CA's (another CA's, or altered since it
+     * was signed) is refused here, at load, so that a node keeps the CRL it
+     * has (RFC 5280 section 6.3.3 (f), (g): the CRL issuer's name and
+     * signature). OpenSSL would only fail each handshake with it later.
+     */
+    EVP_PKEY *capub = X509_get0_pubkey(ca);
+    if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) != 0) {
+        st = rdx_error_set(err, RDX_EAUTH, "%s: not issued by the network CA in %s", crl_path,
+                           ca_path);
+        goto out;
+    }
+    if (capub == NULL || X509_CRL_verify(crl, capub) != 1) {
+        ERR_clear_error();
+        st = rdx_error_set(err, RDX_EAUTH, "%s: its signature does not verify with the CA in %s",
+                           crl_path, ca_path);
+        goto out;
+    }
     store = X509_STORE_new();
     if (store == NULL || X509_STORE_add_cert(store, ca) != 1 ||
         X509_STORE_add_crl(store, crl) != 1 ||

@@ -6,10 +6,12 @@
  * CRL in force. The peer's identity is its certificate's SAN URI and nothing
  * the peer says later.
  */
+#define _POSIX_C_SOURCE 200809L
 #include "transport_int.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -162,4 +164,40 @@ void rdx_tp_tls_reason(const struct rdx_tp_verdict *v, unsigned long e, char *ou
         return;
     }
     snprintf(out, outsz, "connection closed during the TLS handshake");
+}
+
+X509_CRL *rdx_tp_trust_store_crl(X509_STORE *store)
+{
+    /* The store is filled once, by rdx_tp_trust_store, and never changed: reading it is safe. */
+    STACK_OF(X509_OBJECT) *objs = store != NULL ? X509_STORE_get0_objects(store) : NULL;
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
+        if (X509_OBJECT_get_type(o) == X509_LU_CRL) {
+            return X509_OBJECT_get0_X509_CRL(o);
+        }
+    }
+    return NULL;
+}
+
+X509_CRL *rdx_tp_tls_ctx_crl(SSL_CTX *ctx)
+{
+    return rdx_tp_trust_store_crl(ctx != NULL ? SSL_CTX_get_cert_store(ctx) : NULL);
+}
+
+int rdx_tp_crl_revokes(X509_CRL *crl, X509 *x, char *when, size_t whensz)
+{
+    X509_REVOKED *rev = NULL;
+    snprintf(when, whensz, "?");
+    /* 1: listed; 2 would be removeFromCRL (delta CRLs only), which is not a revocation. */
+    if (crl == NULL || x == NULL || X509_CRL_get0_by_cert(crl, &rev, x) != 1 || rev == NULL) {
+        ERR_clear_error();
+        return 0;
+    }
+    int64_t t = rdx_tp_asn1_time_unix(X509_REVOKED_get0_revocationDate(rev));
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (t > 0 && gmtime_r(&tt, &tm) != NULL) {
+        strftime(when, whensz, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    return 1;
 }

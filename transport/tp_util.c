@@ -115,3 +115,23 @@ rdx_status rdx_tp_path(char *out, size_t outsz, rdx_error *err, const char *fmt,
     }
     return RDX_OK;
 }
+
+int rdx_tp_file_id_get(const char *path, struct rdx_tp_file_id *id)
+{
+    struct stat sb;
+    memset(id, 0, sizeof *id);
+    if (stat(path, &sb) != 0) {
+        return -1;
+    }
+    id->dev = sb.st_dev;
+    id->ino = sb.st_ino;
+    id->size = sb.st_size;
+    id->mtime = sb.st_mtim;
+    return 0;
+}
+
+int rdx_tp_file_id_same(const struct rdx_tp_file_id *a, const struct rdx_tp_file_id *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 /*
  * Like rdx_file_write_atomic, but the file is created with exactly mode (the
@@ -28,6 +29,21 @@ rdx_status rdx_tp_ossl_error(rdx_error *err, rdx_status code, const char *what);
 /* snprintf into out; RDX_EINVAL naming the path when it does not fit. */
 rdx_status rdx_tp_path(char *out, size_t outsz, rdx_error *err, const char *fmt, ...)
     RDX_PRINTF(4, 5);
+
+/*
+ * One version of a file, told apart cheaply (one stat): a CRL rewritten in
+ * place changes its size or mtime, one renamed over it (rdx pki crl) its inode.
+ */
+struct rdx_tp_file_id {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+};
+/* stat path into *id (zeroed on failure). 0, or -1 with errno. */
+int rdx_tp_file_id_get(const char *path, struct rdx_tp_file_id *id);
+/* Whether a and b are the same version of a file. */
+int rdx_tp_file_id_same(const struct rdx_tp_file_id *a, const struct rdx_tp_file_id *b);
 
 #endif /* RDX_TRANSPORT_INT_H */
 
@@ -375,6 +391,21 @@ rdx_status rdx_tp_tls_ctx(const rdx_transport_config *cfg, int server, SSL_CTX *
 /* The verified peer's institution (from its certificate SAN URI only). */
 rdx_status rdx_tp_tls_peer(SSL *ssl, char *inst, size_t instsz, char *serial, size_t serialsz,
                            rdx_error *err);
+
+typedef struct X509_crl_st X509_CRL;
+
+/*
+ * The CRL a context made by rdx_tp_tls_ctx checks peers against: owned by
+ * ctx (valid while ctx is), NULL when it holds none. Not to be modified.
+ */
+X509_CRL *rdx_tp_tls_ctx_crl(SSL_CTX *ctx);
+/* The same for a store made by rdx_tp_trust_store (owned by store). */
+X509_CRL *rdx_tp_trust_store_crl(X509_STORE *store);
+/*
+ * Whether crl revokes certificate x (issued by the CRL's issuer): 1, with the
+ * revocation time in when ("2026-12-01T09:30:00Z", or "?"), else 0. x NULL: 0.
+ */
+int rdx_tp_crl_revokes(X509_CRL *crl, X509 *x, char *when, size_t whensz);
 /*
  * Why a handshake failed, in words for the log and audit ("no client
  * certificate", "certificate revoked", ...), from the verdict and the
