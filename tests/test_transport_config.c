@@ -27,7 +27,7 @@ static const char GOOD[] = "; Jiangsu Province Hospital, the hub\n"
                            "idle_timeout_ms = 5000\n"
                            "chunk_size = 8388608\n"
                            "senders = 8\n"
-                           "hash_priority = idle\n"
+                           "hash_nice = 10\n"
                            "\n"
                            "[peers]\n"
                            "gulou-chc = 127.0.0.1:7002\n"
@@ -92,7 +92,7 @@ static void test_config_good_file(void **state)
     assert_int_equal(c->spill_delay_ms, 500);       /* default */
     assert_int_equal(c->spill_checkpoint_ms, 2000); /* default */
     assert_int_equal(c->senders, 8);
-    assert_int_equal(c->hash_idle, 1);
+    assert_int_equal(c->hash_nice, 10);
     assert_int_equal(c->npeers, 2);
     const struct rdx_tp_peer *p = rdx_tp_config_peer(c, "yz-lab");
     assert_non_null(p);
@@ -146,7 +146,9 @@ static void test_config_errors_name_line(void **state)
         {"[node]\nsenders = 65\n", ":2: [node] senders: '65' is not a whole number from 1 to 64"},
         {"[node]\nsenders = four\n", ":2: [node] senders: 'four' is not a whole number"},
         {"[node]\nsenders = -1\n", ":2: [node] senders: '-1'"},
-        {"[node]\nhash_priority = low\n", ":2: [node] hash_priority: 'low' is not normal or idle"},
+        {"[node]\nhash_nice = 20\n",
+         ":2: [node] hash_nice: '20' is not a whole number from 0 to 19"},
+        {"[node]\nhash_nice = -5\n", ":2: [node] hash_nice: '-5'"},
         {"[node]\nchunk_size = 1048577\n",
          ":2: [node] chunk_size: 1048577 is not a multiple of 4096"},
         {"[peers]\na = 127.0.0.1:1\na = 127.0.0.1:2\n", ":3: [peers] a: listed twice"},
@@ -177,7 +179,7 @@ static void test_config_errors_name_line(void **state)
     put(f, "[node]\nid = a\nlisten = 127.0.0.1:1\ncert = c\nkey = k\nca = a\ncrl = r\ndata = d\n");
     assert_int_equal(rdx_transport_config_load(f->ini, &c, &err), RDX_OK);
     assert_int_equal(c->senders, 4);
-    assert_int_equal(c->hash_idle, 0); /* normal */
+    assert_int_equal(c->hash_nice, 0);
     rdx_transport_config_free(c);
     c = NULL;
     assert_int_equal(rdx_transport_config_load("/nonexistent/node.ini", &c, &err), RDX_ENOENT);

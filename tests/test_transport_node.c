@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -611,14 +610,14 @@ static void test_node_small_items_spill_and_survive_a_crash(void **state)
 }
 
 /*
- * The hub's threads named rdx-hash: how many, and how many run with the
- * scheduling policy policy (field 41 of /proc/PID/task/TID/stat).
+ * The hub's threads named rdx-hash: how many, and how many run at nice value
+ * nice (field 19 of /proc/PID/task/TID/stat).
  */
-static int hash_threads(pid_t pid, int policy, int *with_policy)
+static int hash_threads(pid_t pid, int nice, int *with_nice)
 {
     char dir[64], path[400], buf[1024];
     int n = 0;
-    *with_policy = 0;
+    *with_nice = 0;
     snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
     DIR *d = opendir(dir);
     assert_non_null(d);
@@ -639,31 +638,33 @@ static int hash_threads(pid_t pid, int policy, int *with_policy)
             continue;
         }
         n++;
-        /* After ") ": field 3 (state) onwards; the policy is field 41. */
+        /* After ") ": field 3 (state) onwards; the nice value is field 19. */
         char *p = close_paren + 2;
-        for (int field = 3; field < 41 && p != NULL; field++) {
+        for (int field = 3; field < 19 && p != NULL; field++) {
             p = strchr(p, ' ');
             p = p != NULL ? p + 1 : NULL;
         }
-        if (p != NULL && strtol(p, NULL, 10) == policy) {
-            (*with_policy)++;
+        if (p != NULL && strtol(p, NULL, 10) == nice) {
+            (*with_nice)++;
         }
     }
     closedir(d);
     return n;
 }
 
-/* hash_priority = idle puts the two hash threads under SCHED_IDLE, and large cases still arrive. */
-static void test_node_hash_priority_idle(void **state)
+/* hash_nice sets the two hash threads' nice value (not the loop's), and large cases still arrive.
+ */
+static void test_node_hash_nice(void **state)
 {
     struct world *w = *state;
-    int idle = 0, normal = 0;
+    int niced = 0, normal = 0;
     rdx_test_stop_node(w->hub);
-    hub_restart_with(w, "hash_priority = idle\n");
-    assert_int_equal(hash_threads(w->hub, SCHED_IDLE, &idle), 2);
-    assert_int_equal(idle, 2);
+    hub_restart_with(w, "hash_nice = 10\n");
+    assert_int_equal(hash_threads(w->hub, 10, &niced), 2);
+    assert_int_equal(niced, 2);
+    assert_int_equal(getpriority(PRIO_PROCESS, (id_t)w->hub), 0); /* the main thread is not */
     char a[4300], id[40];
-    snprintf(a, sizeof a, "%s/idle-prio.dat", w->dir);
+    snprintf(a, sizeof a, "%s/niced.dat", w->dir);
     rdx_test_make_file(a, 5 * 1048576 + 77, 3); /* six chunks, two at a time at the threads */
     const char *files[] = {a, NULL};
     rdx_test_send_case(w->clinic_ini, "hub", "ecg", files, id);
@@ -671,10 +672,10 @@ static void test_node_hash_priority_idle(void **state)
     char got[4400];
     item_file(w, id, 0, got, sizeof got);
     assert_true(rdx_test_files_equal(a, got));
-    /* The default is the normal policy. */
+    /* The default is nice 0. */
     rdx_test_stop_node(w->hub);
     hub_restart_with(w, NULL);
-    assert_int_equal(hash_threads(w->hub, SCHED_OTHER, &normal), 2);
+    assert_int_equal(hash_threads(w->hub, 0, &normal), 2);
     assert_int_equal(normal, 2);
 }
 
@@ -2406,7 +2407,7 @@ int main(void)
         cmocka_unit_test(test_node_small_items_spill_and_survive_a_crash),
         cmocka_unit_test(test_node_resumes_and_rejects_corrupt_chunk),
         cmocka_unit_test(test_node_chunk_after_a_bad_one_never_counts),
-        cmocka_unit_test(test_node_hash_priority_idle),
+        cmocka_unit_test(test_node_hash_nice),
         cmocka_unit_test(test_node_new_connection_takes_over_a_case),
         cmocka_unit_test(test_node_refuses_short_middle_chunk),
         cmocka_unit_test(test_node_refuses_forged_sender_and_bad_frames),

@@ -37,6 +37,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -222,6 +223,7 @@ struct store {
     size_t inflight;       /* jobs at the workers, all connections (loop thread only) */
     struct event *done_ev; /* activated by a worker: finished jobs wait in done */
     uint8_t *bounce;       /* the write lane's aligned copy for O_DIRECT */
+    unsigned hash_nice;    /* [node] hash_nice */
 };
 
 /*
@@ -1284,6 +1286,13 @@ static void *store_main(void *arg)
     struct store_lane *ln = arg;
     struct store *st = ln->st;
     (void)pthread_setname_np(pthread_self(), ln->lane == LANE_HASH ? "rdx-hash" : "rdx-write");
+    if (ln->lane == LANE_HASH && st->hash_nice > 0) {
+        /*
+         * On Linux the nice value is per thread. Raising it needs no
+         * privilege, so this cannot be refused; docs/transport.md says why.
+         */
+        (void)setpriority(PRIO_PROCESS, (id_t)gettid(), (int)st->hash_nice);
+    }
     pthread_mutex_lock(&st->mu);
     for (;;) {
         while (ln->todo == NULL && !st->stop) {
@@ -1539,7 +1548,7 @@ static rdx_status store_start(struct rdx_transport_node *n)
         return RDX_ENOMEM;
     }
     st->started = 1; /* the mutex exists: store_stop tears down what follows */
-    int warned = 0;
+    st->hash_nice = n->cfg->hash_nice;
     for (int k = 0; k < LANES; k++) {
         struct store_lane *ln = &st->lane[k];
         ln->st = st;
@@ -1553,16 +1562,6 @@ static rdx_status store_start(struct rdx_transport_node *n)
                 return RDX_EINTERNAL;
             }
             ln->started++;
-            struct sched_param sp = {.sched_priority = 0};
-            int e = k == LANE_HASH && n->cfg->hash_idle
-                        ? pthread_setschedparam(ln->th[t], SCHED_IDLE, &sp)
-                        : 0;
-            if (e != 0 && !warned) {
-                rdx_log(&n->log, RDX_LOG_WARN,
-                        "hash_priority = idle: %s; the hash threads run at normal priority",
-                        strerror(e));
-                warned = 1;
-            }
         }
     }
     return RDX_OK;

@@ -192,12 +192,8 @@ static int node_key(struct parse *p, const char *k, const char *v)
     if (strcmp(k, "senders") == 0) {
         return set_uint(p, &c->senders, k, v, 1, RDX_TRANSPORT_SENDERS_MAX);
     }
-    if (strcmp(k, "hash_priority") == 0) {
-        if (strcmp(v, "normal") != 0 && strcmp(v, "idle") != 0) {
-            return bad(p, RDX_EINVAL, "[node] %s: '%s' is not normal or idle", k, v);
-        }
-        c->hash_idle = strcmp(v, "idle") == 0;
-        return 1;
+    if (strcmp(k, "hash_nice") == 0) {
+        return set_uint(p, &c->hash_nice, k, v, 0, 19);
     }
     return bad(p, RDX_EINVAL, "[node]: unknown key '%s'", k);
 }

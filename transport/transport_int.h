@@ -151,7 +151,7 @@ struct rdx_transport_config {
     unsigned retry_base_ms, retry_max_ms;
     unsigned spill_delay_ms, spill_checkpoint_ms; /* the small-item spill (transport/node.c) */
     unsigned senders;                             /* delivery threads */
-    int hash_idle; /* [node] hash_priority = idle: the hash threads run SCHED_IDLE */
+    unsigned hash_nice; /* [node] hash_nice: the hash threads' nice value, 0..19 */
     struct rdx_tp_peer *peers;
     size_t npeers;
     struct rdx_tp_rule *send_rules, *fetch_rules;

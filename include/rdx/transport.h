@@ -330,10 +330,9 @@ rdx_status rdx_transport_decoder_take(rdx_transport_decoder *d, rdx_buf *out, rd
  *                                     ; has been quiet this long (at the latest 15 s, or
  *                                     ; this, after the first)
  *   senders = 4                       ; delivery threads (1..64), each serving one peer at a time
- *   hash_priority = normal            ; or idle: the threads that check large chunks run
- *                                     ; only when nothing else wants the core (Linux
- *                                     ; SCHED_IDLE), so they never delay the event loop;
- *                                     ; under full CPU load large transfers slow down
+ *   hash_nice = 0                     ; 0..19: the nice value of the two threads that check
+ *                                     ; large chunks; above 0 the event loop comes first,
+ *                                     ; and other programs too (docs/transport.md)
  *
  *   [peers]                           ; where to deliver: ID = host:port
  *   jsph = 127.0.0.1:7002
