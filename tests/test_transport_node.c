@@ -2235,6 +2235,41 @@ static void test_node_sender_refuses_an_older_crl(void **state)
     fake_rx_stop(solo, &x);
 }
 
+/*
+ * The same rollback before any delivery has used CRL B: the node's loop
+ * loaded B (and refuses A again), and tells delivery, so the first case
+ * after it is held too, and no connection is made to the receiver B revoked.
+ */
+static void test_node_sender_refuses_a_crl_older_than_the_loops(void **state)
+{
+    struct solo *solo = *state;
+    struct fake_rx x = {.max_attempts = 0};
+    char a[4300], crl[4300], id[40];
+    rdx_error err;
+    fake_rx_start(solo, &x);
+    snprintf(crl, sizeof crl, "%s/crl.pem", x.pki);
+    rdx_buf old;
+    rdx_buf_init(&old, 1u << 20);
+    assert_int_equal(rdx_file_read(crl, &old, &err), RDX_OK); /* A */
+    size_t loaded = log_count(x.log, "loaded CRL");
+    revoke_inst(x.pki, "hub"); /* B */
+    wait_log_count(x.log, "loaded CRL", loaded);
+    put_crl(crl, old.data, old.len); /* A again */
+    wait_log_count(x.log, "keeping the old CRL: ", 0);
+    snprintf(a, sizeof a, "%s/first.hea", solo->dir);
+    rdx_test_make_file(a, 1000, 13);
+    const char *files[] = {a, NULL};
+    rdx_test_send_case(x.ini, "hub", "ecg", files, id);
+    rdx_test_wait_sql(x.db,
+                      "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
+                      "attempts=0 AND instr(last_error, 'an older CRL is refused') > 0",
+                      id, 1, 15000);
+    assert_false(fake_rx_knocked(&x, 1000));
+    assert_int_equal(audit_count(x.db, "case-send-failed", NULL), 0);
+    rdx_buf_free(&old);
+    fake_rx_stop(solo, &x);
+}
+
 static void test_node_idle_timeout(void **state)
 {
     struct world *w = *state;
@@ -2658,6 +2693,8 @@ int main(void)
                                         solo_setup, solo_teardown),
         cmocka_unit_test_setup_teardown(test_node_sender_refuses_an_older_crl, solo_setup,
                                         solo_teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_refuses_a_crl_older_than_the_loops,
+                                        solo_setup, solo_teardown),
         cmocka_unit_test_setup_teardown(test_node_sender_drops_kept_link_when_crl_expires,
                                         solo_setup, solo_teardown),
         cmocka_unit_test(test_node_idle_timeout),

@@ -2525,6 +2525,7 @@ static void maybe_reload(struct rdx_transport_node *n)
     SSL_CTX_free(n->sctx); /* connections holding it keep their reference */
     n->sctx = ctx;
     rdx_log(&n->log, RDX_LOG_INFO, "loaded CRL %s", n->cfg->crl);
+    rdx_tp_sender_crl_loaded(&n->sender, rdx_tp_tls_ctx_crl(n->sctx));
     crl_check_conns(n);
     crl_check_and_arm(n);
 }

@@ -1204,6 +1204,19 @@ struct rdx_tp_delivery {
  * number is lower, or lastUpdate earlier), which could un-revoke a peer;
  * then HELD, with why naming the file. A newer one becomes the newest.
  */
+/* Make crl the newest (a copy: crl belongs to its caller) if it is newer (d->mu held). */
+static void crl_newer(struct rdx_tp_delivery *d, X509_CRL *crl)
+{
+    char older[300];
+    if (d->crl_newest == NULL || rdx_tp_crl_older(d->crl_newest, crl, older, sizeof older)) {
+        X509_CRL *copy = X509_CRL_dup(crl);
+        if (copy != NULL) {
+            X509_CRL_free(d->crl_newest);
+            d->crl_newest = copy;
+        }
+    }
+}
+
 static enum outcome crl_admit(const struct rdx_tp_sender *s, X509_CRL *crl, char *why, size_t whysz)
 {
     struct rdx_tp_delivery *d = s->d;
@@ -1217,16 +1230,22 @@ static enum outcome crl_admit(const struct rdx_tp_sender *s, X509_CRL *crl, char
         setwhy(why, whysz, "this node's CRL cannot be used: %s: an older CRL is refused: %s",
                s->cfg->crl, older);
         oc = HELD;
-    } else if (d->crl_newest == NULL || rdx_tp_crl_older(d->crl_newest, crl, older, sizeof older)) {
-        /* A copy, not a reference: crl belongs to this thread's connection. */
-        X509_CRL *copy = X509_CRL_dup(crl);
-        if (copy != NULL) {
-            X509_CRL_free(d->crl_newest);
-            d->crl_newest = copy;
-        }
+    } else {
+        crl_newer(d, crl);
     }
     pthread_mutex_unlock(&d->mu);
     return oc;
+}
+
+void rdx_tp_sender_crl_loaded(struct rdx_tp_sender *s, X509_CRL *crl)
+{
+    struct rdx_tp_delivery *d = s != NULL ? s->d : NULL;
+    if (d == NULL || crl == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&d->mu);
+    crl_newer(d, crl);
+    pthread_mutex_unlock(&d->mu);
 }
 
 static void link_watch(struct link *l)

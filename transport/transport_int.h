@@ -472,6 +472,15 @@ rdx_status rdx_tp_sender_start(struct rdx_tp_sender *s, rdx_error *err);
  * no-op when s was never started or is stopped already.
  */
 void rdx_tp_sender_stop(struct rdx_tp_sender *s);
+/*
+ * The node has loaded crl (a new CRL in force): delivery keeps a copy if it
+ * is newer than the newest it knows, so that no delivery thread goes back to
+ * an older CRL file that the node refused, even one that has not connected
+ * since. crl stays the caller's. A no-op when delivery is not running or crl
+ * is NULL. Takes the delivery's lock; call it from the thread that starts
+ * and stops delivery.
+ */
+void rdx_tp_sender_crl_loaded(struct rdx_tp_sender *s, X509_CRL *crl);
 
 /*
  * The longest an idle delivery thread sleeps with no wake-up: a wake-up that
