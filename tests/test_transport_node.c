@@ -1690,7 +1690,7 @@ static void test_node_bad_new_crl_keeps_the_old(void **state)
         size_t len;
         const char *why;
     } bad[] = {
-        {garbage, sizeof garbage - 1, "crl-own.pem: error:"},
+        {garbage, sizeof garbage - 1, "crl-own.pem: not a CRL in PEM form"},
         {other.data, other.len, "not issued by the network CA"},
         {tampered, (size_t)tl, "its signature does not verify"},
     };
@@ -1725,6 +1725,72 @@ static void test_node_bad_new_crl_keeps_the_old(void **state)
     BIO_free(mem);
     rdx_buf_free(&good);
     rdx_buf_free(&other);
+    rdx_test_stop_node(pid);
+    verify_chain(w->hub_db);
+}
+
+/*
+ * An older CRL must not replace a newer one: CRL A, then an institution
+ * revoked in CRL B, then A put back, which does not list it. The hub keeps
+ * B (an error naming the file and both CRL numbers, a crl-rejected record)
+ * and the revoked institution stays refused, while members are served.
+ */
+static void test_node_older_crl_keeps_the_newer(void **state)
+{
+    struct world *world = *state;
+    char crl[4300], own[4300], ini[4300], data[4300], text[2048], c[4300], k[4300];
+    struct peer p;
+    rdx_error err;
+    struct world hw = *world, *w = &hw;
+    rdx_test_issue(world->pki, "turncoat", "Nanjing", 0, 0);
+    snprintf(c, sizeof c, "%s/certs/turncoat.crt", world->pki);
+    snprintf(k, sizeof k, "%s/private/turncoat.key", world->pki);
+    snprintf(crl, sizeof crl, "%s/crl.pem", world->pki);
+    snprintf(own, sizeof own, "%s/crl-rollback.pem", world->pki);
+    rdx_buf a, b;
+    rdx_buf_init(&a, 1u << 20);
+    rdx_buf_init(&b, 1u << 20);
+    assert_int_equal(rdx_file_read(crl, &a, &err), RDX_OK);
+    put_crl(own, a.data, a.len);
+    snprintf(ini, sizeof ini, "%s/rollhub.ini", world->dir);
+    snprintf(w->hub_log, sizeof w->hub_log, "%s/rollhub.log", w->dir);
+    snprintf(w->hub_db, sizeof w->hub_db, "%s/rollhub/node.db", w->dir);
+    snprintf(data, sizeof data, "%s/rollhub", world->dir);
+    snprintf(text, sizeof text,
+             "[node]\nid = hub\nlisten = 127.0.0.1:0\ncert = pki/certs/hub.crt\n"
+             "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/crl-rollback.pem\n"
+             "data = rollhub\n");
+    rdx_test_write_text(ini, text);
+    pid_t pid = rdx_test_spawn_node(ini, w->hub_log);
+    w->hub_port = rdx_test_wait_port(data, 10000);
+    peer_served(&p, w, "turncoat"); /* under A: a member */
+    peer_close(&p);
+    revoke_inst(world->pki, "turncoat");
+    assert_int_equal(rdx_file_read(crl, &b, &err), RDX_OK);
+    size_t loaded = log_count(w->hub_log, "loaded CRL");
+    put_crl(own, b.data, b.len);
+    expect_refused(w, c, k, "certificate revoked, claims institution turncoat");
+    wait_log_count(w->hub_log, "loaded CRL", loaded);
+    /* A again: refused, B stays in force. */
+    put_crl(own, a.data, a.len);
+    peer_served(&p, w, "clinic"); /* the accept looks at the file at once */
+    peer_close(&p);
+    wait_log_count(w->hub_log, "an older CRL is refused", 0);
+    assert_true(rdx_test_file_contains(w->hub_log, "keeping the old CRL"));
+    assert_true(rdx_test_file_contains(w->hub_log, "crl-rollback.pem: an older CRL is refused: its "
+                                                   "CRL number"));
+    wait_audit(w->hub_db, "crl-rejected", "an older CRL is refused", 1);
+    expect_refused(w, c, k, "certificate revoked, claims institution turncoat");
+    assert_int_equal(log_count(w->hub_log, "loaded CRL"), loaded + 1);
+    /* The same CRL again (equal number) is no rollback: it loads. */
+    put_crl(own, b.data, b.len);
+    peer_served(&p, w, "clinic");
+    peer_close(&p);
+    wait_log_count(w->hub_log, "loaded CRL", loaded + 1);
+    expect_refused(w, c, k, "certificate revoked, claims institution turncoat");
+    assert_int_equal(audit_count(w->hub_db, "crl-rejected", NULL), 1);
+    rdx_buf_free(&a);
+    rdx_buf_free(&b);
     rdx_test_stop_node(pid);
     verify_chain(w->hub_db);
 }
@@ -1789,6 +1855,7 @@ struct fake_rx {
     char pki[4200], ini[4300], db[4300], log[4300], serial[64];
     SSL_CTX *ctx;
     int lfd;
+    unsigned max_attempts; /* the clinic's [node] max_attempts; 0: 1000 */
 };
 
 static void fake_rx_start(struct solo *solo, struct fake_rx *x)
@@ -1817,8 +1884,8 @@ static void fake_rx_start(struct solo *solo, struct fake_rx *x)
              "[node]\nid = clinic\nlisten = 127.0.0.1:0\ncert = pki/certs/clinic.crt\n"
              "key = pki/private/clinic.key\nca = pki/ca.crt\ncrl = pki/crl.pem\n"
              "data = clinic\nsenders = 1\nchunk_size = 1048576\nretry_base_ms = 100\n"
-             "retry_max_ms = 400\nmax_attempts = 1000\n\n[peers]\nhub = 127.0.0.1:%u\n",
-             port);
+             "retry_max_ms = 400\nmax_attempts = %u\n\n[peers]\nhub = 127.0.0.1:%u\n",
+             x->max_attempts > 0 ? x->max_attempts : 1000, port);
     rdx_test_write_text(x->ini, text);
     solo->clinic = rdx_test_spawn_node(x->ini, x->log);
     snprintf(data, sizeof data, "%s/clinic", solo->dir);
@@ -1854,7 +1921,7 @@ static void fake_rx_refused(struct fake_rx *x)
 static void test_node_sender_drops_kept_link_to_revoked_peer(void **state)
 {
     struct solo *solo = *state;
-    struct fake_rx x;
+    struct fake_rx x = {.max_attempts = 0}; /* 0: the default */
     char a[4300], b[4300], id1[40], id2[40], cid[80], line[300];
     fake_rx_start(solo, &x);
     snprintf(a, sizeof a, "%s/first.hea", solo->dir);
@@ -1904,7 +1971,7 @@ static void test_node_sender_drops_kept_link_to_revoked_peer(void **state)
 static void test_node_sender_stops_mid_item_for_revoked_peer(void **state)
 {
     struct solo *solo = *state;
-    struct fake_rx x;
+    struct fake_rx x = {.max_attempts = 0}; /* 0: the default */
     char big[4300], id[40];
     const size_t size = 64u << 20;
     fake_rx_start(solo, &x);
@@ -1951,7 +2018,7 @@ static void test_node_sender_stops_mid_item_for_revoked_peer(void **state)
 static void test_node_sender_drops_kept_link_when_crl_expires(void **state)
 {
     struct solo *solo = *state;
-    struct fake_rx x;
+    struct fake_rx x = {.max_attempts = 0}; /* 0: the default */
     char a[4300], b[4300], crl[4300], id1[40], id2[40];
     rdx_error err;
     fake_rx_start(solo, &x);
@@ -2001,6 +2068,205 @@ static void test_node_sender_drops_kept_link_when_crl_expires(void **state)
                       id2, 1, 15000);
     assert_true(rdx_test_file_contains(x.log, "delivery to hub: CRL has expired"));
     assert_int_equal(audit_count(x.db, "case-send-failed", NULL), 0);
+    fake_rx_stop(solo, &x);
+}
+
+/* Play the receiver for one small new case on a fresh connection: OFFER, COMMIT, ACK. */
+static void fake_rx_take(struct fake_rx *x, const char *id)
+{
+    struct peer p;
+    rdx_transport_frame f;
+    char cid[80];
+    int flag = 0;
+    assert_int_equal(serve_accept(&p, x->lfd, x->ctx), 1);
+    read_until(&p, RDX_FRAME_OFFER, &f);
+    read_until(&p, RDX_FRAME_COMMIT, &f);
+    assert_int_equal(rdx_tp_caseref_decode(f.payload, f.len, cid, &flag, NULL), RDX_OK);
+    assert_string_equal(cid, id);
+    rdx_buf ack;
+    rdx_buf_init(&ack, 256);
+    assert_int_equal(rdx_tp_caseref_encode(id, 0, &ack, NULL), RDX_OK);
+    assert_int_equal(peer_send(&p, RDX_FRAME_ACK, ack.data, ack.len), 0);
+    rdx_buf_free(&ack);
+    rdx_test_wait_sql(x->db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'", id,
+                      1, 15000);
+    peer_close(&p);
+}
+
+/* Whether a connection is waiting at the fake receiver's socket within ms. */
+static int fake_rx_knocked(struct fake_rx *x, int ms)
+{
+    struct pollfd pfd = {x->lfd, POLLIN, 0};
+    return poll(&pfd, 1, ms) == 1;
+}
+
+/*
+ * The clinic's own CRL file breaks (garbage, cut short, another CA's): its
+ * fault, not the receiver's. The case is held, as while the CRL is expired:
+ * it stays queued with no attempt counted, though max_attempts is 2 and
+ * held tries come every 400 ms, no case-send-failed record, and no
+ * connection is made. The loop keeps its CRL (crl-rejected) and the log
+ * names the file and what is wrong. A good CRL published again
+ * (`rdx pki crl`) lets the case through.
+ */
+static void test_node_sender_holds_cases_while_its_crl_is_corrupt(void **state)
+{
+    struct solo *solo = *state;
+    struct fake_rx x = {.max_attempts = 2};
+    char a[4300], crl[4300], rogue[4300], id[40];
+    rdx_error err;
+    fake_rx_start(solo, &x);
+    snprintf(crl, sizeof crl, "%s/crl.pem", x.pki);
+    snprintf(rogue, sizeof rogue, "%s/rogue-pki", solo->dir);
+    rdx_transport_ca_cfg rc = {.dir = rogue, .network = "Rogue Network"};
+    assert_int_equal(rdx_transport_ca_create(&rc, &err), RDX_OK);
+    snprintf(rogue, sizeof rogue, "%s/rogue-pki/crl.pem", solo->dir);
+    rdx_buf good, other;
+    rdx_buf_init(&good, 1u << 20);
+    rdx_buf_init(&other, 1u << 20);
+    assert_int_equal(rdx_file_read(crl, &good, &err), RDX_OK);
+    assert_int_equal(rdx_file_read(rogue, &other, &err), RDX_OK);
+    const char garbage[] = "not a CRL at all\n";
+    struct {
+        const void *p;
+        size_t len;
+        const char *why;
+    } bad[] = {
+        {garbage, sizeof garbage - 1, "crl.pem: not a CRL in PEM form"},
+        {good.data, good.len / 2, "crl.pem: not a CRL in PEM form"},
+        {other.data, other.len, "crl.pem: not issued by the network CA"},
+    };
+    snprintf(a, sizeof a, "%s/held.hea", solo->dir);
+    rdx_test_make_file(a, 1000, 9);
+    const char *files[] = {a, NULL};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t before = log_count(x.log, "keeping the old CRL");
+        put_crl(crl, bad[i].p, bad[i].len);
+        if (i == 0) {
+            rdx_test_send_case(x.ini, "hub", "ecg", files, id);
+        }
+        char sql[300];
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND attempts=0 "
+                 "AND instr(last_error, 'this node''s CRL cannot be used') > 0 AND "
+                 "instr(last_error, '%s') > 0",
+                 bad[i].why);
+        rdx_test_wait_sql(x.db, sql, id, 1, 15000);
+        /* Several held tries go by (every 400 ms): none counts, none connects. */
+        assert_false(fake_rx_knocked(&x, 1500));
+        assert_int_equal(rdx_test_sql(x.db, sql, id), 1);
+        wait_log_count(x.log, "keeping the old CRL", before);
+        wait_audit(x.db, "crl-rejected", bad[i].why, 1);
+    }
+    assert_true(rdx_test_file_contains(x.log, "cases to hub held (not counted as attempts)"));
+    assert_true(rdx_test_file_contains(x.log, "this node's CRL cannot be used, so hub cannot be "
+                                              "checked"));
+    assert_int_equal(audit_count(x.db, "case-send-failed", NULL), 0);
+    assert_int_equal(audit_count(x.db, "case-dead-lettered", NULL), 0);
+    /* A good CRL again: the case goes at the next held try. */
+    struct rdx_run r;
+    const char *pub[] = {"pki", "crl", "--dir", x.pki, NULL};
+    run_ok(&r, pub);
+    rdx_run_free(&r);
+    fake_rx_take(&x, id);
+    assert_int_equal(rdx_test_sql(x.db, "SELECT attempts FROM outbox WHERE case_id=?1", id), 1);
+    rdx_buf_free(&good);
+    rdx_buf_free(&other);
+    fake_rx_stop(solo, &x);
+}
+
+/*
+ * An older CRL put back over a newer one, at the sender: CRL A, then the
+ * receiver revoked in CRL B, then A again, which does not list it. Delivery
+ * has used B, so it refuses A: the case is held (no attempt, no
+ * connection), not sent to the revoked receiver, and the loop keeps B with a
+ * crl-rejected record.
+ */
+static void test_node_sender_refuses_an_older_crl(void **state)
+{
+    struct solo *solo = *state;
+    struct fake_rx x = {.max_attempts = 0}; /* 0: the default */
+    char a[4300], b[4300], crl[4300], id1[40], id2[40];
+    rdx_error err;
+    fake_rx_start(solo, &x);
+    snprintf(crl, sizeof crl, "%s/crl.pem", x.pki);
+    rdx_buf old;
+    rdx_buf_init(&old, 1u << 20);
+    assert_int_equal(rdx_file_read(crl, &old, &err), RDX_OK); /* A */
+    snprintf(a, sizeof a, "%s/first.hea", solo->dir);
+    snprintf(b, sizeof b, "%s/second.hea", solo->dir);
+    rdx_test_make_file(a, 1000, 11);
+    rdx_test_make_file(b, 1000, 12);
+    const char *first[] = {a, NULL}, *second[] = {b, NULL};
+    rdx_test_send_case(x.ini, "hub", "ecg", first, id1);
+    fake_rx_take(&x, id1); /* under A */
+    size_t loaded = log_count(x.log, "loaded CRL");
+    revoke_inst(x.pki, "hub");                   /* B */
+    wait_log_count(x.log, "loaded CRL", loaded); /* the loop's watch has B too */
+    rdx_test_send_case(x.ini, "hub", "ecg", second, id2);
+    fake_rx_refused(&x);
+    rdx_test_wait_sql(x.db,
+                      "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
+                      "attempts>0 AND instr(last_error, 'certificate revoked') > 0",
+                      id2, 1, 15000);
+    /* No receiver any more: a try that did connect would fail at once, counted. */
+    close(x.lfd);
+    size_t before = log_count(x.log, "an older CRL is refused");
+    put_crl(crl, old.data, old.len); /* A again */
+    rdx_test_wait_sql(x.db,
+                      "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
+                      "instr(last_error, 'an older CRL is refused: its CRL number 1 is lower "
+                      "than 2') > 0",
+                      id2, 1, 15000);
+    long long n = rdx_test_sql(x.db, "SELECT attempts FROM outbox WHERE case_id=?1", id2);
+    rdx_test_sleep_ms(1500);
+    assert_int_equal(rdx_test_sql(x.db, "SELECT attempts FROM outbox WHERE case_id=?1", id2), n);
+    assert_int_equal(rdx_test_sql(x.db,
+                                  "SELECT count(*) FROM outbox WHERE case_id=?1 AND "
+                                  "state='queued' AND instr(last_error, 'older CRL') > 0",
+                                  id2),
+                     1);
+    wait_log_count(x.log, "keeping the old CRL: ", 0);
+    assert_true(log_count(x.log, "an older CRL is refused") > before);
+    wait_audit(x.db, "crl-rejected", "an older CRL is refused", 1);
+    assert_int_equal(audit_count(x.db, "case-dead-lettered", NULL), 0);
+    x.lfd = -1;
+    rdx_buf_free(&old);
+    fake_rx_stop(solo, &x);
+}
+
+/*
+ * The same rollback before any delivery has used CRL B: the node's loop
+ * loaded B (and refuses A again), and tells delivery, so the first case
+ * after it is held too, and no connection is made to the receiver B revoked.
+ */
+static void test_node_sender_refuses_a_crl_older_than_the_loops(void **state)
+{
+    struct solo *solo = *state;
+    struct fake_rx x = {.max_attempts = 0};
+    char a[4300], crl[4300], id[40];
+    rdx_error err;
+    fake_rx_start(solo, &x);
+    snprintf(crl, sizeof crl, "%s/crl.pem", x.pki);
+    rdx_buf old;
+    rdx_buf_init(&old, 1u << 20);
+    assert_int_equal(rdx_file_read(crl, &old, &err), RDX_OK); /* A */
+    size_t loaded = log_count(x.log, "loaded CRL");
+    revoke_inst(x.pki, "hub"); /* B */
+    wait_log_count(x.log, "loaded CRL", loaded);
+    put_crl(crl, old.data, old.len); /* A again */
+    wait_log_count(x.log, "keeping the old CRL: ", 0);
+    snprintf(a, sizeof a, "%s/first.hea", solo->dir);
+    rdx_test_make_file(a, 1000, 13);
+    const char *files[] = {a, NULL};
+    rdx_test_send_case(x.ini, "hub", "ecg", files, id);
+    rdx_test_wait_sql(x.db,
+                      "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
+                      "attempts=0 AND instr(last_error, 'an older CRL is refused') > 0",
+                      id, 1, 15000);
+    assert_false(fake_rx_knocked(&x, 1000));
+    assert_int_equal(audit_count(x.db, "case-send-failed", NULL), 0);
+    rdx_buf_free(&old);
     fake_rx_stop(solo, &x);
 }
 
@@ -2418,9 +2684,16 @@ int main(void)
         cmocka_unit_test(test_node_revocation_closes_live_connection),
         cmocka_unit_test(test_node_revocation_mid_transfer_no_ack),
         cmocka_unit_test(test_node_bad_new_crl_keeps_the_old),
+        cmocka_unit_test(test_node_older_crl_keeps_the_newer),
         cmocka_unit_test_setup_teardown(test_node_sender_drops_kept_link_to_revoked_peer,
                                         solo_setup, solo_teardown),
         cmocka_unit_test_setup_teardown(test_node_sender_stops_mid_item_for_revoked_peer,
+                                        solo_setup, solo_teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_holds_cases_while_its_crl_is_corrupt,
+                                        solo_setup, solo_teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_refuses_an_older_crl, solo_setup,
+                                        solo_teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_refuses_a_crl_older_than_the_loops,
                                         solo_setup, solo_teardown),
         cmocka_unit_test_setup_teardown(test_node_sender_drops_kept_link_when_crl_expires,
                                         solo_setup, solo_teardown),

@@ -731,6 +731,81 @@ static void run(struct rdx_run *r, const char *const *argv)
     assert_int_equal(rdx_run_rdx(r, argv), 0);
 }
 
+static long crl_number(X509_CRL *c)
+{
+    ASN1_INTEGER *n = X509_CRL_get_ext_d2i(c, NID_crl_number, NULL, NULL);
+    assert_non_null(n);
+    long v = ASN1_INTEGER_get(n);
+    ASN1_INTEGER_free(n);
+    return v;
+}
+
+/* A CRL with only a lastUpdate (no CRL number, unsigned): for ordering alone. */
+static X509_CRL *bare_crl(time_t last)
+{
+    X509_CRL *c = X509_CRL_new();
+    ASN1_TIME *t = ASN1_TIME_set(NULL, last);
+    assert_non_null(c);
+    assert_non_null(t);
+    assert_int_equal(X509_CRL_set1_lastUpdate(c, t), 1);
+    ASN1_TIME_free(t);
+    return c;
+}
+
+/*
+ * Every publication (`rdx pki crl`, `rdx pki revoke`) carries a CRL number
+ * one above the last, kept in the CA database, so across separate runs too;
+ * rdx_tp_crl_older orders CRLs by it, and by lastUpdate when one has none.
+ */
+static void test_pki_crl_number_increases_and_orders(void **state)
+{
+    struct fx *f = *state;
+    struct rdx_run r;
+    char p[4200], why[300] = "";
+    snprintf(p, sizeof p, "%s/crl.pem", f->ca);
+    X509_CRL *c[4];
+    c[0] = read_crl(p);
+    const char *pub[] = {"pki", "crl", "--dir", f->ca, NULL};
+    for (int i = 1; i < 3; i++) {
+        run(&r, pub);
+        assert_int_equal(r.exit_code, 0);
+        rdx_run_free(&r);
+        c[i] = read_crl(p);
+        assert_int_equal(crl_number(c[i]), crl_number(c[i - 1]) + 1);
+    }
+    rdx_transport_issued a;
+    issue_ok(f->ca, "zj-first", &a);
+    const char *rev[] = {"pki", "revoke", "--dir", f->ca, "--institution", "zj-first", NULL};
+    run(&r, rev);
+    assert_int_equal(r.exit_code, 0);
+    rdx_run_free(&r);
+    c[3] = read_crl(p);
+    assert_int_equal(crl_number(c[3]), crl_number(c[2]) + 1);
+
+    assert_int_equal(rdx_tp_crl_older(c[0], c[3], why, sizeof why), 1);
+    char want[200];
+    snprintf(want, sizeof want, "its CRL number %ld is lower than %ld", crl_number(c[0]),
+             crl_number(c[3]));
+    assert_non_null(strstr(why, want));
+    assert_int_equal(rdx_tp_crl_older(c[3], c[0], why, sizeof why), 0);
+    assert_int_equal(rdx_tp_crl_older(c[2], c[2], why, sizeof why), 0); /* equal: not older */
+    assert_int_equal(rdx_tp_crl_older(NULL, c[2], why, sizeof why), 0);
+    assert_int_equal(rdx_tp_crl_older(c[2], NULL, why, sizeof why), 0);
+
+    /* Without a CRL number on one side, lastUpdate decides. */
+    X509_CRL *early = bare_crl(time(NULL) - 86400), *late = bare_crl(time(NULL) + 60);
+    assert_int_equal(rdx_tp_crl_older(early, c[3], why, sizeof why), 1);
+    assert_non_null(strstr(why, "before the CRL in force"));
+    assert_int_equal(rdx_tp_crl_older(late, c[3], why, sizeof why), 0);
+    assert_int_equal(rdx_tp_crl_older(c[3], late, why, sizeof why), 1);
+    assert_int_equal(rdx_tp_crl_older(early, early, why, sizeof why), 0);
+    X509_CRL_free(early);
+    X509_CRL_free(late);
+    for (int i = 0; i < 4; i++) {
+        X509_CRL_free(c[i]);
+    }
+}
+
 static void test_pki_cli_round_trip(void **state)
 {
     struct fx *f = *state;
@@ -935,6 +1010,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pki_expired_certificate_fails_verify, setup_ca,
                                         teardown_ca),
         cmocka_unit_test_setup_teardown(test_pki_revoke_lists_serial_in_crl, setup_ca, teardown_ca),
+        cmocka_unit_test_setup_teardown(test_pki_crl_number_increases_and_orders, setup_ca,
+                                        teardown_ca),
         cmocka_unit_test_setup_teardown(test_pki_open_refuses_unsafe_or_broken, setup_ca,
                                         teardown_ca),
         cmocka_unit_test_setup_teardown(test_pki_key_material_wiped, setup_ca, teardown_ca),

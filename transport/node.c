@@ -2494,9 +2494,11 @@ static void crl_check_conns(struct rdx_transport_node *n)
 /*
  * Rebuild the TLS context when the CRL file has changed (a revocation was
  * published), and hold the connections already open to the new CRL. A file
- * that does not load (unreadable, not a CRL, not signed by the network CA)
- * leaves the CRL in force as it is, with an error and a crl-rejected audit
- * record, once per version of the file: the next change is tried again.
+ * that does not load (unreadable, not a CRL, not signed by the network CA),
+ * or that holds an older CRL than the one in force (a lower CRL number:
+ * putting it back would un-revoke what was revoked since), leaves the CRL in
+ * force as it is, with an error and a crl-rejected audit record, once per
+ * version of the file: the next change is tried again.
  */
 static void maybe_reload(struct rdx_transport_node *n)
 {
@@ -2507,7 +2509,15 @@ static void maybe_reload(struct rdx_transport_node *n)
     n->crl_file = id;
     SSL_CTX *ctx = NULL;
     rdx_error err;
+    char why[300];
     if (rdx_tp_tls_ctx(n->cfg, 1, &ctx, &err) != RDX_OK) {
+        rdx_log(&n->log, RDX_LOG_ERROR, "keeping the old CRL: %s", err.msg);
+        audit(n, "crl-rejected", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, err.msg);
+        return;
+    }
+    if (rdx_tp_crl_older(rdx_tp_tls_ctx_crl(ctx), rdx_tp_tls_ctx_crl(n->sctx), why, sizeof why)) {
+        SSL_CTX_free(ctx);
+        (void)rdx_error_set(&err, RDX_EAUTH, "%s: an older CRL is refused: %s", n->cfg->crl, why);
         rdx_log(&n->log, RDX_LOG_ERROR, "keeping the old CRL: %s", err.msg);
         audit(n, "crl-rejected", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, err.msg);
         return;
@@ -2515,6 +2525,7 @@ static void maybe_reload(struct rdx_transport_node *n)
     SSL_CTX_free(n->sctx); /* connections holding it keep their reference */
     n->sctx = ctx;
     rdx_log(&n->log, RDX_LOG_INFO, "loaded CRL %s", n->cfg->crl);
+    rdx_tp_sender_crl_loaded(&n->sender, rdx_tp_tls_ctx_crl(n->sctx));
     crl_check_conns(n);
     crl_check_and_arm(n);
 }
@@ -3065,6 +3076,7 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
         /* A file size limit must fail the write (EFBIG), not kill the node. */
         signal(SIGXFSZ, SIG_IGN);
     }
+    n->sender.crl = rdx_tp_tls_ctx_crl(n->sctx); /* start takes its own reference */
     RDX_TRY(rdx_tp_sender_start(&n->sender, err));
     spill_start(n);
     /* Tell scripts and tests where we listen (the port may have been chosen by the kernel). */

@@ -43,10 +43,11 @@
 #include <openssl/x509.h>
 
 /*
- * HELD: not an attempt at all. This node's own CRL has expired, so it can
- * verify no peer until a new one is published; the case waits without
- * counting towards max_attempts (a lapsed CRL must not dead-letter the
- * outbox).
+ * HELD: not an attempt at all. This node's own CRL has expired, does not
+ * load (garbage, truncated, not the network CA's) or is older than the one
+ * already in force, so it can verify no peer until a good one is published;
+ * the case waits without counting towards max_attempts (a fault of this
+ * node's own CRL must not dead-letter the outbox).
  */
 enum outcome { DELIVERED, RETRY, PERMANENT, HELD };
 
@@ -87,6 +88,9 @@ static void link_watch(struct link *l);
 static void link_unwatch(struct link *l);
 static enum outcome link_crl_check(const struct rdx_tp_sender *s, struct link *l, char *why,
                                    size_t whysz);
+/* Whether the CRL just loaded may be used: not older than the newest one delivery has used. */
+static enum outcome crl_admit(const struct rdx_tp_sender *s, X509_CRL *crl, char *why,
+                              size_t whysz);
 
 /* Failure text: truncated to fit, which is what a log line wants. */
 static void setwhy(char *why, size_t whysz, const char *fmt, ...) RDX_PRINTF(3, 4);
@@ -457,10 +461,23 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
     }
     /*
      * A fresh context per connection picks up a newly published CRL. The
-     * file's version is taken first: a change in between is seen later.
+     * file's version is taken first: a change in between is seen later. A
+     * CRL file that does not load, or holds an older CRL than one already
+     * used, is this node's fault, not the peer's: the cases are held, as
+     * while the CRL is expired, and sent once a good one is published.
      */
     (void)rdx_tp_file_id_get(cfg->crl, &l->crl_file);
-    if (rdx_tp_tls_ctx(cfg, 0, &l->ctx, &err) != RDX_OK) {
+    X509_STORE *store = NULL;
+    if (rdx_tp_trust_store(cfg->ca, cfg->crl, &store, &err) != RDX_OK) {
+        setwhy(why, whysz, "this node's CRL cannot be used, so %s cannot be checked: %s", recipient,
+               err.msg);
+        return HELD;
+    }
+    if (crl_admit(s, rdx_tp_trust_store_crl(store), why, whysz) != DELIVERED) {
+        X509_STORE_free(store);
+        return HELD;
+    }
+    if (rdx_tp_tls_ctx_store(cfg, 0, store, &l->ctx, &err) != RDX_OK) {
         setwhy(why, whysz, "%s", err.msg);
         return RETRY;
     }
@@ -508,11 +525,12 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
  * stands. The CRL file is looked at (one stat); when it has changed since the
  * peer was checked, the new CRL is loaded as a new connection would load it
  * (issuer and signature checked) and the peer's certificate is checked
- * against it. RETRY when the peer is revoked or the new CRL does not load
- * (the next connection would fail the same way); HELD when the CRL the link
- * relies on has passed its nextUpdate (this node fails closed, as
- * link_open). Either way why says so, and the caller closes the link.
- * Everything here is the delivery thread's own: no state is shared.
+ * against it. RETRY when the peer is revoked (the next connection would
+ * fail the same way); HELD when the new CRL does not load or is older than
+ * one already used, or when the CRL the link relies on has passed its
+ * nextUpdate (this node fails closed, as link_open). Either way why says so,
+ * and the caller closes the link. Everything here is the delivery thread's
+ * own, but for the newest CRL used (crl_admit, under the delivery's mu).
  */
 static enum outcome link_crl_check(const struct rdx_tp_sender *s, struct link *l, char *why,
                                    size_t whysz)
@@ -533,9 +551,13 @@ static enum outcome link_crl_check(const struct rdx_tp_sender *s, struct link *l
     if (rdx_tp_trust_store(cfg->ca, cfg->crl, &store, &err) != RDX_OK) {
         setwhy(why, whysz, "the CRL changed and does not load, so %s cannot be checked: %s",
                l->peer, err.msg);
-        return RETRY;
+        return HELD;
     }
     X509_CRL *crl = rdx_tp_trust_store_crl(store);
+    if (crl_admit(s, crl, why, whysz) != DELIVERED) {
+        X509_STORE_free(store);
+        return HELD;
+    }
     X509 *x = SSL_get0_peer_certificate(l->ssl);
     char when[32], serial[64] = "?";
     enum outcome oc = DELIVERED;
@@ -1082,7 +1104,7 @@ static void record_batch(const struct rdx_tp_sender *s, sqlite3 *db, struct jani
             if (held++ == 0) {
                 rdx_log(&s->log, RDX_LOG_ERROR,
                         "cases to %s held (not counted as attempts) until this node's CRL is "
-                        "renewed (rdx pki crl): %s",
+                        "renewed or loads again (rdx pki crl): %s",
                         jobs[i].m.recipient, jobs[i].why);
             }
             continue;
@@ -1168,7 +1190,63 @@ struct rdx_tp_delivery {
     int kick_fd; /* DATA/outbox.kick, open for reading and writing; -1 when there is none */
     pthread_t wake_th;
     int wake_started;
+    /*
+     * Under mu: the newest CRL any delivery thread has used (its own copy,
+     * first of the one in force when delivery started; NULL: none yet). A
+     * CRL file older than this one is refused (crl_admit).
+     */
+    X509_CRL *crl_newest;
 };
+
+/*
+ * Whether crl, just loaded from this node's CRL file, may be used: DELIVERED
+ * unless it is older than the newest CRL a delivery thread has used (its CRL
+ * number is lower, or lastUpdate earlier), which could un-revoke a peer;
+ * then HELD, with why naming the file. A newer one becomes the newest.
+ */
+/* Make crl the newest (a copy: crl belongs to its caller) if it is newer (d->mu held). */
+static void crl_newer(struct rdx_tp_delivery *d, X509_CRL *crl)
+{
+    char older[300];
+    if (d->crl_newest == NULL || rdx_tp_crl_older(d->crl_newest, crl, older, sizeof older)) {
+        X509_CRL *copy = X509_CRL_dup(crl);
+        if (copy != NULL) {
+            X509_CRL_free(d->crl_newest);
+            d->crl_newest = copy;
+        }
+    }
+}
+
+static enum outcome crl_admit(const struct rdx_tp_sender *s, X509_CRL *crl, char *why, size_t whysz)
+{
+    struct rdx_tp_delivery *d = s->d;
+    enum outcome oc = DELIVERED;
+    char older[300];
+    if (d == NULL || crl == NULL) {
+        return DELIVERED;
+    }
+    pthread_mutex_lock(&d->mu);
+    if (rdx_tp_crl_older(crl, d->crl_newest, older, sizeof older)) {
+        setwhy(why, whysz, "this node's CRL cannot be used: %s: an older CRL is refused: %s",
+               s->cfg->crl, older);
+        oc = HELD;
+    } else {
+        crl_newer(d, crl);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return oc;
+}
+
+void rdx_tp_sender_crl_loaded(struct rdx_tp_sender *s, X509_CRL *crl)
+{
+    struct rdx_tp_delivery *d = s != NULL ? s->d : NULL;
+    if (d == NULL || crl == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&d->mu);
+    crl_newer(d, crl);
+    pthread_mutex_unlock(&d->mu);
+}
 
 static void link_watch(struct link *l)
 {
@@ -1687,12 +1765,16 @@ rdx_status rdx_tp_sender_start(struct rdx_tp_sender *s, rdx_error *err)
     atomic_store(&s->stop, 0);
     struct rdx_tp_delivery *d = calloc(1, sizeof *d);
     struct worker *w = rdx_callocarray(nw, sizeof *w);
+    /* A copy of its own: the loop's stays the loop's. */
+    X509_CRL *crl = s->crl != NULL ? X509_CRL_dup(s->crl) : NULL;
     pthread_condattr_t ca;
-    if (d == NULL || w == NULL) {
+    if (d == NULL || w == NULL || (s->crl != NULL && crl == NULL)) {
         free(d);
         free(w);
+        X509_CRL_free(crl);
         return rdx_error_set(err, RDX_ENOMEM, "delivery: out of memory");
     }
+    d->crl_newest = crl;
     int attr = pthread_condattr_init(&ca) == 0;
     int mu = attr && pthread_mutex_init(&d->mu, NULL) == 0;
     int cv = mu && pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
@@ -1704,6 +1786,7 @@ rdx_status rdx_tp_sender_start(struct rdx_tp_sender *s, rdx_error *err)
         if (mu) {
             pthread_mutex_destroy(&d->mu);
         }
+        X509_CRL_free(d->crl_newest);
         free(d);
         free(w);
         return rdx_error_set(err, RDX_EINTERNAL, "delivery: cannot make a mutex or condition");
@@ -1781,6 +1864,7 @@ void rdx_tp_sender_stop(struct rdx_tp_sender *s)
             d->started == 1 ? "" : "s", d->kicks, d->kicks == 1 ? "" : "s");
     pthread_cond_destroy(&d->cv);
     pthread_mutex_destroy(&d->mu);
+    X509_CRL_free(d->crl_newest);
     free(d->w);
     free(d);
     s->d = NULL;

@@ -897,7 +897,9 @@ static rdx_status load_crl(const char *path, X509_CRL **out, rdx_error *err)
     BIO_free(bio);
     rdx_buf_free(&b);
     if (c == NULL) {
-        return rdx_tp_ossl_error(err, RDX_EPARSE, path);
+        char what[4200];
+        snprintf(what, sizeof what, "%.4000s: not a CRL in PEM form, or cut short", path);
+        return rdx_tp_ossl_error(err, RDX_EPARSE, what);
     }
     *out = c;
     return RDX_OK;

@@ -77,10 +77,18 @@ static rdx_status load_chain(SSL_CTX *ctx, const rdx_transport_config *cfg, rdx_
 rdx_status rdx_tp_tls_ctx(const rdx_transport_config *cfg, int server, SSL_CTX **out,
                           rdx_error *err)
 {
-    rdx_status st;
     X509_STORE *store = NULL;
+    RDX_TRY(rdx_tp_trust_store(cfg->ca, cfg->crl, &store, err));
+    return rdx_tp_tls_ctx_store(cfg, server, store, out, err);
+}
+
+rdx_status rdx_tp_tls_ctx_store(const rdx_transport_config *cfg, int server, X509_STORE *store,
+                                SSL_CTX **out, rdx_error *err)
+{
+    rdx_status st;
     SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (ctx == NULL) {
+        X509_STORE_free(store);
         return rdx_tp_ossl_error(err, RDX_ENOMEM, "TLS context");
     }
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
@@ -88,8 +96,7 @@ rdx_status rdx_tp_tls_ctx(const rdx_transport_config *cfg, int server, SSL_CTX *
         st = rdx_tp_ossl_error(err, RDX_EINTERNAL, "TLS 1.3");
         goto fail;
     }
-    if ((st = load_chain(ctx, cfg, err)) != RDX_OK ||
-        (st = rdx_tp_trust_store(cfg->ca, cfg->crl, &store, err)) != RDX_OK) {
+    if ((st = load_chain(ctx, cfg, err)) != RDX_OK) {
         goto fail;
     }
     SSL_CTX_set_cert_store(ctx, store); /* the context owns it now */
@@ -200,4 +207,57 @@ int rdx_tp_crl_revokes(X509_CRL *crl, X509 *x, char *when, size_t whensz)
         strftime(when, whensz, "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
     return 1;
+}
+
+/* An ASN1_TIME as "2026-12-01T09:30:00Z" ("?" when it cannot be read). */
+static void time_text(const ASN1_TIME *t, char *out, size_t outsz)
+{
+    int64_t u = t != NULL ? rdx_tp_asn1_time_unix(t) : 0;
+    time_t tt = (time_t)u;
+    struct tm tm;
+    snprintf(out, outsz, "?");
+    if (u > 0 && gmtime_r(&tt, &tm) != NULL) {
+        strftime(out, outsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+}
+
+int rdx_tp_crl_older(X509_CRL *crl, X509_CRL *cur, char *why, size_t whysz)
+{
+    if (crl == NULL || cur == NULL) {
+        return 0;
+    }
+    /*
+     * RFC 5280 section 5.2.3: the CRL number increases with every CRL the CA
+     * issues, so a lower one is an earlier CRL, which may lack revocations
+     * made since. Without a number on both, lastUpdate orders them.
+     */
+    ASN1_INTEGER *a = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
+    ASN1_INTEGER *b = X509_CRL_get_ext_d2i(cur, NID_crl_number, NULL, NULL);
+    int older = 0;
+    if (a != NULL && b != NULL) {
+        if (ASN1_INTEGER_cmp(a, b) < 0) {
+            char *ta = i2s_ASN1_INTEGER(NULL, a), *tb = i2s_ASN1_INTEGER(NULL, b);
+            snprintf(why, whysz, "its CRL number %s is lower than %s, that of the CRL in force",
+                     ta != NULL ? ta : "?", tb != NULL ? tb : "?");
+            OPENSSL_free(ta);
+            OPENSSL_free(tb);
+            older = 1;
+        }
+    } else {
+        const ASN1_TIME *ta = X509_CRL_get0_lastUpdate(crl), *tb = X509_CRL_get0_lastUpdate(cur);
+        if (ta != NULL && tb != NULL && ASN1_TIME_compare(ta, tb) == -1) {
+            char wa[32], wb[32];
+            time_text(ta, wa, sizeof wa);
+            time_text(tb, wb, sizeof wb);
+            snprintf(why, whysz,
+                     "it was issued at %s, before the CRL in force (%s), and the two cannot be "
+                     "ordered by CRL number",
+                     wa, wb);
+            older = 1;
+        }
+    }
+    ASN1_INTEGER_free(a);
+    ASN1_INTEGER_free(b);
+    ERR_clear_error();
+    return older;
 }

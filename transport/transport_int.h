@@ -388,6 +388,13 @@ struct rdx_tp_verdict {
  */
 rdx_status rdx_tp_tls_ctx(const rdx_transport_config *cfg, int server, SSL_CTX **out,
                           rdx_error *err);
+/*
+ * The same with a trust store already made by rdx_tp_trust_store, which the
+ * context takes over (freed here on failure too), so that a caller can look
+ * at the CRL before it builds a context on it.
+ */
+rdx_status rdx_tp_tls_ctx_store(const rdx_transport_config *cfg, int server, X509_STORE *store,
+                                SSL_CTX **out, rdx_error *err);
 /* The verified peer's institution (from its certificate SAN URI only). */
 rdx_status rdx_tp_tls_peer(SSL *ssl, char *inst, size_t instsz, char *serial, size_t serialsz,
                            rdx_error *err);
@@ -406,6 +413,14 @@ X509_CRL *rdx_tp_trust_store_crl(X509_STORE *store);
  * revocation time in when ("2026-12-01T09:30:00Z", or "?"), else 0. x NULL: 0.
  */
 int rdx_tp_crl_revokes(X509_CRL *crl, X509 *x, char *when, size_t whensz);
+/*
+ * Whether crl is older than cur, the CRL in force, and so may not replace it
+ * (it could un-revoke a certificate): 1 with the reason in why ("its CRL
+ * number 3 is lower than 5, ..."), else 0. Ordered by CRL number (RFC 5280
+ * section 5.2.3) when both carry one, else by lastUpdate; an equal one is
+ * not older. crl or cur NULL: 0. Reads both, changes neither.
+ */
+int rdx_tp_crl_older(X509_CRL *crl, X509_CRL *cur, char *why, size_t whysz);
 /*
  * Why a handshake failed, in words for the log and audit ("no client
  * certificate", "certificate revoked", ...), from the verdict and the
@@ -427,6 +442,11 @@ struct rdx_tp_sender {
     const rdx_transport_config *cfg;
     rdx_logger log;
     atomic_int stop;
+    /*
+     * The CRL in force when delivery starts (NULL: none): rdx_tp_sender_start
+     * copies it, and delivery then refuses a CRL file older than it.
+     */
+    X509_CRL *crl;
     struct rdx_tp_delivery *d; /* made by rdx_tp_sender_start, freed by rdx_tp_sender_stop */
 };
 
@@ -452,6 +472,15 @@ rdx_status rdx_tp_sender_start(struct rdx_tp_sender *s, rdx_error *err);
  * no-op when s was never started or is stopped already.
  */
 void rdx_tp_sender_stop(struct rdx_tp_sender *s);
+/*
+ * The node has loaded crl (a new CRL in force): delivery keeps a copy if it
+ * is newer than the newest it knows, so that no delivery thread goes back to
+ * an older CRL file that the node refused, even one that has not connected
+ * since. crl stays the caller's. A no-op when delivery is not running or crl
+ * is NULL. Takes the delivery's lock; call it from the thread that starts
+ * and stops delivery.
+ */
+void rdx_tp_sender_crl_loaded(struct rdx_tp_sender *s, X509_CRL *crl);
 
 /*
  * The longest an idle delivery thread sleeps with no wake-up: a wake-up that
