@@ -1317,7 +1317,8 @@ static void test_node_expired_crl_fails_closed_until_renewed(void **state)
         rdx_test_sleep_ms(25);
     }
     assert_true(rdx_test_file_contains(hub.hub_log, "held (not counted as attempts) until this "
-                                                    "node's CRL is renewed"));
+                                                    "node's own CRL, certificate and key"));
+    assert_true(rdx_test_file_contains(hub.hub_log, "CRL has expired"));
     assert_int_equal(rdx_test_sql(clinic_db, "SELECT count(*) FROM inbox WHERE case_id=?1", id), 0);
 
     /* A new CRL ends it, without a restart. */
@@ -2176,6 +2177,45 @@ static void test_node_sender_holds_cases_while_its_crl_is_corrupt(void **state)
 }
 
 /*
+ * This node's own key file is garbage (an operator's bad copy): as for a bad
+ * CRL, the case is held with the file named, not counted, never
+ * dead-lettered, and no connection is made; the key put back lets it through.
+ */
+static void test_node_sender_holds_cases_while_its_key_is_bad(void **state)
+{
+    struct solo *solo = *state;
+    struct fake_rx x = {.max_attempts = 2};
+    char a[4300], key[4300], id[40];
+    rdx_error err;
+    fake_rx_start(solo, &x);
+    snprintf(key, sizeof key, "%s/private/clinic.key", x.pki);
+    rdx_buf good;
+    rdx_buf_init(&good, 1u << 20);
+    assert_int_equal(rdx_file_read(key, &good, &err), RDX_OK);
+    rdx_test_write_text(key, "not a key\n");
+    snprintf(a, sizeof a, "%s/held-key.hea", solo->dir);
+    rdx_test_make_file(a, 1000, 15);
+    const char *files[] = {a, NULL};
+    rdx_test_send_case(x.ini, "hub", "ecg", files, id);
+    rdx_test_wait_sql(x.db,
+                      "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
+                      "attempts=0 AND instr(last_error, 'this node''s certificate cannot be "
+                      "used') > 0 AND instr(last_error, 'clinic.key') > 0",
+                      id, 1, 15000);
+    /* Several held tries go by (every 400 ms): none counts, none connects. */
+    assert_false(fake_rx_knocked(&x, 1500));
+    assert_int_equal(rdx_test_sql(x.db, "SELECT attempts FROM outbox WHERE case_id=?1", id), 0);
+    assert_true(rdx_test_file_contains(x.log, "cases to hub held (not counted as attempts)"));
+    assert_int_equal(audit_count(x.db, "case-send-failed", NULL), 0);
+    assert_int_equal(audit_count(x.db, "case-dead-lettered", NULL), 0);
+    assert_int_equal(rdx_file_write_atomic_mode(key, good.data, good.len, 0600, &err), RDX_OK);
+    fake_rx_take(&x, id);
+    assert_int_equal(rdx_test_sql(x.db, "SELECT attempts FROM outbox WHERE case_id=?1", id), 1);
+    rdx_buf_free(&good);
+    fake_rx_stop(solo, &x);
+}
+
+/*
  * An older CRL put back over a newer one, at the sender: CRL A, then the
  * receiver revoked in CRL B, then A again, which does not list it. Delivery
  * has used B, so it refuses A: the case is held (no attempt, no
@@ -2690,6 +2730,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_node_sender_stops_mid_item_for_revoked_peer,
                                         solo_setup, solo_teardown),
         cmocka_unit_test_setup_teardown(test_node_sender_holds_cases_while_its_crl_is_corrupt,
+                                        solo_setup, solo_teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_holds_cases_while_its_key_is_bad,
                                         solo_setup, solo_teardown),
         cmocka_unit_test_setup_teardown(test_node_sender_refuses_an_older_crl, solo_setup,
                                         solo_teardown),

@@ -46,8 +46,9 @@
  * HELD: not an attempt at all. This node's own CRL has expired, does not
  * load (garbage, truncated, not the network CA's) or is older than the one
  * already in force, so it can verify no peer until a good one is published;
- * the case waits without counting towards max_attempts (a fault of this
- * node's own CRL must not dead-letter the outbox).
+ * or its own certificate or key does not load. The case waits without
+ * counting towards max_attempts (a fault of this node's own files must not
+ * dead-letter the outbox).
  */
 enum outcome { DELIVERED, RETRY, PERMANENT, HELD };
 
@@ -477,9 +478,11 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
         X509_STORE_free(store);
         return HELD;
     }
-    if (rdx_tp_tls_ctx_store(cfg, 0, store, &l->ctx, &err) != RDX_OK) {
-        setwhy(why, whysz, "%s", err.msg);
-        return RETRY;
+    rdx_status cst = rdx_tp_tls_ctx_store(cfg, 0, store, &l->ctx, &err);
+    if (cst != RDX_OK) {
+        /* This node's own certificate or key (missing, garbage, not a pair): held, as above. */
+        setwhy(why, whysz, "this node's certificate cannot be used: %s", err.msg);
+        return cst == RDX_ENOMEM || cst == RDX_EINTERNAL ? RETRY : HELD;
     }
     X509_CRL *crl = rdx_tp_tls_ctx_crl(l->ctx);
     l->crl_next_s = crl != NULL ? rdx_tp_asn1_time_unix(X509_CRL_get0_nextUpdate(crl)) : 0;
@@ -1103,8 +1106,8 @@ static void record_batch(const struct rdx_tp_sender *s, sqlite3 *db, struct jani
         if (jobs[i].oc == HELD) {
             if (held++ == 0) {
                 rdx_log(&s->log, RDX_LOG_ERROR,
-                        "cases to %s held (not counted as attempts) until this node's CRL is "
-                        "renewed or loads again (rdx pki crl): %s",
+                        "cases to %s held (not counted as attempts) until this node's own CRL, "
+                        "certificate and key can be used again: %s",
                         jobs[i].m.recipient, jobs[i].why);
             }
             continue;
