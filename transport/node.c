@@ -2392,12 +2392,8 @@ static int64_t crl_check_expiry(struct rdx_transport_node *n)
         return INT64_MAX; /* no nextUpdate: nothing to warn about */
     }
     int64_t left = until - rdx_clock_wall_ms() / 1000;
-    char detail[4300], when[32] = "?";
-    time_t t = (time_t)until;
-    struct tm tm;
-    if (gmtime_r(&t, &tm) != NULL) {
-        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    }
+    char detail[4300], when[32];
+    rdx_tp_time_text(until, when, sizeof when);
     if (left <= 0) {
         snprintf(detail, sizeof detail,
                  "CRL %s expired at %s (%lld h ago): every new connection, in and out, is refused "
@@ -2510,14 +2506,13 @@ static void maybe_reload(struct rdx_transport_node *n)
     SSL_CTX *ctx = NULL;
     rdx_error err;
     char why[300];
-    if (rdx_tp_tls_ctx(n->cfg, 1, &ctx, &err) != RDX_OK) {
-        rdx_log(&n->log, RDX_LOG_ERROR, "keeping the old CRL: %s", err.msg);
-        audit(n, "crl-rejected", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, err.msg);
-        return;
+    rdx_status st = rdx_tp_tls_ctx(n->cfg, 1, &ctx, &err);
+    if (st == RDX_OK &&
+        rdx_tp_crl_older(rdx_tp_tls_ctx_crl(ctx), rdx_tp_tls_ctx_crl(n->sctx), why, sizeof why)) {
+        st = rdx_error_set(&err, RDX_EAUTH, "%s: an older CRL is refused: %s", n->cfg->crl, why);
     }
-    if (rdx_tp_crl_older(rdx_tp_tls_ctx_crl(ctx), rdx_tp_tls_ctx_crl(n->sctx), why, sizeof why)) {
+    if (st != RDX_OK) {
         SSL_CTX_free(ctx);
-        (void)rdx_error_set(&err, RDX_EAUTH, "%s: an older CRL is refused: %s", n->cfg->crl, why);
         rdx_log(&n->log, RDX_LOG_ERROR, "keeping the old CRL: %s", err.msg);
         audit(n, "crl-rejected", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, err.msg);
         return;
@@ -2528,25 +2523,6 @@ static void maybe_reload(struct rdx_transport_node *n)
     rdx_tp_sender_crl_loaded(&n->sender, rdx_tp_tls_ctx_crl(n->sctx));
     crl_check_conns(n);
     crl_check_and_arm(n);
-}
-
-/*
- * Put a TLS_READ_BATCH buffering BIO between the SSL and its socket for
- * reading (see TLS_READ_BATCH). Without memory for it, the connection reads
- * one record at a time, which still works.
- */
-static void batch_reads(SSL *ssl)
-{
-    BIO *sock = SSL_get_rbio(ssl);
-    BIO *buf = BIO_new(BIO_f_buffer());
-    if (sock == NULL || buf == NULL || BIO_set_read_buffer_size(buf, TLS_READ_BATCH) != 1 ||
-        BIO_up_ref(sock) != 1) {
-        BIO_free(buf);
-        return;
-    }
-    /* The chain holds the new reference; set0 drops the rbio's old one (the wbio keeps its own). */
-    BIO_push(buf, sock);
-    SSL_set0_rbio(ssl, buf);
 }
 
 static void crl_watch_cb(evutil_socket_t fd, short what, void *arg)
@@ -2622,7 +2598,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     SSL_set_accept_state(ssl);
-    batch_reads(ssl);
+    rdx_tp_ssl_buffer(ssl, 0, TLS_READ_BATCH);
     /* conn_write retries from an evbuffer whose first segment may move or grow. */
     SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     c->last_rd_ms = c->last_wr_ms = mono_ms();

@@ -177,21 +177,6 @@ static int link_flush(SSL *ssl)
     return b == NULL || BIO_flush(b) == 1 ? 0 : -1;
 }
 
-/* Put the buffering BIO in front of the socket once the handshake is done. */
-static void link_batch_writes(SSL *ssl)
-{
-    BIO *sock = SSL_get_wbio(ssl);
-    BIO *buf = BIO_new(BIO_f_buffer());
-    if (sock == NULL || buf == NULL || BIO_set_write_buffer_size(buf, SEND_BATCH) != 1 ||
-        BIO_up_ref(sock) != 1) {
-        BIO_free(buf); /* unbuffered still works, one write per record */
-        return;
-    }
-    /* The chain holds the socket BIO's new reference; set0 drops the old wbio one. */
-    BIO_push(buf, sock);
-    SSL_set0_wbio(ssl, buf);
-}
-
 static int ssl_write_all(SSL *ssl, const uint8_t *p, size_t n)
 {
     while (n > 0) {
@@ -519,7 +504,7 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
         return RETRY;
     }
     snprintf(l->peer, sizeof l->peer, "%s", recipient);
-    link_batch_writes(l->ssl);
+    rdx_tp_ssl_buffer(l->ssl, 1, SEND_BATCH); /* once the handshake is done */
     return DELIVERED;
 }
 

@@ -200,25 +200,8 @@ int rdx_tp_crl_revokes(X509_CRL *crl, X509 *x, char *when, size_t whensz)
         ERR_clear_error();
         return 0;
     }
-    int64_t t = rdx_tp_asn1_time_unix(X509_REVOKED_get0_revocationDate(rev));
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (t > 0 && gmtime_r(&tt, &tm) != NULL) {
-        strftime(when, whensz, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    }
+    rdx_tp_time_text(rdx_tp_asn1_time_unix(X509_REVOKED_get0_revocationDate(rev)), when, whensz);
     return 1;
-}
-
-/* An ASN1_TIME as "2026-12-01T09:30:00Z" ("?" when it cannot be read). */
-static void time_text(const ASN1_TIME *t, char *out, size_t outsz)
-{
-    int64_t u = t != NULL ? rdx_tp_asn1_time_unix(t) : 0;
-    time_t tt = (time_t)u;
-    struct tm tm;
-    snprintf(out, outsz, "?");
-    if (u > 0 && gmtime_r(&tt, &tm) != NULL) {
-        strftime(out, outsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    }
 }
 
 int rdx_tp_crl_older(X509_CRL *crl, X509_CRL *cur, char *why, size_t whysz)
@@ -247,8 +230,8 @@ int rdx_tp_crl_older(X509_CRL *crl, X509_CRL *cur, char *why, size_t whysz)
         const ASN1_TIME *ta = X509_CRL_get0_lastUpdate(crl), *tb = X509_CRL_get0_lastUpdate(cur);
         if (ta != NULL && tb != NULL && ASN1_TIME_compare(ta, tb) == -1) {
             char wa[32], wb[32];
-            time_text(ta, wa, sizeof wa);
-            time_text(tb, wb, sizeof wb);
+            rdx_tp_time_text(rdx_tp_asn1_time_unix(ta), wa, sizeof wa);
+            rdx_tp_time_text(rdx_tp_asn1_time_unix(tb), wb, sizeof wb);
             snprintf(why, whysz,
                      "it was issued at %s, before the CRL in force (%s), and the two cannot be "
                      "ordered by CRL number",
@@ -260,4 +243,25 @@ int rdx_tp_crl_older(X509_CRL *crl, X509_CRL *cur, char *why, size_t whysz)
     ASN1_INTEGER_free(b);
     ERR_clear_error();
     return older;
+}
+
+void rdx_tp_ssl_buffer(SSL *ssl, int writing, int size)
+{
+    BIO *sock = writing ? SSL_get_wbio(ssl) : SSL_get_rbio(ssl);
+    BIO *buf = BIO_new(BIO_f_buffer());
+    if (sock == NULL || buf == NULL ||
+        (writing ? BIO_set_write_buffer_size(buf, size) : BIO_set_read_buffer_size(buf, size)) !=
+            1 ||
+        BIO_up_ref(sock) != 1) {
+        BIO_free(buf);
+        return;
+    }
+    /* The chain holds the new reference; set0 drops the old one (the other direction keeps its
+     * own). */
+    BIO_push(buf, sock);
+    if (writing) {
+        SSL_set0_wbio(ssl, buf);
+    } else {
+        SSL_set0_rbio(ssl, buf);
+    }
 }

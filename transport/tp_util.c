@@ -130,6 +130,16 @@ int rdx_tp_file_id_get(const char *path, struct rdx_tp_file_id *id)
     return 0;
 }
 
+void rdx_tp_time_text(int64_t unix_s, char *out, size_t outsz)
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+    snprintf(out, outsz, "?");
+    if (unix_s != 0 && gmtime_r(&t, &tm) != NULL) {
+        strftime(out, outsz, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+}
+
 int rdx_tp_file_id_same(const struct rdx_tp_file_id *a, const struct rdx_tp_file_id *b)
 {
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&

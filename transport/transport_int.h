@@ -44,6 +44,8 @@ struct rdx_tp_file_id {
 int rdx_tp_file_id_get(const char *path, struct rdx_tp_file_id *id);
 /* Whether a and b are the same version of a file. */
 int rdx_tp_file_id_same(const struct rdx_tp_file_id *a, const struct rdx_tp_file_id *b);
+/* unix_s as "2026-12-01T09:30:00Z" in out; "?" when it is 0 or cannot be converted. */
+void rdx_tp_time_text(int64_t unix_s, char *out, size_t outsz);
 
 #endif /* RDX_TRANSPORT_INT_H */
 
@@ -395,6 +397,13 @@ rdx_status rdx_tp_tls_ctx(const rdx_transport_config *cfg, int server, SSL_CTX *
  */
 rdx_status rdx_tp_tls_ctx_store(const rdx_transport_config *cfg, int server, X509_STORE *store,
                                 SSL_CTX **out, rdx_error *err);
+/*
+ * Put a buffering BIO of size bytes between ssl and its socket, for reading
+ * (several TLS records per read(2)) or for writing (several records per
+ * write(2); the caller flushes it before it waits for an answer). Without
+ * memory for it, ssl goes on unbuffered, which still works.
+ */
+void rdx_tp_ssl_buffer(SSL *ssl, int writing, int size);
 /* The verified peer's institution (from its certificate SAN URI only). */
 rdx_status rdx_tp_tls_peer(SSL *ssl, char *inst, size_t instsz, char *serial, size_t serialsz,
                            rdx_error *err);
