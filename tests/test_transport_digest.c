@@ -170,6 +170,171 @@ static void test_digest_edge_sizes(void **state)
     assert_int_equal(rdx_tp_chunk_count(4097, 4096), 2);
 }
 
+/*
+ * The sixteen-lane kernel against OpenSSL's SHA-256: every lane from its own
+ * start state over its own bytes, compared lane by lane.
+ */
+static void test_digest_x16_lanes_match_openssl(void **state)
+{
+    (void)state;
+    if (!rdx_tp_sha256_x16_available()) {
+        uint32_t st[16][8] = {{0}};
+        const uint8_t *d[16] = {NULL};
+        assert_int_equal(rdx_tp_sha256_x16(st, d, 1), -1);
+        skip(); /* no AVX-512 here: rdx_tp_sha_links hashes one stride after another */
+    }
+    enum { BLOCKS = 37 };
+    uint8_t *buf = malloc(16 * BLOCKS * 64 + 7);
+    assert_non_null(buf);
+    for (size_t i = 0; i < 16 * BLOCKS * 64 + 7; i++) {
+        buf[i] = (uint8_t)((i * 2654435761u) >> 11);
+    }
+    uint32_t st[16][8];
+    const uint8_t *d[16];
+    uint8_t start[16][32];
+    for (int i = 0; i < 16; i++) {
+        /* Lane i starts where i+1 blocks of other bytes leave SHA-256, at an odd address. */
+        struct rdx_tp_sha s;
+        rdx_tp_sha_init(&s);
+        rdx_tp_sha_update(&s, buf + 3 * i, 64 * (size_t)(i + 1));
+        assert_int_equal(rdx_tp_sha_chain(&s, start[i]), 0);
+        for (int k = 0; k < 8; k++) {
+            st[i][k] = (uint32_t)start[i][4 * k] << 24 | (uint32_t)start[i][4 * k + 1] << 16 |
+                       (uint32_t)start[i][4 * k + 2] << 8 | start[i][4 * k + 3];
+        }
+        d[i] = buf + 7 + (size_t)i * BLOCKS * 64 - (i % 2);
+    }
+    assert_int_equal(rdx_tp_sha256_x16(st, d, BLOCKS), 0);
+    for (int i = 0; i < 16; i++) {
+        struct rdx_tp_sha s;
+        uint8_t want[32], got[32];
+        assert_int_equal(rdx_tp_sha_resume(&s, start[i], 64 * (uint64_t)(i + 1)), 0);
+        rdx_tp_sha_update(&s, d[i], BLOCKS * 64);
+        assert_int_equal(rdx_tp_sha_chain(&s, want), 0);
+        for (int k = 0; k < 8; k++) {
+            got[4 * k] = (uint8_t)(st[i][k] >> 24);
+            got[4 * k + 1] = (uint8_t)(st[i][k] >> 16);
+            got[4 * k + 2] = (uint8_t)(st[i][k] >> 8);
+            got[4 * k + 3] = (uint8_t)st[i][k];
+        }
+        assert_memory_equal(got, want, 32);
+    }
+    free(buf);
+}
+
+#define STRIDE 1024u
+#define CHUNK  (16u * STRIDE)
+
+/*
+ * One chunk through rdx_tp_sha_links, from the state after its predecessors,
+ * with the values of one pass (v: one per stride of the item). 0 and its
+ * check value in out when every link matched.
+ */
+static int links_chunk(const uint8_t *data, size_t size, const uint8_t *v, size_t chunk,
+                       const uint8_t *links_override, int serial, uint8_t out[32])
+{
+    struct rdx_tp_sha s;
+    size_t off = chunk * CHUNK, len = size - off < CHUNK ? size - off : CHUNK;
+    size_t first = off / STRIDE, last = (off + len - 1) / STRIDE;
+    if (chunk == 0) {
+        rdx_tp_sha_init(&s);
+    } else {
+        assert_int_equal(rdx_tp_sha_resume(&s, v + 32 * (first - 1), off), 0);
+    }
+    const uint8_t *links = links_override != NULL ? links_override : v + 32 * first;
+    if (rdx_tp_sha_links(&s, data + off, len, STRIDE, links, (unsigned)(last - first), serial) !=
+        0) {
+        return -1;
+    }
+    assert_int_equal(rdx_tp_chunk_check(&s, size, out), 0);
+    return 0;
+}
+
+/*
+ * Chunks checked stride by stride give the values of one pass, on both
+ * paths: whole chunks (sixteen lanes), a last chunk of 12 whole strides and a
+ * short one (idle lanes), one of 10 whole strides, and one of 4 and a bit
+ * (serial on every CPU).
+ */
+static void test_digest_links_check_every_stride(void **state)
+{
+    (void)state;
+    const size_t tails[] = {12 * STRIDE + 100, 10 * STRIDE, 4 * STRIDE + 1000, 64};
+    for (size_t t = 0; t < sizeof tails / sizeof tails[0]; t++) {
+        size_t size = 3 * CHUNK + tails[t];
+        uint8_t *data = malloc(size), *v = NULL;
+        size_t n = 0;
+        uint8_t md[32];
+        assert_non_null(data);
+        fill(data, size);
+        assert_int_equal(rdx_tp_chunk_checks(data, size, STRIDE, &v, &n, NULL), RDX_OK);
+        for (size_t k = 0; k < 4; k++) {
+            size_t last = (k * CHUNK + (k < 3 ? CHUNK : tails[t]) - 1) / STRIDE;
+            for (int serial = 0; serial < 2; serial++) {
+                uint8_t got[32];
+                assert_int_equal(links_chunk(data, size, v, k, NULL, serial, got), 0);
+                assert_memory_equal(got, v + 32 * last, 32);
+            }
+        }
+        assert_int_equal(EVP_Digest(data, size, md, NULL, EVP_sha256(), NULL), 1);
+        assert_memory_equal(v + 32 * (n - 1), md, 32);
+        free(v);
+        free(data);
+    }
+}
+
+/*
+ * A changed byte in any stride, or a lying link value, fails the chunk on
+ * both paths, even when the chunk's own check value is right.
+ */
+static void test_digest_links_catch_a_changed_stride(void **state)
+{
+    (void)state;
+    size_t size = 2 * CHUNK + 12 * STRIDE + 100;
+    uint8_t *data = malloc(size), *v = NULL, got[32];
+    size_t n = 0;
+    assert_non_null(data);
+    fill(data, size);
+    assert_int_equal(rdx_tp_chunk_checks(data, size, STRIDE, &v, &n, NULL), RDX_OK);
+    for (int serial = 0; serial < 2; serial++) {
+        /* A byte in stride 7 of chunk 1, and then in the short last stride of chunk 2. */
+        const size_t at[] = {CHUNK + 7 * STRIDE + 5, 2 * CHUNK + 12 * STRIDE + 50,
+                             CHUNK + 15 * STRIDE};
+        for (size_t a = 0; a < 3; a++) {
+            data[at[a]] ^= 0x01;
+            assert_int_equal(
+                links_chunk(data, size, v, at[a] / CHUNK, NULL, serial, got) == 0 &&
+                    memcmp(got,
+                           v + 32 * ((at[a] / CHUNK) * 16 + 15 < n ? (at[a] / CHUNK) * 16 + 15
+                                                                   : n - 1),
+                           32) == 0,
+                0);
+            data[at[a]] ^= 0x01;
+        }
+        /* The bytes are right, the chunk's check value too, but link 3 lies. */
+        uint8_t lie[15 * 32];
+        memcpy(lie, v + 32 * 16, sizeof lie);
+        lie[3 * 32 + 9] ^= 0x80;
+        assert_int_equal(links_chunk(data, size, v, 1, lie, serial, got), -1);
+        assert_int_equal(links_chunk(data, size, v, 1, NULL, serial, got), 0);
+    }
+    /* A count that is neither 0 nor the strides less one; a start off a block boundary. */
+    struct rdx_tp_sha s;
+    rdx_tp_sha_init(&s);
+    assert_int_equal(rdx_tp_sha_links(&s, data, CHUNK, STRIDE, v, 14, 0), -1);
+    rdx_tp_sha_init(&s);
+    rdx_tp_sha_update(&s, data, 10);
+    assert_int_equal(rdx_tp_sha_links(&s, data + 10, CHUNK, STRIDE, v, 15, 0), -1);
+    /* No links at all: a plain pass, checked by the chunk's value alone. */
+    rdx_tp_sha_init(&s);
+    assert_int_equal(rdx_tp_sha_links(&s, data, CHUNK, STRIDE, v, 0, 0), 0);
+    assert_int_equal(rdx_tp_chunk_check(&s, size, got), 0);
+    assert_memory_equal(got, v + 32 * 15, 32);
+    assert_int_equal(rdx_tp_link_stride(8u << 20), 512u << 10);
+    free(v);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -178,6 +343,9 @@ int main(void)
         cmocka_unit_test(test_digest_streamed_in_pieces_equals_whole),
         cmocka_unit_test(test_digest_resume_from_claimed_chain),
         cmocka_unit_test(test_digest_edge_sizes),
+        cmocka_unit_test(test_digest_x16_lanes_match_openssl),
+        cmocka_unit_test(test_digest_links_check_every_stride),
+        cmocka_unit_test(test_digest_links_catch_a_changed_stride),
     };
     return cmocka_run_group_tests_name("transport_digest", tests, NULL, NULL);
 }

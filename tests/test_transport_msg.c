@@ -235,7 +235,8 @@ static void test_msg_small_payloads(void **state)
     assert_int_equal(d.offset, 3ull << 32);
     assert_int_equal(d.len, 3);
     assert_memory_equal(d.data, "abc", 3);
-    assert_int_equal(hl, 1 + 6 + 2 + 8 + 32 + 2); /* a small chunk: no padding */
+    assert_int_equal(d.nlinks, 0);
+    assert_int_equal(hl, 1 + 6 + 2 + 8 + 32 + 1 + 2); /* a small chunk: no links, no padding */
     /* A large chunk's header is padded so that its data starts on a 4 KiB boundary. */
     c.len = RDX_TRANSPORT_ALIGN_MIN;
     assert_int_equal(rdx_tp_chunk_header(&c, hdr, &hl, &err), RDX_OK);
@@ -253,7 +254,7 @@ static void test_msg_small_payloads(void **state)
     assert_int_equal(rdx_tp_chunk_decode(frame, hl + big, &d, &err), RDX_EPROTO);
     assert_non_null(strstr(err.msg, "padding"));
     frame[hl - 7] = 0;
-    size_t padpos = 1 + 6 + 2 + 8 + 32; /* the u16 padding length */
+    size_t padpos = 1 + 6 + 2 + 8 + 32 + 1; /* the u16 padding length */
     frame[padpos] = 0x10;
     frame[padpos + 1] = 0x00;
     assert_int_equal(rdx_tp_chunk_decode(frame, hl + big, &d, &err), RDX_ERANGE);
@@ -263,6 +264,43 @@ static void test_msg_small_payloads(void **state)
     assert_int_equal(rdx_tp_chunk_decode(frame, padpos + 2 + 100, &d, &err), RDX_ESHORT);
     free(frame);
     rdx_buf_free(&b);
+}
+
+static void test_msg_chunk_link_values(void **state)
+{
+    (void)state;
+    rdx_error err;
+    struct rdx_tp_chunk c, d;
+    uint8_t hdr[RDX_TRANSPORT_CHUNK_HDR_MAX + 4];
+    size_t hl = 0;
+    memset(&c, 0, sizeof c);
+    snprintf(c.case_id, sizeof c.case_id, "%s", "0123456789abcdef0123456789abcdef");
+    c.item = 1;
+    c.offset = 8u << 20;
+    c.len = 4;
+    /* The most a chunk carries: fifteen values, one per stride but the last. */
+    c.nlinks = RDX_TRANSPORT_LINKS - 1;
+    for (size_t i = 0; i < sizeof c.links; i++) {
+        c.links[i] = (uint8_t)(i * 13 + 1);
+    }
+    assert_int_equal(rdx_tp_chunk_header(&c, hdr, &hl, &err), RDX_OK);
+    assert_int_equal(hl, 1 + 32 + 2 + 8 + 32 + 1 + 15 * 32 + 2);
+    memcpy(hdr + hl, "data", 4);
+    assert_int_equal(rdx_tp_chunk_decode(hdr, hl + 4, &d, &err), RDX_OK);
+    assert_int_equal(d.nlinks, RDX_TRANSPORT_LINKS - 1);
+    assert_memory_equal(d.links, c.links, sizeof c.links);
+    assert_memory_equal(d.data, "data", 4);
+    /* Sixteen would be one per stride including the last, whose value is the check value. */
+    size_t nlpos = 1 + 32 + 2 + 8 + 32;
+    hdr[nlpos] = RDX_TRANSPORT_LINKS;
+    assert_int_equal(rdx_tp_chunk_decode(hdr, hl + 4, &d, &err), RDX_ERANGE);
+    assert_non_null(strstr(err.msg, "link values"));
+    c.nlinks = RDX_TRANSPORT_LINKS;
+    assert_int_not_equal(rdx_tp_chunk_header(&c, hdr, &hl, &err), RDX_OK);
+    /* Values announced but cut off. */
+    c.nlinks = 3;
+    assert_int_equal(rdx_tp_chunk_header(&c, hdr, &hl, &err), RDX_OK);
+    assert_int_equal(rdx_tp_chunk_decode(hdr, nlpos + 1 + 3 * 32 - 1, &d, &err), RDX_ESHORT);
 }
 
 struct oom_ctx {
@@ -298,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_msg_manifest_refuses_unsafe_names),
         cmocka_unit_test(test_msg_manifest_refuses_bad_fields),
         cmocka_unit_test(test_msg_small_payloads),
+        cmocka_unit_test(test_msg_chunk_link_values),
         cmocka_unit_test(test_msg_manifest_oom_sweep),
     };
     return cmocka_run_group_tests_name("transport_msg", tests, NULL, NULL);

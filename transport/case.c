@@ -32,13 +32,15 @@ static void fsync_path(const char *path)
 }
 
 /*
- * The item's SHA-256 and its chunks' check values in one pass, as the bytes
- * go by in pieces of any size: the sender then never hashes while it sends.
+ * The item's SHA-256 and its link values (the chaining value at every link
+ * stride, see rdx_tp_sha_links; chunk boundaries are among them) in one pass,
+ * as the bytes go by in pieces of any size: the sender then never hashes
+ * while it sends. chunk is the stride here.
  */
 struct acc {
     struct rdx_tp_sha h;
     uint32_t chunk;
-    uint8_t *v; /* 32 bytes per chunk boundary passed */
+    uint8_t *v; /* 32 bytes per stride boundary passed */
     size_t n, cap;
     int oom;
 };
@@ -386,12 +388,14 @@ static rdx_status stage(const rdx_transport_config *cfg, const char *to, rdx_tra
     for (size_t i = 0; i < nfiles; i++) {
         snprintf(p, sizeof p, "%s/%zu", dir, i);
         struct rdx_tp_item *it = &m->items[i];
-        if (may_link && link_hash(files[i], p, &it->size, it->sha256, m->chunk_size, &it->checks)) {
+        /* Values at every link stride: each chunk's links and check value (rdx_tp_sha_links). */
+        uint32_t stride = rdx_tp_link_stride(m->chunk_size);
+        if (may_link && link_hash(files[i], p, &it->size, it->sha256, stride, &it->checks)) {
             copied = i + 1;
             continue;
         }
-        if ((st = copy_hash(files[i], p, NULL, &it->size, it->sha256, m->chunk_size, &it->checks,
-                            err)) != RDX_OK) {
+        if ((st = copy_hash(files[i], p, NULL, &it->size, it->sha256, stride, &it->checks, err)) !=
+            RDX_OK) {
             goto out;
         }
         copied = i + 1;
@@ -458,13 +462,13 @@ int rdx_tp_case_insert(sqlite3 *db, const rdx_transport_config *cfg,
         sqlite3_step(s) == SQLITE_DONE;
     sqlite3_finalize(s);
     s = NULL;
-    /* The chunk check values of items of more than one chunk: the sender reads them back. */
+    /* The link values of items of more than one link stride: the sender reads them back. */
     ok = ok && sqlite3_prepare_v2(db,
                                   "INSERT OR REPLACE INTO outbox_checks(case_id, idx, checks) "
                                   "VALUES (?,?,?)",
                                   -1, &s, NULL) == SQLITE_OK;
     for (size_t i = 0; ok && i < m->nitems; i++) {
-        size_t k = rdx_tp_chunk_count(m->items[i].size, m->chunk_size);
+        size_t k = rdx_tp_chunk_count(m->items[i].size, rdx_tp_link_stride(m->chunk_size));
         if (k < 2 || m->items[i].checks == NULL) {
             continue;
         }

@@ -24,6 +24,24 @@ static SHA256_CTX *ctx(struct rdx_tp_sha *s)
     return (SHA256_CTX *)(void *)s->opaque;
 }
 
+static void words_be(const uint8_t v[32], uint32_t w[8])
+{
+    for (int i = 0; i < 8; i++) {
+        w[i] = (uint32_t)v[4 * i] << 24 | (uint32_t)v[4 * i + 1] << 16 |
+               (uint32_t)v[4 * i + 2] << 8 | (uint32_t)v[4 * i + 3];
+    }
+}
+
+static void bytes_be(const uint32_t w[8], uint8_t v[32])
+{
+    for (int i = 0; i < 8; i++) {
+        v[4 * i] = (uint8_t)(w[i] >> 24);
+        v[4 * i + 1] = (uint8_t)(w[i] >> 16);
+        v[4 * i + 2] = (uint8_t)(w[i] >> 8);
+        v[4 * i + 3] = (uint8_t)w[i];
+    }
+}
+
 void rdx_tp_sha_init(struct rdx_tp_sha *s)
 {
     memset(s, 0, sizeof *s);
@@ -44,12 +62,11 @@ int rdx_tp_sha_chain(const struct rdx_tp_sha *s, uint8_t out[32])
     if (c->num != 0 || s->bytes % 64 != 0) {
         return -1;
     }
+    uint32_t w[8];
     for (int i = 0; i < 8; i++) {
-        out[4 * i] = (uint8_t)(c->h[i] >> 24);
-        out[4 * i + 1] = (uint8_t)(c->h[i] >> 16);
-        out[4 * i + 2] = (uint8_t)(c->h[i] >> 8);
-        out[4 * i + 3] = (uint8_t)c->h[i];
+        w[i] = c->h[i];
     }
+    bytes_be(w, out);
     return 0;
 }
 
@@ -60,14 +77,103 @@ int rdx_tp_sha_resume(struct rdx_tp_sha *s, const uint8_t chain[32], uint64_t by
     }
     rdx_tp_sha_init(s);
     SHA256_CTX *c = ctx(s);
+    uint32_t w[8];
+    words_be(chain, w);
     for (int i = 0; i < 8; i++) {
-        c->h[i] = (SHA_LONG)chain[4 * i] << 24 | (SHA_LONG)chain[4 * i + 1] << 16 |
-                  (SHA_LONG)chain[4 * i + 2] << 8 | (SHA_LONG)chain[4 * i + 3];
+        c->h[i] = (SHA_LONG)w[i];
     }
     /* The message length in bits, as SHA256_Update would have counted it. */
     c->Nl = (SHA_LONG)(bytes << 3);
     c->Nh = (SHA_LONG)(bytes >> 29);
     s->bytes = bytes;
+    return 0;
+}
+
+uint32_t rdx_tp_link_stride(uint32_t chunk_size)
+{
+    return chunk_size / RDX_TRANSPORT_LINKS;
+}
+
+/*
+ * Below this many whole strides the sixteen-lane kernel is not worth it: it
+ * costs the same for any number of busy lanes, about as much as eight strides
+ * hashed one after the other on the machine measured (bench/sha_bench).
+ */
+#define X16_MIN_LANES 9u
+
+/* The strides of the chunk as lanes; 0 when all matched and s was advanced. */
+static int links_x16(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint32_t stride,
+                     const uint8_t *links, size_t m, size_t full)
+{
+    uint32_t st[16][8];
+    const uint8_t *d[16];
+    uint8_t got[32];
+    const SHA256_CTX *c = ctx(s);
+    uint64_t base = s->bytes;
+    for (size_t i = 0; i < 16; i++) {
+        if (i >= full) {
+            /* An idle lane repeats lane 0; its result is not used. */
+            d[i] = data;
+            memcpy(st[i], st[0], sizeof st[0]);
+        } else if (i == 0) {
+            d[0] = data;
+            for (int k = 0; k < 8; k++) {
+                st[0][k] = c->h[k];
+            }
+        } else {
+            d[i] = data + i * (size_t)stride;
+            words_be(links + 32 * (i - 1), st[i]);
+        }
+    }
+    if (rdx_tp_sha256_x16(st, d, stride / 64) != 0) {
+        return 1; /* not on this CPU */
+    }
+    /* Lane i ends where link i is claimed; the last lane ends the chunk or its whole strides. */
+    for (size_t i = 0; i < full && i < m - 1; i++) {
+        bytes_be(st[i], got);
+        if (memcmp(got, links + 32 * i, 32) != 0) {
+            return -1;
+        }
+    }
+    if (full == m) {
+        bytes_be(st[full - 1], got);
+        (void)rdx_tp_sha_resume(s, got, base + len);
+    } else {
+        /* A last, shorter stride: hashed from its claimed start, which lane full-1 just checked. */
+        (void)rdx_tp_sha_resume(s, links + 32 * (full - 1), base + (uint64_t)full * stride);
+        rdx_tp_sha_update(s, data + full * (size_t)stride, len - full * (size_t)stride);
+    }
+    return 0;
+}
+
+int rdx_tp_sha_links(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint32_t stride,
+                     const uint8_t *links, unsigned nlinks, int serial)
+{
+    if (nlinks == 0) {
+        rdx_tp_sha_update(s, data, len);
+        return 0;
+    }
+    if (stride == 0 || stride % 64 != 0 || s->bytes % 64 != 0 || ctx(s)->num != 0 || len == 0) {
+        return -1;
+    }
+    size_t m = (len + stride - 1) / stride, full = len / stride;
+    if (m != (size_t)nlinks + 1 || m > RDX_TRANSPORT_LINKS) {
+        return -1;
+    }
+    if (!serial && full >= X16_MIN_LANES) {
+        int r = links_x16(s, data, len, stride, links, m, full);
+        if (r <= 0) {
+            return r;
+        }
+    }
+    for (size_t i = 0; i < m; i++) {
+        size_t off = i * (size_t)stride;
+        uint8_t got[32];
+        rdx_tp_sha_update(s, data + off, len - off < stride ? len - off : stride);
+        if (i + 1 < m && (rdx_tp_sha_chain(s, got) != 0 || memcmp(got, links + 32 * i, 32) != 0)) {
+            return -1;
+        }
+    }
     return 0;
 }
 

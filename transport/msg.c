@@ -9,7 +9,9 @@
  *   u64 created_ms, u32 chunk_size, u16 nitems,
  *   nitems x { str16 name, u64 size, 32 bytes SHA-256 }
  * CHUNK: str8 case_id, u16 item, u64 offset, 32 bytes check value (the item's
- *        SHA-256 chaining value at the chunk's end), u16 pad, pad zero bytes,
+ *        SHA-256 chaining value at the chunk's end), u8 nlinks (0..15),
+ *        nlinks x 32 bytes link values (the chaining values at the ends of the
+ *        chunk's sixteenths but the last, see rdx_tp_sha_links), u16 pad, pad zero bytes,
  *        data... (pad puts the data of a chunk of 1 MiB or more at a multiple
  *        of 4 KiB into the payload; 0 for smaller chunks; at most 4095)
  * PROGRESS: str8 case_id, u16 n, n x u64 durable bytes
@@ -23,6 +25,11 @@
 #include <string.h>
 
 #define MANIFEST_VERSION 1
+
+static rdx_status put_u8(rdx_buf *b, uint8_t v)
+{
+    return rdx_buf_append(b, &v, 1);
+}
 
 static rdx_status put_u16(rdx_buf *b, uint16_t v)
 {
@@ -316,7 +323,10 @@ rdx_status rdx_tp_chunk_header(const struct rdx_tp_chunk *c, uint8_t *out, size_
     rdx_buf_init(&b, RDX_TRANSPORT_CHUNK_HDR_MAX);
     if ((st = put_str8(&b, c->case_id)) != RDX_OK || (st = put_u16(&b, c->item)) != RDX_OK ||
         (st = put_u64(&b, c->offset)) != RDX_OK ||
-        (st = rdx_buf_append(&b, c->sha256, 32)) != RDX_OK) {
+        (st = rdx_buf_append(&b, c->sha256, 32)) != RDX_OK ||
+        (st = c->nlinks >= RDX_TRANSPORT_LINKS ? RDX_ERANGE : RDX_OK) != RDX_OK ||
+        (st = put_u8(&b, (uint8_t)c->nlinks)) != RDX_OK ||
+        (st = rdx_buf_append(&b, c->links, 32 * (size_t)c->nlinks)) != RDX_OK) {
         rdx_buf_free(&b);
         return rdx_error_set(err, st, "chunk header: %s", rdx_strerror(st));
     }
@@ -344,8 +354,17 @@ rdx_status rdx_tp_chunk_decode(const uint8_t *p, size_t n, struct rdx_tp_chunk *
     rdx_rd_init(&r, p, n);
     RDX_TRY(get_str(&r, 0, c->case_id, RDX_TRANSPORT_CASE_ID_MAX, "chunk case ID", err));
     uint16_t pad = 0;
+    uint8_t nl = 0;
     if (rdx_rd_u16be(&r, &c->item) != RDX_OK || get_u64(&r, &c->offset) != RDX_OK ||
-        rdx_rd_bytes(&r, c->sha256, 32) != RDX_OK || rdx_rd_u16be(&r, &pad) != RDX_OK) {
+        rdx_rd_bytes(&r, c->sha256, 32) != RDX_OK || rdx_rd_u8(&r, &nl) != RDX_OK) {
+        return rdx_error_set(err, RDX_ESHORT, "chunk: header ends at byte %zu", r.off);
+    }
+    if (nl >= RDX_TRANSPORT_LINKS) {
+        return rdx_error_set(err, RDX_ERANGE, "chunk: %u link values (at most %u)", nl,
+                             RDX_TRANSPORT_LINKS - 1);
+    }
+    c->nlinks = nl;
+    if (rdx_rd_bytes(&r, c->links, 32 * (size_t)nl) != RDX_OK || rdx_rd_u16be(&r, &pad) != RDX_OK) {
         return rdx_error_set(err, RDX_ESHORT, "chunk: header ends at byte %zu", r.off);
     }
     if (pad > RDX_TRANSPORT_CHUNK_PAD_MAX) {

@@ -161,7 +161,10 @@ struct chunk_work {
     const uint8_t *data;
     size_t len;
     uint64_t off, item_size;
-    uint8_t want[32];     /* the chunk's check value, as sent */
+    uint8_t want[32]; /* the chunk's check value, as sent */
+    uint32_t stride;  /* the item's link stride (rdx_tp_link_stride) */
+    unsigned nlinks;  /* link values sent with the chunk: 0, or its strides - 1 */
+    uint8_t links[(RDX_TRANSPORT_LINKS - 1) * 32];
     uint8_t item_sha[32]; /* the manifest's SHA-256 of the item */
     enum chunk_res res;
     int direct_refused; /* O_DIRECT refused here (EINVAL): buffered from now on */
@@ -1185,41 +1188,33 @@ static int write_chunk(struct chunk_work *w)
 }
 
 /*
- * Check a chunk against its check value (one SHA-256 pass that also carries
- * the item digest on) and, only if it checks, write it. Runs on the event
- * loop for small chunks and on the store worker for large ones.
+ * Check a chunk against its link values and check value: one SHA-256 pass
+ * (its strides hashed side by side where the CPU can) that also carries the
+ * item digest on. The hash lane's part; writes only w->h and w->res.
  */
-static void chunk_work_run(struct chunk_work *w)
-{
-    uint8_t got[32];
-    rdx_tp_sha_update(&w->h, w->data, w->len);
-    if (rdx_tp_chunk_check(&w->h, w->item_size, got) != 0 || memcmp(got, w->want, 32) != 0) {
-        w->res = CHUNK_BAD;
-        return;
-    }
-    if (w->off + w->len == w->item_size && memcmp(got, w->item_sha, 32) != 0) {
-        w->res = CHUNK_BAD_ITEM; /* the chunks are the sender's, but not the manifest's item */
-        return;
-    }
-    if (write_chunk(w) != 0) {
-        w->err = errno;
-        w->res = CHUNK_NOSTORE;
-        return;
-    }
-    w->res = CHUNK_OK;
-}
-
-/* The hash lane's part: the check, without the write. */
 static void chunk_check_only(struct chunk_work *w)
 {
     uint8_t got[32];
-    rdx_tp_sha_update(&w->h, w->data, w->len);
-    if (rdx_tp_chunk_check(&w->h, w->item_size, got) != 0 || memcmp(got, w->want, 32) != 0) {
+    if (rdx_tp_sha_links(&w->h, w->data, w->len, w->stride, w->links, w->nlinks, 0) != 0 ||
+        rdx_tp_chunk_check(&w->h, w->item_size, got) != 0 || memcmp(got, w->want, 32) != 0) {
         w->res = CHUNK_BAD;
     } else if (w->off + w->len == w->item_size && memcmp(got, w->item_sha, 32) != 0) {
-        w->res = CHUNK_BAD_ITEM;
+        w->res = CHUNK_BAD_ITEM; /* the chunks are the sender's, but not the manifest's item */
     } else {
         w->res = CHUNK_OK;
+    }
+}
+
+/*
+ * Check a chunk and, only if it checks, write it: on the event loop, for
+ * small chunks and when the store workers cannot take one.
+ */
+static void chunk_work_run(struct chunk_work *w)
+{
+    chunk_check_only(w);
+    if (w->res == CHUNK_OK && write_chunk(w) != 0) {
+        w->err = errno;
+        w->res = CHUNK_NOSTORE;
     }
 }
 
@@ -1398,6 +1393,9 @@ static void chunk_work_fill(struct chunk_work *w, const struct rx *rx,
     w->item_size = it->size;
     memcpy(w->want, ch->sha256, 32);
     memcpy(w->item_sha, it->sha256, 32);
+    w->stride = rdx_tp_link_stride(rx->m.chunk_size);
+    w->nlinks = ch->nlinks;
+    memcpy(w->links, ch->links, 32 * (size_t)ch->nlinks);
 }
 
 /* Hand a large chunk to the store workers. 0 when it went; -1: do it here instead. */
@@ -1647,6 +1645,14 @@ static void on_chunk(struct conn *c, const rdx_transport_frame *f)
                (unsigned long long)(it->size - have < rx->m.chunk_size ? it->size - have
                                                                        : rx->m.chunk_size),
                (unsigned long long)it->size);
+        return;
+    }
+    uint32_t stride = rdx_tp_link_stride(rx->m.chunk_size);
+    size_t strides = stride > 0 ? (ch.len + stride - 1) / stride : 0;
+    if (ch.nlinks != 0 && ch.nlinks + 1 != strides) {
+        refuse(c, rx->m.case_id, RDX_TP_REFUSE_CHUNK, 1,
+               "item %u: chunk at offset %llu carries %u link values, expected 0 or %zu", ch.item,
+               (unsigned long long)ch.offset, ch.nlinks, strides - 1);
         return;
     }
     if (rx->h_item != (long)ch.item) {

@@ -254,21 +254,23 @@ static enum outcome refused(const rdx_transport_frame *f, char *why, size_t whys
 }
 
 /*
- * The check values of item idx when the queue did not record them (a case
- * queued by an older rdx): one pass over the spool copy. 0 on success.
+ * The link values of item idx (the chaining value at the end of every link
+ * stride, the last one the item digest) when the queue did not record them
+ * (a case queued by an older rdx): one pass over the spool copy. 0 on success.
  */
 static int compute_checks(const char *path, const struct rdx_tp_manifest *m, size_t idx,
                           uint8_t *buf, size_t bufsz, uint8_t **out)
 {
     const struct rdx_tp_item *it = &m->items[idx];
-    size_t k = rdx_tp_chunk_count(it->size, m->chunk_size);
+    uint32_t stride = rdx_tp_link_stride(m->chunk_size);
+    size_t k = rdx_tp_chunk_count(it->size, stride);
     uint8_t *v = rdx_callocarray(k > 0 ? k : 1, 32);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct rdx_tp_sha h;
     int ok = v != NULL && fd >= 0;
     rdx_tp_sha_init(&h);
     for (size_t c = 0; ok && c < k; c++) {
-        uint64_t end = (uint64_t)(c + 1) * m->chunk_size;
+        uint64_t end = (uint64_t)(c + 1) * stride;
         end = end < it->size ? end : it->size;
         while (ok && h.bytes < end) {
             size_t want = end - h.bytes < bufsz ? (size_t)(end - h.bytes) : bufsz;
@@ -329,8 +331,10 @@ static enum outcome stream_items(const struct rdx_tp_sender *s, struct link *l,
         }
         const uint8_t *checks = m->items[i].checks;
         uint8_t *made = NULL;
-        if (checks == NULL && rdx_tp_chunk_count(m->items[i].size, m->chunk_size) == 1) {
-            checks = m->items[i].sha256; /* one chunk: its check value is the item's digest */
+        uint32_t stride = rdx_tp_link_stride(m->chunk_size);
+        size_t nvalues = rdx_tp_chunk_count(m->items[i].size, stride);
+        if (checks == NULL && nvalues == 1) {
+            checks = m->items[i].sha256; /* one stride: its check value is the item's digest */
         } else if (checks == NULL && done[i] < m->items[i].size) {
             if (compute_checks(path, m, i, buf, cap, &made) != 0) {
                 setwhy(why, whysz, "%s: cannot read the outbox copy: %s", path, strerror(errno));
@@ -357,8 +361,15 @@ static enum outcome stream_items(const struct rdx_tp_sender *s, struct link *l,
             ch.item = (uint16_t)i;
             ch.offset = off;
             ch.len = n;
-            /* Computed when the case was queued: sending costs no hashing. */
-            memcpy(ch.sha256, checks + 32 * (size_t)(off / m->chunk_size), 32);
+            /*
+             * Computed when the case was queued: sending costs no hashing.
+             * The chunk's strides' values: all but the last are its links,
+             * the last its check value. Chunks start on a chunk boundary.
+             */
+            size_t first = (size_t)(off / stride), last = (size_t)((off + n - 1) / stride);
+            ch.nlinks = (unsigned)(last - first);
+            memcpy(ch.links, checks + 32 * first, 32 * (size_t)ch.nlinks);
+            memcpy(ch.sha256, checks + 32 * last, 32);
             if (rdx_tp_chunk_header(&ch, buf, &hl, NULL) != RDX_OK) {
                 setwhy(why, whysz, "cannot encode a chunk header");
                 close(fd);
@@ -1107,18 +1118,20 @@ static void record_batch(const struct rdx_tp_sender *s, sqlite3 *db, struct jani
 }
 
 /*
- * The chunk check values recorded when j was queued. A missing or malformed
- * row is no error: stream_items computes the values from the spool copy.
+ * The link values recorded when j was queued. A missing or malformed row
+ * (or one of per-chunk values from an older rdx: another length) is no
+ * error: stream_items computes the values from the spool copy.
  */
 static void load_checks(sqlite3 *db, struct job *j)
 {
     sqlite3_stmt *st = NULL;
     int chunked = 0;
+    uint32_t stride = rdx_tp_link_stride(j->m.chunk_size);
     for (size_t i = 0; i < j->m.nitems; i++) {
-        chunked |= rdx_tp_chunk_count(j->m.items[i].size, j->m.chunk_size) > 1;
+        chunked |= rdx_tp_chunk_count(j->m.items[i].size, stride) > 1;
     }
     if (!chunked) {
-        return; /* one chunk per item: its check value is the item digest */
+        return; /* one stride per item: its check value is the item digest */
     }
     if (sqlite3_prepare_v2(db, "SELECT idx, checks FROM outbox_checks WHERE case_id=?", -1, &st,
                            NULL) != SQLITE_OK ||
@@ -1132,7 +1145,7 @@ static void load_checks(sqlite3 *db, struct job *j)
             continue;
         }
         struct rdx_tp_item *it = &j->m.items[idx];
-        size_t want = rdx_tp_chunk_count(it->size, j->m.chunk_size) * 32;
+        size_t want = rdx_tp_chunk_count(it->size, stride) * 32;
         const void *b = sqlite3_column_blob(st, 1);
         if (b == NULL || (size_t)sqlite3_column_bytes(st, 1) != want ||
             memcmp((const uint8_t *)b + want - 32, it->sha256, 32) != 0) {

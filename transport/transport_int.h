@@ -207,6 +207,13 @@ struct rdx_tp_chunk {
     uint64_t offset;
     uint8_t sha256[32];
     /* sha256: the chunk's check value (rdx_tp_chunk_check), not a digest of the chunk alone */
+    /*
+     * The chaining values at the ends of the chunk's link strides but the
+     * last (rdx_tp_sha_links): nlinks is 0 (none sent) or the chunk's stride
+     * count minus one.
+     */
+    unsigned nlinks;
+    uint8_t links[(RDX_TRANSPORT_LINKS - 1) * 32];
     const uint8_t *data; /* points into the frame */
     size_t len;
 };
@@ -283,6 +290,36 @@ void rdx_tp_sha_final(struct rdx_tp_sha *s, uint8_t out[32]);
  * a 64-byte block inside the item.
  */
 int rdx_tp_chunk_check(struct rdx_tp_sha *s, uint64_t item_size, uint8_t out[32]);
+/*
+ * Hash a chunk of len bytes from s, which stands at the chunk's start on a
+ * block boundary, checking its link values on the way: links holds nlinks
+ * chaining values of 32 bytes, the values after each link stride of the
+ * chunk but the last (stride = chunk size / RDX_TRANSPORT_LINKS). 0 when
+ * every link value matched, and s then stands after the chunk, for
+ * rdx_tp_chunk_check; -1 when one did not, or nlinks is neither 0 nor the
+ * chunk's stride count minus one (s is then undefined).
+ *
+ * Each stride is hashed from the value claimed for its start, so on a CPU with
+ * AVX-512 up to sixteen strides are hashed at once (rdx_tp_sha256_x16). That
+ * is sound because every claimed value is itself checked as the end of the
+ * stride before it: if all match, s ends exactly where one serial pass over
+ * the chunk would. serial forces the one-stream path (tests compare the two).
+ * nlinks 0 is a plain rdx_tp_sha_update.
+ */
+int rdx_tp_sha_links(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint32_t stride,
+                     const uint8_t *links, unsigned nlinks, int serial);
+/* The link stride of a chunk size: chunk_size / RDX_TRANSPORT_LINKS. */
+uint32_t rdx_tp_link_stride(uint32_t chunk_size);
+/*
+ * Sixteen independent SHA-256 compression runs (transport/sha_x16.c): lane i
+ * starts from state[i] (the eight words a..h) and compresses nblocks 64-byte
+ * blocks from data[i]; state[i] gets the result. 0 when done; -1, state
+ * untouched, when this CPU cannot (no AVX-512F and AVX-512BW, or not x86-64).
+ * Thread-safe; no allocation.
+ */
+int rdx_tp_sha256_x16(uint32_t state[16][8], const uint8_t *const data[16], size_t nblocks);
+/* Whether rdx_tp_sha256_x16 runs on this CPU. */
+int rdx_tp_sha256_x16_available(void);
 /* Chunks of an item of size bytes: ceil(size / chunk_size). */
 size_t rdx_tp_chunk_count(uint64_t size, uint32_t chunk_size);
 /*

@@ -43,6 +43,15 @@
  */
 #define RDX_TRANSPORT_CHUNK_ALIGN 4096u
 /*
+ * A chunk is checked in this many equal parts (its link strides, chunk size /
+ * RDX_TRANSPORT_LINKS bytes each, a whole number of SHA-256 blocks): its
+ * header carries the SHA-256 chaining value at the end of each part but the
+ * last, so that a receiver can hash the parts as independent streams at once
+ * (transport/sha_x16.c) and still check every byte against one SHA-256 pass.
+ * Sixteen is the lane count of a 512-bit register of 32-bit words.
+ */
+#define RDX_TRANSPORT_LINKS 16u
+/*
  * Received items of at most this size are kept in node.db (inbox_blobs)
  * with the group commit, so a group of small cases costs one WAL sync; their
  * files are written afterwards (transport/inbox_blob.c).
@@ -66,8 +75,9 @@
  * max_sectors_kb. On the machine measured that wrote 1.3-1.6 times faster,
  * with fewer completions to handle.
  */
-#define RDX_TRANSPORT_HUGE_ALIGN    (2u << 20)
-#define RDX_TRANSPORT_CHUNK_HDR_MAX (512u + RDX_TRANSPORT_CHUNK_PAD_MAX)
+#define RDX_TRANSPORT_HUGE_ALIGN (2u << 20)
+/* Case ID, item, offset, check value, up to 15 link values, padding length. */
+#define RDX_TRANSPORT_CHUNK_HDR_MAX (1024u + RDX_TRANSPORT_CHUNK_PAD_MAX)
 /* The hard ceiling on any frame's payload: one full chunk and its header. */
 #define RDX_TRANSPORT_FRAME_MAX (RDX_TRANSPORT_CHUNK_MAX + RDX_TRANSPORT_CHUNK_HDR_MAX)
 /*

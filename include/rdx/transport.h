@@ -191,7 +191,7 @@ rdx_status rdx_transport_inst_id_check(const char *s, const char *what, rdx_erro
  * (see transport/transport_limits.h), checked from the header alone, before a
  * byte of the payload is buffered; nothing is larger than one chunk.
  */
-#define RDX_TRANSPORT_FRAME_VERSION 3
+#define RDX_TRANSPORT_FRAME_VERSION 4
 #define RDX_TRANSPORT_FRAME_HDR     8
 
 typedef enum rdx_transport_frame_type {

@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 1: {
         struct rdx_tp_chunk c;
         if (rdx_tp_chunk_decode(data, size, &c, NULL) == RDX_OK &&
-            (c.data < data || c.data + c.len != data + size)) {
+            (c.data < data || c.data + c.len != data + size || c.nlinks >= RDX_TRANSPORT_LINKS)) {
             abort();
         }
         break;
