@@ -768,7 +768,12 @@ static void send_chunk_checked(struct peer *p, const struct rdx_tp_manifest *m, 
     free(payload);
 }
 
-/* corrupt: 0 as it is, 1 a wrong check value, 2 a changed data byte under the right one. */
+/*
+ * corrupt: 0 as it is, 1 a wrong check value, 2 a changed data byte under the
+ * right one (in the chunk's ninth stride), 3 a lying link value (data and
+ * check value right), 4 one link value too few, 5 no link values at all (the
+ * receiver then hashes the chunk as one stream: still valid).
+ */
 static void send_chunk(struct peer *p, const struct rdx_tp_manifest *m, const uint8_t *data,
                        size_t item, uint64_t off, size_t len, int corrupt)
 {
@@ -780,18 +785,26 @@ static void send_chunk(struct peer *p, const struct rdx_tp_manifest *m, const ui
     ch.item = (uint16_t)item;
     ch.offset = off;
     ch.len = len; /* decides the header's padding */
-    /* The chunk's check value: the item's SHA-256 state at the chunk's end (its digest at the
-     * last). */
-    uint8_t *checks = NULL;
-    size_t nchecks = 0;
-    assert_int_equal(
-        rdx_tp_chunk_checks(data, m->items[item].size, m->chunk_size, &checks, &nchecks, NULL),
-        RDX_OK);
-    assert_true(off / m->chunk_size < nchecks);
-    memcpy(ch.sha256, checks + 32 * (off / m->chunk_size), 32);
-    free(checks);
+    /*
+     * The item's SHA-256 state at every link stride's end (its digest at the
+     * last): the chunk's last one is its check value, the others its links.
+     */
+    uint8_t *v = NULL;
+    size_t nv = 0;
+    uint32_t stride = rdx_tp_link_stride(m->chunk_size);
+    assert_int_equal(rdx_tp_chunk_checks(data, m->items[item].size, stride, &v, &nv, NULL), RDX_OK);
+    size_t first = (size_t)(off / stride), last = (size_t)((off + len - 1) / stride);
+    assert_true(last < nv);
+    memcpy(ch.sha256, v + 32 * last, 32);
+    ch.nlinks = corrupt == 5 ? 0 : (unsigned)(last - first) - (corrupt == 4 && last > first);
+    memcpy(ch.links, v + 32 * first, 32 * (size_t)ch.nlinks);
+    free(v);
     if (corrupt == 1) {
         ch.sha256[0] ^= 1;
+    }
+    if (corrupt == 3) {
+        assert_true(ch.nlinks > 3);
+        ch.links[3 * 32 + 7] ^= 0x10;
     }
     assert_int_equal(rdx_tp_chunk_header(&ch, hdr, &hl, NULL), RDX_OK);
     uint8_t *payload = malloc(hl + len);
@@ -897,6 +910,63 @@ static void test_node_resumes_and_rejects_corrupt_chunk(void **state)
         rdx_buf_free(&got);
         free(data[i]);
     }
+    rdx_tp_manifest_clear(&m);
+}
+
+/*
+ * The link values a chunk carries are checked like its data: one that lies
+ * fails the chunk although its data and check value are right, a wrong count
+ * is refused, and a chunk without any is checked as one stream.
+ */
+static void test_node_checks_link_values(void **state)
+{
+    struct world *w = *state;
+    struct rdx_tp_manifest m;
+    uint8_t *data[1];
+    const size_t sizes[1] = {2 * 1048576 + 12 * 65536 + 77};
+    struct peer p;
+    rdx_transport_frame f;
+    char cid[80];
+    uint64_t done[2];
+    size_t n = 0;
+    make_manifest(&m, data, sizes, 1, "link-values-0001");
+    offer(&p, w, &m, &f);
+    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 2, &n, NULL), RDX_OK);
+    assert_int_equal(done[0], 0);
+    send_chunk(&p, &m, data[0], 0, 0, 1048576, 3);
+    assert_int_equal(peer_read(&p, &f), 0);
+    expect_refuse_frame(&f, RDX_TP_REFUSE_CHUNK, "offset 0 failed its SHA-256");
+    peer_close(&p);
+    offer(&p, w, &m, &f);
+    send_chunk(&p, &m, data[0], 0, 0, 1048576, 4);
+    assert_int_equal(peer_read(&p, &f), 0);
+    expect_refuse_frame(&f, RDX_TP_REFUSE_CHUNK, "carries 14 link values, expected 0 or 15");
+    peer_close(&p);
+    wait_audit(w->hub_db, "chunk-rejected", "offset 0 failed", 1);
+    /* Right: one chunk without links, one with, a last one of 12 strides and a bit with. */
+    offer(&p, w, &m, &f);
+    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 2, &n, NULL), RDX_OK);
+    assert_int_equal(done[0], 0);
+    send_chunk(&p, &m, data[0], 0, 0, 1048576, 5);
+    send_chunk(&p, &m, data[0], 0, 1048576, 1048576, 0);
+    send_chunk(&p, &m, data[0], 0, 2 * 1048576, sizes[0] - 2 * 1048576, 0);
+    rdx_buf b;
+    rdx_buf_init(&b, 256);
+    assert_int_equal(rdx_tp_caseref_encode(m.case_id, 0, &b, NULL), RDX_OK);
+    assert_int_equal(peer_send(&p, RDX_FRAME_COMMIT, b.data, b.len), 0);
+    rdx_buf_free(&b);
+    assert_int_equal(peer_read(&p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_ACK);
+    peer_close(&p);
+    char path[4400];
+    rdx_buf got;
+    snprintf(path, sizeof path, "%s/hub/inbox/clinic/%s/0", w->dir, m.case_id);
+    rdx_buf_init(&got, 8u << 20);
+    assert_int_equal(rdx_file_read(path, &got, NULL), RDX_OK);
+    assert_int_equal(got.len, sizes[0]);
+    assert_memory_equal(got.data, data[0], sizes[0]);
+    rdx_buf_free(&got);
+    free(data[0]);
     rdx_tp_manifest_clear(&m);
 }
 
@@ -2712,6 +2782,7 @@ int main(void)
         cmocka_unit_test(test_node_duplicate_applied_once),
         cmocka_unit_test(test_node_small_items_spill_and_survive_a_crash),
         cmocka_unit_test(test_node_resumes_and_rejects_corrupt_chunk),
+        cmocka_unit_test(test_node_checks_link_values),
         cmocka_unit_test(test_node_chunk_after_a_bad_one_never_counts),
         cmocka_unit_test(test_node_hash_nice),
         cmocka_unit_test(test_node_new_connection_takes_over_a_case),
