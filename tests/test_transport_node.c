@@ -7,8 +7,10 @@
  * and revocation reaching live connections: a new CRL closing a revoked
  * peer's connection (idle or in the middle of a case), a bad CRL file kept
  * out, and the sender's kept connection dropped for a revoked receiver or an
- * expired CRL (the test playing the receiver). Waits are bounded polls of the
- * nodes' own state, never timings.
+ * expired CRL (the test playing the receiver); an older CRL put back while a
+ * node is stopped refused at its next start (node.db's CRL mark), and a CRL
+ * not valid yet holding deliveries and closing the receiver. Waits are
+ * bounded polls of the nodes' own state, never timings.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
