@@ -7,8 +7,10 @@
  * and revocation reaching live connections: a new CRL closing a revoked
  * peer's connection (idle or in the middle of a case), a bad CRL file kept
  * out, and the sender's kept connection dropped for a revoked receiver or an
- * expired CRL (the test playing the receiver). Waits are bounded polls of the
- * nodes' own state, never timings.
+ * expired CRL (the test playing the receiver); an older CRL put back while a
+ * node is stopped refused at its next start (node.db's CRL mark), and a CRL
+ * not valid yet holding deliveries and closing the receiver. Waits are
+ * bounded polls of the nodes' own state, never timings.
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
@@ -40,6 +42,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "rdx/transport.h"
 #include "../transport/transport_int.h"
@@ -2769,6 +2772,391 @@ static void test_node_outbox_kick_reaches_only_a_running_node(void **state)
     free(dir);
 }
 
+/* ---- the newest CRL across restarts, and a CRL not valid yet ------------------ */
+
+/* rdx with argv; fails the test unless it exits 0. */
+static void rdx_ok(const char *const *argv)
+{
+    struct rdx_run r;
+    run_ok(&r, argv);
+    if (r.exit_code != 0) {
+        fail_msg("rdx %s %s: %s", argv[0], argv[1], r.err);
+    }
+    rdx_run_free(&r);
+}
+
+/* Copy the CA's current CRL (pki/crl.pem) into len bytes at *out (rdx_buf_free it). */
+static void crl_take(const char *pki, rdx_buf *out)
+{
+    char p[4300];
+    rdx_error err;
+    snprintf(p, sizeof p, "%s/crl.pem", pki);
+    rdx_buf_init(out, 1u << 20);
+    assert_int_equal(rdx_file_read(p, out, &err), RDX_OK);
+}
+
+/*
+ * Start `rdx node serve` on ini (its old node.port removed first), and either
+ * wait for it to listen (want_exit 0: its port) or for it to exit 1 without
+ * listening (want_exit 1: 0). *pid is the running node, or 0.
+ */
+static unsigned node_start(const char *ini, const char *log, const char *data, int want_exit,
+                           pid_t *pid)
+{
+    char portfile[4400];
+    snprintf(portfile, sizeof portfile, "%s/node.port", data);
+    (void)unlink(portfile);
+    *pid = rdx_test_spawn_node(ini, log);
+    if (!want_exit) {
+        return rdx_test_wait_port(data, 10000);
+    }
+    int status = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 600 && (got = waitpid(*pid, &status, WNOHANG)) == 0; i++) {
+        rdx_test_sleep_ms(25);
+    }
+    if (got != *pid) {
+        fail_msg("%s: the node is still running; it should have refused to start", ini);
+    }
+    *pid = 0;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    assert_int_equal(access(portfile, F_OK), -1); /* it never listened */
+    return 0;
+}
+
+/* The CRL number node.db holds as the newest CRL put in force (-1: none). */
+static long long mark_number(const char *db)
+{
+    if (rdx_test_sql(db, "SELECT count(*) FROM crl_mark", NULL) != 1) {
+        return -1;
+    }
+    return rdx_test_sql(db, "SELECT CAST(number AS INTEGER) FROM crl_mark", NULL);
+}
+
+/*
+ * A CRL put back while the node is stopped is checked at start against the
+ * newest CRL the node has ever put in force (node.db): CRL 1, then a
+ * revocation (`rdx pki revoke`: CRL 2), the hub started on 2, then CRL 3
+ * published and loaded while it runs. Stopped, with 2 and then 1 put back, it
+ * does not start: exit 1, a message naming the file and both CRL numbers, a
+ * crl-rejected record. With 3 back it runs (and the revoked institution is
+ * still refused), and a newer CRL 4 raises the mark.
+ */
+static void test_node_crl_rollback_refused_across_restart(void **state)
+{
+    struct solo *solo = *state;
+    char pki[4000], crl[4300], ini[4300], data[4000], text[2048];
+    snprintf(pki, sizeof pki, "%s/pki", solo->dir);
+    snprintf(crl, sizeof crl, "%s/hub-crl.pem", pki);
+    snprintf(ini, sizeof ini, "%s/hub.ini", solo->dir);
+    snprintf(data, sizeof data, "%s/hub", solo->dir);
+    struct world hw = {.dir = solo->dir}, *w = &hw;
+    snprintf(w->pki, sizeof w->pki, "%s", pki);
+    snprintf(w->hub_db, sizeof w->hub_db, "%s/node.db", data);
+    snprintf(w->hub_log, sizeof w->hub_log, "%s/hub.log", solo->dir);
+    const char *init[] = {"pki", "init", "--dir", pki, "--network", "Nanjing Test Network", NULL};
+    rdx_ok(init);
+    rdx_test_issue(pki, "hub", "Nanjing", 0, 0);
+    rdx_test_issue(pki, "clinic", "Nanjing", 0, 0);
+    rdx_test_issue(pki, "turncoat", "Nanjing", 0, 0);
+    rdx_buf c1, c2, c3;
+    crl_take(pki, &c1);
+    const char *revoke[] = {"pki",      "revoke",   "--dir",         pki, "--institution",
+                            "turncoat", "--reason", "keyCompromise", NULL};
+    rdx_ok(revoke);
+    crl_take(pki, &c2);
+    put_crl(crl, c2.data, c2.len);
+    snprintf(text, sizeof text,
+             "[node]\nid = hub\nlisten = 127.0.0.1:0\ncert = pki/certs/hub.crt\n"
+             "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/hub-crl.pem\ndata = hub\n\n"
+             "[allow.send]\nclinic = ecg\nturncoat = ecg\n");
+    rdx_test_write_text(ini, text);
+    w->hub_port = node_start(ini, w->hub_log, data, 0, &solo->hub);
+    assert_int_equal(mark_number(w->hub_db), 2);
+    /* A newer CRL while it runs raises the mark too. */
+    const char *publish[] = {"pki", "crl", "--dir", pki, NULL};
+    rdx_ok(publish);
+    crl_take(pki, &c3);
+    put_crl(crl, c3.data, c3.len);
+    rdx_test_wait_sql(w->hub_db, "SELECT count(*) FROM crl_mark WHERE number='3'", NULL, 1, 15000);
+    rdx_test_stop_node(solo->hub);
+    solo->hub = 0;
+
+    /* 2, then 1, put back while it was stopped: it does not start on either. */
+    struct {
+        const rdx_buf *b;
+        const char *why;
+    } old[] = {
+        {&c2, "hub-crl.pem: an older CRL is refused: its CRL number 2 is lower than 3, that of "
+              "the newest CRL this node has put in force"},
+        {&c1, "hub-crl.pem: an older CRL is refused: its CRL number 1 is lower than 3, that of "
+              "the newest CRL this node has put in force"},
+    };
+    for (size_t i = 0; i < sizeof old / sizeof old[0]; i++) {
+        size_t before = log_count(w->hub_log, old[i].why);
+        put_crl(crl, old[i].b->data, old[i].b->len);
+        (void)node_start(ini, w->hub_log, data, 1, &solo->hub);
+        assert_int_equal(log_count(w->hub_log, old[i].why), before + 1);
+        assert_true(rdx_test_file_contains(w->hub_log, "not serving on it: put the current CRL "
+                                                       "in place"));
+        assert_int_equal(audit_count(w->hub_db, "crl-rejected", old[i].why), 1);
+        assert_int_equal(mark_number(w->hub_db), 3);
+    }
+    assert_int_equal(audit_count(w->hub_db, "crl-rejected", NULL), 2);
+
+    /* 3 back: it runs, and turncoat (revoked in 2) is still refused. */
+    put_crl(crl, c3.data, c3.len);
+    w->hub_port = node_start(ini, w->hub_log, data, 0, &solo->hub);
+    struct peer p;
+    peer_served(&p, w, "clinic");
+    peer_close(&p);
+    char c[4300], k[4300];
+    snprintf(c, sizeof c, "%s/certs/turncoat.crt", pki);
+    snprintf(k, sizeof k, "%s/private/turncoat.key", pki);
+    expect_refused(w, c, k, "certificate revoked, claims institution turncoat");
+    rdx_test_stop_node(solo->hub);
+    solo->hub = 0;
+    /* A newer one (4) at start: it runs, and 4 is the mark now. */
+    rdx_ok(publish);
+    rdx_buf c4;
+    crl_take(pki, &c4);
+    put_crl(crl, c4.data, c4.len);
+    (void)node_start(ini, w->hub_log, data, 0, &solo->hub);
+    assert_int_equal(mark_number(w->hub_db), 4);
+    rdx_test_stop_node(solo->hub);
+    solo->hub = 0;
+    rdx_buf_free(&c1);
+    rdx_buf_free(&c2);
+    rdx_buf_free(&c3);
+    rdx_buf_free(&c4);
+    verify_chain(w->hub_db);
+}
+
+/*
+ * A fresh node.db has no mark: the node starts on any valid CRL of the
+ * network CA, however old (CRL 1 after 2 was published), and records it. A
+ * node.db from before the mark (its table dropped) gets the table at the next
+ * start and starts as a fresh one does. The mark is per CA: a network whose
+ * CA was replaced (a new key, numbers from 1 again) is not held to the old
+ * CA's numbers.
+ */
+static void test_node_crl_mark_fresh_and_old_node_db(void **state)
+{
+    struct solo *solo = *state;
+    char pki[4000], pki2[4000], crl[4300], ini[4300], data[4000], db[4300], log[4300];
+    char text[2048];
+    snprintf(pki, sizeof pki, "%s/pki", solo->dir);
+    snprintf(pki2, sizeof pki2, "%s/pki2", solo->dir);
+    snprintf(crl, sizeof crl, "%s/hub-crl.pem", pki);
+    snprintf(ini, sizeof ini, "%s/hub.ini", solo->dir);
+    snprintf(data, sizeof data, "%s/hub", solo->dir);
+    snprintf(db, sizeof db, "%s/node.db", data);
+    snprintf(log, sizeof log, "%s/hub.log", solo->dir);
+    const char *init[] = {"pki", "init", "--dir", pki, "--network", "Nanjing Test Network", NULL};
+    rdx_ok(init);
+    rdx_test_issue(pki, "hub", "Nanjing", 0, 0);
+    rdx_buf c1, c2;
+    crl_take(pki, &c1);
+    const char *publish[] = {"pki", "crl", "--dir", pki, NULL};
+    rdx_ok(publish);
+    crl_take(pki, &c2);
+    put_crl(crl, c1.data, c1.len); /* the older one */
+    snprintf(text, sizeof text,
+             "[node]\nid = hub\nlisten = 127.0.0.1:0\ncert = pki/certs/hub.crt\n"
+             "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/hub-crl.pem\ndata = hub\n");
+    rdx_test_write_text(ini, text);
+    (void)node_start(ini, log, data, 0, &solo->hub);
+    assert_int_equal(mark_number(db), 1);
+    rdx_test_stop_node(solo->hub);
+    solo->hub = 0;
+    /* A node.db from before the mark: no crl_mark table. */
+    sqlite3 *h = NULL;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(h, "DROP TABLE crl_mark", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    (void)node_start(ini, log, data, 0, &solo->hub);
+    assert_int_equal(mark_number(db), 1);
+    rdx_test_stop_node(solo->hub);
+    solo->hub = 0;
+    put_crl(crl, c2.data, c2.len);
+    (void)node_start(ini, log, data, 0, &solo->hub);
+    assert_int_equal(mark_number(db), 2);
+    rdx_test_stop_node(solo->hub);
+    solo->hub = 0;
+    /* A new CA for the network: its CRL 1 is not "older" than the old CA's 2. */
+    const char *init2[] = {"pki", "init", "--dir", pki2, "--network", "Nanjing Test Network", NULL};
+    rdx_ok(init2);
+    rdx_test_issue(pki2, "hub", "Nanjing", 0, 0);
+    snprintf(text, sizeof text,
+             "[node]\nid = hub\nlisten = 127.0.0.1:0\ncert = pki2/certs/hub.crt\n"
+             "key = pki2/private/hub.key\nca = pki2/ca.crt\ncrl = pki2/crl.pem\ndata = hub\n");
+    rdx_test_write_text(ini, text);
+    (void)node_start(ini, log, data, 0, &solo->hub);
+    rdx_test_stop_node(solo->hub);
+    solo->hub = 0;
+    assert_int_equal(rdx_test_sql(db, "SELECT count(*) FROM crl_mark", NULL), 2);
+    assert_int_equal(audit_count(db, "crl-rejected", NULL), 0);
+    rdx_buf_free(&c1);
+    rdx_buf_free(&c2);
+    verify_chain(db);
+}
+
+/*
+ * Write to path a CRL of the CA in pki with CRL number number whose
+ * lastUpdate (thisUpdate) is ahead_s seconds from now and nextUpdate a day
+ * after that, signed with the CA's key as `rdx pki crl` signs (no revocations).
+ */
+static void write_future_crl(const char *pki, const char *path, long number, long ahead_s)
+{
+    char p[4300];
+    rdx_error err;
+    EVP_PKEY *key = NULL;
+    snprintf(p, sizeof p, "%s/ca.key", pki);
+    assert_int_equal(rdx_tp_key_load(p, &key, &err), RDX_OK);
+    snprintf(p, sizeof p, "%s/ca.crt", pki);
+    FILE *fp = fopen(p, "r");
+    assert_non_null(fp);
+    X509 *ca = PEM_read_X509(fp, NULL, NULL, NULL);
+    fclose(fp);
+    assert_non_null(ca);
+    time_t now = time(NULL);
+    X509_CRL *c = X509_CRL_new();
+    ASN1_TIME *t0 = ASN1_TIME_adj(NULL, now, 0, ahead_s);
+    ASN1_TIME *t1 = ASN1_TIME_adj(NULL, now, 1, ahead_s);
+    ASN1_INTEGER *num = ASN1_INTEGER_new();
+    assert_non_null(c);
+    assert_non_null(t0);
+    assert_non_null(t1);
+    assert_non_null(num);
+    assert_int_equal(X509_CRL_set_version(c, X509_CRL_VERSION_2), 1);
+    assert_int_equal(X509_CRL_set_issuer_name(c, X509_get_subject_name(ca)), 1);
+    assert_int_equal(X509_CRL_set1_lastUpdate(c, t0), 1);
+    assert_int_equal(X509_CRL_set1_nextUpdate(c, t1), 1);
+    assert_int_equal(ASN1_INTEGER_set_int64(num, number), 1);
+    assert_int_equal(X509_CRL_add1_ext_i2d(c, NID_crl_number, num, 0, 0), 1);
+    assert_int_equal(X509_CRL_sort(c), 1);
+    assert_true(X509_CRL_sign(c, key, EVP_sha256()) > 0);
+    BIO *mem = BIO_new(BIO_s_mem());
+    assert_int_equal(PEM_write_bio_X509_CRL(mem, c), 1);
+    char *pem = NULL;
+    long len = BIO_get_mem_data(mem, &pem);
+    put_crl(path, pem, (size_t)len);
+    BIO_free(mem);
+    ASN1_INTEGER_free(num);
+    ASN1_TIME_free(t0);
+    ASN1_TIME_free(t1);
+    X509_CRL_free(c);
+    X509_free(ca);
+    EVP_PKEY_free(key);
+}
+
+/*
+ * The sender's own CRL is not valid yet (its thisUpdate a day ahead: the
+ * CA's clock, or this node's, is wrong): every handshake would fail on it,
+ * and it is this node's fault, not the receiver's. The case is held, as for
+ * an expired CRL: queued, no attempt counted though max_attempts is 2, no
+ * case-send-failed record, no dead letter, no connection made, and the log
+ * says why. The loop says so too (crl-not-yet-valid). A current CRL
+ * published (`rdx pki crl`, the same CRL number) lets the case through.
+ */
+static void test_node_sender_holds_cases_while_its_crl_is_not_yet_valid(void **state)
+{
+    struct solo *solo = *state;
+    struct fake_rx x = {.max_attempts = 2};
+    char a[4300], crl[4300], id[40];
+    fake_rx_start(solo, &x);
+    snprintf(crl, sizeof crl, "%s/crl.pem", x.pki);
+    write_future_crl(x.pki, crl, 2, 86400);
+    snprintf(a, sizeof a, "%s/future.hea", solo->dir);
+    rdx_test_make_file(a, 1000, 21);
+    const char *files[] = {a, NULL};
+    rdx_test_send_case(x.ini, "hub", "ecg", files, id);
+    const char *held = "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
+                       "attempts=0 AND instr(last_error, 'this node''s CRL ') > 0 AND "
+                       "instr(last_error, 'crl.pem is not yet valid (from ') > 0 AND "
+                       "instr(last_error, 'so hub cannot be checked') > 0";
+    rdx_test_wait_sql(x.db, held, id, 1, 15000);
+    /* Several held tries go by (every 400 ms): none counts, none connects. */
+    assert_false(fake_rx_knocked(&x, 1500));
+    assert_int_equal(rdx_test_sql(x.db, held, id), 1);
+    assert_true(rdx_test_file_contains(x.log, "cases to hub held (not counted as attempts)"));
+    assert_true(rdx_test_file_contains(x.log, "is this node's clock or the CA's wrong?"));
+    assert_int_equal(audit_count(x.db, "case-send-failed", NULL), 0);
+    assert_int_equal(audit_count(x.db, "case-dead-lettered", NULL), 0);
+    /* The loop's watch has seen it too. */
+    wait_audit(x.db, "crl-not-yet-valid", "is not yet valid (from", 1);
+    assert_true(rdx_test_file_contains(x.log, "every new connection, in and out, is refused until "
+                                              "then"));
+    /* A current CRL (number 2 again: not older) lets the case go at the next held try. */
+    const char *pub[] = {"pki", "crl", "--dir", x.pki, NULL};
+    rdx_ok(pub);
+    fake_rx_take(&x, id);
+    assert_int_equal(rdx_test_sql(x.db, "SELECT attempts FROM outbox WHERE case_id=?1", id), 1);
+    fake_rx_stop(solo, &x);
+}
+
+/*
+ * The receiver's CRL is not valid yet: as with an expired CRL, it fails
+ * closed. The connection open is closed (connection-closed, "this node's CRL
+ * is not valid until ..."), a new one is refused ("CRL is not yet valid"),
+ * with an error and a crl-not-yet-valid record; a current CRL serves members
+ * again (crl-renewed).
+ */
+static void test_node_receiver_fails_closed_while_its_crl_is_not_yet_valid(void **state)
+{
+    struct solo *solo = *state;
+    char pki[4000], crl[4300], ini[4300], data[4000], text[2048], c[4300], k[4300];
+    snprintf(pki, sizeof pki, "%s/pki", solo->dir);
+    snprintf(crl, sizeof crl, "%s/hub-crl.pem", pki);
+    snprintf(ini, sizeof ini, "%s/hub.ini", solo->dir);
+    snprintf(data, sizeof data, "%s/hub", solo->dir);
+    struct world hw = {.dir = solo->dir}, *w = &hw;
+    snprintf(w->pki, sizeof w->pki, "%s", pki);
+    snprintf(w->hub_db, sizeof w->hub_db, "%s/node.db", data);
+    snprintf(w->hub_log, sizeof w->hub_log, "%s/hub.log", solo->dir);
+    const char *init[] = {"pki", "init", "--dir", pki, "--network", "Nanjing Test Network", NULL};
+    rdx_ok(init);
+    rdx_test_issue(pki, "hub", "Nanjing", 0, 0);
+    rdx_test_issue(pki, "clinic", "Nanjing", 0, 0);
+    rdx_buf c1;
+    crl_take(pki, &c1);
+    put_crl(crl, c1.data, c1.len);
+    rdx_buf_free(&c1);
+    snprintf(text, sizeof text,
+             "[node]\nid = hub\nlisten = 127.0.0.1:0\ncert = pki/certs/hub.crt\n"
+             "key = pki/private/hub.key\nca = pki/ca.crt\ncrl = pki/hub-crl.pem\ndata = hub\n\n"
+             "[allow.send]\nclinic = ecg\n");
+    rdx_test_write_text(ini, text);
+    w->hub_port = node_start(ini, w->hub_log, data, 0, &solo->hub);
+    struct peer live, p;
+    rdx_transport_frame f;
+    peer_served(&live, w, "clinic");
+    write_future_crl(pki, crl, 2, 86400);
+    /* The next connection makes the hub look at the file at once (the watch would, within 5 s). */
+    snprintf(c, sizeof c, "%s/certs/clinic.crt", pki);
+    snprintf(k, sizeof k, "%s/private/clinic.key", pki);
+    expect_refused(w, c, k, "CRL is not yet valid, claims institution clinic");
+    wait_audit(w->hub_db, "crl-not-yet-valid", "is not yet valid (from", 1);
+    wait_audit(w->hub_db, "connection-closed", "this node's CRL is not valid until", 1);
+    assert_int_equal(peer_read(&live, &f), -1); /* closed by the hub */
+    peer_close(&live);
+    assert_true(rdx_test_file_contains(w->hub_log, "hub-crl.pem is not yet valid (from "));
+    /* The CA publishes a current one (number 2, as the CA's database counts). */
+    const char *pub[] = {"pki", "crl", "--dir", pki, NULL};
+    rdx_ok(pub);
+    crl_take(pki, &c1);
+    put_crl(crl, c1.data, c1.len);
+    rdx_buf_free(&c1);
+    peer_served(&p, w, "clinic"); /* looked at by the accept: served again */
+    peer_close(&p);
+    wait_audit(w->hub_db, "crl-renewed", "is valid now", 1);
+    assert_int_equal(audit_count(w->hub_db, "crl-not-yet-valid", NULL), 1);
+    rdx_test_stop_node(solo->hub);
+    solo->hub = 0;
+    verify_chain(w->hub_db);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -2810,6 +3198,15 @@ int main(void)
                                         solo_setup, solo_teardown),
         cmocka_unit_test_setup_teardown(test_node_sender_drops_kept_link_when_crl_expires,
                                         solo_setup, solo_teardown),
+        cmocka_unit_test_setup_teardown(test_node_crl_rollback_refused_across_restart, solo_setup,
+                                        solo_teardown),
+        cmocka_unit_test_setup_teardown(test_node_crl_mark_fresh_and_old_node_db, solo_setup,
+                                        solo_teardown),
+        cmocka_unit_test_setup_teardown(test_node_sender_holds_cases_while_its_crl_is_not_yet_valid,
+                                        solo_setup, solo_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_node_receiver_fails_closed_while_its_crl_is_not_yet_valid, solo_setup,
+            solo_teardown),
         cmocka_unit_test(test_node_idle_timeout),
         cmocka_unit_test(test_node_bounded_output_to_a_peer_that_does_not_read),
         cmocka_unit_test(test_node_200_concurrent_peers),

@@ -291,7 +291,7 @@ struct rdx_transport_node {
     struct rdx_tp_file_id crl_file; /* the version of the CRL file last looked at */
     struct event *crl_watch;        /* every CRL_WATCH_MS: has the CRL file changed? */
     struct event *crl_timer;        /* hourly: is the CRL about to expire? */
-    int crl_state;                  /* 0 fine, 1 expiring soon (warned), 2 expired (audited) */
+    int crl_state; /* 0 fine, 1 expiring soon (warned), 2 expired, 3 not yet valid (audited) */
     sqlite3 *db;
     size_t nconns;
     struct conn *conns;
@@ -2365,7 +2365,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
  * bytes as a resume point (conn_free), and nothing it has not had
  * acknowledged is acknowledged now.
  */
-static void crl_expired_close(struct rdx_transport_node *n, const char *when)
+static void crl_expired_close(struct rdx_transport_node *n, const char *state)
 {
     for (struct conn *c = n->conns, *next; c != NULL; c = next) {
         next = c->next;
@@ -2375,12 +2375,12 @@ static void crl_expired_close(struct rdx_transport_node *n, const char *when)
         char object[96], detail[300];
         snprintf(object, sizeof object, "tcp:%s", c->addr);
         snprintf(detail, sizeof detail,
-                 "this node's CRL expired at %s: the connection (certificate serial %s) was "
-                 "closed, as a new one would be refused",
-                 when, c->serial);
+                 "this node's CRL %s: the connection (certificate serial %s) was closed, as a new "
+                 "one would be refused",
+                 state, c->serial);
         audit(n, "connection-closed", RDX_TP_OUTCOME_MINOR, c->peer, object, detail);
-        rdx_log(&n->log, RDX_LOG_WARN, "closing %s (%s): this node's CRL expired at %s", c->peer,
-                c->addr, when);
+        rdx_log(&n->log, RDX_LOG_WARN, "closing %s (%s): this node's CRL %s", c->peer, c->addr,
+                state);
         conn_free(c);
     }
 }
@@ -2388,17 +2388,47 @@ static void crl_expired_close(struct rdx_transport_node *n, const char *when)
 /*
  * Check the nextUpdate of the CRL in force (the one loaded, not whatever the
  * file holds now); returns the seconds left (<= 0: expired; INT64_MAX: none).
+ * A CRL whose lastUpdate (thisUpdate) is still to come is no more usable
+ * (RFC 5280 section 6.3.3 (a)(2); OpenSSL refuses every peer with it, "CRL
+ * is not yet valid"), and is treated as an expired one is: an error, one
+ * crl-not-yet-valid record, the connections open closed, crl-renewed when
+ * it ends; then the seconds until its lastUpdate are returned (> 0), so that
+ * the check runs again a second after it.
  */
 static int64_t crl_check_expiry(struct rdx_transport_node *n)
 {
     X509_CRL *crl = rdx_tp_tls_ctx_crl(n->sctx);
     const ASN1_TIME *next = crl != NULL ? X509_CRL_get0_nextUpdate(crl) : NULL;
     int64_t until = next != NULL ? rdx_tp_asn1_time_unix(next) : 0;
+    int64_t from = crl != NULL ? rdx_tp_asn1_time_unix(X509_CRL_get0_lastUpdate(crl)) : 0;
+    int64_t now_s = rdx_clock_wall_ms() / 1000;
+    char detail[4600], when[32], state[64];
+    if (from > now_s) {
+        rdx_tp_time_text(from, when, sizeof when);
+        snprintf(detail, sizeof detail,
+                 "CRL %s is not yet valid (from %s, in %lld s): every new connection, in and out, "
+                 "is refused until then or until a current one is published (rdx pki crl); is "
+                 "this node's clock or the CA's wrong?",
+                 n->cfg->crl, when, (long long)(from - now_s));
+        rdx_log(&n->log, RDX_LOG_ERROR, "%s", detail);
+        if (n->crl_state != 3) {
+            audit(n, "crl-not-yet-valid", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, detail);
+        }
+        n->crl_state = 3;
+        snprintf(state, sizeof state, "is not valid until %s", when);
+        crl_expired_close(n, state);
+        return from - now_s;
+    }
     if (until == 0) {
+        if (n->crl_state == 3) {
+            snprintf(detail, sizeof detail, "CRL %s is valid now", n->cfg->crl);
+            rdx_log(&n->log, RDX_LOG_INFO, "%s", detail);
+            audit(n, "crl-renewed", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, n->cfg->crl, detail);
+        }
+        n->crl_state = 0;
         return INT64_MAX; /* no nextUpdate: nothing to warn about */
     }
-    int64_t left = until - rdx_clock_wall_ms() / 1000;
-    char detail[4300], when[32];
+    int64_t left = until - now_s;
     rdx_tp_time_text(until, when, sizeof when);
     if (left <= 0) {
         snprintf(detail, sizeof detail,
@@ -2410,12 +2440,13 @@ static int64_t crl_check_expiry(struct rdx_transport_node *n)
             audit(n, "crl-expired", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, detail);
         }
         n->crl_state = 2;
-        crl_expired_close(n, when);
+        snprintf(state, sizeof state, "expired at %s", when);
+        crl_expired_close(n, state);
         return left;
     }
-    if (n->crl_state == 2) {
-        snprintf(detail, sizeof detail, "CRL %s is current again: valid until %s", n->cfg->crl,
-                 when);
+    if (n->crl_state == 2 || n->crl_state == 3) {
+        snprintf(detail, sizeof detail, "CRL %s is %s: valid until %s", n->cfg->crl,
+                 n->crl_state == 2 ? "current again" : "valid now", when);
         rdx_log(&n->log, RDX_LOG_INFO, "%s", detail);
         audit(n, "crl-renewed", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, n->cfg->crl, detail);
     }
@@ -2494,11 +2525,42 @@ static void crl_check_conns(struct rdx_transport_node *n)
 }
 
 /*
+ * The CRL in ctx, about to be put in force, against node.db's mark of the
+ * newest CRL this node has put in force (crl_mark.c): RDX_EAUTH, with err
+ * naming the file and both CRL numbers, when it is older; otherwise a newer
+ * one becomes the mark, in the group transaction (durable with the next
+ * flush, within GROUP_AUDIT_WINDOW_MS). node.db failing to answer does not
+ * keep a CRL that passed the check against the CRL in force out: an error
+ * is logged and it is used.
+ */
+static rdx_status crl_mark_raise(struct rdx_transport_node *n, SSL_CTX *ctx, rdx_error *err)
+{
+    rdx_error e;
+    if (group_begin(n) != 0) {
+        rdx_log(&n->log, RDX_LOG_ERROR, "%s: not recorded as the newest CRL in node.db",
+                n->cfg->crl);
+        return RDX_OK;
+    }
+    group_want(n, GROUP_AUDIT_WINDOW_MS);
+    rdx_status st = rdx_tp_crl_mark_admit(n->db, SSL_CTX_get_cert_store(ctx), n->cfg->crl, &e);
+    if (st == RDX_EAUTH) {
+        *err = e;
+        return st;
+    }
+    if (st != RDX_OK) {
+        rdx_log(&n->log, RDX_LOG_ERROR, "%s: not recorded as the newest CRL: %s", n->cfg->crl,
+                e.msg);
+    }
+    return RDX_OK;
+}
+
+/*
  * Rebuild the TLS context when the CRL file has changed (a revocation was
  * published), and hold the connections already open to the new CRL. A file
  * that does not load (unreadable, not a CRL, not signed by the network CA),
  * or that holds an older CRL than the one in force (a lower CRL number:
- * putting it back would un-revoke what was revoked since), leaves the CRL in
+ * putting it back would un-revoke what was revoked since) or than the newest
+ * one this node has ever put in force (node.db's mark), leaves the CRL in
  * force as it is, with an error and a crl-rejected audit record, once per
  * version of the file: the next change is tried again.
  */
@@ -2516,6 +2578,9 @@ static void maybe_reload(struct rdx_transport_node *n)
     if (st == RDX_OK &&
         rdx_tp_crl_older(rdx_tp_tls_ctx_crl(ctx), rdx_tp_tls_ctx_crl(n->sctx), why, sizeof why)) {
         st = rdx_error_set(&err, RDX_EAUTH, "%s: an older CRL is refused: %s", n->cfg->crl, why);
+    }
+    if (st == RDX_OK) {
+        st = crl_mark_raise(n, ctx, &err); /* older than one in force before a restart? */
     }
     if (st != RDX_OK) {
         SSL_CTX_free(ctx);
@@ -2956,6 +3021,47 @@ static rdx_status repair_inline(struct rdx_transport_node *n, rdx_error *err)
     return st;
 }
 
+/*
+ * At start: the CRL file must not be older than the newest CRL this node has
+ * put in force before (node.db's mark, crl_mark.c), or a CRL put back while
+ * the node was stopped (an attacker's, or a restore from a backup) would
+ * un-revoke what was revoked since. The node does not start on it: a
+ * crl-rejected audit record, and err names the file, both CRL numbers and
+ * what to do; `rdx node serve` exits 1 with it. Nothing will make such a
+ * file good with time (unlike an expired CRL, which a new one published
+ * ends while the node runs), and serving on it would fail open. A newer CRL
+ * (or the first of its CA) becomes the mark.
+ */
+static rdx_status crl_mark_start(struct rdx_transport_node *n, rdx_error *err)
+{
+    rdx_error e;
+    if (sqlite3_exec(n->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        return rdx_error_set(err, RDX_EDB, "%s/node.db: %s", n->cfg->data, sqlite3_errmsg(n->db));
+    }
+    rdx_status st = rdx_tp_crl_mark_admit(n->db, SSL_CTX_get_cert_store(n->sctx), n->cfg->crl, &e);
+    if (st == RDX_OK && sqlite3_exec(n->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        st = rdx_error_set(&e, RDX_EDB, "%s/node.db: %s", n->cfg->data, sqlite3_errmsg(n->db));
+    }
+    if (st != RDX_OK) {
+        sqlite3_exec(n->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    if (st == RDX_EAUTH) {
+        rdx_error ae;
+        if (rdx_tp_audit(n->db, n->cfg->id, "crl-rejected", RDX_TP_OUTCOME_SERIOUS, n->cfg->id,
+                         n->cfg->crl, e.msg, &ae) != RDX_OK) {
+            rdx_log(&n->log, RDX_LOG_ERROR, "audit record not written: %s", ae.msg);
+        }
+        return rdx_error_set(err, RDX_EAUTH,
+                             "%s; not serving on it: put the current CRL in place (copy it from "
+                             "the CA, or publish a new one there with rdx pki crl)",
+                             e.msg);
+    }
+    if (st != RDX_OK) {
+        *err = e;
+    }
+    return st;
+}
+
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct rdx_transport_node *n = arg;
@@ -2983,7 +3089,8 @@ rdx_status rdx_transport_node_new(const rdx_transport_config *cfg, const rdx_log
     }
     if ((st = rdx_tp_node_db_open(cfg->data, &n->db, err)) != RDX_OK ||
         (st = repair_inline(n, err)) != RDX_OK ||
-        (st = rdx_tp_tls_ctx(cfg, 1, &n->sctx, err)) != RDX_OK) {
+        (st = rdx_tp_tls_ctx(cfg, 1, &n->sctx, err)) != RDX_OK ||
+        (st = crl_mark_start(n, err)) != RDX_OK) {
         goto fail;
     }
     /* The version read just now, or a later one, which the first look then loads again. */

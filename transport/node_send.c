@@ -43,9 +43,11 @@
 #include <openssl/x509.h>
 
 /*
- * HELD: not an attempt at all. This node's own CRL has expired, does not
- * load (garbage, truncated, not the network CA's) or is older than the one
- * already in force, so it can verify no peer until a good one is published;
+ * HELD: not an attempt at all. This node's own CRL has expired, is not
+ * valid yet (its thisUpdate still to come), does not load (garbage,
+ * truncated, not the network CA's) or is older than the one already in
+ * force (or than the newest one node.db records this node has put in force,
+ * before a restart too), so it can verify no peer until a good one is published;
  * or its own certificate or key does not load. The case waits without
  * counting towards max_attempts (a fault of this node's own files must not
  * dead-letter the outbox).
@@ -89,9 +91,17 @@ static void link_watch(struct link *l);
 static void link_unwatch(struct link *l);
 static enum outcome link_crl_check(const struct rdx_tp_sender *s, struct link *l, char *why,
                                    size_t whysz);
-/* Whether the CRL just loaded may be used: not older than the newest one delivery has used. */
-static enum outcome crl_admit(const struct rdx_tp_sender *s, X509_CRL *crl, char *why,
-                              size_t whysz);
+/*
+ * Whether the CRL just loaded (into store) may be used: not older than the
+ * newest one delivery has used, nor than node.db's mark (read through db).
+ */
+static enum outcome crl_admit(const struct rdx_tp_sender *s, sqlite3 *db, X509_STORE *store,
+                              char *why, size_t whysz);
+/* The delivery thread's own node.db connection (NULL: none). */
+static sqlite3 *worker_db(const struct worker *w);
+/* HELD, with why, when the CRL in store is not valid yet (its lastUpdate is still to come). */
+static enum outcome crl_not_yet(const struct rdx_tp_sender *s, X509_STORE *store, const char *peer,
+                                char *why, size_t whysz);
 
 /* Failure text: truncated to fit, which is what a log line wants. */
 static void setwhy(char *why, size_t whysz, const char *fmt, ...) RDX_PRINTF(3, 4);
@@ -470,7 +480,8 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
                err.msg);
         return HELD;
     }
-    if (crl_admit(s, rdx_tp_trust_store_crl(store), why, whysz) != DELIVERED) {
+    if (crl_admit(s, worker_db(l->w), store, why, whysz) != DELIVERED ||
+        crl_not_yet(s, store, recipient, why, whysz) != DELIVERED) {
         X509_STORE_free(store);
         return HELD;
     }
@@ -501,7 +512,11 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
         ERR_clear_error();
         setwhy(why, whysz, "TLS with %s (%s:%s) failed: %s", recipient, peer->host, peer->port,
                reason);
-        return l->verdict.verify_error == X509_V_ERR_CRL_HAS_EXPIRED ? HELD : RETRY;
+        /* This node's own CRL (not the peer's certificate) failed the check: held. */
+        return l->verdict.verify_error == X509_V_ERR_CRL_HAS_EXPIRED ||
+                       l->verdict.verify_error == X509_V_ERR_CRL_NOT_YET_VALID
+                   ? HELD
+                   : RETRY;
     }
     char inst[65], serial[64];
     if (rdx_tp_tls_peer(l->ssl, inst, sizeof inst, serial, sizeof serial, &err) != RDX_OK) {
@@ -525,9 +540,9 @@ static enum outcome link_open(const struct rdx_tp_sender *s, struct link *l, con
  * peer was checked, the new CRL is loaded as a new connection would load it
  * (issuer and signature checked) and the peer's certificate is checked
  * against it. RETRY when the peer is revoked (the next connection would
- * fail the same way); HELD when the new CRL does not load or is older than
- * one already used, or when the CRL the link relies on has passed its
- * nextUpdate (this node fails closed, as link_open). Either way why says so,
+ * fail the same way); HELD when the new CRL does not load, is older than
+ * one already used or is not valid yet, or when the CRL the link relies on
+ * has passed its nextUpdate (this node fails closed, as link_open). Either way why says so,
  * and the caller closes the link. Everything here is the delivery thread's
  * own, but for the newest CRL used (crl_admit, under the delivery's mu).
  */
@@ -553,7 +568,8 @@ static enum outcome link_crl_check(const struct rdx_tp_sender *s, struct link *l
         return HELD;
     }
     X509_CRL *crl = rdx_tp_trust_store_crl(store);
-    if (crl_admit(s, crl, why, whysz) != DELIVERED) {
+    if (crl_admit(s, worker_db(l->w), store, why, whysz) != DELIVERED ||
+        crl_not_yet(s, store, l->peer, why, whysz) != DELIVERED) {
         X509_STORE_free(store);
         return HELD;
     }
@@ -1173,10 +1189,16 @@ struct worker {
     struct rdx_tp_sender *s;
     unsigned index;
     pthread_t th;
+    sqlite3 *db; /* its own connection to node.db (worker_main's), for the CRL mark */
     /* Guarded by the delivery's mu: */
     char peer[RDX_TRANSPORT_INST_ID_MAX + 1]; /* the recipient it has claimed; "" none */
     int fd;                                   /* its connection's socket; -1 none */
 };
+
+static sqlite3 *worker_db(const struct worker *w)
+{
+    return w != NULL ? w->db : NULL;
+}
 
 struct rdx_tp_delivery {
     pthread_mutex_t mu;
@@ -1200,10 +1222,13 @@ struct rdx_tp_delivery {
 };
 
 /*
- * Whether crl, just loaded from this node's CRL file, may be used: DELIVERED
- * unless it is older than the newest CRL a delivery thread has used (its CRL
- * number is lower, or lastUpdate earlier), which could un-revoke a peer;
- * then HELD, with why naming the file. A newer one becomes the newest.
+ * Whether the CRL in store, just loaded from this node's CRL file, may be
+ * used: DELIVERED unless it is older than the newest CRL a delivery thread
+ * has used (its CRL number is lower, or lastUpdate earlier), which could
+ * un-revoke a peer, or than node.db's mark of the newest CRL this node has
+ * put in force (looked at, through the thread's db, only for a CRL newer
+ * than delivery's newest); then HELD, with why naming the file. A newer one
+ * becomes the newest, and node.db's mark.
  */
 /* Make crl the newest (a copy: crl belongs to its caller) if it is newer (d->mu held). */
 static void crl_newer(struct rdx_tp_delivery *d, X509_CRL *crl)
@@ -1218,24 +1243,85 @@ static void crl_newer(struct rdx_tp_delivery *d, X509_CRL *crl)
     }
 }
 
-static enum outcome crl_admit(const struct rdx_tp_sender *s, X509_CRL *crl, char *why, size_t whysz)
+static enum outcome crl_admit(const struct rdx_tp_sender *s, sqlite3 *db, X509_STORE *store,
+                              char *why, size_t whysz)
 {
     struct rdx_tp_delivery *d = s->d;
-    enum outcome oc = DELIVERED;
+    X509_CRL *crl = rdx_tp_trust_store_crl(store);
     char older[300];
     if (d == NULL || crl == NULL) {
         return DELIVERED;
     }
     pthread_mutex_lock(&d->mu);
-    if (rdx_tp_crl_older(crl, d->crl_newest, older, sizeof older)) {
+    int old = rdx_tp_crl_older(crl, d->crl_newest, older, sizeof older);
+    int newer = !old && (d->crl_newest == NULL ||
+                         rdx_tp_crl_older(d->crl_newest, crl, older, sizeof older));
+    pthread_mutex_unlock(&d->mu);
+    if (old) {
         setwhy(why, whysz, "this node's CRL cannot be used: %s: an older CRL is refused: %s",
                s->cfg->crl, older);
-        oc = HELD;
-    } else {
-        crl_newer(d, crl);
+        return HELD;
     }
-    pthread_mutex_unlock(&d->mu);
-    return oc;
+    if (newer && db != NULL) {
+        /*
+         * New to delivery: node.db's mark (the newest CRL this node has put
+         * in force, also before a restart) has its say, and is raised. Rare
+         * (once per new CRL), so node.db is not asked for every connection.
+         */
+        rdx_error err;
+        rdx_status st = RDX_EDB;
+        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
+            st = rdx_tp_crl_mark_admit(db, store, s->cfg->crl, &err);
+            if (st == RDX_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+                st = rdx_error_set(&err, RDX_EDB, "node.db: %s", sqlite3_errmsg(db));
+            }
+            if (st != RDX_OK) {
+                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            }
+        } else {
+            rdx_error_set(&err, RDX_EDB, "node.db: %s", sqlite3_errmsg(db));
+        }
+        if (st == RDX_EAUTH) {
+            setwhy(why, whysz, "this node's CRL cannot be used: %s", err.msg);
+            return HELD;
+        }
+        if (st != RDX_OK) {
+            rdx_log(&s->log, RDX_LOG_ERROR, "delivery: %s: not recorded as the newest CRL: %s",
+                    s->cfg->crl, err.msg);
+        }
+    }
+    if (newer) {
+        pthread_mutex_lock(&d->mu);
+        crl_newer(d, crl);
+        pthread_mutex_unlock(&d->mu);
+    }
+    return DELIVERED;
+}
+
+/*
+ * RFC 5280 section 6.3.3 (a)(2): a CRL whose thisUpdate (lastUpdate) is
+ * still to come cannot be used, and OpenSSL fails every handshake with it
+ * (X509_V_ERR_CRL_NOT_YET_VALID). That is this node's CRL, not the peer:
+ * the cases are held, as while it is expired, with no connection made, and
+ * go once the time comes or a current CRL is published. Either clock may be
+ * wrong (this node's behind, or the CA's ahead): why says when it starts.
+ */
+static enum outcome crl_not_yet(const struct rdx_tp_sender *s, X509_STORE *store, const char *peer,
+                                char *why, size_t whysz)
+{
+    X509_CRL *crl = rdx_tp_trust_store_crl(store);
+    int64_t from = crl != NULL ? rdx_tp_asn1_time_unix(X509_CRL_get0_lastUpdate(crl)) : 0;
+    int64_t now = rdx_clock_wall_ms() / 1000;
+    if (from <= now) {
+        return DELIVERED;
+    }
+    char when[32];
+    rdx_tp_time_text(from, when, sizeof when);
+    setwhy(why, whysz,
+           "this node's CRL %s is not yet valid (from %s, in %lld s: is this node's clock or the "
+           "CA's wrong?), so %s cannot be checked",
+           s->cfg->crl, when, (long long)(from - now), peer);
+    return HELD;
 }
 
 void rdx_tp_sender_crl_loaded(struct rdx_tp_sender *s, X509_CRL *crl)
@@ -1567,6 +1653,7 @@ static void *worker_main(void *arg)
         db = NULL;
         idle_wait(s, wake_gen(d), rdx_clock_wall_ms() + 1000);
     }
+    w->db = db;
     struct link l;
     memset(&l, 0, sizeof l);
     l.fd = -1;
@@ -1602,6 +1689,7 @@ static void *worker_main(void *arg)
     release_peer(w);
     free(jobs);
     link_close(&l, 1);
+    w->db = NULL;
     sqlite3_close(db);
     return NULL;
 }

@@ -2,8 +2,9 @@
  * The node's durable state: one SQLite database per node (DATA/node.db) in
  * WAL mode with synchronous=FULL, so a committed transaction survives a
  * crash or power cut. The outbox keeps a case until it is acknowledged (or
- * dead-lettered), the inbox remembers every (sender, case ID) forever, and
- * inbox_items holds how many bytes of each item are durable on disk.
+ * dead-lettered), the inbox remembers every (sender, case ID) forever,
+ * inbox_items holds how many bytes of each item are durable on disk, and
+ * crl_mark the newest CRL put in force.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "transport_int.h"
@@ -75,6 +76,19 @@ static const char SCHEMA[] =
     "  data BLOB NOT NULL,"
     "  spilled INTEGER NOT NULL DEFAULT 0," /* >0: its file is written, not yet synced */
     "  PRIMARY KEY (sender, case_id, idx));"
+    /*
+     * The newest CRL this node has put in force, per network CA (the SHA-256
+     * of its public key): an older CRL file is refused at start as it is
+     * while the node runs (crl_mark.c). number is the CRL number in decimal
+     * (NULL: the CRL had none), last_update its lastUpdate in Unix seconds.
+     * IF NOT EXISTS makes it appear in a node.db from before it too.
+     */
+    "CREATE TABLE IF NOT EXISTS crl_mark("
+    "  ca TEXT PRIMARY KEY,"
+    "  number TEXT,"
+    "  last_update INTEGER NOT NULL,"
+    "  file TEXT NOT NULL,"
+    "  set_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS audit("
     "  seq INTEGER PRIMARY KEY,"
     "  time_ms INTEGER NOT NULL,"

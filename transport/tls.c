@@ -212,37 +212,13 @@ int rdx_tp_crl_older(X509_CRL *crl, X509_CRL *cur, char *why, size_t whysz)
     /*
      * RFC 5280 section 5.2.3: the CRL number increases with every CRL the CA
      * issues, so a lower one is an earlier CRL, which may lack revocations
-     * made since. Without a number on both, lastUpdate orders them.
+     * made since. Without a number on both, lastUpdate orders them. The same
+     * order as node.db's mark of the newest CRL (crl_mark.c).
      */
-    ASN1_INTEGER *a = X509_CRL_get_ext_d2i(crl, NID_crl_number, NULL, NULL);
-    ASN1_INTEGER *b = X509_CRL_get_ext_d2i(cur, NID_crl_number, NULL, NULL);
-    int older = 0;
-    if (a != NULL && b != NULL) {
-        if (ASN1_INTEGER_cmp(a, b) < 0) {
-            char *ta = i2s_ASN1_INTEGER(NULL, a), *tb = i2s_ASN1_INTEGER(NULL, b);
-            snprintf(why, whysz, "its CRL number %s is lower than %s, that of the CRL in force",
-                     ta != NULL ? ta : "?", tb != NULL ? tb : "?");
-            OPENSSL_free(ta);
-            OPENSSL_free(tb);
-            older = 1;
-        }
-    } else {
-        const ASN1_TIME *ta = X509_CRL_get0_lastUpdate(crl), *tb = X509_CRL_get0_lastUpdate(cur);
-        if (ta != NULL && tb != NULL && ASN1_TIME_compare(ta, tb) == -1) {
-            char wa[32], wb[32];
-            rdx_tp_time_text(rdx_tp_asn1_time_unix(ta), wa, sizeof wa);
-            rdx_tp_time_text(rdx_tp_asn1_time_unix(tb), wb, sizeof wb);
-            snprintf(why, whysz,
-                     "it was issued at %s, before the CRL in force (%s), and the two cannot be "
-                     "ordered by CRL number",
-                     wa, wb);
-            older = 1;
-        }
-    }
-    ASN1_INTEGER_free(a);
-    ASN1_INTEGER_free(b);
-    ERR_clear_error();
-    return older;
+    struct rdx_tp_crl_mark a, b;
+    rdx_tp_crl_mark_of(crl, &a);
+    rdx_tp_crl_mark_of(cur, &b);
+    return rdx_tp_crl_mark_older(&a, &b, "the CRL in force", why, whysz);
 }
 
 void rdx_tp_ssl_buffer(SSL *ssl, int writing, int size)

@@ -467,6 +467,50 @@ int rdx_tp_crl_revokes(X509_CRL *crl, X509 *x, char *when, size_t whensz);
  * not older. crl or cur NULL: 0. Reads both, changes neither.
  */
 int rdx_tp_crl_older(X509_CRL *crl, X509_CRL *cur, char *why, size_t whysz);
+
+/* ---- The newest CRL put in force, across restarts (transport/crl_mark.c) -- */
+
+/*
+ * What orders one CRL of a CA against another (RFC 5280 section 5.2.3): its
+ * CRL number, else its lastUpdate. node.db keeps the mark of the newest CRL
+ * the node has put in force (table crl_mark, one row per CA), so that an
+ * older CRL file put back while the node was stopped is refused at start.
+ */
+struct rdx_tp_crl_mark {
+    char ca[65];         /* hex SHA-256 of the issuing CA's public key ("" unknown) */
+    char number[64];     /* the CRL number in decimal; "" when the CRL has none */
+    int64_t last_update; /* lastUpdate (thisUpdate), Unix seconds; 0 unreadable */
+    int64_t set_ms;      /* when node.db recorded it (wall clock ms); 0 not recorded */
+};
+
+/* crl's number and lastUpdate (ca left ""); crl NULL: all zero. */
+void rdx_tp_crl_mark_of(X509_CRL *crl, struct rdx_tp_crl_mark *m);
+/* The mark of the CRL in store with its CA's key digest; RDX_ENOENT when store lacks either. */
+rdx_status rdx_tp_trust_store_mark(X509_STORE *store, struct rdx_tp_crl_mark *m);
+/*
+ * Whether a is older than b (a lower CRL number when both carry one, else an
+ * earlier lastUpdate): 1 with the reason in why, naming b as what_b ("its
+ * CRL number 1 is lower than 2, that of WHAT_B"), else 0 (equal: 0).
+ */
+int rdx_tp_crl_mark_older(const struct rdx_tp_crl_mark *a, const struct rdx_tp_crl_mark *b,
+                          const char *what_b, char *why, size_t whysz);
+/* The mark node.db holds for CA key digest ca: *found 0 when none. RDX_EDB on failure. */
+rdx_status rdx_tp_crl_mark_load(sqlite3 *db, const char *ca, struct rdx_tp_crl_mark *m, int *found,
+                                rdx_error *err);
+/* Record m (read from file) as the mark of its CA. RDX_EDB on failure. */
+rdx_status rdx_tp_crl_mark_save(sqlite3 *db, const struct rdx_tp_crl_mark *m, const char *file,
+                                rdx_error *err);
+/*
+ * May the CRL in store (read from crl_path) be put in force? RDX_EAUTH, with
+ * "CRL_PATH: an older CRL is refused: its CRL number 1 is lower than 2, that
+ * of the newest CRL this node has put in force (...)" in err, when it is
+ * older than node.db's mark for its CA. Otherwise RDX_OK, and a newer CRL
+ * (or the first for its CA) becomes the mark. RDX_EDB when node.db fails.
+ * Runs no transaction of its own: the caller holds one (BEGIN IMMEDIATE, or
+ * the node's open group), so that reading and raising the mark is atomic.
+ */
+rdx_status rdx_tp_crl_mark_admit(sqlite3 *db, X509_STORE *store, const char *crl_path,
+                                 rdx_error *err);
 /*
  * Why a handshake failed, in words for the log and audit ("no client
  * certificate", "certificate revoked", ...), from the verdict and the
