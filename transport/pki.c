@@ -791,7 +791,7 @@ rdx_status rdx_transport_ca_crl_publish_v2(rdx_transport_ca *ca, int64_t valid_s
     c.crl = crl;
     if (crl == NULL || X509_CRL_set_version(crl, X509_CRL_VERSION_2) != 1 ||
         X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca->cert)) != 1 ||
-        (t0 = ASN1_TIME_set(NULL, now)) == NULL ||
+        (t0 = ASN1_TIME_set(NULL, now - RDX_TRANSPORT_CRL_BACKDATE_S)) == NULL ||
         (t1 = ASN1_TIME_adj(NULL, now, 0, (long)valid_s)) == NULL ||
         X509_CRL_set1_lastUpdate(crl, t0) != 1 || X509_CRL_set1_nextUpdate(crl, t1) != 1) {
         st = rdx_tp_ossl_error(err, RDX_ENOMEM, crl_path);

@@ -24,6 +24,13 @@
 /* CRLs are republished at least weekly by default; a year is the ceiling. */
 #define RDX_TRANSPORT_CRL_DAYS_MAX     366
 #define RDX_TRANSPORT_CRL_DAYS_DEFAULT 7
+/*
+ * A published CRL's lastUpdate lies this many seconds before the moment it
+ * is made (its nextUpdate is counted from that moment): a node whose clock
+ * runs a little behind the CA host's would otherwise find a fresh CRL not yet
+ * valid and fail closed until its clock caught up.
+ */
+#define RDX_TRANSPORT_CRL_BACKDATE_S 60
 /* PEM files (keys, certificates, CRLs) we read back: a CRL of ~100k entries fits. */
 #define RDX_TRANSPORT_PEM_MAX (8u * 1024u * 1024u)
 
