@@ -835,6 +835,38 @@ static void offer(struct peer *p, struct world *w, const struct rdx_tp_manifest 
     assert_int_equal(peer_read(p, f), 0);
 }
 
+/* COMMIT the case; the answer must be its ACK (not a duplicate). */
+static void commit_expect_ack(struct peer *p, const struct rdx_tp_manifest *m)
+{
+    rdx_buf b;
+    rdx_transport_frame f;
+    char cid[80];
+    int dup = 1;
+    rdx_buf_init(&b, 256);
+    assert_int_equal(rdx_tp_caseref_encode(m->case_id, 0, &b, NULL), RDX_OK);
+    assert_int_equal(peer_send(p, RDX_FRAME_COMMIT, b.data, b.len), 0);
+    rdx_buf_free(&b);
+    assert_int_equal(peer_read(p, &f), 0);
+    assert_int_equal(f.type, RDX_FRAME_ACK);
+    assert_int_equal(rdx_tp_caseref_decode(f.payload, f.len, cid, &dup, NULL), RDX_OK);
+    assert_string_equal(cid, m->case_id);
+    assert_int_equal(dup, 0);
+}
+
+/* Item idx of case m as the hub stored it from clinic: byte-identical to data. */
+static void expect_hub_item(const struct world *w, const struct rdx_tp_manifest *m, size_t idx,
+                            const uint8_t *data)
+{
+    char path[4400];
+    rdx_buf got;
+    snprintf(path, sizeof path, "%s/hub/inbox/clinic/%s/%zu", w->dir, m->case_id, idx);
+    rdx_buf_init(&got, 8u << 20);
+    assert_int_equal(rdx_file_read(path, &got, NULL), RDX_OK);
+    assert_int_equal(got.len, m->items[idx].size);
+    assert_memory_equal(got.data, data, m->items[idx].size);
+    rdx_buf_free(&got);
+}
+
 static void test_node_resumes_and_rejects_corrupt_chunk(void **state)
 {
     struct world *w = *state;
@@ -882,37 +914,20 @@ static void test_node_resumes_and_rejects_corrupt_chunk(void **state)
     assert_int_equal(done[0], 2 * 1048576);
     send_chunk(&p, &m, data[0], 0, 2 * 1048576, 500, 0);
     send_chunk(&p, &m, data[1], 1, 0, 700000, 0);
-    rdx_buf b;
-    rdx_buf_init(&b, 256);
-    assert_int_equal(rdx_tp_caseref_encode(m.case_id, 0, &b, NULL), RDX_OK);
-    assert_int_equal(peer_send(&p, RDX_FRAME_COMMIT, b.data, b.len), 0);
-    rdx_buf_free(&b);
-    assert_int_equal(peer_read(&p, &f), 0);
-    assert_int_equal(f.type, RDX_FRAME_ACK);
-    int dup = 1;
-    assert_int_equal(rdx_tp_caseref_decode(f.payload, f.len, cid, &dup, NULL), RDX_OK);
-    assert_string_equal(cid, m.case_id);
-    assert_int_equal(dup, 0);
+    commit_expect_ack(&p, &m);
     peer_close(&p);
+
+    /* What the hub stored is byte-identical. */
+    for (size_t i = 0; i < 2; i++) {
+        expect_hub_item(w, &m, i, data[i]);
+        free(data[i]);
+    }
 
     /* The same case ID with a different manifest is a conflict, refused for good. */
     m.items[1].size = 1;
     offer(&p, w, &m, &f);
     expect_refuse_frame(&f, RDX_TP_REFUSE_CONFLICT, NULL);
     peer_close(&p);
-
-    /* What the hub stored is byte-identical. */
-    for (size_t i = 0; i < 2; i++) {
-        char path[4400];
-        rdx_buf got;
-        snprintf(path, sizeof path, "%s/hub/inbox/clinic/%s/%zu", w->dir, m.case_id, i);
-        rdx_buf_init(&got, 8u << 20);
-        assert_int_equal(rdx_file_read(path, &got, NULL), RDX_OK);
-        assert_int_equal(got.len, sizes[i]);
-        assert_memory_equal(got.data, data[i], sizes[i]);
-        rdx_buf_free(&got);
-        free(data[i]);
-    }
     rdx_tp_manifest_clear(&m);
 }
 
@@ -953,22 +968,9 @@ static void test_node_checks_link_values(void **state)
     send_chunk(&p, &m, data[0], 0, 0, 1048576, 5);
     send_chunk(&p, &m, data[0], 0, 1048576, 1048576, 0);
     send_chunk(&p, &m, data[0], 0, 2 * 1048576, sizes[0] - 2 * 1048576, 0);
-    rdx_buf b;
-    rdx_buf_init(&b, 256);
-    assert_int_equal(rdx_tp_caseref_encode(m.case_id, 0, &b, NULL), RDX_OK);
-    assert_int_equal(peer_send(&p, RDX_FRAME_COMMIT, b.data, b.len), 0);
-    rdx_buf_free(&b);
-    assert_int_equal(peer_read(&p, &f), 0);
-    assert_int_equal(f.type, RDX_FRAME_ACK);
+    commit_expect_ack(&p, &m);
     peer_close(&p);
-    char path[4400];
-    rdx_buf got;
-    snprintf(path, sizeof path, "%s/hub/inbox/clinic/%s/0", w->dir, m.case_id);
-    rdx_buf_init(&got, 8u << 20);
-    assert_int_equal(rdx_file_read(path, &got, NULL), RDX_OK);
-    assert_int_equal(got.len, sizes[0]);
-    assert_memory_equal(got.data, data[0], sizes[0]);
-    rdx_buf_free(&got);
+    expect_hub_item(w, &m, 0, data[0]);
     free(data[0]);
     rdx_tp_manifest_clear(&m);
 }
@@ -1011,22 +1013,9 @@ static void test_node_chunk_after_a_bad_one_never_counts(void **state)
         size_t len = sizes[0] - off < 1048576 ? (size_t)(sizes[0] - off) : 1048576;
         send_chunk(&p, &m, data[0], 0, off, len, 0);
     }
-    rdx_buf b;
-    rdx_buf_init(&b, 256);
-    assert_int_equal(rdx_tp_caseref_encode(m.case_id, 0, &b, NULL), RDX_OK);
-    assert_int_equal(peer_send(&p, RDX_FRAME_COMMIT, b.data, b.len), 0);
-    rdx_buf_free(&b);
-    assert_int_equal(peer_read(&p, &f), 0);
-    assert_int_equal(f.type, RDX_FRAME_ACK);
+    commit_expect_ack(&p, &m);
     peer_close(&p);
-    char path[4400];
-    rdx_buf got;
-    snprintf(path, sizeof path, "%s/hub/inbox/clinic/%s/0", w->dir, m.case_id);
-    rdx_buf_init(&got, 8u << 20);
-    assert_int_equal(rdx_file_read(path, &got, NULL), RDX_OK);
-    assert_int_equal(got.len, sizes[0]);
-    assert_memory_equal(got.data, data[0], sizes[0]);
-    rdx_buf_free(&got);
+    expect_hub_item(w, &m, 0, data[0]);
     free(data[0]);
     rdx_tp_manifest_clear(&m);
 }

@@ -2386,6 +2386,22 @@ static void crl_expired_close(struct rdx_transport_node *n, const char *state)
 }
 
 /*
+ * The CRL in force cannot be used now (state 2 expired, 3 not yet valid):
+ * the error, one audit record per state entered, and the connections open
+ * closed (why says what is wrong with it, for their records).
+ */
+static void crl_fail_closed(struct rdx_transport_node *n, int state, const char *event,
+                            const char *detail, const char *why)
+{
+    rdx_log(&n->log, RDX_LOG_ERROR, "%s", detail);
+    if (n->crl_state != state) {
+        audit(n, event, RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, detail);
+    }
+    n->crl_state = state;
+    crl_expired_close(n, why);
+}
+
+/*
  * Check the nextUpdate of the CRL in force (the one loaded, not whatever the
  * file holds now); returns the seconds left (<= 0: expired; INT64_MAX: none).
  * A CRL whose lastUpdate (thisUpdate) is still to come is no more usable
@@ -2410,13 +2426,8 @@ static int64_t crl_check_expiry(struct rdx_transport_node *n)
                  "is refused until then or until a current one is published (rdx pki crl); is "
                  "this node's clock or the CA's wrong?",
                  n->cfg->crl, when, (long long)(from - now_s));
-        rdx_log(&n->log, RDX_LOG_ERROR, "%s", detail);
-        if (n->crl_state != 3) {
-            audit(n, "crl-not-yet-valid", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, detail);
-        }
-        n->crl_state = 3;
         snprintf(state, sizeof state, "is not valid until %s", when);
-        crl_expired_close(n, state);
+        crl_fail_closed(n, 3, "crl-not-yet-valid", detail, state);
         return from - now_s;
     }
     if (until == 0) {
@@ -2435,13 +2446,8 @@ static int64_t crl_check_expiry(struct rdx_transport_node *n)
                  "CRL %s expired at %s (%lld h ago): every new connection, in and out, is refused "
                  "until a new one is published (rdx pki crl)",
                  n->cfg->crl, when, (long long)(-left / 3600));
-        rdx_log(&n->log, RDX_LOG_ERROR, "%s", detail);
-        if (n->crl_state != 2) {
-            audit(n, "crl-expired", RDX_TP_OUTCOME_SERIOUS, n->cfg->id, n->cfg->crl, detail);
-        }
-        n->crl_state = 2;
         snprintf(state, sizeof state, "expired at %s", when);
-        crl_expired_close(n, state);
+        crl_fail_closed(n, 2, "crl-expired", detail, state);
         return left;
     }
     if (n->crl_state == 2 || n->crl_state == 3) {

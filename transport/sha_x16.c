@@ -26,10 +26,8 @@
 #include <immintrin.h>
 #endif
 
-#ifdef RDX_HAVE_X16
-
 /* FIPS 180-4 section 4.2.2. */
-static const uint32_t K256[64] = {
+const uint32_t rdx_tp_sha256_k[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
     0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
@@ -38,6 +36,8 @@ static const uint32_t K256[64] = {
     0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
     0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+#ifdef RDX_HAVE_X16
 
 #define X16 __attribute__((target("avx512f,avx512bw")))
 
@@ -114,7 +114,8 @@ X16 static void x16_blocks(uint32_t state[16][8], const uint8_t *const data[16],
             __m512i ch = _mm512_ternarylogic_epi32(e, f, g, 0xCA);   /* (e & f) ^ (~e & g) */
             __m512i maj = _mm512_ternarylogic_epi32(a, bb, c, 0xE8); /* majority */
             __m512i big0 = XOR3(ROR(a, 2), ROR(a, 13), ROR(a, 22));
-            __m512i t1 = ADD(ADD(h, big1), ADD(ch, ADD(wt, _mm512_set1_epi32((int)K256[t]))));
+            __m512i t1 =
+                ADD(ADD(h, big1), ADD(ch, ADD(wt, _mm512_set1_epi32((int)rdx_tp_sha256_k[t]))));
             __m512i t2 = ADD(big0, maj);
             h = g;
             g = f;

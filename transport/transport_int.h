@@ -320,6 +320,8 @@ uint32_t rdx_tp_link_stride(uint32_t chunk_size);
 int rdx_tp_sha256_x16(uint32_t state[16][8], const uint8_t *const data[16], size_t nblocks);
 /* Whether rdx_tp_sha256_x16 runs on this CPU. */
 int rdx_tp_sha256_x16_available(void);
+/* SHA-256's 64 round constants (FIPS 180-4 section 4.2.2). */
+extern const uint32_t rdx_tp_sha256_k[64];
 /* Chunks of an item of size bytes: ceil(size / chunk_size). */
 size_t rdx_tp_chunk_count(uint64_t size, uint32_t chunk_size);
 /*
