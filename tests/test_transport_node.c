@@ -2824,6 +2824,29 @@ static long long mark_number(const char *db)
 }
 
 /*
+ * A hub of its own in solo's directory, for the CRL mark tests: its paths
+ * (pki, its CRL file, its config, its data directory) and a world naming its
+ * node.db and log; a fresh network with hub and clinic issued.
+ */
+static void solo_hub_world(const struct solo *solo, struct world *w, char pki[4000], char crl[4300],
+                           char ini[4300], char data[4000])
+{
+    snprintf(pki, 4000, "%s/pki", solo->dir);
+    snprintf(crl, 4300, "%s/hub-crl.pem", pki);
+    snprintf(ini, 4300, "%s/hub.ini", solo->dir);
+    snprintf(data, 4000, "%s/hub", solo->dir);
+    memset(w, 0, sizeof *w);
+    w->dir = solo->dir;
+    snprintf(w->pki, sizeof w->pki, "%s", pki);
+    snprintf(w->hub_db, sizeof w->hub_db, "%s/node.db", data);
+    snprintf(w->hub_log, sizeof w->hub_log, "%s/hub.log", solo->dir);
+    const char *init[] = {"pki", "init", "--dir", pki, "--network", "Nanjing Test Network", NULL};
+    rdx_ok(init);
+    rdx_test_issue(pki, "hub", "Nanjing", 0, 0);
+    rdx_test_issue(pki, "clinic", "Nanjing", 0, 0);
+}
+
+/*
  * A CRL put back while the node is stopped is checked at start against the
  * newest CRL the node has ever put in force (node.db): CRL 1, then a
  * revocation (`rdx pki revoke`: CRL 2), the hub started on 2, then CRL 3
@@ -2836,18 +2859,8 @@ static void test_node_crl_rollback_refused_across_restart(void **state)
 {
     struct solo *solo = *state;
     char pki[4000], crl[4300], ini[4300], data[4000], text[2048];
-    snprintf(pki, sizeof pki, "%s/pki", solo->dir);
-    snprintf(crl, sizeof crl, "%s/hub-crl.pem", pki);
-    snprintf(ini, sizeof ini, "%s/hub.ini", solo->dir);
-    snprintf(data, sizeof data, "%s/hub", solo->dir);
-    struct world hw = {.dir = solo->dir}, *w = &hw;
-    snprintf(w->pki, sizeof w->pki, "%s", pki);
-    snprintf(w->hub_db, sizeof w->hub_db, "%s/node.db", data);
-    snprintf(w->hub_log, sizeof w->hub_log, "%s/hub.log", solo->dir);
-    const char *init[] = {"pki", "init", "--dir", pki, "--network", "Nanjing Test Network", NULL};
-    rdx_ok(init);
-    rdx_test_issue(pki, "hub", "Nanjing", 0, 0);
-    rdx_test_issue(pki, "clinic", "Nanjing", 0, 0);
+    struct world hw, *w = &hw;
+    solo_hub_world(solo, w, pki, crl, ini, data);
     rdx_test_issue(pki, "turncoat", "Nanjing", 0, 0);
     rdx_buf c1, c2, c3;
     crl_take(pki, &c1);
@@ -3096,18 +3109,8 @@ static void test_node_receiver_fails_closed_while_its_crl_is_not_yet_valid(void 
 {
     struct solo *solo = *state;
     char pki[4000], crl[4300], ini[4300], data[4000], text[2048], c[4300], k[4300];
-    snprintf(pki, sizeof pki, "%s/pki", solo->dir);
-    snprintf(crl, sizeof crl, "%s/hub-crl.pem", pki);
-    snprintf(ini, sizeof ini, "%s/hub.ini", solo->dir);
-    snprintf(data, sizeof data, "%s/hub", solo->dir);
-    struct world hw = {.dir = solo->dir}, *w = &hw;
-    snprintf(w->pki, sizeof w->pki, "%s", pki);
-    snprintf(w->hub_db, sizeof w->hub_db, "%s/node.db", data);
-    snprintf(w->hub_log, sizeof w->hub_log, "%s/hub.log", solo->dir);
-    const char *init[] = {"pki", "init", "--dir", pki, "--network", "Nanjing Test Network", NULL};
-    rdx_ok(init);
-    rdx_test_issue(pki, "hub", "Nanjing", 0, 0);
-    rdx_test_issue(pki, "clinic", "Nanjing", 0, 0);
+    struct world hw, *w = &hw;
+    solo_hub_world(solo, w, pki, crl, ini, data);
     rdx_buf c1;
     crl_take(pki, &c1);
     put_crl(crl, c1.data, c1.len);
