@@ -542,6 +542,22 @@ static void test_pixels_decoder_abort_is_an_error(void **state)
     free(dir);
 }
 
+/*
+ * A JPEG 2000 frame on which Debian's libopenjp2, called by GDCM's codec,
+ * frees a pointer it never allocated (found by fuzz_pixels). The decoder
+ * child dies of it (glibc aborts; under ASan the report names the library,
+ * and the sandbox treats it as the decoder's fault, not rdx's): the caller
+ * gets an error, never a crash.
+ */
+static void test_pixels_decoder_memory_fault_is_an_error(void **state)
+{
+    (void)state;
+    char in[512];
+    rdx_test_fixture(in, sizeof in, "../fuzz/crashes/pixels/openjp2-bad-free.dcm");
+    const char *words[] = {"frame 0 of 1 (JPEG 2000", "GDCM: the decoder", NULL};
+    expect_refused(in, 0, RDX_EPARSE, words);
+}
+
 /* ---- Previews -------------------------------------------------------------------- */
 
 static void png_size(const rdx_buf *b, uint32_t *w, uint32_t *h, int *color)
@@ -738,6 +754,7 @@ int main(void)
         cmocka_unit_test(test_pixels_fragmented_jpegls_damaged_markers),
         cmocka_unit_test(test_pixels_damaged_files_say_why),
         cmocka_unit_test(test_pixels_decoder_abort_is_an_error),
+        cmocka_unit_test(test_pixels_decoder_memory_fault_is_an_error),
         cmocka_unit_test(test_pixels_preview_golden),
         cmocka_unit_test(test_pixels_preview_thumbnails),
         cmocka_unit_test(test_pixels_preview_cli),
