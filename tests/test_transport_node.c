@@ -62,6 +62,14 @@ struct world {
 
 /* ---- helpers ------------------------------------------------------------- */
 
+/* The whole of file path (at most 1 MiB) into out, which the caller frees. */
+static void file_take(const char *path, rdx_buf *out)
+{
+    rdx_error err;
+    rdx_buf_init(out, 1u << 20);
+    assert_int_equal(rdx_file_read(path, out, &err), RDX_OK);
+}
+
 /* Count audit records of event whose detail contains substr (NULL: any). */
 static int audit_count(const char *db_path, const char *event, const char *substr)
 {
@@ -1289,8 +1297,7 @@ static void test_node_expired_crl_fails_closed_until_renewed(void **state)
                      RDX_OK);
     /* The clinic keeps this CRL (current for a week); the hub gets one valid for a second. */
     rdx_buf b;
-    rdx_buf_init(&b, 1u << 20);
-    assert_int_equal(rdx_file_read(crl, &b, &err), RDX_OK);
+    file_take(crl, &b);
     assert_int_equal(rdx_file_write_atomic(clinic_crl, b.data, b.len, &err), RDX_OK);
     rdx_buf_free(&b);
     size_t nrev = 0;
@@ -1708,16 +1715,13 @@ static void test_node_bad_new_crl_keeps_the_old(void **state)
     char crl[4300], rogue[4300], rc[4300], rk[4300], ini[4300], data[4300], text[2048];
     struct peer live, p;
     rdx_transport_frame f;
-    rdx_error err;
     /* A hub of its own, with a CRL file of its own, so that no other test sees the bad ones. */
     struct world hw = *world, *w = &hw;
     snprintf(crl, sizeof crl, "%s/crl.pem", world->pki);
     snprintf(rogue, sizeof rogue, "%s/crl.pem", world->other);
     rdx_buf good, other;
-    rdx_buf_init(&good, 1u << 20);
-    rdx_buf_init(&other, 1u << 20);
-    assert_int_equal(rdx_file_read(crl, &good, &err), RDX_OK);
-    assert_int_equal(rdx_file_read(rogue, &other, &err), RDX_OK);
+    file_take(crl, &good);
+    file_take(rogue, &other);
     snprintf(crl, sizeof crl, "%s/crl-own.pem", world->pki);
     put_crl(crl, good.data, good.len);
     snprintf(ini, sizeof ini, "%s/crlhub.ini", world->dir);
@@ -2163,6 +2167,48 @@ static int fake_rx_knocked(struct fake_rx *x, int ms)
     return poll(&pfd, 1, ms) == 1;
 }
 
+/* Queue a case of one 1000-byte file (solo's dir/name, filled from seed) from x's node to hub. */
+static void fake_rx_send(struct solo *solo, struct fake_rx *x, const char *name, int seed,
+                         char id[40])
+{
+    char a[4300];
+    snprintf(a, sizeof a, "%s/%s", solo->dir, name);
+    rdx_test_make_file(a, 1000, seed);
+    const char *files[] = {a, NULL};
+    rdx_test_send_case(x->ini, "hub", "ecg", files, id);
+}
+
+/*
+ * Case id is held at x's node, its own fault: it stays queued with no
+ * attempt counted and a last_error holding every one of why (NULL-ended);
+ * several held tries go by (every 400 ms) and none connects or counts; the
+ * log says so, and nothing is recorded as failed or dead-lettered.
+ */
+static void expect_held(struct fake_rx *x, const char *id, const char *const *why)
+{
+    char sql[1200];
+    size_t k = (size_t)snprintf(sql, sizeof sql,
+                                "SELECT count(*) FROM outbox WHERE case_id=?1 AND "
+                                "state='queued' AND attempts=0");
+    for (size_t i = 0; why[i] != NULL; i++) {
+        k += (size_t)snprintf(sql + k, sizeof sql - k, " AND instr(last_error, '");
+        for (const char *c = why[i]; *c != '\0' && k + 3 < sizeof sql; c++) {
+            if (*c == '\'') {
+                sql[k++] = '\'';
+            }
+            sql[k++] = *c;
+        }
+        k += (size_t)snprintf(sql + k, sizeof sql - k, "') > 0");
+        assert_true(k < sizeof sql);
+    }
+    rdx_test_wait_sql(x->db, sql, id, 1, 15000);
+    assert_false(fake_rx_knocked(x, 1500));
+    assert_int_equal(rdx_test_sql(x->db, sql, id), 1);
+    assert_true(rdx_test_file_contains(x->log, "cases to hub held (not counted as attempts)"));
+    assert_int_equal(audit_count(x->db, "case-send-failed", NULL), 0);
+    assert_int_equal(audit_count(x->db, "case-dead-lettered", NULL), 0);
+}
+
 /*
  * The clinic's own CRL file breaks (garbage, cut short, another CA's): its
  * fault, not the receiver's. The case is held, as while the CRL is expired:
@@ -2176,7 +2222,7 @@ static void test_node_sender_holds_cases_while_its_crl_is_corrupt(void **state)
 {
     struct solo *solo = *state;
     struct fake_rx x = {.max_attempts = 2};
-    char a[4300], crl[4300], rogue[4300], id[40];
+    char crl[4300], rogue[4300], id[40];
     rdx_error err;
     fake_rx_start(solo, &x);
     snprintf(crl, sizeof crl, "%s/crl.pem", x.pki);
@@ -2185,10 +2231,8 @@ static void test_node_sender_holds_cases_while_its_crl_is_corrupt(void **state)
     assert_int_equal(rdx_transport_ca_create(&rc, &err), RDX_OK);
     snprintf(rogue, sizeof rogue, "%s/rogue-pki/crl.pem", solo->dir);
     rdx_buf good, other;
-    rdx_buf_init(&good, 1u << 20);
-    rdx_buf_init(&other, 1u << 20);
-    assert_int_equal(rdx_file_read(crl, &good, &err), RDX_OK);
-    assert_int_equal(rdx_file_read(rogue, &other, &err), RDX_OK);
+    file_take(crl, &good);
+    file_take(rogue, &other);
     const char garbage[] = "not a CRL at all\n";
     struct {
         const void *p;
@@ -2199,33 +2243,19 @@ static void test_node_sender_holds_cases_while_its_crl_is_corrupt(void **state)
         {good.data, good.len / 2, "crl.pem: not a CRL in PEM form"},
         {other.data, other.len, "crl.pem: not issued by the network CA"},
     };
-    snprintf(a, sizeof a, "%s/held.hea", solo->dir);
-    rdx_test_make_file(a, 1000, 9);
-    const char *files[] = {a, NULL};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         size_t before = log_count(x.log, "keeping the old CRL");
         put_crl(crl, bad[i].p, bad[i].len);
         if (i == 0) {
-            rdx_test_send_case(x.ini, "hub", "ecg", files, id);
+            fake_rx_send(solo, &x, "held.hea", 9, id);
         }
-        char sql[300];
-        snprintf(sql, sizeof sql,
-                 "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND attempts=0 "
-                 "AND instr(last_error, 'this node''s CRL cannot be used') > 0 AND "
-                 "instr(last_error, '%s') > 0",
-                 bad[i].why);
-        rdx_test_wait_sql(x.db, sql, id, 1, 15000);
-        /* Several held tries go by (every 400 ms): none counts, none connects. */
-        assert_false(fake_rx_knocked(&x, 1500));
-        assert_int_equal(rdx_test_sql(x.db, sql, id), 1);
+        const char *why[] = {"this node's CRL cannot be used", bad[i].why, NULL};
+        expect_held(&x, id, why);
         wait_log_count(x.log, "keeping the old CRL", before);
         wait_audit(x.db, "crl-rejected", bad[i].why, 1);
     }
-    assert_true(rdx_test_file_contains(x.log, "cases to hub held (not counted as attempts)"));
     assert_true(rdx_test_file_contains(x.log, "this node's CRL cannot be used, so hub cannot be "
                                               "checked"));
-    assert_int_equal(audit_count(x.db, "case-send-failed", NULL), 0);
-    assert_int_equal(audit_count(x.db, "case-dead-lettered", NULL), 0);
     /* A good CRL again: the case goes at the next held try. */
     struct rdx_run r;
     const char *pub[] = {"pki", "crl", "--dir", x.pki, NULL};
@@ -2247,29 +2277,16 @@ static void test_node_sender_holds_cases_while_its_key_is_bad(void **state)
 {
     struct solo *solo = *state;
     struct fake_rx x = {.max_attempts = 2};
-    char a[4300], key[4300], id[40];
+    char key[4300], id[40];
     rdx_error err;
     fake_rx_start(solo, &x);
     snprintf(key, sizeof key, "%s/private/clinic.key", x.pki);
     rdx_buf good;
-    rdx_buf_init(&good, 1u << 20);
-    assert_int_equal(rdx_file_read(key, &good, &err), RDX_OK);
+    file_take(key, &good);
     rdx_test_write_text(key, "not a key\n");
-    snprintf(a, sizeof a, "%s/held-key.hea", solo->dir);
-    rdx_test_make_file(a, 1000, 15);
-    const char *files[] = {a, NULL};
-    rdx_test_send_case(x.ini, "hub", "ecg", files, id);
-    rdx_test_wait_sql(x.db,
-                      "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
-                      "attempts=0 AND instr(last_error, 'this node''s certificate cannot be "
-                      "used') > 0 AND instr(last_error, 'clinic.key') > 0",
-                      id, 1, 15000);
-    /* Several held tries go by (every 400 ms): none counts, none connects. */
-    assert_false(fake_rx_knocked(&x, 1500));
-    assert_int_equal(rdx_test_sql(x.db, "SELECT attempts FROM outbox WHERE case_id=?1", id), 0);
-    assert_true(rdx_test_file_contains(x.log, "cases to hub held (not counted as attempts)"));
-    assert_int_equal(audit_count(x.db, "case-send-failed", NULL), 0);
-    assert_int_equal(audit_count(x.db, "case-dead-lettered", NULL), 0);
+    fake_rx_send(solo, &x, "held-key.hea", 15, id);
+    const char *why[] = {"this node's certificate cannot be used", "clinic.key", NULL};
+    expect_held(&x, id, why);
     assert_int_equal(rdx_file_write_atomic_mode(key, good.data, good.len, 0600, &err), RDX_OK);
     fake_rx_take(&x, id);
     assert_int_equal(rdx_test_sql(x.db, "SELECT attempts FROM outbox WHERE case_id=?1", id), 1);
@@ -2289,12 +2306,10 @@ static void test_node_sender_refuses_an_older_crl(void **state)
     struct solo *solo = *state;
     struct fake_rx x = {.max_attempts = 0}; /* 0: the default */
     char a[4300], b[4300], crl[4300], id1[40], id2[40];
-    rdx_error err;
     fake_rx_start(solo, &x);
     snprintf(crl, sizeof crl, "%s/crl.pem", x.pki);
     rdx_buf old;
-    rdx_buf_init(&old, 1u << 20);
-    assert_int_equal(rdx_file_read(crl, &old, &err), RDX_OK); /* A */
+    file_take(crl, &old); /* A */
     snprintf(a, sizeof a, "%s/first.hea", solo->dir);
     snprintf(b, sizeof b, "%s/second.hea", solo->dir);
     rdx_test_make_file(a, 1000, 11);
@@ -2346,22 +2361,17 @@ static void test_node_sender_refuses_a_crl_older_than_the_loops(void **state)
 {
     struct solo *solo = *state;
     struct fake_rx x = {.max_attempts = 0};
-    char a[4300], crl[4300], id[40];
-    rdx_error err;
+    char crl[4300], id[40];
     fake_rx_start(solo, &x);
     snprintf(crl, sizeof crl, "%s/crl.pem", x.pki);
     rdx_buf old;
-    rdx_buf_init(&old, 1u << 20);
-    assert_int_equal(rdx_file_read(crl, &old, &err), RDX_OK); /* A */
+    file_take(crl, &old); /* A */
     size_t loaded = log_count(x.log, "loaded CRL");
     revoke_inst(x.pki, "hub"); /* B */
     wait_log_count(x.log, "loaded CRL", loaded);
     put_crl(crl, old.data, old.len); /* A again */
     wait_log_count(x.log, "keeping the old CRL: ", 0);
-    snprintf(a, sizeof a, "%s/first.hea", solo->dir);
-    rdx_test_make_file(a, 1000, 13);
-    const char *files[] = {a, NULL};
-    rdx_test_send_case(x.ini, "hub", "ecg", files, id);
+    fake_rx_send(solo, &x, "first.hea", 13, id);
     rdx_test_wait_sql(x.db,
                       "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
                       "attempts=0 AND instr(last_error, 'an older CRL is refused') > 0",
@@ -2778,10 +2788,8 @@ static void rdx_ok(const char *const *argv)
 static void crl_take(const char *pki, rdx_buf *out)
 {
     char p[4300];
-    rdx_error err;
     snprintf(p, sizeof p, "%s/crl.pem", pki);
-    rdx_buf_init(out, 1u << 20);
-    assert_int_equal(rdx_file_read(p, out, &err), RDX_OK);
+    file_take(p, out);
 }
 
 /*
@@ -3066,26 +3074,15 @@ static void test_node_sender_holds_cases_while_its_crl_is_not_yet_valid(void **s
 {
     struct solo *solo = *state;
     struct fake_rx x = {.max_attempts = 2};
-    char a[4300], crl[4300], id[40];
+    char crl[4300], id[40];
     fake_rx_start(solo, &x);
     snprintf(crl, sizeof crl, "%s/crl.pem", x.pki);
     write_future_crl(x.pki, crl, 2, 86400);
-    snprintf(a, sizeof a, "%s/future.hea", solo->dir);
-    rdx_test_make_file(a, 1000, 21);
-    const char *files[] = {a, NULL};
-    rdx_test_send_case(x.ini, "hub", "ecg", files, id);
-    const char *held = "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='queued' AND "
-                       "attempts=0 AND instr(last_error, 'this node''s CRL ') > 0 AND "
-                       "instr(last_error, 'crl.pem is not yet valid (from ') > 0 AND "
-                       "instr(last_error, 'so hub cannot be checked') > 0";
-    rdx_test_wait_sql(x.db, held, id, 1, 15000);
-    /* Several held tries go by (every 400 ms): none counts, none connects. */
-    assert_false(fake_rx_knocked(&x, 1500));
-    assert_int_equal(rdx_test_sql(x.db, held, id), 1);
-    assert_true(rdx_test_file_contains(x.log, "cases to hub held (not counted as attempts)"));
+    fake_rx_send(solo, &x, "future.hea", 21, id);
+    const char *why[] = {"this node's CRL ", "crl.pem is not yet valid (from ",
+                         "so hub cannot be checked", NULL};
+    expect_held(&x, id, why);
     assert_true(rdx_test_file_contains(x.log, "is this node's clock or the CA's wrong?"));
-    assert_int_equal(audit_count(x.db, "case-send-failed", NULL), 0);
-    assert_int_equal(audit_count(x.db, "case-dead-lettered", NULL), 0);
     /* The loop's watch has seen it too. */
     wait_audit(x.db, "crl-not-yet-valid", "is not yet valid (from", 1);
     assert_true(rdx_test_file_contains(x.log, "every new connection, in and out, is refused until "

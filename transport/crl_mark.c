@@ -172,3 +172,19 @@ rdx_status rdx_tp_crl_mark_admit(sqlite3 *db, X509_STORE *store, const char *crl
     }
     return rdx_tp_crl_mark_save(db, &now, crl_path, err);
 }
+
+rdx_status rdx_tp_crl_mark_admit_tx(sqlite3 *db, X509_STORE *store, const char *crl_path,
+                                    const char *what, rdx_error *err)
+{
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        return rdx_error_set(err, RDX_EDB, "%s: %s", what, sqlite3_errmsg(db));
+    }
+    rdx_status st = rdx_tp_crl_mark_admit(db, store, crl_path, err);
+    if (st == RDX_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        st = rdx_error_set(err, RDX_EDB, "%s: %s", what, sqlite3_errmsg(db));
+    }
+    if (st != RDX_OK) {
+        (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return st;
+}

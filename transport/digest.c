@@ -101,7 +101,7 @@ uint32_t rdx_tp_link_stride(uint32_t chunk_size)
  */
 #define X16_MIN_LANES 9u
 
-/* The strides of the chunk as lanes; 0 when all matched and s was advanced. */
+/* The strides of the chunk as lanes, on a CPU that can: 0 when all matched and s was advanced. */
 static int links_x16(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint32_t stride,
                      const uint8_t *links, size_t m, size_t full)
 {
@@ -125,9 +125,7 @@ static int links_x16(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint
             words_be(links + 32 * (i - 1), st[i]);
         }
     }
-    if (rdx_tp_sha256_x16(st, d, stride / 64) != 0) {
-        return 1; /* not on this CPU */
-    }
+    (void)rdx_tp_sha256_x16(st, d, stride / 64); /* the caller checked that this CPU can */
     /* Lane i ends where link i is claimed; the last lane ends the chunk or its whole strides. */
     for (size_t i = 0; i < full && i < m - 1; i++) {
         bytes_be(st[i], got);
@@ -160,11 +158,8 @@ int rdx_tp_sha_links(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint
     if (m != (size_t)nlinks + 1 || m > RDX_TRANSPORT_LINKS) {
         return -1;
     }
-    if (!serial && full >= X16_MIN_LANES) {
-        int r = links_x16(s, data, len, stride, links, m, full);
-        if (r <= 0) {
-            return r;
-        }
+    if (!serial && full >= X16_MIN_LANES && rdx_tp_sha256_x16_available()) {
+        return links_x16(s, data, len, stride, links, m, full);
     }
     for (size_t i = 0; i < m; i++) {
         size_t off = i * (size_t)stride;

@@ -3041,16 +3041,10 @@ static rdx_status repair_inline(struct rdx_transport_node *n, rdx_error *err)
 static rdx_status crl_mark_start(struct rdx_transport_node *n, rdx_error *err)
 {
     rdx_error e;
-    if (sqlite3_exec(n->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-        return rdx_error_set(err, RDX_EDB, "%s/node.db: %s", n->cfg->data, sqlite3_errmsg(n->db));
-    }
-    rdx_status st = rdx_tp_crl_mark_admit(n->db, SSL_CTX_get_cert_store(n->sctx), n->cfg->crl, &e);
-    if (st == RDX_OK && sqlite3_exec(n->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        st = rdx_error_set(&e, RDX_EDB, "%s/node.db: %s", n->cfg->data, sqlite3_errmsg(n->db));
-    }
-    if (st != RDX_OK) {
-        sqlite3_exec(n->db, "ROLLBACK", NULL, NULL, NULL);
-    }
+    char what[4200];
+    snprintf(what, sizeof what, "%s/node.db", n->cfg->data);
+    rdx_status st =
+        rdx_tp_crl_mark_admit_tx(n->db, SSL_CTX_get_cert_store(n->sctx), n->cfg->crl, what, &e);
     if (st == RDX_EAUTH) {
         rdx_error ae;
         if (rdx_tp_audit(n->db, n->cfg->id, "crl-rejected", RDX_TP_OUTCOME_SERIOUS, n->cfg->id,

@@ -1269,18 +1269,7 @@ static enum outcome crl_admit(const struct rdx_tp_sender *s, sqlite3 *db, X509_S
          * (once per new CRL), so node.db is not asked for every connection.
          */
         rdx_error err;
-        rdx_status st = RDX_EDB;
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
-            st = rdx_tp_crl_mark_admit(db, store, s->cfg->crl, &err);
-            if (st == RDX_OK && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-                st = rdx_error_set(&err, RDX_EDB, "node.db: %s", sqlite3_errmsg(db));
-            }
-            if (st != RDX_OK) {
-                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            }
-        } else {
-            rdx_error_set(&err, RDX_EDB, "node.db: %s", sqlite3_errmsg(db));
-        }
+        rdx_status st = rdx_tp_crl_mark_admit_tx(db, store, s->cfg->crl, "node.db", &err);
         if (st == RDX_EAUTH) {
             setwhy(why, whysz, "this node's CRL cannot be used: %s", err.msg);
             return HELD;

@@ -514,6 +514,13 @@ rdx_status rdx_tp_crl_mark_save(sqlite3 *db, const struct rdx_tp_crl_mark *m, co
 rdx_status rdx_tp_crl_mark_admit(sqlite3 *db, X509_STORE *store, const char *crl_path,
                                  rdx_error *err);
 /*
+ * rdx_tp_crl_mark_admit in a transaction of its own (BEGIN IMMEDIATE, then
+ * COMMIT, or ROLLBACK on any failure), for a caller that holds none. The
+ * same results; RDX_EDB names where ("what: ...") when node.db fails.
+ */
+rdx_status rdx_tp_crl_mark_admit_tx(sqlite3 *db, X509_STORE *store, const char *crl_path,
+                                    const char *what, rdx_error *err);
+/*
  * Why a handshake failed, in words for the log and audit ("no client
  * certificate", "certificate revoked", ...), from the verdict and the
  * OpenSSL error code e.
