@@ -171,29 +171,24 @@ static void test_digest_edge_sizes(void **state)
 }
 
 /*
- * The sixteen-lane kernel against OpenSSL's SHA-256: every lane from its own
- * start state over its own bytes, compared lane by lane.
+ * A lane kernel against OpenSSL's SHA-256: nlanes lanes, each from its own
+ * start state over its own bytes at an odd address, compared lane by lane;
+ * the lanes past nlanes must be left as they were. ni picks rdx_tp_sha256_ni
+ * (nlanes of them), otherwise rdx_tp_sha256_x16 (always sixteen).
  */
-static void test_digest_x16_lanes_match_openssl(void **state)
+static void lanes_match_openssl(int ni, size_t nlanes)
 {
-    (void)state;
-    if (!rdx_tp_sha256_x16_available()) {
-        uint32_t st[16][8] = {{0}};
-        const uint8_t *d[16] = {NULL};
-        assert_int_equal(rdx_tp_sha256_x16(st, d, 1), -1);
-        skip(); /* no AVX-512 here: rdx_tp_sha_links hashes one stride after another */
-    }
     enum { BLOCKS = 37 };
     uint8_t *buf = malloc(16 * BLOCKS * 64 + 7);
     assert_non_null(buf);
     for (size_t i = 0; i < 16 * BLOCKS * 64 + 7; i++) {
         buf[i] = (uint8_t)((i * 2654435761u) >> 11);
     }
-    uint32_t st[16][8];
+    uint32_t st[16][8], before[16][8];
     const uint8_t *d[16];
     uint8_t start[16][32];
     for (int i = 0; i < 16; i++) {
-        /* Lane i starts where i+1 blocks of other bytes leave SHA-256, at an odd address. */
+        /* Lane i starts where i+1 blocks of other bytes leave SHA-256. */
         struct rdx_tp_sha s;
         rdx_tp_sha_init(&s);
         rdx_tp_sha_update(&s, buf + 3 * i, 64 * (size_t)(i + 1));
@@ -204,8 +199,14 @@ static void test_digest_x16_lanes_match_openssl(void **state)
         }
         d[i] = buf + 7 + (size_t)i * BLOCKS * 64 - (i % 2);
     }
-    assert_int_equal(rdx_tp_sha256_x16(st, d, BLOCKS), 0);
-    for (int i = 0; i < 16; i++) {
+    memcpy(before, st, sizeof st);
+    assert_int_equal(
+        ni ? rdx_tp_sha256_ni(st, d, nlanes, BLOCKS) : rdx_tp_sha256_x16(st, d, BLOCKS), 0);
+    for (size_t i = 0; i < 16; i++) {
+        if (i >= nlanes) {
+            assert_memory_equal(st[i], before[i], sizeof st[i]);
+            continue;
+        }
         struct rdx_tp_sha s;
         uint8_t want[32], got[32];
         assert_int_equal(rdx_tp_sha_resume(&s, start[i], 64 * (uint64_t)(i + 1)), 0);
@@ -222,6 +223,51 @@ static void test_digest_x16_lanes_match_openssl(void **state)
     free(buf);
 }
 
+/* The sixteen AVX-512 lanes against OpenSSL. */
+static void test_digest_x16_lanes_match_openssl(void **state)
+{
+    (void)state;
+    if (!rdx_tp_sha256_x16_available()) {
+        uint32_t st[16][8] = {{0}};
+        const uint8_t *d[16] = {NULL};
+        assert_int_equal(rdx_tp_sha256_x16(st, d, 1), -1);
+        skip(); /* no AVX-512 here: rdx_tp_sha_links uses another kernel */
+    }
+    lanes_match_openssl(0, 16);
+}
+
+/*
+ * The SHA-NI lanes against OpenSSL: sixteen (four groups of four), seven (4,
+ * 2 and 1), two and one.
+ */
+static void test_digest_ni_lanes_match_openssl(void **state)
+{
+    (void)state;
+    uint32_t st[17][8] = {{0}};
+    const uint8_t *d[17] = {NULL};
+    assert_int_equal(rdx_tp_sha256_ni(st, d, 17, 0), -1);
+    if (!rdx_tp_sha256_ni_available()) {
+        assert_int_equal(rdx_tp_sha256_ni(st, d, 1, 1), -1);
+        skip(); /* no SHA extensions here: rdx_tp_sha_links uses another kernel */
+    }
+    const size_t counts[] = {16, 7, 2, 1};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        lanes_match_openssl(1, counts[c]);
+    }
+}
+
+/* The kernels to compare in the link tests: every one, and the pick for this CPU. */
+static const enum rdx_tp_sha_path paths[] = {RDX_TP_SHA_SERIAL, RDX_TP_SHA_NI, RDX_TP_SHA_X16,
+                                             RDX_TP_SHA_FASTEST};
+#define NPATHS (sizeof paths / sizeof paths[0])
+
+/* Whether this CPU has the kernel path: a forced one it lacks is refused. */
+static int path_here(enum rdx_tp_sha_path p)
+{
+    return (p != RDX_TP_SHA_NI || rdx_tp_sha256_ni_available()) &&
+           (p != RDX_TP_SHA_X16 || rdx_tp_sha256_x16_available());
+}
+
 #define STRIDE 1024u
 #define CHUNK  (16u * STRIDE)
 
@@ -231,7 +277,7 @@ static void test_digest_x16_lanes_match_openssl(void **state)
  * check value in out when every link matched.
  */
 static int links_chunk(const uint8_t *data, size_t size, const uint8_t *v, size_t chunk,
-                       const uint8_t *links_override, int serial, uint8_t out[32])
+                       const uint8_t *links_override, enum rdx_tp_sha_path path, uint8_t out[32])
 {
     struct rdx_tp_sha s;
     size_t off = chunk * CHUNK, len = size - off < CHUNK ? size - off : CHUNK;
@@ -242,8 +288,7 @@ static int links_chunk(const uint8_t *data, size_t size, const uint8_t *v, size_
         assert_int_equal(rdx_tp_sha_resume(&s, v + 32 * (first - 1), off), 0);
     }
     const uint8_t *links = links_override != NULL ? links_override : v + 32 * first;
-    if (rdx_tp_sha_links(&s, data + off, len, STRIDE, links, (unsigned)(last - first), serial) !=
-        0) {
+    if (rdx_tp_sha_links(&s, data + off, len, STRIDE, links, (unsigned)(last - first), path) != 0) {
         return -1;
     }
     assert_int_equal(rdx_tp_chunk_check(&s, size, out), 0);
@@ -251,15 +296,16 @@ static int links_chunk(const uint8_t *data, size_t size, const uint8_t *v, size_
 }
 
 /*
- * Chunks checked stride by stride give the values of one pass, on both
- * paths: whole chunks (sixteen lanes), a last chunk of 12 whole strides and a
- * short one (idle lanes), one of 10 whole strides, and one of 4 and a bit
- * (serial on every CPU).
+ * Chunks checked stride by stride give the values of one pass, on every
+ * path: whole chunks (sixteen lanes), a last chunk of 12 whole strides and a
+ * short one (idle lanes), one of 10 whole strides, one of 4 and a bit, of 2,
+ * of 1 and a block, and one of a single block.
  */
 static void test_digest_links_check_every_stride(void **state)
 {
     (void)state;
-    const size_t tails[] = {12 * STRIDE + 100, 10 * STRIDE, 4 * STRIDE + 1000, 64};
+    const size_t tails[] = {12 * STRIDE + 100, 10 * STRIDE, 4 * STRIDE + 1000,
+                            2 * STRIDE,        STRIDE + 64, 64};
     for (size_t t = 0; t < sizeof tails / sizeof tails[0]; t++) {
         size_t size = 3 * CHUNK + tails[t];
         uint8_t *data = malloc(size), *v = NULL;
@@ -270,9 +316,13 @@ static void test_digest_links_check_every_stride(void **state)
         assert_int_equal(rdx_tp_chunk_checks(data, size, STRIDE, &v, &n, NULL), RDX_OK);
         for (size_t k = 0; k < 4; k++) {
             size_t last = (k * CHUNK + (k < 3 ? CHUNK : tails[t]) - 1) / STRIDE;
-            for (int serial = 0; serial < 2; serial++) {
+            for (size_t p = 0; p < NPATHS; p++) {
                 uint8_t got[32];
-                assert_int_equal(links_chunk(data, size, v, k, NULL, serial, got), 0);
+                if (!path_here(paths[p])) {
+                    assert_int_equal(links_chunk(data, size, v, k, NULL, paths[p], got), -1);
+                    continue;
+                }
+                assert_int_equal(links_chunk(data, size, v, k, NULL, paths[p], got), 0);
                 assert_memory_equal(got, v + 32 * last, 32);
             }
         }
@@ -285,7 +335,7 @@ static void test_digest_links_check_every_stride(void **state)
 
 /*
  * A changed byte in any stride, or a lying link value, fails the chunk on
- * both paths, even when the chunk's own check value is right.
+ * every path, even when the chunk's own check value is right.
  */
 static void test_digest_links_catch_a_changed_stride(void **state)
 {
@@ -296,14 +346,18 @@ static void test_digest_links_catch_a_changed_stride(void **state)
     assert_non_null(data);
     fill(data, size);
     assert_int_equal(rdx_tp_chunk_checks(data, size, STRIDE, &v, &n, NULL), RDX_OK);
-    for (int serial = 0; serial < 2; serial++) {
+    for (size_t p = 0; p < NPATHS; p++) {
+        enum rdx_tp_sha_path path = paths[p];
+        if (!path_here(path)) {
+            continue;
+        }
         /* A byte in stride 7 of chunk 1, and then in the short last stride of chunk 2. */
         const size_t at[] = {CHUNK + 7 * STRIDE + 5, 2 * CHUNK + 12 * STRIDE + 50,
                              CHUNK + 15 * STRIDE};
         for (size_t a = 0; a < 3; a++) {
             data[at[a]] ^= 0x01;
             assert_int_equal(
-                links_chunk(data, size, v, at[a] / CHUNK, NULL, serial, got) == 0 &&
+                links_chunk(data, size, v, at[a] / CHUNK, NULL, path, got) == 0 &&
                     memcmp(got,
                            v + 32 * ((at[a] / CHUNK) * 16 + 15 < n ? (at[a] / CHUNK) * 16 + 15
                                                                    : n - 1),
@@ -315,19 +369,19 @@ static void test_digest_links_catch_a_changed_stride(void **state)
         uint8_t lie[15 * 32];
         memcpy(lie, v + 32 * 16, sizeof lie);
         lie[3 * 32 + 9] ^= 0x80;
-        assert_int_equal(links_chunk(data, size, v, 1, lie, serial, got), -1);
-        assert_int_equal(links_chunk(data, size, v, 1, NULL, serial, got), 0);
+        assert_int_equal(links_chunk(data, size, v, 1, lie, path, got), -1);
+        assert_int_equal(links_chunk(data, size, v, 1, NULL, path, got), 0);
     }
     /* A count that is neither 0 nor the strides less one; a start off a block boundary. */
     struct rdx_tp_sha s;
     rdx_tp_sha_init(&s);
-    assert_int_equal(rdx_tp_sha_links(&s, data, CHUNK, STRIDE, v, 14, 0), -1);
+    assert_int_equal(rdx_tp_sha_links(&s, data, CHUNK, STRIDE, v, 14, RDX_TP_SHA_FASTEST), -1);
     rdx_tp_sha_init(&s);
     rdx_tp_sha_update(&s, data, 10);
-    assert_int_equal(rdx_tp_sha_links(&s, data + 10, CHUNK, STRIDE, v, 15, 0), -1);
+    assert_int_equal(rdx_tp_sha_links(&s, data + 10, CHUNK, STRIDE, v, 15, RDX_TP_SHA_FASTEST), -1);
     /* No links at all: a plain pass, checked by the chunk's value alone. */
     rdx_tp_sha_init(&s);
-    assert_int_equal(rdx_tp_sha_links(&s, data, CHUNK, STRIDE, v, 0, 0), 0);
+    assert_int_equal(rdx_tp_sha_links(&s, data, CHUNK, STRIDE, v, 0, RDX_TP_SHA_FASTEST), 0);
     assert_int_equal(rdx_tp_chunk_check(&s, size, got), 0);
     assert_memory_equal(got, v + 32 * 15, 32);
     assert_int_equal(rdx_tp_link_stride(8u << 20), 512u << 10);
@@ -344,6 +398,7 @@ int main(void)
         cmocka_unit_test(test_digest_resume_from_claimed_chain),
         cmocka_unit_test(test_digest_edge_sizes),
         cmocka_unit_test(test_digest_x16_lanes_match_openssl),
+        cmocka_unit_test(test_digest_ni_lanes_match_openssl),
         cmocka_unit_test(test_digest_links_check_every_stride),
         cmocka_unit_test(test_digest_links_catch_a_changed_stride),
     };

@@ -97,13 +97,19 @@ uint32_t rdx_tp_link_stride(uint32_t chunk_size)
 /*
  * Below this many whole strides the sixteen-lane kernel is not worth it: it
  * costs the same for any number of busy lanes, about as much as eight strides
- * hashed one after the other on the machine measured (bench/sha_bench).
+ * hashed one after the other on the machine measured (bench/sha_bench). The
+ * SHA-NI kernel costs by the lane and pays from two.
  */
 #define X16_MIN_LANES 9u
+#define NI_MIN_LANES  2u
 
-/* The strides of the chunk as lanes, on a CPU that can: 0 when all matched and s was advanced. */
-static int links_x16(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint32_t stride,
-                     const uint8_t *links, size_t m, size_t full)
+/*
+ * The chunk's whole strides as lanes through the kernel path picked (the
+ * caller checked this CPU has it): 0 when all links matched and s was
+ * advanced past the chunk.
+ */
+static int links_lanes(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint32_t stride,
+                       const uint8_t *links, size_t m, size_t full, enum rdx_tp_sha_path path)
 {
     uint32_t st[16][8];
     const uint8_t *d[16];
@@ -112,7 +118,7 @@ static int links_x16(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint
     uint64_t base = s->bytes;
     for (size_t i = 0; i < 16; i++) {
         if (i >= full) {
-            /* An idle lane repeats lane 0; its result is not used. */
+            /* An idle lane (of the sixteen-lane kernel) repeats lane 0; its result is not used. */
             d[i] = data;
             memcpy(st[i], st[0], sizeof st[0]);
         } else if (i == 0) {
@@ -125,7 +131,11 @@ static int links_x16(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint
             words_be(links + 32 * (i - 1), st[i]);
         }
     }
-    (void)rdx_tp_sha256_x16(st, d, stride / 64); /* the caller checked that this CPU can */
+    if (path == RDX_TP_SHA_NI) {
+        (void)rdx_tp_sha256_ni(st, d, full, stride / 64);
+    } else {
+        (void)rdx_tp_sha256_x16(st, d, stride / 64);
+    }
     /* Lane i ends where link i is claimed; the last lane ends the chunk or its whole strides. */
     for (size_t i = 0; i < full && i < m - 1; i++) {
         bytes_be(st[i], got);
@@ -144,9 +154,28 @@ static int links_x16(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint
     return 0;
 }
 
-int rdx_tp_sha_links(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint32_t stride,
-                     const uint8_t *links, unsigned nlinks, int serial)
+/* The kernel for a chunk of full whole strides: the one asked for, or the best this CPU has. */
+static enum rdx_tp_sha_path pick_path(enum rdx_tp_sha_path path, size_t full)
 {
+    if (path != RDX_TP_SHA_FASTEST) {
+        return path;
+    }
+    if (full >= NI_MIN_LANES && rdx_tp_sha256_ni_available()) {
+        return RDX_TP_SHA_NI;
+    }
+    if (full >= X16_MIN_LANES && rdx_tp_sha256_x16_available()) {
+        return RDX_TP_SHA_X16;
+    }
+    return RDX_TP_SHA_SERIAL;
+}
+
+int rdx_tp_sha_links(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint32_t stride,
+                     const uint8_t *links, unsigned nlinks, enum rdx_tp_sha_path path)
+{
+    if ((path == RDX_TP_SHA_NI && !rdx_tp_sha256_ni_available()) ||
+        (path == RDX_TP_SHA_X16 && !rdx_tp_sha256_x16_available())) {
+        return -1;
+    }
     if (nlinks == 0) {
         rdx_tp_sha_update(s, data, len);
         return 0;
@@ -158,8 +187,9 @@ int rdx_tp_sha_links(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint
     if (m != (size_t)nlinks + 1 || m > RDX_TRANSPORT_LINKS) {
         return -1;
     }
-    if (!serial && full >= X16_MIN_LANES && rdx_tp_sha256_x16_available()) {
-        return links_x16(s, data, len, stride, links, m, full);
+    path = pick_path(path, full);
+    if (path != RDX_TP_SHA_SERIAL && full > 0) {
+        return links_lanes(s, data, len, stride, links, m, full, path);
     }
     for (size_t i = 0; i < m; i++) {
         size_t off = i * (size_t)stride;

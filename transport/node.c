@@ -1195,7 +1195,8 @@ static int write_chunk(struct chunk_work *w)
 static void chunk_check_only(struct chunk_work *w)
 {
     uint8_t got[32];
-    if (rdx_tp_sha_links(&w->h, w->data, w->len, w->stride, w->links, w->nlinks, 0) != 0 ||
+    if (rdx_tp_sha_links(&w->h, w->data, w->len, w->stride, w->links, w->nlinks,
+                         RDX_TP_SHA_FASTEST) != 0 ||
         rdx_tp_chunk_check(&w->h, w->item_size, got) != 0 || memcmp(got, w->want, 32) != 0) {
         w->res = CHUNK_BAD;
     } else if (w->off + w->len == w->item_size && memcmp(got, w->item_sha, 32) != 0) {

@@ -299,15 +299,19 @@ int rdx_tp_chunk_check(struct rdx_tp_sha *s, uint64_t item_size, uint8_t out[32]
  * rdx_tp_chunk_check; -1 when one did not, or nlinks is neither 0 nor the
  * chunk's stride count minus one (s is then undefined).
  *
- * Each stride is hashed from the value claimed for its start, so on a CPU with
- * AVX-512 up to sixteen strides are hashed at once (rdx_tp_sha256_x16). That
- * is sound because every claimed value is itself checked as the end of the
- * stride before it: if all match, s ends exactly where one serial pass over
- * the chunk would. serial forces the one-stream path (tests compare the two).
- * nlinks 0 is a plain rdx_tp_sha_update.
+ * Each stride is hashed from the value claimed for its start, so the strides
+ * can be hashed as independent streams: four at a time with the SHA
+ * extensions (rdx_tp_sha256_ni), or sixteen in AVX-512 registers
+ * (rdx_tp_sha256_x16). That is sound because every claimed value is itself
+ * checked as the end of the stride before it: if all match, s ends exactly
+ * where one serial pass over the chunk would. path picks the kernel:
+ * RDX_TP_SHA_FASTEST the best this CPU has, the others force one (tests and
+ * sha_bench compare them); a forced kernel this CPU lacks returns -1 with s
+ * untouched. nlinks 0 is a plain rdx_tp_sha_update.
  */
+enum rdx_tp_sha_path { RDX_TP_SHA_FASTEST, RDX_TP_SHA_SERIAL, RDX_TP_SHA_NI, RDX_TP_SHA_X16 };
 int rdx_tp_sha_links(struct rdx_tp_sha *s, const uint8_t *data, size_t len, uint32_t stride,
-                     const uint8_t *links, unsigned nlinks, int serial);
+                     const uint8_t *links, unsigned nlinks, enum rdx_tp_sha_path path);
 /* The link stride of a chunk size: chunk_size / RDX_TRANSPORT_LINKS. */
 uint32_t rdx_tp_link_stride(uint32_t chunk_size);
 /*
@@ -320,6 +324,17 @@ uint32_t rdx_tp_link_stride(uint32_t chunk_size);
 int rdx_tp_sha256_x16(uint32_t state[16][8], const uint8_t *const data[16], size_t nblocks);
 /* Whether rdx_tp_sha256_x16 runs on this CPU. */
 int rdx_tp_sha256_x16_available(void);
+/*
+ * The same with the SHA extensions (transport/sha_ni.c), for nlanes <= 16
+ * lanes, four interleaved at a time: lane i starts from state[i] and
+ * compresses nblocks blocks from data[i]. 0 when done; -1, state untouched,
+ * when this CPU has no SHA extensions (or nlanes > 16). Thread-safe; no
+ * allocation.
+ */
+int rdx_tp_sha256_ni(uint32_t state[][8], const uint8_t *const data[], size_t nlanes,
+                     size_t nblocks);
+/* Whether rdx_tp_sha256_ni runs on this CPU. */
+int rdx_tp_sha256_ni_available(void);
 /* SHA-256's 64 round constants (FIPS 180-4 section 4.2.2). */
 extern const uint32_t rdx_tp_sha256_k[64];
 /* Chunks of an item of size bytes: ceil(size / chunk_size). */
