@@ -109,13 +109,20 @@ NI static void ni_1(uint32_t (*st)[8], const uint8_t *const *d, size_t nblocks)
 
 int rdx_tp_sha256_ni_available(void)
 {
-    /* CPUID directly: not every compiler's __builtin_cpu_supports knows "sha". The xmm state is
-     * always enabled on x86-64, so no XCR0 check is needed. */
+#if defined(__GNUC__) && !defined(__clang__)
+    /* libgcc reads CPUID once at start-up; asked per chunk, CPUID itself would trap to the
+     * hypervisor each time on a virtual machine. */
+    return __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") &&
+           __builtin_cpu_supports("ssse3");
+#else
+    /* clang's __builtin_cpu_supports does not know "sha". The xmm state is always enabled on
+     * x86-64, so no XCR0 check is needed. */
     unsigned a, b, c, d;
     if (__get_cpuid(1, &a, &b, &c, &d) == 0 || !(c & bit_SSSE3) || !(c & bit_SSE4_1)) {
         return 0;
     }
     return __get_cpuid_count(7, 0, &a, &b, &c, &d) != 0 && (b & bit_SHA) != 0;
+#endif
 }
 
 int rdx_tp_sha256_ni(uint32_t state[][8], const uint8_t *const data[], size_t nlanes,
