@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "rdx/transport.h"
-#include "../transport/transport_limits.h"
+#include "../transport/transport_int.h"
 #include "support/testutil.h"
 
 static void test_frame_header_bytes_exact(void **state)
@@ -428,6 +428,132 @@ static void test_frame_decoder_oom_sweep(void **state)
     rdx_buf_free(&c.stream);
 }
 
+/* One whole frame of type and len into d through _space/_commit; its payload pointer. */
+static const uint8_t *deliver_one(rdx_transport_decoder *d, unsigned type, size_t len)
+{
+    uint8_t *p = NULL;
+    size_t room = 0;
+    int got = 0;
+    rdx_transport_frame f;
+    rdx_error err;
+    assert_int_equal(rdx_transport_decoder_space(d, &p, &room, &err), RDX_OK);
+    assert_int_equal(room, RDX_TRANSPORT_FRAME_HDR);
+    assert_int_equal(rdx_transport_frame_header(p, type, len, &err), RDX_OK);
+    assert_int_equal(rdx_transport_decoder_commit(d, RDX_TRANSPORT_FRAME_HDR, &f, &got, &err),
+                     RDX_OK);
+    while (!got) {
+        assert_int_equal(rdx_transport_decoder_space(d, &p, &room, &err), RDX_OK);
+        memset(p, 0x5a, room);
+        assert_int_equal(rdx_transport_decoder_commit(d, room, &f, &got, &err), RDX_OK);
+    }
+    assert_int_equal(f.type, type);
+    assert_int_equal(f.len, len);
+    return f.payload;
+}
+
+/* A chunk-sized buffer of the decoder's making (aligned as it makes them), taken out of it. */
+static rdx_buf chunk_buffer(size_t len)
+{
+    rdx_transport_decoder *d = NULL;
+    rdx_error err;
+    rdx_buf b;
+    rdx_buf_init(&b, RDX_TRANSPORT_FRAME_MAX);
+    assert_int_equal(rdx_transport_decoder_new(0, &d, &err), RDX_OK);
+    const uint8_t *at = deliver_one(d, RDX_FRAME_CHUNK, len);
+    assert_int_equal(rdx_transport_decoder_take(d, &b, &err), RDX_OK);
+    assert_ptr_equal(b.data, at);
+    rdx_transport_decoder_free(d);
+    return b;
+}
+
+/*
+ * Memory handed to the decoder with _take after a frame other than a chunk is
+ * kept for the chunks to come (the node gives a spare buffer when a case is
+ * offered), and an empty buffer taken in after such a frame gets the chunk
+ * buffer back. Without a take, a chunk buffer is still given back after a
+ * frame other than a chunk.
+ */
+static void test_frame_take_hands_memory_both_ways(void **state)
+{
+    (void)state;
+    const size_t len = (2u << 20) + 100;
+    rdx_transport_decoder *d = NULL;
+    rdx_error err;
+    uint8_t *p = NULL;
+    size_t room = 0;
+    rdx_buf big = chunk_buffer(len), out;
+    uint8_t *mem = big.data;
+    assert_int_equal(rdx_transport_decoder_new(0, &d, &err), RDX_OK);
+    (void)deliver_one(d, RDX_FRAME_PING, 0);
+    assert_int_equal(rdx_transport_decoder_take(d, &big, &err), RDX_OK);
+    out = big; /* what the decoder held before: nothing yet */
+    assert_null(out.data);
+    /* The next call would have given a chunk buffer back after a ping: this one stays. */
+    assert_int_equal(rdx_transport_decoder_space(d, &p, &room, &err), RDX_OK);
+    assert_true(rdx_transport_decoder_footprint(d) >= len);
+    assert_ptr_equal(deliver_one(d, RDX_FRAME_CHUNK, len), mem);
+    /* Back: after a frame other than a chunk, an empty buffer in, the chunk buffer out. */
+    (void)deliver_one(d, RDX_FRAME_PING, 0);
+    rdx_buf_init(&out, RDX_TRANSPORT_FRAME_MAX);
+    assert_int_equal(rdx_transport_decoder_take(d, &out, &err), RDX_OK);
+    assert_ptr_equal(out.data, mem);
+    assert_int_equal(rdx_transport_decoder_footprint(d), 0);
+    rdx_buf_free(&out);
+    /* No take: the chunk buffer goes after the next frame that is not a chunk. */
+    (void)deliver_one(d, RDX_FRAME_CHUNK, len);
+    assert_true(rdx_transport_decoder_footprint(d) >= len);
+    (void)deliver_one(d, RDX_FRAME_PING, 0);
+    assert_int_equal(rdx_transport_decoder_space(d, &p, &room, &err), RDX_OK);
+    assert_true(rdx_transport_decoder_footprint(d) <= RDX_TRANSPORT_CONTROL_MAX);
+    rdx_transport_decoder_free(d);
+}
+
+/*
+ * The node's spare chunk buffers: only chunk-sized ones are kept, at most
+ * RDX_TP_SPARES_MAX, each put leaves its rdx_buf empty, and a get fills only
+ * an empty one, with kept memory, emptied.
+ */
+static void test_frame_spares_keep_chunk_buffers(void **state)
+{
+    (void)state;
+    const size_t len = (1u << 20) + 10;
+    struct rdx_tp_spares sp = {.n = 0};
+    rdx_buf small, b[RDX_TP_SPARES_MAX + 1];
+    uint8_t *mem[RDX_TP_SPARES_MAX + 1];
+    rdx_buf_init(&small, 1024);
+    assert_int_equal(rdx_buf_append(&small, "ack", 3), RDX_OK);
+    rdx_tp_spare_put(&sp, &small);
+    assert_int_equal(sp.n, 0);
+    assert_null(small.data);
+    for (int i = 0; i <= RDX_TP_SPARES_MAX; i++) {
+        b[i] = chunk_buffer(len);
+        mem[i] = b[i].data;
+        rdx_tp_spare_put(&sp, &b[i]);
+        assert_null(b[i].data);
+        assert_int_equal(b[i].cap, 0);
+        assert_int_equal(sp.n, i < RDX_TP_SPARES_MAX ? i + 1 : RDX_TP_SPARES_MAX);
+    }
+    /* A buffer that has memory is left alone. */
+    assert_int_equal(rdx_buf_append(&small, "ack", 3), RDX_OK);
+    uint8_t *own = small.data;
+    rdx_tp_spare_get(&sp, &small);
+    assert_ptr_equal(small.data, own);
+    assert_int_equal(sp.n, RDX_TP_SPARES_MAX);
+    rdx_buf_free(&small);
+    /* An empty one gets the last kept, empty and NUL-terminated, ready for a chunk. */
+    rdx_tp_spare_get(&sp, &small);
+    assert_ptr_equal(small.data, mem[RDX_TP_SPARES_MAX - 1]);
+    assert_int_equal(small.len, 0);
+    assert_true(small.cap >= len);
+    assert_int_equal(small.data[0], 0);
+    assert_int_equal(sp.n, RDX_TP_SPARES_MAX - 1);
+    rdx_buf_free(&small);
+    rdx_tp_spares_free(&sp);
+    assert_int_equal(sp.n, 0);
+    rdx_tp_spare_get(&sp, &small);
+    assert_null(small.data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -439,6 +565,8 @@ int main(void)
         cmocka_unit_test(test_frame_decoder_adversarial),
         cmocka_unit_test(test_frame_truncated_stream),
         cmocka_unit_test(test_frame_decoder_oom_sweep),
+        cmocka_unit_test(test_frame_take_hands_memory_both_ways),
+        cmocka_unit_test(test_frame_spares_keep_chunk_buffers),
     };
     return cmocka_run_group_tests_name("transport_frame", tests, NULL, NULL);
 }

@@ -409,6 +409,7 @@ rdx_status rdx_transport_decoder_take(rdx_transport_decoder *d, rdx_buf *out, rd
     d->payload = *out;
     d->payload.len = 0;
     d->payload.max = d->max_payload;
+    d->keep = 1; /* the caller gave this memory for the frames to come: it is not given back */
     mine.max = mine.max > mine.len ? mine.max : mine.len;
     *out = mine;
     return RDX_OK;

@@ -300,6 +300,7 @@ struct rdx_transport_node {
     struct group g;
     struct store st;
     struct spill sp;
+    struct rdx_tp_spares spares; /* chunk buffers kept between cases (transport_int.h) */
 };
 
 static int group_begin(struct rdx_transport_node *n);
@@ -413,6 +414,7 @@ static void conn_free(struct conn *c)
     rx_checkpoint(c);
     for (int k = 0; k < JOBS_PER_CONN; k++) {
         if (c->jobs[k] != NULL) {
+            rdx_tp_spare_put(&c->node->spares, &c->jobs[k]->buf);
             rdx_buf_free(&c->jobs[k]->buf);
             free(c->jobs[k]);
             c->jobs[k] = NULL;
@@ -1427,6 +1429,8 @@ static int store_submit(struct conn *c, const struct rdx_tp_chunk *ch, const rdx
     memset(w, 0, sizeof *w);
     w->fd = fcntl(rx->fd, F_DUPFD_CLOEXEC, 0);
     w->dfd = rx->dfd >= 0 ? fcntl(rx->dfd, F_DUPFD_CLOEXEC, 0) : -1;
+    rdx_tp_spare_get(&n->spares,
+                     &j->buf); /* the decoder goes on in it: the next chunk needs no fresh one */
     if (w->fd < 0 || (rx->dfd >= 0 && w->dfd < 0) ||
         rdx_transport_decoder_take(c->dec, &j->buf, NULL) != RDX_OK) {
         if (w->fd >= 0) {
@@ -1895,10 +1899,9 @@ static void on_commit(struct conn *c, const rdx_transport_frame *f)
     }
     rdx_log(&n->log, RDX_LOG_INFO, "received case %s from %s: %s", rx->m.case_id, c->peer, detail);
     for (int k = 0; c->jcount == 0 && k < JOBS_PER_CONN; k++) {
-        /* Between cases a connection holds no chunk-sized buffer. */
+        /* Between cases a connection holds no chunk-sized buffer: the node keeps a few. */
         if (c->jobs[k] != NULL) {
-            rdx_buf_free(&c->jobs[k]->buf);
-            rdx_buf_init(&c->jobs[k]->buf, RDX_TRANSPORT_FRAME_MAX);
+            rdx_tp_spare_put(&n->spares, &c->jobs[k]->buf);
         }
     }
     g->spill += rx->m.nitems > 0; /* every case has blobs unless all its items are large */
@@ -1911,6 +1914,44 @@ static void on_commit(struct conn *c, const rdx_transport_frame *f)
     } else {
         group_want(n, GROUP_ACK_WINDOW_MS);
     }
+}
+
+/* Whether the connection's case still has an item sent as chunks (larger than INLINE_MAX) to come.
+ */
+static int rx_expects_chunks(const struct rx *rx)
+{
+    for (size_t i = 0; rx->active && i < rx->m.nitems; i++) {
+        if (rx->m.items[i].size > INLINE_MAX && rx->durable[i] < rx->m.items[i].size) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * After a frame other than a chunk: the decoder holds a chunk buffer only
+ * while the connection's case expects chunks. It gets one of the node's
+ * spares when such a case is offered and gives its buffer back when the case
+ * ends (rdx_transport_decoder_take swaps; the frame was handled already).
+ */
+static void dec_fit(struct conn *c)
+{
+    struct rdx_tp_spares *sp = &c->node->spares;
+    int want = rx_expects_chunks(&c->rx);
+    if (c->closing ||
+        want == (rdx_transport_decoder_footprint(c->dec) >= RDX_TRANSPORT_ALIGN_MIN)) {
+        return;
+    }
+    rdx_buf b;
+    rdx_buf_init(&b, RDX_TRANSPORT_FRAME_MAX);
+    if (want) {
+        rdx_tp_spare_get(sp, &b);
+        if (b.cap == 0) {
+            return; /* none kept: the decoder allocates at the first chunk */
+        }
+    }
+    (void)rdx_transport_decoder_take(c->dec, &b, NULL);
+    rdx_tp_spare_put(sp, &b); /* the decoder's old buffer: kept if chunk-sized, else freed */
 }
 
 static void on_frame(struct conn *c, const rdx_transport_frame *f)
@@ -1937,6 +1978,9 @@ static void on_frame(struct conn *c, const rdx_transport_frame *f)
         refuse(c, "", RDX_TP_REFUSE_PROTOCOL, 1, "a %s frame is not expected by a receiver",
                rdx_transport_frame_type_name(f->type));
         break;
+    }
+    if (f->type != RDX_FRAME_CHUNK) {
+        dec_fit(c);
     }
 }
 
@@ -3214,6 +3258,7 @@ void rdx_transport_node_free(rdx_transport_node *n)
     while (n->conns != NULL) {
         conn_free(n->conns);
     }
+    rdx_tp_spares_free(&n->spares);
     group_free(n);
     if (n->sig_int != NULL) {
         event_free(n->sig_int);

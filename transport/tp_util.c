@@ -1,4 +1,5 @@
-/* Private helpers of the transport: mode-exact atomic writes, OpenSSL errors, paths. */
+/* Private helpers of the transport: mode-exact atomic writes, OpenSSL errors, paths, kept chunk
+ * buffers. */
 #define _POSIX_C_SOURCE 200809L
 #include "transport_int.h"
 
@@ -144,4 +145,34 @@ int rdx_tp_file_id_same(const struct rdx_tp_file_id *a, const struct rdx_tp_file
 {
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
            a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+void rdx_tp_spare_put(struct rdx_tp_spares *sp, rdx_buf *b)
+{
+    if (b->cap >= RDX_TRANSPORT_ALIGN_MIN && sp->n < RDX_TP_SPARES_MAX &&
+        ((uintptr_t)b->data % RDX_TRANSPORT_DATA_ALIGN) == 0) {
+        sp->b[sp->n] = *b;
+        sp->b[sp->n].len = 0;
+        sp->n++;
+    } else {
+        rdx_buf_free(b);
+    }
+    rdx_buf_init(b, RDX_TRANSPORT_FRAME_MAX);
+}
+
+void rdx_tp_spare_get(struct rdx_tp_spares *sp, rdx_buf *b)
+{
+    if (b->cap == 0 && sp->n > 0) {
+        *b = sp->b[--sp->n];
+        b->len = 0;
+        b->data[0] = 0; /* rdx_buf's trailing NUL */
+        b->max = RDX_TRANSPORT_FRAME_MAX;
+    }
+}
+
+void rdx_tp_spares_free(struct rdx_tp_spares *sp)
+{
+    while (sp->n > 0) {
+        rdx_buf_free(&sp->b[--sp->n]);
+    }
 }

@@ -335,6 +335,33 @@ int rdx_tp_sha256_ni(uint32_t state[][8], const uint8_t *const data[], size_t nl
                      size_t nblocks);
 /* Whether rdx_tp_sha256_ni runs on this CPU. */
 int rdx_tp_sha256_ni_available(void);
+/*
+ * Chunk buffers a node keeps between cases (transport/tp_util.c). A fresh chunk
+ * buffer costs its first touch: a page fault per 2 MiB page and the kernel
+ * zeroing it (and, on a virtual machine, often the host backing it), about 30
+ * ms for the three 8 MiB buffers of a large case on the bench machine (perf:
+ * clear_page_erms on the event loop, 5 % of a 512 MiB case). Medical cases
+ * are often tens of megabytes, where that is as long as the transfer. So the
+ * buffers of a finished case wait for the next one: at most
+ * RDX_TP_SPARES_MAX, for the node's life (24 MiB at the default chunk size).
+ * Not thread-safe: the node's event loop alone uses its spares.
+ */
+#define RDX_TP_SPARES_MAX 3
+struct rdx_tp_spares {
+    rdx_buf b[RDX_TP_SPARES_MAX];
+    int n;
+};
+/*
+ * Keep b's memory if it is chunk-sized (at least RDX_TRANSPORT_ALIGN_MIN,
+ * RDX_TRANSPORT_DATA_ALIGN-aligned, as the frame decoder makes them) and
+ * fewer than RDX_TP_SPARES_MAX are kept; free it otherwise. b is left empty
+ * (rdx_buf_init, RDX_TRANSPORT_FRAME_MAX) either way.
+ */
+void rdx_tp_spare_put(struct rdx_tp_spares *sp, rdx_buf *b);
+/* An empty b (no memory) gets a kept buffer, emptied, if there is one; otherwise b is unchanged. */
+void rdx_tp_spare_get(struct rdx_tp_spares *sp, rdx_buf *b);
+/* Free every kept buffer. */
+void rdx_tp_spares_free(struct rdx_tp_spares *sp);
 /* SHA-256's 64 round constants (FIPS 180-4 section 4.2.2). */
 extern const uint32_t rdx_tp_sha256_k[64];
 /* Chunks of an item of size bytes: ceil(size / chunk_size). */

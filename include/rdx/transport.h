@@ -293,9 +293,12 @@ size_t rdx_transport_decoder_footprint(const rdx_transport_decoder *d);
  * its bytes move into *out, and the decoder goes on in the memory *out held
  * before (emptied), so a stream of chunks alternates between two buffers
  * instead of allocating one per frame. *out must be initialised (rdx_buf_init)
- * and owned by the caller, who frees it with rdx_buf_free. The frame's
- * payload pointer is then valid in out->data, not in the decoder.
- * RDX_EINVAL when no frame was just delivered.
+ * and owned by the caller, who frees it with rdx_buf_free. The memory given
+ * is kept for the next payloads whatever the frame taken was, so a caller can
+ * also hand the decoder a large buffer ahead of the chunks it expects (or
+ * take one back, giving an empty rdx_buf). The frame's payload pointer is then
+ * valid in out->data, not in the decoder. RDX_EINVAL when no frame was just
+ * delivered.
  */
 rdx_status rdx_transport_decoder_take(rdx_transport_decoder *d, rdx_buf *out, rdx_error *err);
 
