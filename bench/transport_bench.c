@@ -6,7 +6,9 @@
  *      against a plain TLS 1.3 stream of the same size with the same
  *      certificates in the same run (and a second one with the node's own
  *      socket tuning, batched reads and writes, as a stricter reference);
- *   2. small durable cases per second (1 KiB each);
+ *   2. medium cases (16 of 32 MiB, a CT series) as MB/s, against a plain
+ *      TLS stream of the same bytes; small durable cases per second (1 KiB
+ *      each);
  *   3. full mutual-TLS handshakes per second against the node, against
  *      `openssl s_server` with the same certificates (the stated reference)
  *      and an in-process OpenSSL server loop.
@@ -38,6 +40,9 @@
 
 /* Each bulk, small-case and handshake figure is the median of this many runs. */
 #define REPS 5
+/* The medium cases: this many of this many MiB per batch. */
+#define MEDIUM_CASES 16
+#define MEDIUM_MIB   32
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -708,6 +713,61 @@ int main(int argc, char **argv)
     bulk_runs(&niced);
     unlink(big);
 
+    /*
+     * 1b. Medium cases, the size of a CT series: MEDIUM_CASES cases of
+     * MEDIUM_MIB MiB queued, then sent by one clinic node; MB/s from its
+     * start to the last ACK, REPS batches, each right before a plain TLS
+     * stream of the same bytes. Per-case costs (the offer and ACK round
+     * trips, the item's fdatasync, the hub's buffers) weigh more here than
+     * in one 1 GiB case.
+     */
+    char med[MEDIUM_CASES][4200];
+    unsigned char *piece = malloc(1 << 20);
+    if (piece == NULL) {
+        die("out of memory", NULL);
+    }
+    uint32_t x = 2166136261u;
+    for (int k = 0; k < MEDIUM_CASES; k++) {
+        snprintf(med[k], sizeof med[k], "%s/series-%02d.bin", dir, k);
+        f = fopen(med[k], "wb");
+        if (f == NULL) {
+            die(med[k], NULL);
+        }
+        for (int m = 0; m < MEDIUM_MIB; m++) {
+            for (size_t i = 0; i < (1u << 20); i++) {
+                x = x * 1664525u + 1013904223u;
+                piece[i] = (unsigned char)(x >> 24);
+            }
+            if (fwrite(piece, 1, 1 << 20, f) != 1 << 20) {
+                die(med[k], NULL);
+            }
+        }
+        if (fclose(f) != 0) {
+            die(med[k], NULL);
+        }
+    }
+    free(piece);
+    double med_r[REPS], med_plain[REPS], med_ratio[REPS];
+    for (int rep = 0; rep < REPS; rep++) {
+        for (int k = 0; k < MEDIUM_CASES; k++) {
+            const char *mf[] = {med[k]};
+            if (rdx_transport_case_queue(ccfg, "hub", RDX_KIND_DICOM, mf, 1, id, &err) != RDX_OK) {
+                die("queue", &err);
+            }
+        }
+        double t0 = now_s();
+        start_node(&clinic, q);
+        acked += MEDIUM_CASES;
+        wait_all_acked(ccfg, acked);
+        med_r[rep] = (double)MEDIUM_CASES * MEDIUM_MIB * 1.048576 / (now_s() - t0);
+        stop_node(&clinic);
+        med_plain[rep] = plain_measured(sctx, cctx, (size_t)MEDIUM_CASES * MEDIUM_MIB, 0);
+        med_ratio[rep] = med_r[rep] / med_plain[rep];
+    }
+    for (int k = 0; k < MEDIUM_CASES; k++) {
+        unlink(med[k]);
+    }
+
     /* 2. Small durable cases, REPS batches. */
     char small[4200];
     snprintf(small, sizeof small, "%s/small.bin", dir);
@@ -781,6 +841,8 @@ int main(int argc, char **argv)
              "event loop, docs/transport.md) | %.0f MB/s [%.0f-%.0f] | plain %.0f MB/s "
              "[%.0f-%.0f]; tuned %.0f MB/s [%.0f-%.0f] | %.0f %% [%.0f-%.0f]; tuned %.0f %% "
              "[%.0f-%.0f] | |\n"
+             "| medium cases, %d of %d MiB each (a CT series), one sender | %.0f MB/s "
+             "[%.0f-%.0f] | plain TLS 1.3 stream %.0f MB/s [%.0f-%.0f] | %.0f %% [%.0f-%.0f] | |\n"
              "| small durable cases (1 KiB), one sender, group commit | %.0f cases/s "
              "[%.0f-%.0f] | | | >= 2000/s |\n"
              "| full mutual-TLS handshakes (with a PING round trip) | %.0f /s [%.0f-%.0f] | %s "
@@ -795,9 +857,12 @@ int main(int argc, char **argv)
              median(niced.plain), lo(niced.plain), hi(niced.plain), median(niced.tuned),
              lo(niced.tuned), hi(niced.tuned), 100.0 * median(niced.ratio), 100.0 * lo(niced.ratio),
              100.0 * hi(niced.ratio), 100.0 * median(niced.tratio), 100.0 * lo(niced.tratio),
-             100.0 * hi(niced.tratio), median(small_r), lo(small_r), hi(small_r), median(node_r),
-             lo(node_r), hi(node_r), ss, median(plain_r), lo(plain_r), hi(plain_r),
-             100.0 * median(plain_ratio), 100.0 * lo(plain_ratio), 100.0 * hi(plain_ratio));
+             100.0 * hi(niced.tratio), MEDIUM_CASES, MEDIUM_MIB, median(med_r), lo(med_r),
+             hi(med_r), median(med_plain), lo(med_plain), hi(med_plain), 100.0 * median(med_ratio),
+             100.0 * lo(med_ratio), 100.0 * hi(med_ratio), median(small_r), lo(small_r),
+             hi(small_r), median(node_r), lo(node_r), hi(node_r), ss, median(plain_r), lo(plain_r),
+             hi(plain_r), 100.0 * median(plain_ratio), 100.0 * lo(plain_ratio),
+             100.0 * hi(plain_ratio));
     fputs(report, stdout);
     struct stat sb;
     if (stat("docs", &sb) == 0) {
