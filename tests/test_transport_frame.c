@@ -499,6 +499,16 @@ static void test_frame_take_hands_memory_both_ways(void **state)
     assert_ptr_equal(out.data, mem);
     assert_int_equal(rdx_transport_decoder_footprint(d), 0);
     rdx_buf_free(&out);
+    /* Taken out and straight back after a ping: it stays for the chunk after (what the node does).
+     */
+    (void)deliver_one(d, RDX_FRAME_CHUNK, len);
+    (void)deliver_one(d, RDX_FRAME_PING, 0);
+    rdx_buf_init(&out, RDX_TRANSPORT_FRAME_MAX);
+    assert_int_equal(rdx_transport_decoder_take(d, &out, &err), RDX_OK);
+    assert_int_equal(rdx_transport_decoder_take(d, &out, &err), RDX_OK);
+    assert_null(out.data);
+    assert_int_equal(rdx_transport_decoder_space(d, &p, &room, &err), RDX_OK);
+    assert_true(rdx_transport_decoder_footprint(d) >= len);
     /* No take: the chunk buffer goes after the next frame that is not a chunk. */
     (void)deliver_one(d, RDX_FRAME_CHUNK, len);
     assert_true(rdx_transport_decoder_footprint(d) >= len);
@@ -509,9 +519,10 @@ static void test_frame_take_hands_memory_both_ways(void **state)
 }
 
 /*
- * The node's spare chunk buffers: only chunk-sized ones are kept, at most
- * RDX_TP_SPARES_MAX, each put leaves its rdx_buf empty, and a get fills only
- * an empty one, with kept memory, emptied.
+ * The node's spare chunk buffers: only chunk-sized, aligned ones are kept, at
+ * most RDX_TP_SPARES_MAX, a larger one in place of the smallest when full;
+ * each put leaves its rdx_buf empty, and a get fills only an empty one, with
+ * kept memory, emptied, its cap on frames restored.
  */
 static void test_frame_spares_keep_chunk_buffers(void **state)
 {
@@ -519,7 +530,6 @@ static void test_frame_spares_keep_chunk_buffers(void **state)
     const size_t len = (1u << 20) + 10;
     struct rdx_tp_spares sp = {.n = 0};
     rdx_buf small, b[RDX_TP_SPARES_MAX + 1];
-    uint8_t *mem[RDX_TP_SPARES_MAX + 1];
     rdx_buf_init(&small, 1024);
     assert_int_equal(rdx_buf_append(&small, "ack", 3), RDX_OK);
     rdx_tp_spare_put(&sp, &small);
@@ -527,11 +537,36 @@ static void test_frame_spares_keep_chunk_buffers(void **state)
     assert_null(small.data);
     for (int i = 0; i <= RDX_TP_SPARES_MAX; i++) {
         b[i] = chunk_buffer(len);
-        mem[i] = b[i].data;
         rdx_tp_spare_put(&sp, &b[i]);
         assert_null(b[i].data);
         assert_int_equal(b[i].cap, 0);
         assert_int_equal(sp.n, i < RDX_TP_SPARES_MAX ? i + 1 : RDX_TP_SPARES_MAX);
+    }
+    /* Full: one no larger is freed; a larger one takes the place of a smaller. */
+    rdx_buf more = chunk_buffer(len), large = chunk_buffer(2 * len);
+    uint8_t *large_mem = large.data;
+    rdx_tp_spare_put(&sp, &more);
+    assert_null(more.data);
+    rdx_tp_spare_put(&sp, &large);
+    assert_int_equal(sp.n, RDX_TP_SPARES_MAX);
+    int found = 0;
+    for (int i = 0; i < sp.n; i++) {
+        found += sp.b[i].data == large_mem;
+    }
+    assert_int_equal(found, 1);
+    /* A large buffer that is not 4 KiB-aligned (rdx_buf's own growth) would need the bounce copy.
+     */
+    rdx_buf grown;
+    rdx_buf_init(&grown, RDX_TRANSPORT_FRAME_MAX);
+    assert_int_equal(rdx_buf_reserve(&grown, 4 * len), RDX_OK);
+    if (((uintptr_t)grown.data % RDX_TRANSPORT_DATA_ALIGN) != 0) {
+        uint8_t *g = grown.data;
+        rdx_tp_spare_put(&sp, &grown);
+        for (int i = 0; i < sp.n; i++) {
+            assert_true(sp.b[i].data != g);
+        }
+    } else {
+        rdx_buf_free(&grown); /* this allocator aligned it: nothing to show */
     }
     /* A buffer that has memory is left alone. */
     assert_int_equal(rdx_buf_append(&small, "ack", 3), RDX_OK);
@@ -541,11 +576,14 @@ static void test_frame_spares_keep_chunk_buffers(void **state)
     assert_int_equal(sp.n, RDX_TP_SPARES_MAX);
     rdx_buf_free(&small);
     /* An empty one gets the last kept, empty and NUL-terminated, ready for a chunk. */
+    uint8_t *last = sp.b[sp.n - 1].data;
+    rdx_buf_init(&small, 64);
     rdx_tp_spare_get(&sp, &small);
-    assert_ptr_equal(small.data, mem[RDX_TP_SPARES_MAX - 1]);
+    assert_ptr_equal(small.data, last);
     assert_int_equal(small.len, 0);
     assert_true(small.cap >= len);
     assert_int_equal(small.data[0], 0);
+    assert_int_equal(small.max, RDX_TRANSPORT_FRAME_MAX);
     assert_int_equal(sp.n, RDX_TP_SPARES_MAX - 1);
     rdx_buf_free(&small);
     rdx_tp_spares_free(&sp);

@@ -1429,8 +1429,9 @@ static int store_submit(struct conn *c, const struct rdx_tp_chunk *ch, const rdx
     memset(w, 0, sizeof *w);
     w->fd = fcntl(rx->fd, F_DUPFD_CLOEXEC, 0);
     w->dfd = rx->dfd >= 0 ? fcntl(rx->dfd, F_DUPFD_CLOEXEC, 0) : -1;
-    rdx_tp_spare_get(&n->spares,
-                     &j->buf); /* the decoder goes on in it: the next chunk needs no fresh one */
+    /* The decoder goes on in the job's old buffer, or a kept one: no fresh one for the next chunk.
+     */
+    rdx_tp_spare_get(&n->spares, &j->buf);
     if (w->fd < 0 || (rx->dfd >= 0 && w->dfd < 0) ||
         rdx_transport_decoder_take(c->dec, &j->buf, NULL) != RDX_OK) {
         if (w->fd >= 0) {
@@ -1916,8 +1917,7 @@ static void on_commit(struct conn *c, const rdx_transport_frame *f)
     }
 }
 
-/* Whether the connection's case still has an item sent as chunks (larger than INLINE_MAX) to come.
- */
+/* Whether the connection's case still has chunks to come (an item larger than INLINE_MAX). */
 static int rx_expects_chunks(const struct rx *rx)
 {
     for (size_t i = 0; rx->active && i < rx->m.nitems; i++) {
@@ -1933,17 +1933,28 @@ static int rx_expects_chunks(const struct rx *rx)
  * while the connection's case expects chunks. It gets one of the node's
  * spares when such a case is offered and gives its buffer back when the case
  * ends (rdx_transport_decoder_take swaps; the frame was handled already).
+ * Only an offer or a commit changes what the case expects; after any other
+ * frame (a ping between two chunks, say) a chunk buffer is kept where it is:
+ * the decoder would otherwise drop it at its next call.
  */
-static void dec_fit(struct conn *c)
+static void dec_fit(struct conn *c, unsigned type)
 {
     struct rdx_tp_spares *sp = &c->node->spares;
-    int want = rx_expects_chunks(&c->rx);
-    if (c->closing ||
-        want == (rdx_transport_decoder_footprint(c->dec) >= RDX_TRANSPORT_ALIGN_MIN)) {
-        return;
-    }
+    int big = rdx_transport_decoder_footprint(c->dec) >= RDX_TRANSPORT_ALIGN_MIN;
+    int want =
+        type == RDX_FRAME_OFFER || type == RDX_FRAME_COMMIT ? rx_expects_chunks(&c->rx) : big;
     rdx_buf b;
     rdx_buf_init(&b, RDX_TRANSPORT_FRAME_MAX);
+    if (c->closing || (want == big && !big)) {
+        return;
+    }
+    if (want == big) {
+        /* Out and straight back in: memory given with a take is kept (rdx_transport_decoder_take).
+         */
+        (void)rdx_transport_decoder_take(c->dec, &b, NULL);
+        (void)rdx_transport_decoder_take(c->dec, &b, NULL);
+        return;
+    }
     if (want) {
         rdx_tp_spare_get(sp, &b);
         if (b.cap == 0) {
@@ -1980,7 +1991,7 @@ static void on_frame(struct conn *c, const rdx_transport_frame *f)
         break;
     }
     if (f->type != RDX_FRAME_CHUNK) {
-        dec_fit(c);
+        dec_fit(c, f->type);
     }
 }
 

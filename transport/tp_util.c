@@ -1,5 +1,4 @@
-/* Private helpers of the transport: mode-exact atomic writes, OpenSSL errors, paths, kept chunk
- * buffers. */
+/* Private helpers of the transport: atomic writes, OpenSSL errors, paths, kept chunk buffers. */
 #define _POSIX_C_SOURCE 200809L
 #include "transport_int.h"
 
@@ -149,11 +148,26 @@ int rdx_tp_file_id_same(const struct rdx_tp_file_id *a, const struct rdx_tp_file
 
 void rdx_tp_spare_put(struct rdx_tp_spares *sp, rdx_buf *b)
 {
-    if (b->cap >= RDX_TRANSPORT_ALIGN_MIN && sp->n < RDX_TP_SPARES_MAX &&
-        ((uintptr_t)b->data % RDX_TRANSPORT_DATA_ALIGN) == 0) {
-        sp->b[sp->n] = *b;
-        sp->b[sp->n].len = 0;
-        sp->n++;
+    int slot = -1;
+    if (b->cap >= RDX_TRANSPORT_ALIGN_MIN && ((uintptr_t)b->data % RDX_TRANSPORT_DATA_ALIGN) == 0) {
+        if (sp->n < RDX_TP_SPARES_MAX) {
+            slot = sp->n++;
+        } else {
+            /* Full: a larger buffer replaces the smallest kept (after small chunks, larger ones).
+             */
+            int s = 0;
+            for (int i = 1; i < sp->n; i++) {
+                s = sp->b[i].cap < sp->b[s].cap ? i : s;
+            }
+            if (sp->b[s].cap < b->cap) {
+                rdx_buf_free(&sp->b[s]);
+                slot = s;
+            }
+        }
+    }
+    if (slot >= 0) {
+        sp->b[slot] = *b;
+        sp->b[slot].len = 0;
     } else {
         rdx_buf_free(b);
     }

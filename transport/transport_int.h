@@ -354,8 +354,9 @@ struct rdx_tp_spares {
 /*
  * Keep b's memory if it is chunk-sized (at least RDX_TRANSPORT_ALIGN_MIN,
  * RDX_TRANSPORT_DATA_ALIGN-aligned, as the frame decoder makes them) and
- * fewer than RDX_TP_SPARES_MAX are kept; free it otherwise. b is left empty
- * (rdx_buf_init, RDX_TRANSPORT_FRAME_MAX) either way.
+ * fewer than RDX_TP_SPARES_MAX are kept, or in place of the smallest kept
+ * when it is larger; free it otherwise. b is left empty (rdx_buf_init,
+ * RDX_TRANSPORT_FRAME_MAX) either way.
  */
 void rdx_tp_spare_put(struct rdx_tp_spares *sp, rdx_buf *b);
 /* An empty b (no memory) gets a kept buffer, emptied, if there is one; otherwise b is unchanged. */
