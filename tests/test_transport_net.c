@@ -876,6 +876,86 @@ static void test_net_idle_node_wakes_for_queued_case(void **state)
     verify_chain(cl_db);
 }
 
+/* A node run in this process, on its own thread, so that a test can look inside it after it stops.
+ */
+struct local_node {
+    rdx_transport_config *cfg;
+    rdx_transport_node *node;
+    pthread_t th;
+    int rc;
+    char err[512];
+};
+
+static void *local_main(void *arg)
+{
+    struct local_node *h = arg;
+    rdx_error err;
+    h->rc = rdx_transport_node_run(h->node, 0, &err) == RDX_OK ? 0 : -1;
+    if (h->rc != 0) {
+        snprintf(h->err, sizeof h->err, "%s", err.msg);
+    }
+    return NULL;
+}
+
+/*
+ * Two studies of 10 MB (three 4 MiB chunks each), one after the other, to a
+ * hub: the second goes in the chunk buffers the first left (the hub keeps
+ * three, rdx_tp_spares), so no fresh buffer is faulted in for it, and it
+ * arrives byte-identical. The hub runs in this process so that its spares can
+ * be counted once it has stopped.
+ */
+static void test_net_hub_reuses_chunk_buffers_between_cases(void **state)
+{
+    struct net *w = *state;
+    char hub_ini[4300], cl_ini[4300], cl_db[4300], peers[128], study[2][4300], id[2][40];
+    struct local_node hub = {.rc = 0};
+    rdx_error err;
+    pid_t cl;
+    rdx_test_issue(w->pki, "reuse-hub", "Nanjing", 0, 0);
+    rdx_test_issue(w->pki, "reuse-clinic", "Ma'anshan", 0, 0);
+    node_ini(w, "reuse-hub", "", "reuse-clinic = dicom", hub_ini, sizeof hub_ini);
+    if (rdx_transport_config_load(hub_ini, &hub.cfg, &err) != RDX_OK ||
+        rdx_transport_node_new(hub.cfg, NULL, &hub.node, &err) != RDX_OK) {
+        fail_msg("%s: %s", hub_ini, err.msg);
+    }
+    assert_int_equal(pthread_create(&hub.th, NULL, local_main, &hub), 0);
+    snprintf(peers, sizeof peers, "reuse-hub = 127.0.0.1:%u\n", rdx_transport_node_port(hub.node));
+    node_ini(w, "reuse-clinic", peers, "", cl_ini, sizeof cl_ini);
+    (void)start(w, "reuse-clinic", cl_ini, &cl);
+    snprintf(cl_db, sizeof cl_db, "%s/reuse-clinic/node.db", w->dir);
+    for (int k = 0; k < 2; k++) {
+        snprintf(study[k], sizeof study[k], "%s/series-%d.dcm", w->dir, k);
+        rdx_test_make_file(study[k], 10u * 1000u * 1000u, 40u + (unsigned)k);
+        rdx_test_send_case(cl_ini, "reuse-hub", "dicom", (const char *const[]){study[k], NULL},
+                           id[k]);
+        rdx_test_wait_sql(cl_db, "SELECT count(*) FROM outbox WHERE case_id=?1 AND state='acked'",
+                          id[k], 1, 60000);
+    }
+    rdx_test_stop_node(cl);
+    rdx_transport_node_stop(hub.node);
+    assert_int_equal(pthread_join(hub.th, NULL), 0);
+    if (hub.rc != 0) {
+        fail_msg("hub: %s", hub.err);
+    }
+    /* The first case's three buffers were kept; the second took all three (offer, two jobs). */
+    int kept = 0;
+    unsigned long reused = 0;
+    rdx_tp_node_spares(hub.node, &kept, &reused);
+    assert_int_equal(kept, RDX_TP_SPARES_MAX);
+    assert_true(reused >= 3);
+    rdx_transport_node_free(hub.node);
+    rdx_transport_config_free(hub.cfg);
+    for (int k = 0; k < 2; k++) {
+        char out[4300], got[4400];
+        snprintf(out, sizeof out, "%s/out-series-%d", w->dir, k);
+        fetch_case(hub_ini, id[k], out);
+        snprintf(got, sizeof got, "%s/series-%d.dcm", out, k);
+        assert_same_file(study[k], got);
+        unlink(got);
+        unlink(study[k]);
+    }
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -886,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_net_silent_peer_does_not_hold_up_others),
         cmocka_unit_test(test_net_more_peers_than_threads_exactly_once),
         cmocka_unit_test(test_net_idle_node_wakes_for_queued_case),
+        cmocka_unit_test(test_net_hub_reuses_chunk_buffers_between_cases),
     };
     /* RDX_TEST_FILTER=PATTERN runs only the matching tests (to repeat one in a loop). */
     if (getenv("RDX_TEST_FILTER") != NULL) {

@@ -3258,6 +3258,12 @@ void rdx_transport_node_stop(rdx_transport_node *n)
     }
 }
 
+void rdx_tp_node_spares(const rdx_transport_node *n, int *kept, unsigned long *reused)
+{
+    *kept = n->spares.n;
+    *reused = n->spares.reused;
+}
+
 void rdx_transport_node_free(rdx_transport_node *n)
 {
     if (n == NULL) {

@@ -181,6 +181,7 @@ void rdx_tp_spare_get(struct rdx_tp_spares *sp, rdx_buf *b)
         b->len = 0;
         b->data[0] = 0; /* rdx_buf's trailing NUL */
         b->max = RDX_TRANSPORT_FRAME_MAX;
+        sp->reused++;
     }
 }
 

@@ -350,6 +350,7 @@ int rdx_tp_sha256_ni_available(void);
 struct rdx_tp_spares {
     rdx_buf b[RDX_TP_SPARES_MAX];
     int n;
+    unsigned long reused; /* buffers handed out again by rdx_tp_spare_get */
 };
 /*
  * Keep b's memory if it is chunk-sized (at least RDX_TRANSPORT_ALIGN_MIN,
@@ -363,6 +364,12 @@ void rdx_tp_spare_put(struct rdx_tp_spares *sp, rdx_buf *b);
 void rdx_tp_spare_get(struct rdx_tp_spares *sp, rdx_buf *b);
 /* Free every kept buffer. */
 void rdx_tp_spares_free(struct rdx_tp_spares *sp);
+/*
+ * How many chunk buffers node n keeps now, and how many it has handed out
+ * again since it was made (for tests). Only while the node does not run: its
+ * event loop alone touches them.
+ */
+void rdx_tp_node_spares(const rdx_transport_node *n, int *kept, unsigned long *reused);
 /* SHA-256's 64 round constants (FIPS 180-4 section 4.2.2). */
 extern const uint32_t rdx_tp_sha256_k[64];
 /* Chunks of an item of size bytes: ceil(size / chunk_size). */
