@@ -325,7 +325,8 @@ static void test_net_three_nodes_both_ways_and_200mb(void **state)
 
 enum { SENDERS = 100, PER_SENDER = 20 };
 
-struct sender_node {
+/* A node run in this process on its own thread: the load test's senders, a hub to look inside. */
+struct local_node {
     rdx_transport_config *cfg;
     rdx_transport_node *node;
     const char *dir;
@@ -337,7 +338,7 @@ struct sender_node {
 /* One sending institution: it queues its 20 cases, then runs its node. */
 static void *sender_main(void *arg)
 {
-    struct sender_node *s = arg;
+    struct local_node *s = arg;
     rdx_error err;
     char item[4300];
     s->rc = -1;
@@ -378,7 +379,7 @@ static void test_net_load_100_senders_20_cases_exactly_once(void **state)
     unsigned port = start(w, "load-hub", hub_ini, &hub);
     snprintf(hub_db, sizeof hub_db, "%s/load-hub/node.db", w->dir);
     snprintf(peers, sizeof peers, "load-hub = 127.0.0.1:%u\n", port);
-    struct sender_node *s = calloc(SENDERS, sizeof *s);
+    struct local_node *s = calloc(SENDERS, sizeof *s);
     assert_non_null(s);
     /* Each sender is a whole node (its own certificate, store, event loop and delivery). */
     rdx_transport_ca *ca = NULL;
@@ -876,16 +877,7 @@ static void test_net_idle_node_wakes_for_queued_case(void **state)
     verify_chain(cl_db);
 }
 
-/* A node run in this process, on its own thread, so that a test can look inside it after it stops.
- */
-struct local_node {
-    rdx_transport_config *cfg;
-    rdx_transport_node *node;
-    pthread_t th;
-    int rc;
-    char err[512];
-};
-
+/* Run a local node until it is stopped. */
 static void *local_main(void *arg)
 {
     struct local_node *h = arg;
