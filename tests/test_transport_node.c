@@ -843,6 +843,20 @@ static void offer(struct peer *p, struct world *w, const struct rdx_tp_manifest 
     assert_int_equal(peer_read(p, f), 0);
 }
 
+/* OFFER the case; the answer must be its PROGRESS, with `have` bytes of item 0 already held. */
+static void offer_expect_held(struct peer *p, struct world *w, const struct rdx_tp_manifest *m,
+                              uint64_t have)
+{
+    rdx_transport_frame f;
+    char cid[80];
+    uint64_t done[2];
+    size_t n = 0;
+    offer(p, w, m, &f);
+    assert_int_equal(f.type, RDX_FRAME_PROGRESS);
+    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 2, &n, NULL), RDX_OK);
+    assert_int_equal(done[0], have);
+}
+
 /* COMMIT the case; the answer must be its ACK (not a duplicate). */
 static void commit_expect_ack(struct peer *p, const struct rdx_tp_manifest *m)
 {
@@ -952,13 +966,8 @@ static void test_node_checks_link_values(void **state)
     const size_t sizes[1] = {2 * 1048576 + 12 * 65536 + 77};
     struct peer p;
     rdx_transport_frame f;
-    char cid[80];
-    uint64_t done[2];
-    size_t n = 0;
     make_manifest(&m, data, sizes, 1, "link-values-0001");
-    offer(&p, w, &m, &f);
-    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 2, &n, NULL), RDX_OK);
-    assert_int_equal(done[0], 0);
+    offer_expect_held(&p, w, &m, 0);
     send_chunk(&p, &m, data[0], 0, 0, 1048576, 3);
     assert_int_equal(peer_read(&p, &f), 0);
     expect_refuse_frame(&f, RDX_TP_REFUSE_CHUNK, "offset 0 failed its SHA-256");
@@ -970,9 +979,7 @@ static void test_node_checks_link_values(void **state)
     peer_close(&p);
     wait_audit(w->hub_db, "chunk-rejected", "offset 0 failed", 1);
     /* Right: one chunk without links, one with, a last one of 12 strides and a bit with. */
-    offer(&p, w, &m, &f);
-    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 2, &n, NULL), RDX_OK);
-    assert_int_equal(done[0], 0);
+    offer_expect_held(&p, w, &m, 0);
     send_chunk(&p, &m, data[0], 0, 0, 1048576, 5);
     send_chunk(&p, &m, data[0], 0, 1048576, 1048576, 0);
     send_chunk(&p, &m, data[0], 0, 2 * 1048576, sizes[0] - 2 * 1048576, 0);
@@ -997,15 +1004,9 @@ static void test_node_chunk_after_a_bad_one_never_counts(void **state)
     const size_t sizes[1] = {3 * 1048576 + 100};
     struct peer p;
     rdx_transport_frame f;
-    char cid[80];
-    uint64_t done[2];
-    size_t n = 0;
     make_manifest(&m, data, sizes, 1, "bad-then-good-0001");
     for (int round = 0; round < 3; round++) {
-        offer(&p, w, &m, &f);
-        assert_int_equal(f.type, RDX_FRAME_PROGRESS);
-        assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 2, &n, NULL), RDX_OK);
-        assert_int_equal(done[0], 0); /* nothing of the earlier rounds was kept */
+        offer_expect_held(&p, w, &m, 0); /* nothing of the earlier rounds was kept */
         send_chunk(&p, &m, data[0], 0, 0, 1048576, 2);
         send_chunk(&p, &m, data[0], 0, 1048576, 1048576, 0);
         assert_int_equal(peer_read(&p, &f), 0);
@@ -1014,9 +1015,7 @@ static void test_node_chunk_after_a_bad_one_never_counts(void **state)
     }
     wait_audit(w->hub_db, "chunk-rejected", "offset 0 failed", 3);
     /* Sent properly, it completes and is byte-identical. */
-    offer(&p, w, &m, &f);
-    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 2, &n, NULL), RDX_OK);
-    assert_int_equal(done[0], 0);
+    offer_expect_held(&p, w, &m, 0);
     for (uint64_t off = 0; off < sizes[0]; off += 1048576) {
         size_t len = sizes[0] - off < 1048576 ? (size_t)(sizes[0] - off) : 1048576;
         send_chunk(&p, &m, data[0], 0, off, len, 0);
@@ -1056,9 +1055,6 @@ static void test_node_new_connection_takes_over_a_case(void **state)
     const size_t sizes[1] = {1048576 + 10};
     struct peer a, b;
     rdx_transport_frame f;
-    char cid[80];
-    uint64_t done[2];
-    size_t n = 0;
     make_manifest(&m, data, sizes, 1, "takeover-0001");
     offer(&a, w, &m, &f);
     assert_int_equal(f.type, RDX_FRAME_PROGRESS);
@@ -1066,9 +1062,7 @@ static void test_node_new_connection_takes_over_a_case(void **state)
     assert_int_equal(peer_send(&a, RDX_FRAME_PING, NULL, 0), 0);
     assert_int_equal(peer_read(&a, &f), 0);
     /* The sender reconnects while the old link still stands: one writer per case. */
-    offer(&b, w, &m, &f);
-    assert_int_equal(rdx_tp_progress_decode(f.payload, f.len, cid, done, 2, &n, NULL), RDX_OK);
-    assert_int_equal(done[0], 1048576);
+    offer_expect_held(&b, w, &m, 1048576);
     assert_int_equal(peer_read(&a, &f), -1); /* the old connection was closed */
     send_chunk(&b, &m, data[0], 0, 1048576, 10, 0);
     rdx_buf cb;
