@@ -415,6 +415,15 @@ rdx_status rdx_transport_decoder_take(rdx_transport_decoder *d, rdx_buf *out, rd
     return RDX_OK;
 }
 
+rdx_status rdx_transport_decoder_keep(rdx_transport_decoder *d, rdx_error *err)
+{
+    if (d == NULL || !d->deliver_reset || d->failed != RDX_OK) {
+        return rdx_error_set(err, RDX_EINVAL, "frame decoder: no frame delivered");
+    }
+    d->keep = 1;
+    return RDX_OK;
+}
+
 size_t rdx_transport_decoder_footprint(const rdx_transport_decoder *d)
 {
     return d->payload.cap;

@@ -1934,8 +1934,8 @@ static int rx_expects_chunks(const struct rx *rx)
  * spares when such a case is offered and gives its buffer back when the case
  * ends (rdx_transport_decoder_take swaps; the frame was handled already).
  * Only an offer or a commit changes what the case expects; after any other
- * frame (a ping between two chunks, say) a chunk buffer is kept where it is:
- * the decoder would otherwise drop it at its next call.
+ * frame (a ping between two chunks, say) a chunk buffer is kept where it is
+ * (rdx_transport_decoder_keep): the decoder would otherwise drop it.
  */
 static void dec_fit(struct conn *c, unsigned type)
 {
@@ -1945,14 +1945,13 @@ static void dec_fit(struct conn *c, unsigned type)
         type == RDX_FRAME_OFFER || type == RDX_FRAME_COMMIT ? rx_expects_chunks(&c->rx) : big;
     rdx_buf b;
     rdx_buf_init(&b, RDX_TRANSPORT_FRAME_MAX);
-    if (c->closing || (want == big && !big)) {
+    if (c->closing) {
         return;
     }
     if (want == big) {
-        /* Out and straight back in: memory given with a take is kept (rdx_transport_decoder_take).
-         */
-        (void)rdx_transport_decoder_take(c->dec, &b, NULL);
-        (void)rdx_transport_decoder_take(c->dec, &b, NULL);
+        if (big) {
+            (void)rdx_transport_decoder_keep(c->dec, NULL);
+        }
         return;
     }
     if (want) {

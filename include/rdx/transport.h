@@ -302,6 +302,14 @@ size_t rdx_transport_decoder_footprint(const rdx_transport_decoder *d);
  */
 rdx_status rdx_transport_decoder_take(rdx_transport_decoder *d, rdx_buf *out, rdx_error *err);
 
+/*
+ * Keep the payload memory across the frame the last _feed or _commit
+ * delivered even though it was not a chunk (the decoder otherwise gives a
+ * chunk-sized buffer back after such a frame), for a caller that knows more
+ * chunks follow. RDX_EINVAL when no frame was just delivered.
+ */
+rdx_status rdx_transport_decoder_keep(rdx_transport_decoder *d, rdx_error *err);
+
 /* ==== Node configuration (transport/node_config.c) ======================= */
 
 /*
