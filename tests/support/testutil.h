@@ -79,7 +79,7 @@ void rdx_test_write_text(const char *path, const char *text);
  */
 void rdx_test_make_file(const char *path, size_t size, unsigned seed);
 
-/* Whether files a and b both read (at most 64 MiB each) and hold the same bytes. */
+/* Whether files a and b both read and hold the same bytes. Streams: any size. */
 int rdx_test_files_equal(const char *a, const char *b);
 
 /* Whether the file at path reads (rdx_test_slurp) and contains needle. */
