@@ -519,7 +519,8 @@ static void test_frame_take_hands_memory_both_ways(void **state)
  * The node's spare chunk buffers: only chunk-sized, aligned ones are kept, at
  * most RDX_TP_SPARES_MAX, a larger one in place of the smallest when full;
  * each put leaves its rdx_buf empty, and a get fills only an empty one, with
- * kept memory, emptied, its cap on frames restored.
+ * the largest kept memory (of equals, the last put), emptied, its cap on
+ * frames restored.
  */
 static void test_frame_spares_keep_chunk_buffers(void **state)
 {
@@ -572,21 +573,56 @@ static void test_frame_spares_keep_chunk_buffers(void **state)
     assert_ptr_equal(small.data, own);
     assert_int_equal(sp.n, RDX_TP_SPARES_MAX);
     rdx_buf_free(&small);
-    /* An empty one gets the last kept, empty and NUL-terminated, ready for a chunk. */
-    uint8_t *last = sp.b[sp.n - 1].data;
+    /* An empty one gets the largest kept, empty and NUL-terminated, ready for a chunk. */
     rdx_buf_init(&small, 64);
     rdx_tp_spare_get(&sp, &small);
-    assert_ptr_equal(small.data, last);
+    assert_ptr_equal(small.data, large_mem);
     assert_int_equal(small.len, 0);
-    assert_true(small.cap >= len);
+    assert_true(small.cap >= 2 * len);
     assert_int_equal(small.data[0], 0);
     assert_int_equal(small.max, RDX_TRANSPORT_FRAME_MAX);
     assert_int_equal(sp.n, RDX_TP_SPARES_MAX - 1);
+    rdx_buf_free(&small);
+    /* Of equals, the one put last (its memory is the likeliest in the cache). */
+    rdx_buf again = chunk_buffer(len);
+    uint8_t *again_mem = again.data;
+    rdx_tp_spare_put(&sp, &again);
+    rdx_buf_init(&small, 64);
+    rdx_tp_spare_get(&sp, &small);
+    assert_ptr_equal(small.data, again_mem);
     rdx_buf_free(&small);
     rdx_tp_spares_free(&sp);
     assert_int_equal(sp.n, 0);
     rdx_tp_spare_get(&sp, &small);
     assert_null(small.data);
+}
+
+/*
+ * The idle tick: kept buffers survive a tick after a put or a get, and go at
+ * the first tick with neither since the one before.
+ */
+static void test_frame_spares_freed_when_idle(void **state)
+{
+    (void)state;
+    const size_t len = (1u << 20) + 10;
+    struct rdx_tp_spares sp = {.n = 0};
+    rdx_buf a = chunk_buffer(len), b = chunk_buffer(len), got;
+    rdx_tp_spare_put(&sp, &a);
+    rdx_tp_spare_put(&sp, &b);
+    assert_int_equal(rdx_tp_spares_tick(&sp), 0); /* used in this period */
+    assert_int_equal(sp.n, 2);
+    rdx_buf_init(&got, 64);
+    rdx_tp_spare_get(&sp, &got);
+    assert_int_equal(sp.n, 1);
+    assert_int_equal(rdx_tp_spares_tick(&sp), 0); /* a get counts too */
+    assert_int_equal(sp.n, 1);
+    assert_int_equal(rdx_tp_spares_tick(&sp), 1); /* a whole period untouched */
+    assert_int_equal(sp.n, 0);
+    assert_int_equal(rdx_tp_spares_tick(&sp), 0);
+    rdx_tp_spare_put(&sp, &got); /* and kept again after */
+    assert_int_equal(sp.n, 1);
+    assert_int_equal(rdx_tp_spares_tick(&sp), 0);
+    assert_int_equal(rdx_tp_spares_tick(&sp), 1);
 }
 
 int main(void)
@@ -602,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_frame_decoder_oom_sweep),
         cmocka_unit_test(test_frame_take_hands_memory_both_ways),
         cmocka_unit_test(test_frame_spares_keep_chunk_buffers),
+        cmocka_unit_test(test_frame_spares_freed_when_idle),
     };
     return cmocka_run_group_tests_name("transport_frame", tests, NULL, NULL);
 }

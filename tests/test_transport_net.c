@@ -890,16 +890,19 @@ static void *local_main(void *arg)
 }
 
 /*
- * Two studies of 10 MB (three 4 MiB chunks each), one after the other, to a
- * hub: the second goes in the chunk buffers the first left (the hub keeps
- * three, rdx_tp_spares), so no fresh buffer is faulted in for it, and it
- * arrives byte-identical. The hub runs in this process so that its spares can
- * be counted once it has stopped.
+ * Three studies of 10 MB (chunks of 4, 4 and 1.6 MiB), one after the other,
+ * to a hub: the later cases go in the chunk buffers the first left (the hub
+ * keeps them, rdx_tp_spares), and a finished chunk's buffer takes the next
+ * chunk, so the hub's decoders make at most five in all, where they would
+ * make nine without the spares. Every study arrives byte-identical. The hub
+ * runs in this process so that its buffers can be counted once it has stopped.
  */
+#define REUSE_CASES 3
 static void test_net_hub_reuses_chunk_buffers_between_cases(void **state)
 {
     struct net *w = *state;
-    char hub_ini[4300], cl_ini[4300], cl_db[4300], peers[128], study[2][4300], id[2][40];
+    char hub_ini[4300], cl_ini[4300], cl_db[4300], peers[128], study[REUSE_CASES][4300],
+        id[REUSE_CASES][40];
     struct local_node hub = {.rc = 0};
     rdx_error err;
     pid_t cl;
@@ -915,7 +918,7 @@ static void test_net_hub_reuses_chunk_buffers_between_cases(void **state)
     node_ini(w, "reuse-clinic", peers, "", cl_ini, sizeof cl_ini);
     (void)start(w, "reuse-clinic", cl_ini, &cl);
     snprintf(cl_db, sizeof cl_db, "%s/reuse-clinic/node.db", w->dir);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < REUSE_CASES; k++) {
         snprintf(study[k], sizeof study[k], "%s/series-%d.dcm", w->dir, k);
         rdx_test_make_file(study[k], 10u * 1000u * 1000u, 40u + (unsigned)k);
         rdx_test_send_case(cl_ini, "reuse-hub", "dicom", (const char *const[]){study[k], NULL},
@@ -929,15 +932,21 @@ static void test_net_hub_reuses_chunk_buffers_between_cases(void **state)
     if (hub.rc != 0) {
         fail_msg("hub: %s", hub.err);
     }
-    /* The first case's three buffers were kept; the second took all three (offer, two jobs). */
     int kept = 0;
-    unsigned long reused = 0;
-    rdx_tp_node_spares(hub.node, &kept, &reused);
-    assert_int_equal(kept, RDX_TP_SPARES_MAX);
-    assert_true(reused >= 3);
+    unsigned long reused = 0, made = 0;
+    rdx_tp_node_spares(hub.node, &kept, &reused, &made);
+    /*
+     * At most three 4 MiB buffers are in use at once, and a smaller one for
+     * a last chunk when none was free: the later cases made at most one more
+     * between them (a small one handed out where a large one was needed).
+     * Without the spares every case makes three, nine in all.
+     */
+    assert_true(made >= 2 && made <= 5);
+    assert_true(kept >= 2);
+    assert_true(reused >= 2 * (REUSE_CASES - 1));
     rdx_transport_node_free(hub.node);
     rdx_transport_config_free(hub.cfg);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < REUSE_CASES; k++) {
         char out[4300], got[4400];
         snprintf(out, sizeof out, "%s/out-series-%d", w->dir, k);
         fetch_case(hub_ini, id[k], out);

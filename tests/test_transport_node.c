@@ -2571,7 +2571,13 @@ static void restart(struct world *w, int hub)
 static void crash_mid_transfer(struct world *w, int kill_hub)
 {
     char big[4300], id[40], out[4300];
-    const size_t size = 48u << 20;
+    /*
+     * A killed sender's bytes in flight (its socket, the hub's, the chunks at
+     * the hub's store threads) still land, and by the time the first durable
+     * progress is seen the hub may hold tens of megabytes: the sender's case
+     * is large enough that a part of it is still left to resume.
+     */
+    const size_t size = kill_hub ? 48u << 20 : 160u << 20;
     snprintf(big, sizeof big, "%s/study-%d.dcm", w->dir, kill_hub);
     rdx_test_make_file(big, size, 99u + (unsigned)kill_hub);
     for (int tries = 0;; tries++) {

@@ -8,6 +8,7 @@
  */
 #define _DEFAULT_SOURCE /* madvise */
 #include "rdx/transport.h"
+#include "transport_int.h"
 #include "transport_limits.h"
 
 #include <stdarg.h>
@@ -21,13 +22,14 @@ static const uint8_t MAGIC0 = 'R', MAGIC1 = 'X';
 struct rdx_transport_decoder {
     size_t max_payload;
     uint8_t hdr[RDX_TRANSPORT_FRAME_HDR];
-    size_t hdr_have;   /* bytes of the header read so far */
-    unsigned type;     /* of the frame being read, once the header is complete */
-    size_t len;        /* its payload length */
-    rdx_buf payload;   /* its payload so far */
-    uint64_t offset;   /* stream bytes consumed before the current frame */
-    int keep;          /* the last frame was a chunk: keep its buffer size for the next one */
-    rdx_status failed; /* sticky error */
+    size_t hdr_have;    /* bytes of the header read so far */
+    unsigned type;      /* of the frame being read, once the header is complete */
+    size_t len;         /* its payload length */
+    rdx_buf payload;    /* its payload so far */
+    uint64_t offset;    /* stream bytes consumed before the current frame */
+    int keep;           /* the last frame was a chunk: keep its buffer size for the next one */
+    unsigned long made; /* chunk buffers it allocated (rdx_tp_decoder_made) */
+    rdx_status failed;  /* sticky error */
     char failmsg[RDX_ERROR_MSG_MAX];
     int deliver_reset; /* the last call delivered a frame: reset before reading on */
 };
@@ -260,6 +262,7 @@ static rdx_status reserve_payload(rdx_transport_decoder *d, rdx_error *err)
         b->data = mem;
         b->cap = cap;
         b->data[0] = 0;
+        d->made++;
         return RDX_OK;
     }
     if (rdx_buf_reserve(b, need - b->len) != RDX_OK) {
@@ -435,4 +438,9 @@ size_t rdx_transport_decoder_pending(const rdx_transport_decoder *d)
         return 0;
     }
     return d->hdr_have + d->payload.len;
+}
+
+unsigned long rdx_tp_decoder_made(const rdx_transport_decoder *d)
+{
+    return d->made;
 }

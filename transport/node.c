@@ -190,14 +190,20 @@ struct store_job {
 };
 
 /*
- * A connection may have this many chunks at the workers: while one is being
- * written the next is already hashed, so a slow write does not stall the
- * stream. The node as a whole holds at most STORE_INFLIGHT_MAX chunk buffers
- * beyond each connection's frame decoder; past that a chunk is checked and
- * written on the loop (slower, but no more memory).
+ * A connection may have this many chunks at the workers, so that the loop
+ * reads on while the disk is slow for a moment: on the bench machine an 8
+ * MiB O_DIRECT write takes 4 ms in the median and 10-70 ms a few times a
+ * minute (more rarely, over a second), and with two chunks each such write
+ * stopped the stream (docs/transport-performance.md). Eight is 64 MiB at the
+ * default chunk size, about 70 ms of a bulk transfer there; the buffers are
+ * made only as a slow write needs them. The node as a whole holds at most
+ * STORE_INFLIGHT_MAX chunk buffers beyond each connection's frame decoder;
+ * past that a chunk is checked and written on the loop (slower, but no more
+ * memory). RDX_TP_SPARES_MAX (transport_int.h) keeps one connection's worth.
  */
-#define JOBS_PER_CONN      2
+#define JOBS_PER_CONN      8
 #define STORE_INFLIGHT_MAX 16
+_Static_assert(RDX_TP_SPARES_MAX >= JOBS_PER_CONN + 1, "the spares hold a connection's buffers");
 
 /*
  * Threads on the hash lane. Two chunks of one item are checked at once, the
@@ -301,6 +307,8 @@ struct rdx_transport_node {
     struct store st;
     struct spill sp;
     struct rdx_tp_spares spares; /* chunk buffers kept between cases (transport_int.h) */
+    struct event *spares_timer;  /* every RDX_TP_SPARES_IDLE_MS: unused spares go */
+    unsigned long bufs_made;     /* chunk buffers made by the decoders of closed connections */
 };
 
 static int group_begin(struct rdx_transport_node *n);
@@ -426,6 +434,7 @@ static void conn_free(struct conn *c)
             c->node->g.acks[i].c = NULL; /* the case stays received; its ACK is not sent */
         }
     }
+    c->node->bufs_made += rdx_tp_decoder_made(c->dec);
     rdx_transport_decoder_free(c->dec);
     struct event *evs[] = {c->rev, c->wev, c->tev, c->more};
     for (size_t k = 0; k < sizeof evs / sizeof evs[0]; k++) {
@@ -1429,8 +1438,7 @@ static int store_submit(struct conn *c, const struct rdx_tp_chunk *ch, const rdx
     memset(w, 0, sizeof *w);
     w->fd = fcntl(rx->fd, F_DUPFD_CLOEXEC, 0);
     w->dfd = rx->dfd >= 0 ? fcntl(rx->dfd, F_DUPFD_CLOEXEC, 0) : -1;
-    /* The decoder goes on in the job's old buffer, or a kept one: no fresh one for the next chunk.
-     */
+    /* The decoder goes on in a kept buffer (finished chunks leave theirs there): no fresh one. */
     rdx_tp_spare_get(&n->spares, &j->buf);
     if (w->fd < 0 || (rx->dfd >= 0 && w->dfd < 0) ||
         rdx_transport_decoder_take(c->dec, &j->buf, NULL) != RDX_OK) {
@@ -1500,7 +1508,6 @@ static void store_done_cb(evutil_socket_t fd, short what, void *arg)
         struct store_job *next = j->done_next;
         struct conn *c = j->c;
         j->busy = 0;
-        j->buf.len = 0; /* its storage is the next chunk's */
         /* A connection's jobs finish in the order they went (both lanes are FIFO). */
         c->jhead = (c->jhead + 1) % JOBS_PER_CONN;
         c->jcount--;
@@ -1518,6 +1525,12 @@ static void store_done_cb(evutil_socket_t fd, short what, void *arg)
             /* A chunk not taken (the case failed meanwhile): its bytes must not stay either. */
             rdx_log(&n->log, RDX_LOG_ERROR, "cannot truncate an item: %s", strerror(errno));
         }
+        /*
+         * Its buffer is free now: to the spares, where the connection's next
+         * chunk takes it. So a connection holds as many buffers as it has
+         * chunks at the workers, not one per slot.
+         */
+        rdx_tp_spare_put(&n->spares, &j->buf);
         if (c->free_pending) {
             if (c->jcount == 0) {
                 conn_free(c);
@@ -2664,6 +2677,15 @@ static void crl_watch_cb(evutil_socket_t fd, short what, void *arg)
     maybe_reload(arg);
 }
 
+/* A node that has gone a whole period without a large case gives its kept buffers back. */
+static void spares_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct rdx_transport_node *n = arg;
+    (void)fd;
+    (void)what;
+    (void)rdx_tp_spares_tick(&n->spares);
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int slen,
                       void *arg)
 {
@@ -3187,7 +3209,9 @@ rdx_status rdx_transport_node_new(const rdx_transport_config *cfg, const rdx_log
     n->g.timer = evtimer_new(n->base, group_timer_cb, n);
     n->crl_timer = evtimer_new(n->base, crl_timer_cb, n);
     n->crl_watch = event_new(n->base, -1, EV_PERSIST, crl_watch_cb, n);
-    if (n->stop_ev == NULL || n->g.timer == NULL || n->crl_timer == NULL || n->crl_watch == NULL) {
+    n->spares_timer = event_new(n->base, -1, EV_PERSIST, spares_timer_cb, n);
+    if (n->stop_ev == NULL || n->g.timer == NULL || n->crl_timer == NULL || n->crl_watch == NULL ||
+        n->spares_timer == NULL) {
         st = rdx_error_set(err, RDX_ENOMEM, "libevent: out of memory");
         goto fail;
     }
@@ -3239,6 +3263,11 @@ rdx_status rdx_transport_node_run(rdx_transport_node *n, int handle_signals, rdx
     if (event_add(n->crl_watch, &watch) != 0) {
         rdx_log(&n->log, RDX_LOG_WARN, "no CRL watch: a new CRL is loaded at the next connection");
     }
+    struct timeval idle = {RDX_TP_SPARES_IDLE_MS / 1000, (RDX_TP_SPARES_IDLE_MS % 1000) * 1000};
+    if (event_add(n->spares_timer, &idle) != 0) {
+        rdx_log(&n->log, RDX_LOG_WARN,
+                "no idle timer: kept chunk buffers stay until the node stops");
+    }
     int rc = event_base_dispatch(n->base);
     rdx_tp_sender_stop(&n->sender);
     audit(n, "node-stopped", RDX_TP_OUTCOME_SUCCESS, n->cfg->id, "", "");
@@ -3257,10 +3286,15 @@ void rdx_transport_node_stop(rdx_transport_node *n)
     }
 }
 
-void rdx_tp_node_spares(const rdx_transport_node *n, int *kept, unsigned long *reused)
+void rdx_tp_node_spares(const rdx_transport_node *n, int *kept, unsigned long *reused,
+                        unsigned long *made)
 {
     *kept = n->spares.n;
     *reused = n->spares.reused;
+    *made = n->bufs_made;
+    for (const struct conn *c = n->conns; c != NULL; c = c->next) {
+        *made += rdx_tp_decoder_made(c->dec);
+    }
 }
 
 void rdx_transport_node_free(rdx_transport_node *n)
@@ -3290,6 +3324,9 @@ void rdx_transport_node_free(rdx_transport_node *n)
     }
     if (n->crl_watch != NULL) {
         event_free(n->crl_watch);
+    }
+    if (n->spares_timer != NULL) {
+        event_free(n->spares_timer);
     }
     if (n->lst != NULL) {
         evconnlistener_free(n->lst);

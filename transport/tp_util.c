@@ -165,6 +165,7 @@ void rdx_tp_spare_put(struct rdx_tp_spares *sp, rdx_buf *b)
             }
         }
     }
+    sp->touched = 1;
     if (slot >= 0) {
         sp->b[slot] = *b;
         sp->b[slot].len = 0;
@@ -177,11 +178,21 @@ void rdx_tp_spare_put(struct rdx_tp_spares *sp, rdx_buf *b)
 void rdx_tp_spare_get(struct rdx_tp_spares *sp, rdx_buf *b)
 {
     if (b->cap == 0 && sp->n > 0) {
-        *b = sp->b[--sp->n];
+        /*
+         * The largest, the latest put of those (still in the cache): a smaller
+         * one than the chunk would be freed and replaced by the decoder.
+         */
+        int k = sp->n - 1;
+        for (int i = sp->n - 2; i >= 0; i--) {
+            k = sp->b[i].cap > sp->b[k].cap ? i : k;
+        }
+        *b = sp->b[k];
+        sp->b[k] = sp->b[--sp->n];
         b->len = 0;
         b->data[0] = 0; /* rdx_buf's trailing NUL */
         b->max = RDX_TRANSPORT_FRAME_MAX;
         sp->reused++;
+        sp->touched = 1;
     }
 }
 
@@ -190,4 +201,15 @@ void rdx_tp_spares_free(struct rdx_tp_spares *sp)
     while (sp->n > 0) {
         rdx_buf_free(&sp->b[--sp->n]);
     }
+}
+
+int rdx_tp_spares_tick(struct rdx_tp_spares *sp)
+{
+    int freed = 0;
+    if (!sp->touched) {
+        freed = sp->n;
+        rdx_tp_spares_free(sp);
+    }
+    sp->touched = 0;
+    return freed;
 }

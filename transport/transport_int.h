@@ -339,17 +339,20 @@ int rdx_tp_sha256_ni_available(void);
  * Chunk buffers a node keeps between cases (transport/tp_util.c). A fresh chunk
  * buffer costs its first touch: a page fault per 2 MiB page and the kernel
  * zeroing it (and, on a virtual machine, often the host backing it), about 30
- * ms for the three 8 MiB buffers of a large case on the bench machine (perf:
- * clear_page_erms on the event loop, 5 % of a 512 MiB case). Medical cases
- * are often tens of megabytes, where that is as long as the transfer. So the
- * buffers of a finished case wait for the next one: at most
- * RDX_TP_SPARES_MAX, for the node's life (24 MiB at the default chunk size).
- * Not thread-safe: the node's event loop alone uses its spares.
+ * ms for three 8 MiB buffers on the bench machine (perf: clear_page_erms on
+ * the event loop, 5 % of a 512 MiB case). Medical cases are often tens of
+ * megabytes, where that is as long as the transfer. So the buffers of a
+ * finished case wait for the next one: at most RDX_TP_SPARES_MAX, as many as
+ * one connection can use (its decoder's and its chunks at the store threads,
+ * transport/node.c), until the node has gone a minute or two without a large
+ * case (rdx_tp_spares_tick). Not thread-safe: the node's event loop alone
+ * uses its spares.
  */
-#define RDX_TP_SPARES_MAX 3
+#define RDX_TP_SPARES_MAX 9
 struct rdx_tp_spares {
     rdx_buf b[RDX_TP_SPARES_MAX];
     int n;
+    int touched;          /* a buffer went in or out since the last rdx_tp_spares_tick */
     unsigned long reused; /* buffers handed out again by rdx_tp_spare_get */
 };
 /*
@@ -360,16 +363,31 @@ struct rdx_tp_spares {
  * RDX_TRANSPORT_FRAME_MAX) either way.
  */
 void rdx_tp_spare_put(struct rdx_tp_spares *sp, rdx_buf *b);
-/* An empty b (no memory) gets a kept buffer, emptied, if there is one; otherwise b is unchanged. */
+/*
+ * An empty b (no memory) gets the largest kept buffer (of equals, the one put
+ * last), emptied, if there is one; otherwise b is unchanged.
+ */
 void rdx_tp_spare_get(struct rdx_tp_spares *sp, rdx_buf *b);
 /* Free every kept buffer. */
 void rdx_tp_spares_free(struct rdx_tp_spares *sp);
 /*
- * How many chunk buffers node n keeps now, and how many it has handed out
- * again since it was made (for tests). Only while the node does not run: its
- * event loop alone touches them.
+ * Called every RDX_TP_SPARES_IDLE_MS by the node: frees the kept buffers if
+ * none went in or out since the previous call, so an idle node gives their
+ * memory back one to two periods after its last large case. Returns how
+ * many it freed.
  */
-void rdx_tp_node_spares(const rdx_transport_node *n, int *kept, unsigned long *reused);
+#define RDX_TP_SPARES_IDLE_MS 60000
+int rdx_tp_spares_tick(struct rdx_tp_spares *sp);
+/*
+ * How many chunk buffers node n keeps now, how many it has handed out again
+ * since it was made, and how many its connections' frame decoders allocated
+ * (for tests). Only while the node does not run: its event loop alone
+ * touches them.
+ */
+void rdx_tp_node_spares(const rdx_transport_node *n, int *kept, unsigned long *reused,
+                        unsigned long *made);
+/* How many aligned chunk buffers decoder d has allocated (frame.c). */
+unsigned long rdx_tp_decoder_made(const rdx_transport_decoder *d);
 /* SHA-256's 64 round constants (FIPS 180-4 section 4.2.2). */
 extern const uint32_t rdx_tp_sha256_k[64];
 /* Chunks of an item of size bytes: ceil(size / chunk_size). */
