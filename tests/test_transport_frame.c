@@ -528,6 +528,7 @@ static void test_frame_spares_keep_chunk_buffers(void **state)
     const size_t len = (1u << 20) + 10;
     struct rdx_tp_spares sp = {.n = 0};
     rdx_buf small, b[RDX_TP_SPARES_MAX + 1];
+    uint8_t *mem[RDX_TP_SPARES_MAX + 1];
     rdx_buf_init(&small, 1024);
     assert_int_equal(rdx_buf_append(&small, "ack", 3), RDX_OK);
     rdx_tp_spare_put(&sp, &small);
@@ -535,6 +536,7 @@ static void test_frame_spares_keep_chunk_buffers(void **state)
     assert_null(small.data);
     for (int i = 0; i <= RDX_TP_SPARES_MAX; i++) {
         b[i] = chunk_buffer(len);
+        mem[i] = b[i].data;
         rdx_tp_spare_put(&sp, &b[i]);
         assert_null(b[i].data);
         assert_int_equal(b[i].cap, 0);
@@ -590,6 +592,11 @@ static void test_frame_spares_keep_chunk_buffers(void **state)
     rdx_buf_init(&small, 64);
     rdx_tp_spare_get(&sp, &small);
     assert_ptr_equal(small.data, again_mem);
+    rdx_buf_free(&small);
+    /* Then the one put before it: taking the large one left the order alone. */
+    rdx_buf_init(&small, 64);
+    rdx_tp_spare_get(&sp, &small);
+    assert_ptr_equal(small.data, mem[RDX_TP_SPARES_MAX - 1]);
     rdx_buf_free(&small);
     rdx_tp_spares_free(&sp);
     assert_int_equal(sp.n, 0);

@@ -192,7 +192,7 @@ struct store_job {
 /*
  * A connection may have this many chunks at the workers, so that the loop
  * reads on while the disk is slow for a moment: on the bench machine an 8
- * MiB O_DIRECT write takes 4 ms in the median and 10-70 ms a few times a
+ * MiB O_DIRECT write takes 4 ms in the median and 20-100 ms a few times a
  * minute (more rarely, over a second), and with two chunks each such write
  * stopped the stream (docs/transport-performance.md). Eight is 64 MiB at the
  * default chunk size, about 70 ms of a bulk transfer there; the buffers are

@@ -187,7 +187,10 @@ void rdx_tp_spare_get(struct rdx_tp_spares *sp, rdx_buf *b)
             k = sp->b[i].cap > sp->b[k].cap ? i : k;
         }
         *b = sp->b[k];
-        sp->b[k] = sp->b[--sp->n];
+        for (int i = k + 1; i < sp->n; i++) {
+            sp->b[i - 1] = sp->b[i]; /* in the order they were put */
+        }
+        sp->n--;
         b->len = 0;
         b->data[0] = 0; /* rdx_buf's trailing NUL */
         b->max = RDX_TRANSPORT_FRAME_MAX;
