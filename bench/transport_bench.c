@@ -173,20 +173,18 @@ static void wait_all_acked(const rdx_transport_config *cfg, size_t want)
 }
 
 /*
- * Wait until the clinic's outbox has case id acknowledged: one lookup by key
- * every 2 ms on a connection to its node.db held open (WAL: a reader takes no
- * lock between statements). rdx_transport_case_list opens node.db and lists
- * every case, about 0.7 ms of CPU a call here, which a bulk run would share
- * its two cores with; this costs microseconds, so it can look often and the
- * run's end is seen within 2 ms instead of 20.
+ * Wait until q (whether one case of the clinic's outbox is acknowledged, its
+ * ID bound) says yes: one lookup by key every 2 ms on a connection to
+ * node.db held open (WAL: a reader takes no lock between statements).
+ * rdx_transport_case_list opens node.db and lists every case, about 0.7 ms
+ * of CPU a call here, which a bulk run would share its two cores with; this
+ * costs microseconds, so it can look often and the run's end is seen within
+ * 2 ms instead of 20.
  */
-static void wait_acked(sqlite3_stmt *q, const char *id)
+static void wait_acked(sqlite3_stmt *q)
 {
     for (;;) {
         int acked = 0;
-        if (sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
-            die("bind", NULL);
-        }
         int rc = sqlite3_step(q);
         if (rc == SQLITE_ROW) {
             acked = sqlite3_column_int(q, 0);
@@ -595,7 +593,6 @@ static double node_handshakes(SSL_CTX *cctx, unsigned port, int n)
 struct bulk_set {
     const rdx_transport_config *ccfg; /* the clinic's */
     const char *clinic_db;            /* its node.db */
-    sqlite3_stmt **acked_q; /* whether a case of its outbox is acknowledged (wait_acked) */
     const char *clinic_ini, *file;
     SSL_CTX *sctx, *cctx;
     size_t mib;
@@ -624,16 +621,16 @@ static void bulk_runs(struct bulk_set *b)
             RDX_OK) {
             die("queue", &err);
         }
-        if (*b->acked_q == NULL) {
-            /* The queue made node.db. */
-            sqlite3 *db = NULL;
-            if (sqlite3_open_v2(b->clinic_db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-                sqlite3_prepare_v2(db, "SELECT state = 'acked' FROM outbox WHERE case_id = ?1", -1,
-                                   b->acked_q, NULL) != SQLITE_OK) {
-                die(b->clinic_db, NULL);
-            }
-            sqlite3_busy_timeout(db, 1000);
+        /* Before the clock starts: the lookup wait_acked repeats. */
+        sqlite3 *db = NULL;
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_open_v2(b->clinic_db, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+            sqlite3_prepare_v2(db, "SELECT state = 'acked' FROM outbox WHERE case_id = ?1", -1, &q,
+                               NULL) != SQLITE_OK ||
+            sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT) != SQLITE_OK) {
+            die(b->clinic_db, NULL);
         }
+        sqlite3_busy_timeout(db, 1000);
         struct cpu_snap c0, c1;
         cpu_snap_take(&c0);
         double t0 = now_s();
@@ -644,13 +641,15 @@ static void bulk_runs(struct bulk_set *b)
                     b->label, rep + 1);
         }
         start_node(&clinic, b->clinic_ini);
-        wait_acked(*b->acked_q, id);
+        wait_acked(q);
         ++*b->acked;
         b->bulk[rep] = (double)b->mib * 1.048576 / (now_s() - t0);
         cpu_snap_take(&c1);
         cpu_snap_print(&c0, &c1, (double)b->mib / 8, b->label,
                        (double)b->mib * 1.048576 / b->bulk[rep]);
         stop_node(&clinic);
+        sqlite3_finalize(q);
+        sqlite3_close(db);
         b->plain[rep] = plain_measured(b->sctx, b->cctx, b->mib, 0);
         b->ratio[rep] = b->bulk[rep] / b->plain[rep];
         b->tuned[rep] = plain_measured(b->sctx, b->cctx, b->mib, 1);
@@ -735,11 +734,9 @@ int main(int argc, char **argv)
     struct node_thread clinic;
     static struct bulk_set def, niced; /* static: large, and main runs once */
     char cdb_path[4200];
-    sqlite3_stmt *acked_q = NULL;
     snprintf(cdb_path, sizeof cdb_path, "%s/clinic/node.db", dir);
     def = (struct bulk_set){.ccfg = ccfg,
                             .clinic_db = cdb_path,
-                            .acked_q = &acked_q,
                             .clinic_ini = q,
                             .file = big,
                             .sctx = sctx,
@@ -761,9 +758,6 @@ int main(int argc, char **argv)
     start_node(&hub, p);
     bulk_runs(&niced);
     unlink(big);
-    sqlite3 *cdb = sqlite3_db_handle(acked_q);
-    sqlite3_finalize(acked_q);
-    sqlite3_close(cdb);
 
     /*
      * 1b. Medium cases, the size of a CT series: MEDIUM_CASES cases of
